@@ -1,0 +1,28 @@
+/* status.c - the second and third products of NXL_STATUS_MAP. */
+#include "util.h"
+
+NXL_API const char *
+nxl_strerror(nxl_status_t status)
+{
+    switch (status) {
+#define NXL__STATUS_STR(name, val, msg)                                       \
+    case NXL_##name:                                                          \
+        return msg;
+        NXL_STATUS_MAP(NXL__STATUS_STR)
+#undef NXL__STATUS_STR
+    }
+    return "unknown status";
+}
+
+NXL_API const char *
+nxl_status_name(nxl_status_t status)
+{
+    switch (status) {
+#define NXL__STATUS_NAME(name, val, msg)                                      \
+    case NXL_##name:                                                          \
+        return "NXL_" #name;
+        NXL_STATUS_MAP(NXL__STATUS_NAME)
+#undef NXL__STATUS_NAME
+    }
+    return "NXL_UNKNOWN_STATUS";
+}

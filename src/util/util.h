@@ -1,0 +1,165 @@
+/*
+ * util.h - internal services below everything else: errors, logging, time,
+ * bounds-checked byte buffers. Not part of the public API.
+ */
+#ifndef NXL_UTIL_H
+#define NXL_UTIL_H
+
+#include <nxl/nxl.h>
+#include <nxl/nxl_backend.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NXL__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define NXL__MAX(a, b) ((a) > (b) ? (a) : (b))
+#define NXL__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- errors (src/util/error.c) ------------------------------------------ */
+
+/* nxl__fail sets this thread's last-error message and returns status, so a
+ * failing function can `return nxl__fail(NXL_ERR_IO, "shm: ...")`. The
+ * function that decides a call failed calls it; callers pass the status up
+ * without calling it again. */
+nxl_status_t nxl__fail(nxl_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* nxl__fail_errno is nxl__fail with ": strerror(err)" appended and the
+ * status chosen from err (ENOMEM -> NOMEM, EPERM/EACCES -> NOT_ALLOWED,
+ * ESRCH/ECONNRESET/EPIPE -> REMOTE_DISCONNECT, EFAULT -> INVALID_PARAM,
+ * ETIMEDOUT -> TIMEOUT, else IO). */
+nxl_status_t nxl__fail_errno(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* nxl__set_error sets the last-error message without a status. */
+void nxl__set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* nxl__clear_error empties this thread's last-error message. */
+void nxl__clear_error(void);
+
+/* --- logging (src/util/log.c) ------------------------------------------- */
+
+/* nxl__log writes "nxl <level>: message" to stderr when level is at or
+ * below NXL_LOG_LEVEL (or NIXL_LOG_LEVEL): error|warn|info|debug|trace,
+ * default warn. Thread-safe. */
+void nxl__log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+bool nxl__log_enabled(int level);
+
+#define nxl__error(...) nxl__log(NXL_LOG_ERROR, __VA_ARGS__)
+#define nxl__warn(...) nxl__log(NXL_LOG_WARN, __VA_ARGS__)
+#define nxl__debug(...)                                                       \
+    do {                                                                      \
+        if (nxl__log_enabled(NXL_LOG_DEBUG))                                  \
+            nxl__log(NXL_LOG_DEBUG, __VA_ARGS__);                             \
+    } while (0)
+
+/* nxl__getenv returns NXL_<name> if set, else NIXL_<name>, else NULL. */
+const char *nxl__getenv(const char *name);
+
+/* --- time (src/util/time.c) --------------------------------------------- */
+
+/* nxl__now_ns returns CLOCK_MONOTONIC in nanoseconds. */
+uint64_t nxl__now_ns(void);
+/* nxl__realtime_us returns CLOCK_REALTIME in microseconds. */
+uint64_t nxl__realtime_us(void);
+
+/* --- byte buffers (src/util/buf.c) -------------------------------------- */
+
+/* nxl__wbuf_t is a growable little-endian writer. After an allocation
+ * failure it stays failed: writes are ignored and finish returns NOMEM. */
+typedef struct nxl__wbuf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    bool failed;
+} nxl__wbuf_t;
+
+void nxl__wbuf_init(nxl__wbuf_t *w);
+void nxl__wbuf_fini(nxl__wbuf_t *w);
+void nxl__wbuf_reserve(nxl__wbuf_t *w, size_t extra);
+void nxl__wbuf_put(nxl__wbuf_t *w, const void *p, size_t n);
+void nxl__wbuf_u8(nxl__wbuf_t *w, uint8_t v);
+void nxl__wbuf_u16(nxl__wbuf_t *w, uint16_t v);
+void nxl__wbuf_u32(nxl__wbuf_t *w, uint32_t v);
+void nxl__wbuf_u64(nxl__wbuf_t *w, uint64_t v);
+/* nxl__wbuf_patch_u32 overwrites 4 bytes at off (a length written earlier). */
+void nxl__wbuf_patch_u32(nxl__wbuf_t *w, size_t off, uint32_t v);
+/* nxl__wbuf_finish moves the bytes into *blob (the caller frees it with
+ * nxl_blob_free) and resets w. Returns NXL_OK or NXL_ERR_NOMEM. */
+nxl_status_t nxl__wbuf_finish(nxl__wbuf_t *w, nxl_blob_t *blob);
+
+/* nxl__rbuf_t is a bounds-checked little-endian reader over peer input.
+ * Every getter returns false (and reads nothing) when fewer bytes remain
+ * than requested; the reader then stays failed. */
+typedef struct nxl__rbuf {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+    bool failed;
+} nxl__rbuf_t;
+
+void nxl__rbuf_init(nxl__rbuf_t *r, const void *p, size_t len);
+size_t nxl__rbuf_left(const nxl__rbuf_t *r);
+bool nxl__rbuf_u8(nxl__rbuf_t *r, uint8_t *v);
+bool nxl__rbuf_u16(nxl__rbuf_t *r, uint16_t *v);
+bool nxl__rbuf_u32(nxl__rbuf_t *r, uint32_t *v);
+bool nxl__rbuf_u64(nxl__rbuf_t *r, uint64_t *v);
+/* nxl__rbuf_bytes points *p at the next n bytes (no copy) and skips them. */
+bool nxl__rbuf_bytes(nxl__rbuf_t *r, size_t n, const uint8_t **p);
+bool nxl__rbuf_skip(nxl__rbuf_t *r, size_t n);
+
+/* Little-endian helpers for fixed headers. */
+static inline uint32_t
+nxl__le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+static inline uint64_t
+nxl__le64(const uint8_t *p)
+{
+    return (uint64_t)nxl__le32(p) | ((uint64_t)nxl__le32(p + 4) << 32);
+}
+static inline void
+nxl__put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static inline void
+nxl__put_le64(uint8_t *p, uint64_t v)
+{
+    nxl__put_le32(p, (uint32_t)v);
+    nxl__put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* --- sockets (src/util/sock.c) ------------------------------------------ */
+
+/* nxl__sock_connect opens a TCP connection to host:port (numeric IPv4/IPv6
+ * or a name) within timeout_ms, with TCP_NODELAY and CLOEXEC. Returns the
+ * blocking fd in *fd_p; NXL_ERR_IO, NXL_ERR_TIMEOUT, NXL_ERR_INVALID_PARAM. */
+nxl_status_t nxl__sock_connect(const char *host, uint16_t port, int timeout_ms,
+                               int *fd_p);
+/* nxl__sock_listen binds and listens on addr (NULL = any) and port (0 =
+ * ephemeral); *port_p receives the bound port. */
+nxl_status_t nxl__sock_listen(const char *addr, uint16_t port, int *fd_p,
+                              uint16_t *port_p);
+/* nxl__sock_send_all writes n bytes, retrying on EINTR/partial writes,
+ * waiting at most timeout_ms in total (-1 = forever). */
+nxl_status_t nxl__sock_send_all(int fd, const void *p, size_t n,
+                                int timeout_ms);
+/* nxl__sock_recv_all reads exactly n bytes within timeout_ms; a closed
+ * peer is NXL_ERR_REMOTE_DISCONNECT. */
+nxl_status_t nxl__sock_recv_all(int fd, void *p, size_t n, int timeout_ms);
+
+/* --- hashing (src/util/hash.c) ------------------------------------------ */
+
+/* nxl__hash64 is FNV-1a 64 over n bytes (names, small keys; not crypto). */
+uint64_t nxl__hash64(const void *p, size_t n);
+
+#endif /* NXL_UTIL_H */

@@ -1,0 +1,143 @@
+/* harness.c - fork per case, alarm, tally. Usage:
+ *   nxl_tests [-l] [-j] [filter...]   (filter: substring of suite/case) */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const xt_suite *const xt_suites[];
+
+static const char *xt_current_param;
+
+const char *
+xt_param(void)
+{
+    return xt_current_param;
+}
+
+uint64_t
+xt_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int
+xt_match(const char *full, int argc, char **argv)
+{
+    int i, any = 0;
+
+    for (i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            continue;
+        }
+        any = 1;
+        if (strstr(full, argv[i]) != NULL) {
+            return 1;
+        }
+    }
+    return !any;
+}
+
+static int
+xt_run_one(const char *full, const xt_case *c, unsigned timeout_s)
+{
+    uint64_t t0 = xt_now_ms();
+    int wstatus = 0, rc;
+    pid_t pid;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        alarm(timeout_s);
+        rc = c->fn();
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    /* Reap anything the case left behind (forked peers). */
+    kill(-pid, SIGKILL);
+    if (WIFEXITED(wstatus)) {
+        rc = WEXITSTATUS(wstatus);
+    } else {
+        fprintf(stderr, "  %s: killed by signal %d%s\n", full,
+                WTERMSIG(wstatus),
+                WTERMSIG(wstatus) == SIGALRM ? " (timeout)" : "");
+        rc = 1;
+    }
+    printf("%-4s %s (%llu ms)\n",
+           rc == 0 ? "ok" : (rc == XT_SKIP ? "SKIP" : "FAIL"), full,
+           (unsigned long long)(xt_now_ms() - t0));
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    unsigned passed = 0, failed = 0, skipped = 0;
+    const char *one_param[] = {NULL, NULL};
+    const char *const *params;
+    const xt_suite *s;
+    const xt_case *c;
+    char full[256];
+    int i, list = 0, rc;
+    size_t k, p;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-l") == 0) {
+            list = 1;
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    for (k = 0; xt_suites[k] != NULL; k++) {
+        s = xt_suites[k];
+        params = s->params ? s->params : one_param;
+        for (p = 0; p == 0 || params[p] != NULL; p++) {
+            xt_current_param = params[p];
+            for (c = s->cases; c->name != NULL; c++) {
+                if (params[p] != NULL) {
+                    snprintf(full, sizeof(full), "%s/%s/%s", s->name,
+                             params[p], c->name);
+                } else {
+                    snprintf(full, sizeof(full), "%s/%s", s->name, c->name);
+                }
+                if (!xt_match(full, argc, argv)) {
+                    continue;
+                }
+                if (list) {
+                    printf("%s\n", full);
+                    continue;
+                }
+                rc = xt_run_one(full, c, s->timeout_s ? s->timeout_s : 60);
+                if (rc == 0) {
+                    passed++;
+                } else if (rc == XT_SKIP) {
+                    skipped++;
+                } else {
+                    failed++;
+                }
+            }
+            if (params[p] == NULL) {
+                break;
+            }
+        }
+    }
+    if (!list) {
+        printf("%u passed, %u failed, %u skipped\n", passed, failed, skipped);
+    }
+    return failed ? 1 : 0;
+}

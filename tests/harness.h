@@ -1,0 +1,102 @@
+/*
+ * harness.h - the plain C test runner (STYLE.md §3.8).
+ *
+ * Each case runs in a forked child under alarm(), so a crash or a hang is
+ * one failure. A case returns 0 (pass), XT_SKIP (77, after printing why) or
+ * anything else (fail). The runner prints "N passed, N failed, N skipped"
+ * last.
+ */
+#ifndef NXL_TEST_HARNESS_H
+#define NXL_TEST_HARNESS_H
+
+#include <nxl/nxl.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*xt_fn)(void);
+typedef struct {
+    const char *name;
+    xt_fn fn;
+} xt_case;
+
+/* A suite: a name, its cases, and the seconds each case may take. A suite
+ * with param_list runs once per parameter; xt_param() returns it. */
+typedef struct {
+    const char *name;
+    const xt_case *cases;
+    unsigned timeout_s;
+    const char *const *params; /* NULL-terminated, or NULL */
+} xt_suite;
+
+#define XT_SKIP 77
+
+/* xt_param returns the current suite parameter (e.g. a backend name). */
+const char *xt_param(void);
+
+#define XT_FAILF(...)                                                         \
+    do {                                                                      \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                       \
+        fprintf(stderr, __VA_ARGS__);                                         \
+        fputc('\n', stderr);                                                  \
+        return 1;                                                             \
+    } while (0)
+
+#define XT_ASSERT(cond)                                                       \
+    do {                                                                      \
+        if (!(cond))                                                          \
+            XT_FAILF("assertion failed: %s", #cond);                          \
+    } while (0)
+
+#define XT_ASSERT_EQ(a, b)                                                    \
+    do {                                                                      \
+        long long a_ = (long long)(a), b_ = (long long)(b);                   \
+        if (a_ != b_)                                                         \
+            XT_FAILF("%s == %s (%lld vs %lld)", #a, #b, a_, b_);              \
+    } while (0)
+
+#define XT_ASSERT_STR(a, b)                                                   \
+    do {                                                                      \
+        const char *a_ = (a), *b_ = (b);                                      \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                  \
+            XT_FAILF("%s == %s (\"%s\" vs \"%s\")", #a, #b,                   \
+                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                 \
+    } while (0)
+
+#define XT_ASSERT_OK(expr)                                                    \
+    do {                                                                      \
+        nxl_status_t s_ = (expr);                                             \
+        if (s_ != NXL_OK)                                                     \
+            XT_FAILF("%s -> %s (%s)", #expr, nxl_status_name(s_),             \
+                     nxl_last_error());                                       \
+    } while (0)
+
+/* XT_ASSERT_STATUS checks a status and that a failure left a message. */
+#define XT_ASSERT_STATUS(expr, want)                                          \
+    do {                                                                      \
+        nxl_status_t s_ = (expr);                                             \
+        if (s_ != (want))                                                     \
+            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s_),    \
+                     nxl_status_name(want), nxl_last_error());                \
+        if ((want) < 0 && nxl_last_error()[0] == '\0')                        \
+            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,     \
+                     nxl_status_name(s_));                                    \
+    } while (0)
+
+#define XT_SKIP_IF(cond, ...)                                                 \
+    do {                                                                      \
+        if (cond) {                                                           \
+            printf("  skip: ");                                               \
+            printf(__VA_ARGS__);                                              \
+            printf("\n");                                                     \
+            fflush(stdout);                                                   \
+            return XT_SKIP;                                                   \
+        }                                                                     \
+    } while (0)
+
+/* xt_now_ms returns a monotonic clock in milliseconds. */
+uint64_t xt_now_ms(void);
+
+#endif /* NXL_TEST_HARNESS_H */

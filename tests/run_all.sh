@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# run_all.sh BUILD: runs every suite (C, nxl-bench smoke, Python) and ends
+# with one combined "N passed, N failed, N skipped" line.
+set -u
+build=${1:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+P=0 F=0 S=0
+
+tally() { # tally LOGFILE: adds the last "N passed, N failed, N skipped" line
+  local line
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "run_all: no result line in $1"; F=$((F + 1)); return
+  fi
+  set -- $(echo "$line" | sed -E 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?.*/\1 \2 \4/')
+  P=$((P + $1)); F=$((F + $2)); S=$((S + ${3:-0}))
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== C suites"
+"$build/tests/nxl_tests" 2>&1 | tee "$tmp/c.log"
+tally "$tmp/c.log"
+
+echo "== nxl-bench --smoke"
+if "$build/tools/nxl-bench/nxl-bench" --smoke >"$tmp/smoke.log" 2>&1; then
+  cat "$tmp/smoke.log"; P=$((P + 1))
+else
+  cat "$tmp/smoke.log"; echo "FAIL nxl-bench --smoke"; F=$((F + 1))
+fi
+
+echo "== Python"
+py=/usr/bin/python3
+pydirs=$(ls -d tests/python python/tests 2>/dev/null)
+if [ -n "$pydirs" ] && $py -c 'import pytest' 2>/dev/null; then
+  NXL_BUILD="$top/$build" $py -m pytest -q -rs $pydirs 2>&1 | tee "$tmp/py.log"
+  line=$(grep -E '[0-9]+ (passed|failed|skipped)' "$tmp/py.log" | tail -n 1)
+  for k in passed failed skipped; do
+    n=$(echo "$line" | grep -oE "[0-9]+ $k" | grep -oE '[0-9]+')
+    case $k in passed) P=$((P + ${n:-0}));; failed) F=$((F + ${n:-0}));; skipped) S=$((S + ${n:-0}));; esac
+  done
+  n=$(echo "$line" | grep -oE "[0-9]+ error" | grep -oE '[0-9]+'); F=$((F + ${n:-0}))
+else
+  echo "skip: no Python tests or no pytest"
+fi
+
+echo "$P passed, $F failed, $S skipped"
+[ "$F" -eq 0 ]

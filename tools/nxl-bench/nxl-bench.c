@@ -1,0 +1,2 @@
+#include <nxl/nxl.h>
+int main(void) { return 0; }
