@@ -1,1 +1,362 @@
-/* placeholder: filled in by its owner */
+/* agent.c - agent lifecycle, locking, peers, progress and waiting. */
+#include "core.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+NXL_API void
+nxl_agent_config_init(nxl_agent_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen_port = 8888;
+    cfg->sync_mode = NXL_SYNC_NONE;
+    cfg->progress_delay_us = 100000;
+}
+
+NXL_API void
+nxl_opts_init(nxl_opts_t *opts)
+{
+    if (opts == NULL) {
+        return;
+    }
+    memset(opts, 0, sizeof(*opts));
+    opts->port = 8888;
+}
+
+NXL_API void
+nxl_blob_free(nxl_blob_t *blob)
+{
+    if (blob == NULL) {
+        return;
+    }
+    free(blob->data);
+    blob->data = NULL;
+    blob->len = 0;
+}
+
+/* --- locking ------------------------------------------------------------ */
+
+void
+nxl__ctl_lock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_wrlock(&a->lock);
+    }
+}
+
+void
+nxl__ctl_unlock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_unlock(&a->lock);
+    }
+}
+
+void
+nxl__data_lock(nxl_agent_t *a)
+{
+    if (!a->locking) {
+        return;
+    }
+    if (a->cfg.sync_mode == NXL_SYNC_STRICT) {
+        pthread_rwlock_wrlock(&a->lock);
+    } else {
+        pthread_rwlock_rdlock(&a->lock);
+    }
+}
+
+void
+nxl__data_unlock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_unlock(&a->lock);
+    }
+}
+
+/* --- peers -------------------------------------------------------------- */
+
+nxl__peer_t *
+nxl__peer_find(nxl_agent_t *a, const char *name)
+{
+    nxl__peer_t *p;
+
+    for (p = a->peers; p != NULL; p = p->next) {
+        if (strcmp(p->name, name) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+void
+nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p)
+{
+    nxl__peer_t **pp;
+    nxl_backend_t *be;
+    unsigned b, k;
+    size_t i;
+
+    for (pp = &a->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    /* Stop the peer's transfers first, then drop its regions. */
+    for (b = 0; b < a->nbackends; b++) {
+        be = a->backends[b];
+        if (p->ctx[b] != NULL) {
+            nxl__be_lock(be);
+            be->ops.peer_unload(be->engine, p->ctx[b]);
+            nxl__be_unlock(be);
+        }
+    }
+    for (k = 0; k < NXL_MEM_KINDS; k++) {
+        for (i = 0; i < p->regions[k].count; i++) {
+            nxl__rregion_t *r = nxl__index_at(&p->regions[k], i);
+
+            for (b = 0; b < a->nbackends; b++) {
+                if (r->rmd[b] != NULL) {
+                    be = a->backends[b];
+                    nxl__be_lock(be);
+                    be->ops.md_unload(be->engine, r->rmd[b]);
+                    nxl__be_unlock(be);
+                }
+            }
+        }
+        nxl__index_fini(&p->regions[k]);
+    }
+    for (b = 0; b < NXL__MAX_BACKENDS; b++) {
+        free(p->conn[b].data);
+    }
+    free(p);
+}
+
+void
+nxl__peer_mark_dead(nxl_agent_t *a, const char *name)
+{
+    nxl__peer_t *p = nxl__peer_find(a, name);
+
+    if (p != NULL) {
+        atomic_store(&p->dead, true);
+    }
+}
+
+/* --- progress ----------------------------------------------------------- */
+
+unsigned
+nxl__progress_all(nxl_agent_t *a)
+{
+    unsigned n = 0, b;
+    uint64_t v;
+    nxl_backend_t *be;
+
+    /* Drain the wake counter; each backend re-arms its own fd. */
+    if (read(a->wake_fd, &v, sizeof(v)) > 0) {
+        n++;
+    }
+    for (b = 0; b < a->nbackends; b++) {
+        be = a->backends[b];
+        nxl__be_lock(be);
+        n += be->ops.progress(be->engine);
+        nxl__be_unlock(be);
+    }
+    return n;
+}
+
+void
+nxl__wait_events(nxl_agent_t *a, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = a->ep_fd, .events = POLLIN};
+
+    (void)poll(&pfd, 1, timeout_ms);
+}
+
+NXL_API unsigned
+nxl_agent_progress(nxl_agent_t *agent)
+{
+    unsigned n;
+
+    if (agent == NULL) {
+        return 0;
+    }
+    nxl__data_lock(agent);
+    n = nxl__progress_all(agent);
+    nxl__data_unlock(agent);
+    return n;
+}
+
+NXL_API int
+nxl_agent_fd(nxl_agent_t *agent)
+{
+    return agent ? agent->ep_fd : -1;
+}
+
+NXL_API const char *
+nxl_agent_name(const nxl_agent_t *agent)
+{
+    return agent ? agent->name : NULL;
+}
+
+NXL_API uint16_t
+nxl_agent_listen_port(const nxl_agent_t *agent)
+{
+    return (agent && agent->sc) ? nxl__sc_port(agent->sc) : 0;
+}
+
+/* progress_main is the optional progress thread: it sleeps on the agent's
+ * epoll fd (backend event fds + wake eventfd) and drives progress when one
+ * fires, or at most every progress_delay_us for backends without an fd. */
+static void *
+progress_main(void *arg)
+{
+    nxl_agent_t *a = arg;
+    int delay_ms = (int)NXL__MAX(a->cfg.progress_delay_us / 1000u, 1u);
+    struct epoll_event ev[8];
+
+    while (!atomic_load(&a->progress_stop)) {
+        (void)epoll_wait(a->ep_fd, ev, 8, delay_ms);
+        if (atomic_load(&a->progress_stop)) {
+            break;
+        }
+        nxl__data_lock(a);
+        nxl__progress_all(a);
+        nxl__data_unlock(a);
+    }
+    return NULL;
+}
+
+NXL_API nxl_status_t
+nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
+                 nxl_agent_t **agent_p)
+{
+    struct epoll_event ev;
+    nxl_agent_t *a;
+    nxl_status_t status;
+    unsigned k;
+    int rc;
+
+    if (name == NULL || name[0] == '\0' || agent_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "agent_create: the name must be non-empty");
+    }
+    if (strlen(name) > NXL__MD_NAME_MAX) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "agent_create: name longer than %u bytes",
+                         NXL__MD_NAME_MAX);
+    }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "agent_create: out of memory");
+    }
+    strcpy(a->name, name);
+    if (cfg != NULL) {
+        a->cfg = *cfg;
+    } else {
+        nxl_agent_config_init(&a->cfg);
+    }
+    if ((unsigned)a->cfg.sync_mode > NXL_SYNC_RW) {
+        status = nxl__fail(NXL_ERR_INVALID_PARAM, "agent_create: bad sync mode");
+        goto err_free;
+    }
+    a->cfg.listen_addr = NULL; /* not kept: the caller's pointer */
+    a->locking = a->cfg.sync_mode != NXL_SYNC_NONE || a->cfg.listen_thread ||
+                 a->cfg.progress_thread;
+    pthread_rwlock_init(&a->lock, NULL);
+    pthread_mutex_init(&a->xfer_lock, NULL);
+    pthread_mutex_init(&a->notif_lock, NULL);
+    for (k = 0; k < NXL_MEM_KINDS; k++) {
+        nxl__index_init(&a->regions[k], sizeof(nxl__region_t));
+    }
+    atomic_init(&a->generation, 0);
+    atomic_init(&a->progress_stop, false);
+    a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (a->wake_fd < 0) {
+        status = nxl__fail_errno(errno, "agent_create: eventfd");
+        goto err_locks;
+    }
+    a->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (a->ep_fd < 0) {
+        status = nxl__fail_errno(errno, "agent_create: epoll_create1");
+        goto err_wake;
+    }
+    ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(a->ep_fd, EPOLL_CTL_ADD, a->wake_fd, &ev) < 0) {
+        status = nxl__fail_errno(errno, "agent_create: epoll_ctl");
+        goto err_ep;
+    }
+    if (a->cfg.listen_thread) {
+        status = nxl__sc_start(cfg ? cfg->listen_addr : NULL,
+                               a->cfg.listen_port, nxl__sc_handler, a, &a->sc);
+        if (status != NXL_OK) {
+            goto err_ep;
+        }
+    }
+    if (a->cfg.progress_thread) {
+        rc = pthread_create(&a->progress_tid, NULL, progress_main, a);
+        if (rc != 0) {
+            status = nxl__fail_errno(rc, "agent_create: progress thread");
+            goto err_sc;
+        }
+        a->progress_running = true;
+    }
+    *agent_p = a;
+    return NXL_OK;
+
+err_sc:
+    nxl__sc_stop(a->sc);
+err_ep:
+    close(a->ep_fd);
+err_wake:
+    close(a->wake_fd);
+err_locks:
+    pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->xfer_lock);
+    pthread_mutex_destroy(&a->notif_lock);
+err_free:
+    free(a);
+    return status;
+}
+
+NXL_API void
+nxl_agent_destroy(nxl_agent_t *a)
+{
+    uint64_t one = 1;
+    unsigned b;
+
+    if (a == NULL) {
+        return;
+    }
+    if (a->progress_running) {
+        atomic_store(&a->progress_stop, true);
+        if (write(a->wake_fd, &one, sizeof(one)) < 0) {
+            /* already readable */
+        }
+        pthread_join(a->progress_tid, NULL);
+    }
+    nxl__sc_stop(a->sc);
+    a->sc = NULL;
+    nxl__xfers_release_all(a);
+    while (a->peers != NULL) {
+        nxl__peer_drop(a, a->peers);
+    }
+    nxl__regions_fini(a);
+    for (b = a->nbackends; b-- > 0;) {
+        nxl__backend_destroy(a->backends[b]);
+    }
+    nxl__notifs_fini(a);
+    close(a->ep_fd);
+    close(a->wake_fd);
+    pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->xfer_lock);
+    pthread_mutex_destroy(&a->notif_lock);
+    free(a);
+}

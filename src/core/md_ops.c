@@ -1,1 +1,665 @@
-/* placeholder: filled in by its owner */
+/* md_ops.c - local metadata, loading peers, and the side-channel calls. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* md_build fills md from the agent's state: every region (dlist NULL) or
+ * the exact descriptors of dlist, and conn info when with_conn. The
+ * arrays are heap-allocated; md_build_free releases them. Lock held. */
+static nxl_status_t
+md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
+         nxl__md_t *md)
+{
+    nxl__md_section_t *sec;
+    nxl_backend_t *be;
+    nxl__region_t *r;
+    size_t i, n, maxsec;
+    unsigned b, k;
+
+    memset(md, 0, sizeof(*md));
+    md->agent = a->name;
+    md->conns = calloc(a->nbackends + 1, sizeof(*md->conns));
+    maxsec = (size_t)a->nbackends * NXL_MEM_KINDS;
+    md->sections = calloc(maxsec + 1, sizeof(*md->sections));
+    if (md->conns == NULL || md->sections == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "metadata: out of memory");
+    }
+    for (b = 0; with_conn && b < a->nbackends; b++) {
+        be = a->backends[b];
+        if (be->ops.caps & NXL_CAP_REMOTE) {
+            md->conns[md->nconns++] = (nxl__md_conn_t){
+                .backend = be->ops.name, .info = be->conn_info.data,
+                .len = (uint32_t)be->conn_info.len};
+        }
+    }
+    if (dlist != NULL) {
+        md->flags |= NXL__MD_F_PARTIAL;
+        if ((unsigned)dlist->mem >= NXL_MEM_KINDS ||
+            (dlist->count > 0 && dlist->descs == NULL)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "metadata: bad descriptor list");
+        }
+        for (i = 0; i < dlist->count; i++) {
+            if (nxl__index_find_exact(&a->regions[dlist->mem],
+                                      &dlist->descs[i]) == NULL) {
+                return nxl__fail(NXL_ERR_NOT_FOUND,
+                                 "metadata: descriptor %zu (addr 0x%llx len "
+                                 "%llu) is not a registration", i,
+                                 (unsigned long long)dlist->descs[i].addr,
+                                 (unsigned long long)dlist->descs[i].len);
+            }
+        }
+    }
+    for (k = 0; k < NXL_MEM_KINDS; k++) {
+        if (dlist != NULL && (dlist->count == 0 || dlist->mem != k)) {
+            continue;
+        }
+        for (b = 0; b < a->nbackends; b++) {
+            be = a->backends[b];
+            if (!(be->ops.caps & NXL_CAP_REMOTE)) {
+                continue;
+            }
+            n = dlist ? dlist->count : a->regions[k].count;
+            sec = &md->sections[md->nsections];
+            sec->kind = (nxl_mem_t)k;
+            sec->backend = be->ops.name;
+            sec->regions = calloc(NXL__MAX(n, (size_t)1),
+                                  sizeof(*sec->regions));
+            if (sec->regions == NULL) {
+                return nxl__fail(NXL_ERR_NOMEM, "metadata: out of memory");
+            }
+            md->nsections++;
+            for (i = 0; i < n; i++) {
+                r = dlist ? nxl__index_find_exact(&a->regions[k],
+                                                  &dlist->descs[i])
+                          : nxl__index_at(&a->regions[k], i);
+                if (r->md[b] == NULL) {
+                    continue;
+                }
+                sec->regions[sec->count++] = (nxl__md_region_t){
+                    .desc = r->desc, .pub = r->pub[b].data,
+                    .pub_len = (uint32_t)r->pub[b].len};
+            }
+            if (sec->count == 0) {
+                free(sec->regions);
+                md->nsections--;
+            }
+        }
+    }
+    return NXL_OK;
+}
+
+static void
+md_build_free(nxl__md_t *md)
+{
+    size_t i;
+
+    for (i = 0; md->sections != NULL && i < md->nsections; i++) {
+        free(md->sections[i].regions);
+    }
+    free(md->sections);
+    free(md->conns);
+}
+
+/* md_serialize encodes md_build's result into *blob_p. */
+static nxl_status_t
+md_serialize(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
+             nxl_blob_t *blob_p)
+{
+    nxl__wbuf_t w;
+    nxl__md_t md;
+    nxl_status_t status;
+
+    nxl__wbuf_init(&w);
+    nxl__data_lock(a);
+    status = md_build(a, dlist, with_conn, &md);
+    if (status == NXL_OK) {
+        status = nxl__md_encode(&md, &w);
+    }
+    nxl__data_unlock(a);
+    md_build_free(&md);
+    if (status == NXL_OK) {
+        status = nxl__wbuf_finish(&w, blob_p);
+    } else {
+        nxl__wbuf_fini(&w);
+    }
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_local(nxl_agent_t *agent, nxl_blob_t *blob_p)
+{
+    if (agent == NULL || blob_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_local: NULL argument");
+    }
+    return md_serialize(agent, NULL, true, blob_p);
+}
+
+NXL_API nxl_status_t
+nxl_md_local_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
+                     const nxl_opts_t *opts, nxl_blob_t *blob_p)
+{
+    bool empty = dlist == NULL || dlist->count == 0;
+    nxl_dlist_t none = {.mem = NXL_DRAM, .descs = NULL, .count = 0};
+
+    if (agent == NULL || blob_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "md_local_partial: NULL argument");
+    }
+    return md_serialize(agent, empty ? &none : dlist,
+                        empty || (opts != NULL && opts->include_conn_info),
+                        blob_p);
+}
+
+/* --- loading ------------------------------------------------------------ */
+
+static nxl_backend_t *
+backend_by_name(nxl_agent_t *a, const char *name)
+{
+    unsigned b;
+
+    for (b = 0; b < a->nbackends; b++) {
+        if (strcasecmp(a->backends[b]->ops.name, name) == 0) {
+            return a->backends[b];
+        }
+    }
+    return NULL;
+}
+
+/* md_check_conflicts verifies (before changing anything) that md agrees
+ * with what is loaded for peer p: same conn info per backend, and a region
+ * already loaded comes with the same public data. */
+static nxl_status_t
+md_check_conflicts(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
+{
+    const nxl__md_section_t *s;
+    nxl__rregion_t *rr;
+    nxl_backend_t *be;
+    size_t i, j;
+
+    for (i = 0; i < md->nconns; i++) {
+        be = backend_by_name(a, md->conns[i].backend);
+        if (be == NULL || p->ctx[be->index] == NULL) {
+            continue;
+        }
+        if (p->conn[be->index].len != md->conns[i].len ||
+            memcmp(p->conn[be->index].data, md->conns[i].info,
+                   md->conns[i].len) != 0) {
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "md_load: agent '%s' is loaded with other %s "
+                             "connection info; invalidate it first",
+                             md->agent, be->ops.name);
+        }
+    }
+    for (i = 0; i < md->nsections; i++) {
+        s = &md->sections[i];
+        be = backend_by_name(a, s->backend);
+        if (be == NULL) {
+            continue;
+        }
+        for (j = 0; j < s->count; j++) {
+            const nxl__md_region_t *r = &s->regions[j];
+
+            rr = nxl__index_find_exact(&p->regions[s->kind], &r->desc);
+            if (rr == NULL) {
+                continue;
+            }
+            if (rr->rmd[be->index] != NULL &&
+                rr->pubhash[be->index] != nxl__hash64(r->pub, r->pub_len)) {
+                return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                                 "md_load: region 0x%llx+%llu of '%s' is "
+                                 "loaded with a different %s key",
+                                 (unsigned long long)r->desc.addr,
+                                 (unsigned long long)r->desc.len, md->agent,
+                                 be->ops.name);
+            }
+        }
+    }
+    return NXL_OK;
+}
+
+/* md_apply loads md into peer p (conflicts already checked). On failure
+ * what was added stays loaded: it is consistent, only incomplete. */
+static nxl_status_t
+md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
+{
+    const nxl__md_section_t *s;
+    nxl__rregion_t *rr, fresh;
+    nxl_backend_t *be;
+    nxl_status_t status;
+    unsigned common = 0, b;
+    size_t i, j;
+    void *rmd;
+
+    for (i = 0; i < md->nconns; i++) {
+        be = backend_by_name(a, md->conns[i].backend);
+        if (be == NULL || !(be->ops.caps & NXL_CAP_REMOTE)) {
+            continue;
+        }
+        common++;
+        b = be->index;
+        if (p->ctx[b] != NULL) {
+            continue;
+        }
+        p->conn[b].data = malloc(NXL__MAX(md->conns[i].len, 1u));
+        if (p->conn[b].data == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "md_load: out of memory");
+        }
+        memcpy(p->conn[b].data, md->conns[i].info, md->conns[i].len);
+        p->conn[b].len = md->conns[i].len;
+        nxl__be_lock(be);
+        status = be->ops.peer_load(be->engine, md->agent, md->conns[i].info,
+                                   md->conns[i].len, &p->ctx[b]);
+        nxl__be_unlock(be);
+        if (status != NXL_OK) {
+            p->ctx[b] = NULL;
+            free(p->conn[b].data);
+            p->conn[b].data = NULL;
+            return status;
+        }
+    }
+    if (md->nconns > 0 && common == 0) {
+        return nxl__fail(NXL_ERR_BACKEND,
+                         "md_load: agent '%s' has no backend in common with "
+                         "this agent", md->agent);
+    }
+    for (i = 0; i < md->nsections; i++) {
+        s = &md->sections[i];
+        be = backend_by_name(a, s->backend);
+        if (be == NULL) {
+            continue;
+        }
+        b = be->index;
+        if (p->ctx[b] == NULL) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "md_load: regions of '%s' for %s arrived "
+                             "without its connection info", md->agent,
+                             be->ops.name);
+        }
+        for (j = 0; j < s->count; j++) {
+            const nxl__md_region_t *r = &s->regions[j];
+
+            rr = nxl__index_find_exact(&p->regions[s->kind], &r->desc);
+            if (rr != NULL && rr->rmd[b] != NULL) {
+                continue; /* identical: additive load ignores it */
+            }
+            nxl__be_lock(be);
+            status = be->ops.md_unpack(be->engine, p->ctx[b], &r->desc,
+                                       s->kind, r->pub, r->pub_len, &rmd);
+            nxl__be_unlock(be);
+            if (status != NXL_OK) {
+                return status;
+            }
+            if (rr != NULL) {
+                rr->rmd[b] = rmd;
+                rr->pubhash[b] = nxl__hash64(r->pub, r->pub_len);
+                continue;
+            }
+            memset(&fresh, 0, sizeof(fresh));
+            fresh.desc = r->desc;
+            fresh.rmd[b] = rmd;
+            fresh.pubhash[b] = nxl__hash64(r->pub, r->pub_len);
+            status = nxl__index_insert(&p->regions[s->kind], &fresh);
+            if (status != NXL_OK) {
+                nxl__be_lock(be);
+                be->ops.md_unload(be->engine, rmd);
+                nxl__be_unlock(be);
+                return status;
+            }
+        }
+    }
+    return NXL_OK;
+}
+
+/* md_load_locked loads a decoded md (control lock held). */
+static nxl_status_t
+md_load_locked(nxl_agent_t *a, const nxl__md_t *md)
+{
+    nxl__peer_t *p;
+    nxl_status_t status;
+    bool fresh = false;
+    unsigned k;
+
+    if (strcmp(md->agent, a->name) == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "md_load: the metadata is this agent's own ('%s')",
+                         a->name);
+    }
+    p = nxl__peer_find(a, md->agent);
+    if (p != NULL && atomic_load(&p->dead)) {
+        /* The peer disconnected: this is its restart, replace it. */
+        nxl__peer_drop(a, p);
+        p = NULL;
+    }
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        if (p == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "md_load: out of memory");
+        }
+        strcpy(p->name, md->agent);
+        atomic_init(&p->dead, false);
+        p->generation = atomic_fetch_add(&a->generation, 1) + 1;
+        for (k = 0; k < NXL_MEM_KINDS; k++) {
+            nxl__index_init(&p->regions[k], sizeof(nxl__rregion_t));
+        }
+        fresh = true;
+    } else {
+        status = md_check_conflicts(a, p, md);
+        if (status != NXL_OK) {
+            return status;
+        }
+    }
+    status = md_apply(a, p, md);
+    if (fresh) {
+        p->next = a->peers;
+        a->peers = p;
+        if (status != NXL_OK) {
+            nxl__peer_drop(a, p);
+        }
+    }
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_load(nxl_agent_t *agent, const void *blob, size_t len, char *name_buf,
+            size_t cap)
+{
+    nxl__md_t *md = NULL;
+    nxl_status_t status;
+
+    if (agent == NULL || blob == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_load: NULL argument");
+    }
+    status = nxl__md_decode(blob, len, &md);
+    if (status != NXL_OK) {
+        return status;
+    }
+    nxl__ctl_lock(agent);
+    status = md_load_locked(agent, md);
+    nxl__ctl_unlock(agent);
+    if (status == NXL_OK && name_buf != NULL && cap > 0) {
+        snprintf(name_buf, cap, "%s", md->agent);
+    }
+    nxl__md_free(md);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_invalidate(nxl_agent_t *agent, const char *remote)
+{
+    nxl__peer_t *p;
+    nxl_status_t status = NXL_OK;
+
+    if (agent == NULL || remote == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_invalidate: NULL argument");
+    }
+    if (strcmp(remote, agent->name) == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "md_invalidate: cannot invalidate this agent itself");
+    }
+    nxl__ctl_lock(agent);
+    p = nxl__peer_find(agent, remote);
+    if (p == NULL) {
+        status = nxl__fail(NXL_ERR_NOT_FOUND,
+                           "md_invalidate: agent '%s' is not loaded", remote);
+    } else {
+        nxl__peer_drop(agent, p);
+    }
+    nxl__ctl_unlock(agent);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_check(nxl_agent_t *agent, const char *remote, const nxl_dlist_t *dlist)
+{
+    nxl__peer_t *p;
+    nxl_status_t status = NXL_OK;
+    size_t i, hint = 0;
+
+    if (agent == NULL || remote == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_check: NULL argument");
+    }
+    if (dlist != NULL && ((unsigned)dlist->mem >= NXL_MEM_KINDS ||
+                          (dlist->count > 0 && dlist->descs == NULL))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_check: bad list");
+    }
+    nxl__data_lock(agent);
+    p = nxl__peer_find(agent, remote);
+    if (p == NULL || atomic_load(&p->dead)) {
+        status = nxl__fail(NXL_ERR_NOT_FOUND,
+                           "md_check: agent '%s' is not loaded", remote);
+        goto out;
+    }
+    for (i = 0; dlist != NULL && i < dlist->count; i++) {
+        const nxl_desc_t *d = &dlist->descs[i];
+
+        if (nxl__index_find_cover(&p->regions[dlist->mem], d->addr, d->len,
+                                  d->dev_id, &hint) == NULL) {
+            status = nxl__fail(NXL_ERR_NOT_FOUND,
+                               "md_check: descriptor %zu is not covered by "
+                               "the regions of '%s'", i, remote);
+            goto out;
+        }
+    }
+out:
+    nxl__data_unlock(agent);
+    return status;
+}
+
+/* --- side channel ------------------------------------------------------- */
+
+void
+nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload, size_t len,
+                uint8_t *reply_type_p, nxl_blob_t *reply_p)
+{
+    nxl_agent_t *a = arg;
+    nxl_status_t status;
+    char name[NXL__NAME_MAX];
+
+    switch (type) {
+    case NXL__SC_LOAD:
+        status = nxl_md_load(a, payload, len, NULL, 0);
+        break;
+    case NXL__SC_SEND:
+        status = nxl_md_local(a, reply_p);
+        if (status == NXL_OK) {
+            *reply_type_p = NXL__SC_MD;
+            return;
+        }
+        break;
+    case NXL__SC_INVL:
+        if (len == 0 || len >= sizeof(name) || memchr(payload, 0, len)) {
+            status = nxl__fail(NXL_ERR_PROTO, "side channel: bad INVL name");
+            break;
+        }
+        memcpy(name, payload, len);
+        name[len] = '\0';
+        status = nxl_md_invalidate(a, name);
+        break;
+    default:
+        status = nxl__fail(NXL_ERR_PROTO, "side channel: unexpected frame "
+                           "type %u", type);
+        break;
+    }
+    *reply_type_p = NXL__SC_ACK;
+    if (nxl__sc_ack(status, reply_p) != NXL_OK) {
+        reply_p->data = NULL;
+        reply_p->len = 0;
+    }
+}
+
+/* sc_target checks that opts names a side-channel peer. */
+static nxl_status_t
+sc_target(const nxl_opts_t *opts, int *timeout_p)
+{
+    if (opts == NULL || opts->ip_addr == NULL || opts->ip_addr[0] == '\0') {
+        if (nxl__getenv("ETCD_ENDPOINTS") != NULL) {
+            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                             "metadata: the etcd store is not built yet; "
+                             "pass opts->ip_addr for the side channel");
+        }
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "metadata: no opts->ip_addr given (the etcd store "
+                         "is not built yet)");
+    }
+    *timeout_p = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
+    return NXL_OK;
+}
+
+/* sc_send_blob sends a LOAD frame carrying blob and returns the ACK. */
+static nxl_status_t
+sc_send_blob(const nxl_opts_t *opts, int timeout, const nxl_blob_t *blob)
+{
+    nxl_blob_t reply = {0};
+    nxl_status_t status;
+    uint8_t rtype = 0;
+
+    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_LOAD, blob->data,
+                          blob->len, timeout, &rtype, &reply);
+    if (status != NXL_OK) {
+        return status;
+    }
+    if (rtype != NXL__SC_ACK) {
+        status = nxl__fail(NXL_ERR_PROTO,
+                           "side channel: LOAD answered with frame type %u",
+                           rtype);
+    } else {
+        status = nxl__sc_ack_parse(reply.data, reply.len);
+    }
+    nxl_blob_free(&reply);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
+{
+    nxl_blob_t blob;
+    nxl_status_t status;
+    int timeout;
+
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send: NULL agent");
+    }
+    status = sc_target(opts, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl_md_local(agent, &blob);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = sc_send_blob(opts, timeout, &blob);
+    nxl_blob_free(&blob);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
+                    const nxl_opts_t *opts)
+{
+    nxl_blob_t blob;
+    nxl_status_t status;
+    int timeout;
+
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send_partial: NULL agent");
+    }
+    status = sc_target(opts, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl_md_local_partial(agent, dlist, opts, &blob);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = sc_send_blob(opts, timeout, &blob);
+    nxl_blob_free(&blob);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
+{
+    nxl_blob_t reply = {0};
+    nxl__md_t *md = NULL;
+    nxl_status_t status;
+    uint8_t rtype = 0;
+    int timeout;
+
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_fetch: NULL agent");
+    }
+    status = sc_target(opts, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_SEND, NULL, 0,
+                          timeout, &rtype, &reply);
+    if (status != NXL_OK) {
+        return status;
+    }
+    if (rtype == NXL__SC_ACK) {
+        status = nxl__sc_ack_parse(reply.data, reply.len);
+        if (status == NXL_OK) {
+            status = nxl__fail(NXL_ERR_PROTO,
+                               "side channel: SEND answered without metadata");
+        }
+        goto out;
+    }
+    if (rtype != NXL__SC_MD) {
+        status = nxl__fail(NXL_ERR_PROTO,
+                           "side channel: SEND answered with frame type %u",
+                           rtype);
+        goto out;
+    }
+    status = nxl__md_decode(reply.data, reply.len, &md);
+    if (status != NXL_OK) {
+        goto out;
+    }
+    if (remote != NULL && remote[0] != '\0' && strcmp(remote, md->agent) != 0) {
+        status = nxl__fail(NXL_ERR_MISMATCH,
+                           "md_fetch: %s:%u is agent '%s', not '%s'",
+                           opts->ip_addr, (unsigned)opts->port, md->agent,
+                           remote);
+        goto out;
+    }
+    nxl__ctl_lock(agent);
+    status = md_load_locked(agent, md);
+    nxl__ctl_unlock(agent);
+out:
+    nxl__md_free(md);
+    nxl_blob_free(&reply);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
+{
+    nxl_blob_t reply = {0};
+    nxl_status_t status;
+    uint8_t rtype = 0;
+    int timeout;
+
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_invalidate_local: NULL");
+    }
+    status = sc_target(opts, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_INVL, agent->name,
+                          strlen(agent->name), timeout, &rtype, &reply);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = (rtype == NXL__SC_ACK)
+                 ? nxl__sc_ack_parse(reply.data, reply.len)
+                 : nxl__fail(NXL_ERR_PROTO,
+                             "side channel: INVL answered with frame type %u",
+                             rtype);
+    nxl_blob_free(&reply);
+    return status;
+}

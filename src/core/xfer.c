@@ -1,1 +1,701 @@
-/* placeholder: filled in by its owner */
+/* xfer.c - prepared descriptor lists and transfer requests. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nxl_prepped {
+    nxl_agent_t *agent;
+    bool remote;               /* the remote side of transfers */
+    bool self;                 /* remote side named this agent */
+    char peer[NXL__NAME_MAX];
+    uint64_t gen;
+    nxl_mem_t mem;
+    size_t count;
+    nxl_desc_t *descs;
+    uint32_t mask;             /* backends that cover every descriptor */
+    void **md[NXL__MAX_BACKENDS];
+};
+
+struct nxl_xfer {
+    nxl_agent_t *agent;
+    nxl_backend_t *be;
+    bool to_peer;              /* generation-checked remote peer */
+    char peer[NXL__NAME_MAX];
+    uint64_t gen;
+    nxl_be_xfer_t bx;
+    nxl_be_seg_t *segs;        /* local[count] then remote[count] */
+    void *req;
+    atomic_int state;          /* nxl_status_t of the last post */
+    bool prepped;              /* backend prep succeeded */
+    void *notif;
+    size_t notif_len;
+    bool has_notif;
+    uint64_t post_start_ns;
+    nxl_xfer_telemetry_t telem;
+    char err[256];             /* detail of the sticky error */
+    struct nxl_xfer *prev, *next;
+};
+
+/* be_allowed reports whether opts lets backend be be used. */
+static bool
+be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts)
+{
+    size_t i;
+
+    if (opts == NULL || opts->num_backends == 0) {
+        return true;
+    }
+    for (i = 0; i < opts->num_backends; i++) {
+        if (opts->backends[i] == be) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+prepped_free(nxl_prepped_t *pp)
+{
+    unsigned b;
+
+    if (pp == NULL) {
+        return;
+    }
+    for (b = 0; b < NXL__MAX_BACKENDS; b++) {
+        free(pp->md[b]);
+    }
+    free(pp->descs);
+    free(pp);
+}
+
+/* prep_resolve fills pp (descs/mem/flags set) with the backend md of the
+ * region covering each descriptor, keeping only backends that cover all.
+ * The agent lock is held. */
+static nxl_status_t
+prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
+{
+    nxl__index_t *ix;
+    nxl__peer_t *peer = NULL;
+    nxl_backend_t *be;
+    uint32_t mask = 0;
+    size_t i, hint = 0;
+    unsigned b;
+
+    if (pp->remote && !pp->self) {
+        peer = nxl__peer_find(a, pp->peer);
+        if (peer == NULL || atomic_load(&peer->dead)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "prep: no metadata loaded for agent '%s'",
+                             pp->peer);
+        }
+        pp->gen = peer->generation;
+        ix = &peer->regions[pp->mem];
+    } else {
+        ix = &a->regions[pp->mem];
+    }
+    for (b = 0; b < a->nbackends; b++) {
+        be = a->backends[b];
+        if (!be_allowed(be, opts)) {
+            continue;
+        }
+        if (peer != NULL && peer->ctx[b] == NULL) {
+            continue;
+        }
+        if (pp->self && be->self_peer == NULL) {
+            continue;
+        }
+        pp->md[b] = malloc(NXL__MAX(pp->count, (size_t)1) * sizeof(void *));
+        if (pp->md[b] == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
+        }
+        mask |= 1u << b;
+    }
+    for (i = 0; i < pp->count && mask != 0; i++) {
+        const nxl_desc_t *d = &pp->descs[i];
+        void *r, *const *mds;
+
+        if (d->len == 0 || d->addr + d->len < d->addr) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "prep: descriptor %zu has a bad length", i);
+        }
+        r = nxl__index_find_cover(ix, d->addr, d->len, d->dev_id, &hint);
+        if (r == NULL) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "prep: descriptor %zu (addr 0x%llx len %llu dev "
+                             "%llu) is not inside a region registered by %s",
+                             i, (unsigned long long)d->addr,
+                             (unsigned long long)d->len,
+                             (unsigned long long)d->dev_id,
+                             pp->remote ? pp->peer : "this agent");
+        }
+        if (peer != NULL) {
+            mds = ((nxl__rregion_t *)r)->rmd;
+        } else if (pp->self) {
+            mds = ((nxl__region_t *)r)->self_rmd;
+        } else {
+            mds = ((nxl__region_t *)r)->md;
+        }
+        for (b = 0; b < a->nbackends; b++) {
+            if (!(mask & (1u << b))) {
+                continue;
+            }
+            if (mds[b] == NULL) {
+                mask &= ~(1u << b);
+                continue;
+            }
+            pp->md[b][i] = mds[b];
+        }
+    }
+    if (mask == 0) {
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "prep: no single backend covers every descriptor "
+                         "(%zu descriptors, %s)", pp->count,
+                         pp->remote ? pp->peer : "local");
+    }
+    pp->mask = mask;
+    return NXL_OK;
+}
+
+/* prepped_new copies dlist and resolves it. remote NULL/"" = local. */
+static nxl_status_t
+prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
+            const nxl_opts_t *opts, nxl_prepped_t **pp_p)
+{
+    nxl_prepped_t *pp;
+    nxl_status_t status;
+
+    if (dlist == NULL || (dlist->count > 0 && dlist->descs == NULL) ||
+        (unsigned)dlist->mem >= NXL_MEM_KINDS) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: bad descriptor list");
+    }
+    if (remote != NULL && strlen(remote) >= NXL__NAME_MAX) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: agent name too long");
+    }
+    pp = calloc(1, sizeof(*pp));
+    if (pp == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
+    }
+    pp->agent = a;
+    pp->remote = remote != NULL && remote[0] != '\0';
+    if (pp->remote) {
+        strcpy(pp->peer, remote);
+        pp->self = strcmp(remote, a->name) == 0;
+    }
+    pp->mem = dlist->mem;
+    pp->count = dlist->count;
+    pp->descs = malloc(NXL__MAX(dlist->count, (size_t)1) * sizeof(nxl_desc_t));
+    if (pp->descs == NULL) {
+        prepped_free(pp);
+        return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
+    }
+    if (dlist->count > 0) {
+        memcpy(pp->descs, dlist->descs, dlist->count * sizeof(nxl_desc_t));
+    }
+    status = prep_resolve(a, pp, opts);
+    if (status != NXL_OK) {
+        prepped_free(pp);
+        return status;
+    }
+    *pp_p = pp;
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_dlist_prep(nxl_agent_t *agent, const char *remote,
+               const nxl_dlist_t *dlist, const nxl_opts_t *opts,
+               nxl_prepped_t **prepped_p)
+{
+    nxl_status_t status;
+
+    if (agent == NULL || prepped_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: NULL argument");
+    }
+    nxl__data_lock(agent);
+    status = prepped_new(agent, remote, dlist, opts, prepped_p);
+    nxl__data_unlock(agent);
+    return status;
+}
+
+NXL_API void
+nxl_dlist_release(nxl_prepped_t *prepped)
+{
+    prepped_free(prepped);
+}
+
+/* --- transfers ---------------------------------------------------------- */
+
+static void
+xfer_link(nxl_agent_t *a, nxl_xfer_t *x)
+{
+    pthread_mutex_lock(&a->xfer_lock);
+    x->next = a->xfers;
+    if (a->xfers != NULL) {
+        a->xfers->prev = x;
+    }
+    a->xfers = x;
+    pthread_mutex_unlock(&a->xfer_lock);
+}
+
+static void
+xfer_unlink(nxl_agent_t *a, nxl_xfer_t *x)
+{
+    pthread_mutex_lock(&a->xfer_lock);
+    if (x->prev != NULL) {
+        x->prev->next = x->next;
+    } else {
+        a->xfers = x->next;
+    }
+    if (x->next != NULL) {
+        x->next->prev = x->prev;
+    }
+    pthread_mutex_unlock(&a->xfer_lock);
+}
+
+/* xfer_set_notif replaces the attached notification with a copy. */
+static nxl_status_t
+xfer_set_notif(nxl_xfer_t *x, const nxl_opts_t *opts)
+{
+    void *copy = NULL;
+
+    if (opts != NULL && opts->has_notif) {
+        if (opts->notif_len > 0 && opts->notif == NULL) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "notification: NULL message of %zu bytes",
+                             opts->notif_len);
+        }
+        copy = malloc(NXL__MAX(opts->notif_len, (size_t)1));
+        if (copy == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "notification: out of memory");
+        }
+        if (opts->notif_len > 0) {
+            memcpy(copy, opts->notif, opts->notif_len);
+        }
+    }
+    free(x->notif);
+    x->notif = copy;
+    x->notif_len = copy ? opts->notif_len : 0;
+    x->has_notif = copy != NULL;
+    x->bx.has_notif = x->has_notif;
+    x->bx.notif = x->notif;
+    x->bx.notif_len = x->notif_len;
+    return NXL_OK;
+}
+
+static void
+xfer_free(nxl_xfer_t *x)
+{
+    free(x->segs);
+    free(x->req);
+    free(x->notif);
+    free(x);
+}
+
+/* xfer_build makes a transfer of n index pairs from two resolved lists
+ * (agent lock held). */
+static nxl_status_t
+xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
+           const size_t *lidx, const nxl_prepped_t *rp, const size_t *ridx,
+           size_t n, const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
+{
+    nxl_be_seg_t *ls, *rs;
+    nxl_backend_t *be = NULL;
+    nxl__peer_t *peer;
+    nxl_status_t status;
+    nxl_xfer_t *x;
+    uint32_t mask;
+    uint64_t total = 0;
+    size_t i, m = 0, li, ri;
+    unsigned b;
+    bool merge = opts == NULL || !opts->skip_merge;
+
+    if ((unsigned)op > NXL_WRITE) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: bad operation %d",
+                         (int)op);
+    }
+    if (lp->remote || !rp->remote) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer: the local list must be prepared without an "
+                         "agent name and the remote list with one");
+    }
+    if (lp->agent != a || rp->agent != a) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer: lists prepared by another agent");
+    }
+    if (!rp->self) {
+        peer = nxl__peer_find(a, rp->peer);
+        if (peer == NULL || peer->generation != rp->gen ||
+            atomic_load(&peer->dead)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "xfer: metadata of '%s' was invalidated or "
+                             "reloaded since the list was prepared", rp->peer);
+        }
+    }
+    mask = lp->mask & rp->mask;
+    for (b = 0; b < a->nbackends; b++) {
+        if (!(mask & (1u << b)) || !be_allowed(a->backends[b], opts)) {
+            continue;
+        }
+        if (a->backends[b]->ops.caps &
+            (rp->self ? NXL_CAP_LOCAL : NXL_CAP_REMOTE)) {
+            be = a->backends[b];
+            break;
+        }
+    }
+    if (be == NULL) {
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "xfer: no backend covers both lists (local %s, "
+                         "remote '%s')",
+                         lp->count ? "ok" : "empty", rp->peer);
+    }
+    x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
+    }
+    x->segs = malloc(NXL__MAX(2 * n, (size_t)2) * sizeof(nxl_be_seg_t));
+    x->req = calloc(1, NXL__MAX(be->ops.req_size, (size_t)1));
+    if (x->segs == NULL || x->req == NULL) {
+        status = nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
+        goto err_free;
+    }
+    ls = x->segs;
+    rs = x->segs + n;
+    b = be->index;
+    for (i = 0; i < n; i++) {
+        li = lidx ? lidx[i] : i;
+        ri = ridx ? ridx[i] : i;
+        if (li >= lp->count || ri >= rp->count) {
+            status = nxl__fail(NXL_ERR_INVALID_PARAM,
+                               "xfer: index pair %zu (%zu, %zu) out of range "
+                               "(%zu local, %zu remote descriptors)", i, li,
+                               ri, lp->count, rp->count);
+            goto err_free;
+        }
+        const nxl_desc_t *ld = &lp->descs[li], *rd = &rp->descs[ri];
+
+        if (ld->len != rd->len) {
+            status = nxl__fail(NXL_ERR_INVALID_PARAM,
+                               "xfer: descriptor pair %zu has lengths %llu "
+                               "(local) and %llu (remote)", i,
+                               (unsigned long long)ld->len,
+                               (unsigned long long)rd->len);
+            goto err_free;
+        }
+        total += ld->len;
+        /* Merge a block that continues the previous one on both sides. */
+        if (merge && m > 0 && ls[m - 1].addr + ls[m - 1].len == ld->addr &&
+            rs[m - 1].addr + rs[m - 1].len == rd->addr &&
+            ls[m - 1].dev_id == ld->dev_id && rs[m - 1].dev_id == rd->dev_id &&
+            ls[m - 1].md == lp->md[b][li] && rs[m - 1].md == rp->md[b][ri]) {
+            ls[m - 1].len += ld->len;
+            rs[m - 1].len += rd->len;
+            continue;
+        }
+        ls[m] = (nxl_be_seg_t){.addr = ld->addr, .len = ld->len,
+                               .dev_id = ld->dev_id, .md = lp->md[b][li]};
+        rs[m] = (nxl_be_seg_t){.addr = rd->addr, .len = rd->len,
+                               .dev_id = rd->dev_id, .md = rp->md[b][ri]};
+        m++;
+    }
+    if (m < n) {
+        memmove(x->segs + m, rs, m * sizeof(nxl_be_seg_t));
+    }
+    x->agent = a;
+    x->be = be;
+    x->to_peer = !rp->self;
+    strcpy(x->peer, rp->peer);
+    x->gen = rp->gen;
+    x->bx = (nxl_be_xfer_t){
+        .op = op,
+        .local_mem = lp->mem,
+        .remote_mem = rp->mem,
+        .peer = x->peer,
+        .peer_ctx = rp->self ? be->self_peer
+                             : nxl__peer_find(a, rp->peer)->ctx[b],
+        .count = m,
+        .local = x->segs,
+        .remote = x->segs + m,
+        .total_bytes = total,
+    };
+    atomic_init(&x->state, NXL_ERR_NOT_POSTED);
+    status = xfer_set_notif(x, opts);
+    if (status != NXL_OK) {
+        goto err_free;
+    }
+    nxl__be_lock(be);
+    status = be->ops.prep(be->engine, x->req, &x->bx);
+    nxl__be_unlock(be);
+    if (status != NXL_OK) {
+        goto err_free;
+    }
+    x->prepped = true;
+    x->telem.total_bytes = total;
+    x->telem.desc_count = m;
+    xfer_link(a, x);
+    *xfer_p = x;
+    return NXL_OK;
+
+err_free:
+    xfer_free(x);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op, const nxl_prepped_t *local,
+              const size_t *lidx, const nxl_prepped_t *remote,
+              const size_t *ridx, size_t count, const nxl_opts_t *opts,
+              nxl_xfer_t **xfer_p)
+{
+    nxl_status_t status;
+
+    if (agent == NULL || local == NULL || remote == NULL || xfer_p == NULL ||
+        (count > 0 && (lidx == NULL || ridx == NULL))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_make: NULL argument");
+    }
+    if (count == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_make: no descriptors");
+    }
+    nxl__data_lock(agent);
+    status = xfer_build(agent, op, local, lidx, remote, ridx, count, opts,
+                        xfer_p);
+    nxl__data_unlock(agent);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_xfer_create(nxl_agent_t *agent, nxl_op_t op, const nxl_dlist_t *local,
+                const nxl_dlist_t *remote, const char *remote_agent,
+                const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
+{
+    nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_status_t status;
+
+    if (agent == NULL || local == NULL || remote == NULL ||
+        remote_agent == NULL || remote_agent[0] == '\0' || xfer_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_create: NULL argument");
+    }
+    if (local->count != remote->count) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer_create: %zu local but %zu remote descriptors",
+                         local->count, remote->count);
+    }
+    if (local->count == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_create: no descriptors");
+    }
+    nxl__data_lock(agent);
+    status = prepped_new(agent, NULL, local, opts, &lp);
+    if (status == NXL_OK) {
+        status = prepped_new(agent, remote_agent, remote, opts, &rp);
+    }
+    if (status == NXL_OK) {
+        status = xfer_build(agent, op, lp, NULL, rp, NULL, local->count, opts,
+                            xfer_p);
+    }
+    nxl__data_unlock(agent);
+    prepped_free(lp);
+    prepped_free(rp);
+    return status;
+}
+
+/* xfer_finish records a terminal status and its telemetry. */
+static void
+xfer_finish(nxl_xfer_t *x, nxl_status_t status)
+{
+    uint64_t now = nxl__now_ns();
+
+    x->telem.xfer_us = (now - x->post_start_ns) / 1000u;
+    if (status < 0) {
+        snprintf(x->err, sizeof(x->err), "%s", nxl_last_error());
+    }
+    atomic_store(&x->state, status);
+    if (status == NXL_ERR_REMOTE_DISCONNECT && x->to_peer) {
+        nxl__peer_mark_dead(x->agent, x->peer);
+    }
+}
+
+NXL_API nxl_status_t
+nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
+{
+    nxl_agent_t *a;
+    nxl__peer_t *peer;
+    nxl_status_t status;
+    int cur;
+
+    if (x == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_post: NULL transfer");
+    }
+    a = x->agent;
+    cur = atomic_load(&x->state);
+    if (cur == NXL_IN_PROG ||
+        !atomic_compare_exchange_strong(&x->state, &cur, NXL_IN_PROG)) {
+        return nxl__fail(NXL_ERR_REPOST_ACTIVE,
+                         "xfer_post: the transfer is still in progress");
+    }
+    nxl__data_lock(a);
+    if (x->to_peer) {
+        peer = nxl__peer_find(a, x->peer);
+        if (peer == NULL || peer->generation != x->gen ||
+            atomic_load(&peer->dead)) {
+            status = nxl__fail(NXL_ERR_NOT_FOUND,
+                               "xfer_post: metadata of '%s' was invalidated "
+                               "or reloaded since the transfer was made",
+                               x->peer);
+            snprintf(x->err, sizeof(x->err), "%s", nxl_last_error());
+            atomic_store(&x->state, status);
+            goto out;
+        }
+    }
+    if (opts != NULL) {
+        status = xfer_set_notif(x, opts);
+        if (status != NXL_OK) {
+            atomic_store(&x->state, cur);
+            goto out;
+        }
+    }
+    x->post_start_ns = nxl__now_ns();
+    if (a->cfg.capture_telemetry) {
+        x->telem.start_us = nxl__realtime_us();
+    }
+    nxl__be_lock(x->be);
+    status = x->be->ops.post(x->be->engine, x->req, &x->bx);
+    nxl__be_unlock(x->be);
+    x->telem.post_us = (nxl__now_ns() - x->post_start_ns) / 1000u;
+    if (status != NXL_IN_PROG) {
+        xfer_finish(x, status);
+    }
+out:
+    nxl__data_unlock(a);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_xfer_status(nxl_xfer_t *x)
+{
+    nxl_status_t status;
+
+    if (x == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_status: NULL transfer");
+    }
+    status = atomic_load(&x->state);
+    if (status == NXL_ERR_NOT_POSTED) {
+        return nxl__fail(status, "xfer_status: the transfer was not posted");
+    }
+    if (status < 0) {
+        /* Sticky: repeat the detail of the failure for this thread. */
+        return nxl__fail(status, "%s", x->err);
+    }
+    if (status != NXL_IN_PROG) {
+        return status;
+    }
+    nxl__data_lock(x->agent);
+    nxl__be_lock(x->be);
+    status = x->be->ops.check(x->be->engine, x->req);
+    nxl__be_unlock(x->be);
+    if (status != NXL_IN_PROG) {
+        xfer_finish(x, status);
+    }
+    nxl__data_unlock(x->agent);
+    return status;
+}
+
+NXL_API nxl_status_t
+nxl_xfer_wait(nxl_xfer_t *x, int timeout_ms)
+{
+    uint64_t start = nxl__now_ns(), spent;
+    nxl_status_t status;
+    int slice;
+
+    for (;;) {
+        status = nxl_xfer_status(x);
+        if (status != NXL_IN_PROG) {
+            return status;
+        }
+        spent = (nxl__now_ns() - start) / 1000000u;
+        if (timeout_ms >= 0 && spent >= (uint64_t)timeout_ms) {
+            return nxl__fail(NXL_ERR_TIMEOUT,
+                             "xfer_wait: still in progress after %d ms",
+                             timeout_ms);
+        }
+        /* Sleep on the backends' fds. A backend without an fd, or a
+         * progress thread that may drain the fds first, gets a short
+         * slice so completion is still seen promptly. */
+        slice = (x->be->event_fd >= 0 && !x->agent->progress_running) ? 50 : 1;
+        if (timeout_ms >= 0) {
+            slice = (int)NXL__MIN((uint64_t)slice, timeout_ms - spent);
+        }
+        nxl__wait_events(x->agent, slice);
+        if (!x->agent->progress_running) {
+            nxl_agent_progress(x->agent);
+        }
+    }
+}
+
+/* xfer_destroy cancels (if needed) and frees x; x is unlinked. */
+static void
+xfer_destroy(nxl_xfer_t *x)
+{
+    if (atomic_load(&x->state) == NXL_IN_PROG) {
+        nxl__be_lock(x->be);
+        x->be->ops.cancel(x->be->engine, x->req);
+        nxl__be_unlock(x->be);
+        atomic_store(&x->state, NXL_ERR_CANCELED);
+    }
+    if (x->prepped) {
+        nxl__be_lock(x->be);
+        x->be->ops.release(x->be->engine, x->req);
+        nxl__be_unlock(x->be);
+    }
+    xfer_free(x);
+}
+
+NXL_API void
+nxl_xfer_release(nxl_xfer_t *x)
+{
+    nxl_agent_t *a;
+
+    if (x == NULL) {
+        return;
+    }
+    a = x->agent;
+    nxl__data_lock(a);
+    xfer_unlink(a, x);
+    xfer_destroy(x);
+    nxl__data_unlock(a);
+}
+
+void
+nxl__xfers_release_all(nxl_agent_t *a)
+{
+    nxl_xfer_t *x;
+
+    while ((x = a->xfers) != NULL) {
+        xfer_unlink(a, x);
+        xfer_destroy(x);
+    }
+}
+
+NXL_API nxl_status_t
+nxl_xfer_telemetry(const nxl_xfer_t *x, nxl_xfer_telemetry_t *t_p)
+{
+    if (x == NULL || t_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_telemetry: NULL argument");
+    }
+    if (!x->agent->cfg.capture_telemetry) {
+        return nxl__fail(NXL_ERR_NO_TELEMETRY,
+                         "xfer_telemetry: the agent does not capture "
+                         "telemetry (capture_telemetry = 0)");
+    }
+    *t_p = x->telem;
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_xfer_backend(const nxl_xfer_t *x, nxl_backend_t **be_p)
+{
+    if (x == NULL || be_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_backend: NULL argument");
+    }
+    *be_p = x->be;
+    return NXL_OK;
+}

@@ -1,1 +1,751 @@
-/* placeholder: filled in by its owner */
+/*
+ * sidechan.c - the metadata side channel: framed requests over TCP.
+ *
+ * A frame is a 12-byte header ("NXSC", u8 version, u8 type, u16 reserved,
+ * u32 LE payload length) and its payload; frames are never found by
+ * searching for a marker inside the bytes (NIXL splits on "NIXLCOMM:",
+ * which breaks on metadata that contains it).
+ *
+ * The listener is one thread that poll()s the listen socket, an eventfd
+ * that nxl__sc_stop writes, and every connection. Connections are
+ * non-blocking state machines: read a header, read its payload, call the
+ * handler, write the reply, then read the next frame. A frame (or reply)
+ * that makes no progress for 5 s drops its peer, so a stalled client never
+ * blocks the others. A bad frame is answered with an ACK carrying
+ * NXL_ERR_PROTO and the connection is closed, since the stream can no
+ * longer be trusted to be in step.
+ */
+#include "md.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SC_MAGIC "NXSC"
+#define SC_VERSION 1u
+#define SC_STALL_MS 5000u    /* a started frame must finish within this */
+#define SC_IDLE_MS 60000u    /* an idle connection is closed after this */
+#define SC_MAX_CONNS 256u    /* more are accepted and closed at once */
+#define SC_BODY_CHUNK 65536u /* payload buffers grow as bytes arrive */
+#define SC_ACK_FIXED 8u      /* i32 status + u32 message length */
+#define SC_DRAIN_MS 1000u    /* lingering close after a rejected frame */
+#define SC_DRAIN_MAX 65536u  /* bytes discarded before closing anyway */
+
+/* sc_conn_t is one accepted connection. */
+typedef struct sc_conn {
+    int fd;
+    /* reading a request */
+    uint8_t hdr[NXL__SC_HDR_SIZE];
+    size_t hdr_got;
+    nxl__sc_hdr_t h;
+    uint8_t *body;
+    size_t body_cap;
+    size_t body_got;
+    /* writing a reply (when writing is set) */
+    bool writing;
+    bool close_after;
+    /* after a rejected frame: reply sent, write side shut, discarding
+     * input until the peer closes, so that close() does not turn unread
+     * bytes into a reset that could destroy the reply in flight */
+    bool draining;
+    size_t drained;
+    uint8_t out_hdr[NXL__SC_HDR_SIZE];
+    nxl_blob_t out;
+    size_t out_off;
+    /* progress deadline: stall limit mid-frame, idle limit between */
+    uint64_t deadline_ns;
+} sc_conn_t;
+
+struct nxl__sc {
+    int lfd;
+    int wake_fd;
+    uint16_t port;
+    nxl__sc_handler_fn handler;
+    void *arg;
+    pthread_t thread;
+    /* owned by the listener thread */
+    sc_conn_t *conns;
+    size_t nconns;
+    struct pollfd *pfds;
+};
+
+void
+nxl__sc_hdr_encode(uint8_t type, uint32_t len, uint8_t out[NXL__SC_HDR_SIZE])
+{
+    memcpy(out, SC_MAGIC, 4);
+    out[4] = SC_VERSION;
+    out[5] = type;
+    out[6] = 0;
+    out[7] = 0;
+    nxl__put_le32(out + 8, len);
+}
+
+nxl_status_t
+nxl__sc_hdr_decode(const uint8_t in[NXL__SC_HDR_SIZE], nxl__sc_hdr_t *hdr_p)
+{
+    uint32_t len;
+
+    if (memcmp(in, SC_MAGIC, 4) != 0) {
+        return nxl__fail(NXL_ERR_MISMATCH,
+                         "sc: bad frame magic %02x %02x %02x %02x (want "
+                         "\"NXSC\")",
+                         in[0], in[1], in[2], in[3]);
+    }
+    if (in[4] != SC_VERSION) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "sc: frame version %u is not supported (want %u)",
+                         in[4], SC_VERSION);
+    }
+    if (in[5] < NXL__SC_LOAD || in[5] > NXL__SC_MD) {
+        return nxl__fail(NXL_ERR_PROTO, "sc: unknown frame type %u", in[5]);
+    }
+    if (in[6] != 0 || in[7] != 0) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "sc: reserved header bytes are %02x %02x, want 0",
+                         in[6], in[7]);
+    }
+    len = nxl__le32(in + 8);
+    if (len > NXL__SC_MAX_PAYLOAD) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "sc: frame payload of %u bytes exceeds the %u-byte "
+                         "limit",
+                         len, NXL__SC_MAX_PAYLOAD);
+    }
+    hdr_p->type = in[5];
+    hdr_p->len = len;
+    return NXL_OK;
+}
+
+/* --- ACK payloads -------------------------------------------------------- */
+
+nxl_status_t
+nxl__sc_ack(nxl_status_t status, nxl_blob_t *reply_p)
+{
+    const char *msg = (status < 0) ? nxl_last_error() : "";
+    size_t n = strlen(msg);
+    nxl__wbuf_t w;
+
+    nxl__wbuf_init(&w);
+    nxl__wbuf_u32(&w, (uint32_t)(int32_t)status);
+    nxl__wbuf_u32(&w, (uint32_t)n);
+    nxl__wbuf_put(&w, msg, n);
+    return nxl__wbuf_finish(&w, reply_p);
+}
+
+nxl_status_t
+nxl__sc_ack_parse(const uint8_t *payload, size_t len)
+{
+    int32_t status;
+    uint32_t mlen;
+
+    if (payload == NULL || len < SC_ACK_FIXED) {
+        return nxl__fail(NXL_ERR_PROTO, "sc: ACK of %zu bytes (min %u)", len,
+                         SC_ACK_FIXED);
+    }
+    status = (int32_t)nxl__le32(payload);
+    mlen = nxl__le32(payload + 4);
+    if (mlen != len - SC_ACK_FIXED) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "sc: ACK message length %u, but %zu bytes follow",
+                         mlen, len - SC_ACK_FIXED);
+    }
+    if (status >= 0) {
+        /* OK (or IN_PROG); anything else positive is a protocol error. */
+        if (status > NXL_IN_PROG) {
+            return nxl__fail(NXL_ERR_PROTO, "sc: ACK status %d", status);
+        }
+        return (nxl_status_t)status;
+    }
+    /* A status this build does not know (a newer peer) reads as UNKNOWN;
+     * the peer's text keeps the detail. */
+    if (strcmp(nxl_status_name((nxl_status_t)status), "NXL_UNKNOWN_STATUS") ==
+        0) {
+        return nxl__fail(NXL_ERR_UNKNOWN, "peer: status %d: %.*s", status,
+                         (int)NXL__MIN(mlen, 400u), (const char *)payload + 8);
+    }
+    if (mlen == 0) {
+        return nxl__fail((nxl_status_t)status, "peer: %s",
+                         nxl_status_name((nxl_status_t)status));
+    }
+    return nxl__fail((nxl_status_t)status, "peer: %.*s",
+                     (int)NXL__MIN(mlen, 480u), (const char *)payload + 8);
+}
+
+/* --- listener ------------------------------------------------------------ */
+
+/* deadline_after returns now + ms in nanoseconds. */
+static uint64_t
+deadline_after(uint64_t now, unsigned ms)
+{
+    return now + (uint64_t)ms * 1000000u;
+}
+
+/* conn_close closes c and frees its buffers; the slot is compacted away
+ * by the caller (fd == -1 marks it). */
+static void
+conn_close(sc_conn_t *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    free(c->body);
+    free(c->out.data);
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+}
+
+/* conn_write sends what is left of the reply without blocking. Returns
+ * false when the connection must be closed. */
+static bool
+conn_write(sc_conn_t *c)
+{
+    struct iovec iov[2];
+    struct msghdr mh = {.msg_iov = iov};
+    size_t total = NXL__SC_HDR_SIZE + c->out.len;
+    ssize_t rc;
+
+    while (c->out_off < total) {
+        mh.msg_iovlen = 0;
+        if (c->out_off < NXL__SC_HDR_SIZE) {
+            iov[mh.msg_iovlen].iov_base = c->out_hdr + c->out_off;
+            iov[mh.msg_iovlen].iov_len = NXL__SC_HDR_SIZE - c->out_off;
+            mh.msg_iovlen++;
+            if (c->out.len > 0) {
+                iov[mh.msg_iovlen].iov_base = c->out.data;
+                iov[mh.msg_iovlen].iov_len = c->out.len;
+                mh.msg_iovlen++;
+            }
+        } else {
+            iov[0].iov_base =
+                (uint8_t *)c->out.data + (c->out_off - NXL__SC_HDR_SIZE);
+            iov[0].iov_len = total - c->out_off;
+            mh.msg_iovlen = 1;
+        }
+        rc = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (rc > 0) {
+            c->out_off += (size_t)rc;
+            continue;
+        }
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return true; /* wait for POLLOUT */
+        }
+        nxl__debug("sc: dropping peer: send failed (%s)",
+                   rc < 0 ? strerror(errno) : "no progress");
+        return false;
+    }
+    free(c->out.data);
+    c->out.data = NULL;
+    c->out.len = 0;
+    c->writing = false;
+    if (c->close_after) {
+        (void)shutdown(c->fd, SHUT_WR);
+        c->draining = true;
+        c->deadline_ns = deadline_after(nxl__now_ns(), SC_DRAIN_MS);
+        return true;
+    }
+    c->hdr_got = 0;
+    c->deadline_ns = deadline_after(nxl__now_ns(), SC_IDLE_MS);
+    return true;
+}
+
+/* conn_reply queues (type, payload) as the reply, taking ownership of
+ * payload, and starts writing it. */
+static bool
+conn_reply(sc_conn_t *c, uint8_t type, nxl_blob_t payload, bool close_after)
+{
+    nxl__sc_hdr_encode(type, (uint32_t)payload.len, c->out_hdr);
+    c->out = payload;
+    c->out_off = 0;
+    c->writing = true;
+    c->close_after = close_after;
+    c->deadline_ns = deadline_after(nxl__now_ns(), SC_STALL_MS);
+    return conn_write(c);
+}
+
+/* conn_reject answers a bad frame with an ACK carrying status (whose
+ * message the failing check set) and closes after sending it. */
+static bool
+conn_reject(sc_conn_t *c, nxl_status_t status)
+{
+    nxl_blob_t ack = {NULL, 0};
+
+    nxl__debug("sc: rejecting a frame: %s", nxl_last_error());
+    if (nxl__sc_ack(status, &ack) != NXL_OK) {
+        return false;
+    }
+    return conn_reply(c, NXL__SC_ACK, ack, true);
+}
+
+/* conn_dispatch hands a complete request to the handler and queues its
+ * reply. */
+static bool
+conn_dispatch(nxl__sc_t *sc, sc_conn_t *c)
+{
+    uint8_t type = c->h.type, rtype = 0;
+    nxl_blob_t reply = {NULL, 0};
+    nxl_status_t status;
+
+    if (type != NXL__SC_LOAD && type != NXL__SC_SEND &&
+        type != NXL__SC_INVL) {
+        return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
+                                        "sc: frame type %u is not a request",
+                                        type));
+    }
+    nxl__clear_error();
+    sc->handler(sc->arg, type, c->body, c->body_got, &rtype, &reply);
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = c->body_got = 0;
+
+    if ((rtype != NXL__SC_ACK && rtype != NXL__SC_MD) ||
+        reply.len > NXL__SC_MAX_PAYLOAD ||
+        (reply.len > 0 && reply.data == NULL)) {
+        free(reply.data); /* library blobs are malloc'd (nxl__wbuf) */
+        status = nxl__fail(NXL_ERR_UNKNOWN,
+                           "sc: handler gave an invalid reply (type %u, %zu "
+                           "bytes)",
+                           rtype, reply.len);
+        if (nxl__sc_ack(status, &reply) != NXL_OK) {
+            return false;
+        }
+        rtype = NXL__SC_ACK;
+    }
+    return conn_reply(c, rtype, reply, false);
+}
+
+/* conn_drain discards input on a connection that is being closed.
+ * Returns false once it should be closed now. */
+static bool
+conn_drain(sc_conn_t *c)
+{
+    uint8_t scratch[4096];
+    ssize_t rc;
+
+    for (;;) {
+        rc = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (rc > 0) {
+            c->drained += (size_t)rc;
+            if (c->drained > SC_DRAIN_MAX) {
+                return false;
+            }
+            continue;
+        }
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        return rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+/* conn_read reads as much of the current frame as is available, and
+ * dispatches it once complete. Returns false when the connection must be
+ * closed. */
+static bool
+conn_read(nxl__sc_t *sc, sc_conn_t *c)
+{
+    nxl_status_t status;
+    size_t want, cap;
+    uint8_t *p;
+    ssize_t rc;
+
+    while (!c->writing && !c->draining) {
+        if (c->hdr_got < NXL__SC_HDR_SIZE) {
+            rc = recv(c->fd, c->hdr + c->hdr_got,
+                      NXL__SC_HDR_SIZE - c->hdr_got, MSG_DONTWAIT);
+        } else {
+            want = c->h.len - c->body_got;
+            if (c->body_got == c->body_cap) {
+                /* Grow with what arrives, so a header that announces a
+                 * large frame costs nothing until its bytes come. */
+                cap = NXL__MIN((size_t)c->h.len,
+                               NXL__MAX(c->body_cap * 2,
+                                        (size_t)SC_BODY_CHUNK));
+                p = realloc(c->body, cap);
+                if (p == NULL) {
+                    nxl__warn("sc: out of memory for a %u-byte frame",
+                              c->h.len);
+                    return false;
+                }
+                c->body = p;
+                c->body_cap = cap;
+            }
+            want = NXL__MIN(want, c->body_cap - c->body_got);
+            rc = recv(c->fd, c->body + c->body_got, want, MSG_DONTWAIT);
+        }
+        if (rc == 0) {
+            return false; /* peer closed (mid-frame or between frames) */
+        }
+        if (rc < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return true;
+            }
+            nxl__debug("sc: dropping peer: recv: %s", strerror(errno));
+            return false;
+        }
+
+        if (c->hdr_got < NXL__SC_HDR_SIZE) {
+            if (c->hdr_got == 0) {
+                c->deadline_ns = deadline_after(nxl__now_ns(), SC_STALL_MS);
+            }
+            c->hdr_got += (size_t)rc;
+            if (c->hdr_got < NXL__SC_HDR_SIZE) {
+                continue;
+            }
+            status = nxl__sc_hdr_decode(c->hdr, &c->h);
+            if (status != NXL_OK) {
+                return conn_reject(c, NXL_ERR_PROTO);
+            }
+            c->body_got = 0;
+        } else {
+            c->body_got += (size_t)rc;
+        }
+        if (c->body_got == c->h.len) {
+            if (!conn_dispatch(sc, c)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* sc_accept accepts every pending connection. */
+static void
+sc_accept(nxl__sc_t *sc)
+{
+    sc_conn_t *c;
+    int fd;
+
+    for (;;) {
+        fd = accept4(sc->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                nxl__warn("sc: accept: %s", strerror(errno));
+            }
+            return;
+        }
+        if (sc->nconns == SC_MAX_CONNS) {
+            nxl__warn("sc: %u connections open; refusing one", SC_MAX_CONNS);
+            close(fd);
+            continue;
+        }
+        c = &sc->conns[sc->nconns++];
+        memset(c, 0, sizeof(*c));
+        c->fd = fd;
+        c->deadline_ns = deadline_after(nxl__now_ns(), SC_IDLE_MS);
+    }
+}
+
+/* sc_poll_timeout returns the ms until the nearest connection deadline,
+ * capped at one second. */
+static int
+sc_poll_timeout(const nxl__sc_t *sc, uint64_t now)
+{
+    uint64_t best = 1000;
+    size_t i;
+
+    for (i = 0; i < sc->nconns; i++) {
+        if (sc->conns[i].deadline_ns <= now) {
+            return 0;
+        }
+        best = NXL__MIN(best, (sc->conns[i].deadline_ns - now + 999999u) /
+                                  1000000u);
+    }
+    return (int)best;
+}
+
+/* sc_thread is the listener loop. */
+static void *
+sc_thread(void *arg)
+{
+    nxl__sc_t *sc = arg;
+    struct pollfd *pfds = sc->pfds;
+    size_t i, j, n;
+    uint64_t now;
+    bool keep;
+    int rc;
+
+    for (;;) {
+        pfds[0] = (struct pollfd){.fd = sc->wake_fd, .events = POLLIN};
+        pfds[1] = (struct pollfd){.fd = sc->lfd, .events = POLLIN};
+        n = sc->nconns;
+        for (i = 0; i < n; i++) {
+            pfds[2 + i] = (struct pollfd){
+                .fd = sc->conns[i].fd,
+                .events = sc->conns[i].writing ? POLLOUT : POLLIN};
+        }
+        rc = poll(pfds, 2 + n, sc_poll_timeout(sc, nxl__now_ns()));
+        if (rc < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            nxl__error("sc: poll: %s", strerror(errno));
+            break;
+        }
+        if (pfds[0].revents != 0) {
+            break; /* nxl__sc_stop */
+        }
+
+        now = nxl__now_ns();
+        for (i = 0; i < n; i++) {
+            sc_conn_t *c = &sc->conns[i];
+
+            keep = true;
+            if (pfds[2 + i].revents & POLLNVAL) {
+                keep = false;
+            } else if (pfds[2 + i].revents != 0) {
+                keep = c->draining  ? conn_drain(c)
+                       : c->writing ? conn_write(c)
+                                    : conn_read(sc, c);
+            }
+            /* The deadline is set when a frame (or reply) starts, not per
+             * byte, so a peer that trickles bytes is dropped too. */
+            if (keep && c->deadline_ns <= now) {
+                nxl__debug("sc: dropping peer: %s",
+                           c->draining ? "closing"
+                           : (c->writing || c->hdr_got > 0)
+                               ? "frame stalled for 5 s"
+                               : "idle");
+                keep = false;
+            }
+            if (!keep) {
+                conn_close(c);
+            }
+        }
+        /* Compact closed slots before accepting new ones. */
+        for (i = j = 0; i < sc->nconns; i++) {
+            if (sc->conns[i].fd >= 0) {
+                sc->conns[j++] = sc->conns[i];
+            }
+        }
+        sc->nconns = j;
+
+        if (pfds[1].revents & POLLIN) {
+            sc_accept(sc);
+        }
+    }
+
+    for (i = 0; i < sc->nconns; i++) {
+        conn_close(&sc->conns[i]);
+    }
+    sc->nconns = 0;
+    return NULL;
+}
+
+nxl_status_t
+nxl__sc_start(const char *addr, uint16_t port, nxl__sc_handler_fn handler,
+              void *arg, nxl__sc_t **sc_p)
+{
+    nxl_status_t status;
+    nxl__sc_t *sc;
+    int rc;
+
+    if (handler == NULL || sc_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "sc: start: NULL argument");
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "sc: start");
+    }
+    sc->handler = handler;
+    sc->arg = arg;
+    sc->lfd = sc->wake_fd = -1;
+    sc->conns = calloc(SC_MAX_CONNS, sizeof(*sc->conns));
+    sc->pfds = calloc(2 + SC_MAX_CONNS, sizeof(*sc->pfds));
+    if (sc->conns == NULL || sc->pfds == NULL) {
+        status = nxl__fail(NXL_ERR_NOMEM, "sc: start");
+        goto err_free;
+    }
+
+    status = nxl__sock_listen(addr, port, &sc->lfd, &sc->port);
+    if (status != NXL_OK) {
+        status = NXL_ERR_IO;
+        goto err_free;
+    }
+    if (fcntl(sc->lfd, F_SETFL, fcntl(sc->lfd, F_GETFL) | O_NONBLOCK) < 0) {
+        status = nxl__fail_errno(errno, "sc: fcntl(O_NONBLOCK)");
+        status = NXL_ERR_IO;
+        goto err_close_listen;
+    }
+    sc->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sc->wake_fd < 0) {
+        status = nxl__fail_errno(errno, "sc: eventfd");
+        status = NXL_ERR_IO;
+        goto err_close_listen;
+    }
+    rc = pthread_create(&sc->thread, NULL, sc_thread, sc);
+    if (rc != 0) {
+        status = nxl__fail_errno(rc, "sc: pthread_create");
+        status = NXL_ERR_IO;
+        goto err_close_wake;
+    }
+    *sc_p = sc;
+    return NXL_OK;
+
+err_close_wake:
+    close(sc->wake_fd);
+err_close_listen:
+    close(sc->lfd);
+err_free:
+    free(sc->pfds);
+    free(sc->conns);
+    free(sc);
+    return status;
+}
+
+uint16_t
+nxl__sc_port(const nxl__sc_t *sc)
+{
+    return sc->port;
+}
+
+void
+nxl__sc_stop(nxl__sc_t *sc)
+{
+    uint64_t one = 1;
+    ssize_t rc;
+
+    if (sc == NULL) {
+        return;
+    }
+    do {
+        rc = write(sc->wake_fd, &one, sizeof(one));
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        /* Only EAGAIN is possible (counter saturated): it is readable. */
+        nxl__debug("sc: stop: eventfd write: %s", strerror(errno));
+    }
+    pthread_join(sc->thread, NULL);
+    close(sc->wake_fd);
+    close(sc->lfd);
+    free(sc->pfds);
+    free(sc->conns);
+    free(sc);
+}
+
+/* --- client -------------------------------------------------------------- */
+
+/* left_ms returns what is left of timeout_ms (negative: forever) since
+ * start_ns; 0 once the deadline has passed. */
+static int
+left_ms(int timeout_ms, uint64_t start_ns)
+{
+    uint64_t spent;
+
+    if (timeout_ms < 0) {
+        return -1;
+    }
+    spent = (nxl__now_ns() - start_ns) / 1000000u;
+    return (spent >= (uint64_t)timeout_ms) ? 0 : timeout_ms - (int)spent;
+}
+
+/* call_fail prefixes the current error message with the call's context. */
+static nxl_status_t
+call_fail(nxl_status_t status, const char *ip, uint16_t port,
+          const char *what)
+{
+    char detail[400];
+
+    snprintf(detail, sizeof(detail), "%s", nxl_last_error());
+    return nxl__fail(status, "sc: %s %s:%u: %s", what, ip, (unsigned)port,
+                     detail);
+}
+
+nxl_status_t
+nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
+             size_t len, int timeout_ms, uint8_t *reply_type_p,
+             nxl_blob_t *reply_p)
+{
+    uint64_t start = nxl__now_ns();
+    uint8_t hdr[NXL__SC_HDR_SIZE];
+    nxl__sc_hdr_t h;
+    nxl_status_t status;
+    uint8_t *body = NULL;
+    int fd;
+
+    if (ip == NULL || reply_type_p == NULL || reply_p == NULL ||
+        (payload == NULL && len > 0)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "sc: call: NULL argument");
+    }
+    if (type != NXL__SC_LOAD && type != NXL__SC_SEND && type != NXL__SC_INVL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "sc: call: frame type %u is not a request", type);
+    }
+    if (len > NXL__SC_MAX_PAYLOAD) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "sc: call: payload of %zu bytes exceeds the %u-byte "
+                         "limit",
+                         len, NXL__SC_MAX_PAYLOAD);
+    }
+
+    status = nxl__sock_connect(ip, port, timeout_ms, &fd);
+    if (status != NXL_OK) {
+        return status; /* its message names ip:port already */
+    }
+    nxl__sc_hdr_encode(type, (uint32_t)len, hdr);
+    status = nxl__sock_send_all(fd, hdr, sizeof(hdr),
+                                left_ms(timeout_ms, start));
+    if (status == NXL_OK && len > 0) {
+        status = nxl__sock_send_all(fd, payload, len,
+                                    left_ms(timeout_ms, start));
+    }
+    if (status != NXL_OK) {
+        status = call_fail(status, ip, port, "send to");
+        goto err_close;
+    }
+
+    status = nxl__sock_recv_all(fd, hdr, sizeof(hdr),
+                                left_ms(timeout_ms, start));
+    if (status != NXL_OK) {
+        status = call_fail(status, ip, port, "reply from");
+        goto err_close;
+    }
+    status = nxl__sc_hdr_decode(hdr, &h);
+    if (status == NXL_OK && h.type != NXL__SC_ACK && h.type != NXL__SC_MD) {
+        status = nxl__fail(NXL_ERR_PROTO, "reply of type %u", h.type);
+    }
+    if (status != NXL_OK) {
+        status = call_fail(NXL_ERR_PROTO, ip, port, "reply from");
+        goto err_close;
+    }
+    if (h.len > 0) {
+        body = malloc(h.len);
+        if (body == NULL) {
+            status = nxl__fail(NXL_ERR_NOMEM, "sc: reply of %u bytes", h.len);
+            goto err_close;
+        }
+        status = nxl__sock_recv_all(fd, body, h.len,
+                                    left_ms(timeout_ms, start));
+        if (status != NXL_OK) {
+            status = call_fail(status, ip, port, "reply from");
+            goto err_free;
+        }
+    }
+    close(fd);
+    *reply_type_p = h.type;
+    reply_p->data = body;
+    reply_p->len = h.len;
+    return NXL_OK;
+
+err_free:
+    free(body);
+err_close:
+    close(fd);
+    return status;
+}

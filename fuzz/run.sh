@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# run.sh BUILD_DIR [SECONDS] - build the libFuzzer targets with clang and
+# run each for SECONDS (default 60). Seeds come from the golden metadata
+# blob; the corpus grows in BUILD_DIR/fuzz-corpus/<target> across runs and
+# crashing inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a
+# finding.
+set -euo pipefail
+
+build=${1:?usage: fuzz/run.sh BUILD_DIR [SECONDS]}
+secs=${2:-60}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" --target fuzz_md fuzz_sc
+
+seeds="$build/fuzz-seeds"
+rm -rf "$seeds"
+mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$build/fuzz-artifacts"
+# Seeds: the golden blob, a future-minor copy, a few prefixes; for the
+# side channel a LOAD frame carrying it and OK / error ACK replies.
+/usr/bin/python3 - "$top/tests/data/md_golden_v1.bin" "$seeds" <<'PY'
+import struct, sys
+golden = open(sys.argv[1], "rb").read()
+out = sys.argv[2]
+def put(target, name, data):
+    open(f"{out}/{target}/{name}", "wb").write(data)
+put("fuzz_md", "golden", golden)
+put("fuzz_md", "minor7", golden[:6] + struct.pack("<H", 7) + golden[8:])
+for cut in (12, 33, 100, 200):
+    put("fuzz_md", f"cut{cut}", golden[:8] + struct.pack("<I", cut) + golden[12:cut])
+def frame(t, payload):
+    return b"NXSC" + bytes([1, t, 0, 0]) + struct.pack("<I", len(payload)) + payload
+def ack(status, msg):
+    return struct.pack("<iI", status, len(msg)) + msg
+put("fuzz_sc", "load", frame(1, golden))
+put("fuzz_sc", "send", frame(2, b""))
+put("fuzz_sc", "invl", frame(3, b"prefill-0"))
+put("fuzz_sc", "ack_ok", frame(4, ack(0, b"")))
+put("fuzz_sc", "ack_err", frame(4, ack(-6, b"md: agent B: conn info changed")))
+put("fuzz_sc", "md", frame(5, golden))
+PY
+
+rc=0
+for t in fuzz_md fuzz_sc; do
+    corpus="$build/fuzz-corpus/$t"
+    mkdir -p "$corpus"
+    log="$build/fuzz-$t.log"
+    echo "== $t: ${secs}s"
+    if "$build/fuzz/$t" -max_total_time="$secs" -print_final_stats=1 \
+           -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+           -artifact_prefix="$build/fuzz-artifacts/$t-" \
+           "$corpus" "$seeds/$t" >"$log" 2>&1; then
+        execs=$(awk '/^stat::number_of_executed_units/ {print $2}' "$log")
+        cov=$(awk '$2 == "DONE" {for (i = 3; i < NF; i++) if ($i == "cov:") c = $(i + 1)} END {print c}' "$log")
+        echo "$t: ${execs:-?} execs, cov ${cov:-?}, corpus $(ls "$corpus" | wc -l) files, no finding"
+    else
+        rc=1
+        echo "$t: FINDING (log $log)"
+        grep -E 'ERROR|fuzz_(md|sc):|SUMMARY|Test unit written' "$log" | head -n 20 || true
+    fi
+done
+exit $rc

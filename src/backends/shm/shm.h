@@ -1,0 +1,338 @@
+/*
+ * shm.h - internal objects of the SHM backend (same-host DRAM transfers).
+ *
+ * Data paths, fastest first:
+ *   - loopback (the peer is an engine of this process): memcpy;
+ *   - shared regions (the peer's region lives in a memfd that this process
+ *     mapped once per peer): memcpy, non-temporal stores from nt_threshold;
+ *   - anything else: cross-memory attach (process_vm_readv/writev) over
+ *     iovec arrays built once in prep.
+ * Large requests are split into parts that the calling thread and a small
+ * worker pool run in parallel. Notifications travel over an abstract unix
+ * stream socket per (sender engine, receiver engine) pair.
+ *
+ * Locking: the data path (prep/post/check) takes no engine lock. Engine
+ * locks: rx_lock (epoll set, accepted connections; progress), md_lock
+ * (local region list), pool.lock (work queue). Per peer: map_lock (mapping
+ * cache) and tx_lock (outgoing notification stream). Order: global lock ->
+ * md_lock; rx_lock -> tx_lock.
+ */
+#ifndef NXL_BACKENDS_SHM_H
+#define NXL_BACKENDS_SHM_H
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define BE_SHM_ENGINE_MAGIC 0x454d4853u /* "SHME" */
+#define BE_SHM_MD_MAGIC 0x444d4853u     /* "SHMD" */
+#define BE_SHM_RMD_MAGIC 0x524d4853u    /* "SHMR" */
+#define BE_SHM_PEER_MAGIC 0x504d4853u   /* "SHMP" */
+#define BE_SHM_REQ_MAGIC 0x514d4853u    /* "SHMQ" */
+
+#define BE_SHM_IOV_MAX 1024u          /* per process_vm_* call, each side */
+#define BE_SHM_INLINE_IOV 4u          /* iovecs per list kept in req state */
+#define BE_SHM_MAX_THREADS 64u
+#define BE_SHM_NAME_MAX 1024u         /* agent name in a hello frame */
+#define BE_SHM_NOTIF_MAX (16u << 20)  /* largest notification message */
+#define BE_SHM_SOCK_MAX 107u          /* abstract name bytes after the NUL */
+#define BE_SHM_ALIVE_CHECK_NS 1000000u /* pidfd poll period on the data path */
+
+/* Frames on the notification stream (little endian). */
+#define BE_SHM_HELLO_MAGIC 0x4e53584eu /* "NXSN" */
+#define BE_SHM_WIRE_VERSION 1u
+#define BE_SHM_HELLO_LEN 8u   /* magic u32, version u16, name_len u16 */
+#define BE_SHM_FRAME_HDR 8u   /* type u8, 3 reserved zero bytes, len u32 */
+#define BE_SHM_FRAME_NOTIF 1u
+
+typedef struct be_shm_engine be_shm_engine_t;
+typedef struct be_shm_peer be_shm_peer_t;
+typedef struct be_shm_req be_shm_req_t;
+
+/* What an epoll event points at. */
+typedef enum be_shm_ev_kind {
+    BE_SHM_EV_LISTEN = 1,
+    BE_SHM_EV_DONE = 2,  /* the completion eventfd */
+    BE_SHM_EV_CONN = 3,  /* an accepted (incoming) notification stream */
+    BE_SHM_EV_TX = 4     /* a peer's outgoing notification stream */
+} be_shm_ev_kind_t;
+
+typedef struct be_shm_ev {
+    be_shm_ev_kind_t kind;
+    void *obj;
+} be_shm_ev_t;
+
+/* be_shm_md_t: a local registration (mem_register). */
+typedef struct be_shm_md {
+    uint32_t magic;
+    uint64_t addr;
+    uint64_t len;
+    int backing_fd;        /* memfd or -1 (the core owns it) */
+    uint64_t backing_off;
+    uint64_t dev;          /* identity of the memfd, for peers to verify */
+    uint64_t ino;
+    struct be_shm_md *prev; /* engine's md list (md_lock) */
+    struct be_shm_md *next;
+} be_shm_md_t;
+
+/* be_shm_map_t: a peer's memfd mapped here, shared by that peer's rmds. */
+typedef struct be_shm_map {
+    struct be_shm_map *next;
+    uint64_t dev;
+    uint64_t ino;
+    uint8_t *base;
+    size_t size;
+    unsigned refs;         /* rmds using it (peer map_lock) */
+} be_shm_map_t;
+
+/* be_shm_rmd_t: a peer's region (md_unpack). When mapped, the peer's
+ * address a is readable here at a + delta (mod 2^64). */
+typedef struct be_shm_rmd {
+    uint32_t magic;
+    be_shm_peer_t *peer;   /* holds a peer reference */
+    uint64_t addr;
+    uint64_t len;
+    int mapped;            /* loopback or shared mapping: plain copies */
+    uint64_t delta;
+    be_shm_map_t *map;     /* NULL for loopback */
+} be_shm_rmd_t;
+
+/* be_shm_peer_t: a loaded peer engine (peer_load). */
+struct be_shm_peer {
+    uint32_t magic;
+    be_shm_engine_t *eng;
+    char *name;
+    pid_t pid;
+    int self;              /* an engine of this very process */
+    int pidfd;             /* -1 for self or without pidfd support */
+    uint64_t starttime;    /* /proc/<pid>/stat field 22 */
+    uint64_t token;        /* the peer engine's random token */
+    atomic_int dead;       /* gone or unloaded: requests fail */
+    atomic_int unloaded;   /* peer_unload ran; free at refs == 0 */
+    atomic_uint_fast64_t next_check_ns;
+    atomic_uint refs;      /* peer_load + one per rmd */
+    atomic_uint inflight;  /* asynchronous requests running */
+
+    pthread_mutex_t map_lock;
+    be_shm_map_t *maps;
+
+    /* Outgoing notification stream (tx_lock). */
+    pthread_mutex_t tx_lock;
+    char sock_name[BE_SHM_SOCK_MAX + 1];
+    size_t sock_len;
+    int tx_fd;
+    int tx_in_epoll;       /* registered with the engine's epoll set */
+    int tx_want_out;       /* EPOLLOUT requested */
+    be_shm_ev_t tx_ev;
+    uint8_t *txbuf;        /* bytes not yet written: [tx_head, tx_len) */
+    size_t tx_head;
+    size_t tx_len;
+    size_t tx_cap;
+    uint64_t tx_queued;    /* stream bytes queued so far */
+    uint64_t tx_flushed;   /* stream bytes written to the socket */
+    nxl_status_t tx_err;   /* sticky stream failure */
+};
+
+/* be_shm_cursor_t: a position in a pair of iovec lists. */
+typedef struct be_shm_cursor {
+    size_t li;
+    size_t loff;
+    size_t ri;
+    size_t roff;
+} be_shm_cursor_t;
+
+/* be_shm_part_t: one slice of a split request (CMA bytes and copy bytes). */
+typedef struct be_shm_part {
+    struct be_shm_part *next; /* work queue link */
+    be_shm_req_t *req;
+    be_shm_cursor_t cma_at;
+    uint64_t cma_bytes;
+    be_shm_cursor_t copy_at;
+    uint64_t copy_bytes;
+} be_shm_part_t;
+
+/* Request states. */
+enum {
+    BE_SHM_REQ_IDLE = 0,
+    BE_SHM_REQ_RUNNING = 1, /* parts in flight */
+    BE_SHM_REQ_NOTIF = 2,   /* data done, notification still queued */
+    BE_SHM_REQ_DONE = 3,
+    BE_SHM_REQ_ERROR = 4
+};
+
+/* be_shm_req_t: per-transfer state (req_size bytes, zeroed by the core). */
+struct be_shm_req {
+    uint32_t magic;
+    be_shm_engine_t *eng;
+    be_shm_peer_t *peer;
+    nxl_op_t op;
+    /* CMA lists: independent scatter lists with equal byte totals. */
+    struct iovec *cl;
+    struct iovec *cr;
+    size_t ncl;
+    size_t ncr;
+    uint64_t cma_bytes;
+    /* Copy lists: pairs (local, mapped remote) of equal length. */
+    struct iovec *ml;
+    struct iovec *mr;
+    size_t nm;
+    uint64_t copy_bytes;
+    /* Split plan (nparts > 1 only with a worker pool). */
+    be_shm_part_t *parts;
+    unsigned nparts;
+    void *alloc;           /* arrays that did not fit inline */
+    /* Run state. */
+    const nxl_be_xfer_t *xfer;
+    atomic_int state;
+    atomic_int cancel;
+    atomic_int status;
+    atomic_uint parts_left;
+    uint64_t notif_seq;    /* stream offset the notification ends at */
+    char errmsg[160];      /* message of a failure seen on another thread */
+    struct iovec inl[4 * BE_SHM_INLINE_IOV];
+};
+
+/* be_shm_pool_t: worker threads that run parts of split requests. */
+typedef struct be_shm_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    be_shm_part_t *head;
+    be_shm_part_t *tail;
+    int stop;
+    unsigned nthreads;     /* started */
+    pthread_t threads[BE_SHM_MAX_THREADS];
+} be_shm_pool_t;
+
+/* be_shm_engine_t: the engine (engine_size bytes, zeroed by the core). */
+struct be_shm_engine {
+    uint32_t magic;
+    uint64_t token;        /* random; peers read it back through CMA */
+    const nxl_backend_host_t *host;
+    pid_t pid;
+    uint64_t starttime;
+    uint8_t boot_id[16];
+    uint64_t pidns;
+    uint64_t netns;
+
+    /* Params. */
+    unsigned num_threads;
+    uint64_t split_threshold;
+    uint64_t nt_threshold;
+
+    /* Lifecycle flags, so that fini undoes a partial init. */
+    int locks_ready;
+    int pool_ready;
+    int registered;        /* in the process-wide engine list */
+
+    int listen_fd;
+    int done_fd;           /* eventfd written by workers */
+    int ep_fd;             /* epoll: listener, done_fd, conns, tx sockets */
+    char sock_name[BE_SHM_SOCK_MAX + 1];
+    size_t sock_len;
+    be_shm_ev_t listen_ev;
+    be_shm_ev_t done_ev;
+
+    pthread_mutex_t rx_lock;
+    struct be_shm_conn *conns;
+
+    pthread_mutex_t md_lock;
+    be_shm_md_t *mds;
+
+    be_shm_pool_t pool;
+    be_shm_engine_t *global_next; /* process-wide engine list */
+};
+
+/* --- shm.c ---------------------------------------------------------------- */
+
+/* The ops table the core references. */
+extern const nxl_backend_ops_t nxl__be_shm_ops;
+
+/* be_shm_peer_alive reports whether peer may still be used, polling its
+ * pidfd at most every BE_SHM_ALIVE_CHECK_NS. Marks it dead otherwise. */
+int be_shm_peer_alive(be_shm_peer_t *peer, int force);
+
+/* be_shm_peer_mark_dead records that peer is gone (any thread). */
+void be_shm_peer_mark_dead(be_shm_peer_t *peer, const char *why);
+
+/* be_shm_rmd_is_mapped reports whether transfers to rmd are plain copies
+ * (loopback or a shared mapping); for tests. */
+int be_shm_rmd_is_mapped(const void *rmd);
+
+/* --- shm_copy.c --------------------------------------------------------- */
+
+/* be_shm_copy copies n bytes, with non-temporal stores when use_nt (the
+ * request is at least nt_threshold bytes), else with memcpy. */
+void be_shm_copy(void *dst, const void *src, size_t n, int use_nt);
+
+/* be_shm_copy_range copies nbytes of the pair lists (dst[i] <- src[i])
+ * starting at cursor (li/loff). Stops early (returning NXL_ERR_CANCELED)
+ * when *cancel becomes set. */
+nxl_status_t be_shm_copy_range(const struct iovec *dst,
+                               const struct iovec *src, size_t n,
+                               be_shm_cursor_t at, uint64_t nbytes, int use_nt,
+                               const atomic_int *cancel);
+
+/* be_shm_cma_range moves nbytes between this process (l) and pid (r)
+ * starting at cursor at, in windows of at most BE_SHM_IOV_MAX iovecs per
+ * side, continuing after partial transfers. write selects
+ * process_vm_writev. peer (may be NULL) is marked dead on ESRCH; cancel
+ * (may be NULL) is checked between calls. */
+nxl_status_t be_shm_cma_range(pid_t pid, int write, const struct iovec *l,
+                              size_t nl, const struct iovec *r, size_t nr,
+                              be_shm_cursor_t at, uint64_t nbytes,
+                              be_shm_peer_t *peer, const atomic_int *cancel);
+
+/* be_shm_cursor_advance moves a cursor over list (n entries) by bytes;
+ * side 0 moves li/loff, side 1 ri/roff. */
+void be_shm_cursor_advance(be_shm_cursor_t *c, int side,
+                           const struct iovec *list, size_t n, uint64_t bytes);
+
+/* --- shm_pool.c --------------------------------------------------------- */
+
+/* be_shm_pool_start starts n workers (n may be 0). */
+nxl_status_t be_shm_pool_start(be_shm_engine_t *eng, unsigned n);
+/* be_shm_pool_stop joins the workers; queued parts must be none. */
+void be_shm_pool_stop(be_shm_engine_t *eng);
+/* be_shm_pool_push queues parts [first, first + n) of a request. */
+void be_shm_pool_push(be_shm_engine_t *eng, be_shm_part_t *first,
+                      unsigned n);
+/* be_shm_part_run runs one part and accounts for it; returns 1 when this
+ * call finished the request. */
+int be_shm_part_run(be_shm_part_t *part);
+
+/* be_shm_req_finish completes req after its data moved (status st): sends
+ * the attached notification and publishes the final state. Returns the
+ * status post/check should report (NXL_IN_PROG while the notification is
+ * queued). */
+nxl_status_t be_shm_req_finish(be_shm_req_t *req, nxl_status_t st);
+
+/* --- shm_notif.c -------------------------------------------------------- */
+
+/* be_shm_notif_init creates the listener, completion eventfd and epoll. */
+nxl_status_t be_shm_notif_init(be_shm_engine_t *eng);
+/* be_shm_notif_fini closes connections and the fds notif_init opened. */
+void be_shm_notif_fini(be_shm_engine_t *eng);
+/* be_shm_tx_connect connects peer's outgoing stream (tx_lock held). */
+nxl_status_t be_shm_tx_connect(be_shm_peer_t *peer);
+/* be_shm_tx_hello queues the hello frame naming this agent; peer_load
+ * calls it before anything else goes on the stream. */
+nxl_status_t be_shm_tx_hello(be_shm_peer_t *peer, const char *own_name);
+/* be_shm_tx_send queues one notification frame and writes what the socket
+ * takes; *seq_p receives the stream offset its last byte ends at. */
+nxl_status_t be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len,
+                            uint64_t *seq_p);
+/* be_shm_tx_done reports whether the stream is flushed past seq (NXL_OK),
+ * still queued (NXL_IN_PROG, after trying to write more) or failed. */
+nxl_status_t be_shm_tx_done(be_shm_peer_t *peer, uint64_t seq);
+/* be_shm_tx_close drops peer's stream (tx_lock and rx_lock not held). */
+void be_shm_tx_close(be_shm_peer_t *peer);
+/* be_shm_progress handles ready fds: accepts, receives and delivers
+ * notifications, flushes queued streams. Returns events handled. */
+unsigned be_shm_progress(void *self);
+/* be_shm_signal_done wakes sleepers after a worker finished a request. */
+void be_shm_signal_done(be_shm_engine_t *eng);
+
+#endif /* NXL_BACKENDS_SHM_H */

@@ -1,0 +1,822 @@
+/*
+ * engine.c - the TCP backend's ops table: parameters, init/fini, the
+ * registration index the server checks requests against, conn info and
+ * peers (connect + hello handshake).
+ */
+#include "tcp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Init stages, so fini undoes exactly what init did. */
+enum {
+    BE_TCP_STAGE_NONE = 0,
+    BE_TCP_STAGE_FDS,     /* fds set to -1, params parsed */
+    BE_TCP_STAGE_LOCKS,   /* mutex and rwlock initialised */
+    BE_TCP_STAGE_RUNNING  /* listening, I/O thread started */
+};
+
+static const nxl_param_t be_tcp_defaults[] = {
+    {"bind_addr", "0.0.0.0"},
+    {"port", "0"},
+    {"advertise_addr", ""},
+    {"num_streams", "1"},
+    {"connect_timeout_ms", "2000"},
+    {"request_timeout_ms", "0"},
+    {"stripe_min_bytes", "1048576"},
+};
+
+/* An address of the static sentinel handed out as the remote md. */
+static uint8_t be_tcp_rmd_sentinel;
+
+/* be_tcp_parse_u64 parses a whole decimal string within [lo, hi]. */
+static nxl_status_t
+be_tcp_parse_u64(const char *key, const char *val, uint64_t lo, uint64_t hi,
+                 uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+
+    errno = 0;
+    if (val == NULL || val[0] == '\0' || val[0] == '-') {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: %s: expected a number",
+                         key);
+    }
+    v = strtoull(val, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tcp: %s=\"%s\": expected %llu..%llu", key, val,
+                         (unsigned long long)lo, (unsigned long long)hi);
+    }
+    *out = v;
+    return NXL_OK;
+}
+
+/* be_tcp_parse_addr copies an address parameter after checking it. */
+static nxl_status_t
+be_tcp_parse_addr(const char *key, const char *val, char *out)
+{
+    size_t n = val ? strlen(val) : 0, i;
+
+    if (n >= BE_TCP_ADDR_MAX) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: %s too long", key);
+    }
+    for (i = 0; i < n; i++) {
+        if (val[i] <= ' ' || val[i] == '/' || val[i] > '~') {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "tcp: %s=\"%s\": not an address", key, val);
+        }
+    }
+    memcpy(out, val ? val : "", n + 1);
+    return NXL_OK;
+}
+
+/* be_tcp_params applies params (keys are those of be_tcp_defaults). */
+static nxl_status_t
+be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
+{
+    const nxl_param_t *p;
+    nxl_status_t st = NXL_OK;
+    uint64_t v;
+    size_t i;
+
+    strcpy(eng->bind_addr, "0.0.0.0");
+    eng->advertise[0] = '\0';
+    eng->port = 0;
+    eng->num_streams = 1;
+    eng->connect_timeout_ms = 2000;
+    eng->request_timeout_ms = 0;
+    eng->stripe_min = 1u << 20;
+    for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
+        p = &params->items[i];
+        if (p->key == NULL) {
+            continue;
+        }
+        if (strcmp(p->key, "bind_addr") == 0) {
+            st = be_tcp_parse_addr(p->key, p->value, eng->bind_addr);
+            if (st == NXL_OK && eng->bind_addr[0] == '\0') {
+                strcpy(eng->bind_addr, "0.0.0.0");
+            }
+        } else if (strcmp(p->key, "advertise_addr") == 0) {
+            st = be_tcp_parse_addr(p->key, p->value, eng->advertise);
+        } else if (strcmp(p->key, "port") == 0) {
+            st = be_tcp_parse_u64(p->key, p->value, 0, 65535, &v);
+            eng->port = (uint16_t)v;
+        } else if (strcmp(p->key, "num_streams") == 0) {
+            st = be_tcp_parse_u64(p->key, p->value, 1, 16, &v);
+            eng->num_streams = (unsigned)v;
+        } else if (strcmp(p->key, "connect_timeout_ms") == 0) {
+            st = be_tcp_parse_u64(p->key, p->value, 1, 3600000, &v);
+            eng->connect_timeout_ms = (int)v;
+        } else if (strcmp(p->key, "request_timeout_ms") == 0) {
+            st = be_tcp_parse_u64(p->key, p->value, 0, 86400000, &v);
+            eng->request_timeout_ms = (int)v;
+        } else if (strcmp(p->key, "stripe_min_bytes") == 0) {
+            st = be_tcp_parse_u64(p->key, p->value, 0, UINT64_MAX, &v);
+            eng->stripe_min = v;
+        } else {
+            st = nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: unknown param \"%s\"",
+                           p->key);
+        }
+    }
+    return st;
+}
+
+/* be_tcp_is_wildcard says whether addr means "every interface". */
+static bool
+be_tcp_is_wildcard(const char *addr)
+{
+    return addr[0] == '\0' || strcmp(addr, "0.0.0.0") == 0 ||
+           strcmp(addr, "::") == 0 || strcmp(addr, "*") == 0;
+}
+
+/* be_tcp_is_loopback says whether addr names this host's loopback. */
+static bool
+be_tcp_is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strcmp(addr, "localhost") == 0;
+}
+
+/* be_tcp_host_token identifies this host and network namespace: equal
+ * tokens mean a peer's loopback address reaches the peer. */
+static uint64_t
+be_tcp_host_token(void)
+{
+    char boot[64] = {0};
+    struct stat st;
+    uint64_t h, ns = 0;
+    ssize_t n;
+    int fd;
+
+    fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, boot, sizeof(boot) - 1);
+        (void)n;
+        close(fd);
+    }
+    if (stat("/proc/self/ns/net", &st) == 0) {
+        ns = ((uint64_t)st.st_dev << 32) ^ (uint64_t)st.st_ino;
+    }
+    h = nxl__hash64(boot, strlen(boot));
+    h ^= nxl__hash64(&ns, sizeof(ns)) * 0x9e3779b97f4a7c15ull;
+    return h ? h : 1;
+}
+
+/* be_tcp_self_info fills the conn info this engine advertises:
+ * advertise_addr if set; else bind_addr if it is specific; else every
+ * IPv4 address of an interface that is up (not loopback), then 127.0.0.1
+ * (peers on the same host and network namespace try that first). */
+static void
+be_tcp_self_info(be_tcp_engine_t *eng, uint16_t port)
+{
+    be_tcp_conninfo_t *ci = &eng->self_info;
+    struct ifaddrs *ifs = NULL, *ifa;
+    char buf[INET_ADDRSTRLEN];
+
+    memset(ci, 0, sizeof(*ci));
+    ci->port = port;
+    ci->host_token = be_tcp_host_token();
+    if (eng->advertise[0] != '\0') {
+        strcpy(ci->addrs[ci->naddrs++], eng->advertise);
+        return;
+    }
+    if (!be_tcp_is_wildcard(eng->bind_addr)) {
+        strcpy(ci->addrs[ci->naddrs++], eng->bind_addr);
+        return;
+    }
+    if (getifaddrs(&ifs) == 0) {
+        for (ifa = ifs; ifa != NULL; ifa = ifa->ifa_next) {
+            if (ci->naddrs >= BE_TCP_MAX_ADDRS - 1) {
+                break;
+            }
+            if (ifa->ifa_addr == NULL || ifa->ifa_addr->sa_family != AF_INET ||
+                !(ifa->ifa_flags & IFF_UP) ||
+                (ifa->ifa_flags & IFF_LOOPBACK)) {
+                continue;
+            }
+            if (inet_ntop(AF_INET,
+                          &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr,
+                          buf, sizeof(buf)) != NULL) {
+                strcpy(ci->addrs[ci->naddrs++], buf);
+            }
+        }
+        freeifaddrs(ifs);
+    }
+    strcpy(ci->addrs[ci->naddrs++], "127.0.0.1");
+}
+
+/* be_tcp_init: parse params, listen, start the I/O thread. */
+static nxl_status_t
+be_tcp_init(void *self, const nxl_backend_host_t *host,
+            const nxl_params_t *params)
+{
+    be_tcp_engine_t *eng = self;
+    struct epoll_event ev;
+    nxl_status_t st;
+    uint16_t port = 0;
+
+    eng->host = host;
+    eng->lfd = eng->epfd = eng->kick_fd = eng->efd = -1;
+    eng->stage = BE_TCP_STAGE_FDS;
+    st = be_tcp_params(eng, params);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (pthread_mutex_init(&eng->io_lock, NULL) != 0) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: pthread_mutex_init");
+    }
+    if (pthread_rwlock_init(&eng->reg_lock, NULL) != 0) {
+        pthread_mutex_destroy(&eng->io_lock);
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: pthread_rwlock_init");
+    }
+    eng->stage = BE_TCP_STAGE_LOCKS;
+
+    st = nxl__sock_listen(eng->bind_addr, eng->port, &eng->lfd, &port);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (fcntl(eng->lfd, F_SETFL, fcntl(eng->lfd, F_GETFL) | O_NONBLOCK) < 0) {
+        return nxl__fail_errno(errno, "tcp: fcntl(listen socket)");
+    }
+    eng->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    eng->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    eng->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (eng->efd < 0 || eng->kick_fd < 0 || eng->epfd < 0) {
+        return nxl__fail_errno(errno, "tcp: eventfd/epoll_create1");
+    }
+    ev.events = EPOLLIN;
+    ev.data.ptr = &eng->lfd;
+    if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, eng->lfd, &ev) < 0) {
+        return nxl__fail_errno(errno, "tcp: epoll_ctl(listen socket)");
+    }
+    ev.events = EPOLLIN;
+    ev.data.ptr = &eng->kick_fd;
+    if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, eng->kick_fd, &ev) < 0) {
+        return nxl__fail_errno(errno, "tcp: epoll_ctl(eventfd)");
+    }
+    be_tcp_self_info(eng, port);
+    st = be_tcp_io_start(eng);
+    if (st != NXL_OK) {
+        return st;
+    }
+    eng->stage = BE_TCP_STAGE_RUNNING;
+    nxl__debug("tcp: %s listening on %s:%u (advertising %s%s)",
+               host && host->agent_name ? host->agent_name : "?",
+               eng->bind_addr, (unsigned)port, eng->self_info.addrs[0],
+               eng->self_info.naddrs > 1 ? ", ..." : "");
+    return NXL_OK;
+}
+
+/* be_tcp_peer_free frees a peer whose connections are gone. */
+static void
+be_tcp_peer_free(be_tcp_peer_t *peer)
+{
+    free(peer->conns);
+    free(peer->name);
+    free(peer);
+}
+
+/* be_tcp_fini stops the I/O thread and frees everything. */
+static void
+be_tcp_fini(void *self)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_peer_t *peer;
+    be_tcp_conn_t *c;
+    unsigned i;
+    size_t k;
+
+    if (eng->stage >= BE_TCP_STAGE_LOCKS) {
+        be_tcp_io_stop(eng);
+        pthread_mutex_lock(&eng->io_lock);
+        while ((peer = eng->peers) != NULL) {
+            eng->peers = peer->next;
+            be_tcp_peer_kill(peer, NXL_ERR_REMOTE_DISCONNECT,
+                             "tcp: backend shut down");
+            for (i = 0; i < peer->nconns; i++) {
+                if (peer->conns[i] != NULL) {
+                    be_tcp_conn_bury(peer->conns[i]);
+                }
+            }
+            be_tcp_peer_free(peer);
+        }
+        while ((c = eng->conns) != NULL) {
+            be_tcp_conn_bury(c);
+        }
+        while ((c = eng->grave) != NULL) {
+            eng->grave = c->next;
+            be_tcp_conn_free(c);
+        }
+        pthread_mutex_unlock(&eng->io_lock);
+        for (k = 0; k < eng->nreg; k++) {
+            free(eng->ridx[k].reg);
+        }
+        free(eng->ridx);
+        eng->ridx = NULL;
+        eng->nreg = eng->capreg = 0;
+        pthread_rwlock_destroy(&eng->reg_lock);
+        pthread_mutex_destroy(&eng->io_lock);
+    }
+    if (eng->stage >= BE_TCP_STAGE_FDS) {
+        if (eng->lfd >= 0) {
+            close(eng->lfd);
+        }
+        if (eng->epfd >= 0) {
+            close(eng->epfd);
+        }
+        if (eng->kick_fd >= 0) {
+            close(eng->kick_fd);
+        }
+        if (eng->efd >= 0) {
+            close(eng->efd);
+        }
+        eng->lfd = eng->epfd = eng->kick_fd = eng->efd = -1;
+    }
+    eng->stage = BE_TCP_STAGE_NONE;
+}
+
+/* be_tcp_ridx_find returns the number of index entries with addr <= a
+ * (so entry [ret - 1] is the last one starting at or before a). */
+static size_t
+be_tcp_ridx_find(const be_tcp_engine_t *eng, uint64_t a)
+{
+    size_t lo = 0, hi = eng->nreg, mid;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (eng->ridx[mid].addr <= a) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* be_tcp_ridx_fix recomputes the prefix maxima from entry k on. */
+static void
+be_tcp_ridx_fix(be_tcp_engine_t *eng, size_t k)
+{
+    uint64_t m = k > 0 ? eng->ridx[k - 1].max_end : 0;
+
+    for (; k < eng->nreg; k++) {
+        m = NXL__MAX(m, eng->ridx[k].end);
+        eng->ridx[k].max_end = m;
+    }
+}
+
+/* be_tcp_regions_cover: is [addr, addr + len) inside one registration?
+ * Among the regions starting at or before addr, the largest end decides. */
+bool
+be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len)
+{
+    bool ok = false;
+    size_t k;
+
+    if (len > UINT64_MAX - addr) {
+        return false;
+    }
+    pthread_rwlock_rdlock(&eng->reg_lock);
+    k = be_tcp_ridx_find(eng, addr);
+    if (k > 0 && eng->ridx[k - 1].max_end >= addr + len) {
+        ok = true;
+    }
+    pthread_rwlock_unlock(&eng->reg_lock);
+    return ok;
+}
+
+/* be_tcp_mem_register adds a DRAM region to the index. */
+static nxl_status_t
+be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_region_t *reg;
+    be_tcp_ridx_t *n;
+    size_t k, cap;
+
+    if (region->kind != NXL_DRAM) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "tcp: only DRAM can be registered (kind %d)",
+                         (int)region->kind);
+    }
+    if (region->len > UINT64_MAX - region->addr) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tcp: region 0x%llx+%llu wraps around",
+                         (unsigned long long)region->addr,
+                         (unsigned long long)region->len);
+    }
+    reg = malloc(sizeof(*reg));
+    if (reg == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: mem_register: out of memory");
+    }
+    reg->addr = region->addr;
+    reg->len = region->len;
+    pthread_rwlock_wrlock(&eng->reg_lock);
+    if (eng->nreg == eng->capreg) {
+        cap = eng->capreg ? eng->capreg * 2 : 16;
+        n = realloc(eng->ridx, cap * sizeof(*n));
+        if (n == NULL) {
+            pthread_rwlock_unlock(&eng->reg_lock);
+            free(reg);
+            return nxl__fail(NXL_ERR_NOMEM, "tcp: mem_register: out of memory");
+        }
+        eng->ridx = n;
+        eng->capreg = cap;
+    }
+    k = be_tcp_ridx_find(eng, reg->addr);
+    memmove(&eng->ridx[k + 1], &eng->ridx[k],
+            (eng->nreg - k) * sizeof(eng->ridx[0]));
+    eng->ridx[k].addr = reg->addr;
+    eng->ridx[k].end = reg->addr + reg->len;
+    eng->ridx[k].reg = reg;
+    eng->nreg++;
+    be_tcp_ridx_fix(eng, k);
+    pthread_rwlock_unlock(&eng->reg_lock);
+    *md_p = reg;
+    return NXL_OK;
+}
+
+/* be_tcp_mem_deregister removes a region from the index. */
+static void
+be_tcp_mem_deregister(void *self, void *md)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_region_t *reg = md;
+    size_t k;
+
+    if (reg == NULL) {
+        return;
+    }
+    pthread_rwlock_wrlock(&eng->reg_lock);
+    k = be_tcp_ridx_find(eng, reg->addr);
+    while (k > 0 && eng->ridx[k - 1].addr == reg->addr &&
+           eng->ridx[k - 1].reg != reg) {
+        k--;
+    }
+    if (k > 0 && eng->ridx[k - 1].reg == reg) {
+        k--;
+        memmove(&eng->ridx[k], &eng->ridx[k + 1],
+                (eng->nreg - k - 1) * sizeof(eng->ridx[0]));
+        eng->nreg--;
+        be_tcp_ridx_fix(eng, k);
+    } else {
+        nxl__warn("tcp: mem_deregister of an unknown region 0x%llx",
+                  (unsigned long long)reg->addr);
+    }
+    pthread_rwlock_unlock(&eng->reg_lock);
+    free(reg);
+}
+
+/* be_tcp_md_pack: a TCP region needs no public data (the target checks
+ * every request against its registrations), so the blob is empty. */
+static nxl_status_t
+be_tcp_md_pack(void *self, const void *md, nxl_blob_t *out)
+{
+    (void)self;
+    (void)md;
+    out->data = NULL;
+    out->len = 0;
+    return NXL_OK;
+}
+
+/* be_tcp_conn_info writes this engine's conn info. */
+static nxl_status_t
+be_tcp_conn_info(void *self, nxl_blob_t *out)
+{
+    be_tcp_engine_t *eng = self;
+
+    return be_tcp_conninfo_encode(&eng->self_info, out);
+}
+
+/* be_tcp_handshake sends our hello on a fresh connection and checks the
+ * reply: protocol version and that the agent there is the one expected. */
+static nxl_status_t
+be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
+                 const char *where, unsigned stream, int timeout_ms)
+{
+    uint8_t buf[BE_TCP_HDR_SIZE + BE_TCP_HELLO_FIXED + BE_TCP_MAX_NAME];
+    be_tcp_frame_t f = {.type = BE_TCP_HELLO};
+    const char *why = NULL;
+    be_tcp_hello_t h;
+    nxl_status_t st;
+    size_t n;
+
+    n = be_tcp_hello_encode(buf + BE_TCP_HDR_SIZE,
+                            sizeof(buf) - BE_TCP_HDR_SIZE,
+                            eng->host->agent_name, (uint16_t)stream,
+                            (uint16_t)eng->num_streams);
+    if (n == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tcp: agent name empty or longer than %u bytes",
+                         BE_TCP_MAX_NAME);
+    }
+    f.aux_len = (uint32_t)n;
+    be_tcp_frame_encode(&f, buf);
+    st = nxl__sock_send_all(fd, buf, BE_TCP_HDR_SIZE + n, timeout_ms);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = nxl__sock_recv_all(fd, buf, BE_TCP_HDR_SIZE, timeout_ms);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (be_tcp_frame_decode(buf, BE_TCP_HDR_SIZE, &f, &why) <= 0 ||
+        f.type != BE_TCP_HELLO_ACK) {
+        return nxl__fail(NXL_ERR_PROTO, "tcp: %s is not an NXL TCP server: %s",
+                         where, why ? why : "unexpected reply to hello");
+    }
+    st = nxl__sock_recv_all(fd, buf, f.aux_len, timeout_ms);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (!be_tcp_hello_decode(buf, f.aux_len, &h, &why)) {
+        return nxl__fail(NXL_ERR_PROTO, "tcp: %s: bad hello reply: %s", where,
+                         why);
+    }
+    if (f.status != 0 || h.version != BE_TCP_VERSION) {
+        return nxl__fail(NXL_ERR_MISMATCH,
+                         "tcp: %s speaks protocol version %u, we speak %u",
+                         where, (unsigned)h.version, BE_TCP_VERSION);
+    }
+    if (h.name_len != strlen(peer) || memcmp(h.name, peer, h.name_len) != 0) {
+        return nxl__fail(NXL_ERR_MISMATCH,
+                         "tcp: %s is agent '%.*s', expected '%s'", where,
+                         (int)h.name_len, h.name, peer);
+    }
+    return NXL_OK;
+}
+
+/* be_tcp_connect_peer opens stream number `stream` to peer: tries its
+ * addresses (loopback first when it shares our host and namespace, last
+ * otherwise) within connect_timeout_ms, then shakes hands. */
+static nxl_status_t
+be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
+                    unsigned stream, int *fd_p)
+{
+    const be_tcp_conninfo_t *ci = &peer->info;
+    bool same = ci->host_token == eng->self_info.host_token;
+    uint64_t start = nxl__now_ns(), spent;
+    const char *order[BE_TCP_MAX_ADDRS];
+    char where[BE_TCP_ADDR_MAX + 16];
+    unsigned n = 0, i, pass;
+    nxl_status_t st = NXL_ERR_REMOTE_DISCONNECT;
+    int fd, left, each;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < ci->naddrs; i++) {
+            if (be_tcp_is_loopback(ci->addrs[i]) == (same ? pass == 0
+                                                          : pass == 1)) {
+                order[n++] = ci->addrs[i];
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        spent = (nxl__now_ns() - start) / 1000000u;
+        if (spent >= (uint64_t)eng->connect_timeout_ms) {
+            return nxl__fail(NXL_ERR_TIMEOUT,
+                             "tcp: connecting to agent '%s' timed out after "
+                             "%d ms", peer->name, eng->connect_timeout_ms);
+        }
+        left = eng->connect_timeout_ms - (int)spent;
+        each = (i + 1 < n) ? NXL__MAX(left / (int)(n - i), 1) : left;
+        snprintf(where, sizeof(where), "%s:%u", order[i], (unsigned)ci->port);
+        st = nxl__sock_connect(order[i], ci->port, each, &fd);
+        if (st != NXL_OK) {
+            nxl__debug("tcp: connect %s (agent '%s'): %s", where, peer->name,
+                       nxl_last_error());
+            continue;
+        }
+        be_tcp_sock_tune(fd);
+        st = be_tcp_handshake(eng, fd, peer->name, where, stream, left);
+        if (st != NXL_OK) {
+            close(fd); /* not it (or it hung up): try the next address */
+            continue;
+        }
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+            st = nxl__fail_errno(errno, "tcp: fcntl");
+            close(fd);
+            return st;
+        }
+        *fd_p = fd;
+        return NXL_OK;
+    }
+    if (st == NXL_OK || nxl_last_error()[0] == '\0') {
+        st = nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                       "tcp: cannot reach agent '%s'", peer->name);
+    }
+    return st;
+}
+
+/* be_tcp_peer_load connects num_streams streams to a peer. */
+static nxl_status_t
+be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
+                 void **peer_ctx_p)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_peer_t *peer;
+    const char *why = NULL;
+    nxl_status_t st;
+    unsigned i;
+    int fd;
+
+    if (name == NULL || name[0] == '\0' || strlen(name) > BE_TCP_MAX_NAME) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: bad peer name");
+    }
+    peer = calloc(1, sizeof(*peer));
+    if (peer == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: peer_load: out of memory");
+    }
+    if (info == NULL ||
+        !be_tcp_conninfo_decode(info, len, &peer->info, &why)) {
+        free(peer);
+        return nxl__fail(NXL_ERR_PROTO, "tcp: conn info of '%s': %s", name,
+                         why ? why : "missing");
+    }
+    peer->eng = eng;
+    peer->name = strdup(name);
+    peer->conns = calloc(eng->num_streams, sizeof(*peer->conns));
+    if (peer->name == NULL || peer->conns == NULL) {
+        st = nxl__fail(NXL_ERR_NOMEM, "tcp: peer_load: out of memory");
+        goto err_free;
+    }
+    peer->nconns = eng->num_streams;
+    for (i = 0; i < peer->nconns; i++) {
+        st = be_tcp_connect_peer(eng, peer, i, &fd);
+        if (st != NXL_OK) {
+            goto err_conns;
+        }
+        pthread_mutex_lock(&eng->io_lock);
+        st = be_tcp_conn_new(eng, fd, false, &peer->conns[i]);
+        if (st == NXL_OK) {
+            peer->conns[i]->peer = peer;
+        }
+        pthread_mutex_unlock(&eng->io_lock);
+        if (st != NXL_OK) {
+            close(fd);
+            goto err_conns;
+        }
+    }
+    pthread_mutex_lock(&eng->io_lock);
+    peer->next = eng->peers;
+    eng->peers = peer;
+    pthread_mutex_unlock(&eng->io_lock);
+    nxl__debug("tcp: connected to agent '%s' (%u stream%s)", name,
+               peer->nconns, peer->nconns == 1 ? "" : "s");
+    *peer_ctx_p = peer;
+    return NXL_OK;
+
+err_conns:
+    pthread_mutex_lock(&eng->io_lock);
+    for (i = 0; i < peer->nconns; i++) {
+        if (peer->conns[i] != NULL) {
+            be_tcp_conn_bury(peer->conns[i]);
+        }
+    }
+    pthread_mutex_unlock(&eng->io_lock);
+err_free:
+    be_tcp_peer_free(peer);
+    return st;
+}
+
+/* be_tcp_peer_unload fails the peer's transfers with REMOTE_DISCONNECT,
+ * closes its streams and forgets it. */
+static void
+be_tcp_peer_unload(void *self, void *peer_ctx)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_peer_t *peer = peer_ctx, **pp;
+    unsigned i;
+
+    if (peer == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&eng->io_lock);
+    be_tcp_peer_kill(peer, NXL_ERR_REMOTE_DISCONNECT,
+                     "tcp: peer unloaded");
+    for (i = 0; i < peer->nconns; i++) {
+        if (peer->conns[i] != NULL) {
+            be_tcp_conn_bury(peer->conns[i]);
+        }
+    }
+    for (pp = &eng->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == peer) {
+            *pp = peer->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&eng->io_lock);
+    be_tcp_peer_free(peer);
+}
+
+/* be_tcp_md_unpack accepts a peer region: TCP regions carry no public
+ * data, so anything else is malformed. */
+static nxl_status_t
+be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
+                 nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
+{
+    (void)self;
+    (void)peer_ctx;
+    (void)desc;
+    (void)pub;
+    if (kind != NXL_DRAM) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "tcp: remote memory kind %d is not DRAM", (int)kind);
+    }
+    if (len != 0) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "tcp: unexpected %zu bytes of region data", len);
+    }
+    *rmd_p = &be_tcp_rmd_sentinel;
+    return NXL_OK;
+}
+
+/* be_tcp_md_unload: nothing was allocated. */
+static void
+be_tcp_md_unload(void *self, void *rmd)
+{
+    (void)self;
+    (void)rmd;
+}
+
+/* be_tcp_signal counts events and makes the event fd readable (once until
+ * the next progress call) and wakes the agent. */
+void
+be_tcp_signal(be_tcp_engine_t *eng, unsigned n)
+{
+    uint64_t one = 1;
+    ssize_t rc;
+
+    atomic_fetch_add(&eng->events, n);
+    if (atomic_exchange(&eng->efd_pending, 1) == 0) {
+        rc = write(eng->efd, &one, sizeof(one));
+        (void)rc;
+        if (eng->host != NULL && eng->host->wake != NULL) {
+            eng->host->wake(eng->host->ctx);
+        }
+    }
+}
+
+/* be_tcp_progress: the I/O thread does the work; this drains the event fd
+ * and reports how many completions and notifications happened. */
+static unsigned
+be_tcp_progress(void *self)
+{
+    be_tcp_engine_t *eng = self;
+    uint64_t v;
+    ssize_t rc;
+
+    if (atomic_exchange(&eng->efd_pending, 0) != 0) {
+        rc = read(eng->efd, &v, sizeof(v));
+        (void)rc;
+    }
+    return atomic_exchange(&eng->events, 0);
+}
+
+/* be_tcp_event_fd returns the eventfd that completions make readable. */
+static int
+be_tcp_event_fd(void *self)
+{
+    return ((be_tcp_engine_t *)self)->efd;
+}
+
+const nxl_backend_ops_t nxl__be_tcp_ops = {
+    .abi_version = NXL_BACKEND_ABI,
+    .size = sizeof(nxl_backend_ops_t),
+    .name = "TCP",
+    .caps = NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF |
+            NXL_CAP_THREAD_SAFE,
+    .mem_kinds = 1u << NXL_DRAM,
+    .engine_size = sizeof(be_tcp_engine_t),
+    .req_size = sizeof(be_tcp_req_t),
+    .defaults = be_tcp_defaults,
+    .num_defaults = NXL__ARRAY_SIZE(be_tcp_defaults),
+    .init = be_tcp_init,
+    .fini = be_tcp_fini,
+    .mem_register = be_tcp_mem_register,
+    .mem_deregister = be_tcp_mem_deregister,
+    .md_pack = be_tcp_md_pack,
+    .conn_info = be_tcp_conn_info,
+    .peer_load = be_tcp_peer_load,
+    .peer_unload = be_tcp_peer_unload,
+    .md_unpack = be_tcp_md_unpack,
+    .md_unload = be_tcp_md_unload,
+    .prep = be_tcp_prep,
+    .post = be_tcp_post,
+    .check = be_tcp_check,
+    .cancel = be_tcp_cancel,
+    .release = be_tcp_release,
+    .progress = be_tcp_progress,
+    .event_fd = be_tcp_event_fd,
+    .notif_send = be_tcp_notif_send,
+};

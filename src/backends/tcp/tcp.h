@@ -1,0 +1,416 @@
+/*
+ * tcp.h - internals of the TCP backend (not part of any public API).
+ *
+ * The backend moves DRAM between agents over plain TCP. Each engine runs
+ * one I/O thread (epoll) that accepts connections and serves READ and WRITE
+ * requests straight from and into registered memory, and completes the
+ * requests this engine initiated. The wire format is in frame.c and in
+ * docs/backends.md ("TCP").
+ *
+ * Files: frame.c (pure codec: frames, hello, conn info; fuzzed),
+ *        engine.c (ops table, params, registrations, peers),
+ *        io.c (the I/O thread, per-connection rx/tx state machines),
+ *        xfer.c (prep/post/check/cancel/release and notifications).
+ */
+#ifndef NXL_BE_TCP_H
+#define NXL_BE_TCP_H
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* --- wire format (frame.c) ---------------------------------------------- */
+
+#define BE_TCP_HDR_SIZE 32u
+#define BE_TCP_HDR_MAGIC 0x584eu          /* "NX" little-endian */
+#define BE_TCP_HELLO_MAGIC 0x54435458u    /* "XTCT" little-endian */
+#define BE_TCP_VERSION 1u
+#define BE_TCP_WDESC_SIZE 16u             /* u64 addr, u64 len */
+#define BE_TCP_MAX_DESCS 65536u           /* descriptors in one frame */
+#define BE_TCP_MAX_NOTIF (4u << 20)       /* notification message bytes */
+#define BE_TCP_MAX_NAME 1024u             /* agent name bytes in a hello */
+#define BE_TCP_HELLO_FIXED 14u            /* hello body without the name */
+#define BE_TCP_CONNINFO_VERSION 1u
+#define BE_TCP_MAX_ADDRS 8u
+#define BE_TCP_ADDR_MAX 64u               /* numeric address text, NUL incl. */
+
+/* Frame types. Requests go from the connecting side (the initiator) to
+ * the accepting side (the target); replies come back in request order. */
+enum {
+    BE_TCP_HELLO = 1,     /* c->s: aux = hello body */
+    BE_TCP_HELLO_ACK = 2, /* s->c: aux = hello body (server's name) */
+    BE_TCP_READ_REQ = 3,  /* c->s: ndesc descriptors */
+    BE_TCP_READ_RESP = 4, /* s->c: status; data = the bytes, in order */
+    BE_TCP_WRITE_REQ = 5, /* c->s: descriptors, aux = notif?, data */
+    BE_TCP_WRITE_ACK = 6, /* s->c: status */
+    BE_TCP_NOTIF = 7,     /* c->s: aux = message; no reply */
+    BE_TCP_TYPE_MAX = 7
+};
+
+/* Frame flags. */
+#define BE_TCP_F_NOTIF 0x01u /* WRITE_REQ: aux is a notification to deliver
+                              * after the data, if the write succeeded */
+
+/* be_tcp_frame_t is a decoded 32-byte frame header:
+ *   0 u16 magic 0x584e | 2 u8 type | 3 u8 flags | 4 i32 status
+ *   8 u32 ndesc | 12 u32 aux_len | 16 u64 id | 24 u64 data_len
+ * then ndesc * 16 bytes of descriptors, aux_len bytes of aux, data_len
+ * bytes of payload. */
+typedef struct be_tcp_frame {
+    uint8_t type;
+    uint8_t flags;
+    int32_t status;
+    uint32_t ndesc;
+    uint32_t aux_len;
+    uint64_t id;
+    uint64_t data_len;
+} be_tcp_frame_t;
+
+/* be_tcp_hello_t is a decoded hello body. name points into the input. */
+typedef struct be_tcp_hello {
+    uint16_t version;
+    uint16_t stream;
+    uint16_t nstreams;
+    const char *name;
+    size_t name_len;
+} be_tcp_hello_t;
+
+/* be_tcp_conninfo_t is a decoded conn info blob. */
+typedef struct be_tcp_conninfo {
+    uint16_t port;
+    uint64_t host_token; /* same value = same host and network namespace */
+    unsigned naddrs;
+    char addrs[BE_TCP_MAX_ADDRS][BE_TCP_ADDR_MAX];
+} be_tcp_conninfo_t;
+
+/* be_tcp_frame_encode writes f as a 32-byte header into out. */
+void be_tcp_frame_encode(const be_tcp_frame_t *f, uint8_t *out);
+
+/* be_tcp_frame_decode decodes and validates a frame header from the len
+ * bytes at p. Returns BE_TCP_HDR_SIZE on success, 0 when fewer than 32
+ * bytes are given, -1 when the header is invalid (*why_p says why). Every
+ * length is checked against the limits above and against its type. */
+int be_tcp_frame_decode(const uint8_t *p, size_t len, be_tcp_frame_t *f,
+                        const char **why_p);
+
+/* be_tcp_descs_check validates ndesc wire descriptors at p (exactly
+ * ndesc * 16 bytes): no addr + len overflows and the lengths sum without
+ * overflow; the sum goes to *total_p. Returns false (and *why_p) if not. */
+bool be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
+                        uint64_t *total_p, const char **why_p);
+
+/* be_tcp_wdesc reads wire descriptor i of a checked table. */
+static inline void
+be_tcp_wdesc(const uint8_t *table, uint32_t i, uint64_t *addr, uint64_t *len)
+{
+    *addr = nxl__le64(table + (size_t)i * BE_TCP_WDESC_SIZE);
+    *len = nxl__le64(table + (size_t)i * BE_TCP_WDESC_SIZE + 8);
+}
+
+/* be_tcp_hello_encode writes a hello body for name into out (capacity
+ * cap) and returns its length, or 0 if it does not fit. */
+size_t be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
+                           uint16_t stream, uint16_t nstreams);
+
+/* be_tcp_hello_decode validates a hello body. */
+bool be_tcp_hello_decode(const uint8_t *p, size_t len, be_tcp_hello_t *h,
+                         const char **why_p);
+
+/* be_tcp_conninfo_encode serializes ci into *out (malloc). */
+nxl_status_t be_tcp_conninfo_encode(const be_tcp_conninfo_t *ci,
+                                    nxl_blob_t *out);
+
+/* be_tcp_conninfo_decode validates conn info (peer input). */
+bool be_tcp_conninfo_decode(const uint8_t *p, size_t len,
+                            be_tcp_conninfo_t *ci, const char **why_p);
+
+/* be_tcp_stream_scan walks a byte stream of frames as a receiver would
+ * (headers, descriptor tables, hellos; payloads skipped) and returns the
+ * number of whole frames, or -1 at the first invalid one. Pure; the fuzz
+ * target and the tests drive it. */
+long be_tcp_stream_scan(const uint8_t *p, size_t len, const char **why_p);
+
+/* be_tcp_status_from_wire maps a status a peer sent to one we report:
+ * known errors pass, anything else becomes NXL_ERR_BACKEND. */
+nxl_status_t be_tcp_status_from_wire(int32_t st);
+
+/* --- engine state ------------------------------------------------------- */
+
+typedef struct be_tcp_engine be_tcp_engine_t;
+typedef struct be_tcp_conn be_tcp_conn_t;
+typedef struct be_tcp_peer be_tcp_peer_t;
+typedef struct be_tcp_req be_tcp_req_t;
+typedef struct be_tcp_part be_tcp_part_t;
+typedef struct be_tcp_txi be_tcp_txi_t;
+
+/* What a transmit item is, which decides what finishing it means. */
+enum {
+    BE_TCP_TX_PART = 1,   /* a request frame of a transfer part */
+    BE_TCP_TX_NOTIF,      /* standalone notification (malloc, freed) */
+    BE_TCP_TX_REQNOTIF,   /* a transfer's trailing notification */
+    BE_TCP_TX_ORPHAN,     /* rest of a canceled frame (malloc, freed) */
+    BE_TCP_TX_RESP        /* a server reply (malloc, freed) */
+};
+
+/* be_tcp_txi_t is one frame queued for sending on a connection. iov[0..
+ * nctrl) are control bytes, the rest payload; an orphan sends zeros after
+ * its iovs. idx/off track how much went out. */
+struct be_tcp_txi {
+    be_tcp_txi_t *next;
+    uint8_t kind;
+    int iovcnt;
+    int nctrl;
+    int idx;
+    size_t off;
+    uint64_t zeros;
+    struct iovec *iov;
+    void *owner;
+};
+
+/* Part states. */
+enum {
+    BE_TCP_P_IDLE = 0,
+    BE_TCP_P_QUEUED, /* in its connection's tx queue */
+    BE_TCP_P_WAIT,   /* sent, waiting for the reply */
+    BE_TCP_P_RECV,   /* reply payload being received */
+    BE_TCP_P_DONE
+};
+
+/* be_tcp_part_t is one frame's worth of a transfer on one stream. */
+struct be_tcp_part {
+    be_tcp_txi_t tx;
+    be_tcp_req_t *req;
+    uint32_t index;         /* position in the plan: stream = base + index */
+    uint32_t ndesc;
+    uint8_t hdr[BE_TCP_HDR_SIZE];
+    uint8_t *wdesc;         /* ndesc wire descriptors (remote side) */
+    struct iovec *liov;     /* ndesc local pieces */
+    struct iovec *txiov;    /* [hdr, wdesc, notif, payload (WRITE)...] */
+    uint64_t bytes;
+    int state;              /* BE_TCP_P_*, under the conn's tx_lock */
+    be_tcp_conn_t *conn;    /* where the current post put it */
+    uint64_t id;
+};
+
+/* be_tcp_plan_t is what prep builds once per transfer (one allocation). */
+typedef struct be_tcp_plan {
+    uint32_t nparts;
+    be_tcp_part_t *parts;
+    uint8_t *notif;          /* copy of this post's notification */
+    size_t notif_cap;
+} be_tcp_plan_t;
+
+/* be_tcp_req_t is the core-allocated per-transfer state (req_size). */
+struct be_tcp_req {
+    _Atomic int status;      /* NXL_IN_PROG while in flight */
+    be_tcp_engine_t *eng;
+    be_tcp_plan_t *plan;
+    be_tcp_peer_t *peer;
+    nxl_op_t op;
+    bool notif_trailing;     /* send the notification after all parts */
+    bool notif_inline;       /* the single WRITE part carries it */
+    size_t notif_len;
+    uint32_t pending;        /* parts not done; under io_lock after post */
+    int err;                 /* first error, under io_lock */
+    uint64_t deadline_ns;    /* 0 = none */
+    be_tcp_txi_t ntx;        /* trailing notification frame */
+    bool ntx_queued;
+    be_tcp_conn_t *ntx_conn;
+    uint8_t nhdr[BE_TCP_HDR_SIZE];
+    struct iovec niov[2];
+    char msg[192];           /* detail for a failed status */
+};
+
+/* Expected replies on a client connection, in request order. */
+typedef struct be_tcp_expect {
+    uint64_t id;
+    uint8_t type;             /* BE_TCP_READ_RESP or BE_TCP_WRITE_ACK */
+    be_tcp_part_t *part;      /* NULL: canceled, discard the reply */
+} be_tcp_expect_t;
+
+/* Receive states. */
+enum {
+    BE_TCP_RX_HDR = 0,
+    BE_TCP_RX_CTRL,
+    BE_TCP_RX_DATA
+};
+
+/* be_tcp_conn_t is one TCP connection: a client stream of a peer (we sent
+ * the hello) or a server connection (we accepted it). */
+struct be_tcp_conn {
+    be_tcp_engine_t *eng;
+    be_tcp_conn_t *next;      /* engine's list (io_lock) */
+    int fd;
+    bool server;
+    bool hello_done;          /* server: a valid hello arrived */
+    bool in_grave;
+    be_tcp_peer_t *peer;      /* client side */
+    char *peer_name;          /* server side: from the hello */
+
+    /* tx: under tx_lock */
+    pthread_mutex_t tx_lock;
+    bool dead;
+    bool want_out;            /* EPOLLOUT armed */
+    bool rx_paused;           /* server: EPOLLIN dropped (backpressure) */
+    be_tcp_txi_t *txq_head, *txq_tail;
+    unsigned txq_count;
+    uint64_t next_id;
+    be_tcp_expect_t *ring;    /* client: expected replies */
+    size_t ring_cap, ring_head, ring_count;
+
+    /* rx: the I/O thread, under io_lock */
+    int rstate;
+    be_tcp_frame_t rf;
+    uint8_t *rbuf;
+    size_t rcap, rpos, rlen;
+    uint8_t *big;             /* control bytes larger than rbuf */
+    size_t bigcap, bigfill;
+    uint8_t *aux;             /* copy of a WRITE_REQ's notification */
+    size_t auxcap;
+    struct iovec *riov;       /* data destinations (server WRITE) */
+    size_t riovcap;
+    const struct iovec *dst;  /* current destinations, NULL = discard */
+    size_t dst_n, dst_i, dst_off;
+    uint64_t data_left;
+    be_tcp_part_t *rpart;     /* client: the part being received */
+    int32_t rstatus;          /* server: status of the current WRITE */
+};
+
+/* be_tcp_peer_t is a loaded remote (or this) agent. */
+struct be_tcp_peer {
+    be_tcp_engine_t *eng;
+    be_tcp_peer_t *next;
+    char *name;
+    be_tcp_conninfo_t info;
+    unsigned nconns;
+    be_tcp_conn_t **conns;
+    _Atomic unsigned rr;
+    _Atomic int dead;         /* 0, or the status that killed it */
+    char why[160];
+};
+
+/* be_tcp_region_t is a local registration (what mem_register returns). */
+typedef struct be_tcp_region {
+    uint64_t addr;
+    uint64_t len;
+} be_tcp_region_t;
+
+/* Index entry: regions sorted by addr; max_end is the prefix maximum of
+ * the ends, so coverage is one binary search. */
+typedef struct be_tcp_ridx {
+    uint64_t addr;
+    uint64_t end;
+    uint64_t max_end;
+    be_tcp_region_t *reg;
+} be_tcp_ridx_t;
+
+/* be_tcp_engine_t is the engine state (engine_size, zeroed by the core). */
+struct be_tcp_engine {
+    const nxl_backend_host_t *host;
+    int stage;                 /* how far init got (fini undoes that) */
+
+    /* params */
+    char bind_addr[BE_TCP_ADDR_MAX];
+    char advertise[BE_TCP_ADDR_MAX];
+    uint16_t port;
+    unsigned num_streams;
+    int connect_timeout_ms;
+    int request_timeout_ms;
+    uint64_t stripe_min;       /* transfers below this use one stream */
+
+    int lfd, epfd, kick_fd, efd;
+    be_tcp_conninfo_t self_info;
+
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    pthread_mutex_t io_lock;   /* rx state, conn lifetime, req outcomes */
+
+    pthread_rwlock_t reg_lock;
+    be_tcp_ridx_t *ridx;
+    size_t nreg, capreg;
+
+    be_tcp_peer_t *peers;      /* io_lock */
+    be_tcp_conn_t *conns;      /* live connections (io_lock) */
+    be_tcp_conn_t *grave;      /* freed after the I/O thread's batch */
+    atomic_uint events;        /* completions + notifications */
+    atomic_int efd_pending;
+    atomic_uint inflight;      /* posted parts not yet done */
+};
+
+/* --- engine.c ----------------------------------------------------------- */
+
+/* be_tcp_regions_cover says whether [addr, addr + len) lies inside one
+ * registered region. Takes the region read lock. */
+bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len);
+
+/* be_tcp_signal counts n events and makes the event fd readable. */
+void be_tcp_signal(be_tcp_engine_t *eng, unsigned n);
+
+/* --- io.c --------------------------------------------------------------- */
+
+nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
+void be_tcp_io_stop(be_tcp_engine_t *eng);
+
+/* be_tcp_conn_new makes a connection around a connected non-blocking fd
+ * and adds it to epoll. Caller holds io_lock. */
+nxl_status_t be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
+                             be_tcp_conn_t **conn_p);
+
+/* be_tcp_conn_enqueue appends txi to conn's queue and, when the queue was
+ * empty, sends what the socket takes now. Returns false (txi not queued)
+ * if conn is dead. in_io says the caller holds io_lock. */
+bool be_tcp_conn_enqueue(be_tcp_conn_t *conn, be_tcp_txi_t *txi, bool in_io);
+
+/* be_tcp_conn_push_part assigns part an id, records the expected reply and
+ * queues its frame. false if conn is dead. */
+bool be_tcp_conn_push_part(be_tcp_conn_t *conn, be_tcp_part_t *part);
+
+/* be_tcp_peer_kill fails everything in flight to peer with status and
+ * closes its connections (io_lock held). */
+void be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
+                      const char *why);
+
+/* be_tcp_conn_bury closes conn and queues it for freeing (io_lock). */
+void be_tcp_conn_bury(be_tcp_conn_t *conn);
+
+/* be_tcp_conn_free frees a dead connection's memory. */
+void be_tcp_conn_free(be_tcp_conn_t *conn);
+
+/* be_tcp_part_detach takes a not-done part off its connection: out of the
+ * tx queue (a half-sent frame is finished from a copy and zeros), its
+ * reply discarded. io_lock held. */
+void be_tcp_part_detach(be_tcp_part_t *part);
+
+/* be_tcp_sock_tune sets TCP_NODELAY, keepalive and the user timeout. */
+void be_tcp_sock_tune(int fd);
+
+/* --- xfer.c ------------------------------------------------------------- */
+
+/* be_tcp_part_done finishes one part with status st (io_lock held). */
+void be_tcp_part_done(be_tcp_part_t *part, nxl_status_t st, const char *why);
+
+/* be_tcp_req_fail ends an in-flight req with st: detaches every part that
+ * is not done, then sets the status (io_lock held). */
+void be_tcp_req_fail(be_tcp_req_t *req, nxl_status_t st, const char *why);
+
+/* be_tcp_reqnotif_sent is called when a trailing notification went out
+ * (ok) or its connection died (!ok). io_lock held. */
+void be_tcp_reqnotif_done(be_tcp_req_t *req, bool ok);
+
+/* be_tcp_timeouts fails parts past their deadline (io_lock held). */
+void be_tcp_timeouts(be_tcp_engine_t *eng);
+
+nxl_status_t be_tcp_prep(void *self, void *req, const nxl_be_xfer_t *xfer);
+nxl_status_t be_tcp_post(void *self, void *req, const nxl_be_xfer_t *xfer);
+nxl_status_t be_tcp_check(void *self, void *req);
+void be_tcp_cancel(void *self, void *req);
+void be_tcp_release(void *self, void *req);
+nxl_status_t be_tcp_notif_send(void *self, void *peer_ctx, const void *msg,
+                               size_t len);
+
+#endif /* NXL_BE_TCP_H */

@@ -1,0 +1,196 @@
+/*
+ * core.h - the agent's internal objects (not part of the public API).
+ *
+ * Ownership: the agent owns backends, local regions, peers, transfers and
+ * prepared lists. Locking (docs/design.md): agent->lock is a rwlock taken
+ * exclusively by the control path (register, load, invalidate, backend
+ * create) and shared by the data path (prep, make, post, status); it is
+ * skipped entirely in NXL_SYNC_NONE when the agent runs no thread. The
+ * notification queue has its own mutex because backend threads deliver into
+ * it at any time. A backend without NXL_CAP_THREAD_SAFE is additionally
+ * serialized by its own mutex.
+ */
+#ifndef NXL_CORE_H
+#define NXL_CORE_H
+
+#include "md/md.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define NXL__MAX_BACKENDS 8
+#define NXL__NAME_MAX 256
+
+/* --- backends (plugin.c) ------------------------------------------------ */
+
+struct nxl_backend {
+    nxl_agent_t *agent;
+    nxl_backend_ops_t ops;    /* validated, optional ops defaulted */
+    unsigned index;           /* position in agent->backends */
+    void *engine;             /* ops.engine_size bytes */
+    nxl_backend_host_t host;
+    bool serialize;           /* no NXL_CAP_THREAD_SAFE: take lock */
+    pthread_mutex_t lock;
+    nxl_blob_t conn_info;     /* cached at create when REMOTE */
+    void *self_peer;          /* peer_load(own name) result, LOCAL only */
+    int event_fd;
+};
+
+/* nxl__plugin_find finds backend ops by type name (case-insensitive),
+ * loading an out-of-tree plugin if needed. *ops_p is static. */
+nxl_status_t nxl__plugin_find(const char *type, const nxl_backend_ops_t **ops_p);
+
+/* nxl__backend_destroy finalizes be (agent destroy; nothing uses it). */
+void nxl__backend_destroy(nxl_backend_t *be);
+
+static inline void
+nxl__be_lock(nxl_backend_t *be)
+{
+    if (be->serialize) {
+        pthread_mutex_lock(&be->lock);
+    }
+}
+
+static inline void
+nxl__be_unlock(nxl_backend_t *be)
+{
+    if (be->serialize) {
+        pthread_mutex_unlock(&be->lock);
+    }
+}
+
+/* --- region indexes (registry.c) ---------------------------------------- */
+
+/* A local registration. */
+typedef struct nxl__region {
+    nxl_desc_t desc;
+    int backing_fd;
+    uint64_t backing_off;
+    void *md[NXL__MAX_BACKENDS];       /* mem_register result or NULL */
+    nxl_blob_t pub[NXL__MAX_BACKENDS]; /* md_pack result (REMOTE) */
+    void *self_rmd[NXL__MAX_BACKENDS]; /* md_unpack(self) (LOCAL) */
+} nxl__region_t;
+
+/* A region of a peer. */
+typedef struct nxl__rregion {
+    nxl_desc_t desc;
+    void *rmd[NXL__MAX_BACKENDS];
+    uint64_t pubhash[NXL__MAX_BACKENDS];
+} nxl__rregion_t;
+
+/* nxl__index_t is a sorted array of regions, ordered by (dev_id, addr),
+ * of elements of elem_size bytes that start with an nxl_desc_t. Regions
+ * may overlap (NIXL allows it); a prefix maximum of region ends keeps
+ * coverage lookups O(log n), with a hint for sorted input. */
+typedef struct nxl__index {
+    void *items;
+    size_t count;
+    size_t cap;
+    size_t elem_size;
+    size_t *pmax; /* pmax[i]: the element ending last among those at or
+                   * before i on the same device */
+} nxl__index_t;
+
+void nxl__index_init(nxl__index_t *ix, size_t elem_size);
+void nxl__index_fini(nxl__index_t *ix);
+void *nxl__index_at(const nxl__index_t *ix, size_t i);
+/* nxl__index_find_exact returns the element whose desc equals d, or NULL. */
+void *nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d);
+/* nxl__index_find_cover returns the element covering [addr, addr+len) on
+ * dev_id, or NULL. *hint holds the last position found (start with 0). */
+void *nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr,
+                            uint64_t len, uint64_t dev_id, size_t *hint);
+/* nxl__index_insert inserts a copy of elem (sorted); NOMEM on failure.
+ * Pointers into the index move. */
+nxl_status_t nxl__index_insert(nxl__index_t *ix, const void *elem);
+/* nxl__index_remove removes the element at pointer p. */
+void nxl__index_remove(nxl__index_t *ix, void *p);
+
+/* --- peers -------------------------------------------------------------- */
+
+typedef struct nxl__peer {
+    char name[NXL__NAME_MAX];
+    uint64_t generation;
+    atomic_bool dead;                   /* a backend reported disconnect */
+    void *ctx[NXL__MAX_BACKENDS];       /* peer_load result */
+    nxl_blob_t conn[NXL__MAX_BACKENDS]; /* the conn info loaded */
+    nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__rregion_t */
+    struct nxl__peer *next;
+} nxl__peer_t;
+
+/* --- agent -------------------------------------------------------------- */
+
+typedef struct nxl__notif_rec {
+    char *agent;
+    void *msg;
+    size_t len;
+} nxl__notif_rec_t;
+
+struct nxl_agent {
+    char name[NXL__NAME_MAX];
+    nxl_agent_config_t cfg;
+    bool locking;
+    pthread_rwlock_t lock;
+
+    nxl_backend_t *backends[NXL__MAX_BACKENDS];
+    unsigned nbackends;
+
+    nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__region_t */
+    nxl__peer_t *peers;
+    atomic_uint_fast64_t generation;
+
+    pthread_mutex_t xfer_lock;          /* the list of live transfers */
+    struct nxl_xfer *xfers;
+
+    pthread_mutex_t notif_lock;
+    nxl__notif_rec_t *notifs;
+    size_t nnotifs, notifs_cap;
+
+    int wake_fd;                        /* eventfd: host->wake */
+    int ep_fd;                          /* epoll of wake_fd + backend fds */
+
+    nxl__sc_t *sc;                      /* side-channel listener */
+    pthread_t progress_tid;
+    atomic_bool progress_stop;
+    bool progress_running;
+};
+
+/* Lock helpers: control = exclusive, data = shared. */
+void nxl__ctl_lock(nxl_agent_t *a);
+void nxl__ctl_unlock(nxl_agent_t *a);
+void nxl__data_lock(nxl_agent_t *a);
+void nxl__data_unlock(nxl_agent_t *a);
+
+/* nxl__peer_find returns the loaded peer called name, or NULL. Needs the
+ * agent lock (either mode). */
+nxl__peer_t *nxl__peer_find(nxl_agent_t *a, const char *name);
+/* nxl__peer_drop unloads and frees peer p (control lock held). */
+void nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p);
+/* nxl__peer_mark_dead records that a backend saw peer name disconnect;
+ * later posts fail NOT_FOUND and a reload replaces it. */
+void nxl__peer_mark_dead(nxl_agent_t *a, const char *name);
+
+/* nxl__regions_fini deregisters every local region (destroy). */
+void nxl__regions_fini(nxl_agent_t *a);
+/* nxl__shared_lookup finds the memfd allocation holding [addr, addr+len):
+ * *fd_p and *off_p, or -1 when there is none. */
+void nxl__shared_lookup(uint64_t addr, uint64_t len, int *fd_p,
+                        uint64_t *off_p);
+
+/* nxl__xfers_release_all releases every live transfer (destroy). */
+void nxl__xfers_release_all(nxl_agent_t *a);
+/* nxl__notif_push queues a notification (any thread). */
+void nxl__notif_push(nxl_agent_t *a, const char *peer, const void *msg,
+                     size_t len);
+/* nxl__notifs_fini frees queued notifications. */
+void nxl__notifs_fini(nxl_agent_t *a);
+/* nxl__progress_all drives every backend once (data lock held or not). */
+unsigned nxl__progress_all(nxl_agent_t *a);
+/* nxl__wait_events sleeps on the agent's fds up to timeout_ms. */
+void nxl__wait_events(nxl_agent_t *a, int timeout_ms);
+/* nxl__sc_handler serves side-channel requests (md_ops.c). */
+void nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload,
+                     size_t len, uint8_t *reply_type_p, nxl_blob_t *reply_p);
+
+#endif /* NXL_CORE_H */

@@ -1,0 +1,248 @@
+/*
+ * bench.h - nxl-bench internals shared by its source files.
+ *
+ * nxl-bench is a nixlbench-compatible benchmark that uses only the public
+ * API of include/nxl/nxl.h. One process is the initiator (it posts READ and
+ * WRITE requests), the other is the passive target (it owns the remote
+ * pool). Without a peer address the initiator forks and executes itself as
+ * the target on 127.0.0.1. The two talk through the metadata side channel
+ * (nxl_md_fetch / nxl_md_send) and short text notifications whose messages
+ * start with "NXLB " (see session.c for the protocol).
+ */
+#ifndef NXL_BENCH_H
+#define NXL_BENCH_H
+
+#include <nxl/nxl.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define BENCH_MAX_PARAMS 32
+#define BENCH_MAX_THREADS 64
+#define BENCH_TARGET_NAME "nxl-bench-target"
+#define BENCH_INITIATOR_NAME "nxl-bench-initiator"
+#define BENCH_MSG_MAX 4096
+#define KIB ((size_t)1024)
+#define MIB ((size_t)1024 * 1024)
+#define GIB ((size_t)1024 * 1024 * 1024)
+
+/* bench_opts_t holds every command-line setting. */
+typedef struct bench_opts {
+    const char *backend;
+    nxl_op_t ops[2];
+    size_t num_ops;
+    nxl_mem_t initiator_seg;
+    nxl_mem_t target_seg;
+    size_t start_block;
+    size_t max_block;
+    size_t start_batch;
+    size_t max_batch;
+    size_t block_factor;    /* sweep step (2 = doubling; --smoke uses 4) */
+    size_t num_iter;
+    size_t warmup_iter;
+    size_t large_blk_iter_ftr;
+    int num_iter_set;       /* --num_iter given explicitly */
+    size_t num_threads;
+    size_t pipeline_depth;
+    int check_consistency;
+    size_t total_buffer_size; /* bytes per side; 0 = automatic */
+    int shared;
+    int json;
+    int csv;
+    int smoke;
+    int prepared;
+    int hot;                /* every request reuses its first slice */
+    int desc_contig;        /* --desc_bench: contiguous remote blocks */
+    int base_memcpy;        /* shared baseline: plain memcpy, not NT */
+    long spin_us;           /* spin on status before sleeping in wait */
+    const char *target_host;
+    uint16_t port;
+    const char *listen;     /* [ADDR:]PORT, target side */
+    int report_fd;          /* target: write "NXLB-PORT n" here */
+    const char *params_arg; /* --backend_params as given */
+    char *params_buf;       /* owned, tokenized copy of it */
+    nxl_param_t params[BENCH_MAX_PARAMS];
+    size_t num_params;
+    size_t desc_bench;      /* N descriptors; 0 = off */
+    int lat_bench;
+    int timeout_s;          /* handshakes, notifications, one transfer */
+    const char *self_exe;   /* for re-executing as the target */
+} bench_opts_t;
+
+/* bench_session_t is one side's state: agent, backend, pool, peer. */
+typedef struct bench_session {
+    const bench_opts_t *o;
+    nxl_agent_t *agent;
+    nxl_backend_t *be;
+    char peer[256];          /* the other agent's name */
+    uint8_t *pool;           /* local pool, registered */
+    size_t pool_size;
+    size_t span;             /* usable: min(local, remote pool size) */
+    int pool_shared;         /* from nxl_mem_alloc_shared */
+    int registered;
+    /* initiator only: the target's pool and where it runs */
+    uint64_t rbase;
+    size_t rsize;
+    pid_t rpid;
+    int rshared;
+    int same_host;
+    int base_ok;             /* a baseline can be measured */
+    const char *base_name;   /* "process_vm_readv/writev", "nt-memcpy" */
+    uint8_t *base_pool;      /* shared mode: the second local pool */
+    uint8_t *evict;          /* cache eviction buffer */
+    size_t evict_size;
+    pid_t child;             /* local mode: the target process */
+    /* received notifications not yet consumed */
+    struct bench_msg {
+        char *from;
+        char *msg;
+    } queue[16];
+    size_t queue_len;
+    int failures;            /* consistency failures seen */
+} bench_session_t;
+
+/* --- nxl-bench.c: diagnostics ------------------------------------------- */
+
+/* bench_err prints "nxl-bench: message" to stderr. */
+void bench_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* bench_nxl_err prints "nxl-bench: what: strerror(st) (NAME): last_error"
+ * and returns -1. */
+int bench_nxl_err(nxl_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* bench_now_ns returns CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+
+/* bench_fmt_size writes a human size ("4 KiB", "64 MiB") into buf. */
+const char *bench_fmt_size(size_t n, char *buf, size_t cap);
+
+/* --- session.c: agents, pools, the notification protocol ----------------- */
+
+/* bench_run_target runs the target side until the initiator says "done",
+ * disappears or goes quiet. Returns the process exit code. */
+int bench_run_target(const bench_opts_t *o);
+
+/* bench_session_open sets up the initiator: starts the local target when
+ * there is no --target_host, creates the agent, backend and pool, exchanges
+ * metadata and region info. Returns 0 or -1 (message printed). */
+int bench_session_open(bench_session_t *s, const bench_opts_t *o);
+
+/* bench_session_close says "done" to the target, frees everything and
+ * reaps the local target. Returns 0, or -1 when the target failed. */
+int bench_session_close(bench_session_t *s);
+
+/* bench_send formats a notification and sends it to the peer. */
+int bench_send(bench_session_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* bench_pool_default returns the pool size per side for o. */
+size_t bench_pool_default(const bench_opts_t *o);
+
+/* bench_recv waits up to timeout_ms for a message from the peer starting
+ * with prefix and copies it into buf. Returns 0, or -1 on timeout/error. */
+int bench_recv(bench_session_t *s, const char *prefix, char *buf, size_t cap,
+               int timeout_ms);
+
+/* bench_remote_fill asks the target to write pattern key into the ranges
+ * (pairs of offset, length) and waits for its answer. */
+int bench_remote_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
+                      size_t nranges);
+
+/* bench_remote_verify asks the target to check pattern key in the ranges.
+ * Returns 0 when they hold it, 1 on a mismatch (reported), -1 on error. */
+int bench_remote_verify(bench_session_t *s, uint64_t key,
+                        const size_t *ranges, size_t nranges);
+
+/* --- baseline.c: memory helpers and baselines ---------------------------- */
+
+/* bench_map allocates size bytes of private, prefaulted, page-aligned
+ * memory, or NULL. Free with bench_unmap. */
+uint8_t *bench_map(size_t size);
+void bench_unmap(uint8_t *p, size_t size);
+
+/* bench_llc_size returns the last-level cache size in bytes. */
+size_t bench_llc_size(void);
+
+/* bench_evict reads the eviction buffer so that pools are cold again. */
+void bench_evict(bench_session_t *s);
+
+/* bench_pattern_fill writes the bytes of pattern key for pattern offsets
+ * [poff, poff+len) into p[0, len). The pattern depends on the offset, so
+ * a block moved to another offset is detected. */
+void bench_pattern_fill(uint8_t *p, size_t poff, size_t len, uint64_t key);
+
+/* bench_pattern_check returns the first pattern offset in [poff, poff+len)
+ * whose byte in p is wrong, or SIZE_MAX when all are right. */
+size_t bench_pattern_check(const uint8_t *p, size_t poff, size_t len,
+                           uint64_t key);
+
+/* bench_copy_nt copies n bytes with SSE2 streaming (non-temporal) stores. */
+void bench_copy_nt(void *dst, const void *src, size_t n);
+
+/* bench_base_iov moves n blocks the baseline way: local liov[i] <->
+ * remote pool offset roff[i] (same length) with process_vm_readv/writev in
+ * IOV_MAX chunks (riov is scratch of n entries), or in shared mode with an
+ * NT memcpy against the second local pool. Returns 0 or -1 (printed). */
+int bench_base_iov(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
+                   struct iovec *riov, const size_t *roff, size_t n);
+
+/* bench_base_probe checks that process_vm_readv reaches the target. */
+int bench_base_probe(bench_session_t *s);
+
+/* --- sweep.c: measurements ----------------------------------------------- */
+
+/* bench_sweep runs the nixlbench table for every op. Returns 0 or -1. */
+int bench_sweep(bench_session_t *s);
+
+/* bench_lat runs the 4 KiB post->completion latency benchmark. */
+int bench_lat(bench_session_t *s);
+
+/* bench_desc runs the --desc_bench (vLLM KV pull) benchmark. */
+int bench_desc(bench_session_t *s);
+
+/* --- report.c: statistics and output -------------------------------------- */
+
+/* bench_stats_t summarizes a sample of durations in nanoseconds. */
+typedef struct bench_stats {
+    double avg_us;
+    double p99_us;
+    double med_us;
+} bench_stats_t;
+
+/* bench_stats sorts v (n values, ns) in place and summarizes it. */
+bench_stats_t bench_stats(uint64_t *v, size_t n);
+
+/* bench_row_t is one line of the sweep table. */
+typedef struct bench_row {
+    nxl_op_t op;
+    size_t block;
+    size_t batch;
+    double bw_gbs;
+    double avg_lat_us;
+    bench_stats_t prep;
+    bench_stats_t post;
+    bench_stats_t tx;
+    double base_bw_gbs;      /* < 0: no baseline */
+} bench_row_t;
+
+/* bench_report_header prints the table header (or the CSV header). */
+void bench_report_header(const bench_opts_t *o, nxl_op_t op);
+
+/* bench_report_row prints one row as a table line, JSON object or CSV. */
+void bench_report_row(const bench_opts_t *o, const bench_row_t *r);
+
+/* bench_progress shows what runs now on a terminal's stderr. */
+void bench_progress(const bench_opts_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* bench_progress_done clears a progress line. */
+void bench_progress_done(const bench_opts_t *o);
+
+/* bench_op_name returns "READ" or "WRITE". */
+const char *bench_op_name(nxl_op_t op);
+
+#endif /* NXL_BENCH_H */

@@ -1,0 +1,1063 @@
+/*
+ * session.c - both sides of nxl-bench: agents, pools, the target process
+ * and the notification protocol between them.
+ *
+ * Setup: the target creates its agent with the side-channel listener,
+ * registers its pool and publishes its port. The initiator fetches the
+ * target's metadata (nxl_md_fetch), sends its own (nxl_md_send), then talks
+ * in notifications, each a line of text starting with "NXLB ":
+ *
+ *   initiator -> target            target -> initiator
+ *   hello 1                        region BASE SIZE PID SHARED BOOTID PIDNS
+ *   fill KEY N OFF LEN ...         filled KEY
+ *   verify KEY N OFF LEN ...       verified KEY ok | verified KEY fail OFF
+ *   ping                           (nothing; keeps the target's idle timer)
+ *   done                           bye
+ *
+ * fill/verify exist for --check_consistency: the target writes or checks a
+ * pattern that depends on the pool offset and KEY. Every wait is bounded.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* bench_pool_default returns the pool size per side: --total_buffer_size,
+ * or enough for --desc_bench, or max(256 MiB, 4x LLC, one slice per
+ * request in flight). */
+size_t
+bench_pool_default(const bench_opts_t *o)
+{
+    size_t size;
+    size_t need;
+
+    if (o->total_buffer_size != 0) {
+        size = o->total_buffer_size;
+    } else if (o->desc_bench != 0) {
+        size = o->desc_bench * o->start_block;
+    } else {
+        size = 256 * MIB;
+        if (size < 4 * bench_llc_size()) {
+            size = 4 * bench_llc_size();
+        }
+        need = o->max_block * o->max_batch * o->num_threads *
+               o->pipeline_depth;
+        if (size < need) {
+            size = need;
+        }
+    }
+    return (size + 4095) & ~(size_t)4095;
+}
+
+/* sleep_ms sleeps for ms milliseconds. */
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* read_small reads a one-line file into buf, stripping the newline. */
+static void
+read_small(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+
+    snprintf(buf, cap, "none");
+    if (f == NULL) {
+        return;
+    }
+    if (fgets(buf, (int)cap, f) == NULL) {
+        snprintf(buf, cap, "none");
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    fclose(f);
+}
+
+/* host_identity fills the boot id and the pid namespace of this process:
+ * two processes with equal values can reach each other by pid. */
+static void
+host_identity(char *boot, size_t bcap, char *pidns, size_t pcap)
+{
+    ssize_t n;
+
+    read_small("/proc/sys/kernel/random/boot_id", boot, bcap);
+    n = readlink("/proc/self/ns/pid", pidns, pcap - 1);
+    if (n <= 0) {
+        snprintf(pidns, pcap, "none");
+    } else {
+        pidns[n] = '\0';
+    }
+    /* the values travel as single words */
+    for (char *p = pidns; *p != '\0'; p++) {
+        if (*p == ' ') {
+            *p = '_';
+        }
+    }
+}
+
+/* pool_alloc allocates, prefaults and registers the session's pool. */
+static int
+pool_alloc(bench_session_t *s, size_t size, int shared)
+{
+    nxl_desc_t d;
+    nxl_dlist_t dl;
+    nxl_status_t st;
+    char sz[32];
+
+    s->pool_size = size;
+    if (shared) {
+        void *p = NULL;
+
+        st = nxl_mem_alloc_shared(size, &p);
+        if (st != NXL_OK) {
+            return bench_nxl_err(st, "nxl_mem_alloc_shared(%s)",
+                                 bench_fmt_size(size, sz, sizeof(sz)));
+        }
+        s->pool = p;
+        s->pool_shared = 1;
+        memset(s->pool, 0x5a, size); /* prefault */
+    } else {
+        s->pool = bench_map(size);
+        if (s->pool == NULL) {
+            bench_err("cannot allocate a %s pool: %s",
+                      bench_fmt_size(size, sz, sizeof(sz)), strerror(errno));
+            return -1;
+        }
+        memset(s->pool, 0x5a, size);
+    }
+    d.addr = (uint64_t)(uintptr_t)s->pool;
+    d.len = size;
+    d.dev_id = 0;
+    dl.mem = NXL_DRAM;
+    dl.descs = &d;
+    dl.count = 1;
+    st = nxl_mem_register(s->agent, &dl, NULL);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_mem_register(%s pool at %p)",
+                             bench_fmt_size(size, sz, sizeof(sz)),
+                             (void *)s->pool);
+    }
+    s->registered = 1;
+    return 0;
+}
+
+/* pool_free deregisters and frees the pool. */
+static void
+pool_free(bench_session_t *s)
+{
+    if (s->registered) {
+        nxl_desc_t d = {(uint64_t)(uintptr_t)s->pool, s->pool_size, 0};
+        nxl_dlist_t dl = {NXL_DRAM, &d, 1};
+        nxl_status_t st = nxl_mem_deregister(s->agent, &dl, NULL);
+
+        if (st != NXL_OK) {
+            bench_nxl_err(st, "nxl_mem_deregister");
+        }
+        s->registered = 0;
+    }
+    if (s->pool != NULL) {
+        if (s->pool_shared) {
+            nxl_mem_free_shared(s->pool);
+        } else {
+            bench_unmap(s->pool, s->pool_size);
+        }
+        s->pool = NULL;
+    }
+}
+
+/* agent_open creates the agent and the backend of the session. */
+static int
+agent_open(bench_session_t *s, const char *name, const nxl_agent_config_t *cfg)
+{
+    const bench_opts_t *o = s->o;
+    nxl_params_t params = {o->params, o->num_params};
+    nxl_status_t st;
+
+    st = nxl_agent_create(name, cfg, &s->agent);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_agent_create(%s)", name);
+    }
+    st = nxl_backend_create(s->agent, o->backend,
+                            o->num_params > 0 ? &params : NULL, &s->be);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_backend_create(%s)", o->backend);
+    }
+    return 0;
+}
+
+/* queue_clear frees the received messages not consumed. */
+static void
+queue_clear(bench_session_t *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->queue_len; i++) {
+        free(s->queue[i].from);
+        free(s->queue[i].msg);
+    }
+    s->queue_len = 0;
+}
+
+/* fetch_notifs moves new "NXLB " notifications into the queue, dropping
+ * anything else. Returns the number queued, or -1 on error. */
+static int
+fetch_notifs(bench_session_t *s)
+{
+    nxl_notif_list_t *list = NULL;
+    nxl_status_t st;
+    size_t i;
+    int n = 0;
+
+    st = nxl_notifs_get(s->agent, &list, NULL);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_notifs_get");
+    }
+    for (i = 0; list != NULL && i < list->count; i++) {
+        const nxl_notif_t *it = &list->items[i];
+        struct bench_msg *m;
+
+        if (it->len < 5 || it->len >= BENCH_MSG_MAX ||
+            memcmp(it->msg, "NXLB ", 5) != 0) {
+            continue;
+        }
+        if (s->peer[0] != '\0' && strcmp(it->agent, s->peer) != 0) {
+            continue;
+        }
+        if (s->queue_len == sizeof(s->queue) / sizeof(s->queue[0])) {
+            bench_err("notification queue full; dropping '%s'",
+                      s->queue[0].msg);
+            free(s->queue[0].from);
+            free(s->queue[0].msg);
+            memmove(&s->queue[0], &s->queue[1],
+                    (s->queue_len - 1) * sizeof(s->queue[0]));
+            s->queue_len--;
+        }
+        m = &s->queue[s->queue_len];
+        m->from = strdup(it->agent);
+        m->msg = strndup(it->msg, it->len);
+        if (m->from == NULL || m->msg == NULL) {
+            free(m->from);
+            free(m->msg);
+            continue;
+        }
+        s->queue_len++;
+        n++;
+    }
+    nxl_notif_list_free(list);
+    return n;
+}
+
+/* wait_readable sleeps until the agent's fd is readable or ms passes. */
+static void
+wait_readable(bench_session_t *s, int ms)
+{
+    int fd = nxl_agent_fd(s->agent);
+
+    if (fd >= 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+
+        (void)poll(&p, 1, ms);
+    } else {
+        struct timespec ts = {0, 200000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* queue_take removes the first queued message starting with prefix. */
+static struct bench_msg
+queue_take(bench_session_t *s, const char *prefix)
+{
+    struct bench_msg m = {NULL, NULL};
+    size_t i;
+
+    for (i = 0; i < s->queue_len; i++) {
+        if (prefix == NULL ||
+            strncmp(s->queue[i].msg, prefix, strlen(prefix)) == 0) {
+            m = s->queue[i];
+            memmove(&s->queue[i], &s->queue[i + 1],
+                    (s->queue_len - i - 1) * sizeof(s->queue[0]));
+            s->queue_len--;
+            break;
+        }
+    }
+    return m;
+}
+
+/* bench_send formats a notification and sends it to the peer. */
+int
+bench_send(bench_session_t *s, const char *fmt, ...)
+{
+    char buf[BENCH_MSG_MAX];
+    va_list ap;
+    int n;
+    nxl_status_t st;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        bench_err("notification too long");
+        return -1;
+    }
+    st = nxl_notif_send(s->agent, s->peer, buf, (size_t)n, NULL);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_notif_send(%s, \"%.20s\")", s->peer,
+                             buf);
+    }
+    return 0;
+}
+
+/* bench_recv waits up to timeout_ms for a peer message starting with
+ * prefix. */
+int
+bench_recv(bench_session_t *s, const char *prefix, char *buf, size_t cap,
+           int timeout_ms)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+    for (;;) {
+        struct bench_msg m = queue_take(s, prefix);
+
+        if (m.msg != NULL) {
+            snprintf(buf, cap, "%s", m.msg);
+            free(m.from);
+            free(m.msg);
+            return 0;
+        }
+        if (fetch_notifs(s) < 0) {
+            return -1;
+        }
+        if (s->queue_len > 0) {
+            continue;
+        }
+        if (bench_now_ns() >= deadline) {
+            bench_err("no '%s' from %s within %d ms", prefix, s->peer,
+                      timeout_ms);
+            return -1;
+        }
+        wait_readable(s, 2);
+    }
+}
+
+/* append_ranges formats " N OFF LEN ..." after a message head. */
+static int
+append_ranges(char *buf, size_t cap, size_t used, const size_t *ranges,
+              size_t nranges)
+{
+    size_t i;
+    int n;
+
+    n = snprintf(buf + used, cap - used, " %zu", nranges);
+    if (n < 0 || (size_t)n >= cap - used) {
+        return -1;
+    }
+    used += (size_t)n;
+    for (i = 0; i < nranges; i++) {
+        n = snprintf(buf + used, cap - used, " %zu %zu", ranges[2 * i],
+                     ranges[2 * i + 1]);
+        if (n < 0 || (size_t)n >= cap - used) {
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+/* remote_cmd sends "NXLB VERB KEY ranges" and waits for the answer
+ * starting with "NXLB REPLY KEY". */
+static int
+remote_cmd(bench_session_t *s, const char *verb, const char *reply,
+           uint64_t key, const size_t *ranges, size_t nranges, char *ans,
+           size_t cap)
+{
+    char buf[BENCH_MSG_MAX];
+    char want[64];
+    int n;
+    nxl_status_t st;
+
+    n = snprintf(buf, sizeof(buf), "NXLB %s %llx", verb,
+                 (unsigned long long)key);
+    if (append_ranges(buf, sizeof(buf), (size_t)n, ranges, nranges) != 0) {
+        bench_err("too many ranges for one notification");
+        return -1;
+    }
+    st = nxl_notif_send(s->agent, s->peer, buf, strlen(buf), NULL);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_notif_send(%s, %s)", s->peer, verb);
+    }
+    snprintf(want, sizeof(want), "NXLB %s %llx ", reply,
+             (unsigned long long)key);
+    /* filling or checking a large pool takes time on the target */
+    return bench_recv(s, want, ans, cap, s->o->timeout_s * 1000 * 4);
+}
+
+/* bench_remote_fill asks the target to write pattern key into ranges. */
+int
+bench_remote_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
+                  size_t nranges)
+{
+    char ans[256];
+
+    return remote_cmd(s, "fill", "filled", key, ranges, nranges, ans,
+                      sizeof(ans));
+}
+
+/* bench_remote_verify asks the target to check pattern key in ranges. */
+int
+bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
+                    size_t nranges)
+{
+    char ans[256];
+    char want[64];
+    int n;
+
+    if (remote_cmd(s, "verify", "verified", key, ranges, nranges, ans,
+                   sizeof(ans)) != 0) {
+        return -1;
+    }
+    n = snprintf(want, sizeof(want), "NXLB verified %llx ",
+                 (unsigned long long)key);
+    if (strcmp(ans + n, "ok") == 0) {
+        return 0;
+    }
+    bench_err("consistency: target found wrong data after WRITE (%s)",
+              ans + n);
+    s->failures++;
+    return 1;
+}
+
+/* --- target ------------------------------------------------------------- */
+
+/* parse_listen splits "[ADDR:]PORT" into addr (in buf) and port. */
+static int
+parse_listen(const char *spec, char *buf, size_t cap, uint16_t *port)
+{
+    const char *colon = strrchr(spec, ':');
+    const char *p = colon != NULL ? colon + 1 : spec;
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(p, &end, 10);
+    if (*p == '\0' || *end != '\0' || errno != 0 || v < 0 || v > 65535) {
+        return -1;
+    }
+    *port = (uint16_t)v;
+    if (colon == NULL || colon == spec) {
+        buf[0] = '\0';
+    } else {
+        if ((size_t)(colon - spec) >= cap) {
+            return -1;
+        }
+        memcpy(buf, spec, (size_t)(colon - spec));
+        buf[colon - spec] = '\0';
+    }
+    return 0;
+}
+
+/* parse_ranges reads " N OFF LEN ..." and checks them against the pool. */
+static int
+parse_ranges(const bench_session_t *s, const char *p, size_t *ranges,
+             size_t cap, size_t *n_p)
+{
+    char *end;
+    unsigned long long n;
+    size_t i;
+
+    n = strtoull(p, &end, 10);
+    if (end == p || n > cap) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned long long off;
+        unsigned long long len;
+
+        p = end;
+        off = strtoull(p, &end, 10);
+        if (end == p) {
+            return -1;
+        }
+        p = end;
+        len = strtoull(p, &end, 10);
+        if (end == p || off > s->pool_size || len > s->pool_size - off) {
+            return -1;
+        }
+        ranges[2 * i] = (size_t)off;
+        ranges[2 * i + 1] = (size_t)len;
+    }
+    *n_p = (size_t)n;
+    return 0;
+}
+
+/* target_handle answers one initiator message. Returns 1 after "done",
+ * 0 to go on, -1 on error. */
+static int
+target_handle(bench_session_t *s, const char *msg)
+{
+    size_t ranges[2 * 2 * BENCH_MAX_THREADS];
+    size_t n = 0;
+    size_t i;
+    unsigned long long key;
+    char *end;
+
+    if (strncmp(msg, "NXLB hello", 10) == 0) {
+        char boot[64];
+        char pidns[64];
+
+        host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
+        return bench_send(s, "NXLB region %llx %zu %d %d %s %s",
+                          (unsigned long long)(uintptr_t)s->pool,
+                          s->pool_size, (int)getpid(), s->pool_shared, boot,
+                          pidns);
+    }
+    if (strcmp(msg, "NXLB ping") == 0) {
+        return 0;
+    }
+    if (strcmp(msg, "NXLB done") == 0) {
+        return bench_send(s, "NXLB bye") == 0 ? 1 : -1;
+    }
+    if (strncmp(msg, "NXLB fill ", 10) == 0) {
+        key = strtoull(msg + 10, &end, 16);
+        if (parse_ranges(s, end, ranges, 2 * BENCH_MAX_THREADS, &n) != 0) {
+            bench_err("target: bad request '%.60s'", msg);
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            bench_pattern_fill(s->pool + ranges[2 * i], ranges[2 * i],
+                               ranges[2 * i + 1], key);
+        }
+        return bench_send(s, "NXLB filled %llx done", key);
+    }
+    if (strncmp(msg, "NXLB verify ", 12) == 0) {
+        key = strtoull(msg + 12, &end, 16);
+        if (parse_ranges(s, end, ranges, 2 * BENCH_MAX_THREADS, &n) != 0) {
+            bench_err("target: bad request '%.60s'", msg);
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            size_t bad = bench_pattern_check(s->pool + ranges[2 * i],
+                                             ranges[2 * i], ranges[2 * i + 1],
+                                             key);
+
+            if (bad != SIZE_MAX) {
+                return bench_send(s,
+                                  "NXLB verified %llx fail at pool offset "
+                                  "%zu (range %zu+%zu)",
+                                  key, bad, ranges[2 * i], ranges[2 * i + 1]);
+            }
+        }
+        return bench_send(s, "NXLB verified %llx ok", key);
+    }
+    bench_err("target: unexpected message '%.60s'", msg);
+    return 0;
+}
+
+/* target_loop serves the initiator until "done". Before the hello it
+ * waits up to 10x the timeout, afterwards it gives up after 10x the timeout
+ * of silence (the initiator pings between rows), or at once when the local
+ * parent is gone. */
+static int
+target_loop(bench_session_t *s, pid_t parent)
+{
+    uint64_t idle_ns = (uint64_t)s->o->timeout_s * 10 * 1000000000ull;
+    uint64_t last = bench_now_ns();
+
+    for (;;) {
+        struct bench_msg m;
+        int rc;
+
+        if (fetch_notifs(s) < 0) {
+            return -1;
+        }
+        m = queue_take(s, NULL);
+        if (m.msg == NULL) {
+            if (parent > 0 && getppid() != parent) {
+                bench_err("target: the initiator process is gone");
+                return -1;
+            }
+            if (s->peer[0] != '\0' &&
+                nxl_md_check(s->agent, s->peer, NULL) != NXL_OK) {
+                /* the library drops a peer it saw die */
+                bench_err("target: initiator %s disconnected", s->peer);
+                return -1;
+            }
+            if (bench_now_ns() - last > idle_ns) {
+                bench_err("target: no message from the initiator for %d s; "
+                          "giving up",
+                          s->o->timeout_s * 10);
+                return -1;
+            }
+            wait_readable(s, 2);
+            continue;
+        }
+        last = bench_now_ns();
+        if (s->peer[0] == '\0') {
+            if (strncmp(m.msg, "NXLB hello", 10) != 0) {
+                free(m.from);
+                free(m.msg);
+                continue;
+            }
+            snprintf(s->peer, sizeof(s->peer), "%s", m.from);
+        }
+        rc = target_handle(s, m.msg);
+        free(m.from);
+        free(m.msg);
+        if (rc != 0) {
+            return rc > 0 ? 0 : -1;
+        }
+    }
+}
+
+/* bench_run_target runs the target side (--listen). */
+int
+bench_run_target(const bench_opts_t *o)
+{
+    bench_session_t s;
+    nxl_agent_config_t cfg;
+    char addr[256];
+    uint16_t port;
+    char sz[32];
+    int rc = 1;
+    pid_t parent = o->report_fd >= 0 ? getppid() : 0;
+
+    memset(&s, 0, sizeof(s));
+    s.o = o;
+    s.child = -1;
+    if (parse_listen(o->listen, addr, sizeof(addr), &port) != 0) {
+        bench_err("--listen %s: want [ADDR:]PORT", o->listen);
+        return 2;
+    }
+    /* let a same-host initiator that is not our parent use CMA on us (for
+     * the SHM backend and the baseline); fails harmlessly without Yama */
+    (void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+
+    nxl_agent_config_init(&cfg);
+    cfg.listen_thread = 1;
+    cfg.listen_port = port;
+    cfg.listen_addr = addr[0] != '\0' ? addr : NULL;
+    cfg.sync_mode = NXL_SYNC_RW;
+    if (agent_open(&s, BENCH_TARGET_NAME, &cfg) != 0 ||
+        pool_alloc(&s, bench_pool_default(o), o->shared) != 0) {
+        goto out;
+    }
+    port = nxl_agent_listen_port(s.agent);
+    if (o->report_fd >= 0) {
+        char line[64];
+        int n = snprintf(line, sizeof(line), "NXLB-PORT %u\n", port);
+
+        if (write(o->report_fd, line, (size_t)n) != n) {
+            bench_err("target: cannot report the port: %s", strerror(errno));
+            goto out;
+        }
+        close(o->report_fd);
+    } else {
+        printf("nxl-bench target: agent %s listening on %s:%u, %s %s pool\n",
+               BENCH_TARGET_NAME, addr[0] != '\0' ? addr : "0.0.0.0", port,
+               bench_fmt_size(s.pool_size, sz, sizeof(sz)),
+               o->shared ? "shared" : "private");
+    }
+    rc = target_loop(&s, parent) == 0 ? 0 : 1;
+out:
+    queue_clear(&s);
+    pool_free(&s);
+    nxl_agent_destroy(s.agent);
+    return rc;
+}
+
+/* --- initiator ---------------------------------------------------------- */
+
+/* launch_target forks and executes this program as the local target and
+ * learns its side-channel port from a pipe. */
+static int
+launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
+{
+    const bench_opts_t *o = s->o;
+    char fdbuf[16];
+    char szbuf[32];
+    char tobuf[16];
+    const char *argv[20];
+    int argc = 0;
+    int pfd[2];
+    char line[64];
+    size_t used = 0;
+    uint64_t deadline;
+    pid_t parent = getpid();
+    pid_t pid;
+    unsigned port;
+
+    if (pipe(pfd) != 0) {
+        bench_err("pipe: %s", strerror(errno));
+        return -1;
+    }
+    snprintf(fdbuf, sizeof(fdbuf), "%d", pfd[1]);
+    snprintf(szbuf, sizeof(szbuf), "%zu", pool_size);
+    snprintf(tobuf, sizeof(tobuf), "%d", o->timeout_s);
+    argv[argc++] = "nxl-bench";
+    argv[argc++] = "--listen";
+    argv[argc++] = "127.0.0.1:0";
+    argv[argc++] = "--report_fd";
+    argv[argc++] = fdbuf;
+    argv[argc++] = "--backend";
+    argv[argc++] = o->backend;
+    argv[argc++] = "--total_buffer_size";
+    argv[argc++] = szbuf;
+    argv[argc++] = "--timeout";
+    argv[argc++] = tobuf;
+    if (o->shared) {
+        argv[argc++] = "--shared";
+    }
+    if (o->params_arg != NULL) {
+        argv[argc++] = "--backend_params";
+        argv[argc++] = o->params_arg;
+    }
+    argv[argc] = NULL;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        bench_err("fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* the target dies with us */
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent) {
+            _exit(1);
+        }
+        close(pfd[0]);
+        execv(o->self_exe, (char *const *)argv);
+        fprintf(stderr, "nxl-bench: exec %s: %s\n", o->self_exe,
+                strerror(errno));
+        _exit(127);
+    }
+    close(pfd[1]);
+    s->child = pid;
+
+    deadline = bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
+    while (memchr(line, '\n', used) == NULL) {
+        struct pollfd p = {pfd[0], POLLIN, 0};
+        uint64_t now = bench_now_ns();
+        ssize_t n;
+
+        if (now >= deadline || used == sizeof(line) - 1) {
+            bench_err("the local target did not report its port within %d s",
+                      o->timeout_s);
+            close(pfd[0]);
+            return -1;
+        }
+        if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0) {
+            continue;
+        }
+        n = read(pfd[0], line + used, sizeof(line) - 1 - used);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            bench_err("the local target exited during setup (see its "
+                      "messages above)");
+            close(pfd[0]);
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    close(pfd[0]);
+    line[used] = '\0';
+    if (sscanf(line, "NXLB-PORT %u", &port) != 1 || port == 0 ||
+        port > 65535) {
+        bench_err("the local target reported '%s'", line);
+        return -1;
+    }
+    *port_p = (uint16_t)port;
+    return 0;
+}
+
+/* reap_target waits (bounded) for the local target; returns its status
+ * as 0 (clean exit) or -1. */
+static int
+reap_target(bench_session_t *s, int timeout_ms)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    int status = 0;
+    pid_t r;
+
+    if (s->child <= 0) {
+        return 0;
+    }
+    for (;;) {
+        r = waitpid(s->child, &status, WNOHANG);
+        if (r == s->child || (r < 0 && errno != EINTR)) {
+            break;
+        }
+        if (bench_now_ns() >= deadline) {
+            bench_err("the local target did not exit; killing it");
+            kill(s->child, SIGKILL);
+            r = waitpid(s->child, &status, 0);
+            s->child = -1;
+            return -1;
+        }
+        sleep_ms(5);
+    }
+    s->child = -1;
+    if (r < 0) {
+        return -1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return 0;
+    }
+    if (WIFSIGNALED(status)) {
+        bench_err("the local target died of signal %d", WTERMSIG(status));
+    } else {
+        bench_err("the local target exited with status %d",
+                  WEXITSTATUS(status));
+    }
+    return -1;
+}
+
+/* resolve turns a host name into a dotted IPv4 address. */
+static int
+resolve(const char *host, char *buf, size_t cap)
+{
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        bench_err("cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, buf,
+              (socklen_t)cap);
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* exchange_md fetches the target's metadata (retrying while it starts)
+ * and sends ours. */
+static int
+exchange_md(bench_session_t *s, const char *ip, uint16_t port)
+{
+    nxl_opts_t op;
+    nxl_status_t st;
+    uint64_t deadline =
+        bench_now_ns() + (uint64_t)s->o->timeout_s * 1000000000ull;
+
+    nxl_opts_init(&op);
+    op.ip_addr = ip;
+    op.port = port;
+    op.timeout_ms = 5000;
+    for (;;) {
+        st = nxl_md_fetch(s->agent, BENCH_TARGET_NAME, &op);
+        if (st == NXL_OK) {
+            break;
+        }
+        if ((st != NXL_ERR_IO && st != NXL_ERR_TIMEOUT &&
+             st != NXL_ERR_REMOTE_DISCONNECT) ||
+            bench_now_ns() >= deadline) {
+            return bench_nxl_err(st, "nxl_md_fetch(%s from %s:%u)",
+                                 BENCH_TARGET_NAME, ip, port);
+        }
+        sleep_ms(200);
+    }
+    st = nxl_md_send(s->agent, &op);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_md_send(to %s:%u)", ip, port);
+    }
+    snprintf(s->peer, sizeof(s->peer), "%s", BENCH_TARGET_NAME);
+    return 0;
+}
+
+/* handshake says hello and reads the target's region description. */
+static int
+handshake(bench_session_t *s)
+{
+    char ans[512];
+    char rboot[64];
+    char rpidns[64];
+    char boot[64];
+    char pidns[64];
+    unsigned long long base;
+    size_t size;
+    int pid;
+    int shared;
+
+    if (bench_send(s, "NXLB hello 1") != 0 ||
+        bench_recv(s, "NXLB region ", ans, sizeof(ans),
+                   s->o->timeout_s * 1000) != 0) {
+        return -1;
+    }
+    if (sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s", &base, &size,
+               &pid, &shared, rboot, rpidns) != 6) {
+        bench_err("bad region message from the target: '%s'", ans);
+        return -1;
+    }
+    s->rbase = base;
+    s->rsize = size;
+    s->rpid = (pid_t)pid;
+    s->rshared = shared;
+    host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
+    s->same_host = strcmp(boot, "none") != 0 && strcmp(boot, rboot) == 0 &&
+                   strcmp(pidns, rpidns) == 0;
+    return 0;
+}
+
+/* setup_baseline decides how the Base B/W column is measured. */
+static void
+setup_baseline(bench_session_t *s)
+{
+    const bench_opts_t *o = s->o;
+
+    s->base_ok = 0;
+    s->base_name = "-";
+    if (!s->same_host) {
+        return;
+    }
+    if (o->shared) {
+        s->base_pool = bench_map(s->pool_size);
+        if (s->base_pool == NULL) {
+            bench_err("no memory for the baseline pool; Base B/W is '-'");
+            return;
+        }
+        memset(s->base_pool, 0x3c, s->pool_size);
+        s->base_name = o->base_memcpy ? "memcpy between two local pools"
+                                      : "NT memcpy between two local pools";
+        s->base_ok = 1;
+    } else if (bench_base_probe(s) == 0) {
+        s->base_name = "process_vm_readv/writev";
+        s->base_ok = 1;
+    }
+}
+
+/* print_header describes the run on stdout (table mode only). */
+static void
+print_header(const bench_session_t *s, const char *ip, uint16_t port)
+{
+    const bench_opts_t *o = s->o;
+    char a[32];
+    char b[32];
+
+    if (o->json || o->csv) {
+        return;
+    }
+    printf("nxl-bench: backend %s, %s DRAM -> DRAM, %s pools, target %s:%u "
+           "(%s, pid %d)\n",
+           o->backend,
+           o->num_ops == 2 ? "READ,WRITE" : bench_op_name(o->ops[0]),
+           o->shared ? "shared (memfd)" : "private", ip, port,
+           s->child > 0 ? "local child" : (s->same_host ? "same host"
+                                                          : "remote host"),
+           (int)s->rpid);
+    if (o->desc_bench > 0 || o->lat_bench) {
+        printf("nxl-bench: pool %s per side (LLC %s), %s data\n",
+               bench_fmt_size(s->span, a, sizeof(a)),
+               bench_fmt_size(bench_llc_size(), b, sizeof(b)),
+               o->hot ? "hot (one slice)" : "cold");
+    } else {
+        printf("nxl-bench: pool %s per side (LLC %s), %s, %zu thread(s), "
+               "depth %zu, iter %zu (warmup %zu, /%zu above 1 MiB), %s "
+               "data\n",
+               bench_fmt_size(s->span, a, sizeof(a)),
+               bench_fmt_size(bench_llc_size(), b, sizeof(b)),
+               o->prepared ? "nxl_dlist_prep+nxl_xfer_make"
+                           : "nxl_xfer_create",
+               o->num_threads, o->pipeline_depth, o->num_iter, o->warmup_iter,
+               o->large_blk_iter_ftr, o->hot ? "hot (one slice)" : "cold");
+    }
+    printf("nxl-bench: baseline: %s%s\n", s->base_name,
+           s->base_ok ? ", one thread, same slices" : "");
+}
+
+/* bench_session_open sets up the initiator and its target. */
+int
+bench_session_open(bench_session_t *s, const bench_opts_t *o)
+{
+    nxl_agent_config_t cfg;
+    char ip[64];
+    uint16_t port = o->port;
+    size_t pool_size = bench_pool_default(o);
+
+    memset(s, 0, sizeof(*s));
+    s->o = o;
+    s->child = -1;
+    if (o->target_host != NULL) {
+        if (resolve(o->target_host, ip, sizeof(ip)) != 0) {
+            return -1;
+        }
+    } else {
+        snprintf(ip, sizeof(ip), "127.0.0.1");
+        if (launch_target(s, pool_size, &port) != 0) {
+            return -1;
+        }
+    }
+    nxl_agent_config_init(&cfg);
+    cfg.sync_mode = o->num_threads > 1 ? NXL_SYNC_RW : NXL_SYNC_NONE;
+    if (agent_open(s, BENCH_INITIATOR_NAME, &cfg) != 0 ||
+        pool_alloc(s, pool_size, o->shared) != 0 ||
+        exchange_md(s, ip, port) != 0 || handshake(s) != 0) {
+        return -1;
+    }
+    /* slices must exist on both sides */
+    s->span = s->rsize < s->pool_size ? s->rsize : s->pool_size;
+    setup_baseline(s);
+    s->evict_size = 4 * bench_llc_size();
+    s->evict = bench_map(s->evict_size);
+    if (s->evict == NULL) {
+        bench_err("cannot allocate the %zu-byte eviction buffer",
+                  s->evict_size);
+        return -1;
+    }
+    memset(s->evict, 1, s->evict_size);
+    print_header(s, ip, port);
+    return 0;
+}
+
+/* bench_session_close ends the session (bounded) and frees everything. */
+int
+bench_session_close(bench_session_t *s)
+{
+    char ans[64];
+    int rc = 0;
+
+    if (s->agent != NULL && s->peer[0] != '\0') {
+        if (bench_send(s, "NXLB done") != 0 ||
+            bench_recv(s, "NXLB bye", ans, sizeof(ans), 5000) != 0) {
+            rc = -1;
+        }
+    }
+    queue_clear(s);
+    pool_free(s);
+    if (s->base_pool != NULL) {
+        bench_unmap(s->base_pool, s->pool_size);
+        s->base_pool = NULL;
+    }
+    if (s->evict != NULL) {
+        bench_unmap(s->evict, s->evict_size);
+        s->evict = NULL;
+    }
+    nxl_agent_destroy(s->agent);
+    s->agent = NULL;
+    if (reap_target(s, 10000) != 0) {
+        rc = -1;
+    }
+    return rc;
+}

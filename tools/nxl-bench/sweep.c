@@ -1,0 +1,1138 @@
+/*
+ * sweep.c - the measurements: the nixlbench table, the 4 KiB latency and
+ * the many-descriptor (vLLM KV pull) benchmark.
+ *
+ * One row = one (op, block size, batch size). Each thread owns an equal
+ * region of the pool, cut into slices of batch x block bytes; request k of
+ * a thread moves slice k of its region (same offsets on both sides), and
+ * iteration j posts request j mod nreq, so consecutive iterations touch
+ * memory that has not been touched for a whole pool (cold data; --hot
+ * reuses one slice as nixlbench does). Requests are created before the
+ * timed loop (their creation time is the Prep column), the caches are
+ * flushed (an eviction buffer of 4x the LLC is read) before the warmup, and
+ * the baseline then runs over the same slices after another flush.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* worker_t is one initiator thread: its requests and samples. */
+typedef struct worker {
+    struct run *run;
+    size_t tid;
+    nxl_xfer_t **reqs;      /* nreq requests, slice k of the region */
+    uint64_t *post_ns;      /* iters samples: time inside nxl_xfer_post */
+    uint64_t *tx_ns;        /* iters samples: post to completion */
+    size_t *fq;             /* in-flight FIFO: sample index */
+    uint64_t *ft;           /* in-flight FIFO: post start time */
+    uint64_t t0;
+    uint64_t t1;
+    int failed;
+    char msg[512];
+} worker_t;
+
+/* run_t is one row being measured. */
+typedef struct run {
+    bench_session_t *s;
+    nxl_op_t op;
+    size_t block;
+    size_t batch;
+    size_t threads;
+    size_t depth;
+    size_t iters;           /* timed requests per thread */
+    size_t warm;            /* untimed requests per thread first */
+    int record_base;        /* keep per-iteration baseline times */
+    nxl_prepped_t *lprep;   /* prepared mode: all blocks of the pool */
+    nxl_prepped_t *rprep;
+    /* derived */
+    size_t slice;
+    size_t region;
+    size_t nreq;
+    uint64_t *prep_ns;
+    uint64_t *base_ns;      /* iters baseline samples (record_base) */
+    pthread_barrier_t barrier;
+    worker_t w[BENCH_MAX_THREADS];
+} run_t;
+
+static uint64_t key_seq;
+
+/* next_key returns a fresh consistency pattern key. */
+static uint64_t
+next_key(void)
+{
+    return ++key_seq * 0x100000001b3ull + 0x5eed;
+}
+
+/* worker_fail records a failed call in w (the detail message is
+ * thread-local, so it is copied here, on the worker's thread). */
+static int
+worker_fail(worker_t *w, nxl_status_t st, const char *what)
+{
+    const char *d = nxl_last_error();
+
+    snprintf(w->msg, sizeof(w->msg), "%s: %s (%s)%s%s", what,
+             nxl_strerror(st), nxl_status_name(st),
+             (d != NULL && d[0] != '\0') ? ": " : "", d != NULL ? d : "");
+    w->failed = 1;
+    return -1;
+}
+
+/* wait_done waits for x: it polls nxl_xfer_status for spin_us, then sleeps
+ * in nxl_xfer_wait, never past deadline (then NXL_ERR_TIMEOUT). */
+static nxl_status_t
+wait_done(nxl_xfer_t *x, long spin_us, uint64_t deadline)
+{
+    uint64_t spin_end;
+    unsigned n = 0;
+    nxl_status_t st;
+
+    st = nxl_xfer_status(x);
+    if (st != NXL_IN_PROG) {
+        return st;
+    }
+    spin_end = spin_us < 0 ? deadline
+                           : bench_now_ns() + (uint64_t)spin_us * 1000u;
+    for (;;) {
+        st = nxl_xfer_status(x);
+        if (st != NXL_IN_PROG) {
+            return st;
+        }
+        if ((++n & 63) == 0) {
+            uint64_t now = bench_now_ns();
+
+            if (now >= deadline) {
+                return NXL_ERR_TIMEOUT;
+            }
+            if (now >= spin_end) {
+                break;
+            }
+        }
+    }
+    for (;;) {
+        uint64_t now = bench_now_ns();
+        uint64_t left_ms;
+
+        if (now >= deadline) {
+            return NXL_ERR_TIMEOUT;
+        }
+        left_ms = (deadline - now) / 1000000u + 1;
+        st = nxl_xfer_wait(x, left_ms > 1000 ? 1000 : (int)left_ms);
+        if (st == NXL_ERR_NOT_SUPPORTED) {
+            /* no sleeping wait: poll politely */
+            sched_yield();
+            st = nxl_xfer_status(x);
+            if (st != NXL_IN_PROG) {
+                return st;
+            }
+            continue;
+        }
+        if (st != NXL_ERR_TIMEOUT && st != NXL_IN_PROG) {
+            return st;
+        }
+    }
+}
+
+/* worker_phase posts count requests, starting with iteration first, with
+ * up to depth in flight; with record it keeps post and tx samples. */
+static int
+worker_phase(worker_t *w, size_t first, size_t count, int record)
+{
+    run_t *r = w->run;
+    const bench_opts_t *o = r->s->o;
+    uint64_t tmo = (uint64_t)o->timeout_s * 1000000000ull;
+    size_t head = 0;
+    size_t n = 0;
+    size_t posted = 0;
+    size_t done = 0;
+    nxl_status_t st;
+
+    while (done < count) {
+        while (posted < count && n < r->depth) {
+            nxl_xfer_t *x = w->reqs[(first + posted) % r->nreq];
+            uint64_t a = bench_now_ns();
+            uint64_t b;
+
+            st = nxl_xfer_post(x, NULL);
+            b = bench_now_ns();
+            if (st != NXL_OK && st != NXL_IN_PROG) {
+                return worker_fail(w, st, "nxl_xfer_post");
+            }
+            if (record) {
+                w->post_ns[posted] = b - a;
+            }
+            if (st == NXL_OK) {
+                if (record) {
+                    w->tx_ns[posted] = b - a;
+                }
+                done++;
+            } else {
+                size_t slot = (head + n) % r->depth;
+
+                w->fq[slot] = posted;
+                w->ft[slot] = a;
+                n++;
+            }
+            posted++;
+        }
+        if (n > 0) {
+            size_t k = w->fq[head];
+            nxl_xfer_t *x = w->reqs[(first + k) % r->nreq];
+            uint64_t c;
+
+            st = wait_done(x, o->spin_us, bench_now_ns() + tmo);
+            c = bench_now_ns();
+            if (st != NXL_OK) {
+                return worker_fail(w, st,
+                                   st == NXL_ERR_TIMEOUT
+                                       ? "transfer did not complete in time"
+                                       : "nxl_xfer_status");
+            }
+            if (record) {
+                w->tx_ns[k] = c - w->ft[head];
+            }
+            head = (head + 1) % r->depth;
+            n--;
+            done++;
+        }
+    }
+    return 0;
+}
+
+/* worker_main runs warmup, waits for the other threads, then the timed
+ * iterations. */
+static void *
+worker_main(void *arg)
+{
+    worker_t *w = arg;
+    run_t *r = w->run;
+    int rc = worker_phase(w, 0, r->warm, 0);
+
+    if (r->threads > 1) {
+        pthread_barrier_wait(&r->barrier);
+    }
+    if (rc == 0) {
+        w->t0 = bench_now_ns();
+        rc = worker_phase(w, r->warm, r->iters, 1);
+        w->t1 = bench_now_ns();
+    }
+    return NULL;
+}
+
+/* slice_off returns the pool offset of request k of thread t. */
+static size_t
+slice_off(const run_t *r, size_t t, size_t k)
+{
+    return t * r->region + k * r->slice;
+}
+
+/* make_requests creates every request of the row and times each. */
+static int
+make_requests(run_t *r)
+{
+    bench_session_t *s = r->s;
+    const bench_opts_t *o = s->o;
+    nxl_desc_t *ld = calloc(r->batch, sizeof(*ld));
+    nxl_desc_t *rd = calloc(r->batch, sizeof(*rd));
+    size_t *li = calloc(r->batch, sizeof(*li));
+    size_t *ri = calloc(r->batch, sizeof(*ri));
+    nxl_dlist_t ldl = {NXL_DRAM, ld, r->batch};
+    nxl_dlist_t rdl = {NXL_DRAM, rd, r->batch};
+    int rc = -1;
+    size_t t;
+    size_t k;
+    size_t b;
+
+    if (ld == NULL || rd == NULL || li == NULL || ri == NULL) {
+        bench_err("out of memory");
+        goto out;
+    }
+    for (t = 0; t < r->threads; t++) {
+        worker_t *w = &r->w[t];
+
+        for (k = 0; k < r->nreq; k++) {
+            size_t off = slice_off(r, t, k);
+            nxl_status_t st;
+            uint64_t a;
+
+            for (b = 0; b < r->batch; b++) {
+                ld[b].addr = (uint64_t)(uintptr_t)(s->pool + off) +
+                             b * r->block;
+                ld[b].len = r->block;
+                ld[b].dev_id = 0;
+                rd[b].addr = s->rbase + off + b * r->block;
+                rd[b].len = r->block;
+                rd[b].dev_id = 0;
+                li[b] = off / r->block + b;
+                ri[b] = li[b];
+            }
+            a = bench_now_ns();
+            if (o->prepared) {
+                st = nxl_xfer_make(s->agent, r->op, r->lprep, li, r->rprep,
+                                   ri, r->batch, NULL, &w->reqs[k]);
+            } else {
+                st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl, s->peer,
+                                     NULL, &w->reqs[k]);
+            }
+            r->prep_ns[t * r->nreq + k] = bench_now_ns() - a;
+            if (st != NXL_OK) {
+                bench_nxl_err(st, "%s(%s, %zu x %zu B at pool offset %zu)",
+                              o->prepared ? "nxl_xfer_make"
+                                          : "nxl_xfer_create",
+                              bench_op_name(r->op), r->batch, r->block, off);
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    free(ld);
+    free(rd);
+    free(li);
+    free(ri);
+    return rc;
+}
+
+/* run_free releases the row's requests and buffers. */
+static void
+run_free(run_t *r)
+{
+    size_t t;
+    size_t k;
+
+    for (t = 0; t < BENCH_MAX_THREADS; t++) {
+        worker_t *w = &r->w[t];
+
+        if (w->reqs != NULL) {
+            for (k = 0; k < r->nreq; k++) {
+                nxl_xfer_release(w->reqs[k]);
+            }
+        }
+        free(w->reqs);
+        free(w->post_ns);
+        free(w->tx_ns);
+        free(w->fq);
+        free(w->ft);
+        memset(w, 0, sizeof(*w));
+    }
+    free(r->prep_ns);
+    free(r->base_ns);
+    r->prep_ns = NULL;
+    r->base_ns = NULL;
+}
+
+/* run_layout derives slices, regions and request counts and allocates the
+ * sample arrays. */
+static int
+run_layout(run_t *r)
+{
+    bench_session_t *s = r->s;
+    const bench_opts_t *o = s->o;
+    size_t nslices;
+    size_t t;
+    char a[32];
+    char b[32];
+
+    r->slice = r->block * r->batch;
+    r->region = s->span / r->threads / r->slice * r->slice;
+    nslices = r->region / r->slice;
+    if (nslices < r->depth) {
+        bench_err("pool too small: %s per thread holds %zu slice(s) of %s, "
+                  "need %zu (raise --total_buffer_size)",
+                  bench_fmt_size(s->span / r->threads, a, sizeof(a)), nslices,
+                  bench_fmt_size(r->slice, b, sizeof(b)), r->depth);
+        return -1;
+    }
+    if (o->hot) {
+        r->nreq = r->depth;
+    } else {
+        r->nreq = r->warm + r->iters;
+        if (r->nreq > nslices) {
+            r->nreq = nslices;
+        }
+        if (r->nreq < r->depth) {
+            r->nreq = r->depth;
+        }
+    }
+    r->prep_ns = calloc(r->threads * r->nreq, sizeof(uint64_t));
+    if (r->record_base) {
+        r->base_ns = calloc(r->iters, sizeof(uint64_t));
+    }
+    if (r->prep_ns == NULL || (r->record_base && r->base_ns == NULL)) {
+        goto nomem;
+    }
+    for (t = 0; t < r->threads; t++) {
+        worker_t *w = &r->w[t];
+
+        w->run = r;
+        w->tid = t;
+        w->reqs = calloc(r->nreq, sizeof(*w->reqs));
+        w->post_ns = calloc(r->iters, sizeof(uint64_t));
+        w->tx_ns = calloc(r->iters, sizeof(uint64_t));
+        w->fq = calloc(r->depth, sizeof(size_t));
+        w->ft = calloc(r->depth, sizeof(uint64_t));
+        if (w->reqs == NULL || w->post_ns == NULL || w->tx_ns == NULL ||
+            w->fq == NULL || w->ft == NULL) {
+            goto nomem;
+        }
+    }
+    return 0;
+nomem:
+    bench_err("out of memory for %zu requests", r->threads * r->nreq);
+    return -1;
+}
+
+/* run_workers runs the timed loop on every thread. */
+static int
+run_workers(run_t *r)
+{
+    pthread_t th[BENCH_MAX_THREADS];
+    size_t t;
+    size_t started = 0;
+    int rc = 0;
+
+    if (r->threads == 1) {
+        worker_main(&r->w[0]);
+    } else {
+        if (pthread_barrier_init(&r->barrier, NULL, (unsigned)r->threads) !=
+            0) {
+            bench_err("pthread_barrier_init failed");
+            return -1;
+        }
+        for (t = 0; t < r->threads; t++) {
+            int e = pthread_create(&th[t], NULL, worker_main, &r->w[t]);
+
+            if (e != 0) {
+                bench_err("pthread_create: %s", strerror(e));
+                /* the barrier would never open: give up */
+                exit(1);
+            }
+            started++;
+        }
+        for (t = 0; t < started; t++) {
+            pthread_join(th[t], NULL);
+        }
+        pthread_barrier_destroy(&r->barrier);
+    }
+    for (t = 0; t < r->threads; t++) {
+        if (r->w[t].failed) {
+            bench_err("%s %zu x %zu B, thread %zu: %s", bench_op_name(r->op),
+                      r->batch, r->block, t, r->w[t].msg);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* run_baseline moves thread 0's slices the baseline way, one thread, with
+ * the same warmup and iteration counts; returns GB/s in *bw_p. */
+static int
+run_baseline(run_t *r, double *bw_p)
+{
+    bench_session_t *s = r->s;
+    struct iovec *liov = calloc(r->batch, sizeof(*liov));
+    struct iovec *riov = calloc(r->batch, sizeof(*riov));
+    size_t *roff = calloc(r->batch, sizeof(*roff));
+    uint64_t t0 = 0;
+    uint64_t t1;
+    size_t j;
+    size_t b;
+    int rc = -1;
+
+    if (liov == NULL || riov == NULL || roff == NULL) {
+        bench_err("out of memory");
+        goto out;
+    }
+    bench_evict(s);
+    for (j = 0; j < r->warm + r->iters; j++) {
+        size_t off = slice_off(r, 0, j % r->nreq);
+        uint64_t a = 0;
+
+        if (j == r->warm) {
+            t0 = bench_now_ns();
+        }
+        for (b = 0; b < r->batch; b++) {
+            liov[b].iov_base = s->pool + off + b * r->block;
+            liov[b].iov_len = r->block;
+            roff[b] = off + b * r->block;
+        }
+        if (r->base_ns != NULL) {
+            a = bench_now_ns();
+        }
+        if (bench_base_iov(s, r->op, liov, riov, roff, r->batch) != 0) {
+            goto out;
+        }
+        if (r->base_ns != NULL && j >= r->warm) {
+            r->base_ns[j - r->warm] = bench_now_ns() - a;
+        }
+    }
+    t1 = bench_now_ns();
+    *bw_p = (double)(r->iters * r->slice) / (double)(t1 - t0);
+    rc = 0;
+out:
+    free(liov);
+    free(riov);
+    free(roff);
+    return rc;
+}
+
+/* check_ranges lists the (offset, length) pairs a row touches. */
+static size_t
+check_ranges(const run_t *r, size_t *ranges)
+{
+    size_t t;
+
+    for (t = 0; t < r->threads; t++) {
+        ranges[2 * t] = slice_off(r, t, 0);
+        ranges[2 * t + 1] = r->nreq * r->slice;
+    }
+    return r->threads;
+}
+
+/* check_before prepares the data a row will verify: READ has the target
+ * write the pattern and poisons our slices; WRITE writes it locally. */
+static int
+check_before(run_t *r, uint64_t key, const size_t *ranges, size_t n)
+{
+    size_t i;
+
+    if (r->op == NXL_READ) {
+        for (i = 0; i < n; i++) {
+            bench_pattern_fill(r->s->pool + ranges[2 * i], ranges[2 * i],
+                               ranges[2 * i + 1], key ^ 0xbad);
+        }
+        return bench_remote_fill(r->s, key, ranges, n);
+    }
+    for (i = 0; i < n; i++) {
+        bench_pattern_fill(r->s->pool + ranges[2 * i], ranges[2 * i],
+                           ranges[2 * i + 1], key);
+    }
+    return 0;
+}
+
+/* check_after verifies the row's data: ours after READ, the target's after
+ * WRITE. Returns 0, or -1 on a mismatch or error. */
+static int
+check_after(run_t *r, uint64_t key, const size_t *ranges, size_t n)
+{
+    size_t i;
+
+    if (r->op == NXL_WRITE) {
+        return bench_remote_verify(r->s, key, ranges, n) == 0 ? 0 : -1;
+    }
+    for (i = 0; i < n; i++) {
+        size_t bad = bench_pattern_check(r->s->pool + ranges[2 * i],
+                                         ranges[2 * i], ranges[2 * i + 1],
+                                         key);
+
+        if (bad != SIZE_MAX) {
+            bench_err("consistency: wrong data after READ %zu x %zu B at "
+                      "pool offset %zu",
+                      r->batch, r->block, bad);
+            r->s->failures++;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* run_row measures one row into row (and the baseline samples when
+ * r->record_base). */
+static int
+run_row(run_t *r, bench_row_t *row)
+{
+    bench_session_t *s = r->s;
+    const bench_opts_t *o = s->o;
+    size_t ranges[2 * BENCH_MAX_THREADS];
+    size_t nranges = 0;
+    uint64_t key = 0;
+    uint64_t tmin = UINT64_MAX;
+    uint64_t tmax = 0;
+    uint64_t *all = NULL;
+    size_t t;
+    int rc = -1;
+
+    memset(row, 0, sizeof(*row));
+    row->op = r->op;
+    row->block = r->block;
+    row->batch = r->batch;
+    row->base_bw_gbs = -1;
+    if (run_layout(r) != 0 || make_requests(r) != 0) {
+        goto out;
+    }
+    if (o->check_consistency) {
+        key = next_key();
+        nranges = check_ranges(r, ranges);
+        if (check_before(r, key, ranges, nranges) != 0) {
+            goto out;
+        }
+    }
+    bench_evict(s);
+    if (run_workers(r) != 0) {
+        goto out;
+    }
+    if (o->check_consistency && check_after(r, key, ranges, nranges) != 0) {
+        goto out;
+    }
+    all = calloc(r->threads * r->iters, sizeof(uint64_t));
+    if (all == NULL) {
+        bench_err("out of memory");
+        goto out;
+    }
+    for (t = 0; t < r->threads; t++) {
+        if (r->w[t].t0 < tmin) {
+            tmin = r->w[t].t0;
+        }
+        if (r->w[t].t1 > tmax) {
+            tmax = r->w[t].t1;
+        }
+    }
+    row->bw_gbs = (double)(r->threads * r->iters * r->slice) /
+                  (double)(tmax - tmin);
+    row->avg_lat_us = (double)(tmax - tmin) / 1000.0 /
+                      (double)(r->iters * r->batch);
+    row->prep = bench_stats(r->prep_ns, r->threads * r->nreq);
+    for (t = 0; t < r->threads; t++) {
+        memcpy(all + t * r->iters, r->w[t].post_ns,
+               r->iters * sizeof(uint64_t));
+    }
+    row->post = bench_stats(all, r->threads * r->iters);
+    for (t = 0; t < r->threads; t++) {
+        memcpy(all + t * r->iters, r->w[t].tx_ns, r->iters * sizeof(uint64_t));
+    }
+    row->tx = bench_stats(all, r->threads * r->iters);
+    if (s->base_ok && run_baseline(r, &row->base_bw_gbs) != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    free(all);
+    /* keep the target's idle timer fresh on long sweeps */
+    if (bench_send(s, "NXLB ping") != 0) {
+        rc = -1;
+    }
+    return rc;
+}
+
+/* row_iters applies --large_blk_iter_ftr to the iteration counts. */
+static void
+row_iters(const bench_opts_t *o, size_t block, size_t *iters, size_t *warm)
+{
+    *iters = o->num_iter;
+    *warm = o->warmup_iter;
+    if (block > MIB && o->large_blk_iter_ftr > 1) {
+        *iters /= o->large_blk_iter_ftr;
+        *warm /= o->large_blk_iter_ftr;
+    }
+    if (*iters == 0) {
+        *iters = 1;
+    }
+}
+
+/* prep_pool prepares local and remote lists of every block of the pool
+ * for nxl_xfer_make. */
+static int
+prep_pool(bench_session_t *s, size_t block, nxl_prepped_t **l_p,
+          nxl_prepped_t **r_p)
+{
+    size_t n = s->span / block;
+    nxl_desc_t *ld = calloc(n, sizeof(*ld));
+    nxl_desc_t *rd = calloc(n, sizeof(*rd));
+    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
+    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    nxl_status_t st;
+    size_t i;
+    int rc = -1;
+
+    if (ld == NULL || rd == NULL) {
+        bench_err("out of memory");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        ld[i].addr = (uint64_t)(uintptr_t)s->pool + i * block;
+        ld[i].len = block;
+        rd[i].addr = s->rbase + i * block;
+        rd[i].len = block;
+    }
+    st = nxl_dlist_prep(s->agent, NULL, &ldl, NULL, l_p);
+    if (st != NXL_OK) {
+        bench_nxl_err(st, "nxl_dlist_prep(local, %zu x %zu B)", n, block);
+        goto out;
+    }
+    st = nxl_dlist_prep(s->agent, s->peer, &rdl, NULL, r_p);
+    if (st != NXL_OK) {
+        bench_nxl_err(st, "nxl_dlist_prep(%s, %zu x %zu B)", s->peer, n,
+                      block);
+        nxl_dlist_release(*l_p);
+        *l_p = NULL;
+        goto out;
+    }
+    rc = 0;
+out:
+    free(ld);
+    free(rd);
+    return rc;
+}
+
+/* bench_sweep runs the table: every op, block size and batch size. */
+int
+bench_sweep(bench_session_t *s)
+{
+    const bench_opts_t *o = s->o;
+    size_t f = o->block_factor;
+    size_t rows = 0;
+    size_t done = 0;
+    size_t i;
+    size_t block;
+    size_t batch;
+    run_t *r = calloc(1, sizeof(*r));
+    int rc = 0;
+
+    if (r == NULL) {
+        bench_err("out of memory");
+        return -1;
+    }
+    for (block = o->start_block; block <= o->max_block; block *= f) {
+        for (batch = o->start_batch; batch <= o->max_batch; batch *= f) {
+            rows++;
+        }
+    }
+    rows *= o->num_ops;
+    for (i = 0; i < o->num_ops && rc == 0; i++) {
+        bench_report_header(o, o->ops[i]);
+        for (block = o->start_block; block <= o->max_block && rc == 0;
+             block *= f) {
+            nxl_prepped_t *lp = NULL;
+            nxl_prepped_t *rp = NULL;
+
+            if (o->prepared && prep_pool(s, block, &lp, &rp) != 0) {
+                rc = -1;
+                break;
+            }
+            for (batch = o->start_batch; batch <= o->max_batch && rc == 0;
+                 batch *= f) {
+                bench_row_t row;
+                char sz[32];
+
+                memset(r, 0, sizeof(*r));
+                r->s = s;
+                r->op = o->ops[i];
+                r->block = block;
+                r->batch = batch;
+                r->threads = o->num_threads;
+                r->depth = o->pipeline_depth;
+                r->lprep = lp;
+                r->rprep = rp;
+                row_iters(o, block, &r->iters, &r->warm);
+                bench_progress(o, "nxl-bench: %s %s x %zu (%zu/%zu)",
+                               bench_op_name(r->op),
+                               bench_fmt_size(block, sz, sizeof(sz)), batch,
+                               ++done, rows);
+                rc = run_row(r, &row);
+                run_free(r);
+                bench_progress_done(o);
+                if (rc == 0) {
+                    bench_report_row(o, &row);
+                }
+            }
+            nxl_dlist_release(lp);
+            nxl_dlist_release(rp);
+        }
+    }
+    free(r);
+    return rc;
+}
+
+/* bench_lat measures the median post->completion time of one
+ * single-descriptor request of --start_block_size (4 KiB) per op, over
+ * --num_iter iterations (10000 unless given), against the baseline's
+ * median for the same slices. */
+int
+bench_lat(bench_session_t *s)
+{
+    const bench_opts_t *o = s->o;
+    run_t *r = calloc(1, sizeof(*r));
+    size_t i;
+    int rc = 0;
+
+    if (r == NULL) {
+        bench_err("out of memory");
+        return -1;
+    }
+    for (i = 0; i < o->num_ops && rc == 0; i++) {
+        bench_row_t row;
+        bench_stats_t base = {0, 0, 0};
+        nxl_prepped_t *lp = NULL;
+        nxl_prepped_t *rp = NULL;
+
+        if (o->prepared && prep_pool(s, o->start_block, &lp, &rp) != 0) {
+            rc = -1;
+            break;
+        }
+        memset(r, 0, sizeof(*r));
+        r->s = s;
+        r->op = o->ops[i];
+        r->block = o->start_block;
+        r->batch = 1;
+        r->threads = 1;
+        r->depth = 1;
+        r->iters = o->num_iter_set ? o->num_iter : 10000;
+        r->warm = o->warmup_iter;
+        r->record_base = 1;
+        r->lprep = lp;
+        r->rprep = rp;
+        rc = run_row(r, &row);
+        if (rc == 0 && s->base_ok) {
+            base = bench_stats(r->base_ns, r->iters);
+        }
+        if (rc == 0 && o->json) {
+            printf("{\"bench\":\"lat\",\"op\":\"%s\",\"mode\":\"%s\","
+                   "\"block_size\":%zu,\"iters\":%zu,\"med_us\":%.3f,"
+                   "\"avg_us\":%.3f,\"p99_us\":%.3f,\"avg_post_us\":%.3f,",
+                   bench_op_name(r->op), o->prepared ? "prepared" : "create",
+                   r->block, r->iters, row.tx.med_us, row.tx.avg_us,
+                   row.tx.p99_us, row.post.avg_us);
+            if (s->base_ok) {
+                printf("\"base_med_us\":%.3f,\"ratio\":%.3f}\n", base.med_us,
+                       base.med_us / row.tx.med_us);
+            } else {
+                printf("\"base_med_us\":null,\"ratio\":null}\n");
+            }
+        } else if (rc == 0 && o->csv) {
+            if (i == 0) {
+                printf("bench,op,block_size,iters,med_us,avg_us,p99_us,"
+                       "base_med_us,ratio\n");
+            }
+            printf("lat,%s,%zu,%zu,%.3f,%.3f,%.3f,", bench_op_name(r->op),
+                   r->block, r->iters, row.tx.med_us, row.tx.avg_us,
+                   row.tx.p99_us);
+            if (s->base_ok) {
+                printf("%.3f,%.3f\n", base.med_us,
+                       base.med_us / row.tx.med_us);
+            } else {
+                printf(",\n");
+            }
+        } else if (rc == 0) {
+            printf("\nlatency %s, %zu B x 1, %zu iterations, %s data:\n",
+                   bench_op_name(r->op), r->block, r->iters,
+                   o->hot ? "hot" : "cold");
+            printf("  NXL post->completion: median %.3f us, avg %.3f us, "
+                   "p99 %.3f us (avg post %.3f us)\n",
+                   row.tx.med_us, row.tx.avg_us, row.tx.p99_us,
+                   row.post.avg_us);
+            if (s->base_ok) {
+                printf("  baseline (%s):  median %.3f us, avg %.3f us, "
+                       "p99 %.3f us\n",
+                       s->base_name, base.med_us, base.avg_us, base.p99_us);
+                printf("  ratio (baseline median / NXL median): %.2f\n",
+                       base.med_us / row.tx.med_us);
+            } else {
+                printf("  baseline: -\n");
+            }
+        }
+        run_free(r);
+        nxl_dlist_release(lp);
+        nxl_dlist_release(rp);
+    }
+    free(r);
+    return rc;
+}
+
+/* median_u64 returns the median of v (sorted in place) in ns. */
+static double
+median_u64(uint64_t *v, size_t n)
+{
+    return bench_stats(v, n).med_us * 1000.0;
+}
+
+/* desc_check_before prepares --desc_bench verification: READ has the
+ * target fill its blocks and poisons ours; WRITE fills local block i with
+ * the pattern of the remote block it goes to. */
+static int
+desc_check_before(bench_session_t *s, nxl_op_t op, uint64_t key,
+                  const size_t *ridx, size_t n, size_t block)
+{
+    size_t range[2] = {0, n * block};
+    size_t i;
+
+    if (op == NXL_READ) {
+        bench_pattern_fill(s->pool, 0, n * block, key ^ 0xbad);
+        return bench_remote_fill(s, key, range, 1);
+    }
+    for (i = 0; i < n; i++) {
+        bench_pattern_fill(s->pool + i * block, ridx[i] * block, block, key);
+    }
+    return 0;
+}
+
+/* desc_check_after verifies --desc_bench data on the side that received
+ * it. */
+static int
+desc_check_after(bench_session_t *s, nxl_op_t op, uint64_t key,
+                 const size_t *ridx, size_t n, size_t block)
+{
+    size_t range[2] = {0, n * block};
+    size_t i;
+
+    if (op == NXL_WRITE) {
+        return bench_remote_verify(s, key, range, 1) == 0 ? 0 : -1;
+    }
+    for (i = 0; i < n; i++) {
+        size_t bad = bench_pattern_check(s->pool + i * block,
+                                         ridx[i] * block, block, key);
+
+        if (bad != SIZE_MAX) {
+            bench_err("consistency: local block %zu holds wrong data after "
+                      "READ of remote block %zu (pattern offset %zu)",
+                      i, ridx[i], bad);
+            s->failures++;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* desc_once makes, posts and waits for the whole N-descriptor request,
+ * timing make and transfer. */
+static int
+desc_once(bench_session_t *s, nxl_op_t op, nxl_prepped_t *lp,
+          nxl_prepped_t *rp, const size_t *lidx, const size_t *ridx,
+          size_t n, uint64_t *make_ns, uint64_t *xfer_ns)
+{
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st;
+    uint64_t a;
+    uint64_t b;
+    uint64_t c;
+
+    a = bench_now_ns();
+    st = nxl_xfer_make(s->agent, op, lp, lidx, rp, ridx, n, NULL, &x);
+    b = bench_now_ns();
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_xfer_make(%s, %zu descriptors)",
+                             bench_op_name(op), n);
+    }
+    st = nxl_xfer_post(x, NULL);
+    if (st == NXL_IN_PROG) {
+        st = wait_done(x, s->o->spin_us,
+                       bench_now_ns() +
+                           (uint64_t)s->o->timeout_s * 1000000000ull);
+    }
+    c = bench_now_ns();
+    nxl_xfer_release(x);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "%s of %zu descriptors", bench_op_name(op),
+                             n);
+    }
+    *make_ns = b - a;
+    *xfer_ns = c - b;
+    return 0;
+}
+
+/* bench_desc runs --desc_bench: one request of N descriptors of
+ * --start_block_size from prepared lists (local blocks in order, remote
+ * blocks shuffled unless --desc_contig), against process_vm_readv/writev
+ * of the same blocks in IOV_MAX chunks. */
+int
+bench_desc(bench_session_t *s)
+{
+    const bench_opts_t *o = s->o;
+    size_t n = o->desc_bench;
+    size_t block = o->start_block;
+    size_t reps = o->num_iter_set ? o->num_iter : 5;
+    size_t *lidx = calloc(n, sizeof(size_t));
+    size_t *ridx = calloc(n, sizeof(size_t));
+    nxl_desc_t *ld = calloc(n, sizeof(nxl_desc_t));
+    nxl_desc_t *rd = calloc(n, sizeof(nxl_desc_t));
+    struct iovec *liov = calloc(n, sizeof(struct iovec));
+    struct iovec *riov = calloc(n, sizeof(struct iovec));
+    size_t *roff = calloc(n, sizeof(size_t));
+    uint64_t *mk = calloc(reps, sizeof(uint64_t));
+    uint64_t *xf = calloc(reps, sizeof(uint64_t));
+    uint64_t *bs = calloc(reps, sizeof(uint64_t));
+    nxl_prepped_t *lp = NULL;
+    nxl_prepped_t *rp = NULL;
+    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
+    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    uint64_t seed = 0x2545F4914F6CDD1Dull;
+    uint64_t t0;
+    uint64_t t1;
+    uint64_t t2;
+    double prep_l_ms;
+    double prep_r_ms;
+    nxl_status_t st;
+    char sz[32];
+    char tot[32];
+    size_t i;
+    size_t k;
+    int rc = -1;
+
+    if (lidx == NULL || ridx == NULL || ld == NULL || rd == NULL ||
+        liov == NULL || riov == NULL || roff == NULL || mk == NULL ||
+        xf == NULL || bs == NULL) {
+        bench_err("out of memory for %zu descriptors", n);
+        goto out;
+    }
+    if (n > s->span / block) {
+        bench_err("--desc_bench %zu x %zu B does not fit the %zu-byte pool",
+                  n, block, s->span);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        lidx[i] = i;
+        ridx[i] = i;
+    }
+    if (!o->desc_contig) {
+        for (i = n - 1; i > 0; i--) { /* Fisher-Yates, xorshift64 */
+            size_t j;
+            size_t tmp;
+
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            j = (size_t)(seed % (i + 1));
+            tmp = ridx[i];
+            ridx[i] = ridx[j];
+            ridx[j] = tmp;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        ld[i].addr = (uint64_t)(uintptr_t)s->pool + i * block;
+        ld[i].len = block;
+        rd[i].addr = s->rbase + i * block;
+        rd[i].len = block;
+        liov[i].iov_base = s->pool + i * block;
+        liov[i].iov_len = block;
+        roff[i] = ridx[i] * block;
+    }
+    t0 = bench_now_ns();
+    st = nxl_dlist_prep(s->agent, NULL, &ldl, NULL, &lp);
+    t1 = bench_now_ns();
+    if (st != NXL_OK) {
+        bench_nxl_err(st, "nxl_dlist_prep(local, %zu descriptors)", n);
+        goto out;
+    }
+    st = nxl_dlist_prep(s->agent, s->peer, &rdl, NULL, &rp);
+    t2 = bench_now_ns();
+    if (st != NXL_OK) {
+        bench_nxl_err(st, "nxl_dlist_prep(%s, %zu descriptors)", s->peer, n);
+        goto out;
+    }
+    prep_l_ms = (double)(t1 - t0) / 1e6;
+    prep_r_ms = (double)(t2 - t1) / 1e6;
+    if (!o->json && !o->csv) {
+        printf("\ndesc_bench: %zu x %s = %s in one request, %s remote "
+               "blocks, %d repetitions (median)\n",
+               n, bench_fmt_size(block, sz, sizeof(sz)),
+               bench_fmt_size(n * block, tot, sizeof(tot)),
+               o->desc_contig ? "contiguous" : "shuffled", (int)reps);
+        printf("  nxl_dlist_prep: local %.3f ms, remote %.3f ms\n",
+               prep_l_ms, prep_r_ms);
+    }
+    for (i = 0; i < o->num_ops; i++) {
+        nxl_op_t op = o->ops[i];
+        uint64_t wm;
+        uint64_t wx;
+        double make_ns;
+        double xfer_ns;
+        double base_ns = 0;
+        double bytes = (double)(n * block);
+
+        /* one untimed round first */
+        if (desc_once(s, op, lp, rp, lidx, ridx, n, &wm, &wx) != 0) {
+            goto out;
+        }
+        for (k = 0; k < reps; k++) {
+            uint64_t key = next_key();
+
+            if (o->check_consistency &&
+                desc_check_before(s, op, key, ridx, n, block) != 0) {
+                goto out;
+            }
+            bench_evict(s);
+            if (desc_once(s, op, lp, rp, lidx, ridx, n, &mk[k], &xf[k]) !=
+                0) {
+                goto out;
+            }
+            if (o->check_consistency &&
+                desc_check_after(s, op, key, ridx, n, block) != 0) {
+                goto out;
+            }
+        }
+        if (s->base_ok) {
+            if (bench_base_iov(s, op, liov, riov, roff, n) != 0) {
+                goto out;
+            }
+            for (k = 0; k < reps; k++) {
+                bench_evict(s);
+                t0 = bench_now_ns();
+                if (bench_base_iov(s, op, liov, riov, roff, n) != 0) {
+                    goto out;
+                }
+                bs[k] = bench_now_ns() - t0;
+            }
+            base_ns = median_u64(bs, reps);
+        }
+        make_ns = median_u64(mk, reps);
+        xfer_ns = median_u64(xf, reps);
+        if (o->json) {
+            printf("{\"bench\":\"desc\",\"op\":\"%s\",\"descs\":%zu,"
+                   "\"block_size\":%zu,\"shuffled\":%s,\"reps\":%zu,"
+                   "\"prep_local_ms\":%.3f,\"prep_remote_ms\":%.3f,"
+                   "\"make_ms\":%.3f,\"make_ns_per_desc\":%.1f,"
+                   "\"xfer_ms\":%.3f,\"xfer_gbs\":%.3f,"
+                   "\"make_xfer_gbs\":%.3f,",
+                   bench_op_name(op), n, block,
+                   o->desc_contig ? "false" : "true", reps, prep_l_ms,
+                   prep_r_ms,
+                   make_ns / 1e6, make_ns / (double)n, xfer_ns / 1e6,
+                   bytes / xfer_ns, bytes / (make_ns + xfer_ns));
+            if (s->base_ok) {
+                printf("\"base_gbs\":%.3f,\"ratio\":%.3f,"
+                       "\"ratio_with_make\":%.3f}\n",
+                       bytes / base_ns, base_ns / xfer_ns,
+                       base_ns / (make_ns + xfer_ns));
+            } else {
+                printf("\"base_gbs\":null,\"ratio\":null,"
+                       "\"ratio_with_make\":null}\n");
+            }
+            continue;
+        }
+        printf("  %s: nxl_xfer_make %.3f ms (%.1f ns/descriptor); transfer "
+               "%.3f ms = %.3f GB/s; make+transfer %.3f GB/s\n",
+               bench_op_name(op), make_ns / 1e6, make_ns / (double)n,
+               xfer_ns / 1e6, bytes / xfer_ns, bytes / (make_ns + xfer_ns));
+        if (s->base_ok) {
+            printf("  %s: baseline (%s%s) %.3f ms = %.3f GB/s; ratio %.2f "
+                   "(with make %.2f)\n",
+                   bench_op_name(op), s->base_name,
+                   s->base_pool != NULL ? "" : ", IOV_MAX chunks",
+                   base_ns / 1e6, bytes / base_ns, base_ns / xfer_ns,
+                   base_ns / (make_ns + xfer_ns));
+        } else {
+            printf("  %s: baseline -\n", bench_op_name(op));
+        }
+    }
+    rc = 0;
+out:
+    if (bench_send(s, "NXLB ping") != 0) {
+        rc = -1;
+    }
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+    free(lidx);
+    free(ridx);
+    free(ld);
+    free(rd);
+    free(liov);
+    free(riov);
+    free(roff);
+    free(mk);
+    free(xf);
+    free(bs);
+    return rc;
+}
