@@ -15,13 +15,13 @@
 
 /* check names the violated property and aborts, so libFuzzer saves the
  * input. */
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "fuzz_md: %s:%d: %s\n", __FILE__, __LINE__,       \
-                    #cond);                                                   \
-            abort();                                                          \
-        }                                                                     \
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz_md: %s:%d: %s\n", __FILE__, __LINE__,        \
+                    #cond);                                                    \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 /* check_name asserts the decoder's name guarantees. */
@@ -56,8 +56,7 @@ check_md(const nxl__md_t *md, size_t len)
         CHECK((unsigned)s->kind < NXL_MEM_KINDS);
         CHECK((s->count == 0) == (s->regions == NULL));
         for (j = 0; j < s->count; j++) {
-            CHECK((s->regions[j].pub_len == 0) ==
-                  (s->regions[j].pub == NULL));
+            CHECK((s->regions[j].pub_len == 0) == (s->regions[j].pub == NULL));
             total += s->regions[j].pub_len + 28u;
         }
     }

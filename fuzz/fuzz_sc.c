@@ -15,13 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "fuzz_sc: %s:%d: %s\n", __FILE__, __LINE__,       \
-                    #cond);                                                   \
-            abort();                                                          \
-        }                                                                     \
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz_sc: %s:%d: %s\n", __FILE__, __LINE__,        \
+                    #cond);                                                    \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 /* check_ack parses p as an ACK payload and checks the round trip. */

@@ -101,8 +101,8 @@ md_same(const nxl__md_t *a, const nxl__md_t *b)
     for (i = 0; i < a->nconns; i++) {
         XT_ASSERT_STR(a->conns[i].backend, b->conns[i].backend);
         XT_ASSERT_EQ(a->conns[i].len, b->conns[i].len);
-        XT_ASSERT(bytes_eq(a->conns[i].info, b->conns[i].info,
-                           a->conns[i].len));
+        XT_ASSERT(
+            bytes_eq(a->conns[i].info, b->conns[i].info, a->conns[i].len));
         XT_ASSERT(b->conns[i].len > 0 || b->conns[i].info == NULL);
     }
     XT_ASSERT_EQ(a->nsections, b->nsections);
@@ -272,9 +272,8 @@ t_roundtrip_random(void)
                 regs[i][j].desc.addr = rng(&seed);
                 regs[i][j].desc.len = rng(&seed);
                 regs[i][j].desc.dev_id = rng(&seed);
-                regs[i][j].pub_len = (uint32_t)(rng(&seed) % 3 == 0
-                                                    ? 0
-                                                    : rng(&seed) % 200);
+                regs[i][j].pub_len =
+                    (uint32_t)(rng(&seed) % 3 == 0 ? 0 : rng(&seed) % 200);
                 used = rng(&seed) % 1000;
                 regs[i][j].pub = regs[i][j].pub_len ? bytes + used : NULL;
             }
@@ -591,7 +590,10 @@ t_bit_flips(void)
             fprintf(stderr, "bit %zu\n", bit);
             return 1;
         }
-        st[s == NXL_OK ? 0 : s == NXL_ERR_PROTO ? 1 : s == NXL_ERR_MISMATCH ? 2 : 3]++;
+        st[s == NXL_OK             ? 0
+           : s == NXL_ERR_PROTO    ? 1
+           : s == NXL_ERR_MISMATCH ? 2
+                                   : 3]++;
         ((uint8_t *)b.data)[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     printf("  %zu flips: %u ok, %u proto, %u mismatch, %u not-supported\n",
@@ -738,8 +740,7 @@ t_unknown_fields(void)
          * "section extension" (17 bytes): claim one byte more. */
         XT_ASSERT(memcmp(p + at - 16, "section extension", 17) == 0);
         nxl__put_le32(p + at - 16 - 4, 18);
-        XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md),
-                         NXL_ERR_PROTO);
+        XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md), NXL_ERR_PROTO);
         XT_ASSERT(strstr(nxl_last_error(), "section 3: extension field") !=
                   NULL);
     }
@@ -776,8 +777,7 @@ t_versions(void)
 
     hb_golden(&h, 1, 0, false);
     h.w.data[0] = 'X';
-    XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md),
-                     NXL_ERR_MISMATCH);
+    XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md), NXL_ERR_MISMATCH);
     XT_ASSERT_STATUS(nxl__md_decode(h.w.data, 4, &md), NXL_ERR_MISMATCH);
     /* NIXL's own serializer prefix is not ours either. */
     XT_ASSERT_STATUS(nxl__md_decode("nixlSerDes|Agent", 16, &md),
@@ -953,8 +953,7 @@ t_giant_counts(void)
     one_field(&h, 4, sec, 9);
     before = heap_in_use();
     for (i = 0; i < 1000; i++) {
-        XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md),
-                         NXL_ERR_PROTO);
+        XT_ASSERT_STATUS(nxl__md_decode(h.w.data, h.w.len, &md), NXL_ERR_PROTO);
     }
     peak = heap_in_use();
     XT_ASSERT(strstr(nxl_last_error(), "4294967295 regions") != NULL);
@@ -1035,8 +1034,7 @@ t_sc_ack(void)
     XT_ASSERT_OK(nxl__sc_ack(NXL_ERR_NOT_ALLOWED, &ack));
     XT_ASSERT_EQ(ack.len, 8 + strlen("md: agent B: conn info changed"));
     nxl__clear_error();
-    XT_ASSERT_STATUS(nxl__sc_ack_parse(ack.data, ack.len),
-                     NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_STATUS(nxl__sc_ack_parse(ack.data, ack.len), NXL_ERR_NOT_ALLOWED);
     XT_ASSERT_STR(nxl_last_error(), "peer: md: agent B: conn info changed");
     /* one byte short, one byte long */
     XT_ASSERT_STATUS(nxl__sc_ack_parse(ack.data, ack.len - 1), NXL_ERR_PROTO);
@@ -1119,8 +1117,7 @@ call_ack(uint16_t port, uint8_t type, const void *p, size_t n)
     uint8_t rtype = 0;
     nxl_status_t status;
 
-    status = nxl__sc_call("127.0.0.1", port, type, p, n, 3000, &rtype,
-                          &reply);
+    status = nxl__sc_call("127.0.0.1", port, type, p, n, 3000, &rtype, &reply);
     if (status != NXL_OK) {
         return status;
     }
@@ -1257,8 +1254,8 @@ t_sc_pipelined(void)
     XT_ASSERT_OK(encode_blob(golden_md(), &blob));
 
     /* Three frames written back to back, then the three replies. */
-    XT_ASSERT_OK(raw_frame(fd, NXL__SC_LOAD, (uint32_t)blob.len, blob.data,
-                           blob.len));
+    XT_ASSERT_OK(
+        raw_frame(fd, NXL__SC_LOAD, (uint32_t)blob.len, blob.data, blob.len));
     XT_ASSERT_OK(raw_frame(fd, NXL__SC_SEND, 0, NULL, 0));
     XT_ASSERT_OK(raw_frame(fd, NXL__SC_INVL, 3, "bad", 3));
     XT_ASSERT_OK(raw_reply(fd, &rtype, &r, 2000));
@@ -1315,8 +1312,7 @@ t_sc_big_frame(void)
     conn.info = info;
     XT_ASSERT_OK(encode_blob(&md, &blob));
     XT_ASSERT_OK(nxl__sc_start("127.0.0.1", 0, test_handler, &hstate, &sc));
-    XT_ASSERT_OK(call_ack(nxl__sc_port(sc), NXL__SC_LOAD, blob.data,
-                          blob.len));
+    XT_ASSERT_OK(call_ack(nxl__sc_port(sc), NXL__SC_LOAD, blob.data, blob.len));
     XT_ASSERT_EQ(hstate.last_len, blob.len);
     nxl__sc_stop(sc);
     free(blob.data);
@@ -1348,15 +1344,15 @@ t_sc_bad_frames(void)
     XT_ASSERT(expect_eof(fd, 2000));
     close(fd);
     XT_ASSERT_STATUS(nxl__sc_call("127.0.0.1", port, NXL__SC_LOAD, "",
-                                  (size_t)NXL__SC_MAX_PAYLOAD + 1, 1000,
-                                  &rtype, &r),
+                                  (size_t)NXL__SC_MAX_PAYLOAD + 1, 1000, &rtype,
+                                  &r),
                      NXL_ERR_INVALID_PARAM);
 
     /* NIXL's framing, bad magic: PROTO, then closed. */
     fd = raw_connect(port);
     XT_ASSERT(fd >= 0);
-    XT_ASSERT_OK(nxl__sock_send_all(fd, "\x0d\0\0\0\0\0\0\0NIXLCOMM:SEND",
-                                    21, 2000));
+    XT_ASSERT_OK(
+        nxl__sock_send_all(fd, "\x0d\0\0\0\0\0\0\0NIXLCOMM:SEND", 21, 2000));
     XT_ASSERT_OK(raw_reply(fd, &rtype, &r, 2000));
     XT_ASSERT_STATUS(nxl__sc_ack_parse(r.data, r.len), NXL_ERR_PROTO);
     XT_ASSERT(strstr(nxl_last_error(), "magic") != NULL);
@@ -1488,9 +1484,9 @@ t_sc_call_timeout(void)
      * kernel, the reply never comes. */
     XT_ASSERT_OK(nxl__sock_listen("127.0.0.1", 0, &lfd, &port));
     t0 = xt_now_ms();
-    XT_ASSERT_STATUS(nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0,
-                                  300, &rtype, &r),
-                     NXL_ERR_TIMEOUT);
+    XT_ASSERT_STATUS(
+        nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0, 300, &rtype, &r),
+        NXL_ERR_TIMEOUT);
     XT_ASSERT(xt_now_ms() - t0 >= 250 && xt_now_ms() - t0 < 1500);
     XT_ASSERT(strstr(nxl_last_error(), "127.0.0.1") != NULL);
     close(lfd);
@@ -1504,39 +1500,42 @@ t_sc_call_timeout(void)
     XT_ASSERT(xt_now_ms() - t0 < 1400);
     nxl__sc_stop(sc);
 
-    /* Nobody listening. */
-    XT_ASSERT(nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0, 300,
-                           &rtype, &r) < 0);
+    /* Nobody listening: unreachable, not a disconnect. */
+    XT_ASSERT_STATUS(nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0,
+                                  300, &rtype, &r),
+                     NXL_ERR_IO);
+    XT_ASSERT(strstr(nxl_last_error(), "refused") != NULL);
     return 0;
 }
 
 const xt_suite xt_suite_md = {
     .name = "md",
     .timeout_s = 60,
-    .cases = (const xt_case[]){
-        {"roundtrip", t_roundtrip},
-        {"roundtrip_minimal", t_roundtrip_minimal},
-        {"roundtrip_random", t_roundtrip_random},
-        {"encode_appends", t_encode_appends},
-        {"encode_rejects", t_encode_rejects},
-        {"golden_v1", t_golden_v1},
-        {"truncation", t_truncation},
-        {"error_messages", t_error_messages},
-        {"random_garbage", t_random_garbage},
-        {"bit_flips", t_bit_flips},
-        {"unknown_fields", t_unknown_fields},
-        {"versions", t_versions},
-        {"bad_fields", t_bad_fields},
-        {"giant_counts", t_giant_counts},
-        {"sc_header", t_sc_header},
-        {"sc_ack", t_sc_ack},
-        {"sc_roundtrip", t_sc_roundtrip},
-        {"sc_pipelined", t_sc_pipelined},
-        {"sc_big_frame", t_sc_big_frame},
-        {"sc_bad_frames", t_sc_bad_frames},
-        {"sc_stalled_peer", t_sc_stalled_peer},
-        {"sc_stop_with_conns", t_sc_stop_with_conns},
-        {"sc_call_timeout", t_sc_call_timeout},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"roundtrip", t_roundtrip},
+            {"roundtrip_minimal", t_roundtrip_minimal},
+            {"roundtrip_random", t_roundtrip_random},
+            {"encode_appends", t_encode_appends},
+            {"encode_rejects", t_encode_rejects},
+            {"golden_v1", t_golden_v1},
+            {"truncation", t_truncation},
+            {"error_messages", t_error_messages},
+            {"random_garbage", t_random_garbage},
+            {"bit_flips", t_bit_flips},
+            {"unknown_fields", t_unknown_fields},
+            {"versions", t_versions},
+            {"bad_fields", t_bad_fields},
+            {"giant_counts", t_giant_counts},
+            {"sc_header", t_sc_header},
+            {"sc_ack", t_sc_ack},
+            {"sc_roundtrip", t_sc_roundtrip},
+            {"sc_pipelined", t_sc_pipelined},
+            {"sc_big_frame", t_sc_big_frame},
+            {"sc_bad_frames", t_sc_bad_frames},
+            {"sc_stalled_peer", t_sc_stalled_peer},
+            {"sc_stop_with_conns", t_sc_stop_with_conns},
+            {"sc_call_timeout", t_sc_call_timeout},
+            {NULL, NULL},
+        },
 };

@@ -2,6 +2,7 @@
 #include "core.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,12 +32,18 @@ nxl_mem_alloc_shared(size_t size, void **addr_p)
                          "alloc_shared: bad size or NULL output");
     }
     len = (size + (size_t)page - 1) & ~((size_t)page - 1);
-    fd = memfd_create("nxl-shared", MFD_CLOEXEC);
+    fd = memfd_create("nxl-shared", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         return nxl__fail_errno(errno, "alloc_shared: memfd_create");
     }
     if (ftruncate(fd, (off_t)len) < 0) {
         status = nxl__fail_errno(errno, "alloc_shared: ftruncate(%zu)", len);
+        goto err_close;
+    }
+    /* Peers map this file: a size change would turn their accesses into
+     * SIGBUS, so the size is sealed. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        status = nxl__fail_errno(errno, "alloc_shared: F_ADD_SEALS");
         goto err_close;
     }
     addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -112,8 +112,7 @@ take_bytes(dec_t *d, const uint8_t *p, size_t n)
 /* check_name enforces the name rule (1..255 bytes, no NUL) on a name that
  * starts at absolute offset off. */
 static nxl_status_t
-check_name(const char *what, size_t idx, const uint8_t *p, size_t n,
-           size_t off)
+check_name(const char *what, size_t idx, const uint8_t *p, size_t n, size_t off)
 {
     if (n == 0) {
         return nxl__fail(NXL_ERR_PROTO, "md: %s %zu: empty name at byte %zu",
@@ -221,8 +220,8 @@ dec_conn(dec_t *d, size_t start, uint32_t flen)
     at = r.pos;
     if (!nxl__rbuf_u8(&r, &nlen) || !nxl__rbuf_bytes(&r, nlen, &name)) {
         return nxl__fail(NXL_ERR_PROTO,
-                         "md: conn %zu backend name truncated at byte %zu",
-                         idx, at);
+                         "md: conn %zu backend name truncated at byte %zu", idx,
+                         at);
     }
     status = check_name("conn", idx, name, nlen, at + 1);
     if (status != NXL_OK) {
@@ -457,6 +456,8 @@ align_up(size_t n, size_t a)
     return (n + a - 1) & ~(a - 1);
 }
 
+/* nxl__md_decode: see md.h. Two passes of walk() over the same bytes:
+ * validate and size, then fill one calloc'd block. */
 nxl_status_t
 nxl__md_decode(const void *blob, size_t len, nxl__md_t **md_p)
 {
@@ -498,8 +499,7 @@ nxl__md_decode(const void *blob, size_t len, nxl__md_t **md_p)
     d.md->nconns = d.nconns;
     d.md->conns = d.nconns ? (nxl__md_conn_t *)(mem + off_conns) : NULL;
     d.md->nsections = d.nsections;
-    d.md->sections =
-        d.nsections ? (nxl__md_section_t *)(mem + off_secs) : NULL;
+    d.md->sections = d.nsections ? (nxl__md_section_t *)(mem + off_secs) : NULL;
     d.conn = (nxl__md_conn_t *)(mem + off_conns);
     d.sec = (nxl__md_section_t *)(mem + off_secs);
     d.reg = (nxl__md_region_t *)(mem + off_regs);
@@ -516,6 +516,7 @@ nxl__md_decode(const void *blob, size_t len, nxl__md_t **md_p)
     return NXL_OK;
 }
 
+/* nxl__md_free: the decoded md is a single allocation. */
 void
 nxl__md_free(nxl__md_t *md)
 {
@@ -530,8 +531,8 @@ enc_name_len(const char *name, const char *what, size_t idx)
     size_t n;
 
     if (name == NULL) {
-        nxl__fail(NXL_ERR_INVALID_PARAM, "md: encode: %s %zu: NULL name",
-                  what, idx);
+        nxl__fail(NXL_ERR_INVALID_PARAM, "md: encode: %s %zu: NULL name", what,
+                  idx);
         return 0;
     }
     n = strnlen(name, NXL__MD_NAME_MAX + 1);
@@ -563,8 +564,8 @@ enc_section_size(const nxl__md_section_t *s, size_t idx, uint64_t *size_p)
     }
     if (s->count > UINT32_MAX || (s->count > 0 && s->regions == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "md: encode: section %zu: bad region list (%zu)",
-                         idx, s->count);
+                         "md: encode: section %zu: bad region list (%zu)", idx,
+                         s->count);
     }
     size = 1 + 1 + n + 4;
     for (i = 0; i < s->count; i++) {
@@ -647,6 +648,8 @@ enc_field_hdr(nxl__wbuf_t *out, uint16_t tag, uint64_t len)
     nxl__wbuf_u32(out, (uint32_t)len);
 }
 
+/* nxl__md_encode: see md.h. Validates everything and computes the exact
+ * size first, so nothing is appended to out for a rejected md. */
 nxl_status_t
 nxl__md_encode(const nxl__md_t *md, nxl__wbuf_t *out)
 {
@@ -707,7 +710,8 @@ nxl__md_encode(const nxl__md_t *md, nxl__wbuf_t *out)
     }
 
     if (out->failed) {
-        return nxl__fail(NXL_ERR_NOMEM, "md: encode: out of memory (%llu bytes)",
+        return nxl__fail(NXL_ERR_NOMEM,
+                         "md: encode: out of memory (%llu bytes)",
                          (unsigned long long)total);
     }
     return NXL_OK;

@@ -120,7 +120,9 @@ void nxl__sc_stop(nxl__sc_t *sc);
 /* nxl__sc_call connects to ip:port, sends one (type, payload) frame, and
  * reads the reply frame within timeout_ms in total. Returns NXL_OK with
  * the reply in *reply_type_p / *reply_p (free with nxl_blob_free);
- * NXL_ERR_IO, NXL_ERR_TIMEOUT, NXL_ERR_REMOTE_DISCONNECT, NXL_ERR_PROTO. */
+ * NXL_ERR_IO (cannot connect: refused, unreachable), NXL_ERR_TIMEOUT,
+ * NXL_ERR_REMOTE_DISCONNECT (the peer closed before its reply was
+ * complete), NXL_ERR_PROTO (a bad reply frame), NXL_ERR_INVALID_PARAM. */
 nxl_status_t nxl__sc_call(const char *ip, uint16_t port, uint8_t type,
                           const void *payload, size_t len, int timeout_ms,
                           uint8_t *reply_type_p, nxl_blob_t *reply_p);

@@ -77,6 +77,7 @@ struct nxl__sc {
     struct pollfd *pfds;
 };
 
+/* nxl__sc_hdr_encode: see md.h. */
 void
 nxl__sc_hdr_encode(uint8_t type, uint32_t len, uint8_t out[NXL__SC_HDR_SIZE])
 {
@@ -88,6 +89,7 @@ nxl__sc_hdr_encode(uint8_t type, uint32_t len, uint8_t out[NXL__SC_HDR_SIZE])
     nxl__put_le32(out + 8, len);
 }
 
+/* nxl__sc_hdr_decode: see md.h. Checks run in the order of the bytes. */
 nxl_status_t
 nxl__sc_hdr_decode(const uint8_t in[NXL__SC_HDR_SIZE], nxl__sc_hdr_t *hdr_p)
 {
@@ -126,6 +128,7 @@ nxl__sc_hdr_decode(const uint8_t in[NXL__SC_HDR_SIZE], nxl__sc_hdr_t *hdr_p)
 
 /* --- ACK payloads -------------------------------------------------------- */
 
+/* nxl__sc_ack: see md.h. The message is empty for OK. */
 nxl_status_t
 nxl__sc_ack(nxl_status_t status, nxl_blob_t *reply_p)
 {
@@ -140,6 +143,7 @@ nxl__sc_ack(nxl_status_t status, nxl_blob_t *reply_p)
     return nxl__wbuf_finish(&w, reply_p);
 }
 
+/* nxl__sc_ack_parse: see md.h. The payload is exactly 8 + M bytes. */
 nxl_status_t
 nxl__sc_ack_parse(const uint8_t *payload, size_t len)
 {
@@ -296,8 +300,7 @@ conn_dispatch(nxl__sc_t *sc, sc_conn_t *c)
     nxl_blob_t reply = {NULL, 0};
     nxl_status_t status;
 
-    if (type != NXL__SC_LOAD && type != NXL__SC_SEND &&
-        type != NXL__SC_INVL) {
+    if (type != NXL__SC_LOAD && type != NXL__SC_SEND && type != NXL__SC_INVL) {
         return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
                                         "sc: frame type %u is not a request",
                                         type));
@@ -361,16 +364,16 @@ conn_read(nxl__sc_t *sc, sc_conn_t *c)
 
     while (!c->writing && !c->draining) {
         if (c->hdr_got < NXL__SC_HDR_SIZE) {
-            rc = recv(c->fd, c->hdr + c->hdr_got,
-                      NXL__SC_HDR_SIZE - c->hdr_got, MSG_DONTWAIT);
+            rc = recv(c->fd, c->hdr + c->hdr_got, NXL__SC_HDR_SIZE - c->hdr_got,
+                      MSG_DONTWAIT);
         } else {
             want = c->h.len - c->body_got;
             if (c->body_got == c->body_cap) {
                 /* Grow with what arrives, so a header that announces a
                  * large frame costs nothing until its bytes come. */
-                cap = NXL__MIN((size_t)c->h.len,
-                               NXL__MAX(c->body_cap * 2,
-                                        (size_t)SC_BODY_CHUNK));
+                cap =
+                    NXL__MIN((size_t)c->h.len,
+                             NXL__MAX(c->body_cap * 2, (size_t)SC_BODY_CHUNK));
                 p = realloc(c->body, cap);
                 if (p == NULL) {
                     nxl__warn("sc: out of memory for a %u-byte frame",
@@ -464,8 +467,8 @@ sc_poll_timeout(const nxl__sc_t *sc, uint64_t now)
         if (sc->conns[i].deadline_ns <= now) {
             return 0;
         }
-        best = NXL__MIN(best, (sc->conns[i].deadline_ns - now + 999999u) /
-                                  1000000u);
+        best = NXL__MIN(best,
+                        (sc->conns[i].deadline_ns - now + 999999u) / 1000000u);
     }
     return (int)best;
 }
@@ -548,6 +551,8 @@ sc_thread(void *arg)
     return NULL;
 }
 
+/* nxl__sc_start: see md.h. The listen socket is non-blocking so that the
+ * accept loop drains the backlog and stops at EAGAIN. */
 nxl_status_t
 nxl__sc_start(const char *addr, uint16_t port, nxl__sc_handler_fn handler,
               void *arg, nxl__sc_t **sc_p)
@@ -609,12 +614,15 @@ err_free:
     return status;
 }
 
+/* nxl__sc_port: see md.h. */
 uint16_t
 nxl__sc_port(const nxl__sc_t *sc)
 {
     return sc->port;
 }
 
+/* nxl__sc_stop: see md.h. The eventfd wakes the thread's poll; the thread
+ * closes every connection before it returns. */
 void
 nxl__sc_stop(nxl__sc_t *sc)
 {
@@ -657,8 +665,7 @@ left_ms(int timeout_ms, uint64_t start_ns)
 
 /* call_fail prefixes the current error message with the call's context. */
 static nxl_status_t
-call_fail(nxl_status_t status, const char *ip, uint16_t port,
-          const char *what)
+call_fail(nxl_status_t status, const char *ip, uint16_t port, const char *what)
 {
     char detail[400];
 
@@ -667,6 +674,8 @@ call_fail(nxl_status_t status, const char *ip, uint16_t port,
                      detail);
 }
 
+/* nxl__sc_call: see md.h. One connection per call; every step gets what
+ * is left of timeout_ms. */
 nxl_status_t
 nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
              size_t len, int timeout_ms, uint8_t *reply_type_p,
@@ -695,23 +704,28 @@ nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
     }
 
     status = nxl__sock_connect(ip, port, timeout_ms, &fd);
+    if (status == NXL_ERR_REMOTE_DISCONNECT) {
+        /* Refused or reset while connecting: nobody serves ip:port. That
+         * is an unreachable address (IO), not a peer that went away. */
+        return NXL_ERR_IO; /* the message names ip:port and the errno */
+    }
     if (status != NXL_OK) {
-        return status; /* its message names ip:port already */
+        return status;
     }
     nxl__sc_hdr_encode(type, (uint32_t)len, hdr);
-    status = nxl__sock_send_all(fd, hdr, sizeof(hdr),
-                                left_ms(timeout_ms, start));
+    status =
+        nxl__sock_send_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
     if (status == NXL_OK && len > 0) {
-        status = nxl__sock_send_all(fd, payload, len,
-                                    left_ms(timeout_ms, start));
+        status =
+            nxl__sock_send_all(fd, payload, len, left_ms(timeout_ms, start));
     }
     if (status != NXL_OK) {
         status = call_fail(status, ip, port, "send to");
         goto err_close;
     }
 
-    status = nxl__sock_recv_all(fd, hdr, sizeof(hdr),
-                                left_ms(timeout_ms, start));
+    status =
+        nxl__sock_recv_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
     if (status != NXL_OK) {
         status = call_fail(status, ip, port, "reply from");
         goto err_close;
@@ -730,8 +744,8 @@ nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
             status = nxl__fail(NXL_ERR_NOMEM, "sc: reply of %u bytes", h.len);
             goto err_close;
         }
-        status = nxl__sock_recv_all(fd, body, h.len,
-                                    left_ms(timeout_ms, start));
+        status =
+            nxl__sock_recv_all(fd, body, h.len, left_ms(timeout_ms, start));
         if (status != NXL_OK) {
             status = call_fail(status, ip, port, "reply from");
             goto err_free;

@@ -56,6 +56,7 @@ typedef struct bench_opts {
     int prepared;
     int hot;                /* every request reuses its first slice */
     int desc_contig;        /* --desc_bench: contiguous remote blocks */
+    int no_pretouch;        /* skip the untimed whole-pool pass */
     int base_memcpy;        /* shared baseline: plain memcpy, not NT */
     long spin_us;           /* spin on status before sleeping in wait */
     const char *target_host;
@@ -86,7 +87,7 @@ typedef struct bench_session {
     /* initiator only: the target's pool and where it runs */
     uint64_t rbase;
     size_t rsize;
-    pid_t rpid;
+    pid_t rpid;              /* target's pid (on the target: initiator's) */
     int rshared;
     int same_host;
     int base_ok;             /* a baseline can be measured */
@@ -102,6 +103,7 @@ typedef struct bench_session {
     } queue[16];
     size_t queue_len;
     int failures;            /* consistency failures seen */
+    int peer_gone;           /* a send found the peer dead: stop talking */
 } bench_session_t;
 
 /* --- nxl-bench.c: diagnostics ------------------------------------------- */
@@ -194,6 +196,10 @@ int bench_base_iov(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
 int bench_base_probe(bench_session_t *s);
 
 /* --- sweep.c: measurements ----------------------------------------------- */
+
+/* bench_pretouch moves the whole pool once each way, untimed, so that
+ * first-use costs (mapping a peer's shared region) are paid up front. */
+int bench_pretouch(bench_session_t *s);
 
 /* bench_sweep runs the nixlbench table for every op. Returns 0 or -1. */
 int bench_sweep(bench_session_t *s);

@@ -82,13 +82,13 @@ usage(FILE *f)
         "usage: nxl-bench [flags]\n"
         "A nixlbench-compatible benchmark over the NXL agent API.\n"
         "\n"
-        "Without --target_host or --listen, runs both sides on this host (the\n"
-        "target is this program, re-executed). Flags take '--flag value' or\n"
-        "'--flag=value'. Sizes accept K, M, G suffixes (powers of 1024).\n"
+        "Without --target_host or --listen, runs both sides on this host\n"
+        "(the target is this program, re-executed). Flags take '--flag value'\n"
+        "or '--flag=value'. Sizes accept K, M, G suffixes (powers of 1024).\n"
         "\n"
         "  --backend NAME            SHM (default), TCP, UCX, ...\n"
         "  --backend_params k=v,..   backend parameters (both sides)\n"
-        "  --op_type OPS             READ, WRITE or READ,WRITE (default WRITE)\n"
+        "  --op_type OPS             READ, WRITE or READ,WRITE (WRITE)\n"
         "  --initiator_seg_type T    DRAM (VRAM is not supported yet)\n"
         "  --target_seg_type T       DRAM\n"
         "  --start_block_size N      first block size (4096)\n"
@@ -98,23 +98,26 @@ usage(FILE *f)
         "  --num_iter N              timed requests per thread (1000)\n"
         "  --warmup_iter N           untimed requests first (100)\n"
         "  --large_blk_iter_ftr N    blocks > 1 MiB run num_iter/N (16)\n"
-        "  --num_threads N           initiator threads, own requests each (1)\n"
+        "  --num_threads N           initiator threads, each its own\n"
+        "                            requests (1)\n"
         "  --pipeline_depth N        requests in flight per thread (1)\n"
-        "  --total_buffer_size N     pool per side (default max(256M, 4x LLC))\n"
+        "  --total_buffer_size N     pool per side (max(256M, 4x LLC))\n"
         "  --check_consistency       verify every transferred byte\n"
-        "  --prepared                nxl_dlist_prep + nxl_xfer_make instead of\n"
-        "                            nxl_xfer_create (also --prepared_xfer)\n"
+        "  --prepared                nxl_dlist_prep + nxl_xfer_make, not\n"
+        "                            nxl_xfer_create (or --prepared_xfer)\n"
         "  --shared                  both pools from nxl_mem_alloc_shared\n"
-        "  --hot                     reuse one slice per request (nixlbench's\n"
-        "                            own behaviour; default rotates, cold data)\n"
+        "  --hot                     each request keeps its slice (as in\n"
+        "                            nixlbench; default rotates: cold data)\n"
         "  --json | --csv            machine-readable rows on stdout\n"
         "  --lat_bench               median post->completion of one 4 KiB\n"
         "                            descriptor (size: --start_block_size)\n"
-        "  --desc_bench N            N descriptors of --start_block_size in one\n"
-        "                            prepared request (vLLM KV pull)\n"
+        "  --desc_bench N            N descriptors of --start_block_size in\n"
+        "                            one prepared request (vLLM KV pull)\n"
         "  --desc_contig             --desc_bench: remote blocks in order\n"
         "                            (default: shuffled, nothing merges)\n"
         "  --base_copy nt|memcpy     shared-mode baseline copy (nt)\n"
+        "  --no_pretouch             skip the untimed whole-pool READ and\n"
+        "                            WRITE that map the peer's pages first\n"
         "  --spin_us N               poll status N us before sleeping (50;\n"
         "                            -1 = always spin)\n"
         "  --timeout SEC             handshake/transfer timeout (30)\n"
@@ -126,7 +129,7 @@ usage(FILE *f)
         f);
 }
 
-/* parse_size reads "4096", "4K", "64M", "1G", "4KiB"; 0 on error. */
+/* parse_size reads "4096", "4K", "64M", "1G" or "4KiB"; -1 on error. */
 static int
 parse_size(const char *s, size_t *out)
 {
@@ -266,7 +269,7 @@ parse_params(const char *s, bench_opts_t *o)
     return 0;
 }
 
-/* parse_int reads a bounded integer. */
+/* parse_long reads an integer within [lo, hi]. */
 static int
 parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -333,7 +336,8 @@ flag_is(const char *name, size_t len, const char *want)
 /* Flags that take no value (a value may still follow '='). */
 static const char *const bool_flags[] = {
     "check_consistency", "prepared", "prepared_xfer", "shared", "json",
-    "csv", "smoke", "lat_bench", "help", "hot", "desc_contig", NULL,
+    "csv", "smoke", "lat_bench", "help", "hot", "desc_contig",
+    "no_pretouch", NULL,
 };
 
 /* is_bool_flag says whether name (len bytes) is a boolean flag. */
@@ -425,6 +429,7 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
     BOOL_FLAG("lat_bench", lat_bench)
     BOOL_FLAG("hot", hot)
     BOOL_FLAG("desc_contig", desc_contig)
+    BOOL_FLAG("no_pretouch", no_pretouch)
     if (IS("base_copy")) {
         if (val != NULL && strcmp(val, "nt") == 0) {
             o->base_memcpy = 0;
@@ -549,7 +554,10 @@ check_opts(bench_opts_t *o)
         o->warmup_iter = 2;
         o->check_consistency = 1;
         if (o->total_buffer_size == 0) {
-            o->total_buffer_size = 16 * MIB;
+            size_t need = o->max_block * o->max_batch * o->num_threads *
+                          o->pipeline_depth;
+
+            o->total_buffer_size = need > 16 * MIB ? need : 16 * MIB;
         }
         if (o->timeout_s > 10) {
             o->timeout_s = 10;
@@ -582,6 +590,22 @@ check_opts(bench_opts_t *o)
     return 0;
 }
 
+/* self_path returns this program's path for re-executing it as the
+ * target (readlink of /proc/self/exe, which tools such as valgrind map to
+ * the real program), else argv0. */
+static const char *
+self_path(const char *argv0)
+{
+    static char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+    if (n <= 0 || (size_t)n >= sizeof(buf) - 1) {
+        return argv0;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* main parses flags and runs the target, or the initiator's benchmarks. */
 int
 main(int argc, char **argv)
@@ -594,7 +618,7 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     opts_defaults(&o);
-    o.self_exe = "/proc/self/exe";
+    o.self_exe = self_path(argv[0]);
     rc = parse_args(&o, argc, argv);
     if (rc == 1) {
         usage(stdout);
@@ -616,7 +640,14 @@ main(int argc, char **argv)
         free(o.params_buf);
         return 1;
     }
-    if (o.desc_bench > 0) {
+    if (o.no_pretouch) {
+        rc = 0;
+    } else {
+        rc = bench_pretouch(&s);
+    }
+    if (rc != 0) {
+        /* reported */
+    } else if (o.desc_bench > 0) {
         rc = bench_desc(&s);
     } else if (o.lat_bench) {
         rc = bench_lat(&s);

@@ -313,8 +313,14 @@ bench_send(bench_session_t *s, const char *fmt, ...)
         bench_err("notification too long");
         return -1;
     }
+    if (s->peer_gone) {
+        return -1;
+    }
     st = nxl_notif_send(s->agent, s->peer, buf, (size_t)n, NULL);
     if (st != NXL_OK) {
+        if (st == NXL_ERR_REMOTE_DISCONNECT || st == NXL_ERR_NOT_FOUND) {
+            s->peer_gone = 1; /* say it once */
+        }
         return bench_nxl_err(st, "nxl_notif_send(%s, \"%.20s\")", s->peer,
                              buf);
     }
@@ -566,6 +572,30 @@ target_handle(bench_session_t *s, const char *msg)
     return 0;
 }
 
+/* hello_pid returns the initiator's pid from "NXLB hello 1 PID BOOT PIDNS"
+ * when it runs on this host in our pid namespace (so that its death can be
+ * seen with kill(pid, 0)), else 0. */
+static pid_t
+hello_pid(const char *msg)
+{
+    char boot[64];
+    char pidns[64];
+    char rboot[64];
+    char rpidns[64];
+    int pid;
+
+    if (sscanf(msg, "NXLB hello 1 %d %63s %63s", &pid, rboot, rpidns) != 3 ||
+        pid <= 0) {
+        return 0;
+    }
+    host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
+    if (strcmp(boot, "none") == 0 || strcmp(boot, rboot) != 0 ||
+        strcmp(pidns, rpidns) != 0) {
+        return 0;
+    }
+    return (pid_t)pid;
+}
+
 /* target_loop serves the initiator until "done". Before the hello it
  * waits up to 10x the timeout, afterwards it gives up after 10x the timeout
  * of silence (the initiator pings between rows), or at once when the local
@@ -587,6 +617,11 @@ target_loop(bench_session_t *s, pid_t parent)
         if (m.msg == NULL) {
             if (parent > 0 && getppid() != parent) {
                 bench_err("target: the initiator process is gone");
+                return -1;
+            }
+            if (s->rpid > 0 && kill(s->rpid, 0) != 0 && errno == ESRCH) {
+                bench_err("target: initiator %s (pid %d) is gone", s->peer,
+                          (int)s->rpid);
                 return -1;
             }
             if (s->peer[0] != '\0' &&
@@ -612,6 +647,7 @@ target_loop(bench_session_t *s, pid_t parent)
                 continue;
             }
             snprintf(s->peer, sizeof(s->peer), "%s", m.from);
+            s->rpid = hello_pid(m.msg);
         }
         rc = target_handle(s, m.msg);
         free(m.from);
@@ -901,7 +937,9 @@ handshake(bench_session_t *s)
     int pid;
     int shared;
 
-    if (bench_send(s, "NXLB hello 1") != 0 ||
+    host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
+    if (bench_send(s, "NXLB hello 1 %d %s %s", (int)getpid(), boot, pidns) !=
+            0 ||
         bench_recv(s, "NXLB region ", ans, sizeof(ans),
                    s->o->timeout_s * 1000) != 0) {
         return -1;
@@ -915,7 +953,6 @@ handshake(bench_session_t *s)
     s->rsize = size;
     s->rpid = (pid_t)pid;
     s->rshared = shared;
-    host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
     s->same_host = strcmp(boot, "none") != 0 && strcmp(boot, rboot) == 0 &&
                    strcmp(pidns, rpidns) == 0;
     return 0;
@@ -971,7 +1008,7 @@ print_header(const bench_session_t *s, const char *ip, uint16_t port)
         printf("nxl-bench: pool %s per side (LLC %s), %s data\n",
                bench_fmt_size(s->span, a, sizeof(a)),
                bench_fmt_size(bench_llc_size(), b, sizeof(b)),
-               o->hot ? "hot (one slice)" : "cold");
+               o->hot ? "hot (slices reused)" : "cold");
     } else {
         printf("nxl-bench: pool %s per side (LLC %s), %s, %zu thread(s), "
                "depth %zu, iter %zu (warmup %zu, /%zu above 1 MiB), %s "
@@ -981,7 +1018,7 @@ print_header(const bench_session_t *s, const char *ip, uint16_t port)
                o->prepared ? "nxl_dlist_prep+nxl_xfer_make"
                            : "nxl_xfer_create",
                o->num_threads, o->pipeline_depth, o->num_iter, o->warmup_iter,
-               o->large_blk_iter_ftr, o->hot ? "hot (one slice)" : "cold");
+               o->large_blk_iter_ftr, o->hot ? "hot (slices reused)" : "cold");
     }
     printf("nxl-bench: baseline: %s%s\n", s->base_name,
            s->base_ok ? ", one thread, same slices" : "");

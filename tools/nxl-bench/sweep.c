@@ -152,7 +152,11 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
     nxl_status_t st;
 
     while (done < count) {
-        while (posted < count && n < r->depth) {
+        /* requests cycle: never post one whose previous use (the oldest
+         * in flight, or older) may still be running, even when newer
+         * posts completed at once */
+        while (posted < count && n < r->depth &&
+               (n == 0 || posted - w->fq[head] < r->nreq)) {
             nxl_xfer_t *x = w->reqs[(first + posted) % r->nreq];
             uint64_t a = bench_now_ns();
             uint64_t b;
@@ -744,6 +748,65 @@ bench_sweep(bench_session_t *s)
         }
     }
     free(r);
+    return rc;
+}
+
+/* bench_pretouch moves the whole pool once in each direction, untimed, in
+ * descriptors of up to 64 MiB, so that whatever the library maps or pins
+ * on first use (a peer's shared region is mapped page by page) is in place,
+ * as in a long-running process. */
+int
+bench_pretouch(bench_session_t *s)
+{
+    size_t chunk = 64 * MIB;
+    size_t n = (s->span + chunk - 1) / chunk;
+    nxl_desc_t *ld = calloc(n, sizeof(*ld));
+    nxl_desc_t *rd = calloc(n, sizeof(*rd));
+    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
+    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    nxl_op_t ops[2] = {NXL_READ, NXL_WRITE};
+    size_t i;
+    int rc = -1;
+
+    if (ld == NULL || rd == NULL) {
+        bench_err("out of memory");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        size_t off = i * chunk;
+        size_t len = s->span - off < chunk ? s->span - off : chunk;
+
+        ld[i].addr = (uint64_t)(uintptr_t)s->pool + off;
+        ld[i].len = len;
+        rd[i].addr = s->rbase + off;
+        rd[i].len = len;
+    }
+    for (i = 0; i < 2; i++) {
+        nxl_xfer_t *x = NULL;
+        nxl_status_t st = nxl_xfer_create(s->agent, ops[i], &ldl, &rdl,
+                                          s->peer, NULL, &x);
+
+        if (st != NXL_OK) {
+            bench_nxl_err(st, "nxl_xfer_create(%s of the whole pool)",
+                          bench_op_name(ops[i]));
+            goto out;
+        }
+        st = nxl_xfer_post(x, NULL);
+        if (st == NXL_IN_PROG) {
+            st = wait_done(x, s->o->spin_us,
+                           bench_now_ns() +
+                               (uint64_t)s->o->timeout_s * 1000000000ull);
+        }
+        nxl_xfer_release(x);
+        if (st != NXL_OK) {
+            bench_nxl_err(st, "%s of the whole pool", bench_op_name(ops[i]));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(ld);
+    free(rd);
     return rc;
 }
 

@@ -46,6 +46,9 @@
  * must name one of them, and loopback regions must be registered there. */
 static pthread_mutex_t be_shm_global_lock = PTHREAD_MUTEX_INITIALIZER;
 static be_shm_engine_t *be_shm_global_engines;
+/* Bumped by every fini: a loopback peer re-checks that its engine lives
+ * only when this moved (one atomic load per post otherwise). */
+static atomic_uint be_shm_fini_gen;
 
 /* --- small helpers -------------------------------------------------------- */
 
@@ -221,8 +224,9 @@ err_bad:
 
 /* be_shm_default_threads is what num_threads=auto means: one worker per
  * spare core, at most 3. On the 2-core development box two threads in all
- * (caller + 1 worker) move 1.5x the bytes of one for 4-64 MiB requests;
- * more than 4 copying threads were not measured, so they are not used. */
+ * (caller + 1 worker) move about 1.5x the bytes of one for 4-64 MiB when
+ * the machine is otherwise idle (split_policy=adaptive handles busy times);
+ * more than two copying threads could not be measured there. */
 static unsigned
 be_shm_default_threads(void)
 {
@@ -240,6 +244,7 @@ static const nxl_param_t be_shm_defaults[] = {
     {"num_threads", "auto"},
     {"split_threshold", "2097152"},
     {"nt_threshold", "262144"},
+    {"split_policy", "adaptive"},
 };
 
 /* be_shm_parse_params reads params (keys of be_shm_defaults) into eng. */
@@ -274,6 +279,17 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
                                   &eng->split_threshold);
             if (st != NXL_OK) {
                 return st;
+            }
+        } else if (strcmp(p->key, "split_policy") == 0) {
+            if (p->value != NULL && strcmp(p->value, "adaptive") == 0) {
+                eng->split_always = 0;
+            } else if (p->value != NULL && strcmp(p->value, "always") == 0) {
+                eng->split_always = 1;
+            } else {
+                return nxl__fail(NXL_ERR_INVALID_PARAM,
+                                 "shm: split_policy=\"%s\": expected adaptive "
+                                 "or always",
+                                 p->value ? p->value : "(null)");
             }
         } else if (strcmp(p->key, "nt_threshold") == 0) {
             st = be_shm_parse_u64(p->key, p->value, 1, 0, UINT64_MAX >> 1,
@@ -365,6 +381,7 @@ be_shm_fini(void *self)
                 break;
             }
         }
+        atomic_fetch_add(&be_shm_fini_gen, 1);
         pthread_mutex_unlock(&be_shm_global_lock);
         eng->registered = 0;
     }
@@ -406,8 +423,8 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     if (region->len == 0 || region->addr == 0 ||
         region->addr + region->len < region->addr) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "shm: bad region 0x%" PRIx64 "+%" PRIu64,
-                         region->addr, region->len);
+                         "shm: bad region 0x%" PRIx64 "+%" PRIu64, region->addr,
+                         region->len);
     }
     md = calloc(1, sizeof(*md));
     if (md == NULL) {
@@ -525,11 +542,49 @@ be_shm_conn_info(void *self, nxl_blob_t *out)
 void
 be_shm_peer_mark_dead(be_shm_peer_t *peer, const char *why)
 {
-    if (atomic_exchange(&peer->dead, 1) == 0 &&
-        !atomic_load(&peer->unloaded)) {
-        nxl__log(NXL_LOG_INFO, "shm: peer %s (pid %d) is gone: %s",
-                 peer->name, (int)peer->pid, why);
+    if (atomic_exchange(&peer->dead, 1) == 0 && !atomic_load(&peer->unloaded)) {
+        nxl__log(NXL_LOG_INFO, "shm: peer %s (pid %d) is gone: %s", peer->name,
+                 (int)peer->pid, why);
     }
+}
+
+/* be_shm_find_engine returns the live engine of this process with token,
+ * or NULL (global lock held). Engines inherited across fork do not count. */
+static be_shm_engine_t *
+be_shm_find_engine(uint64_t token)
+{
+    be_shm_engine_t *e;
+    pid_t me = getpid();
+
+    for (e = be_shm_global_engines; e != NULL; e = e->global_next) {
+        if (e->token == token && e->pid == me) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* be_shm_self_alive checks that the engine of a loopback peer still
+ * exists (an agent of this process may be destroyed while others keep its
+ * metadata): cheap unless some engine was finalized since the last look. */
+static int
+be_shm_self_alive(be_shm_peer_t *peer)
+{
+    unsigned gen = atomic_load_explicit(&be_shm_fini_gen, memory_order_acquire);
+    int found;
+
+    if (gen == atomic_load_explicit(&peer->self_gen, memory_order_relaxed)) {
+        return 1;
+    }
+    pthread_mutex_lock(&be_shm_global_lock);
+    found = be_shm_find_engine(peer->token) != NULL;
+    pthread_mutex_unlock(&be_shm_global_lock);
+    if (!found) {
+        be_shm_peer_mark_dead(peer, "its engine was destroyed");
+        return 0;
+    }
+    atomic_store_explicit(&peer->self_gen, gen, memory_order_relaxed);
+    return 1;
 }
 
 /* be_shm_peer_alive polls the peer's pidfd (or re-reads its start time
@@ -547,7 +602,7 @@ be_shm_peer_alive(be_shm_peer_t *peer, int force)
         return 0;
     }
     if (peer->self) {
-        return 1;
+        return be_shm_self_alive(peer);
     }
     now = nxl__now_ns();
     if (!force && now < atomic_load_explicit(&peer->next_check_ns,
@@ -567,8 +622,7 @@ be_shm_peer_alive(be_shm_peer_t *peer, int force)
         return 1;
     }
     err = be_shm_starttime(peer->pid, &st);
-    if ((err == 0 && st != peer->starttime) || err == ENOENT ||
-        err == ESRCH) {
+    if ((err == 0 && st != peer->starttime) || err == ENOENT || err == ESRCH) {
         be_shm_peer_mark_dead(peer, "process exited");
         return 0;
     }
@@ -602,22 +656,6 @@ be_shm_peer_put(be_shm_peer_t *peer)
     free(peer->name);
     peer->magic = 0;
     free(peer);
-}
-
-/* be_shm_find_engine returns the live engine of this process with token,
- * or NULL (global lock held). Engines inherited across fork do not count. */
-static be_shm_engine_t *
-be_shm_find_engine(uint64_t token)
-{
-    be_shm_engine_t *e;
-    pid_t me = getpid();
-
-    for (e = be_shm_global_engines; e != NULL; e = e->global_next) {
-        if (e->token == token && e->pid == me) {
-            return e;
-        }
-    }
-    return NULL;
 }
 
 /* be_shm_probe reads the peer engine's token back through CMA: proves that
@@ -688,7 +726,8 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
                          name);
     }
     for (i = 0; i < sock_len; i++) {
-        if (p[BE_SHM_CONN_FIXED + i] < 0x21 || p[BE_SHM_CONN_FIXED + i] > 0x7e) {
+        if (p[BE_SHM_CONN_FIXED + i] < 0x21 ||
+            p[BE_SHM_CONN_FIXED + i] > 0x7e) {
             return nxl__fail(NXL_ERR_PROTO,
                              "shm: conn info of %s: bad socket name", name);
         }
@@ -729,13 +768,14 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
 
     if (peer->pid == eng->pid) {
         pthread_mutex_lock(&be_shm_global_lock);
+        atomic_store(&peer->self_gen, atomic_load(&be_shm_fini_gen));
         peer->self = (peer->starttime == eng->starttime &&
                       be_shm_find_engine(peer->token) != NULL);
         pthread_mutex_unlock(&be_shm_global_lock);
         if (!peer->self) {
-            status = nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
-                               "shm: peer %s: no such engine in this process",
-                               name);
+            status =
+                nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                          "shm: peer %s: no such engine in this process", name);
             goto err_put;
         }
     } else {
@@ -751,8 +791,7 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
         if (err != 0 || st_now != peer->starttime) {
             status = nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                                "shm: peer %s (pid %d) is gone%s", name,
-                               (int)peer->pid,
-                               err == 0 ? " (pid reused)" : "");
+                               (int)peer->pid, err == 0 ? " (pid reused)" : "");
             goto err_put;
         }
         status = be_shm_probe(peer, probe);
@@ -793,6 +832,7 @@ be_shm_peer_unload(void *self, void *ctx)
     while (atomic_load(&peer->inflight) > 0) {
         nanosleep(&ts, NULL);
     }
+    be_shm_tx_drain(peer, 500);
     be_shm_tx_close(peer);
     be_shm_peer_put(peer);
 }
@@ -1039,8 +1079,8 @@ be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
 /* be_shm_iov_add appends [base, base + len) to list (n entries), merging
  * with the last entry when contiguous; list may be NULL (counting pass). */
 static void
-be_shm_iov_add(struct iovec *list, size_t *n, uint64_t *last_end,
-               uint64_t base, uint64_t len)
+be_shm_iov_add(struct iovec *list, size_t *n, uint64_t *last_end, uint64_t base,
+               uint64_t len)
 {
     if (*n > 0 && *last_end == base) {
         if (list != NULL) {
@@ -1104,30 +1144,52 @@ be_shm_build(be_shm_req_t *r, const nxl_be_xfer_t *xfer)
     }
 }
 
-/* be_shm_plan splits the request into nparts parts of about equal bytes
- * (page multiples) of both the CMA and the copy lists. */
-static void
-be_shm_plan(be_shm_req_t *r)
+/* be_shm_chunk_size picks the chunk size of a split request: about 8
+ * chunks per thread (so that a starved thread holds little), at least
+ * 512 KiB (system call and wake-up costs stay small), at most 8 MiB. */
+static uint64_t
+be_shm_chunk_size(uint64_t total, unsigned threads)
 {
-    be_shm_cursor_t cc = {0, 0, 0, 0}, mc = {0, 0, 0, 0};
-    uint64_t cma_left = r->cma_bytes, copy_left = r->copy_bytes, cs, ms;
-    unsigned k, n = r->nparts;
+    uint64_t cs = total / (8u * threads);
 
-    cs = ((r->cma_bytes / n) + 4095) & ~(uint64_t)4095;
-    ms = ((r->copy_bytes / n) + 4095) & ~(uint64_t)4095;
-    for (k = 0; k < n; k++) {
-        be_shm_part_t *pt = &r->parts[k];
+    cs = NXL__MAX(cs, (uint64_t)512 << 10);
+    cs = NXL__MIN(cs, (uint64_t)8 << 20);
+    return (cs + 4095) & ~(uint64_t)4095;
+}
 
-        pt->req = r;
-        pt->cma_at = cc;
-        pt->cma_bytes = (k + 1 == n) ? cma_left : NXL__MIN(cs, cma_left);
-        cma_left -= pt->cma_bytes;
-        be_shm_cursor_advance(&cc, 0, r->cl, r->ncl, pt->cma_bytes);
-        be_shm_cursor_advance(&cc, 1, r->cr, r->ncr, pt->cma_bytes);
-        pt->copy_at = mc;
-        pt->copy_bytes = (k + 1 == n) ? copy_left : NXL__MIN(ms, copy_left);
-        copy_left -= pt->copy_bytes;
-        be_shm_cursor_advance(&mc, 0, r->ml, r->nm, pt->copy_bytes);
+/* be_shm_rate_class maps a request size to its class for adaptive
+ * splitting: below 2 MiB, [2, 4) MiB, ... , 128 MiB and more. */
+static unsigned
+be_shm_rate_class(uint64_t total)
+{
+    unsigned c = 0;
+
+    while (c + 1 < BE_SHM_RATE_CLASSES && total >= ((uint64_t)2 << 20 << c)) {
+        c++;
+    }
+    return c;
+}
+
+/* be_shm_plan fills r->chunks: the CMA lists then the copy lists cut into
+ * pieces of cs bytes, each with its start cursor. */
+static void
+be_shm_plan(be_shm_req_t *r, uint64_t cs)
+{
+    be_shm_cursor_t c = {0, 0, 0, 0};
+    uint64_t left, b;
+    unsigned n = 0;
+
+    for (left = r->cma_bytes; left > 0; left -= b) {
+        b = NXL__MIN(cs, left);
+        r->chunks[n++] = (be_shm_chunk_t){c, b, 0};
+        be_shm_cursor_advance(&c, 0, r->cl, r->ncl, b);
+        be_shm_cursor_advance(&c, 1, r->cr, r->ncr, b);
+    }
+    memset(&c, 0, sizeof(c));
+    for (left = r->copy_bytes; left > 0; left -= b) {
+        b = NXL__MIN(cs, left);
+        r->chunks[n++] = (be_shm_chunk_t){c, b, 1};
+        be_shm_cursor_advance(&c, 0, r->ml, r->nm, b);
     }
 }
 
@@ -1143,7 +1205,8 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     const be_shm_md_t *lmd;
     const be_shm_rmd_t *rmd;
     const nxl_be_seg_t *l, *rs;
-    size_t i, niov, nparts = 1;
+    size_t i, niov, nchunks = 0, nhelpers = 0, extra;
+    uint64_t cs = 0;
     struct iovec *v;
 
     if (xfer->op != NXL_READ && xfer->op != NXL_WRITE) {
@@ -1181,8 +1244,8 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
         }
         if (!be_shm_seg_inside(l->addr, l->len, lmd->addr, lmd->len)) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: local 0x%" PRIx64
-                             "+%" PRIu64 " outside its region",
+                             "shm: descriptor %zu: local 0x%" PRIx64 "+%" PRIu64
+                             " outside its region",
                              i, l->addr, l->len);
         }
         if (!be_shm_seg_inside(rs->addr, rs->len, rmd->addr, rmd->len)) {
@@ -1197,16 +1260,24 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     be_shm_build(r, xfer); /* count */
     if (eng->pool.nthreads > 0 &&
         r->cma_bytes + r->copy_bytes >= eng->split_threshold) {
-        nparts = eng->pool.nthreads + 1;
+        cs = be_shm_chunk_size(r->cma_bytes + r->copy_bytes,
+                               eng->pool.nthreads + 1);
+        nchunks = (size_t)((r->cma_bytes + cs - 1) / cs +
+                           (r->copy_bytes + cs - 1) / cs);
+        nhelpers = NXL__MIN((size_t)eng->pool.nthreads, nchunks - 1);
     }
-    if (nparts == 1 && r->ncl <= BE_SHM_INLINE_IOV &&
+    if (nhelpers == 0) {
+        nchunks = 0;
+    }
+    extra =
+        nchunks * sizeof(be_shm_chunk_t) + nhelpers * sizeof(be_shm_helper_t);
+    if (extra == 0 && r->ncl <= BE_SHM_INLINE_IOV &&
         r->ncr <= BE_SHM_INLINE_IOV && r->nm <= BE_SHM_INLINE_IOV) {
         v = r->inl;
         r->alloc = NULL;
     } else {
         niov = r->ncl + r->ncr + 2 * r->nm;
-        r->alloc = malloc(niov * sizeof(struct iovec) +
-                          (nparts > 1 ? nparts * sizeof(be_shm_part_t) : 0));
+        r->alloc = malloc(niov * sizeof(struct iovec) + extra);
         if (r->alloc == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "shm: %zu iovecs", niov);
         }
@@ -1217,12 +1288,16 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     r->ml = r->cr + NXL__MAX(r->ncr, BE_SHM_INLINE_IOV * (v == r->inl));
     r->mr = r->ml + NXL__MAX(r->nm, BE_SHM_INLINE_IOV * (v == r->inl));
     be_shm_build(r, xfer); /* fill */
-    r->nparts = (unsigned)nparts;
-    r->parts = NULL;
-    if (nparts > 1) {
-        r->parts = (be_shm_part_t *)(void *)(r->mr + r->nm);
-        memset(r->parts, 0, nparts * sizeof(be_shm_part_t));
-        be_shm_plan(r);
+    r->nchunks = (unsigned)nchunks;
+    r->nhelpers = (unsigned)nhelpers;
+    r->chunks = NULL;
+    r->helpers = NULL;
+    if (nhelpers > 0) {
+        r->rate_class = be_shm_rate_class(r->cma_bytes + r->copy_bytes);
+        r->chunks = (be_shm_chunk_t *)(void *)(r->mr + r->nm);
+        r->helpers = (be_shm_helper_t *)(void *)(r->chunks + nchunks);
+        memset(r->helpers, 0, nhelpers * sizeof(be_shm_helper_t));
+        be_shm_plan(r, cs);
     }
     r->eng = eng;
     r->peer = peer;
@@ -1270,10 +1345,10 @@ be_shm_post_sync(be_shm_req_t *r)
                         be_shm_peer_mark_dead(peer, "process_vm_* found no "
                                                     "process");
                     }
-                    return nxl__fail_errno(
-                        err, "shm: %s(pid %d)",
-                        write ? "process_vm_writev" : "process_vm_readv",
-                        (int)peer->pid);
+                    return nxl__fail_errno(err, "shm: %s(pid %d)",
+                                           write ? "process_vm_writev"
+                                                 : "process_vm_readv",
+                                           (int)peer->pid);
                 }
                 n = 0;
             }
@@ -1281,9 +1356,9 @@ be_shm_post_sync(be_shm_req_t *r)
         if ((uint64_t)n < r->cma_bytes) {
             be_shm_cursor_advance(&at, 0, r->cl, r->ncl, (uint64_t)n);
             be_shm_cursor_advance(&at, 1, r->cr, r->ncr, (uint64_t)n);
-            nxl_status_t st = be_shm_cma_range(
-                peer->pid, write, r->cl, r->ncl, r->cr, r->ncr, at,
-                r->cma_bytes - (uint64_t)n, peer, NULL);
+            nxl_status_t st =
+                be_shm_cma_range(peer->pid, write, r->cl, r->ncl, r->cr, r->ncr,
+                                 at, r->cma_bytes - (uint64_t)n, peer, NULL);
             if (st != NXL_OK) {
                 return st;
             }
@@ -1304,14 +1379,16 @@ be_shm_post_sync(be_shm_req_t *r)
 }
 
 /* be_shm_post starts a prepared request: split across the worker pool
- * (the caller runs one part; NXL_IN_PROG unless it finished last) or moved
- * synchronously. No allocation and, for small requests, no system call but
- * the one process_vm_* (the pidfd is polled at most once per millisecond). */
+ * (the caller takes chunks too; NXL_IN_PROG while a worker still holds
+ * one) or moved synchronously. No allocation and, for small requests, no system
+ * call but the one process_vm_* (the pidfd is polled at most once per
+ * millisecond). */
 static nxl_status_t
 be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
 {
     be_shm_req_t *r = req;
     be_shm_peer_t *peer;
+    uint64_t t0 = 0;
     nxl_status_t st;
     int state;
 
@@ -1320,51 +1397,36 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: request not prepared");
     }
     state = atomic_load_explicit(&r->state, memory_order_acquire);
-    if (state == BE_SHM_REQ_RUNNING || state == BE_SHM_REQ_NOTIF) {
+    if (state == BE_SHM_REQ_RUNNING) {
         return nxl__fail(NXL_ERR_REPOST_ACTIVE, "shm: request still active");
     }
     peer = r->peer;
     if (!be_shm_peer_alive(peer, 0)) {
-        return be_shm_req_error(
-            r, nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
-                         "shm: peer %s (pid %d) is gone", peer->name,
-                         (int)peer->pid));
+        return be_shm_req_error(r, nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                                             "shm: peer %s (pid %d) is gone",
+                                             peer->name, (int)peer->pid));
     }
     r->xfer = xfer;
     atomic_store_explicit(&r->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&r->status, NXL_OK, memory_order_relaxed);
 
-    if (r->nparts > 1) {
-        atomic_store_explicit(&r->parts_left, r->nparts, memory_order_relaxed);
-        atomic_fetch_add(&peer->inflight, 1);
-        atomic_store_explicit(&r->state, BE_SHM_REQ_RUNNING,
-                              memory_order_release);
-        be_shm_pool_push(r->eng, &r->parts[1], r->nparts - 1);
-        if (!be_shm_part_run(&r->parts[0])) {
-            return NXL_IN_PROG;
+    if (r->nhelpers > 0) {
+        if (be_shm_split_wanted(r->eng, r)) {
+            return be_shm_split_post(r);
         }
-        st = be_shm_req_finish(r, (nxl_status_t)atomic_load(&r->status));
-        atomic_fetch_sub(&peer->inflight, 1);
-        if (st < 0) {
-            return nxl__fail(st, "%s", r->errmsg);
-        }
-        return st;
+        t0 = nxl__now_ns();
     }
 
     st = be_shm_post_sync(r);
     if (st != NXL_OK) {
         return be_shm_req_error(r, st);
     }
+    if (r->nhelpers > 0) {
+        be_shm_rate_note(&r->eng->rate_sync[r->rate_class],
+                         r->cma_bytes + r->copy_bytes, nxl__now_ns() - t0);
+    }
     if (xfer->has_notif) {
-        st = be_shm_tx_send(peer, xfer->notif, xfer->notif_len, &r->notif_seq);
-        if (st == NXL_OK) {
-            st = be_shm_tx_done(peer, r->notif_seq);
-        }
-        if (st == NXL_IN_PROG) {
-            atomic_store_explicit(&r->state, BE_SHM_REQ_NOTIF,
-                                  memory_order_release);
-            return NXL_IN_PROG;
-        }
+        st = be_shm_tx_send(peer, xfer->notif, xfer->notif_len);
         if (st != NXL_OK) {
             return be_shm_req_error(r, st);
         }
@@ -1373,8 +1435,8 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
     return NXL_OK;
 }
 
-/* be_shm_check reports a request's state; a queued notification is pushed
- * further on the way. */
+/* be_shm_check reports a request's state; notifications still queued for
+ * the peer are pushed further on the way. */
 static nxl_status_t
 be_shm_check(void *self, void *req)
 {
@@ -1387,18 +1449,10 @@ be_shm_check(void *self, void *req)
     }
     switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
     case BE_SHM_REQ_DONE:
+        be_shm_tx_kick(r->peer);
         return NXL_OK;
     case BE_SHM_REQ_RUNNING:
         return NXL_IN_PROG;
-    case BE_SHM_REQ_NOTIF:
-        st = be_shm_tx_done(r->peer, r->notif_seq);
-        if (st == NXL_OK) {
-            atomic_store_explicit(&r->state, BE_SHM_REQ_DONE,
-                                  memory_order_release);
-        } else if (st != NXL_IN_PROG) {
-            be_shm_req_error(r, st);
-        }
-        return st;
     case BE_SHM_REQ_ERROR:
         st = (nxl_status_t)atomic_load(&r->status);
         return nxl__fail(st, "%s", r->errmsg);
@@ -1407,9 +1461,10 @@ be_shm_check(void *self, void *req)
     }
 }
 
-/* be_shm_cancel stops a request: workers see the flag between system
- * calls; returns once no part runs. A notification already queued is
- * still delivered (a stream cannot take bytes back). */
+/* be_shm_cancel stops a request: queued helpers are withdrawn, workers see
+ * the flag between system calls; returns once no chunk runs. A
+ * notification already queued is still delivered (a stream cannot take
+ * bytes back). */
 static void
 be_shm_cancel(void *self, void *req)
 {
@@ -1420,6 +1475,7 @@ be_shm_cancel(void *self, void *req)
         return;
     }
     atomic_store(&r->cancel, 1);
+    be_shm_split_cancel(r);
     while (atomic_load_explicit(&r->state, memory_order_acquire) ==
            BE_SHM_REQ_RUNNING) {
         sched_yield();
@@ -1458,7 +1514,6 @@ static nxl_status_t
 be_shm_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
 {
     be_shm_peer_t *peer = peer_ctx;
-    uint64_t seq;
 
     (void)self;
     if (peer == NULL || peer->magic != BE_SHM_PEER_MAGIC) {
@@ -1472,15 +1527,15 @@ be_shm_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
                          "shm: peer %s (pid %d) is gone", peer->name,
                          (int)peer->pid);
     }
-    return be_shm_tx_send(peer, msg, len, &seq);
+    return be_shm_tx_send(peer, msg, len);
 }
 
 const nxl_backend_ops_t nxl__be_shm_ops = {
     .abi_version = NXL_BACKEND_ABI,
     .size = sizeof(nxl_backend_ops_t),
     .name = "SHM",
-    .caps = NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF |
-            NXL_CAP_THREAD_SAFE,
+    .caps =
+        NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF | NXL_CAP_THREAD_SAFE,
     .mem_kinds = 1u << NXL_DRAM,
     .engine_size = sizeof(be_shm_engine_t),
     .req_size = sizeof(be_shm_req_t),

@@ -7,9 +7,10 @@
  *     mapped once per peer): memcpy, non-temporal stores from nt_threshold;
  *   - anything else: cross-memory attach (process_vm_readv/writev) over
  *     iovec arrays built once in prep.
- * Large requests are split into parts that the calling thread and a small
- * worker pool run in parallel. Notifications travel over an abstract unix
- * stream socket per (sender engine, receiver engine) pair.
+ * Large requests are cut into chunks that the calling thread and a small
+ * worker pool take from a shared counter, so a starved worker costs little.
+ * Notifications travel over an abstract unix stream socket per (sender engine,
+ * receiver engine) pair.
  *
  * Locking: the data path (prep/post/check) takes no engine lock. Engine
  * locks: rx_lock (epoll set, accepted connections; progress), md_lock
@@ -33,19 +34,20 @@
 #define BE_SHM_PEER_MAGIC 0x504d4853u   /* "SHMP" */
 #define BE_SHM_REQ_MAGIC 0x514d4853u    /* "SHMQ" */
 
-#define BE_SHM_IOV_MAX 1024u          /* per process_vm_* call, each side */
-#define BE_SHM_INLINE_IOV 4u          /* iovecs per list kept in req state */
+#define BE_SHM_IOV_MAX 1024u /* per process_vm_* call, each side */
+#define BE_SHM_INLINE_IOV 4u /* iovecs per list kept in req state */
 #define BE_SHM_MAX_THREADS 64u
-#define BE_SHM_NAME_MAX 1024u         /* agent name in a hello frame */
-#define BE_SHM_NOTIF_MAX (16u << 20)  /* largest notification message */
-#define BE_SHM_SOCK_MAX 107u          /* abstract name bytes after the NUL */
-#define BE_SHM_ALIVE_CHECK_NS 1000000u /* pidfd poll period on the data path */
+#define BE_SHM_RATE_CLASSES 8u         /* size classes for adaptive splits */
+#define BE_SHM_NAME_MAX 1024u          /* agent name in a hello frame */
+#define BE_SHM_NOTIF_MAX (16u << 20)   /* largest notification message */
+#define BE_SHM_SOCK_MAX 107u           /* abstract name bytes after the NUL */
+#define BE_SHM_ALIVE_CHECK_NS 1000000u /* data path pidfd poll period */
 
 /* Frames on the notification stream (little endian). */
 #define BE_SHM_HELLO_MAGIC 0x4e53584eu /* "NXSN" */
 #define BE_SHM_WIRE_VERSION 1u
-#define BE_SHM_HELLO_LEN 8u   /* magic u32, version u16, name_len u16 */
-#define BE_SHM_FRAME_HDR 8u   /* type u8, 3 reserved zero bytes, len u32 */
+#define BE_SHM_HELLO_LEN 8u /* magic u32, version u16, name_len u16 */
+#define BE_SHM_FRAME_HDR 8u /* type u8, 3 reserved zero bytes, len u32 */
 #define BE_SHM_FRAME_NOTIF 1u
 
 typedef struct be_shm_engine be_shm_engine_t;
@@ -55,9 +57,9 @@ typedef struct be_shm_req be_shm_req_t;
 /* What an epoll event points at. */
 typedef enum be_shm_ev_kind {
     BE_SHM_EV_LISTEN = 1,
-    BE_SHM_EV_DONE = 2,  /* the completion eventfd */
-    BE_SHM_EV_CONN = 3,  /* an accepted (incoming) notification stream */
-    BE_SHM_EV_TX = 4     /* a peer's outgoing notification stream */
+    BE_SHM_EV_DONE = 2, /* the completion eventfd */
+    BE_SHM_EV_CONN = 3, /* an accepted (incoming) notification stream */
+    BE_SHM_EV_TX = 4    /* a peer's outgoing notification stream */
 } be_shm_ev_kind_t;
 
 typedef struct be_shm_ev {
@@ -70,9 +72,9 @@ typedef struct be_shm_md {
     uint32_t magic;
     uint64_t addr;
     uint64_t len;
-    int backing_fd;        /* memfd or -1 (the core owns it) */
+    int backing_fd; /* memfd or -1 (the core owns it) */
     uint64_t backing_off;
-    uint64_t dev;          /* identity of the memfd, for peers to verify */
+    uint64_t dev; /* identity of the memfd, for peers to verify */
     uint64_t ino;
     struct be_shm_md *prev; /* engine's md list (md_lock) */
     struct be_shm_md *next;
@@ -85,19 +87,19 @@ typedef struct be_shm_map {
     uint64_t ino;
     uint8_t *base;
     size_t size;
-    unsigned refs;         /* rmds using it (peer map_lock) */
+    unsigned refs; /* rmds using it (peer map_lock) */
 } be_shm_map_t;
 
 /* be_shm_rmd_t: a peer's region (md_unpack). When mapped, the peer's
  * address a is readable here at a + delta (mod 2^64). */
 typedef struct be_shm_rmd {
     uint32_t magic;
-    be_shm_peer_t *peer;   /* holds a peer reference */
+    be_shm_peer_t *peer; /* holds a peer reference */
     uint64_t addr;
     uint64_t len;
-    int mapped;            /* loopback or shared mapping: plain copies */
+    int mapped; /* loopback or shared mapping: plain copies */
     uint64_t delta;
-    be_shm_map_t *map;     /* NULL for loopback */
+    be_shm_map_t *map; /* NULL for loopback */
 } be_shm_rmd_t;
 
 /* be_shm_peer_t: a loaded peer engine (peer_load). */
@@ -106,15 +108,16 @@ struct be_shm_peer {
     be_shm_engine_t *eng;
     char *name;
     pid_t pid;
-    int self;              /* an engine of this very process */
-    int pidfd;             /* -1 for self or without pidfd support */
-    uint64_t starttime;    /* /proc/<pid>/stat field 22 */
-    uint64_t token;        /* the peer engine's random token */
-    atomic_int dead;       /* gone or unloaded: requests fail */
-    atomic_int unloaded;   /* peer_unload ran; free at refs == 0 */
+    int self;            /* an engine of this very process */
+    int pidfd;           /* -1 for self or without pidfd support */
+    uint64_t starttime;  /* /proc/<pid>/stat field 22 */
+    uint64_t token;      /* the peer engine's random token */
+    atomic_int dead;     /* gone or unloaded: requests fail */
+    atomic_int unloaded; /* peer_unload ran; free at refs == 0 */
     atomic_uint_fast64_t next_check_ns;
-    atomic_uint refs;      /* peer_load + one per rmd */
-    atomic_uint inflight;  /* asynchronous requests running */
+    atomic_uint refs;     /* peer_load + one per rmd */
+    atomic_uint inflight; /* asynchronous requests running */
+    atomic_uint self_gen; /* fini generation when self was last checked */
 
     pthread_mutex_t map_lock;
     be_shm_map_t *maps;
@@ -124,15 +127,15 @@ struct be_shm_peer {
     char sock_name[BE_SHM_SOCK_MAX + 1];
     size_t sock_len;
     int tx_fd;
-    int tx_in_epoll;       /* registered with the engine's epoll set */
-    int tx_want_out;       /* EPOLLOUT requested */
+    int tx_in_epoll; /* registered with the engine's epoll set */
+    int tx_want_out; /* EPOLLOUT requested */
     be_shm_ev_t tx_ev;
-    uint8_t *txbuf;        /* bytes not yet written: [tx_head, tx_len) */
+    uint8_t *txbuf; /* bytes not yet written: [tx_head, tx_len) */
     size_t tx_head;
     size_t tx_len;
     size_t tx_cap;
-    uint64_t tx_queued;    /* stream bytes queued so far */
-    uint64_t tx_flushed;   /* stream bytes written to the socket */
+    uint64_t tx_bytes;     /* stream bytes written to the socket */
+    atomic_int tx_pending; /* bytes are queued (read without tx_lock) */
     nxl_status_t tx_err;   /* sticky stream failure */
 };
 
@@ -144,23 +147,27 @@ typedef struct be_shm_cursor {
     size_t roff;
 } be_shm_cursor_t;
 
-/* be_shm_part_t: one slice of a split request (CMA bytes and copy bytes). */
-typedef struct be_shm_part {
-    struct be_shm_part *next; /* work queue link */
+/* be_shm_chunk_t: a byte range of a split request's CMA or copy lists. */
+typedef struct be_shm_chunk {
+    be_shm_cursor_t at;
+    uint64_t bytes;
+    int copy; /* copy lists, else CMA lists */
+} be_shm_chunk_t;
+
+/* be_shm_helper_t: a queue entry asking one worker to help with a split
+ * request (take chunks until none are left). */
+typedef struct be_shm_helper {
+    struct be_shm_helper *next; /* work queue link (pool lock) */
     be_shm_req_t *req;
-    be_shm_cursor_t cma_at;
-    uint64_t cma_bytes;
-    be_shm_cursor_t copy_at;
-    uint64_t copy_bytes;
-} be_shm_part_t;
+    int queued; /* still in the queue (pool lock) */
+} be_shm_helper_t;
 
 /* Request states. */
 enum {
     BE_SHM_REQ_IDLE = 0,
-    BE_SHM_REQ_RUNNING = 1, /* parts in flight */
-    BE_SHM_REQ_NOTIF = 2,   /* data done, notification still queued */
-    BE_SHM_REQ_DONE = 3,
-    BE_SHM_REQ_ERROR = 4
+    BE_SHM_REQ_RUNNING = 1, /* chunks in flight */
+    BE_SHM_REQ_DONE = 2,
+    BE_SHM_REQ_ERROR = 3
 };
 
 /* be_shm_req_t: per-transfer state (req_size bytes, zeroed by the core). */
@@ -180,36 +187,40 @@ struct be_shm_req {
     struct iovec *mr;
     size_t nm;
     uint64_t copy_bytes;
-    /* Split plan (nparts > 1 only with a worker pool). */
-    be_shm_part_t *parts;
-    unsigned nparts;
-    void *alloc;           /* arrays that did not fit inline */
+    /* Split plan (only with a worker pool and from split_threshold). */
+    be_shm_chunk_t *chunks;
+    unsigned nchunks;
+    be_shm_helper_t *helpers;
+    unsigned nhelpers;
+    void *alloc; /* arrays that did not fit inline */
     /* Run state. */
     const nxl_be_xfer_t *xfer;
     atomic_int state;
     atomic_int cancel;
     atomic_int status;
-    atomic_uint parts_left;
-    uint64_t notif_seq;    /* stream offset the notification ends at */
-    char errmsg[160];      /* message of a failure seen on another thread */
+    uint64_t t_post; /* when a split post started (ns) */
+    unsigned rate_class;
+    atomic_uint next_chunk;
+    atomic_uint members; /* threads (caller + helpers) not yet done */
+    char errmsg[160];    /* message of a failure seen on another thread */
     struct iovec inl[4 * BE_SHM_INLINE_IOV];
 };
 
-/* be_shm_pool_t: worker threads that run parts of split requests. */
+/* be_shm_pool_t: worker threads that help with split requests. */
 typedef struct be_shm_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    be_shm_part_t *head;
-    be_shm_part_t *tail;
+    be_shm_helper_t *head;
+    be_shm_helper_t *tail;
     int stop;
-    unsigned nthreads;     /* started */
+    unsigned nthreads; /* started */
     pthread_t threads[BE_SHM_MAX_THREADS];
 } be_shm_pool_t;
 
 /* be_shm_engine_t: the engine (engine_size bytes, zeroed by the core). */
 struct be_shm_engine {
     uint32_t magic;
-    uint64_t token;        /* random; peers read it back through CMA */
+    uint64_t token; /* random; peers read it back through CMA */
     const nxl_backend_host_t *host;
     pid_t pid;
     uint64_t starttime;
@@ -221,15 +232,23 @@ struct be_shm_engine {
     unsigned num_threads;
     uint64_t split_threshold;
     uint64_t nt_threshold;
+    int split_always; /* split_policy=always: no adaptive choice */
+
+    /* Adaptive splitting: per size class (log2 of the request), moving
+     * averages of the throughput (bytes/us) seen with and without the
+     * pool. Races between updates only lose a sample. */
+    atomic_uint split_seq;
+    atomic_uint_fast64_t rate_sync[BE_SHM_RATE_CLASSES];
+    atomic_uint_fast64_t rate_split[BE_SHM_RATE_CLASSES];
 
     /* Lifecycle flags, so that fini undoes a partial init. */
     int locks_ready;
     int pool_ready;
-    int registered;        /* in the process-wide engine list */
+    int registered; /* in the process-wide engine list */
 
     int listen_fd;
-    int done_fd;           /* eventfd written by workers */
-    int ep_fd;             /* epoll: listener, done_fd, conns, tx sockets */
+    int done_fd; /* eventfd written by workers */
+    int ep_fd;   /* epoll: listener, done_fd, conns, tx sockets */
     char sock_name[BE_SHM_SOCK_MAX + 1];
     size_t sock_len;
     be_shm_ev_t listen_ev;
@@ -270,10 +289,9 @@ void be_shm_copy(void *dst, const void *src, size_t n, int use_nt);
 /* be_shm_copy_range copies nbytes of the pair lists (dst[i] <- src[i])
  * starting at cursor (li/loff). Stops early (returning NXL_ERR_CANCELED)
  * when *cancel becomes set. */
-nxl_status_t be_shm_copy_range(const struct iovec *dst,
-                               const struct iovec *src, size_t n,
-                               be_shm_cursor_t at, uint64_t nbytes, int use_nt,
-                               const atomic_int *cancel);
+nxl_status_t be_shm_copy_range(const struct iovec *dst, const struct iovec *src,
+                               size_t n, be_shm_cursor_t at, uint64_t nbytes,
+                               int use_nt, const atomic_int *cancel);
 
 /* be_shm_cma_range moves nbytes between this process (l) and pid (r)
  * starting at cursor at, in windows of at most BE_SHM_IOV_MAX iovecs per
@@ -294,19 +312,27 @@ void be_shm_cursor_advance(be_shm_cursor_t *c, int side,
 
 /* be_shm_pool_start starts n workers (n may be 0). */
 nxl_status_t be_shm_pool_start(be_shm_engine_t *eng, unsigned n);
-/* be_shm_pool_stop joins the workers; queued parts must be none. */
+/* be_shm_pool_stop joins the workers; the queue must be empty. */
 void be_shm_pool_stop(be_shm_engine_t *eng);
-/* be_shm_pool_push queues parts [first, first + n) of a request. */
-void be_shm_pool_push(be_shm_engine_t *eng, be_shm_part_t *first,
-                      unsigned n);
-/* be_shm_part_run runs one part and accounts for it; returns 1 when this
- * call finished the request. */
-int be_shm_part_run(be_shm_part_t *part);
+/* be_shm_split_post runs a split request: queues its helpers, takes
+ * chunks on the calling thread, withdraws helpers no worker picked up.
+ * Returns the final status, or NXL_IN_PROG while a worker still runs. */
+nxl_status_t be_shm_split_post(be_shm_req_t *req);
+/* be_shm_split_wanted decides whether a request prepared with chunks is
+ * split this time: always with split_policy=always, else by the measured
+ * throughput of both ways for its size class (exploring the other way one
+ * time in 16). */
+int be_shm_split_wanted(be_shm_engine_t *eng, const be_shm_req_t *req);
+/* be_shm_rate_note adds a sample (bytes moved in ns) to a moving
+ * average. */
+void be_shm_rate_note(atomic_uint_fast64_t *avg, uint64_t bytes, uint64_t ns);
+/* be_shm_split_cancel withdraws queued helpers of req; chunks in flight
+ * stop at the next system call or copy piece. */
+void be_shm_split_cancel(be_shm_req_t *req);
 
 /* be_shm_req_finish completes req after its data moved (status st): sends
- * the attached notification and publishes the final state. Returns the
- * status post/check should report (NXL_IN_PROG while the notification is
- * queued). */
+ * the attached notification and publishes the final state, which it
+ * returns. */
 nxl_status_t be_shm_req_finish(be_shm_req_t *req, nxl_status_t st);
 
 /* --- shm_notif.c -------------------------------------------------------- */
@@ -320,13 +346,16 @@ nxl_status_t be_shm_tx_connect(be_shm_peer_t *peer);
 /* be_shm_tx_hello queues the hello frame naming this agent; peer_load
  * calls it before anything else goes on the stream. */
 nxl_status_t be_shm_tx_hello(be_shm_peer_t *peer, const char *own_name);
-/* be_shm_tx_send queues one notification frame and writes what the socket
- * takes; *seq_p receives the stream offset its last byte ends at. */
-nxl_status_t be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len,
-                            uint64_t *seq_p);
-/* be_shm_tx_done reports whether the stream is flushed past seq (NXL_OK),
- * still queued (NXL_IN_PROG, after trying to write more) or failed. */
-nxl_status_t be_shm_tx_done(be_shm_peer_t *peer, uint64_t seq);
+/* be_shm_tx_send puts one notification frame on the ordered stream: the
+ * socket takes what it can, the rest waits in the peer's queue, which
+ * progress (EPOLLOUT), check and later sends flush. NXL_OK means it will
+ * be delivered unless the peer goes away. */
+nxl_status_t be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len);
+/* be_shm_tx_kick writes queued bytes if there are any (cheap otherwise). */
+void be_shm_tx_kick(be_shm_peer_t *peer);
+/* be_shm_tx_drain waits up to timeout_ms for the queue to empty (peer
+ * unload: notifications of completed transfers should still arrive). */
+void be_shm_tx_drain(be_shm_peer_t *peer, int timeout_ms);
 /* be_shm_tx_close drops peer's stream (tx_lock and rx_lock not held). */
 void be_shm_tx_close(be_shm_peer_t *peer);
 /* be_shm_progress handles ready fds: accepts, receives and delivers

@@ -135,8 +135,7 @@ be_shm_window(struct iovec *w, const struct iovec *list, size_t n, size_t i,
 nxl_status_t
 be_shm_cma_range(pid_t pid, int write, const struct iovec *l, size_t nl,
                  const struct iovec *r, size_t nr, be_shm_cursor_t at,
-                 uint64_t nbytes, be_shm_peer_t *peer,
-                 const atomic_int *cancel)
+                 uint64_t nbytes, be_shm_peer_t *peer, const atomic_int *cancel)
 {
     struct iovec wl[BE_SHM_IOV_MAX], wr[BE_SHM_IOV_MAX];
     size_t kl, kr;
@@ -173,14 +172,12 @@ be_shm_cma_range(pid_t pid, int write, const struct iovec *l, size_t nl,
             if (err == ESRCH && peer != NULL) {
                 be_shm_peer_mark_dead(peer, "process_vm_* found no process");
             }
-            return nxl__fail_errno(err, "shm: %s(pid %d)",
-                                   write ? "process_vm_writev"
-                                         : "process_vm_readv",
-                                   (int)pid);
+            return nxl__fail_errno(
+                err, "shm: %s(pid %d)",
+                write ? "process_vm_writev" : "process_vm_readv", (int)pid);
         }
         if (n == 0) {
-            return nxl__fail(NXL_ERR_BACKEND,
-                             "shm: %s(pid %d) moved no bytes",
+            return nxl__fail(NXL_ERR_BACKEND, "shm: %s(pid %d) moved no bytes",
                              write ? "process_vm_writev" : "process_vm_readv",
                              (int)pid);
         }

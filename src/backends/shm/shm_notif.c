@@ -24,6 +24,7 @@
 #include "backends/shm/shm.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,8 +239,8 @@ be_shm_tx_connect(be_shm_peer_t *peer)
                              "shm: peer %s: nobody listens on @%s", peer->name,
                              peer->sock_name);
         }
-        return be_shm_tx_fail(peer, nxl__fail_errno(err, "shm: connect(@%s)",
-                                                    peer->sock_name));
+        return be_shm_tx_fail(
+            peer, nxl__fail_errno(err, "shm: connect(@%s)", peer->sock_name));
     }
     peer->tx_ev.kind = BE_SHM_EV_TX;
     peer->tx_ev.obj = peer;
@@ -297,9 +298,10 @@ be_shm_tx_flush(be_shm_peer_t *peer)
             return be_shm_tx_fail(peer, st);
         }
         peer->tx_head += (size_t)n;
-        peer->tx_flushed += (uint64_t)n;
+        peer->tx_bytes += (uint64_t)n;
     }
     peer->tx_head = peer->tx_len = 0;
+    atomic_store_explicit(&peer->tx_pending, 0, memory_order_relaxed);
     be_shm_tx_want_out(peer, 0);
     return NXL_OK;
 }
@@ -337,6 +339,7 @@ be_shm_tx_queue(be_shm_peer_t *peer, const void *p, size_t n)
     }
     memcpy(peer->txbuf + peer->tx_len, p, n);
     peer->tx_len += n;
+    atomic_store_explicit(&peer->tx_pending, 1, memory_order_relaxed);
     return NXL_OK;
 }
 
@@ -365,7 +368,6 @@ be_shm_tx_hello(be_shm_peer_t *peer, const char *own_name)
         st = be_shm_tx_queue(peer, own_name, len);
     }
     if (st == NXL_OK) {
-        peer->tx_queued += sizeof(hdr) + len;
         st = be_shm_tx_flush(peer);
     }
     pthread_mutex_unlock(&peer->tx_lock);
@@ -373,10 +375,9 @@ be_shm_tx_hello(be_shm_peer_t *peer, const char *own_name)
 }
 
 /* be_shm_tx_send frames msg and writes it, directly when nothing is queued
- * (the common case: one sendmsg), queueing the rest. */
+ * (the common case: one sendmsg), queueing the rest behind what waits. */
 nxl_status_t
-be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len,
-               uint64_t *seq_p)
+be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len)
 {
     uint8_t hdr[BE_SHM_FRAME_HDR];
     struct iovec iov[2];
@@ -433,7 +434,7 @@ be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len,
             n = 0;
         }
         done = (size_t)n;
-        peer->tx_flushed += done;
+        peer->tx_bytes += done;
     }
     if (done < sizeof(hdr)) {
         st = be_shm_tx_queue(peer, hdr + done, sizeof(hdr) - done);
@@ -452,8 +453,6 @@ be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len,
         }
         goto out_unlock;
     }
-    peer->tx_queued += total;
-    *seq_p = peer->tx_queued;
     if (done < total) {
         st = be_shm_tx_flush(peer);
     }
@@ -462,24 +461,52 @@ out_unlock:
     return st;
 }
 
-/* be_shm_tx_done reports whether the stream got past seq, writing more of
- * the queue first when it did not. */
-nxl_status_t
-be_shm_tx_done(be_shm_peer_t *peer, uint64_t seq)
+/* be_shm_tx_kick flushes the peer's queue when something waits in it;
+ * without, it costs one atomic load. Never blocks on a busy lock. */
+void
+be_shm_tx_kick(be_shm_peer_t *peer)
 {
-    nxl_status_t st;
+    if (!atomic_load_explicit(&peer->tx_pending, memory_order_relaxed)) {
+        return;
+    }
+    if (pthread_mutex_trylock(&peer->tx_lock) == 0) {
+        be_shm_tx_flush(peer);
+        pthread_mutex_unlock(&peer->tx_lock);
+    }
+}
 
-    pthread_mutex_lock(&peer->tx_lock);
-    if (peer->tx_flushed >= seq) {
-        st = NXL_OK;
-    } else {
-        st = be_shm_tx_flush(peer);
-        if (st == NXL_OK) {
-            st = (peer->tx_flushed >= seq) ? NXL_OK : NXL_IN_PROG;
+/* be_shm_tx_drain waits (poll on the socket) up to timeout_ms for queued
+ * notifications to leave, so that unloading a peer right after a transfer
+ * completed does not lose its notification. */
+void
+be_shm_tx_drain(be_shm_peer_t *peer, int timeout_ms)
+{
+    uint64_t end = nxl__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct pollfd pfd;
+    uint64_t now;
+    int fd;
+
+    for (;;) {
+        pthread_mutex_lock(&peer->tx_lock);
+        if (be_shm_tx_flush(peer) != NXL_OK || peer->tx_head == peer->tx_len) {
+            pthread_mutex_unlock(&peer->tx_lock);
+            return;
+        }
+        fd = peer->tx_fd;
+        pthread_mutex_unlock(&peer->tx_lock);
+        now = nxl__now_ns();
+        if (now >= end) {
+            nxl__warn("shm: dropping notifications queued for %s", peer->name);
+            return;
+        }
+        if (fd >= 0) {
+            pfd.fd = fd;
+            pfd.events = POLLOUT;
+            poll(&pfd, 1, (int)NXL__MIN((end - now) / 1000000u + 1, 10u));
+        } else {
+            usleep(1000); /* backlog full: connect again shortly */
         }
     }
-    pthread_mutex_unlock(&peer->tx_lock);
-    return st;
 }
 
 /* be_shm_tx_close removes the stream from the epoll set under rx_lock, so
@@ -505,6 +532,7 @@ be_shm_tx_close(be_shm_peer_t *peer)
     free(peer->txbuf);
     peer->txbuf = NULL;
     peer->tx_head = peer->tx_len = peer->tx_cap = 0;
+    atomic_store(&peer->tx_pending, 0);
     pthread_mutex_unlock(&peer->tx_lock);
     pthread_mutex_unlock(&eng->rx_lock);
 }
@@ -527,6 +555,8 @@ be_shm_tx_event(be_shm_peer_t *peer, uint32_t events)
     } else if (events & EPOLLOUT) {
         be_shm_tx_flush(peer);
     }
+    atomic_store_explicit(&peer->tx_pending, peer->tx_head != peer->tx_len,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&peer->tx_lock);
     return 1;
 }
@@ -640,8 +670,8 @@ be_shm_parse(be_shm_engine_t *eng, be_shm_conn_t *c, unsigned *delivered)
             break; /* conn_read grows the buffer to the frame's size */
         }
         if (p[0] == BE_SHM_FRAME_NOTIF) {
-            eng->host->notif_recv(eng->host->ctx, c->name,
-                                  p + BE_SHM_FRAME_HDR, flen);
+            eng->host->notif_recv(eng->host->ctx, c->name, p + BE_SHM_FRAME_HDR,
+                                  flen);
             (*delivered)++;
         }
         pos += BE_SHM_FRAME_HDR + (size_t)flen;
@@ -666,8 +696,8 @@ be_shm_conn_read(be_shm_engine_t *eng, be_shm_conn_t *c, unsigned *delivered)
         /* Room for at least the frame being assembled, read ahead 64 KiB. */
         want = c->len + BE_SHM_RX_MIN;
         if (c->len >= BE_SHM_FRAME_HDR && c->have_name) {
-            want = NXL__MAX(want, BE_SHM_FRAME_HDR +
-                                      (size_t)nxl__le32(c->buf + 4));
+            want = NXL__MAX(want,
+                            BE_SHM_FRAME_HDR + (size_t)nxl__le32(c->buf + 4));
         }
         if (want > c->cap) {
             cap = c->cap ? c->cap : BE_SHM_RX_MIN;

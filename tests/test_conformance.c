@@ -1,0 +1,3016 @@
+/*
+ * test_conformance.c - the backend conformance suite.
+ *
+ * Every built-in backend runs the same cases (the suite's parameter is the
+ * backend name): two processes on 127.0.0.1, a forked peer and the test
+ * process, each with one agent holding only the backend under test. The
+ * peer is driven through a pair of pipes (a tiny command protocol below):
+ * it reports its side-channel port and buffer addresses, fills and checks
+ * its memory, waits for notifications, exchanges metadata, and can start
+ * transfers of its own.
+ *
+ * Oracle: NIXL's agent semantics (reference/nixl.md §1.4, §4.2-4.5, §7 and
+ * the cases of §9) and the contract in the comments of include/nxl/nxl.h.
+ */
+#include "harness.h"
+
+#include <nxl/nxl_backend.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const char *const xt_backends[];
+
+#define CF_NAME_MAX 32
+#define CF_MSG_MAX 64
+#define CF_ERR_MAX 256
+#define CF_NQ_MAX 1024
+#define CF_KIB ((uint64_t)1024)
+#define CF_MIB ((uint64_t)1024 * 1024)
+#define CF_XFER_TIMEOUT_MS 20000
+
+/* Agent flags for cf_config. */
+enum {
+    CF_PROGRESS = 1u << 0,  /* progress thread */
+    CF_TELEMETRY = 1u << 1, /* capture telemetry */
+    CF_SYNC_RW = 1u << 2,   /* NXL_SYNC_RW */
+    CF_NO_LISTEN = 1u << 3  /* no side-channel listener */
+};
+
+/* The peer's registered regions. */
+enum { CF_REG_HEAP = 0, CF_REG_SHARED = 1, CF_REG_EXTRA = 2, CF_NREG = 3 };
+
+/* Peer commands. */
+enum {
+    CF_OP_START = 1,     /* deferred peer: set up now, answer a hello */
+    CF_OP_FILL,          /* region, off, len, seed */
+    CF_OP_CHECK,         /* region, off, len, seed -> status 0 / 1 */
+    CF_OP_CHECK_STRIDED, /* + stride, count, seed2 (the gaps) */
+    CF_OP_NOTIF_WAIT,    /* arg = timeout; len > 0: check data on arrival */
+    CF_OP_NOTIF_NONE,    /* arg = ms: nothing may arrive meanwhile */
+    CF_OP_NOTIF_SEND,    /* name, msg */
+    CF_OP_MD_GET,        /* arg = CF_MD_*, region -> blob */
+    CF_OP_MD_FETCH,      /* port, name */
+    CF_OP_MD_SEND,       /* port */
+    CF_OP_MD_CHECK,      /* name, raddr, len (0 = no dlist) */
+    CF_OP_MD_INVAL_LOCAL, /* port */
+    CF_OP_REG_EXTRA,     /* len -> value = address */
+    CF_OP_XFER,          /* arg = op, region, off, len -> name @ raddr */
+    CF_OP_IDLE_CPU,      /* arg = ms -> value = cpu us, value2 = wall us */
+    CF_OP_EXIT
+};
+
+/* Metadata kinds for CF_OP_MD_GET. */
+enum { CF_MD_FULL, CF_MD_CONN_ONLY, CF_MD_DESCS, CF_MD_DESCS_CONN };
+
+typedef struct {
+    int op;
+    int region;
+    int arg;
+    uint32_t seed, seed2;
+    uint64_t off, len, stride, count, raddr;
+    uint16_t port;
+    char name[CF_NAME_MAX];
+    char msg[CF_MSG_MAX];
+    uint32_t msg_len;
+} cf_cmd;
+
+typedef struct {
+    int status;
+    uint64_t value, value2;
+    char name[CF_NAME_MAX];
+    char msg[CF_MSG_MAX];
+    uint32_t msg_len;
+    uint64_t blob_len; /* bytes that follow the reply */
+    char err[CF_ERR_MAX];
+} cf_rep;
+
+typedef struct {
+    int status;
+    int pid;
+    uint16_t port;
+    uint64_t addr[CF_NREG], len[CF_NREG];
+    char err[CF_ERR_MAX];
+} cf_hello;
+
+typedef struct {
+    const char *name;    /* NULL = "peer" */
+    uint64_t heap_len;   /* malloc'ed region */
+    uint64_t shared_len; /* nxl_mem_alloc_shared region, 0 = none */
+    int deferred;        /* wait for CF_OP_START before setting up */
+} cf_peer_cfg;
+
+/* cf_peer is the test process's handle on a forked peer. */
+typedef struct {
+    pid_t pid;
+    int cmd_fd, rep_fd;
+    char name[CF_NAME_MAX];
+    cf_hello hello;
+    char err[CF_ERR_MAX]; /* the peer's last nxl_last_error */
+} cf_peer;
+
+/* One received notification, copied out of the library's list. */
+typedef struct {
+    char agent[CF_NAME_MAX];
+    char msg[CF_MSG_MAX];
+    size_t len;
+} cf_notif;
+
+/* cf_nq keeps notifications that arrived in one batch for later calls. */
+typedef struct {
+    cf_notif items[CF_NQ_MAX];
+    size_t head, count;
+} cf_nq;
+
+/* CF_ASSERT_ONE_OF: the status is one of two errors and left a message. */
+#define CF_ASSERT_ONE_OF(expr, w1, w2)                                        \
+    do {                                                                      \
+        nxl_status_t s_ = (expr);                                             \
+        if (s_ != (w1) && s_ != (w2))                                         \
+            XT_FAILF("%s -> %s, want %s or %s (%s)", #expr,                   \
+                     nxl_status_name(s_), nxl_status_name(w1),                \
+                     nxl_status_name(w2), nxl_last_error());                  \
+        if (nxl_last_error()[0] == '\0')                                      \
+            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,     \
+                     nxl_status_name(s_));                                    \
+    } while (0)
+
+/* CF_ASSERT_PEER: a status the peer reported (its message in p->err). */
+#define CF_ASSERT_PEER(p, expr, want)                                         \
+    do {                                                                      \
+        nxl_status_t s_ = (expr);                                             \
+        if (s_ != (want))                                                     \
+            XT_FAILF("peer: %s -> %s, want %s (%s)", #expr,                   \
+                     nxl_status_name(s_), nxl_status_name(want), (p)->err);   \
+        if ((want) < 0 && (p)->err[0] == '\0')                                \
+            XT_FAILF("peer: %s -> %s without an nxl_last_error message",      \
+                     #expr, nxl_status_name(s_));                             \
+    } while (0)
+
+/* CF_NEED skips a case when the backend under test lacks capabilities
+ * (NXL_CAP_* bits from nxl_plugin_info) or DRAM support. */
+#define CF_NEED(want)                                                         \
+    do {                                                                      \
+        nxl_plugin_info_t i_;                                                 \
+        XT_ASSERT_OK(nxl_plugin_info(xt_param(), &i_));                       \
+        XT_SKIP_IF((i_.caps & (want)) != (want),                              \
+                   "%s lacks capabilities 0x%x (has 0x%x)", xt_param(),       \
+                   (unsigned)(want), (unsigned)i_.caps);                      \
+        XT_SKIP_IF(!(i_.mem_kinds & (1u << NXL_DRAM)), "%s lacks DRAM",       \
+                   xt_param());                                               \
+    } while (0)
+
+/* ---------------------------------------------------------------------- */
+/* Data patterns: byte i of pattern seed; i is the absolute offset in the
+ * buffer that receives the data, so any misplaced byte shows. */
+
+static inline uint8_t
+cf_pat(uint32_t seed, uint64_t i)
+{
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)(seed + 1) * 0xC2B2AE3D27D4EB4Full;
+
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return (uint8_t)(x >> 56);
+}
+
+static void
+cf_fill(uint8_t *p, uint64_t len, uint32_t seed, uint64_t pidx)
+{
+    uint64_t k;
+
+    for (k = 0; k < len; k++) {
+        p[k] = cf_pat(seed, pidx + k);
+    }
+}
+
+/* cf_find_bad returns the first index not matching the pattern, or len. */
+static uint64_t
+cf_find_bad(const uint8_t *p, uint64_t len, uint32_t seed, uint64_t pidx)
+{
+    uint64_t k;
+
+    for (k = 0; k < len; k++) {
+        if (p[k] != cf_pat(seed, pidx + k)) {
+            break;
+        }
+    }
+    return k;
+}
+
+static int
+cf_check_local(const uint8_t *p, uint64_t len, uint32_t seed, uint64_t pidx,
+               const char *what)
+{
+    uint64_t k = cf_find_bad(p, len, seed, pidx);
+
+    if (k != len) {
+        XT_FAILF("%s: byte %" PRIu64 " of %" PRIu64 " is 0x%02x, want 0x%02x",
+                 what, k, len, p[k], cf_pat(seed, pidx + k));
+    }
+    return 0;
+}
+
+/* cf_check_byte checks that len bytes all equal v (untouched guards). */
+static int
+cf_check_byte(const uint8_t *p, uint64_t len, uint8_t v, const char *what)
+{
+    uint64_t k;
+
+    for (k = 0; k < len; k++) {
+        if (p[k] != v) {
+            XT_FAILF("%s: guard byte %" PRIu64 " is 0x%02x, want 0x%02x",
+                     what, k, p[k], v);
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Small shared helpers. */
+
+static int
+cf_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    ssize_t n;
+
+    while (len > 0) {
+        n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int
+cf_read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    ssize_t n;
+
+    while (len > 0) {
+        n = read(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        if (n == 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static uint8_t *
+cf_map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+cf_unmap(void *p, size_t len)
+{
+    if (p != NULL) {
+        munmap(p, len);
+    }
+}
+
+static uint64_t
+cf_cpu_us(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000u +
+           (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000u +
+           (uint64_t)ru.ru_stime.tv_usec;
+}
+
+static void
+cf_config(nxl_agent_config_t *c, unsigned flags)
+{
+    nxl_agent_config_init(c);
+    c->listen_thread = !(flags & CF_NO_LISTEN);
+    c->listen_port = 0;
+    c->listen_addr = "127.0.0.1";
+    c->progress_thread = (flags & CF_PROGRESS) != 0;
+    c->capture_telemetry = (flags & CF_TELEMETRY) != 0;
+    c->sync_mode = (flags & CF_SYNC_RW) ? NXL_SYNC_RW : NXL_SYNC_NONE;
+}
+
+/* cf_agent makes an agent holding only the backend under test. */
+static nxl_status_t
+cf_agent(const char *name, unsigned flags, nxl_agent_t **agent_p)
+{
+    nxl_agent_config_t cfg;
+    nxl_agent_t *a = NULL;
+    nxl_backend_t *be = NULL;
+    nxl_status_t st;
+
+    cf_config(&cfg, flags);
+    st = nxl_agent_create(name, &cfg, &a);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = nxl_backend_create(a, xt_param(), NULL, &be);
+    if (st != NXL_OK) {
+        nxl_agent_destroy(a);
+        return st;
+    }
+    *agent_p = a;
+    return NXL_OK;
+}
+
+static nxl_dlist_t
+cf_dl(const nxl_desc_t *d, size_t n)
+{
+    nxl_dlist_t l = {NXL_DRAM, d, n};
+
+    return l;
+}
+
+static nxl_status_t
+cf_reg(nxl_agent_t *a, const void *p, uint64_t len)
+{
+    nxl_desc_t d = {(uintptr_t)p, len, 0};
+    nxl_dlist_t l = cf_dl(&d, 1);
+
+    return nxl_mem_register(a, &l, NULL);
+}
+
+static nxl_status_t
+cf_dereg(nxl_agent_t *a, const void *p, uint64_t len)
+{
+    nxl_desc_t d = {(uintptr_t)p, len, 0};
+    nxl_dlist_t l = cf_dl(&d, 1);
+
+    return nxl_mem_deregister(a, &l, NULL);
+}
+
+/* cf_run posts x and waits for it: the status of the whole transfer. */
+static nxl_status_t
+cf_run(nxl_xfer_t *x, const nxl_opts_t *opts)
+{
+    nxl_status_t st = nxl_xfer_post(x, opts);
+
+    if (st == NXL_IN_PROG) {
+        st = nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS);
+    }
+    return st;
+}
+
+/* cf_xfer1 builds a one-descriptor transfer local <-> remote. */
+static nxl_status_t
+cf_xfer1(nxl_agent_t *a, nxl_op_t op, uint64_t laddr, uint64_t raddr,
+         uint64_t len, const char *remote, const nxl_opts_t *opts,
+         nxl_xfer_t **x_p)
+{
+    nxl_desc_t ld = {laddr, len, 0}, rd = {raddr, len, 0};
+    nxl_dlist_t ll = cf_dl(&ld, 1), rl = cf_dl(&rd, 1);
+
+    return nxl_xfer_create(a, op, &ll, &rl, remote, opts, x_p);
+}
+
+static void
+cf_opts_peer(nxl_opts_t *o, uint16_t port)
+{
+    nxl_opts_init(o);
+    o->ip_addr = "127.0.0.1";
+    o->port = port;
+}
+
+static void
+cf_opts_notif(nxl_opts_t *o, const char *msg)
+{
+    nxl_opts_init(o);
+    o->has_notif = 1;
+    o->notif = msg;
+    o->notif_len = strlen(msg);
+}
+
+/* cf_nq_next returns the next notification of agent a, waiting up to
+ * timeout_ms; NXL_ERR_TIMEOUT when none came. */
+static nxl_status_t
+cf_nq_next(nxl_agent_t *a, cf_nq *q, int timeout_ms, cf_notif *out)
+{
+    uint64_t t0 = xt_now_ms();
+    nxl_notif_list_t *l;
+    nxl_status_t st;
+    cf_notif *n;
+    size_t i, len;
+
+    for (;;) {
+        if (q->count > 0) {
+            *out = q->items[q->head];
+            q->head = (q->head + 1) % CF_NQ_MAX;
+            q->count--;
+            return NXL_OK;
+        }
+        l = NULL;
+        st = nxl_notifs_get(a, &l, NULL);
+        if (st != NXL_OK) {
+            return st;
+        }
+        for (i = 0; l != NULL && i < l->count && q->count < CF_NQ_MAX; i++) {
+            n = &q->items[(q->head + q->count) % CF_NQ_MAX];
+            memset(n, 0, sizeof(*n));
+            snprintf(n->agent, sizeof(n->agent), "%s",
+                     l->items[i].agent ? l->items[i].agent : "(null)");
+            n->len = l->items[i].len;
+            len = n->len < CF_MSG_MAX ? n->len : CF_MSG_MAX;
+            if (len > 0 && l->items[i].msg != NULL) {
+                memcpy(n->msg, l->items[i].msg, len);
+            }
+            q->count++;
+        }
+        nxl_notif_list_free(l);
+        if (q->count > 0) {
+            continue;
+        }
+        if (xt_now_ms() - t0 >= (uint64_t)timeout_ms) {
+            return NXL_ERR_TIMEOUT;
+        }
+        usleep(200);
+    }
+}
+
+/* cf_notif_is: the notification came from agent with message msg. */
+static int
+cf_notif_is(const cf_notif *n, const char *agent, const char *msg,
+            size_t len)
+{
+    return strcmp(n->agent, agent) == 0 && n->len == len &&
+           (len == 0 || memcmp(n->msg, msg, len) == 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The peer process. */
+
+typedef struct {
+    nxl_agent_t *agent;
+    uint8_t *reg[CF_NREG];
+    uint64_t len[CF_NREG];
+    cf_nq q;
+} cf_pstate;
+
+static nxl_status_t
+cf_peer_setup(cf_pstate *ps, const cf_peer_cfg *cfg, cf_hello *h)
+{
+    nxl_status_t st;
+    void *p = NULL;
+
+    st = cf_agent(cfg->name ? cfg->name : "peer", CF_PROGRESS, &ps->agent);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (posix_memalign(&p, 4096, cfg->heap_len) != 0) {
+        return NXL_ERR_NOMEM;
+    }
+    memset(p, 0, cfg->heap_len);
+    ps->reg[CF_REG_HEAP] = p;
+    ps->len[CF_REG_HEAP] = cfg->heap_len;
+    st = cf_reg(ps->agent, p, cfg->heap_len);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (cfg->shared_len > 0) {
+        st = nxl_mem_alloc_shared(cfg->shared_len, &p);
+        if (st != NXL_OK) {
+            return st;
+        }
+        ps->reg[CF_REG_SHARED] = p;
+        ps->len[CF_REG_SHARED] = cfg->shared_len;
+        st = cf_reg(ps->agent, p, cfg->shared_len);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    h->pid = (int)getpid();
+    h->port = nxl_agent_listen_port(ps->agent);
+    return NXL_OK;
+}
+
+/* cf_peer_range points *p_p at [off, off + len) of a region. */
+static int
+cf_peer_range(cf_pstate *ps, const cf_cmd *c, uint64_t span, uint8_t **p_p,
+              cf_rep *r)
+{
+    if (c->region < 0 || c->region >= CF_NREG ||
+        ps->reg[c->region] == NULL || c->off > ps->len[c->region] ||
+        span > ps->len[c->region] - c->off) {
+        r->status = -1;
+        snprintf(r->err, sizeof(r->err), "peer: range outside region %d",
+                 c->region);
+        return -1;
+    }
+    *p_p = ps->reg[c->region] + c->off;
+    return 0;
+}
+
+static void
+cf_peer_status(cf_rep *r, nxl_status_t st)
+{
+    r->status = st;
+    if (st < 0) {
+        snprintf(r->err, sizeof(r->err), "%s", nxl_last_error());
+    }
+}
+
+/* cf_peer_handle runs one command; *blob_p gets bytes to send after the
+ * reply (library-owned blob). */
+static void
+cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
+{
+    nxl_desc_t d, rd;
+    nxl_dlist_t dl, rl;
+    nxl_opts_t o;
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st;
+    cf_notif n;
+    uint8_t *p = NULL;
+    uint64_t k, bad, t0, c0;
+    void *mem = NULL;
+
+    switch (c->op) {
+    case CF_OP_FILL:
+        if (cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            cf_fill(p, c->len, c->seed, c->off);
+        }
+        break;
+    case CF_OP_CHECK:
+        if (cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            bad = cf_find_bad(p, c->len, c->seed, c->off);
+            r->status = bad != c->len;
+            r->value = bad;
+            if (bad != c->len) {
+                snprintf(r->err, sizeof(r->err),
+                         "byte %" PRIu64 " of %" PRIu64
+                         " is 0x%02x, want 0x%02x",
+                         bad, c->len, p[bad],
+                         cf_pat(c->seed, c->off + bad));
+            }
+        }
+        break;
+    case CF_OP_CHECK_STRIDED:
+        if (c->stride < c->len ||
+            cf_peer_range(ps, c, c->stride * c->count, &p, r) != 0) {
+            r->status = -1;
+            break;
+        }
+        for (k = 0; k < c->count; k++) {
+            uint64_t o0 = c->off + k * c->stride;
+
+            bad = cf_find_bad(p + k * c->stride, c->len, c->seed, o0);
+            if (bad == c->len) {
+                bad = cf_find_bad(p + k * c->stride + c->len,
+                                  c->stride - c->len, c->seed2, o0 + c->len);
+                if (bad == c->stride - c->len) {
+                    continue;
+                }
+                bad += c->len;
+            }
+            r->status = 1;
+            r->value = k * c->stride + bad;
+            snprintf(r->err, sizeof(r->err),
+                     "slot %" PRIu64 " byte %" PRIu64 " wrong", k, bad);
+            break;
+        }
+        break;
+    case CF_OP_NOTIF_WAIT:
+        st = cf_nq_next(ps->agent, &ps->q, c->arg, &n);
+        cf_peer_status(r, st);
+        if (st != NXL_OK) {
+            break;
+        }
+        /* The data must be visible once the notification is seen. */
+        r->value2 = 1;
+        if (c->len > 0 && cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            bad = cf_find_bad(p, c->len, c->seed, c->off);
+            r->value2 = bad == c->len;
+            r->value = bad;
+        }
+        memcpy(r->name, n.agent, sizeof(r->name));
+        memcpy(r->msg, n.msg, sizeof(r->msg));
+        r->msg_len = (uint32_t)n.len;
+        break;
+    case CF_OP_NOTIF_NONE:
+        st = cf_nq_next(ps->agent, &ps->q, c->arg, &n);
+        if (st == NXL_OK) {
+            r->status = 1;
+            memcpy(r->name, n.agent, sizeof(r->name));
+            memcpy(r->msg, n.msg, sizeof(r->msg));
+            r->msg_len = (uint32_t)n.len;
+        } else if (st != NXL_ERR_TIMEOUT) {
+            cf_peer_status(r, st);
+        }
+        break;
+    case CF_OP_NOTIF_SEND:
+        cf_peer_status(r, nxl_notif_send(ps->agent, c->name, c->msg,
+                                         c->msg_len, NULL));
+        break;
+    case CF_OP_MD_GET:
+        d = (nxl_desc_t){0, 0, 0};
+        if (c->arg != CF_MD_FULL && c->arg != CF_MD_CONN_ONLY) {
+            if (c->region < 0 || c->region >= CF_NREG ||
+                ps->reg[c->region] == NULL) {
+                r->status = -1;
+                break;
+            }
+            d = (nxl_desc_t){(uintptr_t)ps->reg[c->region],
+                             ps->len[c->region], 0};
+        }
+        nxl_opts_init(&o);
+        o.include_conn_info = c->arg == CF_MD_DESCS_CONN;
+        dl = cf_dl(c->arg == CF_MD_CONN_ONLY ? NULL : &d,
+                   c->arg == CF_MD_CONN_ONLY ? 0 : 1);
+        st = c->arg == CF_MD_FULL
+                 ? nxl_md_local(ps->agent, blob)
+                 : nxl_md_local_partial(ps->agent, &dl, &o, blob);
+        cf_peer_status(r, st);
+        if (st == NXL_OK) {
+            r->blob_len = blob->len;
+        }
+        break;
+    case CF_OP_MD_FETCH:
+        cf_opts_peer(&o, c->port);
+        cf_peer_status(r, nxl_md_fetch(ps->agent,
+                                       c->name[0] ? c->name : NULL, &o));
+        break;
+    case CF_OP_MD_SEND:
+        cf_opts_peer(&o, c->port);
+        cf_peer_status(r, nxl_md_send(ps->agent, &o));
+        break;
+    case CF_OP_MD_INVAL_LOCAL:
+        cf_opts_peer(&o, c->port);
+        cf_peer_status(r, nxl_md_invalidate_local(ps->agent, &o));
+        break;
+    case CF_OP_MD_CHECK:
+        d = (nxl_desc_t){c->raddr, c->len, 0};
+        dl = cf_dl(&d, 1);
+        cf_peer_status(r, nxl_md_check(ps->agent, c->name,
+                                       c->len > 0 ? &dl : NULL));
+        break;
+    case CF_OP_REG_EXTRA:
+        if (ps->reg[CF_REG_EXTRA] != NULL ||
+            posix_memalign(&mem, 4096, c->len) != 0) {
+            r->status = -1;
+            break;
+        }
+        memset(mem, 0, c->len);
+        st = cf_reg(ps->agent, mem, c->len);
+        cf_peer_status(r, st);
+        if (st == NXL_OK) {
+            ps->reg[CF_REG_EXTRA] = mem;
+            ps->len[CF_REG_EXTRA] = c->len;
+            r->value = (uintptr_t)mem;
+        } else {
+            free(mem);
+        }
+        break;
+    case CF_OP_XFER:
+        if (cf_peer_range(ps, c, c->len, &p, r) != 0) {
+            break;
+        }
+        d = (nxl_desc_t){(uintptr_t)p, c->len, 0};
+        rd = (nxl_desc_t){c->raddr, c->len, 0};
+        dl = cf_dl(&d, 1);
+        rl = cf_dl(&rd, 1);
+        st = nxl_xfer_create(ps->agent, (nxl_op_t)c->arg, &dl, &rl, c->name,
+                             NULL, &x);
+        if (st == NXL_OK) {
+            st = cf_run(x, NULL);
+        }
+        cf_peer_status(r, st);
+        nxl_xfer_release(x);
+        break;
+    case CF_OP_IDLE_CPU:
+        t0 = xt_now_ms();
+        c0 = cf_cpu_us();
+        usleep((useconds_t)c->arg * 1000u);
+        r->value = cf_cpu_us() - c0;
+        r->value2 = (xt_now_ms() - t0) * 1000u;
+        break;
+    default:
+        r->status = -1;
+        snprintf(r->err, sizeof(r->err), "peer: unknown op %d", c->op);
+        break;
+    }
+}
+
+/* cf_peer_main is the body of the forked peer; it never returns. */
+static void
+cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
+{
+    static cf_pstate ps;
+    nxl_blob_t blob;
+    cf_hello h;
+    cf_cmd c;
+    cf_rep r;
+    nxl_status_t st;
+    int i;
+
+    if (cfg->deferred) {
+        if (cf_read_all(cmd_fd, &c, sizeof(c)) != 0 || c.op != CF_OP_START) {
+            _exit(2);
+        }
+    }
+    memset(&h, 0, sizeof(h));
+    st = cf_peer_setup(&ps, cfg, &h);
+    h.status = st;
+    if (st != NXL_OK) {
+        snprintf(h.err, sizeof(h.err), "%s", nxl_last_error());
+    }
+    for (i = 0; i < CF_NREG; i++) {
+        h.addr[i] = (uintptr_t)ps.reg[i];
+        h.len[i] = ps.len[i];
+    }
+    if (cf_write_all(rep_fd, &h, sizeof(h)) != 0 || st != NXL_OK) {
+        _exit(2);
+    }
+    for (;;) {
+        if (cf_read_all(cmd_fd, &c, sizeof(c)) != 0) {
+            _exit(2);
+        }
+        if (c.op == CF_OP_EXIT) {
+            break;
+        }
+        memset(&r, 0, sizeof(r));
+        blob.data = NULL;
+        blob.len = 0;
+        cf_peer_handle(&ps, &c, &r, &blob);
+        if (cf_write_all(rep_fd, &r, sizeof(r)) != 0 ||
+            (r.blob_len > 0 &&
+             cf_write_all(rep_fd, blob.data, blob.len) != 0)) {
+            _exit(2);
+        }
+        nxl_blob_free(&blob);
+    }
+    nxl_agent_destroy(ps.agent);
+    if (ps.reg[CF_REG_SHARED] != NULL) {
+        nxl_mem_free_shared(ps.reg[CF_REG_SHARED]);
+    }
+    free(ps.reg[CF_REG_HEAP]);
+    free(ps.reg[CF_REG_EXTRA]);
+    memset(&r, 0, sizeof(r));
+    (void)cf_write_all(rep_fd, &r, sizeof(r));
+    /* exit(), not _exit(): under ASan the leak checker runs here. */
+    exit(0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The test process's side of the peer. */
+
+static int
+cf_peer_hello(cf_peer *p)
+{
+    if (cf_read_all(p->rep_fd, &p->hello, sizeof(p->hello)) != 0) {
+        XT_FAILF("peer %s (pid %d) died before its hello", p->name,
+                 (int)p->pid);
+    }
+    if (p->hello.status != NXL_OK) {
+        XT_FAILF("peer setup failed: %s (%s)",
+                 nxl_status_name((nxl_status_t)p->hello.status),
+                 p->hello.err);
+    }
+    return 0;
+}
+
+/* cf_spawn forks a peer (killed with us via PR_SET_PDEATHSIG). A deferred
+ * peer sets its agent up only at cf_peer_start. Fork before creating
+ * agents here: the child of a threaded process must not touch the
+ * library's state. */
+static int
+cf_spawn(cf_peer *p, const cf_peer_cfg *cfg)
+{
+    int cp[2], rp[2];
+    pid_t parent = getpid(), pid;
+
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "peer");
+    XT_ASSERT(pipe(cp) == 0);
+    XT_ASSERT(pipe(rp) == 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    XT_ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(3);
+        }
+        close(cp[1]);
+        close(rp[0]);
+        cf_peer_main(cfg, cp[0], rp[1]);
+        _exit(4);
+    }
+    close(cp[0]);
+    close(rp[1]);
+    p->pid = pid;
+    p->cmd_fd = cp[1];
+    p->rep_fd = rp[0];
+    if (!cfg->deferred) {
+        return cf_peer_hello(p);
+    }
+    return 0;
+}
+
+static int
+cf_send(cf_peer *p, const cf_cmd *c)
+{
+    if (cf_write_all(p->cmd_fd, c, sizeof(*c)) != 0) {
+        XT_FAILF("peer %s (pid %d): command pipe broken", p->name,
+                 (int)p->pid);
+    }
+    return 0;
+}
+
+/* cf_recv reads a reply; a blob after it goes to *blob_p (malloc'ed) or
+ * is dropped. */
+static int
+cf_recv(cf_peer *p, cf_rep *r, void **blob_p)
+{
+    void *b;
+
+    if (cf_read_all(p->rep_fd, r, sizeof(*r)) != 0) {
+        XT_FAILF("peer %s (pid %d) died", p->name, (int)p->pid);
+    }
+    snprintf(p->err, sizeof(p->err), "%s", r->err);
+    if (r->blob_len > 0) {
+        b = malloc(r->blob_len);
+        XT_ASSERT(b != NULL);
+        if (cf_read_all(p->rep_fd, b, r->blob_len) != 0) {
+            free(b);
+            XT_FAILF("peer %s died sending a blob", p->name);
+        }
+        if (blob_p != NULL) {
+            *blob_p = b;
+        } else {
+            free(b);
+        }
+    }
+    return 0;
+}
+
+static int
+cf_call(cf_peer *p, const cf_cmd *c, cf_rep *r)
+{
+    if (cf_send(p, c) != 0) {
+        return 1;
+    }
+    return cf_recv(p, r, NULL);
+}
+
+static cf_cmd
+cf_cmd_of(int op)
+{
+    cf_cmd c;
+
+    memset(&c, 0, sizeof(c));
+    c.op = op;
+    return c;
+}
+
+static int
+cf_peer_start(cf_peer *p)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_START);
+
+    if (cf_send(p, &c) != 0) {
+        return 1;
+    }
+    return cf_peer_hello(p);
+}
+
+/* cf_raddr is the peer's address of offset off in a region. */
+static uint64_t
+cf_raddr(const cf_peer *p, int region, uint64_t off)
+{
+    return p->hello.addr[region] + off;
+}
+
+static int
+cf_pfill(cf_peer *p, int region, uint64_t off, uint64_t len, uint32_t seed)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_FILL);
+    cf_rep r;
+
+    c.region = region;
+    c.off = off;
+    c.len = len;
+    c.seed = seed;
+    if (cf_call(p, &c, &r) != 0) {
+        return 1;
+    }
+    if (r.status != 0) {
+        XT_FAILF("peer fill: %s", r.err);
+    }
+    return 0;
+}
+
+/* cf_pcheck: the peer's [off, off + len) of region holds pattern seed. */
+static int
+cf_pcheck(cf_peer *p, int region, uint64_t off, uint64_t len, uint32_t seed,
+          const char *what)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_CHECK);
+    cf_rep r;
+
+    c.region = region;
+    c.off = off;
+    c.len = len;
+    c.seed = seed;
+    if (cf_call(p, &c, &r) != 0) {
+        return 1;
+    }
+    if (r.status != 0) {
+        XT_FAILF("%s: peer data wrong at [%" PRIu64 "+%" PRIu64 "): %s",
+                 what, off, len, r.err);
+    }
+    return 0;
+}
+
+static nxl_status_t
+cf_pmd_check(cf_peer *p, const char *name, uint64_t addr, uint64_t len)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_MD_CHECK);
+    cf_rep r;
+
+    snprintf(c.name, sizeof(c.name), "%s", name);
+    c.raddr = addr;
+    c.len = len;
+    if (cf_call(p, &c, &r) != 0) {
+        return NXL_ERR_UNKNOWN;
+    }
+    return (nxl_status_t)r.status;
+}
+
+/* cf_pmd runs a side-channel command (FETCH, SEND, INVAL_LOCAL) on the
+ * peer against the listener at port. */
+static nxl_status_t
+cf_pmd(cf_peer *p, int op, uint16_t port, const char *name)
+{
+    cf_cmd c = cf_cmd_of(op);
+    cf_rep r;
+
+    c.port = port;
+    if (name != NULL) {
+        snprintf(c.name, sizeof(c.name), "%s", name);
+    }
+    if (cf_call(p, &c, &r) != 0) {
+        return NXL_ERR_UNKNOWN;
+    }
+    return (nxl_status_t)r.status;
+}
+
+/* cf_pblob gets the peer's metadata of a kind (malloc'ed copy). */
+static int
+cf_pblob(cf_peer *p, int kind, int region, void **data_p, size_t *len_p)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_MD_GET);
+    cf_rep r;
+    void *b = NULL;
+
+    c.arg = kind;
+    c.region = region;
+    if (cf_send(p, &c) != 0 || cf_recv(p, &r, &b) != 0) {
+        return 1;
+    }
+    if (r.status != NXL_OK || b == NULL) {
+        free(b);
+        XT_FAILF("peer metadata (kind %d): %s (%s)", kind,
+                 nxl_status_name((nxl_status_t)r.status), r.err);
+    }
+    *data_p = b;
+    *len_p = r.blob_len;
+    return 0;
+}
+
+/* cf_pnone: no further notification reaches the peer within ms. */
+static int
+cf_pnone(cf_peer *p, int ms)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_NOTIF_NONE);
+    cf_rep r;
+
+    c.arg = ms;
+    if (cf_call(p, &c, &r) != 0) {
+        return 1;
+    }
+    if (r.status != 0) {
+        XT_FAILF("peer got an unexpected notification from \"%s\" "
+                 "(%u bytes \"%.*s\") or failed: %s",
+                 r.name, r.msg_len,
+                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX),
+                 r.msg, r.err);
+    }
+    return 0;
+}
+
+/* cf_pstop ends the peer cleanly: destroy, free and exit 0 (under ASan
+ * the leak checker runs in the peer too). */
+static int
+cf_pstop(cf_peer *p)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_EXIT);
+    cf_rep r;
+    int ws = 0;
+
+    if (p->pid <= 0) {
+        return 0;
+    }
+    if (cf_send(p, &c) != 0 || cf_recv(p, &r, NULL) != 0) {
+        return 1;
+    }
+    while (waitpid(p->pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    close(p->cmd_fd);
+    close(p->rep_fd);
+    p->pid = -1;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+        XT_FAILF("peer %s exited with status 0x%x", p->name, ws);
+    }
+    return 0;
+}
+
+/* cf_pkill kills the peer with SIGKILL and reaps it. */
+static void
+cf_pkill(cf_peer *p)
+{
+    int ws;
+
+    if (p->pid <= 0) {
+        return;
+    }
+    kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    close(p->cmd_fd);
+    close(p->rep_fd);
+    p->pid = -1;
+}
+
+/* cf_fetch loads the peer's metadata through its side channel. */
+static nxl_status_t
+cf_fetch(nxl_agent_t *a, const cf_peer *p)
+{
+    nxl_opts_t o;
+
+    cf_opts_peer(&o, p->hello.port);
+    return nxl_md_fetch(a, p->name, &o);
+}
+
+/* cf_setup: the common start of a case: a peer with a heap region (and
+ * optionally a shared one), then this process's agent "main" with the
+ * peer's metadata loaded. */
+static int
+cf_setup(cf_peer *p, uint64_t heap, uint64_t shared, unsigned flags,
+         nxl_agent_t **a_p)
+{
+    cf_peer_cfg pc = {NULL, heap, shared, 0};
+
+    if (cf_spawn(p, &pc) != 0) {
+        return 1;
+    }
+    XT_ASSERT_OK(cf_agent("main", flags, a_p));
+    XT_ASSERT_OK(cf_fetch(*a_p, p));
+    return 0;
+}
+
+/* cf_unused_port returns a loopback port nobody listens on. */
+static uint16_t
+cf_unused_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    uint16_t port = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0) {
+        return port;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0) {
+        port = ntohs(sa.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+/* cf_cont_later resumes a SIGSTOPped peer after a delay, so that a call
+ * that wrongly waits for it does not hang the case. */
+typedef struct {
+    pid_t pid;
+    unsigned delay_ms;
+    volatile sig_atomic_t done; /* set by the case: resume now */
+} cf_cont_arg;
+
+static void *
+cf_cont_later(void *arg)
+{
+    cf_cont_arg *c = arg;
+    unsigned waited;
+
+    for (waited = 0; waited < c->delay_ms && !c->done; waited += 10) {
+        usleep(10000);
+    }
+    kill(c->pid, SIGCONT);
+    return NULL;
+}
+
+/* cf_rng is a small deterministic generator for shuffles. */
+static uint32_t
+cf_rng(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*s >> 33);
+}
+
+static void
+cf_shuffle(size_t *v, size_t n, uint64_t *s)
+{
+    size_t i, j, t;
+
+    for (i = 0; i < n; i++) {
+        v[i] = i;
+    }
+    for (i = n; i > 1; i--) {
+        j = cf_rng(s) % i;
+        t = v[i - 1];
+        v[i - 1] = v[j];
+        v[j] = t;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Cases. */
+
+/* READ and WRITE move exactly the described bytes at 1 B, 4 KiB, 1 MiB and
+ * 64 MiB (NIXL TestTransfer; nxl.h: READ pulls remote into local, WRITE
+ * pushes local to remote): data checked on the receiving side, guard
+ * bytes on both sides untouched, unaligned offsets, and the transfer runs
+ * on the backend under test (nxl_xfer_backend). */
+static int
+t_sizes(void)
+{
+    static const uint64_t sizes[] = {1, 4 * CF_KIB, CF_MIB, 64 * CF_MIB};
+    const uint64_t roff = 4096 + 3, loff = 4096 + 1, guard = 64;
+    const uint64_t buflen = 64 * CF_MIB + 3 * 4096;
+    const uint32_t bg = 777;
+    nxl_agent_t *a = NULL;
+    nxl_backend_t *be = NULL;
+    nxl_xfer_t *x = NULL;
+    uint8_t *loc;
+    cf_peer p;
+    char what[64];
+    size_t i;
+    int op;
+    uint32_t seed = 1;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, buflen, 0, 0, &a) == 0);
+    loc = cf_map(buflen);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, buflen));
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, bg) == 0);
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint64_t n = sizes[i];
+
+        for (op = NXL_READ; op <= NXL_WRITE; op++) {
+            seed++;
+            snprintf(what, sizeof(what), "%s of %" PRIu64 " bytes",
+                     op == NXL_READ ? "READ" : "WRITE", n);
+            memset(loc + loff - guard, 0xa5, n + 2 * guard);
+            if (op == NXL_WRITE) {
+                cf_fill(loc + loff, n, seed, roff);
+            } else {
+                XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, roff, n, seed) == 0);
+            }
+            XT_ASSERT_OK(cf_xfer1(a, (nxl_op_t)op, (uintptr_t)loc + loff,
+                                  cf_raddr(&p, CF_REG_HEAP, roff), n, "peer",
+                                  NULL, &x));
+            XT_ASSERT_OK(nxl_xfer_backend(x, &be));
+            XT_ASSERT(be != NULL);
+            XT_ASSERT(strcasecmp(nxl_backend_name(be), xt_param()) == 0);
+            XT_ASSERT_OK(cf_run(x, NULL));
+            XT_ASSERT_OK(nxl_xfer_status(x));
+            nxl_xfer_release(x);
+            x = NULL;
+            if (op == NXL_WRITE) {
+                XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff, n, seed, what) ==
+                          0);
+            } else {
+                XT_ASSERT(cf_check_local(loc + loff, n, seed, roff, what) ==
+                          0);
+            }
+            /* Nothing outside the described range moved. */
+            XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff - guard, guard, bg,
+                                what) == 0);
+            XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff + n, guard, bg,
+                                what) == 0);
+            XT_ASSERT(cf_check_byte(loc + loff - guard, guard, 0xa5, what) ==
+                      0);
+            XT_ASSERT(cf_check_byte(loc + loff + n, guard, 0xa5, what) == 0);
+            /* Sizes grow, so later guards lie beyond every earlier
+             * write and still hold the background. */
+        }
+    }
+    nxl_agent_destroy(a);
+    cf_unmap(loc, buflen);
+    return cf_pstop(&p);
+}
+
+/* Many descriptors per request: 1000 x 4 KiB, scattered (gaps on both
+ * sides) and in random order, WRITE through nxl_xfer_create and READ
+ * through prepared lists (NIXL TestTransfer with 1000-descriptor
+ * requests); every slot lands where its descriptor says, gaps untouched. */
+static int
+t_many_descs(void)
+{
+    enum { N = 1000 };
+    const uint64_t len = 4096, slot = 8192, buflen = N * slot;
+    const uint32_t bg = 91, seed_w = 92, seed_r = 93;
+    static nxl_desc_t ld[N], rd[N];
+    static size_t pl[N], pr[N], idx[N];
+    nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_dlist_t ll, rl;
+    nxl_opts_t o;
+    cf_cmd c;
+    cf_rep r;
+    cf_peer p;
+    uint8_t *loc;
+    uint64_t rng = 12345;
+    size_t i;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, buflen, 0, 0, &a) == 0);
+    loc = cf_map(buflen);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, buflen));
+    cf_shuffle(pl, N, &rng);
+    cf_shuffle(pr, N, &rng);
+    for (i = 0; i < N; i++) {
+        /* Local slots start 512 bytes in; remote slots at their start. */
+        ld[i] = (nxl_desc_t){(uintptr_t)loc + pl[i] * slot + 512, len, 0};
+        rd[i] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, pr[i] * slot), len, 0};
+        cf_fill(loc + pl[i] * slot + 512, len, seed_w, pr[i] * slot);
+        idx[i] = i;
+    }
+    ll = cf_dl(ld, N);
+    rl = cf_dl(rd, N);
+
+    /* WRITE, one-shot. */
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, bg) == 0);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    c = cf_cmd_of(CF_OP_CHECK_STRIDED);
+    c.region = CF_REG_HEAP;
+    c.len = len;
+    c.stride = slot;
+    c.count = N;
+    c.seed = seed_w;
+    c.seed2 = bg;
+    XT_ASSERT(cf_call(&p, &c, &r) == 0);
+    if (r.status != 0) {
+        XT_FAILF("scattered WRITE: peer data wrong: %s", r.err);
+    }
+
+    /* READ, prepared lists, with and without merging. */
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+    for (int pass = 0; pass < 2; pass++) {
+        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, seed_r + pass) == 0);
+        memset(loc, 0xa5, buflen);
+        nxl_opts_init(&o);
+        o.skip_merge = pass;
+        XT_ASSERT_OK(nxl_xfer_make(a, NXL_READ, lp, idx, rp, idx, N, &o, &x));
+        XT_ASSERT_OK(cf_run(x, NULL));
+        nxl_xfer_release(x);
+        for (i = 0; i < N; i++) {
+            uint8_t *s = loc + pl[i] * slot;
+
+            XT_ASSERT(cf_check_local(s + 512, len, seed_r + pass,
+                                     pr[i] * slot, "scattered READ") == 0);
+            XT_ASSERT(cf_check_byte(s, 512, 0xa5, "scattered READ") == 0);
+            XT_ASSERT(cf_check_byte(s + 512 + len, slot - 512 - len, 0xa5,
+                                    "scattered READ") == 0);
+        }
+    }
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, buflen);
+    return cf_pstop(&p);
+}
+
+/* Reposting one request (NIXL §1.4 postXferReq, §7.5): a repost while the
+ * request is active is NXL_ERR_REPOST_ACTIVE (with a message) and does not
+ * disturb the running transfer; a repost after completion is the
+ * steady-state loop and moves the buffer's current contents each time. */
+static int
+t_repost(void)
+{
+    const uint64_t big = 16 * CF_MIB, small = CF_MIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st, st2;
+    uint8_t *loc;
+    cf_peer p;
+    int k, in_prog = 0, active = 0;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, big, 0, 0, &a) == 0);
+    loc = cf_map(big);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, big));
+
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), big, "peer", NULL,
+                          &x));
+    for (k = 0; k < 5; k++) {
+        cf_fill(loc, big, 100 + (uint32_t)k, 0);
+        st = nxl_xfer_post(x, NULL);
+        if (st == NXL_IN_PROG) {
+            in_prog++;
+            st2 = nxl_xfer_post(x, NULL);
+            if (st2 == NXL_ERR_REPOST_ACTIVE) {
+                active++;
+                XT_ASSERT(nxl_last_error()[0] != '\0');
+            } else if (st2 != NXL_OK && st2 != NXL_IN_PROG) {
+                XT_FAILF("repost while active -> %s (%s)",
+                         nxl_status_name(st2), nxl_last_error());
+            }
+            st = nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS);
+        }
+        XT_ASSERT_OK(st);
+        XT_ASSERT_OK(nxl_xfer_status(x));
+        XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, big, 100 + (uint32_t)k,
+                            "repost WRITE") == 0);
+    }
+    if (in_prog > 0 && active == 0) {
+        XT_FAILF("%d posts were in progress but an immediate repost never "
+                 "returned NXL_ERR_REPOST_ACTIVE", in_prog);
+    }
+    if (in_prog == 0) {
+        printf("  note: every 16 MiB post completed inline; "
+               "REPOST_ACTIVE not reachable\n");
+    }
+    nxl_xfer_release(x);
+
+    /* READ loop: the peer changes its data, each repost picks it up. */
+    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 4096), small, "peer",
+                          NULL, &x));
+    for (k = 0; k < 4; k++) {
+        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 4096, small, 200 + (uint32_t)k) ==
+                  0);
+        XT_ASSERT_OK(cf_run(x, NULL));
+        XT_ASSERT(cf_check_local(loc, small, 200 + (uint32_t)k, 4096,
+                                 "repost READ") == 0);
+    }
+    nxl_xfer_release(x);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, big);
+    return cf_pstop(&p);
+}
+
+/* cf_notif_post: post x with opts while the peer waits for one
+ * notification and checks [roff, roff + len) for seed the moment it sees
+ * it; the notification must come from "main" with message msg. */
+static int
+cf_notif_post(cf_peer *p, nxl_xfer_t *x, const nxl_opts_t *opts,
+              uint64_t roff, uint64_t len, uint32_t seed, const char *msg,
+              size_t msg_len)
+{
+    cf_cmd c = cf_cmd_of(CF_OP_NOTIF_WAIT);
+    cf_rep r;
+
+    c.arg = 10000;
+    c.region = CF_REG_HEAP;
+    c.off = roff;
+    c.len = len;
+    c.seed = seed;
+    if (cf_send(p, &c) != 0) {
+        return 1;
+    }
+    XT_ASSERT_OK(cf_run(x, opts));
+    if (cf_recv(p, &r, NULL) != 0) {
+        return 1;
+    }
+    if (r.status != NXL_OK) {
+        XT_FAILF("peer got no notification \"%s\": %s (%s)", msg,
+                 nxl_status_name((nxl_status_t)r.status), r.err);
+    }
+    if (strcmp(r.name, "main") != 0 || r.msg_len != msg_len ||
+        (msg_len > 0 && memcmp(r.msg, msg, msg_len) != 0)) {
+        XT_FAILF("notification from \"%s\" with %u bytes \"%.*s\"; want "
+                 "from \"main\" with %zu bytes \"%s\"",
+                 r.name, r.msg_len,
+                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX),
+                 r.msg, msg_len, msg);
+    }
+    if (r.value2 != 1) {
+        XT_FAILF("notification \"%s\" arrived before the data (byte %" PRIu64
+                 " wrong)", msg, r.value);
+    }
+    return 0;
+}
+
+/* A notification attached to a transfer (NIXL §7.6): delivered to the
+ * target under the initiator's name, after the data is visible (the peer
+ * checks the data the moment it sees it), exactly one per post over
+ * several posts, an empty message is legal; post opts replace the
+ * attached message (NULL keeps it, opts without a notification clears
+ * it, as NIXL's extra params on post); READ and xfer_make carry one too. */
+static int
+t_notif_xfer(void)
+{
+    const uint64_t len = CF_MIB;
+    nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_desc_t ld, rd;
+    nxl_dlist_t ll, rl;
+    nxl_opts_t o, none;
+    uint8_t *loc;
+    cf_peer p;
+    size_t zero = 0;
+
+    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+
+    cf_opts_notif(&o, "note-0");
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", &o, &x));
+    /* Post 0 carries the creation-time message. */
+    cf_fill(loc, len, 300, 0);
+    XT_ASSERT(cf_notif_post(&p, x, NULL, 0, len, 300, "note-0", 6) == 0);
+    /* Post 1 replaces it with an empty one. */
+    cf_fill(loc, len, 301, 0);
+    cf_opts_notif(&o, "");
+    XT_ASSERT(cf_notif_post(&p, x, &o, 0, len, 301, "", 0) == 0);
+    /* Post 2 keeps the empty one. */
+    cf_fill(loc, len, 302, 0);
+    XT_ASSERT(cf_notif_post(&p, x, NULL, 0, len, 302, "", 0) == 0);
+    /* Post 3 replaces it again. */
+    cf_fill(loc, len, 303, 0);
+    cf_opts_notif(&o, "note-3, a longer message");
+    XT_ASSERT(cf_notif_post(&p, x, &o, 0, len, 303,
+                            "note-3, a longer message", 24) == 0);
+    /* Exactly one per post: nothing else is pending. */
+    XT_ASSERT(cf_pnone(&p, 300) == 0);
+    /* Opts without a notification clear it. */
+    cf_fill(loc, len, 304, 0);
+    nxl_opts_init(&none);
+    XT_ASSERT_OK(cf_run(x, &none));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 304, "WRITE") == 0);
+    XT_ASSERT(cf_pnone(&p, 300) == 0);
+    nxl_xfer_release(x);
+
+    /* READ with a notification: the target is told too. */
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 310) == 0);
+    cf_opts_notif(&o, "rd");
+    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", &o, &x));
+    XT_ASSERT(cf_notif_post(&p, x, NULL, 0, 0, 0, "rd", 2) == 0);
+    XT_ASSERT(cf_check_local(loc, len, 310, 0, "READ") == 0);
+    nxl_xfer_release(x);
+
+    /* A prepared-list transfer made with a notification. */
+    ld = (nxl_desc_t){(uintptr_t)loc, len, 0};
+    rd = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
+    ll = cf_dl(&ld, 1);
+    rl = cf_dl(&rd, 1);
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+    cf_opts_notif(&o, "made");
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1, &o, &x));
+    cf_fill(loc, len, 320, 0);
+    XT_ASSERT(cf_notif_post(&p, x, NULL, 0, len, 320, "made", 4) == 0);
+    XT_ASSERT(cf_pnone(&p, 300) == 0);
+    nxl_xfer_release(x);
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* Standalone notifications (NIXL NotificationOnly, §1.4 genNotif): each
+ * reaches the other agent exactly once under the sender's name, empty
+ * ones included, in both directions (the peer sends back after loading
+ * our metadata through our side channel). */
+static int
+t_notif_standalone(void)
+{
+    enum { M = 20 };
+    nxl_agent_t *a = NULL;
+    cf_cmd c;
+    cf_rep r;
+    cf_peer p;
+    cf_nq *q;
+    cf_notif n;
+    char msg[CF_MSG_MAX];
+    int seen[M], i, k;
+
+    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    XT_ASSERT(cf_setup(&p, 4096, 0, 0, &a) == 0);
+    q = calloc(1, sizeof(*q));
+    XT_ASSERT(q != NULL);
+
+    c = cf_cmd_of(CF_OP_NOTIF_WAIT);
+    c.arg = 10000;
+    XT_ASSERT(cf_send(&p, &c) == 0);
+    XT_ASSERT_OK(nxl_notif_send(a, "peer", "hello", 5, NULL));
+    XT_ASSERT(cf_recv(&p, &r, NULL) == 0);
+    CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+    XT_ASSERT_STR(r.name, "main");
+    XT_ASSERT(r.msg_len == 5 && memcmp(r.msg, "hello", 5) == 0);
+
+    /* An empty message is legal. */
+    XT_ASSERT(cf_send(&p, &c) == 0);
+    XT_ASSERT_OK(nxl_notif_send(a, "peer", "", 0, NULL));
+    XT_ASSERT(cf_recv(&p, &r, NULL) == 0);
+    CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+    XT_ASSERT_STR(r.name, "main");
+    XT_ASSERT_EQ(r.msg_len, 0);
+
+    /* A burst: every message exactly once. */
+    for (i = 0; i < M; i++) {
+        snprintf(msg, sizeof(msg), "burst-%d", i);
+        XT_ASSERT_OK(nxl_notif_send(a, "peer", msg, strlen(msg), NULL));
+        seen[i] = 0;
+    }
+    for (i = 0; i < M; i++) {
+        XT_ASSERT(cf_call(&p, &c, &r) == 0);
+        CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+        XT_ASSERT_STR(r.name, "main");
+        if (r.msg_len < 7 || r.msg_len >= CF_MSG_MAX ||
+            memcmp(r.msg, "burst-", 6) != 0) {
+            XT_FAILF("unexpected burst message (%u bytes)", r.msg_len);
+        }
+        r.msg[r.msg_len] = '\0';
+        k = atoi(r.msg + 6);
+        XT_ASSERT(k >= 0 && k < M);
+        XT_ASSERT_EQ(seen[k], 0);
+        seen[k] = 1;
+    }
+    XT_ASSERT(cf_pnone(&p, 300) == 0);
+
+    /* The other way: the peer loads us and notifies us. */
+    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
+                              "main"),
+                   NXL_OK);
+    c = cf_cmd_of(CF_OP_NOTIF_SEND);
+    snprintf(c.name, sizeof(c.name), "main");
+    memcpy(c.msg, "back", 4);
+    c.msg_len = 4;
+    XT_ASSERT(cf_call(&p, &c, &r) == 0);
+    CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+    c.msg_len = 0;
+    XT_ASSERT(cf_call(&p, &c, &r) == 0);
+    CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+    XT_ASSERT_OK(cf_nq_next(a, q, 10000, &n));
+    if (!cf_notif_is(&n, "peer", "back", 4)) {
+        XT_FAILF("got \"%s\" from \"%s\", want \"back\" from \"peer\"", n.msg,
+                 n.agent);
+    }
+    XT_ASSERT_OK(cf_nq_next(a, q, 10000, &n));
+    XT_ASSERT(cf_notif_is(&n, "peer", "", 0));
+    XT_ASSERT_EQ(cf_nq_next(a, q, 300, &n), NXL_ERR_TIMEOUT);
+
+    free(q);
+    nxl_agent_destroy(a);
+    return cf_pstop(&p);
+}
+
+/* A notification to the agent's own name (NIXL SelfNotification, §7.7)
+ * arrives under its own name, without any metadata exchange; empty too. */
+static int
+t_notif_self(void)
+{
+    nxl_agent_t *a = NULL;
+    cf_nq *q;
+    cf_notif n;
+
+    CF_NEED(NXL_CAP_LOCAL | NXL_CAP_NOTIF);
+    q = calloc(1, sizeof(*q));
+    XT_ASSERT(q != NULL);
+    XT_ASSERT_OK(cf_agent("main", CF_NO_LISTEN, &a));
+    XT_ASSERT_OK(nxl_notif_send(a, "main", "self", 4, NULL));
+    XT_ASSERT_OK(nxl_notif_send(a, "main", "", 0, NULL));
+    XT_ASSERT_OK(cf_nq_next(a, q, 10000, &n));
+    if (!cf_notif_is(&n, "main", "self", 4)) {
+        XT_FAILF("got %zu bytes from \"%s\", want \"self\" from \"main\"",
+                 n.len, n.agent);
+    }
+    XT_ASSERT_OK(cf_nq_next(a, q, 10000, &n));
+    XT_ASSERT(cf_notif_is(&n, "main", "", 0));
+    XT_ASSERT_EQ(cf_nq_next(a, q, 200, &n), NXL_ERR_TIMEOUT);
+    nxl_agent_destroy(a);
+    free(q);
+    return 0;
+}
+
+/* Loopback (NIXL §7.4): a transfer to the agent's own name works without
+ * any metadata exchange, one-shot and through prepared lists, READ and
+ * WRITE, between two registrations of this process. */
+static int
+t_loopback(void)
+{
+    const uint64_t len = CF_MIB;
+    nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_desc_t ld[2], rd[2];
+    nxl_dlist_t ll, rl;
+    nxl_plugin_info_t info;
+    nxl_status_t st;
+    uint8_t *src, *dst;
+    size_t li[2] = {0, 1}, ri[2] = {1, 0};
+
+    CF_NEED(NXL_CAP_LOCAL);
+    src = cf_map(len);
+    dst = cf_map(len);
+    XT_ASSERT(src != NULL && dst != NULL);
+    XT_ASSERT_OK(cf_agent("main", CF_NO_LISTEN, &a));
+    XT_ASSERT_OK(cf_reg(a, src, len));
+    XT_ASSERT_OK(cf_reg(a, dst, len));
+
+    cf_fill(src, len, 400, 0);
+    st = cf_xfer1(a, NXL_WRITE, (uintptr_t)src, (uintptr_t)dst, len, "main",
+                  NULL, &x);
+    if (st == NXL_ERR_NOT_SUPPORTED && nxl_plugin_info(xt_param(), &info) ==
+                                           NXL_OK &&
+        !(info.caps & NXL_CAP_REMOTE)) {
+        /* A local storage backend (POSIX: DRAM <-> FILE) need not move
+         * DRAM to DRAM; a transport backend must. */
+        printf("  skip: %s does not move DRAM to DRAM (%s)\n", xt_param(),
+               nxl_last_error());
+        nxl_agent_destroy(a);
+        cf_unmap(src, len);
+        cf_unmap(dst, len);
+        return XT_SKIP;
+    }
+    XT_ASSERT_OK(st);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(dst, len, 400, 0, "loopback WRITE") == 0);
+
+    cf_fill(dst, len, 401, 0);
+    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)src, (uintptr_t)dst, len,
+                          "main", NULL, &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(src, len, 401, 0, "loopback READ") == 0);
+
+    /* Prepared lists, the halves swapped. */
+    ld[0] = (nxl_desc_t){(uintptr_t)src, len / 2, 0};
+    ld[1] = (nxl_desc_t){(uintptr_t)src + len / 2, len / 2, 0};
+    rd[0] = (nxl_desc_t){(uintptr_t)dst, len / 2, 0};
+    rd[1] = (nxl_desc_t){(uintptr_t)dst + len / 2, len / 2, 0};
+    ll = cf_dl(ld, 2);
+    rl = cf_dl(rd, 2);
+    XT_ASSERT_OK(nxl_dlist_prep(a, "", &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "main", &rl, NULL, &rp));
+    cf_fill(src, len / 2, 402, len / 2);
+    cf_fill(src + len / 2, len / 2, 402, 0);
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, li, rp, ri, 2, NULL, &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(dst, len, 402, 0, "loopback prepped") == 0);
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+
+    nxl_agent_destroy(a);
+    cf_unmap(src, len);
+    cf_unmap(dst, len);
+    return 0;
+}
+
+/* The side channel (NIXL remoteMDFromSocket, §4.4-4.5): fetch loads the
+ * peer (a wrong expected name is MISMATCH); send makes the peer load us
+ * (its nxl_md_check OK, our regions covered); invalidate_local makes it
+ * forget us (NOT_FOUND); partial sends over the socket: conn info only,
+ * then descriptors; an address with no listener fails IO/TIMEOUT; no
+ * address is NOT_SUPPORTED. */
+static int
+t_sidechannel(void)
+{
+    const uint64_t len = 64 * CF_KIB;
+    nxl_agent_t *a = NULL;
+    nxl_desc_t d;
+    nxl_dlist_t dl, empty = {NXL_DRAM, NULL, 0};
+    nxl_opts_t o;
+    uint8_t *loc;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    d = (nxl_desc_t){(uintptr_t)loc, len, 0};
+    dl = cf_dl(&d, 1);
+
+    /* The fetch of cf_setup loaded the peer with its regions. */
+    {
+        nxl_desc_t rd = {cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
+        nxl_dlist_t rl = cf_dl(&rd, 1);
+
+        XT_ASSERT_OK(nxl_md_check(a, "peer", &rl));
+    }
+    cf_opts_peer(&o, p.hello.port);
+    XT_ASSERT_STATUS(nxl_md_fetch(a, "someone-else", &o), NXL_ERR_MISMATCH);
+
+    /* send -> the peer has us; invalidate_local -> it has not. */
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(nxl_md_send(a, &o));
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
+                   NXL_OK);
+    XT_ASSERT_OK(nxl_md_invalidate_local(a, &o));
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
+
+    /* Partial over the socket: conn info only, then the descriptors. */
+    XT_ASSERT_OK(nxl_md_send_partial(a, &empty, &o));
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
+                   NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(nxl_md_send_partial(a, &dl, &o));
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
+                   NXL_OK);
+    XT_ASSERT_OK(nxl_md_invalidate_local(a, &o));
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
+
+    /* The peer fetches us through our listener. */
+    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
+                              "main"),
+                   NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
+                   NXL_OK);
+
+    /* No address at all; nobody listening at the address. */
+    nxl_opts_init(&o);
+    XT_ASSERT_STATUS(nxl_md_send(a, &o), NXL_ERR_NOT_SUPPORTED);
+    cf_opts_peer(&o, cf_unused_port());
+    o.timeout_ms = 2000;
+    CF_ASSERT_ONE_OF(nxl_md_send(a, &o), NXL_ERR_IO, NXL_ERR_TIMEOUT);
+    CF_ASSERT_ONE_OF(nxl_md_fetch(a, "peer", &o), NXL_ERR_IO,
+                     NXL_ERR_TIMEOUT);
+    CF_ASSERT_ONE_OF(nxl_md_invalidate_local(a, &o), NXL_ERR_IO,
+                     NXL_ERR_TIMEOUT);
+
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* Invalidation (NIXL §4.5, §7.9): after nxl_md_invalidate, transfers,
+ * prepared lists and new requests to that peer fail NOT_FOUND; a reload
+ * works and the requests made before it stay stale (generation). */
+static int
+t_invalidate(void)
+{
+    const uint64_t len = 64 * CF_KIB;
+    nxl_prepped_t *lp = NULL, *rp = NULL, *pp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL, *xm = NULL, *x2 = NULL;
+    nxl_desc_t ld, rd;
+    nxl_dlist_t ll, rl;
+    uint8_t *loc;
+    cf_peer p;
+    size_t zero = 0;
+
+    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    ld = (nxl_desc_t){(uintptr_t)loc, len, 0};
+    rd = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
+    ll = cf_dl(&ld, 1);
+    rl = cf_dl(&rd, 1);
+
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1, NULL,
+                               &xm));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    XT_ASSERT_OK(cf_run(xm, NULL));
+
+    XT_ASSERT_OK(nxl_md_invalidate(a, "peer"));
+    XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_xfer_post(x, NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_xfer_post(xm, NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1,
+                                   NULL, &x2),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(x2 == NULL);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL,
+                                     &x2),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(x2 == NULL);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &rl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(pp == NULL);
+    XT_ASSERT_STATUS(nxl_notif_send(a, "peer", "x", 1, NULL),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_md_invalidate(a, "peer"), NXL_ERR_NOT_FOUND);
+
+    /* Reload: new requests work, the old ones stay stale. */
+    XT_ASSERT_OK(cf_fetch(a, &p));
+    XT_ASSERT_STATUS(nxl_xfer_post(x, NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x2));
+    cf_fill(loc, len, 500, 0);
+    XT_ASSERT_OK(cf_run(x2, NULL));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 500, "after reload") == 0);
+    nxl_xfer_release(x2);
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &pp));
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, &zero, pp, &zero, 1, NULL,
+                               &x2));
+    cf_fill(loc, len, 501, 0);
+    XT_ASSERT_OK(cf_run(x2, NULL));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 501, "after reload") == 0);
+
+    nxl_xfer_release(x2);
+    nxl_xfer_release(x);
+    nxl_xfer_release(xm);
+    nxl_dlist_release(pp);
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* nxl_md_load errors (NIXL §4.2, §7.8): own blob INVALID_PARAM; garbage
+ * and truncated blobs MISMATCH or PROTO and load nothing; a conflicting
+ * reload (same name, other conn info) NOT_ALLOWED and leaves the loaded
+ * peer usable; an identical reload is ignored; an additive reload (a new
+ * region) is OK and covers old and new regions. */
+static int
+t_md_errors(void)
+{
+    const uint64_t len = 64 * CF_KIB, extra = 256 * CF_KIB;
+    nxl_agent_t *a = NULL, *twin = NULL;
+    nxl_blob_t own = {NULL, 0}, tb = {NULL, 0};
+    nxl_xfer_t *x = NULL;
+    uint8_t junk[512], *loc;
+    char name[CF_NAME_MAX];
+    cf_peer_cfg pc = {NULL, len, 0, 0};
+    void *full = NULL, *fx = NULL;
+    size_t full_len = 0, fx_len = 0, i;
+    uint64_t xaddr;
+    cf_cmd c;
+    cf_rep r;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_spawn(&p, &pc) == 0);
+    XT_ASSERT_OK(cf_agent("main", 0, &a));
+    loc = cf_map(extra);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, extra));
+
+    XT_ASSERT_OK(nxl_md_local(a, &own));
+    XT_ASSERT_STATUS(nxl_md_load(a, own.data, own.len, NULL, 0),
+                     NXL_ERR_INVALID_PARAM);
+    nxl_blob_free(&own);
+
+    /* Garbage: random bytes, a short string, a truncated real blob. */
+    for (i = 0; i < sizeof(junk); i++) {
+        junk[i] = (uint8_t)(i * 37 + 11);
+    }
+    CF_ASSERT_ONE_OF(nxl_md_load(a, junk, sizeof(junk), NULL, 0),
+                     NXL_ERR_MISMATCH, NXL_ERR_PROTO);
+    CF_ASSERT_ONE_OF(nxl_md_load(a, "hello", 5, NULL, 0), NXL_ERR_MISMATCH,
+                     NXL_ERR_PROTO);
+    XT_ASSERT(cf_pblob(&p, CF_MD_FULL, 0, &full, &full_len) == 0);
+    for (i = 1; i < full_len; i += (full_len / 7) + 1) {
+        CF_ASSERT_ONE_OF(nxl_md_load(a, full, i, NULL, 0), NXL_ERR_MISMATCH,
+                         NXL_ERR_PROTO);
+    }
+    XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
+
+    /* The real blob loads and reports the name; identical reload is OK. */
+    memset(name, 0, sizeof(name));
+    XT_ASSERT_OK(nxl_md_load(a, full, full_len, name, sizeof(name)));
+    XT_ASSERT_STR(name, "peer");
+    XT_ASSERT_OK(nxl_md_load(a, full, full_len, NULL, 0));
+
+    /* Another process's agent of the same name conflicts. */
+    XT_ASSERT_OK(cf_agent("peer", CF_NO_LISTEN, &twin));
+    XT_ASSERT_OK(cf_reg(twin, loc, len));
+    XT_ASSERT_OK(nxl_md_local(twin, &tb));
+    XT_ASSERT_STATUS(nxl_md_load(a, tb.data, tb.len, NULL, 0),
+                     NXL_ERR_NOT_ALLOWED);
+    nxl_blob_free(&tb);
+    nxl_agent_destroy(twin);
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                          &x));
+    cf_fill(loc, len, 600, 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 600, "after conflict") == 0);
+
+    /* Additive: the peer registers another region; reload adds it. */
+    c = cf_cmd_of(CF_OP_REG_EXTRA);
+    c.len = extra;
+    XT_ASSERT(cf_call(&p, &c, &r) == 0);
+    CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+    xaddr = r.value;
+    {
+        nxl_desc_t d = {xaddr, extra, 0};
+        nxl_dlist_t dl = cf_dl(&d, 1);
+
+        XT_ASSERT_STATUS(nxl_md_check(a, "peer", &dl), NXL_ERR_NOT_FOUND);
+        XT_ASSERT(cf_pblob(&p, CF_MD_FULL, 0, &fx, &fx_len) == 0);
+        XT_ASSERT_OK(nxl_md_load(a, fx, fx_len, NULL, 0));
+        XT_ASSERT_OK(nxl_md_check(a, "peer", &dl));
+        d = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
+        XT_ASSERT_OK(nxl_md_check(a, "peer", &dl));
+    }
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, xaddr, extra, "peer",
+                          NULL, &x));
+    cf_fill(loc, extra, 601, 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, extra, 601, "extra region") ==
+              0);
+
+    free(full);
+    free(fx);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, extra);
+    return cf_pstop(&p);
+}
+
+/* Partial metadata (NIXL §4.3, §7.11): descriptors without conn info do
+ * not load for an unknown peer; conn info only (nxl_md_local_partial with
+ * an empty list) loads the peer with no regions; its descriptors then
+ * load additively and transfers work; descriptors with conn info load in
+ * one step. */
+static int
+t_md_partial(void)
+{
+    const uint64_t len = 64 * CF_KIB;
+    nxl_agent_t *a = NULL, *b = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_desc_t hd, sd;
+    nxl_dlist_t hl, sl;
+    nxl_status_t st;
+    cf_peer_cfg pc = {NULL, len, len, 0};
+    void *conn = NULL, *descs = NULL, *sdescs = NULL, *both = NULL;
+    size_t conn_len, descs_len, sdescs_len, both_len;
+    char name[CF_NAME_MAX];
+    uint8_t *loc;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_spawn(&p, &pc) == 0);
+    XT_ASSERT_OK(cf_agent("main", 0, &a));
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    hd = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
+    sd = (nxl_desc_t){cf_raddr(&p, CF_REG_SHARED, 0), len, 0};
+    hl = cf_dl(&hd, 1);
+    sl = cf_dl(&sd, 1);
+    XT_ASSERT(cf_pblob(&p, CF_MD_CONN_ONLY, 0, &conn, &conn_len) == 0);
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_HEAP, &descs, &descs_len) ==
+              0);
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_SHARED, &sdescs,
+                       &sdescs_len) == 0);
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS_CONN, CF_REG_HEAP, &both,
+                       &both_len) == 0);
+
+    st = nxl_md_load(a, descs, descs_len, NULL, 0);
+    if (st >= 0) {
+        XT_FAILF("descriptors without conn info of an unknown peer loaded "
+                 "(%s)", nxl_status_name(st));
+    }
+    XT_ASSERT(nxl_last_error()[0] != '\0');
+    XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
+
+    memset(name, 0, sizeof(name));
+    XT_ASSERT_OK(nxl_md_load(a, conn, conn_len, name, sizeof(name)));
+    XT_ASSERT_STR(name, "peer");
+    XT_ASSERT_OK(nxl_md_check(a, "peer", NULL));
+    XT_ASSERT_STATUS(nxl_md_check(a, "peer", &hl), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len,
+                              "peer", NULL, &x),
+                     NXL_ERR_NOT_FOUND);
+
+    XT_ASSERT_OK(nxl_md_load(a, descs, descs_len, NULL, 0));
+    XT_ASSERT_OK(nxl_md_check(a, "peer", &hl));
+    XT_ASSERT_STATUS(nxl_md_check(a, "peer", &sl), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len, "peer",
+                          NULL, &x));
+    cf_fill(loc, len, 700, 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 700, "partial") == 0);
+
+    XT_ASSERT_OK(nxl_md_load(a, sdescs, sdescs_len, NULL, 0));
+    XT_ASSERT_OK(nxl_md_check(a, "peer", &sl));
+    XT_ASSERT_OK(nxl_md_check(a, "peer", &hl));
+    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)loc, sd.addr, len, "peer",
+                          NULL, &x));
+    XT_ASSERT(cf_pfill(&p, CF_REG_SHARED, 0, len, 701) == 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(loc, len, 701, 0, "partial shared") == 0);
+
+    /* Descriptors with conn info: one step, on a fresh agent. */
+    XT_ASSERT_OK(cf_agent("main2", CF_NO_LISTEN, &b));
+    XT_ASSERT_OK(nxl_md_load(b, both, both_len, NULL, 0));
+    XT_ASSERT_OK(nxl_md_check(b, "peer", &hl));
+    XT_ASSERT_STATUS(nxl_md_check(b, "peer", &sl), NXL_ERR_NOT_FOUND);
+    nxl_agent_destroy(b);
+
+    free(conn);
+    free(descs);
+    free(sdescs);
+    free(both);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* A peer killed with SIGKILL during a loop of big transfers (NIXL
+ * error_handling "during transfer", §4.5, §7.12; DESIGN §3: a dead peer
+ * surfaces as NXL_ERR_REMOTE_DISCONNECT, never a hang): the first error
+ * is REMOTE_DISCONNECT (or NOT_FOUND once the peer is marked dead) within
+ * 2 s; later posts keep failing; a restarted peer of the same name loads
+ * with nxl_md_fetch and is used. */
+static int
+t_peer_killed(void)
+{
+    const uint64_t len = 8 * CF_MIB;
+    cf_peer_cfg pc = {NULL, len, 0, 0}, pc2 = {NULL, len, 0, 1};
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL, *x2 = NULL;
+    nxl_status_t st;
+    uint64_t t0, dt;
+    uint8_t *loc;
+    cf_peer p, p2;
+    int k, posts = 0;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_spawn(&p, &pc) == 0);
+    XT_ASSERT(cf_spawn(&p2, &pc2) == 0);
+    XT_ASSERT_OK(cf_agent("main", 0, &a));
+    XT_ASSERT_OK(cf_fetch(a, &p));
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    cf_fill(loc, len, 800, 0);
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                          &x));
+    for (k = 0; k < 3; k++) {
+        XT_ASSERT_OK(cf_run(x, NULL));
+    }
+
+    /* Kill it right after a post (in flight if the backend is async). */
+    st = nxl_xfer_post(x, NULL);
+    t0 = xt_now_ms();
+    cf_pkill(&p);
+    for (;;) {
+        if (st == NXL_IN_PROG) {
+            st = nxl_xfer_wait(x, 50);
+            if (st == NXL_ERR_TIMEOUT) {
+                st = NXL_IN_PROG;
+            }
+        } else if (st == NXL_OK) {
+            st = nxl_xfer_post(x, NULL);
+            posts++;
+        } else {
+            break;
+        }
+        if (xt_now_ms() - t0 > 5000) {
+            XT_FAILF("no error 5 s after the peer was killed (%d posts "
+                     "succeeded)", posts);
+        }
+    }
+    dt = xt_now_ms() - t0;
+    printf("  peer death seen after %" PRIu64 " ms (%s)\n", dt,
+           nxl_status_name(st));
+    CF_ASSERT_ONE_OF(st, NXL_ERR_REMOTE_DISCONNECT, NXL_ERR_NOT_FOUND);
+    if (dt > 2000) {
+        XT_FAILF("peer death reported after %" PRIu64 " ms (> 2000)", dt);
+    }
+    /* Later posts fail at once (the peer is gone), never hang. */
+    st = nxl_xfer_post(x, NULL);
+    if (st == NXL_IN_PROG) {
+        st = nxl_xfer_wait(x, 2000);
+    }
+    CF_ASSERT_ONE_OF(st, NXL_ERR_REMOTE_DISCONNECT, NXL_ERR_NOT_FOUND);
+    printf("  next post: %s; nxl_md_check: %s\n", nxl_status_name(st),
+           nxl_status_name(nxl_md_check(a, "peer", NULL)));
+    nxl_xfer_release(x);
+    /* New requests to the dead peer fail too. */
+    CF_ASSERT_ONE_OF(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer",
+                              NULL, &x2),
+                     NXL_ERR_NOT_FOUND, NXL_ERR_REMOTE_DISCONNECT);
+
+    /* A new process of the same name: fetch and use. */
+    XT_ASSERT(cf_peer_start(&p2) == 0);
+    XT_ASSERT_OK(cf_fetch(a, &p2));
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p2, CF_REG_HEAP, 0), len, "peer", NULL,
+                          &x2));
+    cf_fill(loc, len, 801, 0);
+    XT_ASSERT_OK(cf_run(x2, NULL));
+    XT_ASSERT(cf_pcheck(&p2, CF_REG_HEAP, 0, len, 801, "restarted peer") ==
+              0);
+    nxl_xfer_release(x2);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p2);
+}
+
+/* One thread of t_threads: its own buffers and slice of the peer. */
+typedef struct {
+    nxl_agent_t *a;
+    uint64_t raddr;
+    int idx;
+    int rc;
+    char err[CF_ERR_MAX];
+} cf_thr;
+
+#define CF_THR_FAIL(t, ...)                                                   \
+    do {                                                                      \
+        snprintf((t)->err, sizeof((t)->err), __VA_ARGS__);                    \
+        (t)->rc = 1;                                                          \
+        goto out;                                                             \
+    } while (0)
+
+static void *
+cf_thr_main(void *arg)
+{
+    const uint64_t len = CF_MIB;
+    cf_thr *t = arg;
+    nxl_xfer_t *xw = NULL, *xr = NULL;
+    nxl_status_t st;
+    uint8_t *src = cf_map(len), *dst = cf_map(len);
+    int i, reg = 0;
+
+    if (src == NULL || dst == NULL) {
+        CF_THR_FAIL(t, "mmap failed");
+    }
+    if ((st = cf_reg(t->a, src, len)) != NXL_OK ||
+        (st = cf_reg(t->a, dst, len)) != NXL_OK) {
+        CF_THR_FAIL(t, "register: %s (%s)", nxl_status_name(st),
+                    nxl_last_error());
+    }
+    reg = 1;
+    for (i = 0; i < 30; i++) {
+        if (i % 10 == 0) {
+            nxl_xfer_release(xw);
+            nxl_xfer_release(xr);
+            xw = xr = NULL;
+            if ((st = cf_xfer1(t->a, NXL_WRITE, (uintptr_t)src, t->raddr,
+                               len, "peer", NULL, &xw)) != NXL_OK ||
+                (st = cf_xfer1(t->a, NXL_READ, (uintptr_t)dst, t->raddr, len,
+                               "peer", NULL, &xr)) != NXL_OK) {
+                CF_THR_FAIL(t, "create: %s (%s)", nxl_status_name(st),
+                            nxl_last_error());
+            }
+        }
+        cf_fill(src, len, (uint32_t)(t->idx * 1000 + i), 0);
+        memset(dst, 0, len);
+        if ((st = cf_run(xw, NULL)) != NXL_OK) {
+            CF_THR_FAIL(t, "iteration %d WRITE: %s (%s)", i,
+                        nxl_status_name(st), nxl_last_error());
+        }
+        if ((st = cf_run(xr, NULL)) != NXL_OK) {
+            CF_THR_FAIL(t, "iteration %d READ: %s (%s)", i,
+                        nxl_status_name(st), nxl_last_error());
+        }
+        if (memcmp(src, dst, len) != 0) {
+            CF_THR_FAIL(t, "iteration %d: data read back differs", i);
+        }
+    }
+out:
+    nxl_xfer_release(xw);
+    nxl_xfer_release(xr);
+    if (reg) {
+        cf_dereg(t->a, src, len);
+        cf_dereg(t->a, dst, len);
+    }
+    cf_unmap(src, len);
+    cf_unmap(dst, len);
+    return NULL;
+}
+
+/* Concurrent transfers on one agent under NXL_SYNC_RW (NIXL
+ * multi_threading "concurrent transfers on one agent", DESIGN §7): four
+ * threads, each registering its own buffers and a slice of the peer,
+ * WRITE then READ back 30 times (recreating requests every 10), data
+ * checked every time. */
+static int
+t_threads(void)
+{
+    enum { T = 4 };
+    nxl_agent_t *a = NULL;
+    pthread_t th[T];
+    cf_thr t[T];
+    cf_peer p;
+    int i, rc = 0;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, T * CF_MIB, 0, CF_SYNC_RW, &a) == 0);
+    for (i = 0; i < T; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].a = a;
+        t[i].idx = i;
+        t[i].raddr = cf_raddr(&p, CF_REG_HEAP, (uint64_t)i * CF_MIB);
+        XT_ASSERT_EQ(pthread_create(&th[i], NULL, cf_thr_main, &t[i]), 0);
+    }
+    for (i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        if (t[i].rc != 0) {
+            fprintf(stderr, "thread %d: %s\n", i, t[i].err);
+            rc = 1;
+        }
+    }
+    XT_ASSERT_EQ(rc, 0);
+    nxl_agent_destroy(a);
+    return cf_pstop(&p);
+}
+
+/* Bad input gets the documented status and an nxl_last_error message, no
+ * crash, and leaves outputs untouched (nxl.h; NIXL §7.3, python
+ * "improper descriptor inputs"): NULL arguments, a bad op, zero length,
+ * mismatched counts and lengths, unregistered local memory, remote
+ * descriptors outside the peer's regions (wholly and partly), an unknown
+ * peer, bad indices, garbage metadata; the agent still works after. */
+static int
+t_bad_input(void)
+{
+    const uint64_t len = 64 * CF_KIB;
+    nxl_xfer_t *const sentinel = (nxl_xfer_t *)(uintptr_t)0x5151;
+    nxl_prepped_t *const psent = (nxl_prepped_t *)(uintptr_t)0x5252;
+    nxl_prepped_t *lp = NULL, *rp = NULL, *pp = psent;
+    nxl_xfer_t *x = sentinel, *ok = NULL;
+    nxl_xfer_telemetry_t tm;
+    nxl_backend_t *be = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_desc_t ld, rd, l2[2], r2[2], bad;
+    nxl_dlist_t ll, rl, l2l, r2l, badl, nulld = {NXL_DRAM, NULL, 1};
+    uint8_t *loc, *unreg, junk[64];
+    size_t i0 = 0, i1 = 1, i2 = 2;
+    uint64_t rbase;
+    nxl_opts_t o;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    unreg = cf_map(len);
+    XT_ASSERT(loc != NULL && unreg != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    rbase = cf_raddr(&p, CF_REG_HEAP, 0);
+    ld = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
+    rd = (nxl_desc_t){rbase, 4096, 0};
+    ll = cf_dl(&ld, 1);
+    rl = cf_dl(&rd, 1);
+
+    /* NULL arguments and a bad op. */
+    XT_ASSERT_STATUS(nxl_xfer_create(NULL, NXL_WRITE, &ll, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, NULL, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, NULL, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, NULL, NULL, &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL,
+                                     NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, (nxl_op_t)7, &ll, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &nulld, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &nulld, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT(x == sentinel);
+
+    /* Zero length, counts, lengths. */
+    l2[0] = (nxl_desc_t){(uintptr_t)loc, 0, 0};
+    r2[0] = (nxl_desc_t){rbase, 0, 0};
+    l2l = cf_dl(l2, 1);
+    r2l = cf_dl(r2, 1);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &r2l, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    l2[0] = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
+    l2[1] = (nxl_desc_t){(uintptr_t)loc + 8192, 4096, 0};
+    l2l = cf_dl(l2, 2);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    r2[0] = (nxl_desc_t){rbase, 2048, 0};
+    r2l = cf_dl(r2, 1);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &r2l, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &r2l, "peer", NULL,
+                                     &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT(x == sentinel);
+
+    /* Memory not covered by registrations. */
+    badl = cf_dl(&bad, 1);
+    bad = (nxl_desc_t){(uintptr_t)unreg, 4096, 0};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){(uintptr_t)loc + len - 2048, 4096, 0};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){rbase + len, 4096, 0};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){rbase + len - 2048, 4096, 0};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &badl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){rbase - 1, 4096, 0};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){rbase, 4096, 7}; /* another device id */
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "nobody", NULL,
+                                     &x),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(x == sentinel);
+
+    /* Prepared lists. */
+    XT_ASSERT_STATUS(nxl_dlist_prep(NULL, "peer", &rl, NULL, &pp),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", NULL, NULL, &pp),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &rl, NULL, NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, "nobody", &rl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){rbase + len - 2048, 4096, 0};
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &badl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    bad = (nxl_desc_t){(uintptr_t)unreg, 4096, 0};
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &badl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(pp == psent);
+
+    /* Indices out of range, unequal pair lengths, NULLs. */
+    l2[0] = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
+    l2[1] = (nxl_desc_t){(uintptr_t)loc + 8192, 2048, 0};
+    r2[0] = (nxl_desc_t){rbase, 4096, 0};
+    r2[1] = (nxl_desc_t){rbase + 8192, 4096, 0};
+    l2l = cf_dl(l2, 2);
+    r2l = cf_dl(r2, 2);
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &l2l, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &r2l, NULL, &rp));
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i2, rp, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i2, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i1, rp, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, NULL, rp, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, NULL, &i0, rp, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, NULL, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, (nxl_op_t)9, lp, &i0, rp, &i0, 1, NULL,
+                                   &x),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, NULL,
+                                   NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT(x == sentinel);
+
+    /* Request calls on NULL. */
+    XT_ASSERT_STATUS(nxl_xfer_post(NULL, NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_status(NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_wait(NULL, 10), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_telemetry(NULL, &tm), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_backend(NULL, &be), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &ok));
+    XT_ASSERT_STATUS(nxl_xfer_telemetry(ok, NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_backend(ok, NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_xfer_status(ok), NXL_ERR_NOT_POSTED);
+    XT_ASSERT_STATUS(nxl_xfer_wait(ok, 10), NXL_ERR_NOT_POSTED);
+
+    /* Notifications. */
+    XT_ASSERT_STATUS(nxl_notif_send(NULL, "peer", "x", 1, NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_notif_send(a, "peer", NULL, 5, NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_notif_send(a, "nobody", "x", 1, NULL),
+                     NXL_ERR_NOT_FOUND);
+
+    /* Garbage metadata, and metadata calls without a peer address. */
+    memset(junk, 0xee, sizeof(junk));
+    CF_ASSERT_ONE_OF(nxl_md_load(a, junk, sizeof(junk), NULL, 0),
+                     NXL_ERR_MISMATCH, NXL_ERR_PROTO);
+    nxl_opts_init(&o);
+    XT_ASSERT_STATUS(nxl_md_fetch(a, "peer", &o), NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(nxl_md_invalidate_local(a, &o), NXL_ERR_NOT_SUPPORTED);
+
+    /* None of it broke anything. */
+    cf_fill(loc, 4096, 900, 0);
+    XT_ASSERT_OK(cf_run(ok, NULL));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, 4096, 900, "after bad input") ==
+              0);
+    nxl_xfer_release(ok);
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    cf_unmap(unreg, len);
+    return cf_pstop(&p);
+}
+
+/* nxl_xfer_wait with a timeout (nxl.h; NIXL has no wait): NOT_POSTED for
+ * an unposted request; with the peer stopped (SIGSTOP) an unfinished
+ * transfer gives NXL_ERR_TIMEOUT after about the timeout, sleeping rather
+ * than spinning; a zero timeout returns at once; once the peer resumes the
+ * wait completes and the data is there. Backends that complete without
+ * the peer's help (CMA) just finish. */
+static int
+t_wait_timeout(void)
+{
+    const uint64_t len = 16 * CF_MIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st;
+    cf_cont_arg ca;
+    pthread_t th;
+    uint64_t t0, dt, c0, dc;
+    uint8_t *loc;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    cf_fill(loc, len, 1000, 0);
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                          &x));
+    t0 = xt_now_ms();
+    XT_ASSERT_STATUS(nxl_xfer_wait(x, 500), NXL_ERR_NOT_POSTED);
+    XT_ASSERT(xt_now_ms() - t0 < 400);
+
+    XT_ASSERT_EQ(kill(p.pid, SIGSTOP), 0);
+    ca.pid = p.pid;
+    ca.delay_ms = 6000;
+    ca.done = 0;
+    XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
+    t0 = xt_now_ms();
+    st = nxl_xfer_post(x, NULL);
+    dt = xt_now_ms() - t0;
+    if (dt > 3000) {
+        XT_FAILF("post blocked %" PRIu64 " ms on a stopped peer", dt);
+    }
+    if (st == NXL_IN_PROG) {
+        t0 = xt_now_ms();
+        c0 = cf_cpu_us();
+        st = nxl_xfer_wait(x, 300);
+        dt = xt_now_ms() - t0;
+        dc = cf_cpu_us() - c0;
+        if (st == NXL_ERR_TIMEOUT) {
+            XT_ASSERT(nxl_last_error()[0] != '\0');
+            if (dt < 280 || dt > 2500) {
+                XT_FAILF("wait(300 ms) timed out after %" PRIu64 " ms", dt);
+            }
+            if (dc > dt * 1000 / 2) {
+                XT_FAILF("wait spun: %" PRIu64 " us CPU in %" PRIu64 " ms",
+                         dc, dt);
+            }
+            t0 = xt_now_ms();
+            st = nxl_xfer_wait(x, 0);
+            XT_ASSERT(xt_now_ms() - t0 < 200);
+            if (st != NXL_ERR_TIMEOUT && st != NXL_OK) {
+                XT_FAILF("wait(0) -> %s (%s)", nxl_status_name(st),
+                         nxl_last_error());
+            }
+        } else {
+            XT_ASSERT_OK(st);
+            printf("  note: transfer finished with the peer stopped\n");
+        }
+    } else {
+        XT_ASSERT_OK(st);
+        printf("  note: post completed inline with the peer stopped\n");
+    }
+    ca.done = 1;
+    pthread_join(th, NULL);
+    if (st != NXL_OK) {
+        XT_ASSERT_OK(nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS));
+    }
+    XT_ASSERT_OK(nxl_xfer_status(x));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1000, "after wait") == 0);
+    nxl_xfer_release(x);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* nxl_xfer_release of an in-flight request (nxl.h: cancels and returns
+ * only when no backend touches its buffers; NIXL releaseXferReq): right
+ * after post, and with the peer stopped (release must not wait for it);
+ * the local buffer is unmapped at once after release (a late access would
+ * crash) and the agent keeps working with the peer. */
+static int
+t_release_inflight(void)
+{
+    const uint64_t len = 16 * CF_MIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st;
+    cf_cont_arg ca;
+    pthread_t th;
+    uint64_t t0, dt;
+    uint8_t *loc;
+    cf_peer p;
+    int k;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    for (k = 0; k < 3; k++) {
+        nxl_op_t op = k == 1 ? NXL_READ : NXL_WRITE;
+
+        loc = cf_map(len);
+        XT_ASSERT(loc != NULL);
+        XT_ASSERT_OK(cf_reg(a, loc, len));
+        XT_ASSERT_OK(cf_xfer1(a, op, (uintptr_t)loc,
+                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                              &x));
+        if (k == 2) {
+            XT_ASSERT_EQ(kill(p.pid, SIGSTOP), 0);
+            ca.pid = p.pid;
+            ca.delay_ms = 4000;
+            ca.done = 0;
+            XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
+        }
+        st = nxl_xfer_post(x, NULL);
+        if (st != NXL_OK && st != NXL_IN_PROG) {
+            XT_FAILF("post -> %s (%s)", nxl_status_name(st),
+                     nxl_last_error());
+        }
+        t0 = xt_now_ms();
+        nxl_xfer_release(x);
+        dt = xt_now_ms() - t0;
+        XT_ASSERT_OK(cf_dereg(a, loc, len));
+        cf_unmap(loc, len);
+        if (k == 2) {
+            ca.done = 1;
+            pthread_join(th, NULL);
+            if (dt >= 3500) {
+                XT_FAILF("release of an in-flight request waited %" PRIu64
+                         " ms for a stopped peer",
+                         dt);
+            }
+        }
+    }
+
+    /* The agent and the peer still work. */
+    loc = cf_map(CF_MIB);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, CF_MIB));
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), CF_MIB, "peer", NULL,
+                          &x));
+    cf_fill(loc, CF_MIB, 1100, 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, CF_MIB, 1100, "after release") ==
+              0);
+    nxl_xfer_release(x);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, CF_MIB);
+    return cf_pstop(&p);
+}
+
+/* Telemetry (NIXL §7.10, getXferTelemetry): NO_TELEMETRY unless the agent
+ * captures it; then total_bytes and desc_count (after merging) are exact,
+ * xfer_us >= post_us and start_us is the wall-clock time of the post;
+ * prepared lists merge contiguous runs unless skip_merge. */
+static int
+t_telemetry(void)
+{
+    const uint64_t len = CF_MIB;
+    nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_agent_t *a = NULL, *b = NULL;
+    nxl_xfer_telemetry_t tm;
+    nxl_xfer_t *x = NULL;
+    nxl_desc_t ld[4], rd[4];
+    nxl_dlist_t ll, rl;
+    nxl_opts_t o;
+    struct timespec ts;
+    uint64_t now_us;
+    size_t idx[4] = {0, 1, 2, 3};
+    uint8_t *loc;
+    cf_peer p;
+    int k;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), 4096, "peer", NULL,
+                          &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    XT_ASSERT_STATUS(nxl_xfer_telemetry(x, &tm), NXL_ERR_NO_TELEMETRY);
+    nxl_xfer_release(x);
+
+    XT_ASSERT_OK(cf_agent("main2", CF_TELEMETRY | CF_NO_LISTEN, &b));
+    XT_ASSERT_OK(cf_reg(b, loc, len));
+    XT_ASSERT_OK(cf_fetch(b, &p));
+    /* Three scattered 64 KiB pieces. */
+    ld[0] = (nxl_desc_t){(uintptr_t)loc, 65536, 0};
+    ld[1] = (nxl_desc_t){(uintptr_t)loc + 131072, 65536, 0};
+    ld[2] = (nxl_desc_t){(uintptr_t)loc + 262144, 65536, 0};
+    rd[0] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 524288), 65536, 0};
+    rd[1] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), 65536, 0};
+    rd[2] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 262144), 65536, 0};
+    ll = cf_dl(ld, 3);
+    rl = cf_dl(rd, 3);
+    XT_ASSERT_OK(nxl_xfer_create(b, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
+    for (k = 0; k < 2; k++) {
+        XT_ASSERT_OK(cf_run(x, NULL));
+        memset(&tm, 0, sizeof(tm));
+        XT_ASSERT_OK(nxl_xfer_telemetry(x, &tm));
+        XT_ASSERT_EQ(tm.total_bytes, 3 * 65536);
+        XT_ASSERT_EQ(tm.desc_count, 3);
+        if (tm.xfer_us < tm.post_us) {
+            XT_FAILF("xfer_us %" PRIu64 " < post_us %" PRIu64, tm.xfer_us,
+                     tm.post_us);
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+        if (tm.start_us > now_us || now_us - tm.start_us > 60000000u) {
+            XT_FAILF("start_us %" PRIu64 " is not the time of the post "
+                     "(now %" PRIu64 ")",
+                     tm.start_us, now_us);
+        }
+    }
+    nxl_xfer_release(x);
+
+    /* Four contiguous 16 KiB blocks on both sides: merged into one. */
+    for (k = 0; k < 4; k++) {
+        ld[k] = (nxl_desc_t){(uintptr_t)loc + (uint64_t)k * 16384, 16384, 0};
+        rd[k] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, (uint64_t)k * 16384),
+                             16384, 0};
+    }
+    ll = cf_dl(ld, 4);
+    rl = cf_dl(rd, 4);
+    XT_ASSERT_OK(nxl_dlist_prep(b, NULL, &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(b, "peer", &rl, NULL, &rp));
+    for (k = 0; k < 2; k++) {
+        nxl_opts_init(&o);
+        o.skip_merge = k;
+        XT_ASSERT_OK(nxl_xfer_make(b, NXL_READ, lp, idx, rp, idx, 4, &o, &x));
+        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, 65536, 1200 + (uint32_t)k) ==
+                  0);
+        XT_ASSERT_OK(cf_run(x, NULL));
+        XT_ASSERT(cf_check_local(loc, 65536, 1200 + (uint32_t)k, 0,
+                                 "merged READ") == 0);
+        XT_ASSERT_OK(nxl_xfer_telemetry(x, &tm));
+        XT_ASSERT_EQ(tm.total_bytes, 65536);
+        XT_ASSERT_EQ(tm.desc_count, k ? 4 : 1);
+        nxl_xfer_release(x);
+    }
+    nxl_dlist_release(lp);
+    nxl_dlist_release(rp);
+    nxl_agent_destroy(b);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* The prepared-list path (nxl_dlist_prep + nxl_xfer_make, NIXL
+ * prepXferDlist/makeXferReq) and the one-shot path (nxl_xfer_create) move
+ * the same data: blocks by index in reverse order, a subset, local lists
+ * prepared with NULL and "" alike; a transfer outlives the prepared lists
+ * it was made from. */
+static int
+t_prepped(void)
+{
+    enum { NB = 16 };
+    const uint64_t blk = 64 * CF_KIB, len = NB * blk;
+    nxl_prepped_t *lp = NULL, *lp2 = NULL, *rp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *xw = NULL, *xr = NULL, *xc = NULL;
+    nxl_desc_t ld[NB], rd[NB];
+    nxl_dlist_t ll, rl;
+    size_t li[NB], ri[NB], sl[3] = {3, 4, 5}, sr[3] = {7, 8, 9};
+    uint8_t *loc;
+    cf_peer p;
+    size_t i;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    for (i = 0; i < NB; i++) {
+        ld[i] = (nxl_desc_t){(uintptr_t)loc + i * blk, blk, 0};
+        rd[i] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, i * blk), blk, 0};
+        li[i] = i;
+        ri[i] = NB - 1 - i;
+    }
+    ll = cf_dl(ld, NB);
+    rl = cf_dl(rd, NB);
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "", &ll, NULL, &lp2));
+    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+
+    /* WRITE local block i to remote block NB-1-i. */
+    for (i = 0; i < NB; i++) {
+        cf_fill(loc + i * blk, blk, 1300, (NB - 1 - i) * blk);
+    }
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, li, rp, ri, NB, NULL, &xw));
+    XT_ASSERT_OK(cf_run(xw, NULL));
+    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1300, "prepped WRITE") == 0);
+
+    /* READ remote blocks 7..9 into local 3..5. */
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_READ, lp2, sl, rp, sr, 3, NULL, &xr));
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1301) == 0);
+    memset(loc, 0xa5, len);
+    XT_ASSERT_OK(cf_run(xr, NULL));
+    XT_ASSERT(cf_check_local(loc + 3 * blk, 3 * blk, 1301, 7 * blk,
+                             "prepped READ") == 0);
+    XT_ASSERT(cf_check_byte(loc, 3 * blk, 0xa5, "prepped READ") == 0);
+    XT_ASSERT(cf_check_byte(loc + 6 * blk, len - 6 * blk, 0xa5,
+                            "prepped READ") == 0);
+
+    /* Transfers stay valid after their prepared lists are released. */
+    nxl_dlist_release(lp);
+    nxl_dlist_release(lp2);
+    nxl_dlist_release(rp);
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1302) == 0);
+    XT_ASSERT_OK(cf_run(xr, NULL));
+    XT_ASSERT(cf_check_local(loc + 3 * blk, 3 * blk, 1302, 7 * blk,
+                             "READ after release of lists") == 0);
+
+    /* The one-shot path over the same lists. */
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &rl, "peer", NULL, &xc));
+    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1303) == 0);
+    XT_ASSERT_OK(cf_run(xc, NULL));
+    XT_ASSERT(cf_check_local(loc, len, 1303, 0, "one-shot READ") == 0);
+
+    nxl_xfer_release(xw);
+    nxl_xfer_release(xr);
+    nxl_xfer_release(xc);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* An idle agent with a progress thread sleeps (DESIGN §7: the thread
+ * sleeps on the backends' fds, no busy spinning): after a transfer and a
+ * notification, both processes use < 5% CPU over 2 s. */
+static int
+t_idle_cpu(void)
+{
+    const uint64_t len = CF_MIB, ms = 2000;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    uint64_t t0, c0, dc, dt;
+    uint8_t *loc;
+    cf_cmd c;
+    cf_rep r;
+    cf_peer p;
+
+    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    XT_ASSERT(cf_setup(&p, len, 0, CF_PROGRESS, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                          &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT_OK(nxl_notif_send(a, "peer", "idle", 4, NULL));
+    usleep(100000);
+
+    c = cf_cmd_of(CF_OP_IDLE_CPU);
+    c.arg = (int)ms;
+    XT_ASSERT(cf_send(&p, &c) == 0);
+    t0 = xt_now_ms();
+    c0 = cf_cpu_us();
+    usleep((useconds_t)ms * 1000u);
+    dc = cf_cpu_us() - c0;
+    dt = xt_now_ms() - t0;
+    XT_ASSERT(cf_recv(&p, &r, NULL) == 0);
+    printf("  idle CPU: this process %" PRIu64 " us in %" PRIu64
+           " ms, peer %" PRIu64 " us in %" PRIu64 " ms\n",
+           dc, dt, r.value, r.value2 / 1000);
+    if (dc * 20 > dt * 1000) {
+        XT_FAILF("idle agent used %" PRIu64 " us CPU in %" PRIu64
+                 " ms (>= 5%%)",
+                 dc, dt);
+    }
+    if (r.value * 20 > r.value2) {
+        XT_FAILF("idle peer used %" PRIu64 " us CPU in %" PRIu64
+                 " us (>= 5%%)",
+                 r.value, r.value2);
+    }
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_pstop(&p);
+}
+
+/* nxl_mem_alloc_shared regions (nxl.h, DESIGN §3 SHM) work as either side
+ * of READ and WRITE: shared <-> shared, shared <-> heap, heap <-> shared,
+ * started by us and by the peer (which loads our metadata). */
+static int
+t_shared(void)
+{
+    const uint64_t len = CF_MIB, n = 256 * CF_KIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    uint8_t *heap, *shm = NULL, *lb;
+    uint32_t seed = 1400;
+    cf_cmd c;
+    cf_rep r;
+    cf_peer p;
+    int op, combo, dir;
+
+    CF_NEED(NXL_CAP_REMOTE);
+    XT_ASSERT(cf_setup(&p, len, len, 0, &a) == 0);
+    heap = cf_map(len);
+    XT_ASSERT(heap != NULL);
+    XT_ASSERT_OK(nxl_mem_alloc_shared(len, (void **)&shm));
+    XT_ASSERT_OK(cf_reg(a, heap, len));
+    XT_ASSERT_OK(cf_reg(a, shm, len));
+
+    /* We initiate: combo 0 shared/shared, 1 shared/heap, 2 heap/shared. */
+    for (combo = 0; combo < 3; combo++) {
+        int rreg = combo == 1 ? CF_REG_HEAP : CF_REG_SHARED;
+        uint64_t loff = 4096 * (uint64_t)(combo + 1), roff = 8192;
+
+        lb = combo == 2 ? heap : shm;
+        for (op = NXL_READ; op <= NXL_WRITE; op++) {
+            seed++;
+            if (op == NXL_WRITE) {
+                cf_fill(lb + loff, n, seed, roff);
+            } else {
+                XT_ASSERT(cf_pfill(&p, rreg, roff, n, seed) == 0);
+            }
+            XT_ASSERT_OK(cf_xfer1(a, (nxl_op_t)op, (uintptr_t)lb + loff,
+                                  cf_raddr(&p, rreg, roff), n, "peer", NULL,
+                                  &x));
+            XT_ASSERT_OK(cf_run(x, NULL));
+            nxl_xfer_release(x);
+            if (op == NXL_WRITE) {
+                XT_ASSERT(cf_pcheck(&p, rreg, roff, n, seed,
+                                    "WRITE to shared") == 0);
+            } else {
+                XT_ASSERT(cf_check_local(lb + loff, n, seed, roff,
+                                         "READ with shared") == 0);
+            }
+        }
+    }
+
+    /* The peer initiates, into and out of our shared and heap regions. */
+    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
+                              "main"),
+                   NXL_OK);
+    for (dir = 0; dir < 4; dir++) {
+        int preg = dir & 1 ? CF_REG_SHARED : CF_REG_HEAP;
+        uint64_t poff = 4096, moff = 12288;
+
+        lb = dir & 2 ? heap : shm;
+        for (op = NXL_READ; op <= NXL_WRITE; op++) {
+            seed++;
+            if (op == NXL_WRITE) {
+                /* The peer pushes its region into ours. */
+                XT_ASSERT(cf_pfill(&p, preg, poff, n, seed) == 0);
+            } else {
+                /* The peer pulls ours into its region. */
+                cf_fill(lb + moff, n, seed, poff);
+            }
+            c = cf_cmd_of(CF_OP_XFER);
+            c.arg = op;
+            c.region = preg;
+            c.off = poff;
+            c.len = n;
+            c.raddr = (uintptr_t)lb + moff;
+            snprintf(c.name, sizeof(c.name), "main");
+            XT_ASSERT(cf_call(&p, &c, &r) == 0);
+            CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+            if (op == NXL_WRITE) {
+                XT_ASSERT(cf_check_local(lb + moff, n, seed, poff,
+                                         "peer WRITE into us") == 0);
+            } else {
+                XT_ASSERT(cf_pcheck(&p, preg, poff, n, seed,
+                                    "peer READ from us") == 0);
+            }
+        }
+    }
+
+    nxl_agent_destroy(a);
+    nxl_mem_free_shared(shm);
+    cf_unmap(heap, len);
+    return cf_pstop(&p);
+}
+
+const xt_suite xt_suite_conformance = {
+    .name = "conformance",
+    .timeout_s = 60,
+    .params = xt_backends,
+    .cases = (const xt_case[]){
+        {"sizes", t_sizes},
+        {"many_descs", t_many_descs},
+        {"repost", t_repost},
+        {"notif_xfer", t_notif_xfer},
+        {"notif_standalone", t_notif_standalone},
+        {"notif_self", t_notif_self},
+        {"loopback", t_loopback},
+        {"sidechannel", t_sidechannel},
+        {"invalidate", t_invalidate},
+        {"md_errors", t_md_errors},
+        {"md_partial", t_md_partial},
+        {"peer_killed", t_peer_killed},
+        {"threads", t_threads},
+        {"bad_input", t_bad_input},
+        {"wait_timeout", t_wait_timeout},
+        {"release_inflight", t_release_inflight},
+        {"telemetry", t_telemetry},
+        {"prepped", t_prepped},
+        {"idle_cpu", t_idle_cpu},
+        {"shared", t_shared},
+        {NULL, NULL},
+    },
+};
