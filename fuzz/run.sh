@@ -13,11 +13,11 @@ cd "$top"
 
 CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_md fuzz_sc
+cmake --build "$build" --target fuzz_md fuzz_sc fuzz_tcp
 
 seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
-mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$build/fuzz-artifacts"
+mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$build/fuzz-artifacts"
 # Seeds: the golden blob, a future-minor copy, a few prefixes; for the
 # side channel a LOAD frame carrying it and OK / error ACK replies.
 /usr/bin/python3 - "$top/tests/data/md_golden_v1.bin" "$seeds" <<'PY'
@@ -40,10 +40,20 @@ put("fuzz_sc", "invl", frame(3, b"prefill-0"))
 put("fuzz_sc", "ack_ok", frame(4, ack(0, b"")))
 put("fuzz_sc", "ack_err", frame(4, ack(-6, b"md: agent B: conn info changed")))
 put("fuzz_sc", "md", frame(5, golden))
+# TCP backend: a hello, a READ request, a WRITE with an inline notif, a
+# READ reply; and a conn-info blob with two addresses.
+def th(t, fl=0, st=0, nd=0, aux=0, i=0, d=0):
+    return struct.pack("<HBBiIIQQ", 0x584e, t, fl, st, nd, aux, i, d)
+h = struct.pack("<IHHHHH", 0x54435458, 1, 0, 1, 0, 7) + b"agent-a"
+put("fuzz_tcp", "stream", th(1, aux=len(h)) + h + th(3, nd=1, i=1) +
+    struct.pack("<QQ", 4096, 64) + th(5, 1, nd=1, aux=2, i=2, d=4) +
+    struct.pack("<QQ", 8192, 4) + b"hi" + b"data" + th(4, i=1, d=3) + b"abc")
+put("fuzz_tcp", "conninfo", struct.pack("<BBHQ", 1, 2, 4242, 99) + bytes([9]) +
+    b"10.77.0.1" + bytes([9]) + b"127.0.0.1")
 PY
 
 rc=0
-for t in fuzz_md fuzz_sc; do
+for t in fuzz_md fuzz_sc fuzz_tcp; do
     corpus="$build/fuzz-corpus/$t"
     mkdir -p "$corpus"
     log="$build/fuzz-$t.log"

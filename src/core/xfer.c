@@ -292,63 +292,21 @@ xfer_free(nxl_xfer_t *x)
     free(x);
 }
 
-/* xfer_build makes a transfer of n index pairs from two resolved lists
- * (agent lock held). */
+/* xfer_build_on makes the transfer on backend be (agent lock held). */
 static nxl_status_t
-xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
-           const size_t *lidx, const nxl_prepped_t *rp, const size_t *ridx,
-           size_t n, const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
+xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
+              const nxl_prepped_t *lp, const size_t *lidx,
+              const nxl_prepped_t *rp, const size_t *ridx, size_t n,
+              const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
 {
     nxl_be_seg_t *ls, *rs;
-    nxl_backend_t *be = NULL;
-    nxl__peer_t *peer;
     nxl_status_t status;
     nxl_xfer_t *x;
-    uint32_t mask;
     uint64_t total = 0;
     size_t i, m = 0, li, ri;
     unsigned b;
     bool merge = opts == NULL || !opts->skip_merge;
 
-    if ((unsigned)op > NXL_WRITE) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: bad operation %d",
-                         (int)op);
-    }
-    if (lp->remote || !rp->remote) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "xfer: the local list must be prepared without an "
-                         "agent name and the remote list with one");
-    }
-    if (lp->agent != a || rp->agent != a) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "xfer: lists prepared by another agent");
-    }
-    if (!rp->self) {
-        peer = nxl__peer_find(a, rp->peer);
-        if (peer == NULL || peer->generation != rp->gen ||
-            atomic_load(&peer->dead)) {
-            return nxl__fail(NXL_ERR_NOT_FOUND,
-                             "xfer: metadata of '%s' was invalidated or "
-                             "reloaded since the list was prepared", rp->peer);
-        }
-    }
-    mask = lp->mask & rp->mask;
-    for (b = 0; b < a->nbackends; b++) {
-        if (!(mask & (1u << b)) || !be_allowed(a->backends[b], opts)) {
-            continue;
-        }
-        if (a->backends[b]->ops.caps &
-            (rp->self ? NXL_CAP_LOCAL : NXL_CAP_REMOTE)) {
-            be = a->backends[b];
-            break;
-        }
-    }
-    if (be == NULL) {
-        return nxl__fail(NXL_ERR_NOT_FOUND,
-                         "xfer: no backend covers both lists (local %s, "
-                         "remote '%s')",
-                         lp->count ? "ok" : "empty", rp->peer);
-    }
     x = calloc(1, sizeof(*x));
     if (x == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
@@ -438,6 +396,65 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
 
 err_free:
     xfer_free(x);
+    return status;
+}
+
+/* xfer_build makes a transfer of n index pairs from two resolved lists
+ * (agent lock held). */
+static nxl_status_t
+xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
+           const size_t *lidx, const nxl_prepped_t *rp, const size_t *ridx,
+           size_t n, const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
+{
+    nxl_status_t status = NXL_ERR_NOT_FOUND;
+    nxl__peer_t *peer;
+    nxl_backend_t *be;
+    uint32_t mask;
+    unsigned b, tried = 0;
+
+    if ((unsigned)op > NXL_WRITE) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: bad operation %d",
+                         (int)op);
+    }
+    if (lp->remote || !rp->remote) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer: the local list must be prepared without an "
+                         "agent name and the remote list with one");
+    }
+    if (lp->agent != a || rp->agent != a) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer: lists prepared by another agent");
+    }
+    if (!rp->self) {
+        peer = nxl__peer_find(a, rp->peer);
+        if (peer == NULL || peer->generation != rp->gen ||
+            atomic_load(&peer->dead)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "xfer: metadata of '%s' was invalidated or "
+                             "reloaded since the list was prepared", rp->peer);
+        }
+    }
+    /* Backends in creation order; one that turns the transfer down
+     * (NOT_SUPPORTED, e.g. POSIX for DRAM to DRAM) passes it on. */
+    mask = lp->mask & rp->mask;
+    for (b = 0; b < a->nbackends; b++) {
+        be = a->backends[b];
+        if (!(mask & (1u << b)) || !be_allowed(be, opts) ||
+            !(be->ops.caps & (rp->self ? NXL_CAP_LOCAL : NXL_CAP_REMOTE))) {
+            continue;
+        }
+        tried++;
+        status = xfer_build_on(a, be, op, lp, lidx, rp, ridx, n, opts,
+                               xfer_p);
+        if (status != NXL_ERR_NOT_SUPPORTED) {
+            return status;
+        }
+    }
+    if (tried == 0) {
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "xfer: no backend covers both lists (remote '%s')",
+                         rp->peer);
+    }
     return status;
 }
 

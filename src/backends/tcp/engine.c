@@ -36,9 +36,6 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"stripe_min_bytes", "1048576"},
 };
 
-/* An address of the static sentinel handed out as the remote md. */
-static uint8_t be_tcp_rmd_sentinel;
-
 /* be_tcp_parse_u64 parses a whole decimal string within [lo, hi]. */
 static nxl_status_t
 be_tcp_parse_u64(const char *key, const char *val, uint64_t lo, uint64_t hi,
@@ -719,15 +716,17 @@ be_tcp_peer_unload(void *self, void *peer_ctx)
     be_tcp_peer_free(peer);
 }
 
-/* be_tcp_md_unpack accepts a peer region: TCP regions carry no public
- * data, so anything else is malformed. */
+/* be_tcp_md_unpack records a peer region's bounds, so prep can refuse a
+ * descriptor outside it before anything goes on the wire (the target
+ * checks again). TCP regions carry no public data: anything is malformed. */
 static nxl_status_t
 be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                  nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
 {
+    be_tcp_region_t *r;
+
     (void)self;
     (void)peer_ctx;
-    (void)desc;
     (void)pub;
     if (kind != NXL_DRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
@@ -737,22 +736,33 @@ be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         return nxl__fail(NXL_ERR_PROTO,
                          "tcp: unexpected %zu bytes of region data", len);
     }
-    *rmd_p = &be_tcp_rmd_sentinel;
+    if (desc == NULL || desc->len > UINT64_MAX - desc->addr) {
+        return nxl__fail(NXL_ERR_PROTO, "tcp: remote region wraps around");
+    }
+    r = malloc(sizeof(*r));
+    if (r == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: md_unpack: out of memory");
+    }
+    r->addr = desc->addr;
+    r->len = desc->len;
+    *rmd_p = r;
     return NXL_OK;
 }
 
-/* be_tcp_md_unload: nothing was allocated. */
+/* be_tcp_md_unload frees what md_unpack made. */
 static void
 be_tcp_md_unload(void *self, void *rmd)
 {
     (void)self;
-    (void)rmd;
+    free(rmd);
 }
 
-/* be_tcp_signal counts events and makes the event fd readable (once until
- * the next progress call) and wakes the agent. */
+/* be_tcp_signal counts n events and makes the event fd readable (one
+ * write until the next progress call drains it). A notification also
+ * wakes the agent (host->wake), as the backend contract asks; for
+ * completions the event fd, which the agent sleeps on, is enough. */
 void
-be_tcp_signal(be_tcp_engine_t *eng, unsigned n)
+be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif)
 {
     uint64_t one = 1;
     ssize_t rc;
@@ -761,9 +771,9 @@ be_tcp_signal(be_tcp_engine_t *eng, unsigned n)
     if (atomic_exchange(&eng->efd_pending, 1) == 0) {
         rc = write(eng->efd, &one, sizeof(one));
         (void)rc;
-        if (eng->host != NULL && eng->host->wake != NULL) {
-            eng->host->wake(eng->host->ctx);
-        }
+    }
+    if (notif && eng->host != NULL && eng->host->wake != NULL) {
+        eng->host->wake(eng->host->ctx);
     }
 }
 

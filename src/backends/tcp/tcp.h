@@ -217,6 +217,8 @@ struct be_tcp_req {
     uint32_t pending;        /* parts not done; under io_lock after post */
     int err;                 /* first error, under io_lock */
     uint64_t deadline_ns;    /* 0 = none */
+    atomic_bool posting;     /* post is still queueing parts */
+    bool failing;            /* req_fail is detaching parts */
     be_tcp_txi_t ntx;        /* trailing notification frame */
     bool ntx_queued;
     be_tcp_conn_t *ntx_conn;
@@ -293,7 +295,8 @@ struct be_tcp_peer {
     char why[160];
 };
 
-/* be_tcp_region_t is a local registration (what mem_register returns). */
+/* be_tcp_region_t is a registration: what mem_register returns for a
+ * local region and md_unpack for a peer's. */
 typedef struct be_tcp_region {
     uint64_t addr;
     uint64_t len;
@@ -348,12 +351,19 @@ struct be_tcp_engine {
  * registered region. Takes the region read lock. */
 bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len);
 
-/* be_tcp_signal counts n events and makes the event fd readable. */
-void be_tcp_signal(be_tcp_engine_t *eng, unsigned n);
+/* be_tcp_signal counts n events (completions, or a notification when
+ * notif) and makes the event fd readable. */
+void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
 
 /* --- io.c --------------------------------------------------------------- */
 
 nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
+/* be_tcp_rx_inline receives req's replies on the calling thread if the
+ * I/O thread is idle (trylock); never blocks. */
+void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
+
+/* be_tcp_kick wakes the I/O thread (it re-reads its timeout). */
+void be_tcp_kick(be_tcp_engine_t *eng);
 void be_tcp_io_stop(be_tcp_engine_t *eng);
 
 /* be_tcp_conn_new makes a connection around a connected non-blocking fd
@@ -386,6 +396,10 @@ void be_tcp_conn_free(be_tcp_conn_t *conn);
  * reply discarded. io_lock held. */
 void be_tcp_part_detach(be_tcp_part_t *part);
 
+/* be_tcp_ntx_detach takes req's trailing notification off its
+ * connection's queue (io_lock held). */
+void be_tcp_ntx_detach(be_tcp_req_t *req);
+
 /* be_tcp_sock_tune sets TCP_NODELAY, keepalive and the user timeout. */
 void be_tcp_sock_tune(int fd);
 
@@ -398,7 +412,7 @@ void be_tcp_part_done(be_tcp_part_t *part, nxl_status_t st, const char *why);
  * is not done, then sets the status (io_lock held). */
 void be_tcp_req_fail(be_tcp_req_t *req, nxl_status_t st, const char *why);
 
-/* be_tcp_reqnotif_sent is called when a trailing notification went out
+/* be_tcp_reqnotif_done is called when a trailing notification went out
  * (ok) or its connection died (!ok). io_lock held. */
 void be_tcp_reqnotif_done(be_tcp_req_t *req, bool ok);
 

@@ -1,0 +1,101 @@
+#!/bin/sh
+# bench/posix/run.sh - the POSIX backend against fio on the same file, runs
+# interleaved (fio, nxl, nxl, fio, ...) so that both see the same device
+# weather; prints every run, the medians and the median per-round ratio.
+#
+#   bench/posix/run.sh [BUILD_DIR] [FILE] [ROUNDS] [SECONDS]
+#
+# CASES (environment) picks cases: read1 read16 write1 write16 rand32.
+# FILE (default /tmp/nxl-posix-bench/f1g) is created with fio if missing
+# (1 GiB). Cases: 1 MiB sequential read and write with O_DIRECT at queue
+# depth 1 and 16, and 4 KiB random reads with O_DIRECT at queue depth 32
+# (nxl: transfers of 64 x 1 MiB or 1024 x 4 KiB descriptors, two in
+# flight, the backend's queue_depth set to fio's iodepth).
+# Needs fio; O_DIRECT needs a file system that supports it (not tmpfs or
+# overlay on older kernels): point FILE at one that does. Environment:
+# FIO_EXTRA adds fio options (e.g. "--fixedbufs=1 --registerfiles=1", what
+# nxl does by default); NXL_EXTRA adds bench options (e.g. "-a threads -j 32"
+# or "-o fixed_buffers=0").
+set -eu
+
+BUILD=${1:-build}
+FILE=${2:-/tmp/nxl-posix-bench/f1g}
+ROUNDS=${3:-11}
+SECS=${4:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$(dirname "$FILE")/nxl_posix_bench
+
+command -v fio >/dev/null || { echo "run.sh: fio not found" >&2; exit 1; }
+mkdir -p "$(dirname "$FILE")"
+cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/include" \
+   "$ROOT/bench/posix/nxl_posix_bench.c" -o "$BIN" \
+   -L"$ROOT/$BUILD/src" -lnxl -Wl,-rpath,"$ROOT/$BUILD/src"
+if [ ! -s "$FILE" ]; then
+  fio --name=prep --filename="$FILE" --size=1G --rw=write --bs=1M \
+      --ioengine=psync --direct=1 >/dev/null
+fi
+echo "file: $FILE on $(df -T "$FILE" | awk 'NR==2 {print $2, $1}')"
+
+# fio_run runs fio and prints KiB/s and IOPS.
+fio_run() { # rw bs depth
+  fio --name=b --filename="$FILE" --size=1G --rw="$1" --bs="$2" \
+      --iodepth="$3" --ioengine=io_uring --direct=1 --runtime="$SECS" \
+      --time_based ${FIO_EXTRA:-} --output-format=terse --terse-version=3 \
+      2>/dev/null |
+    awk -F';' -v rw="$1" '{ if (rw ~ /write/) { print $48, $49 }
+                            else { print $7, $8 } }'
+}
+
+# nxl_run runs the bench and prints KiB/s and IOPS.
+nxl_run() { # mode bs depth blocks-per-xfer xfers
+  "$BIN" -f "$FILE" -m "$1" -b "$2" -q "$3" -n "$4" -r "$5" -d -t "$SECS" \
+    ${NXL_EXTRA:-} |
+    sed -n 's/.*: \([0-9.]*\) MiB\/s, \([0-9]*\) IOPS.*/\1 \2/p' |
+    awk '{ printf "%d %d\n", $1 * 1024, $2 }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# run_case alternates fio and nxl (the order flips every round) and reports
+# the median IOPS of each and the median of the per-round ratios: the
+# device's speed drifts, so only runs next to each other are compared.
+run_case() { # label rw bs depth blocks xfers
+  : >/tmp/nxl-posix-bench.fio
+  : >/tmp/nxl-posix-bench.nxl
+  : >/tmp/nxl-posix-bench.ratio
+  i=0
+  while [ $i -lt "$ROUNDS" ]; do
+    if [ $((i % 2)) -eq 0 ]; then
+      f=$(fio_run "$2" "$3" "$4")
+      n=$(nxl_run "$2" "$3" "$4" "$5" "$6")
+    else
+      n=$(nxl_run "$2" "$3" "$4" "$5" "$6")
+      f=$(fio_run "$2" "$3" "$4")
+    fi
+    echo "  $1 round $i: fio $f | nxl $n (KiB/s IOPS)"
+    fi_=$(echo "$f" | awk '{print $2}')
+    ni_=$(echo "$n" | awk '{print $2}')
+    echo "$fi_" >>/tmp/nxl-posix-bench.fio
+    echo "$ni_" >>/tmp/nxl-posix-bench.nxl
+    awk -v a="$ni_" -v b="$fi_" 'BEGIN { printf "%.3f\n", a / b }' \
+      >>/tmp/nxl-posix-bench.ratio
+    i=$((i + 1))
+  done
+  echo "$1: median IOPS fio $(median </tmp/nxl-posix-bench.fio)," \
+       "nxl $(median </tmp/nxl-posix-bench.nxl);" \
+       "median nxl/fio ratio $(median </tmp/nxl-posix-bench.ratio)"
+}
+
+CASES=${CASES:-"read1 read16 write1 write16 rand32"}
+for c in $CASES; do
+  case $c in
+  read1) run_case "read 1M qd1" read 1M 1 64 1 ;;
+  read16) run_case "read 1M qd16" read 1M 16 64 2 ;;
+  write1) run_case "write 1M qd1" write 1M 1 64 1 ;;
+  write16) run_case "write 1M qd16" write 1M 16 64 2 ;;
+  rand32) run_case "randread 4k qd32" randread 4k 32 1024 2 ;;
+  *) echo "run.sh: unknown case $c" >&2; exit 1 ;;
+  esac
+done
+rm -f /tmp/nxl-posix-bench.fio /tmp/nxl-posix-bench.nxl \
+      /tmp/nxl-posix-bench.ratio

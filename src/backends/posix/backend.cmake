@@ -1,0 +1,18 @@
+# POSIX backend: DRAM <-> FILE inside one agent. The pread/pwrite thread
+# pool is always built; the io_uring engine only when pkg-config finds
+# liburing. Every source of the backend sees the same NXL_HAVE_LIBURING,
+# since it changes the engine's layout.
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  set(NXL_POSIX_SOURCES backends/posix/posix.c backends/posix/posix_pool.c)
+  pkg_check_modules(LIBURING IMPORTED_TARGET liburing)
+  if(LIBURING_FOUND)
+    list(APPEND NXL_POSIX_SOURCES backends/posix/posix_uring.c)
+    set_property(SOURCE ${NXL_POSIX_SOURCES} APPEND PROPERTY
+                 COMPILE_DEFINITIONS NXL_HAVE_LIBURING=1)
+    list(APPEND NXL_LINK_LIBS PkgConfig::LIBURING)
+  else()
+    message(STATUS "POSIX backend: liburing not found, thread pool only")
+  endif()
+  list(APPEND NXL_SOURCES ${NXL_POSIX_SOURCES})
+  list(APPEND NXL_BUILTIN_BACKENDS posix)
+endif()

@@ -1,0 +1,1268 @@
+/*
+ * posix.c - the POSIX backend: its ops table, parameters, registrations,
+ * the loopback peer, and requests (prep/post/check/cancel/release).
+ *
+ * Registrations: a DRAM region is remembered (and entered in the ring's
+ * buffer table when possible); a FILE region {addr = offset, len, dev_id =
+ * fd} takes a reference on the engine's record of that open file, made on
+ * first use from fstat (identity), fcntl(F_GETFL) (access mode, O_DIRECT)
+ * and statx(STATX_DIOALIGN) or BLKSSZGET (O_DIRECT alignment). A FILE
+ * registration needs a length: NIXL's "len 0 = whole file" is refused by
+ * the core, and here too.
+ *
+ * Every post checks again that each fd of the transfer still names the
+ * registered file (a closed fd is NXL_ERR_IO, another file behind the same
+ * number NXL_ERR_MISMATCH) and whether it is O_DIRECT now; with O_DIRECT,
+ * every file offset and length must be a multiple of the file's offset
+ * alignment and every buffer address a multiple of its memory alignment,
+ * or the post fails with NXL_ERR_INVALID_PARAM naming the descriptor and
+ * what is misaligned. prep makes the same checks so a bad transfer fails
+ * when it is made.
+ */
+#include "backends/posix/posix.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* --- parameters ----------------------------------------------------------- */
+
+static const nxl_param_t be_posix_defaults[] = {
+    {"api", "auto"},           /* auto | uring | threads */
+    {"queue_depth", "64"},     /* io_uring operations in flight */
+    {"submit_batch", "4"},     /* io_uring SQEs per submission, at most */
+    {"num_threads", "8"},      /* thread-pool workers */
+    {"chunk_size", "1048576"}, /* largest single read or write */
+    {"fixed_buffers", "1"},    /* DRAM regions in the ring's buffer table */
+    {"fixed_files", "1"},      /* fds in the ring's file table */
+    {"use_uring", "false"},    /* NIXL spelling of api=uring */
+    {"use_aio", "false"},      /* NIXL: Linux AIO; here the same as auto */
+    {"use_posix_aio", "false"} /* NIXL: POSIX AIO; here api=threads */
+};
+
+/* What the api parameters ask for. */
+typedef enum be_posix_want {
+    BE_POSIX_WANT_AUTO = 0,
+    BE_POSIX_WANT_URING = 1,
+    BE_POSIX_WANT_THREADS = 2
+} be_posix_want_t;
+
+/* be_posix_parse_u64 parses a decimal value of key within [min, max], with
+ * an optional k/m/g (binary) suffix when bytes is set. */
+static nxl_status_t
+be_posix_parse_u64(const char *key, const char *val, int bytes, uint64_t min,
+                   uint64_t max, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+    int shift = 0;
+
+    if (val == NULL || val[0] < '0' || val[0] > '9') {
+        goto err_bad;
+    }
+    errno = 0;
+    v = strtoull(val, &end, 10);
+    if (errno != 0) {
+        goto err_bad;
+    }
+    if (bytes && *end != '\0' && end[1] == '\0') {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            goto err_bad;
+        }
+        end++;
+    }
+    if (*end != '\0' || v > (max >> shift)) {
+        goto err_bad;
+    }
+    v <<= shift;
+    if (v < min) {
+        goto err_bad;
+    }
+    *out = v;
+    return NXL_OK;
+
+err_bad:
+    return nxl__fail(NXL_ERR_INVALID_PARAM,
+                     "posix: %s=\"%s\": expected an integer in [%" PRIu64
+                     ", %" PRIu64 "]%s",
+                     key, val ? val : "(null)", min, max,
+                     bytes ? " (k/m/g suffix allowed)" : "");
+}
+
+/* be_posix_parse_bool parses 1/0, true/false, yes/no, on/off. */
+static nxl_status_t
+be_posix_parse_bool(const char *key, const char *val, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    size_t i;
+
+    for (i = 0; val != NULL && i < NXL__ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(val, yes[i]) == 0) {
+            *out = true;
+            return NXL_OK;
+        }
+    }
+    for (i = 0; val != NULL && i < NXL__ARRAY_SIZE(no); i++) {
+        if (strcasecmp(val, no[i]) == 0) {
+            *out = false;
+            return NXL_OK;
+        }
+    }
+    return nxl__fail(NXL_ERR_INVALID_PARAM,
+                     "posix: %s=\"%s\": expected true or false", key,
+                     val ? val : "(null)");
+}
+
+/* be_posix_parse_params reads params (keys of be_posix_defaults) into eng
+ * and *want_p. */
+static nxl_status_t
+be_posix_parse_params(be_posix_engine_t *eng, const nxl_params_t *params,
+                      be_posix_want_t *want_p)
+{
+    be_posix_want_t want = BE_POSIX_WANT_AUTO;
+    bool api_set = false, b, use_uring = false, use_paio = false;
+    const nxl_param_t *p;
+    nxl_status_t st = NXL_OK;
+    uint64_t v;
+    size_t i;
+
+    eng->queue_depth = 64;
+    eng->submit_batch = 4;
+    eng->num_threads = 8;
+    eng->chunk = 1u << 20;
+    eng->fixed_buffers = true;
+    eng->fixed_files = true;
+    for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
+        p = &params->items[i];
+        if (p->key == NULL || p->value == NULL) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM, "posix: NULL parameter");
+        }
+        if (strcmp(p->key, "api") == 0) {
+            if (strcasecmp(p->value, "auto") == 0) {
+                want = BE_POSIX_WANT_AUTO;
+            } else if (strcasecmp(p->value, "uring") == 0 ||
+                       strcasecmp(p->value, "io_uring") == 0) {
+                want = BE_POSIX_WANT_URING;
+                api_set = true;
+            } else if (strcasecmp(p->value, "threads") == 0) {
+                want = BE_POSIX_WANT_THREADS;
+                api_set = true;
+            } else {
+                return nxl__fail(NXL_ERR_INVALID_PARAM,
+                                 "posix: api=\"%s\": expected auto, uring or "
+                                 "threads", p->value);
+            }
+        } else if (strcmp(p->key, "queue_depth") == 0) {
+            st = be_posix_parse_u64(p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
+                                    &v);
+            eng->queue_depth = (unsigned)v;
+        } else if (strcmp(p->key, "submit_batch") == 0) {
+            st = be_posix_parse_u64(p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
+                                    &v);
+            eng->submit_batch = (unsigned)v;
+        } else if (strcmp(p->key, "num_threads") == 0) {
+            st = be_posix_parse_u64(p->key, p->value, 0, 1,
+                                    BE_POSIX_MAX_THREADS, &v);
+            eng->num_threads = (unsigned)v;
+        } else if (strcmp(p->key, "chunk_size") == 0) {
+            st = be_posix_parse_u64(p->key, p->value, 1, 4096,
+                                    BE_POSIX_MAX_CHUNK, &v);
+            if (st == NXL_OK && v % 4096 != 0) {
+                st = nxl__fail(NXL_ERR_INVALID_PARAM,
+                               "posix: chunk_size=%s is not a multiple of "
+                               "4096 (O_DIRECT needs aligned pieces)",
+                               p->value);
+            }
+            eng->chunk = v;
+        } else if (strcmp(p->key, "fixed_buffers") == 0) {
+            st = be_posix_parse_bool(p->key, p->value, &eng->fixed_buffers);
+        } else if (strcmp(p->key, "fixed_files") == 0) {
+            st = be_posix_parse_bool(p->key, p->value, &eng->fixed_files);
+        } else if (strcmp(p->key, "use_uring") == 0) {
+            st = be_posix_parse_bool(p->key, p->value, &use_uring);
+        } else if (strcmp(p->key, "use_posix_aio") == 0) {
+            st = be_posix_parse_bool(p->key, p->value, &use_paio);
+        } else if (strcmp(p->key, "use_aio") == 0) {
+            st = be_posix_parse_bool(p->key, p->value, &b);
+        } else {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: unknown parameter '%s'", p->key);
+        }
+    }
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (use_uring && use_paio) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "posix: use_uring and use_posix_aio exclude each "
+                         "other");
+    }
+    if (!api_set && use_uring) {
+        want = BE_POSIX_WANT_URING;
+    } else if (!api_set && use_paio) {
+        want = BE_POSIX_WANT_THREADS;
+    }
+    *want_p = want;
+    return NXL_OK;
+}
+
+/* --- engine --------------------------------------------------------------- */
+
+/* be_posix_fini releases whatever be_posix_init set up. */
+static void
+be_posix_fini(void *self)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_region_t *r;
+    be_posix_file_t *f;
+
+    if (eng->threads != NULL) {
+        be_posix_pool_stop(eng);
+    }
+#ifdef NXL_HAVE_LIBURING
+    if (eng->ring_ready) {
+        be_posix_uring_fini(eng);
+    }
+#endif
+    /* The core deregisters everything first; this only guards leaks. */
+    while ((r = eng->drams) != NULL) {
+        eng->drams = r->next;
+        free(r);
+    }
+    while ((f = eng->files) != NULL) {
+        eng->files = f->next;
+        close(f->iofd);
+        free(f);
+    }
+    if (eng->efd >= 0) {
+        close(eng->efd);
+        eng->efd = -1;
+    }
+    if (eng->cv_ready) {
+        pthread_cond_destroy(&eng->work_cv);
+        pthread_cond_destroy(&eng->done_cv);
+        eng->cv_ready = false;
+    }
+    if (eng->lock_ready) {
+        pthread_mutex_destroy(&eng->lock);
+        eng->lock_ready = false;
+    }
+}
+
+/* be_posix_init reads params, makes the eventfd and starts the io_uring
+ * engine or, when asked or when io_uring is refused under api=auto, the
+ * thread pool. On failure be_posix_fini cleans up. */
+static nxl_status_t
+be_posix_init(void *self, const nxl_backend_host_t *host,
+              const nxl_params_t *params)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_want_t want = BE_POSIX_WANT_AUTO;
+    nxl_status_t st;
+
+    eng->host = host;
+    eng->efd = -1;
+    pthread_mutex_init(&eng->lock, NULL);
+    eng->lock_ready = true;
+    pthread_cond_init(&eng->work_cv, NULL);
+    pthread_cond_init(&eng->done_cv, NULL);
+    eng->cv_ready = true;
+
+    st = be_posix_parse_params(eng, params, &want);
+    if (st != NXL_OK) {
+        return st;
+    }
+    eng->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (eng->efd < 0) {
+        return nxl__fail_errno(errno, "posix: eventfd");
+    }
+    if (want != BE_POSIX_WANT_THREADS) {
+#ifdef NXL_HAVE_LIBURING
+        st = be_posix_uring_init(eng);
+        if (st == NXL_OK) {
+            eng->api = BE_POSIX_API_URING;
+            return NXL_OK;
+        }
+        if (want == BE_POSIX_WANT_URING) {
+            return st;
+        }
+        nxl__log(NXL_LOG_INFO, "posix: %s; using the thread pool",
+                 nxl_last_error());
+        nxl__clear_error();
+#else
+        if (want == BE_POSIX_WANT_URING) {
+            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                             "posix: io_uring unavailable: NXL was built "
+                             "without liburing (api=uring)");
+        }
+#endif
+    }
+    eng->api = BE_POSIX_API_THREADS;
+    return be_posix_pool_start(eng);
+}
+
+/* be_posix_event_fd returns the eventfd that completions make readable. */
+static int
+be_posix_event_fd(void *self)
+{
+    be_posix_engine_t *eng = self;
+
+    return eng->efd;
+}
+
+/* be_posix_signal bumps the eventfd (declared in posix.h). */
+void
+be_posix_signal(be_posix_engine_t *eng)
+{
+    uint64_t one = 1;
+
+    if (write(eng->efd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is saturated, so the fd is readable. */
+    }
+}
+
+/* be_posix_progress drains the eventfd, then reaps io_uring completions and
+ * issues queued work. Returns the completions seen. */
+static unsigned
+be_posix_progress(void *self)
+{
+    be_posix_engine_t *eng = self;
+    unsigned n = 0;
+    uint64_t v;
+
+    /* Drain first: a completion that lands after the read makes the fd
+     * readable again, so none is left unsignalled. */
+    if (read(eng->efd, &v, sizeof(v)) == (ssize_t)sizeof(v) &&
+        eng->api == BE_POSIX_API_THREADS) {
+        n = (unsigned)NXL__MIN(v, (uint64_t)UINT_MAX);
+    }
+#ifdef NXL_HAVE_LIBURING
+    if (eng->api == BE_POSIX_API_URING) {
+        pthread_mutex_lock(&eng->lock);
+        n += be_posix_uring_pump(eng);
+        pthread_mutex_unlock(&eng->lock);
+    }
+#endif
+    return n;
+}
+
+/* --- files ---------------------------------------------------------------- */
+
+/* be_posix_file_probe fills f from fd: identity, access mode, O_DIRECT and
+ * its alignment. */
+static nxl_status_t
+be_posix_file_probe(int fd, be_posix_file_t *f)
+{
+    struct stat st;
+    int fl, ss;
+
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "posix: FILE descriptor names fd %d, which is not "
+                         "open (%s)", fd, strerror(errno));
+    }
+    if (fstat(fd, &st) != 0) {
+        return nxl__fail_errno(errno, "posix: fstat(fd %d)", fd);
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "posix: fd %d is neither a regular file nor a block "
+                         "device (mode 0%o)", fd, (unsigned)st.st_mode);
+    }
+    memset(f, 0, sizeof(*f));
+    f->fd = fd;
+    f->iofd = -1;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->accmode = fl & O_ACCMODE;
+    f->direct = (fl & O_DIRECT) != 0;
+    f->fixed = -1;
+    f->dio_off_align = 512;
+    f->dio_mem_align = 512;
+#ifdef STATX_DIOALIGN
+    {
+        struct statx stx;
+
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+            (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
+            f->dio_off_align = stx.stx_dio_offset_align;
+            f->dio_mem_align = NXL__MAX(stx.stx_dio_mem_align, 1u);
+            return NXL_OK;
+        }
+    }
+#endif
+    if (S_ISBLK(st.st_mode) && ioctl(fd, BLKSSZGET, &ss) == 0 && ss > 0) {
+        f->dio_off_align = (uint32_t)ss;
+        f->dio_mem_align = (uint32_t)ss;
+    }
+    return NXL_OK;
+}
+
+/* be_posix_file_get finds the engine's record of fd (same file) or makes
+ * one, and takes a reference (lock held). */
+static nxl_status_t
+be_posix_file_get(be_posix_engine_t *eng, int fd, be_posix_file_t **f_p)
+{
+    be_posix_file_t probe, *f;
+    nxl_status_t st;
+
+    st = be_posix_file_probe(fd, &probe);
+    if (st != NXL_OK) {
+        return st;
+    }
+    for (f = eng->files; f != NULL; f = f->next) {
+        if (f->fd == fd && f->dev == probe.dev && f->ino == probe.ino) {
+            break;
+        }
+    }
+    if (f == NULL) {
+        f = malloc(sizeof(*f));
+        if (f == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
+        }
+        *f = probe;
+        f->iofd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (f->iofd < 0) {
+            st = nxl__fail_errno(errno, "posix: duplicating fd %d", fd);
+            free(f);
+            return st;
+        }
+        f->next = eng->files;
+        if (eng->files != NULL) {
+            eng->files->prev = f;
+        }
+        eng->files = f;
+#ifdef NXL_HAVE_LIBURING
+        if (eng->ring_ready && eng->fixed_files) {
+            be_posix_uring_add_file(eng, f);
+        }
+#endif
+    }
+    f->refs++;
+    *f_p = f;
+    return NXL_OK;
+}
+
+/* be_posix_file_put drops a reference; the last one frees f (lock held). */
+static void
+be_posix_file_put(be_posix_engine_t *eng, be_posix_file_t *f)
+{
+    if (--f->refs > 0) {
+        return;
+    }
+#ifdef NXL_HAVE_LIBURING
+    if (f->fixed >= 0) {
+        be_posix_uring_del_file(eng, f);
+    }
+#endif
+    if (f->prev != NULL) {
+        f->prev->next = f->next;
+    } else {
+        eng->files = f->next;
+    }
+    if (f->next != NULL) {
+        f->next->prev = f->prev;
+    }
+    close(f->iofd);
+    free(f);
+}
+
+/* --- registrations -------------------------------------------------------- */
+
+/* be_posix_mem_register records a DRAM region (entering it in the ring's
+ * buffer table when possible) or a FILE range of an open fd. */
+static nxl_status_t
+be_posix_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_region_t *r;
+    nxl_status_t st = NXL_OK;
+
+    if (region->kind != NXL_DRAM && region->kind != NXL_FILE) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "posix: memory kind %d is not DRAM or FILE",
+                         (int)region->kind);
+    }
+    if (region->len == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "posix: a registration needs a length (a FILE range "
+                         "of length 0 does not mean the whole file here)");
+    }
+    if (region->kind == NXL_FILE &&
+        (region->dev_id > INT_MAX || region->addr > (uint64_t)INT64_MAX ||
+         region->len > (uint64_t)INT64_MAX - region->addr)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "posix: FILE descriptor (offset %" PRIu64
+                         " len %" PRIu64 " fd %" PRIu64 ") is out of range",
+                         region->addr, region->len, region->dev_id);
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
+    }
+    r->kind = region->kind;
+    r->addr = region->addr;
+    r->len = region->len;
+    r->dev_id = region->dev_id;
+    r->buf_index = -1;
+
+    pthread_mutex_lock(&eng->lock);
+    if (r->kind == NXL_FILE) {
+        st = be_posix_file_get(eng, (int)region->dev_id, &r->file);
+        if (st != NXL_OK) {
+            goto err_unlock;
+        }
+    } else {
+        r->next = eng->drams;
+        if (eng->drams != NULL) {
+            eng->drams->prev = r;
+        }
+        eng->drams = r;
+#ifdef NXL_HAVE_LIBURING
+        if (eng->ring_ready && eng->fixed_buffers) {
+            be_posix_uring_add_buf(eng, r);
+        }
+#endif
+    }
+    eng->last_reg = r;
+    pthread_mutex_unlock(&eng->lock);
+    *md_p = r;
+    return NXL_OK;
+
+err_unlock:
+    pthread_mutex_unlock(&eng->lock);
+    free(r);
+    return st;
+}
+
+/* be_posix_mem_deregister drops a registration; no transfer uses it. */
+static void
+be_posix_mem_deregister(void *self, void *md)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_region_t *r = md;
+
+    pthread_mutex_lock(&eng->lock);
+    if (eng->last_reg == r) {
+        eng->last_reg = NULL;
+    }
+    if (r->kind == NXL_FILE) {
+        be_posix_file_put(eng, r->file);
+    } else {
+#ifdef NXL_HAVE_LIBURING
+        if (r->buf_index >= 0) {
+            be_posix_uring_del_buf(eng, r);
+        }
+#endif
+        if (r->prev != NULL) {
+            r->prev->next = r->next;
+        } else {
+            eng->drams = r->next;
+        }
+        if (r->next != NULL) {
+            r->next->prev = r->prev;
+        }
+    }
+    pthread_mutex_unlock(&eng->lock);
+    free(r);
+}
+
+/* be_posix_md_pack has nothing to publish: the backend is local only. */
+static nxl_status_t
+be_posix_md_pack(void *self, const void *md, nxl_blob_t *out)
+{
+    (void)self, (void)md;
+    out->data = NULL;
+    out->len = 0;
+    return NXL_OK;
+}
+
+/* be_posix_peer_load accepts only this agent itself (loopback). */
+static nxl_status_t
+be_posix_peer_load(void *self, const char *peer, const void *info,
+                   size_t len, void **peer_ctx_p)
+{
+    be_posix_engine_t *eng = self;
+
+    (void)info, (void)len;
+    if (peer == NULL || strcmp(peer, eng->host->agent_name) != 0) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "posix: the POSIX backend moves data inside one "
+                         "agent only; it cannot reach agent '%s'",
+                         peer ? peer : "(null)");
+    }
+    *peer_ctx_p = &eng->self_tag;
+    return NXL_OK;
+}
+
+/* be_posix_region_matches reports whether registration r is desc. */
+static bool
+be_posix_region_matches(const be_posix_region_t *r, const nxl_desc_t *desc,
+                        nxl_mem_t kind)
+{
+    return r->kind == kind && r->addr == desc->addr && r->len == desc->len &&
+           (kind != NXL_FILE || r->dev_id == desc->dev_id);
+}
+
+/* be_posix_md_unpack makes this agent's loopback view of its own region
+ * desc: the same range, the same file reference or buffer slot. */
+static nxl_status_t
+be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
+                   nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_region_t *src = NULL, *v;
+    be_posix_file_t *f;
+
+    (void)pub, (void)len;
+    if (peer_ctx != &eng->self_tag) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "posix: regions of other agents are not reachable");
+    }
+    v = calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
+    }
+    pthread_mutex_lock(&eng->lock);
+    if (eng->last_reg != NULL &&
+        be_posix_region_matches(eng->last_reg, desc, kind)) {
+        src = eng->last_reg;
+    } else if (kind == NXL_DRAM) {
+        for (src = eng->drams; src != NULL; src = src->next) {
+            if (be_posix_region_matches(src, desc, kind)) {
+                break;
+            }
+        }
+    }
+    if (src != NULL) {
+        *v = *src;
+        v->prev = v->next = NULL;
+    } else if (kind == NXL_FILE) {
+        /* The record of the file the fd names now. */
+        struct stat st;
+        bool open = desc->dev_id <= INT_MAX &&
+                    fstat((int)desc->dev_id, &st) == 0;
+
+        for (f = eng->files; f != NULL; f = f->next) {
+            if ((uint64_t)f->fd == desc->dev_id &&
+                (!open || (f->dev == st.st_dev && f->ino == st.st_ino))) {
+                break;
+            }
+        }
+        if (f == NULL) {
+            pthread_mutex_unlock(&eng->lock);
+            free(v);
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "posix: fd %" PRIu64 " is not registered",
+                             desc->dev_id);
+        }
+        *v = (be_posix_region_t){.kind = NXL_FILE, .addr = desc->addr,
+                                 .len = desc->len, .dev_id = desc->dev_id,
+                                 .file = f, .buf_index = -1};
+    } else {
+        pthread_mutex_unlock(&eng->lock);
+        free(v);
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "posix: DRAM region 0x%" PRIx64 "+%" PRIu64
+                         " is not registered", desc->addr, desc->len);
+    }
+    v->view = true;
+    if (v->file != NULL) {
+        v->file->refs++;
+    }
+    pthread_mutex_unlock(&eng->lock);
+    *rmd_p = v;
+    return NXL_OK;
+}
+
+/* be_posix_md_unload drops a loopback view. */
+static void
+be_posix_md_unload(void *self, void *rmd)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_region_t *v = rmd;
+
+    if (v->file != NULL) {
+        pthread_mutex_lock(&eng->lock);
+        be_posix_file_put(eng, v->file);
+        pthread_mutex_unlock(&eng->lock);
+    }
+    free(v);
+}
+
+/* --- the request queue (lock held) ---------------------------------------- */
+
+/* be_posix_enqueue appends req to the queue of requests with parts left. */
+static void
+be_posix_enqueue(be_posix_engine_t *eng, be_posix_req_t *req)
+{
+    req->next = NULL;
+    req->prev = eng->q_tail;
+    if (eng->q_tail != NULL) {
+        eng->q_tail->next = req;
+    } else {
+        eng->q_head = req;
+    }
+    eng->q_tail = req;
+    req->queued = true;
+}
+
+/* be_posix_dequeue removes req from the queue. */
+static void
+be_posix_dequeue(be_posix_engine_t *eng, be_posix_req_t *req)
+{
+    if (req->prev != NULL) {
+        req->prev->next = req->next;
+    } else {
+        eng->q_head = req->next;
+    }
+    if (req->next != NULL) {
+        req->next->prev = req->prev;
+    } else {
+        eng->q_tail = req->prev;
+    }
+    req->prev = req->next = NULL;
+    req->queued = false;
+}
+
+/* be_posix_take_op cuts the next part off the head request (posix.h). */
+void
+be_posix_take_op(be_posix_engine_t *eng, be_posix_op_t *op)
+{
+    be_posix_req_t *req = eng->q_head;
+    const nxl_be_seg_t *ms = &req->mem[req->cur_desc];
+    const nxl_be_seg_t *fs = &req->file[req->cur_desc];
+    const be_posix_region_t *mr = ms->md, *fr = fs->md;
+    uint64_t len = NXL__MIN(eng->chunk, ms->len - req->cur_off);
+
+    op->req = req;
+    op->file = fr->file;
+    op->buf = (uint8_t *)(uintptr_t)(ms->addr + req->cur_off);
+    op->off = fs->addr + req->cur_off;
+    op->len = len;
+    op->desc = req->cur_desc;
+    op->buf_index = mr->buf_index;
+    op->direct = fr->file->direct;
+    op->retries = 0;
+    req->inflight++;
+    req->cur_off += len;
+    if (req->cur_off == ms->len) {
+        req->cur_desc++;
+        req->cur_off = 0;
+    }
+    if (req->cur_desc == req->count) {
+        be_posix_dequeue(eng, req);
+    } else if (req->next != NULL) {
+        /* Round robin: the other requests get the next slots. */
+        be_posix_dequeue(eng, req);
+        be_posix_enqueue(eng, req);
+    }
+}
+
+/* be_posix_advance accounts a partial or full result (posix.h). */
+int
+be_posix_advance(be_posix_op_t *op, uint64_t res, char *msg, size_t cap)
+{
+    const char *what = op->req->to_file ? "write" : "read";
+
+    if (res >= op->len) {
+        return 1;
+    }
+    if (res == 0) {
+        if (!op->req->to_file) {
+            snprintf(msg, cap,
+                     "posix: short read: descriptor %zu reached the end of "
+                     "fd %d at offset %" PRIu64 " with %" PRIu64
+                     " bytes still to read", op->desc, op->file->fd, op->off,
+                     op->len);
+        } else {
+            snprintf(msg, cap,
+                     "posix: write to fd %d at offset %" PRIu64
+                     " (descriptor %zu) made no progress with %" PRIu64
+                     " bytes left", op->file->fd, op->off, op->desc, op->len);
+        }
+        return NXL_ERR_IO;
+    }
+    op->buf += res;
+    op->off += res;
+    op->len -= res;
+    if (op->direct && (op->off % op->file->dio_off_align != 0 ||
+                       (uintptr_t)op->buf % op->file->dio_mem_align != 0)) {
+        /* An O_DIRECT transfer stops short of an aligned point only at the
+         * end of the file (or when the file system is full). */
+        snprintf(msg, cap,
+                 "posix: short %s: O_DIRECT %s of descriptor %zu stopped at "
+                 "offset %" PRIu64 " of fd %d with %" PRIu64
+                 " bytes left (%s)", what, what, op->desc, op->off,
+                 op->file->fd, op->len,
+                 op->req->to_file ? "file system full?" : "end of file");
+        return NXL_ERR_IO;
+    }
+    return 0;
+}
+
+/* be_posix_io_error maps errno to a status and a message (posix.h). */
+nxl_status_t
+be_posix_io_error(const be_posix_op_t *op, int err, char *msg, size_t cap)
+{
+    nxl_status_t st;
+    char ebuf[128];
+    const char *es, *hint = "";
+
+    switch (err) {
+    case EINVAL:
+        st = NXL_ERR_INVALID_PARAM;
+        if (op->direct) {
+            hint = " (O_DIRECT alignment?)";
+        }
+        break;
+    case EFAULT:
+        st = NXL_ERR_INVALID_PARAM;
+        hint = " (memory not mapped)";
+        break;
+    case EBADF:
+        st = NXL_ERR_IO;
+        hint = " (fd closed while the transfer ran?)";
+        break;
+    case ENOMEM:
+        st = NXL_ERR_NOMEM;
+        break;
+    case EPERM:
+    case EACCES:
+        st = NXL_ERR_NOT_ALLOWED;
+        break;
+    case ECANCELED:
+        st = NXL_ERR_CANCELED;
+        break;
+    default:
+        st = NXL_ERR_IO;
+        break;
+    }
+    es = strerror_r(err, ebuf, sizeof(ebuf));
+    snprintf(msg, cap,
+             "posix: %s of %" PRIu64 " bytes at offset %" PRIu64
+             " of fd %d (descriptor %zu) failed: %s%s",
+             op->req->to_file ? "write" : "read", op->len, op->off,
+             op->file->fd, op->desc, es, hint);
+    return st;
+}
+
+/* be_posix_op_finish ends one operation of a request (posix.h). */
+bool
+be_posix_op_finish(be_posix_engine_t *eng, be_posix_op_t *op,
+                   nxl_status_t status, const char *msg)
+{
+    be_posix_req_t *req = op->req;
+
+    req->inflight--;
+    if (status != NXL_OK && req->status == NXL_OK && !req->canceling) {
+        req->status = status;
+        snprintf(req->err, sizeof(req->err), "%s", msg ? msg : "posix: error");
+        if (req->queued) {
+            be_posix_dequeue(eng, req);
+        }
+    }
+    if (req->inflight == 0 && !req->queued) {
+        req->state = BE_POSIX_DONE;
+        return true;
+    }
+    return false;
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+/* be_posix_check_files makes sure each distinct fd of req still names the
+ * registered file and records whether it is O_DIRECT now (lock held). */
+static nxl_status_t
+be_posix_check_files(be_posix_req_t *req)
+{
+    be_posix_file_t *f;
+    struct stat st;
+    size_t i;
+    int fl;
+
+    for (i = 0; i < req->nfiles; i++) {
+        f = req->files[i];
+        if (fstat(f->fd, &st) != 0) {
+            if (errno == EBADF) {
+                return nxl__fail(NXL_ERR_IO,
+                                 "posix: fd %d was closed; a FILE "
+                                 "registration's fd must stay open until it "
+                                 "is deregistered", f->fd);
+            }
+            return nxl__fail_errno(errno, "posix: fstat(fd %d)", f->fd);
+        }
+        if (st.st_dev != f->dev || st.st_ino != f->ino) {
+            return nxl__fail(NXL_ERR_MISMATCH,
+                             "posix: fd %d now names another file (device "
+                             "%llu inode %llu; registered: device %llu "
+                             "inode %llu)", f->fd,
+                             (unsigned long long)st.st_dev,
+                             (unsigned long long)st.st_ino,
+                             (unsigned long long)f->dev,
+                             (unsigned long long)f->ino);
+        }
+        /* The flags of the description the I/O goes through. */
+        fl = fcntl(f->iofd, F_GETFL);
+        if (fl < 0) {
+            return nxl__fail_errno(errno, "posix: fcntl(fd %d)", f->iofd);
+        }
+        f->direct = (fl & O_DIRECT) != 0;
+        f->append = (fl & O_APPEND) != 0;
+        if (f->append && req->to_file) {
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "posix: fd %d is open with O_APPEND: writes "
+                             "would land at the end of the file, not at the "
+                             "descriptors' offsets", f->fd);
+        }
+    }
+    return NXL_OK;
+}
+
+/* be_posix_check_align enforces O_DIRECT alignment on every descriptor of a
+ * file that is O_DIRECT (lock held, after be_posix_check_files). */
+static nxl_status_t
+be_posix_check_align(const be_posix_engine_t *eng, const be_posix_req_t *req)
+{
+    const be_posix_region_t *fr;
+    const be_posix_file_t *f;
+    uint64_t off, len, addr;
+    size_t i;
+
+    for (i = 0; i < req->count; i++) {
+        fr = req->file[i].md;
+        f = fr->file;
+        if (!f->direct) {
+            continue;
+        }
+        off = req->file[i].addr;
+        len = req->file[i].len;
+        addr = req->mem[i].addr;
+        if (off % f->dio_off_align != 0) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu: file offset %" PRIu64
+                             " is not a multiple of %u, which O_DIRECT on fd "
+                             "%d requires", i, off, f->dio_off_align, f->fd);
+        }
+        if (len % f->dio_off_align != 0) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu: length %" PRIu64
+                             " is not a multiple of %u, which O_DIRECT on fd "
+                             "%d requires", i, len, f->dio_off_align, f->fd);
+        }
+        if (addr % f->dio_mem_align != 0) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu: buffer address 0x%" PRIx64
+                             " is not aligned to %u bytes, which O_DIRECT on "
+                             "fd %d requires", i, addr, f->dio_mem_align,
+                             f->fd);
+        }
+        if (eng->chunk % f->dio_off_align != 0) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: chunk_size %" PRIu64 " is not a multiple "
+                             "of fd %d's O_DIRECT alignment %u", eng->chunk,
+                             f->fd, f->dio_off_align);
+        }
+    }
+    return NXL_OK;
+}
+
+/* be_posix_prep_segs checks every descriptor pair of req against its
+ * regions and the file's access mode, and collects the distinct files
+ * (lock held). */
+static nxl_status_t
+be_posix_prep_segs(be_posix_engine_t *eng, be_posix_req_t *req)
+{
+    const be_posix_region_t *mr, *fr;
+    const nxl_be_seg_t *ms, *fs;
+    uint64_t gen = ++eng->mark_gen;
+    size_t i, n = 0;
+
+    for (i = 0; i < req->count; i++) {
+        ms = &req->mem[i];
+        fs = &req->file[i];
+        mr = ms->md;
+        fr = fs->md;
+        if (mr == NULL || fr == NULL || mr->kind != NXL_DRAM ||
+            fr->kind != NXL_FILE || ms->len != fs->len || ms->len == 0) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu is not a DRAM/FILE pair "
+                             "of registered regions", i);
+        }
+        if (ms->addr < mr->addr || ms->addr - mr->addr > mr->len ||
+            ms->len > mr->len - (ms->addr - mr->addr)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu: memory 0x%" PRIx64
+                             "+%" PRIu64 " is outside its registered region",
+                             i, ms->addr, ms->len);
+        }
+        if (fs->dev_id != (uint64_t)fr->file->fd || fs->addr < fr->addr ||
+            fs->addr - fr->addr > fr->len ||
+            fs->len > fr->len - (fs->addr - fr->addr)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "posix: descriptor %zu: file range %" PRIu64
+                             "+%" PRIu64 " of fd %" PRIu64 " is outside the "
+                             "registered range %" PRIu64 "+%" PRIu64
+                             " of fd %d", i, fs->addr, fs->len, fs->dev_id,
+                             fr->addr, fr->len, fr->file->fd);
+        }
+        if (req->to_file && fr->file->accmode == O_RDONLY) {
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "posix: descriptor %zu: fd %d is open read-only "
+                             "and cannot be written", i, fr->file->fd);
+        }
+        if (!req->to_file && fr->file->accmode == O_WRONLY) {
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "posix: descriptor %zu: fd %d is open write-only "
+                             "and cannot be read", i, fr->file->fd);
+        }
+        if (fr->file->mark != gen) {
+            fr->file->mark = gen;
+            n++;
+        }
+    }
+    req->files = malloc(n * sizeof(*req->files));
+    if (req->files == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
+    }
+    gen = ++eng->mark_gen;
+    for (i = 0; i < req->count; i++) {
+        fr = req->file[i].md;
+        if (fr->file->mark != gen) {
+            fr->file->mark = gen;
+            req->files[req->nfiles++] = fr->file;
+        }
+    }
+    return NXL_OK;
+}
+
+/* be_posix_prep sorts out which side is memory and which is the file,
+ * validates the descriptors, and checks O_DIRECT alignment already, so a
+ * transfer that can never run fails when it is made. */
+static nxl_status_t
+be_posix_prep(void *self, void *req_p, const nxl_be_xfer_t *xfer)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_req_t *req = req_p;
+    nxl_status_t st;
+
+    if (xfer->count == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "posix: no descriptors");
+    }
+    if (xfer->peer_ctx != &eng->self_tag) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "posix: local transfers only (agent '%s')",
+                         xfer->peer ? xfer->peer : "(null)");
+    }
+    if (xfer->local_mem == NXL_DRAM && xfer->remote_mem == NXL_FILE) {
+        req->mem = xfer->local;
+        req->file = xfer->remote;
+        req->to_file = xfer->op == NXL_WRITE;
+    } else if (xfer->local_mem == NXL_FILE && xfer->remote_mem == NXL_DRAM) {
+        req->mem = xfer->remote;
+        req->file = xfer->local;
+        req->to_file = xfer->op == NXL_READ;
+    } else {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "posix: moves data between DRAM and FILE only "
+                         "(local kind %d, remote kind %d)",
+                         (int)xfer->local_mem, (int)xfer->remote_mem);
+    }
+    req->eng = eng;
+    req->count = xfer->count;
+    req->state = BE_POSIX_IDLE;
+
+    pthread_mutex_lock(&eng->lock);
+    st = be_posix_prep_segs(eng, req);
+    if (st == NXL_OK) {
+        st = be_posix_check_files(req);
+    }
+    if (st == NXL_OK) {
+        st = be_posix_check_align(eng, req);
+    }
+    pthread_mutex_unlock(&eng->lock);
+    if (st != NXL_OK) {
+        free(req->files);
+        req->files = NULL;
+        req->nfiles = 0;
+    }
+    return st;
+}
+
+/* be_posix_result returns req's outcome (lock held): its status once done,
+ * else NXL_IN_PROG. */
+static nxl_status_t
+be_posix_result(const be_posix_req_t *req)
+{
+    return (req->state == BE_POSIX_DONE) ? req->status : NXL_IN_PROG;
+}
+
+/* be_posix_post validates the files again, queues the request and, with
+ * io_uring, issues its first batch (up to queue_depth operations) in one
+ * submission; data already in the page cache may be copied before it
+ * returns, which then makes it NXL_OK. */
+static nxl_status_t
+be_posix_post(void *self, void *req_p, const nxl_be_xfer_t *xfer)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_req_t *req = req_p;
+    nxl_status_t st;
+
+    (void)xfer;
+    pthread_mutex_lock(&eng->lock);
+    if (req->state == BE_POSIX_ACTIVE) {
+        pthread_mutex_unlock(&eng->lock);
+        return nxl__fail(NXL_ERR_REPOST_ACTIVE,
+                         "posix: the transfer is still in progress");
+    }
+    st = be_posix_check_files(req);
+    if (st == NXL_OK) {
+        st = be_posix_check_align(eng, req);
+    }
+    if (st != NXL_OK) {
+        pthread_mutex_unlock(&eng->lock);
+        return st;
+    }
+    req->state = BE_POSIX_ACTIVE;
+    req->cur_desc = 0;
+    req->cur_off = 0;
+    req->inflight = 0;
+    req->canceling = false;
+    req->status = NXL_OK;
+    req->err[0] = '\0';
+    be_posix_enqueue(eng, req);
+#ifdef NXL_HAVE_LIBURING
+    if (eng->api == BE_POSIX_API_URING) {
+        be_posix_uring_pump(eng);
+    }
+#endif
+    if (eng->api == BE_POSIX_API_THREADS) {
+        pthread_cond_broadcast(&eng->work_cv);
+    }
+    st = be_posix_result(req);
+    pthread_mutex_unlock(&eng->lock);
+    if (st < 0) {
+        return nxl__fail(st, "%s", req->err);
+    }
+    return st;
+}
+
+/* be_posix_check reaps completions (io_uring), issues more work and
+ * reports req's outcome. Never blocks on I/O. */
+static nxl_status_t
+be_posix_check(void *self, void *req_p)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_req_t *req = req_p;
+    nxl_status_t st;
+
+    pthread_mutex_lock(&eng->lock);
+    if (req->state == BE_POSIX_IDLE) {
+        pthread_mutex_unlock(&eng->lock);
+        return nxl__fail(NXL_ERR_NOT_POSTED, "posix: transfer not posted");
+    }
+#ifdef NXL_HAVE_LIBURING
+    if (req->state == BE_POSIX_ACTIVE && eng->api == BE_POSIX_API_URING) {
+        be_posix_uring_pump(eng);
+    }
+#endif
+    st = be_posix_result(req);
+    pthread_mutex_unlock(&eng->lock);
+    if (st < 0) {
+        return nxl__fail(st, "%s", req->err);
+    }
+    return st;
+}
+
+/* be_posix_cancel stops issuing req and returns once none of its
+ * operations is in flight, so its buffers are no longer touched. */
+static void
+be_posix_cancel(void *self, void *req_p)
+{
+    be_posix_engine_t *eng = self;
+    be_posix_req_t *req = req_p;
+
+    pthread_mutex_lock(&eng->lock);
+    if (req->state == BE_POSIX_ACTIVE) {
+        req->canceling = true;
+        if (req->queued) {
+            be_posix_dequeue(eng, req);
+        }
+#ifdef NXL_HAVE_LIBURING
+        if (eng->api == BE_POSIX_API_URING) {
+            be_posix_uring_cancel(eng, req);
+        }
+#endif
+        if (eng->api == BE_POSIX_API_THREADS) {
+            be_posix_pool_cancel(eng, req);
+        }
+        req->state = BE_POSIX_DONE;
+        req->status = NXL_ERR_CANCELED;
+        snprintf(req->err, sizeof(req->err), "posix: transfer canceled");
+    }
+    pthread_mutex_unlock(&eng->lock);
+}
+
+/* be_posix_release frees what prep allocated; req is not in flight. */
+static void
+be_posix_release(void *self, void *req_p)
+{
+    be_posix_req_t *req = req_p;
+
+    (void)self;
+    free(req->files);
+    req->files = NULL;
+    req->nfiles = 0;
+}
+
+const nxl_backend_ops_t nxl__be_posix_ops = {
+    .abi_version = NXL_BACKEND_ABI,
+    .size = sizeof(nxl_backend_ops_t),
+    .name = "POSIX",
+    .caps = NXL_CAP_LOCAL | NXL_CAP_THREAD_SAFE,
+    .mem_kinds = (1u << NXL_DRAM) | (1u << NXL_FILE),
+    .engine_size = sizeof(be_posix_engine_t),
+    .req_size = sizeof(be_posix_req_t),
+    .defaults = be_posix_defaults,
+    .num_defaults = NXL__ARRAY_SIZE(be_posix_defaults),
+    .init = be_posix_init,
+    .fini = be_posix_fini,
+    .mem_register = be_posix_mem_register,
+    .mem_deregister = be_posix_mem_deregister,
+    .md_pack = be_posix_md_pack,
+    .peer_load = be_posix_peer_load,
+    .md_unpack = be_posix_md_unpack,
+    .md_unload = be_posix_md_unload,
+    .prep = be_posix_prep,
+    .post = be_posix_post,
+    .check = be_posix_check,
+    .cancel = be_posix_cancel,
+    .release = be_posix_release,
+    .progress = be_posix_progress,
+    .event_fd = be_posix_event_fd,
+};

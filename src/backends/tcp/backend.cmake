@@ -1,0 +1,9 @@
+# The TCP backend: DRAM over plain TCP sockets, no dependencies beyond
+# libc and pthreads. See docs/backends.md ("TCP").
+list(APPEND NXL_SOURCES
+  backends/tcp/frame.c
+  backends/tcp/engine.c
+  backends/tcp/io.c
+  backends/tcp/xfer.c
+)
+list(APPEND NXL_BUILTIN_BACKENDS tcp)

@@ -1,0 +1,1507 @@
+/*
+ * io.c - the TCP backend's I/O thread and per-connection state machines.
+ *
+ * One thread per engine waits in epoll (level-triggered) on the listening
+ * socket, every connection and a kick eventfd. It holds io_lock while it
+ * handles a batch of events, never while it sleeps. Receiving is its job
+ * alone; sending is shared: whoever appends to an empty tx queue (a posting
+ * thread, or the I/O thread for replies) sends what the socket takes at
+ * once and arms EPOLLOUT for the rest, under the connection's tx_lock.
+ *
+ * Payload never passes through a staging copy when it is large: frames are
+ * sent with sendmsg straight from the registered buffers, and the receiver
+ * readv()s straight into the destination, with the staging buffer as the
+ * last iovec to catch the next headers in the same call.
+ */
+#include "tcp.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BE_TCP_RBUF_SIZE (64u * 1024u)
+#define BE_TCP_IOV_BATCH 1024
+#define BE_TCP_READ_BUDGET (8u << 20)   /* per connection per wake-up */
+#define BE_TCP_INLINE_BUDGET (1u << 20) /* per check() call */
+#define BE_TCP_INLINE_SEND (2u << 20) /* sent by post() itself, at most */
+#define BE_TCP_TXQ_HIGH 4096u /* server: stop reading requests above this */
+#define BE_TCP_TXQ_LOW 1024u  /* ... and resume below this */
+#define BE_TCP_RING_INIT 64u
+#define BE_TCP_EVENTS 64
+
+static const uint8_t be_tcp_zeros[64 * 1024];
+
+static void be_tcp_conn_read(be_tcp_conn_t *c, size_t budget);
+
+/* be_tcp_sock_tune sets TCP_NODELAY, keepalive (5 s idle, 3 probes 1 s
+ * apart) and a 10 s user timeout, so a silent peer is noticed even when
+ * nothing is in flight, and unacknowledged data fails within 10 s. */
+void
+be_tcp_sock_tune(int fd)
+{
+    int one = 1, idle = 5, intvl = 1, cnt = 3;
+    unsigned utmo = 10000;
+
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &utmo, sizeof(utmo));
+}
+
+/* be_tcp_conn_epoll updates the epoll interest of c (tx_lock held). */
+static void
+be_tcp_conn_epoll(be_tcp_conn_t *c)
+{
+    struct epoll_event ev;
+
+    if (c->fd < 0) {
+        return;
+    }
+    ev.events = (c->rx_paused ? 0u : (uint32_t)EPOLLIN) | EPOLLRDHUP |
+                (c->want_out ? (uint32_t)EPOLLOUT : 0u);
+    ev.data.ptr = c;
+    if (epoll_ctl(c->eng->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+        nxl__warn("tcp: epoll_ctl(MOD): %s", strerror(errno));
+    }
+}
+
+/* be_tcp_conn_new wraps a connected non-blocking fd (io_lock held). */
+nxl_status_t
+be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
+                be_tcp_conn_t **conn_p)
+{
+    struct epoll_event ev;
+    be_tcp_conn_t *c;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: connection: out of memory");
+    }
+    c->rbuf = malloc(BE_TCP_RBUF_SIZE);
+    if (!server) {
+        c->ring = malloc(BE_TCP_RING_INIT * sizeof(*c->ring));
+        c->ring_cap = BE_TCP_RING_INIT;
+    }
+    if (c->rbuf == NULL || (!server && c->ring == NULL)) {
+        free(c->rbuf);
+        free(c->ring);
+        free(c);
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: connection: out of memory");
+    }
+    if (pthread_mutex_init(&c->tx_lock, NULL) != 0) {
+        free(c->rbuf);
+        free(c->ring);
+        free(c);
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: pthread_mutex_init");
+    }
+    c->eng = eng;
+    c->fd = fd;
+    c->server = server;
+    c->rcap = BE_TCP_RBUF_SIZE;
+    c->rstate = BE_TCP_RX_HDR;
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = c;
+    if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        nxl_status_t st = nxl__fail_errno(errno, "tcp: epoll_ctl(ADD)");
+
+        pthread_mutex_destroy(&c->tx_lock);
+        free(c->rbuf);
+        free(c->ring);
+        free(c);
+        return st;
+    }
+    c->next = eng->conns;
+    eng->conns = c;
+    *conn_p = c;
+    return NXL_OK;
+}
+
+/* be_tcp_conn_free frees a dead connection's memory. */
+void
+be_tcp_conn_free(be_tcp_conn_t *c)
+{
+    pthread_mutex_destroy(&c->tx_lock);
+    free(c->rbuf);
+    free(c->big);
+    free(c->aux);
+    free(c->riov);
+    free(c->ring);
+    free(c->peer_name);
+    free(c);
+}
+
+/* be_tcp_txi_dropped does what finishing (sent) or dropping t owes:
+ * a part now waits for its reply, malloc'd items are freed, a trailing
+ * notification completes its request. */
+static void
+be_tcp_txi_dropped(be_tcp_txi_t *t, bool sent, bool in_io)
+{
+    be_tcp_part_t *part;
+    be_tcp_req_t *req;
+
+    switch (t->kind) {
+    case BE_TCP_TX_PART:
+        part = t->owner;
+        if (sent && part->state == BE_TCP_P_QUEUED) {
+            part->state = BE_TCP_P_WAIT;
+        }
+        break;
+    case BE_TCP_TX_REQNOTIF:
+        req = t->owner;
+        req->ntx_queued = false;
+        (void)in_io; /* only the I/O thread (io_lock) sends these */
+        be_tcp_reqnotif_done(req, sent);
+        break;
+    default:
+        free(t);
+        break;
+    }
+}
+
+/* be_tcp_tx_advance accounts n sent bytes against the queue head and
+ * finishes the items that went out completely (tx_lock held). */
+static void
+be_tcp_tx_advance(be_tcp_conn_t *c, size_t n, bool in_io)
+{
+    be_tcp_txi_t *t;
+    size_t rem;
+    uint64_t z;
+
+    while ((t = c->txq_head) != NULL) {
+        while (t->idx < t->iovcnt) {
+            rem = t->iov[t->idx].iov_len - t->off;
+            if (n < rem) {
+                t->off += n;
+                return;
+            }
+            n -= rem;
+            t->idx++;
+            t->off = 0;
+        }
+        if (t->zeros > 0) {
+            z = NXL__MIN(t->zeros, (uint64_t)n);
+            t->zeros -= z;
+            n -= (size_t)z;
+            if (t->zeros > 0) {
+                return;
+            }
+        }
+        c->txq_head = t->next;
+        if (c->txq_head == NULL) {
+            c->txq_tail = NULL;
+        }
+        c->txq_count--;
+        be_tcp_txi_dropped(t, true, in_io);
+    }
+}
+
+/* be_tcp_tx_gather fills iov from the queue (at most BE_TCP_IOV_BATCH
+ * entries and about max bytes) and returns the count; *bytes_p gets their
+ * total. */
+static int
+be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
+                 size_t *bytes_p)
+{
+    const be_tcp_txi_t *t;
+    size_t total = 0, len;
+    uint64_t z;
+    int cnt = 0, k;
+
+    for (t = c->txq_head; t != NULL && cnt < BE_TCP_IOV_BATCH && total < max;
+         t = t->next) {
+        for (k = t->idx; k < t->iovcnt && cnt < BE_TCP_IOV_BATCH && total < max;
+             k++) {
+            len = t->iov[k].iov_len - (k == t->idx ? t->off : 0);
+            if (len == 0) {
+                continue;
+            }
+            iov[cnt].iov_base = (uint8_t *)t->iov[k].iov_base +
+                                (k == t->idx ? t->off : 0);
+            iov[cnt].iov_len = NXL__MIN(len, max - total);
+            total += iov[cnt].iov_len;
+            cnt++;
+        }
+        if (k < t->iovcnt) {
+            break;
+        }
+        for (z = t->zeros; z > 0 && cnt < BE_TCP_IOV_BATCH && total < max;
+             cnt++) {
+            len = (size_t)NXL__MIN(z, (uint64_t)sizeof(be_tcp_zeros));
+            iov[cnt].iov_base = (void *)be_tcp_zeros;
+            iov[cnt].iov_len = len;
+            total += len;
+            z -= len;
+        }
+        if (z > 0) {
+            break;
+        }
+    }
+    *bytes_p = total;
+    return cnt;
+}
+
+/* be_tcp_conn_flush sends queued frames until the queue is empty or the
+ * socket is full (then EPOLLOUT is armed); a posting thread (!in_io)
+ * stops after BE_TCP_INLINE_SEND bytes so post stays short. tx_lock held.
+ * Returns 0, or a negative errno on a hard socket error (the caller, or
+ * the I/O thread through EPOLLERR, then kills the connection). */
+static int
+be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
+{
+    struct iovec iov[BE_TCP_IOV_BATCH];
+    struct msghdr msg;
+    size_t want, sent = 0;
+    ssize_t n;
+    int cnt;
+
+    while (c->txq_head != NULL && c->fd >= 0) {
+        if (!in_io && sent >= BE_TCP_INLINE_SEND) {
+            break; /* a posting thread: the I/O thread does the rest */
+        }
+        cnt = be_tcp_tx_gather(c, iov,
+                               in_io ? SIZE_MAX : BE_TCP_INLINE_SEND - sent,
+                               &want);
+        if (cnt == 0) {
+            be_tcp_tx_advance(c, 0, in_io);
+            continue;
+        }
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)cnt;
+        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            return -errno;
+        }
+        be_tcp_tx_advance(c, (size_t)n, in_io);
+        sent += (size_t)n;
+        if ((size_t)n < want) {
+            break; /* the socket buffer is full */
+        }
+    }
+    /* Whatever is left goes out on EPOLLOUT, from the I/O thread. */
+    if ((c->txq_head != NULL) != c->want_out ||
+        (c->rx_paused && c->txq_count < BE_TCP_TXQ_LOW)) {
+        c->want_out = c->txq_head != NULL;
+        if (c->rx_paused && c->txq_count < BE_TCP_TXQ_LOW) {
+            c->rx_paused = false;
+            nxl__debug("tcp: '%s' reads again: resuming its requests",
+                       c->peer_name ? c->peer_name : "?");
+        }
+        be_tcp_conn_epoll(c);
+    }
+    return 0;
+}
+
+/* be_tcp_conn_enqueue appends t and sends at once if the queue was empty
+ * (so a non-empty queue always has a sender: EPOLLOUT or the thread that
+ * holds tx_lock). false if c is dead. */
+bool
+be_tcp_conn_enqueue(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
+{
+    bool was_empty;
+
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return false;
+    }
+    t->next = NULL;
+    was_empty = c->txq_head == NULL;
+    if (was_empty) {
+        c->txq_head = t;
+    } else {
+        c->txq_tail->next = t;
+    }
+    c->txq_tail = t;
+    c->txq_count++;
+    if (was_empty) {
+        (void)be_tcp_conn_flush(c, in_io);
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    return true;
+}
+
+/* be_tcp_conn_queue_reply appends a server reply without sending; the
+ * reader flushes once per batch. Pauses reading when replies pile up
+ * because the client does not read them. I/O thread only. */
+static void
+be_tcp_conn_queue_reply(be_tcp_conn_t *c, be_tcp_txi_t *t)
+{
+    pthread_mutex_lock(&c->tx_lock);
+    t->next = NULL;
+    if (c->txq_head == NULL) {
+        c->txq_head = t;
+    } else {
+        c->txq_tail->next = t;
+    }
+    c->txq_tail = t;
+    c->txq_count++;
+    if (c->txq_count >= BE_TCP_TXQ_HIGH && !c->rx_paused) {
+        c->rx_paused = true;
+        be_tcp_conn_epoll(c);
+        nxl__debug("tcp: '%s' leaves %u replies unread: pausing its requests",
+                   c->peer_name ? c->peer_name : "?", c->txq_count);
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+}
+
+/* be_tcp_ring_push records an expected reply (tx_lock held). */
+static bool
+be_tcp_ring_push(be_tcp_conn_t *c, uint64_t id, uint8_t type,
+                 be_tcp_part_t *part)
+{
+    be_tcp_expect_t *n;
+    size_t i, cap;
+
+    if (c->ring_count == c->ring_cap) {
+        cap = c->ring_cap * 2;
+        n = malloc(cap * sizeof(*n));
+        if (n == NULL) {
+            return false;
+        }
+        for (i = 0; i < c->ring_count; i++) {
+            n[i] = c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
+        }
+        free(c->ring);
+        c->ring = n;
+        c->ring_cap = cap;
+        c->ring_head = 0;
+    }
+    n = &c->ring[(c->ring_head + c->ring_count) & (c->ring_cap - 1)];
+    n->id = id;
+    n->type = type;
+    n->part = part;
+    c->ring_count++;
+    return true;
+}
+
+/* be_tcp_conn_push_part queues a part's request frame on c. */
+bool
+be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part)
+{
+    uint8_t reply;
+    bool was_empty;
+
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return false;
+    }
+    part->id = ++c->next_id;
+    nxl__put_le64(part->hdr + 16, part->id);
+    reply = part->hdr[2] == BE_TCP_READ_REQ ? BE_TCP_READ_RESP
+                                            : BE_TCP_WRITE_ACK;
+    if (!be_tcp_ring_push(c, part->id, reply, part)) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return false;
+    }
+    part->conn = c;
+    part->state = BE_TCP_P_QUEUED;
+    part->tx.next = NULL;
+    part->tx.idx = 0;
+    part->tx.off = 0;
+    was_empty = c->txq_head == NULL;
+    if (was_empty) {
+        c->txq_head = &part->tx;
+    } else {
+        c->txq_tail->next = &part->tx;
+    }
+    c->txq_tail = &part->tx;
+    c->txq_count++;
+    if (was_empty) {
+        (void)be_tcp_conn_flush(c, false);
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    return true;
+}
+
+/* be_tcp_txi_orphan copies what is left of a half-sent frame: the control
+ * bytes verbatim, the payload as zeros (the buffers belong to a request
+ * that is being canceled). NULL when out of memory. */
+static be_tcp_txi_t *
+be_tcp_txi_orphan(const be_tcp_txi_t *t)
+{
+    size_t ctrl = 0, rem, pos = 0;
+    uint64_t pay = t->zeros;
+    be_tcp_txi_t *o;
+    uint8_t *buf;
+    int k;
+
+    for (k = t->idx; k < t->iovcnt; k++) {
+        rem = t->iov[k].iov_len - (k == t->idx ? t->off : 0);
+        if (k < t->nctrl) {
+            ctrl += rem;
+        } else {
+            pay += rem;
+        }
+    }
+    o = malloc(sizeof(*o) + sizeof(struct iovec) + ctrl);
+    if (o == NULL) {
+        return NULL;
+    }
+    memset(o, 0, sizeof(*o));
+    o->iov = (struct iovec *)(o + 1);
+    buf = (uint8_t *)(o->iov + 1);
+    for (k = t->idx; k < t->iovcnt && k < t->nctrl; k++) {
+        rem = t->iov[k].iov_len - (k == t->idx ? t->off : 0);
+        memcpy(buf + pos,
+               (const uint8_t *)t->iov[k].iov_base + (k == t->idx ? t->off : 0),
+               rem);
+        pos += rem;
+    }
+    o->kind = BE_TCP_TX_ORPHAN;
+    o->iov[0].iov_base = buf;
+    o->iov[0].iov_len = ctrl;
+    o->iovcnt = 1;
+    o->nctrl = 1;
+    o->zeros = pay;
+    return o;
+}
+
+/* Results of be_tcp_txq_remove. */
+enum { TXQ_NOMEM = -1, TXQ_UNSENT = 0, TXQ_GOING = 1 };
+
+/* be_tcp_txq_remove takes t out of c's queue (tx_lock held). Returns
+ * TXQ_UNSENT when no byte of t went out (its frames never reach the peer),
+ * TXQ_GOING when t is not queued (sent already) or half sent (the head is
+ * replaced by its orphan, which finishes the frame), or TXQ_NOMEM when
+ * that orphan needed memory we lack. */
+static int
+be_tcp_txq_remove(be_tcp_conn_t *c, be_tcp_txi_t *t)
+{
+    be_tcp_txi_t **pp, *prev = NULL, *o;
+
+    for (pp = &c->txq_head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+        if (*pp != t) {
+            continue;
+        }
+        if (t == c->txq_head && (t->idx > 0 || t->off > 0)) {
+            o = be_tcp_txi_orphan(t);
+            if (o == NULL) {
+                return TXQ_NOMEM;
+            }
+            o->next = t->next;
+            *pp = o;
+            if (c->txq_tail == t) {
+                c->txq_tail = o;
+            }
+            return TXQ_GOING;
+        }
+        *pp = t->next;
+        if (c->txq_tail == t) {
+            c->txq_tail = prev;
+        }
+        c->txq_count--;
+        return TXQ_UNSENT;
+    }
+    return TXQ_GOING;
+}
+
+/* ring_drop removes every expected reply of part from c's ring, keeping
+ * the order of the others (tx_lock held): its request never went out, so
+ * no reply will come for it. */
+static void
+be_tcp_ring_drop(be_tcp_conn_t *c, const be_tcp_part_t *part)
+{
+    size_t i, kept = 0, mask = c->ring_cap - 1;
+
+    for (i = 0; i < c->ring_count; i++) {
+        be_tcp_expect_t e = c->ring[(c->ring_head + i) & mask];
+
+        if (e.part != part) {
+            c->ring[(c->ring_head + kept++) & mask] = e;
+        }
+    }
+    c->ring_count = kept;
+}
+
+/* be_tcp_part_detach takes a part off its connection (io_lock held). */
+void
+be_tcp_part_detach(be_tcp_part_t *part)
+{
+    be_tcp_conn_t *c = part->conn;
+    int res = TXQ_GOING;
+    size_t i;
+
+    if (c == NULL || part->state == BE_TCP_P_DONE) {
+        return;
+    }
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return;
+    }
+    if (part->state == BE_TCP_P_QUEUED) {
+        res = be_tcp_txq_remove(c, &part->tx);
+    }
+    if (res == TXQ_UNSENT) {
+        be_tcp_ring_drop(c, part);
+    } else {
+        /* Its replies still come: they are read and dropped. */
+        for (i = 0; i < c->ring_count; i++) {
+            be_tcp_expect_t *e =
+                &c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
+
+            if (e->part == part) {
+                e->part = NULL;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    if (c->rpart == part) {
+        c->rpart = NULL;
+        c->dst = NULL;
+    }
+    if (res == TXQ_NOMEM && c->peer != NULL) {
+        be_tcp_peer_kill(c->peer, NXL_ERR_NOMEM,
+                         "tcp: out of memory while canceling a transfer");
+    }
+}
+
+/* be_tcp_txi_detach takes a request's trailing notification off c. */
+static void
+be_tcp_txi_detach(be_tcp_conn_t *c, be_tcp_txi_t *t)
+{
+    bool ok;
+
+    pthread_mutex_lock(&c->tx_lock);
+    ok = c->dead || be_tcp_txq_remove(c, t) != TXQ_NOMEM;
+    pthread_mutex_unlock(&c->tx_lock);
+    if (!ok && c->peer != NULL) {
+        be_tcp_peer_kill(c->peer, NXL_ERR_NOMEM,
+                         "tcp: out of memory while canceling a transfer");
+    }
+}
+
+/* be_tcp_ntx_detach is be_tcp_txi_detach for req's notification. */
+void
+be_tcp_ntx_detach(be_tcp_req_t *req)
+{
+    if (req->ntx_conn != NULL) {
+        be_tcp_txi_detach(req->ntx_conn, &req->ntx);
+    }
+}
+
+/* be_tcp_conn_kill closes c and fails what is in flight on it with st
+ * (io_lock held). The struct stays until it is buried and freed. */
+static void
+be_tcp_conn_kill(be_tcp_conn_t *c, nxl_status_t st, const char *why)
+{
+    be_tcp_engine_t *eng = c->eng;
+    be_tcp_txi_t *items, *t;
+    be_tcp_conn_t **pp;
+    be_tcp_part_t *p;
+    size_t i;
+
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return;
+    }
+    c->dead = true;
+    if (c->fd >= 0) {
+        (void)epoll_ctl(eng->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    items = c->txq_head;
+    c->txq_head = c->txq_tail = NULL;
+    c->txq_count = 0;
+    c->want_out = false;
+    pthread_mutex_unlock(&c->tx_lock);
+
+    while ((t = items) != NULL) {
+        items = t->next;
+        be_tcp_txi_dropped(t, false, true);
+    }
+    for (i = 0; i < c->ring_count; i++) {
+        p = c->ring[(c->ring_head + i) & (c->ring_cap - 1)].part;
+        if (p != NULL) {
+            be_tcp_part_done(p, st, why);
+        }
+    }
+    c->ring_count = 0;
+    if (c->rpart != NULL) {
+        p = c->rpart;
+        c->rpart = NULL;
+        be_tcp_part_done(p, st, why);
+    }
+    c->dst = NULL;
+    for (pp = &eng->conns; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    c->next = NULL;
+}
+
+/* be_tcp_conn_bury kills c and queues it for freeing after the I/O
+ * thread's current batch (which may still hold events naming it). */
+void
+be_tcp_conn_bury(be_tcp_conn_t *c)
+{
+    be_tcp_engine_t *eng = c->eng;
+
+    be_tcp_conn_kill(c, NXL_ERR_REMOTE_DISCONNECT,
+                     "tcp: connection closed");
+    if (!c->in_grave) {
+        c->in_grave = true;
+        c->peer = NULL;
+        c->next = eng->grave;
+        eng->grave = c;
+    }
+}
+
+/* be_tcp_peer_kill marks peer dead and kills its streams (io_lock). */
+void
+be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t st, const char *why)
+{
+    unsigned i;
+
+    if (atomic_load(&peer->dead) == 0) {
+        snprintf(peer->why, sizeof(peer->why), "%s", why);
+        atomic_store(&peer->dead, (int)st);
+    }
+    for (i = 0; i < peer->nconns; i++) {
+        if (peer->conns[i] != NULL) {
+            be_tcp_conn_kill(peer->conns[i], st, why);
+        }
+    }
+}
+
+/* be_tcp_conn_fail ends a connection after an error: a client stream takes
+ * its peer down (every request to it fails with st); a server connection
+ * just closes. */
+static void
+be_tcp_conn_fail(be_tcp_conn_t *c, nxl_status_t st, int level,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* be_tcp_conn_fail: see the declaration above. */
+static void
+be_tcp_conn_fail(be_tcp_conn_t *c, nxl_status_t st, int level,
+                 const char *fmt, ...)
+{
+    char why[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (c->server) {
+        nxl__log(level, "tcp: connection from '%s': %s",
+                 c->peer_name ? c->peer_name : "?", why);
+        be_tcp_conn_bury(c);
+    } else if (c->peer != NULL) {
+        nxl__log(level, "tcp: agent '%s': %s", c->peer->name, why);
+        be_tcp_peer_kill(c->peer, st, why);
+    } else {
+        be_tcp_conn_kill(c, st, why);
+    }
+}
+
+/* be_tcp_loss_level is the log level for losing c: a warning when
+ * requests were in flight on it, else (a peer that went away idle, or a
+ * client of our server) only debug. */
+static int
+be_tcp_loss_level(be_tcp_conn_t *c)
+{
+    bool busy;
+
+    if (c->server) {
+        return NXL_LOG_DEBUG;
+    }
+    pthread_mutex_lock(&c->tx_lock);
+    busy = c->ring_count > 0 || c->txq_head != NULL;
+    pthread_mutex_unlock(&c->tx_lock);
+    return (busy || c->rpart != NULL) ? NXL_LOG_WARN : NXL_LOG_DEBUG;
+}
+
+/* be_tcp_reply_new allocates a reply frame with room for niov more
+ * iovecs (payload) and aux bytes of body after the header. */
+static be_tcp_txi_t *
+be_tcp_reply_new(const be_tcp_frame_t *f, size_t niov, const void *aux,
+                 size_t aux_len)
+{
+    be_tcp_txi_t *t;
+    uint8_t *hdr;
+
+    t = malloc(sizeof(*t) + (niov + 2) * sizeof(struct iovec) +
+               BE_TCP_HDR_SIZE + aux_len);
+    if (t == NULL) {
+        return NULL;
+    }
+    memset(t, 0, sizeof(*t));
+    t->kind = BE_TCP_TX_RESP;
+    t->iov = (struct iovec *)(t + 1);
+    hdr = (uint8_t *)(t->iov + niov + 2);
+    be_tcp_frame_encode(f, hdr);
+    if (aux_len > 0) {
+        memcpy(hdr + BE_TCP_HDR_SIZE, aux, aux_len);
+    }
+    t->iov[0].iov_base = hdr;
+    t->iov[0].iov_len = BE_TCP_HDR_SIZE + aux_len;
+    t->iovcnt = 1;
+    t->nctrl = 1;
+    return t;
+}
+
+/* be_tcp_regions_check checks every wire descriptor of a request against
+ * the registrations; *bad_p gets the first one outside. */
+static bool
+be_tcp_regions_check(be_tcp_engine_t *eng, const uint8_t *tab, uint32_t n,
+                     uint32_t *bad_p)
+{
+    uint64_t addr, len;
+    uint32_t i;
+
+    for (i = 0; i < n; i++) {
+        be_tcp_wdesc(tab, i, &addr, &len);
+        if (!be_tcp_regions_cover(eng, addr, len)) {
+            *bad_p = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* be_tcp_refused logs a request the target refused. */
+static void
+be_tcp_refused(be_tcp_conn_t *c, const char *op, const uint8_t *tab,
+               uint32_t bad)
+{
+    uint64_t addr, len;
+
+    be_tcp_wdesc(tab, bad, &addr, &len);
+    nxl__warn("tcp: refused %s from '%s': descriptor %u [0x%llx, +%llu) is "
+              "outside registered memory",
+              op, c->peer_name ? c->peer_name : "?", (unsigned)bad,
+              (unsigned long long)addr, (unsigned long long)len);
+}
+
+/* be_tcp_srv_hello answers a client's hello (server side). */
+static bool
+be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
+{
+    be_tcp_engine_t *eng = c->eng;
+    uint8_t ack[BE_TCP_HELLO_FIXED + BE_TCP_MAX_NAME];
+    be_tcp_frame_t f = {.type = BE_TCP_HELLO_ACK};
+    const char *why = NULL;
+    be_tcp_hello_t h;
+    be_tcp_txi_t *t;
+    size_t n;
+
+    if (!be_tcp_hello_decode(body, len, &h, &why)) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN, "bad hello: %s", why);
+        return false;
+    }
+    c->peer_name = strndup(h.name, h.name_len);
+    if (c->peer_name == NULL) {
+        be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+        return false;
+    }
+    n = be_tcp_hello_encode(ack, sizeof(ack), eng->host->agent_name, h.stream,
+                            h.nstreams);
+    f.aux_len = (uint32_t)n;
+    if (h.version != BE_TCP_VERSION) {
+        f.status = NXL_ERR_NOT_SUPPORTED;
+    }
+    t = be_tcp_reply_new(&f, 0, ack, n);
+    if (n == 0 || t == NULL) {
+        free(t);
+        be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "cannot answer hello");
+        return false;
+    }
+    if (f.status != 0) {
+        (void)send(c->fd, t->iov[0].iov_base, t->iov[0].iov_len,
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+        free(t);
+        be_tcp_conn_fail(c, NXL_ERR_NOT_SUPPORTED, NXL_LOG_WARN,
+                         "protocol version %u not supported",
+                         (unsigned)h.version);
+        return false;
+    }
+    c->hello_done = true;
+    be_tcp_conn_queue_reply(c, t);
+    nxl__debug("tcp: '%s' connected (stream %u of %u)", c->peer_name,
+               (unsigned)h.stream + 1, (unsigned)h.nstreams);
+    return true;
+}
+
+/* be_tcp_srv_read answers a READ request straight from registered
+ * memory, or with NOT_ALLOWED when a descriptor lies outside it. */
+static bool
+be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = c->rf.id};
+    const char *why = NULL;
+    uint64_t total, addr, len;
+    uint32_t i, bad = 0, n = c->rf.ndesc;
+    be_tcp_txi_t *t;
+    bool ok;
+
+    if (!be_tcp_descs_check(tab, (size_t)n * BE_TCP_WDESC_SIZE, n, &total,
+                            &why)) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN, "READ: %s", why);
+        return false;
+    }
+    ok = be_tcp_regions_check(c->eng, tab, n, &bad);
+    if (ok) {
+        f.data_len = total;
+    } else {
+        f.status = NXL_ERR_NOT_ALLOWED;
+        be_tcp_refused(c, "READ", tab, bad);
+    }
+    t = be_tcp_reply_new(&f, ok ? n : 0, NULL, 0);
+    if (t == NULL) {
+        be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+        return false;
+    }
+    if (ok) {
+        for (i = 0; i < n; i++) {
+            be_tcp_wdesc(tab, i, &addr, &len);
+            t->iov[1 + i].iov_base = (void *)(uintptr_t)addr;
+            t->iov[1 + i].iov_len = (size_t)len;
+        }
+        t->iovcnt = 1 + (int)n;
+    }
+    be_tcp_conn_queue_reply(c, t);
+    return true;
+}
+
+/* be_tcp_srv_write sets up receiving a WRITE's payload into registered
+ * memory, or discarding it when a descriptor lies outside. */
+static bool
+be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
+{
+    const char *why = NULL;
+    uint64_t total, addr, len;
+    uint32_t i, bad = 0, n = c->rf.ndesc;
+    struct iovec *riov;
+    uint8_t *aux;
+    bool ok;
+
+    if (!be_tcp_descs_check(tab, (size_t)n * BE_TCP_WDESC_SIZE, n, &total,
+                            &why)) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN, "WRITE: %s", why);
+        return false;
+    }
+    if (total != c->rf.data_len) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                         "WRITE: %llu data bytes for %llu descriptor bytes",
+                         (unsigned long long)c->rf.data_len,
+                         (unsigned long long)total);
+        return false;
+    }
+    if (c->rf.aux_len > c->auxcap) {
+        aux = realloc(c->aux, c->rf.aux_len);
+        if (aux == NULL) {
+            be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+            return false;
+        }
+        c->aux = aux;
+        c->auxcap = c->rf.aux_len;
+    }
+    if (c->rf.aux_len > 0) {
+        memcpy(c->aux, tab + (size_t)n * BE_TCP_WDESC_SIZE, c->rf.aux_len);
+    }
+    ok = be_tcp_regions_check(c->eng, tab, n, &bad);
+    if (ok && n > c->riovcap) {
+        riov = realloc(c->riov, n * sizeof(*riov));
+        if (riov == NULL) {
+            be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+            return false;
+        }
+        c->riov = riov;
+        c->riovcap = n;
+    }
+    if (ok) {
+        for (i = 0; i < n; i++) {
+            be_tcp_wdesc(tab, i, &addr, &len);
+            c->riov[i].iov_base = (void *)(uintptr_t)addr;
+            c->riov[i].iov_len = (size_t)len;
+        }
+        c->dst = c->riov;
+        c->dst_n = n;
+        c->rstatus = 0;
+    } else {
+        be_tcp_refused(c, "WRITE", tab, bad);
+        c->dst = NULL;
+        c->dst_n = 0;
+        c->rstatus = NXL_ERR_NOT_ALLOWED;
+    }
+    c->dst_i = 0;
+    c->dst_off = 0;
+    c->data_left = c->rf.data_len;
+    return true;
+}
+
+/* be_tcp_deliver hands a notification to the agent. */
+static void
+be_tcp_deliver(be_tcp_conn_t *c, const uint8_t *msg, size_t len)
+{
+    const nxl_backend_host_t *host = c->eng->host;
+
+    if (host != NULL && host->notif_recv != NULL) {
+        host->notif_recv(host->ctx, c->peer_name, msg, len);
+    }
+    be_tcp_signal(c->eng, 1, true);
+}
+
+/* be_tcp_cli_reply matches a reply header with the oldest outstanding
+ * request on this stream and sets up receiving its payload. */
+static bool
+be_tcp_cli_reply(be_tcp_conn_t *c)
+{
+    be_tcp_expect_t e = {0};
+    be_tcp_part_t *part;
+    bool have = false;
+
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->ring_count > 0) {
+        e = c->ring[c->ring_head];
+        have = true;
+        c->ring_head = (c->ring_head + 1) & (c->ring_cap - 1);
+        c->ring_count--;
+        if (e.part != NULL) {
+            e.part->state = BE_TCP_P_RECV;
+        }
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    part = e.part;
+    c->rpart = part;
+    if (!have || e.id != c->rf.id || e.type != c->rf.type) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                         "reply %llu (type %u) matches no request",
+                         (unsigned long long)c->rf.id, (unsigned)c->rf.type);
+        return false;
+    }
+    c->dst = NULL;
+    c->dst_n = 0;
+    if (c->rf.type == BE_TCP_READ_RESP && c->rf.status == 0 && part != NULL) {
+        if (c->rf.data_len != part->bytes) {
+            be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                             "READ reply of %llu bytes for %llu requested",
+                             (unsigned long long)c->rf.data_len,
+                             (unsigned long long)part->bytes);
+            return false;
+        }
+        c->dst = part->liov;
+        c->dst_n = part->ndesc;
+    }
+    c->dst_i = 0;
+    c->dst_off = 0;
+    c->data_left = c->rf.data_len;
+    c->rstate = BE_TCP_RX_DATA;
+    return true;
+}
+
+/* be_tcp_on_header dispatches a decoded header (rx state HDR). */
+static bool
+be_tcp_on_header(be_tcp_conn_t *c)
+{
+    uint8_t t = c->rf.type;
+
+    if (c->server) {
+        if (!c->hello_done ? t != BE_TCP_HELLO
+                           : (t != BE_TCP_READ_REQ && t != BE_TCP_WRITE_REQ &&
+                              t != BE_TCP_NOTIF)) {
+            be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                             "unexpected frame type %u", (unsigned)t);
+            return false;
+        }
+        c->rstate = BE_TCP_RX_CTRL;
+        c->bigfill = 0;
+        return true;
+    }
+    if (t != BE_TCP_READ_RESP && t != BE_TCP_WRITE_ACK) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                         "unexpected frame type %u", (unsigned)t);
+        return false;
+    }
+    return be_tcp_cli_reply(c);
+}
+
+/* be_tcp_on_ctrl handles a server frame's descriptors and aux. */
+static bool
+be_tcp_on_ctrl(be_tcp_conn_t *c, const uint8_t *ctrl)
+{
+    switch (c->rf.type) {
+    case BE_TCP_HELLO:
+        c->rstate = BE_TCP_RX_HDR;
+        return be_tcp_srv_hello(c, ctrl, c->rf.aux_len);
+    case BE_TCP_READ_REQ:
+        c->rstate = BE_TCP_RX_HDR;
+        return be_tcp_srv_read(c, ctrl);
+    case BE_TCP_WRITE_REQ:
+        c->rstate = BE_TCP_RX_DATA;
+        return be_tcp_srv_write(c, ctrl);
+    default: /* BE_TCP_NOTIF */
+        c->rstate = BE_TCP_RX_HDR;
+        be_tcp_deliver(c, ctrl, c->rf.aux_len);
+        return true;
+    }
+}
+
+/* be_tcp_on_data_done finishes a frame whose payload has arrived. */
+static bool
+be_tcp_on_data_done(be_tcp_conn_t *c)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_WRITE_ACK, .id = c->rf.id};
+    be_tcp_part_t *part;
+    nxl_status_t st;
+    be_tcp_txi_t *t;
+    char why[160];
+
+    c->rstate = BE_TCP_RX_HDR;
+    c->dst = NULL;
+    if (c->server) {
+        if (c->rstatus == 0 && (c->rf.flags & BE_TCP_F_NOTIF)) {
+            be_tcp_deliver(c, c->aux, c->rf.aux_len);
+        }
+        f.status = c->rstatus;
+        t = be_tcp_reply_new(&f, 0, NULL, 0);
+        if (t == NULL) {
+            be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+            return false;
+        }
+        be_tcp_conn_queue_reply(c, t);
+        return true;
+    }
+    part = c->rpart;
+    c->rpart = NULL;
+    if (part == NULL) {
+        return true; /* canceled or timed out: reply discarded */
+    }
+    st = be_tcp_status_from_wire(c->rf.status);
+    why[0] = '\0';
+    if (st != NXL_OK) {
+        snprintf(why, sizeof(why),
+                 "tcp: agent '%s' refused the %s (%s)%s",
+                 c->peer ? c->peer->name : "?",
+                 c->rf.type == BE_TCP_READ_RESP ? "READ" : "WRITE",
+                 nxl_status_name(st),
+                 st == NXL_ERR_NOT_ALLOWED
+                     ? ": a descriptor is outside its registered memory"
+                     : "");
+    }
+    be_tcp_part_done(part, st, why);
+    return true;
+}
+
+/* be_tcp_dst_advance moves the destination cursor n bytes on, copying
+ * from src first when src is not NULL. */
+static void
+be_tcp_dst_advance(be_tcp_conn_t *c, const uint8_t *src, size_t n)
+{
+    size_t room, k;
+
+    c->data_left -= n;
+    if (c->dst == NULL) {
+        return;
+    }
+    while (n > 0 && c->dst_i < c->dst_n) {
+        room = c->dst[c->dst_i].iov_len - c->dst_off;
+        k = NXL__MIN(room, n);
+        if (src != NULL && k > 0) {
+            memcpy((uint8_t *)c->dst[c->dst_i].iov_base + c->dst_off, src, k);
+            src += k;
+        }
+        n -= k;
+        c->dst_off += k;
+        if (c->dst_off == c->dst[c->dst_i].iov_len) {
+            c->dst_i++;
+            c->dst_off = 0;
+        }
+    }
+}
+
+/* be_tcp_ctrl_len is the descriptor table plus aux of the current frame. */
+static size_t
+be_tcp_ctrl_len(const be_tcp_conn_t *c)
+{
+    return (size_t)c->rf.ndesc * BE_TCP_WDESC_SIZE + c->rf.aux_len;
+}
+
+/* be_tcp_rx_frames processes the bytes buffered in rbuf. Returns false if
+ * the connection died; true when it needs more bytes (or is paused). */
+static bool
+be_tcp_rx_frames(be_tcp_conn_t *c)
+{
+    const char *why = NULL;
+    const uint8_t *ctrl;
+    size_t avail, need, take;
+    uint8_t *nb;
+    int rc;
+
+    for (;;) {
+        if (c->dead) {
+            return false;
+        }
+        if (c->rx_paused) {
+            return true;
+        }
+        avail = c->rlen - c->rpos;
+        switch (c->rstate) {
+        case BE_TCP_RX_HDR:
+            rc = be_tcp_frame_decode(c->rbuf + c->rpos, avail, &c->rf, &why);
+            if (rc == 0) {
+                return true;
+            }
+            if (rc < 0) {
+                be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                                 "bad frame: %s", why);
+                return false;
+            }
+            c->rpos += BE_TCP_HDR_SIZE;
+            if (!be_tcp_on_header(c)) {
+                return false;
+            }
+            break;
+        case BE_TCP_RX_CTRL:
+            need = be_tcp_ctrl_len(c);
+            if (need <= c->rcap) {
+                if (avail < need) {
+                    return true;
+                }
+                ctrl = c->rbuf + c->rpos;
+                c->rpos += need;
+            } else {
+                if (c->bigcap < need) {
+                    nb = realloc(c->big, need);
+                    if (nb == NULL) {
+                        be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN,
+                                         "out of memory");
+                        return false;
+                    }
+                    c->big = nb;
+                    c->bigcap = need;
+                }
+                take = NXL__MIN(avail, need - c->bigfill);
+                memcpy(c->big + c->bigfill, c->rbuf + c->rpos, take);
+                c->rpos += take;
+                c->bigfill += take;
+                if (c->bigfill < need) {
+                    return true;
+                }
+                ctrl = c->big;
+                c->bigfill = 0;
+            }
+            if (!be_tcp_on_ctrl(c, ctrl)) {
+                return false;
+            }
+            break;
+        default: /* BE_TCP_RX_DATA */
+            if (c->data_left == 0) {
+                if (!be_tcp_on_data_done(c)) {
+                    return false;
+                }
+                break;
+            }
+            if (avail == 0) {
+                return true;
+            }
+            take = (size_t)NXL__MIN((uint64_t)avail, c->data_left);
+            be_tcp_dst_advance(c, c->rbuf + c->rpos, take);
+            c->rpos += take;
+            break;
+        }
+    }
+}
+
+/* be_tcp_rx_iov builds the readv list for the next read: payload goes
+ * straight to its destination (or the big control buffer), and rbuf's
+ * free space comes last for whatever follows. *direct_p is the number of
+ * bytes that land outside rbuf. */
+static int
+be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p)
+{
+    size_t direct = 0, i, off, len, need;
+    uint64_t left;
+    int cnt = 0;
+
+    if (c->rstate == BE_TCP_RX_DATA && c->dst != NULL && c->data_left > 0) {
+        left = c->data_left;
+        for (i = c->dst_i, off = c->dst_off;
+             i < c->dst_n && left > 0 && cnt < BE_TCP_IOV_BATCH - 1;
+             i++, off = 0) {
+            len = (size_t)NXL__MIN((uint64_t)(c->dst[i].iov_len - off), left);
+            if (len == 0) {
+                continue;
+            }
+            iov[cnt].iov_base = (uint8_t *)c->dst[i].iov_base + off;
+            iov[cnt].iov_len = len;
+            cnt++;
+            direct += len;
+            left -= len;
+        }
+    } else if (c->rstate == BE_TCP_RX_CTRL &&
+               (need = be_tcp_ctrl_len(c)) > c->rcap) {
+        iov[cnt].iov_base = c->big + c->bigfill;
+        iov[cnt].iov_len = need - c->bigfill;
+        direct = iov[cnt].iov_len;
+        cnt++;
+    }
+    iov[cnt].iov_base = c->rbuf + c->rlen;
+    iov[cnt].iov_len = c->rcap - c->rlen;
+    cnt++;
+    *direct_p = direct;
+    return cnt;
+}
+
+/* be_tcp_conn_read reads and handles what a connection has, up to budget
+ * bytes per call (level-triggered epoll brings it back), then flushes the
+ * replies it produced. io_lock held. */
+static void
+be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
+{
+    struct iovec iov[BE_TCP_IOV_BATCH];
+    size_t direct, got;
+    bool paused;
+    ssize_t n;
+    int cnt, rc;
+
+    for (;;) {
+        if (!be_tcp_rx_frames(c)) {
+            return;
+        }
+        paused = c->rx_paused;
+        if (!paused && budget > 0) {
+            if (c->rpos > 0) {
+                memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+                c->rlen -= c->rpos;
+                c->rpos = 0;
+            }
+            cnt = be_tcp_rx_iov(c, iov, &direct);
+            n = readv(c->fd, iov, cnt);
+            if (n == 0) {
+                be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT,
+                                 be_tcp_loss_level(c),
+                                 "peer closed the connection");
+                return;
+            }
+            if (n > 0) {
+                got = NXL__MIN((size_t)n, direct);
+                if (got > 0) {
+                    if (c->rstate == BE_TCP_RX_DATA) {
+                        be_tcp_dst_advance(c, NULL, got);
+                    } else {
+                        c->bigfill += got;
+                    }
+                }
+                c->rlen += (size_t)n - got;
+                budget -= NXL__MIN(budget, (size_t)n);
+                continue;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                rc = errno;
+                be_tcp_conn_fail(c, nxl__fail_errno(rc, "tcp: recv"),
+                                 be_tcp_loss_level(c),
+                                 "recv: %s", strerror(rc));
+                return;
+            }
+        }
+        if (!c->server) {
+            return;
+        }
+        /* Send the replies this batch produced; if that drained a paused
+         * queue, go on with the requests still waiting in rbuf. */
+        pthread_mutex_lock(&c->tx_lock);
+        rc = c->want_out ? 0 : be_tcp_conn_flush(c, true);
+        pthread_mutex_unlock(&c->tx_lock);
+        if (rc < 0) {
+            be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT, NXL_LOG_DEBUG,
+                             "send: %s", strerror(-rc));
+            return;
+        }
+        if (!paused || c->rx_paused || budget == 0) {
+            return;
+        }
+    }
+}
+
+/* be_tcp_rx_inline lets a thread polling req receive its replies itself
+ * when the I/O thread is not busy (io_lock free): a spinning caller then
+ * does not wait for the I/O thread to be scheduled. Never blocks. */
+void
+be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req)
+{
+    be_tcp_peer_t *peer;
+    be_tcp_conn_t *c;
+    unsigned i;
+
+    if (pthread_mutex_trylock(&eng->io_lock) != 0) {
+        return;
+    }
+    /* Still in flight under io_lock: its peer is still loaded. */
+    if (atomic_load(&req->status) == NXL_IN_PROG) {
+        peer = req->peer;
+        for (i = 0; i < peer->nconns; i++) {
+            c = peer->conns[i];
+            if (c != NULL && !c->dead) {
+                be_tcp_conn_read(c, BE_TCP_INLINE_BUDGET);
+            }
+        }
+    }
+    pthread_mutex_unlock(&eng->io_lock);
+}
+
+/* be_tcp_conn_write is the EPOLLOUT handler. */
+static void
+be_tcp_conn_write(be_tcp_conn_t *c)
+{
+    bool was_paused;
+    int rc;
+
+    pthread_mutex_lock(&c->tx_lock);
+    was_paused = c->rx_paused;
+    rc = be_tcp_conn_flush(c, true);
+    pthread_mutex_unlock(&c->tx_lock);
+    if (rc < 0) {
+        be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT,
+                         be_tcp_loss_level(c),
+                         "send: %s", strerror(-rc));
+        return;
+    }
+    if (was_paused && !c->rx_paused) {
+        be_tcp_conn_read(c, BE_TCP_READ_BUDGET); /* frames wait in rbuf */
+    }
+}
+
+/* be_tcp_accept takes every pending connection. */
+static void
+be_tcp_accept(be_tcp_engine_t *eng)
+{
+    be_tcp_conn_t *c;
+    int fd;
+
+    for (;;) {
+        fd = accept4(eng->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                nxl__warn("tcp: accept: %s", strerror(errno));
+            }
+            return;
+        }
+        be_tcp_sock_tune(fd);
+        if (be_tcp_conn_new(eng, fd, true, &c) != NXL_OK) {
+            nxl__warn("tcp: dropping a connection: %s", nxl_last_error());
+            close(fd);
+        }
+    }
+}
+
+/* be_tcp_io_main is the I/O thread. */
+static void *
+be_tcp_io_main(void *arg)
+{
+    be_tcp_engine_t *eng = arg;
+    struct epoll_event evs[BE_TCP_EVENTS];
+    be_tcp_conn_t *c;
+    uint64_t v;
+    ssize_t rc;
+    int n, i, timeout;
+
+    while (!atomic_load(&eng->stop)) {
+        timeout = -1;
+        if (eng->request_timeout_ms > 0 && atomic_load(&eng->inflight) > 0) {
+            timeout = NXL__MAX(NXL__MIN(eng->request_timeout_ms / 4, 250), 1);
+        }
+        n = epoll_wait(eng->epfd, evs, BE_TCP_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) {
+            nxl__error("tcp: epoll_wait: %s", strerror(errno));
+            break;
+        }
+        pthread_mutex_lock(&eng->io_lock);
+        for (i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &eng->lfd) {
+                be_tcp_accept(eng);
+                continue;
+            }
+            if (evs[i].data.ptr == &eng->kick_fd) {
+                rc = read(eng->kick_fd, &v, sizeof(v));
+                (void)rc;
+                continue;
+            }
+            c = evs[i].data.ptr;
+            if (c->dead) {
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+                be_tcp_conn_read(c, BE_TCP_READ_BUDGET);
+            }
+            if (!c->dead && (evs[i].events & EPOLLOUT)) {
+                be_tcp_conn_write(c);
+            }
+        }
+        if (eng->request_timeout_ms > 0) {
+            be_tcp_timeouts(eng);
+        }
+        while ((c = eng->grave) != NULL) {
+            eng->grave = c->next;
+            be_tcp_conn_free(c);
+        }
+        pthread_mutex_unlock(&eng->io_lock);
+    }
+    return NULL;
+}
+
+/* be_tcp_io_start starts the I/O thread. */
+nxl_status_t
+be_tcp_io_start(be_tcp_engine_t *eng)
+{
+    int rc;
+
+    atomic_store(&eng->stop, false);
+    rc = pthread_create(&eng->thread, NULL, be_tcp_io_main, eng);
+    if (rc != 0) {
+        return nxl__fail_errno(rc, "tcp: pthread_create");
+    }
+    (void)pthread_setname_np(eng->thread, "nxl-tcp");
+    eng->thread_started = true;
+    return NXL_OK;
+}
+
+/* be_tcp_kick wakes the I/O thread through its eventfd. */
+void
+be_tcp_kick(be_tcp_engine_t *eng)
+{
+    uint64_t one = 1;
+    ssize_t rc;
+
+    rc = write(eng->kick_fd, &one, sizeof(one));
+    (void)rc;
+}
+
+/* be_tcp_io_stop stops and joins the I/O thread. */
+void
+be_tcp_io_stop(be_tcp_engine_t *eng)
+{
+    if (!eng->thread_started) {
+        return;
+    }
+    atomic_store(&eng->stop, true);
+    be_tcp_kick(eng);
+    pthread_join(eng->thread, NULL);
+    eng->thread_started = false;
+}

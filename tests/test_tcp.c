@@ -1,0 +1,2431 @@
+/*
+ * test_tcp.c - the TCP backend, driven through its ops table directly:
+ * two engines (usually in two processes joined by a socketpair that
+ * carries conn info and commands), a fake host that records
+ * notifications, and the TCP-specific cases: target-side bounds refusal,
+ * crafted and garbage frames, reset and kill mid-transfer, reconnect,
+ * timeouts, cancel, 1,000 concurrent requests from 4 threads, and the
+ * same across two network namespaces (tests/netns/rig.sh; skipped when
+ * namespaces cannot be made). NXL_TCP_BENCH=1 makes the bench cases
+ * measure for real and print numbers; otherwise they run as smoke tests.
+ */
+#include "harness.h"
+#include "util.h"
+#include "backends/tcp/tcp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+extern const nxl_backend_ops_t nxl__be_tcp_ops;
+#define OPS (&nxl__be_tcp_ops)
+
+/* tt_leaks runs LeakSanitizer now (cases end in _exit, which skips the
+ * check at exit): 0 when clean or not built with ASan. */
+static int
+tt_leaks(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    if (__lsan_do_recoverable_leak_check() != 0) {
+        fprintf(stderr, "leaks found\n");
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* --- fake host ---------------------------------------------------------- */
+
+#define TT_MAX_NOTIFS 256
+
+typedef struct tt_notif {
+    char peer[64];
+    char msg[128];
+    size_t len;
+} tt_notif;
+
+typedef struct tt_host {
+    nxl_backend_host_t host;
+    pthread_mutex_t lock;
+    tt_notif notifs[TT_MAX_NOTIFS];
+    unsigned nnotifs;
+    atomic_uint wakes;
+    /* At each notification, check that buf[off, off + len) holds pattern
+     * seed (data visible before the notification). */
+    const uint8_t *chk_buf;
+    uint64_t chk_off, chk_len;
+    unsigned chk_seed;
+    unsigned chk_bad;
+} tt_host;
+
+/* tt_set_error is the fake host's set_error. */
+static void
+tt_set_error(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    nxl__set_error("%s", buf);
+}
+
+/* tt_log is the fake host's log. */
+static void
+tt_log(int level, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    nxl__log(level, "%s", buf);
+}
+
+/* Buffers are filled and checked by one process while its I/O thread (or
+ * the peer, through the network) moves them; the ordering goes through
+ * the network, which ThreadSanitizer cannot see, so these helpers are not
+ * instrumented. */
+#if defined(__SANITIZE_THREAD__)
+#define TT_NO_TSAN __attribute__((no_sanitize_thread, noinline))
+#else
+#define TT_NO_TSAN
+#endif
+
+/* tt_pat is the test pattern: byte i of a buffer filled with seed. */
+static inline uint8_t
+tt_pat(unsigned seed, uint64_t i)
+{
+    return (uint8_t)(i * 131u + seed * 7u + (i >> 12) + (i >> 20));
+}
+
+/* tt_fill writes pattern seed into p, counting from base. */
+TT_NO_TSAN static void
+tt_fill(uint8_t *p, uint64_t len, unsigned seed, uint64_t base)
+{
+    uint64_t i;
+
+    for (i = 0; i < len; i++) {
+        p[i] = tt_pat(seed, base + i);
+    }
+}
+
+/* tt_bad returns the index of the first byte that differs from the
+ * pattern, or -1. */
+TT_NO_TSAN static long long
+tt_bad(const uint8_t *p, uint64_t len, unsigned seed, uint64_t base)
+{
+    uint64_t i;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] != tt_pat(seed, base + i)) {
+            return (long long)i;
+        }
+    }
+    return -1;
+}
+
+/* tt_notif_recv records a notification (and checks the data it guards). */
+static void
+tt_notif_recv(void *ctx, const char *peer, const void *msg, size_t len)
+{
+    tt_host *h = ctx;
+    tt_notif *n;
+
+    pthread_mutex_lock(&h->lock);
+    if (h->chk_buf != NULL &&
+        tt_bad(h->chk_buf + h->chk_off, h->chk_len, h->chk_seed, 0) >= 0) {
+        h->chk_bad++;
+    }
+    if (h->nnotifs < TT_MAX_NOTIFS) {
+        n = &h->notifs[h->nnotifs];
+        snprintf(n->peer, sizeof(n->peer), "%s", peer ? peer : "(null)");
+        n->len = len;
+        memcpy(n->msg, msg, NXL__MIN(len, sizeof(n->msg) - 1));
+        n->msg[NXL__MIN(len, sizeof(n->msg) - 1)] = '\0';
+    }
+    h->nnotifs++;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* tt_wake counts wake-ups. */
+static void
+tt_wake(void *ctx)
+{
+    tt_host *h = ctx;
+
+    atomic_fetch_add(&h->wakes, 1);
+}
+
+/* --- engines and transfers ---------------------------------------------- */
+
+typedef struct tt_eng {
+    tt_host h;
+    void *e;
+    char name[64];
+} tt_eng;
+
+/* tt_open creates and initialises an engine called name. */
+static nxl_status_t
+tt_open(tt_eng *t, const char *name, const nxl_param_t *params, size_t n)
+{
+    nxl_params_t ps = {.items = params, .count = n};
+    nxl_status_t st;
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    pthread_mutex_init(&t->h.lock, NULL);
+    t->h.host.ctx = &t->h;
+    t->h.host.agent_name = t->name;
+    t->h.host.set_error = tt_set_error;
+    t->h.host.log = tt_log;
+    t->h.host.notif_recv = tt_notif_recv;
+    t->h.host.wake = tt_wake;
+    t->e = calloc(1, OPS->engine_size);
+    if (t->e == NULL) {
+        return NXL_ERR_NOMEM;
+    }
+    st = OPS->init(t->e, &t->h.host, &ps);
+    if (st != NXL_OK) {
+        OPS->fini(t->e);
+        free(t->e);
+        t->e = NULL;
+    }
+    return st;
+}
+
+/* tt_close finalises and frees an engine. */
+static void
+tt_close(tt_eng *t)
+{
+    if (t->e != NULL) {
+        OPS->fini(t->e);
+        free(t->e);
+        t->e = NULL;
+    }
+}
+
+/* tt_nnotifs returns how many notifications arrived. */
+static unsigned
+tt_nnotifs(tt_eng *t)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&t->h.lock);
+    n = t->h.nnotifs;
+    pthread_mutex_unlock(&t->h.lock);
+    return n;
+}
+
+/* tt_wait_notifs waits until at least n notifications arrived. */
+static bool
+tt_wait_notifs(tt_eng *t, unsigned n, int timeout_ms)
+{
+    uint64_t end = xt_now_ms() + (uint64_t)timeout_ms;
+
+    while (tt_nnotifs(t) < n) {
+        if (xt_now_ms() > end) {
+            return false;
+        }
+        usleep(1000);
+    }
+    return true;
+}
+
+typedef struct tt_xfer {
+    nxl_be_xfer_t x;
+    nxl_be_seg_t *l, *r;
+    void *req;
+    tt_eng *t;
+} tt_xfer;
+
+/* tt_prep prepares a transfer of n descriptors. */
+static nxl_status_t
+tt_prep(tt_eng *t, tt_xfer *tx, nxl_op_t op, void *peer, const char *pname,
+        size_t n, const uint64_t *laddr, const uint64_t *raddr,
+        const uint64_t *len)
+{
+    nxl_status_t st;
+    size_t i;
+
+    memset(tx, 0, sizeof(*tx));
+    tx->t = t;
+    tx->l = calloc(n, sizeof(*tx->l));
+    tx->r = calloc(n, sizeof(*tx->r));
+    tx->req = calloc(1, OPS->req_size);
+    if (tx->l == NULL || tx->r == NULL || tx->req == NULL) {
+        return NXL_ERR_NOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        tx->l[i].addr = laddr[i];
+        tx->l[i].len = len[i];
+        tx->r[i].addr = raddr[i];
+        tx->r[i].len = len[i];
+    }
+    tx->x.op = op;
+    tx->x.local_mem = NXL_DRAM;
+    tx->x.remote_mem = NXL_DRAM;
+    tx->x.peer = pname;
+    tx->x.peer_ctx = peer;
+    tx->x.count = n;
+    tx->x.local = tx->l;
+    tx->x.remote = tx->r;
+    for (i = 0; i < n; i++) {
+        tx->x.total_bytes += len[i];
+    }
+    st = OPS->prep(t->e, tx->req, &tx->x);
+    return st;
+}
+
+/* tt_prep1 prepares a one-descriptor transfer. */
+static nxl_status_t
+tt_prep1(tt_eng *t, tt_xfer *tx, nxl_op_t op, void *peer, const char *pname,
+         const void *local, uint64_t remote, uint64_t len)
+{
+    uint64_t la = (uint64_t)(uintptr_t)local;
+
+    return tt_prep(t, tx, op, peer, pname, 1, &la, &remote, &len);
+}
+
+/* tt_free releases a transfer and its arrays. */
+static void
+tt_free(tt_xfer *tx)
+{
+    if (tx->req != NULL) {
+        OPS->release(tx->t->e, tx->req);
+    }
+    free(tx->req);
+    free(tx->l);
+    free(tx->r);
+    memset(tx, 0, sizeof(*tx));
+}
+
+/* tt_wait polls check, sleeping on the event fd between polls. */
+static nxl_status_t
+tt_wait(tt_xfer *tx, int timeout_ms)
+{
+    uint64_t end = xt_now_ms() + (uint64_t)timeout_ms;
+    struct pollfd pfd = {.fd = OPS->event_fd(tx->t->e), .events = POLLIN};
+    nxl_status_t st;
+
+    for (;;) {
+        st = OPS->check(tx->t->e, tx->req);
+        if (st != NXL_IN_PROG) {
+            return st;
+        }
+        if (xt_now_ms() > end) {
+            return NXL_IN_PROG;
+        }
+        (void)poll(&pfd, 1, 10);
+        (void)OPS->progress(tx->t->e);
+    }
+}
+
+/* tt_post_notif posts with an optional notification. */
+static nxl_status_t
+tt_post_notif(tt_xfer *tx, const char *notif)
+{
+    tx->x.has_notif = notif != NULL;
+    tx->x.notif = notif;
+    tx->x.notif_len = notif ? strlen(notif) : 0;
+    return OPS->post(tx->t->e, tx->req, &tx->x);
+}
+
+/* tt_run posts (with an optional notification) and waits. */
+static nxl_status_t
+tt_run(tt_xfer *tx, const char *notif, int timeout_ms)
+{
+    nxl_status_t st = tt_post_notif(tx, notif);
+
+    if (st != NXL_IN_PROG) {
+        return st;
+    }
+    return tt_wait(tx, timeout_ms);
+}
+
+/* tt_self_peer loads an engine's own conn info as a peer (loopback). */
+static nxl_status_t
+tt_self_peer(tt_eng *t, void **peer_p)
+{
+    nxl_blob_t info = {0};
+    nxl_status_t st;
+
+    st = OPS->conn_info(t->e, &info);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = OPS->peer_load(t->e, t->name, info.data, info.len, peer_p);
+    free(info.data);
+    return st;
+}
+
+/* tt_register registers [p, p + len). */
+static nxl_status_t
+tt_register(tt_eng *t, void *p, uint64_t len, void **md_p)
+{
+    nxl_be_region_t r = {.addr = (uint64_t)(uintptr_t)p, .len = len,
+                         .kind = NXL_DRAM, .backing_fd = -1};
+
+    return OPS->mem_register(t->e, &r, md_p);
+}
+
+/* tt_map allocates zeroed, page-aligned memory. */
+static uint8_t *
+tt_map(uint64_t len)
+{
+    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* --- a target agent in a child process ---------------------------------- */
+
+enum {
+    TT_START = 1, /* create the engine, register, send the hello */
+    TT_VERIFY,    /* v = first byte of [a, a+b) not pattern seed, or -1 */
+    TT_FILL,      /* fill [a, a+b) with pattern seed */
+    TT_NOTIFS,    /* n = notifications so far, v = bad data checks */
+    TT_EXPECT,    /* check [a, a+b) == pattern seed at each notification */
+    TT_RESET,     /* reset every connection (linger 0) and exit */
+    TT_QUIT
+};
+
+typedef struct tt_cmd {
+    uint32_t op;
+    uint32_t seed;
+    uint64_t a, b;
+} tt_cmd;
+
+typedef struct tt_rep {
+    int64_t v;
+    uint32_t n;
+    char text[192];
+} tt_rep;
+
+typedef struct tt_hello {
+    int32_t status;
+    uint32_t info_len;
+    uint8_t info[512];
+    uint64_t addr, len;
+    char err[256];
+} tt_hello;
+
+typedef struct tt_target {
+    pid_t pid;
+    int sock;
+    tt_hello hi;
+    char name[64];
+} tt_target;
+
+typedef struct tt_target_cfg {
+    const char *name;
+    uint64_t len;
+    const char *netns;          /* setns into /var/run/netns/<netns> */
+    nxl_param_t params[4];
+    size_t nparams;
+} tt_target_cfg;
+
+/* tt_io reads or writes exactly n bytes on a socketpair end. */
+static bool
+tt_io(int fd, void *p, size_t n, bool out)
+{
+    uint8_t *b = p;
+    ssize_t r;
+
+    while (n > 0) {
+        r = out ? write(fd, b, n) : read(fd, b, n);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return false;
+        }
+        b += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+/* tt_enter_netns moves the calling process into a named namespace. */
+static int
+tt_enter_netns(const char *ns)
+{
+    char path[256];
+    int fd, rc;
+
+    snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    rc = setns(fd, CLONE_NEWNET);
+    close(fd);
+    return rc;
+}
+
+/* tt_reset_all makes every server connection of an engine reset (RST)
+ * when the process exits. A test hack: it reads the engine unlocked. */
+TT_NO_TSAN static void
+tt_reset_all(void *e)
+{
+    be_tcp_engine_t *eng = e;
+    struct linger lg = {1, 0};
+    be_tcp_conn_t *c;
+
+    for (c = eng->conns; c != NULL; c = c->next) {
+        if (c->server && c->fd >= 0) {
+            (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+    }
+}
+
+/* tt_target_main is the child: waits for TT_START, then serves commands
+ * while its engine's I/O thread serves the transfers. */
+static void
+tt_target_main(int sock, const tt_target_cfg *cfg)
+{
+    tt_hello hi;
+    tt_cmd cmd;
+    tt_rep rep;
+    tt_eng t;
+    uint8_t *buf;
+    void *md = NULL;
+    nxl_blob_t info = {0};
+
+    memset(&hi, 0, sizeof(hi));
+    if (!tt_io(sock, &cmd, sizeof(cmd), false) || cmd.op != TT_START) {
+        _exit(0);
+    }
+    if (cfg->netns != NULL && tt_enter_netns(cfg->netns) != 0) {
+        hi.status = NXL_ERR_IO;
+        snprintf(hi.err, sizeof(hi.err), "setns %s: %s", cfg->netns,
+                 strerror(errno));
+        tt_io(sock, &hi, sizeof(hi), true);
+        _exit(1);
+    }
+    buf = tt_map(cfg->len);
+    hi.status = tt_open(&t, cfg->name, cfg->params, cfg->nparams);
+    if (hi.status == NXL_OK && buf != NULL) {
+        tt_fill(buf, cfg->len, 1, 0);
+        hi.status = tt_register(&t, buf, cfg->len, &md);
+    }
+    if (hi.status == NXL_OK) {
+        hi.status = OPS->conn_info(t.e, &info);
+    }
+    if (hi.status == NXL_OK && info.len <= sizeof(hi.info)) {
+        memcpy(hi.info, info.data, info.len);
+        hi.info_len = (uint32_t)info.len;
+    }
+    free(info.data);
+    snprintf(hi.err, sizeof(hi.err), "%s", nxl_last_error());
+    hi.addr = (uint64_t)(uintptr_t)buf;
+    hi.len = cfg->len;
+    tt_io(sock, &hi, sizeof(hi), true);
+    if (hi.status != NXL_OK) {
+        _exit(1);
+    }
+    while (tt_io(sock, &cmd, sizeof(cmd), false)) {
+        memset(&rep, 0, sizeof(rep));
+        switch (cmd.op) {
+        case TT_VERIFY:
+            rep.v = tt_bad(buf + cmd.a, cmd.b, cmd.seed, 0);
+            break;
+        case TT_FILL:
+            tt_fill(buf + cmd.a, cmd.b, cmd.seed, 0);
+            break;
+        case TT_NOTIFS:
+            pthread_mutex_lock(&t.h.lock);
+            rep.n = t.h.nnotifs;
+            rep.v = t.h.chk_bad;
+            if (t.h.nnotifs > 0) {
+                tt_notif *n = &t.h.notifs[NXL__MIN(t.h.nnotifs,
+                                                   TT_MAX_NOTIFS) - 1];
+                snprintf(rep.text, sizeof(rep.text), "%s:%s", n->peer,
+                         n->msg);
+            }
+            pthread_mutex_unlock(&t.h.lock);
+            break;
+        case TT_EXPECT:
+            pthread_mutex_lock(&t.h.lock);
+            t.h.chk_buf = buf;
+            t.h.chk_off = cmd.a;
+            t.h.chk_len = cmd.b;
+            t.h.chk_seed = cmd.seed;
+            t.h.chk_bad = 0;
+            pthread_mutex_unlock(&t.h.lock);
+            break;
+        case TT_RESET:
+            tt_reset_all(t.e);
+            _exit(0);
+        case TT_QUIT:
+            OPS->mem_deregister(t.e, md);
+            tt_close(&t);
+            munmap(buf, cfg->len);
+            rep.v = tt_leaks();
+            tt_io(sock, &rep, sizeof(rep), true);
+            _exit(0);
+        default:
+            break;
+        }
+        if (!tt_io(sock, &rep, sizeof(rep), true)) {
+            break;
+        }
+    }
+    _exit(0);
+}
+
+/* tt_target_fork forks a target that waits for tt_target_start. */
+static int
+tt_target_fork(tt_target *tg, const tt_target_cfg *cfg)
+{
+    int sv[2];
+
+    memset(tg, 0, sizeof(*tg));
+    snprintf(tg->name, sizeof(tg->name), "%s", cfg->name);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return -1;
+    }
+    tg->pid = fork();
+    if (tg->pid < 0) {
+        return -1;
+    }
+    if (tg->pid == 0) {
+        close(sv[0]);
+        tt_target_main(sv[1], cfg);
+        _exit(0);
+    }
+    close(sv[1]);
+    tg->sock = sv[0];
+    return 0;
+}
+
+/* tt_target_start lets the target create its engine; 0 on success. */
+static int
+tt_target_start(tt_target *tg)
+{
+    tt_cmd cmd = {.op = TT_START};
+
+    if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
+        !tt_io(tg->sock, &tg->hi, sizeof(tg->hi), false)) {
+        fprintf(stderr, "target %s did not start\n", tg->name);
+        return -1;
+    }
+    if (tg->hi.status != NXL_OK) {
+        fprintf(stderr, "target %s: %s: %s\n", tg->name,
+                nxl_status_name(tg->hi.status), tg->hi.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* tt_spawn forks and starts a plain target of len bytes. */
+static int
+tt_spawn(tt_target *tg, const char *name, uint64_t len)
+{
+    tt_target_cfg cfg = {.name = name, .len = len};
+
+    if (tt_target_fork(tg, &cfg) != 0) {
+        return -1;
+    }
+    return tt_target_start(tg);
+}
+
+/* tt_cmd_run sends a command and returns the reply. */
+static tt_rep
+tt_cmd_run(tt_target *tg, uint32_t op, uint32_t seed, uint64_t a, uint64_t b)
+{
+    tt_cmd cmd = {.op = op, .seed = seed, .a = a, .b = b};
+    tt_rep rep;
+
+    memset(&rep, 0, sizeof(rep));
+    rep.v = -999;
+    if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
+        !tt_io(tg->sock, &rep, sizeof(rep), false)) {
+        rep.v = -998;
+    }
+    return rep;
+}
+
+/* tt_target_wait_notifs polls the target until it has n notifications. */
+static tt_rep
+tt_target_wait_notifs(tt_target *tg, unsigned n, int timeout_ms)
+{
+    uint64_t end = xt_now_ms() + (uint64_t)timeout_ms;
+    tt_rep rep;
+
+    for (;;) {
+        rep = tt_cmd_run(tg, TT_NOTIFS, 0, 0, 0);
+        if (rep.n >= n || xt_now_ms() > end) {
+            return rep;
+        }
+        usleep(2000);
+    }
+}
+
+/* tt_target_stop ends a target cleanly; returns its leak check (0). */
+static int
+tt_target_stop(tt_target *tg)
+{
+    tt_cmd cmd = {.op = TT_QUIT};
+    tt_rep rep = {.v = 0};
+
+    if (tg->pid > 0) {
+        if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
+            !tt_io(tg->sock, &rep, sizeof(rep), false)) {
+            rep.v = -1;
+        }
+        close(tg->sock);
+        waitpid(tg->pid, NULL, 0);
+        tg->pid = 0;
+    }
+    if (rep.v != 0) {
+        fprintf(stderr, "target %s: leaks or no answer\n", tg->name);
+    }
+    return (int)rep.v;
+}
+
+/* tt_target_kill ends a target with SIGKILL. */
+static void
+tt_target_kill(tt_target *tg)
+{
+    if (tg->pid > 0) {
+        kill(tg->pid, SIGKILL);
+        close(tg->sock);
+        waitpid(tg->pid, NULL, 0);
+        tg->pid = 0;
+    }
+}
+
+/* tt_load loads a target as a peer of t. */
+static nxl_status_t
+tt_load(tt_eng *t, tt_target *tg, void **peer_p)
+{
+    return OPS->peer_load(t->e, tg->name, tg->hi.info, tg->hi.info_len,
+                          peer_p);
+}
+
+/* --- codec --------------------------------------------------------------- */
+
+/* tt_frame writes a header into out and returns the bytes written. */
+static size_t
+tt_frame(uint8_t *out, uint8_t type, uint8_t flags, int32_t status,
+         uint32_t ndesc, uint32_t aux, uint64_t id, uint64_t data)
+{
+    be_tcp_frame_t f = {.type = type, .flags = flags, .status = status,
+                        .ndesc = ndesc, .aux_len = aux, .id = id,
+                        .data_len = data};
+
+    be_tcp_frame_encode(&f, out);
+    return BE_TCP_HDR_SIZE;
+}
+
+/* tt_wd writes one wire descriptor and returns its size. */
+static size_t
+tt_wd(uint8_t *out, uint64_t addr, uint64_t len)
+{
+    nxl__put_le64(out, addr);
+    nxl__put_le64(out + 8, len);
+    return BE_TCP_WDESC_SIZE;
+}
+
+/* t_frame_codec: every encoder round-trips through its decoder. */
+static int
+t_frame_codec(void)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_WRITE_REQ, .flags = BE_TCP_F_NOTIF,
+                        .ndesc = 2, .aux_len = 5, .id = 0x1122334455667788ull,
+                        .data_len = 300}, g;
+    be_tcp_conninfo_t ci = {.port = 4242, .host_token = 99, .naddrs = 2}, cj;
+    uint8_t buf[4096], tab[32];
+    const char *why = NULL;
+    be_tcp_hello_t h;
+    nxl_blob_t blob;
+    uint64_t total;
+    size_t n = 0, k;
+    long frames;
+
+    be_tcp_frame_encode(&f, buf);
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, BE_TCP_HDR_SIZE, &g, &why), 32);
+    XT_ASSERT_EQ(g.type, f.type);
+    XT_ASSERT_EQ(g.flags, f.flags);
+    XT_ASSERT_EQ(g.ndesc, 2);
+    XT_ASSERT_EQ(g.aux_len, 5);
+    XT_ASSERT(g.id == f.id);
+    XT_ASSERT_EQ(g.data_len, 300);
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 31, &g, &why), 0);
+
+    tt_wd(tab, 0x1000, 100);
+    tt_wd(tab + 16, 0x9000, 200);
+    XT_ASSERT(be_tcp_descs_check(tab, 32, 2, &total, &why));
+    XT_ASSERT_EQ(total, 300);
+
+    k = be_tcp_hello_encode(buf, sizeof(buf), "agent-x", 1, 4);
+    XT_ASSERT_EQ(k, BE_TCP_HELLO_FIXED + 7);
+    XT_ASSERT(be_tcp_hello_decode(buf, k, &h, &why));
+    XT_ASSERT_EQ(h.version, BE_TCP_VERSION);
+    XT_ASSERT_EQ(h.stream, 1);
+    XT_ASSERT_EQ(h.nstreams, 4);
+    XT_ASSERT(h.name_len == 7 && memcmp(h.name, "agent-x", 7) == 0);
+
+    strcpy(ci.addrs[0], "10.77.0.1");
+    strcpy(ci.addrs[1], "127.0.0.1");
+    XT_ASSERT_OK(be_tcp_conninfo_encode(&ci, &blob));
+    XT_ASSERT(be_tcp_conninfo_decode(blob.data, blob.len, &cj, &why));
+    XT_ASSERT_EQ(cj.port, 4242);
+    XT_ASSERT_EQ(cj.host_token, 99);
+    XT_ASSERT_EQ(cj.naddrs, 2);
+    XT_ASSERT_STR(cj.addrs[0], "10.77.0.1");
+    XT_ASSERT_STR(cj.addrs[1], "127.0.0.1");
+    for (k = 0; k < blob.len; k++) { /* every truncation is refused */
+        XT_ASSERT(!be_tcp_conninfo_decode(blob.data, k, &cj, &why));
+    }
+    free(blob.data);
+
+    /* A stream of every frame type scans as 6 frames, and every prefix
+     * scans without an error. */
+    k = be_tcp_hello_encode(buf + BE_TCP_HDR_SIZE, 100, "ab", 0, 1);
+    n += tt_frame(buf + n, BE_TCP_HELLO, 0, 0, 0, (uint32_t)k, 0, 0) + k;
+    n += tt_frame(buf + n, BE_TCP_READ_REQ, 0, 0, 2, 0, 1, 0);
+    memcpy(buf + n, tab, 32);
+    n += 32;
+    n += tt_frame(buf + n, BE_TCP_WRITE_REQ, BE_TCP_F_NOTIF, 0, 2, 3, 2, 300);
+    memcpy(buf + n, tab, 32);
+    n += 32;
+    memcpy(buf + n, "xyz", 3);
+    n += 3;
+    memset(buf + n, 0xab, 300);
+    n += 300;
+    n += tt_frame(buf + n, BE_TCP_NOTIF, 0, 0, 0, 4, 0, 0);
+    memcpy(buf + n, "done", 4);
+    n += 4;
+    n += tt_frame(buf + n, BE_TCP_READ_RESP, 0, NXL_ERR_NOT_ALLOWED, 0, 0, 1,
+                  0);
+    n += tt_frame(buf + n, BE_TCP_WRITE_ACK, 0, 0, 0, 0, 2, 0);
+    frames = be_tcp_stream_scan(buf, n, &why);
+    XT_ASSERT_EQ(frames, 6);
+    for (k = 0; k < n; k++) {
+        frames = be_tcp_stream_scan(buf, k, &why);
+        XT_ASSERT(frames >= 0 && frames < 6);
+    }
+    XT_ASSERT_EQ(be_tcp_status_from_wire(NXL_ERR_NOT_ALLOWED),
+                 NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_EQ(be_tcp_status_from_wire(-1000), NXL_ERR_BACKEND);
+    XT_ASSERT_EQ(be_tcp_status_from_wire(5), NXL_ERR_BACKEND);
+    return 0;
+}
+
+/* tt_rand is xorshift64*. */
+static uint64_t
+tt_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* t_frame_garbage: the decoders refuse malformed input and survive
+ * random bytes. */
+static int
+t_frame_garbage(void)
+{
+    uint8_t buf[512], tab[32];
+    const char *why = NULL;
+    be_tcp_conninfo_t ci;
+    be_tcp_frame_t f;
+    be_tcp_hello_t h;
+    uint64_t seed = 0x1234567, total;
+    size_t len, i, k;
+    long r;
+
+#define TT_BAD_HDR(...)                                                       \
+    do {                                                                      \
+        tt_frame(buf, __VA_ARGS__);                                           \
+        why = NULL;                                                           \
+        XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), -1);             \
+        XT_ASSERT(why != NULL);                                               \
+    } while (0)
+    TT_BAD_HDR(0, 0, 0, 0, 0, 0, 0);                        /* type 0 */
+    TT_BAD_HDR(99, 0, 0, 0, 0, 0, 0);                       /* unknown type */
+    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 0, 0, 1, 0);          /* no descs */
+    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, BE_TCP_MAX_DESCS + 1, 0, 1, 0);
+    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 10);         /* data */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0, 0, 1, 5, 1, 10);        /* aux, no flag */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0x80, 0, 1, 0, 1, 10);     /* unknown flag */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, BE_TCP_F_NOTIF, 0, 1, BE_TCP_MAX_NOTIF + 1,
+               1, 10);
+    TT_BAD_HDR(BE_TCP_NOTIF, 0, 0, 0, BE_TCP_MAX_NOTIF + 1, 0, 0);
+    TT_BAD_HDR(BE_TCP_NOTIF, 0, 0, 1, 4, 0, 0);             /* descs */
+    TT_BAD_HDR(BE_TCP_READ_RESP, 0, 3, 0, 0, 1, 0);         /* status > 0 */
+    TT_BAD_HDR(BE_TCP_READ_RESP, 0, -6, 0, 0, 1, 100);      /* error + data */
+    TT_BAD_HDR(BE_TCP_WRITE_ACK, 0, 0, 0, 0, 1, 100);       /* data */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 3, 0, 0);             /* short body */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 1u << 30, 0, 0);      /* huge body */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, -2, 0, 20, 0, 0);           /* status */
+    tt_frame(buf, BE_TCP_NOTIF, 0, 0, 0, 0, 0, 0);
+    buf[0] ^= 0xff;                                         /* magic */
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), -1);
+    XT_ASSERT(strstr(why, "magic") != NULL);
+
+    /* Descriptor tables: wrap-around, length overflow, size mismatch. */
+    tt_wd(tab, UINT64_MAX - 10, 100);
+    XT_ASSERT(!be_tcp_descs_check(tab, 16, 1, &total, &why));
+    tt_wd(tab, 0, UINT64_MAX - 5);
+    tt_wd(tab + 16, 0, 10);
+    XT_ASSERT(!be_tcp_descs_check(tab, 32, 2, &total, &why));
+    XT_ASSERT(!be_tcp_descs_check(tab, 31, 2, &total, &why));
+    /* WRITE whose data length differs from its descriptors. */
+    len = tt_frame(buf, BE_TCP_WRITE_REQ, 0, 0, 1, 0, 1, 99);
+    len += tt_wd(buf + len, 0x1000, 100);
+    memset(buf + len, 0, 99);
+    XT_ASSERT_EQ(be_tcp_stream_scan(buf, len + 99, &why), -1);
+    /* Hellos: bad magic, NUL in name, length, stream numbers. */
+    len = be_tcp_hello_encode(buf, sizeof(buf), "abc", 0, 1);
+    XT_ASSERT(be_tcp_hello_decode(buf, len, &h, &why));
+    XT_ASSERT(!be_tcp_hello_decode(buf, len - 1, &h, &why));
+    buf[len - 2] = '\0';
+    XT_ASSERT(!be_tcp_hello_decode(buf, len, &h, &why));
+    len = be_tcp_hello_encode(buf, sizeof(buf), "abc", 3, 2);
+    XT_ASSERT(!be_tcp_hello_decode(buf, len, &h, &why));
+    len = be_tcp_hello_encode(buf, sizeof(buf), "abc", 0, 1);
+    buf[0] ^= 1;
+    XT_ASSERT(!be_tcp_hello_decode(buf, len, &h, &why));
+    XT_ASSERT_EQ(be_tcp_hello_encode(buf, sizeof(buf), "", 0, 1), 0);
+    /* Conn info: version, counts, port, characters, trailing bytes. */
+    {
+        uint8_t ok[] = {1, 1, 0x10, 0x00, 1, 0, 0, 0, 0, 0, 0, 0,
+                        3, '1', '.', '2'};
+        uint8_t b2[sizeof(ok) + 1];
+
+        XT_ASSERT(be_tcp_conninfo_decode(ok, sizeof(ok), &ci, &why));
+        XT_ASSERT_EQ(ci.port, 0x10);
+        memcpy(b2, ok, sizeof(ok));
+        b2[0] = 2;
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok), &ci, &why));
+        memcpy(b2, ok, sizeof(ok));
+        b2[1] = 0;
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok), &ci, &why));
+        memcpy(b2, ok, sizeof(ok));
+        b2[2] = 0;
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok), &ci, &why));
+        memcpy(b2, ok, sizeof(ok));
+        b2[13] = '/';
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok), &ci, &why));
+        memcpy(b2, ok, sizeof(ok));
+        b2[sizeof(ok)] = 0;
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok) + 1, &ci, &why));
+        memcpy(b2, ok, sizeof(ok));
+        b2[12] = 200;
+        XT_ASSERT(!be_tcp_conninfo_decode(b2, sizeof(ok), &ci, &why));
+    }
+    /* Random bytes (half of them behind a valid magic) never crash the
+     * decoders; the scan says -1 or counts frames. */
+    for (i = 0; i < 200000; i++) {
+        len = (size_t)(tt_rand(&seed) % sizeof(buf));
+        for (k = 0; k < len; k++) {
+            buf[k] = (uint8_t)tt_rand(&seed);
+        }
+        if ((i & 1) && len >= 4) {
+            buf[0] = 0x4e;
+            buf[1] = 0x58;
+            buf[2] = (uint8_t)(1 + tt_rand(&seed) % 7);
+            buf[3] = (uint8_t)(tt_rand(&seed) % 2);
+        }
+        r = be_tcp_stream_scan(buf, len, &why);
+        XT_ASSERT(r >= -1 && r <= (long)(len / 32));
+        (void)be_tcp_hello_decode(buf, len, &h, &why);
+        (void)be_tcp_conninfo_decode(buf, len, &ci, &why);
+    }
+    return 0;
+}
+
+/* --- engine basics ------------------------------------------------------- */
+
+/* t_params: bad params are refused; conn info follows bind/advertise. */
+static int
+t_params(void)
+{
+    nxl_param_t bad[][1] = {
+        {{"num_streams", "0"}}, {{"num_streams", "17"}}, {{"port", "70000"}},
+        {{"port", "-1"}},       {{"port", "12x"}},       {{"bogus", "1"}},
+        {{"connect_timeout_ms", "0"}}, {{"bind_addr", "a b"}},
+    };
+    nxl_param_t adv[] = {{"advertise_addr", "10.1.2.3"}};
+    nxl_param_t lo[] = {{"bind_addr", "127.0.0.1"}, {"num_streams", "3"}};
+    be_tcp_conninfo_t ci;
+    const char *why;
+    nxl_blob_t blob;
+    tt_eng t;
+    size_t i;
+
+    for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
+        XT_ASSERT_STATUS(tt_open(&t, "p", bad[i], 1), NXL_ERR_INVALID_PARAM);
+    }
+    XT_ASSERT_EQ(OPS->num_defaults, 7);
+    XT_ASSERT_STR(OPS->name, "TCP");
+    XT_ASSERT(OPS->caps & NXL_CAP_LOCAL);
+    XT_ASSERT(OPS->caps & NXL_CAP_THREAD_SAFE);
+
+    XT_ASSERT_OK(tt_open(&t, "p", adv, 1));
+    XT_ASSERT_OK(OPS->conn_info(t.e, &blob));
+    XT_ASSERT(be_tcp_conninfo_decode(blob.data, blob.len, &ci, &why));
+    XT_ASSERT_EQ(ci.naddrs, 1);
+    XT_ASSERT_STR(ci.addrs[0], "10.1.2.3");
+    XT_ASSERT(ci.port != 0);
+    free(blob.data);
+    tt_close(&t);
+
+    XT_ASSERT_OK(tt_open(&t, "p", lo, 2));
+    XT_ASSERT_OK(OPS->conn_info(t.e, &blob));
+    XT_ASSERT(be_tcp_conninfo_decode(blob.data, blob.len, &ci, &why));
+    XT_ASSERT_EQ(ci.naddrs, 1);
+    XT_ASSERT_STR(ci.addrs[0], "127.0.0.1");
+    free(blob.data);
+    tt_close(&t);
+
+    XT_ASSERT_OK(tt_open(&t, "p", NULL, 0));
+    XT_ASSERT_OK(OPS->conn_info(t.e, &blob));
+    XT_ASSERT(be_tcp_conninfo_decode(blob.data, blob.len, &ci, &why));
+    XT_ASSERT_STR(ci.addrs[ci.naddrs - 1], "127.0.0.1");
+    free(blob.data);
+    tt_close(&t);
+    return tt_leaks();
+}
+
+/* t_loopback: one engine, itself as the peer (NXL_CAP_LOCAL). */
+static int
+t_loopback(void)
+{
+    const uint64_t len = 1u << 20;
+    uint8_t *a = tt_map(len), *b = tt_map(len);
+    uint64_t la[4], ra[4], ln[4];
+    void *mda, *mdb, *peer;
+    tt_xfer tx;
+    tt_eng t;
+    int i;
+
+    XT_ASSERT(a != NULL && b != NULL);
+    tt_fill(a, len, 3, 0);
+    XT_ASSERT_OK(tt_open(&t, "self", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, a, len, &mda));
+    XT_ASSERT_OK(tt_register(&t, b, len, &mdb));
+    XT_ASSERT_OK(tt_self_peer(&t, &peer));
+
+    /* READ b <- a in four pieces, in reverse order. */
+    for (i = 0; i < 4; i++) {
+        la[i] = (uint64_t)(uintptr_t)b + (uint64_t)(3 - i) * (len / 4);
+        ra[i] = (uint64_t)(uintptr_t)a + (uint64_t)(3 - i) * (len / 4);
+        ln[i] = len / 4;
+    }
+    XT_ASSERT_OK(tt_prep(&t, &tx, NXL_READ, peer, "self", 4, la, ra, ln));
+    XT_ASSERT_STATUS(OPS->check(t.e, tx.req), NXL_ERR_NOT_POSTED);
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 3, 0), -1);
+    /* Re-post is the steady-state loop. */
+    memset(b, 0, len);
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 3, 0), -1);
+    tt_free(&tx);
+
+    /* WRITE a -> b with a notification to ourselves. */
+    tt_fill(a, len / 2, 8, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "self", a,
+                          (uint64_t)(uintptr_t)b + len / 2, len / 2));
+    XT_ASSERT_OK(tt_run(&tx, "hello-self", 5000));
+    XT_ASSERT_EQ(tt_bad(b + len / 2, len / 2, 8, 0), -1);
+    XT_ASSERT(tt_wait_notifs(&t, 1, 2000));
+    XT_ASSERT_STR(t.h.notifs[0].peer, "self");
+    XT_ASSERT_STR(t.h.notifs[0].msg, "hello-self");
+    tt_free(&tx);
+
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "standalone", 10));
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "", 0));
+    XT_ASSERT(tt_wait_notifs(&t, 3, 2000));
+    XT_ASSERT_STR(t.h.notifs[1].msg, "standalone");
+    XT_ASSERT_EQ(t.h.notifs[2].len, 0);
+    XT_ASSERT(atomic_load(&t.h.wakes) > 0);
+
+    OPS->peer_unload(t.e, peer);
+    OPS->mem_deregister(t.e, mda);
+    OPS->mem_deregister(t.e, mdb);
+    tt_close(&t);
+    munmap(a, len);
+    munmap(b, len);
+    return tt_leaks();
+}
+
+/* t_fork_read_write: READ and WRITE against a target process that sleeps
+ * in read() the whole time (its I/O thread answers). */
+static int
+t_fork_read_write(void)
+{
+    const uint64_t len = 4u << 20;
+    uint8_t *buf = tt_map(len);
+    uint64_t la[3], ra[3], ln[3];
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    tt_rep rep;
+    void *peer, *md;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgt", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "ini", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, buf, len, &md));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+
+    /* Scattered descriptors. */
+    memset(buf, 0, len);
+    la[0] = (uint64_t)(uintptr_t)buf;
+    ra[0] = tg.hi.addr + 1000;
+    ln[0] = 5000;
+    la[1] = (uint64_t)(uintptr_t)buf + 8192;
+    ra[1] = tg.hi.addr + 3000000;
+    ln[1] = 1;
+    la[2] = (uint64_t)(uintptr_t)buf + 9000;
+    ra[2] = tg.hi.addr + 77;
+    ln[2] = 70000;
+    XT_ASSERT_OK(tt_prep(&t, &tx, NXL_READ, peer, "tgt", 3, la, ra, ln));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    XT_ASSERT_EQ(tt_bad(buf, 5000, 1, 1000), -1);
+    XT_ASSERT_EQ(buf[8192], tt_pat(1, 3000000));
+    XT_ASSERT_EQ(tt_bad(buf + 9000, 70000, 1, 77), -1);
+    tt_free(&tx);
+
+    /* WRITE, checked by the target. */
+    tt_fill(buf, 1u << 20, 2, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgt", buf,
+                          tg.hi.addr + (1u << 20), 1u << 20));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 2, 1u << 20, 1u << 20).v, -1);
+    tt_free(&tx);
+
+    /* WRITE with a notification: the data is there when it arrives. */
+    tt_cmd_run(&tg, TT_EXPECT, 5, 2u << 20, 1u << 20);
+    tt_fill(buf, 1u << 20, 5, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgt", buf,
+                          tg.hi.addr + (2u << 20), 1u << 20));
+    XT_ASSERT_OK(tt_run(&tx, "w-done", 10000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 1, 3000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_EQ(rep.v, 0);
+    XT_ASSERT_STR(rep.text, "ini:w-done");
+
+    /* READ with a notification (sent after the data arrived). */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr,
+                          4096));
+    XT_ASSERT_OK(tt_run(&tx, "r-done", 10000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 2, 3000);
+    XT_ASSERT_EQ(rep.n, 2);
+    XT_ASSERT_STR(rep.text, "ini:r-done");
+
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "solo", 4));
+    rep = tt_target_wait_notifs(&tg, 3, 3000);
+    XT_ASSERT_EQ(rep.n, 3);
+    XT_ASSERT_STR(rep.text, "ini:solo");
+
+    OPS->peer_unload(t.e, peer);
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* t_multistream: striped READ/WRITE over 4 streams, a notification after
+ * every stream acked, and a descriptor count above one frame's limit. */
+static int
+t_multistream(void)
+{
+    const uint64_t len = 16u << 20;
+    nxl_param_t ps[] = {{"num_streams", "4"}, {"stripe_min_bytes", "65536"}};
+    uint8_t *buf = tt_map(len);
+    uint64_t *la, *ra, *ln;
+    const size_t nd = BE_TCP_MAX_DESCS + 4464; /* 70000 */
+    be_tcp_req_t *r;
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    tt_rep rep;
+    void *peer;
+    size_t i;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgt4", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "ini4", ps, 2));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+
+    tt_cmd_run(&tg, TT_EXPECT, 9, 0, 12u << 20);
+    tt_fill(buf, 12u << 20, 9, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgt4", buf, tg.hi.addr,
+                          12u << 20));
+    r = tx.req;
+    XT_ASSERT_EQ(r->plan->nparts, 4);
+    XT_ASSERT_OK(tt_run(&tx, "striped", 10000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 1, 3000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_EQ(rep.v, 0);
+    XT_ASSERT_STR(rep.text, "ini4:striped");
+
+    tt_cmd_run(&tg, TT_FILL, 11, 0, len);
+    memset(buf, 0, len);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt4", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 11, 0), -1);
+    tt_free(&tx);
+
+    /* 70,000 descriptors of 64 bytes, every other 64-byte slot. */
+    la = calloc(nd, sizeof(*la));
+    ra = calloc(nd, sizeof(*ra));
+    ln = calloc(nd, sizeof(*ln));
+    XT_ASSERT(la && ra && ln);
+    memset(buf, 0, len);
+    for (i = 0; i < nd; i++) {
+        la[i] = (uint64_t)(uintptr_t)buf + i * 128;
+        ra[i] = tg.hi.addr + i * 128 + 64;
+        ln[i] = 64;
+    }
+    XT_ASSERT_OK(tt_prep(&t, &tx, NXL_READ, peer, "tgt4", nd, la, ra, ln));
+    r = tx.req;
+    XT_ASSERT(r->plan->nparts >= 2);
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    for (i = 0; i < nd; i++) {
+        if (tt_bad(buf + i * 128, 64, 11, i * 128 + 64) >= 0) {
+            XT_FAILF("descriptor %zu wrong", i);
+        }
+    }
+    tt_free(&tx);
+    free(la);
+    free(ra);
+    free(ln);
+
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* --- target-side checks --------------------------------------------------- */
+
+/* t_bounds_refused: requests outside the target's registrations are
+ * refused (NOT_ALLOWED, nothing written, no notification) and the same
+ * connection keeps serving valid requests. */
+static int
+t_bounds_refused(void)
+{
+    const uint64_t len = 1u << 20;
+    uint8_t *buf = tt_map(len);
+    uint64_t la[2], ra[2], ln[2];
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    tt_rep rep;
+    void *peer;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgtb", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "inib", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+
+    /* Straddles the end of the region. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtb", buf,
+                          tg.hi.addr + len - 100, 200));
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT(strstr(nxl_last_error(), "registered memory") != NULL);
+    tt_free(&tx);
+    /* Nowhere near it. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtb", buf, 0x1000, 16));
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_NOT_ALLOWED);
+    tt_free(&tx);
+    /* A WRITE with one good and one bad descriptor writes nothing and
+     * delivers no notification. */
+    tt_fill(buf, len, 4, 0);
+    la[0] = (uint64_t)(uintptr_t)buf;
+    ra[0] = tg.hi.addr;
+    ln[0] = 4096;
+    la[1] = (uint64_t)(uintptr_t)buf + 4096;
+    ra[1] = tg.hi.addr + 2 * len;
+    ln[1] = 4096;
+    XT_ASSERT_OK(tt_prep(&t, &tx, NXL_WRITE, peer, "tgtb", 2, la, ra, ln));
+    XT_ASSERT_STATUS(tt_run(&tx, "should-not-arrive", 5000),
+                     NXL_ERR_NOT_ALLOWED);
+    tt_free(&tx);
+    XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 1, 0, len).v, -1);
+    /* The connection still works, and the notification never came. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtb", buf,
+                          tg.hi.addr + 4096, 8192));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(buf, 8192, 1, 4096), -1);
+    tt_free(&tx);
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "ok", 2));
+    rep = tt_target_wait_notifs(&tg, 1, 3000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_STR(rep.text, "inib:ok");
+
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* tt_raw_connect opens a plain socket to an engine and, with name, says
+ * hello and checks the answer. */
+static int
+tt_raw_connect(tt_eng *t, const char *name)
+{
+    be_tcp_conninfo_t ci;
+    nxl_blob_t blob;
+    const char *why;
+    uint8_t buf[256];
+    be_tcp_frame_t f;
+    size_t k;
+    int fd = -1;
+
+    if (OPS->conn_info(t->e, &blob) != NXL_OK) {
+        return -1;
+    }
+    if (!be_tcp_conninfo_decode(blob.data, blob.len, &ci, &why) ||
+        nxl__sock_connect("127.0.0.1", ci.port, 2000, &fd) != NXL_OK) {
+        free(blob.data);
+        return -1;
+    }
+    free(blob.data);
+    if (name == NULL) {
+        return fd;
+    }
+    k = be_tcp_hello_encode(buf + 32, sizeof(buf) - 32, name, 0, 1);
+    tt_frame(buf, BE_TCP_HELLO, 0, 0, 0, (uint32_t)k, 0, 0);
+    if (nxl__sock_send_all(fd, buf, 32 + k, 2000) != NXL_OK ||
+        nxl__sock_recv_all(fd, buf, 32, 2000) != NXL_OK ||
+        be_tcp_frame_decode(buf, 32, &f, &why) != 32 ||
+        f.type != BE_TCP_HELLO_ACK || f.status != 0 ||
+        nxl__sock_recv_all(fd, buf, f.aux_len, 2000) != NXL_OK) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* tt_closed says whether the server closed fd within 2 s. */
+static bool
+tt_closed(int fd)
+{
+    uint8_t b[4096];
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    uint64_t end = xt_now_ms() + 2000;
+    ssize_t n;
+
+    while (xt_now_ms() < end) {
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        n = recv(fd, b, sizeof(b), 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* t_crafted_frames speaks the wire protocol by hand: requests outside
+ * registered memory get error replies on a connection that stays usable;
+ * malformed frames close the connection; the engine keeps serving. */
+static int
+t_crafted_frames(void)
+{
+    uint8_t *mem = tt_map(65536), buf[1024];
+    const char *why;
+    be_tcp_frame_t f;
+    uint64_t base;
+    tt_eng t;
+    void *md;
+    size_t n;
+    int fd;
+
+    XT_ASSERT(mem != NULL);
+    base = (uint64_t)(uintptr_t)mem;
+    tt_fill(mem, 65536, 4, 0);
+    XT_ASSERT_OK(tt_open(&t, "srv", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, mem, 65536, &md));
+
+    /* A request before the hello closes the connection. */
+    fd = tt_raw_connect(&t, NULL);
+    XT_ASSERT(fd >= 0);
+    n = tt_frame(buf, BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 0);
+    n += tt_wd(buf + n, base, 16);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+
+    fd = tt_raw_connect(&t, "raw-client");
+    XT_ASSERT(fd >= 0);
+    /* READ outside: error reply, no data. */
+    n = tt_frame(buf, BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 0);
+    n += tt_wd(buf + n, base + 65536 - 8, 16);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.type, BE_TCP_READ_RESP);
+    XT_ASSERT_EQ(f.id, 1);
+    XT_ASSERT_EQ(f.status, NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_EQ(f.data_len, 0);
+    /* READ inside, two descriptors, pipelined behind a WRITE outside whose
+     * payload must be skipped. */
+    n = tt_frame(buf, BE_TCP_WRITE_REQ, 0, 0, 1, 0, 2, 50);
+    n += tt_wd(buf + n, base - 4096, 50);
+    memset(buf + n, 0xee, 50);
+    n += 50;
+    n += tt_frame(buf + n, BE_TCP_READ_REQ, 0, 0, 2, 0, 3, 0);
+    n += tt_wd(buf + n, base + 10, 100);
+    n += tt_wd(buf + n, base + 60000, 20);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.type, BE_TCP_WRITE_ACK);
+    XT_ASSERT_EQ(f.id, 2);
+    XT_ASSERT_EQ(f.status, NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.type, BE_TCP_READ_RESP);
+    XT_ASSERT_EQ(f.id, 3);
+    XT_ASSERT_EQ(f.status, 0);
+    XT_ASSERT_EQ(f.data_len, 120);
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 120, 2000));
+    XT_ASSERT_EQ(tt_bad(buf, 100, 4, 10), -1);
+    XT_ASSERT_EQ(tt_bad(buf + 100, 20, 4, 60000), -1);
+    /* WRITE inside with a notification. */
+    n = tt_frame(buf, BE_TCP_WRITE_REQ, BE_TCP_F_NOTIF, 0, 1, 3, 4, 8);
+    n += tt_wd(buf + n, base, 8);
+    memcpy(buf + n, "raw", 3);
+    n += 3;
+    memcpy(buf + n, "12345678", 8);
+    n += 8;
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.type, BE_TCP_WRITE_ACK);
+    XT_ASSERT_EQ(f.status, 0);
+    XT_ASSERT(memcmp(mem, "12345678", 8) == 0);
+    XT_ASSERT(tt_wait_notifs(&t, 1, 2000));
+    XT_ASSERT_STR(t.h.notifs[0].peer, "raw-client");
+    XT_ASSERT_STR(t.h.notifs[0].msg, "raw");
+    /* Garbage closes the connection. */
+    memset(buf, 0x41, 64);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, 64, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+
+    /* A WRITE whose data length differs from its descriptors. */
+    fd = tt_raw_connect(&t, "raw2");
+    XT_ASSERT(fd >= 0);
+    n = tt_frame(buf, BE_TCP_WRITE_REQ, 0, 0, 1, 0, 1, 7);
+    n += tt_wd(buf + n, base, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n + 7, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+    /* A hello with a NUL in the name, and one with a huge body. */
+    fd = tt_raw_connect(&t, NULL);
+    XT_ASSERT(fd >= 0);
+    n = be_tcp_hello_encode(buf + 32, 200, "a-b", 0, 1);
+    buf[32 + n - 2] = '\0';
+    tt_frame(buf, BE_TCP_HELLO, 0, 0, 0, (uint32_t)n, 0, 0);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, 32 + n, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+    fd = tt_raw_connect(&t, NULL);
+    XT_ASSERT(fd >= 0);
+    tt_frame(buf, BE_TCP_HELLO, 0, 0, 0, 1u << 31, 0, 0);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, 32, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+    /* A frame announcing a huge descriptor table, then hang-up mid-way. */
+    fd = tt_raw_connect(&t, "raw3");
+    XT_ASSERT(fd >= 0);
+    tt_frame(buf, BE_TCP_READ_REQ, 0, 0, BE_TCP_MAX_DESCS, 0, 1, 0);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, 32 + 500, 1000));
+    close(fd);
+
+    /* Still serving. */
+    fd = tt_raw_connect(&t, "raw4");
+    XT_ASSERT(fd >= 0);
+    n = tt_frame(buf, BE_TCP_READ_REQ, 0, 0, 1, 0, 9, 0);
+    n += tt_wd(buf + n, base + 8, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 40, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.status, 0);
+    XT_ASSERT_EQ(tt_bad(buf + 32, 8, 4, 8), -1);
+    close(fd);
+
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    munmap(mem, 65536);
+    return tt_leaks();
+}
+
+/* t_backpressure: a client that sends 5,000 READs of 64 KiB before
+ * reading any reply makes the server stop reading at 4,096 queued replies
+ * and resume as they drain; every reply arrives, in order. */
+static int
+t_backpressure(void)
+{
+    const unsigned n = 5000;
+    uint8_t *mem = tt_map(65536), *req, *reply;
+    const char *why;
+    be_tcp_frame_t f;
+    uint64_t base;
+    size_t k = 0;
+    unsigned i;
+    tt_eng t;
+    void *md;
+    int fd;
+
+    XT_ASSERT(mem != NULL);
+    base = (uint64_t)(uintptr_t)mem;
+    tt_fill(mem, 65536, 5, 0);
+    XT_ASSERT_OK(tt_open(&t, "srvbp", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, mem, 65536, &md));
+    fd = tt_raw_connect(&t, "flooder");
+    XT_ASSERT(fd >= 0);
+    req = malloc((size_t)n * 48);
+    reply = malloc(65536);
+    XT_ASSERT(req != NULL && reply != NULL);
+    for (i = 0; i < n; i++) {
+        k += tt_frame(req + k, BE_TCP_READ_REQ, 0, 0, 1, 0, i + 1, 0);
+        k += tt_wd(req + k, base, 65536);
+    }
+    XT_ASSERT_OK(nxl__sock_send_all(fd, req, k, 5000));
+    usleep(100000);
+    for (i = 0; i < n; i++) {
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, reply, 32, 5000));
+        XT_ASSERT_EQ(be_tcp_frame_decode(reply, 32, &f, &why), 32);
+        XT_ASSERT_EQ(f.id, i + 1);
+        XT_ASSERT_EQ(f.data_len, 65536);
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, reply, 65536, 5000));
+        if (i == 0 || i == n - 1) {
+            XT_ASSERT_EQ(tt_bad(reply, 65536, 5, 0), -1);
+        }
+    }
+    close(fd);
+    free(req);
+    free(reply);
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    munmap(mem, 65536);
+    return tt_leaks();
+}
+
+/* --- death, reconnect ----------------------------------------------------- */
+
+/* tt_big_read prepares a READ that takes seconds: n descriptors that all
+ * cover the same len bytes on both sides. */
+static nxl_status_t
+tt_big_read(tt_eng *t, tt_xfer *tx, nxl_op_t op, void *peer, const char *pn,
+            uint8_t *local, uint64_t remote, uint64_t len, size_t n)
+{
+    uint64_t *la = calloc(n, 8), *ra = calloc(n, 8), *ln = calloc(n, 8);
+    nxl_status_t st;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        la[i] = (uint64_t)(uintptr_t)local;
+        ra[i] = remote;
+        ln[i] = len;
+    }
+    st = tt_prep(t, tx, op, peer, pn, n, la, ra, ln);
+    free(la);
+    free(ra);
+    free(ln);
+    return st;
+}
+
+/* tt_death ends a target while a large READ is in flight (reset: linger 0
+ * and exit; else SIGKILL) and checks REMOTE_DISCONNECT within 2 s, then
+ * that later requests fail at once. */
+static int
+tt_death(bool reset)
+{
+    const uint64_t len = 8u << 20;
+    uint8_t *buf = tt_map(len);
+    tt_target tg;
+    tt_xfer tx, tx2;
+    tt_eng t;
+    nxl_status_t st;
+    uint64_t t0;
+    tt_cmd cmd = {.op = TT_RESET};
+    void *peer;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "victim", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "survivor", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(tt_big_read(&t, &tx, NXL_READ, peer, "victim", buf,
+                             tg.hi.addr, len, 2048)); /* 16 GiB */
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    usleep(50000);
+    XT_ASSERT_EQ(OPS->check(t.e, tx.req), NXL_IN_PROG);
+    t0 = xt_now_ms();
+    if (reset) {
+        XT_ASSERT(tt_io(tg.sock, &cmd, sizeof(cmd), true));
+        close(tg.sock);
+        waitpid(tg.pid, NULL, 0);
+        tg.pid = 0;
+    } else {
+        tt_target_kill(&tg);
+    }
+    st = tt_wait(&tx, 2000);
+    XT_ASSERT_STATUS(st, NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT(xt_now_ms() - t0 < 2000);
+    printf("  %s noticed after %llu ms: %s\n", reset ? "reset" : "kill",
+           (unsigned long long)(xt_now_ms() - t0), nxl_last_error());
+    /* Later requests and notifications fail at once. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx2, NXL_READ, peer, "victim", buf, tg.hi.addr,
+                          64));
+    XT_ASSERT_STATUS(tt_post_notif(&tx2, NULL), NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 100), NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT_STATUS(OPS->notif_send(t.e, peer, "x", 1),
+                     NXL_ERR_REMOTE_DISCONNECT);
+    tt_free(&tx2);
+    tt_free(&tx);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    munmap(buf, len);
+    return tt_leaks();
+}
+
+/* t_reset_mid_transfer: RST during a large READ. */
+static int
+t_reset_mid_transfer(void)
+{
+    return tt_death(true);
+}
+
+/* t_kill_mid_read: SIGKILL of the target during a large READ. */
+static int
+t_kill_mid_read(void)
+{
+    return tt_death(false);
+}
+
+/* t_reconnect: after a peer dies, unload + load with its new conn info
+ * connects again (unlike NIXL, disconnect is not terminal). */
+static int
+t_reconnect(void)
+{
+    const uint64_t len = 1u << 20;
+    tt_target_cfg cfg = {.name = "phoenix", .len = len};
+    uint8_t *buf = tt_map(len);
+    tt_target t1, t2;
+    tt_xfer tx;
+    tt_eng t;
+    void *peer;
+
+    XT_ASSERT(buf != NULL);
+    /* Fork both before this process has threads. */
+    XT_ASSERT_EQ(tt_target_fork(&t1, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_fork(&t2, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&t1), 0);
+    XT_ASSERT_OK(tt_open(&t, "client", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &t1, &peer));
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+
+    tt_target_kill(&t1);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr,
+                          len));
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 2000), NXL_ERR_REMOTE_DISCONNECT);
+    tt_free(&tx);
+
+    XT_ASSERT_EQ(tt_target_start(&t2), 0);
+    tt_cmd_run(&t2, TT_FILL, 12, 0, len);
+    OPS->peer_unload(t.e, peer);
+    XT_ASSERT_OK(tt_load(&t, &t2, &peer));
+    memset(buf, 0, len);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t2.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 12, 0), -1);
+    tt_free(&tx);
+    tt_fill(buf, 4096, 13, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "phoenix", buf,
+                          t2.hi.addr, 4096));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_cmd_run(&t2, TT_VERIFY, 13, 0, 4096).v, -1);
+    tt_free(&tx);
+
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&t2), 0);
+    return tt_leaks();
+}
+
+/* --- concurrency, cancel, timeouts, event fd ------------------------------ */
+
+typedef struct tt_worker {
+    tt_eng *t;
+    void *peer;
+    uint64_t raddr;   /* this worker's 1 MiB slice on the target */
+    uint64_t roff;    /* its offset in the target's buffer */
+    uint8_t *local;   /* 1 MiB */
+    unsigned n;
+    int failed;
+    char err[256];
+} tt_worker;
+
+/* tt_worker_main posts n 4 KiB READs at once, waits for all, checks them,
+ * then does the same with WRITEs. */
+static void *
+tt_worker_main(void *arg)
+{
+    tt_worker *w = arg;
+    tt_xfer *tx = calloc(w->n, sizeof(*tx));
+    nxl_status_t st;
+    unsigned i, k;
+
+    for (k = 0; k < 2 && !w->failed; k++) {
+        if (k == 1) {
+            tt_fill(w->local, (uint64_t)w->n * 4096, 6, 0);
+        }
+        for (i = 0; i < w->n && !w->failed; i++) {
+            st = tt_prep1(w->t, &tx[i], k == 0 ? NXL_READ : NXL_WRITE, w->peer,
+                          "many", w->local + (size_t)i * 4096,
+                          w->raddr + (uint64_t)i * 4096, 4096);
+            if (st == NXL_OK) {
+                st = tt_post_notif(&tx[i], NULL);
+            }
+            if (st != NXL_IN_PROG && st != NXL_OK) {
+                w->failed = 1;
+                snprintf(w->err, sizeof(w->err), "post %u: %s %s", i,
+                         nxl_status_name(st), nxl_last_error());
+            }
+        }
+        for (i = 0; i < w->n; i++) {
+            if (tx[i].req == NULL) {
+                continue;
+            }
+            st = tt_wait(&tx[i], 10000);
+            if (st != NXL_OK && !w->failed) {
+                w->failed = 1;
+                snprintf(w->err, sizeof(w->err), "wait %u: %s %s", i,
+                         nxl_status_name(st), nxl_last_error());
+            }
+            tt_free(&tx[i]);
+        }
+        if (k == 0 && !w->failed) {
+            long long bad = tt_bad(w->local, (uint64_t)w->n * 4096, 1,
+                                   w->roff);
+
+            if (bad >= 0) {
+                w->failed = 1;
+                snprintf(w->err, sizeof(w->err), "READ data wrong at %lld",
+                         bad);
+            }
+        }
+    }
+    free(tx);
+    return NULL;
+}
+
+/* t_concurrent_small: 1,000 concurrent 4 KiB requests from 4 threads. */
+static int
+t_concurrent_small(void)
+{
+    const uint64_t len = 4u << 20;
+    tt_worker w[4];
+    pthread_t th[4];
+    tt_target tg;
+    tt_eng t;
+    void *peer;
+    int i;
+
+    XT_ASSERT_EQ(tt_spawn(&tg, "many", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "threads", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    for (i = 0; i < 4; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].t = &t;
+        w[i].peer = peer;
+        w[i].roff = (uint64_t)i << 20;
+        w[i].raddr = tg.hi.addr + w[i].roff;
+        w[i].local = tt_map(1u << 20);
+        w[i].n = 250;
+        XT_ASSERT(w[i].local != NULL);
+    }
+    /* Each worker: 250 READs in flight (1,000 in all), checked, then 250
+     * WRITEs, checked on the target below. */
+    for (i = 0; i < 4; i++) {
+        XT_ASSERT_EQ(pthread_create(&th[i], NULL, tt_worker_main, &w[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        if (w[i].failed) {
+            XT_FAILF("worker %d: %s", i, w[i].err);
+        }
+    }
+    for (i = 0; i < 4; i++) {
+        /* The target now holds pattern 6 (relative to each slice). */
+        XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 6, (uint64_t)i << 20,
+                                250 * 4096).v, -1);
+        munmap(w[i].local, 1u << 20);
+    }
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* t_cancel: canceling (or releasing) an in-flight READ or WRITE returns at
+ * once, and the stream stays usable: the rest of a canceled READ reply is
+ * discarded, the rest of a canceled WRITE goes out as zeros. */
+static int
+t_cancel(void)
+{
+    const uint64_t len = 8u << 20;
+    uint8_t *buf = tt_map(len), *small = tt_map(65536);
+    tt_target tg;
+    tt_xfer big, tx;
+    tt_eng t;
+    uint64_t t0;
+    void *peer;
+    int k;
+
+    XT_ASSERT(buf != NULL && small != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgtc", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "inic", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    tt_fill(buf, len, 2, 0);
+    for (k = 0; k < 3; k++) {
+        XT_ASSERT_OK(tt_big_read(&t, &big, k == 1 ? NXL_WRITE : NXL_READ,
+                                 peer, "tgtc", buf, tg.hi.addr, len, 32));
+        XT_ASSERT_EQ(tt_post_notif(&big, k == 0 ? "never" : NULL),
+                     NXL_IN_PROG);
+        XT_ASSERT_STATUS(OPS->post(t.e, big.req, &big.x),
+                         NXL_ERR_REPOST_ACTIVE);
+        usleep(20000);
+        t0 = xt_now_ms();
+        if (k < 2) {
+            OPS->cancel(t.e, big.req);
+            XT_ASSERT_STATUS(OPS->check(t.e, big.req), NXL_ERR_CANCELED);
+        }
+        tt_free(&big); /* k == 2: release while in flight */
+        XT_ASSERT(xt_now_ms() - t0 < 500);
+        /* Same stream, next request. */
+        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtc", small,
+                              tg.hi.addr + 8u * 1000003u, 65536));
+        XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+        if (k != 1) {
+            XT_ASSERT_EQ(tt_bad(small, 65536, 1, 8u * 1000003u), -1);
+        }
+        tt_free(&tx);
+        tt_cmd_run(&tg, TT_FILL, 1, 0, len); /* undo the canceled WRITE */
+    }
+    XT_ASSERT_EQ(tt_target_wait_notifs(&tg, 0, 0).n, 0);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* t_request_timeout: a target that stops answering (SIGSTOP) makes a
+ * request end with NXL_ERR_TIMEOUT after request_timeout_ms; once it runs
+ * again the stream works (the late reply is dropped). */
+static int
+t_request_timeout(void)
+{
+    nxl_param_t ps[] = {{"request_timeout_ms", "300"}};
+    uint8_t *buf = tt_map(65536);
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    uint64_t t0, dt;
+    void *peer;
+    int ws;
+
+    XT_ASSERT_EQ(tt_spawn(&tg, "sleepy", 1u << 20), 0);
+    XT_ASSERT_OK(tt_open(&t, "impatient", ps, 1));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "sleepy", buf,
+                          tg.hi.addr, 4096));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    kill(tg.pid, SIGSTOP);
+    XT_ASSERT_EQ(waitpid(tg.pid, &ws, WUNTRACED), tg.pid); /* all stopped */
+    XT_ASSERT(WIFSTOPPED(ws));
+    t0 = xt_now_ms();
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_TIMEOUT);
+    dt = xt_now_ms() - t0;
+    XT_ASSERT(dt >= 290 && dt < 2000);
+    kill(tg.pid, SIGCONT);
+    tt_free(&tx);
+    memset(buf, 0, 4096);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "sleepy", buf,
+                          tg.hi.addr + 4096, 4096));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(buf, 4096, 1, 4096), -1);
+    tt_free(&tx);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* t_event_fd: completions and notifications make the event fd readable;
+ * progress drains it and counts them. */
+static int
+t_event_fd(void)
+{
+    uint8_t *a = tt_map(65536), *b = tt_map(65536);
+    struct pollfd pfd;
+    nxl_status_t st;
+    void *peer, *md;
+    tt_xfer tx;
+    tt_eng t;
+
+    XT_ASSERT_OK(tt_open(&t, "efd", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, a, 65536, &md));
+    XT_ASSERT_OK(tt_self_peer(&t, &peer));
+    pfd.fd = OPS->event_fd(t.e);
+    pfd.events = POLLIN;
+    XT_ASSERT(pfd.fd >= 0);
+    (void)OPS->progress(t.e);
+    XT_ASSERT_EQ(poll(&pfd, 1, 0), 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "efd", b,
+                          (uint64_t)(uintptr_t)a, 65536));
+    st = tt_post_notif(&tx, NULL);
+    XT_ASSERT(st == NXL_IN_PROG || st == NXL_OK);
+    XT_ASSERT_EQ(poll(&pfd, 1, 2000), 1);
+    XT_ASSERT_OK(OPS->check(t.e, tx.req));
+    XT_ASSERT(OPS->progress(t.e) >= 1);
+    XT_ASSERT_EQ(poll(&pfd, 1, 0), 0);
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "ping", 4));
+    XT_ASSERT_EQ(poll(&pfd, 1, 2000), 1);
+    XT_ASSERT(OPS->progress(t.e) >= 1);
+    XT_ASSERT_EQ(tt_nnotifs(&t), 1);
+    tt_free(&tx);
+    OPS->peer_unload(t.e, peer);
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    return tt_leaks();
+}
+
+/* t_peer_errors: bad conn info, the wrong agent at an address, nobody
+ * listening, and bad transfers are refused with the right status. */
+static int
+t_peer_errors(void)
+{
+    uint8_t junk[5] = {9, 9, 9, 9, 9}, mem[64];
+    be_tcp_conninfo_t ci = {.naddrs = 1, .host_token = 1};
+    nxl_be_region_t vr = {.addr = 4096, .len = 4096, .kind = NXL_VRAM};
+    nxl_desc_t d = {.addr = 1, .len = 1};
+    nxl_blob_t info, dead;
+    uint16_t port;
+    tt_eng a, b;
+    void *peer, *md;
+    tt_xfer tx;
+    uint64_t t0;
+    int lfd;
+
+    XT_ASSERT_OK(tt_open(&a, "alpha", NULL, 0));
+    XT_ASSERT_OK(tt_open(&b, "beta", NULL, 0));
+    XT_ASSERT_STATUS(OPS->peer_load(a.e, "x", junk, sizeof(junk), &peer),
+                     NXL_ERR_PROTO);
+    XT_ASSERT_STATUS(OPS->peer_load(a.e, "x", NULL, 0, &peer), NXL_ERR_PROTO);
+    XT_ASSERT_OK(OPS->conn_info(b.e, &info));
+    XT_ASSERT_STATUS(OPS->peer_load(a.e, "gamma", info.data, info.len, &peer),
+                     NXL_ERR_MISMATCH);
+    XT_ASSERT(strstr(nxl_last_error(), "expected 'gamma'") != NULL);
+    XT_ASSERT_OK(OPS->peer_load(a.e, "beta", info.data, info.len, &peer));
+    free(info.data);
+
+    /* Nobody listening there any more: fails fast. */
+    XT_ASSERT_OK(nxl__sock_listen("127.0.0.1", 0, &lfd, &port));
+    close(lfd);
+    ci.port = port;
+    strcpy(ci.addrs[0], "127.0.0.1");
+    XT_ASSERT_OK(be_tcp_conninfo_encode(&ci, &dead));
+    t0 = xt_now_ms();
+    XT_ASSERT(OPS->peer_load(a.e, "ghost", dead.data, dead.len, &md) < 0);
+    XT_ASSERT(nxl_last_error()[0] != '\0');
+    XT_ASSERT(xt_now_ms() - t0 < 2500);
+    free(dead.data);
+
+    /* Bad regions and transfers. */
+    XT_ASSERT_STATUS(OPS->mem_register(a.e, &vr, &md), NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(OPS->md_unpack(a.e, peer, &d, NXL_DRAM, junk, 3, &md),
+                     NXL_ERR_PROTO);
+    d.addr = 4096;
+    d.len = 64;
+    XT_ASSERT_OK(OPS->md_unpack(a.e, peer, &d, NXL_DRAM, NULL, 0, &md));
+    {
+        /* prep refuses a descriptor outside the region its md names. */
+        uint64_t la = (uint64_t)(uintptr_t)mem, ra = 4096 + 8, l = 64;
+
+        XT_ASSERT_OK(tt_prep(&a, &tx, NXL_READ, peer, "beta", 1, &la, &ra,
+                             &l));
+        OPS->release(a.e, tx.req);
+        tx.r[0].md = md;
+        XT_ASSERT_STATUS(OPS->prep(a.e, tx.req, &tx.x), NXL_ERR_INVALID_PARAM);
+        tx.r[0].addr = 4096;
+        XT_ASSERT_OK(OPS->prep(a.e, tx.req, &tx.x));
+        tt_free(&tx);
+    }
+    OPS->md_unload(a.e, md);
+    XT_ASSERT_OK(tt_prep1(&a, &tx, NXL_READ, peer, "beta", mem, 4096, 64));
+    tt_free(&tx);
+    memset(&tx, 0, sizeof(tx));
+    {
+        uint64_t la = (uint64_t)(uintptr_t)mem, ra = 4096, l = 64;
+        nxl_status_t st;
+
+        st = tt_prep(&a, &tx, NXL_READ, peer, "beta", 1, &la, &ra, &l);
+        XT_ASSERT_OK(st);
+        OPS->release(a.e, tx.req);
+        tx.r[0].len = 65;
+        XT_ASSERT_STATUS(OPS->prep(a.e, tx.req, &tx.x), NXL_ERR_INVALID_PARAM);
+        tx.r[0].len = 64;
+        tx.x.remote_mem = NXL_VRAM;
+        XT_ASSERT_STATUS(OPS->prep(a.e, tx.req, &tx.x), NXL_ERR_NOT_SUPPORTED);
+        tx.x.remote_mem = NXL_DRAM;
+        tx.x.count = 0;
+        XT_ASSERT_STATUS(OPS->prep(a.e, tx.req, &tx.x), NXL_ERR_INVALID_PARAM);
+        free(tx.req);
+        free(tx.l);
+        free(tx.r);
+    }
+    XT_ASSERT_STATUS(OPS->notif_send(a.e, peer, mem, BE_TCP_MAX_NOTIF + 1),
+                     NXL_ERR_INVALID_PARAM);
+    OPS->peer_unload(a.e, peer);
+    tt_close(&a);
+    tt_close(&b);
+    return tt_leaks();
+}
+
+/* --- across network namespaces (tests/netns/rig.sh) ----------------------- */
+
+#define TT_RIG NXL_TEST_DATA_DIR "/../netns/rig.sh"
+
+typedef struct tt_rig {
+    char name[32];
+    int guard;     /* write end of the pipe the cleanup guard waits on */
+} tt_rig;
+
+/* tt_rig_up makes a two-host rig, NAME-a (10.77.0.1) and NAME-b
+ * (10.77.0.2), with a guard process (its own session, so the harness's
+ * group kill spares it) that removes the rig when this process dies.
+ * Returns 0, XT_SKIP or 1. */
+static int
+tt_rig_up(tt_rig *rig)
+{
+    char cmd[512];
+    int pfd[2], rc;
+    pid_t pid;
+    char b;
+
+    if (geteuid() != 0) {
+        printf("  skip: network namespaces need root\n");
+        return XT_SKIP;
+    }
+    snprintf(rig->name, sizeof(rig->name), "nxltcp%d", (int)getpid());
+    if (pipe(pfd) < 0) {
+        return 1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        setsid();
+        close(pfd[1]);
+        while (read(pfd[0], &b, 1) > 0) {
+        }
+        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", TT_RIG,
+                 rig->name);
+        rc = system(cmd);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    close(pfd[0]);
+    rig->guard = pfd[1];
+    snprintf(cmd, sizeof(cmd), "%s up %s 2", TT_RIG, rig->name);
+    rc = system(cmd);
+    if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        printf("  skip: rig.sh cannot make namespaces here\n");
+        return XT_SKIP;
+    }
+    return (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0) ? 0 : 1;
+}
+
+/* tt_rig_down removes the rig and releases its guard. */
+static void
+tt_rig_down(tt_rig *rig)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "%s down %s", TT_RIG, rig->name);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "rig down %s failed\n", rig->name);
+    }
+    close(rig->guard);
+}
+
+/* t_netns: a target in namespace a, this process in namespace b; the
+ * target binds the wildcard address, so its conn info lists 10.77.0.1 and
+ * 127.0.0.1, and the differing host token steers us to 10.77.0.1. */
+static int
+t_netns(void)
+{
+    const uint64_t len = 4u << 20;
+    char ns_a[48];
+    tt_target_cfg cfg = {.name = "ns-target", .len = len, .netns = ns_a};
+    be_tcp_conninfo_t ci;
+    const char *why;
+    uint8_t *buf;
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    tt_rig rig;
+    tt_rep rep;
+    void *peer;
+    uint64_t t0;
+    char ns_b[48];
+    int rc;
+
+    rc = tt_rig_up(&rig);
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
+    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
+    buf = tt_map(len);
+    XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&tg), 0);
+    XT_ASSERT(be_tcp_conninfo_decode(tg.hi.info, tg.hi.info_len, &ci, &why));
+    XT_ASSERT_STR(ci.addrs[0], "10.77.0.1");
+    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_OK(tt_open(&t, "ns-initiator", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "ns-target", buf,
+                          tg.hi.addr, len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+    tt_cmd_run(&tg, TT_EXPECT, 3, 0, len);
+    tt_fill(buf, len, 3, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "ns-target", buf,
+                          tg.hi.addr, len));
+    XT_ASSERT_OK(tt_run(&tx, "across", 10000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 1, 3000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_EQ(rep.v, 0);
+    XT_ASSERT_STR(rep.text, "ns-initiator:across");
+
+    /* Kill mid-READ across the veth. */
+    XT_ASSERT_OK(tt_big_read(&t, &tx, NXL_READ, peer, "ns-target", buf,
+                             tg.hi.addr, len, 4096));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    usleep(30000);
+    t0 = xt_now_ms();
+    tt_target_kill(&tg);
+    XT_ASSERT_STATUS(tt_wait(&tx, 2000), NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT(xt_now_ms() - t0 < 2000);
+    tt_free(&tx);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    tt_rig_down(&rig);
+    return 0;
+}
+
+/* t_netns_partition: the link between the namespaces goes down while a
+ * READ is in flight: the target is silent, not dead, so no socket error
+ * comes; request_timeout_ms ends the READ with NXL_ERR_TIMEOUT. After the
+ * link comes back the same stream serves the next READ. */
+static int
+t_netns_partition(void)
+{
+    const uint64_t len = 1u << 20;
+    nxl_param_t ps[] = {{"request_timeout_ms", "400"}};
+    char ns_a[48], ns_b[48], cmd[256];
+    tt_target_cfg cfg = {.name = "island", .len = len, .netns = ns_a};
+    uint8_t *buf = tt_map(len);
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    tt_rig rig;
+    uint64_t t0;
+    void *peer;
+    int rc;
+
+    rc = tt_rig_up(&rig);
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
+    XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&tg), 0);
+    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
+    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_OK(tt_open(&t, "mainland", ps, 1));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+
+    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 down", ns_a);
+    XT_ASSERT_EQ(system(cmd), 0);
+    t0 = xt_now_ms();
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_TIMEOUT);
+    XT_ASSERT(xt_now_ms() - t0 < 1500);
+    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 up", ns_a);
+    XT_ASSERT_EQ(system(cmd), 0);
+    memset(buf, 0, len);
+    tt_free(&tx);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr,
+                          len));
+    /* Retransmission backs off during the outage: allow a few seconds,
+     * and re-post if the first try also timed out. */
+    for (rc = 0; rc < 20; rc++) {
+        nxl_status_t st = tt_run(&tx, NULL, 5000);
+
+        if (st == NXL_OK) {
+            break;
+        }
+        XT_ASSERT_STATUS(st, NXL_ERR_TIMEOUT);
+    }
+    XT_ASSERT(rc < 20);
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    tt_rig_down(&rig);
+    return tt_leaks();
+}
+
+/* --- micro-benchmark ---------------------------------------------------- */
+
+static int
+tt_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* tt_bench_lat times 4 KiB READ post -> completion; wait = sleep on the
+ * event fd instead of spinning on check. */
+static int
+tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
+             uint64_t remote, uint64_t size, unsigned n, bool wait,
+             const char *label)
+{
+    uint64_t *ns = calloc(n, sizeof(*ns)), t0;
+    nxl_status_t st;
+    tt_xfer tx;
+    unsigned i;
+
+    XT_ASSERT(ns != NULL);
+    XT_ASSERT_OK(tt_prep1(t, &tx, NXL_READ, peer, pn, local, remote, size));
+    for (i = 0; i < n + n / 10; i++) {
+        t0 = nxl__now_ns();
+        st = OPS->post(t->e, tx.req, &tx.x);
+        if (wait) {
+            st = tt_wait(&tx, 5000);
+        } else {
+            while ((st = OPS->check(t->e, tx.req)) == NXL_IN_PROG) {
+            }
+        }
+        XT_ASSERT_OK(st);
+        if (i >= n / 10) {
+            ns[i - n / 10] = nxl__now_ns() - t0;
+        }
+    }
+    qsort(ns, n, sizeof(*ns), tt_cmp_u64);
+    printf("  %s READ %llu B %s: median %.1f us, p99 %.1f us (%u posts)\n",
+           label, (unsigned long long)size, wait ? "event-fd wait" : "spin",
+           ns[n / 2] / 1e3, ns[n * 99 / 100] / 1e3, n);
+    tt_free(&tx);
+    free(ns);
+    return 0;
+}
+
+/* tt_bench_bw moves count blocks of bsize repeatedly for about secs and
+ * prints GB/s (10^9 bytes) and Gbit/s. */
+static int
+tt_bench_bw(tt_eng *t, void *peer, const char *pn, nxl_op_t op,
+            uint8_t *local, uint64_t remote, uint64_t bsize, size_t count,
+            uint64_t stride, double secs, const char *label)
+{
+    uint64_t *la = calloc(count, 8), *ra = calloc(count, 8),
+             *ln = calloc(count, 8), t0, dt, bytes = 0;
+    unsigned iters = 0;
+    tt_xfer tx;
+    size_t i;
+
+    XT_ASSERT(la && ra && ln);
+    for (i = 0; i < count; i++) {
+        la[i] = (uint64_t)(uintptr_t)local + i * stride;
+        ra[i] = remote + i * stride;
+        ln[i] = bsize;
+    }
+    XT_ASSERT_OK(tt_prep(t, &tx, op, peer, pn, count, la, ra, ln));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 30000)); /* warm-up */
+    t0 = nxl__now_ns();
+    do {
+        XT_ASSERT_OK(tt_run(&tx, NULL, 30000));
+        bytes += bsize * count;
+        iters++;
+        dt = nxl__now_ns() - t0;
+    } while (dt < (uint64_t)(secs * 1e9) || iters < 2);
+    printf("  %s %s %zu x %llu KiB%s: %.2f GB/s (%.1f Gbit/s), %u "
+           "iterations\n",
+           label, op == NXL_READ ? "READ " : "WRITE", count,
+           (unsigned long long)(bsize >> 10),
+           stride == 0 ? " (same block: cache-hot)" : "",
+           bytes / (dt / 1e9) / 1e9, bytes * 8 / (dt / 1e9) / 1e9, iters);
+    tt_free(&tx);
+    free(la);
+    free(ra);
+    free(ln);
+    return 0;
+}
+
+/* tt_bench runs the set against a target; NXL_TCP_BENCH=1 for real runs
+ * (512 MiB buffers, ~1 s per size), else a quick smoke pass. */
+static int
+tt_bench(const char *netns_a, const char *netns_b, const char *label)
+{
+    bool real = getenv("NXL_TCP_BENCH") != NULL;
+    const char *streams = getenv("NXL_TCP_STREAMS");
+    const uint64_t len = real ? (512u << 20) : (16u << 20);
+    const uint64_t sizes[] = {1u << 20, 4u << 20, 16u << 20, 64u << 20};
+    nxl_param_t ps[] = {{"num_streams", streams ? streams : "1"}};
+    tt_target_cfg cfg = {.name = "bench-tgt", .len = len, .netns = netns_a};
+    double secs = real ? 1.0 : 0.02;
+    uint8_t *buf = tt_map(len);
+    tt_target tg;
+    tt_eng t;
+    void *peer;
+    size_t i;
+    int k, rc;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&tg), 0);
+    if (netns_b != NULL) {
+        XT_ASSERT_EQ(tt_enter_netns(netns_b), 0);
+    }
+    XT_ASSERT_OK(tt_open(&t, "bench-ini", ps, 1));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    memset(buf, 1, len);
+    printf("  %s: num_streams %s\n", label, ps[0].value);
+    rc = tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
+                      real ? 20000 : 200, false, label);
+    rc = rc ? rc
+            : tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
+                           real ? 5000 : 100, true, label);
+    for (i = 0; rc == 0 && i < NXL__ARRAY_SIZE(sizes); i++) {
+        if (sizes[i] > len) {
+            continue;
+        }
+        for (k = 0; k < 2 && rc == 0; k++) {
+            rc = tt_bench_bw(&t, peer, "bench-tgt", k ? NXL_WRITE : NXL_READ,
+                             buf, tg.hi.addr, sizes[i], 1, sizes[i], secs,
+                             label);
+        }
+    }
+    if (rc == 0) {
+        rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
+                         16384, (size_t)(len / 16384), 16384, secs, label);
+    }
+    if (rc == 0) { /* 64 MiB from one 256 KiB block, as iperf3 reuses one */
+        rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
+                         256u << 10, 256, 0, secs, label);
+    }
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    munmap(buf, len);
+    return rc;
+}
+
+/* t_bench_loopback: the micro-bench over 127.0.0.1. */
+static int
+t_bench_loopback(void)
+{
+    return tt_bench(NULL, NULL, "loopback");
+}
+
+/* t_bench_netns: the micro-bench across the veth pair of a rig. */
+static int
+t_bench_netns(void)
+{
+    char a[48], b[48];
+    tt_rig rig;
+    int rc;
+
+    rc = tt_rig_up(&rig);
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(a, sizeof(a), "%s-a", rig.name);
+    snprintf(b, sizeof(b), "%s-b", rig.name);
+    rc = tt_bench(a, b, "veth");
+    tt_rig_down(&rig);
+    return rc;
+}
+
+const xt_suite xt_suite_tcp = {
+    .name = "tcp",
+    .timeout_s = 60,
+    .cases = (const xt_case[]){
+        {"frame_codec", t_frame_codec},
+        {"frame_garbage", t_frame_garbage},
+        {"params", t_params},
+        {"loopback", t_loopback},
+        {"fork_read_write", t_fork_read_write},
+        {"multistream", t_multistream},
+        {"bounds_refused", t_bounds_refused},
+        {"crafted_frames", t_crafted_frames},
+        {"backpressure", t_backpressure},
+        {"reset_mid_transfer", t_reset_mid_transfer},
+        {"kill_mid_read", t_kill_mid_read},
+        {"reconnect", t_reconnect},
+        {"concurrent_small", t_concurrent_small},
+        {"cancel", t_cancel},
+        {"request_timeout", t_request_timeout},
+        {"event_fd", t_event_fd},
+        {"peer_errors", t_peer_errors},
+        {"netns", t_netns},
+        {"netns_partition", t_netns_partition},
+        {"bench_loopback", t_bench_loopback},
+        {"bench_netns", t_bench_netns},
+        {NULL, NULL},
+    },
+};
