@@ -274,7 +274,7 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     nxl_status_t status = NXL_OK, last = NXL_ERR_NOT_SUPPORTED;
     nxl__index_t *ix;
     nxl_backend_t *be;
-    unsigned b, nok = 0;
+    unsigned b, nok = 0, tried = 0;
     size_t i;
 
     if (agent == NULL || dlist == NULL ||
@@ -329,6 +329,7 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         if (!be_wanted(be, dlist->mem, opts)) {
             continue;
         }
+        tried++;
         for (i = 0; i < dlist->count; i++) {
             last = region_register_be(be, dlist->mem, &regs[i]);
             if (last != NXL_OK) {
@@ -346,7 +347,8 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         nok++;
     }
     if (nok == 0) {
-        status = (last == NXL_ERR_NOT_SUPPORTED)
+        /* Keep the backend's own reason when one was asked. */
+        status = (tried == 0)
                      ? nxl__fail(NXL_ERR_NOT_SUPPORTED,
                                  "register: no backend takes memory kind %d",
                                  (int)dlist->mem)

@@ -1,0 +1,20 @@
+# UCX backend: DRAM (and VRAM where UCX has CUDA support) to any host over
+# libucp. Built when pkg-config finds UCX, unless NXL_WITH_UCX is OFF; with
+# NXL_WITH_UCX=ON a missing UCX stops the configure step.
+if(NOT NXL_WITH_UCX STREQUAL "OFF")
+  pkg_check_modules(UCX IMPORTED_TARGET ucx)
+  if(NOT UCX_FOUND)
+    if(NXL_WITH_UCX STREQUAL "ON")
+      message(FATAL_ERROR "NXL_WITH_UCX=ON but pkg-config cannot find ucx "
+                          "(install libucx-dev)")
+    endif()
+    message(STATUS "UCX backend: skipped (pkg-config cannot find ucx)")
+  else()
+    message(STATUS "UCX backend: UCX ${UCX_VERSION}")
+    list(APPEND NXL_SOURCES
+      backends/ucx/ucx_engine.c backends/ucx/ucx_peer.c
+      backends/ucx/ucx_xfer.c)
+    list(APPEND NXL_BUILTIN_BACKENDS ucx)
+    list(APPEND NXL_LINK_LIBS PkgConfig::UCX)
+  endif()
+endif()

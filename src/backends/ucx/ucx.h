@@ -1,0 +1,352 @@
+/*
+ * ucx.h - internal objects of the UCX backend (libucp).
+ *
+ * One ucp_context per engine (features RMA, AM and WAKEUP) and num_workers
+ * workers; the conn info carries worker 0's address plus this process's
+ * identity (pid, start time, boot id, pid namespace) so a peer can tell
+ * whether it runs on the same host.
+ *
+ * Data paths, chosen per transfer in prep:
+ *   - UCX: ucp_put_nbx / ucp_get_nbx per descriptor (a bounded window in
+ *     flight, one tracker counting completions), ucp_ep_flush_nbx after a
+ *     WRITE, then the notification as an active message;
+ *   - copy: a peer on this host in the same pid namespace gets DRAM
+ *     transfers by cross-memory attach (process_vm_readv/writev over iovec
+ *     batches, in slices the service thread helps copy; memcpy when the
+ *     peer lives in this process). UCX 1.13 has no
+ *     RMA lane for user memory on one host (cma serves only rendezvous, so
+ *     ucp_put_nbx falls back to software emulation over sysv active
+ *     messages, which needs the target's CPU); see docs/backends.md.
+ *
+ * Liveness: endpoints are in PEER mode (err_mode auto, with the mm
+ * transports' error handling switched on so a same-host peer keeps shared
+ * memory), same-host peers are also watched with a pidfd, so a dead peer
+ * surfaces as NXL_ERR_REMOTE_DISCONNECT and forced closes cancel what was
+ * in flight. docs/backends.md has the measurements behind this.
+ *
+ * Locking (the ops table sets NXL_CAP_THREAD_SAFE): eng->lock guards the
+ * peer list, the epoll set and peer state changes; each worker's lock
+ * guards the ucp worker, its endpoints, remote keys used on it, trackers
+ * and the requests bound to it. Order: eng->lock, then worker locks in
+ * index order. UCX callbacks run with their worker's lock held and never
+ * take eng->lock: they set flags that are acted on after the lock drops.
+ */
+#ifndef NXL_BACKENDS_UCX_H
+#define NXL_BACKENDS_UCX_H
+
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+#include <ucp/api/ucp.h>
+
+#if UCP_API_VERSION < UCP_VERSION(1, 11)
+#error "the UCX backend needs the UCP nbx active-message API (UCX >= 1.11)"
+#endif
+
+#define BE_UCX_CONN_MAGIC 0x554c584eu /* "NXLU" */
+#define BE_UCX_CONN_VERSION 1u
+#define BE_UCX_PUB_VERSION 1u
+#define BE_UCX_PUB_HDR 8u            /* version u8, kind u8, 0 u16, len u32 */
+#define BE_UCX_BOOT_ID_LEN 40u       /* /proc/.../boot_id, NUL padded */
+#define BE_UCX_NAME_MAX 256u         /* agent name with its NUL */
+#define BE_UCX_ADDR_MAX (1u << 20)   /* largest worker address accepted */
+#define BE_UCX_RKEY_MAX (1u << 20)   /* largest packed remote key accepted */
+#define BE_UCX_NOTIF_MAX (64u << 20) /* largest notification accepted */
+#define BE_UCX_MAX_WORKERS 64u
+
+#define BE_UCX_AM_NOTIF 1u /* active-message id of notifications */
+
+#define BE_UCX_WINDOW 128u            /* UCX operations in flight per req */
+#define BE_UCX_IOV_MAX 1024u          /* iovecs per process_vm_* call */
+#define BE_UCX_SLICE (512u << 10)     /* bytes a copy step moves */
+#define BE_UCX_POST_SLICE (256u << 10) /* ... inside post (smaller: post
+                                       * returns fast, small transfers
+                                       * still finish inline) */
+#define BE_UCX_LIVENESS_NS 1000000u   /* data-path liveness poll period */
+#define BE_UCX_CANCEL_WAIT_NS 1000000000ull /* cancel waits this long */
+#define BE_UCX_CLOSE_WAIT_NS 200000000ull   /* endpoint close on unload */
+#define BE_UCX_NONE_WAIT_NS 10000000000ull  /* err mode none: uncancelable
+                                             * operations are waited for */
+#define BE_UCX_PROBE_BYTE 0xa5u
+
+/* Epoll tags (data.u64 of the engine's epoll set). */
+#define BE_UCX_TAG_KICK 1ull
+#define BE_UCX_TAG_WORKER (2ull << 56) /* | worker index */
+#define BE_UCX_TAG_PIDFD (3ull << 56)  /* | peer id */
+#define BE_UCX_TAG_MASK (0xffull << 56)
+
+typedef struct be_ucx_engine be_ucx_engine_t;
+typedef struct be_ucx_peer be_ucx_peer_t;
+typedef struct be_ucx_req be_ucx_req_t;
+
+/* Why a peer was flagged for failure (from a context that cannot fail
+ * it on the spot). */
+enum {
+    BE_UCX_WHY_EP = 1,   /* UCX endpoint error callback (PEER mode) */
+    BE_UCX_WHY_EXIT,     /* its process exited (copy path saw ESRCH) */
+    BE_UCX_WHY_OP,       /* an operation failed with a transport error */
+    BE_UCX_WHY_RESET     /* an endpoint could not be recreated */
+};
+
+/* be_ucx_flag_peer marks p for failure; the next liveness pass fails it
+ * (any context, any lock). */
+void be_ucx_flag_peer(be_ucx_peer_t *p, int why);
+
+/* err_mode values. */
+typedef enum be_ucx_err {
+    BE_UCX_ERR_AUTO = 0, /* NONE for same-host peers, PEER for others */
+    BE_UCX_ERR_NONE = 1,
+    BE_UCX_ERR_PEER = 2
+} be_ucx_err_t;
+
+/* Data paths of a request. */
+typedef enum be_ucx_path {
+    BE_UCX_PATH_UCX = 0,  /* ucp_put_nbx / ucp_get_nbx */
+    BE_UCX_PATH_CMA = 1,  /* process_vm_readv / writev */
+    BE_UCX_PATH_COPY = 2  /* memcpy: the peer lives in this process */
+} be_ucx_path_t;
+
+/* Phases of a posted request. */
+typedef enum be_ucx_phase {
+    BE_UCX_PH_DATA = 0,  /* issuing (or copying) descriptors */
+    BE_UCX_PH_DRAIN,     /* all issued (and the flush): wait for UCX */
+    BE_UCX_PH_NOTIF,     /* data complete: send the notification */
+    BE_UCX_PH_NOTIF_WAIT,
+    BE_UCX_PH_DONE
+} be_ucx_phase_t;
+
+/* This process's identity, as published in conn info. */
+typedef struct be_ucx_ident {
+    uint32_t pid;
+    uint64_t starttime;  /* /proc/<pid>/stat field 22 */
+    uint64_t pidns_dev;  /* stat of /proc/self/ns/pid */
+    uint64_t pidns_ino;
+    uint64_t probe_addr; /* a byte peers read to probe CMA */
+    uint64_t token;      /* random per engine: tells engines apart */
+    char boot_id[BE_UCX_BOOT_ID_LEN];
+    char host[64];
+} be_ucx_ident_t;
+
+/* be_ucx_worker_t: one ucp worker and the requests bound to it. */
+typedef struct be_ucx_worker {
+    pthread_mutex_t lock;
+    be_ucx_engine_t *eng;
+    unsigned idx;
+    ucp_worker_h h;
+    int efd;                 /* ucp_worker_get_efd, in eng->epfd */
+    be_ucx_req_t *active;    /* posted requests (lock) */
+} be_ucx_worker_t;
+
+/* be_ucx_trk_t counts a request's UCX operations in flight; it is the
+ * user_data of their callbacks. When a request must let go of operations
+ * that UCX cannot cancel (a dead peer in err mode NONE), the tracker is
+ * orphaned: req becomes NULL and it lives until the workers are destroyed,
+ * which completes those operations. */
+typedef struct be_ucx_trk {
+    be_ucx_req_t *req;      /* NULL once orphaned */
+    unsigned pending;       /* operations not completed (worker lock) */
+    ucs_status_t status;    /* first failure */
+    uint8_t *nbuf;          /* the notification on the wire */
+    size_t ncap;
+    struct be_ucx_trk *next; /* engine orphan list */
+} be_ucx_trk_t;
+
+/* be_ucx_pep_t: a peer's endpoint on one worker. It outlives the peer
+ * while a graceful close is still running (eng->closing). */
+typedef struct be_ucx_pep {
+    be_ucx_engine_t *eng;
+    be_ucx_peer_t *peer;    /* NULL once the peer let go (worker lock) */
+    unsigned widx;
+    ucp_ep_h ep;
+    void *close_req;        /* ucp_ep_close_nbx request in flight */
+    bool failed;            /* UCX reported an error on it */
+    struct be_ucx_pep *next; /* eng->closing */
+} be_ucx_pep_t;
+
+/* be_ucx_md_t: a local registration. */
+typedef struct be_ucx_md {
+    uint64_t addr;
+    uint64_t len;
+    nxl_mem_t kind;
+    ucp_mem_h memh;
+    void *rkey;             /* ucp_rkey_pack output */
+    size_t rkey_len;
+} be_ucx_md_t;
+
+/* be_ucx_rmd_t: a peer's region with its remote key unpacked once per
+ * endpoint (one per worker). Holds a peer reference. */
+typedef struct be_ucx_rmd {
+    be_ucx_peer_t *peer;
+    uint64_t addr;
+    uint64_t len;
+    nxl_mem_t kind;
+    uint8_t *packed;        /* the packed key, for endpoint resets */
+    size_t packed_len;
+    struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock) */
+    ucp_rkey_h rkey[];      /* [nworkers]; NULL where no endpoint */
+} be_ucx_rmd_t;
+
+/* be_ucx_peer_t: a loaded peer (peer_load). */
+struct be_ucx_peer {
+    be_ucx_engine_t *eng;
+    char name[BE_UCX_NAME_MAX];
+    uint64_t id;            /* epoll tag of its pidfd */
+    atomic_uint refs;       /* peer_load + one per rmd */
+    atomic_bool dead;
+    atomic_bool fail_pending; /* fail it soon, for fail_why: */
+    atomic_int fail_why;      /* BE_UCX_WHY_* */
+    atomic_bool unloaded;
+    bool self;              /* this very engine (loopback) */
+    bool same_host;         /* same boot and pid namespace */
+    bool in_process;        /* another engine of this process */
+    bool use_copy;          /* DRAM by CMA / memcpy */
+    bool err_peer;          /* endpoints in UCP_ERR_HANDLING_MODE_PEER */
+    pid_t pid;
+    uint64_t starttime;
+    int pidfd;              /* -1: none (not same host, self, no pidfd) */
+    uint8_t *addr;          /* the peer's worker address */
+    size_t addr_len;
+    be_ucx_pep_t **eps;     /* [nworkers]; NULL entries without UCX */
+    be_ucx_rmd_t *rmds;
+    char why[192];          /* why it is dead */
+    struct be_ucx_peer *next; /* eng->peers */
+};
+
+/* be_ucx_req_t: per-transfer state (req_size bytes the core allocates). */
+struct be_ucx_req {
+    be_ucx_engine_t *eng;
+    const nxl_be_xfer_t *x;
+    be_ucx_peer_t *peer;
+    be_ucx_worker_t *w;
+    be_ucx_trk_t *trk;
+    be_ucx_path_t path;
+    atomic_int state;       /* NXL_IN_PROG while posted, else final */
+    be_ucx_phase_t phase;
+    size_t cursor;          /* next descriptor */
+    uint64_t offset;        /* bytes of descriptor cursor already copied */
+    bool linked;            /* on w->active */
+    bool canceling;
+    bool failing;           /* stop issuing, drain, then fail */
+    unsigned copy_busy;     /* slices the service thread is copying */
+    nxl_status_t fail_status;
+    ucp_request_param_t rp; /* op parameters built in prep */
+    char err[224];          /* detail of the final error */
+    struct be_ucx_req *prev, *next; /* w->active */
+};
+
+/* be_ucx_engine_t: engine state (engine_size bytes the core allocates). */
+struct be_ucx_engine {
+    const nxl_backend_host_t *host;
+    be_ucx_err_t err_mode;
+    bool detect_same_host;
+    bool local_copy;
+    bool service;           /* service thread */
+    bool vram_ok;           /* UCX reports CUDA memory support */
+    ucp_context_h ctx;
+    unsigned nworkers;
+    be_ucx_worker_t *workers;
+    atomic_uint next_worker;
+    void *addr;             /* worker 0's address */
+    size_t addr_len;
+    be_ucx_ident_t ident;
+    int epfd;               /* worker efds, pidfds, kick */
+    int kick_fd;            /* eventfd in epfd */
+    int done_fd;            /* eventfd the agent sleeps on (service on) */
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    bool lock_init;
+    be_ucx_peer_t *peers;
+    uint64_t next_peer_id;
+    atomic_bool work_pending; /* peers with fail_pending */
+    atomic_uint_fast64_t next_liveness_ns;
+    pthread_mutex_t orphan_lock;
+    be_ucx_trk_t *orphans;
+    be_ucx_pep_t *closing;  /* endpoints closing gracefully (orphan_lock) */
+    unsigned ucx_major, ucx_minor, ucx_release;
+};
+
+extern const nxl_backend_ops_t nxl__be_ucx_ops;
+
+/* --- ucx_engine.c ---------------------------------------------------- */
+
+/* be_ucx_notify makes the agent-facing event fd readable. */
+void be_ucx_notify(be_ucx_engine_t *eng);
+/* be_ucx_kick wakes whoever watches eng->epfd (service thread or agent). */
+void be_ucx_kick(be_ucx_engine_t *eng);
+/* be_ucx_status maps a UCX status to an NXL status. */
+nxl_status_t be_ucx_status(ucs_status_t st);
+/* be_ucx_worker_arm arms w (lock held) so its efd fires on new events;
+ * progresses again while UCX says events are pending. */
+void be_ucx_worker_arm(be_ucx_worker_t *w);
+/* be_ucx_orphan_trk moves trk to the engine's orphan list. */
+void be_ucx_orphan_trk(be_ucx_engine_t *eng, be_ucx_trk_t *trk);
+/* be_ucx_closing_add parks pep (its close in flight) until fini. */
+void be_ucx_closing_add(be_ucx_engine_t *eng, be_ucx_pep_t *pep);
+
+/* --- ucx_peer.c ------------------------------------------------------- */
+
+/* be_ucx_ident_init fills this process's identity. */
+nxl_status_t be_ucx_ident_init(be_ucx_engine_t *eng);
+nxl_status_t be_ucx_conn_info(void *self, nxl_blob_t *out);
+nxl_status_t be_ucx_peer_load(void *self, const char *peer, const void *info,
+                              size_t len, void **peer_ctx_p);
+void be_ucx_peer_unload(void *self, void *peer_ctx);
+nxl_status_t be_ucx_md_unpack(void *self, void *peer_ctx,
+                              const nxl_desc_t *desc, nxl_mem_t kind,
+                              const void *pub, size_t len, void **rmd_p);
+void be_ucx_md_unload(void *self, void *rmd);
+/* be_ucx_peer_put drops a peer reference; the last one frees it. */
+void be_ucx_peer_put(be_ucx_peer_t *p);
+/* be_ucx_peer_fail marks p dead, fails its requests and closes its
+ * endpoints. No worker lock may be held; eng->lock is taken. */
+void be_ucx_peer_fail(be_ucx_engine_t *eng, be_ucx_peer_t *p,
+                      const char *why);
+/* be_ucx_liveness polls pidfds (timeout_ms 0 = never blocks) and acts on
+ * deferred endpoint failures. Returns events handled. No lock held. */
+unsigned be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms);
+/* be_ucx_peer_gone: p is known dead or its process exited (no lock). */
+bool be_ucx_peer_gone(be_ucx_peer_t *p);
+/* be_ucx_ep_reset replaces p's endpoint on worker w (lock held) after a
+ * forced close, and unpacks p's remote keys again for it. */
+nxl_status_t be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w);
+
+/* --- ucx_xfer.c ------------------------------------------------------- */
+
+nxl_status_t be_ucx_prep(void *self, void *req, const nxl_be_xfer_t *xfer);
+nxl_status_t be_ucx_post(void *self, void *req, const nxl_be_xfer_t *xfer);
+nxl_status_t be_ucx_check(void *self, void *req);
+void be_ucx_cancel(void *self, void *req);
+void be_ucx_release(void *self, void *req);
+nxl_status_t be_ucx_notif_send(void *self, void *peer_ctx, const void *msg,
+                               size_t len);
+/* be_ucx_am_notif is the active-message handler of notifications. */
+ucs_status_t be_ucx_am_notif(void *arg, const void *header, size_t hlen,
+                             void *data, size_t len,
+                             const ucp_am_recv_param_t *param);
+/* be_ucx_advance moves req on (worker lock held); returns true when it
+ * reached a final state. */
+bool be_ucx_advance(be_ucx_req_t *req);
+/* be_ucx_req_fail ends req with status (worker lock held), orphaning
+ * operations UCX still holds. */
+void be_ucx_req_fail(be_ucx_req_t *req, nxl_status_t status, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
+/* be_ucx_copy_slice copies one slice (up to budget bytes) of req, or of
+ * the first copy-path request of w with slices left when req is NULL.
+ * Called with w's lock held; drops it during the copy and takes it again.
+ * Returns whether it claimed a slice. */
+bool be_ucx_copy_slice(be_ucx_worker_t *w, be_ucx_req_t *req,
+                       uint64_t budget);
+/* be_ucx_help_copies copies slices of copy-path requests outside the
+ * worker locks (the service thread, alongside the caller's own steps);
+ * returns requests it finished. No lock held. */
+unsigned be_ucx_help_copies(be_ucx_engine_t *eng);
+/* be_ucx_progress_worker progresses w (lock held) and advances its
+ * requests, first copying one slice when copies is set (the lock is
+ * dropped meanwhile); returns events handled. */
+unsigned be_ucx_progress_worker(be_ucx_worker_t *w, bool copies);
+
+#endif /* NXL_BACKENDS_UCX_H */

@@ -1,0 +1,1057 @@
+/*
+ * ucx_peer.c - conn info, peers and their endpoints, remote keys, and
+ * liveness (pidfds for same-host peers, UCX error callbacks for the rest).
+ *
+ * Conn info (little endian):
+ *    0 u32 magic "NXLU"    4 u16 version 1     6 u16 flags (0)
+ *    8 u32 pid            12 u32 zero         16 u64 starttime
+ *   24 u64 pidns dev      32 u64 pidns ino    40 u64 probe address
+ *   48 u64 engine token   56 40 bytes boot id (NUL padded)
+ *   96 u8 host length, host bytes, u32 address length, worker address
+ */
+#include "backends/ucx/ucx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* Peers read this byte with process_vm_readv to learn whether cross-memory
+ * attach to this process is permitted. */
+static const uint8_t be_ucx_probe_byte = BE_UCX_PROBE_BYTE;
+
+/* be_ucx_read_file reads up to cap - 1 bytes of path into buf (NUL
+ * terminated). Returns the length or -1. */
+static ssize_t
+be_ucx_read_file(const char *path, char *buf, size_t cap)
+{
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return -1;
+    }
+    n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* be_ucx_starttime reads field 22 of /proc/<pid>/stat (start time in
+ * clock ticks since boot), which tells a process from a later one that
+ * reuses its pid. */
+static int
+be_ucx_starttime(pid_t pid, uint64_t *st_p)
+{
+    char path[64], buf[1024], *p, *tok, *save = NULL;
+    int i;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (be_ucx_read_file(path, buf, sizeof(buf)) <= 0) {
+        return -1;
+    }
+    p = strrchr(buf, ')');
+    if (p == NULL) {
+        return -1;
+    }
+    /* After ") ": state is field 3, starttime field 22. */
+    for (i = 3, tok = strtok_r(p + 1, " ", &save); tok != NULL;
+         i++, tok = strtok_r(NULL, " ", &save)) {
+        if (i == 22) {
+            *st_p = strtoull(tok, NULL, 10);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* be_ucx_ident_init: pid, start time, pid namespace, boot id, host name,
+ * probe address and a random engine token. */
+nxl_status_t
+be_ucx_ident_init(be_ucx_engine_t *eng)
+{
+    be_ucx_ident_t *id = &eng->ident;
+    struct stat sb;
+    char buf[64];
+    ssize_t n;
+
+    id->pid = (uint32_t)getpid();
+    if (be_ucx_starttime(getpid(), &id->starttime) != 0) {
+        id->starttime = 0;
+    }
+    if (stat("/proc/self/ns/pid", &sb) == 0) {
+        id->pidns_dev = (uint64_t)sb.st_dev;
+        id->pidns_ino = (uint64_t)sb.st_ino;
+    }
+    n = be_ucx_read_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf));
+    if (n > 0) {
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) {
+            buf[--n] = '\0';
+        }
+        snprintf(id->boot_id, sizeof(id->boot_id), "%.39s", buf);
+    }
+    if (gethostname(id->host, sizeof(id->host)) != 0) {
+        snprintf(id->host, sizeof(id->host), "?");
+    }
+    id->host[sizeof(id->host) - 1] = '\0';
+    id->probe_addr = (uint64_t)(uintptr_t)&be_ucx_probe_byte;
+    if (getrandom(&id->token, sizeof(id->token), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(id->token)) {
+        id->token = nxl__now_ns() ^ ((uint64_t)(uintptr_t)eng << 16) ^
+                    ((uint64_t)id->pid << 40);
+    }
+    return NXL_OK;
+}
+
+/* be_ucx_conn_info: this engine's identity and worker 0's address (layout
+ * at the top of this file). */
+nxl_status_t
+be_ucx_conn_info(void *self, nxl_blob_t *out)
+{
+    be_ucx_engine_t *eng = self;
+    const be_ucx_ident_t *id = &eng->ident;
+    size_t hl = strlen(id->host);
+    nxl__wbuf_t w;
+
+    nxl__wbuf_init(&w);
+    nxl__wbuf_u32(&w, BE_UCX_CONN_MAGIC);
+    nxl__wbuf_u16(&w, BE_UCX_CONN_VERSION);
+    nxl__wbuf_u16(&w, 0);
+    nxl__wbuf_u32(&w, id->pid);
+    nxl__wbuf_u32(&w, 0);
+    nxl__wbuf_u64(&w, id->starttime);
+    nxl__wbuf_u64(&w, id->pidns_dev);
+    nxl__wbuf_u64(&w, id->pidns_ino);
+    nxl__wbuf_u64(&w, id->probe_addr);
+    nxl__wbuf_u64(&w, id->token);
+    nxl__wbuf_put(&w, id->boot_id, BE_UCX_BOOT_ID_LEN);
+    nxl__wbuf_u8(&w, (uint8_t)hl);
+    nxl__wbuf_put(&w, id->host, hl);
+    nxl__wbuf_u32(&w, (uint32_t)eng->addr_len);
+    nxl__wbuf_put(&w, eng->addr, eng->addr_len);
+    return nxl__wbuf_finish(&w, out);
+}
+
+/* A decoded conn info. */
+typedef struct be_ucx_conn {
+    be_ucx_ident_t id;
+    const uint8_t *addr;
+    uint32_t addr_len;
+} be_ucx_conn_t;
+
+/* be_ucx_conn_parse validates and decodes a peer's conn info. */
+static nxl_status_t
+be_ucx_conn_parse(const char *peer, const void *info, size_t len,
+                  be_ucx_conn_t *c)
+{
+    const uint8_t *boot, *host;
+    nxl__rbuf_t r;
+    uint32_t magic, zero32;
+    uint16_t version, flags;
+    uint8_t hl;
+
+    memset(c, 0, sizeof(*c));
+    nxl__rbuf_init(&r, info, len);
+    if (!nxl__rbuf_u32(&r, &magic) || magic != BE_UCX_CONN_MAGIC) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: conn info of '%s' is not NXL UCX conn info",
+                         peer);
+    }
+    if (!nxl__rbuf_u16(&r, &version) || version != BE_UCX_CONN_VERSION) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: conn info of '%s' has version %u, this build "
+                         "reads %u", peer, version, BE_UCX_CONN_VERSION);
+    }
+    if (!nxl__rbuf_u16(&r, &flags) || !nxl__rbuf_u32(&r, &c->id.pid) ||
+        !nxl__rbuf_u32(&r, &zero32) || !nxl__rbuf_u64(&r, &c->id.starttime) ||
+        !nxl__rbuf_u64(&r, &c->id.pidns_dev) ||
+        !nxl__rbuf_u64(&r, &c->id.pidns_ino) ||
+        !nxl__rbuf_u64(&r, &c->id.probe_addr) ||
+        !nxl__rbuf_u64(&r, &c->id.token) ||
+        !nxl__rbuf_bytes(&r, BE_UCX_BOOT_ID_LEN, &boot) ||
+        !nxl__rbuf_u8(&r, &hl) || !nxl__rbuf_bytes(&r, hl, &host) ||
+        !nxl__rbuf_u32(&r, &c->addr_len) ||
+        !nxl__rbuf_bytes(&r, c->addr_len, &c->addr)) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: conn info of '%s' is truncated (%zu bytes)",
+                         peer, len);
+    }
+    (void)flags;
+    (void)zero32;
+    if (c->addr_len == 0 || c->addr_len > BE_UCX_ADDR_MAX) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: conn info of '%s' has a worker address of "
+                         "%u bytes", peer, c->addr_len);
+    }
+    if (c->id.pid == 0 || c->id.pid > (uint32_t)INT32_MAX) {
+        return nxl__fail(NXL_ERR_PROTO, "ucx: conn info of '%s': bad pid %u",
+                         peer, c->id.pid);
+    }
+    memcpy(c->id.boot_id, boot, BE_UCX_BOOT_ID_LEN);
+    c->id.boot_id[BE_UCX_BOOT_ID_LEN - 1] = '\0';
+    memcpy(c->id.host, host, NXL__MIN((size_t)hl, sizeof(c->id.host) - 1));
+    c->id.host[NXL__MIN((size_t)hl, sizeof(c->id.host) - 1)] = '\0';
+    return NXL_OK;
+}
+
+/* be_ucx_pidfd_open opens a pidfd for pid, or returns -1 with errno. */
+static int
+be_ucx_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* be_ucx_pid_alive: pid still runs the process that started at
+ * starttime. */
+static bool
+be_ucx_pid_alive(pid_t pid, uint64_t starttime)
+{
+    uint64_t st;
+
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return false;
+    }
+    return be_ucx_starttime(pid, &st) == 0 && st == starttime;
+}
+
+/* be_ucx_ep_err is UCX's error callback of PEER-mode endpoints (worker
+ * lock held, inside ucp_worker_progress): flag the peer; it is failed
+ * once the lock is dropped. */
+static void
+be_ucx_ep_err(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    be_ucx_pep_t *pep = arg;
+    be_ucx_engine_t *eng = pep->eng;
+
+    (void)ep;
+    pep->failed = true;
+    if (pep->peer != NULL) {
+        eng->host->log(NXL_LOG_INFO, "ucx: endpoint to '%s' failed: %s",
+                       pep->peer->name, ucs_status_string(status));
+        be_ucx_flag_peer(pep->peer, BE_UCX_WHY_EP);
+    }
+}
+
+/* be_ucx_flag_peer: remember why p must fail and wake the liveness pass
+ * (safe inside UCX callbacks: no lock taken). */
+void
+be_ucx_flag_peer(be_ucx_peer_t *p, int why)
+{
+    int none = 0;
+
+    (void)atomic_compare_exchange_strong(&p->fail_why, &none, why);
+    atomic_store(&p->fail_pending, true);
+    atomic_store(&p->eng->work_pending, true);
+    be_ucx_kick(p->eng);
+}
+
+/* be_ucx_ep_create connects pep (on its worker, lock held or not yet
+ * shared) to the peer's worker address. */
+static nxl_status_t
+be_ucx_ep_create(be_ucx_peer_t *p, be_ucx_pep_t *pep)
+{
+    be_ucx_engine_t *eng = p->eng;
+    ucp_ep_params_t ep;
+    ucs_status_t ust;
+
+    memset(&ep, 0, sizeof(ep));
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                    UCP_EP_PARAM_FIELD_NAME;
+    ep.address = (const ucp_address_t *)p->addr;
+    ep.name = p->name;
+    if (p->err_peer) {
+        ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+        ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        ep.err_handler.cb = be_ucx_ep_err;
+        ep.err_handler.arg = pep;
+    } else {
+        ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    }
+    ust = ucp_ep_create(eng->workers[pep->widx].h, &ep, &pep->ep);
+    if (ust != UCS_OK) {
+        pep->ep = NULL;
+        return nxl__fail(be_ucx_status(ust) == NXL_ERR_REMOTE_DISCONNECT
+                             ? NXL_ERR_REMOTE_DISCONNECT
+                             : NXL_ERR_BACKEND,
+                         "ucx: ucp_ep_create to '%s' (worker %u): %s",
+                         p->name, pep->widx, ucs_status_string(ust));
+    }
+    pep->failed = false;
+    return NXL_OK;
+}
+
+/* be_ucx_log_lanes logs which UCX lanes an endpoint uses (INFO). */
+static void
+be_ucx_log_lanes(be_ucx_peer_t *p, ucp_ep_h ep)
+{
+    char *buf = NULL, *line, *save = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (!nxl__log_enabled(NXL_LOG_INFO)) {
+        return;
+    }
+    f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        return;
+    }
+    ucp_ep_print_info(ep, f);
+    fclose(f);
+    for (line = strtok_r(buf, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, "lane[") != NULL) {
+            p->eng->host->log(NXL_LOG_INFO, "ucx: '%s' %s", p->name,
+                              line + strspn(line, "# "));
+        }
+    }
+    free(buf);
+}
+
+/* be_ucx_peer_free frees a peer nobody references. */
+static void
+be_ucx_peer_free(be_ucx_peer_t *p)
+{
+    if (p->pidfd >= 0) {
+        close(p->pidfd);
+    }
+    free(p->eps);
+    free(p->addr);
+    free(p);
+}
+
+/* be_ucx_peer_put: drop a reference; the last one frees the peer. */
+void
+be_ucx_peer_put(be_ucx_peer_t *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) {
+        be_ucx_peer_free(p);
+    }
+}
+
+/* be_ucx_same_host decides whether conn info c describes a process that
+ * shares this host's kernel and pid namespace. */
+static bool
+be_ucx_same_host(const be_ucx_engine_t *eng, const be_ucx_conn_t *c)
+{
+    const be_ucx_ident_t *me = &eng->ident;
+
+    return eng->detect_same_host && me->boot_id[0] != '\0' &&
+           strcmp(me->boot_id, c->id.boot_id) == 0 &&
+           me->pidns_dev == c->id.pidns_dev &&
+           me->pidns_ino == c->id.pidns_ino && me->pidns_ino != 0;
+}
+
+/* be_ucx_watch sets up liveness and the copy path for a same-host peer
+ * in another process: a pidfd (checked against the start time so a
+ * reused pid is not mistaken for the peer) and a CMA probe. */
+static nxl_status_t
+be_ucx_watch(be_ucx_engine_t *eng, be_ucx_peer_t *p, const be_ucx_conn_t *c)
+{
+    struct iovec l, r;
+    uint8_t byte = 0;
+    uint64_t st;
+    ssize_t n;
+
+    p->pidfd = be_ucx_pidfd_open(p->pid);
+    if (p->pidfd < 0 && errno == ESRCH) {
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                         "ucx: agent '%s' (pid %d on this host) is not "
+                         "running", p->name, (int)p->pid);
+    }
+    if (p->pidfd < 0) {
+        eng->host->log(NXL_LOG_INFO,
+                       "ucx: no pidfd for '%s' (%s): polling its pid",
+                       p->name, strerror(errno));
+    }
+    if (be_ucx_starttime(p->pid, &st) != 0 || st != c->id.starttime) {
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                         "ucx: agent '%s' (pid %d on this host) is gone: the "
+                         "pid now belongs to another process", p->name,
+                         (int)p->pid);
+    }
+    if (!eng->local_copy) {
+        return NXL_OK;
+    }
+    l = (struct iovec){.iov_base = &byte, .iov_len = 1};
+    r = (struct iovec){.iov_base = (void *)(uintptr_t)c->id.probe_addr,
+                       .iov_len = 1};
+    n = process_vm_readv(p->pid, &l, 1, &r, 1, 0);
+    if (n == 1 && byte == BE_UCX_PROBE_BYTE) {
+        p->use_copy = true;
+    } else if (n < 0 && errno == ESRCH) {
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                         "ucx: agent '%s' (pid %d) exited", p->name,
+                         (int)p->pid);
+    } else {
+        eng->host->log(NXL_LOG_INFO,
+                       "ucx: cross-memory attach to '%s' (pid %d) is not "
+                       "permitted (%s): its DRAM goes through UCX",
+                       p->name, (int)p->pid,
+                       n < 0 ? strerror(errno) : "probe mismatch");
+    }
+    return NXL_OK;
+}
+
+/* be_ucx_eps_open creates the peer's endpoint on every worker. */
+static nxl_status_t
+be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p)
+{
+    nxl_status_t st;
+    unsigned i;
+
+    p->eps = calloc(eng->nworkers, sizeof(*p->eps));
+    if (p->eps == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+    }
+    for (i = 0; i < eng->nworkers; i++) {
+        be_ucx_pep_t *pep = calloc(1, sizeof(*pep));
+
+        if (pep == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+        }
+        pep->eng = eng;
+        pep->peer = p;
+        pep->widx = i;
+        p->eps[i] = pep;
+        pthread_mutex_lock(&eng->workers[i].lock);
+        st = be_ucx_ep_create(p, pep);
+        if (st == NXL_OK && i == 0) {
+            be_ucx_log_lanes(p, pep->ep);
+        }
+        pthread_mutex_unlock(&eng->workers[i].lock);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    return NXL_OK;
+}
+
+/* be_ucx_pep_close closes pep's endpoint (worker lock held). force: UCX
+ * cancels what is outstanding (PEER mode only). Otherwise a graceful
+ * close runs up to wait_ns, then goes on in the background. pep is freed
+ * or parked on eng->closing. */
+static void
+be_ucx_pep_close(be_ucx_engine_t *eng, be_ucx_pep_t *pep, bool force,
+                 uint64_t wait_ns)
+{
+    ucp_request_param_t cp;
+    uint64_t deadline;
+    void *req;
+
+    pep->peer = NULL;
+    if (pep->ep == NULL) {
+        free(pep);
+        return;
+    }
+    memset(&cp, 0, sizeof(cp));
+    cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    cp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    req = ucp_ep_close_nbx(pep->ep, &cp);
+    pep->ep = NULL;
+    if (req == NULL || UCS_PTR_IS_ERR(req)) {
+        free(pep);
+        return;
+    }
+    deadline = nxl__now_ns() + wait_ns;
+    while (ucp_request_check_status(req) == UCS_INPROGRESS &&
+           nxl__now_ns() < deadline) {
+        if (ucp_worker_progress(eng->workers[pep->widx].h) == 0) {
+            sched_yield();
+        }
+    }
+    if (ucp_request_check_status(req) != UCS_INPROGRESS) {
+        ucp_request_free(req);
+        free(pep);
+        return;
+    }
+    pep->close_req = req;
+    be_ucx_closing_add(eng, pep);
+}
+
+/* be_ucx_peer_load: parse the conn info, decide same host / this process,
+ * watch a same-host process (pidfd, CMA probe) and open one endpoint per
+ * worker (PEER mode unless err_mode none). */
+nxl_status_t
+be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
+                 void **peer_ctx_p)
+{
+    be_ucx_engine_t *eng = self;
+    be_ucx_conn_t c;
+    be_ucx_peer_t *p;
+    nxl_status_t st;
+    bool need_eps;
+
+    if (name == NULL || strlen(name) >= BE_UCX_NAME_MAX) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "ucx: bad agent name");
+    }
+    st = be_ucx_conn_parse(name, info, len, &c);
+    if (st != NXL_OK) {
+        return st;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+    }
+    p->eng = eng;
+    strcpy(p->name, name);
+    atomic_init(&p->refs, 1);
+    p->pidfd = -1;
+    p->pid = (pid_t)c.id.pid;
+    p->starttime = c.id.starttime;
+    p->addr = malloc(c.addr_len);
+    if (p->addr == NULL) {
+        st = nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+        goto err_free;
+    }
+    memcpy(p->addr, c.addr, c.addr_len);
+    p->addr_len = c.addr_len;
+    p->self = c.id.token == eng->ident.token && c.id.pid == eng->ident.pid;
+    p->same_host = p->self || be_ucx_same_host(eng, &c);
+    if (p->same_host && c.id.pid == eng->ident.pid) {
+        /* This engine (loopback) or another engine of this process. */
+        p->in_process = true;
+        p->use_copy = eng->local_copy;
+    } else if (p->same_host) {
+        st = be_ucx_watch(eng, p, &c);
+        if (st != NXL_OK) {
+            goto err_free;
+        }
+    }
+    p->err_peer = eng->err_mode != BE_UCX_ERR_NONE;
+    /* Loopback needs UCX only for what the copy path cannot do. */
+    need_eps = !p->self || !p->use_copy || eng->vram_ok;
+    if (need_eps) {
+        st = be_ucx_eps_open(eng, p);
+        if (st != NXL_OK) {
+            goto err_eps;
+        }
+    }
+    pthread_mutex_lock(&eng->lock);
+    p->id = ++eng->next_peer_id;
+    if (p->pidfd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN,
+                                 .data.u64 = BE_UCX_TAG_PIDFD | p->id};
+
+        if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, p->pidfd, &ev) != 0) {
+            eng->host->log(NXL_LOG_WARN, "ucx: epoll_ctl(pidfd): %s",
+                           strerror(errno));
+        }
+    }
+    p->next = eng->peers;
+    eng->peers = p;
+    pthread_mutex_unlock(&eng->lock);
+    eng->host->log(NXL_LOG_INFO,
+                   "ucx: loaded '%s' (host %s, pid %u): %s, err mode %s, "
+                   "DRAM by %s", name, c.id.host, c.id.pid,
+                   p->self         ? "this engine"
+                   : p->in_process ? "this process"
+                   : p->same_host  ? "same host"
+                                   : "remote",
+                   p->err_peer ? "peer" : "none",
+                   p->use_copy ? (p->in_process ? "memcpy" : "CMA") : "UCX");
+    *peer_ctx_p = p;
+    return NXL_OK;
+
+err_eps:
+    if (p->eps != NULL) {
+        unsigned i;
+
+        for (i = 0; i < eng->nworkers; i++) {
+            if (p->eps[i] != NULL) {
+                pthread_mutex_lock(&eng->workers[i].lock);
+                be_ucx_pep_close(eng, p->eps[i], p->err_peer, 0);
+                pthread_mutex_unlock(&eng->workers[i].lock);
+            }
+        }
+    }
+err_free:
+    be_ucx_peer_free(p);
+    return st;
+}
+
+/* be_ucx_peer_gone: p is marked dead or its process has exited. */
+bool
+be_ucx_peer_gone(be_ucx_peer_t *p)
+{
+    struct pollfd pf;
+
+    if (atomic_load(&p->dead)) {
+        return true;
+    }
+    if (p->pidfd >= 0) {
+        pf = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
+        return poll(&pf, 1, 0) > 0;
+    }
+    if (p->same_host && !p->in_process) {
+        return !be_ucx_pid_alive(p->pid, p->starttime);
+    }
+    return false;
+}
+
+/* be_ucx_peer_busy: some request of p on w (lock held) has UCX
+ * operations in flight. */
+static bool
+be_ucx_peer_busy(const be_ucx_worker_t *w, const be_ucx_peer_t *p)
+{
+    const be_ucx_req_t *r;
+
+    for (r = w->active; r != NULL; r = r->next) {
+        if (r->peer == p && r->trk != NULL && r->trk->pending > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* be_ucx_wait_peer_ops progresses w (lock held) until no request of p on
+ * it has UCX operations in flight, p is gone, or deadline passes. */
+static void
+be_ucx_wait_peer_ops(be_ucx_worker_t *w, be_ucx_peer_t *p, uint64_t deadline)
+{
+    while (be_ucx_peer_busy(w, p) && nxl__now_ns() < deadline &&
+           !be_ucx_peer_gone(p)) {
+        if (ucp_worker_progress(w->h) == 0) {
+            sched_yield();
+        }
+    }
+}
+
+/* be_ucx_peer_linked: a request of p is still on w's list (lock held). */
+static bool
+be_ucx_peer_linked(const be_ucx_worker_t *w, const be_ucx_peer_t *p)
+{
+    const be_ucx_req_t *r;
+
+    for (r = w->active; r != NULL; r = r->next) {
+        if (r->peer == p) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* be_ucx_fail_reqs ends every request of p on w (lock held). */
+static void
+be_ucx_fail_reqs(be_ucx_worker_t *w, be_ucx_peer_t *p, nxl_status_t status,
+                 const char *why)
+{
+    be_ucx_req_t *r, *next;
+
+    for (r = w->active; r != NULL; r = next) {
+        next = r->next;
+        if (r->peer == p) {
+            be_ucx_req_fail(r, status, "ucx: agent '%s': %s", p->name, why);
+        }
+    }
+}
+
+/* be_ucx_peer_unload: forget p. In-flight requests get a short grace
+ * period (PEER mode) or are waited for while p lives (NONE mode), then
+ * end with NXL_ERR_REMOTE_DISCONNECT; endpoints close gracefully, or by
+ * force when operations are left (PEER mode). */
+void
+be_ucx_peer_unload(void *self, void *peer_ctx)
+{
+    be_ucx_engine_t *eng = self;
+    be_ucx_peer_t *p = peer_ctx, **pp;
+    bool dead;
+    unsigned i;
+
+    if (p == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&eng->lock);
+    for (pp = &eng->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    if (p->pidfd >= 0 && !atomic_load(&p->dead)) {
+        (void)epoll_ctl(eng->epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
+    }
+    atomic_store(&p->unloaded, true);
+    dead = atomic_load(&p->dead);
+    for (i = 0; i < eng->nworkers; i++) {
+        be_ucx_worker_t *w = &eng->workers[i];
+
+        pthread_mutex_lock(&w->lock);
+        if (!dead) {
+            /* A live peer: let what is in flight finish (PEER mode
+             * briefly, then cancel; NONE mode cannot cancel, so longer). */
+            be_ucx_wait_peer_ops(w, p, nxl__now_ns() +
+                                           (p->err_peer
+                                                ? BE_UCX_CLOSE_WAIT_NS
+                                                : BE_UCX_NONE_WAIT_NS));
+        }
+        if (p->eps != NULL && p->eps[i] != NULL) {
+            be_ucx_pep_t *pep = p->eps[i];
+            bool busy = be_ucx_peer_busy(w, p);
+
+            p->eps[i] = NULL;
+            /* PEER mode: a forced close cancels what is left. */
+            be_ucx_pep_close(eng, pep, p->err_peer && (dead || busy),
+                             dead || busy ? 0 : BE_UCX_CLOSE_WAIT_NS);
+        }
+        be_ucx_fail_reqs(w, p, NXL_ERR_REMOTE_DISCONNECT,
+                         "its metadata was unloaded");
+        /* A request the service thread is copying a slice of ends when
+         * that slice is done; it must not outlive the peer. */
+        while (be_ucx_peer_linked(w, p)) {
+            pthread_mutex_unlock(&w->lock);
+            usleep(50);
+            pthread_mutex_lock(&w->lock);
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    pthread_mutex_unlock(&eng->lock);
+    be_ucx_peer_put(p);
+}
+
+/* be_ucx_peer_fail_locked: be_ucx_peer_fail with eng->lock held. */
+static void
+be_ucx_peer_fail_locked(be_ucx_engine_t *eng, be_ucx_peer_t *p,
+                        const char *why)
+{
+    unsigned i;
+
+    if (atomic_load(&p->dead)) {
+        return;
+    }
+    /* The reason first: readers look at it once they see dead. */
+    snprintf(p->why, sizeof(p->why), "%s", why);
+    atomic_store(&p->dead, true);
+    if (p->pidfd >= 0) {
+        (void)epoll_ctl(eng->epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
+    }
+    eng->host->log(NXL_LOG_WARN, "ucx: agent '%s' disconnected: %s", p->name,
+                   why);
+    for (i = 0; i < eng->nworkers; i++) {
+        be_ucx_worker_t *w = &eng->workers[i];
+
+        pthread_mutex_lock(&w->lock);
+        if (p->eps != NULL && p->eps[i] != NULL) {
+            be_ucx_pep_t *pep = p->eps[i];
+
+            p->eps[i] = NULL;
+            /* PEER mode: completes the outstanding operations (canceled).
+             * NONE mode cannot cancel: the requests below orphan them. */
+            be_ucx_pep_close(eng, pep, p->err_peer, 0);
+        }
+        be_ucx_fail_reqs(w, p, NXL_ERR_REMOTE_DISCONNECT, why);
+        pthread_mutex_unlock(&w->lock);
+    }
+    be_ucx_notify(eng);
+}
+
+/* be_ucx_peer_fail: be_ucx_peer_fail_locked taking eng->lock. */
+void
+be_ucx_peer_fail(be_ucx_engine_t *eng, be_ucx_peer_t *p, const char *why)
+{
+    pthread_mutex_lock(&eng->lock);
+    be_ucx_peer_fail_locked(eng, p, why);
+    pthread_mutex_unlock(&eng->lock);
+}
+
+/* be_ucx_peer_by_id finds a loaded peer (eng->lock held). */
+static be_ucx_peer_t *
+be_ucx_peer_by_id(be_ucx_engine_t *eng, uint64_t id)
+{
+    be_ucx_peer_t *p;
+
+    for (p = eng->peers; p != NULL; p = p->next) {
+        if (p->id == id) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* be_ucx_sweep fails peers flagged by UCX callbacks or the copy path,
+ * and polls the pids of same-host peers that have no pidfd. */
+static unsigned
+be_ucx_sweep(be_ucx_engine_t *eng)
+{
+    be_ucx_peer_t *p;
+    unsigned n = 0;
+    char why[128];
+
+    atomic_store(&eng->work_pending, false);
+    pthread_mutex_lock(&eng->lock);
+    for (p = eng->peers; p != NULL; p = p->next) {
+        if (atomic_load(&p->dead)) {
+            continue;
+        }
+        if (atomic_exchange(&p->fail_pending, false)) {
+            switch (atomic_load(&p->fail_why)) {
+            case BE_UCX_WHY_EP:
+                snprintf(why, sizeof(why), "UCX reported an endpoint "
+                         "failure");
+                break;
+            case BE_UCX_WHY_EXIT:
+                snprintf(why, sizeof(why), "process %d exited", (int)p->pid);
+                break;
+            case BE_UCX_WHY_OP:
+                snprintf(why, sizeof(why), "a transfer failed with a "
+                         "transport error");
+                break;
+            default:
+                snprintf(why, sizeof(why), "its endpoint could not be "
+                         "recreated");
+                break;
+            }
+            be_ucx_peer_fail_locked(eng, p, why);
+            n++;
+        } else if (p->same_host && !p->in_process && p->pidfd < 0 &&
+                   !be_ucx_pid_alive(p->pid, p->starttime)) {
+            snprintf(why, sizeof(why), "pid %d exited", (int)p->pid);
+            be_ucx_peer_fail_locked(eng, p, why);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&eng->lock);
+    return n;
+}
+
+/* be_ucx_liveness: one pass over the epoll set (pidfds, kick) with
+ * timeout_ms, then the flagged peers. timeout 0 is rate-limited to one
+ * pass per BE_UCX_LIVENESS_NS unless work is pending. */
+unsigned
+be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
+{
+    struct epoll_event ev[32];
+    be_ucx_peer_t *p;
+    unsigned n = 0;
+    uint64_t now, v;
+    char why[64];
+    int k, i;
+
+    if (timeout_ms == 0 && !atomic_load(&eng->work_pending)) {
+        /* The data path polls at most once per period. */
+        now = nxl__now_ns();
+        if (now < atomic_load(&eng->next_liveness_ns)) {
+            return 0;
+        }
+        atomic_store(&eng->next_liveness_ns, now + BE_UCX_LIVENESS_NS);
+    }
+    k = epoll_wait(eng->epfd, ev, 32, timeout_ms);
+    for (i = 0; i < k; i++) {
+        uint64_t tag = ev[i].data.u64;
+
+        if (tag == BE_UCX_TAG_KICK) {
+            if (read(eng->kick_fd, &v, sizeof(v)) > 0) {
+                n++;
+            }
+        } else if ((tag & BE_UCX_TAG_MASK) == BE_UCX_TAG_PIDFD) {
+            pthread_mutex_lock(&eng->lock);
+            p = be_ucx_peer_by_id(eng, tag & ~BE_UCX_TAG_MASK);
+            if (p != NULL) {
+                snprintf(why, sizeof(why), "process %d exited", (int)p->pid);
+                be_ucx_peer_fail_locked(eng, p, why);
+                n++;
+            }
+            pthread_mutex_unlock(&eng->lock);
+        }
+    }
+    if (atomic_load(&eng->work_pending) || k == 0) {
+        n += be_ucx_sweep(eng);
+    }
+    return n;
+}
+
+/* be_ucx_ep_reset: force-close p's endpoint on w (its operations complete
+ * as canceled), open a fresh one and unpack p's keys for it (w locked). */
+nxl_status_t
+be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w)
+{
+    be_ucx_engine_t *eng = p->eng;
+    be_ucx_pep_t *pep, *fresh;
+    be_ucx_rmd_t *rmd;
+    ucs_status_t ust;
+    nxl_status_t st;
+
+    if (p->eps == NULL || p->eps[w->idx] == NULL) {
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT, "ucx: '%s' has no "
+                         "endpoint", p->name);
+    }
+    fresh = calloc(1, sizeof(*fresh));
+    if (fresh == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+    }
+    pep = p->eps[w->idx];
+    be_ucx_pep_close(eng, pep, true, 0);
+    fresh->eng = eng;
+    fresh->peer = p;
+    fresh->widx = w->idx;
+    p->eps[w->idx] = fresh;
+    st = be_ucx_ep_create(p, fresh);
+    if (st != NXL_OK) {
+        be_ucx_flag_peer(p, BE_UCX_WHY_RESET);
+        return st;
+    }
+    /* Remote keys belong to an endpoint: unpack them again. The core
+     * keeps md_unpack/md_unload (control path) away from here. */
+    for (rmd = p->rmds; rmd != NULL; rmd = rmd->next) {
+        if (rmd->rkey[w->idx] != NULL) {
+            ucp_rkey_destroy(rmd->rkey[w->idx]);
+            rmd->rkey[w->idx] = NULL;
+        }
+        ust = ucp_ep_rkey_unpack(fresh->ep, rmd->packed, &rmd->rkey[w->idx]);
+        if (ust != UCS_OK) {
+            rmd->rkey[w->idx] = NULL;
+            eng->host->log(NXL_LOG_WARN, "ucx: re-unpacking a key of '%s': "
+                           "%s", p->name, ucs_status_string(ust));
+        }
+    }
+    return NXL_OK;
+}
+
+/* be_ucx_md_unpack: validate a region's public data and unpack its key once
+ * per endpoint (one per worker). */
+nxl_status_t
+be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
+                 nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
+{
+    be_ucx_engine_t *eng = self;
+    be_ucx_peer_t *p = peer_ctx;
+    const uint8_t *b = pub;
+    be_ucx_rmd_t *rmd;
+    ucs_status_t ust;
+    nxl_status_t st;
+    uint32_t klen;
+    unsigned i;
+
+    if (pub == NULL || len < BE_UCX_PUB_HDR || b[0] != BE_UCX_PUB_VERSION ||
+        b[2] != 0 || b[3] != 0) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: public data of a region of '%s' is not an NXL "
+                         "UCX key (%zu bytes)", p->name, len);
+    }
+    klen = nxl__le32(b + 4);
+    if (klen == 0 || klen > BE_UCX_RKEY_MAX ||
+        (size_t)klen != len - BE_UCX_PUB_HDR) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: remote key of a region of '%s' claims %u "
+                         "bytes in %zu", p->name, klen, len);
+    }
+    if (b[1] != (uint8_t)kind) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: a region of '%s' is listed as memory kind %d "
+                         "but its key says %u", p->name, (int)kind, b[1]);
+    }
+    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h));
+    if (rmd == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+    }
+    rmd->packed = malloc(klen);
+    if (rmd->packed == NULL) {
+        free(rmd);
+        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+    }
+    memcpy(rmd->packed, b + BE_UCX_PUB_HDR, klen);
+    rmd->packed_len = klen;
+    rmd->peer = p;
+    rmd->addr = desc->addr;
+    rmd->len = desc->len;
+    rmd->kind = kind;
+    for (i = 0; p->eps != NULL && i < eng->nworkers; i++) {
+        be_ucx_worker_t *w = &eng->workers[i];
+
+        pthread_mutex_lock(&w->lock);
+        ust = UCS_OK;
+        if (p->eps[i] != NULL && p->eps[i]->ep != NULL) {
+            ust = ucp_ep_rkey_unpack(p->eps[i]->ep, rmd->packed,
+                                     &rmd->rkey[i]);
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (ust != UCS_OK) {
+            rmd->rkey[i] = NULL;
+            st = nxl__fail(NXL_ERR_PROTO,
+                           "ucx: remote key of region 0x%llx+%llu of '%s': "
+                           "ucp_ep_rkey_unpack: %s",
+                           (unsigned long long)desc->addr,
+                           (unsigned long long)desc->len, p->name,
+                           ucs_status_string(ust));
+            goto err_destroy;
+        }
+    }
+    atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_lock(&eng->lock);
+    rmd->next = p->rmds;
+    if (p->rmds != NULL) {
+        p->rmds->prev = rmd;
+    }
+    p->rmds = rmd;
+    pthread_mutex_unlock(&eng->lock);
+    *rmd_p = rmd;
+    return NXL_OK;
+
+err_destroy:
+    for (i = 0; i < eng->nworkers; i++) {
+        if (rmd->rkey[i] != NULL) {
+            pthread_mutex_lock(&eng->workers[i].lock);
+            ucp_rkey_destroy(rmd->rkey[i]);
+            pthread_mutex_unlock(&eng->workers[i].lock);
+        }
+    }
+    free(rmd->packed);
+    free(rmd);
+    return st;
+}
+
+/* be_ucx_md_unload: destroy the keys (valid after the endpoint closed) and
+ * drop the peer reference. */
+void
+be_ucx_md_unload(void *self, void *rmdp)
+{
+    be_ucx_engine_t *eng = self;
+    be_ucx_rmd_t *rmd = rmdp;
+    be_ucx_peer_t *p;
+    unsigned i;
+
+    if (rmd == NULL) {
+        return;
+    }
+    p = rmd->peer;
+    for (i = 0; i < eng->nworkers; i++) {
+        if (rmd->rkey[i] != NULL) {
+            pthread_mutex_lock(&eng->workers[i].lock);
+            ucp_rkey_destroy(rmd->rkey[i]);
+            rmd->rkey[i] = NULL;
+            pthread_mutex_unlock(&eng->workers[i].lock);
+        }
+    }
+    pthread_mutex_lock(&eng->lock);
+    if (rmd->prev != NULL) {
+        rmd->prev->next = rmd->next;
+    } else {
+        p->rmds = rmd->next;
+    }
+    if (rmd->next != NULL) {
+        rmd->next->prev = rmd->prev;
+    }
+    pthread_mutex_unlock(&eng->lock);
+    free(rmd->packed);
+    free(rmd);
+    be_ucx_peer_put(p);
+}
