@@ -242,7 +242,7 @@ be_shm_default_threads(void)
 
 static const nxl_param_t be_shm_defaults[] = {
     {"num_threads", "auto"},
-    {"split_threshold", "2097152"},
+    {"split_threshold", "1048576"},
     {"nt_threshold", "262144"},
     {"split_policy", "adaptive"},
 };
@@ -257,7 +257,7 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
     size_t i;
 
     eng->num_threads = be_shm_default_threads();
-    eng->split_threshold = 2u << 20;
+    eng->split_threshold = 1u << 20;
     eng->nt_threshold = 256u << 10;
     for (i = 0; params != NULL && i < params->count; i++) {
         p = &params->items[i];
