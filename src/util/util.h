@@ -138,6 +138,19 @@ nxl__put_le64(uint8_t *p, uint64_t v)
     nxl__put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* --- backend parameters (src/util/param.c) ----------------------------- */
+
+/* nxl__param_u64 parses val, the value of parameter key of backend who, as
+ * a decimal integer within [min, max]; with bytes a k/m/g (binary) suffix
+ * is allowed. NXL_ERR_INVALID_PARAM with a message naming key otherwise. */
+nxl_status_t nxl__param_u64(const char *who, const char *key, const char *val,
+                            bool bytes, uint64_t min, uint64_t max,
+                            uint64_t *out);
+/* nxl__param_bool parses 1/0, true/false, yes/no, on/off (any case; an
+ * empty value is false). */
+nxl_status_t nxl__param_bool(const char *who, const char *key,
+                             const char *val, bool *out);
+
 /* --- sockets (src/util/sock.c) ------------------------------------------ */
 
 /* nxl__sock_connect opens a TCP connection to host:port (numeric IPv4/IPv6

@@ -57,86 +57,6 @@ typedef enum be_posix_want {
     BE_POSIX_WANT_THREADS = 2
 } be_posix_want_t;
 
-/* be_posix_parse_u64 parses a decimal value of key within [min, max], with
- * an optional k/m/g (binary) suffix when bytes is set. */
-static nxl_status_t
-be_posix_parse_u64(const char *key, const char *val, int bytes, uint64_t min,
-                   uint64_t max, uint64_t *out)
-{
-    unsigned long long v;
-    char *end;
-    int shift = 0;
-
-    if (val == NULL || val[0] < '0' || val[0] > '9') {
-        goto err_bad;
-    }
-    errno = 0;
-    v = strtoull(val, &end, 10);
-    if (errno != 0) {
-        goto err_bad;
-    }
-    if (bytes && *end != '\0' && end[1] == '\0') {
-        switch (*end) {
-        case 'k':
-        case 'K':
-            shift = 10;
-            break;
-        case 'm':
-        case 'M':
-            shift = 20;
-            break;
-        case 'g':
-        case 'G':
-            shift = 30;
-            break;
-        default:
-            goto err_bad;
-        }
-        end++;
-    }
-    if (*end != '\0' || v > (max >> shift)) {
-        goto err_bad;
-    }
-    v <<= shift;
-    if (v < min) {
-        goto err_bad;
-    }
-    *out = v;
-    return NXL_OK;
-
-err_bad:
-    return nxl__fail(NXL_ERR_INVALID_PARAM,
-                     "posix: %s=\"%s\": expected an integer in [%" PRIu64
-                     ", %" PRIu64 "]%s",
-                     key, val ? val : "(null)", min, max,
-                     bytes ? " (k/m/g suffix allowed)" : "");
-}
-
-/* be_posix_parse_bool parses 1/0, true/false, yes/no, on/off. */
-static nxl_status_t
-be_posix_parse_bool(const char *key, const char *val, bool *out)
-{
-    static const char *const yes[] = {"1", "true", "yes", "on"};
-    static const char *const no[] = {"0", "false", "no", "off", ""};
-    size_t i;
-
-    for (i = 0; val != NULL && i < NXL__ARRAY_SIZE(yes); i++) {
-        if (strcasecmp(val, yes[i]) == 0) {
-            *out = true;
-            return NXL_OK;
-        }
-    }
-    for (i = 0; val != NULL && i < NXL__ARRAY_SIZE(no); i++) {
-        if (strcasecmp(val, no[i]) == 0) {
-            *out = false;
-            return NXL_OK;
-        }
-    }
-    return nxl__fail(NXL_ERR_INVALID_PARAM,
-                     "posix: %s=\"%s\": expected true or false", key,
-                     val ? val : "(null)");
-}
-
 /* be_posix_parse_params reads params (keys of be_posix_defaults) into eng
  * and *want_p. */
 static nxl_status_t
@@ -177,19 +97,19 @@ be_posix_parse_params(be_posix_engine_t *eng, const nxl_params_t *params,
                                  "threads", p->value);
             }
         } else if (strcmp(p->key, "queue_depth") == 0) {
-            st = be_posix_parse_u64(p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
+            st = nxl__param_u64("posix", p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
                                     &v);
             eng->queue_depth = (unsigned)v;
         } else if (strcmp(p->key, "submit_batch") == 0) {
-            st = be_posix_parse_u64(p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
+            st = nxl__param_u64("posix", p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
                                     &v);
             eng->submit_batch = (unsigned)v;
         } else if (strcmp(p->key, "num_threads") == 0) {
-            st = be_posix_parse_u64(p->key, p->value, 0, 1,
+            st = nxl__param_u64("posix", p->key, p->value, 0, 1,
                                     BE_POSIX_MAX_THREADS, &v);
             eng->num_threads = (unsigned)v;
         } else if (strcmp(p->key, "chunk_size") == 0) {
-            st = be_posix_parse_u64(p->key, p->value, 1, 4096,
+            st = nxl__param_u64("posix", p->key, p->value, 1, 4096,
                                     BE_POSIX_MAX_CHUNK, &v);
             if (st == NXL_OK && v % 4096 != 0) {
                 st = nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -199,15 +119,15 @@ be_posix_parse_params(be_posix_engine_t *eng, const nxl_params_t *params,
             }
             eng->chunk = v;
         } else if (strcmp(p->key, "fixed_buffers") == 0) {
-            st = be_posix_parse_bool(p->key, p->value, &eng->fixed_buffers);
+            st = nxl__param_bool("posix", p->key, p->value, &eng->fixed_buffers);
         } else if (strcmp(p->key, "fixed_files") == 0) {
-            st = be_posix_parse_bool(p->key, p->value, &eng->fixed_files);
+            st = nxl__param_bool("posix", p->key, p->value, &eng->fixed_files);
         } else if (strcmp(p->key, "use_uring") == 0) {
-            st = be_posix_parse_bool(p->key, p->value, &use_uring);
+            st = nxl__param_bool("posix", p->key, p->value, &use_uring);
         } else if (strcmp(p->key, "use_posix_aio") == 0) {
-            st = be_posix_parse_bool(p->key, p->value, &use_paio);
+            st = nxl__param_bool("posix", p->key, p->value, &use_paio);
         } else if (strcmp(p->key, "use_aio") == 0) {
-            st = be_posix_parse_bool(p->key, p->value, &b);
+            st = nxl__param_bool("posix", p->key, p->value, &b);
         } else {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: unknown parameter '%s'", p->key);

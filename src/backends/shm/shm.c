@@ -167,61 +167,6 @@ be_shm_ns_ino(const char *what)
     return (stat(path, &st) == 0) ? (uint64_t)st.st_ino : 0;
 }
 
-/* be_shm_parse_u64 parses a parameter value: decimal, with an optional
- * k/m/g (binary) suffix when bytes is set, within [min, max]. */
-static nxl_status_t
-be_shm_parse_u64(const char *key, const char *val, int bytes, uint64_t min,
-                 uint64_t max, uint64_t *out)
-{
-    unsigned long long v;
-    char *end;
-    int shift = 0;
-
-    if (val == NULL || val[0] < '0' || val[0] > '9') {
-        goto err_bad;
-    }
-    errno = 0;
-    v = strtoull(val, &end, 10);
-    if (errno != 0) {
-        goto err_bad;
-    }
-    if (bytes && *end != '\0' && end[1] == '\0') {
-        switch (*end) {
-        case 'k':
-        case 'K':
-            shift = 10;
-            break;
-        case 'm':
-        case 'M':
-            shift = 20;
-            break;
-        case 'g':
-        case 'G':
-            shift = 30;
-            break;
-        default:
-            goto err_bad;
-        }
-        end++;
-    }
-    if (*end != '\0' || v > (max >> shift)) {
-        goto err_bad;
-    }
-    v <<= shift;
-    if (v < min) {
-        goto err_bad;
-    }
-    *out = v;
-    return NXL_OK;
-
-err_bad:
-    return nxl__fail(NXL_ERR_INVALID_PARAM,
-                     "shm: %s=\"%s\": expected an integer in [%" PRIu64
-                     ", %" PRIu64 "]%s",
-                     key, val ? val : "(null)", min, max,
-                     bytes ? " (k/m/g suffix allowed)" : "");
-}
-
 /* be_shm_default_threads is what num_threads=auto means: one worker per
  * spare core, at most 3. On the 2-core development box two threads in all
  * (caller + 1 worker) move about 1.5x the bytes of one for 4-64 MiB when
@@ -268,14 +213,14 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
             if (p->value != NULL && strcmp(p->value, "auto") == 0) {
                 continue;
             }
-            st = be_shm_parse_u64(p->key, p->value, 0, 0, BE_SHM_MAX_THREADS,
+            st = nxl__param_u64("shm", p->key, p->value, 0, 0, BE_SHM_MAX_THREADS,
                                   &v);
             if (st != NXL_OK) {
                 return st;
             }
             eng->num_threads = (unsigned)v;
         } else if (strcmp(p->key, "split_threshold") == 0) {
-            st = be_shm_parse_u64(p->key, p->value, 1, 4096, UINT64_MAX >> 1,
+            st = nxl__param_u64("shm", p->key, p->value, 1, 4096, UINT64_MAX >> 1,
                                   &eng->split_threshold);
             if (st != NXL_OK) {
                 return st;
@@ -292,7 +237,7 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
                                  p->value ? p->value : "(null)");
             }
         } else if (strcmp(p->key, "nt_threshold") == 0) {
-            st = be_shm_parse_u64(p->key, p->value, 1, 0, UINT64_MAX >> 1,
+            st = nxl__param_u64("shm", p->key, p->value, 1, 0, UINT64_MAX >> 1,
                                   &eng->nt_threshold);
             if (st != NXL_OK) {
                 return st;

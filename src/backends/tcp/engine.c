@@ -36,29 +36,6 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"stripe_min_bytes", "1048576"},
 };
 
-/* be_tcp_parse_u64 parses a whole decimal string within [lo, hi]. */
-static nxl_status_t
-be_tcp_parse_u64(const char *key, const char *val, uint64_t lo, uint64_t hi,
-                 uint64_t *out)
-{
-    unsigned long long v;
-    char *end;
-
-    errno = 0;
-    if (val == NULL || val[0] == '\0' || val[0] == '-') {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: %s: expected a number",
-                         key);
-    }
-    v = strtoull(val, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tcp: %s=\"%s\": expected %llu..%llu", key, val,
-                         (unsigned long long)lo, (unsigned long long)hi);
-    }
-    *out = v;
-    return NXL_OK;
-}
-
 /* be_tcp_parse_addr copies an address parameter after checking it. */
 static nxl_status_t
 be_tcp_parse_addr(const char *key, const char *val, char *out)
@@ -107,19 +84,19 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
         } else if (strcmp(p->key, "advertise_addr") == 0) {
             st = be_tcp_parse_addr(p->key, p->value, eng->advertise);
         } else if (strcmp(p->key, "port") == 0) {
-            st = be_tcp_parse_u64(p->key, p->value, 0, 65535, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, 65535, &v);
             eng->port = (uint16_t)v;
         } else if (strcmp(p->key, "num_streams") == 0) {
-            st = be_tcp_parse_u64(p->key, p->value, 1, 16, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 1, 16, &v);
             eng->num_streams = (unsigned)v;
         } else if (strcmp(p->key, "connect_timeout_ms") == 0) {
-            st = be_tcp_parse_u64(p->key, p->value, 1, 3600000, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 1, 3600000, &v);
             eng->connect_timeout_ms = (int)v;
         } else if (strcmp(p->key, "request_timeout_ms") == 0) {
-            st = be_tcp_parse_u64(p->key, p->value, 0, 86400000, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, 86400000, &v);
             eng->request_timeout_ms = (int)v;
         } else if (strcmp(p->key, "stripe_min_bytes") == 0) {
-            st = be_tcp_parse_u64(p->key, p->value, 0, UINT64_MAX, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX, &v);
             eng->stripe_min = v;
         } else {
             st = nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: unknown param \"%s\"",
