@@ -64,6 +64,7 @@ typedef struct bench_opts {
     const char *listen;     /* [ADDR:]PORT, target side */
     int report_fd;          /* target: write "NXLB-PORT n" here */
     const char *params_arg; /* --backend_params as given */
+    const char *ucx_err_mode; /* --ucx_err_mode: UCX err_mode param */
     char *params_buf;       /* owned, tokenized copy of it */
     nxl_param_t params[BENCH_MAX_PARAMS];
     size_t num_params;

@@ -88,6 +88,7 @@ usage(FILE *f)
         "\n"
         "  --backend NAME            SHM (default), TCP, UCX, ...\n"
         "  --backend_params k=v,..   backend parameters (both sides)\n"
+        "  --ucx_err_mode MODE       UCX error handling: auto|peer|none\n"
         "  --op_type OPS             READ, WRITE or READ,WRITE (WRITE)\n"
         "  --initiator_seg_type T    DRAM (VRAM is not supported yet)\n"
         "  --target_seg_type T       DRAM\n"
@@ -474,6 +475,15 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
             goto bad;
         }
         o->report_fd = (int)l;
+        return 0;
+    }
+    if (IS("ucx_err_mode")) {
+        if (val == NULL || (strcmp(val, "peer") != 0 &&
+                            strcmp(val, "none") != 0 &&
+                            strcmp(val, "auto") != 0)) {
+            goto bad;
+        }
+        o->ucx_err_mode = val;
         return 0;
     }
     if (IS("backend_params")) {

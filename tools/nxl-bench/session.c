@@ -183,15 +183,21 @@ static int
 agent_open(bench_session_t *s, const char *name, const nxl_agent_config_t *cfg)
 {
     const bench_opts_t *o = s->o;
-    nxl_params_t params = {o->params, o->num_params};
+    nxl_param_t items[BENCH_MAX_PARAMS + 1];
+    nxl_params_t params = {items, o->num_params};
     nxl_status_t st;
+
+    memcpy(items, o->params, o->num_params * sizeof(items[0]));
+    if (o->ucx_err_mode != NULL) {
+        items[params.count++] = (nxl_param_t){"err_mode", o->ucx_err_mode};
+    }
 
     st = nxl_agent_create(name, cfg, &s->agent);
     if (st != NXL_OK) {
         return bench_nxl_err(st, "nxl_agent_create(%s)", name);
     }
     st = nxl_backend_create(s->agent, o->backend,
-                            o->num_params > 0 ? &params : NULL, &s->be);
+                            params.count > 0 ? &params : NULL, &s->be);
     if (st != NXL_OK) {
         return bench_nxl_err(st, "nxl_backend_create(%s)", o->backend);
     }
@@ -725,7 +731,7 @@ launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
     char fdbuf[16];
     char szbuf[32];
     char tobuf[16];
-    const char *argv[20];
+    const char *argv[24];
     int argc = 0;
     int pfd[2];
     char line[64];
@@ -759,6 +765,10 @@ launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
     if (o->params_arg != NULL) {
         argv[argc++] = "--backend_params";
         argv[argc++] = o->params_arg;
+    }
+    if (o->ucx_err_mode != NULL) {
+        argv[argc++] = "--ucx_err_mode";
+        argv[argc++] = o->ucx_err_mode;
     }
     argv[argc] = NULL;
 
