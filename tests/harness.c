@@ -1,6 +1,10 @@
 /* harness.c - fork per case, alarm, tally. Usage:
  *   nxl_tests [-l] [-j] [filter...]   (filter: substring of suite/case) */
 #include "harness.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <stdarg.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +29,61 @@ xt_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int
+xt_open_fds(void)
+{
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+#ifdef __SANITIZE_ADDRESS__
+int __lsan_do_recoverable_leak_check(void);
+#endif
+
+int
+xt_leaks(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return __lsan_do_recoverable_leak_check();
+#else
+    return 0;
+#endif
+}
+
+void
+xt_host_set_error(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    nxl__set_error("%s", buf);
+}
+
+void
+xt_host_log(int level, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    nxl__log(level, "%s", buf);
 }
 
 static int

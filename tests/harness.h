@@ -99,4 +99,19 @@ const char *xt_param(void);
 /* xt_now_ms returns a monotonic clock in milliseconds. */
 uint64_t xt_now_ms(void);
 
+/* xt_open_fds counts this process's open file descriptors, or -1. */
+int xt_open_fds(void);
+
+/* xt_leaks runs LeakSanitizer now and returns non-zero on a leak (cases
+ * end with _exit, which skips the exit-time check); 0 without ASan. */
+int xt_leaks(void);
+
+/* xt_host_set_error and xt_host_log are what a fake backend host (tests
+ * that drive an ops table without an agent) passes as set_error and log:
+ * they do what the core's host does. */
+void xt_host_set_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+void xt_host_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif /* NXL_TEST_HARNESS_H */

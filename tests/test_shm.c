@@ -43,41 +43,11 @@ static struct t_eng *t_waiter;
 
 /* --- leak checks ------------------------------------------------------ */
 
-/* t_fds counts this process's open file descriptors. */
-static int
-t_fds(void)
-{
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
-/* t_leaks runs LeakSanitizer now (the runner leaves cases with _exit,
- * which skips its exit-time check); 0 without ASan. */
-static int
-t_leaks(void)
-{
-#ifdef __SANITIZE_ADDRESS__
-    return __lsan_do_recoverable_leak_check();
-#else
-    return 0;
-#endif
-}
-
 /* XT_NO_LEAKS ends a case: no fds beyond fds0, no leaked memory. */
 #define XT_NO_LEAKS(fds0)                                                      \
     do {                                                                       \
-        XT_ASSERT_EQ(t_fds(), (fds0));                                         \
-        XT_ASSERT_EQ(t_leaks(), 0);                                            \
+        XT_ASSERT_EQ(xt_open_fds(), (fds0));                                         \
+        XT_ASSERT_EQ(xt_leaks(), 0);                                            \
     } while (0)
 
 /* --- a fake host and engine helpers ----------------------------------- */
@@ -103,32 +73,6 @@ typedef struct t_eng {
     t_region regions[T_MAX_REGIONS];
     int nregions;
 } t_eng;
-
-/* t_set_error sets the last error like the core's host does. */
-static void
-t_set_error(const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__set_error("%s", buf);
-}
-
-/* t_log drops backend log lines unless NXL_LOG_LEVEL asks for them. */
-static void
-t_log(int level, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__log(level, "%s", buf);
-}
 
 /* t_check_sum verifies a "sum:r:off:len:hash" message against region r. */
 static void
@@ -190,8 +134,8 @@ t_open(t_eng *t, const char *name, const nxl_param_t *params, size_t nparams)
     pthread_mutex_init(&t->lock, NULL);
     t->host.ctx = t;
     t->host.agent_name = name;
-    t->host.set_error = t_set_error;
-    t->host.log = t_log;
+    t->host.set_error = xt_host_set_error;
+    t->host.log = xt_host_log;
     t->host.notif_recv = t_notif_recv;
     t->host.wake = t_wake;
     t->eng = calloc(1, ops->engine_size);
@@ -413,7 +357,7 @@ t_child_serve(int fd, const size_t *lens, const int *shared, int n)
             break;
         case CMD_QUIT:
             t_close(&t);
-            rep.bad = t_leaks();
+            rep.bad = xt_leaks();
             send(fd, &rep, sizeof(rep), 0);
             return 0;
         }
@@ -673,7 +617,7 @@ t_ops_table(void)
 static int
 t_params(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     static const nxl_param_t good[] = {{"num_threads", "2"},
                                        {"split_threshold", "4M"},
                                        {"nt_threshold", "0"},
@@ -717,7 +661,7 @@ t_params(void)
 static int
 t_peer_input(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     uint8_t buf[256], pub[64];
     nxl_blob_t conn;
     nxl_desc_t d;
@@ -810,7 +754,7 @@ t_peer_input(void)
 static int
 t_loopback(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t len = 4u << 20;
     nxl_blob_t conn;
     nxl_desc_t d;
@@ -888,7 +832,7 @@ t_loopback(void)
 static int
 t_two_engines_one_process(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     nxl_blob_t conn;
     nxl_desc_t d;
     void *peer, *rmd;
@@ -936,7 +880,7 @@ t_two_engines_one_process(void)
 static int
 t_cma_read_write(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t lens[1] = {8u << 20};
     const int shared[1] = {0};
     const size_t n = 3000, blk = 1000;
@@ -1014,7 +958,7 @@ t_cma_read_write(void)
 static int
 t_shared_mapped(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t lens[2] = {16u << 20, 1u << 20};
     const int shared[2] = {1, 1};
     uint8_t *buf;
@@ -1090,7 +1034,7 @@ t_shared_mapped(void)
 static int
 t_notifs(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t lens[1] = {4096};
     const int shared[1] = {0};
     void *peer = NULL;
@@ -1132,7 +1076,7 @@ t_notifs(void)
 static int
 t_split_async(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     static const nxl_param_t params[] = {{"num_threads", "1"},
                                          {"split_threshold", "64k"},
                                          {"split_policy", "always"}};
@@ -1220,7 +1164,7 @@ t_split_async(void)
 static int
 t_split_adaptive(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     static const nxl_param_t params[] = {{"num_threads", "1"}};
     be_shm_engine_t *e;
     be_shm_req_t r;
@@ -1262,7 +1206,7 @@ t_split_adaptive(void)
 static int
 t_bounds(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t lens[1] = {65536};
     const int shared[1] = {0};
     void *peer = NULL, *self_peer = NULL, *self_rmd = NULL;
@@ -1382,7 +1326,7 @@ t_stream_closed(t_eng *t, int fd)
 static int
 t_rx_garbage(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     uint8_t hello[8 + 4], frame[8 + 2];
     uint8_t huge[8] = {1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f};
     t_eng t;
@@ -1476,7 +1420,7 @@ t_fail_within(t_eng *t, t_xfer *x, uint64_t start_ms, uint64_t *ms_p)
 static int
 t_peer_death_restart(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     static const nxl_param_t params[] = {{"num_threads", "1"},
                                          {"split_threshold", "1M"},
                                          {"split_policy", "always"}};
@@ -1549,7 +1493,7 @@ t_peer_death_restart(void)
 static int
 t_engine_gone(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     const size_t lens[1] = {65536};
     const int shared[1] = {0};
     void *peer = NULL;
@@ -1656,7 +1600,7 @@ t_thread_body(void *argp)
 static int
 t_threads(void)
 {
-    const int fds0 = t_fds();
+    const int fds0 = xt_open_fds();
     static const nxl_param_t params[] = {{"num_threads", "1"},
                                          {"split_threshold", "1M"},
                                          {"split_policy", "always"}};

@@ -73,32 +73,6 @@ typedef struct tt_host {
     unsigned chk_bad;
 } tt_host;
 
-/* tt_set_error is the fake host's set_error. */
-static void
-tt_set_error(const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__set_error("%s", buf);
-}
-
-/* tt_log is the fake host's log. */
-static void
-tt_log(int level, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__log(level, "%s", buf);
-}
-
 /* Buffers are filled and checked by one process while its I/O thread (or
  * the peer, through the network) moves them; the ordering goes through
  * the network, which ThreadSanitizer cannot see, so these helpers are not
@@ -194,8 +168,8 @@ tt_open(tt_eng *t, const char *name, const nxl_param_t *params, size_t n)
     pthread_mutex_init(&t->h.lock, NULL);
     t->h.host.ctx = &t->h;
     t->h.host.agent_name = t->name;
-    t->h.host.set_error = tt_set_error;
-    t->h.host.log = tt_log;
+    t->h.host.set_error = xt_host_set_error;
+    t->h.host.log = xt_host_log;
     t->h.host.notif_recv = tt_notif_recv;
     t->h.host.wake = tt_wake;
     t->e = calloc(1, OPS->engine_size);

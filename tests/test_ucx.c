@@ -267,47 +267,17 @@ t_ucx_usable(char *why, size_t cap)
         XT_SKIP_IF(!t_ucx_usable(why_, sizeof(why_)), "%s", why_);            \
     } while (0)
 
-/* t_fds counts this process's open file descriptors. */
-static int
-t_fds(void)
-{
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
-/* t_leaks runs LeakSanitizer now (cases end with _exit, which skips the
- * exit-time check); 0 without ASan. */
-static int
-t_leaks(void)
-{
-#ifdef __SANITIZE_ADDRESS__
-    return __lsan_do_recoverable_leak_check();
-#else
-    return 0;
-#endif
-}
-
 /* T_BEGIN skips without UCX and notes the open fds (after a first UCX
  * start, which may keep process-wide state). */
 #define T_BEGIN()                                                             \
     T_NEED_UCX();                                                             \
-    const int fds0_ = t_fds()
+    const int fds0_ = xt_open_fds()
 
 /* T_END: no fd and no memory leaked by the case. */
 #define T_END()                                                               \
     do {                                                                      \
-        XT_ASSERT_EQ(t_fds(), fds0_);                                         \
-        XT_ASSERT_EQ(t_leaks(), 0);                                           \
+        XT_ASSERT_EQ(xt_open_fds(), fds0_);                                         \
+        XT_ASSERT_EQ(xt_leaks(), 0);                                           \
         return 0;                                                             \
     } while (0)
 
@@ -424,7 +394,7 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
         case T_OP_EXIT:
             nxl_agent_destroy(a);
             munmap(buf, len);
-            r.status = t_leaks() != 0;
+            r.status = xt_leaks() != 0;
             (void)t_send(fd, &r, sizeof(r), NULL, 0);
             return r.status ? 5 : 0;
         default:
