@@ -1,0 +1,147 @@
+/*
+ * nxl_memkind.h - memory kinds: host, pinned host and device memory behind
+ * one small ops table.
+ *
+ * The KV layer allocates, copies and shares memory through these tables so
+ * that one executor serves plain host memory, pinned host memory and GPU
+ * memory. The CUDA kind loads libcuda.so.1 with dlopen on first use; CUDA is
+ * never needed to build, and without a driver or a GPU the kind reports
+ * NXL_ERR_NOT_SUPPORTED with the reason in nxl_last_error().
+ *
+ * A program (or a test) may install its own device kind with
+ * nxl_memkind_set_device, e.g. host memory behind the same ops with copies
+ * done on a worker thread, so the device paths run on machines without GPU.
+ *
+ * Thread-safety: the getters and nxl_memkind_set_device are thread-safe.
+ * Every op of a kind is thread-safe unless noted; a stream is used by one
+ * thread at a time.
+ */
+#ifndef NXL_NXL_MEMKIND_H
+#define NXL_NXL_MEMKIND_H
+
+#include <nxl/nxl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NXL_MEMKIND_ABI_VERSION 1
+
+/* Which memory a kind hands out. */
+typedef enum nxl_memkind_type {
+    NXL_MEMKIND_HOST = 0,   /* pageable host memory (malloc) */
+    NXL_MEMKIND_PINNED = 1, /* page-locked host memory */
+    NXL_MEMKIND_DEVICE = 2  /* device memory (VRAM) */
+} nxl_memkind_type_t;
+
+/* Direction of a copy, as cudaMemcpyKind without "default". */
+typedef enum nxl_copy_dir {
+    NXL_COPY_H2H = 0,
+    NXL_COPY_H2D = 1,
+    NXL_COPY_D2H = 2,
+    NXL_COPY_D2D = 3
+} nxl_copy_dir_t;
+
+/* Opaque per-kind stream and event handles (cudaStream_t, cudaEvent_t). */
+typedef struct nxl_stream nxl_stream_t;
+typedef struct nxl_event nxl_event_t;
+
+/* An IPC handle: opaque bytes another process of this host opens. */
+#define NXL_IPC_HANDLE_SIZE 64
+typedef struct nxl_ipc_handle {
+    uint8_t bytes[NXL_IPC_HANDLE_SIZE];
+} nxl_ipc_handle_t;
+
+/*
+ * nxl_memkind_ops_t: a memory kind. Every op returns NXL_OK or an error with
+ * an nxl_last_error() message; NXL_ERR_NOT_SUPPORTED where the kind cannot
+ * do it (a host kind has no IPC). `dev` is the device ordinal (0 for host
+ * kinds). Ops that a kind leaves NULL read as NOT_SUPPORTED.
+ */
+typedef struct nxl_memkind_ops {
+    uint32_t abi_version; /* NXL_MEMKIND_ABI_VERSION */
+    uint32_t size;        /* sizeof(nxl_memkind_ops_t) of the builder */
+    const char *name;     /* "host", "pinned", "cuda", ... */
+    nxl_memkind_type_t type;
+    nxl_mem_t mem;        /* the nxl_mem_t its memory registers as */
+
+    /* probe checks the kind can run here (driver loaded, device present). */
+    nxl_status_t (*probe)(void);
+    /* device_count writes the number of devices (1 for host kinds). */
+    nxl_status_t (*device_count)(int *count_p);
+
+    /* alloc returns size bytes on dev, aligned to at least 4096 bytes. */
+    nxl_status_t (*alloc)(int dev, size_t size, void **ptr_p);
+    /* free releases memory from alloc. Accepts NULL. */
+    void (*free)(int dev, void *ptr, size_t size);
+
+    /* copy copies len bytes and returns when they are in place. */
+    nxl_status_t (*copy)(void *dst, const void *src, size_t len,
+                         nxl_copy_dir_t dir);
+
+    /* stream_create/destroy: an ordered queue of async copies on dev.
+     * stream_destroy waits for queued work first. */
+    nxl_status_t (*stream_create)(int dev, nxl_stream_t **stream_p);
+    void (*stream_destroy)(nxl_stream_t *stream);
+    /* copy_async queues a copy on stream; src and dst must stay valid until
+     * an event recorded after it completes. */
+    nxl_status_t (*copy_async)(void *dst, const void *src, size_t len,
+                               nxl_copy_dir_t dir, nxl_stream_t *stream);
+    /* stream_sync waits for everything queued on stream. */
+    nxl_status_t (*stream_sync)(nxl_stream_t *stream);
+
+    /* event_create/destroy; event_record marks the point reached by stream;
+     * event_query returns NXL_OK when that point is done, NXL_IN_PROG when
+     * not yet, or the error of the failed work; event_sync waits. */
+    nxl_status_t (*event_create)(nxl_event_t **event_p);
+    void (*event_destroy)(nxl_event_t *event);
+    nxl_status_t (*event_record)(nxl_event_t *event, nxl_stream_t *stream);
+    nxl_status_t (*event_query)(nxl_event_t *event);
+    nxl_status_t (*event_sync)(nxl_event_t *event);
+
+    /* ipc_get exports memory from alloc; ipc_open maps a handle from
+     * another process of this host at *ptr_p; ipc_close unmaps it. */
+    nxl_status_t (*ipc_get)(void *ptr, nxl_ipc_handle_t *handle_p);
+    nxl_status_t (*ipc_open)(int dev, const nxl_ipc_handle_t *handle,
+                             void **ptr_p);
+    nxl_status_t (*ipc_close)(void *ptr);
+} nxl_memkind_ops_t;
+
+/* nxl_memkind_host returns the pageable host kind (malloc, memcpy). Never
+ * NULL. */
+NXL_API const nxl_memkind_ops_t *nxl_memkind_host(void);
+
+/* nxl_memkind_pinned returns the page-locked host kind: cuMemHostAlloc when
+ * CUDA is present, else page-aligned memory locked with mlock (best effort:
+ * a failed mlock, e.g. RLIMIT_MEMLOCK, still returns the memory and logs
+ * once). Never NULL. */
+NXL_API const nxl_memkind_ops_t *nxl_memkind_pinned(void);
+
+/* nxl_memkind_cuda returns the CUDA device kind. Its probe loads
+ * libcuda.so.1 and reports NXL_ERR_NOT_SUPPORTED ("no CUDA driver:
+ * libcuda.so.1: cannot open ...", "no CUDA device") where it cannot run;
+ * every other op then reports the same. Never NULL. */
+NXL_API const nxl_memkind_ops_t *nxl_memkind_cuda(void);
+
+/* nxl_memkind_device returns the device kind in use: the one installed with
+ * nxl_memkind_set_device, else the CUDA kind. Never NULL. */
+NXL_API const nxl_memkind_ops_t *nxl_memkind_device(void);
+
+/* nxl_memkind_set_device installs ops as the device kind (NULL restores
+ * CUDA). ops must live until replaced. Returns NXL_OK, or
+ * NXL_ERR_INVALID_PARAM for a wrong abi_version/size or a type that is not
+ * NXL_MEMKIND_DEVICE. */
+NXL_API nxl_status_t nxl_memkind_set_device(const nxl_memkind_ops_t *ops);
+
+/* nxl_memkind_copy copies len bytes between memory of kinds src_kind and
+ * dst_kind with whichever kind can do it (the device kind when either side
+ * is device memory). Blocking. */
+NXL_API nxl_status_t nxl_memkind_copy(void *dst, nxl_memkind_type_t dst_kind,
+                                      const void *src,
+                                      nxl_memkind_type_t src_kind, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NXL_NXL_MEMKIND_H */

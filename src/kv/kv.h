@@ -1,0 +1,113 @@
+/*
+ * kv.h - internals of the KV transfer layer (src/kv), shared by its files.
+ *
+ * Object layouts live here so that the executor can address regions
+ * without a call per region, and so that the JSON codec, the storage code
+ * and the descriptor builders agree on one representation.
+ */
+#ifndef NXL_KV_KV_H
+#define NXL_KV_KV_H
+
+#include <nxl/nxl_kv.h>
+
+#include "util.h"
+
+#include <stdbool.h>
+
+/* ---- config.c ---------------------------------------------------------- */
+
+/* One enabled backend: uppercase name and its params (strings owned). */
+typedef struct nxl__kv_backend_cfg {
+    char *name;
+    nxl_param_t *params; /* key and value strings owned */
+    size_t num_params;
+} nxl__kv_backend_cfg_t;
+
+struct nxl_kv_config {
+    nxl__kv_backend_cfg_t *items; /* sorted by name */
+    size_t count;
+};
+
+/* ---- agent.c ----------------------------------------------------------- */
+
+struct nxl_kv_agent {
+    nxl_agent_t *agent;
+    char **backends; /* uppercase, sorted */
+    size_t num_backends;
+};
+
+/* ---- storage.c --------------------------------------------------------- */
+
+struct nxl_kv_storage {
+    nxl_kv_loc_t loc;
+    void *ptr;         /* host/device pointer; NULL for DISK */
+    uint64_t addr;     /* (uintptr_t)ptr, or the file offset for DISK */
+    size_t size;
+    bool owned;        /* destroy frees ptr (through mk) / closes the fd */
+    const nxl_memkind_ops_t *mk; /* kind that allocated ptr, or NULL */
+    char *path;        /* DISK created by nxl_kv_storage_disk, else NULL */
+    bool unlinked;     /* DISK: the file is gone from the file system */
+    nxl_kv_agent_t *reg_agent; /* registered with this agent, or NULL */
+};
+
+/* nxl__kv_kind_mem maps a storage kind to its nxl_mem_t. */
+nxl_mem_t nxl__kv_kind_mem(nxl_kv_kind_t kind);
+
+/* ---- layout.c ---------------------------------------------------------- */
+
+struct nxl_kv_layout {
+    nxl_kv_layout_config_t cfg;
+    nxl_kv_layout_type_t type;
+    int outer_contiguous;    /* LAYER_SEPARATE: 1 = [outer][blocks]... */
+    nxl_kv_loc_t loc;
+    nxl_mem_t mem;
+    uint64_t dev_id;
+    size_t region_size;      /* R = page * inner * dtype */
+    size_t outer_stride;
+    size_t layer_stride;     /* FULLY_CONTIGUOUS only */
+    size_t natural_block;    /* FC: layers*outer*R; LS: outer*R or R */
+    size_t block_stride;
+    size_t layout_data_bytes;/* FC: whole; LS: per layer */
+    size_t num_regions;      /* 1 (FC) or num_layers (LS) */
+    uint64_t *region_addr;   /* storage start of each memory region */
+    uint64_t *region_size_b; /* storage size of each memory region */
+    uint64_t *base_offset;   /* alignment offset inside each region */
+    uint64_t *base;          /* region_addr + base_offset */
+    nxl_kv_storage_t **storages; /* NULL for remote views */
+    bool owns_storage;       /* destroy frees storages (layout_alloc) */
+    char *agent;             /* owner agent name, or NULL */
+};
+
+/* nxl__kv_addr is the region address without checks (ids in range). */
+static inline uint64_t
+nxl__kv_addr(const nxl_kv_layout_t *l, size_t b, size_t lyr, size_t o)
+{
+    if (l->type == NXL_KV_FULLY_CONTIGUOUS) {
+        return l->base[0] + b * l->block_stride + lyr * l->layer_stride +
+               o * l->outer_stride;
+    }
+    return l->base[lyr] + b * l->block_stride + o * l->outer_stride;
+}
+
+/* nxl__kv_layout_new_view builds a layout from strides and remote regions
+ * without storage (the JSON readers use it); takes no ownership of the
+ * arrays (copies them). */
+nxl_status_t nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
+                                     nxl_kv_layout_type_t type,
+                                     int outer_contiguous, nxl_kv_loc_t loc,
+                                     nxl_mem_t mem, uint64_t dev_id,
+                                     const uint64_t *region_addr,
+                                     const uint64_t *region_size,
+                                     const uint64_t *base_offset, size_t n,
+                                     const char *agent, nxl_kv_layout_t **l_p);
+
+/* ---- dlists.c ---------------------------------------------------------- */
+
+/* nxl__kv_dlists_push appends the pair (s, d) of equal length, merging it
+ * into the last pair when both sides continue it contiguously (same dev).
+ * Returns NXL_OK or NXL_ERR_NOMEM. */
+nxl_status_t nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr,
+                                 uint64_t daddr, uint64_t len, uint64_t sdev,
+                                 uint64_t ddev);
+
+#endif /* NXL_KV_KV_H */
