@@ -13,11 +13,14 @@ cd "$top"
 
 CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_md fuzz_sc fuzz_tcp
+cmake --build "$build" --target fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson
 
 seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
-mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$build/fuzz-artifacts"
+mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$seeds/fuzz_kvjson" \
+    "$build/fuzz-artifacts"
+# KV layout JSON: the golden v1 / v2 files.
+cp "$top"/tests/data/kv_layout_*.json "$seeds/fuzz_kvjson/"
 # Seeds: the golden blob, a future-minor copy, a few prefixes; for the
 # side channel a LOAD frame carrying it and OK / error ACK replies.
 /usr/bin/python3 - "$top/tests/data/md_golden_v1.bin" "$seeds" <<'PY'
@@ -53,7 +56,7 @@ put("fuzz_tcp", "conninfo", struct.pack("<BBHQ", 1, 2, 4242, 99) + bytes([9]) +
 PY
 
 rc=0
-for t in fuzz_md fuzz_sc fuzz_tcp; do
+for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson; do
     corpus="$build/fuzz-corpus/$t"
     mkdir -p "$corpus"
     log="$build/fuzz-$t.log"
@@ -68,7 +71,7 @@ for t in fuzz_md fuzz_sc fuzz_tcp; do
     else
         rc=1
         echo "$t: FINDING (log $log)"
-        grep -E 'ERROR|fuzz_(md|sc):|SUMMARY|Test unit written' "$log" | head -n 20 || true
+        grep -E 'ERROR|fuzz_(md|sc|kvjson):|SUMMARY|Test unit written' "$log" | head -n 20 || true
     fi
 done
 exit $rc

@@ -334,6 +334,8 @@ NXL_API nxl_kv_loc_t nxl_kv_layout_loc(const nxl_kv_layout_t *l);
 NXL_API nxl_mem_t nxl_kv_layout_mem(const nxl_kv_layout_t *l);
 NXL_API uint64_t nxl_kv_layout_dev_id(const nxl_kv_layout_t *l);
 NXL_API size_t nxl_kv_layout_region_size(const nxl_kv_layout_t *l);
+/* Data bytes of one block over all layers and outer dims: layers * outer * R
+ * (strides and alignment padding excluded). */
 NXL_API size_t nxl_kv_layout_block_bytes(const nxl_kv_layout_t *l);
 /* Agent that owns the memory: set by nxl_kv_layout_alloc with an agent, by
  * nxl_kv_layout_set_agent, or from JSON; NULL when unknown. */
@@ -419,8 +421,9 @@ NXL_API nxl_status_t nxl_kv_select_direct(nxl_kv_kind_t src,
  * "Both src and dst are remote - this is not supported."; both local ->
  * the local table; one remote -> the v2 production rules ("Neither local
  * nor remote disk transfers are supported over NIXL at this time.", "GPU
- * RDMA is disabled - this transfer requires GPU RDMA.", NixlWrite when src
- * is local, NixlReadFlipped when dst is local). */
+ * RDMA is disabled - this transfer requires GPU RDMA.", both
+ * NXL_ERR_NOT_SUPPORTED; NixlWrite when src is local, NixlReadFlipped when
+ * dst is local). */
 NXL_API nxl_status_t nxl_kv_select(nxl_kv_kind_t src, int src_local,
                                    nxl_kv_kind_t dst, int dst_local,
                                    const nxl_kv_caps_t *caps,
@@ -437,7 +440,8 @@ NXL_API nxl_status_t nxl_kv_select(nxl_kv_kind_t src, int src_local,
  * every id below its layout's num_blocks ("Block ID 9 out of range for
  * source layout (max: 8)"), and, when src and dst are the same layout
  * object, no id on both sides ("Source and destination blocks overlap:
- * [2]"). bounce and bounce_ids may be NULL. Returns NXL_OK or
+ * [2]"). bounce and bounce_ids may be NULL; bounce_ids, when given, must
+ * be as many as src_ids ("..., bounce=Some(2)"). Returns NXL_OK or
  * NXL_ERR_INVALID_PARAM. */
 NXL_API nxl_status_t nxl_kv_validate(const nxl_kv_layout_t *src,
                                      const size_t *src_ids, size_t n_src,
@@ -630,7 +634,9 @@ NXL_API nxl_status_t nxl_kv_fill_blocks(const nxl_kv_layout_t *l,
                                         nxl_kv_fill_t pattern, uint8_t value);
 
 /* nxl_kv_fill_layers fills only layers [layer_begin, layer_end) of blocks
- * ids with pattern, any kind; "Layer range a..b exceeds num_layers n". */
+ * ids with pattern, any kind; "Layer range a..b exceeds num_layers n"
+ * (NXL_ERR_INVALID_PARAM; layer_begin > layer_end is refused too); an empty
+ * range writes nothing. Ids are all checked before anything is written. */
 NXL_API nxl_status_t nxl_kv_fill_layers(const nxl_kv_layout_t *l,
                                         const size_t *ids, size_t n,
                                         size_t layer_begin, size_t layer_end,
@@ -644,7 +650,10 @@ typedef struct nxl_kv_checksum {
 } nxl_kv_checksum_t;
 
 /* nxl_kv_checksum_blocks writes the checksum of each block ids[i] over
- * layers [layer_begin, layer_end) (0, 0 = all) into sums[i]. */
+ * layers [layer_begin, layer_end) (0, 0 = all) into sums[i] (device
+ * memory is copied to the host first, disk regions are read). The same
+ * bytes give the same checksum whatever the kind or layout type. Errors
+ * as nxl_kv_fill_layers. */
 NXL_API nxl_status_t nxl_kv_checksum_blocks(const nxl_kv_layout_t *l,
                                             const size_t *ids, size_t n,
                                             size_t layer_begin,

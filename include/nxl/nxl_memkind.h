@@ -107,7 +107,10 @@ typedef struct nxl_memkind_ops {
     nxl_status_t (*ipc_close)(void *ptr);
 } nxl_memkind_ops_t;
 
-/* nxl_memkind_host returns the pageable host kind (malloc, memcpy). Never
+/* nxl_memkind_host returns the pageable host kind (posix_memalign 4096,
+ * memcpy). Its streams and events, like the pinned kind's, are
+ * synchronous: copy_async copies before it returns and an event is done as
+ * soon as it is recorded; it has no IPC (NXL_ERR_NOT_SUPPORTED). Never
  * NULL. */
 NXL_API const nxl_memkind_ops_t *nxl_memkind_host(void);
 

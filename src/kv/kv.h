@@ -73,6 +73,8 @@ struct nxl_kv_layout {
     uint64_t *region_size_b; /* storage size of each memory region */
     uint64_t *base_offset;   /* alignment offset inside each region */
     uint64_t *base;          /* region_addr + base_offset */
+    uint64_t *region_dev;    /* dev id of each memory region: dev_id, or
+                              * each layer's fd for LS over DISK files */
     nxl_kv_storage_t **storages; /* NULL for remote views */
     bool owns_storage;       /* destroy frees storages (layout_alloc) */
     char *agent;             /* owner agent name, or NULL */
@@ -89,9 +91,52 @@ nxl__kv_addr(const nxl_kv_layout_t *l, size_t b, size_t lyr, size_t o)
     return l->base[lyr] + b * l->block_stride + o * l->outer_stride;
 }
 
+/* nxl__kv_dev is the dev id of layer lyr's memory (ids in range): the
+ * layout's dev_id except for LS over several DISK files (each its fd). */
+static inline uint64_t
+nxl__kv_dev(const nxl_kv_layout_t *l, size_t lyr)
+{
+    return l->type == NXL_KV_FULLY_CONTIGUOUS ? l->region_dev[0]
+                                              : l->region_dev[lyr];
+}
+
+/* nxl__kv_strides_t: the derived sizes of a layout (struct nxl_kv_layout's
+ * fields of the same names). */
+typedef struct nxl__kv_strides {
+    size_t region_size;
+    size_t outer_stride;
+    size_t layer_stride;
+    size_t natural_block;
+    size_t block_stride;
+    size_t layout_data_bytes;
+} nxl__kv_strides_t;
+
+/* nxl__kv_layout_strides validates cfg and computes the strides of a layout
+ * of type (outer_contiguous for LAYER_SEPARATE) as docs/kv-layout.md gives
+ * them. NXL_ERR_INVALID_PARAM when cfg is invalid or a size overflows. */
+nxl_status_t nxl__kv_layout_strides(const nxl_kv_layout_config_t *cfg,
+                                    nxl_kv_layout_type_t type,
+                                    int outer_contiguous,
+                                    nxl__kv_strides_t *st_p);
+
+/* nxl__kv_layout_new_view_ex is nxl__kv_layout_new_view with explicit
+ * strides (a peer's; st->region_size must be cfg's R) and per-region dev
+ * ids (region_dev, n entries, or NULL for dev_id everywhere). Checks that
+ * every region, block and the layout data lie inside their memory region
+ * without overflow (NXL_ERR_INVALID_PARAM otherwise). Copies the arrays. */
+nxl_status_t nxl__kv_layout_new_view_ex(
+    const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
+    int outer_contiguous, nxl_kv_loc_t loc, nxl_mem_t mem, uint64_t dev_id,
+    const nxl__kv_strides_t *st, const uint64_t *region_addr,
+    const uint64_t *region_size, const uint64_t *base_offset,
+    const uint64_t *region_dev, size_t n, const char *agent,
+    nxl_kv_layout_t **l_p);
+
 /* nxl__kv_layout_new_view builds a layout from strides and remote regions
  * without storage (the JSON readers use it); takes no ownership of the
- * arrays (copies them). */
+ * arrays (copies them). The strides are computed from cfg; n must be 1
+ * (FC) or num_layers (LS) and every region must fit (as _ex checks);
+ * NXL_ERR_INVALID_PARAM otherwise, NXL_ERR_NOMEM. */
 nxl_status_t nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
                                      nxl_kv_layout_type_t type,
                                      int outer_contiguous, nxl_kv_loc_t loc,
