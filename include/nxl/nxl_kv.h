@@ -543,13 +543,17 @@ NXL_API void nxl_kv_ctx_config_init(nxl_kv_ctx_config_t *cfg);
 
 /* nxl_kv_ctx_create makes an executor on agent a (not owned; must outlive
  * the context) and starts its poller thread, which ticks only while
- * transfers are pending. cfg may be NULL. */
+ * transfers are pending. cfg may be NULL. The context serializes its own
+ * calls into the agent; a caller that uses the agent while the context
+ * has work pending should create it with sync mode STRICT or RW. */
 NXL_API nxl_status_t nxl_kv_ctx_create(nxl_kv_agent_t *a,
                                        const nxl_kv_ctx_config_t *cfg,
                                        nxl_kv_ctx_t **ctx_p);
 
 /* nxl_kv_ctx_destroy waits for every pending transfer to finish (drain,
- * warning on errors), stops the poller and frees ctx. Accepts NULL. */
+ * warning on errors), ends open nxl_kv_ctx_await_notif waits with
+ * NXL_ERR_CANCELED, stops the poller and frees ctx. Handles stay valid
+ * until released. Accepts NULL. */
 NXL_API void nxl_kv_ctx_destroy(nxl_kv_ctx_t *ctx);
 
 /* nxl_kv_ctx_slow_warnings returns how many slow-transfer warnings the
@@ -581,7 +585,9 @@ NXL_API void nxl_kv_opts_init(nxl_kv_opts_t *opts);
  * Returns NXL_OK with *n_p a completion handle (possibly already done), or
  * an error before anything moved ("Two-hop transfers require a bounce
  * buffer.", "Bounce buffer layout does not match bounce location.", "Bounce
- * buffer has no blocks", validation and strategy errors). */
+ * buffer has no blocks", validation and strategy errors; NXL_ERR_NOT_ALLOWED
+ * when max_pending transfers are pending). The layouts must stay alive
+ * until the handle is done; ids and the notification are copied. */
 NXL_API nxl_status_t nxl_kv_transfer(nxl_kv_ctx_t *ctx,
                                      const nxl_kv_layout_t *src,
                                      const size_t *src_ids,
@@ -611,7 +617,9 @@ NXL_API const char *nxl_kv_notif_uuid(const nxl_kv_notif_t *n);
 /* nxl_kv_ctx_await_notif registers a completion that ends when an NXL
  * notification whose message is exactly key arrives from any peer (the
  * notification-event path, §8.3: a key that arrives before it is awaited
- * is kept, not dropped). deadline_ms 0 = none. */
+ * is kept, not dropped). deadline_ms 0 = none. While such waits exist
+ * the poller takes the agent's notifications (nxl_notifs_get) and keeps
+ * the ones no wait matches, up to 4096 (oldest dropped with a warning). */
 NXL_API nxl_status_t nxl_kv_ctx_await_notif(nxl_kv_ctx_t *ctx,
                                             const char *key, int deadline_ms,
                                             nxl_kv_notif_t **n_p);

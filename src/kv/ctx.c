@@ -1,0 +1,948 @@
+/*
+ * ctx.c - the KV transfer context: executor (memcpy, device copies, NXL
+ * READ/WRITE, two-hop through a pinned bounce buffer) and the completion
+ * handles it returns. The poller thread that finishes asynchronous work is
+ * in poller.c; ctx.h holds what both share.
+ *
+ * Direct transfers run on the caller's thread: memcpy and blocking device
+ * copies end before nxl_kv_transfer returns; async device copies and NXL
+ * requests are handed to the poller as an event or a posted request.
+ * Two-hop transfers run entirely on the poller (a step machine), so
+ * nxl_kv_transfer returns at once.
+ */
+#include "ctx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- uuid4 ------------------------------------------------------------- */
+
+/* A per-thread pool of kernel randomness, refilled 256 bytes at a time, so
+ * a uuid costs no system call in the common case. */
+static _Thread_local uint8_t kv_rnd[256];
+static _Thread_local size_t kv_rnd_left;
+
+/* kv_rnd_fill refills the pool from getrandom, else /dev/urandom, else
+ * (never expected) the clock mixed with the pool's address. */
+static void
+kv_rnd_fill(void)
+{
+    size_t got = 0;
+    ssize_t r;
+    int fd;
+
+    while (got < sizeof(kv_rnd)) {
+        r = getrandom(kv_rnd + got, sizeof(kv_rnd) - got, 0);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    if (got < sizeof(kv_rnd)) {
+        fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        while (fd >= 0 && got < sizeof(kv_rnd)) {
+            r = read(fd, kv_rnd + got, sizeof(kv_rnd) - got);
+            if (r < 0 && errno == EINTR) {
+                continue;
+            }
+            if (r <= 0) {
+                break;
+            }
+            got += (size_t)r;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (got < sizeof(kv_rnd)) {
+        uint64_t x = nxl__now_ns() ^ (uint64_t)(uintptr_t)kv_rnd;
+        size_t i;
+
+        for (i = got; i < sizeof(kv_rnd); i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            kv_rnd[i] = (uint8_t)(x >> 56);
+        }
+    }
+    kv_rnd_left = sizeof(kv_rnd);
+}
+
+/* kv_uuid4 writes a random (version 4, RFC 4122 variant) uuid string of 36
+ * characters and a NUL into out. Thread-safe (per-thread pool). */
+static void
+kv_uuid4(char out[NXL__KV_UUID_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    size_t i, o = 0;
+
+    if (kv_rnd_left < sizeof(b)) {
+        kv_rnd_fill();
+    }
+    memcpy(b, kv_rnd + sizeof(kv_rnd) - kv_rnd_left, sizeof(b));
+    kv_rnd_left -= sizeof(b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[o++] = '-';
+        }
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+/* ---- completion handles ------------------------------------------------ */
+
+/* nxl__kv_notif_new allocates a handle in progress with one reference (the
+ * caller's) and a fresh uuid. Returns NULL with an NXL_ERR_NOMEM message. */
+nxl_kv_notif_t *
+nxl__kv_notif_new(int kind)
+{
+    nxl_kv_notif_t *n = calloc(1, sizeof(*n));
+    pthread_condattr_t ca;
+
+    if (n == NULL) {
+        nxl__fail(NXL_ERR_NOMEM, "kv: out of memory for a completion");
+        return NULL;
+    }
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&n->refs, 1);
+    atomic_init(&n->status, NXL_IN_PROG);
+    n->kind = kind;
+    n->start_ns = nxl__now_ns();
+    kv_uuid4(n->uuid);
+    return n;
+}
+
+/* nxl__kv_notif_finish moves n out of NXL_IN_PROG with status st and the
+ * message err (may be NULL), waking its waiters. A handle that already
+ * left NXL_IN_PROG (a deadline passed) keeps its first status. Returns 1
+ * when this call set the status. Thread-safe. */
+int
+nxl__kv_notif_finish(nxl_kv_notif_t *n, nxl_status_t st, const char *err)
+{
+    int set = 0;
+
+    pthread_mutex_lock(&n->mu);
+    if (atomic_load(&n->status) == NXL_IN_PROG) {
+        snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
+        atomic_store(&n->status, st);
+        pthread_cond_broadcast(&n->cv);
+        set = 1;
+    }
+    pthread_mutex_unlock(&n->mu);
+    return set;
+}
+
+/* nxl__kv_notif_unref drops one reference and frees n with the last one.
+ * Whoever drops the poller's reference has already released the work
+ * (request, event, two-hop job). Thread-safe. */
+void
+nxl__kv_notif_unref(nxl_kv_notif_t *n)
+{
+    if (atomic_fetch_sub(&n->refs, 1) != 1) {
+        return;
+    }
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    free(n->key);
+    nxl__kv_twohop_free(n->th);
+    free(n);
+}
+
+/* nxl_kv_notif_status returns n's state (see nxl_kv.h); an error also goes
+ * to nxl_last_error(). Thread-safe. */
+NXL_API nxl_status_t
+nxl_kv_notif_status(const nxl_kv_notif_t *n)
+{
+    nxl_status_t st;
+
+    if (n == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "notif_status: NULL handle");
+    }
+    st = atomic_load(&n->status);
+    if (st < 0) {
+        return nxl__fail(st, "%s", n->err);
+    }
+    return st;
+}
+
+/* nxl_kv_notif_error returns the error text of a failed or timed-out
+ * handle ("" otherwise); it lives as long as n. Thread-safe. */
+NXL_API const char *
+nxl_kv_notif_error(const nxl_kv_notif_t *n)
+{
+    if (n == NULL || atomic_load(&n->status) == NXL_IN_PROG) {
+        return "";
+    }
+    return n->err;
+}
+
+/* nxl_kv_notif_wait sleeps on n's condition variable until n leaves
+ * NXL_IN_PROG or timeout_ms passes (-1: no limit). Returns n's status, or
+ * NXL_ERR_TIMEOUT for the wait itself (n unchanged). Thread-safe. */
+NXL_API nxl_status_t
+nxl_kv_notif_wait(nxl_kv_notif_t *n, int timeout_ms)
+{
+    struct timespec ts;
+    nxl_status_t st;
+    int rc = 0;
+
+    if (n == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "notif_wait: NULL handle");
+    }
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&n->mu);
+    while (atomic_load(&n->status) == NXL_IN_PROG && rc != ETIMEDOUT) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&n->cv, &n->mu);
+        } else {
+            rc = pthread_cond_timedwait(&n->cv, &n->mu, &ts);
+        }
+    }
+    st = atomic_load(&n->status);
+    pthread_mutex_unlock(&n->mu);
+    if (st == NXL_IN_PROG) {
+        return nxl__fail(NXL_ERR_TIMEOUT,
+                         "notif_wait: transfer %s still in progress after "
+                         "%d ms",
+                         n->uuid, timeout_ms);
+    }
+    return nxl_kv_notif_status(n);
+}
+
+/* nxl_kv_notif_release drops the caller's reference; work still running
+ * finishes on the poller, which frees n last. Accepts NULL. Thread-safe. */
+NXL_API void
+nxl_kv_notif_release(nxl_kv_notif_t *n)
+{
+    if (n != NULL) {
+        nxl__kv_notif_unref(n);
+    }
+}
+
+/* nxl_kv_notif_uuid returns n's uuid4 string (lives as long as n). */
+NXL_API const char *
+nxl_kv_notif_uuid(const nxl_kv_notif_t *n)
+{
+    return n == NULL ? "" : n->uuid;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+/* nxl_kv_ctx_config_init fills cfg with the defaults of nxl_kv.h. */
+NXL_API void
+nxl_kv_ctx_config_init(nxl_kv_ctx_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->device = 0;
+    cfg->poll_tick_ms = 1;
+    cfg->warn_after_ms = 60000;
+    cfg->warn_every_ms = 30000;
+    cfg->max_pending = 4096;
+}
+
+/* nxl_kv_opts_init fills opts with Dynamo's TransferOptions defaults: all
+ * layers, no bounce buffer, no deadline, no notification. */
+NXL_API void
+nxl_kv_opts_init(nxl_kv_opts_t *opts)
+{
+    if (opts != NULL) {
+        memset(opts, 0, sizeof(*opts));
+    }
+}
+
+/* ---- context lifecycle ------------------------------------------------- */
+
+/* nxl_kv_ctx_create: see nxl_kv.h. Device streams are created on first
+ * use, so a context works where the device kind cannot run. Returns
+ * NXL_OK, NXL_ERR_INVALID_PARAM, NXL_ERR_NOMEM or NXL_ERR_UNKNOWN (thread
+ * creation failed). */
+NXL_API nxl_status_t
+nxl_kv_ctx_create(nxl_kv_agent_t *a, const nxl_kv_ctx_config_t *cfg,
+                  nxl_kv_ctx_t **ctx_p)
+{
+    nxl_kv_ctx_t *ctx;
+    pthread_condattr_t ca;
+    int rc;
+
+    if (a == NULL || ctx_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "ctx_create: NULL argument");
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "ctx_create: out of memory");
+    }
+    if (cfg != NULL) {
+        ctx->cfg = *cfg;
+    } else {
+        nxl_kv_ctx_config_init(&ctx->cfg);
+    }
+    if (ctx->cfg.poll_tick_ms == 0) {
+        ctx->cfg.poll_tick_ms = 1;
+    }
+    if (ctx->cfg.max_pending == 0) {
+        ctx->cfg.max_pending = 4096;
+    }
+    if (ctx->cfg.warn_every_ms == 0) {
+        ctx->cfg.warn_every_ms = 1;
+    }
+    ctx->ka = a;
+    ctx->agent = nxl_kv_agent_raw(a);
+    ctx->name = nxl_agent_name(ctx->agent);
+    pthread_mutex_init(&ctx->agent_mu, NULL);
+    pthread_mutex_init(&ctx->stream_mu, NULL);
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctx->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    ctx->in_tail = &ctx->in_head;
+    atomic_init(&ctx->slow_warnings, 0);
+    rc = pthread_create(&ctx->thread, NULL, nxl__kv_poller_main, ctx);
+    if (rc != 0) {
+        pthread_cond_destroy(&ctx->cv);
+        pthread_mutex_destroy(&ctx->mu);
+        pthread_mutex_destroy(&ctx->stream_mu);
+        pthread_mutex_destroy(&ctx->agent_mu);
+        free(ctx);
+        return nxl__fail(NXL_ERR_UNKNOWN,
+                         "ctx_create: poller thread: %s", strerror(rc));
+    }
+    *ctx_p = ctx;
+    return NXL_OK;
+}
+
+/* nxl_kv_ctx_destroy: see nxl_kv.h. Pending transfers drain first (their
+ * errors are logged); awaited notifications are canceled. Not to be called
+ * concurrently with other calls on ctx. Accepts NULL. */
+NXL_API void
+nxl_kv_ctx_destroy(nxl_kv_ctx_t *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ctx->mu);
+    ctx->stop = true;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+    pthread_join(ctx->thread, NULL);
+    if (ctx->mk != NULL) {
+        if (ctx->h2d != NULL) {
+            ctx->mk->stream_destroy(ctx->h2d);
+        }
+        if (ctx->d2h != NULL) {
+            ctx->mk->stream_destroy(ctx->d2h);
+        }
+    }
+    pthread_cond_destroy(&ctx->cv);
+    pthread_mutex_destroy(&ctx->mu);
+    pthread_mutex_destroy(&ctx->stream_mu);
+    pthread_mutex_destroy(&ctx->agent_mu);
+    free(ctx);
+}
+
+/* nxl_kv_ctx_slow_warnings returns the count of slow-transfer warnings.
+ * Thread-safe. */
+NXL_API uint64_t
+nxl_kv_ctx_slow_warnings(const nxl_kv_ctx_t *ctx)
+{
+    return ctx == NULL ? 0 : atomic_load(&ctx->slow_warnings);
+}
+
+/* ---- direct execution -------------------------------------------------- */
+
+/* kv_streams makes sure the device kind and both streams exist; call with
+ * stream_mu held. */
+static nxl_status_t
+kv_streams(nxl_kv_ctx_t *ctx)
+{
+    const nxl_memkind_ops_t *mk;
+    nxl_status_t st;
+
+    if (ctx->mk == NULL) {
+        mk = nxl_memkind_device();
+        if (mk->probe != NULL && (st = mk->probe()) != NXL_OK) {
+            return st;
+        }
+        if (mk->stream_create == NULL || mk->copy_async == NULL ||
+            mk->stream_sync == NULL || mk->event_create == NULL ||
+            mk->event_record == NULL || mk->event_query == NULL) {
+            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                             "kv: device kind '%s' has no streams or events",
+                             mk->name);
+        }
+        ctx->mk = mk;
+    }
+    if (ctx->h2d == NULL) {
+        st = ctx->mk->stream_create(ctx->cfg.device, &ctx->h2d);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    if (ctx->d2h == NULL) {
+        st = ctx->mk->stream_create(ctx->cfg.device, &ctx->d2h);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    return NXL_OK;
+}
+
+/* kv_exec_device queues every pair of d on the D2H stream (D2H strategies)
+ * or the H2D stream (the others). Async strategies record an event into
+ * *op; blocking ones synchronize the stream. On a failure the stream is
+ * synchronized before returning, so nothing still touches the memory. */
+static nxl_status_t
+kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
+               const nxl_kv_dlists_t *d, nxl__kv_op_t *op)
+{
+    nxl_copy_dir_t dir;
+    nxl_stream_t *stream;
+    nxl_event_t *ev = NULL;
+    nxl_status_t st;
+    int async = 1;
+    size_t i;
+
+    switch (s) {
+    case NXL_KV_CUDA_BLOCKING_H2D:
+        async = 0;
+        /* fall through */
+    case NXL_KV_CUDA_ASYNC_H2D:
+        dir = NXL_COPY_H2D;
+        break;
+    case NXL_KV_CUDA_BLOCKING_D2H:
+        async = 0;
+        /* fall through */
+    case NXL_KV_CUDA_ASYNC_D2H:
+        dir = NXL_COPY_D2H;
+        break;
+    default:
+        dir = NXL_COPY_D2D;
+        break;
+    }
+    pthread_mutex_lock(&ctx->stream_mu);
+    st = kv_streams(ctx);
+    if (st != NXL_OK) {
+        pthread_mutex_unlock(&ctx->stream_mu);
+        return st;
+    }
+    stream = (dir == NXL_COPY_D2H) ? ctx->d2h : ctx->h2d;
+    if (async) {
+        st = ctx->mk->event_create(&ev);
+    }
+    for (i = 0; st == NXL_OK && i < d->count; i++) {
+        st = ctx->mk->copy_async((void *)(uintptr_t)d->dst[i].addr,
+                                 (const void *)(uintptr_t)d->src[i].addr,
+                                 (size_t)d->src[i].len, dir, stream);
+    }
+    if (st == NXL_OK && async) {
+        st = ctx->mk->event_record(ev, stream);
+    }
+    if (st != NXL_OK || !async) {
+        /* Blocking copies end here; after a failure, wait for what was
+         * queued so no copy outlives the call. */
+        nxl_status_t st2 = ctx->mk->stream_sync(stream);
+
+        if (st == NXL_OK) {
+            st = st2;
+        }
+        if (ev != NULL) {
+            ctx->mk->event_destroy(ev);
+            ev = NULL;
+        }
+    }
+    pthread_mutex_unlock(&ctx->stream_mu);
+    if (st == NXL_OK && async) {
+        op->kind = NXL__KV_OP_EVENT;
+        op->event = ev;
+        op->mk = ctx->mk;
+    }
+    return st;
+}
+
+/* kv_exec_nixl posts one NXL request for d with the lists, op and remote
+ * agent of Dynamo's executor (§7.2): flipped strategies swap the lists,
+ * READ names the source's agent, WRITE the destination's (our own name for
+ * local files: loopback). Done at once -> released, op NONE; in progress
+ * -> *op holds the request. */
+static nxl_status_t
+kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
+             const nxl_kv_layout_t *src, const nxl_kv_layout_t *dst,
+             const nxl_kv_dlists_t *d, const void *msg, size_t msg_len,
+             int has_msg, nxl__kv_op_t *op)
+{
+    nxl_dlist_t sl = {d->src_mem, d->src, d->count};
+    nxl_dlist_t dl = {d->dst_mem, d->dst, d->count};
+    int flipped = (s == NXL_KV_NIXL_READ_FLIPPED ||
+                   s == NXL_KV_NIXL_WRITE_FLIPPED);
+    nxl_op_t xop = (s == NXL_KV_NIXL_READ || s == NXL_KV_NIXL_READ_FLIPPED)
+                       ? NXL_READ
+                       : NXL_WRITE;
+    const char *remote = (xop == NXL_READ) ? src->agent : dst->agent;
+    nxl_xfer_t *x = NULL;
+    nxl_opts_t o;
+    nxl_status_t st;
+
+    if (remote == NULL) {
+        remote = ctx->name;
+    }
+    nxl_opts_init(&o);
+    if (has_msg) {
+        o.has_notif = 1;
+        o.notif = msg;
+        o.notif_len = msg_len;
+    }
+    pthread_mutex_lock(&ctx->agent_mu);
+    st = nxl_xfer_create(ctx->agent, xop, flipped ? &dl : &sl,
+                         flipped ? &sl : &dl, remote, &o, &x);
+    if (st == NXL_OK) {
+        st = nxl_xfer_post(x, NULL);
+        if (st != NXL_IN_PROG) {
+            /* Keep the post's message across the release. */
+            char err[512];
+
+            snprintf(err, sizeof(err), "%s", nxl_last_error());
+            nxl_xfer_release(x);
+            x = NULL;
+            if (st < 0) {
+                nxl__fail(st, "%s", err);
+            }
+        }
+    }
+    pthread_mutex_unlock(&ctx->agent_mu);
+    if (st == NXL_IN_PROG) {
+        op->kind = NXL__KV_OP_XFER;
+        op->xfer = x;
+        return NXL_OK;
+    }
+    return st;
+}
+
+/* nxl__kv_exec_direct runs one direct strategy over n block pairs and
+ * layers [lb, le). Synchronous completion leaves op->kind NONE; otherwise
+ * *op holds the work the poller must watch. Thread-safe. */
+nxl_status_t
+nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
+                    const nxl_kv_layout_t *src, const size_t *src_ids,
+                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
+                    size_t n, size_t lb, size_t le, const void *msg,
+                    size_t msg_len, int has_msg, nxl__kv_op_t *op)
+{
+    nxl_kv_dlists_t d;
+    nxl_status_t st;
+    size_t i;
+
+    op->kind = NXL__KV_OP_NONE;
+    if (n == 0) {
+        return NXL_OK;
+    }
+    if (s == NXL_KV_INVALID || s < NXL_KV_MEMCPY) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Invalid transfer strategy for src=%s, dst=%s",
+                         nxl_kv_kind_name(src->loc.kind),
+                         nxl_kv_kind_name(dst->loc.kind));
+    }
+    st = nxl_kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
+    if (st != NXL_OK) {
+        return st;
+    }
+    switch (s) {
+    case NXL_KV_MEMCPY:
+        for (i = 0; i < d.count; i++) {
+            memcpy((void *)(uintptr_t)d.dst[i].addr,
+                   (const void *)(uintptr_t)d.src[i].addr,
+                   (size_t)d.src[i].len);
+        }
+        break;
+    case NXL_KV_CUDA_ASYNC_H2D:
+    case NXL_KV_CUDA_ASYNC_D2H:
+    case NXL_KV_CUDA_ASYNC_D2D:
+    case NXL_KV_CUDA_BLOCKING_H2D:
+    case NXL_KV_CUDA_BLOCKING_D2H:
+        st = kv_exec_device(ctx, s, &d, op);
+        break;
+    case NXL_KV_NIXL_READ:
+    case NXL_KV_NIXL_WRITE:
+    case NXL_KV_NIXL_WRITE_FLIPPED:
+    case NXL_KV_NIXL_READ_FLIPPED:
+        st = kv_exec_nixl(ctx, s, src, dst, &d, msg, msg_len, has_msg, op);
+        break;
+    default:
+        st = nxl__fail(NXL_ERR_INVALID_PARAM,
+                       "Invalid transfer strategy for src=%s, dst=%s",
+                       nxl_kv_kind_name(src->loc.kind),
+                       nxl_kv_kind_name(dst->loc.kind));
+        break;
+    }
+    nxl_kv_dlists_free(&d);
+    return st;
+}
+
+/* ---- transfer entry ---------------------------------------------------- */
+
+/* kv_is_local: a layout is local when its agent is unknown or ctx's. */
+static int
+kv_is_local(const nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l)
+{
+    return l->agent == NULL || strcmp(l->agent, ctx->name) == 0;
+}
+
+/* kv_cmp_size orders size_t values for qsort. */
+static int
+kv_cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* kv_check_bounce checks the bounce buffer of a two-hop plan: present,
+ * pinned, non-empty, ids in range and unique, shaped like the source. */
+static nxl_status_t
+kv_check_bounce(const nxl_kv_layout_t *src, const nxl_kv_plan_t *plan,
+                const nxl_kv_opts_t *o)
+{
+    const nxl_kv_layout_t *b = o->bounce;
+    size_t *sorted, i;
+
+    if (b == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Two-hop transfers require a bounce buffer.");
+    }
+    if (b->loc.kind != plan->bounce) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Bounce buffer layout does not match bounce "
+                         "location.");
+    }
+    if (o->num_bounce == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "Bounce buffer has no blocks");
+    }
+    if (o->bounce_ids == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Bounce buffer block ids are NULL");
+    }
+    if (b->cfg.num_layers != src->cfg.num_layers) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Layouts have incompatible layer counts: src=%zu, "
+                         "dst=%zu",
+                         src->cfg.num_layers, b->cfg.num_layers);
+    }
+    if (b->cfg.outer_dim != src->cfg.outer_dim) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Layouts have incompatible outer dimensions: "
+                         "src=%zu, dst=%zu",
+                         src->cfg.outer_dim, b->cfg.outer_dim);
+    }
+    if (b->region_size != src->region_size) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Size mismatch at block=(%zu,%zu), layer=0, "
+                         "outer=0: src=%zu, dst=%zu",
+                         (size_t)0, o->bounce_ids[0], src->region_size,
+                         b->region_size);
+    }
+    for (i = 0; i < o->num_bounce; i++) {
+        if (o->bounce_ids[i] >= b->cfg.num_blocks) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "Block ID %zu out of range for bounce layout "
+                             "(max: %zu)",
+                             o->bounce_ids[i], b->cfg.num_blocks);
+        }
+    }
+    sorted = malloc(o->num_bounce * sizeof(*sorted));
+    if (sorted == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "kv: out of memory");
+    }
+    memcpy(sorted, o->bounce_ids, o->num_bounce * sizeof(*sorted));
+    qsort(sorted, o->num_bounce, sizeof(*sorted), kv_cmp_size);
+    for (i = 1; i < o->num_bounce; i++) {
+        if (sorted[i] == sorted[i - 1]) {
+            size_t dup = sorted[i];
+
+            free(sorted);
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "Bounce block IDs are not unique: duplicates "
+                             "include %zu",
+                             dup);
+        }
+    }
+    free(sorted);
+    return NXL_OK;
+}
+
+/* kv_twohop_new copies everything a two-hop job needs past the call. */
+static nxl__kv_twohop_t *
+kv_twohop_new(const nxl_kv_layout_t *src, const size_t *src_ids,
+              const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+              const nxl_kv_plan_t *plan, const nxl_kv_opts_t *o)
+{
+    size_t nb = o->num_bounce < n ? o->num_bounce : n;
+    nxl__kv_twohop_t *th;
+    size_t *ids;
+
+    th = calloc(1, sizeof(*th));
+    ids = malloc((2 * n + nb) * sizeof(size_t) + 1);
+    if (th == NULL || ids == NULL ||
+        (o->notif_len > 0 && (th->msg = malloc(o->notif_len)) == NULL)) {
+        free(ids);
+        if (th != NULL) {
+            free(th->msg);
+        }
+        free(th);
+        nxl__fail(NXL_ERR_NOMEM, "kv: out of memory for a two-hop job");
+        return NULL;
+    }
+    memcpy(ids, src_ids, n * sizeof(size_t));
+    memcpy(ids + n, dst_ids, n * sizeof(size_t));
+    memcpy(ids + 2 * n, o->bounce_ids, nb * sizeof(size_t));
+    th->src = src;
+    th->dst = dst;
+    th->bounce = o->bounce;
+    th->sids = ids;
+    th->dids = ids + n;
+    th->bids = ids + 2 * n;
+    th->n = n;
+    th->nb = nb;
+    th->first = plan->first;
+    th->second = plan->second;
+    th->lb = o->layer_begin;
+    th->le = o->layer_end;
+    if (o->notif != NULL) {
+        th->has_msg = 1;
+        th->msg_len = o->notif_len;
+        if (o->notif_len > 0) {
+            memcpy(th->msg, o->notif, o->notif_len);
+        }
+    }
+    return th;
+}
+
+/* nxl__kv_twohop_free frees a two-hop job. Accepts NULL. */
+void
+nxl__kv_twohop_free(nxl__kv_twohop_t *th)
+{
+    if (th != NULL) {
+        free(th->sids);
+        free(th->msg);
+        free(th);
+    }
+}
+
+/* kv_is_async: strategies whose completion the poller watches. */
+static int
+kv_is_async(nxl_kv_strategy_t s)
+{
+    return s != NXL_KV_MEMCPY && s != NXL_KV_CUDA_BLOCKING_H2D &&
+           s != NXL_KV_CUDA_BLOCKING_D2H;
+}
+
+/* nxl__kv_reserve takes one poller slot (capacity max_pending). Returns
+ * NXL_OK or NXL_ERR_NOT_ALLOWED when the poller is full or stopping. */
+nxl_status_t
+nxl__kv_reserve(nxl_kv_ctx_t *ctx)
+{
+    nxl_status_t st = NXL_OK;
+
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->stop) {
+        st = nxl__fail(NXL_ERR_NOT_ALLOWED, "kv: the context is stopping");
+    } else if (ctx->pending >= ctx->cfg.max_pending) {
+        st = nxl__fail(NXL_ERR_NOT_ALLOWED,
+                       "Notification channel full or closed (%zu pending, "
+                       "max_pending %zu)",
+                       ctx->pending, ctx->cfg.max_pending);
+    } else {
+        ctx->pending++;
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return st;
+}
+
+/* nxl__kv_unreserve gives back a slot taken by nxl__kv_reserve that was
+ * not used. */
+void
+nxl__kv_unreserve(nxl_kv_ctx_t *ctx)
+{
+    pthread_mutex_lock(&ctx->mu);
+    ctx->pending--;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* nxl__kv_submit hands n (holding a reserved slot) to the poller, which
+ * takes a second reference. */
+void
+nxl__kv_submit(nxl_kv_ctx_t *ctx, nxl_kv_notif_t *n, int deadline_ms)
+{
+    if (deadline_ms > 0) {
+        n->deadline_ns = n->start_ns + (uint64_t)deadline_ms * 1000000u;
+    }
+    atomic_fetch_add(&n->refs, 1);
+    n->next = NULL;
+    pthread_mutex_lock(&ctx->mu);
+    *ctx->in_tail = n;
+    ctx->in_tail = &n->next;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* nxl_kv_transfer: see nxl_kv.h. The layouts (and the bounce layout) must
+ * stay alive until the returned handle completes; id arrays and the
+ * notification message are copied. Thread-safe. */
+NXL_API nxl_status_t
+nxl_kv_transfer(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *src,
+                const size_t *src_ids, const nxl_kv_layout_t *dst,
+                const size_t *dst_ids, size_t n, const nxl_kv_opts_t *opts,
+                nxl_kv_notif_t **n_p)
+{
+    nxl_kv_opts_t defaults;
+    nxl_kv_plan_t plan;
+    nxl__kv_op_t op;
+    nxl_kv_notif_t *nt;
+    nxl_status_t st;
+    int reserved = 0;
+
+    if (ctx == NULL || src == NULL || dst == NULL || n_p == NULL ||
+        (n > 0 && (src_ids == NULL || dst_ids == NULL))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv_transfer: NULL argument");
+    }
+    if (opts == NULL) {
+        nxl_kv_opts_init(&defaults);
+        opts = &defaults;
+    }
+    st = nxl_kv_validate(src, src_ids, n, dst, dst_ids, n, NULL, NULL, 0);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = nxl_kv_select(src->loc.kind, kv_is_local(ctx, src), dst->loc.kind,
+                       kv_is_local(ctx, dst), &ctx->cfg.caps, &plan);
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (plan.two_hop) {
+        st = kv_check_bounce(src, &plan, opts);
+        if (st != NXL_OK) {
+            return st;
+        }
+        if (opts->layer_end > src->cfg.num_layers ||
+            (opts->layer_end != 0 && opts->layer_begin >= opts->layer_end) ||
+            (opts->layer_end == 0 && opts->layer_begin != 0)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "Layer range %zu..%zu exceeds num_layers %zu or "
+                             "is empty",
+                             opts->layer_begin, opts->layer_end,
+                             src->cfg.num_layers);
+        }
+        nt = nxl__kv_notif_new(NXL__KV_N_TWOHOP);
+        if (nt == NULL) {
+            return NXL_ERR_NOMEM;
+        }
+        if (n == 0) {
+            nxl__kv_notif_finish(nt, NXL_OK, NULL);
+            *n_p = nt;
+            return NXL_OK;
+        }
+        nt->th = kv_twohop_new(src, src_ids, dst, dst_ids, n, &plan, opts);
+        if (nt->th == NULL) {
+            nxl__kv_notif_unref(nt);
+            return NXL_ERR_NOMEM;
+        }
+        st = nxl__kv_reserve(ctx);
+        if (st != NXL_OK) {
+            nxl__kv_notif_unref(nt);
+            return st;
+        }
+        nxl__kv_submit(ctx, nt, opts->deadline_ms);
+        *n_p = nt;
+        return NXL_OK;
+    }
+    nt = nxl__kv_notif_new(NXL__KV_N_OP);
+    if (nt == NULL) {
+        return NXL_ERR_NOMEM;
+    }
+    if (kv_is_async(plan.first) && n > 0) {
+        st = nxl__kv_reserve(ctx);
+        if (st != NXL_OK) {
+            nxl__kv_notif_unref(nt);
+            return st;
+        }
+        reserved = 1;
+    }
+    st = nxl__kv_exec_direct(ctx, plan.first, src, src_ids, dst, dst_ids, n,
+                             opts->layer_begin, opts->layer_end, opts->notif,
+                             opts->notif_len, opts->notif != NULL, &op);
+    if (st != NXL_OK || op.kind == NXL__KV_OP_NONE) {
+        if (reserved) {
+            nxl__kv_unreserve(ctx);
+        }
+        if (st != NXL_OK) {
+            nxl__kv_notif_unref(nt);
+            return st;
+        }
+        nxl__kv_notif_finish(nt, NXL_OK, NULL);
+        *n_p = nt;
+        return NXL_OK;
+    }
+    nt->op = op;
+    nxl__kv_submit(ctx, nt, opts->deadline_ms);
+    *n_p = nt;
+    return NXL_OK;
+}
+
+/* nxl_kv_ctx_await_notif: see nxl_kv.h. The key is copied. Returns NXL_OK
+ * with *n_p, NXL_ERR_INVALID_PARAM, NXL_ERR_NOMEM or NXL_ERR_NOT_ALLOWED
+ * (poller full or stopping). Thread-safe. */
+NXL_API nxl_status_t
+nxl_kv_ctx_await_notif(nxl_kv_ctx_t *ctx, const char *key, int deadline_ms,
+                       nxl_kv_notif_t **n_p)
+{
+    nxl_kv_notif_t *nt;
+    nxl_status_t st;
+
+    if (ctx == NULL || key == NULL || n_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "await_notif: NULL argument");
+    }
+    nt = nxl__kv_notif_new(NXL__KV_N_KEY);
+    if (nt == NULL) {
+        return NXL_ERR_NOMEM;
+    }
+    nt->key_len = strlen(key);
+    nt->key = strdup(key);
+    if (nt->key == NULL) {
+        nxl__kv_notif_unref(nt);
+        return nxl__fail(NXL_ERR_NOMEM, "await_notif: out of memory");
+    }
+    st = nxl__kv_reserve(ctx);
+    if (st != NXL_OK) {
+        nxl__kv_notif_unref(nt);
+        return st;
+    }
+    nxl__kv_submit(ctx, nt, deadline_ms);
+    *n_p = nt;
+    return NXL_OK;
+}

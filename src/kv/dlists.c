@@ -1,0 +1,265 @@
+/*
+ * dlists.c - paired descriptor lists for block transfers.
+ *
+ * One pair per (block, layer, outer) region, in block -> layer -> outer
+ * order, merged on the fly with the previous pair whenever both sides
+ * continue it contiguously on the same device. Fully contiguous layouts
+ * with consecutive ids thus collapse to one descriptor per run of blocks,
+ * and a partial layer range stays exact (each block contributes only the
+ * bytes of its layers), unlike Dynamo's BatchedRanges hint.
+ */
+#include "kv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* dlists_grow makes room for at least one more pair. Returns NXL_OK or
+ * NXL_ERR_NOMEM (d unchanged). */
+static nxl_status_t
+dlists_grow(nxl_kv_dlists_t *d)
+{
+    size_t cap = d->cap ? d->cap * 2 : 64;
+    nxl_desc_t *s, *t;
+
+    s = realloc(d->src, cap * sizeof(*s));
+    if (s == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "kv: descriptor list of %zu entries",
+                         cap);
+    }
+    d->src = s;
+    t = realloc(d->dst, cap * sizeof(*t));
+    if (t == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "kv: descriptor list of %zu entries",
+                         cap);
+    }
+    d->dst = t;
+    d->cap = cap;
+    return NXL_OK;
+}
+
+/* nxl__kv_dlists_push appends (saddr, daddr, len) or extends the last pair
+ * when both sides continue it on the same devices. Not thread-safe on d.
+ * Returns NXL_OK or NXL_ERR_NOMEM. */
+nxl_status_t
+nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr,
+                    uint64_t len, uint64_t sdev, uint64_t ddev)
+{
+    nxl_status_t st;
+
+    if (d->count > 0) {
+        nxl_desc_t *ls = &d->src[d->count - 1];
+        nxl_desc_t *ld = &d->dst[d->count - 1];
+
+        if (ls->addr + ls->len == saddr && ld->addr + ld->len == daddr &&
+            ls->dev_id == sdev && ld->dev_id == ddev) {
+            ls->len += len;
+            ld->len += len;
+            return NXL_OK;
+        }
+    }
+    if (d->count == d->cap) {
+        st = dlists_grow(d);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    d->src[d->count] = (nxl_desc_t){saddr, len, sdev};
+    d->dst[d->count] = (nxl_desc_t){daddr, len, ddev};
+    d->count++;
+    return NXL_OK;
+}
+
+/* nxl_kv_dlists_free frees the arrays of d and zeroes it. Accepts NULL and
+ * a zeroed struct. */
+NXL_API void
+nxl_kv_dlists_free(nxl_kv_dlists_t *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    free(d->src);
+    free(d->dst);
+    memset(d, 0, sizeof(*d));
+}
+
+/* kv_check_ids checks that every id is below l's num_blocks. */
+static nxl_status_t
+kv_check_ids(const nxl_kv_layout_t *l, const size_t *ids, size_t n,
+             const char *which)
+{
+    size_t i, max = l->cfg.num_blocks;
+
+    for (i = 0; i < n; i++) {
+        if (ids[i] >= max) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "Block ID %zu out of range for %s layout "
+                             "(max: %zu)",
+                             ids[i], which, max);
+        }
+    }
+    return NXL_OK;
+}
+
+/* One (layer, outer) slot of a block: its address at block 0 (block b
+ * adds b * block_stride on either layout type) and its device. */
+typedef struct dl_slot {
+    uint64_t soff, doff;
+    uint64_t sdev, ddev;
+} dl_slot_t;
+
+#define DL_STACK_SLOTS 256
+
+/* dl_emit appends the pairs of blocks sb -> db: one pair for the whole
+ * block span when every slot continues the previous on both sides
+ * (`span` bytes), else one pair per slot; each merged into the last pair
+ * when contiguous (the inline twin of nxl__kv_dlists_push's merge). */
+static inline nxl_status_t
+dl_emit(nxl_kv_dlists_t *d, uint64_t sa, uint64_t da, uint64_t len,
+        uint64_t sdev, uint64_t ddev)
+{
+    if (d->count > 0) {
+        nxl_desc_t *ls = &d->src[d->count - 1];
+        nxl_desc_t *ld = &d->dst[d->count - 1];
+
+        if (ls->addr + ls->len == sa && ld->addr + ld->len == da &&
+            ls->dev_id == sdev && ld->dev_id == ddev) {
+            ls->len += len;
+            ld->len += len;
+            return NXL_OK;
+        }
+    }
+    return nxl__kv_dlists_push(d, sa, da, len, sdev, ddev);
+}
+
+/* nxl_kv_build_dlists: see nxl_kv.h. *out is overwritten (its previous
+ * arrays are not freed) and written only on success. Thread-safe (reads
+ * the layouts only). */
+NXL_API nxl_status_t
+nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
+                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
+                    size_t n, size_t layer_begin, size_t layer_end,
+                    nxl_kv_dlists_t *out)
+{
+    dl_slot_t stack_slots[DL_STACK_SLOTS], *slots = stack_slots;
+    nxl_kv_dlists_t d = {0};
+    size_t nl, no, i, k, nslots, lyr, o, rs;
+    uint64_t sbs, dbs;
+    bool whole;
+    nxl_status_t st = NXL_OK;
+
+    if (src == NULL || dst == NULL || out == NULL ||
+        (n > 0 && (src_ids == NULL || dst_ids == NULL))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "build_dlists: NULL argument");
+    }
+    nl = src->cfg.num_layers;
+    no = src->cfg.outer_dim;
+    if (nl != dst->cfg.num_layers) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Layouts have incompatible layer counts: src=%zu, "
+                         "dst=%zu",
+                         nl, dst->cfg.num_layers);
+    }
+    if (no != dst->cfg.outer_dim) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Layouts have incompatible outer dimensions: "
+                         "src=%zu, dst=%zu",
+                         no, dst->cfg.outer_dim);
+    }
+    if (layer_begin == 0 && layer_end == 0) {
+        layer_end = nl;
+    }
+    if (layer_begin >= layer_end || layer_end > nl) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Layer range %zu..%zu exceeds num_layers %zu or is "
+                         "empty",
+                         layer_begin, layer_end, nl);
+    }
+    st = kv_check_ids(src, src_ids, n, "source");
+    if (st == NXL_OK) {
+        st = kv_check_ids(dst, dst_ids, n, "destination");
+    }
+    if (st != NXL_OK) {
+        return st;
+    }
+    /* Every region of a layout has the same size, so one comparison
+     * covers all pairs; report it at the first pair as Dynamo would. */
+    rs = src->region_size;
+    if (n > 0 && rs != dst->region_size) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Size mismatch at block=(%zu,%zu), layer=%zu, "
+                         "outer=0: src=%zu, dst=%zu",
+                         src_ids[0], dst_ids[0], layer_begin, rs,
+                         dst->region_size);
+    }
+    d.src_mem = src->mem;
+    d.dst_mem = dst->mem;
+    if (n == 0) {
+        *out = d;
+        return NXL_OK;
+    }
+    /* The (layer, outer) slots of one block, in order, at block 0. */
+    nslots = (layer_end - layer_begin) * no;
+    if (nslots > DL_STACK_SLOTS) {
+        slots = malloc(nslots * sizeof(*slots));
+        if (slots == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "build_dlists: out of memory");
+        }
+    }
+    k = 0;
+    whole = true;
+    for (lyr = layer_begin; lyr < layer_end; lyr++) {
+        for (o = 0; o < no; o++, k++) {
+            slots[k].soff = nxl__kv_addr(src, 0, lyr, o);
+            slots[k].doff = nxl__kv_addr(dst, 0, lyr, o);
+            /* LS layouts over files have one fd per layer. */
+            slots[k].sdev = nxl__kv_dev(src, lyr);
+            slots[k].ddev = nxl__kv_dev(dst, lyr);
+            if (k > 0 && (slots[k].soff != slots[k - 1].soff + rs ||
+                          slots[k].doff != slots[k - 1].doff + rs ||
+                          slots[k].sdev != slots[k - 1].sdev ||
+                          slots[k].ddev != slots[k - 1].ddev)) {
+                whole = false;
+            }
+        }
+    }
+    sbs = src->block_stride;
+    dbs = dst->block_stride;
+    /* Room for one pair per block up front: the common merged cases never
+     * grow the arrays again. */
+    d.cap = n;
+    d.src = malloc(n * sizeof(*d.src));
+    d.dst = malloc(n * sizeof(*d.dst));
+    if (d.src == NULL || d.dst == NULL) {
+        st = nxl__fail(NXL_ERR_NOMEM, "build_dlists: %zu descriptors", n);
+    }
+    if (whole) {
+        /* The block's slots form one span on both sides (FC layouts with
+         * any layer range, LS layouts on one layer): one pair per block
+         * before merging, exactly the bytes of those layers. */
+        uint64_t span = (uint64_t)nslots * rs;
+
+        for (i = 0; i < n && st == NXL_OK; i++) {
+            st = dl_emit(&d, slots[0].soff + src_ids[i] * sbs,
+                         slots[0].doff + dst_ids[i] * dbs, span,
+                         slots[0].sdev, slots[0].ddev);
+        }
+    } else {
+        for (i = 0; i < n && st == NXL_OK; i++) {
+            uint64_t sb = src_ids[i] * sbs, db = dst_ids[i] * dbs;
+
+            for (k = 0; k < nslots && st == NXL_OK; k++) {
+                st = dl_emit(&d, slots[k].soff + sb, slots[k].doff + db, rs,
+                             slots[k].sdev, slots[k].ddev);
+            }
+        }
+    }
+    if (slots != stack_slots) {
+        free(slots);
+    }
+    if (st != NXL_OK) {
+        nxl_kv_dlists_free(&d);
+        return st;
+    }
+    *out = d;
+    return NXL_OK;
+}
