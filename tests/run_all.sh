@@ -31,6 +31,13 @@ else
   cat "$tmp/smoke.log"; echo "FAIL nxl-bench --smoke"; F=$((F + 1))
 fi
 
+echo "== kv-exec-bench --smoke"
+if "$build/tools/kv-bench/kv-exec-bench" --smoke >"$tmp/kvsmoke.log" 2>&1; then
+  cat "$tmp/kvsmoke.log"; P=$((P + 1))
+else
+  cat "$tmp/kvsmoke.log"; echo "FAIL kv-exec-bench --smoke"; F=$((F + 1))
+fi
+
 echo "== Python"
 py=/usr/bin/python3
 pydirs=$(ls -d tests/python python/tests 2>/dev/null)
