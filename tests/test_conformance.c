@@ -3,7 +3,13 @@
  *
  * Every built-in backend runs the same cases (the suite's parameter is the
  * backend name): two processes on 127.0.0.1, a forked peer and the test
- * process, each with one agent holding only the backend under test. The
+ * process, each with one agent holding only the backend under test.
+ * Backends that reach other hosts (NXL_CAP_REMOTE) run the cases a second
+ * time as "<NAME>@netns": each case makes a two-host rig of network
+ * namespaces (tests/netns/rig.sh), the test process enters NAME-a
+ * (10.77.0.1) and the peer NAME-b (10.77.0.2), and every listener, backend
+ * and side-channel address is the namespace's own (cf_net below); without
+ * root these skip with the reason. The
  * peer is driven through a pair of pipes (a tiny command protocol below):
  * it reports its side-channel port and buffer addresses, fills and checks
  * its memory, waits for notifications, exchanges metadata, and can start
@@ -18,11 +24,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -164,12 +174,12 @@ typedef struct {
 #define CF_NEED(want)                                                         \
     do {                                                                      \
         nxl_plugin_info_t i_;                                                 \
-        XT_ASSERT_OK(nxl_plugin_info(xt_param(), &i_));                       \
+        XT_ASSERT_OK(nxl_plugin_info(cf_be(), &i_));                          \
         XT_SKIP_IF((i_.caps & (want)) != (want),                              \
-                   "%s lacks capabilities 0x%x (has 0x%x)", xt_param(),       \
+                   "%s lacks capabilities 0x%x (has 0x%x)", cf_be(),          \
                    (unsigned)(want), (unsigned)i_.caps);                      \
         XT_SKIP_IF(!(i_.mem_kinds & (1u << NXL_DRAM)), "%s lacks DRAM",       \
-                   xt_param());                                               \
+                   cf_be());                                                  \
     } while (0)
 
 /* ---------------------------------------------------------------------- */
@@ -314,13 +324,121 @@ cf_cpu_us(void)
            (uint64_t)ru.ru_stime.tv_usec;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Where the two processes of a case live: both on 127.0.0.1, or (params
+ * "<NAME>@netns") in two namespaces of a rig. The peer swaps self and
+ * other after it entered its namespace. */
+
+#define CF_NETNS_SUFFIX "@netns"
+#define CF_RIG NXL_TEST_DATA_DIR "/../netns/rig.sh"
+#define CF_ADDR_A "10.77.0.1" /* rig.sh: NAME-a, the test process */
+#define CF_ADDR_B "10.77.0.2" /* NAME-b, the peer */
+
+typedef struct {
+    char backend[CF_NAME_MAX]; /* the backend type (param minus suffix) */
+    const char *self;          /* this process's address */
+    const char *other;         /* the other process's address */
+    char peer_ns[48];          /* namespace the peer enters; "" = none */
+    nxl_param_t params[4];     /* backend params of the netns variant */
+    nxl_params_t plist;
+} cf_net;
+
+static cf_net cf_env = {"", "127.0.0.1", "127.0.0.1", "", {{0}}, {0}};
+
+/* cf_be returns the type of the backend under test: the suite parameter
+ * without the "@netns" suffix. */
+static const char *
+cf_be(void)
+{
+    const char *p = xt_param();
+    size_t n;
+
+    if (cf_env.backend[0] == '\0' && p != NULL) {
+        n = strcspn(p, "@");
+        if (n >= sizeof(cf_env.backend)) {
+            n = sizeof(cf_env.backend) - 1;
+        }
+        memcpy(cf_env.backend, p, n);
+        cf_env.backend[n] = '\0';
+    }
+    return cf_env.backend;
+}
+
+/* cf_netns is true when this case runs across network namespaces. */
+static bool
+cf_netns(void)
+{
+    const char *p = xt_param();
+
+    return p != NULL && strstr(p, CF_NETNS_SUFFIX) != NULL;
+}
+
+/* cf_net_params fills the backend params of the netns variant for this
+ * process's address: TCP binds its data server to it; UCX treats the
+ * peer as another host (same_host=off: the rig shares the boot id and pid
+ * namespace, so the copy path would bypass the network) and is limited
+ * to TCP over the veth (shared memory and cma also cross network
+ * namespaces, and a loopback lane would reach the wrong namespace's lo).
+ * Other backends get none. */
+static void
+cf_net_params(void)
+{
+    size_t n = 0;
+
+    if (!cf_netns()) {
+        return;
+    }
+    if (strcasecmp(cf_be(), "TCP") == 0) {
+        cf_env.params[n++] = (nxl_param_t){"bind_addr", cf_env.self};
+    } else if (strcasecmp(cf_be(), "UCX") == 0) {
+        cf_env.params[n++] = (nxl_param_t){"same_host", "off"};
+        cf_env.params[n++] =
+            (nxl_param_t){"engine_config", "TLS=tcp;NET_DEVICES=veth0"};
+    }
+    cf_env.plist.items = cf_env.params;
+    cf_env.plist.count = n;
+}
+
+/* cf_be_params returns the backend params of the case (NULL: defaults). */
+static const nxl_params_t *
+cf_be_params(void)
+{
+    return cf_env.plist.count > 0 ? &cf_env.plist : NULL;
+}
+
+/* cf_enter_netns moves the calling (single-threaded) process into
+ * /var/run/netns/<ns> and, as `ip netns exec` does, gives it a private
+ * mount namespace with a sysfs of the new network namespace: UCX lists
+ * network devices from /sys/class/net, which otherwise still shows the
+ * devices of the namespace that mounted it. -1 with errno on failure. */
+static int
+cf_enter_netns(const char *ns)
+{
+    char path[256];
+    int fd, rc;
+
+    snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    rc = setns(fd, CLONE_NEWNET);
+    close(fd);
+    if (rc != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) != 0) {
+        return -1;
+    }
+    (void)umount2("/sys", MNT_DETACH);
+    return mount(ns, "/sys", "sysfs", 0, NULL);
+}
+
 static void
 cf_config(nxl_agent_config_t *c, unsigned flags)
 {
     nxl_agent_config_init(c);
     c->listen_thread = !(flags & CF_NO_LISTEN);
     c->listen_port = 0;
-    c->listen_addr = "127.0.0.1";
+    c->listen_addr = cf_env.self;
     c->progress_thread = (flags & CF_PROGRESS) != 0;
     c->capture_telemetry = (flags & CF_TELEMETRY) != 0;
     c->sync_mode = (flags & CF_SYNC_RW) ? NXL_SYNC_RW : NXL_SYNC_NONE;
@@ -340,7 +458,7 @@ cf_agent(const char *name, unsigned flags, nxl_agent_t **agent_p)
     if (st != NXL_OK) {
         return st;
     }
-    st = nxl_backend_create(a, xt_param(), NULL, &be);
+    st = nxl_backend_create(a, cf_be(), cf_be_params(), &be);
     if (st != NXL_OK) {
         nxl_agent_destroy(a);
         return st;
@@ -403,7 +521,7 @@ static void
 cf_opts_peer(nxl_opts_t *o, uint16_t port)
 {
     nxl_opts_init(o);
-    o->ip_addr = "127.0.0.1";
+    o->ip_addr = cf_env.other;
     o->port = port;
 }
 
@@ -803,6 +921,27 @@ cf_peer_hello(cf_peer *p)
     return 0;
 }
 
+/* cf_peer_enter moves a just-forked peer into its namespace and makes
+ * its addresses and backend params those of that side; on failure it
+ * answers the hello with the error and exits. */
+static void
+cf_peer_enter(int rep_fd)
+{
+    cf_hello h;
+
+    if (cf_enter_netns(cf_env.peer_ns) != 0) {
+        memset(&h, 0, sizeof(h));
+        h.status = NXL_ERR_IO;
+        snprintf(h.err, sizeof(h.err), "peer: setns %s: %s", cf_env.peer_ns,
+                 strerror(errno));
+        (void)cf_write_all(rep_fd, &h, sizeof(h));
+        _exit(2);
+    }
+    cf_env.self = CF_ADDR_B;
+    cf_env.other = CF_ADDR_A;
+    cf_net_params();
+}
+
 /* cf_spawn forks a peer (killed with us via PR_SET_PDEATHSIG). A deferred
  * peer sets its agent up only at cf_peer_start. Fork before creating
  * agents here: the child of a threaded process must not touch the
@@ -828,6 +967,9 @@ cf_spawn(cf_peer *p, const cf_peer_cfg *cfg)
         }
         close(cp[1]);
         close(rp[0]);
+        if (cf_env.peer_ns[0] != '\0') {
+            cf_peer_enter(rp[1]);
+        }
         cf_peer_main(cfg, cp[0], rp[1]);
         _exit(4);
     }
@@ -1222,7 +1364,7 @@ t_sizes(void)
                                   NULL, &x));
             XT_ASSERT_OK(nxl_xfer_backend(x, &be));
             XT_ASSERT(be != NULL);
-            XT_ASSERT(strcasecmp(nxl_backend_name(be), xt_param()) == 0);
+            XT_ASSERT(strcasecmp(nxl_backend_name(be), cf_be()) == 0);
             XT_ASSERT_OK(cf_run(x, NULL));
             XT_ASSERT_OK(nxl_xfer_status(x));
             nxl_xfer_release(x);
@@ -1678,12 +1820,12 @@ t_loopback(void)
     cf_fill(src, len, 400, 0);
     st = cf_xfer1(a, NXL_WRITE, (uintptr_t)src, (uintptr_t)dst, len, "main",
                   NULL, &x);
-    if (st == NXL_ERR_NOT_SUPPORTED && nxl_plugin_info(xt_param(), &info) ==
+    if (st == NXL_ERR_NOT_SUPPORTED && nxl_plugin_info(cf_be(), &info) ==
                                            NXL_OK &&
         !(info.caps & NXL_CAP_REMOTE)) {
         /* A local storage backend (POSIX: DRAM <-> FILE) need not move
          * DRAM to DRAM; a transport backend must. */
-        printf("  skip: %s does not move DRAM to DRAM (%s)\n", xt_param(),
+        printf("  skip: %s does not move DRAM to DRAM (%s)\n", cf_be(),
                nxl_last_error());
         nxl_agent_destroy(a);
         cf_unmap(src, len);
@@ -2986,31 +3128,195 @@ t_shared(void)
     return cf_pstop(&p);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Running a case: directly, or inside a rig of network namespaces. */
+
+/* cf_rig_up makes a two-host rig named after this process (unique among
+ * concurrent runs), with a guard process in its own session (the
+ * harness's group kill spares it) that removes the rig when this process
+ * dies however it dies. Returns 0, XT_SKIP (reason printed) or 1. */
+static int
+cf_rig_up(char *name, size_t cap, int *guard_p)
+{
+    char cmd[512];
+    int pfd[2], rc;
+    pid_t pid;
+    char b;
+
+    if (geteuid() != 0) {
+        printf("  skip: %s needs root to make network namespaces\n",
+               xt_param());
+        return XT_SKIP;
+    }
+    snprintf(name, cap, "nxlcf%d", (int)getpid());
+    XT_ASSERT(pipe(pfd) == 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    XT_ASSERT(pid >= 0);
+    if (pid == 0) {
+        setsid();
+        close(pfd[1]);
+        while (read(pfd[0], &b, 1) > 0 || errno == EINTR) {
+        }
+        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", CF_RIG,
+                 name);
+        rc = system(cmd);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    close(pfd[0]);
+    /* Peers must not hold the guard's pipe open: close-on-exec does not
+     * help (they do not exec), but they die with us (PDEATHSIG). */
+    *guard_p = pfd[1];
+    snprintf(cmd, sizeof(cmd), "%s up %s 2", CF_RIG, name);
+    rc = system(cmd);
+    if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        printf("  skip: rig.sh cannot make network namespaces here\n");
+        close(*guard_p);
+        return XT_SKIP;
+    }
+    if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        close(*guard_p);
+        XT_FAILF("rig.sh up %s failed (status 0x%x)", name, rc);
+    }
+    return 0;
+}
+
+/* cf_rig_down removes the rig and releases its guard. */
+static void
+cf_rig_down(const char *name, int guard)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "%s down %s", CF_RIG, name);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "rig.sh down %s failed\n", name);
+    }
+    close(guard);
+}
+
+/* cf_case runs one case. For "<NAME>@netns" it first makes the rig and
+ * enters NAME-a (the peers cf_spawn forks enter NAME-b), then removes
+ * the rig, whatever the case returned. */
+static int
+cf_case(xt_fn fn)
+{
+    char rig[32];
+    int guard = -1, rc;
+
+    cf_be();
+    if (!cf_netns()) {
+        return fn();
+    }
+    rc = cf_rig_up(rig, sizeof(rig), &guard);
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(cf_env.peer_ns, sizeof(cf_env.peer_ns), "%s-b", rig);
+    {
+        char ns_a[48];
+
+        snprintf(ns_a, sizeof(ns_a), "%s-a", rig);
+        if (cf_enter_netns(ns_a) != 0) {
+            fprintf(stderr, "setns %s: %s\n", ns_a, strerror(errno));
+            cf_rig_down(rig, guard);
+            return 1;
+        }
+    }
+    cf_env.self = CF_ADDR_A;
+    cf_env.other = CF_ADDR_B;
+    cf_net_params();
+    rc = fn();
+    cf_rig_down(rig, guard);
+    return rc;
+}
+
+/* The cases, once: X(name) for each t_<name>. */
+#define CF_CASES(X)                                                           \
+    X(sizes)                                                                  \
+    X(many_descs)                                                             \
+    X(repost)                                                                 \
+    X(notif_xfer)                                                             \
+    X(notif_standalone)                                                       \
+    X(notif_self)                                                             \
+    X(loopback)                                                               \
+    X(sidechannel)                                                            \
+    X(invalidate)                                                             \
+    X(md_errors)                                                              \
+    X(md_partial)                                                             \
+    X(peer_killed)                                                            \
+    X(threads)                                                                \
+    X(bad_input)                                                              \
+    X(wait_timeout)                                                           \
+    X(release_inflight)                                                       \
+    X(telemetry)                                                              \
+    X(prepped)                                                                \
+    X(idle_cpu)                                                               \
+    X(shared)
+
+/* cf_case_<name> is what the harness runs for t_<name>. */
+#define CF_WRAP(n)                                                            \
+    static int cf_case_##n(void) { return cf_case(t_##n); }
+CF_CASES(CF_WRAP)
+#undef CF_WRAP
+
+/* The suite's parameters: every built-in backend, then "<NAME>@netns"
+ * for those that reach other hosts (NXL_CAP_REMOTE, less the ones below).
+ * Filled before main (the harness reads the list at start); the backend
+ * table is static. */
+#define CF_MAX_PARAMS 32
+static const char *cf_params[CF_MAX_PARAMS + 1];
+static char cf_netns_names[CF_MAX_PARAMS][CF_NAME_MAX];
+
+/* REMOTE backends that serve only peers on their own host and network
+ * namespace by design (SHM refuses a peer in another network namespace
+ * with NXL_ERR_NOT_SUPPORTED, docs/backends.md "SHM"). A new REMOTE
+ * backend runs across namespaces unless it is listed here. */
+static const char *const cf_same_host_only[] = {"SHM", NULL};
+
+/* cf_host_bound says whether backend be is in cf_same_host_only. */
+static bool
+cf_host_bound(const char *be)
+{
+    size_t i;
+
+    for (i = 0; cf_same_host_only[i] != NULL; i++) {
+        if (strcasecmp(be, cf_same_host_only[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* cf_params_init builds cf_params from xt_backends. */
+__attribute__((constructor)) static void
+cf_params_init(void)
+{
+    nxl_plugin_info_t info;
+    size_t n = 0, k, m = 0;
+
+    for (k = 0; xt_backends[k] != NULL && n < CF_MAX_PARAMS; k++) {
+        cf_params[n++] = xt_backends[k];
+    }
+    for (k = 0; xt_backends[k] != NULL && n < CF_MAX_PARAMS; k++) {
+        if (nxl_plugin_info(xt_backends[k], &info) == NXL_OK &&
+            (info.caps & NXL_CAP_REMOTE) && !cf_host_bound(xt_backends[k])) {
+            snprintf(cf_netns_names[m], CF_NAME_MAX, "%s" CF_NETNS_SUFFIX,
+                     xt_backends[k]);
+            cf_params[n++] = cf_netns_names[m++];
+        }
+    }
+    cf_params[n] = NULL;
+}
+
 const xt_suite xt_suite_conformance = {
     .name = "conformance",
     .timeout_s = 60,
-    .params = xt_backends,
+    .params = cf_params,
     .cases = (const xt_case[]){
-        {"sizes", t_sizes},
-        {"many_descs", t_many_descs},
-        {"repost", t_repost},
-        {"notif_xfer", t_notif_xfer},
-        {"notif_standalone", t_notif_standalone},
-        {"notif_self", t_notif_self},
-        {"loopback", t_loopback},
-        {"sidechannel", t_sidechannel},
-        {"invalidate", t_invalidate},
-        {"md_errors", t_md_errors},
-        {"md_partial", t_md_partial},
-        {"peer_killed", t_peer_killed},
-        {"threads", t_threads},
-        {"bad_input", t_bad_input},
-        {"wait_timeout", t_wait_timeout},
-        {"release_inflight", t_release_inflight},
-        {"telemetry", t_telemetry},
-        {"prepped", t_prepped},
-        {"idle_cpu", t_idle_cpu},
-        {"shared", t_shared},
+#define CF_ENTRY(n) {#n, cf_case_##n},
+        CF_CASES(CF_ENTRY)
+#undef CF_ENTRY
         {NULL, NULL},
     },
 };

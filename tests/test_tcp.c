@@ -941,6 +941,7 @@ t_params(void)
         {{"num_streams", "0"}}, {{"num_streams", "17"}}, {{"port", "70000"}},
         {{"port", "-1"}},       {{"port", "12x"}},       {{"bogus", "1"}},
         {{"connect_timeout_ms", "0"}}, {{"bind_addr", "a b"}},
+        {{"hello_timeout_ms", "-1"}},  {{"hello_timeout_ms", "x"}},
     };
     nxl_param_t adv[] = {{"advertise_addr", "10.1.2.3"}};
     nxl_param_t lo[] = {{"bind_addr", "127.0.0.1"}, {"num_streams", "3"}};
@@ -953,7 +954,7 @@ t_params(void)
     for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
         XT_ASSERT_STATUS(tt_open(&t, "p", bad[i], 1), NXL_ERR_INVALID_PARAM);
     }
-    XT_ASSERT_EQ(OPS->num_defaults, 7);
+    XT_ASSERT_EQ(OPS->num_defaults, 8);
     XT_ASSERT_STR(OPS->name, "TCP");
     XT_ASSERT(OPS->caps & NXL_CAP_LOCAL);
     XT_ASSERT(OPS->caps & NXL_CAP_THREAD_SAFE);
@@ -1307,13 +1308,13 @@ tt_raw_connect(tt_eng *t, const char *name)
     return fd;
 }
 
-/* tt_closed says whether the server closed fd within 2 s. */
+/* tt_closed_within says whether the server closed fd within ms. */
 static bool
-tt_closed(int fd)
+tt_closed_within(int fd, uint64_t ms)
 {
     uint8_t b[4096];
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    uint64_t end = xt_now_ms() + 2000;
+    uint64_t end = xt_now_ms() + ms;
     ssize_t n;
 
     while (xt_now_ms() < end) {
@@ -1326,6 +1327,90 @@ tt_closed(int fd)
         }
     }
     return false;
+}
+
+/* tt_closed says whether the server closed fd within 2 s. */
+static bool
+tt_closed(int fd)
+{
+    return tt_closed_within(fd, 2000);
+}
+
+/* tt_hello_waiting reads how many accepted connections owe a hello. */
+static unsigned
+tt_hello_waiting(tt_eng *t)
+{
+    be_tcp_engine_t *eng = t->e;
+    unsigned n;
+
+    pthread_mutex_lock(&eng->io_lock);
+    n = eng->hello_waiting;
+    pthread_mutex_unlock(&eng->io_lock);
+    return n;
+}
+
+/* t_hello_timeout: an accepted connection that sends nothing, part of a
+ * hello header, or a header and part of its body is closed once
+ * hello_timeout_ms passes; one that said hello is not, and keeps being
+ * served after the others' deadlines. */
+static int
+t_hello_timeout(void)
+{
+    nxl_param_t prm[] = {{"hello_timeout_ms", "300"}};
+    uint8_t *mem = tt_map(4096), buf[512];
+    int good, silent, part_hdr, part_body;
+    const char *why;
+    be_tcp_frame_t f;
+    uint64_t base, t0;
+    tt_eng t;
+    void *md;
+    size_t n;
+
+    XT_ASSERT(mem != NULL);
+    base = (uint64_t)(uintptr_t)mem;
+    tt_fill(mem, 4096, 6, 0);
+    XT_ASSERT_OK(tt_open(&t, "srv", prm, 1));
+    XT_ASSERT_OK(tt_register(&t, mem, 4096, &md));
+
+    good = tt_raw_connect(&t, "early");
+    XT_ASSERT(good >= 0);
+    t0 = xt_now_ms();
+    silent = tt_raw_connect(&t, NULL);
+    part_hdr = tt_raw_connect(&t, NULL);
+    part_body = tt_raw_connect(&t, NULL);
+    XT_ASSERT(silent >= 0 && part_hdr >= 0 && part_body >= 0);
+    n = be_tcp_hello_encode(buf + 32, sizeof(buf) - 32, "slow", 0, 1);
+    tt_frame(buf, BE_TCP_HELLO, 0, 0, 0, (uint32_t)n, 0, 0);
+    XT_ASSERT_OK(nxl__sock_send_all(part_hdr, buf, 20, 1000));
+    XT_ASSERT_OK(nxl__sock_send_all(part_body, buf, 32 + n - 3, 1000));
+
+    /* Generous bounds: closed at all, and not before the deadline. */
+    XT_ASSERT(tt_closed_within(silent, 10000));
+    XT_ASSERT(tt_closed_within(part_hdr, 10000));
+    XT_ASSERT(tt_closed_within(part_body, 10000));
+    XT_ASSERT(xt_now_ms() - t0 >= 300);
+    printf("  three hello-less connections closed %" PRIu64 " ms after "
+           "connecting (hello_timeout_ms 300)\n", xt_now_ms() - t0);
+    XT_ASSERT_EQ(tt_hello_waiting(&t), 0);
+
+    /* The connection that said hello first still works. */
+    n = tt_frame(buf, BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 0);
+    n += tt_wd(buf + n, base + 8, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(good, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(good, buf, 40, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT_EQ(f.type, BE_TCP_READ_RESP);
+    XT_ASSERT_EQ(f.status, 0);
+    XT_ASSERT_EQ(tt_bad(buf + 32, 8, 6, 8), -1);
+
+    close(silent);
+    close(part_hdr);
+    close(part_body);
+    close(good);
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    munmap(mem, 4096);
+    return tt_leaks();
 }
 
 /* t_crafted_frames speaks the wire protocol by hand: requests outside
@@ -2387,6 +2472,7 @@ const xt_suite xt_suite_tcp = {
         {"multistream", t_multistream},
         {"bounds_refused", t_bounds_refused},
         {"crafted_frames", t_crafted_frames},
+        {"hello_timeout", t_hello_timeout},
         {"backpressure", t_backpressure},
         {"reset_mid_transfer", t_reset_mid_transfer},
         {"kill_mid_read", t_kill_mid_read},

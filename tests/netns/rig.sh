@@ -98,6 +98,23 @@ up() { # up NAME
   fi
 }
 
+wait_running() { # wait_running NAME: every host link reports operstate UP
+  # The kernel sets operstate (and IFF_RUNNING, which UCX requires of a
+  # device) from a deferred worker that runs at most once a second, so a
+  # link can lag its carrier by up to 1 s when rigs are made back to back.
+  local name=$1 l i
+  for l in a b c; do
+    ip netns list | grep -q "^$name-$l\b" || continue
+    for i in $(seq 1 100); do
+      ip -n "$name-$l" -o link show veth0 2>/dev/null | grep -q "state UP" && break
+      sleep 0.05
+    done
+    ip -n "$name-$l" -o link show veth0 2>/dev/null | grep -q "state UP" ||
+      echo "rig: warning: veth0 of $name-$l not running after 5 s" >&2
+  done
+  return 0
+}
+
 down() { # down NAME: remove every namespace of the rig (veths go with them)
   local name=$1 s
   for s in a b c hub; do
@@ -116,6 +133,7 @@ case $cmd in
     parse_opts "$@"
     need_tools
     up "$name" || die "could not set up rig $name"
+    wait_running "$name"
     ;;
   down)
     [ $# -ge 1 ] || die "usage: rig.sh down NAME"
@@ -157,6 +175,7 @@ case $cmd in
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     up "$name" || die "could not set up rig $name"
+    wait_running "$name"
     export NXL_RIG_NAME=$name NXL_RIG_PEER_A=$(addr_of a) NXL_RIG_PEER_B=$(addr_of b)
     [ "$HOSTS" = 3 ] && export NXL_RIG_PEER_C=$(addr_of c)
     for i in $(seq 1 "$HOSTS"); do

@@ -34,6 +34,7 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"connect_timeout_ms", "2000"},
     {"request_timeout_ms", "0"},
     {"stripe_min_bytes", "1048576"},
+    {"hello_timeout_ms", "5000"},
 };
 
 /* be_tcp_parse_addr copies an address parameter after checking it. */
@@ -70,6 +71,7 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
     eng->num_streams = 1;
     eng->connect_timeout_ms = 2000;
     eng->request_timeout_ms = 0;
+    eng->hello_timeout_ms = 5000;
     eng->stripe_min = 1u << 20;
     for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
         p = &params->items[i];
@@ -95,6 +97,9 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
         } else if (strcmp(p->key, "request_timeout_ms") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, 86400000, &v);
             eng->request_timeout_ms = (int)v;
+        } else if (strcmp(p->key, "hello_timeout_ms") == 0) {
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, 3600000, &v);
+            eng->hello_timeout_ms = (int)v;
         } else if (strcmp(p->key, "stripe_min_bytes") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX, &v);
             eng->stripe_min = v;

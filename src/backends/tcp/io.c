@@ -596,6 +596,17 @@ be_tcp_ntx_detach(be_tcp_req_t *req)
     }
 }
 
+/* be_tcp_hello_unwait stops counting c among the accepted connections
+ * that owe a hello (io_lock held). */
+static void
+be_tcp_hello_unwait(be_tcp_conn_t *c)
+{
+    if (c->hello_wait) {
+        c->hello_wait = false;
+        c->eng->hello_waiting--;
+    }
+}
+
 /* be_tcp_conn_kill closes c and fails what is in flight on it with st
  * (io_lock held). The struct stays until it is buried and freed. */
 static void
@@ -613,6 +624,7 @@ be_tcp_conn_kill(be_tcp_conn_t *c, nxl_status_t st, const char *why)
         return;
     }
     c->dead = true;
+    be_tcp_hello_unwait(c);
     if (c->fd >= 0) {
         (void)epoll_ctl(eng->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -836,6 +848,7 @@ be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
         return false;
     }
     c->hello_done = true;
+    be_tcp_hello_unwait(c);
     be_tcp_conn_queue_reply(c, t);
     nxl__debug("tcp: '%s' connected (stream %u of %u)", c->peer_name,
                (unsigned)h.stream + 1, (unsigned)h.nstreams);
@@ -1407,8 +1420,50 @@ be_tcp_accept(be_tcp_engine_t *eng)
         if (be_tcp_conn_new(eng, fd, true, &c) != NXL_OK) {
             nxl__warn("tcp: dropping a connection: %s", nxl_last_error());
             close(fd);
+            continue;
+        }
+        if (eng->hello_timeout_ms > 0) {
+            c->hello_wait = true;
+            c->hello_deadline =
+                nxl__now_ns() + (uint64_t)eng->hello_timeout_ms * 1000000u;
+            eng->hello_waiting++;
         }
     }
+}
+
+/* be_tcp_hello_timeouts closes accepted connections whose hello did not
+ * arrive (whole) by their deadline, so a silent or slow client cannot hold
+ * a connection and its buffers; returns the milliseconds until the next
+ * deadline, or -1 when no connection waits (io_lock held). */
+static int
+be_tcp_hello_timeouts(be_tcp_engine_t *eng)
+{
+    uint64_t now = nxl__now_ns(), next = UINT64_MAX;
+    be_tcp_conn_t *c, *n;
+
+    if (eng->hello_waiting == 0) {
+        return -1;
+    }
+    for (c = eng->conns; c != NULL; c = n) {
+        n = c->next;
+        if (!c->hello_wait) {
+            continue;
+        }
+        if (now >= c->hello_deadline) {
+            be_tcp_conn_fail(c, NXL_ERR_TIMEOUT, NXL_LOG_WARN,
+                             "no hello within %d ms (hello_timeout_ms)%s: "
+                             "closing", eng->hello_timeout_ms,
+                             c->rlen > 0 || c->rstate != BE_TCP_RX_HDR
+                                 ? ", only part of one arrived"
+                                 : "");
+        } else if (c->hello_deadline < next) {
+            next = c->hello_deadline;
+        }
+    }
+    if (next == UINT64_MAX) {
+        return -1;
+    }
+    return (int)NXL__MIN((next - now) / 1000000u + 1, 1000u);
 }
 
 /* be_tcp_io_main is the I/O thread. */
@@ -1420,12 +1475,15 @@ be_tcp_io_main(void *arg)
     be_tcp_conn_t *c;
     uint64_t v;
     ssize_t rc;
-    int n, i, timeout;
+    int n, i, timeout, hello_ms = -1;
 
     while (!atomic_load(&eng->stop)) {
         timeout = -1;
         if (eng->request_timeout_ms > 0 && atomic_load(&eng->inflight) > 0) {
             timeout = NXL__MAX(NXL__MIN(eng->request_timeout_ms / 4, 250), 1);
+        }
+        if (hello_ms >= 0 && (timeout < 0 || hello_ms < timeout)) {
+            timeout = hello_ms;
         }
         n = epoll_wait(eng->epfd, evs, BE_TCP_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
@@ -1457,6 +1515,7 @@ be_tcp_io_main(void *arg)
         if (eng->request_timeout_ms > 0) {
             be_tcp_timeouts(eng);
         }
+        hello_ms = be_tcp_hello_timeouts(eng);
         while ((c = eng->grave) != NULL) {
             eng->grave = c->next;
             be_tcp_conn_free(c);

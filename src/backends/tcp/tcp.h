@@ -249,6 +249,8 @@ struct be_tcp_conn {
     int fd;
     bool server;
     bool hello_done;          /* server: a valid hello arrived */
+    bool hello_wait;          /* server: counted in eng->hello_waiting */
+    uint64_t hello_deadline;  /* server: close if no hello by then (ns) */
     bool in_grave;
     be_tcp_peer_t *peer;      /* client side */
     char *peer_name;          /* server side: from the hello */
@@ -323,6 +325,7 @@ struct be_tcp_engine {
     unsigned num_streams;
     int connect_timeout_ms;
     int request_timeout_ms;
+    int hello_timeout_ms;      /* accepted connections must say hello */
     uint64_t stripe_min;       /* transfers below this use one stream */
 
     int lfd, epfd, kick_fd, efd;
@@ -343,6 +346,7 @@ struct be_tcp_engine {
     atomic_uint events;        /* completions + notifications */
     atomic_int efd_pending;
     atomic_uint inflight;      /* posted parts not yet done */
+    unsigned hello_waiting;    /* accepted, no hello yet (io_lock) */
 };
 
 /* --- engine.c ----------------------------------------------------------- */

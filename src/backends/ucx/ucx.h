@@ -123,6 +123,7 @@ typedef struct be_ucx_ident {
     uint64_t starttime;  /* /proc/<pid>/stat field 22 */
     uint64_t pidns_dev;  /* stat of /proc/self/ns/pid */
     uint64_t pidns_ino;
+    uint64_t netns_ino;  /* stat of /proc/self/ns/net (not published) */
     uint64_t probe_addr; /* a byte peers read to probe CMA */
     uint64_t token;      /* random per engine: tells engines apart */
     char boot_id[BE_UCX_BOOT_ID_LEN];
@@ -244,6 +245,7 @@ struct be_ucx_engine {
     bool local_copy;
     bool service;           /* service thread */
     bool vram_ok;           /* UCX reports CUDA memory support */
+    bool tls_mm;            /* UCX_TLS may enable sysv / posix */
     ucp_context_h ctx;
     unsigned nworkers;
     be_ucx_worker_t *workers;

@@ -621,6 +621,7 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     if (st != NXL_OK) {
         return st;
     }
+    eng->tls_mm = be_ucx_tls_has_mm(cfg);
     memset(&up, 0, sizeof(up));
     up.field_mask = UCP_PARAM_FIELD_FEATURES |
                     UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;

@@ -96,6 +96,9 @@ be_ucx_ident_init(be_ucx_engine_t *eng)
         id->pidns_dev = (uint64_t)sb.st_dev;
         id->pidns_ino = (uint64_t)sb.st_ino;
     }
+    if (stat("/proc/self/ns/net", &sb) == 0) {
+        id->netns_ino = (uint64_t)sb.st_ino;
+    }
     n = be_ucx_read_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf));
     if (n > 0) {
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) {
@@ -361,6 +364,42 @@ be_ucx_same_host(const be_ucx_engine_t *eng, const be_ucx_conn_t *c)
            me->pidns_ino == c->id.pidns_ino && me->pidns_ino != 0;
 }
 
+/* be_ucx_netns_check warns when a process on this host (same boot id
+ * and pid namespace, whatever same_host says) lives in another network
+ * namespace while UCX may use its shared-memory transports: UCX picks
+ * sysv/posix for it (its reachability test knows nothing of network
+ * namespaces), but their wake-up signal is an abstract unix socket, which
+ * belongs to a network namespace, so it is dropped (ECONNREFUSED) and a
+ * sleeping receiver is never woken: notifications and UCX-path transfers
+ * stall. Measured with tests/netns (conformance/UCX@netns with default
+ * params): notifications timed out after 20 s. */
+static void
+be_ucx_netns_check(be_ucx_engine_t *eng, const be_ucx_conn_t *c,
+                   const char *name)
+{
+    const be_ucx_ident_t *me = &eng->ident;
+    char path[64];
+    struct stat sb;
+
+    if (!eng->tls_mm || me->boot_id[0] == '\0' || me->netns_ino == 0 ||
+        strcmp(me->boot_id, c->id.boot_id) != 0 ||
+        me->pidns_dev != c->id.pidns_dev || me->pidns_ino != c->id.pidns_ino ||
+        c->id.pid == me->pid) {
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%u/ns/net", c->id.pid);
+    if (stat(path, &sb) != 0 || (uint64_t)sb.st_ino == me->netns_ino) {
+        return;
+    }
+    eng->host->log(NXL_LOG_WARN,
+                   "ucx: agent '%s' (pid %u) runs on this host in another "
+                   "network namespace: UCX's shared-memory wake-ups do not "
+                   "cross network namespaces, so notifications to it may "
+                   "stall; set engine_config TLS to a network transport "
+                   "(e.g. 'TLS=tcp;NET_DEVICES=<its interface>')",
+                   name, c->id.pid);
+}
+
 /* be_ucx_watch sets up liveness and the copy path for a same-host peer
  * in another process: a pidfd (checked against the start time so a
  * reused pid is not mistaken for the peer) and a CMA probe. */
@@ -526,6 +565,7 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     memcpy(p->addr, c.addr, c.addr_len);
     p->addr_len = c.addr_len;
     p->self = c.id.token == eng->ident.token && c.id.pid == eng->ident.pid;
+    be_ucx_netns_check(eng, &c, name);
     p->same_host = p->self || be_ucx_same_host(eng, &c);
     if (p->same_host && c.id.pid == eng->ident.pid) {
         /* This engine (loopback) or another engine of this process. */
