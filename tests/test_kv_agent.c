@@ -156,8 +156,20 @@ t_lenient(void)
     XT_ASSERT_STATUS(nxl_kv_agent_new_with_backends("lenient", all_bad, 2, &a),
                      NXL_ERR_NOT_FOUND);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Failed to initialize any NIXL backends from [DUDE, NOPE]");
+                  "Failed to initialize any NIXL backends from "
+                  "[\"dude\", \"Nope\"]");
     XT_ASSERT(a == (nxl_kv_agent_t *)&a);
+    /* Names are quoted and escaped as Rust's {:?} prints them. */
+    {
+        const char *odd[] = {"x\"y", "t\tz\\"};
+
+        XT_ASSERT_STATUS(nxl_kv_agent_new_with_backends("lenient", odd, 2,
+                                                        &a),
+                         NXL_ERR_NOT_FOUND);
+        XT_ASSERT_STR(nxl_last_error(),
+                      "Failed to initialize any NIXL backends from "
+                      "[\"x\\\"y\", \"t\\tz\\\\\"]");
+    }
     /* An empty list always fails (Dynamo: zero backends succeeded). */
     XT_ASSERT_STATUS(nxl_kv_agent_new_with_backends("lenient", NULL, 0, &a),
                      NXL_ERR_INVALID_PARAM);

@@ -390,6 +390,51 @@ t_device_without_gpu(void)
     return 0;
 }
 
+/* A view whose region size R is near 2^64 (a peer may describe one: it
+ * fits its memory descriptor) must not get a staging buffer whose size
+ * wrapped around when R was rounded up to pages: the fill and the
+ * checksum refuse it, on a device kind and on a disk kind. */
+static int
+t_huge_region_view(void)
+{
+    static const size_t one[] = {0};
+    static const char *const fmt =
+        "{\"version\":1,\"layout_config\":{\"num_blocks\":1,"
+        "\"num_layers\":1,\"outer_dim\":1,"
+        "\"page_size\":18446744073709547521,\"inner_dim\":1,"
+        "\"alignment\":1,\"dtype_width_bytes\":1},\"location\":%s,"
+        "\"nixl_metadata\":{\"agent_name\":\"peer\",\"mem_type\":\"%s\","
+        "\"device_id\":0},\"memory_descriptors\":[{\"addr\":1,"
+        "\"size\":18446744073709547521}],\"layout_type_details\":"
+        "{\"FullyContiguous\":{\"block_format\":\"Operational\"}}}";
+    static const char *const where[2][2] = {
+        {"{\"Device\":0}", "Vram"},
+        {"{\"Disk\":0}", "File"},
+    };
+    nxl_kv_checksum_t sum;
+    nxl_kv_layout_t *l;
+    char json[1024];
+    int i, n;
+
+    xt_fakedev_install();
+    for (i = 0; i < 2; i++) {
+        n = snprintf(json, sizeof(json), fmt, where[i][0], where[i][1]);
+        XT_ASSERT(n > 0 && (size_t)n < sizeof(json));
+        XT_ASSERT_OK(nxl_kv_layout_from_json_v2(json, (size_t)n, &l));
+        XT_ASSERT_EQ(nxl_kv_layout_region_size(l), (size_t)0 - 4095);
+        XT_ASSERT_STATUS(
+            nxl_kv_fill_blocks(l, one, 1, NXL_KV_FILL_CONSTANT, 1),
+            NXL_ERR_NOMEM);
+        XT_ASSERT(strstr(nxl_last_error(), "too large") != NULL);
+        XT_ASSERT_STATUS(nxl_kv_checksum_blocks(l, one, 1, 0, 0, &sum),
+                         NXL_ERR_NOMEM);
+        nxl_kv_layout_destroy(l);
+    }
+    XT_ASSERT_EQ(xt_fakedev_sync_copies(), 0);
+    XT_ASSERT_EQ(xt_leaks(), 0);
+    return 0;
+}
+
 const xt_suite xt_suite_kv_fill = {
     .name = "kv_fill",
     .timeout_s = 30,
@@ -403,6 +448,7 @@ const xt_suite xt_suite_kv_fill = {
         {"disk_direct", t_disk_direct},
         {"fake_device", t_fake_device},
         {"device_without_gpu", t_device_without_gpu},
+        {"huge_region_view", t_huge_region_view},
         {NULL, NULL},
     },
 };

@@ -276,13 +276,15 @@ t_validate_oracle(void)
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, a.l, s234, 3, NULL, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Source and destination blocks overlap: [2]");
+                  "Source and destination blocks overlap (same layout): "
+                  "overlapping = [2]");
     /* Different layouts with equal ids are fine. */
     XT_ASSERT_OK(nxl_kv_validate(a.l, s012, 3, b.l, s012, 3, NULL, NULL, 0));
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, s56, 2, NULL, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Length mismatch: src=3, dst=2, bounce=None");
+                  "Block ID lists have mismatched lengths: src=3, dst=2, "
+                  "bounce=None");
     vl_free(&a);
     vl_free(&b);
     return xt_leaks();
@@ -303,17 +305,35 @@ t_validate_range_and_bounce(void)
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s789, 3, b.l, s012, 3, NULL, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Block ID 8 out of range for source layout (max: 8)");
+                  "Block ID 8 out of range for source (max=8)");
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, d9, 3, NULL, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Block ID 9 out of range for destination layout (max: 8)");
+                  "Block ID 9 out of range for destination (max=8)");
+    /* Duplicates are reported before ranges, also for ids out of range
+     * (the bitmap fast path must hand those to the full check). */
+    {
+        const size_t d99[] = {9, 9, 1};
+
+        XT_ASSERT_STATUS(
+            nxl_kv_validate(a.l, s012, 3, b.l, d99, 3, NULL, NULL, 0),
+            NXL_ERR_INVALID_PARAM);
+        XT_ASSERT_STR(nxl_last_error(),
+                      "Destination block IDs are not unique: duplicates = [9]");
+    }
     /* Bounce ids: as many as src, unique, in range of the bounce layout. */
     XT_ASSERT_OK(nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, b_ok, 3));
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, b2, 2),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Length mismatch: src=3, dst=3, bounce=Some(2)");
+                  "Block ID lists have mismatched lengths: src=3, dst=3, "
+                  "bounce=Some(2)");
+    /* src != dst with bounce ids given reports the bounce count too. */
+    XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, b2, 2, c.l, b_ok, 3),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STR(nxl_last_error(),
+                  "Block ID lists have mismatched lengths: src=3, dst=2, "
+                  "bounce=Some(3)");
     XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, bb, 3),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
@@ -322,14 +342,15 @@ t_validate_range_and_bounce(void)
         nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, b_far, 3),
         NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Block ID 4 out of range for bounce layout (max: 4)");
+                  "Block ID 4 out of range for bounce (max=4)");
     /* Overlap is checked before ranges and lists every shared id in
      * destination order. */
     XT_ASSERT_STATUS(
         nxl_kv_validate(a.l, ov_src, 4, a.l, ov_dst, 4, NULL, NULL, 0),
         NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
-                  "Source and destination blocks overlap: [3, 1]");
+                  "Source and destination blocks overlap (same layout): "
+                  "overlapping = [3, 1]");
     /* Empty transfers are valid. */
     XT_ASSERT_OK(nxl_kv_validate(a.l, NULL, 0, a.l, NULL, 0, NULL, NULL, 0));
     XT_ASSERT_STATUS(nxl_kv_validate(NULL, s012, 3, b.l, s567, 3, NULL, NULL,

@@ -569,7 +569,7 @@ t_errors(void)
     o.bounce_ids = oob;
     XK_CHECK(xk_expect_err(ctx, dev, ids, disk, ids, 2, &o,
                            NXL_ERR_INVALID_PARAM,
-                           "out of range for bounce layout"));
+                           "out of range for bounce"));
     o.bounce_ids = dup;
     XK_CHECK(xk_expect_err(ctx, dev, ids, disk, ids, 2, &o,
                            NXL_ERR_INVALID_PARAM, "not unique"));
@@ -579,7 +579,7 @@ t_errors(void)
                            "Destination block IDs are not unique"));
     XK_CHECK(xk_expect_err(ctx, sys, oob, pin, ids, 2, NULL,
                            NXL_ERR_INVALID_PARAM,
-                           "Block ID 4 out of range for source layout"));
+                           "Block ID 4 out of range for source"));
     XK_CHECK(xk_expect_err(ctx, sys, ids, sys, ovl, 2, NULL,
                            NXL_ERR_INVALID_PARAM,
                            "Source and destination blocks overlap"));

@@ -572,7 +572,7 @@ xt_fakedev_install(void)
     }
 }
 
-/* xt_fakedev_reset zeroes the counters and clears the knobs. */
+/* xt_fakedev_reset zeroes the copy counters and clears the knobs. */
 void
 xt_fakedev_reset(void)
 {

@@ -31,7 +31,8 @@ const nxl_memkind_ops_t *xt_fakedev_ops(void);
  * (nxl_memkind_set_device); aborts if that fails. */
 void xt_fakedev_install(void);
 
-/* xt_fakedev_reset zeroes the counters and clears the knobs. */
+/* xt_fakedev_reset zeroes the copy counters (async, blocking, bytes) and
+ * clears the knobs; the live counts track objects and are left alone. */
 void xt_fakedev_reset(void);
 
 /* xt_fakedev_set_delay_us makes the stream workers sleep us microseconds

@@ -135,7 +135,8 @@ NXL_API nxl_status_t nxl_kv_agent_with_backends(const char *name,
 
 /* nxl_kv_agent_new_with_backends (lenient): failures are logged and
  * tolerated; fails only when none succeeded: "Failed to initialize any
- * NIXL backends from [B1, B2]". */
+ * NIXL backends from ["b1", "B2"]" (names as given, quoted as Rust's {:?}
+ * prints them). */
 NXL_API nxl_status_t nxl_kv_agent_new_with_backends(const char *name,
                                                     const char *const *names,
                                                     size_t n,
@@ -434,12 +435,13 @@ NXL_API nxl_status_t nxl_kv_select(nxl_kv_kind_t src, int src_local,
 /* ===================================================================== */
 
 /* nxl_kv_validate checks a block transfer (Dynamo's validation.rs, all
- * checks as its debug build): equal lengths ("Length mismatch: src=3,
- * dst=2, bounce=None"), unique destination ids ("Destination block IDs are
- * not unique: duplicates = [1, 2]", first-seen order), unique bounce ids,
- * every id below its layout's num_blocks ("Block ID 9 out of range for
- * source layout (max: 8)"), and, when src and dst are the same layout
- * object, no id on both sides ("Source and destination blocks overlap:
+ * checks as its debug build): equal lengths ("Block ID lists have
+ * mismatched lengths: src=3, dst=2, bounce=None"), unique destination ids
+ * ("Destination block IDs are not unique: duplicates = [1, 2]", first-seen
+ * order), unique bounce ids, every id below its layout's num_blocks
+ * ("Block ID 9 out of range for source (max=8)"),
+ * and, when src and dst are the same layout object, no id on both sides
+ * ("Source and destination blocks overlap (same layout): overlapping =
  * [2]"). bounce and bounce_ids may be NULL; bounce_ids, when given, must
  * be as many as src_ids ("..., bounce=Some(2)"). Returns NXL_OK or
  * NXL_ERR_INVALID_PARAM. */

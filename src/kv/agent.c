@@ -237,11 +237,40 @@ buf_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     }
 }
 
+/* buf_add_quoted appends s as Rust's {:?} prints a string: in double
+ * quotes, with '"' and '\\' escaped and control characters as \t, \r, \n
+ * or \u{..} (Dynamo's messages format name lists and sets this way). */
+static void
+buf_add_quoted(char *buf, size_t cap, size_t *len, const char *s)
+{
+    const unsigned char *p;
+    const char *esc;
+
+    buf_add(buf, cap, len, "\"");
+    for (p = (const unsigned char *)s; *p != '\0'; p++) {
+        esc = *p == '"'  ? "\\\""
+              : *p == '\\' ? "\\\\"
+              : *p == '\t' ? "\\t"
+              : *p == '\r' ? "\\r"
+              : *p == '\n' ? "\\n"
+                           : NULL;
+        if (esc != NULL) {
+            buf_add(buf, cap, len, "%s", esc);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            buf_add(buf, cap, len, "\\u{%x}", *p);
+        } else {
+            buf_add(buf, cap, len, "%c", *p);
+        }
+    }
+    buf_add(buf, cap, len, "\"");
+}
+
 /* build_agent creates agent name and backends names[i] with params[i]
  * (params NULL = defaults for all). strict: every backend must succeed,
  * else "Failed to initialize required backends: [B1: reason, ...]";
  * lenient: failures are logged and only "none succeeded" fails with
- * "Failed to initialize any NIXL backends from [B1, B2]". The status is
+ * "Failed to initialize any NIXL backends from ["b1", "B2"]" (the names
+ * as given, quoted as Rust's {:?} prints them). The status is
  * that of the first failure (NXL_ERR_INVALID_PARAM for an empty lenient
  * list). */
 static nxl_status_t
@@ -269,7 +298,10 @@ build_agent(const char *name, const char *const *names,
         if (upper_name(names[i], upper) == NXL_OK) {
             shown = upper;
         }
-        buf_add(list, sizeof(list), &llen, "%s%s", i ? ", " : "", shown);
+        /* Dynamo prints the list as given ({:?} of the names). */
+        buf_add(list, sizeof(list), &llen, "%s", i ? ", " : "");
+        buf_add_quoted(list, sizeof(list), &llen,
+                       names[i] ? names[i] : "(null)");
         st = nxl_kv_agent_add_backend(a, names[i], params ? &params[i] : NULL);
         if (st == NXL_OK) {
             continue;
@@ -314,8 +346,8 @@ nxl_kv_agent_with_backends(const char *name, const char *const *names,
 
 /* nxl_kv_agent_new_with_backends (lenient) creates agent name with those
  * backends of names that can be created, logging the others; fails only
- * when none could: "Failed to initialize any NIXL backends from [B1, B2]".
- * The caller owns *a_p. */
+ * when none could: "Failed to initialize any NIXL backends from ["b1",
+ * "B2"]" (the names as given, quoted). The caller owns *a_p. */
 NXL_API nxl_status_t
 nxl_kv_agent_new_with_backends(const char *name, const char *const *names,
                                size_t n, nxl_kv_agent_t **a_p)
@@ -392,8 +424,8 @@ nxl_kv_agent_require_backend(const nxl_kv_agent_t *a, const char *name)
     }
     set[0] = '\0';
     for (i = 0; i < a->num_backends; i++) {
-        buf_add(set, sizeof(set), &len, "%s\"%s\"", i ? ", " : "",
-                a->backends[i]);
+        buf_add(set, sizeof(set), &len, "%s", i ? ", " : "");
+        buf_add_quoted(set, sizeof(set), &len, a->backends[i]);
     }
     return nxl__fail(NXL_ERR_NOT_FOUND,
                      "Operation requires %s backend, but it was not "

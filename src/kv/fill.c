@@ -104,10 +104,19 @@ walk_init(fill_walk_t *w, const nxl_kv_layout_t *l)
     memset(w, 0, sizeof(*w));
     w->l = l;
     w->last_fd = -1;
-    switch (l->loc.kind) {
-    case NXL_KV_SYSTEM:
-    case NXL_KV_PINNED:
+    if (l->loc.kind == NXL_KV_SYSTEM || l->loc.kind == NXL_KV_PINNED) {
         return NXL_OK; /* in place, no buffer */
+    }
+    /* The buffers below are R rounded up (plus two pages for a span): a
+     * view's R may be any size a peer described, so refuse one whose
+     * rounding would wrap rather than allocate a short buffer. */
+    if (r > SIZE_MAX - 3 * FILL_ALIGN) {
+        return nxl__fail(NXL_ERR_NOMEM,
+                         "kv fill: region of %zu bytes is too large for a "
+                         "staging buffer",
+                         r);
+    }
+    switch (l->loc.kind) {
     case NXL_KV_DEVICE:
         w->dev = nxl_memkind_device();
         if (w->dev->copy == NULL) {
@@ -125,7 +134,7 @@ walk_init(fill_walk_t *w, const nxl_kv_layout_t *l)
                                    w->span_cap);
         }
         break;
-    default:
+    default: /* SYSTEM and PINNED returned above */
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "kv fill: unknown storage kind %d",
                          (int)l->loc.kind);
@@ -232,33 +241,52 @@ pwrite_all(int fd, const void *src, size_t len, uint64_t off)
     return NXL_OK;
 }
 
+/* disk_span decides how a region [off, off + len) of fd is reached: in
+ * place (*n_p = 0), or, with O_DIRECT on fd and a region that is not
+ * 4096-aligned, through w->span holding the aligned span [*start_p,
+ * *start_p + *n_p) around it, which fits the span buffer. */
+static nxl_status_t
+disk_span(fill_walk_t *w, int fd, uint64_t off, size_t len,
+          uint64_t *start_p, size_t *n_p)
+{
+    bool direct = false;
+    nxl_status_t st = fd_direct(w, fd, &direct);
+
+    *n_p = 0;
+    if (st != NXL_OK || !direct ||
+        (off % FILL_ALIGN == 0 && len % FILL_ALIGN == 0)) {
+        return st;
+    }
+    *start_p = off / FILL_ALIGN * FILL_ALIGN;
+    *n_p = (size_t)((off + len + FILL_ALIGN - 1) / FILL_ALIGN * FILL_ALIGN -
+                    *start_p);
+    return NXL_OK;
+}
+
 /* disk_write writes w->buf[0..len) at file offset off of fd; with
  * O_DIRECT and an unaligned region, over the aligned span around it. */
 static nxl_status_t
 disk_write(fill_walk_t *w, int fd, uint64_t off, size_t len)
 {
-    uint64_t start, end;
-    size_t got;
-    bool direct;
-    nxl_status_t st = fd_direct(w, fd, &direct);
+    uint64_t start = 0;
+    size_t n, got;
+    nxl_status_t st = disk_span(w, fd, off, len, &start, &n);
 
     if (st != NXL_OK) {
         return st;
     }
-    if (!direct || (off % FILL_ALIGN == 0 && len % FILL_ALIGN == 0)) {
+    if (n == 0) {
         return pwrite_all(fd, w->buf, len, off);
     }
-    start = off / FILL_ALIGN * FILL_ALIGN;
-    end = (off + len + FILL_ALIGN - 1) / FILL_ALIGN * FILL_ALIGN;
-    st = pread_upto(fd, w->span, (size_t)(end - start), start, &got);
+    st = pread_upto(fd, w->span, n, start, &got);
     if (st != NXL_OK) {
         return st;
     }
-    if (got < end - start) {
-        memset(w->span + got, 0, (size_t)(end - start) - got);
+    if (got < n) {
+        memset(w->span + got, 0, n - got);
     }
     memcpy(w->span + (off - start), w->buf, len);
-    return pwrite_all(fd, w->span, (size_t)(end - start), start);
+    return pwrite_all(fd, w->span, n, start);
 }
 
 /* disk_read reads len bytes at file offset off of fd into w->buf (via the
@@ -267,15 +295,14 @@ disk_write(fill_walk_t *w, int fd, uint64_t off, size_t len)
 static nxl_status_t
 disk_read(fill_walk_t *w, int fd, uint64_t off, size_t len)
 {
-    uint64_t start, end;
-    size_t got;
-    bool direct;
-    nxl_status_t st = fd_direct(w, fd, &direct);
+    uint64_t start = 0;
+    size_t n, got;
+    nxl_status_t st = disk_span(w, fd, off, len, &start, &n);
 
     if (st != NXL_OK) {
         return st;
     }
-    if (!direct || (off % FILL_ALIGN == 0 && len % FILL_ALIGN == 0)) {
+    if (n == 0) {
         st = pread_upto(fd, w->buf, len, off, &got);
         if (st == NXL_OK && got < len) {
             return nxl__fail(NXL_ERR_IO,
@@ -285,9 +312,7 @@ disk_read(fill_walk_t *w, int fd, uint64_t off, size_t len)
         }
         return st;
     }
-    start = off / FILL_ALIGN * FILL_ALIGN;
-    end = (off + len + FILL_ALIGN - 1) / FILL_ALIGN * FILL_ALIGN;
-    st = pread_upto(fd, w->span, (size_t)(end - start), start, &got);
+    st = pread_upto(fd, w->span, n, start, &got);
     if (st != NXL_OK) {
         return st;
     }

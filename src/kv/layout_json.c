@@ -81,6 +81,20 @@ jw_str(json_object *obj, const char *key, const char *s)
     return jw_add(obj, key, json_object_new_string(s));
 }
 
+/* jw_push_object appends a new empty object to the array arr and returns
+ * it (owned by arr), or NULL on allocation failure. */
+static json_object *
+jw_push_object(json_object *arr)
+{
+    json_object *o = json_object_new_object();
+
+    if (o == NULL || json_object_array_add(arr, o) != 0) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* jw_config makes a LayoutConfig object, or NULL. */
 static json_object *
 jw_config(const nxl_kv_layout_config_t *c)
@@ -226,13 +240,9 @@ nxl_kv_layout_to_json_v1(const nxl_kv_layout_t *l, nxl_blob_t *json_p)
         return jw_nomem(root);
     }
     for (i = 0; i < l->num_regions; i++) {
-        json_object *d = json_object_new_object();
+        json_object *d = jw_push_object(descs);
 
-        if (d == NULL || json_object_array_add(descs, d) != 0) {
-            json_object_put(d);
-            return jw_nomem(root);
-        }
-        if (!jw_u64(d, "addr", l->region_addr[i]) ||
+        if (d == NULL || !jw_u64(d, "addr", l->region_addr[i]) ||
             !jw_u64(d, "size", l->region_size_b[i]) ||
             !jw_str(d, "mem_type", mem_names[l->mem]) ||
             !jw_u64(d, "device_id", l->region_dev[i])) {
@@ -309,13 +319,9 @@ nxl_kv_layout_to_json_v2(const nxl_kv_layout_t *l, nxl_blob_t *json_p)
         return jw_nomem(root);
     }
     for (i = 0; i < l->num_regions; i++) {
-        json_object *d = json_object_new_object();
+        json_object *d = jw_push_object(descs);
 
-        if (d == NULL || json_object_array_add(descs, d) != 0) {
-            json_object_put(d);
-            return jw_nomem(root);
-        }
-        if (!jw_u64(d, "addr", l->base[i]) ||
+        if (d == NULL || !jw_u64(d, "addr", l->base[i]) ||
             !jw_u64(d, "size", l->region_size_b[i] - l->base_offset[i])) {
             return jw_nomem(root);
         }

@@ -145,13 +145,11 @@ select_legacy_remote(nxl_kv_kind_t src, const nxl_kv_caps_t *caps)
     return direct(NXL_KV_NIXL_WRITE);
 }
 
-/* nxl_kv_select_direct is Dynamo's select_direct_strategy: the local table
- * (dst_is_remote 0) or the legacy remote table (1). caps NULL = defaults
- * (no GDS, no GPU RDMA). Writes *plan_p and returns NXL_OK, or
- * NXL_ERR_INVALID_PARAM for an unknown kind or NULL plan_p. Thread-safe. */
-NXL_API nxl_status_t
-nxl_kv_select_direct(nxl_kv_kind_t src, nxl_kv_kind_t dst, int dst_is_remote,
-                     const nxl_kv_caps_t *caps, nxl_kv_plan_t *plan_p)
+/* check_args checks the arguments both selectors take (plan_p, the two
+ * kinds) and points *caps_p at the defaults when it is NULL. */
+static nxl_status_t
+check_args(nxl_kv_kind_t src, nxl_kv_kind_t dst, const nxl_kv_caps_t **caps_p,
+           const nxl_kv_plan_t *plan_p)
 {
     static const nxl_kv_caps_t none = {0, 0};
     nxl_status_t st;
@@ -163,11 +161,24 @@ nxl_kv_select_direct(nxl_kv_kind_t src, nxl_kv_kind_t dst, int dst_is_remote,
     if (st == NXL_OK) {
         st = check_kind(dst, "destination");
     }
+    if (st == NXL_OK && *caps_p == NULL) {
+        *caps_p = &none;
+    }
+    return st;
+}
+
+/* nxl_kv_select_direct is Dynamo's select_direct_strategy: the local table
+ * (dst_is_remote 0) or the legacy remote table (1). caps NULL = defaults
+ * (no GDS, no GPU RDMA). Writes *plan_p and returns NXL_OK, or
+ * NXL_ERR_INVALID_PARAM for an unknown kind or NULL plan_p. Thread-safe. */
+NXL_API nxl_status_t
+nxl_kv_select_direct(nxl_kv_kind_t src, nxl_kv_kind_t dst, int dst_is_remote,
+                     const nxl_kv_caps_t *caps, nxl_kv_plan_t *plan_p)
+{
+    nxl_status_t st = check_args(src, dst, &caps, plan_p);
+
     if (st != NXL_OK) {
         return st;
-    }
-    if (caps == NULL) {
-        caps = &none;
     }
     *plan_p = dst_is_remote ? select_legacy_remote(src, caps)
                             : select_local(src, dst, caps);
@@ -185,21 +196,10 @@ NXL_API nxl_status_t
 nxl_kv_select(nxl_kv_kind_t src, int src_local, nxl_kv_kind_t dst,
               int dst_local, const nxl_kv_caps_t *caps, nxl_kv_plan_t *plan_p)
 {
-    static const nxl_kv_caps_t none = {0, 0};
-    nxl_status_t st;
+    nxl_status_t st = check_args(src, dst, &caps, plan_p);
 
-    if (plan_p == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv strategy: NULL argument");
-    }
-    st = check_kind(src, "source");
-    if (st == NXL_OK) {
-        st = check_kind(dst, "destination");
-    }
     if (st != NXL_OK) {
         return st;
-    }
-    if (caps == NULL) {
-        caps = &none;
     }
     if (!src_local && !dst_local) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,

@@ -72,19 +72,101 @@ list_add(char *buf, size_t *len, size_t id)
     *len += (size_t)n;
 }
 
+/* Largest id range a bitmap is used for (16 MiB of bits); beyond it, or
+ * when an id is out of range, the checks sort instead. */
+#define BITMAP_MAX_IDS ((size_t)1 << 27)
+
+/* bitmap_new returns a zeroed bitmap for ids below limit, or NULL when
+ * limit is too large or memory is short (the caller then sorts). */
+static uint64_t *
+bitmap_new(size_t limit)
+{
+    if (limit == 0 || limit > BITMAP_MAX_IDS) {
+        return NULL;
+    }
+    return calloc((limit + 63) / 64, sizeof(uint64_t));
+}
+
+/* bitmap_set sets bit id and returns whether it was already set. */
+static inline int
+bitmap_set(uint64_t *bm, size_t id)
+{
+    uint64_t bit = (uint64_t)1 << (id & 63);
+    int was = (bm[id >> 6] & bit) != 0;
+
+    bm[id >> 6] |= bit;
+    return was;
+}
+
+/* ids_distinct_fast answers "are ids all distinct?" in one pass over a
+ * bitmap when every id is below limit: 1 yes, 0 no, -1 cannot tell (an id
+ * out of range, limit too large, no memory). The common case (no
+ * duplicates) then costs O(n) instead of a sort. */
+static int
+ids_distinct_fast(const size_t *ids, size_t n, size_t limit)
+{
+    uint64_t *bm = bitmap_new(limit);
+    size_t i;
+    int res = 1;
+
+    if (bm == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n && res == 1; i++) {
+        if (ids[i] >= limit) {
+            res = -1;
+        } else if (bitmap_set(bm, ids[i])) {
+            res = 0;
+        }
+    }
+    free(bm);
+    return res;
+}
+
+/* ids_disjoint_fast answers "do src and dst share no id?" like
+ * ids_distinct_fast: 1 disjoint, 0 not, -1 cannot tell. */
+static int
+ids_disjoint_fast(const size_t *src, const size_t *dst, size_t n,
+                  size_t limit)
+{
+    uint64_t *bm = bitmap_new(limit);
+    size_t i;
+    int res = 1;
+
+    if (bm == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n && res == 1; i++) {
+        if (src[i] >= limit) {
+            res = -1;
+        } else {
+            bitmap_set(bm, src[i]);
+        }
+    }
+    for (i = 0; i < n && res == 1; i++) {
+        if (dst[i] >= limit) {
+            res = -1;
+        } else if (bm[dst[i] >> 6] & ((uint64_t)1 << (dst[i] & 63))) {
+            res = 0;
+        }
+    }
+    free(bm);
+    return res;
+}
+
 /* check_unique fails with "<what> block IDs are not unique: duplicates =
  * [a, b]" when ids has repeats, each reported once in first-seen order. */
 static nxl_status_t
-check_unique(const size_t *ids, size_t n, const char *what)
+check_unique(const size_t *ids, size_t n, size_t limit, const char *what)
 {
     char list[LIST_MAX + 4];
     seen_id_t *v;
     size_t i, j, ndup = 0, len = 0;
 
-    if (n < 2) {
+    if (n < 2 || ids_distinct_fast(ids, n, limit) == 1) {
         return NXL_OK;
     }
-    v = malloc(n * sizeof(*v));
+    v = calloc(n, sizeof(*v));
     if (v == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "kv validate: out of memory");
     }
@@ -115,18 +197,19 @@ check_unique(const size_t *ids, size_t n, const char *what)
                      list);
 }
 
-/* check_disjoint fails with "Source and destination blocks overlap: [..]"
- * (destination order) when a dst id is also a src id. */
+/* check_disjoint fails with "Source and destination blocks overlap (same
+ * layout): overlapping = [..]" (destination order) when a dst id is also a
+ * src id. */
 static nxl_status_t
-check_disjoint(const size_t *src, const size_t *dst, size_t n)
+check_disjoint(const size_t *src, const size_t *dst, size_t n, size_t limit)
 {
     char list[LIST_MAX + 4];
     size_t *sorted, i, len = 0, nover = 0;
 
-    if (n == 0) {
+    if (n == 0 || ids_disjoint_fast(src, dst, n, limit) == 1) {
         return NXL_OK;
     }
-    sorted = malloc(n * sizeof(*sorted));
+    sorted = calloc(n, sizeof(*sorted));
     if (sorted == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "kv validate: out of memory");
     }
@@ -144,11 +227,14 @@ check_disjoint(const size_t *src, const size_t *dst, size_t n)
         return NXL_OK;
     }
     return nxl__fail(NXL_ERR_INVALID_PARAM,
-                     "Source and destination blocks overlap: [%s]", list);
+                     "Source and destination blocks overlap (same layout): "
+                     "overlapping = [%s]",
+                     list);
 }
 
-/* check_range fails with "Block ID b out of range for <name> layout (max:
- * n)" for the first id not below l's num_blocks. */
+/* check_range fails with "Block ID b out of range for <name> (max=n)"
+ * (Dynamo's BlockOutOfRange text) for the first id not below l's
+ * num_blocks. */
 static nxl_status_t
 check_range(const size_t *ids, size_t n, const nxl_kv_layout_t *l,
             const char *name)
@@ -158,8 +244,8 @@ check_range(const size_t *ids, size_t n, const nxl_kv_layout_t *l,
     for (i = 0; i < n; i++) {
         if (ids[i] >= max) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "Block ID %zu out of range for %s layout (max: "
-                             "%zu)", ids[i], name, max);
+                             "Block ID %zu out of range for %s (max=%zu)",
+                             ids[i], name, max);
         }
     }
     return NXL_OK;
@@ -188,19 +274,23 @@ nxl_kv_validate(const nxl_kv_layout_t *src, const size_t *src_ids,
     if (n_src != n_dst || (bounce_ids != NULL && n_bounce != n_src)) {
         if (bounce_ids == NULL) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "Length mismatch: src=%zu, dst=%zu, bounce=None",
+                             "Block ID lists have mismatched lengths: src=%zu, "
+                             "dst=%zu, bounce=None",
                              n_src, n_dst);
         }
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "Length mismatch: src=%zu, dst=%zu, bounce=Some(%zu)",
+                         "Block ID lists have mismatched lengths: src=%zu, "
+                         "dst=%zu, bounce=Some(%zu)",
                          n_src, n_dst, n_bounce);
     }
-    st = check_unique(dst_ids, n_dst, "Destination");
+    st = check_unique(dst_ids, n_dst, dst->cfg.num_blocks, "Destination");
     if (st == NXL_OK && bounce_ids != NULL) {
-        st = check_unique(bounce_ids, n_bounce, "Bounce");
+        st = check_unique(bounce_ids, n_bounce,
+                          bounce != NULL ? bounce->cfg.num_blocks : 0,
+                          "Bounce");
     }
     if (st == NXL_OK && src == dst) {
-        st = check_disjoint(src_ids, dst_ids, n_src);
+        st = check_disjoint(src_ids, dst_ids, n_src, src->cfg.num_blocks);
     }
     if (st == NXL_OK) {
         st = check_range(src_ids, n_src, src, "source");

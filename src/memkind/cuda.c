@@ -684,15 +684,15 @@ cuda_event_record(nxl_event_t *e, nxl_stream_t *s)
     return NXL_OK;
 }
 
-/* cuda_event_query: NXL_OK when the recorded point is done (or nothing
- * was recorded), NXL_IN_PROG for CUDA_ERROR_NOT_READY, else the error of
- * the failed work. */
+/* cu_event_enter is the start of the event waits: the kind must run, e be
+ * given, and, when e was recorded (*recorded_p), its context is made
+ * current. */
 static nxl_status_t
-cuda_event_query(nxl_event_t *e)
+cu_event_enter(const struct nxl_event *e, bool *recorded_p)
 {
     nxl_status_t st = cu_ready();
-    CUresult r;
 
+    *recorded_p = false;
     if (st != NXL_OK) {
         return st;
     }
@@ -702,8 +702,21 @@ cuda_event_query(nxl_event_t *e)
     if (e->ev == NULL) {
         return NXL_OK;
     }
-    st = cu_use_dev(e->dev);
-    if (st != NXL_OK) {
+    *recorded_p = true;
+    return cu_use_dev(e->dev);
+}
+
+/* cuda_event_query: NXL_OK when the recorded point is done (or nothing
+ * was recorded), NXL_IN_PROG for CUDA_ERROR_NOT_READY, else the error of
+ * the failed work. */
+static nxl_status_t
+cuda_event_query(nxl_event_t *e)
+{
+    bool recorded;
+    nxl_status_t st = cu_event_enter(e, &recorded);
+    CUresult r;
+
+    if (st != NXL_OK || !recorded) {
         return st;
     }
     r = g_cu.cuEventQuery(e->ev);
@@ -720,20 +733,11 @@ cuda_event_query(nxl_event_t *e)
 static nxl_status_t
 cuda_event_sync(nxl_event_t *e)
 {
-    nxl_status_t st = cu_ready();
+    bool recorded;
+    nxl_status_t st = cu_event_enter(e, &recorded);
     CUresult r;
 
-    if (st != NXL_OK) {
-        return st;
-    }
-    if (e == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "memkind cuda: NULL event");
-    }
-    if (e->ev == NULL) {
-        return NXL_OK;
-    }
-    st = cu_use_dev(e->dev);
-    if (st != NXL_OK) {
+    if (st != NXL_OK || !recorded) {
         return st;
     }
     r = g_cu.cuEventSynchronize(e->ev);

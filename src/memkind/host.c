@@ -281,22 +281,9 @@ static const nxl_memkind_ops_t nxl__host_ops = {
     .type = NXL_MEMKIND_HOST,
     .mem = NXL_DRAM,
     .probe = host_probe,
-    .device_count = nxl__hostq_device_count,
     .alloc = host_alloc,
     .free = host_free,
-    .copy = nxl__hostq_copy,
-    .stream_create = nxl__hostq_stream_create,
-    .stream_destroy = nxl__hostq_stream_destroy,
-    .copy_async = nxl__hostq_copy_async,
-    .stream_sync = nxl__hostq_stream_sync,
-    .event_create = nxl__hostq_event_create,
-    .event_destroy = nxl__hostq_event_destroy,
-    .event_record = nxl__hostq_event_record,
-    .event_query = nxl__hostq_event_query,
-    .event_sync = nxl__hostq_event_sync,
-    .ipc_get = nxl__hostq_ipc_get,
-    .ipc_open = nxl__hostq_ipc_open,
-    .ipc_close = nxl__hostq_ipc_close,
+    NXL__HOSTQ_OPS,
 };
 
 /* nxl_memkind_host returns the pageable host kind (static; never NULL).

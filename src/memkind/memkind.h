@@ -40,6 +40,21 @@ nxl_status_t nxl__hostq_ipc_close(void *ptr);
 /* nxl__hostq_device_count writes 1 (host kinds have one "device"). */
 nxl_status_t nxl__hostq_device_count(int *count_p);
 
+/* NXL__HOSTQ_OPS fills the fields of an nxl_memkind_ops_t initializer that
+ * the host kinds share: device count, copies, streams, events and IPC. */
+#define NXL__HOSTQ_OPS                                                        \
+    .device_count = nxl__hostq_device_count, .copy = nxl__hostq_copy,         \
+    .stream_create = nxl__hostq_stream_create,                                \
+    .stream_destroy = nxl__hostq_stream_destroy,                              \
+    .copy_async = nxl__hostq_copy_async,                                      \
+    .stream_sync = nxl__hostq_stream_sync,                                    \
+    .event_create = nxl__hostq_event_create,                                  \
+    .event_destroy = nxl__hostq_event_destroy,                                \
+    .event_record = nxl__hostq_event_record,                                  \
+    .event_query = nxl__hostq_event_query,                                    \
+    .event_sync = nxl__hostq_event_sync, .ipc_get = nxl__hostq_ipc_get,       \
+    .ipc_open = nxl__hostq_ipc_open, .ipc_close = nxl__hostq_ipc_close
+
 /* ---- cuda.c: the driver, for the pinned kind --------------------------- */
 
 /* nxl__cuda_available loads the driver once and returns true when a CUDA
