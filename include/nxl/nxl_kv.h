@@ -166,6 +166,16 @@ NXL_API size_t nxl_kv_agent_backend_count(const nxl_kv_agent_t *a);
 NXL_API const char *nxl_kv_agent_backend_name(const nxl_kv_agent_t *a,
                                               size_t i);
 
+/* nxl_kv_ucx_diagnostics writes, into buf (cap bytes, NUL-terminated,
+ * truncated when short), Dynamo's UCX_NET_DEVICES diagnostics: the
+ * current UCX_NET_DEVICES / UCX_TLS / UCX_IB_ADDR_TYPE, the ACTIVE RDMA
+ * ports from /sys/class/infiniband in natural order, and a recommended
+ * UCX_NET_DEVICES (the ports under the same PCIe switch as an NVIDIA GPU
+ * when that is a strict subset, else all), or "No active RDMA ports".
+ * nxl_kv_agent_add_backend logs it when UCX fails to start. Returns the
+ * length written. Thread-safe. */
+NXL_API size_t nxl_kv_ucx_diagnostics(char *buf, size_t cap);
+
 /* nxl_kv_agent_raw returns the underlying agent (owned by a). */
 NXL_API nxl_agent_t *nxl_kv_agent_raw(const nxl_kv_agent_t *a);
 

@@ -206,6 +206,14 @@ nxl_kv_agent_add_backend(nxl_kv_agent_t *a, const char *name,
         /* Copy the reason: nxl__fail writes into the same buffer. */
         snprintf(why, sizeof(why), "%s", nxl_last_error());
         free(copy);
+        if (strcmp(upper, "UCX") == 0) {
+            /* Dynamo appends these to the error; they exceed the
+             * last-error buffer, so they go to the log. */
+            char diag[2048];
+
+            nxl_kv_ucx_diagnostics(diag, sizeof(diag));
+            nxl__warn("kv: UCX backend failed to start: %s\n%s", why, diag);
+        }
         return nxl__fail(st, "Failed to create nixl backend: %s", why);
     }
     memmove(&a->backends[pos + 1], &a->backends[pos],

@@ -155,4 +155,14 @@ nxl_status_t nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr,
                                  uint64_t daddr, uint64_t len, uint64_t sdev,
                                  uint64_t ddev);
 
+/* ---- diag.c ------------------------------------------------------------ */
+
+/* nxl__kv_is_pci_bdf: 1 if s is a PCI address "dddd:bb:dd.f". */
+int nxl__kv_is_pci_bdf(const char *s);
+
+/* nxl__kv_ucx_diag writes the UCX_NET_DEVICES diagnostics for the sysfs
+ * tree at root and the environment envp into buf; returns its length. */
+size_t nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf,
+                        size_t cap);
+
 #endif /* NXL_KV_KV_H */
