@@ -15,6 +15,14 @@
  * its memory, waits for notifications, exchanges metadata, and can start
  * transfers of its own.
  *
+ * Local storage backends (NXL_CAP_LOCAL without REMOTE, memory kinds DRAM
+ * and FILE: POSIX) have no peer: the cases whose contract applies to
+ * them run with the target side in a temporary file registered as
+ * NXL_FILE in the test process's own agent, reached under the agent's own
+ * name (cf_tgt below: the same case body fills and checks a peer's memory
+ * or the file). The cases that need a peer process or notifications skip
+ * with the reason.
+ *
  * Oracle: NIXL's agent semantics (reference/nixl.md §1.4, §4.2-4.5, §7 and
  * the cases of §9) and the contract in the comments of include/nxl/nxl.h.
  */
@@ -169,18 +177,41 @@ typedef struct {
                      #expr, nxl_status_name(s_));                             \
     } while (0)
 
-/* CF_NEED skips a case when the backend under test lacks capabilities
- * (NXL_CAP_* bits from nxl_plugin_info) or DRAM support. */
-#define CF_NEED(want)                                                         \
+/* cf_caps names the NXL_CAP_* bits of caps ("REMOTE|NOTIF") in buf. */
+static const char *
+cf_caps(uint32_t caps, char *buf, size_t cap)
+{
+    static const char *const names[] = {"LOCAL", "REMOTE", "NOTIF",
+                                        "THREAD_SAFE"};
+    size_t i, n = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (caps & (1u << i)) {
+            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s",
+                                  n > 0 ? "|" : "", names[i]);
+        }
+    }
+    return n > 0 ? buf : "none";
+}
+
+/* CF_NEED_WHY skips a case when the backend under test lacks capabilities
+ * (NXL_CAP_* bits from nxl_plugin_info) or DRAM support, saying which and
+ * what of the case needs them (why). */
+#define CF_NEED_WHY(want, why)                                                \
     do {                                                                      \
         nxl_plugin_info_t i_;                                                 \
+        char m_[64], h_[64];                                                  \
         XT_ASSERT_OK(nxl_plugin_info(cf_be(), &i_));                          \
         XT_SKIP_IF((i_.caps & (want)) != (want),                              \
-                   "%s lacks capabilities 0x%x (has 0x%x)", cf_be(),          \
-                   (unsigned)(want), (unsigned)i_.caps);                      \
+                   "%s lacks %s (has %s): %s", cf_be(),                       \
+                   cf_caps((want) & ~i_.caps, m_, sizeof(m_)),                \
+                   cf_caps(i_.caps, h_, sizeof(h_)), (why));                  \
         XT_SKIP_IF(!(i_.mem_kinds & (1u << NXL_DRAM)), "%s lacks DRAM",       \
                    cf_be());                                                  \
     } while (0)
+
+#define CF_NEED(want) CF_NEED_WHY(want, "the case needs them")
 
 /* ---------------------------------------------------------------------- */
 /* Data patterns: byte i of pattern seed; i is the absolute offset in the
@@ -1315,13 +1346,404 @@ cf_shuffle(size_t *v, size_t n, uint64_t *s)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Target memory: where the "remote" side of a case lives.
+ *
+ * CF_T_PEER: the heap region of a forked peer, reached under the name
+ *   "peer" after a metadata fetch: backends with NXL_CAP_REMOTE.
+ * CF_T_FILE: a temporary file whose bytes [CF_TFILE_BASE, + len) are
+ *   registered as NXL_FILE {CF_TFILE_BASE, len, fd} in the case's agents
+ *   and reached under the agent's own name (loopback): local storage
+ *   backends (NXL_CAP_LOCAL without REMOTE, memory kinds DRAM and FILE,
+ *   e.g. POSIX). Descriptor addr = file offset, dev_id = fd; the range
+ *   does not start at offset 0, so an offset taken relative to the
+ *   region instead of the file shows. The file is unlinked as soon as it
+ *   is open.
+ * CF_T_MEM: a DRAM buffer of this process registered with the agent and
+ *   reached under its own name (t_loopback of transport backends).
+ * A case body uses only cf_t* calls on its target, so the same contract
+ * is checked on a peer's memory and on a file. */
+typedef enum { CF_T_PEER, CF_T_FILE, CF_T_MEM } cf_tkind;
+
+typedef struct {
+    cf_tkind kind;
+    cf_peer peer;  /* PEER */
+    int region;    /* PEER: which region of the peer (CF_REG_*) */
+    int fd;        /* FILE, else -1 */
+    uint8_t *mem;  /* MEM */
+    uint64_t len;  /* FILE, MEM: the registered length */
+} cf_tgt;
+
+#define CF_TCHUNK CF_MIB
+#define CF_TFILE_BASE ((uint64_t)12288)
+
+/* cf_file_tgt: the backend under test is a local storage backend, so its
+ * cases target a FILE. */
+static bool
+cf_file_tgt(void)
+{
+    nxl_plugin_info_t i;
+
+    return nxl_plugin_info(cf_be(), &i) == NXL_OK &&
+           (i.caps & NXL_CAP_LOCAL) && !(i.caps & NXL_CAP_REMOTE) &&
+           (i.mem_kinds & (1u << NXL_FILE)) &&
+           (i.mem_kinds & (1u << NXL_DRAM));
+}
+
+/* CF_NEED_TGT skips a case unless it has a target: a local storage
+ * backend (FILE target) runs it, any other backend needs REMOTE (peer
+ * target) plus the capabilities want. */
+#define CF_NEED_TGT(want)                                                     \
+    do {                                                                      \
+        if (!cf_file_tgt())                                                   \
+            CF_NEED_WHY(NXL_CAP_REMOTE | (want),                              \
+                        "the case needs a peer process (or FILE memory "      \
+                        "for a local backend)");                              \
+    } while (0)
+
+/* cf_has_cap: the backend under test has every capability of want. */
+static bool
+cf_has_cap(uint32_t want)
+{
+    nxl_plugin_info_t i;
+
+    return nxl_plugin_info(cf_be(), &i) == NXL_OK &&
+           (i.caps & want) == want;
+}
+
+/* cf_tmpfile opens a new, already unlinked file of len bytes (a hole)
+ * under $TMPDIR or /tmp; -1 with errno on failure. */
+static int
+cf_tmpfile(uint64_t len)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[256];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/nxl-conf-XXXXXX",
+             dir != NULL && dir[0] != '\0' ? dir : "/tmp");
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    unlink(path);
+    if (ftruncate(fd, (off_t)len) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* cf_tinit makes a local target of kind FILE or MEM with len bytes. */
+static int
+cf_tinit(cf_tgt *t, cf_tkind kind, uint64_t len)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = kind;
+    t->fd = -1;
+    t->len = len;
+    if (kind == CF_T_FILE) {
+        t->fd = cf_tmpfile(CF_TFILE_BASE + len);
+        if (t->fd < 0) {
+            XT_FAILF("temporary file of %" PRIu64 " bytes: %s", len,
+                     strerror(errno));
+        }
+    } else if (kind == CF_T_MEM) {
+        t->mem = cf_map(len);
+        XT_ASSERT(t->mem != NULL);
+    }
+    return 0;
+}
+
+/* cf_tregister registers a FILE or MEM target with agent a. */
+static nxl_status_t
+cf_tregister(const cf_tgt *t, nxl_agent_t *a)
+{
+    nxl_desc_t d = {CF_TFILE_BASE, t->len, (uint64_t)t->fd};
+    nxl_dlist_t l = {NXL_FILE, &d, 1};
+
+    if (t->kind == CF_T_MEM) {
+        return cf_reg(a, t->mem, t->len);
+    }
+    return nxl_mem_register(a, &l, NULL);
+}
+
+/* cf_tattach makes the target reachable from agent a: the peer's
+ * metadata fetched, or the file/buffer registered with a. */
+static nxl_status_t
+cf_tattach(cf_tgt *t, nxl_agent_t *a)
+{
+    if (t->kind == CF_T_PEER) {
+        return cf_fetch(a, &t->peer);
+    }
+    return cf_tregister(t, a);
+}
+
+/* cf_tsetup_sh: the common start of a case on a target of len bytes: a
+ * peer (with a shared region of shared bytes) and agent "main" with its
+ * metadata (cf_setup), or agent "main" (no listener: nothing to exchange)
+ * with a registered FILE target. */
+static int
+cf_tsetup_sh(cf_tgt *t, uint64_t len, uint64_t shared, unsigned flags,
+             nxl_agent_t **a_p)
+{
+    if (!cf_file_tgt()) {
+        memset(t, 0, sizeof(*t));
+        t->kind = CF_T_PEER;
+        t->region = CF_REG_HEAP;
+        t->fd = -1;
+        return cf_setup(&t->peer, len, shared, flags, a_p);
+    }
+    XT_ASSERT(cf_tinit(t, CF_T_FILE, len) == 0);
+    XT_ASSERT_OK(cf_agent("main", flags | CF_NO_LISTEN, a_p));
+    XT_ASSERT_OK(cf_tattach(t, *a_p));
+    return 0;
+}
+
+static int
+cf_tsetup(cf_tgt *t, uint64_t len, unsigned flags, nxl_agent_t **a_p)
+{
+    return cf_tsetup_sh(t, len, 0, flags, a_p);
+}
+
+/* cf_tstop ends the target after the case's agents are destroyed: the
+ * peer stops cleanly, the file is closed, the buffer unmapped. */
+static int
+cf_tstop(cf_tgt *t)
+{
+    if (t->kind == CF_T_PEER) {
+        return cf_pstop(&t->peer);
+    }
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+    cf_unmap(t->mem, t->len);
+    t->mem = NULL;
+    return 0;
+}
+
+/* cf_tname is the agent name under which a reaches the target. */
+static const char *
+cf_tname(const cf_tgt *t, nxl_agent_t *a)
+{
+    return t->kind == CF_T_PEER ? "peer" : nxl_agent_name(a);
+}
+
+static uint64_t
+cf_taddr(const cf_tgt *t, uint64_t off)
+{
+    switch (t->kind) {
+    case CF_T_PEER:
+        return cf_raddr(&t->peer, t->region, off);
+    case CF_T_MEM:
+        return (uintptr_t)t->mem + off;
+    default:
+        return CF_TFILE_BASE + off;
+    }
+}
+
+static uint64_t
+cf_tdev(const cf_tgt *t)
+{
+    return t->kind == CF_T_FILE ? (uint64_t)t->fd : 0;
+}
+
+/* cf_tdesc describes [off, off + len) of the target. */
+static nxl_desc_t
+cf_tdesc(const cf_tgt *t, uint64_t off, uint64_t len)
+{
+    nxl_desc_t d = {cf_taddr(t, off), len, cf_tdev(t)};
+
+    return d;
+}
+
+static nxl_dlist_t
+cf_tdl(const cf_tgt *t, const nxl_desc_t *d, size_t n)
+{
+    nxl_dlist_t l = {t->kind == CF_T_FILE ? NXL_FILE : NXL_DRAM, d, n};
+
+    return l;
+}
+
+/* cf_txfer1 builds a one-descriptor transfer between local DRAM at laddr
+ * and [roff, roff + len) of the target. */
+static nxl_status_t
+cf_txfer1(nxl_agent_t *a, nxl_op_t op, uint64_t laddr, const cf_tgt *t,
+          uint64_t roff, uint64_t len, const nxl_opts_t *opts,
+          nxl_xfer_t **x_p)
+{
+    nxl_desc_t ld = {laddr, len, 0}, rd = cf_tdesc(t, roff, len);
+    nxl_dlist_t ll = cf_dl(&ld, 1), rl = cf_tdl(t, &rd, 1);
+
+    return nxl_xfer_create(a, op, &ll, &rl, cf_tname(t, a), opts, x_p);
+}
+
+/* cf_tio reads (wr = 0) or writes len bytes at off of the FILE target
+ * (file offset CF_TFILE_BASE + off). */
+static int
+cf_tio(const cf_tgt *t, int wr, uint8_t *buf, uint64_t len, uint64_t off)
+{
+    ssize_t n;
+
+    off += CF_TFILE_BASE;
+    while (len > 0) {
+        n = wr ? pwrite(t->fd, buf, (size_t)len, (off_t)off)
+               : pread(t->fd, buf, (size_t)len, (off_t)off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            XT_FAILF("%s of %" PRIu64 " bytes at offset %" PRIu64
+                     " of the target file: %s",
+                     wr ? "pwrite" : "pread", len, off,
+                     n < 0 ? strerror(errno) : "end of file");
+        }
+        buf += n;
+        len -= (uint64_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* cf_tfill writes pattern seed to [off, off + len) of the target. */
+static int
+cf_tfill(cf_tgt *t, uint64_t off, uint64_t len, uint32_t seed)
+{
+    uint8_t *b;
+    uint64_t k, n;
+
+    if (t->kind == CF_T_PEER) {
+        return cf_pfill(&t->peer, t->region, off, len, seed);
+    }
+    XT_ASSERT(off <= t->len && len <= t->len - off);
+    if (t->kind == CF_T_MEM) {
+        cf_fill(t->mem + off, len, seed, off);
+        return 0;
+    }
+    b = malloc(CF_TCHUNK);
+    XT_ASSERT(b != NULL);
+    for (k = 0; k < len; k += n) {
+        n = len - k < CF_TCHUNK ? len - k : CF_TCHUNK;
+        cf_fill(b, n, seed, off + k);
+        if (cf_tio(t, 1, b, n, off + k) != 0) {
+            free(b);
+            return 1;
+        }
+    }
+    free(b);
+    return 0;
+}
+
+/* cf_tcheck: [off, off + len) of the target holds pattern seed. */
+static int
+cf_tcheck(cf_tgt *t, uint64_t off, uint64_t len, uint32_t seed,
+          const char *what)
+{
+    uint8_t *b;
+    uint64_t k, n, bad;
+
+    if (t->kind == CF_T_PEER) {
+        return cf_pcheck(&t->peer, t->region, off, len, seed, what);
+    }
+    XT_ASSERT(off <= t->len && len <= t->len - off);
+    if (t->kind == CF_T_MEM) {
+        return cf_check_local(t->mem + off, len, seed, off, what);
+    }
+    b = malloc(CF_TCHUNK);
+    XT_ASSERT(b != NULL);
+    for (k = 0; k < len; k += n) {
+        n = len - k < CF_TCHUNK ? len - k : CF_TCHUNK;
+        if (cf_tio(t, 0, b, n, off + k) != 0) {
+            free(b);
+            return 1;
+        }
+        bad = cf_find_bad(b, n, seed, off + k);
+        if (bad != n) {
+            uint8_t got = b[bad];
+
+            free(b);
+            XT_FAILF("%s: file data wrong at [%" PRIu64 "+%" PRIu64
+                     "): byte %" PRIu64 " is 0x%02x, want 0x%02x",
+                     what, off, len, k + bad, got,
+                     cf_pat(seed, off + k + bad));
+        }
+    }
+    free(b);
+    return 0;
+}
+
+/* cf_tcheck_strided: count slots of stride bytes from offset 0 each hold
+ * seed in their first len bytes and seed2 in the rest (the gaps). */
+static int
+cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride, uint64_t count,
+                  uint32_t seed, uint32_t seed2, const char *what)
+{
+    cf_cmd c;
+    cf_rep r;
+    uint8_t *b;
+    uint64_t k, bad;
+
+    if (t->kind == CF_T_PEER) {
+        c = cf_cmd_of(CF_OP_CHECK_STRIDED);
+        c.region = t->region;
+        c.len = len;
+        c.stride = stride;
+        c.count = count;
+        c.seed = seed;
+        c.seed2 = seed2;
+        if (cf_call(&t->peer, &c, &r) != 0) {
+            return 1;
+        }
+        if (r.status != 0) {
+            XT_FAILF("%s: peer data wrong: %s", what, r.err);
+        }
+        return 0;
+    }
+    XT_ASSERT(stride >= len && count <= t->len / stride);
+    b = t->mem;
+    if (t->kind == CF_T_FILE) {
+        b = malloc(stride * count);
+        XT_ASSERT(b != NULL);
+        if (cf_tio(t, 0, b, stride * count, 0) != 0) {
+            free(b);
+            return 1;
+        }
+    }
+    for (k = 0; k < count; k++) {
+        uint64_t o0 = k * stride;
+
+        bad = cf_find_bad(b + o0, len, seed, o0);
+        if (bad == len) {
+            bad = len + cf_find_bad(b + o0 + len, stride - len, seed2,
+                                    o0 + len);
+        }
+        if (bad != stride) {
+            uint8_t got = b[o0 + bad];
+
+            if (t->kind == CF_T_FILE) {
+                free(b);
+            }
+            XT_FAILF("%s: slot %" PRIu64 " byte %" PRIu64
+                     " is 0x%02x, want 0x%02x",
+                     what, k, bad, got,
+                     cf_pat(bad < len ? seed : seed2, o0 + bad));
+        }
+    }
+    if (t->kind == CF_T_FILE) {
+        free(b);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Cases. */
 
 /* READ and WRITE move exactly the described bytes at 1 B, 4 KiB, 1 MiB and
  * 64 MiB (NIXL TestTransfer; nxl.h: READ pulls remote into local, WRITE
  * pushes local to remote): data checked on the receiving side, guard
  * bytes on both sides untouched, unaligned offsets, and the transfer runs
- * on the backend under test (nxl_xfer_backend). */
+ * on the backend under test (nxl_xfer_backend). The target is the peer's
+ * memory or a FILE (cf_tgt), here and in every case using CF_NEED_TGT. */
 static int
 t_sizes(void)
 {
@@ -1333,18 +1755,18 @@ t_sizes(void)
     nxl_backend_t *be = NULL;
     nxl_xfer_t *x = NULL;
     uint8_t *loc;
-    cf_peer p;
+    cf_tgt t;
     char what[64];
     size_t i;
     int op;
     uint32_t seed = 1;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, buflen, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, buflen, 0, &a) == 0);
     loc = cf_map(buflen);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, buflen));
-    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, bg) == 0);
+    XT_ASSERT(cf_tfill(&t, 0, buflen, bg) == 0);
 
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint64_t n = sizes[i];
@@ -1357,11 +1779,10 @@ t_sizes(void)
             if (op == NXL_WRITE) {
                 cf_fill(loc + loff, n, seed, roff);
             } else {
-                XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, roff, n, seed) == 0);
+                XT_ASSERT(cf_tfill(&t, roff, n, seed) == 0);
             }
-            XT_ASSERT_OK(cf_xfer1(a, (nxl_op_t)op, (uintptr_t)loc + loff,
-                                  cf_raddr(&p, CF_REG_HEAP, roff), n, "peer",
-                                  NULL, &x));
+            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)loc + loff,
+                                   &t, roff, n, NULL, &x));
             XT_ASSERT_OK(nxl_xfer_backend(x, &be));
             XT_ASSERT(be != NULL);
             XT_ASSERT(strcasecmp(nxl_backend_name(be), cf_be()) == 0);
@@ -1370,17 +1791,14 @@ t_sizes(void)
             nxl_xfer_release(x);
             x = NULL;
             if (op == NXL_WRITE) {
-                XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff, n, seed, what) ==
-                          0);
+                XT_ASSERT(cf_tcheck(&t, roff, n, seed, what) == 0);
             } else {
                 XT_ASSERT(cf_check_local(loc + loff, n, seed, roff, what) ==
                           0);
             }
             /* Nothing outside the described range moved. */
-            XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff - guard, guard, bg,
-                                what) == 0);
-            XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, roff + n, guard, bg,
-                                what) == 0);
+            XT_ASSERT(cf_tcheck(&t, roff - guard, guard, bg, what) == 0);
+            XT_ASSERT(cf_tcheck(&t, roff + n, guard, bg, what) == 0);
             XT_ASSERT(cf_check_byte(loc + loff - guard, guard, 0xa5, what) ==
                       0);
             XT_ASSERT(cf_check_byte(loc + loff + n, guard, 0xa5, what) == 0);
@@ -1390,7 +1808,7 @@ t_sizes(void)
     }
     nxl_agent_destroy(a);
     cf_unmap(loc, buflen);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* Many descriptors per request: 1000 x 4 KiB, scattered (gaps on both
@@ -1410,15 +1828,13 @@ t_many_descs(void)
     nxl_xfer_t *x = NULL;
     nxl_dlist_t ll, rl;
     nxl_opts_t o;
-    cf_cmd c;
-    cf_rep r;
-    cf_peer p;
+    cf_tgt t;
     uint8_t *loc;
     uint64_t rng = 12345;
     size_t i;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, buflen, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, buflen, 0, &a) == 0);
     loc = cf_map(buflen);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, buflen));
@@ -1427,35 +1843,27 @@ t_many_descs(void)
     for (i = 0; i < N; i++) {
         /* Local slots start 512 bytes in; remote slots at their start. */
         ld[i] = (nxl_desc_t){(uintptr_t)loc + pl[i] * slot + 512, len, 0};
-        rd[i] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, pr[i] * slot), len, 0};
+        rd[i] = cf_tdesc(&t, pr[i] * slot, len);
         cf_fill(loc + pl[i] * slot + 512, len, seed_w, pr[i] * slot);
         idx[i] = i;
     }
     ll = cf_dl(ld, N);
-    rl = cf_dl(rd, N);
+    rl = cf_tdl(&t, rd, N);
 
     /* WRITE, one-shot. */
-    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, bg) == 0);
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
+    XT_ASSERT(cf_tfill(&t, 0, buflen, bg) == 0);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, cf_tname(&t, a), NULL,
+                                 &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    c = cf_cmd_of(CF_OP_CHECK_STRIDED);
-    c.region = CF_REG_HEAP;
-    c.len = len;
-    c.stride = slot;
-    c.count = N;
-    c.seed = seed_w;
-    c.seed2 = bg;
-    XT_ASSERT(cf_call(&p, &c, &r) == 0);
-    if (r.status != 0) {
-        XT_FAILF("scattered WRITE: peer data wrong: %s", r.err);
-    }
+    XT_ASSERT(cf_tcheck_strided(&t, len, slot, N, seed_w, bg,
+                                "scattered WRITE") == 0);
 
     /* READ, prepared lists, with and without merging. */
     XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
-    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, cf_tname(&t, a), &rl, NULL, &rp));
     for (int pass = 0; pass < 2; pass++) {
-        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, buflen, seed_r + pass) == 0);
+        XT_ASSERT(cf_tfill(&t, 0, buflen, seed_r + pass) == 0);
         memset(loc, 0xa5, buflen);
         nxl_opts_init(&o);
         o.skip_merge = pass;
@@ -1476,7 +1884,7 @@ t_many_descs(void)
     nxl_dlist_release(rp);
     nxl_agent_destroy(a);
     cf_unmap(loc, buflen);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* Reposting one request (NIXL §1.4 postXferReq, §7.5): a repost while the
@@ -1491,18 +1899,17 @@ t_repost(void)
     nxl_xfer_t *x = NULL;
     nxl_status_t st, st2;
     uint8_t *loc;
-    cf_peer p;
+    cf_tgt t;
     int k, in_prog = 0, active = 0;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, big, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, big, 0, &a) == 0);
     loc = cf_map(big);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, big));
 
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), big, "peer", NULL,
-                          &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, big, NULL,
+                           &x));
     for (k = 0; k < 5; k++) {
         cf_fill(loc, big, 100 + (uint32_t)k, 0);
         st = nxl_xfer_post(x, NULL);
@@ -1520,8 +1927,8 @@ t_repost(void)
         }
         XT_ASSERT_OK(st);
         XT_ASSERT_OK(nxl_xfer_status(x));
-        XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, big, 100 + (uint32_t)k,
-                            "repost WRITE") == 0);
+        XT_ASSERT(cf_tcheck(&t, 0, big, 100 + (uint32_t)k, "repost WRITE") ==
+                  0);
     }
     if (in_prog > 0 && active == 0) {
         XT_FAILF("%d posts were in progress but an immediate repost never "
@@ -1534,12 +1941,10 @@ t_repost(void)
     nxl_xfer_release(x);
 
     /* READ loop: the peer changes its data, each repost picks it up. */
-    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 4096), small, "peer",
-                          NULL, &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 4096, small, NULL,
+                           &x));
     for (k = 0; k < 4; k++) {
-        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 4096, small, 200 + (uint32_t)k) ==
-                  0);
+        XT_ASSERT(cf_tfill(&t, 4096, small, 200 + (uint32_t)k) == 0);
         XT_ASSERT_OK(cf_run(x, NULL));
         XT_ASSERT(cf_check_local(loc, small, 200 + (uint32_t)k, 4096,
                                  "repost READ") == 0);
@@ -1547,7 +1952,7 @@ t_repost(void)
     nxl_xfer_release(x);
     nxl_agent_destroy(a);
     cf_unmap(loc, big);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* cf_notif_post: post x with opts while the peer waits for one
@@ -1612,7 +2017,8 @@ t_notif_xfer(void)
     cf_peer p;
     size_t zero = 0;
 
-    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    CF_NEED_WHY(NXL_CAP_REMOTE | NXL_CAP_NOTIF,
+                "notifications attached to transfers reach a peer process");
     XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
@@ -1693,7 +2099,8 @@ t_notif_standalone(void)
     char msg[CF_MSG_MAX];
     int seen[M], i, k;
 
-    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    CF_NEED_WHY(NXL_CAP_REMOTE | NXL_CAP_NOTIF,
+                "standalone notifications go between two processes' agents");
     XT_ASSERT(cf_setup(&p, 4096, 0, 0, &a) == 0);
     q = calloc(1, sizeof(*q));
     XT_ASSERT(q != NULL);
@@ -1773,7 +2180,8 @@ t_notif_self(void)
     cf_nq *q;
     cf_notif n;
 
-    CF_NEED(NXL_CAP_LOCAL | NXL_CAP_NOTIF);
+    CF_NEED_WHY(NXL_CAP_LOCAL | NXL_CAP_NOTIF,
+                "the case sends notifications to the agent's own name");
     q = calloc(1, sizeof(*q));
     XT_ASSERT(q != NULL);
     XT_ASSERT_OK(cf_agent("main", CF_NO_LISTEN, &a));
@@ -1793,8 +2201,10 @@ t_notif_self(void)
 }
 
 /* Loopback (NIXL §7.4): a transfer to the agent's own name works without
- * any metadata exchange, one-shot and through prepared lists, READ and
- * WRITE, between two registrations of this process. */
+ * any metadata exchange, one-shot and through prepared lists (index
+ * remapping: the halves swapped), READ and WRITE, between two
+ * registrations of this process: DRAM <-> DRAM, or DRAM <-> FILE for a
+ * local storage backend (cf_tgt). */
 static int
 t_loopback(void)
 {
@@ -1804,42 +2214,28 @@ t_loopback(void)
     nxl_xfer_t *x = NULL;
     nxl_desc_t ld[2], rd[2];
     nxl_dlist_t ll, rl;
-    nxl_plugin_info_t info;
-    nxl_status_t st;
-    uint8_t *src, *dst;
+    uint8_t *src;
     size_t li[2] = {0, 1}, ri[2] = {1, 0};
+    cf_tgt t;
 
     CF_NEED(NXL_CAP_LOCAL);
     src = cf_map(len);
-    dst = cf_map(len);
-    XT_ASSERT(src != NULL && dst != NULL);
+    XT_ASSERT(src != NULL);
+    XT_ASSERT(cf_tinit(&t, cf_file_tgt() ? CF_T_FILE : CF_T_MEM, len) == 0);
     XT_ASSERT_OK(cf_agent("main", CF_NO_LISTEN, &a));
     XT_ASSERT_OK(cf_reg(a, src, len));
-    XT_ASSERT_OK(cf_reg(a, dst, len));
+    XT_ASSERT_OK(cf_tregister(&t, a));
 
     cf_fill(src, len, 400, 0);
-    st = cf_xfer1(a, NXL_WRITE, (uintptr_t)src, (uintptr_t)dst, len, "main",
-                  NULL, &x);
-    if (st == NXL_ERR_NOT_SUPPORTED && nxl_plugin_info(cf_be(), &info) ==
-                                           NXL_OK &&
-        !(info.caps & NXL_CAP_REMOTE)) {
-        /* A local storage backend (POSIX: DRAM <-> FILE) need not move
-         * DRAM to DRAM; a transport backend must. */
-        printf("  skip: %s does not move DRAM to DRAM (%s)\n", cf_be(),
-               nxl_last_error());
-        nxl_agent_destroy(a);
-        cf_unmap(src, len);
-        cf_unmap(dst, len);
-        return XT_SKIP;
-    }
-    XT_ASSERT_OK(st);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
+                           &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    XT_ASSERT(cf_check_local(dst, len, 400, 0, "loopback WRITE") == 0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 400, "loopback WRITE") == 0);
 
-    cf_fill(dst, len, 401, 0);
-    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)src, (uintptr_t)dst, len,
-                          "main", NULL, &x));
+    XT_ASSERT(cf_tfill(&t, 0, len, 401) == 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)src, &t, 0, len, NULL,
+                           &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     XT_ASSERT(cf_check_local(src, len, 401, 0, "loopback READ") == 0);
@@ -1847,10 +2243,10 @@ t_loopback(void)
     /* Prepared lists, the halves swapped. */
     ld[0] = (nxl_desc_t){(uintptr_t)src, len / 2, 0};
     ld[1] = (nxl_desc_t){(uintptr_t)src + len / 2, len / 2, 0};
-    rd[0] = (nxl_desc_t){(uintptr_t)dst, len / 2, 0};
-    rd[1] = (nxl_desc_t){(uintptr_t)dst + len / 2, len / 2, 0};
+    rd[0] = cf_tdesc(&t, 0, len / 2);
+    rd[1] = cf_tdesc(&t, len / 2, len / 2);
     ll = cf_dl(ld, 2);
-    rl = cf_dl(rd, 2);
+    rl = cf_tdl(&t, rd, 2);
     XT_ASSERT_OK(nxl_dlist_prep(a, "", &ll, NULL, &lp));
     XT_ASSERT_OK(nxl_dlist_prep(a, "main", &rl, NULL, &rp));
     cf_fill(src, len / 2, 402, len / 2);
@@ -1858,14 +2254,23 @@ t_loopback(void)
     XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, li, rp, ri, 2, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    XT_ASSERT(cf_check_local(dst, len, 402, 0, "loopback prepped") == 0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 402, "loopback prepped WRITE") == 0);
+    /* And back: target half i into source half 1 - i. */
+    XT_ASSERT(cf_tfill(&t, 0, len, 403) == 0);
+    memset(src, 0xa5, len);
+    XT_ASSERT_OK(nxl_xfer_make(a, NXL_READ, lp, li, rp, ri, 2, NULL, &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(src, len / 2, 403, len / 2,
+                             "loopback prepped READ") == 0);
+    XT_ASSERT(cf_check_local(src + len / 2, len / 2, 403, 0,
+                             "loopback prepped READ") == 0);
     nxl_dlist_release(lp);
     nxl_dlist_release(rp);
 
     nxl_agent_destroy(a);
     cf_unmap(src, len);
-    cf_unmap(dst, len);
-    return 0;
+    return cf_tstop(&t);
 }
 
 /* The side channel (NIXL remoteMDFromSocket, §4.4-4.5): fetch loads the
@@ -1885,7 +2290,8 @@ t_sidechannel(void)
     uint8_t *loc;
     cf_peer p;
 
-    CF_NEED(NXL_CAP_REMOTE);
+    CF_NEED_WHY(NXL_CAP_REMOTE,
+                "metadata exchange over the side channel with a peer process");
     XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
@@ -1962,7 +2368,8 @@ t_invalidate(void)
     cf_peer p;
     size_t zero = 0;
 
-    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
+    CF_NEED_WHY(NXL_CAP_REMOTE | NXL_CAP_NOTIF,
+                "invalidation of a loaded peer's metadata");
     XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
@@ -2047,7 +2454,9 @@ t_md_errors(void)
     cf_rep r;
     cf_peer p;
 
-    CF_NEED(NXL_CAP_REMOTE);
+    CF_NEED_WHY(NXL_CAP_REMOTE,
+                "loading a peer's metadata blob (own blob, garbage, "
+                "conflicts)");
     XT_ASSERT(cf_spawn(&p, &pc) == 0);
     XT_ASSERT_OK(cf_agent("main", 0, &a));
     loc = cf_map(extra);
@@ -2149,7 +2558,8 @@ t_md_partial(void)
     uint8_t *loc;
     cf_peer p;
 
-    CF_NEED(NXL_CAP_REMOTE);
+    CF_NEED_WHY(NXL_CAP_REMOTE,
+                "partial metadata of a peer process");
     XT_ASSERT(cf_spawn(&p, &pc) == 0);
     XT_ASSERT_OK(cf_agent("main", 0, &a));
     loc = cf_map(len);
@@ -2239,7 +2649,8 @@ t_peer_killed(void)
     cf_peer p, p2;
     int k, posts = 0;
 
-    CF_NEED(NXL_CAP_REMOTE);
+    CF_NEED_WHY(NXL_CAP_REMOTE,
+                "the death of a peer process during transfers");
     XT_ASSERT(cf_spawn(&p, &pc) == 0);
     XT_ASSERT(cf_spawn(&p2, &pc2) == 0);
     XT_ASSERT_OK(cf_agent("main", 0, &a));
@@ -2314,10 +2725,11 @@ t_peer_killed(void)
     return cf_pstop(&p2);
 }
 
-/* One thread of t_threads: its own buffers and slice of the peer. */
+/* One thread of t_threads: its own buffers and slice of the target. */
 typedef struct {
     nxl_agent_t *a;
-    uint64_t raddr;
+    const cf_tgt *tgt;
+    uint64_t roff;
     int idx;
     int rc;
     char err[CF_ERR_MAX];
@@ -2354,10 +2766,10 @@ cf_thr_main(void *arg)
             nxl_xfer_release(xw);
             nxl_xfer_release(xr);
             xw = xr = NULL;
-            if ((st = cf_xfer1(t->a, NXL_WRITE, (uintptr_t)src, t->raddr,
-                               len, "peer", NULL, &xw)) != NXL_OK ||
-                (st = cf_xfer1(t->a, NXL_READ, (uintptr_t)dst, t->raddr, len,
-                               "peer", NULL, &xr)) != NXL_OK) {
+            if ((st = cf_txfer1(t->a, NXL_WRITE, (uintptr_t)src, t->tgt,
+                                t->roff, len, NULL, &xw)) != NXL_OK ||
+                (st = cf_txfer1(t->a, NXL_READ, (uintptr_t)dst, t->tgt,
+                                t->roff, len, NULL, &xr)) != NXL_OK) {
                 CF_THR_FAIL(t, "create: %s (%s)", nxl_status_name(st),
                             nxl_last_error());
             }
@@ -2390,7 +2802,7 @@ out:
 
 /* Concurrent transfers on one agent under NXL_SYNC_RW (NIXL
  * multi_threading "concurrent transfers on one agent", DESIGN §7): four
- * threads, each registering its own buffers and a slice of the peer,
+ * threads, each registering its own buffers and a slice of the target,
  * WRITE then READ back 30 times (recreating requests every 10), data
  * checked every time. */
 static int
@@ -2400,16 +2812,17 @@ t_threads(void)
     nxl_agent_t *a = NULL;
     pthread_t th[T];
     cf_thr t[T];
-    cf_peer p;
+    cf_tgt tg;
     int i, rc = 0;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, T * CF_MIB, 0, CF_SYNC_RW, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&tg, T * CF_MIB, CF_SYNC_RW, &a) == 0);
     for (i = 0; i < T; i++) {
         memset(&t[i], 0, sizeof(t[i]));
         t[i].a = a;
         t[i].idx = i;
-        t[i].raddr = cf_raddr(&p, CF_REG_HEAP, (uint64_t)i * CF_MIB);
+        t[i].tgt = &tg;
+        t[i].roff = (uint64_t)i * CF_MIB;
         XT_ASSERT_EQ(pthread_create(&th[i], NULL, cf_thr_main, &t[i]), 0);
     }
     for (i = 0; i < T; i++) {
@@ -2421,7 +2834,7 @@ t_threads(void)
     }
     XT_ASSERT_EQ(rc, 0);
     nxl_agent_destroy(a);
-    return cf_pstop(&p);
+    return cf_tstop(&tg);
 }
 
 /* Bad input gets the documented status and an nxl_last_error message, no
@@ -2442,102 +2855,107 @@ t_bad_input(void)
     nxl_backend_t *be = NULL;
     nxl_agent_t *a = NULL;
     nxl_desc_t ld, rd, l2[2], r2[2], bad;
-    nxl_dlist_t ll, rl, l2l, r2l, badl, nulld = {NXL_DRAM, NULL, 1};
+    nxl_dlist_t ll, rl, l2l, r2l, badl, rbadl;
+    nxl_dlist_t nulld = {NXL_DRAM, NULL, 1};
     uint8_t *loc, *unreg, junk[64];
     size_t i0 = 0, i1 = 1, i2 = 2;
-    uint64_t rbase;
+    uint64_t rbase, rdev;
+    const char *rn;
     nxl_opts_t o;
-    cf_peer p;
+    cf_tgt t;
 
-    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
-    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    CF_NEED_TGT(NXL_CAP_NOTIF);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     loc = cf_map(len);
     unreg = cf_map(len);
     XT_ASSERT(loc != NULL && unreg != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
-    rbase = cf_raddr(&p, CF_REG_HEAP, 0);
+    rbase = cf_taddr(&t, 0);
+    rdev = cf_tdev(&t);
+    rn = cf_tname(&t, a);
     ld = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
-    rd = (nxl_desc_t){rbase, 4096, 0};
+    rd = (nxl_desc_t){rbase, 4096, rdev};
     ll = cf_dl(&ld, 1);
-    rl = cf_dl(&rd, 1);
+    rl = cf_tdl(&t, &rd, 1);
 
     /* NULL arguments and a bad op. */
-    XT_ASSERT_STATUS(nxl_xfer_create(NULL, NXL_WRITE, &ll, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(NULL, NXL_WRITE, &ll, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, NULL, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, NULL, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, NULL, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, NULL, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, NULL, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, rn, NULL,
                                      NULL),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, (nxl_op_t)7, &ll, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, (nxl_op_t)7, &ll, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &nulld, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &nulld, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &nulld, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &nulld, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == sentinel);
 
     /* Zero length, counts, lengths. */
     l2[0] = (nxl_desc_t){(uintptr_t)loc, 0, 0};
-    r2[0] = (nxl_desc_t){rbase, 0, 0};
+    r2[0] = (nxl_desc_t){rbase, 0, rdev};
     l2l = cf_dl(l2, 1);
-    r2l = cf_dl(r2, 1);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &r2l, "peer", NULL,
+    r2l = cf_tdl(&t, r2, 1);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &r2l, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
     l2[0] = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
     l2[1] = (nxl_desc_t){(uintptr_t)loc + 8192, 4096, 0};
     l2l = cf_dl(l2, 2);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    r2[0] = (nxl_desc_t){rbase, 2048, 0};
-    r2l = cf_dl(r2, 1);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &r2l, "peer", NULL,
+    r2[0] = (nxl_desc_t){rbase, 2048, rdev};
+    r2l = cf_tdl(&t, r2, 1);
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &r2l, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &r2l, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &r2l, rn, NULL,
                                      &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == sentinel);
 
     /* Memory not covered by registrations. */
     badl = cf_dl(&bad, 1);
+    rbadl = cf_tdl(&t, &bad, 1);
     bad = (nxl_desc_t){(uintptr_t)unreg, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){(uintptr_t)loc + len - 2048, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
-    bad = (nxl_desc_t){rbase + len, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+    bad = (nxl_desc_t){rbase + len, 4096, rdev};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
-    bad = (nxl_desc_t){rbase + len - 2048, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+    bad = (nxl_desc_t){rbase + len - 2048, 4096, rdev};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &badl, "peer", NULL,
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &rbadl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
-    bad = (nxl_desc_t){rbase - 1, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+    bad = (nxl_desc_t){rbase - 1, 4096, rdev};
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
-    bad = (nxl_desc_t){rbase, 4096, 7}; /* another device id */
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &badl, "peer", NULL,
+    bad = (nxl_desc_t){rbase, 4096, rdev + 7}; /* another device id */
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
                                      &x),
                      NXL_ERR_NOT_FOUND);
     XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "nobody", NULL,
@@ -2546,16 +2964,16 @@ t_bad_input(void)
     XT_ASSERT(x == sentinel);
 
     /* Prepared lists. */
-    XT_ASSERT_STATUS(nxl_dlist_prep(NULL, "peer", &rl, NULL, &pp),
+    XT_ASSERT_STATUS(nxl_dlist_prep(NULL, rn, &rl, NULL, &pp),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", NULL, NULL, &pp),
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, rn, NULL, NULL, &pp),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &rl, NULL, NULL),
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, rn, &rl, NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_dlist_prep(a, "nobody", &rl, NULL, &pp),
                      NXL_ERR_NOT_FOUND);
-    bad = (nxl_desc_t){rbase + len - 2048, 4096, 0};
-    XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &badl, NULL, &pp),
+    bad = (nxl_desc_t){rbase + len - 2048, 4096, rdev};
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, rn, &rbadl, NULL, &pp),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){(uintptr_t)unreg, 4096, 0};
     XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &badl, NULL, &pp),
@@ -2565,12 +2983,12 @@ t_bad_input(void)
     /* Indices out of range, unequal pair lengths, NULLs. */
     l2[0] = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
     l2[1] = (nxl_desc_t){(uintptr_t)loc + 8192, 2048, 0};
-    r2[0] = (nxl_desc_t){rbase, 4096, 0};
-    r2[1] = (nxl_desc_t){rbase + 8192, 4096, 0};
+    r2[0] = (nxl_desc_t){rbase, 4096, rdev};
+    r2[1] = (nxl_desc_t){rbase + 8192, 4096, rdev};
     l2l = cf_dl(l2, 2);
-    r2l = cf_dl(r2, 2);
+    r2l = cf_tdl(&t, r2, 2);
     XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &l2l, NULL, &lp));
-    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &r2l, NULL, &rp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, rn, &r2l, NULL, &rp));
     XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i2, rp, &i0, 1, NULL,
                                    &x),
                      NXL_ERR_INVALID_PARAM);
@@ -2603,16 +3021,16 @@ t_bad_input(void)
     XT_ASSERT_STATUS(nxl_xfer_wait(NULL, 10), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_telemetry(NULL, &tm), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_backend(NULL, &be), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &ok));
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, rn, NULL, &ok));
     XT_ASSERT_STATUS(nxl_xfer_telemetry(ok, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_backend(ok, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_status(ok), NXL_ERR_NOT_POSTED);
     XT_ASSERT_STATUS(nxl_xfer_wait(ok, 10), NXL_ERR_NOT_POSTED);
 
     /* Notifications. */
-    XT_ASSERT_STATUS(nxl_notif_send(NULL, "peer", "x", 1, NULL),
+    XT_ASSERT_STATUS(nxl_notif_send(NULL, rn, "x", 1, NULL),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_notif_send(a, "peer", NULL, 5, NULL),
+    XT_ASSERT_STATUS(nxl_notif_send(a, rn, NULL, 5, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_notif_send(a, "nobody", "x", 1, NULL),
                      NXL_ERR_NOT_FOUND);
@@ -2622,21 +3040,20 @@ t_bad_input(void)
     CF_ASSERT_ONE_OF(nxl_md_load(a, junk, sizeof(junk), NULL, 0),
                      NXL_ERR_MISMATCH, NXL_ERR_PROTO);
     nxl_opts_init(&o);
-    XT_ASSERT_STATUS(nxl_md_fetch(a, "peer", &o), NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(nxl_md_fetch(a, rn, &o), NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT_STATUS(nxl_md_invalidate_local(a, &o), NXL_ERR_NOT_SUPPORTED);
 
     /* None of it broke anything. */
     cf_fill(loc, 4096, 900, 0);
     XT_ASSERT_OK(cf_run(ok, NULL));
-    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, 4096, 900, "after bad input") ==
-              0);
+    XT_ASSERT(cf_tcheck(&t, 0, 4096, 900, "after bad input") == 0);
     nxl_xfer_release(ok);
     nxl_dlist_release(lp);
     nxl_dlist_release(rp);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
     cf_unmap(unreg, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* nxl_xfer_wait with a timeout (nxl.h; NIXL has no wait): NOT_POSTED for
@@ -2644,7 +3061,8 @@ t_bad_input(void)
  * transfer gives NXL_ERR_TIMEOUT after about the timeout, sleeping rather
  * than spinning; a zero timeout returns at once; once the peer resumes the
  * wait completes and the data is there. Backends that complete without
- * the peer's help (CMA) just finish. */
+ * the peer's help (CMA) just finish; so does a FILE target, which nothing
+ * can hold back (the rest is checked all the same). */
 static int
 t_wait_timeout(void)
 {
@@ -2656,31 +3074,36 @@ t_wait_timeout(void)
     pthread_t th;
     uint64_t t0, dt, c0, dc;
     uint8_t *loc;
-    cf_peer p;
+    cf_tgt t;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
     cf_fill(loc, len, 1000, 0);
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
-                          &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
     t0 = xt_now_ms();
     XT_ASSERT_STATUS(nxl_xfer_wait(x, 500), NXL_ERR_NOT_POSTED);
     XT_ASSERT(xt_now_ms() - t0 < 400);
 
-    XT_ASSERT_EQ(kill(p.pid, SIGSTOP), 0);
-    ca.pid = p.pid;
-    ca.delay_ms = 6000;
-    ca.done = 0;
-    XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
+    if (t.kind == CF_T_PEER) {
+        XT_ASSERT_EQ(kill(t.peer.pid, SIGSTOP), 0);
+        ca.pid = t.peer.pid;
+        ca.delay_ms = 6000;
+        ca.done = 0;
+        XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
+    } else {
+        printf("  note: nothing holds a FILE target back; the wait runs on "
+               "whatever the device leaves in flight\n");
+    }
     t0 = xt_now_ms();
     st = nxl_xfer_post(x, NULL);
     dt = xt_now_ms() - t0;
     if (dt > 3000) {
-        XT_FAILF("post blocked %" PRIu64 " ms on a stopped peer", dt);
+        XT_FAILF("post blocked %" PRIu64 " ms (%s)", dt,
+                 t.kind == CF_T_PEER ? "peer stopped" : "FILE target");
     }
     if (st == NXL_IN_PROG) {
         t0 = xt_now_ms();
@@ -2706,58 +3129,80 @@ t_wait_timeout(void)
             }
         } else {
             XT_ASSERT_OK(st);
-            printf("  note: transfer finished with the peer stopped\n");
+            printf("  note: transfer finished within 300 ms%s\n",
+                   t.kind == CF_T_PEER ? " with the peer stopped" : "");
         }
     } else {
         XT_ASSERT_OK(st);
-        printf("  note: post completed inline with the peer stopped\n");
+        printf("  note: post completed inline%s\n",
+               t.kind == CF_T_PEER ? " with the peer stopped" : "");
     }
-    ca.done = 1;
-    pthread_join(th, NULL);
+    if (t.kind == CF_T_PEER) {
+        ca.done = 1;
+        pthread_join(th, NULL);
+    }
     if (st != NXL_OK) {
         XT_ASSERT_OK(nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS));
     }
     XT_ASSERT_OK(nxl_xfer_status(x));
-    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1000, "after wait") == 0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1000, "after wait") == 0);
     nxl_xfer_release(x);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* nxl_xfer_release of an in-flight request (nxl.h: cancels and returns
- * only when no backend touches its buffers; NIXL releaseXferReq): right
- * after post, and with the peer stopped (release must not wait for it);
- * the local buffer is unmapped at once after release (a late access would
- * crash) and the agent keeps working with the peer. */
+ * only when no backend touches its buffers; NIXL releaseXferReq): WRITE
+ * and READ right after post, then with the peer stopped (release must not
+ * wait for it) or, on a FILE target, a READ of 4096 scattered 4 KiB
+ * pieces (more than the backend keeps in flight). After a READ's release
+ * the local buffer is overwritten and must stay so (a late completion
+ * would land in it); every buffer is unmapped at once after release (a
+ * late access would crash) and the agent keeps working with the target. */
 static int
 t_release_inflight(void)
 {
-    const uint64_t len = 16 * CF_MIB;
+    enum { NP = 4096 };
+    const uint64_t len = 16 * CF_MIB, piece = len / NP;
+    static nxl_desc_t ld[NP], rd[NP];
     nxl_agent_t *a = NULL;
     nxl_xfer_t *x = NULL;
+    nxl_dlist_t ll, rl;
     nxl_status_t st;
     cf_cont_arg ca;
     pthread_t th;
     uint64_t t0, dt;
     uint8_t *loc;
-    cf_peer p;
-    int k;
+    cf_tgt t;
+    size_t i;
+    int k, in_flight = 0;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     for (k = 0; k < 3; k++) {
-        nxl_op_t op = k == 1 ? NXL_READ : NXL_WRITE;
+        nxl_op_t op = k == 0 ? NXL_WRITE : k == 1 ? NXL_READ
+                      : t.kind == CF_T_PEER ? NXL_WRITE : NXL_READ;
 
         loc = cf_map(len);
         XT_ASSERT(loc != NULL);
         XT_ASSERT_OK(cf_reg(a, loc, len));
-        XT_ASSERT_OK(cf_xfer1(a, op, (uintptr_t)loc,
-                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
-                              &x));
-        if (k == 2) {
-            XT_ASSERT_EQ(kill(p.pid, SIGSTOP), 0);
-            ca.pid = p.pid;
+        if (k == 2 && t.kind != CF_T_PEER) {
+            for (i = 0; i < NP; i++) {
+                ld[i] = (nxl_desc_t){(uintptr_t)loc + i * piece, piece, 0};
+                rd[i] = cf_tdesc(&t, (NP - 1 - i) * piece, piece);
+            }
+            ll = cf_dl(ld, NP);
+            rl = cf_tdl(&t, rd, NP);
+            XT_ASSERT_OK(nxl_xfer_create(a, op, &ll, &rl, cf_tname(&t, a),
+                                         NULL, &x));
+        } else {
+            XT_ASSERT_OK(cf_txfer1(a, op, (uintptr_t)loc, &t, 0, len, NULL,
+                                   &x));
+        }
+        if (k == 2 && t.kind == CF_T_PEER) {
+            XT_ASSERT_EQ(kill(t.peer.pid, SIGSTOP), 0);
+            ca.pid = t.peer.pid;
             ca.delay_ms = 4000;
             ca.done = 0;
             XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
@@ -2767,12 +3212,20 @@ t_release_inflight(void)
             XT_FAILF("post -> %s (%s)", nxl_status_name(st),
                      nxl_last_error());
         }
+        in_flight += st == NXL_IN_PROG;
         t0 = xt_now_ms();
         nxl_xfer_release(x);
         dt = xt_now_ms() - t0;
+        if (op == NXL_READ) {
+            /* Nothing may write into the buffer any more. */
+            memset(loc, 0x5a, len);
+            usleep(20000);
+            XT_ASSERT(cf_check_byte(loc, len, 0x5a,
+                                    "READ buffer after its release") == 0);
+        }
         XT_ASSERT_OK(cf_dereg(a, loc, len));
         cf_unmap(loc, len);
-        if (k == 2) {
+        if (k == 2 && t.kind == CF_T_PEER) {
             ca.done = 1;
             pthread_join(th, NULL);
             if (dt >= 3500) {
@@ -2782,22 +3235,21 @@ t_release_inflight(void)
             }
         }
     }
+    printf("  %d of 3 posts were in flight at their release\n", in_flight);
 
-    /* The agent and the peer still work. */
+    /* The agent and the target still work. */
     loc = cf_map(CF_MIB);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, CF_MIB));
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), CF_MIB, "peer", NULL,
-                          &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, CF_MIB, NULL,
+                           &x));
     cf_fill(loc, CF_MIB, 1100, 0);
     XT_ASSERT_OK(cf_run(x, NULL));
-    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, CF_MIB, 1100, "after release") ==
-              0);
+    XT_ASSERT(cf_tcheck(&t, 0, CF_MIB, 1100, "after release") == 0);
     nxl_xfer_release(x);
     nxl_agent_destroy(a);
     cf_unmap(loc, CF_MIB);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* Telemetry (NIXL §7.10, getXferTelemetry): NO_TELEMETRY unless the agent
@@ -2819,34 +3271,34 @@ t_telemetry(void)
     uint64_t now_us;
     size_t idx[4] = {0, 1, 2, 3};
     uint8_t *loc;
-    cf_peer p;
+    cf_tgt t;
     int k;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), 4096, "peer", NULL,
-                          &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096, NULL,
+                           &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     XT_ASSERT_STATUS(nxl_xfer_telemetry(x, &tm), NXL_ERR_NO_TELEMETRY);
     nxl_xfer_release(x);
 
     XT_ASSERT_OK(cf_agent("main2", CF_TELEMETRY | CF_NO_LISTEN, &b));
     XT_ASSERT_OK(cf_reg(b, loc, len));
-    XT_ASSERT_OK(cf_fetch(b, &p));
+    XT_ASSERT_OK(cf_tattach(&t, b));
     /* Three scattered 64 KiB pieces. */
     ld[0] = (nxl_desc_t){(uintptr_t)loc, 65536, 0};
     ld[1] = (nxl_desc_t){(uintptr_t)loc + 131072, 65536, 0};
     ld[2] = (nxl_desc_t){(uintptr_t)loc + 262144, 65536, 0};
-    rd[0] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 524288), 65536, 0};
-    rd[1] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), 65536, 0};
-    rd[2] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 262144), 65536, 0};
+    rd[0] = cf_tdesc(&t, 524288, 65536);
+    rd[1] = cf_tdesc(&t, 0, 65536);
+    rd[2] = cf_tdesc(&t, 262144, 65536);
     ll = cf_dl(ld, 3);
-    rl = cf_dl(rd, 3);
-    XT_ASSERT_OK(nxl_xfer_create(b, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
+    rl = cf_tdl(&t, rd, 3);
+    XT_ASSERT_OK(nxl_xfer_create(b, NXL_WRITE, &ll, &rl, cf_tname(&t, b),
+                                 NULL, &x));
     for (k = 0; k < 2; k++) {
         XT_ASSERT_OK(cf_run(x, NULL));
         memset(&tm, 0, sizeof(tm));
@@ -2870,19 +3322,17 @@ t_telemetry(void)
     /* Four contiguous 16 KiB blocks on both sides: merged into one. */
     for (k = 0; k < 4; k++) {
         ld[k] = (nxl_desc_t){(uintptr_t)loc + (uint64_t)k * 16384, 16384, 0};
-        rd[k] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, (uint64_t)k * 16384),
-                             16384, 0};
+        rd[k] = cf_tdesc(&t, (uint64_t)k * 16384, 16384);
     }
     ll = cf_dl(ld, 4);
-    rl = cf_dl(rd, 4);
+    rl = cf_tdl(&t, rd, 4);
     XT_ASSERT_OK(nxl_dlist_prep(b, NULL, &ll, NULL, &lp));
-    XT_ASSERT_OK(nxl_dlist_prep(b, "peer", &rl, NULL, &rp));
+    XT_ASSERT_OK(nxl_dlist_prep(b, cf_tname(&t, b), &rl, NULL, &rp));
     for (k = 0; k < 2; k++) {
         nxl_opts_init(&o);
         o.skip_merge = k;
         XT_ASSERT_OK(nxl_xfer_make(b, NXL_READ, lp, idx, rp, idx, 4, &o, &x));
-        XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, 65536, 1200 + (uint32_t)k) ==
-                  0);
+        XT_ASSERT(cf_tfill(&t, 0, 65536, 1200 + (uint32_t)k) == 0);
         XT_ASSERT_OK(cf_run(x, NULL));
         XT_ASSERT(cf_check_local(loc, 65536, 1200 + (uint32_t)k, 0,
                                  "merged READ") == 0);
@@ -2896,7 +3346,7 @@ t_telemetry(void)
     nxl_agent_destroy(b);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* The prepared-list path (nxl_dlist_prep + nxl_xfer_make, NIXL
@@ -2916,25 +3366,25 @@ t_prepped(void)
     nxl_dlist_t ll, rl;
     size_t li[NB], ri[NB], sl[3] = {3, 4, 5}, sr[3] = {7, 8, 9};
     uint8_t *loc;
-    cf_peer p;
+    cf_tgt t;
     size_t i;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, len, 0, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
     for (i = 0; i < NB; i++) {
         ld[i] = (nxl_desc_t){(uintptr_t)loc + i * blk, blk, 0};
-        rd[i] = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, i * blk), blk, 0};
+        rd[i] = cf_tdesc(&t, i * blk, blk);
         li[i] = i;
         ri[i] = NB - 1 - i;
     }
     ll = cf_dl(ld, NB);
-    rl = cf_dl(rd, NB);
+    rl = cf_tdl(&t, rd, NB);
     XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
     XT_ASSERT_OK(nxl_dlist_prep(a, "", &ll, NULL, &lp2));
-    XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
+    XT_ASSERT_OK(nxl_dlist_prep(a, cf_tname(&t, a), &rl, NULL, &rp));
 
     /* WRITE local block i to remote block NB-1-i. */
     for (i = 0; i < NB; i++) {
@@ -2942,11 +3392,11 @@ t_prepped(void)
     }
     XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, li, rp, ri, NB, NULL, &xw));
     XT_ASSERT_OK(cf_run(xw, NULL));
-    XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1300, "prepped WRITE") == 0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1300, "prepped WRITE") == 0);
 
     /* READ remote blocks 7..9 into local 3..5. */
     XT_ASSERT_OK(nxl_xfer_make(a, NXL_READ, lp2, sl, rp, sr, 3, NULL, &xr));
-    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1301) == 0);
+    XT_ASSERT(cf_tfill(&t, 0, len, 1301) == 0);
     memset(loc, 0xa5, len);
     XT_ASSERT_OK(cf_run(xr, NULL));
     XT_ASSERT(cf_check_local(loc + 3 * blk, 3 * blk, 1301, 7 * blk,
@@ -2959,14 +3409,15 @@ t_prepped(void)
     nxl_dlist_release(lp);
     nxl_dlist_release(lp2);
     nxl_dlist_release(rp);
-    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1302) == 0);
+    XT_ASSERT(cf_tfill(&t, 0, len, 1302) == 0);
     XT_ASSERT_OK(cf_run(xr, NULL));
     XT_ASSERT(cf_check_local(loc + 3 * blk, 3 * blk, 1302, 7 * blk,
                              "READ after release of lists") == 0);
 
     /* The one-shot path over the same lists. */
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &rl, "peer", NULL, &xc));
-    XT_ASSERT(cf_pfill(&p, CF_REG_HEAP, 0, len, 1303) == 0);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &rl, cf_tname(&t, a), NULL,
+                                 &xc));
+    XT_ASSERT(cf_tfill(&t, 0, len, 1303) == 0);
     XT_ASSERT_OK(cf_run(xc, NULL));
     XT_ASSERT(cf_check_local(loc, len, 1303, 0, "one-shot READ") == 0);
 
@@ -2975,12 +3426,13 @@ t_prepped(void)
     nxl_xfer_release(xc);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* An idle agent with a progress thread sleeps (DESIGN §7: the thread
- * sleeps on the backends' fds, no busy spinning): after a transfer and a
- * notification, both processes use < 5% CPU over 2 s. */
+ * sleeps on the backends' fds, no busy spinning): after a WRITE, a READ
+ * back (checked) and, with NOTIF, a notification, both processes (on a
+ * FILE target: this one) use < 5% CPU over 2 s. */
 static int
 t_idle_cpu(void)
 {
@@ -2991,33 +3443,51 @@ t_idle_cpu(void)
     uint8_t *loc;
     cf_cmd c;
     cf_rep r;
-    cf_peer p;
+    cf_tgt t;
 
-    CF_NEED(NXL_CAP_REMOTE | NXL_CAP_NOTIF);
-    XT_ASSERT(cf_setup(&p, len, 0, CF_PROGRESS, &a) == 0);
+    CF_NEED_TGT(NXL_CAP_NOTIF);
+    XT_ASSERT(cf_tsetup(&t, len, CF_PROGRESS, &a) == 0);
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
-                          &x));
+    cf_fill(loc, len, 1250, 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    XT_ASSERT_OK(nxl_notif_send(a, "peer", "idle", 4, NULL));
+    memset(loc, 0, len);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_check_local(loc, len, 1250, 0, "READ back") == 0);
+    if (cf_has_cap(NXL_CAP_NOTIF)) {
+        XT_ASSERT_OK(nxl_notif_send(a, cf_tname(&t, a), "idle", 4, NULL));
+    }
     usleep(100000);
 
-    c = cf_cmd_of(CF_OP_IDLE_CPU);
-    c.arg = (int)ms;
-    XT_ASSERT(cf_send(&p, &c) == 0);
+    if (t.kind == CF_T_PEER) {
+        c = cf_cmd_of(CF_OP_IDLE_CPU);
+        c.arg = (int)ms;
+        XT_ASSERT(cf_send(&t.peer, &c) == 0);
+    }
     t0 = xt_now_ms();
     c0 = cf_cpu_us();
     usleep((useconds_t)ms * 1000u);
     dc = cf_cpu_us() - c0;
     dt = xt_now_ms() - t0;
-    XT_ASSERT(cf_recv(&p, &r, NULL) == 0);
-    printf("  idle CPU: this process %" PRIu64 " us in %" PRIu64
-           " ms, peer %" PRIu64 " us in %" PRIu64 " ms\n",
-           dc, dt, r.value, r.value2 / 1000);
+    if (t.kind != CF_T_PEER) {
+        printf("  idle CPU: this process %" PRIu64 " us in %" PRIu64
+               " ms (no peer)\n",
+               dc, dt);
+        r.value = 0;
+        r.value2 = 1;
+    } else {
+        XT_ASSERT(cf_recv(&t.peer, &r, NULL) == 0);
+        printf("  idle CPU: this process %" PRIu64 " us in %" PRIu64
+               " ms, peer %" PRIu64 " us in %" PRIu64 " ms\n",
+               dc, dt, r.value, r.value2 / 1000);
+    }
     if (dc * 20 > dt * 1000) {
         XT_FAILF("idle agent used %" PRIu64 " us CPU in %" PRIu64
                  " ms (>= 5%%)",
@@ -3030,12 +3500,13 @@ t_idle_cpu(void)
     }
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
 }
 
 /* nxl_mem_alloc_shared regions (nxl.h, DESIGN §3 SHM) work as either side
  * of READ and WRITE: shared <-> shared, shared <-> heap, heap <-> shared,
- * started by us and by the peer (which loads our metadata). */
+ * started by us and by the peer (which loads our metadata); with a FILE
+ * target, shared <-> file and heap <-> file. */
 static int
 t_shared(void)
 {
@@ -3046,38 +3517,43 @@ t_shared(void)
     uint32_t seed = 1400;
     cf_cmd c;
     cf_rep r;
-    cf_peer p;
+    cf_tgt t, rt;
+    cf_peer *p = &t.peer;
     int op, combo, dir;
 
-    CF_NEED(NXL_CAP_REMOTE);
-    XT_ASSERT(cf_setup(&p, len, len, 0, &a) == 0);
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup_sh(&t, len, len, 0, &a) == 0);
     heap = cf_map(len);
     XT_ASSERT(heap != NULL);
     XT_ASSERT_OK(nxl_mem_alloc_shared(len, (void **)&shm));
     XT_ASSERT_OK(cf_reg(a, heap, len));
     XT_ASSERT_OK(cf_reg(a, shm, len));
 
-    /* We initiate: combo 0 shared/shared, 1 shared/heap, 2 heap/shared. */
+    /* We initiate: combo 0 shared/shared, 1 shared/heap, 2 heap/shared
+     * (local/peer); on a FILE target 1 shared/file and 2 heap/file. */
     for (combo = 0; combo < 3; combo++) {
-        int rreg = combo == 1 ? CF_REG_HEAP : CF_REG_SHARED;
         uint64_t loff = 4096 * (uint64_t)(combo + 1), roff = 8192;
 
+        rt = t;
+        rt.region = combo == 1 ? CF_REG_HEAP : CF_REG_SHARED;
+        if (t.kind != CF_T_PEER && combo == 0) {
+            continue;
+        }
         lb = combo == 2 ? heap : shm;
         for (op = NXL_READ; op <= NXL_WRITE; op++) {
             seed++;
             if (op == NXL_WRITE) {
                 cf_fill(lb + loff, n, seed, roff);
             } else {
-                XT_ASSERT(cf_pfill(&p, rreg, roff, n, seed) == 0);
+                XT_ASSERT(cf_tfill(&rt, roff, n, seed) == 0);
             }
-            XT_ASSERT_OK(cf_xfer1(a, (nxl_op_t)op, (uintptr_t)lb + loff,
-                                  cf_raddr(&p, rreg, roff), n, "peer", NULL,
-                                  &x));
+            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)lb + loff,
+                                   &rt, roff, n, NULL, &x));
             XT_ASSERT_OK(cf_run(x, NULL));
             nxl_xfer_release(x);
             if (op == NXL_WRITE) {
-                XT_ASSERT(cf_pcheck(&p, rreg, roff, n, seed,
-                                    "WRITE to shared") == 0);
+                XT_ASSERT(cf_tcheck(&rt, roff, n, seed, "WRITE with shared") ==
+                          0);
             } else {
                 XT_ASSERT(cf_check_local(lb + loff, n, seed, roff,
                                          "READ with shared") == 0);
@@ -3086,7 +3562,12 @@ t_shared(void)
     }
 
     /* The peer initiates, into and out of our shared and heap regions. */
-    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
+    if (t.kind != CF_T_PEER) {
+        printf("  not run: peer-initiated transfers (a local storage "
+               "backend has no peer)\n");
+        goto done;
+    }
+    CF_ASSERT_PEER(p, cf_pmd(p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
                               "main"),
                    NXL_OK);
     for (dir = 0; dir < 4; dir++) {
@@ -3098,7 +3579,7 @@ t_shared(void)
             seed++;
             if (op == NXL_WRITE) {
                 /* The peer pushes its region into ours. */
-                XT_ASSERT(cf_pfill(&p, preg, poff, n, seed) == 0);
+                XT_ASSERT(cf_pfill(p, preg, poff, n, seed) == 0);
             } else {
                 /* The peer pulls ours into its region. */
                 cf_fill(lb + moff, n, seed, poff);
@@ -3110,22 +3591,304 @@ t_shared(void)
             c.len = n;
             c.raddr = (uintptr_t)lb + moff;
             snprintf(c.name, sizeof(c.name), "main");
-            XT_ASSERT(cf_call(&p, &c, &r) == 0);
-            CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
+            XT_ASSERT(cf_call(p, &c, &r) == 0);
+            CF_ASSERT_PEER(p, (nxl_status_t)r.status, NXL_OK);
             if (op == NXL_WRITE) {
                 XT_ASSERT(cf_check_local(lb + moff, n, seed, poff,
                                          "peer WRITE into us") == 0);
             } else {
-                XT_ASSERT(cf_pcheck(&p, preg, poff, n, seed,
+                XT_ASSERT(cf_pcheck(p, preg, poff, n, seed,
                                     "peer READ from us") == 0);
             }
         }
     }
 
+done:
     nxl_agent_destroy(a);
     nxl_mem_free_shared(shm);
     cf_unmap(heap, len);
-    return cf_pstop(&p);
+    return cf_tstop(&t);
+}
+
+/* Registration rules (nxl.h nxl_mem_register/deregister; NIXL §7.2): a
+ * zero length or a NULL list is NXL_ERR_INVALID_PARAM, the same
+ * descriptor again NXL_ERR_NOT_ALLOWED, deregistering what was never
+ * registered or other bounds NXL_ERR_NOT_FOUND, and a refused call leaves
+ * the registration as it was. Memory is usable exactly while registered:
+ * a descriptor reaching past a registration, or over a deregistered one,
+ * fails NXL_ERR_NOT_FOUND when the transfer or prepared list is made; a
+ * new registration works again. Checked on local DRAM and, where the
+ * target is this agent's own (a FILE), on the target too. */
+static int
+t_reg_rules(void)
+{
+    const uint64_t len = 256 * CF_KIB;
+    nxl_prepped_t *pp = NULL;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_desc_t d, rd;
+    nxl_dlist_t dl, rl, empty = {NXL_DRAM, NULL, 0};
+    uint8_t *loc, *unreg;
+    uint64_t dev, base;
+    cf_tgt t;
+
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
+    loc = cf_map(len);
+    unreg = cf_map(len);
+    XT_ASSERT(loc != NULL && unreg != NULL);
+
+    /* Local DRAM. */
+    XT_ASSERT_STATUS(cf_reg(a, loc, 0), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_mem_register(a, NULL, NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_mem_register(NULL, &empty, NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    XT_ASSERT_STATUS(cf_reg(a, loc, len), NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT(nxl_last_error()[0] != '\0');
+    XT_ASSERT_STATUS(cf_dereg(a, unreg, len), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_dereg(a, loc, len / 2), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_dereg(a, loc + 4096, len - 4096), NXL_ERR_NOT_FOUND);
+    /* Still registered as it was: a transfer over all of it works. */
+    cf_fill(loc, len, 1500, 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    x = NULL;
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1500, "WRITE after refused calls") ==
+              0);
+    /* Partly covered: refused when made. */
+    d = (nxl_desc_t){(uintptr_t)loc + len - 2048, 4096, 0};
+    dl = cf_dl(&d, 1);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &dl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc + len - 2048, &t,
+                               0, 4096, NULL, &x),
+                     NXL_ERR_NOT_FOUND);
+    /* Deregistered: gone, once. */
+    XT_ASSERT_OK(cf_dereg(a, loc, len));
+    XT_ASSERT_STATUS(cf_dereg(a, loc, len), NXL_ERR_NOT_FOUND);
+    d = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &dl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096,
+                               NULL, &x),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(pp == NULL && x == NULL);
+    /* Registered again: works again. */
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    XT_ASSERT(cf_tfill(&t, 0, len, 1501) == 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    x = NULL;
+    XT_ASSERT(cf_check_local(loc, len, 1501, 0, "READ after re-register") ==
+              0);
+
+    if (t.kind != CF_T_FILE) {
+        printf("  not run: target rules (the target is the peer's "
+               "memory)\n");
+        goto done;
+    }
+    /* The FILE target: {offset, len, fd}. */
+    dev = cf_tdev(&t);
+    base = cf_taddr(&t, 0);
+    rd = (nxl_desc_t){base, 0, dev};
+    rl = cf_tdl(&t, &rd, 1);
+    XT_ASSERT_STATUS(nxl_mem_register(a, &rl, NULL), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(cf_tregister(&t, a), NXL_ERR_NOT_ALLOWED);
+    rd = (nxl_desc_t){base, len / 2, dev};
+    XT_ASSERT_STATUS(nxl_mem_deregister(a, &rl, NULL), NXL_ERR_NOT_FOUND);
+    rd = (nxl_desc_t){base, len, dev + 1000};
+    XT_ASSERT_STATUS(nxl_mem_deregister(a, &rl, NULL), NXL_ERR_NOT_FOUND);
+    rd = (nxl_desc_t){0, base + len, dev};
+    XT_ASSERT_STATUS(nxl_mem_deregister(a, &rl, NULL), NXL_ERR_NOT_FOUND);
+    rd = cf_tdesc(&t, len - 2048, 4096);
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, cf_tname(&t, a), &rl, NULL, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, len - 2048,
+                               4096, NULL, &x),
+                     NXL_ERR_NOT_FOUND);
+    rd = (nxl_desc_t){base, len, dev};
+    XT_ASSERT_OK(nxl_mem_deregister(a, &rl, NULL));
+    XT_ASSERT_STATUS(nxl_mem_deregister(a, &rl, NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096,
+                               NULL, &x),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT(pp == NULL && x == NULL);
+    XT_ASSERT_OK(cf_tregister(&t, a));
+    cf_fill(loc, len, 1502, 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
+    XT_ASSERT_OK(cf_run(x, NULL));
+    nxl_xfer_release(x);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1502, "WRITE after file re-register") ==
+              0);
+
+done:
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    cf_unmap(unreg, len);
+    return cf_tstop(&t);
+}
+
+/* cf_sticky_thr asks for the status of a failed transfer on a thread of
+ * its own (nxl_last_error is per thread). */
+typedef struct {
+    nxl_xfer_t *x;
+    nxl_status_t st;
+    char err[CF_ERR_MAX];
+} cf_sticky_arg;
+
+static void *
+cf_sticky_thr(void *arg)
+{
+    cf_sticky_arg *s = arg;
+
+    s->st = nxl_xfer_status(s->x);
+    snprintf(s->err, sizeof(s->err), "%s", nxl_last_error());
+    return NULL;
+}
+
+/* Errors stick (nxl.h nxl_xfer_status: "the sticky error of the
+ * transfer"): a transfer that fails in the backend reports that error,
+ * with a message, from every later nxl_xfer_status and nxl_xfer_wait,
+ * also on another thread, and never turns into success by itself; a
+ * repost once the cause is gone succeeds and moves the data. The failure
+ * is a READ from a FILE target shrunk below its registered range (a short
+ * read, NXL_ERR_IO). A transfer between registered memories of two live
+ * processes cannot be made to fail in the backend; for transport backends
+ * t_peer_killed checks that the failure a dead peer causes stays. */
+static int
+t_sticky_error(void)
+{
+    const uint64_t len = CF_MIB, short_len = 64 * CF_KIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_status_t st;
+    cf_sticky_arg sa;
+    pthread_t th;
+    uint8_t *loc;
+    cf_tgt t;
+    int k;
+
+    CF_NEED(NXL_CAP_LOCAL);
+    if (!cf_file_tgt()) {
+        printf("  skip: a transfer of %s to a live peer's registered memory "
+               "cannot be made to fail (peer_killed checks that a dead "
+               "peer's error stays)\n",
+               cf_be());
+        return XT_SKIP;
+    }
+    XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
+    loc = cf_map(len);
+    XT_ASSERT(loc != NULL);
+    XT_ASSERT_OK(cf_reg(a, loc, len));
+    XT_ASSERT(cf_tfill(&t, 0, len, 1600) == 0);
+    XT_ASSERT_EQ(ftruncate(t.fd, (off_t)cf_taddr(&t, short_len)), 0);
+
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
+                           &x));
+    st = cf_run(x, NULL);
+    if (st != NXL_ERR_IO) {
+        XT_FAILF("READ past the end of the file -> %s (%s), want "
+                 "NXL_ERR_IO", nxl_status_name(st), nxl_last_error());
+    }
+    XT_ASSERT(nxl_last_error()[0] != '\0');
+    for (k = 0; k < 3; k++) {
+        XT_ASSERT_STATUS(nxl_xfer_status(x), NXL_ERR_IO);
+        XT_ASSERT(nxl_last_error()[0] != '\0');
+        XT_ASSERT_STATUS(nxl_xfer_wait(x, k * 10), NXL_ERR_IO);
+        XT_ASSERT(nxl_last_error()[0] != '\0');
+        nxl_agent_progress(a);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.x = x;
+    XT_ASSERT_EQ(pthread_create(&th, NULL, cf_sticky_thr, &sa), 0);
+    pthread_join(th, NULL);
+    if (sa.st != NXL_ERR_IO || sa.err[0] == '\0') {
+        XT_FAILF("status on another thread -> %s (\"%s\"), want NXL_ERR_IO "
+                 "with a message",
+                 nxl_status_name(sa.st), sa.err);
+    }
+    /* Still short: a repost fails the same way. */
+    XT_ASSERT_STATUS(cf_run(x, NULL), NXL_ERR_IO);
+    /* The cause gone, a repost succeeds and the error is over. */
+    XT_ASSERT(cf_tfill(&t, 0, len, 1601) == 0);
+    XT_ASSERT_OK(cf_run(x, NULL));
+    XT_ASSERT_OK(nxl_xfer_status(x));
+    XT_ASSERT(cf_check_local(loc, len, 1601, 0, "READ after the error") ==
+              0);
+    nxl_xfer_release(x);
+    nxl_agent_destroy(a);
+    cf_unmap(loc, len);
+    return cf_tstop(&t);
+}
+
+/* nxl_agent_destroy with transfers in flight (nxl.h: cancels and releases
+ * outstanding transfers): a WRITE and a READ of 16 MiB posted and never
+ * released; destroy returns, no buffer is touched afterwards (the READ
+ * buffer, overwritten, stays so), a FILE target's fd stays open, and a
+ * new agent uses the target. */
+static int
+t_destroy_inflight(void)
+{
+    const uint64_t len = 16 * CF_MIB;
+    nxl_agent_t *a = NULL, *b = NULL;
+    nxl_xfer_t *xw = NULL, *xr = NULL;
+    nxl_status_t sw, sr;
+    uint8_t *src, *dst;
+    cf_tgt t;
+
+    CF_NEED_TGT(0);
+    XT_ASSERT(cf_tsetup(&t, 2 * len, 0, &a) == 0);
+    src = cf_map(len);
+    dst = cf_map(len);
+    XT_ASSERT(src != NULL && dst != NULL);
+    XT_ASSERT_OK(cf_reg(a, src, len));
+    XT_ASSERT_OK(cf_reg(a, dst, len));
+    cf_fill(src, len, 1700, 0);
+    XT_ASSERT(cf_tfill(&t, len, len, 1701) == 0);
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
+                           &xw));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)dst, &t, len, len, NULL,
+                           &xr));
+    sw = nxl_xfer_post(xw, NULL);
+    sr = nxl_xfer_post(xr, NULL);
+    if ((sw != NXL_OK && sw != NXL_IN_PROG) ||
+        (sr != NXL_OK && sr != NXL_IN_PROG)) {
+        XT_FAILF("posts -> %s, %s (%s)", nxl_status_name(sw),
+                 nxl_status_name(sr), nxl_last_error());
+    }
+    printf("  in flight at destroy: WRITE %s, READ %s\n",
+           sw == NXL_IN_PROG ? "yes" : "no", sr == NXL_IN_PROG ? "yes" : "no");
+    nxl_agent_destroy(a);
+    memset(dst, 0x5a, len);
+    usleep(20000);
+    XT_ASSERT(cf_check_byte(dst, len, 0x5a, "READ buffer after destroy") ==
+              0);
+    if (t.kind == CF_T_FILE && fcntl(t.fd, F_GETFD) < 0) {
+        XT_FAILF("the target's fd %d was closed by the destroy: %s", t.fd,
+                 strerror(errno));
+    }
+    cf_unmap(dst, len);
+
+    /* A new agent reaches the target and moves data. */
+    XT_ASSERT_OK(cf_agent("main2", CF_NO_LISTEN, &b));
+    XT_ASSERT_OK(cf_tattach(&t, b));
+    XT_ASSERT_OK(cf_reg(b, src, len));
+    cf_fill(src, len, 1702, 0);
+    XT_ASSERT_OK(cf_txfer1(b, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
+                           &xw));
+    XT_ASSERT_OK(cf_run(xw, NULL));
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1702, "WRITE after destroy") == 0);
+    XT_ASSERT(cf_tcheck(&t, len, len, 1701, "untouched half") == 0);
+    nxl_xfer_release(xw);
+    nxl_agent_destroy(b);
+    cf_unmap(src, len);
+    return cf_tstop(&t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -3252,7 +4015,10 @@ cf_case(xt_fn fn)
     X(telemetry)                                                              \
     X(prepped)                                                                \
     X(idle_cpu)                                                               \
-    X(shared)
+    X(shared)                                                                 \
+    X(reg_rules)                                                              \
+    X(sticky_error)                                                           \
+    X(destroy_inflight)
 
 /* cf_case_<name> is what the harness runs for t_<name>. */
 #define CF_WRAP(n)                                                            \

@@ -88,6 +88,23 @@ port_cmp(const void *x, const void *y)
     return a->port < b->port ? -1 : (a->port > b->port);
 }
 
+/* path_fmt formats a path into buf (PATH_MAX bytes). Returns 0, or -1
+ * when it does not fit (the entry is then skipped). */
+static int
+path_fmt(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+path_fmt(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, PATH_MAX, fmt, ap);
+    va_end(ap);
+    return n < 0 || n >= PATH_MAX ? -1 : 0;
+}
+
 /* read_line reads the first line of a small file into buf. Returns 0 or
  * -1. */
 static int
@@ -154,19 +171,17 @@ scan_ports(const char *root, diag_port_t *ports, size_t cap)
     DIR *dd, *pd;
     size_t n = 0;
 
-    snprintf(path, sizeof(path), "%s/class/infiniband", root);
-    dd = opendir(path);
-    if (dd == NULL) {
+    if (path_fmt(path, "%s/class/infiniband", root) != 0 ||
+        (dd = opendir(path)) == NULL) {
         return 0;
     }
     while ((d = readdir(dd)) != NULL && n < cap) {
         if (d->d_name[0] == '.' || strlen(d->d_name) >= DIAG_NAME_MAX) {
             continue;
         }
-        snprintf(path, sizeof(path), "%s/class/infiniband/%s/ports", root,
-                 d->d_name);
-        pd = opendir(path);
-        if (pd == NULL) {
+        if (path_fmt(path, "%s/class/infiniband/%s/ports", root,
+                     d->d_name) != 0 ||
+            (pd = opendir(path)) == NULL) {
             continue;
         }
         while ((p = readdir(pd)) != NULL && n < cap) {
@@ -177,9 +192,9 @@ scan_ports(const char *root, diag_port_t *ports, size_t cap)
                 num > UINT_MAX) {
                 continue;
             }
-            snprintf(path, sizeof(path), "%s/class/infiniband/%s/ports/%s/state",
-                     root, d->d_name, p->d_name);
-            if (read_line(path, state, sizeof(state)) != 0) {
+            if (path_fmt(path, "%s/class/infiniband/%s/ports/%s/state", root,
+                         d->d_name, p->d_name) != 0 ||
+                read_line(path, state, sizeof(state)) != 0) {
                 continue;
             }
             /* "4: ACTIVE" in real sysfs; any case. */
@@ -189,11 +204,12 @@ scan_ports(const char *root, diag_port_t *ports, size_t cap)
             if (strstr(state, "ACTIVE") == NULL) {
                 continue;
             }
-            snprintf(ports[n].dev, sizeof(ports[n].dev), "%s", d->d_name);
+            /* d_name is shorter than DIAG_NAME_MAX (checked above). */
+            memcpy(ports[n].dev, d->d_name, strlen(d->d_name) + 1);
             ports[n].port = (unsigned)num;
-            snprintf(path, sizeof(path), "%s/class/infiniband/%s/device",
-                     root, d->d_name);
-            if (realpath(path, real) != NULL) {
+            if (path_fmt(path, "%s/class/infiniband/%s/device", root,
+                         d->d_name) == 0 &&
+                realpath(path, real) != NULL) {
                 snprintf(ports[n].path, sizeof(ports[n].path), "%s", real);
             } else {
                 ports[n].path[0] = '\0';
@@ -218,30 +234,28 @@ scan_gpus(const char *root, char (*gpus)[PATH_MAX], size_t cap)
     DIR *dd;
     size_t n = 0;
 
-    snprintf(path, sizeof(path), "%s/bus/pci/devices", root);
-    dd = opendir(path);
-    if (dd == NULL) {
+    if (path_fmt(path, "%s/bus/pci/devices", root) != 0 ||
+        (dd = opendir(path)) == NULL) {
         return 0;
     }
     while ((d = readdir(dd)) != NULL && n < cap) {
         if (d->d_name[0] == '.') {
             continue;
         }
-        snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/vendor", root,
-                 d->d_name);
-        if (read_line(path, val, sizeof(val)) != 0 ||
+        if (path_fmt(path, "%s/bus/pci/devices/%s/vendor", root,
+                     d->d_name) != 0 ||
+            read_line(path, val, sizeof(val)) != 0 ||
             strcasecmp(val, "0x10de") != 0) {
             continue;
         }
-        snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/class", root,
-                 d->d_name);
-        if (read_line(path, val, sizeof(val)) != 0 ||
+        if (path_fmt(path, "%s/bus/pci/devices/%s/class", root,
+                     d->d_name) != 0 ||
+            read_line(path, val, sizeof(val)) != 0 ||
             strncasecmp(val, "0x03", 4) != 0) {
             continue;
         }
-        snprintf(path, sizeof(path), "%s/bus/pci/devices/%s", root,
-                 d->d_name);
-        if (realpath(path, gpus[n]) != NULL) {
+        if (path_fmt(path, "%s/bus/pci/devices/%s", root, d->d_name) == 0 &&
+            realpath(path, gpus[n]) != NULL) {
             n++;
         }
     }
