@@ -592,7 +592,8 @@ t_ops_table(void)
     XT_ASSERT(ops->caps & NXL_CAP_REMOTE);
     XT_ASSERT(ops->caps & NXL_CAP_NOTIF);
     XT_ASSERT(ops->caps & NXL_CAP_THREAD_SAFE);
-    XT_ASSERT_EQ(ops->mem_kinds, 1u << NXL_DRAM);
+    /* VRAM too; registering it needs an IPC-capable device kind. */
+    XT_ASSERT_EQ(ops->mem_kinds, (1u << NXL_DRAM) | (1u << NXL_VRAM));
     XT_ASSERT(ops->engine_size >= sizeof(be_shm_engine_t));
     XT_ASSERT(ops->req_size >= sizeof(be_shm_req_t));
     XT_ASSERT(ops->req_size <= 1024);
@@ -726,7 +727,11 @@ t_peer_input(void)
                                         r->pub.len, &rmd),
                          NXL_ERR_PROTO);
         d.len += 1;
+        /* DRAM public data loaded as VRAM; a kind SHM does not serve. */
         XT_ASSERT_STATUS(ops->md_unpack(t.eng, peer, &d, NXL_VRAM, r->pub.data,
+                                        r->pub.len, &rmd),
+                         NXL_ERR_PROTO);
+        XT_ASSERT_STATUS(ops->md_unpack(t.eng, peer, &d, NXL_FILE, r->pub.data,
                                         r->pub.len, &rmd),
                          NXL_ERR_NOT_SUPPORTED);
         /* A region this process never registered: PROTO. */
@@ -1263,7 +1268,7 @@ t_bounds(void)
     t_seg(&x, 0, buf, t.regions[0].md, d.addr, self_rmd, 10);
     XT_ASSERT_STATUS(ops->prep(t.eng, x.req, &x.x), NXL_ERR_INVALID_PARAM);
     t_xfer_fini(&t, &x, 0);
-    /* VRAM is not ours. */
+    /* VRAM without an IPC-capable device kind (none is installed here). */
     XT_ASSERT_EQ(t_xfer_init(&x, NXL_READ, "target", peer, 1), 0);
     t_seg(&x, 0, buf, t.regions[0].md, c.rr[0].addr, c.rr[0].rmd, 10);
     x.x.remote_mem = NXL_VRAM;

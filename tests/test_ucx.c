@@ -69,6 +69,7 @@ typedef struct {
     const char *label;
     nxl_param_t items[T_MAX_PARAMS];
     size_t count;
+    int shared; /* the peer's buffer comes from nxl_mem_alloc_shared */
 } t_params;
 
 /* The test process's handle on a forked peer. */
@@ -82,10 +83,11 @@ typedef struct {
 } t_peer;
 
 static const t_params t_sets[] = {
-    {"copy (default)", {{NULL, NULL}}, 0},
-    {"ucx rma, err auto", {{"local_path", "ucx"}}, 1},
-    {"ucx rma, err none", {{"local_path", "ucx"}, {"err_mode", "none"}}, 2},
-    {"remote-style (same_host=off)", {{"same_host", "off"}}, 1},
+    {"copy (default)", {{NULL, NULL}}, 0, 0},
+    {"ucx rma, err auto", {{"local_path", "ucx"}}, 1, 0},
+    {"ucx rma, err none", {{"local_path", "ucx"}, {"err_mode", "none"}}, 2,
+     0},
+    {"remote-style (same_host=off)", {{"same_host", "off"}}, 1, 0},
     /* One device: UCX 1.13.1's tcp transport in err mode none with lanes
      * on two devices crashes in uct_tcp_iface_progress now and then while
      * connections are set up (docs/backends.md, UCX section). */
@@ -93,8 +95,11 @@ static const t_params t_sets[] = {
      {{"same_host", "off"},
       {"err_mode", "none"},
       {"engine_config", "TLS=tcp,self;NET_DEVICES=lo"}},
-     3},
+     3, 0},
+    /* The peer's memfd is mapped here: the map path (plain copies). */
+    {"copy, peer buffer in a memfd (map path)", {{NULL, NULL}}, 0, 1},
 };
+#define T_SET_SHARED 5
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -148,6 +153,48 @@ t_map(uint64_t len)
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* t_peer_buf allocates a peer's buffer: from nxl_mem_alloc_shared when tp
+ * says so, else private memory. */
+static uint8_t *
+t_peer_buf(const t_params *tp, uint64_t len)
+{
+    void *p = NULL;
+
+    if (tp != NULL && tp->shared) {
+        return nxl_mem_alloc_shared(len, &p) == NXL_OK ? p : NULL;
+    }
+    return t_map(len);
+}
+
+static void
+t_peer_buf_free(const t_params *tp, uint8_t *buf, uint64_t len)
+{
+    if (tp != NULL && tp->shared) {
+        nxl_mem_free_shared(buf);
+    } else if (buf != NULL) {
+        munmap(buf, len);
+    }
+}
+
+/* t_memfd_maps counts this process's mappings of NXL shared memfds (a
+ * same-host UCX engine maps a peer's on the map path). */
+static int
+t_memfd_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, "/memfd:nxl-shared") != NULL;
+    }
+    fclose(f);
+    return n;
 }
 
 /* t_send writes one message: a header struct and an optional blob. */
@@ -304,7 +351,7 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
         return 4;
     }
     memset(&r, 0, sizeof(r));
-    buf = t_map(len);
+    buf = t_peer_buf(tp, len);
     st = buf ? t_agent(name, tp, &a) : NXL_ERR_NOMEM;
     if (st == NXL_OK) {
         d = (nxl_desc_t){(uintptr_t)buf, len, 0};
@@ -393,7 +440,7 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
         }
         case T_OP_EXIT:
             nxl_agent_destroy(a);
-            munmap(buf, len);
+            t_peer_buf_free(tp, buf, len);
             r.status = xt_leaks() != 0;
             (void)t_send(fd, &r, sizeof(r), NULL, 0);
             return r.status ? 5 : 0;
@@ -644,7 +691,10 @@ t_write_read(void)
             continue;
         }
         printf("  %s\n", t_sets[s].label);
+        XT_ASSERT_EQ(t_memfd_maps(), 0);
         XT_ASSERT(t_setup(&t_sets[s], len, &p, &a) == 0);
+        /* Only the map path maps the peer's memfd here. */
+        XT_ASSERT_EQ(t_memfd_maps() > 0, s == T_SET_SHARED);
         loc = t_map(len);
         XT_ASSERT(loc != NULL);
         XT_ASSERT_OK(t_reg(a, loc, len));
@@ -668,6 +718,7 @@ t_write_read(void)
             XT_ASSERT_EQ(t_verify(loc, len, seed, 0), 0);
         }
         nxl_agent_destroy(a);
+        XT_ASSERT_EQ(t_memfd_maps(), 0); /* unmapped with the peer */
         munmap(loc, len);
         XT_ASSERT_EQ(t_pstop(&p), 0);
     }
@@ -964,7 +1015,8 @@ t_loop_ok(const t_params *tp)
 static int
 t_engine_config(void)
 {
-    t_params tp = {"tls", {{"local_path", "ucx"}, {"engine_config", ""}}, 2};
+    t_params tp = {"tls", {{"local_path", "ucx"}, {"engine_config", ""}}, 2,
+                   0};
 
     T_BEGIN();
     XT_ASSERT_STATUS(t_try_create("engine_config", "NO_SUCH_KEY=1", NULL,
@@ -1033,7 +1085,7 @@ t_params_case(void)
                          {"local_path", "ucx"},
                          {"num_workers", "3"},
                          {"service_thread", i == 2 ? "off" : "on"}},
-                        4};
+                        4, 0};
         printf("  err_mode=%s, 3 workers, service thread %s\n", modes[i],
                tp.items[3].value);
         XT_ASSERT(t_loop_ok(&tp) == 0);
@@ -1051,7 +1103,7 @@ t_workers(void)
                    {{"num_workers", "4"},
                     {"local_path", "ucx"},
                     {"err_mode", "peer"}},
-                   3};
+                   3, 0};
     nxl_xfer_t *x[8];
     nxl_agent_t *a = NULL;
     uint8_t *loc;
@@ -1220,8 +1272,8 @@ t_bench(void)
     XT_SKIP_IF(v == NULL || strcmp(v, "1") != 0,
                "set NXL_UCX_BENCH=1 to run the micro-benchmark");
     T_NEED_UCX();
-    for (s = 0; s < 2; s++) {
-        const t_params *tp = &t_sets[s];
+    for (s = 0; s < 3; s++) {
+        const t_params *tp = &t_sets[s < 2 ? s : T_SET_SHARED];
 
         XT_ASSERT(t_setup(tp, big, &p, &a) == 0);
         loc = t_map(big);

@@ -7,17 +7,26 @@
 
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define XT_FD_DEVICES 2
 #define XT_FD_STREAM_TAG 0x66647374u /* "fdst" */
 #define XT_FD_EVENT_TAG 0x66646576u  /* "fdev" */
 #define XT_FD_FAIL_MSG "fakedev: injected copy failure"
+#define XT_FD_IPC_MAGIC 0x50494446u /* "FDIP" */
+#define XT_FD_PAGE 4096u
 
 static atomic_uint xt_fd_delay_us;
 static atomic_uint xt_fd_fail_left;
@@ -27,6 +36,22 @@ static atomic_uint_fast64_t xt_fd_bytes;
 static atomic_long xt_fd_allocs;
 static atomic_long xt_fd_streams;
 static atomic_long xt_fd_events;
+static atomic_long xt_fd_ipc_maps;
+static atomic_uint_fast64_t xt_fd_dir_bad;
+
+/* An allocation (a memfd mapped MAP_SHARED, so that another process can
+ * map it too) or a mapping of another process's allocation (ipc_open). */
+typedef struct xt_fd_mem {
+    struct xt_fd_mem *next;
+    uint8_t *base;
+    size_t size;  /* mapped bytes, a multiple of the page */
+    int fd;       /* the memfd; -1 for an IPC mapping */
+    uint64_t dev; /* the memfd's identity, checked by ipc_open */
+    uint64_t ino;
+} xt_fd_mem_t;
+
+static pthread_mutex_t xt_fd_mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static xt_fd_mem_t *xt_fd_mems;
 
 /* One queued piece of work: a copy, or an event marker. */
 typedef struct xt_fd_item {
@@ -197,14 +222,53 @@ xt_fd_check_dev(int dev)
     return NXL_OK;
 }
 
-/* xt_fd_alloc returns size bytes (at least 1) 4096-aligned, filled with
- * 0xa5; free with xt_fd_free. */
+/* xt_fd_mem_find returns the allocation or mapping holding p (own: only
+ * allocations, else only IPC mappings; any: both), or NULL. Called with
+ * xt_fd_mem_lock held. */
+enum { XT_FD_ANY = 0, XT_FD_OWN = 1, XT_FD_IMPORTED = 2 };
+static xt_fd_mem_t *
+xt_fd_mem_find(const void *p, int which)
+{
+    xt_fd_mem_t *m;
+    uintptr_t a = (uintptr_t)p;
+
+    for (m = xt_fd_mems; m != NULL; m = m->next) {
+        if ((which == XT_FD_OWN && m->fd < 0) ||
+            (which == XT_FD_IMPORTED && m->fd >= 0)) {
+            continue;
+        }
+        if (a >= (uintptr_t)m->base && a - (uintptr_t)m->base < m->size) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+/* xt_fd_mem_unlink removes m from the list (lock held). */
+static void
+xt_fd_mem_unlink(xt_fd_mem_t *m)
+{
+    xt_fd_mem_t **pp;
+
+    for (pp = &xt_fd_mems; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == m) {
+            *pp = m->next;
+            return;
+        }
+    }
+}
+
+/* xt_fd_alloc returns size bytes (at least 1, mapped in whole pages) of a
+ * fresh memfd, 4096-aligned and filled with 0xa5; free with xt_fd_free. */
 static nxl_status_t
 xt_fd_alloc(int dev, size_t size, void **ptr_p)
 {
     nxl_status_t st = xt_fd_check_dev(dev);
-    void *p = NULL;
-    int r;
+    xt_fd_mem_t *m;
+    struct stat sb;
+    size_t span;
+    void *p;
+    int fd, err;
 
     if (st != NXL_OK) {
         return st;
@@ -212,28 +276,94 @@ xt_fd_alloc(int dev, size_t size, void **ptr_p)
     if (ptr_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "fakedev: NULL ptr_p");
     }
-    if (size == 0) {
-        size = 1;
+    span = (NXL__MAX(size, (size_t)1) + XT_FD_PAGE - 1) &
+           ~(size_t)(XT_FD_PAGE - 1);
+    if (span < size) {
+        return nxl__fail(NXL_ERR_NOMEM, "fakedev: size %zu too large", size);
     }
-    r = posix_memalign(&p, 4096, size);
-    if (r != 0) {
-        return nxl__fail_errno(r, "fakedev: posix_memalign(%zu)", size);
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "fakedev: out of memory");
     }
-    memset(p, 0xa5, size);
+    fd = memfd_create("nxl-fakedev", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)span) < 0 || fstat(fd, &sb) < 0) {
+        err = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(m);
+        return nxl__fail_errno(err, "fakedev: memfd of %zu bytes", span);
+    }
+    p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        err = errno;
+        close(fd);
+        free(m);
+        return nxl__fail_errno(err, "fakedev: mmap(%zu)", span);
+    }
+    memset(p, 0xa5, span);
+    m->base = p;
+    m->size = span;
+    m->fd = fd;
+    m->dev = (uint64_t)sb.st_dev;
+    m->ino = (uint64_t)sb.st_ino;
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m->next = xt_fd_mems;
+    xt_fd_mems = m;
+    pthread_mutex_unlock(&xt_fd_mem_lock);
     atomic_fetch_add(&xt_fd_allocs, 1);
     *ptr_p = p;
     return NXL_OK;
 }
 
-/* xt_fd_free releases memory from xt_fd_alloc. Accepts NULL. */
+/* xt_fd_free releases memory from xt_fd_alloc (its first byte). Accepts
+ * NULL; a pointer it never returned is reported and left alone. */
 static void
 xt_fd_free(int dev, void *ptr, size_t size)
 {
+    xt_fd_mem_t *m;
+
     (void)dev;
     (void)size;
-    if (ptr != NULL) {
-        free(ptr);
-        atomic_fetch_sub(&xt_fd_allocs, 1);
+    if (ptr == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m = xt_fd_mem_find(ptr, XT_FD_OWN);
+    if (m != NULL && m->base == ptr) {
+        xt_fd_mem_unlink(m);
+    } else {
+        m = NULL;
+    }
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    if (m == NULL) {
+        fprintf(stderr, "fakedev: free(%p): not an allocation\n", ptr);
+        return;
+    }
+    munmap(m->base, m->size);
+    close(m->fd);
+    free(m);
+    atomic_fetch_sub(&xt_fd_allocs, 1);
+}
+
+/* xt_fd_note_dir counts a copy whose direction does not match where its
+ * pointers are (fake device memory, or not). CUDA infers the direction
+ * from unified addresses, so a wrong one is no failure there; tests read
+ * the count instead. */
+static void
+xt_fd_note_dir(void *dst, const void *src, nxl_copy_dir_t dir)
+{
+    bool sdev, ddev;
+    nxl_copy_dir_t want;
+
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    sdev = xt_fd_mem_find(src, XT_FD_ANY) != NULL;
+    ddev = xt_fd_mem_find(dst, XT_FD_ANY) != NULL;
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    want = sdev ? (ddev ? NXL_COPY_D2D : NXL_COPY_D2H)
+                : (ddev ? NXL_COPY_H2D : NXL_COPY_H2H);
+    if (want != dir) {
+        atomic_fetch_add(&xt_fd_dir_bad, 1);
     }
 }
 
@@ -241,10 +371,12 @@ xt_fd_free(int dev, void *ptr, size_t size)
 static nxl_status_t
 xt_fd_copy(void *dst, const void *src, size_t len, nxl_copy_dir_t dir)
 {
-    (void)dir;
     if (len != 0 && (dst == NULL || src == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "fakedev: copy with a NULL pointer");
+    }
+    if (len != 0) {
+        xt_fd_note_dir(dst, src, dir);
     }
     if (xt_fd_take_failure()) {
         return nxl__fail(NXL_ERR_BACKEND, XT_FD_FAIL_MSG);
@@ -350,13 +482,15 @@ xt_fd_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
     nxl_status_t st = xt_fd_is_stream(s);
     xt_fd_item_t *it;
 
-    (void)dir;
     if (st != NXL_OK) {
         return st;
     }
     if (len != 0 && (dst == NULL || src == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "fakedev: copy_async with a NULL pointer");
+    }
+    if (len != 0) {
+        xt_fd_note_dir(dst, src, dir);
     }
     it = calloc(1, sizeof(*it));
     if (it == NULL) {
@@ -503,31 +637,182 @@ xt_fd_event_sync(nxl_event_t *e)
     return NXL_OK;
 }
 
-/* xt_fd_ipc_get: the fake has no IPC. */
+/* Handle layout (little endian): 0 u32 magic "FDIP", 4 u32 pid, 8 u32 fd
+ * of the memfd in that process, 12 u32 0, 16 u64 size, 24 u64 st_dev,
+ * 32 u64 st_ino, the rest zero. */
+
+/* xt_fd_ipc_get exports the allocation holding ptr (all of it, as CUDA
+ * does): who owns it and which memfd. */
 static nxl_status_t
 xt_fd_ipc_get(void *ptr, nxl_ipc_handle_t *handle_p)
 {
-    (void)ptr;
-    (void)handle_p;
-    return nxl__fail(NXL_ERR_NOT_SUPPORTED, "fakedev: no IPC");
+    xt_fd_mem_t *m;
+
+    if (ptr == NULL || handle_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_get with a NULL argument");
+    }
+    memset(handle_p, 0, sizeof(*handle_p));
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m = xt_fd_mem_find(ptr, XT_FD_OWN);
+    if (m != NULL) {
+        nxl__put_le32(handle_p->bytes, XT_FD_IPC_MAGIC);
+        nxl__put_le32(handle_p->bytes + 4, (uint32_t)getpid());
+        nxl__put_le32(handle_p->bytes + 8, (uint32_t)m->fd);
+        nxl__put_le64(handle_p->bytes + 16, m->size);
+        nxl__put_le64(handle_p->bytes + 24, m->dev);
+        nxl__put_le64(handle_p->bytes + 32, m->ino);
+    }
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    if (m == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_get(%p): not in an allocation of this "
+                         "process",
+                         ptr);
+    }
+    return NXL_OK;
 }
 
-/* xt_fd_ipc_open: the fake has no IPC. */
+/* xt_fd_ipc_open maps the allocation a handle of another process names:
+ * its memfd, fetched with pidfd_getfd (or /proc/<pid>/fd), must be the
+ * file the handle describes. A handle of this very process is refused, as
+ * CUDA refuses it. */
 static nxl_status_t
 xt_fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
 {
-    (void)dev;
-    (void)handle;
-    (void)ptr_p;
-    return nxl__fail(NXL_ERR_NOT_SUPPORTED, "fakedev: no IPC");
+    nxl_status_t st = xt_fd_check_dev(dev);
+    const uint8_t *h;
+    char path[64];
+    xt_fd_mem_t *m;
+    struct stat sb;
+    uint64_t size;
+    uint32_t pid, rfd;
+    int pidfd = -1, fd = -1, err;
+    void *p;
+
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (handle == NULL || ptr_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_open with a NULL argument");
+    }
+    h = handle->bytes;
+    pid = nxl__le32(h + 4);
+    rfd = nxl__le32(h + 8);
+    size = nxl__le64(h + 16);
+    if (nxl__le32(h) != XT_FD_IPC_MAGIC || nxl__le32(h + 12) != 0 ||
+        pid == 0 || pid > INT32_MAX || rfd > INT32_MAX || size == 0 ||
+        size % XT_FD_PAGE != 0 || size > SIZE_MAX) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_open: not a fakedev IPC handle");
+    }
+    if ((pid_t)pid == getpid()) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_open: the handle is from this very "
+                         "process (CUDA refuses those too)");
+    }
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+#endif
+#ifdef SYS_pidfd_getfd
+    if (pidfd >= 0) {
+        fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)rfd, 0);
+    }
+#endif
+    if (pidfd >= 0) {
+        close(pidfd);
+    }
+    if (fd < 0) {
+        snprintf(path, sizeof(path), "/proc/%u/fd/%u", pid, rfd);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        return nxl__fail_errno(errno, "fakedev: ipc_open: memfd %u of pid %u",
+                               rfd, pid);
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+        (uint64_t)sb.st_dev != nxl__le64(h + 24) ||
+        (uint64_t)sb.st_ino != nxl__le64(h + 32) ||
+        (uint64_t)sb.st_size < size) {
+        close(fd);
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_open: fd %u of pid %u is not the "
+                         "allocation the handle names",
+                         rfd, pid);
+    }
+    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    err = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        return nxl__fail_errno(err, "fakedev: ipc_open: mmap(%" PRIu64 ")",
+                               size);
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        munmap(p, (size_t)size);
+        return nxl__fail(NXL_ERR_NOMEM, "fakedev: out of memory");
+    }
+    m->base = p;
+    m->size = (size_t)size;
+    m->fd = -1;
+    m->dev = (uint64_t)sb.st_dev;
+    m->ino = (uint64_t)sb.st_ino;
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m->next = xt_fd_mems;
+    xt_fd_mems = m;
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    atomic_fetch_add(&xt_fd_ipc_maps, 1);
+    *ptr_p = p;
+    return NXL_OK;
 }
 
-/* xt_fd_ipc_close: the fake has no IPC. */
+/* xt_fd_ipc_close unmaps what xt_fd_ipc_open returned. */
 static nxl_status_t
 xt_fd_ipc_close(void *ptr)
 {
-    (void)ptr;
-    return nxl__fail(NXL_ERR_NOT_SUPPORTED, "fakedev: no IPC");
+    xt_fd_mem_t *m;
+
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m = xt_fd_mem_find(ptr, XT_FD_IMPORTED);
+    if (m != NULL && m->base == ptr) {
+        xt_fd_mem_unlink(m);
+    } else {
+        m = NULL;
+    }
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    if (m == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: ipc_close(%p): not an IPC mapping", ptr);
+    }
+    munmap(m->base, m->size);
+    free(m);
+    atomic_fetch_sub(&xt_fd_ipc_maps, 1);
+    return NXL_OK;
+}
+
+/* xt_fd_mem_range finds the allocation or IPC mapping holding ptr. */
+static nxl_status_t
+xt_fd_mem_range(const void *ptr, void **base_p, size_t *size_p)
+{
+    xt_fd_mem_t *m;
+
+    if (base_p == NULL || size_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: mem_range with a NULL argument");
+    }
+    pthread_mutex_lock(&xt_fd_mem_lock);
+    m = xt_fd_mem_find(ptr, XT_FD_ANY);
+    if (m != NULL) {
+        *base_p = m->base;
+        *size_p = m->size;
+    }
+    pthread_mutex_unlock(&xt_fd_mem_lock);
+    if (m == NULL) {
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "fakedev: %p is not fake device memory", ptr);
+    }
+    return NXL_OK;
 }
 
 static const nxl_memkind_ops_t xt_fd_ops = {
@@ -553,6 +838,7 @@ static const nxl_memkind_ops_t xt_fd_ops = {
     .ipc_get = xt_fd_ipc_get,
     .ipc_open = xt_fd_ipc_open,
     .ipc_close = xt_fd_ipc_close,
+    .mem_range = xt_fd_mem_range,
 };
 
 /* xt_fakedev_ops returns the fake kind's static table. */
@@ -581,6 +867,7 @@ xt_fakedev_reset(void)
     atomic_store(&xt_fd_async_n, 0);
     atomic_store(&xt_fd_sync_n, 0);
     atomic_store(&xt_fd_bytes, 0);
+    atomic_store(&xt_fd_dir_bad, 0);
 }
 
 /* xt_fakedev_set_delay_us sets the sleep before each async copy. */
@@ -632,4 +919,16 @@ long
 xt_fakedev_live_events(void)
 {
     return atomic_load(&xt_fd_events);
+}
+
+uint64_t
+xt_fakedev_dir_mismatches(void)
+{
+    return atomic_load(&xt_fd_dir_bad);
+}
+
+long
+xt_fakedev_live_ipc_maps(void)
+{
+    return atomic_load(&xt_fd_ipc_maps);
 }

@@ -3,16 +3,24 @@
  * NXL_MEMKIND_DEVICE, mem NXL_VRAM), so that device paths run on machines
  * without a GPU.
  *
- * Memory is host memory (posix_memalign 4096, filled with 0xa5 like
- * uninitialised device memory), on 2 devices. Copies made with copy_async
+ * Memory is host memory (each allocation a memfd mapped MAP_SHARED, in
+ * whole pages, filled with 0xa5 like uninitialised device memory), on 2
+ * devices. Copies made with copy_async
  * are really asynchronous: each stream has a worker thread that runs its
  * queue in order; an event recorded on a stream completes when the worker
  * reaches it, and until then event_query returns NXL_IN_PROG. An event
  * reports the first failure among the copies queued on its stream since
  * the previous event of that stream; stream_sync reports the first failure
  * since the previous stream_sync. stream_destroy waits for its queue. An
- * event may be destroyed while still pending (as with CUDA). IPC is not
- * supported (ipc_* return NXL_ERR_NOT_SUPPORTED).
+ * event may be destroyed while still pending (as with CUDA).
+ *
+ * IPC works between processes of one host as CUDA IPC does: ipc_get
+ * exports the whole allocation holding a pointer as {magic, pid, memfd
+ * number, size, file identity}; ipc_open in another process fetches the
+ * memfd with pidfd_getfd (or /proc/<pid>/fd), checks it is that file and
+ * maps all of it; ipc_close unmaps. A handle of the calling process itself
+ * is refused (CUDA refuses it too). mem_range finds the allocation or IPC
+ * mapping holding a pointer.
  *
  * Knobs and counters are process-wide and thread-safe; each test case runs
  * in its own process, so they start at zero.
@@ -31,7 +39,8 @@ const nxl_memkind_ops_t *xt_fakedev_ops(void);
  * (nxl_memkind_set_device); aborts if that fails. */
 void xt_fakedev_install(void);
 
-/* xt_fakedev_reset zeroes the copy counters (async, blocking, bytes) and
+/* xt_fakedev_reset zeroes the copy counters (async, blocking, bytes,
+ * direction mismatches) and
  * clears the knobs; the live counts track objects and are left alone. */
 void xt_fakedev_reset(void);
 
@@ -52,5 +61,12 @@ uint64_t xt_fakedev_bytes_copied(void);
 long xt_fakedev_live_allocs(void);
 long xt_fakedev_live_streams(void);
 long xt_fakedev_live_events(void);
+/* xt_fakedev_dir_mismatches counts copies (blocking and queued) whose
+ * nxl_copy_dir_t does not match where their pointers are: fake device
+ * memory (allocations and IPC mappings) or not. Such copies still run, as
+ * CUDA runs them (unified addressing); tests assert the count. */
+uint64_t xt_fakedev_dir_mismatches(void);
+/* xt_fakedev_live_ipc_maps counts mappings from ipc_open not yet closed. */
+long xt_fakedev_live_ipc_maps(void);
 
 #endif /* NXL_TESTS_XT_FAKEDEV_H */

@@ -25,7 +25,18 @@
 extern "C" {
 #endif
 
-#define NXL_MEMKIND_ABI_VERSION 1
+/*
+ * NXL_MEMKIND_ABI_VERSION names the layout of nxl_memkind_ops_t a table was
+ * built against. Layouts only grow at the end, and every version keeps the
+ * fields of the ones before:
+ *   1: abi_version .. ipc_close
+ *   2: adds mem_range
+ * nxl_memkind_set_device accepts every version up to this one whose size
+ * covers that version's fields. Code reading an op added after version 1
+ * goes through NXL_MEMKIND_HAS, which reads the op of a table too small to
+ * hold it (an older build) as absent, i.e. NXL_ERR_NOT_SUPPORTED.
+ */
+#define NXL_MEMKIND_ABI_VERSION 2
 
 /* Which memory a kind hands out. */
 typedef enum nxl_memkind_type {
@@ -105,7 +116,26 @@ typedef struct nxl_memkind_ops {
     nxl_status_t (*ipc_open)(int dev, const nxl_ipc_handle_t *handle,
                              void **ptr_p);
     nxl_status_t (*ipc_close)(void *ptr);
+
+    /* ---- version 2 (read with NXL_MEMKIND_HAS) ---- */
+
+    /* mem_range finds the allocation that holds ptr: memory from alloc, or
+     * a mapping from ipc_open. Writes its first byte and its size (as the
+     * kind rounded it); NXL_ERR_NOT_FOUND when ptr is not memory of this
+     * kind. ipc_get of *base_p exports the whole allocation, and ipc_open
+     * in a peer maps it from its first byte (CUDA:
+     * cuMemGetAddressRange). */
+    nxl_status_t (*mem_range)(const void *ptr, void **base_p, size_t *size_p);
 } nxl_memkind_ops_t;
+
+/* NXL_MEMKIND_V1_SIZE is the size of a version 1 table. */
+#define NXL_MEMKIND_V1_SIZE offsetof(nxl_memkind_ops_t, mem_range)
+
+/* NXL_MEMKIND_HAS(ops, op) is true when table ops holds op (its size
+ * covers the field) and op is set; use it for ops added after version 1. */
+#define NXL_MEMKIND_HAS(ops, op)                                              \
+    ((ops)->size >= offsetof(nxl_memkind_ops_t, op) + sizeof((ops)->op) &&    \
+     (ops)->op != NULL)
 
 /* nxl_memkind_host returns the pageable host kind (posix_memalign 4096,
  * memcpy). Its streams and events, like the pinned kind's, are
@@ -132,8 +162,9 @@ NXL_API const nxl_memkind_ops_t *nxl_memkind_device(void);
 
 /* nxl_memkind_set_device installs ops as the device kind (NULL restores
  * CUDA). ops must live until replaced. Returns NXL_OK, or
- * NXL_ERR_INVALID_PARAM for a wrong abi_version/size or a type that is not
- * NXL_MEMKIND_DEVICE. */
+ * NXL_ERR_INVALID_PARAM for an abi_version outside 1..NXL_MEMKIND_ABI_VERSION,
+ * a size too small for that version's table, no name, or a type that is
+ * not NXL_MEMKIND_DEVICE. */
 NXL_API nxl_status_t nxl_memkind_set_device(const nxl_memkind_ops_t *ops);
 
 /* nxl_memkind_copy copies len bytes between memory of kinds src_kind and

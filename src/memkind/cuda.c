@@ -20,8 +20,9 @@
  * 4096. Sizes are rounded up to 4096; should the driver still return a
  * misaligned pointer, the allocation is redone 4096 bytes larger and the
  * aligned pointer handed out, remembered in a small list so that free
- * finds the real one (such an allocation cannot be exported with IPC,
- * since the peer would map the driver's base).
+ * finds the real one (ipc_get refuses the aligned pointer, since the peer
+ * would map the driver's base; export the base mem_range reports, as the
+ * SHM backend does).
  */
 #include "memkind/memkind.h"
 
@@ -51,6 +52,7 @@ _Static_assert(sizeof(CUipcMemHandle) == NXL_IPC_HANDLE_SIZE,
 #define CUDA_ERROR_OUT_OF_MEMORY 2
 #define CUDA_ERROR_NO_DEVICE 100
 #define CUDA_ERROR_INVALID_DEVICE 101
+#define CUDA_ERROR_NOT_FOUND 500
 #define CUDA_ERROR_NOT_READY 600
 
 #define CU_STREAM_NON_BLOCKING 0x1u
@@ -87,7 +89,8 @@ _Static_assert(sizeof(CUipcMemHandle) == NXL_IPC_HANDLE_SIZE,
     X(cuGetErrorString, CUresult, (CUresult, const char **))                  \
     X(cuMemHostAlloc, CUresult, (void **, size_t, unsigned int))              \
     X(cuMemFreeHost, CUresult, (void *))                                      \
-    X(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr))
+    X(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr))            \
+    X(cuMemGetAddressRange_v2, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr))
 
 /* A re-aligned allocation: the pointer handed out and the driver's. */
 typedef struct nxl__cuda_realign {
@@ -835,6 +838,45 @@ cuda_ipc_close(void *ptr)
     return NXL_OK;
 }
 
+/* cuda_mem_range finds the driver allocation holding ptr
+ * (cuMemGetAddressRange): memory from cuda_alloc (for a re-aligned one,
+ * the driver's larger allocation) or a mapping from cuda_ipc_open.
+ * NXL_ERR_NOT_FOUND when ptr is not device memory. Thread-safe. */
+static nxl_status_t
+cuda_mem_range(const void *ptr, void **base_p, size_t *size_p)
+{
+    CUdeviceptr base = 0;
+    size_t size = 0;
+    nxl_status_t st = cu_ready();
+    CUresult r;
+
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (ptr == NULL || base_p == NULL || size_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "memkind cuda: mem_range with a NULL argument");
+    }
+    st = cu_use_ptr(ptr);
+    if (st != NXL_OK) {
+        return st;
+    }
+    r = g_cu.cuMemGetAddressRange_v2(&base, &size,
+                                     (CUdeviceptr)(uintptr_t)ptr);
+    if (r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_VALUE) {
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "memkind cuda: %p is not in a device allocation: %s "
+                         "(CUresult %d)",
+                         ptr, cu_errstr(r), r);
+    }
+    if (r != CUDA_SUCCESS) {
+        return cu_fail(r, "cuMemGetAddressRange");
+    }
+    *base_p = (void *)(uintptr_t)base;
+    *size_p = size;
+    return NXL_OK;
+}
+
 /* nxl__cuda_host_alloc allocates portable page-locked host memory. */
 nxl_status_t
 nxl__cuda_host_alloc(size_t size, void **ptr_p)
@@ -901,6 +943,7 @@ static const nxl_memkind_ops_t nxl__cuda_ops = {
     .ipc_get = cuda_ipc_get,
     .ipc_open = cuda_ipc_open,
     .ipc_close = cuda_ipc_close,
+    .mem_range = cuda_mem_range,
 };
 
 /* nxl_memkind_cuda returns the CUDA device kind (static; never NULL). Its

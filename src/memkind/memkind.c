@@ -22,23 +22,32 @@ nxl_memkind_device(void)
 }
 
 /* nxl_memkind_set_device installs ops as the device kind (NULL restores
- * CUDA). Checks abi_version, size (at least our table: tables grow at the
- * end), a name, and type DEVICE; NXL_ERR_INVALID_PARAM otherwise, leaving
- * the current kind installed. ops must outlive its installation.
- * Thread-safe; copies already running on the old kind finish on it. */
+ * CUDA). Checks abi_version (1 to ours), size (at least the table of that
+ * version: tables grow at the end, and ops added later are read with
+ * NXL_MEMKIND_HAS), a name, and type DEVICE; NXL_ERR_INVALID_PARAM
+ * otherwise, leaving the current kind installed. ops must outlive its
+ * installation. Thread-safe; copies already running on the old kind
+ * finish on it. */
 nxl_status_t
 nxl_memkind_set_device(const nxl_memkind_ops_t *ops)
 {
+    size_t min;
+
     if (ops != NULL) {
-        if (ops->abi_version != NXL_MEMKIND_ABI_VERSION) {
+        if (ops->abi_version < 1 ||
+            ops->abi_version > NXL_MEMKIND_ABI_VERSION) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "memkind: device kind abi_version %u, want %u",
+                             "memkind: device kind abi_version %u, want 1 to "
+                             "%u",
                              ops->abi_version, NXL_MEMKIND_ABI_VERSION);
         }
-        if (ops->size < sizeof(nxl_memkind_ops_t)) {
+        min = ops->abi_version == 1 ? NXL_MEMKIND_V1_SIZE
+                                    : sizeof(nxl_memkind_ops_t);
+        if (ops->size < min) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "memkind: device kind size %u, want >= %zu",
-                             ops->size, sizeof(nxl_memkind_ops_t));
+                             "memkind: device kind size %u, want >= %zu for "
+                             "abi_version %u",
+                             ops->size, min, ops->abi_version);
         }
         if (ops->name == NULL) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,

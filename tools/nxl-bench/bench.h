@@ -94,6 +94,10 @@ typedef struct bench_session {
     int base_ok;             /* a baseline can be measured */
     const char *base_name;   /* "process_vm_readv/writev", "nt-memcpy" */
     uint8_t *base_pool;      /* shared mode: the second local pool */
+    int base_perftest;       /* UCX: sweep rows' baseline is ucx_perftest */
+    char perftest[256];      /* its path */
+    char perftest_lanes[256]; /* UCX lanes it reported (first row) */
+    int perftest_warned;     /* a failure reason was printed */
     uint8_t *evict;          /* cache eviction buffer */
     size_t evict_size;
     pid_t child;             /* local mode: the target process */
@@ -195,6 +199,21 @@ int bench_base_iov(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
 
 /* bench_base_probe checks that process_vm_readv reaches the target. */
 int bench_base_probe(bench_session_t *s);
+
+/* --- perftest.c: the ucx_perftest baseline (--backend UCX) ------------ */
+
+/* bench_perftest_find finds ucx_perftest in $PATH (path into buf): 0, or
+ * -1 when it is not installed. */
+int bench_perftest_find(char *buf, size_t cap);
+
+/* bench_perftest_row runs a ucx_perftest server and client on this host
+ * (ucp_put_bw for WRITE, ucp_get for READ; block-byte messages, iters
+ * timed and warm warmup ones), bounded by --timeout. Returns its overall
+ * bandwidth in GB/s, or -1 with the reason in why. The first lane
+ * description UCX prints goes to lanes when lanes is empty. */
+double bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
+                          size_t iters, size_t warm, char *why,
+                          size_t whycap, char *lanes, size_t lanecap);
 
 /* --- sweep.c: measurements ----------------------------------------------- */
 

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -976,6 +977,22 @@ setup_baseline(bench_session_t *s)
 
     s->base_ok = 0;
     s->base_name = "-";
+    s->base_perftest = 0;
+    if (strcasecmp(o->backend, "UCX") == 0 && o->desc_bench == 0 &&
+        !o->lat_bench) {
+        /* The sweep's Base B/W is UCX's own benchmark. */
+        if (!s->same_host) {
+            bench_err("Base B/W is '-': the ucx_perftest baseline runs on "
+                      "this host and the target is elsewhere");
+        } else if (bench_perftest_find(s->perftest, sizeof(s->perftest)) !=
+                   0) {
+            bench_err("Base B/W is '-': ucx_perftest is not installed "
+                      "(Debian/Ubuntu: ucx-utils)");
+        } else {
+            s->base_perftest = 1;
+        }
+        return;
+    }
     if (!s->same_host) {
         return;
     }
@@ -1029,6 +1046,13 @@ print_header(const bench_session_t *s, const char *ip, uint16_t port)
                            : "nxl_xfer_create",
                o->num_threads, o->pipeline_depth, o->num_iter, o->warmup_iter,
                o->large_blk_iter_ftr, o->hot ? "hot (slices reused)" : "cold");
+    }
+    if (s->base_perftest) {
+        printf("nxl-bench: baseline: %s (ucp_put_bw for WRITE, ucp_get "
+               "for READ; same block size, messages = iter x batch; UCX "
+               "allocates and reuses one buffer: compare with --hot)\n",
+               s->perftest);
+        return;
     }
     printf("nxl-bench: baseline: %s%s\n", s->base_name,
            s->base_ok ? ", one thread, same slices" : "");

@@ -609,7 +609,19 @@ run_row(run_t *r, bench_row_t *row)
         memcpy(all + t * r->iters, r->w[t].tx_ns, r->iters * sizeof(uint64_t));
     }
     row->tx = bench_stats(all, r->threads * r->iters);
-    if (s->base_ok && run_baseline(r, &row->base_bw_gbs) != 0) {
+    if (s->base_perftest) {
+        char why[256];
+
+        bench_progress(o, "ucx_perftest %s %zu B", bench_op_name(r->op),
+                       r->block);
+        row->base_bw_gbs = bench_perftest_row(
+            s, r->op, r->block, r->iters * r->batch, r->warm * r->batch, why,
+            sizeof(why), s->perftest_lanes, sizeof(s->perftest_lanes));
+        if (row->base_bw_gbs < 0 && !s->perftest_warned) {
+            bench_err("Base B/W is '-': %s", why);
+            s->perftest_warned = 1;
+        }
+    } else if (s->base_ok && run_baseline(r, &row->base_bw_gbs) != 0) {
         goto out;
     }
     rc = 0;
@@ -746,6 +758,11 @@ bench_sweep(bench_session_t *s)
             nxl_dlist_release(lp);
             nxl_dlist_release(rp);
         }
+    }
+    if (rc == 0 && s->base_perftest && s->perftest_lanes[0] != '\0') {
+        fprintf(o->json || o->csv ? stderr : stdout,
+                "nxl-bench: ucx_perftest's UCX lanes: %s\n",
+                s->perftest_lanes);
     }
     free(r);
     return rc;

@@ -1,6 +1,7 @@
 /*
- * shm.c - the SHM backend: DRAM transfers between processes of one host
- * (and between engines of one process), its ops table, peers and requests.
+ * shm.c - the SHM backend: DRAM and VRAM transfers between processes of one
+ * host (and between engines of one process), its ops table, peers and
+ * requests.
  *
  * Conn info (little endian, 72 + sock_len bytes, version 1):
  *    0 u32 magic "NXSC"     4 u16 version    6 u16 sock_len
@@ -12,11 +13,17 @@
  * a peer whose start time differs, or whose token cannot be read back at
  * the probe address through CMA, is gone (NXL_ERR_REMOTE_DISCONNECT).
  *
- * Public data of a region (little endian, version 1; 24 or 56 bytes):
- *    0 u32 magic "NXSR"   4 u8 version   5 u8 flags (1: shared)   6 u16 0
+ * Public data of a region (little endian, version 1; 24, 56 or 112 bytes):
+ *    0 u32 magic "NXSR"   4 u8 version   5 u8 flags   6 u16 0
  *    8 u64 addr          16 u64 len
- *   shared only: 24 u32 memfd number in the owner   28 u32 0
+ *   flags 1 (shared DRAM): 24 u32 memfd number in the owner   28 u32 0
  *                32 u64 offset of addr in it   40 u64 st_dev   48 u64 st_ino
+ *   flags 2 (VRAM): 24 u64 dev_id   32 u64 allocation base   40 u64 its size
+ *                48 u8[64] the device kind's IPC handle of the allocation
+ * No flags: plain DRAM (24 bytes). The flags exclude each other; VRAM goes
+ * with memory kind NXL_VRAM and nothing else does. A VRAM region must lie
+ * inside the allocation it names, and a peer that opens the handle checks
+ * (mem_range) that the mapping is at least as large as claimed.
  */
 #include "backends/shm/shm.h"
 
@@ -40,7 +47,9 @@
 #define BE_SHM_CONN_FIXED 72u
 #define BE_SHM_PUB_PLAIN 24u
 #define BE_SHM_PUB_SHARED 56u
+#define BE_SHM_PUB_VRAM 112u
 #define BE_SHM_PUB_SHARED_FLAG 1u
+#define BE_SHM_PUB_VRAM_FLAG 2u
 
 /* Process-wide list of live engines: a conn info that names this process
  * must name one of them, and loopback regions must be registered there. */
@@ -250,8 +259,39 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
     return NXL_OK;
 }
 
+/* be_shm_vram_probe decides whether this engine serves VRAM: the device
+ * memory kind (nxl_memkind_device at init) must run here, copy, find
+ * allocations (mem_range) and export and open IPC handles. Otherwise
+ * eng->dk stays NULL and dk_why says why. Leaves no error behind. */
+static void
+be_shm_vram_probe(be_shm_engine_t *eng)
+{
+    const nxl_memkind_ops_t *dk = nxl_memkind_device();
+
+    eng->dk = NULL;
+    if (!NXL_MEMKIND_HAS(dk, mem_range)) {
+        snprintf(eng->dk_why, sizeof(eng->dk_why),
+                 "device memory kind \"%s\" cannot find allocations (no "
+                 "mem_range op)",
+                 dk->name);
+    } else if (dk->copy == NULL || dk->ipc_get == NULL ||
+               dk->ipc_open == NULL || dk->ipc_close == NULL) {
+        snprintf(eng->dk_why, sizeof(eng->dk_why),
+                 "device memory kind \"%s\" has no %s", dk->name,
+                 dk->copy == NULL ? "copy" : "IPC");
+    } else if (dk->probe == NULL || dk->probe() != NXL_OK) {
+        snprintf(eng->dk_why, sizeof(eng->dk_why),
+                 "device memory kind \"%s\" cannot run here: %s", dk->name,
+                 dk->probe == NULL ? "no probe op" : nxl_last_error());
+    } else {
+        eng->dk = dk;
+        eng->dk_why[0] = '\0';
+    }
+}
+
 /* be_shm_init sets up the engine: identity, params, notification listener
- * and event fd, worker pool. fini undoes whatever part of this ran. */
+ * and event fd, worker pool, VRAM probe. fini undoes whatever part of this
+ * ran. */
 static nxl_status_t
 be_shm_init(void *self, const nxl_backend_host_t *host,
             const nxl_params_t *params)
@@ -287,6 +327,7 @@ be_shm_init(void *self, const nxl_backend_host_t *host,
     be_shm_boot_id(eng->boot_id);
     eng->pidns = be_shm_ns_ino("pid");
     eng->netns = be_shm_ns_ino("net");
+    be_shm_vram_probe(eng);
 
     st = be_shm_notif_init(eng);
     if (st != NXL_OK) {
@@ -340,6 +381,12 @@ be_shm_fini(void *self)
         eng->mds = md->next;
         free(md);
     }
+    while (eng->exports != NULL) {
+        be_shm_export_t *x = eng->exports;
+
+        eng->exports = x->next;
+        free(x);
+    }
     if (eng->locks_ready) {
         pthread_mutex_destroy(&eng->rx_lock);
         pthread_mutex_destroy(&eng->md_lock);
@@ -352,18 +399,117 @@ be_shm_fini(void *self)
 
 /* --- local regions -------------------------------------------------------- */
 
+/* be_shm_export_get finds (or exports with the device kind's ipc_get)
+ * the device allocation holding [addr, addr + len) and returns a counted
+ * reference to its handle. NXL_ERR_NOT_SUPPORTED when this engine has no
+ * IPC-capable device kind; NXL_ERR_INVALID_PARAM when the range is not
+ * inside one device allocation; else the kind's error. */
+static nxl_status_t
+be_shm_export_get(be_shm_engine_t *eng, uint64_t addr, uint64_t len,
+                  be_shm_export_t **exp_p)
+{
+    const nxl_memkind_ops_t *dk = eng->dk;
+    be_shm_export_t *x;
+    char why[200];
+    nxl_status_t st;
+    void *basep = NULL;
+    size_t size = 0;
+    uint64_t base;
+
+    if (dk == NULL) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "shm: cannot register VRAM: VRAM between processes "
+                         "needs a device memory kind with IPC handles: %s",
+                         eng->dk_why);
+    }
+    st = dk->mem_range((const void *)(uintptr_t)addr, &basep, &size);
+    if (st != NXL_OK) {
+        snprintf(why, sizeof(why), "%s", nxl_last_error());
+        return nxl__fail(st == NXL_ERR_NOT_FOUND ? NXL_ERR_INVALID_PARAM : st,
+                         "shm: VRAM region 0x%" PRIx64 "+%" PRIu64
+                         ": no allocation of device kind \"%s\" holds it: %s",
+                         addr, len, dk->name, why);
+    }
+    base = (uint64_t)(uintptr_t)basep;
+    if (size == 0 || base + size < base ||
+        !(addr >= base && len <= size && addr - base <= size - len)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "shm: VRAM region 0x%" PRIx64 "+%" PRIu64
+                         " is not inside one allocation (0x%" PRIx64
+                         "+%zu holds its start)",
+                         addr, len, base, size);
+    }
+    pthread_mutex_lock(&eng->md_lock);
+    for (x = eng->exports; x != NULL; x = x->next) {
+        if (x->base == base && x->size == size) {
+            x->refs++;
+            pthread_mutex_unlock(&eng->md_lock);
+            *exp_p = x;
+            return NXL_OK;
+        }
+    }
+    x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        pthread_mutex_unlock(&eng->md_lock);
+        return nxl__fail(NXL_ERR_NOMEM, "shm: VRAM export record");
+    }
+    st = dk->ipc_get(basep, &x->handle);
+    if (st != NXL_OK) {
+        pthread_mutex_unlock(&eng->md_lock);
+        free(x);
+        snprintf(why, sizeof(why), "%s", nxl_last_error());
+        return nxl__fail(st,
+                         "shm: VRAM region 0x%" PRIx64 "+%" PRIu64
+                         ": device kind \"%s\" cannot export its allocation: "
+                         "%s",
+                         addr, len, dk->name, why);
+    }
+    x->base = base;
+    x->size = size;
+    x->refs = 1;
+    x->next = eng->exports;
+    eng->exports = x;
+    pthread_mutex_unlock(&eng->md_lock);
+    *exp_p = x;
+    return NXL_OK;
+}
+
+/* be_shm_export_put drops a reference to an exported allocation. */
+static void
+be_shm_export_put(be_shm_engine_t *eng, be_shm_export_t *exp)
+{
+    be_shm_export_t **pp;
+
+    pthread_mutex_lock(&eng->md_lock);
+    if (--exp->refs == 0) {
+        for (pp = &eng->exports; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == exp) {
+                *pp = exp->next;
+                break;
+            }
+        }
+        free(exp);
+    }
+    pthread_mutex_unlock(&eng->md_lock);
+}
+
 /* be_shm_mem_register records a DRAM region (nothing to pin for CMA) and,
- * for memfd-backed memory, the file identity a peer checks after mapping. */
+ * for memfd-backed memory, the file identity a peer checks after mapping;
+ * or a VRAM region with the IPC handle of its device allocation (exported
+ * once per allocation). */
 static nxl_status_t
 be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
 {
     be_shm_engine_t *eng = self;
+    be_shm_export_t *exp = NULL;
     struct stat st;
     be_shm_md_t *md;
+    nxl_status_t status;
 
-    if (region->kind != NXL_DRAM) {
+    if (region->kind != NXL_DRAM && region->kind != NXL_VRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "shm: memory kind %d is not DRAM", (int)region->kind);
+                         "shm: memory kind %d is neither DRAM nor VRAM",
+                         (int)region->kind);
     }
     if (region->len == 0 || region->addr == 0 ||
         region->addr + region->len < region->addr) {
@@ -371,15 +517,28 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                          "shm: bad region 0x%" PRIx64 "+%" PRIu64, region->addr,
                          region->len);
     }
+    if (region->kind == NXL_VRAM) {
+        status = be_shm_export_get(eng, region->addr, region->len, &exp);
+        if (status != NXL_OK) {
+            return status;
+        }
+    }
     md = calloc(1, sizeof(*md));
     if (md == NULL) {
+        if (exp != NULL) {
+            be_shm_export_put(eng, exp);
+        }
         return nxl__fail(NXL_ERR_NOMEM, "shm: region record");
     }
     md->magic = BE_SHM_MD_MAGIC;
+    md->kind = region->kind;
     md->addr = region->addr;
     md->len = region->len;
+    md->dev_id = region->dev_id;
+    md->exp = exp;
     md->backing_fd = -1;
-    if (region->backing_fd >= 0 && fstat(region->backing_fd, &st) == 0 &&
+    if (region->kind == NXL_DRAM && region->backing_fd >= 0 &&
+        fstat(region->backing_fd, &st) == 0 &&
         S_ISREG(st.st_mode) &&
         region->backing_off + region->len >= region->backing_off &&
         region->backing_off + region->len <= (uint64_t)st.st_size) {
@@ -399,7 +558,7 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     return NXL_OK;
 }
 
-/* be_shm_mem_deregister forgets a region. */
+/* be_shm_mem_deregister forgets a region (and its export reference). */
 static void
 be_shm_mem_deregister(void *self, void *mdv)
 {
@@ -419,6 +578,9 @@ be_shm_mem_deregister(void *self, void *mdv)
         md->next->prev = md->prev;
     }
     pthread_mutex_unlock(&eng->md_lock);
+    if (md->exp != NULL) {
+        be_shm_export_put(eng, md->exp);
+    }
     md->magic = 0;
     free(md);
 }
@@ -428,7 +590,9 @@ static nxl_status_t
 be_shm_md_pack(void *self, const void *mdv, nxl_blob_t *out)
 {
     const be_shm_md_t *md = mdv;
-    size_t len = (md->backing_fd >= 0) ? BE_SHM_PUB_SHARED : BE_SHM_PUB_PLAIN;
+    size_t len = (md->kind == NXL_VRAM)  ? BE_SHM_PUB_VRAM
+                 : (md->backing_fd >= 0) ? BE_SHM_PUB_SHARED
+                                         : BE_SHM_PUB_PLAIN;
     uint8_t *p;
 
     (void)self;
@@ -441,7 +605,13 @@ be_shm_md_pack(void *self, const void *mdv, nxl_blob_t *out)
     p[5] = (md->backing_fd >= 0) ? BE_SHM_PUB_SHARED_FLAG : 0;
     nxl__put_le64(p + 8, md->addr);
     nxl__put_le64(p + 16, md->len);
-    if (md->backing_fd >= 0) {
+    if (md->kind == NXL_VRAM) {
+        p[5] = BE_SHM_PUB_VRAM_FLAG;
+        nxl__put_le64(p + 24, md->dev_id);
+        nxl__put_le64(p + 32, md->exp->base);
+        nxl__put_le64(p + 40, md->exp->size);
+        memcpy(p + 48, md->exp->handle.bytes, NXL_IPC_HANDLE_SIZE);
+    } else if (md->backing_fd >= 0) {
         nxl__put_le32(p + 24, (uint32_t)md->backing_fd);
         nxl__put_le64(p + 32, md->backing_off);
         nxl__put_le64(p + 40, md->dev);
@@ -588,6 +758,16 @@ be_shm_peer_put(be_shm_peer_t *peer)
         peer->maps = m->next;
         munmap(m->base, m->size);
         free(m);
+    }
+    while (peer->ipcs != NULL) { /* likewise */
+        be_shm_ipc_t *c = peer->ipcs;
+
+        peer->ipcs = c->next;
+        if (c->dk->ipc_close(c->local) != NXL_OK) {
+            nxl__warn("shm: closing VRAM of %s: %s", peer->name,
+                      nxl_last_error());
+        }
+        free(c);
     }
     if (peer->pidfd >= 0) {
         close(peer->pidfd);
@@ -883,10 +1063,121 @@ be_shm_map_put(be_shm_peer_t *peer, be_shm_map_t *map)
     pthread_mutex_unlock(&peer->map_lock);
 }
 
-/* be_shm_self_registered reports whether engine token of this process has
- * [addr, addr + len) inside one registered region. */
+/* be_shm_seg_inside reports whether [addr, addr + len) lies in
+ * [base, base + size). */
 static int
-be_shm_self_registered(uint64_t token, uint64_t addr, uint64_t len)
+be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
+{
+    return addr >= base && len <= size && addr - base <= size - len;
+}
+
+/* be_shm_ipc_open_dev picks the local device to open a peer's allocation
+ * on: its dev_id when this process has such a device, else 0 (with lazy
+ * peer access any device can reach it). */
+static int
+be_shm_ipc_open_dev(const nxl_memkind_ops_t *dk, uint64_t dev_id)
+{
+    int n = 0;
+
+    if (dk->device_count != NULL && dk->device_count(&n) == NXL_OK &&
+        dev_id < (uint64_t)n) {
+        return (int)dev_id;
+    }
+    return 0;
+}
+
+/* be_shm_ipc_get opens the peer's device allocation [rbase, rbase + rsize)
+ * named by handle once per peer (later rmds share it) and returns a
+ * counted reference. The mapping must be at least rsize bytes (mem_range
+ * of what ipc_open returned), so that a peer cannot make us reach past
+ * it. */
+static nxl_status_t
+be_shm_ipc_get(be_shm_peer_t *peer, uint64_t rbase, uint64_t rsize,
+               uint64_t dev_id, const uint8_t *handle, be_shm_ipc_t **ipc_p)
+{
+    const nxl_memkind_ops_t *dk = peer->eng->dk;
+    be_shm_ipc_t *c;
+    nxl_status_t st;
+    char why[200];
+    void *local = NULL, *lbase = NULL;
+    size_t lsize = 0;
+
+    pthread_mutex_lock(&peer->map_lock);
+    for (c = peer->ipcs; c != NULL; c = c->next) {
+        if (c->rbase == rbase && c->rsize == rsize &&
+            memcmp(c->handle.bytes, handle, NXL_IPC_HANDLE_SIZE) == 0) {
+            c->refs++;
+            pthread_mutex_unlock(&peer->map_lock);
+            *ipc_p = c;
+            return NXL_OK;
+        }
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        pthread_mutex_unlock(&peer->map_lock);
+        return nxl__fail(NXL_ERR_NOMEM, "shm: VRAM mapping record");
+    }
+    memcpy(c->handle.bytes, handle, NXL_IPC_HANDLE_SIZE);
+    st = dk->ipc_open(be_shm_ipc_open_dev(dk, dev_id), &c->handle, &local);
+    if (st != NXL_OK) {
+        pthread_mutex_unlock(&peer->map_lock);
+        free(c);
+        snprintf(why, sizeof(why), "%s", nxl_last_error());
+        return nxl__fail(st,
+                         "shm: cannot open %s's VRAM allocation 0x%" PRIx64
+                         "+%" PRIu64 " with device kind \"%s\": %s",
+                         peer->name, rbase, rsize, dk->name, why);
+    }
+    st = dk->mem_range(local, &lbase, &lsize);
+    if (st != NXL_OK || lbase != local || lsize < rsize) {
+        dk->ipc_close(local);
+        pthread_mutex_unlock(&peer->map_lock);
+        free(c);
+        return nxl__fail(NXL_ERR_PROTO,
+                         "shm: %s's VRAM allocation 0x%" PRIx64 "+%" PRIu64
+                         " opened as %zu bytes at %p (start %p)",
+                         peer->name, rbase, rsize, lsize, local, lbase);
+    }
+    c->rbase = rbase;
+    c->rsize = rsize;
+    c->local = local;
+    c->dk = dk;
+    c->refs = 1;
+    c->next = peer->ipcs;
+    peer->ipcs = c;
+    pthread_mutex_unlock(&peer->map_lock);
+    *ipc_p = c;
+    return NXL_OK;
+}
+
+/* be_shm_ipc_put drops a reference; the last one closes the mapping. */
+static void
+be_shm_ipc_put(be_shm_peer_t *peer, be_shm_ipc_t *c)
+{
+    be_shm_ipc_t **pp;
+
+    pthread_mutex_lock(&peer->map_lock);
+    if (--c->refs == 0) {
+        for (pp = &peer->ipcs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        }
+        if (c->dk->ipc_close(c->local) != NXL_OK) {
+            nxl__warn("shm: closing VRAM of %s: %s", peer->name,
+                      nxl_last_error());
+        }
+        free(c);
+    }
+    pthread_mutex_unlock(&peer->map_lock);
+}
+
+/* be_shm_self_registered reports whether engine token of this process has
+ * [addr, addr + len) inside one registered region of memory kind kind. */
+static int
+be_shm_self_registered(uint64_t token, nxl_mem_t kind, uint64_t addr,
+                       uint64_t len)
 {
     be_shm_engine_t *e;
     be_shm_md_t *md;
@@ -897,7 +1188,7 @@ be_shm_self_registered(uint64_t token, uint64_t addr, uint64_t len)
     if (e != NULL) {
         pthread_mutex_lock(&e->md_lock);
         for (md = e->mds; md != NULL && !found; md = md->next) {
-            found = addr >= md->addr && len <= md->len &&
+            found = md->kind == kind && addr >= md->addr && len <= md->len &&
                     addr - md->addr <= md->len - len;
         }
         pthread_mutex_unlock(&e->md_lock);
@@ -907,34 +1198,51 @@ be_shm_self_registered(uint64_t token, uint64_t addr, uint64_t len)
 }
 
 /* be_shm_md_unpack validates a peer's public data for region desc and
- * decides how to reach it: identity (loopback), a shared mapping, or CMA. */
+ * decides how to reach it: identity (loopback), a shared mapping, CMA, or
+ * (VRAM) the peer's device allocation opened with its IPC handle. A VRAM
+ * region that cannot be opened here still loads (the rest of the peer's
+ * metadata stays usable); transfers on it fail in prep with the reason. */
 static nxl_status_t
 be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                  nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
 {
+    be_shm_engine_t *eng = self;
     be_shm_peer_t *peer = peer_ctx;
     const uint8_t *p = pub;
     be_shm_rmd_t *rmd;
     be_shm_map_t *map = NULL;
-    uint64_t addr, rlen, off;
-    int shared;
+    be_shm_ipc_t *ipc = NULL;
+    uint64_t addr, rlen, off, base = 0, asize = 0;
+    nxl_status_t st;
+    int shared, vram;
 
-    (void)self;
     if (peer == NULL || peer->magic != BE_SHM_PEER_MAGIC) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: md_unpack without peer");
     }
-    if (kind != NXL_DRAM) {
+    if (kind != NXL_DRAM && kind != NXL_VRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "shm: memory kind %d is not DRAM", (int)kind);
+                         "shm: memory kind %d is neither DRAM nor VRAM",
+                         (int)kind);
     }
     if (pub == NULL || len < BE_SHM_PUB_PLAIN ||
         nxl__le32(p) != BE_SHM_PUB_MAGIC || p[4] != BE_SHM_WIRE_VERSION ||
-        (p[5] & ~BE_SHM_PUB_SHARED_FLAG) != 0 || p[6] != 0 || p[7] != 0) {
+        (p[5] & ~(BE_SHM_PUB_SHARED_FLAG | BE_SHM_PUB_VRAM_FLAG)) != 0 ||
+        p[5] == (BE_SHM_PUB_SHARED_FLAG | BE_SHM_PUB_VRAM_FLAG) || p[6] != 0 ||
+        p[7] != 0) {
         return nxl__fail(NXL_ERR_PROTO, "shm: public data from %s: bad header",
                          peer->name);
     }
     shared = (p[5] & BE_SHM_PUB_SHARED_FLAG) != 0;
-    if (len != (shared ? BE_SHM_PUB_SHARED : BE_SHM_PUB_PLAIN) ||
+    vram = (p[5] & BE_SHM_PUB_VRAM_FLAG) != 0;
+    if (vram != (kind == NXL_VRAM)) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "shm: public data from %s: a %s region loaded as %s",
+                         peer->name, vram ? "VRAM" : "DRAM",
+                         kind == NXL_VRAM ? "VRAM" : "DRAM");
+    }
+    if (len != (vram     ? BE_SHM_PUB_VRAM
+                : shared ? BE_SHM_PUB_SHARED
+                         : BE_SHM_PUB_PLAIN) ||
         (shared && nxl__le32(p + 28) != 0) ||
         (shared && nxl__le32(p + 24) > INT32_MAX)) {
         return nxl__fail(NXL_ERR_PROTO,
@@ -949,23 +1257,64 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "shm: public data from %s describes another region",
                          peer->name);
     }
-    if (peer->self && !be_shm_self_registered(peer->token, addr, rlen)) {
+    if (vram) {
+        base = nxl__le64(p + 32);
+        asize = nxl__le64(p + 40);
+        if (asize == 0 || base + asize < base ||
+            !be_shm_seg_inside(addr, rlen, base, asize)) {
+            return nxl__fail(NXL_ERR_PROTO,
+                             "shm: public data from %s: VRAM region "
+                             "0x%" PRIx64 "+%" PRIu64 " is not inside its "
+                             "allocation 0x%" PRIx64 "+%" PRIu64,
+                             peer->name, addr, rlen, base, asize);
+        }
+    }
+    if (peer->self && !be_shm_self_registered(peer->token, kind, addr, rlen)) {
         return nxl__fail(NXL_ERR_PROTO,
-                         "shm: region 0x%" PRIx64 "+%" PRIu64
+                         "shm: %s region 0x%" PRIx64 "+%" PRIu64
                          " is not registered with %s",
-                         addr, rlen, peer->name);
+                         vram ? "VRAM" : "DRAM", addr, rlen, peer->name);
     }
     rmd = calloc(1, sizeof(*rmd));
     if (rmd == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "shm: remote region");
     }
     rmd->magic = BE_SHM_RMD_MAGIC;
+    rmd->kind = kind;
     rmd->peer = peer;
     rmd->addr = addr;
     rmd->len = rlen;
     if (peer->self) {
         rmd->mapped = 1;
         rmd->delta = 0;
+    } else if (vram) {
+        if (eng->dk == NULL) {
+            st = nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                           "shm: cannot reach %s's VRAM: VRAM between "
+                           "processes needs a device memory kind with IPC "
+                           "handles: %s",
+                           peer->name, eng->dk_why);
+        } else {
+            st = be_shm_ipc_get(peer, base, asize, nxl__le64(p + 24), p + 48,
+                                &ipc);
+        }
+        if (st == NXL_ERR_NOMEM || st == NXL_ERR_PROTO) {
+            free(rmd);
+            return st;
+        }
+        if (st == NXL_OK) {
+            rmd->mapped = 1;
+            rmd->ipc = ipc;
+            rmd->delta = (uint64_t)(uintptr_t)ipc->local - base;
+        } else {
+            rmd->err = st;
+            rmd->errmsg = strdup(nxl_last_error());
+            if (rmd->errmsg == NULL) {
+                free(rmd);
+                return nxl__fail(NXL_ERR_NOMEM, "shm: remote region");
+            }
+            nxl__debug("%s", rmd->errmsg);
+        }
     } else if (shared) {
         off = nxl__le64(p + 32);
         if (be_shm_map_get(peer, nxl__le32(p + 24), off, rlen,
@@ -997,7 +1346,11 @@ be_shm_md_unload(void *self, void *rmdv)
     if (rmd->map != NULL) {
         be_shm_map_put(rmd->peer, rmd->map);
     }
+    if (rmd->ipc != NULL) {
+        be_shm_ipc_put(rmd->peer, rmd->ipc);
+    }
     be_shm_peer_put(rmd->peer);
+    free(rmd->errmsg);
     rmd->magic = 0;
     free(rmd);
 }
@@ -1012,14 +1365,6 @@ be_shm_rmd_is_mapped(const void *rmdv)
 }
 
 /* --- requests ------------------------------------------------------------- */
-
-/* be_shm_seg_inside reports whether [addr, addr + len) lies in
- * [base, base + size). */
-static int
-be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
-{
-    return addr >= base && len <= size && addr - base <= size - len;
-}
 
 /* be_shm_iov_add appends [base, base + len) to list (n entries), merging
  * with the last entry when contiguous; list may be NULL (counting pass). */
@@ -1153,15 +1498,24 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     size_t i, niov, nchunks = 0, nhelpers = 0, extra;
     uint64_t cs = 0;
     struct iovec *v;
+    int dev_path, ldev, rdev;
 
     if (xfer->op != NXL_READ && xfer->op != NXL_WRITE) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: bad op %d",
                          (int)xfer->op);
     }
-    if (xfer->local_mem != NXL_DRAM || xfer->remote_mem != NXL_DRAM) {
+    if ((xfer->local_mem != NXL_DRAM && xfer->local_mem != NXL_VRAM) ||
+        (xfer->remote_mem != NXL_DRAM && xfer->remote_mem != NXL_VRAM)) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "shm: only DRAM to DRAM (got %d to %d)",
+                         "shm: only DRAM and VRAM (got %d to %d)",
                          (int)xfer->local_mem, (int)xfer->remote_mem);
+    }
+    dev_path = xfer->local_mem == NXL_VRAM || xfer->remote_mem == NXL_VRAM;
+    if (dev_path && eng->dk == NULL) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "shm: VRAM transfers need a device memory kind with "
+                         "IPC handles: %s",
+                         eng->dk_why);
     }
     if (peer == NULL || peer->magic != BE_SHM_PEER_MAGIC) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: transfer without peer");
@@ -1199,11 +1553,30 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
                              "+%" PRIu64 " outside %s's region",
                              i, rs->addr, rs->len, peer->name);
         }
+        if (lmd->kind != xfer->local_mem || rmd->kind != xfer->remote_mem) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "shm: descriptor %zu: regions of kinds %d and %d "
+                             "in a transfer of kinds %d and %d",
+                             i, (int)lmd->kind, (int)rmd->kind,
+                             (int)xfer->local_mem, (int)xfer->remote_mem);
+        }
+        if (dev_path && !rmd->mapped) {
+            if (rmd->err != NXL_OK) {
+                return nxl__fail(rmd->err, "shm: descriptor %zu: %s", i,
+                                 rmd->errmsg);
+            }
+            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                             "shm: descriptor %zu: VRAM to %s's DRAM region "
+                             "0x%" PRIx64 "+%" PRIu64 ": the region is not "
+                             "shared memory (nxl_mem_alloc_shared) and CMA "
+                             "cannot reach device memory",
+                             i, peer->name, rmd->addr, rmd->len);
+        }
     }
 
     r->cl = r->cr = r->ml = r->mr = NULL;
     be_shm_build(r, xfer); /* count */
-    if (eng->pool.nthreads > 0 &&
+    if (!dev_path && eng->pool.nthreads > 0 &&
         r->cma_bytes + r->copy_bytes >= eng->split_threshold) {
         cs = be_shm_chunk_size(r->cma_bytes + r->copy_bytes,
                                eng->pool.nthreads + 1);
@@ -1247,6 +1620,18 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     r->eng = eng;
     r->peer = peer;
     r->op = xfer->op;
+    r->dev_path = dev_path;
+    r->dk = dev_path ? eng->dk : NULL;
+    r->dir = NXL_COPY_H2H;
+    if (dev_path) {
+        ldev = xfer->local_mem == NXL_VRAM;
+        rdev = xfer->remote_mem == NXL_VRAM;
+        if (xfer->op == NXL_READ) { /* remote -> local */
+            r->dir = rdev ? (ldev ? NXL_COPY_D2D : NXL_COPY_D2H) : NXL_COPY_H2D;
+        } else {
+            r->dir = ldev ? (rdev ? NXL_COPY_D2D : NXL_COPY_D2H) : NXL_COPY_H2D;
+        }
+    }
     atomic_store(&r->state, BE_SHM_REQ_IDLE);
     r->magic = BE_SHM_REQ_MAGIC;
     return NXL_OK;
@@ -1262,6 +1647,46 @@ be_shm_req_error(be_shm_req_t *r, nxl_status_t st)
     return st;
 }
 
+/* be_shm_post_dev moves a device-path request: one blocking copy of the
+ * device kind per pair of the copy lists (every remote region is mapped
+ * here: opened VRAM, a shared DRAM mapping, or this very process). A
+ * failed copy with the peer gone, or a peer found gone after the copies,
+ * is NXL_ERR_REMOTE_DISCONNECT. */
+static nxl_status_t
+be_shm_post_dev(be_shm_req_t *r)
+{
+    int write = (r->op == NXL_WRITE);
+    nxl_status_t st;
+    char why[160];
+    size_t i;
+
+    for (i = 0; i < r->nm; i++) {
+        if (write) {
+            st = r->dk->copy(r->mr[i].iov_base, r->ml[i].iov_base,
+                             r->ml[i].iov_len, r->dir);
+        } else {
+            st = r->dk->copy(r->ml[i].iov_base, r->mr[i].iov_base,
+                             r->ml[i].iov_len, r->dir);
+        }
+        if (st != NXL_OK) {
+            if (!be_shm_peer_alive(r->peer, 1)) {
+                snprintf(why, sizeof(why), "%s", nxl_last_error());
+                return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                                 "shm: peer %s (pid %d) is gone: %s",
+                                 r->peer->name, (int)r->peer->pid, why);
+            }
+            return st;
+        }
+    }
+    /* Into a dead peer's mapping a copy succeeds silently: look again. */
+    if (!be_shm_peer_alive(r->peer, 1)) {
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                         "shm: peer %s (pid %d) went away during the copy",
+                         r->peer->name, (int)r->peer->pid);
+    }
+    return NXL_OK;
+}
+
 /* be_shm_post_sync moves a request on the calling thread. The common case
  * (at most IOV_MAX iovecs a side) is one process_vm_* call on the lists
  * prep built; a partial transfer continues where the kernel stopped. */
@@ -1274,6 +1699,9 @@ be_shm_post_sync(be_shm_req_t *r)
     ssize_t n = 0;
     int err, use_nt;
 
+    if (r->dev_path) {
+        return be_shm_post_dev(r);
+    }
     if (r->cma_bytes > 0) {
         if (r->ncl <= BE_SHM_IOV_MAX && r->ncr <= BE_SHM_IOV_MAX) {
             if (write) {
@@ -1346,7 +1774,8 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
         return nxl__fail(NXL_ERR_REPOST_ACTIVE, "shm: request still active");
     }
     peer = r->peer;
-    if (!be_shm_peer_alive(peer, 0)) {
+    /* A device copy costs more than a pidfd poll: always look. */
+    if (!be_shm_peer_alive(peer, r->dev_path)) {
         return be_shm_req_error(r, nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                                              "shm: peer %s (pid %d) is gone",
                                              peer->name, (int)peer->pid));
@@ -1481,7 +1910,7 @@ const nxl_backend_ops_t nxl__be_shm_ops = {
     .name = "SHM",
     .caps =
         NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF | NXL_CAP_THREAD_SAFE,
-    .mem_kinds = 1u << NXL_DRAM,
+    .mem_kinds = (1u << NXL_DRAM) | (1u << NXL_VRAM),
     .engine_size = sizeof(be_shm_engine_t),
     .req_size = sizeof(be_shm_req_t),
     .defaults = be_shm_defaults,

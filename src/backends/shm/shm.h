@@ -1,5 +1,6 @@
 /*
- * shm.h - internal objects of the SHM backend (same-host DRAM transfers).
+ * shm.h - internal objects of the SHM backend (same-host DRAM and VRAM
+ * transfers).
  *
  * Data paths, fastest first:
  *   - loopback (the peer is an engine of this process): memcpy;
@@ -7,6 +8,11 @@
  *     mapped once per peer): memcpy, non-temporal stores from nt_threshold;
  *   - anything else: cross-memory attach (process_vm_readv/writev) over
  *     iovec arrays built once in prep.
+ * VRAM (when the device memory kind can export and open IPC handles): a
+ * peer's device allocation is opened once per peer with the kind's
+ * ipc_open, and a transfer with VRAM on either side is a list of the
+ * kind's blocking copies (H2D, D2H or D2D) between local memory and the
+ * mapped (or, for loopback, own) remote memory, on the calling thread.
  * Large requests are cut into chunks that the calling thread and a small
  * worker pool take from a shared counter, so a starved worker costs little.
  * Notifications travel over an abstract unix stream socket per (sender engine,
@@ -22,6 +28,8 @@
 #define NXL_BACKENDS_SHM_H
 
 #include "util.h"
+
+#include <nxl/nxl_memkind.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,11 +75,24 @@ typedef struct be_shm_ev {
     void *obj;
 } be_shm_ev_t;
 
+/* be_shm_export_t: a local device allocation exported once with ipc_get,
+ * shared by the VRAM registrations inside it (engine md_lock). */
+typedef struct be_shm_export {
+    struct be_shm_export *next;
+    uint64_t base; /* the allocation, as the kind's mem_range reports it */
+    uint64_t size;
+    nxl_ipc_handle_t handle;
+    unsigned refs;
+} be_shm_export_t;
+
 /* be_shm_md_t: a local registration (mem_register). */
 typedef struct be_shm_md {
     uint32_t magic;
+    nxl_mem_t kind; /* NXL_DRAM or NXL_VRAM */
     uint64_t addr;
     uint64_t len;
+    uint64_t dev_id;
+    be_shm_export_t *exp; /* VRAM: its allocation's handle */
     int backing_fd; /* memfd or -1 (the core owns it) */
     uint64_t backing_off;
     uint64_t dev; /* identity of the memfd, for peers to verify */
@@ -90,16 +111,34 @@ typedef struct be_shm_map {
     unsigned refs; /* rmds using it (peer map_lock) */
 } be_shm_map_t;
 
+/* be_shm_ipc_t: a peer's device allocation opened here with the device
+ * kind's ipc_open, shared by that peer's VRAM rmds (peer map_lock). */
+typedef struct be_shm_ipc {
+    struct be_shm_ipc *next;
+    uint64_t rbase; /* the allocation in the peer */
+    uint64_t rsize;
+    nxl_ipc_handle_t handle;
+    uint8_t *local; /* where rbase is mapped here */
+    const nxl_memkind_ops_t *dk; /* the kind that opened it */
+    unsigned refs;
+} be_shm_ipc_t;
+
 /* be_shm_rmd_t: a peer's region (md_unpack). When mapped, the peer's
- * address a is readable here at a + delta (mod 2^64). */
+ * address a is reachable here at a + delta (mod 2^64): plain memory for
+ * DRAM, device memory for VRAM. A VRAM region that could not be opened
+ * keeps why (err, errmsg) for prep to report. */
 typedef struct be_shm_rmd {
     uint32_t magic;
+    nxl_mem_t kind;
     be_shm_peer_t *peer; /* holds a peer reference */
     uint64_t addr;
     uint64_t len;
-    int mapped; /* loopback or shared mapping: plain copies */
+    int mapped; /* loopback, shared mapping or opened VRAM */
     uint64_t delta;
     be_shm_map_t *map; /* NULL for loopback */
+    be_shm_ipc_t *ipc; /* VRAM of another process */
+    nxl_status_t err;  /* VRAM not reachable: why */
+    char *errmsg;
 } be_shm_rmd_t;
 
 /* be_shm_peer_t: a loaded peer engine (peer_load). */
@@ -121,6 +160,7 @@ struct be_shm_peer {
 
     pthread_mutex_t map_lock;
     be_shm_map_t *maps;
+    be_shm_ipc_t *ipcs;
 
     /* Outgoing notification stream (tx_lock). */
     pthread_mutex_t tx_lock;
@@ -176,6 +216,11 @@ struct be_shm_req {
     be_shm_engine_t *eng;
     be_shm_peer_t *peer;
     nxl_op_t op;
+    /* Device path: VRAM on either side; the copy lists only, each pair one
+     * blocking copy of the device kind dk in direction dir. */
+    int dev_path;
+    nxl_copy_dir_t dir;
+    const nxl_memkind_ops_t *dk;
     /* CMA lists: independent scatter lists with equal byte totals. */
     struct iovec *cl;
     struct iovec *cr;
@@ -259,6 +304,12 @@ struct be_shm_engine {
 
     pthread_mutex_t md_lock;
     be_shm_md_t *mds;
+    be_shm_export_t *exports; /* md_lock */
+
+    /* VRAM: the device memory kind probed at init (it serves the engine
+     * for its whole life), or NULL with the reason in dk_why. */
+    const nxl_memkind_ops_t *dk;
+    char dk_why[256];
 
     be_shm_pool_t pool;
     be_shm_engine_t *global_next; /* process-wide engine list */

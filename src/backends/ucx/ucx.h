@@ -13,7 +13,9 @@
  *   - copy: a peer on this host in the same pid namespace gets DRAM
  *     transfers by cross-memory attach (process_vm_readv/writev over iovec
  *     batches, in slices the service thread helps copy; memcpy when the
- *     peer lives in this process). UCX 1.13 has no
+ *     peer lives in this process, or when every remote region of the
+ *     transfer lies in a memfd from nxl_mem_alloc_shared that this engine
+ *     mapped at md_unpack via pidfd_getfd: the map path). UCX 1.13 has no
  *     RMA lane for user memory on one host (cma serves only rendezvous, so
  *     ucp_put_nbx falls back to software emulation over sysv active
  *     messages, which needs the target's CPU); see docs/backends.md.
@@ -48,7 +50,11 @@
 #define BE_UCX_CONN_MAGIC 0x554c584eu /* "NXLU" */
 #define BE_UCX_CONN_VERSION 1u
 #define BE_UCX_PUB_VERSION 1u
-#define BE_UCX_PUB_HDR 8u            /* version u8, kind u8, 0 u16, len u32 */
+#define BE_UCX_PUB_HDR 8u            /* version u8, kind u8, flags u8, 0 u8,
+                                      * key len u32 */
+#define BE_UCX_PUB_F_MEMFD 1u        /* flags: a memfd record follows the key */
+#define BE_UCX_PUB_MEMFD 32u         /* fd u32, 0 u32, off u64, dev u64,
+                                      * ino u64 */
 #define BE_UCX_BOOT_ID_LEN 40u       /* /proc/.../boot_id, NUL padded */
 #define BE_UCX_NAME_MAX 256u         /* agent name with its NUL */
 #define BE_UCX_ADDR_MAX (1u << 20)   /* largest worker address accepted */
@@ -105,7 +111,8 @@ typedef enum be_ucx_err {
 typedef enum be_ucx_path {
     BE_UCX_PATH_UCX = 0,  /* ucp_put_nbx / ucp_get_nbx */
     BE_UCX_PATH_CMA = 1,  /* process_vm_readv / writev */
-    BE_UCX_PATH_COPY = 2  /* memcpy: the peer lives in this process */
+    BE_UCX_PATH_COPY = 2, /* memcpy: the peer lives in this process */
+    BE_UCX_PATH_MAP = 3   /* memcpy into the peer's memfds mapped here */
 } be_ucx_path_t;
 
 /* Phases of a posted request. */
@@ -174,7 +181,21 @@ typedef struct be_ucx_md {
     ucp_mem_h memh;
     void *rkey;             /* ucp_rkey_pack output */
     size_t rkey_len;
+    int backing_fd;         /* memfd (nxl_mem_alloc_shared) or -1; the
+                             * core owns it */
+    uint64_t backing_off;   /* offset of addr inside it */
+    uint64_t dev, ino;      /* its identity, for peers to verify */
 } be_ucx_md_t;
+
+/* be_ucx_map_t: a peer's memfd mapped here, shared by its rmds (eng->lock
+ * guards the list and refs). */
+typedef struct be_ucx_map {
+    struct be_ucx_map *next; /* peer->maps */
+    uint64_t dev, ino;
+    uint8_t *base;
+    size_t size;
+    unsigned refs;
+} be_ucx_map_t;
 
 /* be_ucx_rmd_t: a peer's region with its remote key unpacked once per
  * endpoint (one per worker). Holds a peer reference. */
@@ -185,6 +206,8 @@ typedef struct be_ucx_rmd {
     nxl_mem_t kind;
     uint8_t *packed;        /* the packed key, for endpoint resets */
     size_t packed_len;
+    be_ucx_map_t *map;      /* the peer's memfd mapped here, or NULL */
+    uint64_t delta;         /* with map: peer address a is a + delta here */
     struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock) */
     ucp_rkey_h rkey[];      /* [nworkers]; NULL where no endpoint */
 } be_ucx_rmd_t;
@@ -211,6 +234,7 @@ struct be_ucx_peer {
     size_t addr_len;
     be_ucx_pep_t **eps;     /* [nworkers]; NULL entries without UCX */
     be_ucx_rmd_t *rmds;
+    be_ucx_map_t *maps;     /* its memfds mapped here (eng->lock) */
     char why[192];          /* why it is dead */
     struct be_ucx_peer *next; /* eng->peers */
 };

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #if UCP_API_VERSION >= UCP_VERSION(1, 11)
@@ -814,6 +815,18 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     md->addr = region->addr;
     md->len = region->len;
     md->kind = region->kind;
+    md->backing_fd = -1;
+    if (region->kind == NXL_DRAM && region->backing_fd >= 0) {
+        struct stat sb;
+
+        /* Same-host peers map the memfd (see ucx_peer.c md_unpack). */
+        if (fstat(region->backing_fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            md->backing_fd = region->backing_fd;
+            md->backing_off = region->backing_off;
+            md->dev = (uint64_t)sb.st_dev;
+            md->ino = (uint64_t)sb.st_ino;
+        }
+    }
     memset(&mp, 0, sizeof(mp));
     mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
                     UCP_MEM_MAP_PARAM_FIELD_LENGTH;
@@ -872,25 +885,36 @@ be_ucx_mem_deregister(void *self, void *mdp)
 }
 
 /* be_ucx_md_pack writes a region's public data: a small header (version,
- * memory kind, key length) and the packed remote key. */
+ * memory kind, flags, key length), the packed remote key and, for a region
+ * in a memfd, where that memfd is (flag BE_UCX_PUB_F_MEMFD). */
 static nxl_status_t
 be_ucx_md_pack(void *self, const void *mdp, nxl_blob_t *out)
 {
     const be_ucx_md_t *md = mdp;
-    uint8_t *p;
+    size_t extra = md->backing_fd >= 0 ? BE_UCX_PUB_MEMFD : 0;
+    uint8_t *p, *e;
 
     (void)self;
-    p = malloc(BE_UCX_PUB_HDR + md->rkey_len);
+    p = malloc(BE_UCX_PUB_HDR + md->rkey_len + extra);
     if (p == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
     p[0] = BE_UCX_PUB_VERSION;
     p[1] = (uint8_t)md->kind;
-    p[2] = p[3] = 0;
+    p[2] = extra > 0 ? BE_UCX_PUB_F_MEMFD : 0;
+    p[3] = 0;
     nxl__put_le32(p + 4, (uint32_t)md->rkey_len);
     memcpy(p + BE_UCX_PUB_HDR, md->rkey, md->rkey_len);
+    if (extra > 0) {
+        e = p + BE_UCX_PUB_HDR + md->rkey_len;
+        nxl__put_le32(e, (uint32_t)md->backing_fd);
+        nxl__put_le32(e + 4, 0);
+        nxl__put_le64(e + 8, md->backing_off);
+        nxl__put_le64(e + 16, md->dev);
+        nxl__put_le64(e + 24, md->ino);
+    }
     out->data = p;
-    out->len = BE_UCX_PUB_HDR + md->rkey_len;
+    out->len = BE_UCX_PUB_HDR + md->rkey_len + extra;
     return NXL_OK;
 }
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -334,6 +335,14 @@ be_ucx_log_lanes(be_ucx_peer_t *p, ucp_ep_h ep)
 static void
 be_ucx_peer_free(be_ucx_peer_t *p)
 {
+    be_ucx_map_t *m;
+
+    while (p->maps != NULL) { /* none left unless md_unload was skipped */
+        m = p->maps;
+        p->maps = m->next;
+        munmap(m->base, m->size);
+        free(m);
+    }
     if (p->pidfd >= 0) {
         close(p->pidfd);
     }
@@ -966,6 +975,110 @@ be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w)
     return NXL_OK;
 }
 
+/* be_ucx_pidfd_getfd: a copy (CLOEXEC) of fd from the process behind
+ * pidfd. */
+static int
+be_ucx_pidfd_getfd(int pidfd, int fd)
+{
+#ifdef SYS_pidfd_getfd
+    return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+#else
+    (void)pidfd;
+    (void)fd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* be_ucx_map_get maps p's memfd rfd (file dev/ino, which must hold
+ * [off, off + len)) once per peer and returns a counted reference, or
+ * NULL (the caller keeps CMA) with the reason logged at debug level. */
+static be_ucx_map_t *
+be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
+               uint64_t off, uint64_t len, uint64_t dev, uint64_t ino)
+{
+    be_ucx_map_t *m;
+    struct stat sb;
+    void *base;
+    int fd;
+
+    pthread_mutex_lock(&eng->lock);
+    for (m = p->maps; m != NULL; m = m->next) {
+        if (m->dev == dev && m->ino == ino && off <= m->size &&
+            len <= m->size - off) {
+            m->refs++;
+            pthread_mutex_unlock(&eng->lock);
+            return m;
+        }
+    }
+    pthread_mutex_unlock(&eng->lock);
+    if (rfd > INT32_MAX) {
+        return NULL;
+    }
+    fd = be_ucx_pidfd_getfd(p->pidfd, (int)rfd);
+    if (fd < 0) {
+        nxl__debug("ucx: memfd %u of '%s' (pid %d): pidfd_getfd: %s; "
+                   "using CMA", rfd, p->name, (int)p->pid, strerror(errno));
+        return NULL;
+    }
+    /* dev/ino rule out any other file behind that fd number. */
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (uint64_t)sb.st_dev != dev || (uint64_t)sb.st_ino != ino ||
+        off > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - off) {
+        nxl__debug("ucx: fd %u of '%s' is not the region's memfd; using CMA",
+                   rfd, p->name);
+        close(fd);
+        return NULL;
+    }
+    base = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                fd, 0);
+    close(fd);
+    if (base == MAP_FAILED) {
+        nxl__debug("ucx: mmap of a memfd of '%s': %s; using CMA", p->name,
+                   strerror(errno));
+        return NULL;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        munmap(base, (size_t)sb.st_size);
+        return NULL;
+    }
+    m->dev = dev;
+    m->ino = ino;
+    m->base = base;
+    m->size = (size_t)sb.st_size;
+    m->refs = 1;
+    pthread_mutex_lock(&eng->lock);
+    m->next = p->maps;
+    p->maps = m;
+    pthread_mutex_unlock(&eng->lock);
+    return m;
+}
+
+/* be_ucx_map_put drops a mapping reference; the last one unmaps. */
+static void
+be_ucx_map_put(be_ucx_engine_t *eng, be_ucx_peer_t *p, be_ucx_map_t *map)
+{
+    be_ucx_map_t **pp;
+    bool last;
+
+    pthread_mutex_lock(&eng->lock);
+    last = --map->refs == 0;
+    if (last) {
+        for (pp = &p->maps; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == map) {
+                *pp = map->next;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&eng->lock);
+    if (last) {
+        munmap(map->base, map->size);
+        free(map);
+    }
+}
+
 /* be_ucx_md_unpack: validate a region's public data and unpack its key once
  * per endpoint (one per worker). */
 nxl_status_t
@@ -979,17 +1092,20 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     ucs_status_t ust;
     nxl_status_t st;
     uint32_t klen;
+    size_t extra;
     unsigned i;
 
     if (pub == NULL || len < BE_UCX_PUB_HDR || b[0] != BE_UCX_PUB_VERSION ||
-        b[2] != 0 || b[3] != 0) {
+        (b[2] & ~BE_UCX_PUB_F_MEMFD) != 0 || b[3] != 0) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: public data of a region of '%s' is not an NXL "
                          "UCX key (%zu bytes)", p->name, len);
     }
     klen = nxl__le32(b + 4);
+    extra = (b[2] & BE_UCX_PUB_F_MEMFD) != 0 ? BE_UCX_PUB_MEMFD : 0;
     if (klen == 0 || klen > BE_UCX_RKEY_MAX ||
-        (size_t)klen != len - BE_UCX_PUB_HDR) {
+        len - BE_UCX_PUB_HDR < extra ||
+        (size_t)klen != len - BE_UCX_PUB_HDR - extra) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: remote key of a region of '%s' claims %u "
                          "bytes in %zu", p->name, klen, len);
@@ -1014,6 +1130,27 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     rmd->addr = desc->addr;
     rmd->len = desc->len;
     rmd->kind = kind;
+    if (extra > 0) {
+        const uint8_t *e = b + BE_UCX_PUB_HDR + klen;
+        uint64_t off = nxl__le64(e + 8);
+
+        if (nxl__le32(e + 4) != 0 || kind != NXL_DRAM) {
+            st = nxl__fail(NXL_ERR_PROTO, "ucx: bad memfd record in a "
+                           "region of '%s'", p->name);
+            goto err_destroy;
+        }
+        /* Only a peer in another process reached by the copy path: the
+         * pidfd vouches for the process the fd is taken from. */
+        if (p->use_copy && !p->in_process && p->pidfd >= 0 &&
+            desc->len > 0 && off + desc->len >= off) {
+            rmd->map = be_ucx_map_get(eng, p, nxl__le32(e), off, desc->len,
+                                      nxl__le64(e + 16), nxl__le64(e + 24));
+            if (rmd->map != NULL) {
+                rmd->delta = (uint64_t)(uintptr_t)(rmd->map->base + off) -
+                             desc->addr;
+            }
+        }
+    }
     for (i = 0; p->eps != NULL && i < eng->nworkers; i++) {
         be_ucx_worker_t *w = &eng->workers[i];
 
@@ -1054,6 +1191,9 @@ err_destroy:
             pthread_mutex_unlock(&eng->workers[i].lock);
         }
     }
+    if (rmd->map != NULL) {
+        be_ucx_map_put(eng, p, rmd->map);
+    }
     free(rmd->packed);
     free(rmd);
     return st;
@@ -1091,6 +1231,9 @@ be_ucx_md_unload(void *self, void *rmdp)
         rmd->next->prev = rmd->prev;
     }
     pthread_mutex_unlock(&eng->lock);
+    if (rmd->map != NULL) {
+        be_ucx_map_put(eng, p, rmd->map);
+    }
     free(rmd->packed);
     free(rmd);
     be_ucx_peer_put(p);

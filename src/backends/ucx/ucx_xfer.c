@@ -10,7 +10,8 @@
  *   tracker is empty the data is visible at the target;
  *   copy paths: slices of at most BE_UCX_SLICE bytes / BE_UCX_IOV_MAX
  *   iovecs (BE_UCX_POST_SLICE inside post), each one process_vm_readv/
- *   writev call (memmove in-process). A slice is claimed under the worker
+ *   writev call (memmove in-process; memcpy into the peer's mapped memfds
+ *   on the map path). A slice is claimed under the worker
  *   lock and copied without it, so the caller and the service thread copy
  *   one request in parallel; copy_busy keeps the request alive meanwhile;
  * then the notification goes out as an active message on the same
@@ -225,7 +226,8 @@ be_ucx_copy_claim(be_ucx_req_t *req, uint64_t budget, struct iovec *liov,
                   struct iovec *riov)
 {
     const nxl_be_xfer_t *x = req->x;
-    uint64_t total = 0, take;
+    bool map = req->path == BE_UCX_PATH_MAP;
+    uint64_t total = 0, take, delta;
     size_t n = 0;
 
     while (req->cursor < x->count && n < BE_UCX_IOV_MAX && total < budget) {
@@ -233,8 +235,11 @@ be_ucx_copy_claim(be_ucx_req_t *req, uint64_t budget, struct iovec *liov,
         const nxl_be_seg_t *r = &x->remote[req->cursor];
 
         take = NXL__MIN(l->len - req->offset, budget - total);
+        /* map path: the peer's address, as mapped here */
+        delta = map ? ((const be_ucx_rmd_t *)r->md)->delta : 0;
         liov[n].iov_base = (void *)(uintptr_t)(l->addr + req->offset);
-        riov[n].iov_base = (void *)(uintptr_t)(r->addr + req->offset);
+        riov[n].iov_base =
+            (void *)(uintptr_t)(r->addr + delta + req->offset);
         liov[n].iov_len = riov[n].iov_len = (size_t)take;
         n++;
         total += take;
@@ -295,9 +300,22 @@ be_ucx_copy_do(const be_ucx_req_t *req, struct iovec *liov,
         struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
 
         if (poll(&pf, 1, 0) > 0) {
-            /* Exited: its pid may be reused, never touch it again. */
+            /* Exited: its pid may be reused, never touch it again (the
+             * map path could, harmlessly, but a transfer to a dead peer
+             * fails the same way on both paths). */
             return ESRCH;
         }
+    }
+    if (req->path == BE_UCX_PATH_MAP) {
+        /* The mapping stays valid whatever the peer does. */
+        for (i = 0; i < n; i++) {
+            if (wr) {
+                memcpy(riov[i].iov_base, liov[i].iov_base, liov[i].iov_len);
+            } else {
+                memcpy(liov[i].iov_base, riov[i].iov_base, liov[i].iov_len);
+            }
+        }
+        return 0;
     }
     while (n > 0) {
         got = wr ? process_vm_writev(p->pid, liov, n, riov, n, 0)
@@ -618,6 +636,20 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     atomic_init(&req->state, NXL_OK);
     if (x->local_mem == NXL_DRAM && x->remote_mem == NXL_DRAM && p->use_copy) {
         req->path = p->in_process ? BE_UCX_PATH_COPY : BE_UCX_PATH_CMA;
+        if (req->path == BE_UCX_PATH_CMA) {
+            /* Every remote region in a memfd mapped here: plain copies
+             * (stops at the first region that is not). */
+            for (i = 0; i < x->count; i++) {
+                const be_ucx_rmd_t *rmd = x->remote[i].md;
+
+                if (rmd == NULL || rmd->map == NULL) {
+                    break;
+                }
+            }
+            if (x->count > 0 && i == x->count) {
+                req->path = BE_UCX_PATH_MAP;
+            }
+        }
     } else {
         req->path = BE_UCX_PATH_UCX;
         if ((x->local_mem == NXL_VRAM || x->remote_mem == NXL_VRAM) &&
