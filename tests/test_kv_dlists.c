@@ -8,6 +8,7 @@
  * region 4096 bytes, block 16384 bytes.
  */
 #include "harness.h"
+#include "xt_kv.h"
 
 #include <nxl/nxl_kv.h>
 
@@ -16,35 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DL_REGION 4096u
-#define DL_BLOCK 16384u
-
-/* dl_cfg fills the standard config with nblocks blocks. */
-static nxl_kv_layout_config_t
-dl_cfg(size_t nblocks)
-{
-    nxl_kv_layout_config_t c = {
-        .num_blocks = nblocks,
-        .num_layers = 2,
-        .outer_dim = 2,
-        .page_size = 16,
-        .inner_dim = 128,
-        .alignment = 1,
-        .dtype_width_bytes = 2,
-    };
-
-    return c;
-}
-
-/* dl_layout allocates a host layout without an agent. */
-static nxl_status_t
-dl_layout(const nxl_kv_layout_config_t *c, nxl_kv_layout_type_t type,
-          int outer_contiguous, nxl_kv_kind_t kind, nxl_kv_layout_t **l_p)
-{
-    nxl_kv_loc_t loc = {kind, 0};
-
-    return nxl_kv_layout_alloc(c, type, outer_contiguous, loc, NULL, l_p);
-}
+#define DL_REGION XT_KV_REGION
+#define DL_BLOCK XT_KV_BLOCK
 
 /* dl_addr returns the address of region (b, l, o). */
 static uint64_t
@@ -148,15 +122,17 @@ static const nxl_kv_kind_t dl_kinds[] = {NXL_KV_SYSTEM, NXL_KV_PINNED};
 static int
 t_fc_consecutive(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(8);
+    nxl_kv_layout_config_t c = xt_kv_cfg(8);
     size_t ids[] = {0, 1, 2, 3}, k;
 
     for (k = 0; k < 2; k++) {
         nxl_kv_layout_t *s, *t;
         nxl_kv_dlists_t d;
 
-        XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k], &s));
-        XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k], &t));
+        XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k],
+                                  NULL, &s));
+        XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k],
+                                  NULL, &t));
         XT_ASSERT_EQ(nxl_kv_layout_block_bytes(s), DL_BLOCK);
         XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, ids, 4, 0, 0, &d));
         XT_ASSERT_EQ(d.count, 1);
@@ -176,15 +152,17 @@ t_fc_consecutive(void)
 static int
 t_fc_strided(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(8);
+    nxl_kv_layout_config_t c = xt_kv_cfg(8);
     size_t sids[] = {0, 2, 4, 6}, tids[] = {1, 3, 5, 7}, i, k;
 
     for (k = 0; k < 2; k++) {
         nxl_kv_layout_t *s, *t;
         nxl_kv_dlists_t d;
 
-        XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k], &s));
-        XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k], &t));
+        XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k],
+                                  NULL, &s));
+        XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, dl_kinds[k],
+                                  NULL, &t));
         XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 4, 0, 0, &d));
         XT_ASSERT_EQ(d.count, 4);
         for (i = 0; i < 4; i++) {
@@ -202,7 +180,7 @@ t_fc_strided(void)
 static int
 t_fc_eight(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(16);
+    nxl_kv_layout_config_t c = xt_kv_cfg(16);
     size_t sids[8], tids[8], i;
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
@@ -211,8 +189,10 @@ t_fc_eight(void)
         sids[i] = i;
         tids[i] = i + 8;
     }
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 8, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 1);
     DL_EXPECT(&d, 0, s, 0, 0, t, 8, 0, 8 * DL_BLOCK);
@@ -226,13 +206,15 @@ t_fc_eight(void)
 static int
 t_fc_runs(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(16);
+    nxl_kv_layout_config_t c = xt_kv_cfg(16);
     size_t sids[] = {0, 1, 2, 10, 11, 15}, tids[] = {0, 1, 2, 3, 4, 5};
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 6, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 3);
     DL_EXPECT(&d, 0, s, 0, 0, t, 0, 0, 3 * DL_BLOCK);
@@ -251,13 +233,15 @@ t_fc_runs(void)
 static int
 t_fc_partial_layers(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t sids[] = {0, 1}, tids[] = {2, 3}, lyr;
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
+                              NULL, &t));
     for (lyr = 0; lyr < 2; lyr++) {
         XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 2, lyr, lyr + 1,
                                          &d));
@@ -283,13 +267,15 @@ t_fc_partial_layers(void)
 static int
 t_ls_regions(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1}, tids[] = {1, 2}, b, lyr, o, i;
     nxl_kv_layout_t *s, *t, *f;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_PINNED, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_PINNED,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 4);
     i = 0;
@@ -312,7 +298,8 @@ t_ls_regions(void)
     nxl_kv_layout_destroy(t);
 
     /* Block-second destination: no two regions are adjacent there. */
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 8);
     i = 0;
@@ -331,9 +318,11 @@ t_ls_regions(void)
 
     /* FC -> LS block-first: merges need both sides contiguous, so per
      * (block, layer). */
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &f));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &f));
     nxl_kv_layout_destroy(t);
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(f, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 4);
     DL_COPY_CHECK(f, ids, t, tids, 2, 0, 2, &d);
@@ -348,15 +337,17 @@ t_ls_regions(void)
 static int
 t_fc_aligned_blocks(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1, 2};
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
     c.alignment = 65536; /* block stride 64 KiB for 16 KiB of data */
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &s));
     c.alignment = 1;
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, ids, 3, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 3);
     DL_EXPECT(&d, 1, s, 1, 0, t, 1, 0, DL_BLOCK);
@@ -373,13 +364,15 @@ t_fc_aligned_blocks(void)
 static int
 t_ls_disk_fds(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1}, i;
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_DISK, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_DISK, NULL,
+                              &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.dst_mem, NXL_FILE);
     XT_ASSERT_EQ(d.count, 4);
@@ -432,41 +425,46 @@ t_push_merge(void)
 static int
 t_errors(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1}, bad[] = {0, 4};
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d = {0};
 
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &s));
 
     c.num_layers = 3;
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
                   "Layouts have incompatible layer counts: src=2, dst=3");
     nxl_kv_layout_destroy(t);
 
-    c = dl_cfg(4);
+    c = xt_kv_cfg(4);
     c.outer_dim = 1;
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
                   "Layouts have incompatible outer dimensions: src=2, dst=1");
     nxl_kv_layout_destroy(t);
 
-    c = dl_cfg(4);
+    c = xt_kv_cfg(4);
     c.inner_dim = 64;
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids + 1, 1, 1, 2, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(), "Size mismatch at block=(0,1), layer=1, "
                                     "outer=0: src=4096, dst=2048");
     nxl_kv_layout_destroy(t);
 
-    c = dl_cfg(4);
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    c = xt_kv_cfg(4);
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, bad, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "Block ID 4 out of range for source") !=
@@ -497,7 +495,7 @@ t_errors(void)
 static int
 t_large_unmerged(void)
 {
-    nxl_kv_layout_config_t c = dl_cfg(2048);
+    nxl_kv_layout_config_t c = xt_kv_cfg(2048);
     size_t *sids, *tids, i, j, b, lyr, o;
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
@@ -505,8 +503,10 @@ t_large_unmerged(void)
 
     c.num_layers = 8;
     c.inner_dim = 16; /* 512-byte regions keep this small */
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM, &s));
-    XT_ASSERT_OK(dl_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, &t));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM,
+                              NULL, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
+                              NULL, &t));
     sids = malloc(2048 * sizeof(size_t));
     tids = malloc(2048 * sizeof(size_t));
     XT_ASSERT(sids != NULL && tids != NULL);

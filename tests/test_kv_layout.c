@@ -132,6 +132,25 @@ same_layout(const nxl_kv_layout_t *a, const nxl_kv_layout_t *b)
     return 0;
 }
 
+/* same_json writes l in JSON form version (1 or 2) and checks that the
+ * bytes are the golden g[0..len). Returns 0, or 1 after reporting. */
+static int
+same_json(const nxl_kv_layout_t *l, int version, const char *g, size_t len)
+{
+    nxl_blob_t out = {NULL, 0};
+    size_t got;
+    int same;
+
+    XT_ASSERT_OK(version == 1 ? nxl_kv_layout_to_json_v1(l, &out)
+                              : nxl_kv_layout_to_json_v2(l, &out));
+    got = out.len;
+    same = got == len && memcmp(out.data, g, len) == 0;
+    nxl_blob_free(&out);
+    XT_ASSERT_EQ(got, len);
+    XT_ASSERT(same);
+    return 0;
+}
+
 /* ---- config -------------------------------------------------------------- */
 
 static int
@@ -584,7 +603,6 @@ t_golden_v1_fc(void)
     size_t len;
     char *g = slurp("kv_layout_v1_fc.json", &len);
     nxl_kv_layout_t *l = NULL;
-    nxl_blob_t out = {NULL, 0};
     const uint64_t A = 0x7f3a5c000000ull;
 
     XT_ASSERT(g != NULL);
@@ -614,10 +632,7 @@ t_golden_v1_fc(void)
     XT_ASSERT_STR(nxl_kv_layout_agent(l), "prefill-0");
     XT_ASSERT_EQ(raddr(l, 9, 1, 1), A + 9 * 416 + 208 + 104);
     /* Our writer emits the same bytes. */
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v1(l, &out));
-    XT_ASSERT_EQ(out.len, len);
-    XT_ASSERT(memcmp(out.data, g, len) == 0);
-    nxl_blob_free(&out);
+    XT_ASSERT(same_json(l, 1, g, len) == 0);
     nxl_kv_layout_destroy(l);
     XT_ASSERT_OK(nxl_kv_layout_from_json_v1(g, len, NULL, &l));
     XT_ASSERT(nxl_kv_layout_agent(l) == NULL);
@@ -632,7 +647,6 @@ t_golden_v1_ls(void)
     size_t len, i;
     char *g = slurp("kv_layout_v1_ls.json", &len);
     nxl_kv_layout_t *l = NULL;
-    nxl_blob_t out = {NULL, 0};
     const uint64_t A[3] = {0x7f0000100010ull, 0x7f0000200000ull,
                            0x7f00003000f0ull};
     const uint64_t off[3] = {240, 0, 16};
@@ -665,10 +679,7 @@ t_golden_v1_ls(void)
         XT_ASSERT_EQ(raddr(l, 0, i, 0) % 256, 0);
         XT_ASSERT_EQ(raddr(l, 3, i, 1), A[i] + off[i] + 3 * 256 + 64);
     }
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v1(l, &out));
-    XT_ASSERT_EQ(out.len, len);
-    XT_ASSERT(memcmp(out.data, g, len) == 0);
-    nxl_blob_free(&out);
+    XT_ASSERT(same_json(l, 1, g, len) == 0);
     nxl_kv_layout_destroy(l);
     free(g);
     return 0;
@@ -680,7 +691,6 @@ t_golden_v2_fc(void)
     size_t len;
     char *g = slurp("kv_layout_v2_fc.json", &len);
     nxl_kv_layout_t *l = NULL;
-    nxl_blob_t out = {NULL, 0};
 
     XT_ASSERT(g != NULL);
     XT_ASSERT_OK(nxl_kv_layout_from_json_v2(g, len, &l));
@@ -701,10 +711,7 @@ t_golden_v2_fc(void)
     XT_ASSERT_EQ(l->region_size_b[0], 327680);
     XT_ASSERT_EQ(raddr(l, 1, 0, 0), 0x1000 + 2 * 4 * 4096);
     XT_ASSERT_EQ(raddr(l, 0, 1, 0), 0x1000 + 2 * 4096);
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &out));
-    XT_ASSERT_EQ(out.len, len);
-    XT_ASSERT(memcmp(out.data, g, len) == 0);
-    nxl_blob_free(&out);
+    XT_ASSERT(same_json(l, 2, g, len) == 0);
     nxl_kv_layout_destroy(l);
     free(g);
     return 0;
@@ -716,7 +723,6 @@ t_golden_v2_ls(void)
     size_t len;
     char *g = slurp("kv_layout_v2_ls.json", &len);
     nxl_kv_layout_t *l = NULL;
-    nxl_blob_t out = {NULL, 0};
 
     XT_ASSERT(g != NULL);
     XT_ASSERT_OK(nxl_kv_layout_from_json_v2(g, len, &l));
@@ -736,10 +742,7 @@ t_golden_v2_ls(void)
     XT_ASSERT_EQ(l->block_stride, 4096);
     XT_ASSERT_EQ(l->outer_stride, 8192);
     XT_ASSERT_EQ(raddr(l, 1, 1, 1), 20480 + 4096 + 8192);
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &out));
-    XT_ASSERT_EQ(out.len, len);
-    XT_ASSERT(memcmp(out.data, g, len) == 0);
-    nxl_blob_free(&out);
+    XT_ASSERT(same_json(l, 2, g, len) == 0);
     nxl_kv_layout_destroy(l);
     free(g);
     return 0;

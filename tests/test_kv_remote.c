@@ -12,10 +12,13 @@
  * The suite runs once per network backend (TCP, UCX where built).
  */
 #include "harness.h"
+#include "xt_kv.h"
 
 #include <nxl/nxl_kv.h>
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,16 +33,9 @@ static const char *const kr_params[] = {"TCP", "UCX", NULL};
 static nxl_kv_layout_config_t
 kr_cfg(size_t inner)
 {
-    nxl_kv_layout_config_t c = {
-        .num_blocks = KR_BLOCKS,
-        .num_layers = 2,
-        .outer_dim = 2,
-        .page_size = 16,
-        .inner_dim = inner,
-        .alignment = 1,
-        .dtype_width_bytes = 2,
-    };
+    nxl_kv_layout_config_t c = xt_kv_cfg(KR_BLOCKS);
 
+    c.inner_dim = inner;
     return c;
 }
 
@@ -65,14 +61,15 @@ kr_agent(const char *name, nxl_kv_agent_t **a_p)
     return st;
 }
 
-/* kr_write_all / kr_read_all move exactly len bytes over a pipe. */
+/* kr_io_all moves exactly len bytes over a pipe: writes p to fd when
+ * wr, else reads fd into p. 0, or -1 on an error or end of file. */
 static int
-kr_write_all(int fd, const void *p, size_t len)
+kr_io_all(int fd, void *p, size_t len, bool wr)
 {
-    const uint8_t *b = p;
+    uint8_t *b = p;
 
     while (len > 0) {
-        ssize_t n = write(fd, b, len);
+        ssize_t n = wr ? write(fd, b, len) : read(fd, b, len);
 
         if (n < 0 && errno == EINTR) {
             continue;
@@ -86,24 +83,17 @@ kr_write_all(int fd, const void *p, size_t len)
     return 0;
 }
 
+/* kr_write_all / kr_read_all move exactly len bytes over a pipe. */
+static int
+kr_write_all(int fd, const void *p, size_t len)
+{
+    return kr_io_all(fd, (void *)(uintptr_t)p, len, true);
+}
+
 static int
 kr_read_all(int fd, void *p, size_t len)
 {
-    uint8_t *b = p;
-
-    while (len > 0) {
-        ssize_t n = read(fd, b, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return kr_io_all(fd, p, len, false);
 }
 
 /* kr_send_blob writes a length-prefixed blob. */

@@ -107,13 +107,43 @@ tp_move(const nxl_kv_dlists_t *d)
     }
 }
 
+/* tp_expect checks every element of the local blocks lids[0], lids[1]
+ * (heads heads) against tp_val of the remote blocks rids[0], rids[1] at
+ * global heads [h0, h0 + heads). Returns 0, or 1 after reporting the
+ * first element that differs. */
+static int
+tp_expect(const nxl_kv_layout_t *local, size_t heads, int hnd,
+          const size_t *lids, const size_t *rids, size_t h0)
+{
+    size_t i, l, o, t, h, d;
+
+    for (i = 0; i < 2; i++)
+        for (l = 0; l < TP_LAYERS; l++)
+            for (o = 0; o < TP_OUTER; o++)
+                for (t = 0; t < TP_PAGE; t++)
+                    for (h = 0; h < heads; h++)
+                        for (d = 0; d < TP_HD; d++) {
+                            uint16_t got = *tp_elem(local, heads, hnd, lids[i],
+                                                    l, o, t, h, d);
+                            uint16_t want = tp_val(rids[i], l, o, t, h0 + h,
+                                                   d);
+
+                            if (got != want) {
+                                XT_FAILF("block %zu l%zu o%zu t%zu h%zu d%zu: "
+                                         "%u != %u",
+                                         lids[i], l, o, t, h, d, got, want);
+                            }
+                        }
+    return 0;
+}
+
 /* Decode TP 4 reading from prefill TP 2 (k = 2): each decode rank reads
  * its half of the heads of prefill rank rank / 2. Prefill ranks hold 4
  * heads, decode ranks 2. */
 static int
 tp_read_case(int hnd)
 {
-    size_t rids[] = {3, 1}, lids[] = {0, 2}, i, l, o, t, h, d;
+    size_t rids[] = {3, 1}, lids[] = {0, 2}, i;
     nxl_kv_layout_t *remote[2], *local;
     unsigned rank;
 
@@ -141,24 +171,9 @@ tp_read_case(int hnd)
                                                   (rank % 2) * 2, 0));
         tp_move(&dl);
         nxl_kv_dlists_free(&dl);
-        for (i = 0; i < 2; i++)
-            for (l = 0; l < TP_LAYERS; l++)
-                for (o = 0; o < TP_OUTER; o++)
-                    for (t = 0; t < TP_PAGE; t++)
-                        for (h = 0; h < 2; h++)
-                            for (d = 0; d < TP_HD; d++) {
-                                uint16_t got = *tp_elem(local, 2, hnd, lids[i],
-                                                        l, o, t, h, d);
-                                uint16_t want = tp_val(rids[i], l, o, t,
-                                                       rank * 2 + h, d);
-
-                                if (got != want) {
-                                    XT_FAILF("rank %u block %zu l%zu o%zu "
-                                             "t%zu h%zu d%zu: %u != %u",
-                                             rank, lids[i], l, o, t, h, d,
-                                             got, want);
-                                }
-                            }
+        if (tp_expect(local, 2, hnd, lids, rids, rank * 2) != 0) {
+            XT_FAILF("decode rank %u", rank);
+        }
         /* The untouched local block stays zero. */
         XT_ASSERT_EQ(*tp_elem(local, 2, hnd, 1, 1, 1, 3, 1, 7), 0);
     }
@@ -185,7 +200,7 @@ t_read_hnd(void)
 static int
 tp_gather_case(int hnd)
 {
-    size_t rids[] = {0, 2}, lids[] = {1, 0}, i, l, o, t, h, d;
+    size_t rids[] = {0, 2}, lids[] = {1, 0};
     nxl_kv_layout_t *remote[4], *local;
     unsigned q;
 
@@ -210,22 +225,7 @@ tp_gather_case(int hnd)
         tp_move(&dl);
         nxl_kv_dlists_free(&dl);
     }
-    for (i = 0; i < 2; i++)
-        for (l = 0; l < TP_LAYERS; l++)
-            for (o = 0; o < TP_OUTER; o++)
-                for (t = 0; t < TP_PAGE; t++)
-                    for (h = 0; h < 4; h++)
-                        for (d = 0; d < TP_HD; d++) {
-                            uint16_t got = *tp_elem(local, 4, hnd, lids[i], l,
-                                                    o, t, h, d);
-                            uint16_t want = tp_val(rids[i], l, o, t, 4 + h, d);
-
-                            if (got != want) {
-                                XT_FAILF("block %zu l%zu o%zu t%zu h%zu d%zu: "
-                                         "%u != %u",
-                                         lids[i], l, o, t, h, d, got, want);
-                            }
-                        }
+    XT_ASSERT(tp_expect(local, 4, hnd, lids, rids, 4) == 0);
     for (q = 0; q < 4; q++) {
         nxl_kv_layout_destroy(remote[q]);
     }

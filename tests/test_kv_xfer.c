@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 #include "xt_fakedev.h"
+#include "xt_kv.h"
 
 #include <nxl/nxl_kv.h>
 
@@ -36,24 +37,6 @@
         if ((call) != 0)                                                      \
             return 1;                                                         \
     } while (0)
-
-/* xk_cfg is the standard config (region 4096, block 16384) with nblocks
- * blocks. */
-static nxl_kv_layout_config_t
-xk_cfg(size_t nblocks)
-{
-    nxl_kv_layout_config_t c = {
-        .num_blocks = nblocks,
-        .num_layers = 2,
-        .outer_dim = 2,
-        .page_size = 16,
-        .inner_dim = 128,
-        .alignment = 1,
-        .dtype_width_bytes = 2,
-    };
-
-    return c;
-}
 
 /* xk_local_agent creates an agent with the POSIX backend (Dynamo's test
  * agent for host and disk memory). */
@@ -78,17 +61,6 @@ xk_shm_agent(const char *name, nxl_kv_agent_t **a_p)
     XT_ASSERT_OK(nxl_kv_agent_create(name, &cfg, a_p));
     XT_ASSERT_OK(nxl_kv_agent_add_backend(*a_p, "SHM", NULL));
     return 0;
-}
-
-/* xk_layout allocates a layout of kind and type (LS = block-first)
- * registered with a. */
-static nxl_status_t
-xk_layout(const nxl_kv_layout_config_t *c, nxl_kv_kind_t kind,
-          nxl_kv_layout_type_t type, nxl_kv_agent_t *a, nxl_kv_layout_t **l_p)
-{
-    nxl_kv_loc_t loc = {kind, 0};
-
-    return nxl_kv_layout_alloc(c, type, 0, loc, a, l_p);
 }
 
 /* xk_run transfers and waits; returns the final status. */
@@ -154,13 +126,13 @@ xk_p2p_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
             nxl_kv_layout_type_t st, nxl_kv_kind_t dk,
             nxl_kv_layout_type_t dt, const nxl_kv_layout_t *bounce)
 {
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t sids[] = {0, 1}, dids[] = {2, 3}, bids[] = {0, 1};
     nxl_kv_layout_t *s, *d;
     nxl_kv_opts_t o;
 
-    XT_ASSERT_OK(xk_layout(&c, sk, st, a, &s));
-    XT_ASSERT_OK(xk_layout(&c, dk, dt, a, &d));
+    XT_ASSERT_OK(xt_kv_layout(&c, st, 0, sk, a, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, dt, 0, dk, a, &d));
     XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, 2, NXL_KV_FILL_SEQUENTIAL, 0));
     nxl_kv_opts_init(&o);
     o.bounce = bounce;
@@ -185,7 +157,7 @@ t_p2p(void)
 {
     static const nxl_kv_kind_t kinds[] = {SYS, PIN, DEV, DSK};
     static const nxl_kv_layout_type_t types[] = {FC, LS};
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     nxl_kv_layout_t *bounce;
     nxl_kv_agent_t *a;
     nxl_kv_ctx_t *ctx;
@@ -194,7 +166,7 @@ t_p2p(void)
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-p2p", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &bounce));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &bounce));
     for (i = 0; i < 4; i++)
         for (j = 0; j < 2; j++)
             for (k = 0; k < 4; k++)
@@ -215,7 +187,7 @@ t_roundtrip(void)
 {
     static const nxl_kv_kind_t kinds[] = {SYS, PIN, DEV};
     static const nxl_kv_layout_type_t types[] = {FC, LS};
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t sids[] = {0, 1}, dids[] = {2, 3}, x;
     nxl_kv_agent_t *a;
     nxl_kv_ctx_t *ctx;
@@ -229,8 +201,8 @@ t_roundtrip(void)
         int i;
 
         for (i = 0; i < 3; i++) {
-            XT_ASSERT_OK(xk_layout(&c, kinds[v % 3], types[(v / 3) % 2], a,
-                                   &l[i]));
+            XT_ASSERT_OK(xt_kv_layout(&c, types[(v / 3) % 2], 0, kinds[v % 3],
+                                      a, &l[i]));
             v /= 6;
         }
         XT_ASSERT_OK(nxl_kv_fill_blocks(l[0], sids, 2, NXL_KV_FILL_SEQUENTIAL,
@@ -258,14 +230,14 @@ xk_guard_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t hk,
               nxl_kv_layout_type_t ht, nxl_kv_kind_t bk,
               nxl_kv_layout_type_t bt, size_t lb, size_t le)
 {
-    nxl_kv_layout_config_t c = xk_cfg(6);
+    nxl_kv_layout_config_t c = xt_kv_cfg(6);
     size_t src[] = {0, 1}, mid[] = {0, 1}, dst[] = {3, 4}, guards[] = {2, 5};
     nxl_kv_checksum_t g0[2], g1[2];
     nxl_kv_layout_t *h, *b;
     nxl_kv_opts_t o;
 
-    XT_ASSERT_OK(xk_layout(&c, hk, ht, a, &h));
-    XT_ASSERT_OK(xk_layout(&c, bk, bt, a, &b));
+    XT_ASSERT_OK(xt_kv_layout(&c, ht, 0, hk, a, &h));
+    XT_ASSERT_OK(xt_kv_layout(&c, bt, 0, bk, a, &b));
     XT_ASSERT_OK(nxl_kv_fill_blocks(h, src, 2, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(nxl_kv_fill_blocks(h, guards, 2, NXL_KV_FILL_CONSTANT, 0xFF));
     XT_ASSERT_OK(nxl_kv_checksum_blocks(h, guards, 2, 0, 0, g0));
@@ -319,7 +291,7 @@ t_buffered_transfer(void)
 {
     static const nxl_kv_kind_t pairs[][2] = {{DEV, DSK}, {DSK, DEV},
                                              {DSK, DSK}};
-    nxl_kv_layout_config_t c5 = xk_cfg(5), c3 = xk_cfg(3);
+    nxl_kv_layout_config_t c5 = xt_kv_cfg(5), c3 = xt_kv_cfg(3);
     size_t sids[] = {0, 1, 2, 3, 4}, dids[] = {4, 3, 2, 1, 0};
     size_t bids[] = {0, 1, 2};
     nxl_kv_layout_t *bounce;
@@ -330,14 +302,16 @@ t_buffered_transfer(void)
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-buffered", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(xk_layout(&c3, PIN, FC, a, &bounce));
+    XT_ASSERT_OK(xt_kv_layout(&c3, FC, 0, PIN, a, &bounce));
     for (p = 0; p < 3; p++) {
         for (t = 0; t < 2; t++) {
             nxl_kv_layout_t *s, *d;
             nxl_kv_opts_t o;
 
-            XT_ASSERT_OK(xk_layout(&c5, pairs[p][0], t ? LS : FC, a, &s));
-            XT_ASSERT_OK(xk_layout(&c5, pairs[p][1], t ? FC : LS, a, &d));
+            XT_ASSERT_OK(xt_kv_layout(&c5, t ? LS : FC, 0, pairs[p][0], a,
+                                      &s));
+            XT_ASSERT_OK(xt_kv_layout(&c5, t ? FC : LS, 0, pairs[p][1], a,
+                                      &d));
             XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, 5, NXL_KV_FILL_SEQUENTIAL,
                                             0));
             nxl_kv_opts_init(&o);
@@ -385,7 +359,7 @@ t_large_block_counts(void)
     XT_ASSERT(sids != NULL && dids != NULL);
     for (i = 0; i < 6; i++) {
         size_t n = i < 5 ? counts[i] : 4096;
-        nxl_kv_layout_config_t c = xk_cfg(n);
+        nxl_kv_layout_config_t c = xt_kv_cfg(n);
         nxl_kv_layout_t *s, *d;
 
         c.inner_dim = 16;
@@ -405,8 +379,8 @@ t_large_block_counts(void)
                 dids[r] = tmp;
             }
         }
-        XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &s));
-        XT_ASSERT_OK(xk_layout(&c, DEV, FC, a, &d));
+        XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &s));
+        XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d));
         if (i == 0 || i == 2 || i == 5) {
             XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, n, NXL_KV_FILL_SEQUENTIAL,
                                             0));
@@ -435,15 +409,15 @@ xk_layer_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
               nxl_kv_layout_type_t dt, size_t lb, size_t le,
               const nxl_kv_layout_t *bounce)
 {
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t sids[] = {0, 1}, dids[] = {1, 2}, all[] = {0, 1, 2, 3};
     size_t refid[] = {3, 3}, bids[] = {2, 3};
     nxl_kv_layout_t *s, *d;
     nxl_kv_opts_t o;
     size_t other;
 
-    XT_ASSERT_OK(xk_layout(&c, sk, st, a, &s));
-    XT_ASSERT_OK(xk_layout(&c, dk, dt, a, &d));
+    XT_ASSERT_OK(xt_kv_layout(&c, st, 0, sk, a, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, dt, 0, dk, a, &d));
     XT_ASSERT_OK(nxl_kv_fill_blocks(s, all, 4, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(nxl_kv_fill_blocks(d, all, 4, NXL_KV_FILL_CONSTANT, 0x11));
     nxl_kv_opts_init(&o);
@@ -470,7 +444,7 @@ xk_layer_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
 static int
 t_partial_layers(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     nxl_kv_layout_t *bounce;
     nxl_kv_agent_t *a;
     nxl_kv_ctx_t *ctx;
@@ -478,7 +452,7 @@ t_partial_layers(void)
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-layers", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &bounce));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &bounce));
     XK_CHECK(xk_layer_case(ctx, a, SYS, FC, SYS, FC, 0, 2, NULL));
     XK_CHECK(xk_layer_case(ctx, a, PIN, FC, PIN, FC, 0, 2, NULL));
     XK_CHECK(xk_layer_case(ctx, a, SYS, FC, PIN, FC, 0, 2, NULL));
@@ -525,7 +499,7 @@ xk_expect_err(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *si,
 static int
 t_errors(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1}, other[] = {2, 3}, dup[] = {2, 2}, oob[] = {0, 4};
     size_t ovl[] = {1, 2}, bids[] = {0, 1};
     nxl_kv_layout_t *dev, *disk, *sys, *sys3, *pin, *remote;
@@ -536,14 +510,14 @@ t_errors(void)
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-errors", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(xk_layout(&c, DEV, FC, a, &dev));
-    XT_ASSERT_OK(xk_layout(&c, DSK, FC, a, &disk));
-    XT_ASSERT_OK(xk_layout(&c, SYS, FC, a, &sys));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &pin));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &dev));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DSK, a, &disk));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, a, &sys));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &pin));
     c.num_layers = 3;
-    XT_ASSERT_OK(xk_layout(&c, SYS, FC, a, &sys3));
-    c = xk_cfg(4);
-    XT_ASSERT_OK(xk_layout(&c, SYS, FC, NULL, &remote));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, a, &sys3));
+    c = xt_kv_cfg(4);
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, NULL, &remote));
     XT_ASSERT_OK(nxl_kv_layout_set_agent(remote, "somebody-else"));
 
     nxl_kv_opts_init(&o);
@@ -630,7 +604,7 @@ t_errors(void)
 static int
 t_completion_basics(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(4);
+    nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t ids[] = {0, 1};
     nxl_kv_layout_t *pin, *dev, *sys;
     nxl_kv_notif_t *n1, *n2;
@@ -641,9 +615,9 @@ t_completion_basics(void)
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-basics", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &pin));
-    XT_ASSERT_OK(xk_layout(&c, SYS, LS, a, &sys));
-    XT_ASSERT_OK(xk_layout(&c, DEV, FC, a, &dev));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &pin));
+    XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, SYS, a, &sys));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &dev));
 
     XT_ASSERT_OK(nxl_kv_transfer(ctx, pin, ids, sys, ids, 2, NULL, &n1));
     XT_ASSERT_OK(nxl_kv_notif_status(n1));
@@ -692,14 +666,14 @@ xk_slow_setup(const nxl_kv_ctx_config_t *cfg, unsigned delay_us,
               nxl_kv_agent_t **a, nxl_kv_ctx_t **ctx, nxl_kv_layout_t **s,
               nxl_kv_layout_t **d)
 {
-    nxl_kv_layout_config_t c = xk_cfg(8);
+    nxl_kv_layout_config_t c = xt_kv_cfg(8);
     size_t all[] = {0, 1, 2, 3, 4, 5, 6, 7};
 
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-slow", a));
     XT_ASSERT_OK(nxl_kv_ctx_create(*a, cfg, ctx));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, *a, s));
-    XT_ASSERT_OK(xk_layout(&c, DEV, FC, *a, d));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, *a, s));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, *a, d));
     XT_ASSERT_OK(nxl_kv_fill_blocks(*s, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     xt_fakedev_set_delay_us(delay_us);
     return 0;
@@ -791,7 +765,7 @@ t_slow_warnings(void)
 static int
 t_drain_on_destroy(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(8);
+    nxl_kv_layout_config_t c = xt_kv_cfg(8);
     size_t bids[] = {0, 1, 2}, all[] = {0, 1, 2, 3, 4, 5, 6, 7};
     nxl_kv_layout_t *s, *d, *d2, *disk, *bounce;
     nxl_kv_notif_t *kept, *hop, *key;
@@ -800,11 +774,11 @@ t_drain_on_destroy(void)
     nxl_kv_opts_t o;
 
     XK_CHECK(xk_slow_setup(NULL, 20000, &a, &ctx, &s, &d));
-    XT_ASSERT_OK(xk_layout(&c, DSK, LS, a, &disk));
-    XT_ASSERT_OK(xk_layout(&c, DEV, LS, a, &d2));
+    XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, DSK, a, &disk));
+    XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, DEV, a, &d2));
     XT_ASSERT_OK(nxl_kv_fill_blocks(d2, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     c.num_blocks = 3;
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &bounce));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &bounce));
     XT_ASSERT_OK(nxl_kv_transfer(ctx, s, xk_src8, d, xk_dst8, 8, NULL, &kept));
     nxl_kv_opts_init(&o);
     o.bounce = bounce;
@@ -897,7 +871,7 @@ xk_md_to(nxl_kv_agent_t *from, nxl_kv_agent_t *to)
 static int
 t_notif_event(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(8);
+    nxl_kv_layout_config_t c = xt_kv_cfg(8);
     size_t s1[] = {0, 1}, d1[] = {4, 5}, s2[] = {2}, d2[] = {6}, s3[] = {3};
     size_t d3[] = {7};
     nxl_kv_layout_t *la, *lb, *va;
@@ -909,8 +883,8 @@ t_notif_event(void)
 
     XK_CHECK(xk_shm_agent("kv-A", &a));
     XK_CHECK(xk_shm_agent("kv-B", &b));
-    XT_ASSERT_OK(xk_layout(&c, SYS, FC, a, &la));
-    XT_ASSERT_OK(xk_layout(&c, PIN, LS, b, &lb));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, a, &la));
+    XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, PIN, b, &lb));
     XT_ASSERT_STR(nxl_kv_layout_agent(la), "kv-A");
     XK_CHECK(xk_md_to(a, b));
     XK_CHECK(xk_view(la, &va));
@@ -986,7 +960,7 @@ t_notif_event(void)
 static int
 t_remote_read(void)
 {
-    nxl_kv_layout_config_t c = xk_cfg(6);
+    nxl_kv_layout_config_t c = xt_kv_cfg(6);
     size_t bs[] = {0, 1, 2}, ad[] = {5, 3, 1}, bd[] = {3, 4, 5};
     nxl_kv_layout_t *la, *lb, *vb;
     nxl_kv_agent_t *a, *b;
@@ -994,8 +968,8 @@ t_remote_read(void)
 
     XK_CHECK(xk_shm_agent("kv-A", &a));
     XK_CHECK(xk_shm_agent("kv-B", &b));
-    XT_ASSERT_OK(xk_layout(&c, PIN, FC, a, &la));
-    XT_ASSERT_OK(xk_layout(&c, SYS, LS, b, &lb));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &la));
+    XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, SYS, b, &lb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(lb, bs, 3, NXL_KV_FILL_SEQUENTIAL, 0));
     XK_CHECK(xk_md_to(b, a));
     XK_CHECK(xk_view(lb, &vb));

@@ -450,6 +450,24 @@ sv_load(sv_child *c, const char *name, nxl_agent_t **a_p)
     return 0;
 }
 
+/* sv_start forks the target, installs this process's device kind (*dk_p)
+ * and makes the initiator's agent "vram-init" with the target's metadata
+ * loaded; on a failure or skip it reaps the target first. Returns 0, 1 or
+ * XT_SKIP as sv_load does. */
+static int
+sv_start(sv_child *c, const nxl_memkind_ops_t **dk_p, nxl_agent_t **a_p)
+{
+    int rc;
+
+    XT_ASSERT_EQ(sv_spawn(c), 0);
+    *dk_p = sv_kind();
+    rc = sv_load(c, "vram-init", a_p);
+    if (rc != 0) {
+        sv_reap(c, 1);
+    }
+    return rc;
+}
+
 /* Remote VRAM <-> local DRAM and local VRAM, both ways, with and without
  * notifications; local VRAM <-> the target's shared DRAM; local VRAM to
  * its plain DRAM is refused; descriptors outside the registrations are
@@ -468,11 +486,8 @@ t_remote(void)
     char note[96];
     int rc;
 
-    XT_ASSERT_EQ(sv_spawn(&c), 0);
-    dk = sv_kind();
-    rc = sv_load(&c, "vram-init", &a);
+    rc = sv_start(&c, &dk, &a);
     if (rc != 0) {
-        sv_reap(&c, 1);
         return rc;
     }
     printf("  device kind: %s\n", dk->name);
@@ -610,11 +625,8 @@ t_peer_killed(void)
     void *lv = NULL;
     int rc;
 
-    XT_ASSERT_EQ(sv_spawn(&c), 0);
-    dk = sv_kind();
-    rc = sv_load(&c, "vram-init", &a);
+    rc = sv_start(&c, &dk, &a);
     if (rc != 0) {
-        sv_reap(&c, 1);
         return rc;
     }
     XT_ASSERT_OK(dk->alloc(0, SV_REG, &lv));

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -682,12 +681,10 @@ xt_fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
 {
     nxl_status_t st = xt_fd_check_dev(dev);
     const uint8_t *h;
-    char path[64];
     xt_fd_mem_t *m;
-    struct stat sb;
-    uint64_t size;
+    uint64_t size, fsize;
     uint32_t pid, rfd;
-    int pidfd = -1, fd = -1, err;
+    int pidfd, fd, err;
     void *p;
 
     if (st != NXL_OK) {
@@ -712,29 +709,18 @@ xt_fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
                          "fakedev: ipc_open: the handle is from this very "
                          "process (CUDA refuses those too)");
     }
-#ifdef SYS_pidfd_open
-    pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-#endif
-#ifdef SYS_pidfd_getfd
-    if (pidfd >= 0) {
-        fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)rfd, 0);
-    }
-#endif
+    pidfd = nxl__pidfd_open((pid_t)pid);
+    fd = nxl__peer_fd_open(pidfd, (pid_t)pid, rfd);
+    err = errno;
     if (pidfd >= 0) {
         close(pidfd);
     }
     if (fd < 0) {
-        snprintf(path, sizeof(path), "/proc/%u/fd/%u", pid, rfd);
-        fd = open(path, O_RDWR | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        return nxl__fail_errno(errno, "fakedev: ipc_open: memfd %u of pid %u",
+        return nxl__fail_errno(err, "fakedev: ipc_open: memfd %u of pid %u",
                                rfd, pid);
     }
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
-        (uint64_t)sb.st_dev != nxl__le64(h + 24) ||
-        (uint64_t)sb.st_ino != nxl__le64(h + 32) ||
-        (uint64_t)sb.st_size < size) {
+    if (!nxl__fd_is_file(fd, nxl__le64(h + 24), nxl__le64(h + 32), 0, size,
+                         &fsize)) {
         close(fd);
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "fakedev: ipc_open: fd %u of pid %u is not the "
@@ -756,8 +742,8 @@ xt_fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
     m->base = p;
     m->size = (size_t)size;
     m->fd = -1;
-    m->dev = (uint64_t)sb.st_dev;
-    m->ino = (uint64_t)sb.st_ino;
+    m->dev = nxl__le64(h + 24); /* the file's, as checked above */
+    m->ino = nxl__le64(h + 32);
     pthread_mutex_lock(&xt_fd_mem_lock);
     m->next = xt_fd_mems;
     xt_fd_mems = m;

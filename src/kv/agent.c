@@ -6,11 +6,9 @@
 #include "kv.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Longest backend name the wrapper accepts (plugin names are short). */
 #define KV_NAME_MAX 64
@@ -46,24 +44,8 @@ upper_name(const char *name, char *buf)
 static int
 find_backend(const nxl_kv_agent_t *a, const char *name, size_t *pos)
 {
-    size_t lo = 0, hi = a->num_backends;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcasecmp(a->backends[mid], name);
-
-        if (c == 0) {
-            *pos = mid;
-            return 1;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    *pos = lo;
-    return 0;
+    return nxl__kv_find_name(a->backends, a->num_backends,
+                             sizeof(*a->backends), 0, name, pos);
 }
 
 /* nxl_kv_agent_create creates an agent called name (copied) with no
@@ -223,28 +205,6 @@ nxl_kv_agent_add_backend(nxl_kv_agent_t *a, const char *name,
     return NXL_OK;
 }
 
-/* buf_add appends formatted text to buf (cap bytes) at *len, truncating
- * silently when full. */
-static void
-buf_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void
-buf_add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (*len + 1 >= cap) {
-        return;
-    }
-    va_start(ap, fmt);
-    n = vsnprintf(buf + *len, cap - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        *len = NXL__MIN(*len + (size_t)n, cap - 1);
-    }
-}
-
 /* buf_add_quoted appends s as Rust's {:?} prints a string: in double
  * quotes, with '"' and '\\' escaped and control characters as \t, \r, \n
  * or \u{..} (Dynamo's messages format name lists and sets this way). */
@@ -254,7 +214,7 @@ buf_add_quoted(char *buf, size_t cap, size_t *len, const char *s)
     const unsigned char *p;
     const char *esc;
 
-    buf_add(buf, cap, len, "\"");
+    nxl__text_addf(buf, cap, len, "\"");
     for (p = (const unsigned char *)s; *p != '\0'; p++) {
         esc = *p == '"'  ? "\\\""
               : *p == '\\' ? "\\\\"
@@ -263,14 +223,14 @@ buf_add_quoted(char *buf, size_t cap, size_t *len, const char *s)
               : *p == '\n' ? "\\n"
                            : NULL;
         if (esc != NULL) {
-            buf_add(buf, cap, len, "%s", esc);
+            nxl__text_addf(buf, cap, len, "%s", esc);
         } else if (*p < 0x20 || *p == 0x7f) {
-            buf_add(buf, cap, len, "\\u{%x}", *p);
+            nxl__text_addf(buf, cap, len, "\\u{%x}", *p);
         } else {
-            buf_add(buf, cap, len, "%c", *p);
+            nxl__text_addf(buf, cap, len, "%c", *p);
         }
     }
-    buf_add(buf, cap, len, "\"");
+    nxl__text_addf(buf, cap, len, "\"");
 }
 
 /* build_agent creates agent name and backends names[i] with params[i]
@@ -307,7 +267,7 @@ build_agent(const char *name, const char *const *names,
             shown = upper;
         }
         /* Dynamo prints the list as given ({:?} of the names). */
-        buf_add(list, sizeof(list), &llen, "%s", i ? ", " : "");
+        nxl__text_addf(list, sizeof(list), &llen, "%s", i ? ", " : "");
         buf_add_quoted(list, sizeof(list), &llen,
                        names[i] ? names[i] : "(null)");
         st = nxl_kv_agent_add_backend(a, names[i], params ? &params[i] : NULL);
@@ -318,8 +278,8 @@ build_agent(const char *name, const char *const *names,
             first = st;
         }
         if (strict) {
-            buf_add(msg, sizeof(msg), &mlen, "%s%s: %s", failed ? ", " : "",
-                    shown, nxl_last_error());
+            nxl__text_addf(msg, sizeof(msg), &mlen, "%s%s: %s",
+                           failed ? ", " : "", shown, nxl_last_error());
         } else {
             nxl__warn("kv agent %s: failed to create %s backend: %s", name,
                       shown, nxl_last_error());
@@ -432,7 +392,7 @@ nxl_kv_agent_require_backend(const nxl_kv_agent_t *a, const char *name)
     }
     set[0] = '\0';
     for (i = 0; i < a->num_backends; i++) {
-        buf_add(set, sizeof(set), &len, "%s", i ? ", " : "");
+        nxl__text_addf(set, sizeof(set), &len, "%s", i ? ", " : "");
         buf_add_quoted(set, sizeof(set), &len, a->backends[i]);
     }
     return nxl__fail(NXL_ERR_NOT_FOUND,

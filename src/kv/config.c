@@ -9,6 +9,7 @@
 #include "kv.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,16 +57,18 @@ backend_fini(nxl__kv_backend_cfg_t *b)
     free(b->name);
 }
 
-/* find_backend looks name up (case-insensitive): returns 1 and its index
- * in *pos when present, else 0 and the sorted insertion index. */
-static int
-find_backend(const nxl_kv_config_t *cfg, const char *name, size_t *pos)
+/* nxl__kv_find_name: see kv.h. */
+int
+nxl__kv_find_name(const void *items, size_t count, size_t item_size,
+                  size_t name_off, const char *name, size_t *pos)
 {
-    size_t lo = 0, hi = cfg->count;
+    size_t lo = 0, hi = count;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcasecmp(cfg->items[mid].name, name);
+        const char *at = *(char *const *)((const char *)items +
+                                          mid * item_size + name_off);
+        int c = strcasecmp(at, name);
 
         if (c == 0) {
             *pos = mid;
@@ -79,6 +82,15 @@ find_backend(const nxl_kv_config_t *cfg, const char *name, size_t *pos)
     }
     *pos = lo;
     return 0;
+}
+
+/* find_backend looks name up (case-insensitive): returns 1 and its index
+ * in *pos when present, else 0 and the sorted insertion index. */
+static int
+find_backend(const nxl_kv_config_t *cfg, const char *name, size_t *pos)
+{
+    return nxl__kv_find_name(cfg->items, cfg->count, sizeof(*cfg->items),
+                             offsetof(nxl__kv_backend_cfg_t, name), name, pos);
 }
 
 /* nxl_kv_config_create makes an empty config; the caller owns *cfg_p

@@ -277,28 +277,6 @@ env_get(char *const *envp, const char *name)
     return NULL;
 }
 
-/* add appends formatted text to buf at *len (truncating at cap). */
-static void
-add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-add(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (*len + 1 >= cap) {
-        return;
-    }
-    va_start(ap, fmt);
-    n = vsnprintf(buf + *len, cap - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        *len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
-    }
-}
-
 /* nxl__kv_ucx_diag writes the diagnostics text for sysfs at root and the
  * environment envp into buf (cap bytes, NUL-terminated, truncated when
  * short). Returns the length written. Thread-safe. */
@@ -318,11 +296,12 @@ nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf, size_t cap)
         return 0;
     }
     buf[0] = '\0';
-    add(buf, cap, &len, "--- UCX_NET_DEVICES diagnostics ---\n");
+    nxl__text_addf(buf, cap, &len, "--- UCX_NET_DEVICES diagnostics ---\n");
     for (i = 0; i < NXL__ARRAY_SIZE(vars); i++) {
         const char *v = env_get(envp, vars[i]);
 
-        add(buf, cap, &len, "%s=%s\n", vars[i], v != NULL ? v : "<unset>");
+        nxl__text_addf(buf, cap, &len, "%s=%s\n", vars[i],
+                       v != NULL ? v : "<unset>");
     }
     if (ports != NULL && gpus != NULL) {
         np = scan_ports(root, ports, DIAG_MAX_PORTS);
@@ -330,10 +309,10 @@ nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf, size_t cap)
         aff = calloc(np ? np : 1, 1);
     }
     if (np == 0 || aff == NULL) {
-        add(buf, cap, &len,
-            "No active RDMA ports found under %s/class/infiniband: UCX "
-            "can only use TCP and shared memory here.\n",
-            root);
+        nxl__text_addf(buf, cap, &len,
+                       "No active RDMA ports found under %s/class/infiniband: "
+                       "UCX can only use TCP and shared memory here.\n",
+                       root);
     } else {
         for (i = 0; i < np; i++) {
             for (j = 0; j < ng && !aff[i]; j++) {
@@ -344,25 +323,25 @@ nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf, size_t cap)
             }
             naff += aff[i];
         }
-        add(buf, cap, &len, "Active RDMA ports:");
+        nxl__text_addf(buf, cap, &len, "Active RDMA ports:");
         for (i = 0; i < np; i++) {
-            add(buf, cap, &len, " %s:%u%s", ports[i].dev, ports[i].port,
-                aff[i] ? " (GPU-affine)" : "");
+            nxl__text_addf(buf, cap, &len, " %s:%u%s", ports[i].dev,
+                           ports[i].port, aff[i] ? " (GPU-affine)" : "");
         }
-        add(buf, cap, &len, "\nRecommended: UCX_NET_DEVICES=");
+        nxl__text_addf(buf, cap, &len, "\nRecommended: UCX_NET_DEVICES=");
         for (i = 0, j = 0; i < np; i++) {
             /* The affine subset when it is non-empty and smaller than the
              * active list; else every active port. */
             if (naff > 0 && naff < np && !aff[i]) {
                 continue;
             }
-            add(buf, cap, &len, "%s%s:%u", j++ ? "," : "", ports[i].dev,
-                ports[i].port);
+            nxl__text_addf(buf, cap, &len, "%s%s:%u", j++ ? "," : "",
+                           ports[i].dev, ports[i].port);
         }
-        add(buf, cap, &len, "\n");
+        nxl__text_addf(buf, cap, &len, "\n");
     }
-    add(buf, cap, &len,
-        "See docs/backends.md (UCX) for choosing transports and devices.\n");
+    nxl__text_addf(buf, cap, &len, "See docs/backends.md (UCX) for choosing "
+                                   "transports and devices.\n");
     free(aff);
     free(ports);
     free(gpus);

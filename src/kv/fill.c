@@ -243,11 +243,13 @@ pwrite_all(int fd, const void *src, size_t len, uint64_t off)
 
 /* disk_span decides how a region [off, off + len) of fd is reached: in
  * place (*n_p = 0), or, with O_DIRECT on fd and a region that is not
- * 4096-aligned, through w->span holding the aligned span [*start_p,
- * *start_p + *n_p) around it, which fits the span buffer. */
+ * 4096-aligned, through w->span: then it reads the aligned span
+ * [*start_p, *start_p + *n_p) around the region (which fits the span
+ * buffer) from fd into w->span, *got_p bytes (fewer when the file ends
+ * inside it). */
 static nxl_status_t
 disk_span(fill_walk_t *w, int fd, uint64_t off, size_t len,
-          uint64_t *start_p, size_t *n_p)
+          uint64_t *start_p, size_t *n_p, size_t *got_p)
 {
     bool direct = false;
     nxl_status_t st = fd_direct(w, fd, &direct);
@@ -260,7 +262,7 @@ disk_span(fill_walk_t *w, int fd, uint64_t off, size_t len,
     *start_p = off / FILL_ALIGN * FILL_ALIGN;
     *n_p = (size_t)((off + len + FILL_ALIGN - 1) / FILL_ALIGN * FILL_ALIGN -
                     *start_p);
-    return NXL_OK;
+    return pread_upto(fd, w->span, *n_p, *start_p, got_p);
 }
 
 /* disk_write writes w->buf[0..len) at file offset off of fd; with
@@ -269,18 +271,14 @@ static nxl_status_t
 disk_write(fill_walk_t *w, int fd, uint64_t off, size_t len)
 {
     uint64_t start = 0;
-    size_t n, got;
-    nxl_status_t st = disk_span(w, fd, off, len, &start, &n);
+    size_t n, got = 0;
+    nxl_status_t st = disk_span(w, fd, off, len, &start, &n, &got);
 
     if (st != NXL_OK) {
         return st;
     }
     if (n == 0) {
         return pwrite_all(fd, w->buf, len, off);
-    }
-    st = pread_upto(fd, w->span, n, start, &got);
-    if (st != NXL_OK) {
-        return st;
     }
     if (got < n) {
         memset(w->span + got, 0, n - got);
@@ -296,8 +294,8 @@ static nxl_status_t
 disk_read(fill_walk_t *w, int fd, uint64_t off, size_t len)
 {
     uint64_t start = 0;
-    size_t n, got;
-    nxl_status_t st = disk_span(w, fd, off, len, &start, &n);
+    size_t n, got = 0;
+    nxl_status_t st = disk_span(w, fd, off, len, &start, &n, &got);
 
     if (st != NXL_OK) {
         return st;
@@ -310,10 +308,6 @@ disk_read(fill_walk_t *w, int fd, uint64_t off, size_t len)
                              " (%zu of %zu bytes)",
                              fd, off, got, len);
         }
-        return st;
-    }
-    st = pread_upto(fd, w->span, n, start, &got);
-    if (st != NXL_OK) {
         return st;
     }
     if (got < off - start + len) {

@@ -28,6 +28,14 @@ struct nxl_kv_config {
     size_t count;
 };
 
+/* nxl__kv_find_name binary-searches count items of item_size bytes at
+ * items, sorted by the (case-insensitive) string pointer name_off bytes
+ * into each, for name in any case: 1 and its index in *pos when present,
+ * else 0 and the sorted insertion index. Reads only; thread-safe when the
+ * items do not change. Used for the backend lists of configs and agents. */
+int nxl__kv_find_name(const void *items, size_t count, size_t item_size,
+                      size_t name_off, const char *name, size_t *pos);
+
 /* ---- agent.c ----------------------------------------------------------- */
 
 struct nxl_kv_agent {
@@ -120,10 +128,11 @@ nxl_status_t nxl__kv_layout_strides(const nxl_kv_layout_config_t *cfg,
                                     nxl__kv_strides_t *st_p);
 
 /* nxl__kv_layout_new_view_ex is nxl__kv_layout_new_view with explicit
- * strides (a peer's; st->region_size must be cfg's R) and per-region dev
- * ids (region_dev, n entries, or NULL for dev_id everywhere). Checks that
- * every region, block and the layout data lie inside their memory region
- * without overflow (NXL_ERR_INVALID_PARAM otherwise). Copies the arrays. */
+ * strides (a peer's; st->region_size must be cfg's R; NULL = the strides
+ * cfg gives, as nxl__kv_layout_new_view uses) and per-region dev ids
+ * (region_dev, n entries, or NULL for dev_id everywhere). Checks that every
+ * region, block and the layout data lie inside their memory region without
+ * overflow (NXL_ERR_INVALID_PARAM otherwise). Copies the arrays. */
 nxl_status_t nxl__kv_layout_new_view_ex(
     const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
     int outer_contiguous, nxl_kv_loc_t loc, nxl_mem_t mem, uint64_t dev_id,

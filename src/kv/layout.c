@@ -358,22 +358,22 @@ nxl__kv_layout_new_view_ex(const nxl_kv_layout_config_t *cfg,
     nxl__kv_strides_t mine;
     nxl_status_t s;
 
-    if (st == NULL || l_p == NULL) {
+    if (l_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv layout view: NULL argument");
     }
     s = nxl__kv_layout_strides(cfg, type, outer_contiguous, &mine);
     if (s != NXL_OK) {
         return s;
     }
-    if (st->region_size != mine.region_size) {
+    if (st != NULL && st->region_size != mine.region_size) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "memory_region_size %zu does not match the config's "
                          "page_size * inner_dim * dtype_width_bytes = %zu",
                          st->region_size, mine.region_size);
     }
-    return build(cfg, type, outer_contiguous, loc, mem, dev_id, st,
-                 region_addr, region_size, base_offset, region_dev, n, agent,
-                 l_p);
+    return build(cfg, type, outer_contiguous, loc, mem, dev_id,
+                 st != NULL ? st : &mine, region_addr, region_size,
+                 base_offset, region_dev, n, agent, l_p);
 }
 
 /* nxl__kv_layout_new_view: see kv.h. Thread-safe. */
@@ -386,18 +386,9 @@ nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
                         const uint64_t *base_offset, size_t n,
                         const char *agent, nxl_kv_layout_t **l_p)
 {
-    nxl__kv_strides_t st;
-    nxl_status_t s;
-
-    if (l_p == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv layout view: NULL argument");
-    }
-    s = nxl__kv_layout_strides(cfg, type, outer_contiguous, &st);
-    if (s != NXL_OK) {
-        return s;
-    }
-    return build(cfg, type, outer_contiguous, loc, mem, dev_id, &st,
-                 region_addr, region_size, base_offset, NULL, n, agent, l_p);
+    return nxl__kv_layout_new_view_ex(cfg, type, outer_contiguous, loc, mem,
+                                      dev_id, NULL, region_addr, region_size,
+                                      base_offset, NULL, n, agent, l_p);
 }
 
 /* over_storage lays a layout over n storages (not owned), after the

@@ -44,22 +44,6 @@ kind_mem(nxl_kv_kind_t kind)
 
 /* ---- writer helpers --------------------------------------------------------- */
 
-/* jw_u64 adds key: v to obj; false on allocation failure. */
-static bool
-jw_u64(json_object *obj, const char *key, uint64_t v)
-{
-    json_object *o = json_object_new_uint64(v);
-
-    if (o == NULL) {
-        return false;
-    }
-    if (json_object_object_add(obj, key, o) != 0) {
-        json_object_put(o);
-        return false;
-    }
-    return true;
-}
-
 /* jw_add adds key: o (taking o, NULL-safe); false on failure. */
 static bool
 jw_add(json_object *obj, const char *key, json_object *o)
@@ -72,6 +56,13 @@ jw_add(json_object *obj, const char *key, json_object *o)
         return false;
     }
     return true;
+}
+
+/* jw_u64 adds key: v to obj; false on allocation failure. */
+static bool
+jw_u64(json_object *obj, const char *key, uint64_t v)
+{
+    return jw_add(obj, key, json_object_new_uint64(v));
 }
 
 /* jw_str adds key: "s". */

@@ -77,6 +77,22 @@ tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
     return NXL_OK;
 }
 
+/* tp_push appends to d the pair of the wide side's range at w and the
+ * narrow side's at s (len bytes each) of layer lyr, remote side as the
+ * source. Returns NXL_OK or NXL_ERR_NOMEM. */
+static nxl_status_t
+tp_push(nxl_kv_dlists_t *d, int wide_is_remote, uint64_t w, uint64_t s,
+        size_t len, const nxl_kv_layout_t *remote,
+        const nxl_kv_layout_t *local, size_t lyr)
+{
+    uint64_t src_dev = nxl__kv_dev(remote, lyr);
+    uint64_t dst_dev = nxl__kv_dev(local, lyr);
+
+    return wide_is_remote
+               ? nxl__kv_dlists_push(d, w, s, len, src_dev, dst_dev)
+               : nxl__kv_dlists_push(d, s, w, len, src_dev, dst_dev);
+}
+
 /* tp_build emits the pairs: for every block pair, layer and outer, the
  * slice `slice` (of k) of the wide side's region against the whole narrow
  * region. wide_is_remote says which side is the READ source (out->src is
@@ -114,13 +130,8 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
                      * [slice*h, (slice+1)*h), one contiguous range. */
                     uint64_t w = wa + slice * nregion;
 
-                    st = wide_is_remote
-                             ? nxl__kv_dlists_push(&d, w, na, nregion,
-                                                   nxl__kv_dev(remote, lyr),
-                                                   nxl__kv_dev(local, lyr))
-                             : nxl__kv_dlists_push(&d, na, w, nregion,
-                                                   nxl__kv_dev(remote, lyr),
-                                                   nxl__kv_dev(local, lyr));
+                    st = tp_push(&d, wide_is_remote, w, na, nregion,
+                                 remote, local, lyr);
                     continue;
                 }
                 /* [page][inner]: token t's slice sits at t*wrow +
@@ -129,13 +140,8 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
                     uint64_t w = wa + t * wrow + slice * nrow;
                     uint64_t s = na + t * nrow;
 
-                    st = wide_is_remote
-                             ? nxl__kv_dlists_push(&d, w, s, nrow,
-                                                   nxl__kv_dev(remote, lyr),
-                                                   nxl__kv_dev(local, lyr))
-                             : nxl__kv_dlists_push(&d, s, w, nrow,
-                                                   nxl__kv_dev(remote, lyr),
-                                                   nxl__kv_dev(local, lyr));
+                    st = tp_push(&d, wide_is_remote, w, s, nrow, remote,
+                                 local, lyr);
                 }
             }
         }
@@ -146,6 +152,58 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
     }
     *out = d;
     return NXL_OK;
+}
+
+/* tp_slices is the shared body of the two public builders: it checks the
+ * ranks (tp_decode a multiple of tp_prefill when wide_is_remote, the
+ * reverse otherwise; rank below the larger of the two) and builds the
+ * slice lists of rank's slice of the wide side into *out (written only on
+ * success). Error texts name op and the parameters as the caller spells
+ * them. Thread-safe. */
+static nxl_status_t
+tp_slices(const char *op, const nxl_kv_layout_t *local,
+          const size_t *local_ids, const nxl_kv_layout_t *remote,
+          const size_t *remote_ids, size_t n, unsigned tp_prefill,
+          unsigned tp_decode, unsigned rank, int head_major,
+          int wide_is_remote, nxl_kv_dlists_t *out)
+{
+    /* The wide side runs on the fewer ranks (few); each of its ranks
+     * holds k = many / few slices, one per rank of the narrow side. */
+    unsigned many = wide_is_remote ? tp_decode : tp_prefill;
+    unsigned few = wide_is_remote ? tp_prefill : tp_decode;
+    const char *many_name = wide_is_remote ? "tp_decode" : "tp_prefill";
+    const char *few_name = wide_is_remote ? "tp_prefill" : "tp_decode";
+    size_t k;
+    nxl_status_t st;
+
+    if (tp_prefill == 0 || tp_decode == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tp: tp_prefill (%u) and tp_decode (%u) must be at "
+                         "least 1",
+                         tp_prefill, tp_decode);
+    }
+    if (many < few || many % few != 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tp: %s needs %s (%u) to be a multiple of %s (%u)",
+                         op, many_name, many, few_name, few);
+    }
+    if (rank >= many) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tp: %s %u out of range (%s %u)",
+                         wide_is_remote ? "decode_rank" : "prefill_rank",
+                         rank, many_name, many);
+    }
+    k = many / few;
+    st = tp_check(local, local_ids, remote, remote_ids, n,
+                  wide_is_remote ? remote : local,
+                  wide_is_remote ? local : remote, k,
+                  wide_is_remote ? "remote" : "local",
+                  wide_is_remote ? "local" : "remote", out);
+    if (st != NXL_OK) {
+        return st;
+    }
+    return tp_build(local, local_ids, remote, remote_ids, n, rank % k,
+                    head_major, wide_is_remote, out);
 }
 
 /* nxl_kv_tp_read_slices: see nxl_kv.h. *out is overwritten and written
@@ -159,34 +217,8 @@ nxl_kv_tp_read_slices(const nxl_kv_layout_t *local, const size_t *local_ids,
                       unsigned decode_rank, int head_major,
                       nxl_kv_dlists_t *out)
 {
-    size_t k;
-    nxl_status_t st;
-
-    if (tp_prefill == 0 || tp_decode == 0) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: tp_prefill (%u) and tp_decode (%u) must be at "
-                         "least 1",
-                         tp_prefill, tp_decode);
-    }
-    if (tp_decode < tp_prefill || tp_decode % tp_prefill != 0) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: read_slices needs tp_decode (%u) to be a "
-                         "multiple of tp_prefill (%u)",
-                         tp_decode, tp_prefill);
-    }
-    if (decode_rank >= tp_decode) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: decode_rank %u out of range (tp_decode %u)",
-                         decode_rank, tp_decode);
-    }
-    k = tp_decode / tp_prefill;
-    st = tp_check(local, local_ids, remote, remote_ids, n, remote, local, k,
-                  "remote", "local", out);
-    if (st != NXL_OK) {
-        return st;
-    }
-    return tp_build(local, local_ids, remote, remote_ids, n,
-                    decode_rank % k, head_major, 1, out);
+    return tp_slices("read_slices", local, local_ids, remote, remote_ids, n,
+                     tp_prefill, tp_decode, decode_rank, head_major, 1, out);
 }
 
 /* nxl_kv_tp_gather_slices: see nxl_kv.h. *out is overwritten and written
@@ -200,32 +232,7 @@ nxl_kv_tp_gather_slices(const nxl_kv_layout_t *local, const size_t *local_ids,
                         unsigned prefill_rank, int head_major,
                         nxl_kv_dlists_t *out)
 {
-    size_t k;
-    nxl_status_t st;
-
-    if (tp_prefill == 0 || tp_decode == 0) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: tp_prefill (%u) and tp_decode (%u) must be at "
-                         "least 1",
-                         tp_prefill, tp_decode);
-    }
-    if (tp_prefill < tp_decode || tp_prefill % tp_decode != 0) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: gather_slices needs tp_prefill (%u) to be a "
-                         "multiple of tp_decode (%u)",
-                         tp_prefill, tp_decode);
-    }
-    if (prefill_rank >= tp_prefill) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: prefill_rank %u out of range (tp_prefill %u)",
-                         prefill_rank, tp_prefill);
-    }
-    k = tp_prefill / tp_decode;
-    st = tp_check(local, local_ids, remote, remote_ids, n, local, remote, k,
-                  "local", "remote", out);
-    if (st != NXL_OK) {
-        return st;
-    }
-    return tp_build(local, local_ids, remote, remote_ids, n,
-                    prefill_rank % k, head_major, 0, out);
+    return tp_slices("gather_slices", local, local_ids, remote, remote_ids,
+                     n, tp_prefill, tp_decode, prefill_rank, head_major, 0,
+                     out);
 }

@@ -57,19 +57,14 @@ cmp_size(const void *a, const void *b)
 static void
 list_add(char *buf, size_t *len, size_t id)
 {
-    int n;
-
     if (*len >= LIST_MAX) {
         return;
     }
-    n = snprintf(buf + *len, LIST_MAX - *len, "%s%zu", *len ? ", " : "", id);
-    if (n < 0 || (size_t)n >= LIST_MAX - *len) {
+    if (!nxl__text_addf(buf, LIST_MAX, len, "%s%zu", *len ? ", " : "", id)) {
         /* Full: mark the cut (buffer has LIST_MAX + 4 bytes). */
         memcpy(buf + LIST_MAX - 1, "...", 4);
         *len = LIST_MAX;
-        return;
     }
-    *len += (size_t)n;
 }
 
 /* Largest id range a bitmap is used for (16 MiB of bits); beyond it, or
@@ -98,6 +93,29 @@ bitmap_set(uint64_t *bm, size_t id)
     return was;
 }
 
+/* bitmap_scan walks ids over bm (bits for ids below limit), setting each
+ * id's bit when mark: -1 at the first id out of range, 0 at the first id
+ * whose bit was already set when stop_on_set, else 1. */
+static int
+bitmap_scan(uint64_t *bm, const size_t *ids, size_t n, size_t limit,
+            bool mark, bool stop_on_set)
+{
+    size_t i;
+    int was;
+
+    for (i = 0; i < n; i++) {
+        if (ids[i] >= limit) {
+            return -1;
+        }
+        was = mark ? bitmap_set(bm, ids[i])
+                   : (bm[ids[i] >> 6] & ((uint64_t)1 << (ids[i] & 63))) != 0;
+        if (was && stop_on_set) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* ids_distinct_fast answers "are ids all distinct?" in one pass over a
  * bitmap when every id is below limit: 1 yes, 0 no, -1 cannot tell (an id
  * out of range, limit too large, no memory). The common case (no
@@ -106,19 +124,12 @@ static int
 ids_distinct_fast(const size_t *ids, size_t n, size_t limit)
 {
     uint64_t *bm = bitmap_new(limit);
-    size_t i;
-    int res = 1;
+    int res;
 
     if (bm == NULL) {
         return -1;
     }
-    for (i = 0; i < n && res == 1; i++) {
-        if (ids[i] >= limit) {
-            res = -1;
-        } else if (bitmap_set(bm, ids[i])) {
-            res = 0;
-        }
-    }
+    res = bitmap_scan(bm, ids, n, limit, true, true);
     free(bm);
     return res;
 }
@@ -130,25 +141,14 @@ ids_disjoint_fast(const size_t *src, const size_t *dst, size_t n,
                   size_t limit)
 {
     uint64_t *bm = bitmap_new(limit);
-    size_t i;
-    int res = 1;
+    int res;
 
     if (bm == NULL) {
         return -1;
     }
-    for (i = 0; i < n && res == 1; i++) {
-        if (src[i] >= limit) {
-            res = -1;
-        } else {
-            bitmap_set(bm, src[i]);
-        }
-    }
-    for (i = 0; i < n && res == 1; i++) {
-        if (dst[i] >= limit) {
-            res = -1;
-        } else if (bm[dst[i] >> 6] & ((uint64_t)1 << (dst[i] & 63))) {
-            res = 0;
-        }
+    res = bitmap_scan(bm, src, n, limit, true, false);
+    if (res == 1) {
+        res = bitmap_scan(bm, dst, n, limit, false, true);
     }
     free(bm);
     return res;

@@ -1,6 +1,8 @@
-/* buf.c - growable writer and bounds-checked reader, little-endian. */
+/* buf.c - growable writer and bounds-checked reader, little-endian; text
+ * appended to fixed buffers. */
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,4 +201,28 @@ nxl__rbuf_skip(nxl__rbuf_t *r, size_t n)
     const uint8_t *p;
 
     return nxl__rbuf_take(r, n, &p);
+}
+
+/* nxl__text_addf: see util.h. */
+bool
+nxl__text_addf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*len + 1 >= cap) {
+        return false;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return false;
+    }
+    if ((size_t)n >= cap - *len) {
+        *len = cap - 1;
+        return false;
+    }
+    *len += (size_t)n;
+    return true;
 }

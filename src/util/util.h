@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define NXL__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define NXL__MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -138,6 +139,14 @@ nxl__put_le64(uint8_t *p, uint64_t v)
     nxl__put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* nxl__text_addf appends printf-style text to the NUL-terminated text in
+ * buf (cap bytes) at *len, advancing *len. Text that does not fit is cut
+ * (buf stays NUL-terminated, *len stops at cap - 1). Returns true when all
+ * of it fit, false when it was cut, buf was already full or formatting
+ * failed. The caller owns buf; thread-safe for distinct buffers. */
+bool nxl__text_addf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* --- backend parameters (src/util/param.c) ----------------------------- */
 
 /* nxl__param_u64 parses val, the value of parameter key of backend who, as
@@ -169,6 +178,27 @@ nxl_status_t nxl__sock_send_all(int fd, const void *p, size_t n,
 /* nxl__sock_recv_all reads exactly n bytes within timeout_ms; a closed
  * peer is NXL_ERR_REMOTE_DISCONNECT. */
 nxl_status_t nxl__sock_recv_all(int fd, void *p, size_t n, int timeout_ms);
+
+/* --- another process's files (src/util/peerfd.c) ----------------------- */
+
+/* nxl__pidfd_open returns a pidfd (CLOEXEC) for pid, or -1 with errno
+ * (ENOSYS where the system headers lack the call). The caller closes it.
+ * Thread-safe. */
+int nxl__pidfd_open(pid_t pid);
+/* nxl__pidfd_getfd returns a copy (CLOEXEC, the caller's to close) of fd
+ * of the process behind pidfd, or -1 with errno (ENOSYS as above). Needs
+ * ptrace access to that process. Thread-safe. */
+int nxl__pidfd_getfd(int pidfd, int fd);
+/* nxl__peer_fd_open returns a copy of fd of process pid: through pidfd
+ * (skipped when negative), else or when that fails by opening
+ * /proc/<pid>/fd/<fd> read-write (CLOEXEC). -1 with errno from the last
+ * try. The caller closes the result. Thread-safe. */
+int nxl__peer_fd_open(int pidfd, pid_t pid, uint32_t fd);
+/* nxl__fd_is_file says whether fd is a regular file with device dev and
+ * inode ino that holds [off, off + len) (rules out any other file behind
+ * a peer's fd number); true stores its size in *size_p. Thread-safe. */
+bool nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off,
+                     uint64_t len, uint64_t *size_p);
 
 /* --- hashing (src/util/hash.c) ------------------------------------------ */
 

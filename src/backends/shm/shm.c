@@ -38,7 +38,6 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,34 +59,6 @@ static be_shm_engine_t *be_shm_global_engines;
 static atomic_uint be_shm_fini_gen;
 
 /* --- small helpers -------------------------------------------------------- */
-
-/* be_shm_pidfd_open wraps the pidfd_open syscall (always CLOEXEC). */
-static int
-be_shm_pidfd_open(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-/* be_shm_pidfd_getfd wraps pidfd_getfd: a copy of fd from the process
- * behind pidfd (the new fd is CLOEXEC). */
-static int
-be_shm_pidfd_getfd(int pidfd, int fd)
-{
-#ifdef SYS_pidfd_getfd
-    return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-#else
-    (void)pidfd;
-    (void)fd;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
 
 /* be_shm_starttime reads field 22 (start time in clock ticks since boot) of
  * /proc/<pid>/stat. Returns 0 on success, else an errno value. */
@@ -904,7 +875,7 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
             goto err_put;
         }
     } else {
-        peer->pidfd = be_shm_pidfd_open(peer->pid);
+        peer->pidfd = nxl__pidfd_open(peer->pid);
         if (peer->pidfd < 0 && errno == ESRCH) {
             status = nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                                "shm: peer %s (pid %d) is gone", name,
@@ -972,12 +943,11 @@ static nxl_status_t
 be_shm_map_get(be_shm_peer_t *peer, uint32_t rfd, uint64_t off, uint64_t len,
                uint64_t dev, uint64_t ino, be_shm_map_t **map_p)
 {
-    char path[64];
-    struct stat st;
     be_shm_map_t *m;
+    uint64_t size;
     nxl_status_t status;
     void *base;
-    int fd = -1;
+    int fd;
 
     pthread_mutex_lock(&peer->map_lock);
     for (m = peer->maps; m != NULL; m = m->next) {
@@ -989,21 +959,13 @@ be_shm_map_get(be_shm_peer_t *peer, uint32_t rfd, uint64_t off, uint64_t len,
             return NXL_OK;
         }
     }
-    if (peer->pidfd >= 0) {
-        fd = be_shm_pidfd_getfd(peer->pidfd, (int)rfd);
-    }
-    if (fd < 0) {
-        snprintf(path, sizeof(path), "/proc/%d/fd/%u", (int)peer->pid, rfd);
-        fd = open(path, O_RDWR | O_CLOEXEC);
-    }
+    fd = nxl__peer_fd_open(peer->pidfd, peer->pid, rfd);
     if (fd < 0) {
         status = nxl__fail_errno(errno, "shm: memfd %u of pid %d", rfd,
                                  (int)peer->pid);
         goto err_unlock;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino ||
-        off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
+    if (!nxl__fd_is_file(fd, dev, ino, off, len, &size)) {
         status = nxl__fail(NXL_ERR_PROTO,
                            "shm: fd %u of pid %d is not the region's memfd",
                            rfd, (int)peer->pid);
@@ -1011,8 +973,8 @@ be_shm_map_get(be_shm_peer_t *peer, uint32_t rfd, uint64_t off, uint64_t len,
     }
     /* The pid may have been reused between the check and the open: the
      * dev/ino match above already rules out a stranger's file. */
-    base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                fd, 0);
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                0);
     if (base == MAP_FAILED) {
         status = nxl__fail_errno(errno, "shm: mmap of pid %d's memfd",
                                  (int)peer->pid);
@@ -1021,14 +983,14 @@ be_shm_map_get(be_shm_peer_t *peer, uint32_t rfd, uint64_t off, uint64_t len,
     close(fd);
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        munmap(base, (size_t)st.st_size);
+        munmap(base, (size_t)size);
         status = nxl__fail(NXL_ERR_NOMEM, "shm: mapping record");
         goto err_unlock;
     }
     m->dev = dev;
     m->ino = ino;
     m->base = base;
-    m->size = (size_t)st.st_size;
+    m->size = (size_t)size;
     m->refs = 1;
     m->next = peer->maps;
     peer->maps = m;

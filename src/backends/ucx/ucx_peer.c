@@ -23,7 +23,6 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -209,19 +208,6 @@ be_ucx_conn_parse(const char *peer, const void *info, size_t len,
     memcpy(c->id.host, host, NXL__MIN((size_t)hl, sizeof(c->id.host) - 1));
     c->id.host[NXL__MIN((size_t)hl, sizeof(c->id.host) - 1)] = '\0';
     return NXL_OK;
-}
-
-/* be_ucx_pidfd_open opens a pidfd for pid, or returns -1 with errno. */
-static int
-be_ucx_pidfd_open(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
 }
 
 /* be_ucx_pid_alive: pid still runs the process that started at
@@ -420,7 +406,7 @@ be_ucx_watch(be_ucx_engine_t *eng, be_ucx_peer_t *p, const be_ucx_conn_t *c)
     uint64_t st;
     ssize_t n;
 
-    p->pidfd = be_ucx_pidfd_open(p->pid);
+    p->pidfd = nxl__pidfd_open(p->pid);
     if (p->pidfd < 0 && errno == ESRCH) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "ucx: agent '%s' (pid %d on this host) is not "
@@ -975,21 +961,6 @@ be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w)
     return NXL_OK;
 }
 
-/* be_ucx_pidfd_getfd: a copy (CLOEXEC) of fd from the process behind
- * pidfd. */
-static int
-be_ucx_pidfd_getfd(int pidfd, int fd)
-{
-#ifdef SYS_pidfd_getfd
-    return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-#else
-    (void)pidfd;
-    (void)fd;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
 /* be_ucx_map_get maps p's memfd rfd (file dev/ino, which must hold
  * [off, off + len)) once per peer and returns a counted reference, or
  * NULL (the caller keeps CMA) with the reason logged at debug level. */
@@ -998,7 +969,7 @@ be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
                uint64_t off, uint64_t len, uint64_t dev, uint64_t ino)
 {
     be_ucx_map_t *m;
-    struct stat sb;
+    uint64_t size;
     void *base;
     int fd;
 
@@ -1015,23 +986,21 @@ be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
     if (rfd > INT32_MAX) {
         return NULL;
     }
-    fd = be_ucx_pidfd_getfd(p->pidfd, (int)rfd);
+    fd = nxl__pidfd_getfd(p->pidfd, (int)rfd);
     if (fd < 0) {
         nxl__debug("ucx: memfd %u of '%s' (pid %d): pidfd_getfd: %s; "
                    "using CMA", rfd, p->name, (int)p->pid, strerror(errno));
         return NULL;
     }
     /* dev/ino rule out any other file behind that fd number. */
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        (uint64_t)sb.st_dev != dev || (uint64_t)sb.st_ino != ino ||
-        off > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - off) {
+    if (!nxl__fd_is_file(fd, dev, ino, off, len, &size)) {
         nxl__debug("ucx: fd %u of '%s' is not the region's memfd; using CMA",
                    rfd, p->name);
         close(fd);
         return NULL;
     }
-    base = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                fd, 0);
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                0);
     close(fd);
     if (base == MAP_FAILED) {
         nxl__debug("ucx: mmap of a memfd of '%s': %s; using CMA", p->name,
@@ -1040,13 +1009,13 @@ be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        munmap(base, (size_t)sb.st_size);
+        munmap(base, (size_t)size);
         return NULL;
     }
     m->dev = dev;
     m->ino = ino;
     m->base = base;
-    m->size = (size_t)sb.st_size;
+    m->size = (size_t)size;
     m->refs = 1;
     pthread_mutex_lock(&eng->lock);
     m->next = p->maps;

@@ -1,0 +1,30 @@
+/*
+ * xt_kv.h - shared setup of the KV tests: the standard layout config and
+ * host/device/disk layouts over fresh storage.
+ */
+#ifndef NXL_TESTS_XT_KV_H
+#define NXL_TESTS_XT_KV_H
+
+#include <nxl/nxl_kv.h>
+
+#include <stddef.h>
+
+/* Region and block size of the standard config. */
+#define XT_KV_REGION 4096u
+#define XT_KV_BLOCK 16384u
+
+/* xt_kv_cfg returns the standard config with nblocks blocks: 2 layers,
+ * outer 2, page 16, inner 128, dtype 2, alignment 1 (region XT_KV_REGION
+ * bytes, block XT_KV_BLOCK). Thread-safe. */
+nxl_kv_layout_config_t xt_kv_cfg(size_t nblocks);
+
+/* xt_kv_layout allocates a layout of type (outer_contiguous for LS) over
+ * new storage of kind (index 0), registered with a (NULL = not
+ * registered). The caller owns *l_p (nxl_kv_layout_destroy). Returns
+ * nxl_kv_layout_alloc's status. */
+nxl_status_t xt_kv_layout(const nxl_kv_layout_config_t *c,
+                          nxl_kv_layout_type_t type, int outer_contiguous,
+                          nxl_kv_kind_t kind, nxl_kv_agent_t *a,
+                          nxl_kv_layout_t **l_p);
+
+#endif /* NXL_TESTS_XT_KV_H */
