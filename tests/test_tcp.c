@@ -4,10 +4,13 @@
  * carries conn info and commands), a fake host that records
  * notifications, and the TCP-specific cases: target-side bounds refusal,
  * crafted and garbage frames, reset and kill mid-transfer, reconnect,
- * timeouts, cancel, 1,000 concurrent requests from 4 threads, and the
- * same across two network namespaces (tests/netns/rig.sh; skipped when
- * namespaces cannot be made). NXL_TCP_BENCH=1 makes the bench cases
- * measure for real and print numbers; otherwise they run as smoke tests.
+ * timeouts, cancel (also a WRITE canceled mid-payload, whose
+ * notification must never arrive), small frames behind large payloads
+ * (the receive low-water mark), 1,000 concurrent requests from 4 threads,
+ * and the same across two network namespaces (tests/netns/rig.sh; skipped
+ * when namespaces cannot be made). NXL_TCP_BENCH=1 makes the bench cases
+ * measure for real and print numbers (NXL_TCP_BENCH=lat only the 4 KiB
+ * latencies); otherwise they run as smoke tests.
  */
 #include "harness.h"
 #include "util.h"
@@ -1495,6 +1498,23 @@ t_crafted_frames(void)
     XT_ASSERT(tt_wait_notifs(&t, 1, 2000));
     XT_ASSERT_STR(t.h.notifs[0].peer, "raw-client");
     XT_ASSERT_STR(t.h.notifs[0].msg, "raw");
+    /* NOTIF frames naming a WRITE: dropped after the refused one (id 2),
+     * delivered after the accepted one (id 4); id 0 is standalone. */
+    n = tt_frame(buf, BE_TCP_NOTIF, 0, 0, 0, 4, 2, 0);
+    memcpy(buf + n, "drop", 4);
+    n += 4;
+    n += tt_frame(buf + n, BE_TCP_NOTIF, 0, 0, 0, 4, 4, 0);
+    memcpy(buf + n, "kept", 4);
+    n += 4;
+    n += tt_frame(buf + n, BE_TCP_NOTIF, 0, 0, 0, 4, 0, 0);
+    memcpy(buf + n, "solo", 4);
+    n += 4;
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT(tt_wait_notifs(&t, 3, 2000));
+    usleep(20000);
+    XT_ASSERT_EQ(tt_nnotifs(&t), 3);
+    XT_ASSERT_STR(t.h.notifs[1].msg, "kept");
+    XT_ASSERT_STR(t.h.notifs[2].msg, "solo");
     /* Garbage closes the connection. */
     memset(buf, 0x41, 64);
     XT_ASSERT_OK(nxl__sock_send_all(fd, buf, 64, 1000));
@@ -1915,6 +1935,136 @@ t_cancel(void)
     return tt_leaks();
 }
 
+/* t_cancel_write_notif: a WRITE in one part with a notification, canceled
+ * while its payload is half sent, must never deliver that notification:
+ * the target gets zeros for the unsent rest and cannot tell them from
+ * data. The target is stopped (SIGSTOP) so the 64 MiB frame cannot get
+ * through the socket buffers (a few MiB) before the cancel. Fails on a
+ * sender that carries the notification in the WRITE frame itself. */
+static int
+t_cancel_write_notif(void)
+{
+    const uint64_t len = 64u << 20;
+    uint8_t *buf = tt_map(len), *small = tt_map(65536);
+    tt_target tg;
+    tt_xfer big, tx;
+    tt_eng t;
+    tt_rep rep;
+    void *peer;
+    int ws;
+
+    XT_ASSERT(buf != NULL && small != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgtw", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "iniw", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    tt_fill(buf, len, 3, 0);
+    kill(tg.pid, SIGSTOP);
+    XT_ASSERT_EQ(waitpid(tg.pid, &ws, WUNTRACED), tg.pid);
+    XT_ASSERT(WIFSTOPPED(ws));
+    XT_ASSERT_OK(tt_prep1(&t, &big, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_EQ(tt_post_notif(&big, "half-sent"), NXL_IN_PROG);
+    usleep(50000); /* the I/O thread fills the socket buffers */
+    XT_ASSERT_EQ(OPS->check(t.e, big.req), NXL_IN_PROG);
+    OPS->cancel(t.e, big.req);
+    XT_ASSERT_STATUS(OPS->check(t.e, big.req), NXL_ERR_CANCELED);
+    tt_free(&big);
+    kill(tg.pid, SIGCONT);
+    /* The next request on the same stream is served after the rest of
+     * the canceled frame; then a standalone notification. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtw", small,
+                          tg.hi.addr + len - 65536, 65536));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 20000));
+    tt_free(&tx);
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "after", 5));
+    rep = tt_target_wait_notifs(&tg, 1, 5000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_STR(rep.text, "iniw:after");
+    /* A WRITE with a notification that is not canceled still delivers it
+     * after its data. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, "whole", 20000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 2, 5000);
+    XT_ASSERT_EQ(rep.n, 2);
+    XT_ASSERT_STR(rep.text, "iniw:whole");
+    XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 3, 0, len).v, -1);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    munmap(buf, len);
+    munmap(small, 65536);
+    return tt_leaks();
+}
+
+/* tt_spin waits for tx by spinning on check (the caller then receives
+ * its replies itself, 1 MiB per call) up to timeout_ms. */
+static nxl_status_t
+tt_spin(tt_xfer *tx, int timeout_ms)
+{
+    uint64_t end = xt_now_ms() + (uint64_t)timeout_ms;
+    nxl_status_t st;
+
+    while ((st = OPS->check(tx->t->e, tx->req)) == NXL_IN_PROG &&
+           xt_now_ms() < end) {
+    }
+    return st;
+}
+
+/* t_big_then_small: large READs and WRITEs, each followed by small ones
+ * on the same stream, waited for by sleeping on the event fd (the I/O
+ * threads receive everything) and by spinning on check. Inside a large
+ * payload the receiver raises the socket's receive low-water mark
+ * (SO_RCVLOWAT); a mark left behind once the payload is done (e.g. when
+ * the read budget ran out with it) hides the small frames that follow
+ * from epoll, and those requests never complete. */
+static int
+t_big_then_small(void)
+{
+    const uint64_t big = 16u << 20, len = 20u << 20;
+    uint8_t *buf = tt_map(len);
+    tt_xfer bx, sx;
+    tt_target tg;
+    tt_eng t;
+    void *peer;
+    int k, j;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "tgtp", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "inip", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    for (k = 0; k < 24; k++) {
+        nxl_op_t op = (k & 1) ? NXL_WRITE : NXL_READ;
+
+        XT_ASSERT_OK(tt_prep1(&t, &bx, op, peer, "tgtp", buf, tg.hi.addr,
+                              big));
+        XT_ASSERT_OK(tt_run(&bx, NULL, 5000));
+        for (j = 0; j < 2; j++) {
+            XT_ASSERT_OK(tt_prep1(&t, &sx, j ? NXL_WRITE : NXL_READ, peer,
+                                  "tgtp", buf + big, tg.hi.addr + big,
+                                  4096));
+            XT_ASSERT_EQ(tt_post_notif(&sx, NULL), NXL_IN_PROG);
+            XT_ASSERT_OK((k & 2) ? tt_spin(&sx, 5000) : tt_wait(&sx, 5000));
+            tt_free(&sx);
+        }
+        /* Pipelined: big, then small right behind it. */
+        XT_ASSERT_OK(tt_prep1(&t, &sx, op, peer, "tgtp", buf + big,
+                              tg.hi.addr + big, 4096));
+        XT_ASSERT_EQ(tt_post_notif(&bx, NULL), NXL_IN_PROG);
+        XT_ASSERT_EQ(tt_post_notif(&sx, NULL), NXL_IN_PROG);
+        XT_ASSERT_OK(tt_wait(&bx, 5000));
+        XT_ASSERT_OK(tt_wait(&sx, 5000));
+        tt_free(&sx);
+        tt_free(&bx);
+    }
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    munmap(buf, len);
+    return tt_leaks();
+}
+
 /* t_request_timeout: a target that stops answering (SIGSTOP) makes a
  * request end with NXL_ERR_TIMEOUT after request_timeout_ms; once it runs
  * again the stream works (the late reply is dropped). */
@@ -2297,12 +2447,13 @@ tt_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* tt_bench_lat times 4 KiB READ post -> completion; wait = sleep on the
- * event fd instead of spinning on check. */
+/* tt_bench_lat times 4 KiB post -> completion of op (with a notification
+ * when notif is not NULL); wait = sleep on the event fd instead of
+ * spinning on check. */
 static int
 tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
              uint64_t remote, uint64_t size, unsigned n, bool wait,
-             const char *label)
+             nxl_op_t op, const char *notif, const char *label)
 {
     uint64_t *ns = calloc(n, sizeof(*ns)), t0;
     nxl_status_t st;
@@ -2310,10 +2461,10 @@ tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
     unsigned i;
 
     XT_ASSERT(ns != NULL);
-    XT_ASSERT_OK(tt_prep1(t, &tx, NXL_READ, peer, pn, local, remote, size));
+    XT_ASSERT_OK(tt_prep1(t, &tx, op, peer, pn, local, remote, size));
     for (i = 0; i < n + n / 10; i++) {
         t0 = nxl__now_ns();
-        st = OPS->post(t->e, tx.req, &tx.x);
+        st = tt_post_notif(&tx, notif);
         if (wait) {
             st = tt_wait(&tx, 5000);
         } else {
@@ -2326,9 +2477,11 @@ tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
         }
     }
     qsort(ns, n, sizeof(*ns), tt_cmp_u64);
-    printf("  %s READ %llu B %s: median %.1f us, p99 %.1f us (%u posts)\n",
-           label, (unsigned long long)size, wait ? "event-fd wait" : "spin",
-           ns[n / 2] / 1e3, ns[n * 99 / 100] / 1e3, n);
+    printf("  %s %s %llu B%s %s: median %.1f us, p99 %.1f us (%u posts)\n",
+           label, op == NXL_READ ? "READ" : "WRITE", (unsigned long long)size,
+           notif != NULL ? " + notification" : "",
+           wait ? "event-fd wait" : "spin", ns[n / 2] / 1e3,
+           ns[n * 99 / 100] / 1e3, n);
     tt_free(&tx);
     free(ns);
     return 0;
@@ -2376,11 +2529,13 @@ tt_bench_bw(tt_eng *t, void *peer, const char *pn, nxl_op_t op,
 }
 
 /* tt_bench runs the set against a target; NXL_TCP_BENCH=1 for real runs
- * (512 MiB buffers, ~1 s per size), else a quick smoke pass. */
+ * (512 MiB buffers, ~1 s per size), NXL_TCP_BENCH=lat for only the
+ * latencies, else a quick smoke pass. */
 static int
 tt_bench(const char *netns_a, const char *netns_b, const char *label)
 {
-    bool real = getenv("NXL_TCP_BENCH") != NULL;
+    const char *mode = getenv("NXL_TCP_BENCH");
+    bool real = mode != NULL, lat_only = mode && strcmp(mode, "lat") == 0;
     const char *streams = getenv("NXL_TCP_STREAMS");
     const uint64_t len = real ? (512u << 20) : (16u << 20);
     const uint64_t sizes[] = {1u << 20, 4u << 20, 16u << 20, 64u << 20};
@@ -2405,11 +2560,15 @@ tt_bench(const char *netns_a, const char *netns_b, const char *label)
     memset(buf, 1, len);
     printf("  %s: num_streams %s\n", label, ps[0].value);
     rc = tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
-                      real ? 20000 : 200, false, label);
+                      real ? 20000 : 200, false, NXL_READ, NULL, label);
     rc = rc ? rc
             : tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
-                           real ? 5000 : 100, true, label);
-    for (i = 0; rc == 0 && i < NXL__ARRAY_SIZE(sizes); i++) {
+                           real ? 5000 : 100, true, NXL_READ, NULL, label);
+    rc = rc ? rc
+            : tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
+                           real ? 20000 : 200, false, NXL_WRITE, "lat",
+                           label);
+    for (i = 0; rc == 0 && !lat_only && i < NXL__ARRAY_SIZE(sizes); i++) {
         if (sizes[i] > len) {
             continue;
         }
@@ -2419,11 +2578,11 @@ tt_bench(const char *netns_a, const char *netns_b, const char *label)
                              label);
         }
     }
-    if (rc == 0) {
+    if (rc == 0 && !lat_only) {
         rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
                          16384, (size_t)(len / 16384), 16384, secs, label);
     }
-    if (rc == 0) { /* 64 MiB from one 256 KiB block, as iperf3 reuses one */
+    if (rc == 0 && !lat_only) { /* 64 MiB from one 256 KiB block, as iperf3 reuses one */
         rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
                          256u << 10, 256, 0, secs, label);
     }
@@ -2479,6 +2638,8 @@ const xt_suite xt_suite_tcp = {
         {"reconnect", t_reconnect},
         {"concurrent_small", t_concurrent_small},
         {"cancel", t_cancel},
+        {"cancel_write_notif", t_cancel_write_notif},
+        {"big_then_small", t_big_then_small},
         {"request_timeout", t_request_timeout},
         {"event_fd", t_event_fd},
         {"peer_errors", t_peer_errors},

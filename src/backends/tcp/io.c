@@ -29,6 +29,7 @@
 #define BE_TCP_IOV_BATCH 1024
 #define BE_TCP_READ_BUDGET (8u << 20)   /* per connection per wake-up */
 #define BE_TCP_INLINE_BUDGET (1u << 20) /* per check() call */
+#define BE_TCP_RX_LOWAT (256u * 1024u) /* SO_RCVLOWAT inside big payloads */
 #define BE_TCP_INLINE_SEND (2u << 20) /* sent by post() itself, at most */
 #define BE_TCP_TXQ_HIGH 4096u /* server: stop reading requests above this */
 #define BE_TCP_TXQ_LOW 1024u  /* ... and resume below this */
@@ -107,6 +108,7 @@ be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
     c->server = server;
     c->rcap = BE_TCP_RBUF_SIZE;
     c->rstate = BE_TCP_RX_HDR;
+    c->rcvlowat = 1;
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -140,7 +142,8 @@ be_tcp_conn_free(be_tcp_conn_t *c)
 
 /* be_tcp_txi_dropped does what finishing (sent) or dropping t owes:
  * a part now waits for its reply, malloc'd items are freed, a trailing
- * notification completes its request. */
+ * notification completes its request (an early one only when the request
+ * already waits for it, see be_tcp_req_finish). tx_lock held. */
 static void
 be_tcp_txi_dropped(be_tcp_txi_t *t, bool sent, bool in_io)
 {
@@ -157,8 +160,14 @@ be_tcp_txi_dropped(be_tcp_txi_t *t, bool sent, bool in_io)
     case BE_TCP_TX_REQNOTIF:
         req = t->owner;
         req->ntx_queued = false;
-        (void)in_io; /* only the I/O thread (io_lock) sends these */
-        be_tcp_reqnotif_done(req, sent);
+        /* A posting thread (!in_io) may send an early notification; the
+         * request cannot wait for it then: its part's reply needs the
+         * whole frame, and is matched under this tx_lock. Everything that
+         * completes a request runs under io_lock. */
+        (void)in_io;
+        if (!req->notif_early || req->ntx_wait) {
+            be_tcp_reqnotif_done(req, sent);
+        }
         break;
     default:
         free(t);
@@ -391,7 +400,8 @@ be_tcp_ring_push(be_tcp_conn_t *c, uint64_t id, uint8_t type,
 
 /* be_tcp_conn_push_part queues a part's request frame on c. */
 bool
-be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part)
+be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part,
+                      be_tcp_txi_t *after)
 {
     uint8_t reply;
     bool was_empty;
@@ -422,6 +432,15 @@ be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part)
     }
     c->txq_tail = &part->tx;
     c->txq_count++;
+    if (after != NULL) {
+        nxl__put_le64((uint8_t *)after->iov[0].iov_base + 16, part->id);
+        after->next = NULL;
+        after->idx = 0;
+        after->off = 0;
+        part->tx.next = after;
+        c->txq_tail = after;
+        c->txq_count++;
+    }
     if (was_empty) {
         (void)be_tcp_conn_flush(c, false);
     }
@@ -956,6 +975,7 @@ be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
         c->dst = NULL;
         c->dst_n = 0;
         c->rstatus = NXL_ERR_NOT_ALLOWED;
+        c->refused_id = c->rf.id;
     }
     c->dst_i = 0;
     c->dst_off = 0;
@@ -1065,6 +1085,14 @@ be_tcp_on_ctrl(be_tcp_conn_t *c, const uint8_t *ctrl)
         return be_tcp_srv_write(c, ctrl);
     default: /* BE_TCP_NOTIF */
         c->rstate = BE_TCP_RX_HDR;
+        /* id 0: standalone; else the WRITE it follows, which must not
+         * have been refused. */
+        if (c->rf.id != 0 && c->rf.id == c->refused_id) {
+            nxl__debug("tcp: dropping the notification of refused WRITE "
+                       "%llu from '%s'", (unsigned long long)c->rf.id,
+                       c->peer_name ? c->peer_name : "?");
+            return true;
+        }
         be_tcp_deliver(c, ctrl, c->rf.aux_len);
         return true;
     }
@@ -1276,6 +1304,32 @@ be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p)
     return cnt;
 }
 
+/* be_tcp_rx_lowat sets the socket's receive low-water mark for what comes
+ * next: BE_TCP_RX_LOWAT while more than that of a payload is still to
+ * arrive, else 1 (the default). epoll then reports the socket only when a
+ * good chunk waits, so a large READ reply or WRITE payload is received in
+ * chunks of at least 256 KiB instead of a wake-up per burst the sender
+ * gets out: across veth on the 2-core box the receiving thread otherwise
+ * wakes for every few dozen KiB and its wake-ups and the sender's
+ * alternate (1-16 MiB READ went from 0.6-0.7x to 0.8-1.1x iperf3, see
+ * docs/performance.md). The mark never exceeds what the peer still owes
+ * in this frame, so the wake-up always comes; EOF, errors and a full
+ * receive window report the socket regardless. Small frames never touch
+ * it (no system call on the 4 KiB path). */
+static void
+be_tcp_rx_lowat(be_tcp_conn_t *c)
+{
+    int want = 1;
+
+    if (c->rstate == BE_TCP_RX_DATA && c->data_left > BE_TCP_RX_LOWAT) {
+        want = (int)BE_TCP_RX_LOWAT;
+    }
+    if (want != c->rcvlowat) {
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want));
+        c->rcvlowat = want;
+    }
+}
+
 /* be_tcp_conn_read reads and handles what a connection has, up to budget
  * bytes per call (level-triggered epoll brings it back), then flushes the
  * replies it produced. io_lock held. */
@@ -1293,6 +1347,10 @@ be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
             return;
         }
         paused = c->rx_paused;
+        /* Here, after the buffered bytes were handled, and on every way
+         * out below: a mark left from a payload that is done would hide
+         * the frames after it from epoll. */
+        be_tcp_rx_lowat(c);
         if (!paused && budget > 0) {
             if (c->rpos > 0) {
                 memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);

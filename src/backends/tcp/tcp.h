@@ -53,7 +53,12 @@ enum {
 
 /* Frame flags. */
 #define BE_TCP_F_NOTIF 0x01u /* WRITE_REQ: aux is a notification to deliver
-                              * after the data, if the write succeeded */
+                              * after the data, if the write succeeded.
+                              * Accepted from peers, no longer sent: a
+                              * canceled frame finished with zeros would
+                              * still deliver it. A NOTIF frame whose id is
+                              * a WRITE_REQ's (sent right after it on the
+                              * same connection) replaces it. */
 
 /* be_tcp_frame_t is a decoded 32-byte frame header:
  *   0 u16 magic 0x584e | 2 u8 type | 3 u8 flags | 4 i32 status
@@ -189,7 +194,7 @@ struct be_tcp_part {
     uint8_t hdr[BE_TCP_HDR_SIZE];
     uint8_t *wdesc;         /* ndesc wire descriptors (remote side) */
     struct iovec *liov;     /* ndesc local pieces */
-    struct iovec *txiov;    /* [hdr, wdesc, notif, payload (WRITE)...] */
+    struct iovec *txiov;    /* [hdr, wdesc, payload (WRITE)...] */
     uint64_t bytes;
     int state;              /* BE_TCP_P_*, under the conn's tx_lock */
     be_tcp_conn_t *conn;    /* where the current post put it */
@@ -212,7 +217,11 @@ struct be_tcp_req {
     be_tcp_peer_t *peer;
     nxl_op_t op;
     bool notif_trailing;     /* send the notification after all parts */
-    bool notif_inline;       /* the single WRITE part carries it */
+    bool notif_early;        /* a single WRITE part: its NOTIF frame is
+                              * queued right behind it (same connection) */
+    bool ntx_wait;           /* early: all parts done, the NOTIF frame not
+                              * yet sent; its sending completes req
+                              * (ntx_conn's tx_lock) */
     size_t notif_len;
     uint32_t pending;        /* parts not done; under io_lock after post */
     int err;                 /* first error, under io_lock */
@@ -220,7 +229,7 @@ struct be_tcp_req {
     atomic_bool posting;     /* post is still queueing parts */
     bool failing;            /* req_fail is detaching parts */
     be_tcp_txi_t ntx;        /* trailing notification frame */
-    bool ntx_queued;
+    bool ntx_queued;         /* io_lock, and ntx_conn's tx_lock if early */
     be_tcp_conn_t *ntx_conn;
     uint8_t nhdr[BE_TCP_HDR_SIZE];
     struct iovec niov[2];
@@ -281,7 +290,10 @@ struct be_tcp_conn {
     size_t dst_n, dst_i, dst_off;
     uint64_t data_left;
     be_tcp_part_t *rpart;     /* client: the part being received */
+    int rcvlowat;             /* SO_RCVLOWAT now set on fd (1 = default) */
     int32_t rstatus;          /* server: status of the current WRITE */
+    uint64_t refused_id;      /* server: id of the last refused WRITE; a
+                               * NOTIF frame carrying it is dropped */
 };
 
 /* be_tcp_peer_t is a loaded remote (or this) agent. */
@@ -381,8 +393,12 @@ nxl_status_t be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
 bool be_tcp_conn_enqueue(be_tcp_conn_t *conn, be_tcp_txi_t *txi, bool in_io);
 
 /* be_tcp_conn_push_part assigns part an id, records the expected reply and
- * queues its frame. false if conn is dead. */
-bool be_tcp_conn_push_part(be_tcp_conn_t *conn, be_tcp_part_t *part);
+ * queues its frame, followed by after (if not NULL: a request's NOTIF
+ * frame, whose header in iov[0] gets part's id) with nothing between, so
+ * both go out in one sendmsg where the socket takes them. false (nothing
+ * queued) if conn is dead. */
+bool be_tcp_conn_push_part(be_tcp_conn_t *conn, be_tcp_part_t *part,
+                           be_tcp_txi_t *after);
 
 /* be_tcp_peer_kill fails everything in flight to peer with status and
  * closes its connections (io_lock held). */

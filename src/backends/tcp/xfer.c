@@ -29,22 +29,13 @@ be_tcp_req_complete(be_tcp_req_t *req, nxl_status_t st, const char *why)
     be_tcp_signal(eng, 1, false);
 }
 
-/* be_tcp_req_finish runs when every part is done (io_lock held): fail,
- * or send the trailing notification, or succeed. */
+/* be_tcp_ntx_init builds req's NOTIF frame (id 0; an early one gets its
+ * WRITE's id when queued). */
 static void
-be_tcp_req_finish(be_tcp_req_t *req)
+be_tcp_ntx_init(be_tcp_req_t *req)
 {
     be_tcp_frame_t f = {.type = BE_TCP_NOTIF};
-    be_tcp_conn_t *c;
 
-    if (req->err != NXL_OK) {
-        be_tcp_req_complete(req, (nxl_status_t)req->err, req->msg);
-        return;
-    }
-    if (!req->notif_trailing) {
-        be_tcp_req_complete(req, NXL_OK, NULL);
-        return;
-    }
     f.aux_len = (uint32_t)req->notif_len;
     be_tcp_frame_encode(&f, req->nhdr);
     memset(&req->ntx, 0, sizeof(req->ntx));
@@ -57,6 +48,41 @@ be_tcp_req_finish(be_tcp_req_t *req)
     req->ntx.iov = req->niov;
     req->ntx.iovcnt = 2;
     req->ntx.nctrl = 2;
+}
+
+/* be_tcp_req_finish runs when every part is done (io_lock held): fail,
+ * or send the trailing notification (or wait until the early one is
+ * sent), or succeed. */
+static void
+be_tcp_req_finish(be_tcp_req_t *req)
+{
+    be_tcp_conn_t *c;
+    bool wait;
+
+    if (req->err != NXL_OK) {
+        be_tcp_req_complete(req, (nxl_status_t)req->err, req->msg);
+        return;
+    }
+    if (req->notif_early) {
+        /* The WRITE was acknowledged, so its frame went out in full; the
+         * NOTIF frame right behind it usually did too. If not, the I/O
+         * thread sends it (nobody else flushes a non-empty queue) and
+         * completes req then (be_tcp_txi_dropped). */
+        c = req->ntx_conn;
+        pthread_mutex_lock(&c->tx_lock);
+        wait = req->ntx_queued;
+        req->ntx_wait = wait;
+        pthread_mutex_unlock(&c->tx_lock);
+        if (!wait) {
+            be_tcp_req_complete(req, NXL_OK, NULL);
+        }
+        return;
+    }
+    if (!req->notif_trailing) {
+        be_tcp_req_complete(req, NXL_OK, NULL);
+        return;
+    }
+    be_tcp_ntx_init(req);
     c = req->peer->conns[0];
     req->ntx_conn = c;
     req->ntx_queued = true;
@@ -311,7 +337,7 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         target = total / peer->nconns + (total % peer->nconns != 0);
     }
     be_tcp_plan_walk(x, target, NULL, NULL, NULL, &nparts, &npieces);
-    ntxiov = (size_t)nparts * 3 + (x->op == NXL_WRITE ? npieces : 0);
+    ntxiov = (size_t)nparts * 2 + (x->op == NXL_WRITE ? npieces : 0);
     size = sizeof(*plan) + nparts * sizeof(be_tcp_part_t) +
            npieces * (BE_TCP_WDESC_SIZE + sizeof(struct iovec)) +
            ntxiov * sizeof(struct iovec);
@@ -332,7 +358,7 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         p->req = req;
         p->index = k;
         p->txiov = txiov + txpos;
-        txpos += 3 + (x->op == NXL_WRITE ? p->ndesc : 0);
+        txpos += 2 + (x->op == NXL_WRITE ? p->ndesc : 0);
         memset(&f, 0, sizeof(f));
         f.type = x->op == NXL_READ ? BE_TCP_READ_REQ : BE_TCP_WRITE_REQ;
         f.ndesc = p->ndesc;
@@ -342,18 +368,16 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         p->txiov[0].iov_len = BE_TCP_HDR_SIZE;
         p->txiov[1].iov_base = p->wdesc;
         p->txiov[1].iov_len = (size_t)p->ndesc * BE_TCP_WDESC_SIZE;
-        p->txiov[2].iov_base = NULL;
-        p->txiov[2].iov_len = 0;
         if (x->op == NXL_WRITE) {
             for (j = 0; j < p->ndesc; j++) {
-                p->txiov[3 + j] = p->liov[j];
+                p->txiov[2 + j] = p->liov[j];
             }
         }
         p->tx.kind = BE_TCP_TX_PART;
         p->tx.owner = p;
         p->tx.iov = p->txiov;
-        p->tx.iovcnt = 3 + (x->op == NXL_WRITE ? (int)p->ndesc : 0);
-        p->tx.nctrl = 3;
+        p->tx.iovcnt = 2 + (x->op == NXL_WRITE ? (int)p->ndesc : 0);
+        p->tx.nctrl = 2;
         p->state = BE_TCP_P_DONE;
     }
     req->eng = eng;
@@ -375,7 +399,7 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     be_tcp_plan_t *plan = req->plan;
     be_tcp_peer_t *peer = x->peer_ctx;
     nxl_status_t st = NXL_ERR_REMOTE_DISCONNECT;
-    uint32_t i, j, n, aux;
+    uint32_t i, j, n;
     unsigned base = 0;
     be_tcp_conn_t *c;
     be_tcp_part_t *p;
@@ -416,8 +440,12 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     n = plan->nparts;
     req->peer = peer;
     req->notif_len = x->has_notif ? x->notif_len : 0;
-    req->notif_inline = x->has_notif && req->op == NXL_WRITE && n == 1;
-    req->notif_trailing = x->has_notif && !req->notif_inline;
+    /* A WRITE in one part sends its notification as a NOTIF frame right
+     * behind it on the same connection (see be_tcp_conn_push_part); a
+     * cancel that catches the WRITE half sent drops it unsent. */
+    req->notif_early = x->has_notif && req->op == NXL_WRITE && n == 1;
+    req->notif_trailing = x->has_notif && !req->notif_early;
+    req->ntx_wait = false;
     req->err = NXL_OK;
     req->msg[0] = '\0';
     req->pending = n;
@@ -437,17 +465,22 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     if (peer->nconns > 1) {
         base = atomic_fetch_add(&peer->rr, 1);
     }
-    aux = req->notif_inline ? (uint32_t)req->notif_len : 0;
+    if (req->notif_early) {
+        be_tcp_ntx_init(req);
+    }
     for (i = 0; i < n; i++) {
         p = &plan->parts[i];
         p->state = BE_TCP_P_IDLE;
         p->conn = NULL;
-        p->hdr[3] = req->notif_inline ? BE_TCP_F_NOTIF : 0;
-        nxl__put_le32(p->hdr + 12, aux);
-        p->txiov[2].iov_base = plan->notif;
-        p->txiov[2].iov_len = aux;
         c = peer->conns[(base + i) % peer->nconns];
-        if (c == NULL || !be_tcp_conn_push_part(c, p)) {
+        if (req->notif_early && c != NULL) {
+            req->ntx_conn = c;
+            req->ntx_queued = true;
+        }
+        if (c == NULL ||
+            !be_tcp_conn_push_part(c, p, req->notif_early ? &req->ntx
+                                                          : NULL)) {
+            req->ntx_queued = false;
             st = (c == NULL || atomic_load(&peer->dead) != 0)
                      ? NXL_ERR_REMOTE_DISCONNECT
                      : NXL_ERR_NOMEM;
