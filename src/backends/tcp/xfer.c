@@ -171,14 +171,20 @@ be_tcp_timeouts(be_tcp_engine_t *eng)
     uint64_t now = nxl__now_ns();
     be_tcp_req_t *victim, *r;
     be_tcp_conn_t *c;
-    size_t i, guard;
+    size_t i, guard, limit;
     char why[160];
 
     for (c = eng->conns; c != NULL; c = c->next) {
         if (c->server) {
             continue;
         }
-        for (guard = 0; guard <= c->ring_count; guard++) {
+        /* The ring changes under tx_lock only: bound the loop by a
+         * snapshot (one victim per round, at most every expected reply
+         * plus the part being received). */
+        pthread_mutex_lock(&c->tx_lock);
+        limit = c->ring_count;
+        pthread_mutex_unlock(&c->tx_lock);
+        for (guard = 0; guard <= limit; guard++) {
             victim = NULL;
             r = c->rpart != NULL ? c->rpart->req : NULL;
             if (r != NULL && r->deadline_ns != 0 && now >= r->deadline_ns &&
