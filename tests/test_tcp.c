@@ -1935,6 +1935,214 @@ t_cancel(void)
     return tt_leaks();
 }
 
+/* --- the wait op (caller-driven receive) -------------------------------- */
+
+/* tt_wait_op waits for tx through the wait op as nxl_xfer_wait does: on
+ * NXL_ERR_NOT_SUPPORTED (another thread receives on the connections) it
+ * sleeps on the event fd for a moment, counting that in *fallbacks_p. */
+static nxl_status_t
+tt_wait_op(tt_xfer *tx, int timeout_ms, unsigned *fallbacks_p)
+{
+    uint64_t end = xt_now_ms() + (uint64_t)timeout_ms;
+    struct pollfd pfd = {.fd = OPS->event_fd(tx->t->e), .events = POLLIN};
+    nxl_status_t st;
+
+    for (;;) {
+        st = OPS->check(tx->t->e, tx->req);
+        if (st != NXL_IN_PROG || xt_now_ms() > end) {
+            return st;
+        }
+        st = OPS->wait(tx->t->e, tx->req, 50);
+        if (st == NXL_ERR_NOT_SUPPORTED) {
+            if (fallbacks_p != NULL) {
+                (*fallbacks_p)++;
+            }
+            (void)poll(&pfd, 1, 1);
+            (void)OPS->progress(tx->t->e);
+        }
+    }
+}
+
+typedef struct tt_waiter {
+    tt_eng *t;
+    void *peer;
+    const char *pname;
+    uint8_t *local;
+    uint64_t raddr, len;
+    unsigned seed, rounds, fallbacks;
+    tt_xfer *tx;           /* one_wait: wait for this one only */
+    nxl_status_t st;
+    uint64_t ms;           /* how long one_wait took */
+    int failed;
+} tt_waiter;
+
+/* tt_waiter_reads READs its slice rounds times, each waited for through
+ * the wait op, and checks the data. */
+static void *
+tt_waiter_reads(void *arg)
+{
+    tt_waiter *w = arg;
+    tt_xfer tx;
+    unsigned r;
+
+    for (r = 0; r < w->rounds && !w->failed; r++) {
+        memset(w->local, 0, w->len);
+        if (tt_prep1(w->t, &tx, NXL_READ, w->peer, w->pname, w->local,
+                     w->raddr, w->len) != NXL_OK ||
+            tt_post_notif(&tx, NULL) < 0 ||
+            tt_wait_op(&tx, 10000, &w->fallbacks) != NXL_OK ||
+            tt_bad(w->local, w->len, w->seed, 0) >= 0) {
+            fprintf(stderr, "waiter: round %u failed: %s\n", r,
+                    nxl_last_error());
+            w->failed = 1;
+        }
+        tt_free(&tx);
+    }
+    return NULL;
+}
+
+/* tt_waiter_one waits once for w->tx through the wait op. */
+static void *
+tt_waiter_one(void *arg)
+{
+    tt_waiter *w = arg;
+    uint64_t t0 = xt_now_ms();
+
+    w->st = OPS->wait(w->t->e, w->tx->req, 3000);
+    w->ms = xt_now_ms() - t0;
+    return NULL;
+}
+
+/* t_wait_op: the wait op receives replies on the calling thread. Checks
+ * data through it (one thread, then two threads on one stream, one of
+ * which must fall back or share); that it returns IN_PROG after its
+ * timeout when the target is stopped; that a cancel from another thread
+ * ends it within a poll slice; and that a target killed while a thread
+ * waits, or its peer unloaded, gives REMOTE_DISCONNECT within 2 s (the
+ * connections it held are freed afterwards: ASan sees a use after free). */
+static int
+t_wait_op(void)
+{
+    const uint64_t len = 16u << 20;
+    uint8_t *buf = tt_map(len);
+    tt_waiter w[2];
+    pthread_t th[2];
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    uint64_t t0;
+    void *peer;
+    int i;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "waitee", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "waiter", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+
+    /* One thread, 16 MiB and 4 KiB. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    XT_ASSERT_OK(tt_wait_op(&tx, 10000, NULL));
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf,
+                          tg.hi.addr + 4096, 4096));
+    memset(buf, 0, 4096);
+    (void)tt_post_notif(&tx, NULL);
+    XT_ASSERT_OK(tt_wait_op(&tx, 5000, NULL));
+    XT_ASSERT_EQ(tt_bad(buf, 4096, 1, 4096), -1);
+    /* Done: the op says so at once. */
+    XT_ASSERT_OK(OPS->wait(t.e, tx.req, 1000));
+    tt_free(&tx);
+
+    /* Two threads on the one stream, each its own 8 MiB slice. */
+    tt_cmd_run(&tg, TT_FILL, 21, 0, len / 2);
+    tt_cmd_run(&tg, TT_FILL, 22, len / 2, len / 2);
+    for (i = 0; i < 2; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].t = &t;
+        w[i].peer = peer;
+        w[i].pname = "waitee";
+        w[i].local = buf + (uint64_t)i * (len / 2);
+        w[i].raddr = tg.hi.addr + (uint64_t)i * (len / 2);
+        w[i].len = len / 2;
+        w[i].seed = 21u + (unsigned)i;
+        w[i].rounds = 20;
+        XT_ASSERT_EQ(pthread_create(&th[i], NULL, tt_waiter_reads, &w[i]), 0);
+    }
+    for (i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        XT_ASSERT_EQ(w[i].failed, 0);
+    }
+    printf("  two waiters: %u + %u fallbacks to the event fd\n",
+           w[0].fallbacks, w[1].fallbacks);
+
+    /* Target stopped: the op returns IN_PROG after its timeout; then a
+     * cancel from another thread ends a wait within a slice. */
+    XT_ASSERT_EQ(kill(tg.pid, SIGSTOP), 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
+                          1u << 20));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    t0 = xt_now_ms();
+    XT_ASSERT_STATUS(OPS->wait(t.e, tx.req, 200), NXL_IN_PROG);
+    XT_ASSERT(xt_now_ms() - t0 >= 190 && xt_now_ms() - t0 < 1500);
+    memset(&w[0], 0, sizeof(w[0]));
+    w[0].t = &t;
+    w[0].tx = &tx;
+    XT_ASSERT_EQ(pthread_create(&th[0], NULL, tt_waiter_one, &w[0]), 0);
+    usleep(100000);
+    OPS->cancel(t.e, tx.req);
+    pthread_join(th[0], NULL);
+    XT_ASSERT_EQ(w[0].st, NXL_ERR_CANCELED);
+    printf("  canceled wait returned after %llu ms\n",
+           (unsigned long long)w[0].ms);
+    XT_ASSERT(w[0].ms < 1000);
+    tt_free(&tx);
+
+    /* The peer unloaded while a thread waits: the connections it holds
+     * are buried but freed only after it let them go. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
+                          1u << 20));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    XT_ASSERT_EQ(pthread_create(&th[0], NULL, tt_waiter_one, &w[0]), 0);
+    usleep(100000);
+    OPS->peer_unload(t.e, peer);
+    pthread_join(th[0], NULL);
+    XT_ASSERT_EQ(w[0].st, NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT(w[0].ms < 1000);
+    tt_free(&tx);
+    XT_ASSERT_EQ(kill(tg.pid, SIGCONT), 0);
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
+                          1u << 20));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    XT_ASSERT_OK(tt_wait_op(&tx, 5000, NULL));
+    tt_free(&tx);
+    XT_ASSERT_EQ(kill(tg.pid, SIGSTOP), 0);
+
+    /* Killed while a thread waits (stopped: nothing was answered). */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
+                          1u << 20));
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    w[0].st = NXL_OK;
+    XT_ASSERT_EQ(pthread_create(&th[0], NULL, tt_waiter_one, &w[0]), 0);
+    usleep(100000);
+    tt_target_kill(&tg);
+    pthread_join(th[0], NULL);
+    XT_ASSERT_EQ(w[0].st, NXL_ERR_REMOTE_DISCONNECT);
+    printf("  killed peer: wait returned after %llu ms\n",
+           (unsigned long long)w[0].ms);
+    XT_ASSERT(w[0].ms < 2100);
+    XT_ASSERT_STATUS(OPS->check(t.e, tx.req), NXL_ERR_REMOTE_DISCONNECT);
+    tt_free(&tx);
+    usleep(20000); /* the I/O thread frees the connection the waiter held */
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    munmap(buf, len);
+    return tt_leaks();
+}
+
 /* t_cancel_write_notif: a WRITE in one part with a notification, canceled
  * while its payload is half sent, must never deliver that notification:
  * the target gets zeros for the unsent rest and cannot tell them from
@@ -2639,6 +2847,7 @@ const xt_suite xt_suite_tcp = {
         {"concurrent_small", t_concurrent_small},
         {"cancel", t_cancel},
         {"cancel_write_notif", t_cancel_write_notif},
+        {"wait_op", t_wait_op},
         {"big_then_small", t_big_then_small},
         {"request_timeout", t_request_timeout},
         {"event_fd", t_event_fd},

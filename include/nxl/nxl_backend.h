@@ -184,6 +184,17 @@ typedef struct nxl_backend_ops {
     /* notif_send sends a standalone notification to peer. */
     nxl_status_t (*notif_send)(void *self, void *peer_ctx, const void *msg,
                                size_t len);
+
+    /* wait (optional, added after ABI 1 shipped: a table whose size ends
+     * before it has none) lets the thread in nxl_xfer_wait progress req
+     * itself, e.g. receive its data, instead of sleeping until the
+     * backend's own thread has done so and woken it. Blocks at most
+     * timeout_ms. Returns NXL_OK or an error when req ended, NXL_IN_PROG
+     * when the time ran out, NXL_ERR_NOT_SUPPORTED (at once, no error
+     * message set) when it cannot wait for req now; the core then sleeps
+     * on event_fd. Called without the agent lock and only for backends
+     * with NXL_CAP_THREAD_SAFE, possibly from several threads. */
+    nxl_status_t (*wait)(void *self, void *req, int timeout_ms);
 } nxl_backend_ops_t;
 
 /* The one symbol an out-of-tree backend libnxl-<name>.so exports. */

@@ -115,6 +115,13 @@ no_notif_send(void *self, void *ctx, const void *msg, size_t len)
     return nxl__fail(NXL_ERR_NOT_SUPPORTED, "backend has no notifications");
 }
 
+static nxl_status_t
+no_wait(void *self, void *req, int timeout_ms)
+{
+    (void)self, (void)req, (void)timeout_ms;
+    return NXL_ERR_NOT_SUPPORTED; /* quietly: the core sleeps instead */
+}
+
 #define DEFAULT_OP(ops, field, stub)                                          \
     do {                                                                      \
         if ((ops)->field == NULL)                                             \
@@ -162,6 +169,7 @@ ops_validate(const nxl_backend_ops_t *in, nxl_backend_ops_t *out)
     DEFAULT_OP(out, progress, no_progress);
     DEFAULT_OP(out, event_fd, no_event_fd);
     DEFAULT_OP(out, notif_send, no_notif_send);
+    DEFAULT_OP(out, wait, no_wait);
     return NXL_OK;
 }
 

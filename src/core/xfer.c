@@ -634,6 +634,22 @@ nxl_xfer_wait(nxl_xfer_t *x, int timeout_ms)
                              "xfer_wait: still in progress after %d ms",
                              timeout_ms);
         }
+        /* A thread-safe backend may progress the transfer on this thread
+         * (TCP receives the reply itself): one wake-up instead of its
+         * thread's and then ours. */
+        if (!x->be->serialize) {
+            slice = 50;
+            if (timeout_ms >= 0) {
+                slice = (int)NXL__MIN((uint64_t)slice, timeout_ms - spent);
+            }
+            status = x->be->ops.wait(x->be->engine, x->req, slice);
+            if (status != NXL_ERR_NOT_SUPPORTED) {
+                if (status == NXL_IN_PROG && !x->agent->progress_running) {
+                    nxl_agent_progress(x->agent);
+                }
+                continue;
+            }
+        }
         /* Sleep on the backends' fds. A backend without an fd, or a
          * progress thread that may drain the fds first, gets a short
          * slice so completion is still seen promptly. */

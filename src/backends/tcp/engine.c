@@ -811,4 +811,5 @@ const nxl_backend_ops_t nxl__be_tcp_ops = {
     .progress = be_tcp_progress,
     .event_fd = be_tcp_event_fd,
     .notif_send = be_tcp_notif_send,
+    .wait = be_tcp_wait,
 };

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #define BE_TCP_IOV_BATCH 1024
 #define BE_TCP_READ_BUDGET (8u << 20)   /* per connection per wake-up */
 #define BE_TCP_INLINE_BUDGET (1u << 20) /* per check() call */
+#define BE_TCP_WAIT_SLICE_MS 5          /* longest poll() in be_tcp_wait */
 #define BE_TCP_RX_LOWAT (256u * 1024u) /* SO_RCVLOWAT inside big payloads */
 #define BE_TCP_INLINE_SEND (2u << 20) /* sent by post() itself, at most */
 #define BE_TCP_TXQ_HIGH 4096u /* server: stop reading requests above this */
@@ -66,7 +68,8 @@ be_tcp_conn_epoll(be_tcp_conn_t *c)
     if (c->fd < 0) {
         return;
     }
-    ev.events = (c->rx_paused ? 0u : (uint32_t)EPOLLIN) | EPOLLRDHUP |
+    ev.events = (c->rx_paused || c->rx_owned ? 0u : (uint32_t)EPOLLIN) |
+                EPOLLRDHUP |
                 (c->want_out ? (uint32_t)EPOLLOUT : 0u);
     ev.data.ptr = c;
     if (epoll_ctl(c->eng->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
@@ -646,6 +649,9 @@ be_tcp_conn_kill(be_tcp_conn_t *c, nxl_status_t st, const char *why)
     be_tcp_hello_unwait(c);
     if (c->fd >= 0) {
         (void)epoll_ctl(eng->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        if (c->rx_owned) {
+            (void)shutdown(c->fd, SHUT_RDWR); /* wakes its waiter's poll */
+        }
         close(c->fd);
         c->fd = -1;
     }
@@ -1524,6 +1530,117 @@ be_tcp_hello_timeouts(be_tcp_engine_t *eng)
     return (int)NXL__MIN((next - now) / 1000000u + 1, 1000u);
 }
 
+/* be_tcp_grave_free frees the buried connections, except those a thread
+ * in be_tcp_wait still holds (freed in a later batch). io_lock held. */
+static void
+be_tcp_grave_free(be_tcp_engine_t *eng)
+{
+    be_tcp_conn_t *c, *keep = NULL;
+
+    while ((c = eng->grave) != NULL) {
+        eng->grave = c->next;
+        if (c->rx_owned) {
+            c->next = keep;
+            keep = c;
+        } else {
+            be_tcp_conn_free(c);
+        }
+    }
+    eng->grave = keep;
+}
+
+/* be_tcp_own gives receiving on client connection c to a waiting thread
+ * (on) or back to the I/O thread (off). io_lock held. */
+static void
+be_tcp_own(be_tcp_conn_t *c, bool on)
+{
+    pthread_mutex_lock(&c->tx_lock);
+    c->rx_owned = on;
+    if (!c->dead) {
+        be_tcp_conn_epoll(c);
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+}
+
+/* be_tcp_wait: see tcp.h. Each poll() sleeps at most BE_TCP_WAIT_SLICE_MS,
+ * so a request that ends without traffic on these connections (canceled,
+ * timed out, failed on another stream) is seen soon. */
+nxl_status_t
+be_tcp_wait(void *self, void *reqp, int timeout_ms)
+{
+    be_tcp_engine_t *eng = self;
+    be_tcp_req_t *req = reqp;
+    be_tcp_conn_t *own[16];
+    struct pollfd pfd[16];
+    bool buried = false;
+    uint64_t end, now;
+    be_tcp_peer_t *peer;
+    be_tcp_conn_t *c;
+    unsigned n = 0, i;
+    int st, ms;
+
+    if (req->plan == NULL) {
+        return NXL_ERR_NOT_SUPPORTED;
+    }
+    end = nxl__now_ns() + (uint64_t)NXL__MAX(timeout_ms, 0) * 1000000u;
+    pthread_mutex_lock(&eng->io_lock);
+    /* Still in flight under io_lock: its peer is still loaded. */
+    if (atomic_load(&req->status) == NXL_IN_PROG) {
+        peer = req->peer;
+        for (i = 0; i < peer->nconns && n < NXL__ARRAY_SIZE(own); i++) {
+            c = peer->conns[i];
+            if (c == NULL || c->dead || c->rx_owned) {
+                continue;
+            }
+            be_tcp_own(c, true);
+            own[n] = c;
+            pfd[n].fd = c->fd;
+            pfd[n].events = POLLIN;
+            n++;
+        }
+    }
+    st = atomic_load(&req->status);
+    if (n == 0) {
+        pthread_mutex_unlock(&eng->io_lock);
+        return st == NXL_IN_PROG ? NXL_ERR_NOT_SUPPORTED : (nxl_status_t)st;
+    }
+    while (st == NXL_IN_PROG) {
+        now = nxl__now_ns();
+        if (now >= end) {
+            break;
+        }
+        ms = (int)NXL__MIN((end - now + 999999u) / 1000000u,
+                           (uint64_t)BE_TCP_WAIT_SLICE_MS);
+        pthread_mutex_unlock(&eng->io_lock);
+        if (poll(pfd, n, ms) < 0 && errno != EINTR) {
+            ms = -1; /* cannot happen with valid arguments; give up */
+        }
+        pthread_mutex_lock(&eng->io_lock);
+        for (i = 0; i < n; i++) {
+            c = own[i];
+            if (!c->dead && pfd[i].revents != 0) {
+                be_tcp_conn_read(c, BE_TCP_READ_BUDGET);
+            }
+            if (c->dead) {
+                pfd[i].fd = -1; /* closed: the number may be reused */
+            }
+        }
+        st = atomic_load(&req->status);
+        if (ms < 0) {
+            break;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        be_tcp_own(own[i], false);
+        buried |= own[i]->in_grave;
+    }
+    pthread_mutex_unlock(&eng->io_lock);
+    if (buried) {
+        be_tcp_kick(eng); /* the I/O thread frees what it kept for us */
+    }
+    return (nxl_status_t)st; /* the core's check sets an error's text */
+}
+
 /* be_tcp_io_main is the I/O thread. */
 static void *
 be_tcp_io_main(void *arg)
@@ -1574,10 +1691,7 @@ be_tcp_io_main(void *arg)
             be_tcp_timeouts(eng);
         }
         hello_ms = be_tcp_hello_timeouts(eng);
-        while ((c = eng->grave) != NULL) {
-            eng->grave = c->next;
-            be_tcp_conn_free(c);
-        }
+        be_tcp_grave_free(eng);
         pthread_mutex_unlock(&eng->io_lock);
     }
     return NULL;

@@ -269,6 +269,10 @@ struct be_tcp_conn {
     bool dead;
     bool want_out;            /* EPOLLOUT armed */
     bool rx_paused;           /* server: EPOLLIN dropped (backpressure) */
+    bool rx_owned;            /* client: a thread in be_tcp_wait receives
+                               * on it, EPOLLIN dropped (io_lock and
+                               * tx_lock to set; it stays out of the
+                               * grave's frees while set) */
     be_tcp_txi_t *txq_head, *txq_tail;
     unsigned txq_count;
     uint64_t next_id;
@@ -377,6 +381,13 @@ nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
 /* be_tcp_rx_inline receives req's replies on the calling thread if the
  * I/O thread is idle (trylock); never blocks. */
 void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
+
+/* be_tcp_wait is the wait op: the calling thread takes over receiving
+ * on req's connections that no other waiter has (their EPOLLIN is off
+ * meanwhile), sleeps in poll() on them and handles what arrives itself,
+ * until req ends or timeout_ms passes. NXL_ERR_NOT_SUPPORTED when it has
+ * no connection to take (the core then sleeps on the event fd). */
+nxl_status_t be_tcp_wait(void *self, void *req, int timeout_ms);
 
 /* be_tcp_kick wakes the I/O thread (it re-reads its timeout). */
 void be_tcp_kick(be_tcp_engine_t *eng);
