@@ -2455,12 +2455,12 @@ typedef struct tt_rig {
     int guard;     /* write end of the pipe the cleanup guard waits on */
 } tt_rig;
 
-/* tt_rig_up makes a two-host rig, NAME-a (10.77.0.1) and NAME-b
- * (10.77.0.2), with a guard process (its own session, so the harness's
- * group kill spares it) that removes the rig when this process dies.
- * Returns 0, XT_SKIP or 1. */
+/* tt_rig_up_opts makes a two-host rig, NAME-a (10.77.0.1) and NAME-b
+ * (10.77.0.2), with rig.sh options opts (may be ""), and a guard process
+ * (its own session, so the harness's group kill spares it) that removes
+ * the rig when this process dies. Returns 0, XT_SKIP or 1. */
 static int
-tt_rig_up(tt_rig *rig)
+tt_rig_up_opts(tt_rig *rig, const char *opts)
 {
     char cmd[512];
     int pfd[2], rc;
@@ -2488,13 +2488,20 @@ tt_rig_up(tt_rig *rig)
     }
     close(pfd[0]);
     rig->guard = pfd[1];
-    snprintf(cmd, sizeof(cmd), "%s up %s 2", TT_RIG, rig->name);
+    snprintf(cmd, sizeof(cmd), "%s up %s 2 %s", TT_RIG, rig->name, opts);
     rc = system(cmd);
     if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
         printf("  skip: rig.sh cannot make namespaces here\n");
         return XT_SKIP;
     }
     return (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0) ? 0 : 1;
+}
+
+/* tt_rig_up makes a plain two-host rig (see tt_rig_up_opts). */
+static int
+tt_rig_up(tt_rig *rig)
+{
+    return tt_rig_up_opts(rig, "");
 }
 
 /* tt_rig_down removes the rig and releases its guard. */
@@ -2577,6 +2584,144 @@ t_netns(void)
     tt_close(&t);
     tt_rig_down(&rig);
     return 0;
+}
+
+/* tt_retrans returns TCP's RetransSegs counter of this process's network
+ * namespace (/proc/net/snmp), or -1. */
+static long long
+tt_retrans(void)
+{
+    char line[1024], names[1024];
+    long long v = -1;
+    FILE *f = fopen("/proc/net/snmp", "r");
+    char *n, *x, *sn, *sx;
+    bool have = false;
+
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "Tcp:", 4) != 0) {
+            continue;
+        }
+        if (!have) {
+            snprintf(names, sizeof(names), "%s", line);
+            have = true;
+            continue;
+        }
+        n = strtok_r(names, " \n", &sn);
+        x = strtok_r(line, " \n", &sx);
+        while (n != NULL && x != NULL) {
+            if (strcmp(n, "RetransSegs") == 0) {
+                v = strtoll(x, NULL, 10);
+            }
+            n = strtok_r(NULL, " \n", &sn);
+            x = strtok_r(NULL, " \n", &sx);
+        }
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+/* t_netns_slow_link: the degraded-network case. Both hosts' links are
+ * shaped to 40 Mbit/s by tc tbf with a 5 ms queue that TCP overflows, so
+ * packets drop and are retransmitted (tc netem, the usual tool, is not in
+ * this kernel; tbf is the closest real thing). A 2 MiB READ, a 2 MiB
+ * WRITE with a notification and 64 pipelined 16 KiB READs all complete
+ * with the right bytes, the notification after the data, through both
+ * the polling and the waiting paths. The READ taking at least 300 ms
+ * (420 ms at the shaped rate) shows the shaping was in effect. */
+static int
+t_netns_slow_link(void)
+{
+    const uint64_t len = 4u << 20, big = 2u << 20, small = 16384;
+    enum { NSMALL = 64 };
+    char ns_a[48], ns_b[48], cmd[256];
+    tt_target_cfg cfg = {.name = "far", .len = len, .netns = ns_a};
+    uint8_t *buf = tt_map(len);
+    tt_xfer tx, *sx = calloc(NSMALL, sizeof(*sx));
+    long long re0, re1;
+    uint64_t t0, ms;
+    tt_target tg;
+    tt_eng t;
+    tt_rig rig;
+    tt_rep rep;
+    void *peer;
+    int rc, i;
+
+    XT_ASSERT(buf != NULL && sx != NULL);
+    rc = tt_rig_up_opts(&rig, "--rate 40mbit 2>/dev/null");
+    if (rc != 0) {
+        return rc;
+    }
+    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
+    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
+    snprintf(cmd, sizeof(cmd),
+             "tc -n %s qdisc show dev veth0 | grep -q tbf && "
+             "tc -n %s qdisc show dev veth0 | grep -q tbf", ns_a, ns_b);
+    if (system(cmd) != 0) {
+        tt_rig_down(&rig);
+        printf("  skip: tc tbf (rate shaping) is not available here\n");
+        return XT_SKIP;
+    }
+    XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&tg), 0);
+    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_OK(tt_open(&t, "near", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    re0 = tt_retrans();
+
+    /* 2 MiB READ, waited for on this thread (the wait op). */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "far", buf, tg.hi.addr,
+                          big));
+    t0 = xt_now_ms();
+    XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+    XT_ASSERT_OK(tt_wait_op(&tx, 20000, NULL));
+    ms = xt_now_ms() - t0;
+    XT_ASSERT_EQ(tt_bad(buf, big, 1, 0), -1);
+    tt_free(&tx);
+    printf("  2 MiB READ over 40 Mbit/s: %llu ms (%.1f Mbit/s)\n",
+           (unsigned long long)ms, ms ? big * 8.0 / 1000.0 / (double)ms : 0);
+    XT_ASSERT(ms >= 300);
+
+    /* 2 MiB WRITE with a notification, polled. */
+    tt_cmd_run(&tg, TT_EXPECT, 5, big, big);
+    tt_fill(buf + big, big, 5, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "far", buf + big,
+                          tg.hi.addr + big, big));
+    XT_ASSERT_OK(tt_run(&tx, "slow", 20000));
+    tt_free(&tx);
+    rep = tt_target_wait_notifs(&tg, 1, 5000);
+    XT_ASSERT_EQ(rep.n, 1);
+    XT_ASSERT_EQ(rep.v, 0);
+    XT_ASSERT_STR(rep.text, "near:slow");
+
+    /* 64 pipelined 16 KiB READs of distinct blocks. */
+    memset(buf, 0, (size_t)NSMALL * small);
+    for (i = 0; i < NSMALL; i++) {
+        XT_ASSERT_OK(tt_prep1(&t, &sx[i], NXL_READ, peer, "far",
+                              buf + (uint64_t)i * small,
+                              tg.hi.addr + (uint64_t)i * small, small));
+        XT_ASSERT(tt_post_notif(&sx[i], NULL) >= 0);
+    }
+    for (i = 0; i < NSMALL; i++) {
+        XT_ASSERT_OK(i % 2 ? tt_wait(&sx[i], 20000)
+                           : tt_wait_op(&sx[i], 20000, NULL));
+        tt_free(&sx[i]);
+    }
+    XT_ASSERT_EQ(tt_bad(buf, (uint64_t)NSMALL * small, 1, 0), -1);
+    re1 = tt_retrans();
+    printf("  TCP segments retransmitted in this namespace: %lld\n",
+           re0 >= 0 && re1 >= 0 ? re1 - re0 : -1);
+
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    tt_rig_down(&rig);
+    free(sx);
+    munmap(buf, len);
+    return tt_leaks();
 }
 
 /* t_netns_partition: the link between the namespaces goes down while a
@@ -2854,6 +2999,7 @@ const xt_suite xt_suite_tcp = {
         {"peer_errors", t_peer_errors},
         {"netns", t_netns},
         {"netns_partition", t_netns_partition},
+        {"netns_slow_link", t_netns_slow_link},
         {"bench_loopback", t_bench_loopback},
         {"bench_netns", t_bench_netns},
         {NULL, NULL},
