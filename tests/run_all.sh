@@ -31,6 +31,17 @@ else
   cat "$tmp/smoke.log"; echo "FAIL nxl-bench --smoke"; F=$((F + 1))
 fi
 
+echo "== nxl-bench --smoke --backend TCP (Base B/W from iperf3)"
+if ! command -v iperf3 >/dev/null 2>&1; then
+  echo "SKIP nxl-bench TCP smoke: iperf3 is not installed"; S=$((S + 1))
+elif "$build/tools/nxl-bench/nxl-bench" --smoke --backend TCP >"$tmp/tsmoke.log" 2>&1 &&
+     grep -q "iperf3 one stream, READ direction: [0-9]" "$tmp/tsmoke.log" &&
+     grep -q "iperf3 one stream, WRITE direction: [0-9]" "$tmp/tsmoke.log"; then
+  cat "$tmp/tsmoke.log"; P=$((P + 1))
+else
+  cat "$tmp/tsmoke.log"; echo "FAIL nxl-bench --smoke --backend TCP"; F=$((F + 1))
+fi
+
 echo "== kv-exec-bench --smoke"
 if "$build/tools/kv-bench/kv-exec-bench" --smoke >"$tmp/kvsmoke.log" 2>&1; then
   cat "$tmp/kvsmoke.log"; P=$((P + 1))

@@ -98,6 +98,12 @@ typedef struct bench_session {
     char perftest[256];      /* its path */
     char perftest_lanes[256]; /* UCX lanes it reported (first row) */
     int perftest_warned;     /* a failure reason was printed */
+    int base_iperf;          /* TCP: sweep rows' baseline is iperf3 */
+    char iperf[256];         /* its path */
+    char rhost[64];          /* initiator: the target's address */
+    unsigned iperf_port;     /* the target's iperf3 server, 0 = none */
+    double iperf_gbs;        /* the current op's iperf3 figure, < 0: none */
+    pid_t iperf_pid;         /* target: that server */
     uint8_t *evict;          /* cache eviction buffer */
     size_t evict_size;
     pid_t child;             /* local mode: the target process */
@@ -200,11 +206,52 @@ int bench_base_iov(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
 /* bench_base_probe checks that process_vm_readv reaches the target. */
 int bench_base_probe(bench_session_t *s);
 
-/* --- perftest.c: the ucx_perftest baseline (--backend UCX) ------------ */
+/* --- child.c: external baseline programs ------------------------------- */
 
-/* bench_perftest_find finds ucx_perftest in $PATH (path into buf): 0, or
+/* bench_find_exe finds program name in $PATH (its path into buf): 0, or
  * -1 when it is not installed. */
-int bench_perftest_find(char *buf, size_t cap);
+int bench_find_exe(const char *name, char *buf, size_t cap);
+
+/* bench_free_port asks the kernel for a TCP port free now on IPv4
+ * address addr (NULL or "": 127.0.0.1); 0 when there is none. */
+unsigned bench_free_port(const char *addr);
+
+/* bench_spawn starts exe with argv in a child that dies with us; its
+ * stdout and stderr go to out_fd (or /dev/null when -1); child_env (may
+ * be NULL) runs in the child before exec. Returns the pid or -1. */
+pid_t bench_spawn(const char *exe, char *const argv[], int out_fd,
+                  void (*child_env)(const void *arg), const void *arg);
+
+/* bench_reap waits for pid until deadline (ns, bench_now_ns), then kills
+ * it. Returns its wait status, or -1 when it had to be killed. */
+int bench_reap(pid_t pid, uint64_t deadline);
+
+/* bench_run_capture runs exe to its end or deadline, keeping the tail of
+ * its output (NUL-terminated) in out. Returns its wait status or -1
+ * (killed at the deadline, or it could not start). */
+int bench_run_capture(const char *exe, char *const argv[],
+                      void (*child_env)(const void *arg), const void *arg,
+                      char *out, size_t cap, uint64_t deadline);
+
+/* bench_last_line copies the last non-empty line of out into buf. */
+void bench_last_line(const char *out, char *buf, size_t cap);
+
+/* --- iperf.c: the iperf3 baseline (--backend TCP) ------------------------ */
+
+/* bench_iperf_server starts "iperf3 -s" on addr (NULL/"": all addresses)
+ * at a free port for the target's lifetime (it dies with the target).
+ * Returns the port, or 0 when iperf3 is missing or did not start. */
+unsigned bench_iperf_server(const char *addr, pid_t *pid_p);
+
+/* bench_iperf_row runs one iperf3 single-stream client against the
+ * target's server (s->rhost, s->iperf_port) for 2 s, in the op's
+ * direction (READ: the target sends, iperf3 -R; WRITE: we send), bounded
+ * by --timeout. Returns the receiver's rate in GB/s, or -1 with the reason
+ * in why. */
+double bench_iperf_row(const bench_session_t *s, nxl_op_t op, char *why,
+                       size_t whycap);
+
+/* --- perftest.c: the ucx_perftest baseline (--backend UCX) ------------ */
 
 /* bench_perftest_row runs a ucx_perftest server and client on this host
  * (ucp_put_bw for WRITE, ucp_get for READ; block-byte messages, iters

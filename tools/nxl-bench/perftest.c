@@ -15,74 +15,14 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define PT_OUT_MAX (64 * 1024) /* client output kept for parsing */
 #define PT_CONNECT_TRIES 50    /* client tries while the server starts */
-
-/* bench_perftest_find looks for ucx_perftest in $PATH; returns 0 and the
- * path in buf, or -1 (not installed). */
-int
-bench_perftest_find(char *buf, size_t cap)
-{
-    const char *path = getenv("PATH");
-    const char *p;
-
-    if (path == NULL || path[0] == '\0') {
-        path = "/usr/local/bin:/usr/bin:/bin";
-    }
-    for (p = path; *p != '\0';) {
-        const char *e = strchr(p, ':');
-        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-        struct stat st;
-
-        if (n > 0 && (size_t)snprintf(buf, cap, "%.*s/ucx_perftest", (int)n,
-                                      p) < cap &&
-            stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
-            access(buf, X_OK) == 0) {
-            return 0;
-        }
-        p += n;
-        if (*p == ':') {
-            p++;
-        }
-    }
-    return -1;
-}
-
-/* free_port asks the kernel for a TCP port that is free now. */
-static unsigned
-free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    unsigned port = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0) {
-        return 0;
-    }
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0) {
-        port = ntohs(a.sin_port);
-    }
-    close(fd);
-    return port;
-}
 
 /* set_engine_env exports engine_config ("KEY=VAL;KEY=VAL", keys with or
  * without UCX_) of --backend_params as UCX_KEY=VAL (in a child). */
@@ -121,62 +61,22 @@ set_engine_env(const bench_opts_t *o)
     }
 }
 
-/* spawn starts ucx_perftest with argv; its stdout and stderr go to out_fd
- * (or /dev/null when -1). */
-static pid_t
-spawn(const bench_opts_t *o, const char *exe, char *const argv[], int out_fd,
-      int info)
-{
-    pid_t parent = getpid();
-    pid_t pid;
+/* pt_env is what a ucx_perftest child gets: the engine_config of
+ * --backend_params, and UCX's info log (its lanes) for a client. */
+typedef struct pt_env {
+    const bench_opts_t *o;
+    int info;
+} pt_env;
 
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid != 0) {
-        return pid;
-    }
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() != parent) {
-        _exit(1);
-    }
-    if (out_fd < 0) {
-        out_fd = open("/dev/null", O_WRONLY);
-    }
-    if (out_fd >= 0) {
-        dup2(out_fd, 1);
-        dup2(out_fd, 2);
-    }
-    set_engine_env(o);
-    if (info) {
+/* pt_child_env sets a ucx_perftest child's environment (bench_spawn). */
+static void
+pt_child_env(const void *arg)
+{
+    const pt_env *e = arg;
+
+    set_engine_env(e->o);
+    if (e->info) {
         setenv("UCX_LOG_LEVEL", "info", 1); /* the ep_cfg line: lanes */
-    }
-    execv(exe, argv);
-    _exit(127);
-}
-
-/* reap waits for pid until deadline (ns), then kills it. Returns its wait
- * status, or -1 when it had to be killed. */
-static int
-reap(pid_t pid, uint64_t deadline)
-{
-    int status = 0;
-
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-
-        if (r == pid) {
-            return status;
-        }
-        if (r < 0 && errno != EINTR) {
-            return -1;
-        }
-        if (bench_now_ns() >= deadline) {
-            kill(pid, SIGKILL);
-            (void)waitpid(pid, &status, 0);
-            return -1;
-        }
-        usleep(2000);
     }
 }
 
@@ -217,82 +117,6 @@ parse_lanes(const char *out, char *buf, size_t cap)
     snprintf(buf, cap, "%.*s", (int)n, c);
 }
 
-/* run_client runs one client against port, collecting its output; returns
- * its wait status or -1 (timeout / error). */
-static int
-run_client(const bench_opts_t *o, const char *exe, char *const argv[],
-           char *out, size_t cap, uint64_t deadline)
-{
-    size_t used = 0;
-    int pfd[2];
-    pid_t pid;
-
-    out[0] = '\0';
-    if (pipe(pfd) != 0) {
-        return -1;
-    }
-    pid = spawn(o, exe, argv, pfd[1], 1);
-    close(pfd[1]);
-    if (pid < 0) {
-        close(pfd[0]);
-        return -1;
-    }
-    for (;;) {
-        struct pollfd pf = {pfd[0], POLLIN, 0};
-        uint64_t now = bench_now_ns();
-        char tmp[4096];
-        ssize_t n;
-
-        if (now >= deadline) {
-            break;
-        }
-        if (poll(&pf, 1, (int)((deadline - now) / 1000000ull) + 1) <= 0) {
-            continue;
-        }
-        n = read(pfd[0], tmp, sizeof(tmp));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        if (used + (size_t)n >= cap) { /* keep the tail: Final comes last */
-            size_t drop = used + (size_t)n - (cap - 1);
-
-            if (drop > used) {
-                drop = used;
-            }
-            memmove(out, out + drop, used - drop);
-            used -= drop;
-            if ((size_t)n > cap - 1 - used) {
-                n = (ssize_t)(cap - 1 - used);
-            }
-        }
-        memcpy(out + used, tmp, (size_t)n);
-        used += (size_t)n;
-        out[used] = '\0';
-    }
-    close(pfd[0]);
-    return reap(pid, deadline);
-}
-
-/* last_line copies the last non-empty line of out into buf. */
-static void
-last_line(const char *out, char *buf, size_t cap)
-{
-    size_t end = strlen(out);
-    size_t start;
-
-    while (end > 0 && (out[end - 1] == '\n' || out[end - 1] == '\r')) {
-        end--;
-    }
-    start = end;
-    while (start > 0 && out[start - 1] != '\n') {
-        start--;
-    }
-    snprintf(buf, cap, "%.*s", (int)(end - start), out + start);
-}
-
 /* bench_perftest_row measures one row with ucx_perftest: op, message size
  * block, iters and warm messages. Returns GB/s, or -1 with the reason in
  * why. lanes (when still empty) receives UCX's lane description. */
@@ -309,7 +133,8 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
                      "-s", sz, "-n", nn, "-w", ww, NULL};
     uint64_t deadline =
         bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
-    unsigned port = free_port();
+    unsigned port = bench_free_port(NULL);
+    pt_env senv = {o, 0}, cenv = {o, 1};
     char *out = NULL;
     double bw = -1;
     pid_t srv;
@@ -330,7 +155,7 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
     snprintf(nn, sizeof(nn), "%zu", iters > 0 ? iters : 1);
     snprintf(ww, sizeof(ww), "%zu", warm);
     snprintf(pp, sizeof(pp), "%u", port);
-    srv = spawn(o, s->perftest, sargv, -1, 0);
+    srv = bench_spawn(s->perftest, sargv, -1, pt_child_env, &senv);
     if (srv < 0) {
         snprintf(why, whycap, "fork: %s", strerror(errno));
         free(out);
@@ -338,14 +163,15 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
     }
     /* The client cannot connect until the server listens: retry that. */
     for (k = 0; k < PT_CONNECT_TRIES && bench_now_ns() < deadline; k++) {
-        st = run_client(o, s->perftest, cargv, out, PT_OUT_MAX, deadline);
+        st = bench_run_capture(s->perftest, cargv, pt_child_env, &cenv, out,
+                               PT_OUT_MAX, deadline);
         if (st < 0 || (WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
             strstr(out, "onnect") == NULL) {
             break;
         }
         usleep(100000);
     }
-    if (reap(srv, bench_now_ns() + 2000000000ull) < 0 && st >= 0 &&
+    if (bench_reap(srv, bench_now_ns() + 2000000000ull) < 0 && st >= 0 &&
         bench_now_ns() >= deadline) {
         st = -1;
     }
@@ -353,7 +179,7 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
         snprintf(why, whycap, "ucx_perftest did not finish within %d s "
                  "(killed)", o->timeout_s);
     } else if ((bw = parse_final(out)) < 0) {
-        last_line(out, tail, sizeof(tail));
+        bench_last_line(out, tail, sizeof(tail));
         snprintf(why, whycap, "ucx_perftest printed no 'Final:' line (%s "
                  "%d): %s", WIFEXITED(st) ? "exit" : "signal",
                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), tail);

@@ -9,13 +9,16 @@
  *
  *   initiator -> target            target -> initiator
  *   hello 1                        region BASE SIZE PID SHARED BOOTID PIDNS
+ *                                         [IPERF_PORT]
  *   fill KEY N OFF LEN ...         filled KEY
  *   verify KEY N OFF LEN ...       verified KEY ok | verified KEY fail OFF
  *   ping                           (nothing; keeps the target's idle timer)
  *   done                           bye
  *
  * fill/verify exist for --check_consistency: the target writes or checks a
- * pattern that depends on the pool offset and KEY. Every wait is bounded.
+ * pattern that depends on the pool offset and KEY. IPERF_PORT (TCP only,
+ * 0 = none) is the target's iperf3 server for the Base B/W column; a
+ * target without the field has none. Every wait is bounded.
  */
 #include "bench.h"
 
@@ -532,10 +535,10 @@ target_handle(bench_session_t *s, const char *msg)
         char pidns[64];
 
         host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
-        return bench_send(s, "NXLB region %llx %zu %d %d %s %s",
+        return bench_send(s, "NXLB region %llx %zu %d %d %s %s %u",
                           (unsigned long long)(uintptr_t)s->pool,
                           s->pool_size, (int)getpid(), s->pool_shared, boot,
-                          pidns);
+                          pidns, s->iperf_port);
     }
     if (strcmp(msg, "NXLB ping") == 0) {
         return 0;
@@ -698,6 +701,11 @@ bench_run_target(const bench_opts_t *o)
         goto out;
     }
     port = nxl_agent_listen_port(s.agent);
+    s.iperf_pid = -1;
+    if (strcasecmp(o->backend, "TCP") == 0) {
+        /* the Base B/W column's iperf3, on the same address */
+        s.iperf_port = bench_iperf_server(addr, &s.iperf_pid);
+    }
     if (o->report_fd >= 0) {
         char line[64];
         int n = snprintf(line, sizeof(line), "NXLB-PORT %u\n", port);
@@ -715,6 +723,12 @@ bench_run_target(const bench_opts_t *o)
     }
     rc = target_loop(&s, parent) == 0 ? 0 : 1;
 out:
+    if (s.iperf_pid > 0) {
+        kill(s.iperf_pid, SIGTERM);
+        if (bench_reap(s.iperf_pid, bench_now_ns() + 2000000000ull) < 0) {
+            bench_err("target: iperf3 server killed after 2 s");
+        }
+    }
     queue_clear(&s);
     pool_free(&s);
     nxl_agent_destroy(s.agent);
@@ -945,8 +959,10 @@ handshake(bench_session_t *s)
     char pidns[64];
     unsigned long long base;
     size_t size;
+    unsigned iperf_port = 0;
     int pid;
     int shared;
+    int n;
 
     host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
     if (bench_send(s, "NXLB hello 1 %d %s %s", (int)getpid(), boot, pidns) !=
@@ -955,8 +971,9 @@ handshake(bench_session_t *s)
                    s->o->timeout_s * 1000) != 0) {
         return -1;
     }
-    if (sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s", &base, &size,
-               &pid, &shared, rboot, rpidns) != 6) {
+    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u", &base, &size,
+               &pid, &shared, rboot, rpidns, &iperf_port);
+    if (n != 6 && (n != 7 || iperf_port > 65535)) {
         bench_err("bad region message from the target: '%s'", ans);
         return -1;
     }
@@ -964,6 +981,7 @@ handshake(bench_session_t *s)
     s->rsize = size;
     s->rpid = (pid_t)pid;
     s->rshared = shared;
+    s->iperf_port = n == 7 ? iperf_port : 0;
     s->same_host = strcmp(boot, "none") != 0 && strcmp(boot, rboot) == 0 &&
                    strcmp(pidns, rpidns) == 0;
     return 0;
@@ -984,14 +1002,35 @@ setup_baseline(bench_session_t *s)
         if (!s->same_host) {
             bench_err("Base B/W is '-': the ucx_perftest baseline runs on "
                       "this host and the target is elsewhere");
-        } else if (bench_perftest_find(s->perftest, sizeof(s->perftest)) !=
-                   0) {
+        } else if (bench_find_exe("ucx_perftest", s->perftest,
+                                  sizeof(s->perftest)) != 0) {
             bench_err("Base B/W is '-': ucx_perftest is not installed "
                       "(Debian/Ubuntu: ucx-utils)");
         } else {
             s->base_perftest = 1;
         }
         return;
+    }
+    if (strcasecmp(o->backend, "TCP") == 0 && !o->lat_bench) {
+        /* The sweep's Base B/W is iperf3 on the same path; --desc_bench
+         * prints it beside its own baseline. */
+        if (s->iperf_port == 0) {
+            bench_err("Base B/W: the target runs no iperf3 server (iperf3 "
+                      "not installed there; Debian/Ubuntu: iperf3)%s",
+                      s->same_host ? "; using process_vm_readv/writev"
+                                   : "; Base B/W is '-'");
+        } else if (bench_find_exe("iperf3", s->iperf, sizeof(s->iperf)) !=
+                   0) {
+            bench_err("Base B/W: iperf3 is not installed here (Debian/"
+                      "Ubuntu: iperf3)%s",
+                      s->same_host ? "; using process_vm_readv/writev"
+                                   : "; Base B/W is '-'");
+        } else {
+            s->base_iperf = 1;
+            if (o->desc_bench == 0) {
+                return;
+            }
+        }
     }
     if (!s->same_host) {
         return;
@@ -1047,6 +1086,20 @@ print_header(const bench_session_t *s, const char *ip, uint16_t port)
                o->num_threads, o->pipeline_depth, o->num_iter, o->warmup_iter,
                o->large_blk_iter_ftr, o->hot ? "hot (slices reused)" : "cold");
     }
+    if (s->base_iperf && o->desc_bench > 0) {
+        printf("nxl-bench: baseline: %s%s; and %s, one stream for %d s "
+               "after each op, to the target's server at %s:%u\n",
+               s->base_name, s->base_ok ? ", one thread, same slices" : "",
+               s->iperf, o->smoke ? 1 : 2, s->rhost, s->iperf_port);
+        return;
+    }
+    if (s->base_iperf) {
+        printf("nxl-bench: baseline: %s, one stream for %d s before each "
+               "op's rows, to the target's server at %s:%u (-R for READ: "
+               "the target sends)\n",
+               s->iperf, o->smoke ? 1 : 2, s->rhost, s->iperf_port);
+        return;
+    }
     if (s->base_perftest) {
         printf("nxl-bench: baseline: %s (ucp_put_bw for WRITE, ucp_get "
                "for READ; same block size, messages = iter x batch; UCX "
@@ -1087,6 +1140,7 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o)
         exchange_md(s, ip, port) != 0 || handshake(s) != 0) {
         return -1;
     }
+    snprintf(s->rhost, sizeof(s->rhost), "%s", ip);
     /* slices must exist on both sides */
     s->span = s->rsize < s->pool_size ? s->rsize : s->pool_size;
     setup_baseline(s);

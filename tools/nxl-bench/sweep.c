@@ -621,6 +621,8 @@ run_row(run_t *r, bench_row_t *row)
             bench_err("Base B/W is '-': %s", why);
             s->perftest_warned = 1;
         }
+    } else if (s->base_iperf) {
+        row->base_bw_gbs = s->iperf_gbs; /* measured before the op's rows */
     } else if (s->base_ok && run_baseline(r, &row->base_bw_gbs) != 0) {
         goto out;
     }
@@ -694,6 +696,38 @@ out:
     return rc;
 }
 
+/* sweep_iperf measures iperf3 for op's rows: before them (when is NULL)
+ * into s->iperf_gbs, the Base B/W of every row of op, or after them, only
+ * printed beside the first figure so a drift during the rows shows. The
+ * rows themselves run back to back: a 1-2 s iperf3 run between rows made
+ * the next NXL row scatter by up to 2x on the 2-core box. */
+static void
+sweep_iperf(bench_session_t *s, nxl_op_t op, const char *when)
+{
+    const bench_opts_t *o = s->o;
+    char why[256];
+    double gbs;
+
+    bench_progress(o, "iperf3 %s", bench_op_name(op));
+    gbs = bench_iperf_row(s, op, why, sizeof(why));
+    bench_progress_done(o);
+    if (gbs < 0) {
+        bench_err("iperf3 %s%s%s: %s", bench_op_name(op), when ? " " : "",
+                  when ? when : "", why);
+        if (o->smoke) {
+            s->failures++; /* the smoke run checks the baseline too */
+        }
+    }
+    if (when == NULL) {
+        s->iperf_gbs = gbs;
+        return;
+    }
+    fprintf(o->json || o->csv ? stderr : stdout,
+            "nxl-bench: iperf3 one stream, %s direction: %.3f GB/s before "
+            "the rows (their Base B/W), %.3f GB/s after\n",
+            bench_op_name(op), s->iperf_gbs, gbs);
+}
+
 /* bench_sweep runs the table: every op, block size and batch size. */
 int
 bench_sweep(bench_session_t *s)
@@ -719,6 +753,9 @@ bench_sweep(bench_session_t *s)
     }
     rows *= o->num_ops;
     for (i = 0; i < o->num_ops && rc == 0; i++) {
+        if (s->base_iperf) {
+            sweep_iperf(s, o->ops[i], NULL);
+        }
         bench_report_header(o, o->ops[i]);
         for (block = o->start_block; block <= o->max_block && rc == 0;
              block *= f) {
@@ -757,6 +794,9 @@ bench_sweep(bench_session_t *s)
             }
             nxl_dlist_release(lp);
             nxl_dlist_release(rp);
+        }
+        if (rc == 0 && s->base_iperf) {
+            sweep_iperf(s, o->ops[i], "after");
         }
     }
     if (rc == 0 && s->base_perftest && s->perftest_lanes[0] != '\0') {
@@ -1159,6 +1199,9 @@ bench_desc(bench_session_t *s)
         }
         make_ns = median_u64(mk, reps);
         xfer_ns = median_u64(xf, reps);
+        if (s->base_iperf) {
+            sweep_iperf(s, op, NULL); /* into s->iperf_gbs, < 0: failed */
+        }
         if (o->json) {
             printf("{\"bench\":\"desc\",\"op\":\"%s\",\"descs\":%zu,"
                    "\"block_size\":%zu,\"shuffled\":%s,\"reps\":%zu,"
@@ -1171,6 +1214,10 @@ bench_desc(bench_session_t *s)
                    prep_r_ms,
                    make_ns / 1e6, make_ns / (double)n, xfer_ns / 1e6,
                    bytes / xfer_ns, bytes / (make_ns + xfer_ns));
+            if (s->base_iperf && s->iperf_gbs > 0) {
+                printf("\"iperf3_gbs\":%.3f,\"iperf3_ratio\":%.3f,",
+                       s->iperf_gbs, bytes / xfer_ns / s->iperf_gbs);
+            }
             if (s->base_ok) {
                 printf("\"base_gbs\":%.3f,\"ratio\":%.3f,"
                        "\"ratio_with_make\":%.3f}\n",
@@ -1195,6 +1242,12 @@ bench_desc(bench_session_t *s)
                    base_ns / (make_ns + xfer_ns));
         } else {
             printf("  %s: baseline -\n", bench_op_name(op));
+        }
+        if (s->base_iperf && s->iperf_gbs > 0) {
+            printf("  %s: iperf3 one stream, same path and direction, "
+                   "measured after it: %.3f GB/s; ratio %.2f\n",
+                   bench_op_name(op), s->iperf_gbs,
+                   bytes / xfer_ns / s->iperf_gbs);
         }
     }
     rc = 0;
