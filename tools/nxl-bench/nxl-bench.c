@@ -126,7 +126,11 @@ usage(FILE *f)
         "  --target_host HOST        initiator only: remote target\n"
         "  --port N                  its side-channel port (8888)\n"
         "  --listen [ADDR:]PORT      target only: serve one initiator\n"
-        "  --help\n",
+        "  --help\n"
+        "Base B/W: SHM and same-host runs: process_vm_readv/writev (or a\n"
+        "memcpy with --shared); UCX: ucx_perftest per row; TCP: iperf3, one\n"
+        "stream on the same path (the target runs its server), 2 s before\n"
+        "each op's rows and 2 s after.\n",
         f);
 }
 
