@@ -31,6 +31,72 @@ xt_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* xt_all_stopped returns 1 when every thread of pid shows state 'T' (or
+ * 't') in its stat file, 0 when one does not, -1 when pid is gone. */
+static int
+xt_all_stopped(pid_t pid)
+{
+    char path[64], line[512];
+    struct dirent *de;
+    int all = 1, seen = 0;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    while (all && (de = readdir(d)) != NULL) {
+        FILE *f;
+        char *rp;
+
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/task/%.20s/stat", (int)pid,
+                 de->d_name);
+        f = fopen(path, "r");
+        if (f == NULL) {
+            continue; /* the thread ended */
+        }
+        if (fgets(line, sizeof(line), f) != NULL &&
+            (rp = strrchr(line, ')')) != NULL && rp[1] == ' ') {
+            seen++;
+            all = rp[2] == 'T' || rp[2] == 't';
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return seen > 0 ? all : -1;
+}
+
+int
+xt_stop_process(pid_t pid)
+{
+    uint64_t end = xt_now_ms() + 3000;
+    int r;
+
+    if (kill(pid, SIGSTOP) != 0) {
+        return -1;
+    }
+    while ((r = xt_all_stopped(pid)) == 0 && xt_now_ms() < end) {
+        usleep(200);
+    }
+    return r == 1 ? 0 : -1;
+}
+
+/* xt_fd_target reads what fd name (a /proc/self/fd entry) points to. */
+static void
+xt_fd_target(const char *name, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%.20s", name);
+    n = readlink(path, buf, size - 1);
+    buf[n < 0 ? 0 : n] = '\0';
+}
+
 int
 xt_open_fds(void)
 {
@@ -42,10 +108,56 @@ xt_open_fds(void)
         return -1;
     }
     while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
+            continue;
+        }
+        n++;
     }
     closedir(d);
-    return n - 1; /* the directory's own fd */
+    return n;
+}
+
+int
+xt_gpu_driver_open(void)
+{
+    char target[256];
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+    int found = 0;
+
+    if (d == NULL) {
+        return 0;
+    }
+    while (!found && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
+            continue;
+        }
+        xt_fd_target(e->d_name, target, sizeof(target));
+        found = strcmp(target, "/dev/nvidiactl") == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+void
+xt_print_fds(void)
+{
+    char target[256];
+    struct dirent *e;
+    DIR *d = opendir("/proc/self/fd");
+
+    if (d == NULL) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
+            continue;
+        }
+        xt_fd_target(e->d_name, target, sizeof(target));
+        printf("  fd %s -> %s\n", e->d_name, target);
+    }
+    closedir(d);
+    fflush(stdout);
 }
 
 #ifdef __SANITIZE_ADDRESS__

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef int (*xt_fn)(void);
 typedef struct {
@@ -99,8 +100,25 @@ const char *xt_param(void);
 /* xt_now_ms returns a monotonic clock in milliseconds. */
 uint64_t xt_now_ms(void);
 
+/* xt_stop_process sends SIGSTOP to pid and returns 0 once every thread of
+ * it is stopped (read from /proc/<pid>/task/<tid>/stat), -1 after 3 s.
+ * kill() alone returns before the group stop ends: a thread already on a
+ * CPU may still answer a request sent just after it. */
+int xt_stop_process(pid_t pid);
+
 /* xt_open_fds counts this process's open file descriptors, or -1. */
 int xt_open_fds(void);
+
+/* xt_gpu_driver_open says whether the CUDA driver is live in this process
+ * (it holds /dev/nvidiactl). cuInit and the first context open about a
+ * dozen descriptors (device nodes, pipes, an event fd, a socket) that the
+ * driver keeps for the process's life: a count taken before it started
+ * cannot be compared with one taken after. */
+int xt_gpu_driver_open(void);
+
+/* xt_print_fds prints each open descriptor and what it points to (for a
+ * failed fd count). */
+void xt_print_fds(void);
 
 /* xt_leaks runs LeakSanitizer now and returns non-zero on a leak (cases
  * end with _exit, which skips the exit-time check); 0 without ASan. */

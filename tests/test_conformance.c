@@ -3089,7 +3089,7 @@ t_wait_timeout(void)
     XT_ASSERT(xt_now_ms() - t0 < 400);
 
     if (t.kind == CF_T_PEER) {
-        XT_ASSERT_EQ(kill(t.peer.pid, SIGSTOP), 0);
+        XT_ASSERT_EQ(xt_stop_process(t.peer.pid), 0);
         ca.pid = t.peer.pid;
         ca.delay_ms = 6000;
         ca.done = 0;
@@ -3210,7 +3210,7 @@ t_release_inflight(void)
                                    &x));
         }
         if (k == 2 && t.kind == CF_T_PEER) {
-            XT_ASSERT_EQ(kill(t.peer.pid, SIGSTOP), 0);
+            XT_ASSERT_EQ(xt_stop_process(t.peer.pid), 0);
             ca.pid = t.peer.pid;
             ca.delay_ms = 4000;
             ca.done = 0;

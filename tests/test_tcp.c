@@ -2080,7 +2080,7 @@ t_wait_op(void)
 
     /* Target stopped: the op returns IN_PROG after its timeout; then a
      * cancel from another thread ends a wait within a slice. */
-    XT_ASSERT_EQ(kill(tg.pid, SIGSTOP), 0);
+    XT_ASSERT_EQ(xt_stop_process(tg.pid), 0);
     XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
                           1u << 20));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
@@ -2119,7 +2119,7 @@ t_wait_op(void)
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     XT_ASSERT_OK(tt_wait_op(&tx, 5000, NULL));
     tt_free(&tx);
-    XT_ASSERT_EQ(kill(tg.pid, SIGSTOP), 0);
+    XT_ASSERT_EQ(xt_stop_process(tg.pid), 0);
 
     /* Killed while a thread waits (stopped: nothing was answered). */
     XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
