@@ -13,6 +13,8 @@
 #include "harness.h"
 #include "util.h"
 
+#include <nxl/nxl_memkind.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,10 +46,22 @@ static struct t_eng *t_waiter;
 /* --- leak checks ------------------------------------------------------ */
 
 /* XT_NO_LEAKS ends a case: no fds beyond fds0, no leaked memory. */
+/* XT_NO_LEAKS checks that a case closed every descriptor it opened and
+ * freed its memory. On a GPU host the engine's VRAM probe starts the CUDA
+ * driver, whose own descriptors stay: the count is then not comparable and
+ * only the memory check runs (CPU hosts, CI included, check both). */
 #define XT_NO_LEAKS(fds0)                                                      \
     do {                                                                       \
-        XT_ASSERT_EQ(xt_open_fds(), (fds0));                                         \
-        XT_ASSERT_EQ(xt_leaks(), 0);                                            \
+        if (xt_gpu_driver_open()) {                                            \
+            printf("  fd count not checked: the CUDA driver keeps its "        \
+                   "descriptors\n");                                           \
+        } else {                                                               \
+            if (xt_open_fds() != (fds0)) {                                     \
+                xt_print_fds();                                                \
+            }                                                                  \
+            XT_ASSERT_EQ(xt_open_fds(), (fds0));                               \
+        }                                                                      \
+        XT_ASSERT_EQ(xt_leaks(), 0);                                           \
     } while (0)
 
 /* --- a fake host and engine helpers ----------------------------------- */
@@ -1268,11 +1282,16 @@ t_bounds(void)
     t_seg(&x, 0, buf, t.regions[0].md, d.addr, self_rmd, 10);
     XT_ASSERT_STATUS(ops->prep(t.eng, x.req, &x.x), NXL_ERR_INVALID_PARAM);
     t_xfer_fini(&t, &x, 0);
-    /* VRAM without an IPC-capable device kind (none is installed here). */
+    /* A VRAM transfer over DRAM regions: without an IPC-capable device
+     * kind (a host with no GPU) the engine does not serve VRAM at all;
+     * with CUDA running the kinds disagree with the regions'. */
     XT_ASSERT_EQ(t_xfer_init(&x, NXL_READ, "target", peer, 1), 0);
     t_seg(&x, 0, buf, t.regions[0].md, c.rr[0].addr, c.rr[0].rmd, 10);
     x.x.remote_mem = NXL_VRAM;
-    XT_ASSERT_STATUS(ops->prep(t.eng, x.req, &x.x), NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(ops->prep(t.eng, x.req, &x.x),
+                     nxl_memkind_cuda()->probe() == NXL_OK
+                         ? NXL_ERR_INVALID_PARAM
+                         : NXL_ERR_NOT_SUPPORTED);
     t_xfer_fini(&t, &x, 0);
     /* Zero descriptors is a legal no-op. */
     XT_ASSERT_EQ(t_xfer_init(&x, NXL_WRITE, "target", peer, 0), 0);
