@@ -38,6 +38,29 @@
             return 1;                                                         \
     } while (0)
 
+/* xk_cuda: this case runs on the real CUDA kind, not the fake device (the
+ * *_cuda cases, which skip where no GPU runs). Set before the case body. */
+static int xk_cuda;
+
+/* xk_dev_install installs the device kind the case runs on. */
+static void
+xk_dev_install(void)
+{
+    if (xk_cuda) {
+        nxl_memkind_set_device(NULL); /* the built-in CUDA kind */
+    } else {
+        xt_fakedev_install();
+    }
+}
+
+/* xk_fake_events_left is the fake device's count of live events, 0 on
+ * CUDA (whose events the driver owns). */
+static long
+xk_fake_events_left(void)
+{
+    return xk_cuda ? 0 : xt_fakedev_live_events();
+}
+
 /* xk_local_agent creates an agent with the POSIX backend (Dynamo's test
  * agent for host and disk memory). */
 static int
@@ -163,7 +186,7 @@ t_p2p(void)
     nxl_kv_ctx_t *ctx;
     size_t i, j, k, l;
 
-    xt_fakedev_install();
+    xk_dev_install();
     XK_CHECK(xk_local_agent("kv-p2p", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &bounce));
@@ -176,7 +199,7 @@ t_p2p(void)
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(bounce);
     nxl_kv_agent_destroy(a);
-    XT_ASSERT_EQ(xt_fakedev_live_events(), 0);
+    XT_ASSERT_EQ(xk_fake_events_left(), 0);
     return 0;
 }
 
@@ -192,7 +215,7 @@ t_roundtrip(void)
     nxl_kv_agent_t *a;
     nxl_kv_ctx_t *ctx;
 
-    xt_fakedev_install();
+    xk_dev_install();
     XK_CHECK(xk_local_agent("kv-rt", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
     for (x = 0; x < 216; x++) {
@@ -266,7 +289,7 @@ t_bounce_guards(void)
     nxl_kv_ctx_t *ctx;
     size_t p, i, j;
 
-    xt_fakedev_install();
+    xk_dev_install();
     XK_CHECK(xk_local_agent("kv-guards", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
     for (p = 0; p < 3; p++)
@@ -299,7 +322,7 @@ t_buffered_transfer(void)
     nxl_kv_ctx_t *ctx;
     size_t p, t;
 
-    xt_fakedev_install();
+    xk_dev_install();
     XK_CHECK(xk_local_agent("kv-buffered", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
     XT_ASSERT_OK(xt_kv_layout(&c3, FC, 0, PIN, a, &bounce));
@@ -333,7 +356,7 @@ t_buffered_transfer(void)
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(bounce);
     nxl_kv_agent_destroy(a);
-    XT_ASSERT_EQ(xt_fakedev_live_events(), 0);
+    XT_ASSERT_EQ(xk_fake_events_left(), 0);
     return 0;
 }
 
@@ -351,7 +374,7 @@ t_large_block_counts(void)
     size_t i, j, *sids, *dids;
     uint64_t x = 0x9e3779b97f4a7c15ull;
 
-    xt_fakedev_install();
+    xk_dev_install();
     XK_CHECK(xk_local_agent("kv-large", &a));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
     sids = malloc(16384 * sizeof(size_t));
@@ -995,6 +1018,44 @@ t_remote_read(void)
     return 0;
 }
 
+/* ---- the same cases on a real GPU -------------------------------------- */
+
+/* XK_ON_CUDA runs case fn with the CUDA kind as the device, or skips with
+ * the driver's reason where no GPU runs (every CPU-only host). */
+#define XK_ON_CUDA(fn)                                                        \
+    do {                                                                      \
+        XT_SKIP_IF(nxl_memkind_cuda()->probe() != NXL_OK, "%s",               \
+                   nxl_last_error());                                         \
+        xk_cuda = 1;                                                          \
+        return fn();                                                          \
+    } while (0)
+
+static int
+t_p2p_cuda(void)
+{
+    XK_ON_CUDA(t_p2p);
+}
+static int
+t_roundtrip_cuda(void)
+{
+    XK_ON_CUDA(t_roundtrip);
+}
+static int
+t_bounce_guards_cuda(void)
+{
+    XK_ON_CUDA(t_bounce_guards);
+}
+static int
+t_buffered_transfer_cuda(void)
+{
+    XK_ON_CUDA(t_buffered_transfer);
+}
+static int
+t_large_block_counts_cuda(void)
+{
+    XK_ON_CUDA(t_large_block_counts);
+}
+
 const xt_suite xt_suite_kv_xfer = {
     .name = "kv_xfer",
     .cases = (const xt_case[]){
@@ -1012,6 +1073,11 @@ const xt_suite xt_suite_kv_xfer = {
         {"max_pending", t_max_pending},
         {"notif_event", t_notif_event},
         {"remote_read", t_remote_read},
+        {"p2p_cuda", t_p2p_cuda},
+        {"roundtrip_cuda", t_roundtrip_cuda},
+        {"bounce_guards_cuda", t_bounce_guards_cuda},
+        {"buffered_transfer_cuda", t_buffered_transfer_cuda},
+        {"large_block_counts_cuda", t_large_block_counts_cuda},
         {NULL, NULL},
     },
     .timeout_s = 300,

@@ -16,9 +16,19 @@
  * It also times nxl_kv_build_dlists (ns per region visited) and
  * nxl_kv_validate alone over the shuffled ids.
  *
- * Usage: kv-exec-bench [--blocks N] [--reps R] [--sets S] [--smoke]
+ * --src K / --dst K (System, Pinned, Device) move the blocks between other
+ * tiers: with a Device end the executor uses the CUDA strategies
+ * (CudaAsyncH2D, D2H, D2D, or the blocking ones from System memory) and
+ * the baseline is the hand-written loop a worker would use: one
+ * cuMemcpyAsync per block on one stream, then a stream synchronize (the
+ * device kind's copy_async, which is cuMemcpyAsync). A Device end needs a
+ * GPU; without one the tool says why and exits 77.
+ *
+ * Usage: kv-exec-bench [--blocks N] [--reps R] [--sets S] [--src K]
+ *                      [--dst K] [--smoke]
  */
 #include <nxl/nxl_kv.h>
+#include <nxl/nxl_memkind.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +95,33 @@ kb_flush(uint8_t *scratch, size_t len, unsigned round)
     }
 }
 
+/* kb_kind_parse reads a kind name (System, Pinned, Device); -1 if none. */
+static int
+kb_kind_parse(const char *name, nxl_kv_kind_t *kind_p)
+{
+    static const nxl_kv_kind_t kinds[] = {NXL_KV_SYSTEM, NXL_KV_PINNED,
+                                          NXL_KV_DEVICE};
+    size_t i;
+
+    for (i = 0; i < 3; i++) {
+        if (strcmp(name, nxl_kv_kind_name(kinds[i])) == 0) {
+            *kind_p = kinds[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* kb_dir is the copy direction from kind s to kind d. */
+static nxl_copy_dir_t
+kb_dir(nxl_kv_kind_t s, nxl_kv_kind_t d)
+{
+    int sd = s == NXL_KV_DEVICE, dd = d == NXL_KV_DEVICE;
+
+    return sd ? (dd ? NXL_COPY_D2D : NXL_COPY_D2H)
+              : (dd ? NXL_COPY_H2D : NXL_COPY_H2H);
+}
+
 /* kb_base returns the address of block 0 of l. */
 static uint8_t *
 kb_base(const nxl_kv_layout_t *l)
@@ -119,18 +156,70 @@ kb_exec(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
     return (double)(kb_now_ns() - t0) / 1e9;
 }
 
-/* kb_memcpy copies the same blocks with a plain loop; returns seconds. */
+/* kb_memcpy copies the same blocks with a plain loop: memcpy between host
+ * tiers, else one copy_async per block on stream and a stream_sync.
+ * Returns seconds, or -1 on a device error. */
 static double
 kb_memcpy(uint8_t *sb, const size_t *sids, uint8_t *db, const size_t *dids,
-          size_t n)
+          size_t n, nxl_copy_dir_t dir, nxl_stream_t *stream)
 {
+    const nxl_memkind_ops_t *mk = nxl_memkind_device();
     uint64_t t0 = kb_now_ns();
+    nxl_status_t st = NXL_OK;
     size_t i;
 
-    for (i = 0; i < n; i++) {
-        memcpy(db + dids[i] * KB_BLOCK, sb + sids[i] * KB_BLOCK, KB_BLOCK);
+    if (dir == NXL_COPY_H2H) {
+        for (i = 0; i < n; i++) {
+            memcpy(db + dids[i] * KB_BLOCK, sb + sids[i] * KB_BLOCK,
+                   KB_BLOCK);
+        }
+    } else {
+        for (i = 0; i < n && st == NXL_OK; i++) {
+            st = mk->copy_async(db + dids[i] * KB_BLOCK,
+                                sb + sids[i] * KB_BLOCK, KB_BLOCK, dir,
+                                stream);
+        }
+        if (st == NXL_OK) {
+            st = mk->stream_sync(stream);
+        }
+        if (st != NXL_OK) {
+            fprintf(stderr, "kv-exec-bench: baseline copy: %s (%s)\n",
+                    nxl_status_name(st), nxl_last_error());
+            return -1;
+        }
     }
     return (double)(kb_now_ns() - t0) / 1e9;
+}
+
+/* kb_host_view returns len bytes at p readable on the host: p itself for a
+ * host kind, else a copy in tmp (device to host). NULL on error. */
+static uint8_t *
+kb_host_view(uint8_t *p, nxl_kv_kind_t kind, uint8_t *tmp, size_t len)
+{
+    if (kind != NXL_KV_DEVICE) {
+        return p;
+    }
+    if (nxl_memkind_device()->copy(tmp, p, len, NXL_COPY_D2H) != NXL_OK) {
+        fprintf(stderr, "kv-exec-bench: read back: %s\n", nxl_last_error());
+        return NULL;
+    }
+    return tmp;
+}
+
+/* kb_fill writes len bytes of host buffer h into l's blocks. */
+static int
+kb_fill(nxl_kv_layout_t *l, nxl_kv_kind_t kind, const uint8_t *h, size_t len)
+{
+    if (kind != NXL_KV_DEVICE) {
+        memcpy(kb_base(l), h, len);
+        return 0;
+    }
+    if (nxl_memkind_device()->copy(kb_base(l), h, len, NXL_COPY_H2D) !=
+        NXL_OK) {
+        fprintf(stderr, "kv-exec-bench: fill: %s\n", nxl_last_error());
+        return 1;
+    }
+    return 0;
 }
 
 /* kb_check compares the destination blocks with their sources. */
@@ -140,6 +229,9 @@ kb_check(uint8_t *sb, const size_t *sids, uint8_t *db, const size_t *dids,
 {
     size_t i;
 
+    if (sb == NULL || db == NULL) {
+        return 1;
+    }
     for (i = 0; i < n; i++) {
         if (memcmp(db + dids[i] * KB_BLOCK, sb + sids[i] * KB_BLOCK,
                    KB_BLOCK) != 0) {
@@ -158,7 +250,10 @@ main(int argc, char **argv)
         .num_layers = 2, .outer_dim = 2, .page_size = 16, .inner_dim = 128,
         .alignment = 1, .dtype_width_bytes = 2,
     };
-    nxl_kv_loc_t sys = {NXL_KV_SYSTEM, 0};
+    nxl_kv_loc_t sloc = {NXL_KV_SYSTEM, 0}, dloc = {NXL_KV_SYSTEM, 0};
+    nxl_stream_t *stream = NULL;
+    uint8_t *hs = NULL, *hd = NULL;
+    nxl_copy_dir_t dir;
     size_t n = 4096, reps = 21, sets = 2, scratch_len = 64u << 20, i, k;
     nxl_kv_layout_t **src, **dst;
     nxl_kv_agent_t *agent;
@@ -177,6 +272,16 @@ main(int argc, char **argv)
             reps = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--sets") == 0 && i + 1 < (size_t)argc) {
             sets = strtoull(argv[++i], NULL, 10);
+        } else if ((strcmp(argv[i], "--src") == 0 ||
+                    strcmp(argv[i], "--dst") == 0) &&
+                   i + 1 < (size_t)argc) {
+            nxl_kv_loc_t *l = argv[i][2] == 's' ? &sloc : &dloc;
+
+            if (kb_kind_parse(argv[++i], &l->kind) != 0) {
+                fprintf(stderr, "kv-exec-bench: unknown kind '%s' (System, "
+                        "Pinned or Device)\n", argv[i]);
+                return 2;
+            }
         } else if (strcmp(argv[i], "--smoke") == 0) {
             n = 256;
             reps = 3;
@@ -185,7 +290,7 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--blocks N] [--reps R] [--sets S] "
-                    "[--smoke]\n",
+                    "[--src K] [--dst K] [--smoke]\n",
                     argv[0]);
             return 2;
         }
@@ -193,6 +298,20 @@ main(int argc, char **argv)
     if (n == 0 || reps == 0 || sets == 0) {
         fprintf(stderr, "kv-exec-bench: blocks, reps and sets must be > 0\n");
         return 2;
+    }
+    dir = kb_dir(sloc.kind, dloc.kind);
+    if (dir != NXL_COPY_H2H) {
+        const nxl_memkind_ops_t *mk = nxl_memkind_device();
+
+        if (mk->probe() != NXL_OK) {
+            fprintf(stderr, "kv-exec-bench: a Device end needs a GPU: %s\n",
+                    nxl_last_error());
+            return 77;
+        }
+        if (mk->stream_create(0, &stream) != NXL_OK) {
+            fprintf(stderr, "kv-exec-bench: stream: %s\n", nxl_last_error());
+            return 1;
+        }
     }
     cfg.num_blocks = n;
     src = calloc(sets, sizeof(*src));
@@ -203,7 +322,10 @@ main(int argc, char **argv)
     te = malloc(reps * sizeof(double));
     tm = malloc(reps * sizeof(double));
     scratch = malloc(scratch_len);
-    if (!src || !dst || !seq || !ps || !pd || !te || !tm || !scratch) {
+    hs = malloc(n * KB_BLOCK);
+    hd = malloc(n * KB_BLOCK);
+    if (!src || !dst || !seq || !ps || !pd || !te || !tm || !scratch || !hs ||
+        !hd) {
         fprintf(stderr, "kv-exec-bench: out of memory\n");
         return 1;
     }
@@ -214,26 +336,35 @@ main(int argc, char **argv)
         return 1;
     }
     for (k = 0; k < sets; k++) {
-        if (nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL,
-                                &src[k]) != NXL_OK ||
-            nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL,
-                                &dst[k]) != NXL_OK) {
+        if (nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sloc,
+                                NULL, &src[k]) != NXL_OK ||
+            nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, dloc,
+                                NULL, &dst[k]) != NXL_OK) {
             fprintf(stderr, "kv-exec-bench: layouts: %s\n", nxl_last_error());
             return 1;
         }
-        /* Touch everything once so page faults stay out of the timings. */
-        memset(kb_base(src[k]), (int)(k + 1), n * KB_BLOCK);
-        memset(kb_base(dst[k]), 0, n * KB_BLOCK);
+        /* Write everything once so page faults stay out of the timings;
+         * every source block differs from the others. */
+        for (i = 0; i < n * KB_BLOCK; i += 64) {
+            hs[i] = (uint8_t)(k + 1 + i / KB_BLOCK);
+            memset(hs + i + 1, (int)(k + 1), 63);
+        }
+        memset(hd, 0, n * KB_BLOCK);
+        if (kb_fill(src[k], sloc.kind, hs, n * KB_BLOCK) != 0 ||
+            kb_fill(dst[k], dloc.kind, hd, n * KB_BLOCK) != 0) {
+            return 1;
+        }
     }
     for (i = 0; i < n; i++) {
         seq[i] = i;
     }
     kb_shuffle(ps, n, &x);
     kb_shuffle(pd, n, &x);
-    printf("kv-exec-bench: %zu blocks of %u bytes (%.1f MiB) System FC -> "
-           "System FC, %zu reps, %zu layout sets, %zu MiB flush\n",
-           n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20), reps, sets,
-           scratch_len >> 20);
+    printf("kv-exec-bench: %zu blocks of %u bytes (%.1f MiB) %s FC -> "
+           "%s FC, %zu reps, %zu layout sets, %zu MiB flush\n",
+           n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20),
+           nxl_kv_kind_name(sloc.kind), nxl_kv_kind_name(dloc.kind), reps,
+           sets, scratch_len >> 20);
     for (mode = 0; mode < 2; mode++) {
         const size_t *si = mode ? ps : seq, *di = mode ? pd : seq;
         double me, mm;
@@ -242,7 +373,10 @@ main(int argc, char **argv)
         if (kb_exec(ctx, src[0], si, dst[0], di, n) < 0) {
             return 1;
         }
-        kb_memcpy(kb_base(src[0]), si, kb_base(dst[0]), di, n);
+        if (kb_memcpy(kb_base(src[0]), si, kb_base(dst[0]), di, n, dir,
+                      stream) < 0) {
+            return 1;
+        }
         for (i = 0; i < reps; i++) {
             nxl_kv_layout_t *s = src[i % sets], *d = dst[i % sets];
             int exec_first = (i % 2) == 0;
@@ -256,19 +390,32 @@ main(int argc, char **argv)
                         return 1;
                     }
                 } else {
-                    tm[i] = kb_memcpy(kb_base(s), si, kb_base(d), di, n);
+                    tm[i] = kb_memcpy(kb_base(s), si, kb_base(d), di, n, dir,
+                                      stream);
+                    if (tm[i] < 0) {
+                        return 1;
+                    }
                 }
             }
         }
-        if (kb_check(kb_base(src[0]), si, kb_base(dst[0]), di, n) != 0) {
+        /* The last run on set 0 decides what it holds: check that run's
+         * copy, by whichever method, against the source blocks. */
+        if (kb_check(kb_host_view(kb_base(src[0]), sloc.kind, hs,
+                                  n * KB_BLOCK),
+                     si,
+                     kb_host_view(kb_base(dst[0]), dloc.kind, hd,
+                                  n * KB_BLOCK),
+                     di, n) != 0) {
             rc = 1;
         }
         me = kb_median(te, reps);
         mm = kb_median(tm, reps);
-        printf("%-11s executor %8.3f ms (%6.2f GB/s)  memcpy loop %8.3f ms "
+        printf("%-11s executor %8.3f ms (%6.2f GB/s)  %s %8.3f ms "
                "(%6.2f GB/s)  ratio %.3f\n",
                mode ? "shuffled" : "consecutive", me * 1e3,
-               (double)n * KB_BLOCK / me / 1e9, mm * 1e3,
+               (double)n * KB_BLOCK / me / 1e9,
+               dir == NXL_COPY_H2H ? "memcpy loop" : "cuMemcpyAsync loop",
+               mm * 1e3,
                (double)n * KB_BLOCK / mm / 1e9, me / mm);
     }
     /* Descriptor building alone over the shuffled ids: every (block,
@@ -315,6 +462,11 @@ main(int argc, char **argv)
         nxl_kv_layout_destroy(dst[k]);
     }
     nxl_kv_agent_destroy(agent);
+    if (stream != NULL) {
+        nxl_memkind_device()->stream_destroy(stream);
+    }
+    free(hs);
+    free(hd);
     free(src);
     free(dst);
     free(seq);
