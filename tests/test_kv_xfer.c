@@ -422,6 +422,83 @@ t_large_block_counts(void)
     return 0;
 }
 
+/* ---- batched device copies -------------------------------------------- */
+
+/* xk_batched_run moves n shuffled blocks Pinned FC -> Device FC -> Pinned
+ * FC on a new context and checks the bytes; *batches_p gets how many
+ * batches the fake device accepted meanwhile. */
+static int
+xk_batched_run(nxl_kv_agent_t *a, size_t n, uint64_t *batches_p)
+{
+    nxl_kv_layout_config_t c = xt_kv_cfg(n);
+    nxl_kv_layout_t *s, *d, *back;
+    size_t *ids, *rev, i;
+    nxl_kv_ctx_t *ctx;
+    uint64_t b0 = xt_fakedev_batches();
+
+    c.inner_dim = 16;
+    ids = malloc(n * sizeof(size_t));
+    rev = malloc(n * sizeof(size_t));
+    XT_ASSERT(ids != NULL && rev != NULL);
+    for (i = 0; i < n; i++) {
+        ids[i] = i;
+        rev[i] = n - 1 - i;
+    }
+    XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &s));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d));
+    XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &back));
+    XT_ASSERT_OK(nxl_kv_fill_blocks(s, ids, n, NXL_KV_FILL_SEQUENTIAL, 0));
+    /* Ascending to descending ids: no two neighbours merge, every block
+     * is its own pair. */
+    XT_ASSERT_OK(xk_run(ctx, s, ids, d, rev, n, NULL));
+    XT_ASSERT_OK(xk_run(ctx, d, rev, back, ids, n, NULL));
+    XK_CHECK(xk_same_sums(s, ids, back, ids, n, 0, 0));
+    /* The context keeps its choice: a second round the same way. */
+    XT_ASSERT_OK(nxl_kv_fill_blocks(back, ids, n, NXL_KV_FILL_CONSTANT, 0));
+    XT_ASSERT_OK(xk_run(ctx, d, rev, back, ids, n, NULL));
+    XK_CHECK(xk_same_sums(s, ids, back, ids, n, 0, 0));
+    *batches_p = xt_fakedev_batches() - b0;
+    nxl_kv_ctx_destroy(ctx);
+    nxl_kv_layout_destroy(s);
+    nxl_kv_layout_destroy(d);
+    nxl_kv_layout_destroy(back);
+    free(ids);
+    free(rev);
+    return 0;
+}
+
+/* Scattered blocks between pinned and device memory go to the device kind
+ * in batches of 256 pairs (600 blocks: 3 batches per transfer, 3
+ * transfers); a kind without batches, or one whose batch fails part way,
+ * still moves every byte, per pair, and the context stops batching after
+ * a failure. */
+static int
+t_batched_copies(void)
+{
+    nxl_kv_agent_t *a;
+    uint64_t nb;
+
+    xt_fakedev_install();
+    XK_CHECK(xk_local_agent("kv-batch", &a));
+    XK_CHECK(xk_batched_run(a, 600, &nb));
+    XT_ASSERT_EQ(nb, 9);
+    /* One block: nothing to batch. */
+    XK_CHECK(xk_batched_run(a, 1, &nb));
+    XT_ASSERT_EQ(nb, 0);
+    xt_fakedev_set_batch_mode(XT_FD_BATCH_UNSUPPORTED);
+    XK_CHECK(xk_batched_run(a, 600, &nb));
+    XT_ASSERT_EQ(nb, 0);
+    xt_fakedev_set_batch_mode(XT_FD_BATCH_FAIL_HALF);
+    XK_CHECK(xk_batched_run(a, 600, &nb));
+    XT_ASSERT_EQ(nb, 0);
+    xt_fakedev_set_batch_mode(XT_FD_BATCH_OK);
+    nxl_kv_agent_destroy(a);
+    XT_ASSERT_EQ(xt_fakedev_live_events(), 0);
+    XT_ASSERT_EQ(xt_fakedev_dir_mismatches(), 0);
+    return 0;
+}
+
 /* ---- partial layer ranges --------------------------------------------- */
 
 /* xk_layer_case moves blocks [0,1] -> [1,2] over layers [lb, le) and checks
@@ -1073,6 +1150,7 @@ const xt_suite xt_suite_kv_xfer = {
         {"max_pending", t_max_pending},
         {"notif_event", t_notif_event},
         {"remote_read", t_remote_read},
+        {"batched_copies", t_batched_copies},
         {"p2p_cuda", t_p2p_cuda},
         {"roundtrip_cuda", t_roundtrip_cuda},
         {"bounce_guards_cuda", t_bounce_guards_cuda},

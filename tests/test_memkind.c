@@ -151,6 +151,41 @@ check_cuda_real(const nxl_memkind_ops_t *mk)
     XT_ASSERT_EQ(mk->event_query(e), NXL_OK);
     XT_ASSERT(memcmp(h, back, N) == 0);
     XT_ASSERT_OK(mk->stream_sync(s));
+
+    /* Batched: 64 scattered 16 KiB pieces device -> device (reversed
+     * order), then back to pinned host memory in one batch (the KV
+     * executor batches only pinned and device memory). */
+    {
+        enum { P = 64, PS = N / P };
+        const nxl_memkind_ops_t *pk = nxl_memkind_pinned();
+        void *dd[P], *hd[P], *pin = NULL;
+        const void *sd[P], *ds[P];
+        size_t lens[P];
+
+        XT_ASSERT_OK(pk->alloc(0, N, &pin));
+        for (i = 0; i < P; i++) {
+            dd[i] = (uint8_t *)d2 + (size_t)(P - 1 - i) * PS;
+            sd[i] = (const uint8_t *)d1 + (size_t)i * PS;
+            hd[i] = (uint8_t *)pin + (size_t)i * PS;
+            ds[i] = (const uint8_t *)d2 + (size_t)(P - 1 - i) * PS;
+            lens[i] = PS;
+        }
+        memset(pin, 0, N);
+        st = mk->copy_batch_async(dd, sd, lens, P, NXL_COPY_D2D, s);
+        if (st == NXL_ERR_NOT_SUPPORTED) {
+            printf("  no batched copy: %s\n", nxl_last_error());
+        } else {
+            XT_ASSERT_OK(st);
+            XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, P, NXL_COPY_D2H,
+                                              s));
+            XT_ASSERT_OK(mk->stream_sync(s));
+            XT_ASSERT(memcmp(h, pin, N) == 0);
+            XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, 0, NXL_COPY_D2H,
+                                              s));
+            printf("  batched copies: cuMemcpyBatchAsync\n");
+        }
+        pk->free(0, pin, N);
+    }
     mk->event_destroy(e);
     mk->stream_destroy(s);
     XT_ASSERT_STATUS(mk->stream_create(count, &s), NXL_ERR_INVALID_PARAM);
@@ -242,6 +277,18 @@ t_set_device_validation(void)
     bad.abi_version = 0;
     XT_ASSERT_STATUS(nxl_memkind_set_device(&bad), NXL_ERR_INVALID_PARAM);
     XT_ASSERT(nxl_memkind_device() == xt_fakedev_ops());
+    /* A version 2 table (before copy_batch_async) is accepted and reads
+     * as having no batched copy; one cut short of version 2 is not. */
+    bad = *xt_fakedev_ops();
+    bad.abi_version = 2;
+    bad.size = NXL_MEMKIND_V2_SIZE;
+    XT_ASSERT(!NXL_MEMKIND_HAS(&bad, copy_batch_async));
+    XT_ASSERT(NXL_MEMKIND_HAS(&bad, mem_range));
+    XT_ASSERT_OK(nxl_memkind_set_device(&bad));
+    bad.size = NXL_MEMKIND_V2_SIZE - 8;
+    XT_ASSERT_STATUS(nxl_memkind_set_device(&bad), NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_OK(nxl_memkind_set_device(xt_fakedev_ops()));
+    XT_ASSERT(NXL_MEMKIND_HAS(xt_fakedev_ops(), copy_batch_async));
     /* A copy of the table is a valid kind too. */
     bad = *xt_fakedev_ops();
     XT_ASSERT_OK(nxl_memkind_set_device(&bad));

@@ -37,6 +37,8 @@ static atomic_long xt_fd_streams;
 static atomic_long xt_fd_events;
 static atomic_long xt_fd_ipc_maps;
 static atomic_uint_fast64_t xt_fd_dir_bad;
+static atomic_int xt_fd_batch_mode;         /* XT_FD_BATCH_* */
+static atomic_uint_fast64_t xt_fd_batch_n; /* batches accepted */
 
 /* An allocation (a memfd mapped MAP_SHARED, so that another process can
  * map it too) or a mapping of another process's allocation (ipc_open). */
@@ -502,6 +504,44 @@ xt_fd_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
     return NXL_OK;
 }
 
+/* xt_fd_copy_batch_async queues each pair as copy_async does, or refuses
+ * as the batch mode says: NOT_SUPPORTED (a driver without batches), or
+ * BACKEND after queuing the first half (a batch the driver rejected part
+ * way). */
+static nxl_status_t
+xt_fd_copy_batch_async(void *const *dsts, const void *const *srcs,
+                       const size_t *lens, size_t n, nxl_copy_dir_t dir,
+                       nxl_stream_t *s)
+{
+    int mode = atomic_load(&xt_fd_batch_mode);
+    size_t i, stop = n;
+    nxl_status_t st;
+
+    if (mode == XT_FD_BATCH_UNSUPPORTED) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED, "fakedev: no batched copy");
+    }
+    if (n != 0 && (dsts == NULL || srcs == NULL || lens == NULL)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "fakedev: copy_batch_async with a NULL array");
+    }
+    if (mode == XT_FD_BATCH_FAIL_HALF) {
+        stop = n / 2;
+    }
+    for (i = 0; i < stop; i++) {
+        st = xt_fd_copy_async(dsts[i], srcs[i], lens[i], dir, s);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
+    if (stop != n) {
+        return nxl__fail(NXL_ERR_BACKEND,
+                         "fakedev: injected batch failure after %zu of %zu",
+                         stop, n);
+    }
+    atomic_fetch_add(&xt_fd_batch_n, 1);
+    return NXL_OK;
+}
+
 /* xt_fd_stream_sync waits for s's queue; the first failure since the last
  * sync, if any. */
 static nxl_status_t
@@ -825,6 +865,7 @@ static const nxl_memkind_ops_t xt_fd_ops = {
     .ipc_open = xt_fd_ipc_open,
     .ipc_close = xt_fd_ipc_close,
     .mem_range = xt_fd_mem_range,
+    .copy_batch_async = xt_fd_copy_batch_async,
 };
 
 /* xt_fakedev_ops returns the fake kind's static table. */
@@ -851,6 +892,8 @@ xt_fakedev_reset(void)
     atomic_store(&xt_fd_delay_us, 0);
     atomic_store(&xt_fd_fail_left, 0);
     atomic_store(&xt_fd_async_n, 0);
+    atomic_store(&xt_fd_batch_mode, XT_FD_BATCH_OK);
+    atomic_store(&xt_fd_batch_n, 0);
     atomic_store(&xt_fd_sync_n, 0);
     atomic_store(&xt_fd_bytes, 0);
     atomic_store(&xt_fd_dir_bad, 0);
@@ -917,4 +960,16 @@ long
 xt_fakedev_live_ipc_maps(void)
 {
     return atomic_load(&xt_fd_ipc_maps);
+}
+
+void
+xt_fakedev_set_batch_mode(int mode)
+{
+    atomic_store(&xt_fd_batch_mode, mode);
+}
+
+uint64_t
+xt_fakedev_batches(void)
+{
+    return atomic_load(&xt_fd_batch_n);
 }

@@ -66,6 +66,16 @@ long xt_fakedev_live_events(void);
  * memory (allocations and IPC mappings) or not. Such copies still run, as
  * CUDA runs them (unified addressing); tests assert the count. */
 uint64_t xt_fakedev_dir_mismatches(void);
+/* xt_fakedev_set_batch_mode sets how copy_batch_async behaves (reset
+ * restores XT_FD_BATCH_OK): queue every pair; NXL_ERR_NOT_SUPPORTED (a
+ * driver before CUDA 12.8); or queue the first half and fail with
+ * NXL_ERR_BACKEND. xt_fakedev_batches counts the batches it accepted. */
+#define XT_FD_BATCH_OK 0
+#define XT_FD_BATCH_UNSUPPORTED 1
+#define XT_FD_BATCH_FAIL_HALF 2
+void xt_fakedev_set_batch_mode(int mode);
+uint64_t xt_fakedev_batches(void);
+
 /* xt_fakedev_live_ipc_maps counts mappings from ipc_open not yet closed. */
 long xt_fakedev_live_ipc_maps(void);
 

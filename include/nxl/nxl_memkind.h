@@ -31,12 +31,13 @@ extern "C" {
  * fields of the ones before:
  *   1: abi_version .. ipc_close
  *   2: adds mem_range
+ *   3: adds copy_batch_async
  * nxl_memkind_set_device accepts every version up to this one whose size
  * covers that version's fields. Code reading an op added after version 1
  * goes through NXL_MEMKIND_HAS, which reads the op of a table too small to
  * hold it (an older build) as absent, i.e. NXL_ERR_NOT_SUPPORTED.
  */
-#define NXL_MEMKIND_ABI_VERSION 2
+#define NXL_MEMKIND_ABI_VERSION 3
 
 /* Which memory a kind hands out. */
 typedef enum nxl_memkind_type {
@@ -126,10 +127,30 @@ typedef struct nxl_memkind_ops {
      * in a peer maps it from its first byte (CUDA:
      * cuMemGetAddressRange). */
     nxl_status_t (*mem_range)(const void *ptr, void **base_p, size_t *size_p);
+
+    /* ---- version 3 (read with NXL_MEMKIND_HAS) ---- */
+
+    /* copy_batch_async queues n copies (lens[i] bytes from srcs[i] to
+     * dsts[i], all in direction dir) on stream as one submission. The batch
+     * is ordered with the rest of the stream; copies within it are not
+     * ordered, so they must not overlap. The arrays are read before it
+     * returns; the buffers, as for copy_async, must stay valid until an
+     * event recorded after it completes. NXL_ERR_NOT_SUPPORTED when the
+     * driver has no batched copy (CUDA before 12.8): the caller then
+     * queues copy_async per pair. After another error some copies of the
+     * batch may be queued; queuing the whole batch again per pair is
+     * safe. A stream is used by one thread at a time. */
+    nxl_status_t (*copy_batch_async)(void *const *dsts,
+                                     const void *const *srcs,
+                                     const size_t *lens, size_t n,
+                                     nxl_copy_dir_t dir,
+                                     nxl_stream_t *stream);
 } nxl_memkind_ops_t;
 
-/* NXL_MEMKIND_V1_SIZE is the size of a version 1 table. */
+/* NXL_MEMKIND_V1_SIZE and NXL_MEMKIND_V2_SIZE are the sizes of version 1
+ * and version 2 tables. */
 #define NXL_MEMKIND_V1_SIZE offsetof(nxl_memkind_ops_t, mem_range)
+#define NXL_MEMKIND_V2_SIZE offsetof(nxl_memkind_ops_t, copy_batch_async)
 
 /* NXL_MEMKIND_HAS(ops, op) is true when table ops holds op (its size
  * covers the field) and op is set; use it for ops added after version 1. */

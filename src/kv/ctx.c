@@ -414,6 +414,50 @@ kv_streams(nxl_kv_ctx_t *ctx)
     return NXL_OK;
 }
 
+/* KV_BATCH is how many pairs one batched submission carries (the arrays
+ * live on the stack: 3 x 8 bytes a pair). */
+#define KV_BATCH 256
+
+/* kv_queue_batched queues d's pairs on stream in batches of KV_BATCH with
+ * the kind's copy_batch_async. NXL_ERR_NOT_SUPPORTED, with nothing queued,
+ * when the kind has no batched copy or one failed before (ctx->no_batch);
+ * after a failure it sets ctx->no_batch, warns once and returns
+ * NXL_ERR_NOT_SUPPORTED too: the caller queues every pair again singly,
+ * which is safe (a pair queued twice copies the same bytes twice). Call
+ * with stream_mu held. */
+static nxl_status_t
+kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
+                 nxl_copy_dir_t dir, nxl_stream_t *stream)
+{
+    void *dsts[KV_BATCH];
+    const void *srcs[KV_BATCH];
+    size_t lens[KV_BATCH], i = 0, k;
+    nxl_status_t st = NXL_OK;
+
+    if (ctx->no_batch || !NXL_MEMKIND_HAS(ctx->mk, copy_batch_async)) {
+        return NXL_ERR_NOT_SUPPORTED;
+    }
+    while (st == NXL_OK && i < d->count) {
+        for (k = 0; k < KV_BATCH && i + k < d->count; k++) {
+            dsts[k] = (void *)(uintptr_t)d->dst[i + k].addr;
+            srcs[k] = (const void *)(uintptr_t)d->src[i + k].addr;
+            lens[k] = (size_t)d->src[i + k].len;
+        }
+        st = ctx->mk->copy_batch_async(dsts, srcs, lens, k, dir, stream);
+        i += k;
+    }
+    if (st != NXL_OK) {
+        ctx->no_batch = 1;
+        if (st != NXL_ERR_NOT_SUPPORTED) {
+            nxl__warn("kv: batched device copy failed (%s: %s); this "
+                      "context copies block by block from now on",
+                      nxl_status_name(st), nxl_last_error());
+        }
+        return NXL_ERR_NOT_SUPPORTED;
+    }
+    return NXL_OK;
+}
+
 /* kv_exec_device queues every pair of d on the D2H stream (D2H strategies)
  * or the H2D stream (the others). Async strategies record an event into
  * *op; blocking ones synchronize the stream. On a failure the stream is
@@ -456,7 +500,17 @@ kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     if (async) {
         st = ctx->mk->event_create(&ev);
     }
-    for (i = 0; st == NXL_OK && i < d->count; i++) {
+    /* Async strategies (pinned or device memory at both ends) go in
+     * batches where the kind has them: one driver call per KV_BATCH pairs
+     * instead of one per pair. Blocking ones (pageable host memory) stay
+     * pair by pair. */
+    if (st == NXL_OK && async && d->count > 1 &&
+        kv_queue_batched(ctx, d, dir, stream) == NXL_OK) {
+        i = d->count;
+    } else {
+        i = 0;
+    }
+    for (; st == NXL_OK && i < d->count; i++) {
         st = ctx->mk->copy_async((void *)(uintptr_t)d->dst[i].addr,
                                  (const void *)(uintptr_t)d->src[i].addr,
                                  (size_t)d->src[i].len, dir, stream);

@@ -86,6 +86,7 @@ struct nxl_kv_ctx {
     pthread_mutex_t stream_mu;
     const nxl_memkind_ops_t *mk; /* device kind of the streams */
     nxl_stream_t *h2d, *d2h;
+    int no_batch; /* the kind's batched copy failed once: per pair now */
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* CLOCK_MONOTONIC; poller sleeps here */
     nxl_kv_notif_t *in_head;  /* submitted, not yet taken by the poller */

@@ -63,6 +63,31 @@ _Static_assert(sizeof(CUipcMemHandle) == NXL_IPC_HANDLE_SIZE,
 
 #define NXL__CUDA_ALIGN 4096u
 
+/* Batched copies (CUDA 12.8): one attribute set for the whole batch. */
+typedef struct CUmemLocation_st {
+    int type; /* CUmemLocationType; 0 = no hint */
+    int id;
+} CUmemLocation;
+typedef struct CUmemcpyAttributes_st {
+    int srcAccessOrder; /* CUmemcpySrcAccessOrder */
+    CUmemLocation srcLocHint;
+    CUmemLocation dstLocHint;
+    unsigned int flags;
+} CUmemcpyAttributes;
+
+#define CU_MEMCPY_SRC_ACCESS_ORDER_STREAM 1
+
+/* CUDA 13's entry point (no failIdx) and 12.8's, which 13 keeps for old
+ * binaries. Optional: a driver without both has no batched copy. */
+typedef CUresult (*nxl__cu_batch_v2_fn)(CUdeviceptr *, CUdeviceptr *,
+                                        size_t *, size_t,
+                                        CUmemcpyAttributes *, size_t *,
+                                        size_t, CUstream);
+typedef CUresult (*nxl__cu_batch_v1_fn)(CUdeviceptr *, CUdeviceptr *,
+                                        size_t *, size_t,
+                                        CUmemcpyAttributes *, size_t *,
+                                        size_t, size_t *, CUstream);
+
 /* The symbols we resolve, each with its exact driver signature. */
 #define NXL__CUDA_SYMBOLS(X)                                                  \
     X(cuInit, CUresult, (unsigned int))                                       \
@@ -108,6 +133,8 @@ static struct {
     pthread_mutex_t lock;   /* ctx[] and realigned */
     CUcontext *ctx;         /* primary contexts, retained on first use */
     nxl__cuda_realign_t *realigned;
+    nxl__cu_batch_v2_fn batch_v2; /* optional: cuMemcpyBatchAsync_v2 */
+    nxl__cu_batch_v1_fn batch_v1; /* optional: cuMemcpyBatchAsync (12.8) */
 #define NXL__CUDA_FN(name, ret, args) ret(*name) args;
     NXL__CUDA_SYMBOLS(NXL__CUDA_FN)
 #undef NXL__CUDA_FN
@@ -188,6 +215,10 @@ cu_init(void)
     }
     NXL__CUDA_SYMBOLS(NXL__CUDA_SYM)
 #undef NXL__CUDA_SYM
+    *(void **)(&g_cu.batch_v2) = dlsym(g_cu.lib, "cuMemcpyBatchAsync_v2");
+    if (g_cu.batch_v2 == NULL) {
+        *(void **)(&g_cu.batch_v1) = dlsym(g_cu.lib, "cuMemcpyBatchAsync");
+    }
 
     r = g_cu.cuInit(0);
     if (r == CUDA_ERROR_NO_DEVICE) {
@@ -568,6 +599,62 @@ cuda_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
     return NXL_OK;
 }
 
+/* cuda_copy_batch_async queues n copies on s with one cuMemcpyBatchAsync
+ * (source read in stream order). NOT_SUPPORTED when the driver has no
+ * batched copy. dir is implied by the pointers, as for copy_async. */
+static nxl_status_t
+cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
+                      const size_t *lens, size_t n, nxl_copy_dir_t dir,
+                      nxl_stream_t *s)
+{
+    CUmemcpyAttributes attr = {.srcAccessOrder =
+                                   CU_MEMCPY_SRC_ACCESS_ORDER_STREAM};
+    size_t attr_idx = 0, fail_idx = 0;
+    nxl_status_t st = cu_ready();
+    CUresult r;
+
+    (void)dir;
+    if (st != NXL_OK) {
+        return st;
+    }
+    if (g_cu.batch_v2 == NULL && g_cu.batch_v1 == NULL) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "memkind cuda: this driver has no "
+                         "cuMemcpyBatchAsync (CUDA 12.8 or later)");
+    }
+    if (s == NULL || (n != 0 && (dsts == NULL || srcs == NULL ||
+                                 lens == NULL))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "memkind cuda: copy_batch_async with a NULL %s",
+                         s == NULL ? "stream" : "array");
+    }
+    if (n == 0) {
+        return NXL_OK;
+    }
+    st = cu_use_dev(s->dev);
+    if (st != NXL_OK) {
+        return st;
+    }
+    /* A pointer and a CUdeviceptr have the same size and representation
+     * here (unified addressing on 64-bit hosts); the driver only reads
+     * the arrays. */
+    _Static_assert(sizeof(void *) == sizeof(CUdeviceptr),
+                   "device pointers are host-pointer sized");
+    if (g_cu.batch_v2 != NULL) {
+        r = g_cu.batch_v2((CUdeviceptr *)(uintptr_t)dsts,
+                          (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
+                          &attr, &attr_idx, 1, s->s);
+    } else {
+        r = g_cu.batch_v1((CUdeviceptr *)(uintptr_t)dsts,
+                          (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
+                          &attr, &attr_idx, 1, &fail_idx, s->s);
+    }
+    if (r != CUDA_SUCCESS) {
+        return cu_fail(r, "cuMemcpyBatchAsync");
+    }
+    return NXL_OK;
+}
+
 /* cuda_stream_sync waits for everything queued on s; returns the error of
  * failed work. */
 static nxl_status_t
@@ -944,6 +1031,7 @@ static const nxl_memkind_ops_t nxl__cuda_ops = {
     .ipc_open = cuda_ipc_open,
     .ipc_close = cuda_ipc_close,
     .mem_range = cuda_mem_range,
+    .copy_batch_async = cuda_copy_batch_async,
 };
 
 /* nxl_memkind_cuda returns the CUDA device kind (static; never NULL). Its

@@ -41,8 +41,9 @@ nxl_memkind_set_device(const nxl_memkind_ops_t *ops)
                              "%u",
                              ops->abi_version, NXL_MEMKIND_ABI_VERSION);
         }
-        min = ops->abi_version == 1 ? NXL_MEMKIND_V1_SIZE
-                                    : sizeof(nxl_memkind_ops_t);
+        min = ops->abi_version == 1   ? NXL_MEMKIND_V1_SIZE
+              : ops->abi_version == 2 ? NXL_MEMKIND_V2_SIZE
+                                      : sizeof(nxl_memkind_ops_t);
         if (ops->size < min) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "memkind: device kind size %u, want >= %zu for "

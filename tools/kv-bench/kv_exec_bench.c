@@ -263,6 +263,7 @@ main(int argc, char **argv)
     uint8_t *scratch;
     uint64_t x = 0x2545f4914f6cdd1dull;
     unsigned round = 0;
+    double me;
     int mode, rc = 0;
 
     for (i = 1; i < (size_t)argc; i++) {
@@ -367,7 +368,7 @@ main(int argc, char **argv)
            sets, scratch_len >> 20);
     for (mode = 0; mode < 2; mode++) {
         const size_t *si = mode ? ps : seq, *di = mode ? pd : seq;
-        double me, mm;
+        double mm;
 
         /* One warm-up of each. */
         if (kb_exec(ctx, src[0], si, dst[0], di, n) < 0) {
@@ -417,6 +418,27 @@ main(int argc, char **argv)
                dir == NXL_COPY_H2H ? "memcpy loop" : "cuMemcpyAsync loop",
                mm * 1e3,
                (double)n * KB_BLOCK / mm / 1e9, me / mm);
+    }
+    /* The link's ceiling for device ends: one copy of all the bytes. */
+    if (dir != NXL_COPY_H2H) {
+        const nxl_memkind_ops_t *mk = nxl_memkind_device();
+        size_t one = n * KB_BLOCK;
+        uint64_t t0;
+
+        for (i = 0; i < reps; i++) {
+            t0 = kb_now_ns();
+            if (mk->copy_async(kb_base(dst[i % sets]), kb_base(src[i % sets]),
+                               one, dir, stream) != NXL_OK ||
+                mk->stream_sync(stream) != NXL_OK) {
+                fprintf(stderr, "kv-exec-bench: one copy: %s\n",
+                        nxl_last_error());
+                return 1;
+            }
+            te[i] = (double)(kb_now_ns() - t0) / 1e9;
+        }
+        me = kb_median(te, reps);
+        printf("one copy of all %zu bytes: %8.3f ms (%6.2f GB/s)\n", one,
+               me * 1e3, (double)one / me / 1e9);
     }
     /* Descriptor building alone over the shuffled ids: every (block,
      * layer, outer) region is visited (4 per block), a block's regions
