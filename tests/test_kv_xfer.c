@@ -931,6 +931,14 @@ t_max_pending(void)
     nxl_kv_notif_release(n1);
     xt_fakedev_set_delay_us(0);
     XT_ASSERT_OK(xk_run(ctx, s, two, d, two, 1, NULL));
+    /* The slot is free once the wait returns: a thread that submits as
+     * soon as its last transfer completed never finds the one slot taken
+     * (the poller gives it back before it sets the status). */
+    for (int i = 0; i < 300; i++) {
+        XT_ASSERT_OK(nxl_kv_transfer(ctx, s, one, d, one, 1, NULL, &n1));
+        XT_ASSERT_OK(nxl_kv_notif_wait(n1, XK_WAIT_MS));
+        nxl_kv_notif_release(n1);
+    }
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(s);
     nxl_kv_layout_destroy(d);

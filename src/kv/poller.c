@@ -235,8 +235,20 @@ kv_twohop_step(nxl_kv_ctx_t *ctx, nxl_kv_notif_t *n)
     return st;
 }
 
-/* kv_poll_item advances n and returns 1 when it is finished and its work
- * released (the poller then drops its reference), 0 while pending. */
+/* kv_slot_back gives the slot of an item that ends back to the context.
+ * Called before the item's final status is set: a thread woken by that
+ * status may submit again at once and must find the slot free. */
+static void
+kv_slot_back(nxl_kv_ctx_t *ctx)
+{
+    pthread_mutex_lock(&ctx->mu);
+    ctx->pending--;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* kv_poll_item advances n and returns 1 when it is finished, its work
+ * released and its slot given back (the poller then drops its reference),
+ * 0 while pending. */
 static int
 kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
              uint64_t now, int stopping)
@@ -247,6 +259,7 @@ kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
     switch (n->kind) {
     case NXL__KV_N_KEY:
         if (kv_early_take(p, n->key, n->key_len)) {
+            kv_slot_back(ctx);
             nxl__kv_notif_finish(n, NXL_OK, NULL);
             return 1;
         }
@@ -255,12 +268,17 @@ kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
                      "The transfer context was destroyed before "
                      "notification '%.200s' arrived",
                      n->key);
+            kv_slot_back(ctx);
             nxl__kv_notif_finish(n, NXL_ERR_CANCELED, err);
             return 1;
         }
         kv_watch(ctx, n, now);
         /* Nothing is held for a key: a passed deadline ends the wait. */
-        return atomic_load(&n->status) != NXL_IN_PROG;
+        if (atomic_load(&n->status) == NXL_IN_PROG) {
+            return 0;
+        }
+        kv_slot_back(ctx);
+        return 1;
     case NXL__KV_N_TWOHOP:
         for (;;) {
             if (n->op.kind != NXL__KV_OP_NONE) {
@@ -270,20 +288,24 @@ kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
                 }
                 kv_op_release(ctx, &n->op);
                 if (st != NXL_OK) {
+                    kv_slot_back(ctx);
                     kv_fail(n, st, err, stopping);
                     return 1;
                 }
             }
             if (atomic_load(&n->status) != NXL_IN_PROG) {
+                kv_slot_back(ctx);
                 return 1; /* timed out: launch nothing more */
             }
             if (n->th->hop == 0 && n->th->next >= n->th->n) {
+                kv_slot_back(ctx);
                 nxl__kv_notif_finish(n, NXL_OK, NULL);
                 return 1;
             }
             st = kv_twohop_step(ctx, n);
             if (st != NXL_OK) {
                 snprintf(err, sizeof(err), "%s", nxl_last_error());
+                kv_slot_back(ctx);
                 kv_fail(n, st, err, stopping);
                 return 1;
             }
@@ -297,6 +319,7 @@ kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
             return 0;
         }
         kv_op_release(ctx, &n->op);
+        kv_slot_back(ctx);
         if (st == NXL_OK) {
             nxl__kv_notif_finish(n, NXL_OK, NULL);
         } else {
@@ -306,13 +329,12 @@ kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
     }
 }
 
-/* kv_tick runs one pass over the active list; returns how many handles
- * finished (and left the list). */
-static size_t
+/* kv_tick runs one pass over the active list; finished handles leave it
+ * (their slots are back already). */
+static void
 kv_tick(nxl_kv_ctx_t *ctx, kv_poller_t *p, int stopping)
 {
     nxl_kv_notif_t **pp, *n;
-    size_t done = 0;
     uint64_t now;
 
     for (n = p->active; n != NULL; n = n->next) {
@@ -327,13 +349,11 @@ kv_tick(nxl_kv_ctx_t *ctx, kv_poller_t *p, int stopping)
         if (kv_poll_item(ctx, p, n, now, stopping)) {
             *pp = n->next;
             nxl__kv_notif_unref(n);
-            done++;
         } else {
             pp = &n->next;
         }
     }
     p->tail = pp;
-    return done;
 }
 
 /* kv_deadline_in returns the absolute CLOCK_MONOTONIC time ms from now. */
@@ -361,7 +381,7 @@ nxl__kv_poller_main(void *arg)
     nxl_kv_ctx_t *ctx = arg;
     kv_poller_t p = {0};
     struct timespec ts;
-    size_t done, i;
+    size_t i;
     int stopping;
 
     p.tail = &p.active;
@@ -382,9 +402,8 @@ nxl__kv_poller_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&ctx->mu);
-        done = kv_tick(ctx, &p, stopping);
+        kv_tick(ctx, &p, stopping);
         pthread_mutex_lock(&ctx->mu);
-        ctx->pending -= done;
         if (p.active != NULL && ctx->in_head == NULL && ctx->stop == stopping) {
             ts = kv_deadline_in(ctx->cfg.poll_tick_ms);
             pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
