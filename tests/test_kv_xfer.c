@@ -477,7 +477,7 @@ static int
 t_batched_copies(void)
 {
     nxl_kv_agent_t *a;
-    uint64_t nb;
+    uint64_t nb, m0;
 
     xt_fakedev_install();
     XK_CHECK(xk_local_agent("kv-batch", &a));
@@ -493,6 +493,35 @@ t_batched_copies(void)
     XK_CHECK(xk_batched_run(a, 600, &nb));
     XT_ASSERT_EQ(nb, 0);
     xt_fakedev_set_batch_mode(XT_FD_BATCH_OK);
+    /* Pinned host memory is device-addressable only when CUDA allocated it
+     * (a GPU host, even with the fake as the device kind): then the 9
+     * accepted batches and the failed one said MAPPED, else none did.
+     * Memory of the device kind always is. */
+    m0 = xt_fakedev_batches_mapped();
+    XT_ASSERT_EQ(m0, nxl_memkind_cuda()->probe() == NXL_OK ? 10u : 0u);
+    {
+        nxl_kv_layout_config_t c = xt_kv_cfg(300);
+        nxl_kv_layout_t *d1, *d2;
+        nxl_kv_ctx_t *ctx;
+        size_t ids[300], rev[300], i;
+
+        for (i = 0; i < 300; i++) {
+            ids[i] = i;
+            rev[i] = 299 - i;
+        }
+        c.inner_dim = 16;
+        XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
+        XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d1));
+        XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d2));
+        XT_ASSERT_OK(nxl_kv_fill_blocks(d1, ids, 300, NXL_KV_FILL_SEQUENTIAL,
+                                        0));
+        XT_ASSERT_OK(xk_run(ctx, d1, ids, d2, rev, 300, NULL));
+        XK_CHECK(xk_same_sums(d1, ids, d2, rev, 300, 0, 0));
+        XT_ASSERT_EQ(xt_fakedev_batches_mapped() - m0, 2);
+        nxl_kv_ctx_destroy(ctx);
+        nxl_kv_layout_destroy(d1);
+        nxl_kv_layout_destroy(d2);
+    }
     nxl_kv_agent_destroy(a);
     XT_ASSERT_EQ(xt_fakedev_live_events(), 0);
     XT_ASSERT_EQ(xt_fakedev_dir_mismatches(), 0);

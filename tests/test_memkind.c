@@ -170,19 +170,51 @@ check_cuda_real(const nxl_memkind_ops_t *mk)
             ds[i] = (const uint8_t *)d2 + (size_t)(P - 1 - i) * PS;
             lens[i] = PS;
         }
-        memset(pin, 0, N);
-        st = mk->copy_batch_async(dd, sd, lens, P, NXL_COPY_D2D, s);
-        if (st == NXL_ERR_NOT_SUPPORTED) {
-            printf("  no batched copy: %s\n", nxl_last_error());
-        } else {
+        /* Twice: through the copy engines (no flag), then through the
+         * gather kernel (MAPPED: all of it is device or pinned memory). */
+        for (int f = 0; f < 2; f++) {
+            unsigned fl = f ? NXL_COPY_BATCH_MAPPED : 0;
+
+            memset(pin, 0, N);
+            XT_ASSERT_OK(mk->copy(d2, pin, N, NXL_COPY_H2D));
+            st = mk->copy_batch_async(dd, sd, lens, P, NXL_COPY_D2D, fl, s);
+            if (st == NXL_ERR_NOT_SUPPORTED) {
+                printf("  no batched copy (flags %u): %s\n", fl,
+                       nxl_last_error());
+                continue;
+            }
             XT_ASSERT_OK(st);
             XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, P, NXL_COPY_D2H,
-                                              s));
+                                              fl, s));
             XT_ASSERT_OK(mk->stream_sync(s));
             XT_ASSERT(memcmp(h, pin, N) == 0);
             XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, 0, NXL_COPY_D2H,
-                                              s));
-            printf("  batched copies: cuMemcpyBatchAsync\n");
+                                              fl, s));
+            printf("  batched copies, flags %u: bytes checked\n", fl);
+        }
+        /* The kernel's byte path: odd lengths at odd offsets, host to
+         * device and back. */
+        for (i = 0; i < P; i++) {
+            hd[i] = (uint8_t *)d2 + (size_t)i * PS + 1;
+            ds[i] = (const uint8_t *)pin + (size_t)i * PS + 3;
+            lens[i] = PS - 7;
+        }
+        memset(back, 0, N);
+        for (i = 0; i < N; i++) {
+            ((uint8_t *)pin)[i] = (uint8_t)(i * 7 + 1);
+        }
+        st = mk->copy_batch_async(hd, ds, lens, P, NXL_COPY_H2D,
+                                  NXL_COPY_BATCH_MAPPED, s);
+        if (st != NXL_ERR_NOT_SUPPORTED) {
+            XT_ASSERT_OK(st);
+            XT_ASSERT_OK(mk->stream_sync(s));
+            XT_ASSERT_OK(mk->copy(back, d2, N, NXL_COPY_D2H));
+            for (i = 0; i < P; i++) {
+                XT_ASSERT(memcmp(back + (size_t)i * PS + 1,
+                                 (uint8_t *)pin + (size_t)i * PS + 3,
+                                 PS - 7) == 0);
+            }
+            printf("  unaligned batch: bytes checked\n");
         }
         pk->free(0, pin, N);
     }

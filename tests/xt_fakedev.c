@@ -39,6 +39,7 @@ static atomic_long xt_fd_ipc_maps;
 static atomic_uint_fast64_t xt_fd_dir_bad;
 static atomic_int xt_fd_batch_mode;         /* XT_FD_BATCH_* */
 static atomic_uint_fast64_t xt_fd_batch_n; /* batches accepted */
+static atomic_uint_fast64_t xt_fd_batch_mapped_n; /* ... marked MAPPED */
 
 /* An allocation (a memfd mapped MAP_SHARED, so that another process can
  * map it too) or a mapping of another process's allocation (ipc_open). */
@@ -511,7 +512,7 @@ xt_fd_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
 static nxl_status_t
 xt_fd_copy_batch_async(void *const *dsts, const void *const *srcs,
                        const size_t *lens, size_t n, nxl_copy_dir_t dir,
-                       nxl_stream_t *s)
+                       unsigned flags, nxl_stream_t *s)
 {
     int mode = atomic_load(&xt_fd_batch_mode);
     size_t i, stop = n;
@@ -526,6 +527,9 @@ xt_fd_copy_batch_async(void *const *dsts, const void *const *srcs,
     }
     if (mode == XT_FD_BATCH_FAIL_HALF) {
         stop = n / 2;
+    }
+    if (flags & NXL_COPY_BATCH_MAPPED) {
+        atomic_fetch_add(&xt_fd_batch_mapped_n, 1);
     }
     for (i = 0; i < stop; i++) {
         st = xt_fd_copy_async(dsts[i], srcs[i], lens[i], dir, s);
@@ -894,6 +898,7 @@ xt_fakedev_reset(void)
     atomic_store(&xt_fd_async_n, 0);
     atomic_store(&xt_fd_batch_mode, XT_FD_BATCH_OK);
     atomic_store(&xt_fd_batch_n, 0);
+    atomic_store(&xt_fd_batch_mapped_n, 0);
     atomic_store(&xt_fd_sync_n, 0);
     atomic_store(&xt_fd_bytes, 0);
     atomic_store(&xt_fd_dir_bad, 0);
@@ -972,4 +977,10 @@ uint64_t
 xt_fakedev_batches(void)
 {
     return atomic_load(&xt_fd_batch_n);
+}
+
+uint64_t
+xt_fakedev_batches_mapped(void)
+{
+    return atomic_load(&xt_fd_batch_mapped_n);
 }

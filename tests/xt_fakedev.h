@@ -75,6 +75,9 @@ uint64_t xt_fakedev_dir_mismatches(void);
 #define XT_FD_BATCH_FAIL_HALF 2
 void xt_fakedev_set_batch_mode(int mode);
 uint64_t xt_fakedev_batches(void);
+/* xt_fakedev_batches_mapped counts batches (accepted or not) that came
+ * with NXL_COPY_BATCH_MAPPED. */
+uint64_t xt_fakedev_batches_mapped(void);
 
 /* xt_fakedev_live_ipc_maps counts mappings from ipc_open not yet closed. */
 long xt_fakedev_live_ipc_maps(void);

@@ -135,17 +135,25 @@ typedef struct nxl_memkind_ops {
      * is ordered with the rest of the stream; copies within it are not
      * ordered, so they must not overlap. The arrays are read before it
      * returns; the buffers, as for copy_async, must stay valid until an
-     * event recorded after it completes. NXL_ERR_NOT_SUPPORTED when the
-     * driver has no batched copy (CUDA before 12.8): the caller then
-     * queues copy_async per pair. After another error some copies of the
-     * batch may be queued; queuing the whole batch again per pair is
-     * safe. A stream is used by one thread at a time. */
+     * event recorded after it completes. flags: NXL_COPY_BATCH_MAPPED
+     * promises that every buffer is memory of a device kind or page-locked
+     * host memory the device addresses (the pinned kind's, with CUDA),
+     * which lets the kind copy with a kernel on the device instead of the
+     * copy engines; never set it for other memory (a kernel touching it
+     * would fault). NXL_ERR_NOT_SUPPORTED when the kind has no batched copy
+     * (CUDA before 12.8 without the kernel): the caller then queues
+     * copy_async per pair. After another error some copies of the batch
+     * may be queued; queuing the whole batch again per pair is safe. A
+     * stream is used by one thread at a time. */
     nxl_status_t (*copy_batch_async)(void *const *dsts,
                                      const void *const *srcs,
                                      const size_t *lens, size_t n,
-                                     nxl_copy_dir_t dir,
+                                     nxl_copy_dir_t dir, unsigned flags,
                                      nxl_stream_t *stream);
 } nxl_memkind_ops_t;
+
+/* copy_batch_async flags: every buffer is device-addressable (above). */
+#define NXL_COPY_BATCH_MAPPED 0x1u
 
 /* NXL_MEMKIND_V1_SIZE and NXL_MEMKIND_V2_SIZE are the sizes of version 1
  * and version 2 tables. */

@@ -11,6 +11,7 @@
  * nxl_kv_transfer returns at once.
  */
 #include "ctx.h"
+#include "memkind/memkind.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -427,7 +428,7 @@ kv_streams(nxl_kv_ctx_t *ctx)
  * with stream_mu held. */
 static nxl_status_t
 kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
-                 nxl_copy_dir_t dir, nxl_stream_t *stream)
+                 nxl_copy_dir_t dir, unsigned flags, nxl_stream_t *stream)
 {
     void *dsts[KV_BATCH];
     const void *srcs[KV_BATCH];
@@ -443,7 +444,8 @@ kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
             srcs[k] = (const void *)(uintptr_t)d->src[i + k].addr;
             lens[k] = (size_t)d->src[i + k].len;
         }
-        st = ctx->mk->copy_batch_async(dsts, srcs, lens, k, dir, stream);
+        st = ctx->mk->copy_batch_async(dsts, srcs, lens, k, dir, flags,
+                                       stream);
         i += k;
     }
     if (st != NXL_OK) {
@@ -458,12 +460,41 @@ kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
     return NXL_OK;
 }
 
+/* kv_layout_mapped says whether the device can address all of l's memory
+ * by pointer: every storage is NXL's own allocation, from a device kind
+ * or from the pinned kind while CUDA backs it (cuMemHostAlloc memory is
+ * mapped for every device under unified addressing). Registered memory
+ * of unknown origin is not: a copy kernel touching pageable memory would
+ * fault the device context. */
+static int
+kv_layout_mapped(const nxl_kv_layout_t *l)
+{
+    size_t i;
+
+    if (l->storages == NULL) {
+        return 0;
+    }
+    for (i = 0; i < l->num_regions; i++) {
+        const nxl_kv_storage_t *sg = l->storages[i];
+
+        if (sg == NULL || sg->mk == NULL) {
+            return 0;
+        }
+        if (sg->mk->type != NXL_MEMKIND_DEVICE &&
+            !(sg->mk == nxl_memkind_pinned() && nxl__cuda_available())) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* kv_exec_device queues every pair of d on the D2H stream (D2H strategies)
  * or the H2D stream (the others). Async strategies record an event into
  * *op; blocking ones synchronize the stream. On a failure the stream is
  * synchronized before returning, so nothing still touches the memory. */
 static nxl_status_t
 kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
+               const nxl_kv_layout_t *src, const nxl_kv_layout_t *dst,
                const nxl_kv_dlists_t *d, nxl__kv_op_t *op)
 {
     nxl_copy_dir_t dir;
@@ -505,7 +536,11 @@ kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
      * instead of one per pair. Blocking ones (pageable host memory) stay
      * pair by pair. */
     if (st == NXL_OK && async && d->count > 1 &&
-        kv_queue_batched(ctx, d, dir, stream) == NXL_OK) {
+        kv_queue_batched(ctx, d, dir,
+                         kv_layout_mapped(src) && kv_layout_mapped(dst)
+                             ? NXL_COPY_BATCH_MAPPED
+                             : 0,
+                         stream) == NXL_OK) {
         i = d->count;
     } else {
         i = 0;
@@ -639,7 +674,7 @@ nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     case NXL_KV_CUDA_ASYNC_D2D:
     case NXL_KV_CUDA_BLOCKING_H2D:
     case NXL_KV_CUDA_BLOCKING_D2H:
-        st = kv_exec_device(ctx, s, &d, op);
+        st = kv_exec_device(ctx, s, src, dst, &d, op);
         break;
     case NXL_KV_NIXL_READ:
     case NXL_KV_NIXL_WRITE:

@@ -77,6 +77,106 @@ typedef struct CUmemcpyAttributes_st {
 
 #define CU_MEMCPY_SRC_ACCESS_ORDER_STREAM 1
 
+/* The gather kernel: modules and functions, and the JIT log options. */
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+#define CU_JIT_ERROR_LOG_BUFFER 5
+#define CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES 6
+
+typedef CUresult (*nxl__cu_modload_fn)(CUmodule *, const void *, unsigned,
+                                       int *, void **);
+typedef CUresult (*nxl__cu_getfn_fn)(CUfunction *, CUmodule, const char *);
+typedef CUresult (*nxl__cu_launch_fn)(CUfunction, unsigned, unsigned,
+                                      unsigned, unsigned, unsigned,
+                                      unsigned, unsigned, CUstream, void **,
+                                      void **);
+
+/* NXL__GATHER_MAX pairs go in one launch, as kernel parameters (the
+ * driver copies them at launch, so nothing needs to outlive the call;
+ * 8 + 3 x 128 x 8 = 3,080 bytes, under the 4 KiB parameter limit). */
+#define NXL__GATHER_MAX 128
+#define NXL__GATHER_THREADS 256
+
+typedef struct nxl__gather_args {
+    uint64_t n;
+    uint64_t src[NXL__GATHER_MAX];
+    uint64_t dst[NXL__GATHER_MAX];
+    uint64_t len[NXL__GATHER_MAX];
+} nxl__gather_args_t;
+
+_Static_assert(sizeof(nxl__gather_args_t) == 3080,
+               "the kernel's parameter block is 3,080 bytes");
+
+/* nxl_gather: CTA c copies pairs c, c + gridDim.x, ... of its parameter
+ * block; its threads move 16 bytes each per step when source, destination
+ * and length are 16-byte aligned, else one byte each. Pointers are
+ * unified addresses: device memory or page-locked host memory mapped for
+ * the device. Written in PTX so that no CUDA compiler is needed to build;
+ * the driver compiles it for the device at first use. */
+static const char nxl__gather_ptx[] =
+    ".version 6.0\n"
+    ".target sm_50\n"
+    ".address_size 64\n"
+    ".visible .entry nxl_gather(.param .align 8 .b8 a[3080])\n"
+    "{\n"
+    "  .reg .pred %p<4>;\n"
+    "  .reg .b16 %rs<2>;\n"
+    "  .reg .b32 %r<12>;\n"
+    "  .reg .b64 %rd<20>;\n"
+    "  mov.u64 %rd0, a;\n"
+    "  ld.param.u64 %rd1, [a];\n"
+    "  mov.u32 %r0, %ctaid.x;\n"
+    "  mov.u32 %r1, %nctaid.x;\n"
+    "  mov.u32 %r2, %tid.x;\n"
+    "  mov.u32 %r3, %ntid.x;\n"
+    "  cvt.u64.u32 %rd2, %r0;\n"
+    "  cvt.u64.u32 %rd9, %r2;\n"
+    "  cvt.u64.u32 %rd10, %r3;\n"
+    "  cvt.u64.u32 %rd15, %r1;\n"
+    "PAIR:\n"
+    "  setp.ge.u64 %p0, %rd2, %rd1;\n"
+    "  @%p0 bra DONE;\n"
+    "  shl.b64 %rd3, %rd2, 3;\n"
+    "  add.u64 %rd4, %rd0, %rd3;\n"
+    "  ld.param.u64 %rd5, [%rd4+8];\n"
+    "  ld.param.u64 %rd6, [%rd4+1032];\n"
+    "  ld.param.u64 %rd7, [%rd4+2056];\n"
+    "  cvta.to.global.u64 %rd5, %rd5;\n"
+    "  cvta.to.global.u64 %rd6, %rd6;\n"
+    "  or.b64 %rd8, %rd5, %rd6;\n"
+    "  or.b64 %rd8, %rd8, %rd7;\n"
+    "  and.b64 %rd8, %rd8, 15;\n"
+    "  setp.ne.u64 %p1, %rd8, 0;\n"
+    "  @%p1 bra BYTES;\n"
+    "  shl.b64 %rd11, %rd9, 4;\n"
+    "  shl.b64 %rd12, %rd10, 4;\n"
+    "VEC:\n"
+    "  setp.ge.u64 %p2, %rd11, %rd7;\n"
+    "  @%p2 bra NEXT;\n"
+    "  add.u64 %rd13, %rd5, %rd11;\n"
+    "  add.u64 %rd14, %rd6, %rd11;\n"
+    "  ld.global.v4.u32 {%r4, %r5, %r6, %r7}, [%rd13];\n"
+    "  st.global.v4.u32 [%rd14], {%r4, %r5, %r6, %r7};\n"
+    "  add.u64 %rd11, %rd11, %rd12;\n"
+    "  bra.uni VEC;\n"
+    "BYTES:\n"
+    "  mov.u64 %rd11, %rd9;\n"
+    "BLOOP:\n"
+    "  setp.ge.u64 %p3, %rd11, %rd7;\n"
+    "  @%p3 bra NEXT;\n"
+    "  add.u64 %rd13, %rd5, %rd11;\n"
+    "  add.u64 %rd14, %rd6, %rd11;\n"
+    "  ld.global.u8 %rs0, [%rd13];\n"
+    "  st.global.u8 [%rd14], %rs0;\n"
+    "  add.u64 %rd11, %rd11, %rd10;\n"
+    "  bra.uni BLOOP;\n"
+    "NEXT:\n"
+    "  add.u64 %rd2, %rd2, %rd15;\n"
+    "  bra.uni PAIR;\n"
+    "DONE:\n"
+    "  ret;\n"
+    "}\n";
+
 /* CUDA 13's entry point (no failIdx) and 12.8's, which 13 keeps for old
  * binaries. Optional: a driver without both has no batched copy. */
 typedef CUresult (*nxl__cu_batch_v2_fn)(CUdeviceptr *, CUdeviceptr *,
@@ -135,6 +235,12 @@ static struct {
     nxl__cuda_realign_t *realigned;
     nxl__cu_batch_v2_fn batch_v2; /* optional: cuMemcpyBatchAsync_v2 */
     nxl__cu_batch_v1_fn batch_v1; /* optional: cuMemcpyBatchAsync (12.8) */
+    nxl__cu_modload_fn mod_load;  /* optional: cuModuleLoadDataEx */
+    nxl__cu_getfn_fn get_fn;      /* optional: cuModuleGetFunction */
+    nxl__cu_launch_fn launch;     /* optional: cuLaunchKernel */
+    bool no_kernel;               /* NXL_CUDA_COPY_KERNEL=0 */
+    CUfunction *gather;           /* per device, under lock */
+    signed char *gather_state;    /* per device: 0 untried, 1 ok, -1 failed */
 #define NXL__CUDA_FN(name, ret, args) ret(*name) args;
     NXL__CUDA_SYMBOLS(NXL__CUDA_FN)
 #undef NXL__CUDA_FN
@@ -219,6 +325,14 @@ cu_init(void)
     if (g_cu.batch_v2 == NULL) {
         *(void **)(&g_cu.batch_v1) = dlsym(g_cu.lib, "cuMemcpyBatchAsync");
     }
+    *(void **)(&g_cu.mod_load) = dlsym(g_cu.lib, "cuModuleLoadDataEx");
+    *(void **)(&g_cu.get_fn) = dlsym(g_cu.lib, "cuModuleGetFunction");
+    *(void **)(&g_cu.launch) = dlsym(g_cu.lib, "cuLaunchKernel");
+    {
+        const char *e = getenv("NXL_CUDA_COPY_KERNEL");
+
+        g_cu.no_kernel = e != NULL && strcmp(e, "0") == 0;
+    }
 
     r = g_cu.cuInit(0);
     if (r == CUDA_ERROR_NO_DEVICE) {
@@ -240,7 +354,9 @@ cu_init(void)
         goto fail;
     }
     g_cu.ctx = calloc((size_t)n, sizeof(*g_cu.ctx));
-    if (g_cu.ctx == NULL) {
+    g_cu.gather = calloc((size_t)n, sizeof(*g_cu.gather));
+    g_cu.gather_state = calloc((size_t)n, sizeof(*g_cu.gather_state));
+    if (g_cu.ctx == NULL || g_cu.gather == NULL || g_cu.gather_state == NULL) {
         snprintf(g_cu.msg, sizeof(g_cu.msg),
                  "memkind cuda: out of memory at init");
         goto fail;
@@ -599,14 +715,85 @@ cuda_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
     return NXL_OK;
 }
 
-/* cuda_copy_batch_async queues n copies on s with one cuMemcpyBatchAsync
- * (source read in stream order). NOT_SUPPORTED when the driver has no
- * batched copy. dir is implied by the pointers, as for copy_async. */
+/* cu_gather_fn returns device dev's gather kernel, compiling the PTX on
+ * first use (dev's context current); NULL when the driver lacks the
+ * symbols, the kernel is switched off, or the compile failed once (warned
+ * with the JIT log; never retried). Thread-safe. */
+static CUfunction
+cu_gather_fn(int dev)
+{
+    char log[1024] = "";
+    int opts[2] = {CU_JIT_ERROR_LOG_BUFFER,
+                   CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *vals[2] = {log, (void *)(uintptr_t)sizeof(log)};
+    CUfunction f = NULL;
+    CUmodule mod = NULL;
+    CUresult r;
+
+    if (g_cu.no_kernel || g_cu.mod_load == NULL || g_cu.get_fn == NULL ||
+        g_cu.launch == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&g_cu.lock);
+    if (g_cu.gather_state[dev] == 0) {
+        r = g_cu.mod_load(&mod, nxl__gather_ptx, 2, opts, vals);
+        if (r == CUDA_SUCCESS) {
+            r = g_cu.get_fn(&f, mod, "nxl_gather");
+        }
+        if (r == CUDA_SUCCESS) {
+            g_cu.gather[dev] = f;
+            g_cu.gather_state[dev] = 1;
+        } else {
+            g_cu.gather_state[dev] = -1;
+            nxl__warn("memkind cuda: the gather kernel did not load on "
+                      "device %d (%s, CUresult %d)%s%s; batches go to "
+                      "cuMemcpyBatchAsync",
+                      dev, cu_errstr(r), r, log[0] ? ": " : "", log);
+        }
+    }
+    f = g_cu.gather_state[dev] == 1 ? g_cu.gather[dev] : NULL;
+    pthread_mutex_unlock(&g_cu.lock);
+    return f;
+}
+
+/* cu_gather launches f over n pairs on s, NXL__GATHER_MAX per launch. */
+static nxl_status_t
+cu_gather(CUfunction f, void *const *dsts, const void *const *srcs,
+          const size_t *lens, size_t n, nxl_stream_t *s)
+{
+    nxl__gather_args_t a;
+    void *params[1] = {&a};
+    size_t i = 0, k;
+    CUresult r;
+
+    while (i < n) {
+        for (k = 0; k < NXL__GATHER_MAX && i + k < n; k++) {
+            a.src[k] = (uint64_t)(uintptr_t)srcs[i + k];
+            a.dst[k] = (uint64_t)(uintptr_t)dsts[i + k];
+            a.len[k] = (uint64_t)lens[i + k];
+        }
+        a.n = k;
+        r = g_cu.launch(f, (unsigned)k, 1, 1, NXL__GATHER_THREADS, 1, 1, 0,
+                        s->s, params, NULL);
+        if (r != CUDA_SUCCESS) {
+            return cu_fail(r, "cuLaunchKernel (gather)");
+        }
+        i += k;
+    }
+    return NXL_OK;
+}
+
+/* cuda_copy_batch_async queues n copies on s: with NXL_COPY_BATCH_MAPPED
+ * through the gather kernel (one launch per NXL__GATHER_MAX pairs, on the
+ * device's SMs), else, or when the kernel cannot load, with one
+ * cuMemcpyBatchAsync (source read in stream order). NOT_SUPPORTED when
+ * neither is there. dir is implied by the pointers, as for copy_async. */
 static nxl_status_t
 cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
                       const size_t *lens, size_t n, nxl_copy_dir_t dir,
-                      nxl_stream_t *s)
+                      unsigned flags, nxl_stream_t *s)
 {
+    CUfunction gather;
     CUmemcpyAttributes attr = {.srcAccessOrder =
                                    CU_MEMCPY_SRC_ACCESS_ORDER_STREAM};
     size_t attr_idx = 0, fail_idx = 0;
@@ -616,11 +803,6 @@ cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
     (void)dir;
     if (st != NXL_OK) {
         return st;
-    }
-    if (g_cu.batch_v2 == NULL && g_cu.batch_v1 == NULL) {
-        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "memkind cuda: this driver has no "
-                         "cuMemcpyBatchAsync (CUDA 12.8 or later)");
     }
     if (s == NULL || (n != 0 && (dsts == NULL || srcs == NULL ||
                                  lens == NULL))) {
@@ -634,6 +816,15 @@ cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
     st = cu_use_dev(s->dev);
     if (st != NXL_OK) {
         return st;
+    }
+    if ((flags & NXL_COPY_BATCH_MAPPED) &&
+        (gather = cu_gather_fn(s->dev)) != NULL) {
+        return cu_gather(gather, dsts, srcs, lens, n, s);
+    }
+    if (g_cu.batch_v2 == NULL && g_cu.batch_v1 == NULL) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "memkind cuda: this driver has no "
+                         "cuMemcpyBatchAsync (CUDA 12.8 or later)");
     }
     /* A pointer and a CUdeviceptr have the same size and representation
      * here (unified addressing on 64-bit hosts); the driver only reads

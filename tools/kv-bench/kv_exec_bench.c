@@ -21,8 +21,10 @@
  * (CudaAsyncH2D, D2H, D2D, or the blocking ones from System memory) and
  * the baseline is the hand-written loop a worker would use: one
  * cuMemcpyAsync per block on one stream, then a stream synchronize (the
- * device kind's copy_async, which is cuMemcpyAsync). A Device end needs a
- * GPU; without one the tool says why and exits 77.
+ * device kind's copy_async, which is cuMemcpyAsync). The executor batches
+ * scattered blocks: with NXL's own pinned and device memory through the
+ * gather kernel, or with cuMemcpyBatchAsync when NXL_CUDA_COPY_KERNEL=0.
+ * A Device end needs a GPU; without one the tool says why and exits 77.
  *
  * Usage: kv-exec-bench [--blocks N] [--reps R] [--sets S] [--src K]
  *                      [--dst K] [--smoke]
