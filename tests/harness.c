@@ -85,78 +85,74 @@ xt_stop_process(pid_t pid)
     return r == 1 ? 0 : -1;
 }
 
-/* xt_fd_target reads what fd name (a /proc/self/fd entry) points to. */
-static void
-xt_fd_target(const char *name, char *buf, size_t size)
+/* xt_fd_walk calls fn(target, arg) for each descriptor this process has
+ * open (not the directory's own), target being what it points to, until
+ * fn returns non-zero. Returns how many it visited, or -1 when
+ * /proc/self/fd cannot be read. */
+static int
+xt_fd_walk(int (*fn)(const char *target, void *arg), void *arg)
 {
-    char path[64];
-    ssize_t n;
-
-    snprintf(path, sizeof(path), "/proc/self/fd/%.20s", name);
-    n = readlink(path, buf, size - 1);
-    buf[n < 0 ? 0 : n] = '\0';
-}
-
-int
-xt_open_fds(void)
-{
+    char path[64], target[256];
     struct dirent *e;
     DIR *d = opendir("/proc/self/fd");
-    int n = 0;
+    int n = 0, stop = 0;
+    ssize_t len;
 
     if (d == NULL) {
         return -1;
     }
-    while ((e = readdir(d)) != NULL) {
+    while (!stop && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
             continue;
         }
         n++;
+        if (fn == NULL) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/fd/%.20s", e->d_name);
+        len = readlink(path, target, sizeof(target) - 1);
+        target[len < 0 ? 0 : len] = '\0';
+        stop = fn(target, arg);
     }
     closedir(d);
     return n;
 }
 
 int
+xt_open_fds(void)
+{
+    return xt_fd_walk(NULL, NULL);
+}
+
+/* xt_is_nvidiactl stops the walk at the CUDA driver's control node. */
+static int
+xt_is_nvidiactl(const char *target, void *arg)
+{
+    return *(int *)arg = strcmp(target, "/dev/nvidiactl") == 0;
+}
+
+int
 xt_gpu_driver_open(void)
 {
-    char target[256];
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
     int found = 0;
 
-    if (d == NULL) {
-        return 0;
-    }
-    while (!found && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
-            continue;
-        }
-        xt_fd_target(e->d_name, target, sizeof(target));
-        found = strcmp(target, "/dev/nvidiactl") == 0;
-    }
-    closedir(d);
+    (void)xt_fd_walk(xt_is_nvidiactl, &found);
     return found;
+}
+
+/* xt_print_target prints one descriptor's target. */
+static int
+xt_print_target(const char *target, void *arg)
+{
+    (void)arg;
+    printf("  fd -> %s\n", target);
+    return 0;
 }
 
 void
 xt_print_fds(void)
 {
-    char target[256];
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
-
-    if (d == NULL) {
-        return;
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) {
-            continue;
-        }
-        xt_fd_target(e->d_name, target, sizeof(target));
-        printf("  fd %s -> %s\n", e->d_name, target);
-    }
-    closedir(d);
+    (void)xt_fd_walk(xt_print_target, NULL);
     fflush(stdout);
 }
 
