@@ -518,6 +518,21 @@ t_batched_copies(void)
         XT_ASSERT_OK(xk_run(ctx, d1, ids, d2, rev, 300, NULL));
         XK_CHECK(xk_same_sums(d1, ids, d2, rev, 300, 0, 0));
         XT_ASSERT_EQ(xt_fakedev_batches_mapped() - m0, 2);
+        /* The other fake device's memory is not the context's (device
+         * 0): a kernel there would need peer access, so not MAPPED. */
+        {
+            nxl_kv_loc_t other = {DEV, 1};
+            nxl_kv_layout_t *d3;
+
+            XT_ASSERT_OK(nxl_kv_layout_alloc(&c, FC, 0, other, a, &d3));
+            m0 = xt_fakedev_batches_mapped();
+            nb = xt_fakedev_batches();
+            XT_ASSERT_OK(xk_run(ctx, d1, ids, d3, rev, 300, NULL));
+            XK_CHECK(xk_same_sums(d1, ids, d3, rev, 300, 0, 0));
+            XT_ASSERT_EQ(xt_fakedev_batches() - nb, 2);
+            XT_ASSERT_EQ(xt_fakedev_batches_mapped(), m0);
+            nxl_kv_layout_destroy(d3);
+        }
         nxl_kv_ctx_destroy(ctx);
         nxl_kv_layout_destroy(d1);
         nxl_kv_layout_destroy(d2);

@@ -460,14 +460,15 @@ kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
     return NXL_OK;
 }
 
-/* kv_layout_mapped says whether the device can address all of l's memory
- * by pointer: every storage is NXL's own allocation, from a device kind
- * or from the pinned kind while CUDA backs it (cuMemHostAlloc memory is
- * mapped for every device under unified addressing). Registered memory
- * of unknown origin is not: a copy kernel touching pageable memory would
- * fault the device context. */
+/* kv_layout_mapped says whether the context's device can address all of
+ * l's memory by pointer: every storage is NXL's own allocation, from a
+ * device kind on that same device (another GPU's memory would need peer
+ * access) or from the pinned kind while CUDA backs it (cuMemHostAlloc
+ * memory is mapped for every device under unified addressing).
+ * Registered memory of unknown origin is not: a copy kernel touching
+ * pageable memory would fault the device context. */
 static int
-kv_layout_mapped(const nxl_kv_layout_t *l)
+kv_layout_mapped(const nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l)
 {
     size_t i;
 
@@ -480,8 +481,10 @@ kv_layout_mapped(const nxl_kv_layout_t *l)
         if (sg == NULL || sg->mk == NULL) {
             return 0;
         }
-        if (sg->mk->type != NXL_MEMKIND_DEVICE &&
-            !(sg->mk == nxl_memkind_pinned() && nxl__cuda_available())) {
+        if (sg->mk->type == NXL_MEMKIND_DEVICE
+                ? sg->loc.index != (uint64_t)ctx->cfg.device
+                : !(sg->mk == nxl_memkind_pinned() &&
+                    nxl__cuda_available())) {
             return 0;
         }
     }
@@ -537,7 +540,8 @@ kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
      * pair by pair. */
     if (st == NXL_OK && async && d->count > 1 &&
         kv_queue_batched(ctx, d, dir,
-                         kv_layout_mapped(src) && kv_layout_mapped(dst)
+                         kv_layout_mapped(ctx, src) &&
+                                 kv_layout_mapped(ctx, dst)
                              ? NXL_COPY_BATCH_MAPPED
                              : 0,
                          stream) == NXL_OK) {
