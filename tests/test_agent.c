@@ -425,15 +425,17 @@ t_alloc_shared(void)
     d = (nxl_desc_t){(uintptr_t)p, 3 << 20, 0};
     dl = (nxl_dlist_t){NXL_DRAM, &d, 1};
     XT_ASSERT_OK(nxl_mem_register(a, &dl, NULL));
-    /* A sub-range of a shared allocation registers too. */
+    XT_ASSERT_OK(nxl_mem_deregister(a, &dl, NULL));
+    /* A sub-range of a shared allocation registers too (alone: regions
+     * may not overlap). */
     {
         nxl_desc_t s = {(uintptr_t)p + 8192, 4096, 0};
         nxl_dlist_t sl = {NXL_DRAM, &s, 1};
 
         XT_ASSERT_OK(nxl_mem_register(a, &sl, NULL));
+        XT_ASSERT_STATUS(nxl_mem_register(a, &dl, NULL), NXL_ERR_NOT_ALLOWED);
         XT_ASSERT_OK(nxl_mem_deregister(a, &sl, NULL));
     }
-    XT_ASSERT_OK(nxl_mem_deregister(a, &dl, NULL));
     nxl_agent_destroy(a);
     nxl_mem_free_shared(p);
     nxl_mem_free_shared(NULL);

@@ -243,10 +243,14 @@ NXL_API void nxl_opts_init(nxl_opts_t *opts);
 /* nxl_mem_register registers every descriptor of dlist with every backend
  * that supports dlist->mem (or opts->backends). Succeeds when at least one
  * backend registered all descriptors; a backend that fails part way is
- * rolled back. Memory must stay valid until deregistered.
- * Returns NXL_OK, NXL_ERR_INVALID_PARAM (NULL, zero length),
- * NXL_ERR_NOT_SUPPORTED (no backend takes this kind), NXL_ERR_NOT_ALLOWED
- * (already registered), or a backend error. */
+ * rolled back. Memory must stay valid until deregistered. Regions of one
+ * memory kind and device id may not overlap, within the list or with
+ * what is registered: which registration covers a descriptor must be
+ * unambiguous (NIXL does not check; see docs/design.md).
+ * Returns NXL_OK, NXL_ERR_INVALID_PARAM (NULL, zero length, address 0 of
+ * DRAM or VRAM, bad opts), NXL_ERR_NOT_SUPPORTED (no backend takes this
+ * kind), NXL_ERR_NOT_ALLOWED (already registered, or overlapping a
+ * registration), or a backend error; a refused call registers nothing. */
 NXL_API nxl_status_t nxl_mem_register(nxl_agent_t *agent,
                                       const nxl_dlist_t *dlist,
                                       const nxl_opts_t *opts);

@@ -97,6 +97,9 @@ void nxl__index_fini(nxl__index_t *ix);
 void *nxl__index_at(const nxl__index_t *ix, size_t i);
 /* nxl__index_find_exact returns the element whose desc equals d, or NULL. */
 void *nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d);
+/* nxl__index_find_overlap returns an element sharing a byte with d (same
+ * dev_id), or NULL. d->len must be > 0 and d->addr + d->len not wrap. */
+void *nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d);
 /* nxl__index_find_cover returns the element covering [addr, addr+len) on
  * dev_id, or NULL. *hint holds the last position found (start with 0). */
 void *nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr,
@@ -170,6 +173,20 @@ void nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p);
 /* nxl__peer_mark_dead records that a backend saw peer name disconnect;
  * later posts fail NOT_FOUND and a reload replaces it. */
 void nxl__peer_mark_dead(nxl_agent_t *a, const char *name);
+
+/* nxl__opts_check validates what every call reads from opts (NULL is the
+ * defaults): a backend restriction needs its array, an attached
+ * notification of len > 0 its bytes. where names the caller in the
+ * message. Returns NXL_OK or NXL_ERR_INVALID_PARAM. */
+nxl_status_t nxl__opts_check(const nxl_opts_t *opts, const char *where);
+/* nxl__dlist_check validates a caller's descriptor list: not NULL, a known
+ * memory kind, descriptors present when count > 0, and a count whose bytes
+ * fit in memory. where names the caller. Returns NXL_OK or
+ * NXL_ERR_INVALID_PARAM. */
+nxl_status_t nxl__dlist_check(const nxl_dlist_t *dlist, const char *where);
+/* nxl__be_allowed reports whether opts (checked) lets backend be be used:
+ * no restriction, or be is one of opts->backends. */
+bool nxl__be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts);
 
 /* nxl__regions_fini deregisters every local region (destroy). */
 void nxl__regions_fini(nxl_agent_t *a);

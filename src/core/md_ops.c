@@ -37,10 +37,8 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
     }
     if (dlist != NULL) {
         md->flags |= NXL__MD_F_PARTIAL;
-        if ((unsigned)dlist->mem >= NXL_MEM_KINDS ||
-            (dlist->count > 0 && dlist->descs == NULL)) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "metadata: bad descriptor list");
+        if (nxl__dlist_check(dlist, "metadata") != NXL_OK) {
+            return NXL_ERR_INVALID_PARAM;
         }
         for (i = 0; i < dlist->count; i++) {
             if (nxl__index_find_exact(&a->regions[dlist->mem],
@@ -144,10 +142,15 @@ nxl_md_local_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
 {
     bool empty = dlist == NULL || dlist->count == 0;
     nxl_dlist_t none = {.mem = NXL_DRAM, .descs = NULL, .count = 0};
+    nxl_status_t status;
 
     if (agent == NULL || blob_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "md_local_partial: NULL argument");
+    }
+    status = nxl__opts_check(opts, "md_local_partial");
+    if (status != NXL_OK) {
+        return status;
     }
     return md_serialize(agent, empty ? &none : dlist,
                         empty || (opts != NULL && opts->include_conn_info),
@@ -422,9 +425,8 @@ nxl_md_check(nxl_agent_t *agent, const char *remote, const nxl_dlist_t *dlist)
     if (agent == NULL || remote == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_check: NULL argument");
     }
-    if (dlist != NULL && ((unsigned)dlist->mem >= NXL_MEM_KINDS ||
-                          (dlist->count > 0 && dlist->descs == NULL))) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_check: bad list");
+    if (dlist != NULL && nxl__dlist_check(dlist, "md_check") != NXL_OK) {
+        return NXL_ERR_INVALID_PARAM;
     }
     nxl__data_lock(agent);
     p = nxl__peer_find(agent, remote);
@@ -495,6 +497,11 @@ nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload, size_t len,
 static nxl_status_t
 sc_target(const nxl_opts_t *opts, int *timeout_p)
 {
+    nxl_status_t status = nxl__opts_check(opts, "metadata");
+
+    if (status != NXL_OK) {
+        return status;
+    }
     if (opts == NULL || opts->ip_addr == NULL || opts->ip_addr[0] == '\0') {
         if (nxl__getenv("ETCD_ENDPOINTS") != NULL) {
             return nxl__fail(NXL_ERR_NOT_SUPPORTED,

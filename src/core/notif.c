@@ -64,9 +64,11 @@ nxl_notifs_get(nxl_agent_t *agent, nxl_notif_list_t **list_p,
     size_t n, i, bytes;
     char *p;
 
-    (void)opts;
     if (agent == NULL || list_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "notifs_get: NULL argument");
+    }
+    if (nxl__opts_check(opts, "notifs_get") != NXL_OK) {
+        return NXL_ERR_INVALID_PARAM;
     }
     if (!agent->progress_running) {
         nxl_agent_progress(agent);
@@ -123,23 +125,6 @@ nxl_notif_list_free(nxl_notif_list_t *list)
     free(list);
 }
 
-/* be_allowed reports whether opts restricts the choice to exclude be. */
-static bool
-be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts)
-{
-    size_t i;
-
-    if (opts == NULL || opts->num_backends == 0) {
-        return true;
-    }
-    for (i = 0; i < opts->num_backends; i++) {
-        if (opts->backends[i] == be) {
-            return true;
-        }
-    }
-    return false;
-}
-
 NXL_API nxl_status_t
 nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
                size_t len, const nxl_opts_t *opts)
@@ -154,6 +139,11 @@ nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
     if (agent == NULL || remote == NULL || (len > 0 && msg == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "notif_send: NULL argument");
     }
+    status = nxl__opts_check(opts, "notif_send");
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = NXL_ERR_NOT_SUPPORTED;
     self = strcmp(remote, agent->name) == 0;
     nxl__data_lock(agent);
     if (!self) {
@@ -167,7 +157,7 @@ nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
     }
     for (b = 0; b < agent->nbackends; b++) {
         be = agent->backends[b];
-        if (!(be->ops.caps & NXL_CAP_NOTIF) || !be_allowed(be, opts)) {
+        if (!(be->ops.caps & NXL_CAP_NOTIF) || !nxl__be_allowed(be, opts)) {
             continue;
         }
         ctx = self ? be->self_peer : p->ctx[b];

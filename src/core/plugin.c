@@ -401,6 +401,11 @@ params_merge(const nxl_backend_ops_t *ops, const nxl_params_t *user,
     nxl_param_t *out;
     size_t i, j;
 
+    if (user != NULL && user->count > 0 && user->items == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "backend %s: params->count is %zu but "
+                         "params->items is NULL", ops->name, user->count);
+    }
     out = calloc(ops->num_defaults + 1, sizeof(*out));
     if (out == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "backend: out of memory");

@@ -139,6 +139,24 @@ nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d)
     return NULL;
 }
 
+void *
+nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d)
+{
+    const nxl_desc_t *r;
+    size_t pos;
+
+    /* Among the elements starting before d ends, the one ending last. */
+    pos = last_le(ix, d->dev_id, d->addr + d->len - 1);
+    if (pos == SIZE_MAX) {
+        return NULL;
+    }
+    r = ix_desc(ix, ix->pmax[pos]);
+    if (r->dev_id == d->dev_id && r->addr + r->len > d->addr) {
+        return nxl__index_at(ix, ix->pmax[pos]);
+    }
+    return NULL;
+}
+
 nxl_status_t
 nxl__index_insert(nxl__index_t *ix, const void *elem)
 {
@@ -187,20 +205,7 @@ nxl__index_remove(nxl__index_t *ix, void *p)
 static bool
 be_wanted(const nxl_backend_t *be, nxl_mem_t kind, const nxl_opts_t *opts)
 {
-    size_t i;
-
-    if (!(be->ops.mem_kinds & (1u << kind))) {
-        return false;
-    }
-    if (opts == NULL || opts->num_backends == 0) {
-        return true;
-    }
-    for (i = 0; i < opts->num_backends; i++) {
-        if (opts->backends[i] == be) {
-            return true;
-        }
-    }
-    return false;
+    return (be->ops.mem_kinds & (1u << kind)) && nxl__be_allowed(be, opts);
 }
 
 /* region_unregister_be undoes backend b's part of region r. */
@@ -266,6 +271,92 @@ out:
     return status;
 }
 
+/* reg_check_overlap refuses descriptor i of a registration when it shares
+ * a byte with a registered region of the same kind and device: overlapping
+ * regions would make "which registration covers this descriptor" (and so
+ * which key a transfer uses) ambiguous. */
+static nxl_status_t
+reg_check_overlap(const nxl__index_t *ix, const nxl_desc_t *d, size_t i)
+{
+    const nxl_desc_t *r = nxl__index_find_overlap(ix, d);
+
+    if (r == NULL) {
+        return NXL_OK;
+    }
+    if (r->addr == d->addr && r->len == d->len) {
+        return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                         "register: descriptor %zu (addr 0x%llx len %llu) "
+                         "is already registered", i,
+                         (unsigned long long)d->addr,
+                         (unsigned long long)d->len);
+    }
+    return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                     "register: descriptor %zu (addr 0x%llx len %llu dev "
+                     "%llu) overlaps the registered region 0x%llx+%llu; "
+                     "regions of one memory kind and device may not "
+                     "overlap", i, (unsigned long long)d->addr,
+                     (unsigned long long)d->len,
+                     (unsigned long long)d->dev_id,
+                     (unsigned long long)r->addr,
+                     (unsigned long long)r->len);
+}
+
+/* desc_order sorts descriptor pointers by (dev_id, addr). */
+static int
+desc_order(const void *x, const void *y)
+{
+    const nxl_desc_t *a = *(const nxl_desc_t *const *)x;
+    const nxl_desc_t *b = *(const nxl_desc_t *const *)y;
+
+    if (a->dev_id != b->dev_id) {
+        return a->dev_id < b->dev_id ? -1 : 1;
+    }
+    if (a->addr != b->addr) {
+        return a->addr < b->addr ? -1 : 1;
+    }
+    return 0;
+}
+
+/* reg_check_list_overlap refuses a list whose own descriptors overlap
+ * (lengths already checked). */
+static nxl_status_t
+reg_check_list_overlap(const nxl_dlist_t *dlist)
+{
+    const nxl_desc_t **v, *a, *b;
+    nxl_status_t status = NXL_OK;
+    size_t i;
+
+    if (dlist->count < 2) {
+        return NXL_OK;
+    }
+    v = malloc(dlist->count * sizeof(*v));
+    if (v == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "register: out of memory");
+    }
+    for (i = 0; i < dlist->count; i++) {
+        v[i] = &dlist->descs[i];
+    }
+    qsort(v, dlist->count, sizeof(*v), desc_order);
+    for (i = 1; i < dlist->count; i++) {
+        a = v[i - 1];
+        b = v[i];
+        if (a->dev_id == b->dev_id && a->addr + a->len > b->addr) {
+            status = nxl__fail(NXL_ERR_NOT_ALLOWED,
+                               "register: descriptors %zu (addr 0x%llx len "
+                               "%llu) and %zu (addr 0x%llx len %llu) of the "
+                               "list overlap", (size_t)(a - dlist->descs),
+                               (unsigned long long)a->addr,
+                               (unsigned long long)a->len,
+                               (size_t)(b - dlist->descs),
+                               (unsigned long long)b->addr,
+                               (unsigned long long)b->len);
+            break;
+        }
+    }
+    free(v);
+    return status;
+}
+
 NXL_API nxl_status_t
 nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                  const nxl_opts_t *opts)
@@ -277,16 +368,19 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     unsigned b, nok = 0, tried = 0;
     size_t i;
 
-    if (agent == NULL || dlist == NULL ||
-        (dlist->count > 0 && dlist->descs == NULL)) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "register: NULL argument");
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "register: NULL agent");
     }
-    if ((unsigned)dlist->mem >= NXL_MEM_KINDS) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "register: bad memory kind %d",
-                         (int)dlist->mem);
+    status = nxl__dlist_check(dlist, "register");
+    if (status != NXL_OK) {
+        return status;
     }
     if (dlist->count == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "register: empty list");
+    }
+    status = nxl__opts_check(opts, "register");
+    if (status != NXL_OK) {
+        return status;
     }
     nxl__ctl_lock(agent);
     ix = &agent->regions[dlist->mem];
@@ -301,14 +395,20 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                                (unsigned long long)d->len);
             goto out;
         }
-        if (nxl__index_find_exact(ix, d) != NULL) {
-            status = nxl__fail(NXL_ERR_NOT_ALLOWED,
-                               "register: descriptor %zu (addr 0x%llx len "
-                               "%llu) is already registered", i,
-                               (unsigned long long)d->addr,
-                               (unsigned long long)d->len);
+        if (d->addr == 0 &&
+            (dlist->mem == NXL_DRAM || dlist->mem == NXL_VRAM)) {
+            status = nxl__fail(NXL_ERR_INVALID_PARAM,
+                               "register: descriptor %zu has address 0", i);
             goto out;
         }
+        status = reg_check_overlap(ix, d, i);
+        if (status != NXL_OK) {
+            goto out;
+        }
+    }
+    status = reg_check_list_overlap(dlist);
+    if (status != NXL_OK) {
+        goto out;
     }
     regs = calloc(dlist->count, sizeof(*regs));
     if (regs == NULL) {
@@ -396,11 +496,15 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     nxl__index_t *ix;
     size_t i;
 
-    (void)opts;
-    if (agent == NULL || dlist == NULL ||
-        (dlist->count > 0 && dlist->descs == NULL) ||
-        (unsigned)dlist->mem >= NXL_MEM_KINDS) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "deregister: bad argument");
+    if (agent == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "deregister: NULL agent");
+    }
+    status = nxl__dlist_check(dlist, "deregister");
+    if (status == NXL_OK) {
+        status = nxl__opts_check(opts, "deregister");
+    }
+    if (status != NXL_OK) {
+        return status;
     }
     nxl__ctl_lock(agent);
     ix = &agent->regions[dlist->mem];

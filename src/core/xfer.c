@@ -38,23 +38,6 @@ struct nxl_xfer {
     struct nxl_xfer *prev, *next;
 };
 
-/* be_allowed reports whether opts lets backend be be used. */
-static bool
-be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts)
-{
-    size_t i;
-
-    if (opts == NULL || opts->num_backends == 0) {
-        return true;
-    }
-    for (i = 0; i < opts->num_backends; i++) {
-        if (opts->backends[i] == be) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static void
 prepped_free(nxl_prepped_t *pp)
 {
@@ -97,7 +80,7 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
     }
     for (b = 0; b < a->nbackends; b++) {
         be = a->backends[b];
-        if (!be_allowed(be, opts)) {
+        if (!nxl__be_allowed(be, opts)) {
             continue;
         }
         if (peer != NULL && peer->ctx[b] == NULL) {
@@ -106,7 +89,7 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
         if (pp->self && be->self_peer == NULL) {
             continue;
         }
-        pp->md[b] = malloc(NXL__MAX(pp->count, (size_t)1) * sizeof(void *));
+        pp->md[b] = calloc(NXL__MAX(pp->count, (size_t)1), sizeof(void *));
         if (pp->md[b] == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
         }
@@ -166,9 +149,9 @@ prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
     nxl_prepped_t *pp;
     nxl_status_t status;
 
-    if (dlist == NULL || (dlist->count > 0 && dlist->descs == NULL) ||
-        (unsigned)dlist->mem >= NXL_MEM_KINDS) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: bad descriptor list");
+    status = nxl__dlist_check(dlist, "prep");
+    if (status != NXL_OK) {
+        return status;
     }
     if (remote != NULL && strlen(remote) >= NXL__NAME_MAX) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: agent name too long");
@@ -185,7 +168,7 @@ prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
     }
     pp->mem = dlist->mem;
     pp->count = dlist->count;
-    pp->descs = malloc(NXL__MAX(dlist->count, (size_t)1) * sizeof(nxl_desc_t));
+    pp->descs = calloc(NXL__MAX(dlist->count, (size_t)1), sizeof(nxl_desc_t));
     if (pp->descs == NULL) {
         prepped_free(pp);
         return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
@@ -211,6 +194,10 @@ nxl_dlist_prep(nxl_agent_t *agent, const char *remote,
 
     if (agent == NULL || prepped_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: NULL argument");
+    }
+    status = nxl__opts_check(opts, "prep");
+    if (status != NXL_OK) {
+        return status;
     }
     nxl__data_lock(agent);
     status = prepped_new(agent, remote, dlist, opts, prepped_p);
@@ -307,6 +294,9 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
     unsigned b;
     bool merge = opts == NULL || !opts->skip_merge;
 
+    if (n > SIZE_MAX / 2 / sizeof(nxl_be_seg_t)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: %zu descriptors", n);
+    }
     x = calloc(1, sizeof(*x));
     if (x == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
@@ -439,7 +429,7 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
     mask = lp->mask & rp->mask;
     for (b = 0; b < a->nbackends; b++) {
         be = a->backends[b];
-        if (!(mask & (1u << b)) || !be_allowed(be, opts) ||
+        if (!(mask & (1u << b)) || !nxl__be_allowed(be, opts) ||
             !(be->ops.caps & (rp->self ? NXL_CAP_LOCAL : NXL_CAP_REMOTE))) {
             continue;
         }
@@ -473,6 +463,10 @@ nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op, const nxl_prepped_t *local,
     if (count == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_make: no descriptors");
     }
+    status = nxl__opts_check(opts, "xfer_make");
+    if (status != NXL_OK) {
+        return status;
+    }
     nxl__data_lock(agent);
     status = xfer_build(agent, op, local, lidx, remote, ridx, count, opts,
                         xfer_p);
@@ -499,6 +493,10 @@ nxl_xfer_create(nxl_agent_t *agent, nxl_op_t op, const nxl_dlist_t *local,
     }
     if (local->count == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_create: no descriptors");
+    }
+    status = nxl__opts_check(opts, "xfer_create");
+    if (status != NXL_OK) {
+        return status;
     }
     nxl__data_lock(agent);
     status = prepped_new(agent, NULL, local, opts, &lp);

@@ -79,12 +79,15 @@ be_shm_take_chunks(be_shm_req_t *req)
 
 /* be_shm_req_finish completes req once all its data moved or failed. For
  * mapped copies the peer's liveness is checked once more, because a copy
- * into a dead peer's memfd succeeds without telling anyone. */
+ * into a dead peer's memfd succeeds without telling anyone. A failure that
+ * came in (st < 0) already has its message in req->errmsg, written by the
+ * thread that saw it; this thread's nxl_last_error() is unrelated. */
 nxl_status_t
 be_shm_req_finish(be_shm_req_t *req, nxl_status_t st)
 {
     const nxl_be_xfer_t *xfer = req->xfer;
     be_shm_peer_t *peer = req->peer;
+    nxl_status_t in = st;
     int state;
 
     if (st == NXL_OK && atomic_load(&req->cancel)) {
@@ -103,7 +106,10 @@ be_shm_req_finish(be_shm_req_t *req, nxl_status_t st)
         state = BE_SHM_REQ_DONE;
     } else {
         state = BE_SHM_REQ_ERROR;
-        snprintf(req->errmsg, sizeof(req->errmsg), "%s", nxl_last_error());
+        if (in == NXL_OK) {
+            snprintf(req->errmsg, sizeof(req->errmsg), "%s",
+                     nxl_last_error());
+        }
     }
     atomic_store_explicit(&req->status, (int)st, memory_order_relaxed);
     atomic_store_explicit(&req->state, state, memory_order_release);
