@@ -160,8 +160,8 @@ nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p)
 {
     nxl__peer_t **pp;
     nxl_backend_t *be;
+    nxl__rregion_t *r;
     unsigned b, k;
-    size_t i;
 
     for (pp = &a->peers; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -179,9 +179,8 @@ nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p)
         }
     }
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        for (i = 0; i < p->regions[k].count; i++) {
-            nxl__rregion_t *r = nxl__index_at(&p->regions[k], i);
-
+        for (r = nxl__index_first(&p->regions[k]); r != NULL;
+             r = nxl__index_next(&p->regions[k], r)) {
             for (b = 0; b < a->nbackends; b++) {
                 if (r->rmd[b] != NULL) {
                     be = a->backends[b];

@@ -62,8 +62,9 @@ nxl__be_unlock(nxl_backend_t *be)
 
 /* --- region indexes (registry.c) ---------------------------------------- */
 
-/* A local registration. */
+/* A local registration. Index elements start with node, then desc. */
 typedef struct nxl__region {
+    nxl__rnode_t node;
     nxl_desc_t desc;
     int backing_fd;
     uint64_t backing_off;
@@ -74,41 +75,51 @@ typedef struct nxl__region {
 
 /* A region of a peer. */
 typedef struct nxl__rregion {
+    nxl__rnode_t node;
     nxl_desc_t desc;
     void *rmd[NXL__MAX_BACKENDS];
     uint64_t pubhash[NXL__MAX_BACKENDS];
 } nxl__rregion_t;
 
-/* nxl__index_t is a sorted array of regions, ordered by (dev_id, addr),
- * of elements of elem_size bytes that start with an nxl_desc_t. Regions
- * may overlap (NIXL allows it); a prefix maximum of region ends keeps
- * coverage lookups O(log n), with a hint for sorted input. */
+/* nxl__index_t is a set of regions (elements of elem_size bytes that start
+ * with an nxl__rnode_t and an nxl_desc_t) ordered by (dev_id, addr, len)
+ * in a range tree (util/rtree.h): insert, remove, exact and covering
+ * lookups are O(log n) in any order, and element pointers stay put until
+ * the element is removed. The index allocates and frees its elements. */
 typedef struct nxl__index {
-    void *items;
-    size_t count;
-    size_t cap;
+    nxl__rtree_t tree;
     size_t elem_size;
-    size_t *pmax; /* pmax[i]: the element ending last among those at or
-                   * before i on the same device */
 } nxl__index_t;
 
 void nxl__index_init(nxl__index_t *ix, size_t elem_size);
+/* nxl__index_fini frees every element (their contents are the caller's
+ * to release first). */
 void nxl__index_fini(nxl__index_t *ix);
-void *nxl__index_at(const nxl__index_t *ix, size_t i);
+size_t nxl__index_count(const nxl__index_t *ix);
+/* nxl__index_first / nxl__index_next walk the elements in order (NULL at
+ * the end). */
+void *nxl__index_first(const nxl__index_t *ix);
+void *nxl__index_next(const nxl__index_t *ix, const void *elem);
 /* nxl__index_find_exact returns the element whose desc equals d, or NULL. */
 void *nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d);
 /* nxl__index_find_overlap returns an element sharing a byte with d (same
- * dev_id), or NULL. d->len must be > 0 and d->addr + d->len not wrap. */
+ * dev_id), or NULL (also for an empty or wrapping d). */
 void *nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d);
-/* nxl__index_find_cover returns the element covering [addr, addr+len) on
- * dev_id, or NULL. *hint holds the last position found (start with 0). */
+/* nxl__index_find_cover returns an element covering [addr, addr+len) on
+ * dev_id, or NULL. *hint holds the last element found (start with NULL;
+ * valid only while the index is unchanged): sorted lookups are O(1). */
 void *nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr,
-                            uint64_t len, uint64_t dev_id, size_t *hint);
-/* nxl__index_insert inserts a copy of elem (sorted); NOMEM on failure.
- * Pointers into the index move. */
-nxl_status_t nxl__index_insert(nxl__index_t *ix, const void *elem);
-/* nxl__index_remove removes the element at pointer p. */
-void nxl__index_remove(nxl__index_t *ix, void *p);
+                            uint64_t len, uint64_t dev_id, void **hint);
+/* nxl__index_add adds a copy of elem (its node is set from its desc) and
+ * sets *elem_p to the stored element. With excl it refuses any overlap
+ * (the index must then hold none), else only an equal desc. Returns
+ * NXL_OK; NXL_ERR_NOT_ALLOWED with *elem_p the element in the way and no
+ * message (the caller says what the conflict means); NXL_ERR_NOMEM or
+ * NXL_ERR_INVALID_PARAM (empty or wrapping desc) with a message. */
+nxl_status_t nxl__index_add(nxl__index_t *ix, const void *elem, bool excl,
+                            void **elem_p);
+/* nxl__index_remove removes and frees the element elem. */
+void nxl__index_remove(nxl__index_t *ix, void *elem);
 
 /* --- peers -------------------------------------------------------------- */
 

@@ -60,7 +60,7 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
             if (!(be->ops.caps & NXL_CAP_REMOTE)) {
                 continue;
             }
-            n = dlist ? dlist->count : a->regions[k].count;
+            n = dlist ? dlist->count : nxl__index_count(&a->regions[k]);
             sec = &md->sections[md->nsections];
             sec->kind = (nxl_mem_t)k;
             sec->backend = be->ops.name;
@@ -70,10 +70,12 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
                 return nxl__fail(NXL_ERR_NOMEM, "metadata: out of memory");
             }
             md->nsections++;
+            r = NULL;
             for (i = 0; i < n; i++) {
                 r = dlist ? nxl__index_find_exact(&a->regions[k],
                                                   &dlist->descs[i])
-                          : nxl__index_at(&a->regions[k], i);
+                    : (i == 0) ? nxl__index_first(&a->regions[k])
+                               : nxl__index_next(&a->regions[k], r);
                 if (r->md[b] == NULL) {
                     continue;
                 }
@@ -284,9 +286,18 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
         }
         for (j = 0; j < s->count; j++) {
             const nxl__md_region_t *r = &s->regions[j];
+            bool added;
 
-            rr = nxl__index_find_exact(&p->regions[s->kind], &r->desc);
-            if (rr != NULL && rr->rmd[b] != NULL) {
+            /* Place the region (or find it loaded) in one descent. */
+            memset(&fresh, 0, sizeof(fresh));
+            fresh.desc = r->desc;
+            status = nxl__index_add(&p->regions[s->kind], &fresh, false,
+                                    (void **)&rr);
+            added = status == NXL_OK;
+            if (status != NXL_OK && status != NXL_ERR_NOT_ALLOWED) {
+                return status;
+            }
+            if (rr->rmd[b] != NULL) {
                 continue; /* identical: additive load ignores it */
             }
             nxl__be_lock(be);
@@ -294,24 +305,13 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
                                        s->kind, r->pub, r->pub_len, &rmd);
             nxl__be_unlock(be);
             if (status != NXL_OK) {
+                if (added) {
+                    nxl__index_remove(&p->regions[s->kind], rr);
+                }
                 return status;
             }
-            if (rr != NULL) {
-                rr->rmd[b] = rmd;
-                rr->pubhash[b] = nxl__hash64(r->pub, r->pub_len);
-                continue;
-            }
-            memset(&fresh, 0, sizeof(fresh));
-            fresh.desc = r->desc;
-            fresh.rmd[b] = rmd;
-            fresh.pubhash[b] = nxl__hash64(r->pub, r->pub_len);
-            status = nxl__index_insert(&p->regions[s->kind], &fresh);
-            if (status != NXL_OK) {
-                nxl__be_lock(be);
-                be->ops.md_unload(be->engine, rmd);
-                nxl__be_unlock(be);
-                return status;
-            }
+            rr->rmd[b] = rmd;
+            rr->pubhash[b] = nxl__hash64(r->pub, r->pub_len);
         }
     }
     return NXL_OK;
@@ -420,7 +420,8 @@ nxl_md_check(nxl_agent_t *agent, const char *remote, const nxl_dlist_t *dlist)
 {
     nxl__peer_t *p;
     nxl_status_t status = NXL_OK;
-    size_t i, hint = 0;
+    void *hint = NULL;
+    size_t i;
 
     if (agent == NULL || remote == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_check: NULL argument");

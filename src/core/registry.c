@@ -4,199 +4,160 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The elements of an index start with this header (nxl__region_t and
+ * nxl__rregion_t both do). */
+typedef struct {
+    nxl__rnode_t node;
+    nxl_desc_t desc;
+} ix_head_t;
+
+#define IX_ELEM(n) NXL__RNODE_OF(n, ix_head_t, node)
+
 void
 nxl__index_init(nxl__index_t *ix, size_t elem_size)
 {
-    memset(ix, 0, sizeof(*ix));
+    nxl__rtree_init(&ix->tree);
     ix->elem_size = elem_size;
 }
 
 void
 nxl__index_fini(nxl__index_t *ix)
 {
-    free(ix->items);
-    free(ix->pmax);
-    ix->items = NULL;
-    ix->pmax = NULL;
-    ix->count = ix->cap = 0;
+    nxl__rnode_t *n = ix->tree.root, *p;
+
+    /* Free leaves upward; the tree is dropped whole, so no rebalancing. */
+    while (n != NULL) {
+        if (n->left != NULL) {
+            n = n->left;
+            continue;
+        }
+        if (n->right != NULL) {
+            n = n->right;
+            continue;
+        }
+        p = n->parent;
+        if (p != NULL && p->left == n) {
+            p->left = NULL;
+        } else if (p != NULL) {
+            p->right = NULL;
+        }
+        free(IX_ELEM(n));
+        n = p;
+    }
+    nxl__rtree_init(&ix->tree);
+}
+
+size_t
+nxl__index_count(const nxl__index_t *ix)
+{
+    return ix->tree.count;
 }
 
 void *
-nxl__index_at(const nxl__index_t *ix, size_t i)
+nxl__index_first(const nxl__index_t *ix)
 {
-    return (char *)ix->items + i * ix->elem_size;
+    return IX_ELEM(nxl__rtree_first(&ix->tree));
 }
 
-static const nxl_desc_t *
-ix_desc(const nxl__index_t *ix, size_t i)
+void *
+nxl__index_next(const nxl__index_t *ix, const void *elem)
 {
-    return (const nxl_desc_t *)nxl__index_at(ix, i);
+    (void)ix;
+    return IX_ELEM(nxl__rtree_next(&((const ix_head_t *)elem)->node));
 }
 
-/* key_le reports whether element d sorts at or before (dev, addr). */
+/* covers says whether element e holds [addr, addr + len) on dev. */
 static bool
-key_le(const nxl_desc_t *d, uint64_t dev, uint64_t addr)
+covers(const ix_head_t *e, uint64_t addr, uint64_t len, uint64_t dev)
 {
-    return d->dev_id < dev || (d->dev_id == dev && d->addr <= addr);
-}
+    const nxl_desc_t *r = &e->desc;
 
-/* last_le returns the position of the last element at or before (dev,
- * addr), or SIZE_MAX when there is none. */
-static size_t
-last_le(const nxl__index_t *ix, uint64_t dev, uint64_t addr)
-{
-    size_t lo = 0, hi = ix->count, mid;
-
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if (key_le(ix_desc(ix, mid), dev, addr)) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo == 0 ? SIZE_MAX : lo - 1;
-}
-
-static bool
-covers(const nxl_desc_t *r, uint64_t addr, uint64_t len, uint64_t dev)
-{
     return r->dev_id == dev && addr >= r->addr && len <= r->len &&
            addr - r->addr <= r->len - len;
 }
 
-/* pmax_rebuild recomputes the prefix maxima from position from on. */
-static void
-pmax_rebuild(nxl__index_t *ix, size_t from)
-{
-    const nxl_desc_t *d, *best;
-    size_t i;
-
-    for (i = from; i < ix->count; i++) {
-        d = ix_desc(ix, i);
-        ix->pmax[i] = i;
-        if (i == 0) {
-            continue;
-        }
-        best = ix_desc(ix, ix->pmax[i - 1]);
-        if (best->dev_id == d->dev_id &&
-            best->addr + best->len > d->addr + d->len) {
-            ix->pmax[i] = ix->pmax[i - 1];
-        }
-    }
-}
-
 void *
 nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr, uint64_t len,
-                      uint64_t dev, size_t *hint)
+                      uint64_t dev, void **hint)
 {
-    size_t h = *hint, pos;
+    const ix_head_t *h = *hint, *e;
 
-    /* Descriptor lists are usually sorted: try the last hit and its
-     * successor before searching. */
-    if (h < ix->count && covers(ix_desc(ix, h), addr, len, dev)) {
-        return nxl__index_at(ix, h);
-    }
-    if (h + 1 < ix->count && covers(ix_desc(ix, h + 1), addr, len, dev)) {
-        *hint = h + 1;
-        return nxl__index_at(ix, h + 1);
-    }
-    pos = last_le(ix, dev, addr);
-    if (pos == SIZE_MAX) {
+    if (len == 0 || addr + len < addr) {
         return NULL;
     }
-    /* Every element up to pos starts at or before addr; the one ending
-     * last covers the range if any does. */
-    if (!covers(ix_desc(ix, pos), addr, len, dev)) {
-        pos = ix->pmax[pos];
-        if (!covers(ix_desc(ix, pos), addr, len, dev)) {
-            return NULL;
+    /* Descriptor lists are usually sorted: try the last hit and its
+     * successor before searching. */
+    if (h != NULL) {
+        if (covers(h, addr, len, dev)) {
+            return (void *)h;
+        }
+        e = IX_ELEM(nxl__rtree_next(&h->node));
+        if (e != NULL && covers(e, addr, len, dev)) {
+            *hint = (void *)e;
+            return (void *)e;
         }
     }
-    *hint = pos;
-    return nxl__index_at(ix, pos);
+    e = IX_ELEM(nxl__rtree_cover(&ix->tree, dev, addr, len));
+    if (e != NULL) {
+        *hint = (void *)e;
+    }
+    return (void *)e;
 }
 
 void *
 nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d)
 {
-    size_t pos = last_le(ix, d->dev_id, d->addr);
-    const nxl_desc_t *r;
-
-    /* Equal starts sort together; walk back over them. */
-    for (; pos != SIZE_MAX; pos--) {
-        r = ix_desc(ix, pos);
-        if (r->dev_id != d->dev_id || r->addr != d->addr) {
-            break;
-        }
-        if (r->len == d->len) {
-            return nxl__index_at(ix, pos);
-        }
-        if (pos == 0) {
-            break;
-        }
-    }
-    return NULL;
+    return IX_ELEM(nxl__rtree_find(&ix->tree, d->dev_id, d->addr, d->len, 0));
 }
 
 void *
 nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d)
 {
-    const nxl_desc_t *r;
-    size_t pos;
-
-    /* Among the elements starting before d ends, the one ending last. */
-    pos = last_le(ix, d->dev_id, d->addr + d->len - 1);
-    if (pos == SIZE_MAX) {
+    if (d->len == 0 || d->addr + d->len < d->addr) {
         return NULL;
     }
-    r = ix_desc(ix, ix->pmax[pos]);
-    if (r->dev_id == d->dev_id && r->addr + r->len > d->addr) {
-        return nxl__index_at(ix, ix->pmax[pos]);
-    }
-    return NULL;
+    return IX_ELEM(nxl__rtree_overlap(&ix->tree, d->dev_id, d->addr, d->len));
 }
 
 nxl_status_t
-nxl__index_insert(nxl__index_t *ix, const void *elem)
+nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
 {
-    const nxl_desc_t *d = elem;
-    size_t pos, cap;
-    void *p;
+    const nxl_desc_t *d = &((const ix_head_t *)elem)->desc;
+    nxl__rnode_t *in_way;
+    ix_head_t *e;
 
-    if (ix->count == ix->cap) {
-        cap = ix->cap ? ix->cap * 2 : 16;
-        p = realloc(ix->items, cap * ix->elem_size);
-        if (p == NULL) {
-            return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
-        }
-        ix->items = p;
-        p = realloc(ix->pmax, cap * sizeof(size_t));
-        if (p == NULL) {
-            return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
-        }
-        ix->pmax = p;
-        ix->cap = cap;
+    if (d->len == 0 || d->addr + d->len < d->addr) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "registry: region 0x%llx+%llu is empty or wraps",
+                         (unsigned long long)d->addr,
+                         (unsigned long long)d->len);
     }
-    pos = last_le(ix, d->dev_id, d->addr);
-    pos = (pos == SIZE_MAX) ? 0 : pos + 1;
-    memmove(nxl__index_at(ix, pos + 1), nxl__index_at(ix, pos),
-            (ix->count - pos) * ix->elem_size);
-    memcpy(nxl__index_at(ix, pos), elem, ix->elem_size);
-    ix->count++;
-    pmax_rebuild(ix, pos);
+    /* Cache-line aligned: a tree descent then reads one line per level. */
+    e = aligned_alloc(64, (ix->elem_size + 63) & ~(size_t)63);
+    if (e == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
+    }
+    memcpy(e, elem, ix->elem_size);
+    e->node.dev = d->dev_id;
+    e->node.addr = d->addr;
+    e->node.len = d->len;
+    e->node.tie = 0;
+    in_way = excl ? nxl__rtree_insert_excl(&ix->tree, &e->node)
+                  : nxl__rtree_insert(&ix->tree, &e->node);
+    if (in_way != NULL) {
+        free(e);
+        *elem_p = IX_ELEM(in_way);
+        return NXL_ERR_NOT_ALLOWED;
+    }
+    *elem_p = e;
     return NXL_OK;
 }
 
 void
-nxl__index_remove(nxl__index_t *ix, void *p)
+nxl__index_remove(nxl__index_t *ix, void *elem)
 {
-    size_t pos = (size_t)((char *)p - (char *)ix->items) / ix->elem_size;
-
-    memmove(p, nxl__index_at(ix, pos + 1),
-            (ix->count - pos - 1) * ix->elem_size);
-    ix->count--;
-    pmax_rebuild(ix, pos);
+    nxl__rtree_remove(&ix->tree, &((ix_head_t *)elem)->node);
+    free(elem);
 }
 
 /* --- registration ------------------------------------------------------- */
@@ -271,17 +232,28 @@ out:
     return status;
 }
 
-/* reg_check_overlap refuses descriptor i of a registration when it shares
- * a byte with a registered region of the same kind and device: overlapping
- * regions would make "which registration covers this descriptor" (and so
- * which key a transfer uses) ambiguous. */
+/* reg_conflict says why descriptor i of dlist could not enter the index:
+ * in_way is the element that overlaps it, either registered before or
+ * one of this list's first i (mine). Overlapping regions would make
+ * "which registration covers this descriptor" (and so which key a
+ * transfer uses) ambiguous. */
 static nxl_status_t
-reg_check_overlap(const nxl__index_t *ix, const nxl_desc_t *d, size_t i)
+reg_conflict(const nxl_dlist_t *dlist, size_t i, const nxl__region_t *in_way,
+             nxl__region_t *const *mine)
 {
-    const nxl_desc_t *r = nxl__index_find_overlap(ix, d);
+    const nxl_desc_t *d = &dlist->descs[i], *r = &in_way->desc;
+    size_t k;
 
-    if (r == NULL) {
-        return NXL_OK;
+    for (k = 0; k < i; k++) {
+        if (mine[k] == in_way) {
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "register: descriptors %zu (addr 0x%llx len "
+                             "%llu) and %zu (addr 0x%llx len %llu) of the "
+                             "list overlap", k, (unsigned long long)r->addr,
+                             (unsigned long long)r->len, i,
+                             (unsigned long long)d->addr,
+                             (unsigned long long)d->len);
+        }
     }
     if (r->addr == d->addr && r->len == d->len) {
         return nxl__fail(NXL_ERR_NOT_ALLOWED,
@@ -301,127 +273,87 @@ reg_check_overlap(const nxl__index_t *ix, const nxl_desc_t *d, size_t i)
                      (unsigned long long)r->len);
 }
 
-/* desc_order sorts descriptor pointers by (dev_id, addr). */
-static int
-desc_order(const void *x, const void *y)
-{
-    const nxl_desc_t *a = *(const nxl_desc_t *const *)x;
-    const nxl_desc_t *b = *(const nxl_desc_t *const *)y;
-
-    if (a->dev_id != b->dev_id) {
-        return a->dev_id < b->dev_id ? -1 : 1;
-    }
-    if (a->addr != b->addr) {
-        return a->addr < b->addr ? -1 : 1;
-    }
-    return 0;
-}
-
-/* reg_check_list_overlap refuses a list whose own descriptors overlap
- * (lengths already checked). */
+/* reg_check_descs refuses an empty or wrapping descriptor, and address 0
+ * of host or device memory. */
 static nxl_status_t
-reg_check_list_overlap(const nxl_dlist_t *dlist)
+reg_check_descs(const nxl_dlist_t *dlist)
 {
-    const nxl_desc_t **v, *a, *b;
-    nxl_status_t status = NXL_OK;
+    const nxl_desc_t *d;
     size_t i;
 
-    if (dlist->count < 2) {
-        return NXL_OK;
-    }
-    v = malloc(dlist->count * sizeof(*v));
-    if (v == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "register: out of memory");
-    }
     for (i = 0; i < dlist->count; i++) {
-        v[i] = &dlist->descs[i];
-    }
-    qsort(v, dlist->count, sizeof(*v), desc_order);
-    for (i = 1; i < dlist->count; i++) {
-        a = v[i - 1];
-        b = v[i];
-        if (a->dev_id == b->dev_id && a->addr + a->len > b->addr) {
-            status = nxl__fail(NXL_ERR_NOT_ALLOWED,
-                               "register: descriptors %zu (addr 0x%llx len "
-                               "%llu) and %zu (addr 0x%llx len %llu) of the "
-                               "list overlap", (size_t)(a - dlist->descs),
-                               (unsigned long long)a->addr,
-                               (unsigned long long)a->len,
-                               (size_t)(b - dlist->descs),
-                               (unsigned long long)b->addr,
-                               (unsigned long long)b->len);
-            break;
+        d = &dlist->descs[i];
+        if (d->len == 0 || d->addr + d->len < d->addr) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "register: descriptor %zu has a bad length "
+                             "(addr 0x%llx len %llu)", i,
+                             (unsigned long long)d->addr,
+                             (unsigned long long)d->len);
+        }
+        if (d->addr == 0 &&
+            (dlist->mem == NXL_DRAM || dlist->mem == NXL_VRAM)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "register: descriptor %zu has address 0", i);
         }
     }
-    free(v);
-    return status;
+    return NXL_OK;
 }
 
 NXL_API nxl_status_t
 nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                  const nxl_opts_t *opts)
 {
-    nxl__region_t *regs = NULL;
-    nxl_status_t status = NXL_OK, last = NXL_ERR_NOT_SUPPORTED;
+    nxl__region_t fresh, *one = NULL, **regs = &one;
+    nxl_status_t status, last = NXL_ERR_NOT_SUPPORTED;
     nxl__index_t *ix;
     nxl_backend_t *be;
     unsigned b, nok = 0, tried = 0;
-    size_t i;
+    size_t i, n = 0;
+    void *e;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "register: NULL agent");
     }
     status = nxl__dlist_check(dlist, "register");
+    if (status == NXL_OK && dlist->count == 0) {
+        status = nxl__fail(NXL_ERR_INVALID_PARAM, "register: empty list");
+    }
+    if (status == NXL_OK) {
+        status = nxl__opts_check(opts, "register");
+    }
+    if (status == NXL_OK) {
+        status = reg_check_descs(dlist);
+    }
     if (status != NXL_OK) {
         return status;
     }
-    if (dlist->count == 0) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "register: empty list");
-    }
-    status = nxl__opts_check(opts, "register");
-    if (status != NXL_OK) {
-        return status;
+    if (dlist->count > 1) {
+        regs = malloc(dlist->count * sizeof(*regs));
+        if (regs == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "register: out of memory");
+        }
     }
     nxl__ctl_lock(agent);
     ix = &agent->regions[dlist->mem];
-    for (i = 0; i < dlist->count; i++) {
-        const nxl_desc_t *d = &dlist->descs[i];
-
-        if (d->len == 0 || d->addr + d->len < d->addr) {
-            status = nxl__fail(NXL_ERR_INVALID_PARAM,
-                               "register: descriptor %zu has a bad length "
-                               "(addr 0x%llx len %llu)", i,
-                               (unsigned long long)d->addr,
-                               (unsigned long long)d->len);
-            goto out;
-        }
-        if (d->addr == 0 &&
-            (dlist->mem == NXL_DRAM || dlist->mem == NXL_VRAM)) {
-            status = nxl__fail(NXL_ERR_INVALID_PARAM,
-                               "register: descriptor %zu has address 0", i);
-            goto out;
-        }
-        status = reg_check_overlap(ix, d, i);
-        if (status != NXL_OK) {
-            goto out;
-        }
-    }
-    status = reg_check_list_overlap(dlist);
-    if (status != NXL_OK) {
-        goto out;
-    }
-    regs = calloc(dlist->count, sizeof(*regs));
-    if (regs == NULL) {
-        status = nxl__fail(NXL_ERR_NOMEM, "register: out of memory");
-        goto out;
-    }
-    for (i = 0; i < dlist->count; i++) {
-        regs[i].desc = dlist->descs[i];
-        regs[i].backing_fd = -1;
+    /* Enter every region first: the index refuses overlaps in the same
+     * descent that places a region, and nobody sees them before the lock
+     * is released. */
+    for (n = 0; n < dlist->count; n++) {
+        memset(&fresh, 0, sizeof(fresh));
+        fresh.desc = dlist->descs[n];
+        fresh.backing_fd = -1;
         if (dlist->mem == NXL_DRAM) {
-            nxl__shared_lookup(regs[i].desc.addr, regs[i].desc.len,
-                               &regs[i].backing_fd, &regs[i].backing_off);
+            nxl__shared_lookup(fresh.desc.addr, fresh.desc.len,
+                               &fresh.backing_fd, &fresh.backing_off);
         }
+        status = nxl__index_add(ix, &fresh, true, &e);
+        if (status == NXL_ERR_NOT_ALLOWED) {
+            status = reg_conflict(dlist, n, e, regs);
+        }
+        if (status != NXL_OK) {
+            goto undo;
+        }
+        regs[n] = e;
     }
     /* Best effort across backends, all-or-nothing within one backend. */
     for (b = 0; b < agent->nbackends; b++) {
@@ -430,49 +362,40 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
             continue;
         }
         tried++;
-        for (i = 0; i < dlist->count; i++) {
-            last = region_register_be(be, dlist->mem, &regs[i]);
+        for (i = 0; i < n; i++) {
+            last = region_register_be(be, dlist->mem, regs[i]);
             if (last != NXL_OK) {
                 break;
             }
         }
-        if (i < dlist->count) {
+        if (i < n) {
             nxl__warn("register: backend %s refused descriptor %zu: %s",
                       be->ops.name, i, nxl_last_error());
             while (i-- > 0) {
-                region_unregister_be(be, &regs[i]);
+                region_unregister_be(be, regs[i]);
             }
             continue;
         }
         nok++;
     }
-    if (nok == 0) {
-        /* Keep the backend's own reason when one was asked. */
-        status = (tried == 0)
-                     ? nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                                 "register: no backend takes memory kind %d",
-                                 (int)dlist->mem)
-                     : last;
+    if (nok > 0) {
         goto out;
     }
-    for (i = 0; i < dlist->count; i++) {
-        status = nxl__index_insert(ix, &regs[i]);
-        if (status != NXL_OK) {
-            /* Roll back the ones inserted and every backend registration. */
-            while (i-- > 0) {
-                nxl__index_remove(ix, nxl__index_find_exact(ix, &regs[i].desc));
-            }
-            for (i = 0; i < dlist->count; i++) {
-                for (b = 0; b < agent->nbackends; b++) {
-                    region_unregister_be(agent->backends[b], &regs[i]);
-                }
-            }
-            goto out;
-        }
+    /* Keep the backend's own reason when one was asked. */
+    status = (tried == 0)
+                 ? nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                             "register: no backend takes memory kind %d",
+                             (int)dlist->mem)
+                 : last;
+undo:
+    while (n-- > 0) {
+        nxl__index_remove(ix, regs[n]);
     }
 out:
     nxl__ctl_unlock(agent);
-    free(regs);
+    if (regs != &one) {
+        free(regs);
+    }
     return status;
 }
 
@@ -509,7 +432,8 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     nxl__ctl_lock(agent);
     ix = &agent->regions[dlist->mem];
     for (i = 0; i < dlist->count; i++) {
-        if (nxl__index_find_exact(ix, &dlist->descs[i]) == NULL) {
+        r = nxl__index_find_exact(ix, &dlist->descs[i]);
+        if (r == NULL) {
             status = nxl__fail(NXL_ERR_NOT_FOUND,
                                "deregister: descriptor %zu (addr 0x%llx len "
                                "%llu dev %llu) is not a registration", i,
@@ -520,9 +444,13 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         }
     }
     for (i = 0; i < dlist->count; i++) {
-        r = nxl__index_find_exact(ix, &dlist->descs[i]);
-        if (r == NULL) {
-            continue; /* listed twice */
+        /* One descriptor: the lookup above found it. Several may list one
+         * twice, so look each up again (the second finds nothing). */
+        if (dlist->count > 1) {
+            r = nxl__index_find_exact(ix, &dlist->descs[i]);
+            if (r == NULL) {
+                continue;
+            }
         }
         region_drop(agent, r);
         nxl__index_remove(ix, r);
@@ -535,12 +463,13 @@ out:
 void
 nxl__regions_fini(nxl_agent_t *agent)
 {
+    nxl__region_t *r;
     unsigned k;
-    size_t i;
 
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        for (i = 0; i < agent->regions[k].count; i++) {
-            region_drop(agent, nxl__index_at(&agent->regions[k], i));
+        for (r = nxl__index_first(&agent->regions[k]); r != NULL;
+             r = nxl__index_next(&agent->regions[k], r)) {
+            region_drop(agent, r);
         }
         nxl__index_fini(&agent->regions[k]);
     }

@@ -63,7 +63,8 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
     nxl__peer_t *peer = NULL;
     nxl_backend_t *be;
     uint32_t mask = 0;
-    size_t i, hint = 0;
+    void *hint = NULL;
+    size_t i;
     unsigned b;
 
     if (pp->remote && !pp->self) {

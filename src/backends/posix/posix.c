@@ -349,8 +349,21 @@ static nxl_status_t
 be_posix_file_get(be_posix_engine_t *eng, int fd, be_posix_file_t **f_p)
 {
     be_posix_file_t probe, *f;
+    struct stat sb;
     nxl_status_t st;
 
+    /* A file already in use needs only its identity checked (one system
+     * call; the engine does its I/O on its own duplicate, whose flags were
+     * probed when it was made). */
+    if (fstat(fd, &sb) == 0) {
+        for (f = eng->files; f != NULL; f = f->next) {
+            if (f->fd == fd && f->dev == sb.st_dev && f->ino == sb.st_ino) {
+                f->refs++;
+                *f_p = f;
+                return NXL_OK;
+            }
+        }
+    }
     st = be_posix_file_probe(fd, &probe);
     if (st != NXL_OK) {
         return st;

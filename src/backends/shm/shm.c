@@ -347,9 +347,9 @@ be_shm_fini(void *self)
         eng->pool_ready = 0;
     }
     be_shm_notif_fini(eng);
-    while (eng->mds != NULL) {
-        md = eng->mds;
-        eng->mds = md->next;
+    while (eng->mds.root != NULL) {
+        md = NXL__RNODE_OF(eng->mds.root, be_shm_md_t, node);
+        nxl__rtree_remove(&eng->mds, &md->node);
         free(md);
     }
     while (eng->exports != NULL) {
@@ -518,12 +518,12 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         md->dev = (uint64_t)st.st_dev;
         md->ino = (uint64_t)st.st_ino;
     }
+    md->node.dev = (uint64_t)md->kind;
+    md->node.addr = md->addr;
+    md->node.len = md->len;
+    md->node.tie = (uint64_t)(uintptr_t)md;
     pthread_mutex_lock(&eng->md_lock);
-    md->next = eng->mds;
-    if (eng->mds != NULL) {
-        eng->mds->prev = md;
-    }
-    eng->mds = md;
+    nxl__rtree_insert(&eng->mds, &md->node);
     pthread_mutex_unlock(&eng->md_lock);
     *md_p = md;
     return NXL_OK;
@@ -540,14 +540,7 @@ be_shm_mem_deregister(void *self, void *mdv)
         return;
     }
     pthread_mutex_lock(&eng->md_lock);
-    if (md->prev != NULL) {
-        md->prev->next = md->next;
-    } else {
-        eng->mds = md->next;
-    }
-    if (md->next != NULL) {
-        md->next->prev = md->prev;
-    }
+    nxl__rtree_remove(&eng->mds, &md->node);
     pthread_mutex_unlock(&eng->md_lock);
     if (md->exp != NULL) {
         be_shm_export_put(eng, md->exp);
@@ -634,13 +627,44 @@ be_shm_peer_mark_dead(be_shm_peer_t *peer, const char *why)
     }
 }
 
+/* be_shm_my_pid caches getpid() (a system call in this libc, and asked
+ * once per registration); a forked child starts over. */
+static atomic_int be_shm_pid_cache;
+static pthread_once_t be_shm_pid_once = PTHREAD_ONCE_INIT;
+
+static void
+be_shm_pid_forget(void)
+{
+    atomic_store_explicit(&be_shm_pid_cache, 0, memory_order_relaxed);
+}
+
+static void
+be_shm_pid_init(void)
+{
+    pthread_atfork(NULL, NULL, be_shm_pid_forget);
+}
+
+static pid_t
+be_shm_my_pid(void)
+{
+    int pid;
+
+    pthread_once(&be_shm_pid_once, be_shm_pid_init);
+    pid = atomic_load_explicit(&be_shm_pid_cache, memory_order_relaxed);
+    if (pid == 0) {
+        pid = (int)getpid();
+        atomic_store_explicit(&be_shm_pid_cache, pid, memory_order_relaxed);
+    }
+    return (pid_t)pid;
+}
+
 /* be_shm_find_engine returns the live engine of this process with token,
  * or NULL (global lock held). Engines inherited across fork do not count. */
 static be_shm_engine_t *
 be_shm_find_engine(uint64_t token)
 {
     be_shm_engine_t *e;
-    pid_t me = getpid();
+    pid_t me = be_shm_my_pid();
 
     for (e = be_shm_global_engines; e != NULL; e = e->global_next) {
         if (e->token == token && e->pid == me) {
@@ -1142,17 +1166,13 @@ be_shm_self_registered(uint64_t token, nxl_mem_t kind, uint64_t addr,
                        uint64_t len)
 {
     be_shm_engine_t *e;
-    be_shm_md_t *md;
     int found = 0;
 
     pthread_mutex_lock(&be_shm_global_lock);
     e = be_shm_find_engine(token);
-    if (e != NULL) {
+    if (e != NULL && len > 0 && addr + len >= addr) {
         pthread_mutex_lock(&e->md_lock);
-        for (md = e->mds; md != NULL && !found; md = md->next) {
-            found = md->kind == kind && addr >= md->addr && len <= md->len &&
-                    addr - md->addr <= md->len - len;
-        }
+        found = nxl__rtree_cover(&e->mds, (uint64_t)kind, addr, len) != NULL;
         pthread_mutex_unlock(&e->md_lock);
     }
     pthread_mutex_unlock(&be_shm_global_lock);

@@ -87,6 +87,7 @@ typedef struct be_shm_export {
 
 /* be_shm_md_t: a local registration (mem_register). */
 typedef struct be_shm_md {
+    nxl__rnode_t node; /* in the engine's mds: (kind, addr, len, self) */
     uint32_t magic;
     nxl_mem_t kind; /* NXL_DRAM or NXL_VRAM */
     uint64_t addr;
@@ -97,8 +98,6 @@ typedef struct be_shm_md {
     uint64_t backing_off;
     uint64_t dev; /* identity of the memfd, for peers to verify */
     uint64_t ino;
-    struct be_shm_md *prev; /* engine's md list (md_lock) */
-    struct be_shm_md *next;
 } be_shm_md_t;
 
 /* be_shm_map_t: a peer's memfd mapped here, shared by that peer's rmds. */
@@ -303,7 +302,7 @@ struct be_shm_engine {
     struct be_shm_conn *conns;
 
     pthread_mutex_t md_lock;
-    be_shm_md_t *mds;
+    nxl__rtree_t mds;          /* of be_shm_md_t (md_lock) */
     be_shm_export_t *exports; /* md_lock */
 
     /* VRAM: the device memory kind probed at init (it serves the engine

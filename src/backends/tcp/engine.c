@@ -274,7 +274,6 @@ be_tcp_fini(void *self)
     be_tcp_peer_t *peer;
     be_tcp_conn_t *c;
     unsigned i;
-    size_t k;
 
     if (eng->stage >= BE_TCP_STAGE_LOCKS) {
         be_tcp_io_stop(eng);
@@ -298,12 +297,13 @@ be_tcp_fini(void *self)
             be_tcp_conn_free(c);
         }
         pthread_mutex_unlock(&eng->io_lock);
-        for (k = 0; k < eng->nreg; k++) {
-            free(eng->ridx[k].reg);
+        while (eng->regs.root != NULL) {
+            be_tcp_region_t *reg = NXL__RNODE_OF(eng->regs.root,
+                                                 be_tcp_region_t, node);
+
+            nxl__rtree_remove(&eng->regs, &reg->node);
+            free(reg);
         }
-        free(eng->ridx);
-        eng->ridx = NULL;
-        eng->nreg = eng->capreg = 0;
         pthread_rwlock_destroy(&eng->reg_lock);
         pthread_mutex_destroy(&eng->io_lock);
     }
@@ -325,52 +325,17 @@ be_tcp_fini(void *self)
     eng->stage = BE_TCP_STAGE_NONE;
 }
 
-/* be_tcp_ridx_find returns the number of index entries with addr <= a
- * (so entry [ret - 1] is the last one starting at or before a). */
-static size_t
-be_tcp_ridx_find(const be_tcp_engine_t *eng, uint64_t a)
-{
-    size_t lo = 0, hi = eng->nreg, mid;
-
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if (eng->ridx[mid].addr <= a) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
-/* be_tcp_ridx_fix recomputes the prefix maxima from entry k on. */
-static void
-be_tcp_ridx_fix(be_tcp_engine_t *eng, size_t k)
-{
-    uint64_t m = k > 0 ? eng->ridx[k - 1].max_end : 0;
-
-    for (; k < eng->nreg; k++) {
-        m = NXL__MAX(m, eng->ridx[k].end);
-        eng->ridx[k].max_end = m;
-    }
-}
-
-/* be_tcp_regions_cover: is [addr, addr + len) inside one registration?
- * Among the regions starting at or before addr, the largest end decides. */
+/* be_tcp_regions_cover: is [addr, addr + len) inside one registration? */
 bool
 be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len)
 {
-    bool ok = false;
-    size_t k;
+    bool ok;
 
-    if (len > UINT64_MAX - addr) {
+    if (len == 0 || len > UINT64_MAX - addr) {
         return false;
     }
     pthread_rwlock_rdlock(&eng->reg_lock);
-    k = be_tcp_ridx_find(eng, addr);
-    if (k > 0 && eng->ridx[k - 1].max_end >= addr + len) {
-        ok = true;
-    }
+    ok = nxl__rtree_cover(&eng->regs, 0, addr, len) != NULL;
     pthread_rwlock_unlock(&eng->reg_lock);
     return ok;
 }
@@ -381,46 +346,29 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
 {
     be_tcp_engine_t *eng = self;
     be_tcp_region_t *reg;
-    be_tcp_ridx_t *n;
-    size_t k, cap;
 
     if (region->kind != NXL_DRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
                          "tcp: only DRAM can be registered (kind %d)",
                          (int)region->kind);
     }
-    if (region->len > UINT64_MAX - region->addr) {
+    if (region->len == 0 || region->len > UINT64_MAX - region->addr) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tcp: region 0x%llx+%llu wraps around",
+                         "tcp: region 0x%llx+%llu is empty or wraps around",
                          (unsigned long long)region->addr,
                          (unsigned long long)region->len);
     }
-    reg = malloc(sizeof(*reg));
+    reg = calloc(1, sizeof(*reg));
     if (reg == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "tcp: mem_register: out of memory");
     }
     reg->addr = region->addr;
     reg->len = region->len;
+    reg->node.addr = reg->addr;
+    reg->node.len = reg->len;
+    reg->node.tie = (uint64_t)(uintptr_t)reg; /* equal ranges may repeat */
     pthread_rwlock_wrlock(&eng->reg_lock);
-    if (eng->nreg == eng->capreg) {
-        cap = eng->capreg ? eng->capreg * 2 : 16;
-        n = realloc(eng->ridx, cap * sizeof(*n));
-        if (n == NULL) {
-            pthread_rwlock_unlock(&eng->reg_lock);
-            free(reg);
-            return nxl__fail(NXL_ERR_NOMEM, "tcp: mem_register: out of memory");
-        }
-        eng->ridx = n;
-        eng->capreg = cap;
-    }
-    k = be_tcp_ridx_find(eng, reg->addr);
-    memmove(&eng->ridx[k + 1], &eng->ridx[k],
-            (eng->nreg - k) * sizeof(eng->ridx[0]));
-    eng->ridx[k].addr = reg->addr;
-    eng->ridx[k].end = reg->addr + reg->len;
-    eng->ridx[k].reg = reg;
-    eng->nreg++;
-    be_tcp_ridx_fix(eng, k);
+    nxl__rtree_insert(&eng->regs, &reg->node);
     pthread_rwlock_unlock(&eng->reg_lock);
     *md_p = reg;
     return NXL_OK;
@@ -432,27 +380,12 @@ be_tcp_mem_deregister(void *self, void *md)
 {
     be_tcp_engine_t *eng = self;
     be_tcp_region_t *reg = md;
-    size_t k;
 
     if (reg == NULL) {
         return;
     }
     pthread_rwlock_wrlock(&eng->reg_lock);
-    k = be_tcp_ridx_find(eng, reg->addr);
-    while (k > 0 && eng->ridx[k - 1].addr == reg->addr &&
-           eng->ridx[k - 1].reg != reg) {
-        k--;
-    }
-    if (k > 0 && eng->ridx[k - 1].reg == reg) {
-        k--;
-        memmove(&eng->ridx[k], &eng->ridx[k + 1],
-                (eng->nreg - k - 1) * sizeof(eng->ridx[0]));
-        eng->nreg--;
-        be_tcp_ridx_fix(eng, k);
-    } else {
-        nxl__warn("tcp: mem_deregister of an unknown region 0x%llx",
-                  (unsigned long long)reg->addr);
-    }
+    nxl__rtree_remove(&eng->regs, &reg->node);
     pthread_rwlock_unlock(&eng->reg_lock);
     free(reg);
 }

@@ -316,18 +316,10 @@ struct be_tcp_peer {
 /* be_tcp_region_t is a registration: what mem_register returns for a
  * local region and md_unpack for a peer's. */
 typedef struct be_tcp_region {
+    nxl__rnode_t node; /* local ones: in the engine's regs */
     uint64_t addr;
     uint64_t len;
 } be_tcp_region_t;
-
-/* Index entry: regions sorted by addr; max_end is the prefix maximum of
- * the ends, so coverage is one binary search. */
-typedef struct be_tcp_ridx {
-    uint64_t addr;
-    uint64_t end;
-    uint64_t max_end;
-    be_tcp_region_t *reg;
-} be_tcp_ridx_t;
 
 /* be_tcp_engine_t is the engine state (engine_size, zeroed by the core). */
 struct be_tcp_engine {
@@ -353,8 +345,7 @@ struct be_tcp_engine {
     pthread_mutex_t io_lock;   /* rx state, conn lifetime, req outcomes */
 
     pthread_rwlock_t reg_lock;
-    be_tcp_ridx_t *ridx;
-    size_t nreg, capreg;
+    nxl__rtree_t regs;         /* local be_tcp_region_t (reg_lock) */
 
     be_tcp_peer_t *peers;      /* io_lock */
     be_tcp_conn_t *conns;      /* live connections (io_lock) */
