@@ -289,7 +289,7 @@ typedef struct t_reply {
 typedef struct t_rregion {
     uint64_t addr;
     uint64_t len;
-    uint8_t pub[64];
+    uint8_t pub[160];
     uint32_t publen;
     void *rmd;
 } t_rregion;

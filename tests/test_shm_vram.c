@@ -761,7 +761,7 @@ t_malformed(void)
     reg.backing_fd = -1;
     XT_ASSERT_OK(ops->mem_register(eng, &reg, &md));
     XT_ASSERT_OK(ops->md_pack(eng, md, &pub));
-    XT_ASSERT_EQ(pub.len, 112);
+    XT_ASSERT_EQ(pub.len, 128);
     XT_ASSERT_OK(ops->conn_info(eng, &conn));
     XT_ASSERT_OK(ops->peer_load(eng, "self", conn.data, conn.len, &peer));
     d = (nxl_desc_t){reg.addr, reg.len, 0};
@@ -784,6 +784,8 @@ t_malformed(void)
         {5, 1, 1},                     /* shared DRAM of VRAM length */
         {5, 4, 1},                     /* unknown flag */
         {16, 16385, 8},                /* another region */
+        {120, 987654321, 8},           /* a generation never given */
+        {112, 0xffffffffull, 8},       /* another table fd, slot 0 */
     };
     for (i = 0; i < NXL__ARRAY_SIZE(muts); i++) {
         memcpy(bad, pub.data, pub.len);

@@ -13,17 +13,23 @@
  * a peer whose start time differs, or whose token cannot be read back at
  * the probe address through CMA, is gone (NXL_ERR_REMOTE_DISCONNECT).
  *
- * Public data of a region (little endian, version 1; 24, 56 or 112 bytes):
+ * Public data of a region (little endian, version 2; 40, 72 or 128 bytes):
  *    0 u32 magic "NXSR"   4 u8 version   5 u8 flags   6 u16 0
  *    8 u64 addr          16 u64 len
  *   flags 1 (shared DRAM): 24 u32 memfd number in the owner   28 u32 0
  *                32 u64 offset of addr in it   40 u64 st_dev   48 u64 st_ino
  *   flags 2 (VRAM): 24 u64 dev_id   32 u64 allocation base   40 u64 its size
  *                48 u8[64] the device kind's IPC handle of the allocation
- * No flags: plain DRAM (24 bytes). The flags exclude each other; VRAM goes
- * with memory kind NXL_VRAM and nothing else does. A VRAM region must lie
- * inside the allocation it names, and a peer that opens the handle checks
- * (mem_range) that the mapping is at least as large as claimed.
+ *   then, last (16 bytes): u32 the registration table's fd number in the
+ *                owner, u32 the region's slot, u64 its generation
+ * No flags: plain DRAM (24 + 16 bytes). The flags exclude each other; VRAM
+ * goes with memory kind NXL_VRAM and nothing else does. A VRAM region must
+ * lie inside the allocation it names, and a peer that opens the handle
+ * checks (mem_range) that the mapping is at least as large as claimed.
+ * The slot (util/regtab.h) must describe exactly this region, and every
+ * post checks that its generation is unchanged: what the owner
+ * deregistered is never touched again, and a widened or forged blob
+ * grants nothing. Version 1 (no table) is refused.
  */
 #include "backends/shm/shm.h"
 
@@ -44,9 +50,11 @@
 #define BE_SHM_CONN_MAGIC 0x4353584eu /* "NXSC" */
 #define BE_SHM_PUB_MAGIC 0x5253584eu  /* "NXSR" */
 #define BE_SHM_CONN_FIXED 72u
-#define BE_SHM_PUB_PLAIN 24u
-#define BE_SHM_PUB_SHARED 56u
-#define BE_SHM_PUB_VRAM 112u
+#define BE_SHM_PUB_VERSION 2u
+#define BE_SHM_PUB_RT 16u /* the registration table record, last */
+#define BE_SHM_PUB_PLAIN (24u + BE_SHM_PUB_RT)
+#define BE_SHM_PUB_SHARED (56u + BE_SHM_PUB_RT)
+#define BE_SHM_PUB_VRAM (112u + BE_SHM_PUB_RT)
 #define BE_SHM_PUB_SHARED_FLAG 1u
 #define BE_SHM_PUB_VRAM_FLAG 2u
 
@@ -295,6 +303,11 @@ be_shm_init(void *self, const nxl_backend_host_t *host,
                      (uint64_t)(uintptr_t)eng;
     }
     eng->token |= 1; /* never 0 */
+    st = nxl__regtab_init(&eng->regtab, eng->token);
+    eng->regtab_ready = 1;
+    if (st != NXL_OK) {
+        return st;
+    }
     be_shm_boot_id(eng->boot_id);
     eng->pidns = be_shm_ns_ino("pid");
     eng->netns = be_shm_ns_ino("net");
@@ -351,6 +364,10 @@ be_shm_fini(void *self)
         md = NXL__RNODE_OF(eng->mds.root, be_shm_md_t, node);
         nxl__rtree_remove(&eng->mds, &md->node);
         free(md);
+    }
+    if (eng->regtab_ready) {
+        nxl__regtab_fini(&eng->regtab);
+        eng->regtab_ready = 0;
     }
     while (eng->exports != NULL) {
         be_shm_export_t *x = eng->exports;
@@ -518,6 +535,15 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         md->dev = (uint64_t)st.st_dev;
         md->ino = (uint64_t)st.st_ino;
     }
+    status = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr,
+                             md->len, &md->rt_slot, &md->rt_gen);
+    if (status != NXL_OK) {
+        if (exp != NULL) {
+            be_shm_export_put(eng, exp);
+        }
+        free(md);
+        return status;
+    }
     md->node.dev = (uint64_t)md->kind;
     md->node.addr = md->addr;
     md->node.len = md->len;
@@ -539,6 +565,8 @@ be_shm_mem_deregister(void *self, void *mdv)
     if (md == NULL || md->magic != BE_SHM_MD_MAGIC) {
         return;
     }
+    /* Peers holding this region's metadata fail from their next post. */
+    nxl__regtab_remove(&eng->regtab, md->rt_slot);
     pthread_mutex_lock(&eng->md_lock);
     nxl__rtree_remove(&eng->mds, &md->node);
     pthread_mutex_unlock(&eng->md_lock);
@@ -553,19 +581,19 @@ be_shm_mem_deregister(void *self, void *mdv)
 static nxl_status_t
 be_shm_md_pack(void *self, const void *mdv, nxl_blob_t *out)
 {
+    const be_shm_engine_t *eng = self;
     const be_shm_md_t *md = mdv;
     size_t len = (md->kind == NXL_VRAM)  ? BE_SHM_PUB_VRAM
                  : (md->backing_fd >= 0) ? BE_SHM_PUB_SHARED
                                          : BE_SHM_PUB_PLAIN;
     uint8_t *p;
 
-    (void)self;
     p = calloc(1, len);
     if (p == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "shm: public data");
     }
     nxl__put_le32(p, BE_SHM_PUB_MAGIC);
-    p[4] = BE_SHM_WIRE_VERSION;
+    p[4] = BE_SHM_PUB_VERSION;
     p[5] = (md->backing_fd >= 0) ? BE_SHM_PUB_SHARED_FLAG : 0;
     nxl__put_le64(p + 8, md->addr);
     nxl__put_le64(p + 16, md->len);
@@ -581,6 +609,9 @@ be_shm_md_pack(void *self, const void *mdv, nxl_blob_t *out)
         nxl__put_le64(p + 40, md->dev);
         nxl__put_le64(p + 48, md->ino);
     }
+    nxl__put_le32(p + len - BE_SHM_PUB_RT, (uint32_t)eng->regtab.fd);
+    nxl__put_le32(p + len - BE_SHM_PUB_RT + 4, md->rt_slot);
+    nxl__put_le64(p + len - BE_SHM_PUB_RT + 8, md->rt_gen);
     out->data = p;
     out->len = len;
     return NXL_OK;
@@ -764,6 +795,7 @@ be_shm_peer_put(be_shm_peer_t *peer)
         }
         free(c);
     }
+    nxl__regtab_view_close(&peer->rt);
     if (peer->pidfd >= 0) {
         close(peer->pidfd);
     }
@@ -880,6 +912,7 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
     probe = nxl__le64(p + 32);
     peer->pidfd = -1;
     peer->tx_fd = -1;
+    peer->rt.fd = -1;
     memcpy(peer->sock_name, p + BE_SHM_CONN_FIXED, sock_len);
     peer->sock_len = sock_len;
     atomic_init(&peer->refs, 1);
@@ -1179,6 +1212,62 @@ be_shm_self_registered(uint64_t token, nxl_mem_t kind, uint64_t addr,
     return found;
 }
 
+/* be_shm_rt_slot finds a region's slot in its owner's registration table
+ * (rec: the public data's last 16 bytes), opening the table once per peer,
+ * and checks that the slot describes exactly this live region. */
+static nxl_status_t
+be_shm_rt_slot(be_shm_peer_t *peer, const uint8_t *rec, nxl_mem_t kind,
+               uint64_t addr, uint64_t len,
+               const nxl__regtab_slot_t **slot_p, uint64_t *gen_p)
+{
+    uint32_t fdno = nxl__le32(rec), slot = nxl__le32(rec + 4);
+    uint64_t gen = nxl__le64(rec + 8);
+    const nxl__regtab_slot_t *s;
+    nxl_status_t st = NXL_OK;
+    int fd;
+
+    pthread_mutex_lock(&peer->map_lock);
+    if (peer->rt.base == NULL) {
+        fd = nxl__peer_fd_open(peer->pidfd, peer->pid, fdno);
+        if (fd < 0) {
+            st = nxl__fail_errno(errno,
+                                 "shm: cannot open %s's registration table "
+                                 "(fd %u of pid %d)",
+                                 peer->name, fdno, (int)peer->pid);
+            goto out;
+        }
+        st = nxl__regtab_view_open(&peer->rt, fd, peer->token);
+        if (st != NXL_OK) {
+            goto out;
+        }
+        peer->rt_fd = fdno;
+    }
+    if (fdno != peer->rt_fd) {
+        st = nxl__fail(NXL_ERR_PROTO,
+                       "shm: public data from %s names another registration "
+                       "table (fd %u, not %u)",
+                       peer->name, fdno, peer->rt_fd);
+        goto out;
+    }
+    s = nxl__regtab_view_slot(&peer->rt, slot, gen, (uint64_t)kind, addr,
+                              len);
+    if (s == NULL) {
+        st = nxl__fail(NXL_ERR_PROTO,
+                       "shm: %s did not register %s region 0x%" PRIx64
+                       "+%" PRIu64 " as its metadata says (deregistered "
+                       "since, or the metadata claims more than was "
+                       "registered)",
+                       peer->name, kind == NXL_VRAM ? "VRAM" : "DRAM", addr,
+                       len);
+        goto out;
+    }
+    *slot_p = s;
+    *gen_p = gen;
+out:
+    pthread_mutex_unlock(&peer->map_lock);
+    return st;
+}
+
 /* be_shm_md_unpack validates a peer's public data for region desc and
  * decides how to reach it: identity (loopback), a shared mapping, CMA, or
  * (VRAM) the peer's device allocation opened with its IPC handle. A VRAM
@@ -1194,7 +1283,8 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     be_shm_rmd_t *rmd;
     be_shm_map_t *map = NULL;
     be_shm_ipc_t *ipc = NULL;
-    uint64_t addr, rlen, off, base = 0, asize = 0;
+    const nxl__regtab_slot_t *rt = NULL;
+    uint64_t addr, rlen, off, base = 0, asize = 0, rt_gen = 0;
     nxl_status_t st;
     int shared, vram;
 
@@ -1206,8 +1296,16 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "shm: memory kind %d is neither DRAM nor VRAM",
                          (int)kind);
     }
+    if (pub != NULL && len >= 8 && nxl__le32(p) == BE_SHM_PUB_MAGIC &&
+        p[4] == 1) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "shm: public data from %s is version 1 (no "
+                         "registration table, so deregistration could not "
+                         "be enforced): the peer must run this NXL version",
+                         peer->name);
+    }
     if (pub == NULL || len < BE_SHM_PUB_PLAIN ||
-        nxl__le32(p) != BE_SHM_PUB_MAGIC || p[4] != BE_SHM_WIRE_VERSION ||
+        nxl__le32(p) != BE_SHM_PUB_MAGIC || p[4] != BE_SHM_PUB_VERSION ||
         (p[5] & ~(BE_SHM_PUB_SHARED_FLAG | BE_SHM_PUB_VRAM_FLAG)) != 0 ||
         p[5] == (BE_SHM_PUB_SHARED_FLAG | BE_SHM_PUB_VRAM_FLAG) || p[6] != 0 ||
         p[7] != 0) {
@@ -1257,10 +1355,17 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          " is not registered with %s",
                          vram ? "VRAM" : "DRAM", addr, rlen, peer->name);
     }
+    st = be_shm_rt_slot(peer, p + len - BE_SHM_PUB_RT, kind, addr, rlen,
+                        &rt, &rt_gen);
+    if (st != NXL_OK) {
+        return st;
+    }
     rmd = calloc(1, sizeof(*rmd));
     if (rmd == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "shm: remote region");
     }
+    rmd->rt = rt;
+    rmd->rt_gen = rt_gen;
     rmd->magic = BE_SHM_RMD_MAGIC;
     rmd->kind = kind;
     rmd->peer = peer;
@@ -1480,6 +1585,7 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     size_t i, niov, nchunks = 0, nhelpers = 0, extra;
     uint64_t cs = 0;
     struct iovec *v;
+    nxl_status_t st;
     int dev_path, ldev, rdev;
 
     if (xfer->op != NXL_READ && xfer->op != NXL_WRITE) {
@@ -1556,6 +1662,10 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
         }
     }
 
+    st = nxl__regtab_distinct(xfer, (const void ***)&r->rchk, &r->nrchk);
+    if (st != NXL_OK) {
+        return st;
+    }
     r->cl = r->cr = r->ml = r->mr = NULL;
     be_shm_build(r, xfer); /* count */
     if (!dev_path && eng->pool.nthreads > 0 &&
@@ -1579,6 +1689,8 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
         niov = r->ncl + r->ncr + 2 * r->nm;
         r->alloc = malloc(niov * sizeof(struct iovec) + extra);
         if (r->alloc == NULL) {
+            free(r->rchk);
+            r->rchk = NULL;
             return nxl__fail(NXL_ERR_NOMEM, "shm: %zu iovecs", niov);
         }
         v = r->alloc;
@@ -1744,6 +1856,7 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
     be_shm_req_t *r = req;
     be_shm_peer_t *peer;
     uint64_t t0 = 0;
+    size_t k;
     nxl_status_t st;
     int state;
 
@@ -1761,6 +1874,17 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
         return be_shm_req_error(r, nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                                              "shm: peer %s (pid %d) is gone",
                                              peer->name, (int)peer->pid));
+    }
+    for (k = 0; k < r->nrchk; k++) {
+        if (!nxl__regtab_live(r->rchk[k]->rt, r->rchk[k]->rt_gen)) {
+            return be_shm_req_error(
+                r, nxl__fail(NXL_ERR_NOT_FOUND,
+                             "shm: %s deregistered its region 0x%" PRIx64
+                             "+%" PRIu64 " after this transfer was made "
+                             "(reload its metadata)",
+                             peer->name, r->rchk[k]->addr,
+                             r->rchk[k]->len));
+        }
     }
     r->xfer = xfer;
     atomic_store_explicit(&r->cancel, 0, memory_order_relaxed);
@@ -1853,6 +1977,8 @@ be_shm_release(void *self, void *req)
     }
     free(r->alloc);
     r->alloc = NULL;
+    free(r->rchk);
+    r->rchk = NULL;
     r->magic = 0;
 }
 

@@ -98,6 +98,8 @@ typedef struct be_shm_md {
     uint64_t backing_off;
     uint64_t dev; /* identity of the memfd, for peers to verify */
     uint64_t ino;
+    uint32_t rt_slot; /* its slot in the engine's registration table */
+    uint64_t rt_gen;
 } be_shm_md_t;
 
 /* be_shm_map_t: a peer's memfd mapped here, shared by that peer's rmds. */
@@ -138,6 +140,8 @@ typedef struct be_shm_rmd {
     be_shm_ipc_t *ipc; /* VRAM of another process */
     nxl_status_t err;  /* VRAM not reachable: why */
     char *errmsg;
+    const nxl__regtab_slot_t *rt; /* the owner's slot for it, and */
+    uint64_t rt_gen;              /* the generation it was loaded with */
 } be_shm_rmd_t;
 
 /* be_shm_peer_t: a loaded peer engine (peer_load). */
@@ -160,6 +164,8 @@ struct be_shm_peer {
     pthread_mutex_t map_lock;
     be_shm_map_t *maps;
     be_shm_ipc_t *ipcs;
+    nxl__regtab_view_t rt; /* its registration table (map_lock) */
+    uint32_t rt_fd;        /* the table's fd number in the peer */
 
     /* Outgoing notification stream (tx_lock). */
     pthread_mutex_t tx_lock;
@@ -237,6 +243,10 @@ struct be_shm_req {
     be_shm_helper_t *helpers;
     unsigned nhelpers;
     void *alloc; /* arrays that did not fit inline */
+    /* The distinct remote regions, checked against their owner's
+     * registration table at every post. */
+    const be_shm_rmd_t **rchk;
+    size_t nrchk;
     /* Run state. */
     const nxl_be_xfer_t *xfer;
     atomic_int state;
@@ -303,6 +313,8 @@ struct be_shm_engine {
 
     pthread_mutex_t md_lock;
     nxl__rtree_t mds;          /* of be_shm_md_t (md_lock) */
+    nxl__regtab_t regtab;      /* what peers check before copying */
+    int regtab_ready;
     be_shm_export_t *exports; /* md_lock */
 
     /* VRAM: the device memory kind probed at init (it serves the engine

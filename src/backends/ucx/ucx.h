@@ -49,12 +49,15 @@
 
 #define BE_UCX_CONN_MAGIC 0x554c584eu /* "NXLU" */
 #define BE_UCX_CONN_VERSION 1u
-#define BE_UCX_PUB_VERSION 1u
+#define BE_UCX_PUB_VERSION 2u
 #define BE_UCX_PUB_HDR 8u            /* version u8, kind u8, flags u8, 0 u8,
                                       * key len u32 */
 #define BE_UCX_PUB_F_MEMFD 1u        /* flags: a memfd record follows the key */
 #define BE_UCX_PUB_MEMFD 32u         /* fd u32, 0 u32, off u64, dev u64,
                                       * ino u64 */
+#define BE_UCX_PUB_RT 24u            /* last: the owner's registration
+                                      * table (util/regtab.h): fd u32,
+                                      * slot u32, generation u64, token u64 */
 #define BE_UCX_BOOT_ID_LEN 40u       /* /proc/.../boot_id, NUL padded */
 #define BE_UCX_NAME_MAX 256u         /* agent name with its NUL */
 #define BE_UCX_ADDR_MAX (1u << 20)   /* largest worker address accepted */
@@ -185,6 +188,8 @@ typedef struct be_ucx_md {
                              * core owns it */
     uint64_t backing_off;   /* offset of addr inside it */
     uint64_t dev, ino;      /* its identity, for peers to verify */
+    uint32_t rt_slot;       /* its slot in the engine's registration table */
+    uint64_t rt_gen;
 } be_ucx_md_t;
 
 /* be_ucx_map_t: a peer's memfd mapped here, shared by its rmds (eng->lock
@@ -208,6 +213,8 @@ typedef struct be_ucx_rmd {
     size_t packed_len;
     be_ucx_map_t *map;      /* the peer's memfd mapped here, or NULL */
     uint64_t delta;         /* with map: peer address a is a + delta here */
+    const nxl__regtab_slot_t *rt; /* same host: the owner's slot for it */
+    uint64_t rt_gen;              /* and the generation it was loaded with */
     struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock) */
     ucp_rkey_h rkey[];      /* [nworkers]; NULL where no endpoint */
 } be_ucx_rmd_t;
@@ -235,6 +242,8 @@ struct be_ucx_peer {
     be_ucx_pep_t **eps;     /* [nworkers]; NULL entries without UCX */
     be_ucx_rmd_t *rmds;
     be_ucx_map_t *maps;     /* its memfds mapped here (eng->lock) */
+    nxl__regtab_view_t rt;  /* same host: its registration table */
+    uint32_t rt_fd;         /* (eng->lock) the table's fd number there */
     char why[192];          /* why it is dead */
     struct be_ucx_peer *next; /* eng->peers */
 };
@@ -257,6 +266,8 @@ struct be_ucx_req {
     unsigned copy_busy;     /* slices the service thread is copying */
     nxl_status_t fail_status;
     ucp_request_param_t rp; /* op parameters built in prep */
+    const be_ucx_rmd_t **rchk; /* distinct remote regions with a table */
+    size_t nrchk;               /* slot, checked at every post */
     char err[224];          /* detail of the final error */
     struct be_ucx_req *prev, *next; /* w->active */
 };
@@ -277,6 +288,9 @@ struct be_ucx_engine {
     void *addr;             /* worker 0's address */
     size_t addr_len;
     be_ucx_ident_t ident;
+    uint64_t token;         /* names this engine's registration table */
+    nxl__regtab_t regtab;   /* what same-host peers check before copying */
+    bool regtab_ready;
     int epfd;               /* worker efds, pidfds, kick */
     int kick_fd;            /* eventfd in epfd */
     int done_fd;            /* eventfd the agent sleeps on (service on) */

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -611,6 +612,16 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     if (st != NXL_OK) {
         return st;
     }
+    if (getrandom(&eng->token, sizeof(eng->token), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(eng->token)) {
+        eng->token = nxl__now_ns() ^ (uint64_t)(uintptr_t)eng;
+    }
+    eng->token |= 1;
+    st = nxl__regtab_init(&eng->regtab, eng->token);
+    eng->regtab_ready = true;
+    if (st != NXL_OK) {
+        return st;
+    }
     ucp_get_version(&eng->ucx_major, &eng->ucx_minor, &eng->ucx_release);
     if (eng->ucx_major != UCP_API_MAJOR || eng->ucx_minor < UCP_API_MINOR) {
         host->log(NXL_LOG_WARN,
@@ -727,6 +738,10 @@ be_ucx_fini(void *self)
         eng->host->log(NXL_LOG_WARN, "ucx: peer '%s' still loaded at fini",
                        eng->peers->name);
         be_ucx_peer_unload(eng, eng->peers);
+    }
+    if (eng->regtab_ready) {
+        nxl__regtab_fini(&eng->regtab);
+        eng->regtab_ready = false;
     }
     pthread_mutex_lock(&eng->orphan_lock);
     for (pep = eng->closing; pep != NULL; pep = pep->next) {
@@ -852,6 +867,12 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                        ucs_status_string(ust));
         goto err_unmap;
     }
+    st = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr,
+                         md->len, &md->rt_slot, &md->rt_gen);
+    if (st != NXL_OK) {
+        ucp_rkey_buffer_release(md->rkey);
+        goto err_unmap;
+    }
     *md_p = md;
     return NXL_OK;
 
@@ -873,6 +894,8 @@ be_ucx_mem_deregister(void *self, void *mdp)
     if (md == NULL) {
         return;
     }
+    /* Same-host peers fail from their next post on. */
+    nxl__regtab_remove(&eng->regtab, md->rt_slot);
     if (md->rkey != NULL) {
         ucp_rkey_buffer_release(md->rkey);
     }
@@ -885,17 +908,19 @@ be_ucx_mem_deregister(void *self, void *mdp)
 }
 
 /* be_ucx_md_pack writes a region's public data: a small header (version,
- * memory kind, flags, key length), the packed remote key and, for a region
- * in a memfd, where that memfd is (flag BE_UCX_PUB_F_MEMFD). */
+ * memory kind, flags, key length), the packed remote key, for a region
+ * in a memfd where that memfd is (flag BE_UCX_PUB_F_MEMFD), and last its
+ * slot in this engine's registration table, which same-host peers check
+ * before and during use (revocation). */
 static nxl_status_t
 be_ucx_md_pack(void *self, const void *mdp, nxl_blob_t *out)
 {
+    const be_ucx_engine_t *eng = self;
     const be_ucx_md_t *md = mdp;
     size_t extra = md->backing_fd >= 0 ? BE_UCX_PUB_MEMFD : 0;
     uint8_t *p, *e;
 
-    (void)self;
-    p = malloc(BE_UCX_PUB_HDR + md->rkey_len + extra);
+    p = malloc(BE_UCX_PUB_HDR + md->rkey_len + extra + BE_UCX_PUB_RT);
     if (p == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
@@ -913,8 +938,13 @@ be_ucx_md_pack(void *self, const void *mdp, nxl_blob_t *out)
         nxl__put_le64(e + 16, md->dev);
         nxl__put_le64(e + 24, md->ino);
     }
+    e = p + BE_UCX_PUB_HDR + md->rkey_len + extra;
+    nxl__put_le32(e, (uint32_t)eng->regtab.fd);
+    nxl__put_le32(e + 4, md->rt_slot);
+    nxl__put_le64(e + 8, md->rt_gen);
+    nxl__put_le64(e + 16, eng->token);
     out->data = p;
-    out->len = BE_UCX_PUB_HDR + md->rkey_len + extra;
+    out->len = BE_UCX_PUB_HDR + md->rkey_len + extra + BE_UCX_PUB_RT;
     return NXL_OK;
 }
 

@@ -329,6 +329,7 @@ be_ucx_peer_free(be_ucx_peer_t *p)
         munmap(m->base, m->size);
         free(m);
     }
+    nxl__regtab_view_close(&p->rt);
     if (p->pidfd >= 0) {
         close(p->pidfd);
     }
@@ -550,6 +551,7 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     strcpy(p->name, name);
     atomic_init(&p->refs, 1);
     p->pidfd = -1;
+    p->rt.fd = -1;
     p->pid = (pid_t)c.id.pid;
     p->starttime = c.id.starttime;
     p->addr = malloc(c.addr_len);
@@ -1048,6 +1050,61 @@ be_ucx_map_put(be_ucx_engine_t *eng, be_ucx_peer_t *p, be_ucx_map_t *map)
     }
 }
 
+/* be_ucx_rt_slot finds a same-host region's slot in its owner's
+ * registration table (rec: the public data's last BE_UCX_PUB_RT bytes),
+ * opening the table once per peer, and checks that the slot describes
+ * exactly this live region. */
+static nxl_status_t
+be_ucx_rt_slot(be_ucx_engine_t *eng, be_ucx_peer_t *p, const uint8_t *rec,
+               const nxl_desc_t *desc, nxl_mem_t kind,
+               const nxl__regtab_slot_t **slot_p, uint64_t *gen_p)
+{
+    uint32_t fdno = nxl__le32(rec), slot = nxl__le32(rec + 4);
+    uint64_t gen = nxl__le64(rec + 8), token = nxl__le64(rec + 16);
+    const nxl__regtab_slot_t *s;
+    nxl_status_t st = NXL_OK;
+    int fd;
+
+    pthread_mutex_lock(&eng->lock);
+    if (p->rt.base == NULL) {
+        fd = nxl__peer_fd_open(p->pidfd, p->pid, fdno);
+        if (fd < 0) {
+            st = nxl__fail_errno(errno,
+                                 "ucx: cannot open the registration table "
+                                 "of '%s' (fd %u of pid %d)",
+                                 p->name, fdno, (int)p->pid);
+            goto out;
+        }
+        st = nxl__regtab_view_open(&p->rt, fd, token);
+        if (st != NXL_OK) {
+            goto out;
+        }
+        p->rt_fd = fdno;
+    }
+    if (fdno != p->rt_fd || token != p->rt.token) {
+        st = nxl__fail(NXL_ERR_PROTO,
+                       "ucx: a region of '%s' names another registration "
+                       "table", p->name);
+        goto out;
+    }
+    s = nxl__regtab_view_slot(&p->rt, slot, gen, (uint64_t)kind, desc->addr,
+                              desc->len);
+    if (s == NULL) {
+        st = nxl__fail(NXL_ERR_PROTO,
+                       "ucx: '%s' did not register region 0x%llx+%llu as "
+                       "its metadata says (deregistered since, or the "
+                       "metadata claims more than was registered)",
+                       p->name, (unsigned long long)desc->addr,
+                       (unsigned long long)desc->len);
+        goto out;
+    }
+    *slot_p = s;
+    *gen_p = gen;
+out:
+    pthread_mutex_unlock(&eng->lock);
+    return st;
+}
+
 /* be_ucx_md_unpack: validate a region's public data and unpack its key once
  * per endpoint (one per worker). */
 nxl_status_t
@@ -1064,6 +1121,13 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     size_t extra;
     unsigned i;
 
+    if (pub != NULL && len >= 1 && b[0] == 1) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "ucx: public data of a region of '%s' is version 1 "
+                         "(no registration table, so deregistration could "
+                         "not be enforced): the peer must run this NXL "
+                         "version", p->name);
+    }
     if (pub == NULL || len < BE_UCX_PUB_HDR || b[0] != BE_UCX_PUB_VERSION ||
         (b[2] & ~BE_UCX_PUB_F_MEMFD) != 0 || b[3] != 0) {
         return nxl__fail(NXL_ERR_PROTO,
@@ -1073,8 +1137,8 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     klen = nxl__le32(b + 4);
     extra = (b[2] & BE_UCX_PUB_F_MEMFD) != 0 ? BE_UCX_PUB_MEMFD : 0;
     if (klen == 0 || klen > BE_UCX_RKEY_MAX ||
-        len - BE_UCX_PUB_HDR < extra ||
-        (size_t)klen != len - BE_UCX_PUB_HDR - extra) {
+        len - BE_UCX_PUB_HDR < extra + BE_UCX_PUB_RT ||
+        (size_t)klen != len - BE_UCX_PUB_HDR - extra - BE_UCX_PUB_RT) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: remote key of a region of '%s' claims %u "
                          "bytes in %zu", p->name, klen, len);
@@ -1099,6 +1163,18 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     rmd->addr = desc->addr;
     rmd->len = desc->len;
     rmd->kind = kind;
+    if (p->same_host || p->in_process || p->self) {
+        /* Same host: everything but the network path reaches the
+         * owner's memory without the owner's say, so its registration
+         * table decides, now and at every post. */
+        st = be_ucx_rt_slot(eng, p, b + len - BE_UCX_PUB_RT, desc, kind,
+                            &rmd->rt, &rmd->rt_gen);
+        if (st != NXL_OK) {
+            free(rmd->packed);
+            free(rmd);
+            return st;
+        }
+    }
     if (extra > 0) {
         const uint8_t *e = b + BE_UCX_PUB_HDR + klen;
         uint64_t off = nxl__le64(e + 8);

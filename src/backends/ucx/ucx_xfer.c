@@ -609,6 +609,28 @@ be_ucx_final(be_ucx_req_t *req, nxl_status_t st)
     return st;
 }
 
+/* be_ucx_rchk_build keeps the distinct remote regions of x that have a
+ * registration-table slot (same-host peers), for the check of every
+ * post. */
+static nxl_status_t
+be_ucx_rchk_build(be_ucx_req_t *req, const nxl_be_xfer_t *x)
+{
+    size_t i, k = 0;
+    nxl_status_t st;
+
+    st = nxl__regtab_distinct(x, (const void ***)&req->rchk, &req->nrchk);
+    if (st != NXL_OK) {
+        return st;
+    }
+    for (i = 0; i < req->nrchk; i++) {
+        if (req->rchk[i] != NULL && req->rchk[i]->rt != NULL) {
+            req->rchk[k++] = req->rchk[i];
+        }
+    }
+    req->nrchk = k;
+    return NXL_OK;
+}
+
 /* be_ucx_prep: bind the request to a worker (round robin), choose its data
  * path and build the UCX operation parameters once. */
 nxl_status_t
@@ -617,6 +639,7 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     be_ucx_engine_t *eng = self;
     be_ucx_req_t *req = reqp;
     be_ucx_peer_t *p = x->peer_ctx;
+    nxl_status_t st;
     unsigned wi;
     size_t i;
 
@@ -671,8 +694,14 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
             }
         }
     }
+    st = be_ucx_rchk_build(req, x);
+    if (st != NXL_OK) {
+        return st;
+    }
     req->trk = calloc(1, sizeof(*req->trk));
     if (req->trk == NULL) {
+        free(req->rchk);
+        req->rchk = NULL;
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
     req->trk->req = req;
@@ -698,10 +727,21 @@ be_ucx_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     be_ucx_worker_t *w = req->w;
     be_ucx_peer_t *p = req->peer;
     nxl_status_t st;
+    size_t i;
 
     if (atomic_load(&p->dead)) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "ucx: agent '%s' disconnected: %s", p->name, p->why);
+    }
+    for (i = 0; i < req->nrchk; i++) {
+        if (!nxl__regtab_live(req->rchk[i]->rt, req->rchk[i]->rt_gen)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "ucx: '%s' deregistered its region 0x%llx+%llu "
+                             "after this transfer was made (reload its "
+                             "metadata)", p->name,
+                             (unsigned long long)req->rchk[i]->addr,
+                             (unsigned long long)req->rchk[i]->len);
+        }
     }
     if (req->trk == NULL) {
         /* The last tracker was orphaned. */
@@ -873,6 +913,9 @@ be_ucx_release(void *self, void *reqp)
     be_ucx_req_t *req = reqp;
     be_ucx_trk_t *trk = req->trk;
 
+    free(req->rchk);
+    req->rchk = NULL;
+    req->nrchk = 0;
     if (trk == NULL || req->w == NULL) {
         return;
     }
