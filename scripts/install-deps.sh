@@ -10,6 +10,7 @@ PKGS=(
   libucx-dev ucx-utils              # UCX backend and ucx_perftest baseline
   liburing-dev                      # POSIX backend (io_uring)
   zlib1g-dev libcurl4-openssl-dev libjson-c-dev libxxhash-dev
+  libssl-dev                        # libcrypto: side-channel HMAC
   iproute2 iperf3                   # multi-host rig and its baseline
   python3 python3-pytest python3-numpy
   procps                            # ps/pgrep in tests

@@ -1007,7 +1007,7 @@ t_sc_header(void)
     memcpy(bad, hdr, sizeof(bad));
     bad[5] = 0;
     XT_ASSERT_STATUS(nxl__sc_hdr_decode(bad, &h), NXL_ERR_PROTO);
-    bad[5] = 6;
+    bad[5] = NXL__SC_AUTH + 1;
     XT_ASSERT_STATUS(nxl__sc_hdr_decode(bad, &h), NXL_ERR_PROTO);
     memcpy(bad, hdr, sizeof(bad));
     bad[7] = 1;

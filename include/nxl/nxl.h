@@ -148,6 +148,8 @@ typedef struct nxl_agent_config {
     nxl_sync_t sync_mode;
     int capture_telemetry;  /* per-transfer telemetry */
     uint32_t progress_delay_us; /* progress-thread wake-up period cap */
+    const char *sc_secret;  /* side-channel shared secret (copied); NULL =
+                             * $NXL_SC_SECRET, else none: see below */
 } nxl_agent_config_t;
 
 /* nxl_agent_config_init fills cfg with the defaults: no progress thread, no
@@ -156,7 +158,12 @@ NXL_API void nxl_agent_config_init(nxl_agent_config_t *cfg);
 
 /* nxl_agent_create creates an agent called name (copied). cfg may be NULL
  * for the defaults. With listen_thread the side-channel listener runs until
- * destroy. On success *agent_p owns all resources until nxl_agent_destroy.
+ * destroy. With a side-channel secret (cfg->sc_secret, else the
+ * environment variable NXL_SC_SECRET) the listener serves only clients
+ * that prove they know the same secret, and this agent's nxl_md_send /
+ * nxl_md_fetch / nxl_md_invalidate_local prove it and require the same of
+ * the listener they call (mutual HMAC-SHA256 challenge-response; it does
+ * not encrypt). Without one, the side channel trusts its network. On success *agent_p owns all resources until nxl_agent_destroy.
  * Returns NXL_OK, NXL_ERR_INVALID_PARAM (NULL or empty name), NXL_ERR_NOMEM,
  * NXL_ERR_IO (listener could not bind). */
 NXL_API nxl_status_t nxl_agent_create(const char *name,

@@ -292,6 +292,52 @@ progress_main(void *arg)
     return NULL;
 }
 
+/* agent_secret copies the side-channel secret (cfg, else NXL_SC_SECRET)
+ * and the per-client request rate (NXL_SC_RATE, requests a second). */
+static nxl_status_t
+agent_secret(nxl_agent_t *a, const nxl_agent_config_t *cfg)
+{
+    const char *s = (cfg != NULL && cfg->sc_secret != NULL)
+                        ? cfg->sc_secret
+                        : getenv("NXL_SC_SECRET");
+    const char *rate = getenv("NXL_SC_RATE");
+    char *end = NULL;
+    unsigned long r;
+
+    memset(&a->sc_auth, 0, sizeof(a->sc_auth));
+    if (rate != NULL && rate[0] != '\0') {
+        r = strtoul(rate, &end, 10);
+        if (*end != '\0' || r == 0 || r > 1000000000ul) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "agent_create: NXL_SC_RATE=\"%s\": want a "
+                             "positive number of requests a second", rate);
+        }
+        a->sc_auth.rate = (unsigned)r;
+    }
+    if (s == NULL || s[0] == '\0') {
+        return NXL_OK;
+    }
+    a->sc_auth.len = strlen(s);
+    a->sc_auth.key = strdup(s);
+    if (a->sc_auth.key == NULL) {
+        a->sc_auth.len = 0;
+        return nxl__fail(NXL_ERR_NOMEM, "agent_create: out of memory");
+    }
+    return NXL_OK;
+}
+
+/* agent_secret_free wipes and frees the secret. */
+static void
+agent_secret_free(nxl_agent_t *a)
+{
+    if (a->sc_auth.key != NULL) {
+        memset((void *)a->sc_auth.key, 0, a->sc_auth.len);
+        free((void *)a->sc_auth.key);
+    }
+    a->sc_auth.key = NULL;
+    a->sc_auth.len = 0;
+}
+
 NXL_API nxl_status_t
 nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
                  nxl_agent_t **agent_p)
@@ -330,6 +376,11 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
         goto err_free;
     }
     a->cfg.listen_addr = NULL; /* not kept: the caller's pointer */
+    a->cfg.sc_secret = NULL;
+    status = agent_secret(a, cfg);
+    if (status != NXL_OK) {
+        goto err_free;
+    }
     a->locking = a->cfg.sync_mode != NXL_SYNC_NONE || a->cfg.listen_thread ||
                  a->cfg.progress_thread;
     pthread_rwlock_init(&a->lock, NULL);
@@ -356,8 +407,9 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
         goto err_ep;
     }
     if (a->cfg.listen_thread) {
-        status = nxl__sc_start(cfg ? cfg->listen_addr : NULL,
-                               a->cfg.listen_port, nxl__sc_handler, a, &a->sc);
+        status = nxl__sc_start_auth(cfg ? cfg->listen_addr : NULL,
+                                    a->cfg.listen_port, &a->sc_auth,
+                                    nxl__sc_handler, a, &a->sc);
         if (status != NXL_OK) {
             goto err_ep;
         }
@@ -384,6 +436,7 @@ err_locks:
     pthread_mutex_destroy(&a->xfer_lock);
     pthread_mutex_destroy(&a->notif_lock);
 err_free:
+    agent_secret_free(a);
     free(a);
     return status;
 }
@@ -420,5 +473,6 @@ nxl_agent_destroy(nxl_agent_t *a)
     pthread_rwlock_destroy(&a->lock);
     pthread_mutex_destroy(&a->xfer_lock);
     pthread_mutex_destroy(&a->notif_lock);
+    agent_secret_free(a);
     free(a);
 }

@@ -165,6 +165,7 @@ struct nxl_agent {
     int ep_fd;                          /* epoll of wake_fd + backend fds */
 
     nxl__sc_t *sc;                      /* side-channel listener */
+    nxl__sc_auth_t sc_auth;             /* its secret (owned) and rate */
     pthread_t progress_tid;
     atomic_bool progress_stop;
     bool progress_running;

@@ -519,14 +519,16 @@ sc_target(const nxl_opts_t *opts, int *timeout_p)
 
 /* sc_send_blob sends a LOAD frame carrying blob and returns the ACK. */
 static nxl_status_t
-sc_send_blob(const nxl_opts_t *opts, int timeout, const nxl_blob_t *blob)
+sc_send_blob(nxl_agent_t *a, const nxl_opts_t *opts, int timeout,
+             const nxl_blob_t *blob)
 {
     nxl_blob_t reply = {0};
     nxl_status_t status;
     uint8_t rtype = 0;
 
-    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_LOAD, blob->data,
-                          blob->len, timeout, &rtype, &reply);
+    status = nxl__sc_call_auth(opts->ip_addr, opts->port, &a->sc_auth,
+                               NXL__SC_LOAD, blob->data, blob->len, timeout,
+                               &rtype, &reply);
     if (status != NXL_OK) {
         return status;
     }
@@ -559,7 +561,7 @@ nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
     if (status != NXL_OK) {
         return status;
     }
-    status = sc_send_blob(opts, timeout, &blob);
+    status = sc_send_blob(agent, opts, timeout, &blob);
     nxl_blob_free(&blob);
     return status;
 }
@@ -583,7 +585,7 @@ nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     if (status != NXL_OK) {
         return status;
     }
-    status = sc_send_blob(opts, timeout, &blob);
+    status = sc_send_blob(agent, opts, timeout, &blob);
     nxl_blob_free(&blob);
     return status;
 }
@@ -604,8 +606,9 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
     if (status != NXL_OK) {
         return status;
     }
-    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_SEND, NULL, 0,
-                          timeout, &rtype, &reply);
+    status = nxl__sc_call_auth(opts->ip_addr, opts->port, &agent->sc_auth,
+                               NXL__SC_SEND, NULL, 0, timeout, &rtype,
+                               &reply);
     if (status != NXL_OK) {
         return status;
     }
@@ -658,8 +661,9 @@ nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
     if (status != NXL_OK) {
         return status;
     }
-    status = nxl__sc_call(opts->ip_addr, opts->port, NXL__SC_INVL, agent->name,
-                          strlen(agent->name), timeout, &rtype, &reply);
+    status = nxl__sc_call_auth(opts->ip_addr, opts->port, &agent->sc_auth,
+                               NXL__SC_INVL, agent->name, strlen(agent->name),
+                               timeout, &rtype, &reply);
     if (status != NXL_OK) {
         return status;
     }

@@ -70,8 +70,26 @@ enum {
     NXL__SC_SEND = 2, /* payload: empty; reply MD with the full metadata */
     NXL__SC_INVL = 3, /* payload: the name of the agent to forget */
     NXL__SC_ACK = 4,  /* payload: i32 status + UTF-8 detail message */
-    NXL__SC_MD = 5    /* payload: metadata blob */
+    NXL__SC_MD = 5,   /* payload: metadata blob */
+    /* Authentication (a listener with a shared secret): HELLO, CHAL and
+     * AUTH come first on a connection, before any request. */
+    NXL__SC_HELLO = 6, /* client: its 32-byte nonce */
+    NXL__SC_CHAL = 7,  /* listener: its nonce and its 32-byte proof */
+    NXL__SC_AUTH = 8   /* client: its 32-byte proof (no reply) */
 };
+
+#define NXL__SC_NONCE 32u
+#define NXL__SC_PROOF 32u /* HMAC-SHA256 */
+
+/* nxl__sc_auth_t is a side channel's shared secret (the bytes are not
+ * copied by the calls below that take one; nxl__sc_start_auth copies
+ * them) and, for a listener, the request rate it grants each client
+ * address (0: the default, 1000 a second with bursts of 2000). */
+typedef struct nxl__sc_auth {
+    const void *key;
+    size_t len;
+    unsigned rate;
+} nxl__sc_auth_t;
 
 #define NXL__SC_HDR_SIZE 12u
 #define NXL__SC_MAX_PAYLOAD (64u << 20) /* frames above this are refused */
@@ -110,6 +128,16 @@ nxl_status_t nxl__sc_start(const char *addr, uint16_t port,
                            nxl__sc_handler_fn handler, void *arg,
                            nxl__sc_t **sc_p);
 
+/* nxl__sc_start_auth is nxl__sc_start for a listener that answers only
+ * clients proving they know auth's secret (auth NULL or an empty key: no
+ * authentication, as nxl__sc_start). Either way requests are limited to
+ * auth->rate per client address; a client over it gets an ACK with
+ * NXL_ERR_NOT_ALLOWED and is dropped. */
+nxl_status_t nxl__sc_start_auth(const char *addr, uint16_t port,
+                                const nxl__sc_auth_t *auth,
+                                nxl__sc_handler_fn handler, void *arg,
+                                nxl__sc_t **sc_p);
+
 /* nxl__sc_port returns the bound port. */
 uint16_t nxl__sc_port(const nxl__sc_t *sc);
 
@@ -126,6 +154,17 @@ void nxl__sc_stop(nxl__sc_t *sc);
 nxl_status_t nxl__sc_call(const char *ip, uint16_t port, uint8_t type,
                           const void *payload, size_t len, int timeout_ms,
                           uint8_t *reply_type_p, nxl_blob_t *reply_p);
+
+/* nxl__sc_call_auth is nxl__sc_call that first proves it knows auth's
+ * secret and checks that the listener knows it too (mutual HMAC-SHA256
+ * challenge-response over fresh nonces). auth NULL or empty: nxl__sc_call.
+ * Extra statuses: NXL_ERR_NOT_ALLOWED (a secret on one side only, or a
+ * different one). */
+nxl_status_t nxl__sc_call_auth(const char *ip, uint16_t port,
+                               const nxl__sc_auth_t *auth, uint8_t type,
+                               const void *payload, size_t len,
+                               int timeout_ms, uint8_t *reply_type_p,
+                               nxl_blob_t *reply_p);
 
 /* nxl__sc_ack builds an ACK payload for status and the current
  * nxl_last_error() message (when status is an error). */

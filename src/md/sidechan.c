@@ -14,17 +14,39 @@
  * blocks the others. A bad frame is answered with an ACK carrying
  * NXL_ERR_PROTO and the connection is closed, since the stream can no
  * longer be trusted to be in step.
+ *
+ * With a shared secret, a connection starts with a mutual challenge-
+ * response before any request: the client sends HELLO (its nonce Nc), the
+ * listener answers CHAL (its nonce Nl and HMAC-SHA256(secret, "NXSC
+ * listener v1" || Nc || Nl)), the client checks that and sends AUTH
+ * (HMAC-SHA256(secret, "NXSC client v1" || Nl || Nc)), then its requests.
+ * Both nonces are fresh, so a recorded exchange proves nothing later.
+ * This authenticates the two ends; it does not encrypt, and an on-path
+ * attacker could still alter frames after the handshake (docs/design.md).
+ * Without a secret, requests are served as they come (trusted networks).
+ *
+ * Bounds, with or without a secret: frames of at most 64 MiB, at most 256
+ * connections (at capacity the oldest one not sending a reply makes room,
+ * so a flood of idle or stalled connections cannot lock a client out), a
+ * frame must finish within 5 s, and each client address gets a request
+ * rate (token bucket; default 1000 a second, bursts of 2000).
  */
 #include "md.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -38,6 +60,11 @@
 #define SC_ACK_FIXED 8u      /* i32 status + u32 message length */
 #define SC_DRAIN_MS 1000u    /* lingering close after a rejected frame */
 #define SC_DRAIN_MAX 65536u  /* bytes discarded before closing anyway */
+#define SC_RATE_DEFAULT 1000u /* requests a second per client address */
+#define SC_RATE_SLOTS 64u     /* client addresses tracked (LRU) */
+
+static const char sc_tag_listener[] = "NXSC listener v1";
+static const char sc_tag_client[] = "NXSC client v1";
 
 /* sc_conn_t is one accepted connection. */
 typedef struct sc_conn {
@@ -62,7 +89,20 @@ typedef struct sc_conn {
     size_t out_off;
     /* progress deadline: stall limit mid-frame, idle limit between */
     uint64_t deadline_ns;
+    uint64_t accepted_ns;
+    uint64_t client;       /* the client's address, hashed */
+    /* authentication (listener with a secret) */
+    bool hello;            /* HELLO seen, CHAL sent */
+    bool authed;           /* AUTH checked */
+    uint8_t nc[NXL__SC_NONCE], nl[NXL__SC_NONCE];
 } sc_conn_t;
+
+/* sc_rate_t is one client address's token bucket. */
+typedef struct sc_rate {
+    uint64_t client;
+    uint64_t last_ns;
+    double tokens;
+} sc_rate_t;
 
 struct nxl__sc {
     int lfd;
@@ -71,11 +111,44 @@ struct nxl__sc {
     nxl__sc_handler_fn handler;
     void *arg;
     pthread_t thread;
+    uint8_t *key;          /* shared secret, or NULL */
+    size_t key_len;
+    unsigned rate;         /* requests a second per client address */
     /* owned by the listener thread */
     sc_conn_t *conns;
     size_t nconns;
     struct pollfd *pfds;
+    sc_rate_t rates[SC_RATE_SLOTS];
 };
+
+/* sc_proof computes HMAC-SHA256(key, tag || a || b) into out. */
+static void
+sc_proof(const void *key, size_t key_len, const char *tag, const uint8_t *a,
+         const uint8_t *b, uint8_t out[NXL__SC_PROOF])
+{
+    uint8_t msg[32 + 2 * NXL__SC_NONCE];
+    size_t tl = strlen(tag);
+    unsigned olen = NXL__SC_PROOF;
+
+    memcpy(msg, tag, tl);
+    memcpy(msg + tl, a, NXL__SC_NONCE);
+    memcpy(msg + tl + NXL__SC_NONCE, b, NXL__SC_NONCE);
+    if (HMAC(EVP_sha256(), key, (int)key_len, msg, tl + 2 * NXL__SC_NONCE,
+             out, &olen) == NULL) {
+        /* Not expected; a proof of zeros matches nothing honest. */
+        memset(out, 0, NXL__SC_PROOF);
+    }
+}
+
+/* sc_nonce fills n with fresh random bytes. */
+static nxl_status_t
+sc_nonce(uint8_t n[NXL__SC_NONCE])
+{
+    if (getrandom(n, NXL__SC_NONCE, 0) != (ssize_t)NXL__SC_NONCE) {
+        return nxl__fail_errno(errno, "sc: getrandom");
+    }
+    return NXL_OK;
+}
 
 /* nxl__sc_hdr_encode: see md.h. */
 void
@@ -106,7 +179,7 @@ nxl__sc_hdr_decode(const uint8_t in[NXL__SC_HDR_SIZE], nxl__sc_hdr_t *hdr_p)
                          "sc: frame version %u is not supported (want %u)",
                          in[4], SC_VERSION);
     }
-    if (in[5] < NXL__SC_LOAD || in[5] > NXL__SC_MD) {
+    if (in[5] < NXL__SC_LOAD || in[5] > NXL__SC_AUTH) {
         return nxl__fail(NXL_ERR_PROTO, "sc: unknown frame type %u", in[5]);
     }
     if (in[6] != 0 || in[7] != 0) {
@@ -291,6 +364,98 @@ conn_reject(sc_conn_t *c, nxl_status_t status)
     return conn_reply(c, NXL__SC_ACK, ack, true);
 }
 
+/* sc_rate_take takes one request token of client's bucket, refilled at
+ * sc->rate a second up to twice that; false when empty. */
+static bool
+sc_rate_take(nxl__sc_t *sc, uint64_t client)
+{
+    uint64_t now = nxl__now_ns();
+    sc_rate_t *r = NULL, *lru = &sc->rates[0];
+    size_t i;
+
+    for (i = 0; i < SC_RATE_SLOTS; i++) {
+        if (sc->rates[i].last_ns != 0 && sc->rates[i].client == client) {
+            r = &sc->rates[i];
+            break;
+        }
+        if (sc->rates[i].last_ns < lru->last_ns) {
+            lru = &sc->rates[i];
+        }
+    }
+    if (r == NULL) {
+        r = lru;
+        r->client = client;
+        r->tokens = 2.0 * sc->rate;
+        r->last_ns = now;
+    }
+    r->tokens += (double)(now - r->last_ns) * 1e-9 * sc->rate;
+    if (r->tokens > 2.0 * sc->rate) {
+        r->tokens = 2.0 * sc->rate;
+    }
+    r->last_ns = now;
+    if (r->tokens < 1.0) {
+        return false;
+    }
+    r->tokens -= 1.0;
+    return true;
+}
+
+/* conn_auth runs the listener's side of the handshake: HELLO gets a CHAL
+ * reply, AUTH is checked and answered by nothing (requests follow). */
+static bool
+conn_auth(nxl__sc_t *sc, sc_conn_t *c)
+{
+    uint8_t proof[NXL__SC_PROOF];
+    nxl_blob_t chal;
+
+    if (sc->key == NULL) {
+        return conn_reject(c, nxl__fail(NXL_ERR_NOT_ALLOWED,
+                                        "sc: this listener has no secret; "
+                                        "it does not authenticate"));
+    }
+    if (c->h.type == NXL__SC_HELLO) {
+        if (c->hello || c->body_got != NXL__SC_NONCE) {
+            return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
+                                            "sc: unexpected HELLO"));
+        }
+        memcpy(c->nc, c->body, NXL__SC_NONCE);
+        if (sc_nonce(c->nl) != NXL_OK) {
+            return false;
+        }
+        chal.len = NXL__SC_NONCE + NXL__SC_PROOF;
+        chal.data = malloc(chal.len);
+        if (chal.data == NULL) {
+            return false;
+        }
+        memcpy(chal.data, c->nl, NXL__SC_NONCE);
+        sc_proof(sc->key, sc->key_len, sc_tag_listener, c->nc, c->nl,
+                 (uint8_t *)chal.data + NXL__SC_NONCE);
+        c->hello = true;
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = c->body_got = 0;
+        return conn_reply(c, NXL__SC_CHAL, chal, false);
+    }
+    if (!c->hello || c->authed || c->body_got != NXL__SC_PROOF) {
+        return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
+                                        "sc: unexpected AUTH"));
+    }
+    sc_proof(sc->key, sc->key_len, sc_tag_client, c->nl, c->nc, proof);
+    if (CRYPTO_memcmp(proof, c->body, NXL__SC_PROOF) != 0) {
+        nxl__warn("sc: a client failed authentication (wrong secret)");
+        return conn_reject(c, nxl__fail(NXL_ERR_NOT_ALLOWED,
+                                        "sc: authentication failed: the "
+                                        "secrets differ"));
+    }
+    c->authed = true;
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = c->body_got = 0;
+    c->hdr_got = 0;
+    c->deadline_ns = deadline_after(nxl__now_ns(), SC_IDLE_MS);
+    return true;
+}
+
 /* conn_dispatch hands a complete request to the handler and queues its
  * reply. */
 static bool
@@ -300,10 +465,26 @@ conn_dispatch(nxl__sc_t *sc, sc_conn_t *c)
     nxl_blob_t reply = {NULL, 0};
     nxl_status_t status;
 
+    if (!sc_rate_take(sc, c->client)) {
+        return conn_reject(c, nxl__fail(NXL_ERR_NOT_ALLOWED,
+                                        "sc: rate limit exceeded (%u "
+                                        "requests a second per client)",
+                                        sc->rate));
+    }
+    if (type == NXL__SC_HELLO || type == NXL__SC_AUTH) {
+        return conn_auth(sc, c);
+    }
     if (type != NXL__SC_LOAD && type != NXL__SC_SEND && type != NXL__SC_INVL) {
         return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
                                         "sc: frame type %u is not a request",
                                         type));
+    }
+    if (sc->key != NULL && !c->authed) {
+        return conn_reject(c, nxl__fail(NXL_ERR_NOT_ALLOWED,
+                                        "sc: this listener requires "
+                                        "authentication: give the client "
+                                        "the same secret (sc_secret in the "
+                                        "agent config, or NXL_SC_SECRET)"));
     }
     nxl__clear_error();
     sc->handler(sc->arg, type, c->body, c->body_got, &rtype, &reply);
@@ -349,6 +530,32 @@ conn_drain(sc_conn_t *c)
         }
         return rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
+}
+
+/* conn_admit decides from its header whether a frame's payload is read
+ * at all: before authentication only HELLO and AUTH of their exact sizes
+ * are, so an unauthenticated client cannot make the listener buffer
+ * anything. */
+static nxl_status_t
+conn_admit(const nxl__sc_t *sc, const sc_conn_t *c)
+{
+    uint8_t t = c->h.type;
+
+    if (t == NXL__SC_HELLO || t == NXL__SC_AUTH) {
+        if (c->h.len != (t == NXL__SC_HELLO ? NXL__SC_NONCE : NXL__SC_PROOF)) {
+            return nxl__fail(NXL_ERR_PROTO, "sc: %s frame of %u bytes",
+                             t == NXL__SC_HELLO ? "HELLO" : "AUTH",
+                             c->h.len);
+        }
+        return NXL_OK;
+    }
+    if (sc->key != NULL && !c->authed) {
+        return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                         "sc: this listener requires authentication: give "
+                         "the client the same secret (sc_secret in the agent "
+                         "config, or NXL_SC_SECRET)");
+    }
+    return NXL_OK;
 }
 
 /* conn_read reads as much of the current frame as is available, and
@@ -412,6 +619,10 @@ conn_read(nxl__sc_t *sc, sc_conn_t *c)
             if (status != NXL_OK) {
                 return conn_reject(c, NXL_ERR_PROTO);
             }
+            status = conn_admit(sc, c);
+            if (status != NXL_OK) {
+                return conn_reject(c, status);
+            }
             c->body_got = 0;
         } else {
             c->body_got += (size_t)rc;
@@ -425,15 +636,65 @@ conn_read(nxl__sc_t *sc, sc_conn_t *c)
     return true;
 }
 
+/* sc_client_key hashes a peer address (without its port) for the rate
+ * table. */
+static uint64_t
+sc_client_key(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ss;
+
+        return nxl__hash64(&in->sin_addr, sizeof(in->sin_addr));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)ss;
+
+        return nxl__hash64(&in6->sin6_addr, sizeof(in6->sin6_addr));
+    }
+    return 0;
+}
+
+/* sc_make_room closes the oldest connection that is not sending a reply,
+ * so that a table full of idle or stalled connections (a flood) cannot
+ * lock new clients out. False when every connection is replying. */
+static bool
+sc_make_room(nxl__sc_t *sc)
+{
+    sc_conn_t *victim = NULL;
+    size_t i;
+
+    for (i = 0; i < sc->nconns; i++) {
+        sc_conn_t *c = &sc->conns[i];
+
+        if (!c->writing &&
+            (victim == NULL || c->accepted_ns < victim->accepted_ns)) {
+            victim = c;
+        }
+    }
+    if (victim == NULL) {
+        return false;
+    }
+    nxl__debug("sc: %u connections open: dropping the oldest idle one",
+               SC_MAX_CONNS);
+    conn_close(victim);
+    *victim = sc->conns[--sc->nconns];
+    return true;
+}
+
 /* sc_accept accepts every pending connection. */
 static void
 sc_accept(nxl__sc_t *sc)
 {
+    struct sockaddr_storage ss;
+    socklen_t sl;
     sc_conn_t *c;
     int fd;
 
     for (;;) {
-        fd = accept4(sc->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        sl = sizeof(ss);
+        memset(&ss, 0, sizeof(ss));
+        fd = accept4(sc->lfd, (struct sockaddr *)&ss, &sl,
+                     SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -443,15 +704,18 @@ sc_accept(nxl__sc_t *sc)
             }
             return;
         }
-        if (sc->nconns == SC_MAX_CONNS) {
-            nxl__warn("sc: %u connections open; refusing one", SC_MAX_CONNS);
+        if (sc->nconns == SC_MAX_CONNS && !sc_make_room(sc)) {
+            nxl__warn("sc: %u connections replying; refusing one",
+                      SC_MAX_CONNS);
             close(fd);
             continue;
         }
         c = &sc->conns[sc->nconns++];
         memset(c, 0, sizeof(*c));
         c->fd = fd;
-        c->deadline_ns = deadline_after(nxl__now_ns(), SC_IDLE_MS);
+        c->accepted_ns = nxl__now_ns();
+        c->client = sc_client_key(&ss);
+        c->deadline_ns = deadline_after(c->accepted_ns, SC_IDLE_MS);
     }
 }
 
@@ -557,11 +821,20 @@ nxl_status_t
 nxl__sc_start(const char *addr, uint16_t port, nxl__sc_handler_fn handler,
               void *arg, nxl__sc_t **sc_p)
 {
+    return nxl__sc_start_auth(addr, port, NULL, handler, arg, sc_p);
+}
+
+/* nxl__sc_start_auth: see md.h. */
+nxl_status_t
+nxl__sc_start_auth(const char *addr, uint16_t port, const nxl__sc_auth_t *auth,
+                   nxl__sc_handler_fn handler, void *arg, nxl__sc_t **sc_p)
+{
     nxl_status_t status;
     nxl__sc_t *sc;
     int rc;
 
-    if (handler == NULL || sc_p == NULL) {
+    if (handler == NULL || sc_p == NULL ||
+        (auth != NULL && auth->len > 0 && auth->key == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "sc: start: NULL argument");
     }
     sc = calloc(1, sizeof(*sc));
@@ -570,6 +843,16 @@ nxl__sc_start(const char *addr, uint16_t port, nxl__sc_handler_fn handler,
     }
     sc->handler = handler;
     sc->arg = arg;
+    sc->rate = (auth != NULL && auth->rate > 0) ? auth->rate : SC_RATE_DEFAULT;
+    if (auth != NULL && auth->len > 0) {
+        sc->key = malloc(auth->len);
+        if (sc->key == NULL) {
+            free(sc);
+            return nxl__fail(NXL_ERR_NOMEM, "sc: start");
+        }
+        memcpy(sc->key, auth->key, auth->len);
+        sc->key_len = auth->len;
+    }
     sc->lfd = sc->wake_fd = -1;
     sc->conns = calloc(SC_MAX_CONNS, sizeof(*sc->conns));
     sc->pfds = calloc(2 + SC_MAX_CONNS, sizeof(*sc->pfds));
@@ -610,6 +893,10 @@ err_close_listen:
 err_free:
     free(sc->pfds);
     free(sc->conns);
+    if (sc->key != NULL) {
+        OPENSSL_cleanse(sc->key, sc->key_len);
+        free(sc->key);
+    }
     free(sc);
     return status;
 }
@@ -644,6 +931,10 @@ nxl__sc_stop(nxl__sc_t *sc)
     close(sc->lfd);
     free(sc->pfds);
     free(sc->conns);
+    if (sc->key != NULL) {
+        OPENSSL_cleanse(sc->key, sc->key_len);
+        free(sc->key);
+    }
     free(sc);
 }
 
@@ -674,22 +965,130 @@ call_fail(nxl_status_t status, const char *ip, uint16_t port, const char *what)
                      detail);
 }
 
-/* nxl__sc_call: see md.h. One connection per call; every step gets what
- * is left of timeout_ms. */
+/* sc_send_frame sends one frame within what is left of timeout_ms. */
+static nxl_status_t
+sc_send_frame(int fd, uint8_t type, const void *payload, size_t len,
+              int timeout_ms, uint64_t start)
+{
+    uint8_t hdr[NXL__SC_HDR_SIZE];
+    nxl_status_t status;
+
+    nxl__sc_hdr_encode(type, (uint32_t)len, hdr);
+    status =
+        nxl__sock_send_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
+    if (status == NXL_OK && len > 0) {
+        status =
+            nxl__sock_send_all(fd, payload, len, left_ms(timeout_ms, start));
+    }
+    return status;
+}
+
+/* sc_recv_frame reads one frame (header checked; the body malloc'd, NULL
+ * when empty) within what is left of timeout_ms. */
+static nxl_status_t
+sc_recv_frame(int fd, nxl__sc_hdr_t *h, uint8_t **body_p, int timeout_ms,
+              uint64_t start)
+{
+    uint8_t hdr[NXL__SC_HDR_SIZE];
+    nxl_status_t status;
+    uint8_t *body = NULL;
+
+    status =
+        nxl__sock_recv_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl__sc_hdr_decode(hdr, h);
+    if (status != NXL_OK) {
+        return NXL_ERR_PROTO;
+    }
+    if (h->len > 0) {
+        body = malloc(h->len);
+        if (body == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "sc: reply of %u bytes", h->len);
+        }
+        status =
+            nxl__sock_recv_all(fd, body, h->len, left_ms(timeout_ms, start));
+        if (status != NXL_OK) {
+            free(body);
+            return status;
+        }
+    }
+    *body_p = body;
+    return NXL_OK;
+}
+
+/* sc_client_auth runs the client's side of the handshake on fd. */
+static nxl_status_t
+sc_client_auth(int fd, const nxl__sc_auth_t *auth, int timeout_ms,
+               uint64_t start)
+{
+    uint8_t nc[NXL__SC_NONCE], proof[NXL__SC_PROOF];
+    nxl__sc_hdr_t h;
+    nxl_status_t status;
+    uint8_t *body = NULL;
+
+    status = sc_nonce(nc);
+    if (status == NXL_OK) {
+        status = sc_send_frame(fd, NXL__SC_HELLO, nc, sizeof(nc), timeout_ms,
+                               start);
+    }
+    if (status == NXL_OK) {
+        status = sc_recv_frame(fd, &h, &body, timeout_ms, start);
+    }
+    if (status != NXL_OK) {
+        return status;
+    }
+    if (h.type == NXL__SC_ACK) {
+        status = nxl__sc_ack_parse(body, h.len);
+        free(body);
+        return status < 0 ? status
+                          : nxl__fail(NXL_ERR_PROTO,
+                                      "sc: HELLO answered with an OK ACK");
+    }
+    if (h.type != NXL__SC_CHAL || h.len != NXL__SC_NONCE + NXL__SC_PROOF) {
+        free(body);
+        return nxl__fail(NXL_ERR_PROTO, "sc: HELLO answered with frame type "
+                         "%u of %u bytes", h.type, h.len);
+    }
+    sc_proof(auth->key, auth->len, sc_tag_listener, nc, body, proof);
+    if (CRYPTO_memcmp(proof, body + NXL__SC_NONCE, NXL__SC_PROOF) != 0) {
+        free(body);
+        return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                         "sc: the listener does not know the secret");
+    }
+    sc_proof(auth->key, auth->len, sc_tag_client, body, nc, proof);
+    free(body);
+    return sc_send_frame(fd, NXL__SC_AUTH, proof, sizeof(proof), timeout_ms,
+                         start);
+}
+
+/* nxl__sc_call: see md.h. */
 nxl_status_t
 nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
              size_t len, int timeout_ms, uint8_t *reply_type_p,
              nxl_blob_t *reply_p)
 {
+    return nxl__sc_call_auth(ip, port, NULL, type, payload, len, timeout_ms,
+                             reply_type_p, reply_p);
+}
+
+/* nxl__sc_call_auth: see md.h. One connection per call; every step gets
+ * what is left of timeout_ms. */
+nxl_status_t
+nxl__sc_call_auth(const char *ip, uint16_t port, const nxl__sc_auth_t *auth,
+                  uint8_t type, const void *payload, size_t len,
+                  int timeout_ms, uint8_t *reply_type_p, nxl_blob_t *reply_p)
+{
     uint64_t start = nxl__now_ns();
-    uint8_t hdr[NXL__SC_HDR_SIZE];
     nxl__sc_hdr_t h;
     nxl_status_t status;
     uint8_t *body = NULL;
     int fd;
 
     if (ip == NULL || reply_type_p == NULL || reply_p == NULL ||
-        (payload == NULL && len > 0)) {
+        (payload == NULL && len > 0) ||
+        (auth != NULL && auth->len > 0 && auth->key == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "sc: call: NULL argument");
     }
     if (type != NXL__SC_LOAD && type != NXL__SC_SEND && type != NXL__SC_INVL) {
@@ -712,44 +1111,27 @@ nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
     if (status != NXL_OK) {
         return status;
     }
-    nxl__sc_hdr_encode(type, (uint32_t)len, hdr);
-    status =
-        nxl__sock_send_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
-    if (status == NXL_OK && len > 0) {
-        status =
-            nxl__sock_send_all(fd, payload, len, left_ms(timeout_ms, start));
+    if (auth != NULL && auth->len > 0) {
+        status = sc_client_auth(fd, auth, timeout_ms, start);
+        if (status != NXL_OK) {
+            status = call_fail(status, ip, port, "authenticating with");
+            goto err_close;
+        }
     }
+    status = sc_send_frame(fd, type, payload, len, timeout_ms, start);
     if (status != NXL_OK) {
         status = call_fail(status, ip, port, "send to");
         goto err_close;
     }
-
-    status =
-        nxl__sock_recv_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
-    if (status != NXL_OK) {
-        status = call_fail(status, ip, port, "reply from");
-        goto err_close;
-    }
-    status = nxl__sc_hdr_decode(hdr, &h);
+    status = sc_recv_frame(fd, &h, &body, timeout_ms, start);
     if (status == NXL_OK && h.type != NXL__SC_ACK && h.type != NXL__SC_MD) {
+        free(body);
+        body = NULL;
         status = nxl__fail(NXL_ERR_PROTO, "reply of type %u", h.type);
     }
     if (status != NXL_OK) {
-        status = call_fail(NXL_ERR_PROTO, ip, port, "reply from");
+        status = call_fail(status, ip, port, "reply from");
         goto err_close;
-    }
-    if (h.len > 0) {
-        body = malloc(h.len);
-        if (body == NULL) {
-            status = nxl__fail(NXL_ERR_NOMEM, "sc: reply of %u bytes", h.len);
-            goto err_close;
-        }
-        status =
-            nxl__sock_recv_all(fd, body, h.len, left_ms(timeout_ms, start));
-        if (status != NXL_OK) {
-            status = call_fail(status, ip, port, "reply from");
-            goto err_free;
-        }
     }
     close(fd);
     *reply_type_p = h.type;
@@ -757,8 +1139,6 @@ nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
     reply_p->len = h.len;
     return NXL_OK;
 
-err_free:
-    free(body);
 err_close:
     close(fd);
     return status;

@@ -187,6 +187,7 @@ nxl__regtab_view_open(nxl__regtab_view_t *v, int fd, uint64_t token)
     v->fd = fd;
     v->base = p;
     v->token = token;
+    atomic_store_explicit(&v->slots, 0, memory_order_relaxed);
     return NXL_OK;
 }
 
@@ -210,12 +211,24 @@ nxl__regtab_view_slot(const nxl__regtab_view_t *v, uint32_t slot,
 {
     const nxl__regtab_slot_t *s;
     struct stat sb;
+    uint64_t n;
 
-    if (v->base == NULL || slot >= NXL__REGTAB_MAX_SLOTS || gen == 0 ||
-        fstat(v->fd, &sb) != 0 ||
-        (uint64_t)sb.st_size <
-            NXL__REGTAB_HDR + ((uint64_t)slot + 1) * sizeof(*s)) {
+    if (v->base == NULL || slot >= NXL__REGTAB_MAX_SLOTS || gen == 0) {
         return NULL;
+    }
+    /* Only a slot past what the file was last seen to hold costs a look
+     * at its size (the file never shrinks). */
+    if (slot >= atomic_load_explicit(&v->slots, memory_order_relaxed)) {
+        if (fstat(v->fd, &sb) != 0 ||
+            (uint64_t)sb.st_size < NXL__REGTAB_HDR + sizeof(*s)) {
+            return NULL;
+        }
+        n = ((uint64_t)sb.st_size - NXL__REGTAB_HDR) / sizeof(*s);
+        n = n > NXL__REGTAB_MAX_SLOTS ? NXL__REGTAB_MAX_SLOTS : n;
+        atomic_store_explicit(&v->slots, (uint32_t)n, memory_order_relaxed);
+        if (slot >= n) {
+            return NULL;
+        }
     }
     s = rt_slot(v->base, slot);
     if (!nxl__regtab_live(s, gen)) {

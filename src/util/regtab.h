@@ -67,6 +67,7 @@ typedef struct nxl__regtab_view {
     int fd;
     const uint8_t *base; /* NXL__REGTAB_MAX_SLOTS mapped */
     uint64_t token;
+    _Atomic uint32_t slots; /* the file held at least this many (grows) */
 } nxl__regtab_view_t;
 
 /* nxl__regtab_init makes an empty table for an owner with token (written
