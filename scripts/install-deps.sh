@@ -13,6 +13,7 @@ PKGS=(
   libssl-dev                        # libcrypto: side-channel HMAC
   iproute2 iperf3                   # multi-host rig and its baseline
   python3 python3-pytest python3-numpy
+  python3-dev python3-torch         # the nxl Python package (headers) and its torch tests
   procps                            # ps/pgrep in tests
 )
 
