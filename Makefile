@@ -15,5 +15,5 @@ asan:
 fuzz: deps
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 install: all
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 .PHONY: all deps run test asan fuzz install

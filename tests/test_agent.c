@@ -57,6 +57,34 @@ ta_alloc(size_t len)
     return p;
 }
 
+/* The first notification on a new SHM stream comes out of the first
+ * nxl_notifs_get after it arrived (it used to take two: one progress pass
+ * accepted the stream, the next read it), for a loopback agent and for a
+ * second agent in this process. */
+static int
+t_first_notif_first_call(void)
+{
+    nxl_agent_t *a = NULL, *b = NULL;
+    nxl_notif_list_t *l = NULL;
+    nxl_blob_t md = {0};
+
+    XT_ASSERT_OK(ta_agent("a", &a));
+    XT_ASSERT_OK(ta_agent("b", &b));
+    XT_ASSERT_OK(nxl_md_local(a, &md));
+    XT_ASSERT_OK(nxl_md_load(b, md.data, md.len, NULL, 0));
+    XT_ASSERT_OK(nxl_notif_send(a, "a", "x0", 2, NULL));
+    XT_ASSERT_OK(nxl_notif_send(b, "a", "y0", 2, NULL));
+    usleep(50000);
+    XT_ASSERT_OK(nxl_notifs_get(a, &l, NULL));
+    XT_ASSERT(l != NULL);
+    XT_ASSERT_EQ(l->count, 2);
+    nxl_notif_list_free(l);
+    nxl_blob_free(&md);
+    nxl_agent_destroy(b);
+    nxl_agent_destroy(a);
+    return 0;
+}
+
 /* An empty or NULL agent name is INVALID_PARAM (NIXL throws
  * invalid_argument); the output is written only on success; the name is
  * copied; destroy accepts NULL. */
@@ -829,6 +857,7 @@ const xt_suite xt_suite_agent = {
         {"listen_port", t_listen_port},
         {"agent_fd", t_agent_fd},
         {"notifs_empty", t_notifs_empty},
+        {"first_notif_first_call", t_first_notif_first_call},
         {"plugin_dir_junk", t_plugin_dir_junk},
         {"last_error_thread_local", t_last_error_thread_local},
         {NULL, NULL},

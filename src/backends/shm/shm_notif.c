@@ -563,10 +563,16 @@ be_shm_tx_event(be_shm_peer_t *peer, uint32_t events)
 
 /* --- receiving ---------------------------------------------------------- */
 
-/* be_shm_accept takes every pending connection. Connections from another
- * user are refused unless one side is root (CMA would refuse them too). */
+static int be_shm_conn_read(be_shm_engine_t *eng, be_shm_conn_t *c,
+                            unsigned *delivered);
+
+/* be_shm_accept takes every pending connection and reads what each one
+ * already carries (a stream's first frame often arrives with its connect:
+ * waiting for the next epoll round would hand it out one progress call
+ * late). Connections from another user are refused unless one side is
+ * root (CMA would refuse them too). */
 static unsigned
-be_shm_accept(be_shm_engine_t *eng)
+be_shm_accept(be_shm_engine_t *eng, unsigned *delivered)
 {
     struct epoll_event ev;
     struct ucred cred;
@@ -618,6 +624,9 @@ be_shm_accept(be_shm_engine_t *eng)
             eng->conns->prev = c;
         }
         eng->conns = c;
+        if (be_shm_conn_read(eng, c, delivered) < 0) {
+            be_shm_conn_close(eng, c);
+        }
     }
 }
 
@@ -749,7 +758,7 @@ be_shm_progress(void *self)
         ev = evs[i].data.ptr;
         switch (ev->kind) {
         case BE_SHM_EV_LISTEN:
-            handled += be_shm_accept(eng);
+            handled += be_shm_accept(eng, &delivered);
             break;
         case BE_SHM_EV_DONE:
             r = read(eng->done_fd, &cnt, sizeof(cnt));
