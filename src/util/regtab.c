@@ -218,14 +218,17 @@ nxl__regtab_view_slot(const nxl__regtab_view_t *v, uint32_t slot,
     }
     /* Only a slot past what the file was last seen to hold costs a look
      * at its size (the file never shrinks). */
-    if (slot >= atomic_load_explicit(&v->slots, memory_order_relaxed)) {
+    if (slot >= atomic_load_explicit((_Atomic uint32_t *)&v->slots,
+                                     memory_order_relaxed)) {
         if (fstat(v->fd, &sb) != 0 ||
             (uint64_t)sb.st_size < NXL__REGTAB_HDR + sizeof(*s)) {
             return NULL;
         }
         n = ((uint64_t)sb.st_size - NXL__REGTAB_HDR) / sizeof(*s);
         n = n > NXL__REGTAB_MAX_SLOTS ? NXL__REGTAB_MAX_SLOTS : n;
-        atomic_store_explicit(&v->slots, (uint32_t)n, memory_order_relaxed);
+        /* A cache in a const view: the slot count only grows. */
+        atomic_store_explicit((_Atomic uint32_t *)&v->slots, (uint32_t)n,
+                              memory_order_relaxed);
         if (slot >= n) {
             return NULL;
         }
