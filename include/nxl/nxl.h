@@ -35,6 +35,10 @@ extern "C" {
 #define NXL_VERSION_MINOR 1
 #define NXL_VERSION_PATCH 0
 
+/* nxl_version returns the library's version ("0.1.0"), static; it may
+ * differ from the NXL_VERSION_* macros a program was built with. */
+NXL_API const char *nxl_version(void);
+
 /* The status list: one X-macro makes the enum, nxl_strerror and
  * nxl_status_name. Values 1..-12 are NIXL's numbering; -13 on are NXL's. */
 #define NXL_STATUS_MAP(X)                                                     \

@@ -1,5 +1,16 @@
-/* status.c - the second and third products of NXL_STATUS_MAP. */
+/* status.c - the second and third products of NXL_STATUS_MAP, and the
+ * library's version. */
 #include "util.h"
+
+#define NXL__STR2(x) #x
+#define NXL__STR(x) NXL__STR2(x)
+
+NXL_API const char *
+nxl_version(void)
+{
+    return NXL__STR(NXL_VERSION_MAJOR) "." NXL__STR(
+        NXL_VERSION_MINOR) "." NXL__STR(NXL_VERSION_PATCH);
+}
 
 NXL_API const char *
 nxl_strerror(nxl_status_t status)
