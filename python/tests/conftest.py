@@ -1,7 +1,9 @@
 """pytest setup for the nxl package: imports it from $NXL_BUILD/python
 (the build tree; tests/run_all.sh sets NXL_BUILD) and fails, never skips,
 when that import fails: the collection of this folder is then replaced by
-one failing test that shows the error."""
+one failing test that shows the error. The test_nixl_* files import NXL's
+NIXL-compatible nixl package from $NXL_BUILD/python-nixl, which is put on
+sys.path when they are collected (and a failed import fails them)."""
 
 import os
 import pathlib
@@ -15,6 +17,9 @@ TOP = HERE.parents[1]
 BUILD = pathlib.Path(os.environ.get("NXL_BUILD") or TOP / "build")
 
 sys.path.insert(0, str(BUILD / "python"))
+#: NXL's NIXL-compatible package in the build tree: put on sys.path only
+#: when a test_nixl_* file is collected (pytest_pycollect_makemodule).
+NIXL_DIR = BUILD / "python-nixl"
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # peers.py, for spawned processes
 
@@ -26,6 +31,15 @@ except BaseException:  # noqa: BLE001 (any failure must fail the run)
         f"cannot import nxl from {BUILD / 'python'} (NXL_BUILD="
         f"{os.environ.get('NXL_BUILD')!r}); build it with "
         f"`cmake --build <build>`:\n" + traceback.format_exc())
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """The test_nixl_* files import nixl (NXL's NIXL-compatible package)
+    from $NXL_BUILD/python-nixl; other tests do not see it."""
+    if pathlib.Path(module_path).name.startswith("test_nixl") and \
+            str(NIXL_DIR) not in sys.path:
+        sys.path.insert(0, str(NIXL_DIR))
+    return None
 
 
 def pytest_ignore_collect(collection_path, config):

@@ -460,6 +460,71 @@ out:
     return res;
 }
 
+/* mem_raw is Agent.register_raw / Agent.deregister_raw: nxl_mem_register
+ * or nxl_mem_deregister on src as they are, with no Registration object. */
+static PyObject *
+mem_raw(nxlpy_agent_t *self, PyObject *args, PyObject *kw, int reg)
+{
+    static char *kwlist[] = {"src", "mem", "backends", NULL};
+    PyObject *src, *mem = Py_None, *backends = Py_None;
+    nxl_backend_t *bes[NXLPY_MAX_BACKENDS];
+    nxlpy_dlist_t *dl;
+    nxl_dlist_t cdl;
+    nxl_opts_t opts;
+    nxl_status_t st;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw,
+                                     reg ? "O|OO:register_raw"
+                                         : "O|OO:deregister_raw",
+                                     kwlist, &src, &mem, &backends)) {
+        return NULL;
+    }
+    if (nxlpy_agent_check(self) < 0) {
+        return NULL;
+    }
+    nxl_opts_init(&opts);
+    if (nxlpy_opts_backends(self, backends, &opts, bes, NXLPY_MAX_BACKENDS) <
+        0) {
+        return NULL;
+    }
+    dl = nxlpy_dlist_from(src, mem);
+    if (dl == NULL) {
+        return NULL;
+    }
+    cdl = (nxl_dlist_t){dl->mem, dl->descs, dl->count};
+    if (reg) {
+        NXLPY_UNLOCKED(self, st = nxl_mem_register(self->agent, &cdl, &opts));
+    } else {
+        NXLPY_UNLOCKED(self,
+                       st = nxl_mem_deregister(self->agent, &cdl, &opts));
+    }
+    Py_DECREF(dl);
+    if (st != NXL_OK) {
+        return nxlpy_raise(st);
+    }
+    Py_RETURN_NONE;
+}
+
+/* agent_register_raw is Agent.register_raw(src, mem=None, backends=None):
+ * nxl_mem_register without a Registration: the memory stays registered
+ * until deregister_raw or close(), and nothing keeps it alive (NIXL's
+ * registerMem, for the nixl package). */
+static PyObject *
+agent_register_raw(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
+{
+    return mem_raw(self, args, kw, 1);
+}
+
+/* agent_deregister_raw is Agent.deregister_raw(src, mem=None,
+ * backends=None): nxl_mem_deregister; each descriptor must match a
+ * registration exactly (NIXL's deregisterMem). Not for memory that a
+ * Registration object holds. */
+static PyObject *
+agent_deregister_raw(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
+{
+    return mem_raw(self, args, kw, 0);
+}
+
 /* blob_to_bytes turns a library blob into bytes and frees it. */
 static PyObject *
 blob_to_bytes(nxl_blob_t *blob)
@@ -1024,14 +1089,14 @@ out:
 }
 
 /* agent_xfer is Agent.xfer(op, local, remote, remote_agent, notif=None,
- * backends=None, mem=None, remote_mem=None) -> Transfer: one-shot, from two
- * descriptor lists of equal count. */
+ * backends=None, mem=None, remote_mem=None, skip_merge=False) -> Transfer:
+ * one-shot, from two descriptor lists of equal count. */
 static PyObject *
 agent_xfer(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"op",       "local", "remote",     "remote_agent",
                              "notif",    "backends", "mem",     "remote_mem",
-                             NULL};
+                             "skip_merge", NULL};
     PyObject *opobj, *lsrc, *rsrc, *notif = Py_None, *backends = Py_None;
     PyObject *mem = Py_None, *rmem = Py_None, *res = NULL;
     nxl_backend_t *bes[NXLPY_MAX_BACKENDS];
@@ -1041,17 +1106,18 @@ agent_xfer(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_xfer_t *x = NULL;
     nxl_opts_t opts;
     nxl_status_t st;
-    int op;
+    int op, skip = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOs|OOOO:xfer", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOs|OOOOp:xfer", kwlist,
                                      &opobj, &lsrc, &rsrc, &ragent, &notif,
-                                     &backends, &mem, &rmem)) {
+                                     &backends, &mem, &rmem, &skip)) {
         return NULL;
     }
     if (nxlpy_agent_check(self) < 0 || nxlpy_parse_op(opobj, &op) < 0) {
         return NULL;
     }
     nxl_opts_init(&opts);
+    opts.skip_merge = skip;
     if (notif != Py_None) {
         Py_ssize_t len;
 
@@ -1335,6 +1401,15 @@ static PyMethodDef agent_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "register(src, mem=None, backends=None)\n--\n\nRegister memory; "
      "returns a Registration."},
+    {"register_raw", (PyCFunction)(void (*)(void))agent_register_raw,
+     METH_VARARGS | METH_KEYWORDS,
+     "register_raw(src, mem=None, backends=None)\n--\n\nRegister memory "
+     "without a Registration object (until deregister_raw or close); "
+     "nothing keeps the memory alive."},
+    {"deregister_raw", (PyCFunction)(void (*)(void))agent_deregister_raw,
+     METH_VARARGS | METH_KEYWORDS,
+     "deregister_raw(src, mem=None, backends=None)\n--\n\nDeregister "
+     "descriptors that match registrations made by register_raw."},
     {"metadata", (PyCFunction)agent_metadata, METH_NOARGS,
      "metadata()\n--\n\nThis agent's metadata (bytes)."},
     {"partial_metadata", (PyCFunction)(void (*)(void))agent_partial_metadata,
@@ -1375,8 +1450,8 @@ static PyMethodDef agent_methods[] = {
     {"xfer", (PyCFunction)(void (*)(void))agent_xfer,
      METH_VARARGS | METH_KEYWORDS,
      "xfer(op, local, remote, remote_agent, notif=None, backends=None, "
-     "mem=None, remote_mem=None)\n--\n\nA one-shot transfer between two "
-     "descriptor lists."},
+     "mem=None, remote_mem=None, skip_merge=False)\n--\n\nA one-shot "
+     "transfer between two descriptor lists."},
     {"send_notif", (PyCFunction)(void (*)(void))agent_send_notif,
      METH_VARARGS | METH_KEYWORDS,
      "send_notif(remote, msg, backends=None)\n--\n\nSend a notification."},
