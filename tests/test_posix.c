@@ -1298,6 +1298,52 @@ t_register_cycle(void)
     return 0;
 }
 
+/* POSIX delivers no notifications: a transfer that asks for one is
+ * refused when it is made (NOT_SUPPORTED), and so is a post that attaches
+ * one, instead of completing and dropping it. */
+static int
+t_notif_refused(void)
+{
+    const uint64_t len = 4096;
+    nxl_desc_t md = {0, len, 0}, fd_desc;
+    nxl_dlist_t ml = {NXL_DRAM, &md, 1}, fl = {NXL_FILE, &fd_desc, 1};
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_opts_t o;
+    uint8_t *buf = tp_map(len);
+    int fd = tp_tmpfile();
+
+    XT_ASSERT(buf != NULL && fd >= 0);
+    XT_ASSERT(ftruncate(fd, (off_t)len) == 0);
+    TP_AGENT(NULL, NULL, 0, &a);
+    md.addr = (uintptr_t)buf;
+    fd_desc = (nxl_desc_t){0, len, (uint64_t)fd};
+    XT_ASSERT_OK(tp_reg(a, NXL_DRAM, (uintptr_t)buf, len, 0));
+    XT_ASSERT_OK(tp_reg(a, NXL_FILE, 0, len, (uint64_t)fd));
+    nxl_opts_init(&o);
+    o.has_notif = 1;
+    o.notif = "hello";
+    o.notif_len = 5;
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME,
+                                     &o, &x),
+                     NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT(strstr(nxl_last_error(), "notification") != NULL);
+    XT_ASSERT(x == NULL);
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME, NULL,
+                                 &x));
+    XT_ASSERT_STATUS(nxl_xfer_post(x, &o), NXL_ERR_NOT_SUPPORTED);
+    /* Still usable without one. */
+    XT_ASSERT(nxl_xfer_post(x, NULL) >= 0);
+    XT_ASSERT_OK(nxl_xfer_wait(x, TP_WAIT_MS));
+    nxl_xfer_release(x);
+    XT_ASSERT_OK(tp_dereg(a, NXL_FILE, 0, len, (uint64_t)fd));
+    XT_ASSERT_OK(tp_dereg(a, NXL_DRAM, (uintptr_t)buf, len, 0));
+    nxl_agent_destroy(a);
+    close(fd);
+    munmap(buf, len);
+    return 0;
+}
+
 static const char *const tp_apis[] = {"uring", "threads", NULL};
 
 const xt_suite xt_suite_posix = {
@@ -1323,6 +1369,7 @@ const xt_suite xt_suite_posix = {
         {"concurrent", t_concurrent},
         {"sides_and_modes", t_sides_and_modes},
         {"register_cycle", t_register_cycle},
+        {"notif_refused", t_notif_refused},
         {NULL, NULL},
     },
 };

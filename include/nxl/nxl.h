@@ -360,9 +360,12 @@ NXL_API void nxl_dlist_release(nxl_prepped_t *prepped);
 /* nxl_xfer_make builds a transfer from prepared lists: local[lidx[i]] and
  * remote[ridx[i]] for i < count, with equal lengths pairwise. Runs of
  * consecutive indices that are contiguous on both sides are merged into one
- * descriptor unless opts->skip_merge. A notification in opts is attached.
+ * descriptor unless opts->skip_merge. A notification in opts is attached
+ * (only backends that deliver notifications are then candidates).
  * Returns NXL_OK, NXL_ERR_INVALID_PARAM (index out of range, length
- * mismatch), NXL_ERR_NOT_FOUND (peer gone, no common backend). */
+ * mismatch), NXL_ERR_NOT_FOUND (peer gone, no common backend),
+ * NXL_ERR_NOT_SUPPORTED (a notification, but the backends that cover both
+ * lists cannot deliver one). */
 NXL_API nxl_status_t nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op,
                                    const nxl_prepped_t *local,
                                    const size_t *lidx,
@@ -403,7 +406,8 @@ NXL_API nxl_status_t nxl_xfer_wait(nxl_xfer_t *xfer, int timeout_ms);
  * touches its buffers, and frees it. Accepts NULL. */
 NXL_API void nxl_xfer_release(nxl_xfer_t *xfer);
 
-/* nxl_xfer_telemetry_t: durations in microseconds of the last post. */
+/* nxl_xfer_telemetry_t: durations in microseconds (rounded up: a post that
+ * took any time reports at least 1) of the last post. */
 typedef struct nxl_xfer_telemetry {
     uint64_t start_us;    /* CLOCK_REALTIME of the post */
     uint64_t post_us;     /* time inside nxl_xfer_post */

@@ -401,7 +401,7 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
     nxl__peer_t *peer;
     nxl_backend_t *be;
     uint32_t mask;
-    unsigned b, tried = 0;
+    unsigned b, tried = 0, no_notif = 0;
 
     if ((unsigned)op > NXL_WRITE) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: bad operation %d",
@@ -434,12 +434,24 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
             !(be->ops.caps & (rp->self ? NXL_CAP_LOCAL : NXL_CAP_REMOTE))) {
             continue;
         }
+        if (opts != NULL && opts->has_notif &&
+            !(be->ops.caps & NXL_CAP_NOTIF)) {
+            no_notif++; /* it would drop the notification */
+            continue;
+        }
         tried++;
         status = xfer_build_on(a, be, op, lp, lidx, rp, ridx, n, opts,
                                xfer_p);
         if (status != NXL_ERR_NOT_SUPPORTED) {
             return status;
         }
+    }
+    if (tried == 0 && no_notif > 0) {
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "xfer: the backend that covers both lists cannot "
+                         "deliver notifications (remote '%s'); make the "
+                         "transfer without one, or register the memory with "
+                         "a backend that can", rp->peer);
     }
     if (tried == 0) {
         return nxl__fail(NXL_ERR_NOT_FOUND,
@@ -514,13 +526,22 @@ nxl_xfer_create(nxl_agent_t *agent, nxl_op_t op, const nxl_dlist_t *local,
     return status;
 }
 
+/* ns_to_us_up converts a duration to microseconds, rounding up: a
+ * post that took 300 ns took time, and reports 1 us, not 0 (NIXL's
+ * telemetry users check that durations are positive). */
+static inline uint64_t
+ns_to_us_up(uint64_t ns)
+{
+    return (ns + 999u) / 1000u;
+}
+
 /* xfer_finish records a terminal status and its telemetry. */
 static void
 xfer_finish(nxl_xfer_t *x, nxl_status_t status)
 {
     uint64_t now = nxl__now_ns();
 
-    x->telem.xfer_us = (now - x->post_start_ns) / 1000u;
+    x->telem.xfer_us = ns_to_us_up(now - x->post_start_ns);
     if (status < 0) {
         snprintf(x->err, sizeof(x->err), "%s", nxl_last_error());
     }
@@ -563,7 +584,12 @@ nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
         }
     }
     if (opts != NULL) {
-        status = xfer_set_notif(x, opts);
+        status = (opts->has_notif && !(x->be->ops.caps & NXL_CAP_NOTIF))
+                     ? nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                                 "xfer_post: backend %s cannot deliver "
+                                 "notifications",
+                                 x->be->ops.name)
+                     : xfer_set_notif(x, opts);
         if (status != NXL_OK) {
             atomic_store(&x->state, cur);
             goto out;
@@ -576,7 +602,7 @@ nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
     nxl__be_lock(x->be);
     status = x->be->ops.post(x->be->engine, x->req, &x->bx);
     nxl__be_unlock(x->be);
-    x->telem.post_us = (nxl__now_ns() - x->post_start_ns) / 1000u;
+    x->telem.post_us = ns_to_us_up(nxl__now_ns() - x->post_start_ns);
     if (status != NXL_IN_PROG) {
         xfer_finish(x, status);
     }
