@@ -12,8 +12,11 @@ test: all
 	./tests/run_all.sh $(BUILD)
 asan:
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" test
+faults:
+	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" all
+	./tests/faults.sh build-asan $(or $(NXL_FAULT),all=0.01)
 fuzz: deps
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-.PHONY: all deps run test asan fuzz install
+.PHONY: all deps run test asan faults fuzz install

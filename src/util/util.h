@@ -205,6 +205,7 @@ bool nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off,
 /* nxl__hash64 is FNV-1a 64 over n bytes (names, small keys; not crypto). */
 uint64_t nxl__hash64(const void *p, size_t n);
 
+#include "fault.h"
 #include "regtab.h"
 #include "rtree.h"
 

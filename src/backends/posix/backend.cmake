@@ -6,7 +6,9 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
   set(NXL_POSIX_SOURCES backends/posix/posix.c backends/posix/posix_pool.c)
   pkg_check_modules(LIBURING IMPORTED_TARGET liburing)
   if(LIBURING_FOUND)
-    list(APPEND NXL_POSIX_SOURCES backends/posix/posix_uring.c)
+    list(APPEND NXL_POSIX_SOURCES backends/posix/posix_uring.c
+         backends/posix/posix_fault.c)
+    list(APPEND NXL_WRAP io_uring_submit)
     set_property(SOURCE ${NXL_POSIX_SOURCES} APPEND PROPERTY
                  COMPILE_DEFINITIONS NXL_HAVE_LIBURING=1)
     list(APPEND NXL_LINK_LIBS PkgConfig::LIBURING)

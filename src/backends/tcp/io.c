@@ -263,8 +263,12 @@ be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
 /* be_tcp_conn_flush sends queued frames until the queue is empty or the
  * socket is full (then EPOLLOUT is armed); a posting thread (!in_io)
  * stops after BE_TCP_INLINE_SEND bytes so post stays short. tx_lock held.
- * Returns 0, or a negative errno on a hard socket error (the caller, or
- * the I/O thread through EPOLLERR, then kills the connection). */
+ * Returns 0, or (I/O thread only) a negative errno on a hard socket error,
+ * for the caller to kill the connection. A posting thread cannot kill it
+ * (that needs io_lock): it arms EPOLLOUT instead, so the I/O thread sends
+ * again and fails the connection if the error stays (an error such as
+ * ENOBUFS leaves no EPOLLERR behind: returning it unnoticed left the
+ * frame queued forever). */
 static int
 be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
 {
@@ -296,7 +300,15 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 break;
             }
-            return -errno;
+            if (in_io) {
+                return -errno;
+            }
+            nxl__debug("tcp: send to '%s' failed on a posting thread (%s): "
+                       "the I/O thread retries",
+                       c->peer_name ? c->peer_name : "?", strerror(errno));
+            c->want_out = true;
+            be_tcp_conn_epoll(c);
+            return 0;
         }
         be_tcp_tx_advance(c, (size_t)n, in_io);
         sent += (size_t)n;

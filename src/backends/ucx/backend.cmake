@@ -13,7 +13,9 @@ if(NOT NXL_WITH_UCX STREQUAL "OFF")
     message(STATUS "UCX backend: UCX ${UCX_VERSION}")
     list(APPEND NXL_SOURCES
       backends/ucx/ucx_engine.c backends/ucx/ucx_peer.c
-      backends/ucx/ucx_xfer.c)
+      backends/ucx/ucx_xfer.c backends/ucx/ucx_fault.c)
+    list(APPEND NXL_WRAP ucp_put_nbx ucp_get_nbx ucp_am_send_nbx
+         ucp_ep_flush_nbx ucp_mem_map)
     list(APPEND NXL_BUILTIN_BACKENDS ucx)
     list(APPEND NXL_LINK_LIBS PkgConfig::UCX)
   endif()
