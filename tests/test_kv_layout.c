@@ -903,6 +903,7 @@ t_json_truncated(void)
         for (n = 0; n < len; n++) {
             char *cut = malloc(n + 1);
 
+            XT_ASSERT(cut != NULL);
             memcpy(cut, g, n);
             XT_ASSERT_STATUS(nxl_kv_layout_from_json_v1(cut, n, "x", &l),
                              NXL_ERR_PROTO);

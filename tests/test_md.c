@@ -479,6 +479,7 @@ t_truncation(void)
     for (i = 0; i < b.len; i++) {
         /* A prefix as received: the total length no longer matches. */
         copy = malloc(i ? i : 1);
+        XT_ASSERT(copy != NULL);
         memcpy(copy, b.data, i);
         nxl__clear_error();
         s = nxl__md_decode(copy, i, &md);

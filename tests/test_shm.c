@@ -677,7 +677,7 @@ static int
 t_peer_input(void)
 {
     const int fds0 = xt_open_fds();
-    uint8_t buf[256], pub[64];
+    uint8_t buf[256], pub[160];
     nxl_blob_t conn;
     nxl_desc_t d;
     void *peer = NULL, *rmd = NULL;
