@@ -49,6 +49,13 @@ else
   cat "$tmp/kvsmoke.log"; echo "FAIL kv-exec-bench --smoke"; F=$((F + 1))
 fi
 
+echo "== README examples (compiled from README.md and run)"
+if ./tests/readme_examples.sh "$build" >"$tmp/readme.log" 2>&1; then
+  cat "$tmp/readme.log"; P=$((P + 1))
+else
+  cat "$tmp/readme.log"; echo "FAIL README examples"; F=$((F + 1))
+fi
+
 echo "== nxl-info and nxl-check (--json parses; every item has a status)"
 if "$build/tools/nxl-info/nxl-info" --json >"$tmp/info.json" 2>&1 &&
    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["backends"]' "$tmp/info.json"; then
