@@ -187,12 +187,27 @@ def _jsonable(value):
     return value
 
 
+USAGE = """usage: md_decode.py FILE|-
+Decodes an NXL agent metadata blob (docs/metadata-format.md: what
+nxl_md_local / nxl_md_local_partial produce and nxl_md_load reads) with an
+implementation independent of the C library, and prints it as JSON: the
+agent's name and flags, each backend's connection info, and each memory
+kind's regions with their public data (hex). '-' reads standard input.
+Exit status: 0 decoded, 1 malformed, 2 usage."""
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
+        print(USAGE)
+        return 0
     if len(argv) != 2:
-        print("usage: md_decode.py FILE", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
-    with open(argv[1], "rb") as f:
-        blob = f.read()
+    if argv[1] == "-":
+        blob = sys.stdin.buffer.read()
+    else:
+        with open(argv[1], "rb") as f:
+            blob = f.read()
     try:
         md = decode(blob)
     except MdError as e:
