@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR [SECONDS] - build the libFuzzer targets with clang and
 # run each for SECONDS (default 60). Seeds come from the golden metadata
-# blob; the corpus grows in BUILD_DIR/fuzz-corpus/<target> across runs and
-# crashing inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a
-# finding.
+# blob (and, for fuzz_api, fuzz/corpus/fuzz_api: API call sequences); the
+# corpus grows in BUILD_DIR/fuzz-corpus/<target> across runs and crashing
+# inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a finding.
+# FUZZ_TARGETS="fuzz_api" runs only the targets named. fuzz_api reads
+# FUZZ_API_SKIP / FUZZ_API_LAX_REMOTE (see fuzz/fuzz_api.c).
 set -euo pipefail
 
 build=${1:?usage: fuzz/run.sh BUILD_DIR [SECONDS]}
@@ -13,14 +15,20 @@ cd "$top"
 
 CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson
+targets=${FUZZ_TARGETS:-fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect}
+# shellcheck disable=SC2086
+cmake --build "$build" --target $targets
 
 seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$seeds/fuzz_kvjson" \
-    "$build/fuzz-artifacts"
+    "$seeds/fuzz_api" "$seeds/fuzz_connect" "$build/fuzz-artifacts"
+# API call sequences (one agent pair each; see fuzz/fuzz_api.c).
+cp "$top"/fuzz/corpus/fuzz_api/* "$seeds/fuzz_api/"
 # KV layout JSON: the golden v1 / v2 files.
 cp "$top"/tests/data/kv_layout_*.json "$seeds/fuzz_kvjson/"
+# Tensor-connector JSON: the golden RdmaMetadata / descriptor files.
+cp "$top"/tests/data/connect_*.json "$seeds/fuzz_connect/"
 # Seeds: the golden blob, a future-minor copy, a few prefixes; for the
 # side channel a LOAD frame carrying it and OK / error ACK replies.
 /usr/bin/python3 - "$top/tests/data/md_golden_v1.bin" "$seeds" <<'PY'
@@ -56,7 +64,7 @@ put("fuzz_tcp", "conninfo", struct.pack("<BBHQ", 1, 2, 4242, 99) + bytes([9]) +
 PY
 
 rc=0
-for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson; do
+for t in $targets; do
     corpus="$build/fuzz-corpus/$t"
     mkdir -p "$corpus"
     log="$build/fuzz-$t.log"
@@ -71,7 +79,7 @@ for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson; do
     else
         rc=1
         echo "$t: FINDING (log $log)"
-        grep -E 'ERROR|fuzz_(md|sc|kvjson):|SUMMARY|Test unit written' "$log" | head -n 20 || true
+        grep -E 'ERROR|fuzz_(md|sc|tcp|kvjson|api|connect):|SUMMARY|Test unit written' "$log" | head -n 20 || true
     fi
 done
 exit $rc

@@ -269,8 +269,11 @@ t_roundtrip_random(void)
             secs[i].count = rng(&seed) % 25;
             secs[i].regions = secs[i].count ? regs[i] : NULL;
             for (j = 0; j < secs[i].count; j++) {
-                regs[i][j].desc.addr = rng(&seed);
-                regs[i][j].desc.len = rng(&seed);
+                regs[i][j].desc.addr = rng(&seed) >> 1;
+                /* Any length that neither is 0 nor wraps (decoders
+                 * refuse those). */
+                regs[i][j].desc.len =
+                    1 + rng(&seed) % (UINT64_MAX - regs[i][j].desc.addr);
                 regs[i][j].desc.dev_id = rng(&seed);
                 regs[i][j].pub_len =
                     (uint32_t)(rng(&seed) % 3 == 0 ? 0 : rng(&seed) % 200);

@@ -42,6 +42,11 @@ nxl__opts_check(const nxl_opts_t *opts, const char *where)
                          "%s: opts->num_backends is %zu but opts->backends "
                          "is NULL", where, opts->num_backends);
     }
+    if (opts->num_backends > SIZE_MAX / sizeof(*opts->backends)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "%s: opts->num_backends %zu cannot be in memory",
+                         where, opts->num_backends);
+    }
     if (opts->has_notif && opts->notif_len > 0 && opts->notif == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "%s: opts->notif_len is %zu but opts->notif is "

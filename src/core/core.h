@@ -153,6 +153,9 @@ struct nxl_agent {
     nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__region_t */
     nxl__peer_t *peers;
     atomic_uint_fast64_t generation;
+    /* Bumped by every deregistration: prepared lists and transfers that
+     * hold keys of local regions check theirs again when it moved. */
+    atomic_uint_fast64_t reg_gen;
 
     pthread_mutex_t xfer_lock;          /* the list of live transfers */
     struct nxl_xfer *xfers;
@@ -206,6 +209,10 @@ void nxl__regions_fini(nxl_agent_t *a);
  * *fd_p and *off_p, or -1 when there is none. */
 void nxl__shared_lookup(uint64_t addr, uint64_t len, int *fd_p,
                         uint64_t *off_p);
+
+/* nxl__xfers_using reports whether a transfer of a still in flight uses
+ * one of region r's backend keys (md or loopback self_rmd). */
+bool nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r);
 
 /* nxl__xfers_release_all releases every live transfer (destroy). */
 void nxl__xfers_release_all(nxl_agent_t *a);

@@ -253,7 +253,9 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
         if (p->conn[b].data == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "md_load: out of memory");
         }
-        memcpy(p->conn[b].data, md->conns[i].info, md->conns[i].len);
+        if (md->conns[i].len > 0) { /* empty conn info has no bytes */
+            memcpy(p->conn[b].data, md->conns[i].info, md->conns[i].len);
+        }
         p->conn[b].len = md->conns[i].len;
         nxl__be_lock(be);
         status = be->ops.peer_load(be->engine, md->agent, md->conns[i].info,

@@ -406,6 +406,11 @@ params_merge(const nxl_backend_ops_t *ops, const nxl_params_t *user,
                          "backend %s: params->count is %zu but "
                          "params->items is NULL", ops->name, user->count);
     }
+    if (user != NULL && user->count > SIZE_MAX / sizeof(*user->items)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "backend %s: params->count %zu cannot be in memory",
+                         ops->name, user->count);
+    }
     out = calloc(ops->num_defaults + 1, sizeof(*out));
     if (out == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "backend: out of memory");

@@ -415,7 +415,7 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                    const nxl_opts_t *opts)
 {
     nxl_status_t status = NXL_OK;
-    nxl__region_t *r;
+    nxl__region_t *r = NULL;
     nxl__index_t *ix;
     size_t i;
 
@@ -443,6 +443,21 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
             goto out;
         }
     }
+    for (i = 0; i < dlist->count; i++) {
+        const nxl__region_t *u = nxl__index_find_exact(ix, &dlist->descs[i]);
+
+        if (nxl__xfers_using(agent, u)) {
+            status = nxl__fail(NXL_ERR_NOT_ALLOWED,
+                               "deregister: descriptor %zu (addr 0x%llx len "
+                               "%llu) is in use by a transfer in flight; "
+                               "wait for it or release it first", i,
+                               (unsigned long long)dlist->descs[i].addr,
+                               (unsigned long long)dlist->descs[i].len);
+            goto out;
+        }
+    }
+    /* Prepared lists and transfers holding keys check them again. */
+    atomic_fetch_add(&agent->reg_gen, 1);
     for (i = 0; i < dlist->count; i++) {
         /* One descriptor: the lookup above found it. Several may list one
          * twice, so look each up again (the second finds nothing). */

@@ -16,14 +16,19 @@ struct nxl_prepped {
     nxl_desc_t *descs;
     uint32_t mask;             /* backends that cover every descriptor */
     void **md[NXL__MAX_BACKENDS];
+    /* Local (or loopback) lists: the agent's reg_gen their keys were
+     * checked at (a cache, written by makes under the shared lock). */
+    atomic_uint_fast64_t reg_gen;
 };
 
 struct nxl_xfer {
     nxl_agent_t *agent;
     nxl_backend_t *be;
     bool to_peer;              /* generation-checked remote peer */
+    bool self;                 /* loopback: the remote side is local too */
     char peer[NXL__NAME_MAX];
     uint64_t gen;
+    uint64_t reg_gen;          /* agent reg_gen its local keys held at */
     nxl_be_xfer_t bx;
     nxl_be_seg_t *segs;        /* local[count] then remote[count] */
     void *req;
@@ -139,6 +144,94 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
                          pp->remote ? pp->peer : "local");
     }
     pp->mask = mask;
+    atomic_store(&pp->reg_gen, atomic_load(&a->reg_gen));
+    return NXL_OK;
+}
+
+/* local_key_ok says whether local region index ix still has a region
+ * covering [addr, addr + len) on dev whose key for backend b (its md, or
+ * with self its loopback self_rmd) is md. */
+static bool
+local_key_ok(const nxl__index_t *ix, uint64_t addr, uint64_t len,
+             uint64_t dev, unsigned b, bool self, const void *md, void **hint)
+{
+    const nxl__region_t *r = nxl__index_find_cover(ix, addr, len, dev, hint);
+
+    return r != NULL && (self ? r->self_rmd[b] : r->md[b]) == md;
+}
+
+/* prep_recheck confirms, after a deregistration anywhere in the agent,
+ * that every key a local or loopback list holds still belongs to a live
+ * registration of its memory (else NOT_FOUND: the list must be prepared
+ * again). Shared agent lock held; deregistration takes it exclusively. */
+static nxl_status_t
+prep_recheck(nxl_agent_t *a, nxl_prepped_t *pp)
+{
+    uint64_t now = atomic_load(&a->reg_gen);
+    void *hint = NULL;
+    size_t i;
+    unsigned b;
+
+    if ((pp->remote && !pp->self) || atomic_load(&pp->reg_gen) == now) {
+        return NXL_OK;
+    }
+    for (i = 0; i < pp->count; i++) {
+        const nxl_desc_t *d = &pp->descs[i];
+
+        for (b = 0; b < a->nbackends; b++) {
+            if ((pp->mask & (1u << b)) &&
+                !local_key_ok(&a->regions[pp->mem], d->addr, d->len,
+                              d->dev_id, b, pp->self, pp->md[b][i], &hint)) {
+                return nxl__fail(NXL_ERR_NOT_FOUND,
+                                 "xfer: descriptor %zu (addr 0x%llx len "
+                                 "%llu) of a prepared list was deregistered "
+                                 "since the list was prepared; prepare it "
+                                 "again", i, (unsigned long long)d->addr,
+                                 (unsigned long long)d->len);
+            }
+        }
+    }
+    atomic_store(&pp->reg_gen, now);
+    return NXL_OK;
+}
+
+/* xfer_recheck is prep_recheck for a transfer's segments (local ones, and
+ * the remote ones of a loopback transfer), before a post. */
+static nxl_status_t
+xfer_recheck(nxl_agent_t *a, nxl_xfer_t *x)
+{
+    uint64_t now = atomic_load(&a->reg_gen);
+    const nxl_be_seg_t *s;
+    void *hl = NULL, *hr = NULL;
+    unsigned b = x->be->index;
+    size_t i;
+
+    if (x->reg_gen == now) {
+        return NXL_OK;
+    }
+    for (i = 0; i < x->bx.count; i++) {
+        s = &x->bx.local[i];
+        if (!local_key_ok(&a->regions[x->bx.local_mem], s->addr, s->len,
+                          s->dev_id, b, false, s->md, &hl)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "xfer_post: local memory 0x%llx+%llu of this "
+                             "transfer was deregistered since it was made",
+                             (unsigned long long)s->addr,
+                             (unsigned long long)s->len);
+        }
+        s = &x->bx.remote[i];
+        if (x->self &&
+            !local_key_ok(&a->regions[x->bx.remote_mem], s->addr, s->len,
+                          s->dev_id, b, true, s->md, &hr)) {
+            return nxl__fail(NXL_ERR_NOT_FOUND,
+                             "xfer_post: memory 0x%llx+%llu this loopback "
+                             "transfer targets was deregistered since it "
+                             "was made",
+                             (unsigned long long)s->addr,
+                             (unsigned long long)s->len);
+        }
+    }
+    x->reg_gen = now;
     return NXL_OK;
 }
 
@@ -353,6 +446,8 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
     x->agent = a;
     x->be = be;
     x->to_peer = !rp->self;
+    x->self = rp->self;
+    x->reg_gen = atomic_load(&a->reg_gen);
     strcpy(x->peer, rp->peer);
     x->gen = rp->gen;
     x->bx = (nxl_be_xfer_t){
@@ -425,6 +520,14 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
                              "reloaded since the list was prepared", rp->peer);
         }
     }
+    status = prep_recheck(a, (nxl_prepped_t *)lp);
+    if (status == NXL_OK) {
+        status = prep_recheck(a, (nxl_prepped_t *)rp);
+    }
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = NXL_ERR_NOT_FOUND;
     /* Backends in creation order; one that turns the transfer down
      * (NOT_SUPPORTED, e.g. POSIX for DRAM to DRAM) passes it on. */
     mask = lp->mask & rp->mask;
@@ -583,6 +686,12 @@ nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
             goto out;
         }
     }
+    status = xfer_recheck(a, x);
+    if (status != NXL_OK) {
+        snprintf(x->err, sizeof(x->err), "%s", nxl_last_error());
+        atomic_store(&x->state, status);
+        goto out;
+    }
     if (opts != NULL) {
         status = (opts->has_notif && !(x->be->ops.caps & NXL_CAP_NOTIF))
                      ? nxl__fail(NXL_ERR_NOT_SUPPORTED,
@@ -720,6 +829,30 @@ nxl_xfer_release(nxl_xfer_t *x)
     xfer_unlink(a, x);
     xfer_destroy(x);
     nxl__data_unlock(a);
+}
+
+bool
+nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r)
+{
+    const nxl_xfer_t *x;
+    bool used = false;
+    unsigned b;
+    size_t i;
+
+    pthread_mutex_lock(&a->xfer_lock);
+    for (x = a->xfers; x != NULL && !used; x = x->next) {
+        if (atomic_load(&x->state) != NXL_IN_PROG) {
+            continue;
+        }
+        b = x->be->index;
+        for (i = 0; i < x->bx.count && !used; i++) {
+            used = (r->md[b] != NULL && x->bx.local[i].md == r->md[b]) ||
+                   (x->self && r->self_rmd[b] != NULL &&
+                    x->bx.remote[i].md == r->self_rmd[b]);
+        }
+    }
+    pthread_mutex_unlock(&a->xfer_lock);
+    return used;
 }
 
 void

@@ -104,6 +104,12 @@ merge_params(const nxl_plugin_info_t *info, const nxl_params_t *custom,
     nxl_param_t *out;
     size_t i, j;
 
+    if (custom != NULL &&
+        !nxl__kv_array_ok(custom->items, custom->count, sizeof(*custom->items))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Failed to set params: %zu parameters at %p",
+                         custom->count, (const void *)custom->items);
+    }
     out = calloc(info->num_defaults + 1, sizeof(*out));
     if (out == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "kv agent: out of memory");
@@ -251,7 +257,7 @@ build_agent(const char *name, const char *const *names,
     nxl_status_t st, first = NXL_OK;
     nxl_kv_agent_t *a;
 
-    if (a_p == NULL || (n > 0 && names == NULL)) {
+    if (a_p == NULL || !nxl__kv_array_ok(names, n, sizeof(*names))) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv agent: NULL argument");
     }
     st = nxl_kv_agent_create(name, NULL, &a);

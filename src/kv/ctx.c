@@ -740,6 +740,12 @@ kv_check_bounce(const nxl_kv_layout_t *src, const nxl_kv_plan_t *plan,
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Bounce buffer block ids are NULL");
     }
+    if (!nxl__kv_array_ok(o->bounce_ids, o->num_bounce,
+                          sizeof(*o->bounce_ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "Bounce buffer of %zu blocks cannot be in memory",
+                         o->num_bounce);
+    }
     if (b->cfg.num_layers != src->cfg.num_layers) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Layouts have incompatible layer counts: src=%zu, "
@@ -927,6 +933,11 @@ nxl_kv_transfer(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *src,
     if (opts == NULL) {
         nxl_kv_opts_init(&defaults);
         opts = &defaults;
+    }
+    if (opts->notif == NULL && opts->notif_len > 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv_transfer: opts->notif_len is %zu but "
+                         "opts->notif is NULL", opts->notif_len);
     }
     st = nxl_kv_validate(src, src_ids, n, dst, dst_ids, n, NULL, NULL, 0);
     if (st != NXL_OK) {

@@ -148,8 +148,10 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
     nxl_status_t st = NXL_OK;
 
     if (src == NULL || dst == NULL || out == NULL ||
-        (n > 0 && (src_ids == NULL || dst_ids == NULL))) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "build_dlists: NULL argument");
+        !nxl__kv_array_ok(src_ids, n, sizeof(*src_ids)) ||
+        !nxl__kv_array_ok(dst_ids, n, sizeof(*dst_ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "build_dlists: NULL argument or an impossible count");
     }
     nl = src->cfg.num_layers;
     no = src->cfg.outer_dim;

@@ -63,8 +63,9 @@ check_ids(const nxl_kv_layout_t *l, const size_t *ids, size_t n)
     if (l == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv fill: NULL layout");
     }
-    if (n != 0 && ids == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv fill: NULL block ids");
+    if (!nxl__kv_array_ok(ids, n, sizeof(*ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv fill: NULL block ids or an impossible count");
     }
     for (i = 0; i < n; i++) {
         if (ids[i] >= l->cfg.num_blocks) {

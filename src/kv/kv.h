@@ -36,6 +36,14 @@ struct nxl_kv_config {
 int nxl__kv_find_name(const void *items, size_t count, size_t item_size,
                       size_t name_off, const char *name, size_t *pos);
 
+/* nxl__kv_array_ok says whether a caller's array of n elements of elem
+ * bytes can exist: present when n > 0, and no larger than memory. */
+static inline int
+nxl__kv_array_ok(const void *p, size_t n, size_t elem)
+{
+    return (n == 0 || p != NULL) && n <= SIZE_MAX / elem;
+}
+
 /* ---- agent.c ----------------------------------------------------------- */
 
 struct nxl_kv_agent {

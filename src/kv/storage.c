@@ -302,6 +302,16 @@ nxl_kv_storage_wrap(nxl_kv_loc_t loc, uint64_t addr, size_t size,
                          "kv storage: %" PRIu64 " is not a file descriptor",
                          loc.index);
     }
+    if (loc.kind == NXL_KV_DISK
+            ? addr > (uint64_t)INT64_MAX ||
+                  (uint64_t)size > (uint64_t)INT64_MAX - addr
+            : (uint64_t)size > UINT64_MAX - addr) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv storage: range 0x%" PRIx64 "+%zu %s", addr, size,
+                         loc.kind == NXL_KV_DISK
+                             ? "is beyond the largest file offset"
+                             : "wraps around the address space");
+    }
     s = storage_new(loc, size);
     if (s == NULL) {
         return NXL_ERR_NOMEM;

@@ -25,9 +25,13 @@ tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
     const nxl_kv_layout_config_t *w, *s;
     size_t i;
 
+    size_t prod;
+
     if (local == NULL || remote == NULL || out == NULL ||
-        (n > 0 && (local_ids == NULL || remote_ids == NULL))) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "tp: NULL argument");
+        !nxl__kv_array_ok(local_ids, n, sizeof(*local_ids)) ||
+        !nxl__kv_array_ok(remote_ids, n, sizeof(*remote_ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "tp: NULL argument or an impossible count");
     }
     w = &wide->cfg;
     s = &narrow->cfg;
@@ -53,7 +57,8 @@ tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
                          local->cfg.dtype_width_bytes,
                          remote->cfg.dtype_width_bytes);
     }
-    if (w->inner_dim != s->inner_dim * k) {
+    if (__builtin_mul_overflow(s->inner_dim, k, &prod) ||
+        w->inner_dim != prod) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "tp: inner_dim mismatch: %s inner_dim %zu must be "
                          "%zu times the %s inner_dim %zu",

@@ -266,10 +266,12 @@ nxl_kv_validate(const nxl_kv_layout_t *src, const size_t *src_ids,
 {
     nxl_status_t st;
 
-    if (src == NULL || dst == NULL || (src_ids == NULL && n_src > 0) ||
-        (dst_ids == NULL && n_dst > 0) ||
-        (bounce_ids == NULL && n_bounce > 0)) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv validate: NULL argument");
+    if (src == NULL || dst == NULL ||
+        !nxl__kv_array_ok(src_ids, n_src, sizeof(*src_ids)) ||
+        !nxl__kv_array_ok(dst_ids, n_dst, sizeof(*dst_ids)) ||
+        !nxl__kv_array_ok(bounce_ids, n_bounce, sizeof(*bounce_ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv validate: NULL argument or an impossible count");
     }
     if (n_src != n_dst || (bounce_ids != NULL && n_bounce != n_src)) {
         if (bounce_ids == NULL) {

@@ -324,6 +324,14 @@ dec_section(dec_t *d, size_t start, uint32_t flen)
                              "md: section %zu region %u truncated at byte %zu",
                              idx, i, at);
         }
+        /* No agent registers an empty or wrapping region. */
+        if (desc.len == 0 || desc.addr + desc.len < desc.addr) {
+            return nxl__fail(NXL_ERR_PROTO,
+                             "md: section %zu region %u (0x%llx+%llu) is "
+                             "empty or wraps",
+                             idx, i, (unsigned long long)desc.addr,
+                             (unsigned long long)desc.len);
+        }
         if (reg != NULL) {
             reg[i].desc = desc;
             reg[i].pub = take_bytes(d, pub, plen);

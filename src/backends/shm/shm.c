@@ -1727,6 +1727,10 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
         }
     }
     atomic_store(&r->state, BE_SHM_REQ_IDLE);
+    /* The request keeps the peer record alive: the core may unload the
+     * peer (nxl_md_invalidate) while this request still runs or is
+     * polled (check kicks the peer's notification stream). */
+    atomic_fetch_add(&peer->refs, 1);
     r->magic = BE_SHM_REQ_MAGIC;
     return NXL_OK;
 }
@@ -1980,6 +1984,7 @@ be_shm_release(void *self, void *req)
     free(r->rchk);
     r->rchk = NULL;
     r->magic = 0;
+    be_shm_peer_put(r->peer);
 }
 
 /* be_shm_event_fd returns the epoll set progress drains. */
