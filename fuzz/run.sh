@@ -15,16 +15,18 @@ cd "$top"
 
 CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=${FUZZ_TARGETS:-fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect}
+targets=${FUZZ_TARGETS:-fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd}
 # shellcheck disable=SC2086
 cmake --build "$build" --target $targets
 
 seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$seeds/fuzz_kvjson" \
-    "$seeds/fuzz_api" "$seeds/fuzz_connect" "$build/fuzz-artifacts"
+    "$seeds/fuzz_api" "$seeds/fuzz_connect" "$seeds/fuzz_etcd" "$build/fuzz-artifacts"
 # API call sequences (one agent pair each; see fuzz/fuzz_api.c).
 cp "$top"/fuzz/corpus/fuzz_api/* "$seeds/fuzz_api/"
+# etcd gateway answers and watch streams (see fuzz/fuzz_etcd.c).
+cp "$top"/fuzz/corpus/fuzz_etcd/* "$seeds/fuzz_etcd/"
 # KV layout JSON: the golden v1 / v2 files.
 cp "$top"/tests/data/kv_layout_*.json "$seeds/fuzz_kvjson/"
 # Tensor-connector JSON: the golden RdmaMetadata / descriptor files.
@@ -79,7 +81,7 @@ for t in $targets; do
     else
         rc=1
         echo "$t: FINDING (log $log)"
-        grep -E 'ERROR|fuzz_(md|sc|tcp|kvjson|api|connect):|SUMMARY|Test unit written' "$log" | head -n 20 || true
+        grep -E 'ERROR|fuzz_(md|sc|tcp|kvjson|api|connect|etcd):|SUMMARY|Test unit written' "$log" | head -n 20 || true
     fi
 done
 exit $rc

@@ -15,6 +15,7 @@ PKGS=(
   python3 python3-pytest python3-numpy
   python3-dev python3-torch         # the nxl Python package (headers) and its torch tests
   procps                            # ps/pgrep in tests
+  etcd-server etcd-client           # the etcd metadata store's tests
 )
 
 missing=()

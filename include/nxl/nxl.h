@@ -242,10 +242,10 @@ typedef struct nxl_opts {
     size_t notif_len;
     const char *ip_addr;           /* side-channel peer */
     uint16_t port;                 /* side-channel port, default 8888 */
-    const char *label;             /* metadata label (etcd) */
+    const char *label;             /* etcd label; NULL = "metadata" */
     int include_conn_info;         /* partial metadata: add conn info */
     int skip_merge;                /* nxl_xfer_make: keep descriptors */
-    int timeout_ms;                /* side-channel calls; 0 = 5000 */
+    int timeout_ms;                /* side channel, etcd; 0 = 5000 */
 } nxl_opts_t;
 
 /* nxl_opts_init fills opts with defaults: nothing set, port 8888. */
@@ -321,25 +321,36 @@ NXL_API nxl_status_t nxl_md_check(nxl_agent_t *agent, const char *remote,
                                   const nxl_dlist_t *dlist);
 
 /* nxl_md_send sends this agent's metadata to the side channel at
- * opts->ip_addr:opts->port, which loads it. Synchronous: returns the peer's
- * load status, NXL_ERR_TIMEOUT, NXL_ERR_IO, or NXL_ERR_NOT_SUPPORTED
- * without ip_addr (the etcd store is not built yet). */
+ * opts->ip_addr:opts->port, which loads it. Without ip_addr, and with
+ * NXL_ETCD_ENDPOINTS (or NIXL_ETCD_ENDPOINTS) set, it publishes it in etcd
+ * under <NXL_ETCD_NAMESPACE>/<agent>/<opts->label or "metadata">, bound to
+ * a lease the agent keeps alive until nxl_agent_destroy (docs/etcd.md).
+ * Synchronous: returns the peer's load status (or etcd's answer),
+ * NXL_ERR_TIMEOUT, NXL_ERR_IO, or NXL_ERR_NOT_SUPPORTED with neither
+ * ip_addr nor etcd. */
 NXL_API nxl_status_t nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts);
 
-/* nxl_md_send_partial is nxl_md_send of nxl_md_local_partial(dlist). */
+/* nxl_md_send_partial is nxl_md_send of nxl_md_local_partial(dlist); to
+ * etcd it needs opts->label (else NXL_ERR_INVALID_PARAM). */
 NXL_API nxl_status_t nxl_md_send_partial(nxl_agent_t *agent,
                                          const nxl_dlist_t *dlist,
                                          const nxl_opts_t *opts);
 
 /* nxl_md_fetch asks the side channel at opts->ip_addr:opts->port for its
  * metadata and loads it. remote, if not NULL, must match the name the peer
- * answers with (else NXL_ERR_MISMATCH). Synchronous; statuses as
- * nxl_md_send and nxl_md_load. */
+ * answers with (else NXL_ERR_MISMATCH). Through etcd (no ip_addr) it reads
+ * remote's metadata (remote required) under opts->label or "metadata",
+ * waiting up to the timeout for it to appear (else NXL_ERR_NOT_FOUND), and
+ * then watches remote: when its keys go (invalidated, destroyed, crashed)
+ * this agent invalidates it. Synchronous; statuses as nxl_md_send and
+ * nxl_md_load. */
 NXL_API nxl_status_t nxl_md_fetch(nxl_agent_t *agent, const char *remote,
                                   const nxl_opts_t *opts);
 
 /* nxl_md_invalidate_local tells the side channel at opts->ip_addr:port to
- * forget this agent. Synchronous; statuses as nxl_md_send. */
+ * forget this agent; through etcd it deletes every key of this agent, so
+ * every peer watching it forgets it. Synchronous; statuses as
+ * nxl_md_send. */
 NXL_API nxl_status_t nxl_md_invalidate_local(nxl_agent_t *agent,
                                              const nxl_opts_t *opts);
 

@@ -391,6 +391,7 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->xfer_lock, NULL);
     pthread_mutex_init(&a->notif_lock, NULL);
+    pthread_mutex_init(&a->store_lock, NULL);
     for (k = 0; k < NXL_MEM_KINDS; k++) {
         nxl__index_init(&a->regions[k], sizeof(nxl__region_t));
     }
@@ -440,6 +441,7 @@ err_locks:
     pthread_rwlock_destroy(&a->lock);
     pthread_mutex_destroy(&a->xfer_lock);
     pthread_mutex_destroy(&a->notif_lock);
+    pthread_mutex_destroy(&a->store_lock);
 err_free:
     agent_secret_free(a);
     free(a);
@@ -462,6 +464,8 @@ nxl_agent_destroy(nxl_agent_t *a)
         }
         pthread_join(a->progress_tid, NULL);
     }
+    /* Before the peers go: the store's watch thread invalidates peers. */
+    nxl__md_store_fini(a);
     nxl__sc_stop(a->sc);
     a->sc = NULL;
     nxl__xfers_release_all(a);
@@ -478,6 +482,7 @@ nxl_agent_destroy(nxl_agent_t *a)
     pthread_rwlock_destroy(&a->lock);
     pthread_mutex_destroy(&a->xfer_lock);
     pthread_mutex_destroy(&a->notif_lock);
+    pthread_mutex_destroy(&a->store_lock);
     agent_secret_free(a);
     free(a);
 }

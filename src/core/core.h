@@ -168,6 +168,8 @@ struct nxl_agent {
     int ep_fd;                          /* epoll of wake_fd + backend fds */
 
     nxl__sc_t *sc;                      /* side-channel listener */
+    pthread_mutex_t store_lock;         /* opening store */
+    struct nxl__md_store *store;        /* etcd store, opened on first use */
     nxl__sc_auth_t sc_auth;             /* its secret (owned) and rate */
     pthread_t progress_tid;
     atomic_bool progress_stop;
@@ -225,6 +227,9 @@ void nxl__notifs_fini(nxl_agent_t *a);
 unsigned nxl__progress_all(nxl_agent_t *a);
 /* nxl__wait_events sleeps on the agent's fds up to timeout_ms. */
 void nxl__wait_events(nxl_agent_t *a, int timeout_ms);
+/* nxl__md_store_fini closes the agent's metadata store, if one was opened:
+ * its threads stop and its lease is revoked (md_ops.c; destroy). */
+void nxl__md_store_fini(nxl_agent_t *a);
 /* nxl__sc_handler serves side-channel requests (md_ops.c). */
 void nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload,
                      size_t len, uint8_t *reply_type_p, nxl_blob_t *reply_p);

@@ -1,5 +1,6 @@
 /* md_ops.c - local metadata, loading peers, and the side-channel calls. */
 #include "core.h"
+#include "md/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,6 +497,205 @@ nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload, size_t len,
     }
 }
 
+/* --- name store (etcd) -------------------------------------------------- */
+
+/* Without opts->ip_addr, and with NXL_ETCD_ENDPOINTS (or NIXL_...) set,
+ * nxl_md_send / _send_partial / _fetch / _invalidate_local go to the
+ * agent's metadata store (md/store.h, docs/etcd.md), opened on first use. */
+
+#define MD_STORE_LABEL "metadata" /* NIXL's label for the full metadata */
+
+/* md_store_gone runs on the store's watch thread when a fetched peer's
+ * entries vanish (invalidated, or its lease expired): it drops the peer
+ * as nxl_md_invalidate does. */
+static void
+md_store_gone(void *arg, const char *remote)
+{
+    nxl_agent_t *a = arg;
+    nxl__peer_t *p;
+
+    nxl__ctl_lock(a);
+    p = nxl__peer_find(a, remote);
+    if (p != NULL) {
+        nxl__peer_drop(a, p);
+        nxl__log(NXL_LOG_INFO, "etcd: '%s' left the store; '%s' invalidated "
+                 "it", remote, a->name);
+    }
+    nxl__ctl_unlock(a);
+}
+
+/* md_store_wanted says whether a call with opts goes to the store. */
+static bool
+md_store_wanted(const nxl_opts_t *opts)
+{
+    const char *eps;
+
+    if (opts != NULL && opts->ip_addr != NULL && opts->ip_addr[0] != '\0') {
+        return false;
+    }
+    eps = nxl__getenv("ETCD_ENDPOINTS");
+    return eps != NULL && eps[strspn(eps, ",; \t")] != '\0';
+}
+
+/* md_store_get returns the agent's store, opening it on first use, and the
+ * call's timeout. No agent lock may be held. */
+static nxl_status_t
+md_store_get(nxl_agent_t *a, const nxl_opts_t *opts, const char *where,
+             nxl__md_store_t **store_p, int *timeout_p)
+{
+    nxl_status_t status = nxl__opts_check(opts, where);
+    nxl__etcd_cfg_t cfg;
+
+    if (status != NXL_OK) {
+        return status;
+    }
+    pthread_mutex_lock(&a->store_lock);
+    if (a->store == NULL) {
+        status = nxl__etcd_cfg_env(&cfg);
+        if (status == NXL_OK) {
+            status = nxl__etcd_open(&cfg, a->name, md_store_gone, a,
+                                    &a->store);
+        }
+        if (status == NXL_OK && !a->locking) {
+            /* The store's watch thread invalidates peers, so the agent
+             * locks from now on even in NXL_SYNC_NONE. Safe to switch:
+             * such a caller makes no other call on the agent meanwhile. */
+            a->locking = true;
+        }
+    }
+    *store_p = a->store;
+    pthread_mutex_unlock(&a->store_lock);
+    *timeout_p = (opts != NULL && opts->timeout_ms > 0) ? opts->timeout_ms
+                                                        : 5000;
+    return status;
+}
+
+void
+nxl__md_store_fini(nxl_agent_t *a)
+{
+    if (a->store != NULL) {
+        a->store->ops->close(a->store);
+        a->store = NULL;
+    }
+}
+
+/* md_store_send publishes blob under label (nxl_md_send and _partial). */
+static nxl_status_t
+md_store_send(nxl_agent_t *a, const nxl_dlist_t *dlist, bool partial,
+              const nxl_opts_t *opts)
+{
+    const char *where = partial ? "md_send_partial" : "md_send";
+    const char *label = (opts != NULL && opts->label != NULL &&
+                         opts->label[0] != '\0')
+                            ? opts->label
+                            : NULL;
+    nxl__md_store_t *s;
+    nxl_status_t status;
+    nxl_blob_t blob;
+    int timeout;
+
+    if (partial && label == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "%s: etcd needs opts->label for partial metadata",
+                         where);
+    }
+    status = md_store_get(a, opts, where, &s, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = partial ? nxl_md_local_partial(a, dlist, opts, &blob)
+                     : nxl_md_local(a, &blob);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = s->ops->publish(s, label ? label : MD_STORE_LABEL, blob.data,
+                             blob.len, timeout);
+    nxl_blob_free(&blob);
+    return status;
+}
+
+/* md_store_fetch reads remote's metadata under opts->label (default
+ * "metadata"), waiting for it up to the timeout, loads it and watches the
+ * peer so that its disappearance invalidates it here. */
+static nxl_status_t
+md_store_fetch(nxl_agent_t *a, const char *remote, const nxl_opts_t *opts)
+{
+    const char *label = (opts != NULL && opts->label != NULL &&
+                         opts->label[0] != '\0')
+                            ? opts->label
+                            : MD_STORE_LABEL;
+    nxl_blob_t blob = {0};
+    nxl__md_store_t *s;
+    nxl__md_t *md = NULL;
+    nxl__peer_t *p;
+    nxl_status_t status;
+    uint64_t version = 0, session = 0;
+    bool replaced = false;
+    int timeout;
+
+    if (remote == NULL || remote[0] == '\0') {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "md_fetch: etcd needs the remote agent's name");
+    }
+    if (strcmp(remote, a->name) == 0) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "md_fetch: '%s' is this agent itself", remote);
+    }
+    status = md_store_get(a, opts, "md_fetch", &s, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = s->ops->fetch(s, remote, label, timeout, &blob, &version,
+                           &session);
+    if (status != NXL_OK) {
+        return status;
+    }
+    status = nxl__md_decode(blob.data, blob.len, &md);
+    if (status != NXL_OK) {
+        goto out;
+    }
+    if (strcmp(remote, md->agent) != 0) {
+        status = nxl__fail(NXL_ERR_MISMATCH,
+                           "md_fetch: etcd holds metadata of '%s' under the "
+                           "name '%s'", md->agent, remote);
+        goto out;
+    }
+    /* Watch before loading: a deletion older than this version can then
+     * no longer drop what is loaded now. */
+    status = s->ops->watch(s, remote, version, session, &replaced);
+    if (status != NXL_OK) {
+        goto out;
+    }
+    nxl__ctl_lock(a);
+    p = replaced ? nxl__peer_find(a, remote) : NULL;
+    if (p != NULL) {
+        /* remote restarted (a new session replaced its keys without a
+         * deletion): what is loaded belongs to the old process. */
+        nxl__peer_drop(a, p);
+    }
+    status = md_load_locked(a, md);
+    nxl__ctl_unlock(a);
+out:
+    nxl__md_free(md);
+    nxl_blob_free(&blob);
+    return status;
+}
+
+/* md_store_invalidate deletes this agent's entries. */
+static nxl_status_t
+md_store_invalidate(nxl_agent_t *a, const nxl_opts_t *opts)
+{
+    nxl__md_store_t *s;
+    nxl_status_t status;
+    int timeout;
+
+    status = md_store_get(a, opts, "md_invalidate_local", &s, &timeout);
+    if (status != NXL_OK) {
+        return status;
+    }
+    return s->ops->invalidate(s, timeout);
+}
+
 /* sc_target checks that opts names a side-channel peer. */
 static nxl_status_t
 sc_target(const nxl_opts_t *opts, int *timeout_p)
@@ -506,14 +706,9 @@ sc_target(const nxl_opts_t *opts, int *timeout_p)
         return status;
     }
     if (opts == NULL || opts->ip_addr == NULL || opts->ip_addr[0] == '\0') {
-        if (nxl__getenv("ETCD_ENDPOINTS") != NULL) {
-            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                             "metadata: the etcd store is not built yet; "
-                             "pass opts->ip_addr for the side channel");
-        }
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "metadata: no opts->ip_addr given (the etcd store "
-                         "is not built yet)");
+                         "metadata: no opts->ip_addr given and "
+                         "NXL_ETCD_ENDPOINTS is not set");
     }
     *timeout_p = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
     return NXL_OK;
@@ -555,6 +750,9 @@ nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send: NULL agent");
     }
+    if (md_store_wanted(opts)) {
+        return md_store_send(agent, NULL, false, opts);
+    }
     status = sc_target(opts, &timeout);
     if (status != NXL_OK) {
         return status;
@@ -578,6 +776,9 @@ nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send_partial: NULL agent");
+    }
+    if (md_store_wanted(opts)) {
+        return md_store_send(agent, dlist, true, opts);
     }
     status = sc_target(opts, &timeout);
     if (status != NXL_OK) {
@@ -603,6 +804,9 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_fetch: NULL agent");
+    }
+    if (md_store_wanted(opts)) {
+        return md_store_fetch(agent, remote, opts);
     }
     status = sc_target(opts, &timeout);
     if (status != NXL_OK) {
@@ -658,6 +862,9 @@ nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_invalidate_local: NULL");
+    }
+    if (md_store_wanted(opts)) {
+        return md_store_invalidate(agent, opts);
     }
     status = sc_target(opts, &timeout);
     if (status != NXL_OK) {
