@@ -865,11 +865,9 @@ class nixlAgent:
 
     @staticmethod
     def _sidechan(ip_addr, port):
-        ip = _as_str(ip_addr)
-        if not ip:
-            raise nixlNotSupportedError(
-                "NXL has no central metadata server (etcd): pass ip_addr")
-        return ip, int(port) or DEFAULT_COMM_PORT
+        # No ip_addr: the library's etcd store (NIXL_ETCD_ENDPOINTS or
+        # NXL_ETCD_ENDPOINTS), or its NOT_SUPPORTED when neither is set.
+        return _as_str(ip_addr) or "", int(port) or DEFAULT_COMM_PORT
 
     def sendLocalMD(self, ip_addr="", port=0):
         """Sends all metadata to the listener at ip_addr:port (which loads
@@ -888,7 +886,8 @@ class nixlAgent:
         self._backends(backends)
         ip, port = self._sidechan(ip_addr, port)
         try:
-            self._agent.send_metadata(ip, port, dl, None, bool(inc_conn_info))
+            self._agent.send_metadata(ip, port, dl, None, bool(inc_conn_info),
+                                      label=_as_str(label) or None)
         except _nxl.Error as e:
             raise _nixl_error(e) from None
 
@@ -898,7 +897,8 @@ class nixlAgent:
         ip, port = self._sidechan(ip_addr, port)
         remote = _as_str(remote_agent) or None
         try:
-            self._agent.fetch_metadata(ip, port, remote)
+            self._agent.fetch_metadata(ip, port, remote,
+                                       label=_as_str(label) or None)
         except _nxl.Error as e:
             raise _nixl_error(e) from None
 

@@ -372,7 +372,7 @@ def test_side_channel_by_ip_and_port():
     part = init.get_reg_descs([], "DRAM")
     init.send_partial_agent_metadata(part, True, [], "127.0.0.1", port)
     assert target.check_remote_metadata(init.name)
-    with pytest.raises(nb.nixlNotSupportedError):  # no etcd in NXL
+    with pytest.raises(nb.nixlNotSupportedError):  # no ip_addr, no etcd set
         init.send_local_metadata()
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -684,28 +684,30 @@ agent_check(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 }
 
 /* agent_send_metadata is Agent.send_metadata(ip, port=8888, src=None,
- * mem=None, include_conn_info=False, timeout=None): send (partial, when
- * src is given) metadata to a side channel, which loads it. */
+ * mem=None, include_conn_info=False, timeout=None, label=None): send
+ * (partial, when src is given) metadata to a side channel, which loads it;
+ * ip "" publishes it in etcd instead (NXL_ETCD_ENDPOINTS; docs/etcd.md). */
 static PyObject *
 agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"ip", "port", "src", "mem", "include_conn_info",
-                             "timeout", NULL};
+                             "timeout", "label", NULL};
     PyObject *src = Py_None, *mem = Py_None, *timeout = Py_None;
-    const char *ip;
+    const char *ip, *label = NULL;
     int port = 8888, conn = 0;
     nxlpy_dlist_t *dl;
     nxl_dlist_t cdl;
     nxl_opts_t opts;
     nxl_status_t st;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iOOpO:send_metadata", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iOOpOz:send_metadata", kwlist,
                                      &ip, &port, &src, &mem, &conn,
-                                     &timeout)) {
+                                     &timeout, &label)) {
         return NULL;
     }
     nxl_opts_init(&opts);
     opts.include_conn_info = conn;
+    opts.label = label;
     if (nxlpy_agent_check(self) < 0 ||
         parse_sidechan(ip, port, timeout, &opts) < 0 ||
         opt_dlist(src, mem, &dl, &cdl) < 0) {
@@ -725,23 +727,27 @@ agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 }
 
 /* agent_fetch_metadata is Agent.fetch_metadata(ip, port=8888, remote=None,
- * timeout=None): load the metadata of the side channel's agent (which must
- * be called remote when given). */
+ * timeout=None, label=None): load the metadata of the side channel's agent
+ * (which must be called remote when given); ip "": remote's metadata from
+ * etcd, under label (default "metadata"), watched from then on. */
 static PyObject *
 agent_fetch_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"ip", "port", "remote", "timeout", NULL};
+    static char *kwlist[] = {"ip", "port", "remote", "timeout", "label",
+                             NULL};
     PyObject *timeout = Py_None;
-    const char *ip, *remote = NULL;
+    const char *ip, *remote = NULL, *label = NULL;
     int port = 8888;
     nxl_opts_t opts;
     nxl_status_t st;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|izO:fetch_metadata", kwlist,
-                                     &ip, &port, &remote, &timeout)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|izOz:fetch_metadata", kwlist,
+                                     &ip, &port, &remote, &timeout,
+                                     &label)) {
         return NULL;
     }
     nxl_opts_init(&opts);
+    opts.label = label;
     if (nxlpy_agent_check(self) < 0 ||
         parse_sidechan(ip, port, timeout, &opts) < 0) {
         return NULL;
@@ -754,7 +760,8 @@ agent_fetch_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 }
 
 /* agent_invalidate_local is Agent.invalidate_local(ip, port=8888,
- * timeout=None): tell a side channel to forget this agent. */
+ * timeout=None): tell a side channel to forget this agent; ip "": delete
+ * its keys in etcd. */
 static PyObject *
 agent_invalidate_local(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
