@@ -14,6 +14,7 @@ PKGS=(
   iproute2 iperf3                   # multi-host rig and its baseline
   python3 python3-pytest python3-numpy
   python3-dev python3-torch         # the nxl Python package (headers) and its torch tests
+  python3-msgpack python3-pil python3-pydantic  # nxl.embedding (nixl-write), nxl.media, wire-form tests
   procps                            # ps/pgrep in tests
   etcd-server etcd-client           # the etcd metadata store's tests
 )

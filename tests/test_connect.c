@@ -1811,6 +1811,273 @@ t_errored(void)
     return xt_leaks();
 }
 
+/* The passive side frees a buffer and registers part of it again (an
+ * overlapping region under a new key) while the active side keeps it
+ * loaded: the new snapshot replaces the loaded one when no open operation
+ * needs it (an additive load would leave the stale key in force for the
+ * overlap), and is refused with a reason while one does. */
+static int
+xc_overlap_reregistered(const char *be)
+{
+    static uint8_t src[16384], dst[16384], small[4096];
+    nxl_connect_desc_t whole = xc_host(src, sizeof(src));
+    nxl_connect_desc_t part = xc_host(src + 4096, 4096);
+    nxl_connect_desc_t dd = xc_host(dst, sizeof(dst));
+    nxl_connect_desc_t dpart = xc_host(small, sizeof(small));
+    nxl_connect_op_t *p1, *p2, *a1, *a2;
+    char *j1, *j2, name[64];
+    size_t l1, l2;
+    nxl_blob_t md;
+    unsigned refs;
+    xc_pair p;
+
+    XT_ASSERT_OK(xc_pair_open(&p, be));
+    xc_fill(src, sizeof(src), 31);
+    XT_ASSERT_OK(nxl_md_local(p.pa, &md));
+    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
+                                          sizeof(name))); /* kept loaded */
+    nxl_blob_free(&md);
+    XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &whole, 1, &p1));
+    j1 = xc_metadata(p1, &l1);
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a1));
+    XT_ASSERT_OK(nxl_connect_op_wait(a1, XC_WAIT_MS));
+    XT_ASSERT(xc_check(dst, sizeof(dst), 31));
+    nxl_connect_op_release(a1);
+    XT_ASSERT_OK(nxl_connect_op_wait(p1, XC_WAIT_MS));
+    nxl_connect_op_release(p1);               /* deregisters src */
+    memset(dst, 0, sizeof(dst));
+    XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &part, 1, &p2));
+    j2 = xc_metadata(p2, &l2);
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dpart, 1, j2, l2, &a2));
+    XT_ASSERT_OK(nxl_connect_op_wait(a2, XC_WAIT_MS));
+    XT_ASSERT(memcmp(small, src + 4096, 4096) == 0);
+    XT_ASSERT_OK(nxl_connect_op_wait(p2, XC_WAIT_MS));
+    nxl_connect_op_release(a2);
+    /* Again with an open (not posted) read of the current snapshot: a
+     * stale-overlapping one is refused while it is open. */
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dpart, 1, j2, l2, &a1));
+    nxl_connect_op_release(p2);
+    XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &whole, 1, &p1));
+    free(j1);
+    j1 = xc_metadata(p1, &l1);
+    if (strcmp(be, "TCP") == 0) {
+        /* No keys: the target checks bounds, stale regions are harmless
+         * and the load stays additive. */
+        XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a2));
+        nxl_connect_op_release(a2);
+    } else {
+        XC_EXPECT(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a2),
+                  NXL_ERR_NOT_ALLOWED, "open operations still use");
+    }
+    nxl_connect_op_release(a1);
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a2));
+    XT_ASSERT_OK(nxl_connect_op_wait(a2, XC_WAIT_MS));
+    XT_ASSERT(xc_check(dst, sizeof(dst), 31));
+    nxl_connect_op_release(a2);
+    XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
+    XT_ASSERT_EQ(refs, 1);                    /* the handle */
+    XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "passive"));
+    nxl_connect_op_release(p1);
+    free(j1);
+    free(j2);
+    xc_pair_close(&p);
+    return xt_leaks();
+}
+
+static int
+t_overlap_reregistered(void)
+{
+    int rc = xc_overlap_reregistered("SHM");
+
+    return rc != 0 ? rc : xc_overlap_reregistered("TCP");
+}
+
+/* ---- take, info, remote handles ------------------------------------------ */
+
+/* xc_send_all sends each message from the active agent to "passive" (the
+ * passive agent's metadata loaded first) and waits until the passive
+ * connector holds them all. */
+static int
+xc_send_all(xc_pair *p, const char *const *msgs, size_t n)
+{
+    nxl_connector_info_t ci;
+    nxl_blob_t md;
+    uint64_t t0;
+    size_t i;
+    int found;
+
+    XT_ASSERT_OK(nxl_md_local(p->pa, &md));
+    XT_ASSERT_OK(nxl_md_load(p->aa, md.data, md.len, NULL, 0));
+    nxl_blob_free(&md);
+    for (i = 0; i < n; i++) {
+        XT_ASSERT_OK(nxl_notif_send(p->aa, "passive", msgs[i],
+                                    strlen(msgs[i]), NULL));
+    }
+    t0 = xt_now_ms();
+    do {
+        /* A take of a message nobody sent only drains. */
+        XT_ASSERT_OK(nxl_connector_notif_take(p->pc, "none", 4, &found));
+        XT_ASSERT_EQ(found, 0);
+        XT_ASSERT_OK(nxl_connector_info(p->pc, &ci));
+        if (ci.num_queued < n) {
+            usleep(1000);
+        }
+    } while (ci.num_queued < n && xt_now_ms() - t0 < XC_WAIT_MS);
+    XT_ASSERT_EQ(ci.num_queued, n);
+    return 0;
+}
+
+/* nxl_connector_notif_take removes the oldest equal message only; prefix
+ * collisions and the others stay, in order; a key an open operation
+ * claims never reaches it. */
+static int
+t_notif_take(void)
+{
+    static const char *const msgs[] = {"first", "second", "first",
+                                       "firstly", "fir"};
+    static const char *const left[] = {"second", "firstly", "fir"};
+    nxl_notif_list_t *list;
+    int found = -1;
+    size_t i;
+    xc_pair p;
+
+    XT_ASSERT_OK(xc_pair_open(&p, "TCP"));
+    if (xc_send_all(&p, msgs, 5) != 0) {
+        return 1;
+    }
+    XT_ASSERT_OK(nxl_connector_notif_take(p.pc, "first", 5, &found));
+    XT_ASSERT_EQ(found, 1);
+    XT_ASSERT_OK(nxl_connector_notif_take(p.pc, "first", 5, &found));
+    XT_ASSERT_EQ(found, 1);
+    XT_ASSERT_OK(nxl_connector_notif_take(p.pc, "first", 5, &found));
+    XT_ASSERT_EQ(found, 0);
+    XC_EXPECT(nxl_connector_notif_take(p.pc, NULL, 3, &found),
+              NXL_ERR_INVALID_PARAM, NULL);
+    XT_ASSERT_OK(nxl_connector_notifs_get(p.pc, &list));
+    XT_ASSERT_EQ(list->count, 3);
+    for (i = 0; i < 3; i++) {
+        XT_ASSERT_EQ(list->items[i].len, strlen(left[i]));
+        XT_ASSERT(memcmp(list->items[i].msg, left[i], strlen(left[i])) == 0);
+    }
+    nxl_notif_list_free(list);
+    xc_pair_close(&p);
+    return xt_leaks();
+}
+
+/* nxl_connector_info counts operations, keys, registrations (pool
+ * apart), peers and queued notifications; everything is back to zero
+ * once the operations are released. */
+static int
+t_connector_info(void)
+{
+    static uint8_t src[4096], dst[4096], pool[8192];
+    nxl_connect_desc_t sd = xc_host(src, sizeof(src));
+    nxl_connect_desc_t dd = xc_host(dst, sizeof(dst));
+    nxl_connect_desc_t pd = xc_host(pool, sizeof(pool));
+    nxl_connector_info_t ci;
+    nxl_connect_op_t *pass, *act;
+    size_t len;
+    char *js;
+    xc_pair p;
+
+    XT_ASSERT_OK(xc_pair_open(&p, "TCP"));
+    XC_EXPECT(nxl_connector_info(NULL, &ci), NXL_ERR_INVALID_PARAM, NULL);
+    XT_ASSERT_OK(nxl_connector_register(p.pc, &pd, 1));
+    XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &sd, 1, &pass));
+    XT_ASSERT_OK(nxl_connector_info(p.pc, &ci));
+    XT_ASSERT_EQ(ci.num_ops, 1);
+    XT_ASSERT_EQ(ci.num_keys, 1);
+    XT_ASSERT_EQ(ci.num_regs, 2);
+    XT_ASSERT_EQ(ci.num_pool, 1);
+    XT_ASSERT_EQ(ci.num_remotes, 0);
+    js = xc_metadata(pass, &len);
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, js, len, &act));
+    XT_ASSERT_OK(nxl_connector_info(p.ac, &ci));
+    XT_ASSERT_EQ(ci.num_ops, 1);
+    XT_ASSERT_EQ(ci.num_keys, 0);
+    XT_ASSERT_EQ(ci.num_regs, 1);
+    XT_ASSERT_EQ(ci.num_remotes, 1);
+    XT_ASSERT_OK(nxl_connect_op_wait(act, XC_WAIT_MS));
+    XT_ASSERT_OK(nxl_connect_op_wait(pass, XC_WAIT_MS));
+    XT_ASSERT_OK(nxl_connector_info(p.pc, &ci));
+    XT_ASSERT_EQ(ci.num_keys, 0);
+    nxl_connect_op_release(act);
+    nxl_connect_op_release(pass);
+    XT_ASSERT_OK(nxl_connector_info(p.ac, &ci));
+    XT_ASSERT_EQ(ci.num_ops + ci.num_regs + ci.num_remotes, 0);
+    XT_ASSERT_OK(nxl_connector_info(p.pc, &ci));
+    XT_ASSERT_EQ(ci.num_ops, 0);
+    XT_ASSERT_EQ(ci.num_regs, 1); /* the pool */
+    XT_ASSERT_OK(nxl_connector_deregister(p.pc, &pd, 1));
+    XT_ASSERT_OK(nxl_connector_info(p.pc, &ci));
+    XT_ASSERT_EQ(ci.num_regs, 0);
+    free(js);
+    xc_pair_close(&p);
+    return xt_leaks();
+}
+
+/* Remote handles (Dynamo's Remote): one reference each, shared with the
+ * operations; the last reference of either kind invalidates the peer; a
+ * remove without a handle is NOT_FOUND and drops no operation's
+ * reference. */
+static int
+t_remote_handles(void)
+{
+    static uint8_t src[512], dst[512];
+    nxl_connect_desc_t sd = xc_host(src, sizeof(src));
+    nxl_connect_desc_t dd = xc_host(dst, sizeof(dst));
+    nxl_connect_op_t *pass, *act;
+    char name[64], tiny[4];
+    unsigned refs = 99;
+    nxl_blob_t md;
+    size_t len;
+    char *js;
+    xc_pair p;
+
+    XT_ASSERT_OK(xc_pair_open(&p, "TCP"));
+    XT_ASSERT_OK(nxl_md_local(p.pa, &md));
+    XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
+    XT_ASSERT_EQ(refs, 0);
+    XC_EXPECT(nxl_connector_remote_add(p.ac, md.data, md.len, tiny,
+                                       sizeof(tiny)),
+              NXL_ERR_INVALID_PARAM, "needs 8 bytes");
+    XC_EXPECT(nxl_md_check(p.aa, "passive", NULL), NXL_ERR_NOT_FOUND, NULL);
+    XC_EXPECT(nxl_connector_remote_add(p.ac, "junk", 4, name, sizeof(name)),
+              NXL_ERR_PROTO, NULL);
+    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
+                                          sizeof(name)));
+    XT_ASSERT_STR(name, "passive");
+    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
+                                          sizeof(name)));
+    XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
+    XT_ASSERT_EQ(refs, 2);
+    XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &sd, 1, &pass));
+    js = xc_metadata(pass, &len);
+    XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, js, len, &act));
+    XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
+    XT_ASSERT_EQ(refs, 3);
+    XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "passive"));
+    XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "passive"));
+    XC_EXPECT(nxl_connector_remote_remove(p.ac, "passive"), NXL_ERR_NOT_FOUND,
+              "no reference");
+    XT_ASSERT_OK(nxl_md_check(p.aa, "passive", NULL)); /* act holds it */
+    XT_ASSERT_OK(nxl_connect_op_wait(act, XC_WAIT_MS));
+    nxl_connect_op_release(act);
+    XC_EXPECT(nxl_md_check(p.aa, "passive", NULL), NXL_ERR_NOT_FOUND, NULL);
+    /* Own metadata: loopback, no reference, remove is a no-op. */
+    nxl_blob_free(&md);
+    XT_ASSERT_OK(nxl_md_local(p.aa, &md));
+    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
+                                          sizeof(name)));
+    XT_ASSERT_STR(name, "active");
+    XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "active"));
+    nxl_blob_free(&md);
+    nxl_connect_op_release(pass);
+    free(js);
+    xc_pair_close(&p);
+    return xt_leaks();
+}
+
 const xt_suite xt_suite_connect = {
     .name = "connect",
     .timeout_s = 60,
@@ -1843,6 +2110,10 @@ const xt_suite xt_suite_connect = {
         {"reregistered_peer", t_reregistered_peer},
         {"cancel", t_cancel},
         {"errored", t_errored},
+        {"notif_take", t_notif_take},
+        {"connector_info", t_connector_info},
+        {"remote_handles", t_remote_handles},
+        {"overlap_reregistered", t_overlap_reregistered},
         {NULL, NULL},
     },
 };

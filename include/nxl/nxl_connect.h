@@ -270,6 +270,62 @@ NXL_API nxl_status_t nxl_connector_deregister(nxl_connector_t *conn,
 NXL_API nxl_status_t nxl_connector_notifs_get(nxl_connector_t *conn,
                                               nxl_notif_list_t **list_p);
 
+/* nxl_connector_notif_take drives progress and removes the oldest
+ * notification that no open passive operation claimed and whose message is
+ * exactly the len bytes at msg (Dynamo G3's consume_notification): other
+ * notifications, keys that only share a prefix included, stay queued in
+ * order. *found_p is 1 when one was removed, else 0. Returns NXL_OK,
+ * NXL_ERR_INVALID_PARAM or the agent's error (nothing is lost; a later call
+ * retries). */
+NXL_API nxl_status_t nxl_connector_notif_take(nxl_connector_t *conn,
+                                              const void *msg, size_t len,
+                                              int *found_p);
+
+/* nxl_connector_info_t counts what a connector holds (a snapshot). */
+typedef struct nxl_connector_info {
+    size_t num_ops;     /* open operations (not yet released) */
+    size_t num_keys;    /* passive operations still waiting for their key */
+    size_t num_regs;    /* memory registrations the connector made */
+    size_t num_pool;    /* of which pool memory (nxl_connector_register) */
+    size_t num_remotes; /* peers loaded and referenced by the connector */
+    size_t num_queued;  /* notifications kept for nxl_connector_notifs_get */
+} nxl_connector_info_t;
+
+/* nxl_connector_info fills *info_p without driving progress (for leak
+ * checks and monitoring). Thread-safe. Returns NXL_OK or
+ * NXL_ERR_INVALID_PARAM. */
+NXL_API nxl_status_t nxl_connector_info(nxl_connector_t *conn,
+                                        nxl_connector_info_t *info_p);
+
+/* nxl_connector_remote_add loads the peer of len bytes of agent metadata
+ * (raw, as nxl_connect_md_decode returns it) and takes a reference on it,
+ * as an active operation does (Dynamo's Remote): the peer stays loaded
+ * until the last reference, of operations and of this call, is dropped.
+ * The peer's name goes to name_buf (cap bytes, NUL-terminated). This
+ * agent's own metadata takes no reference (loopback). Returns NXL_OK,
+ * NXL_ERR_INVALID_PARAM (cap too small), NXL_ERR_PROTO (unreadable
+ * metadata), NXL_ERR_NOT_ALLOWED (conflicts with a snapshot open
+ * operations use) or the agent's error; a failed call holds nothing. */
+NXL_API nxl_status_t nxl_connector_remote_add(nxl_connector_t *conn,
+                                              const void *md, size_t len,
+                                              char *name_buf, size_t cap);
+
+/* nxl_connector_remote_remove drops a reference that
+ * nxl_connector_remote_add took on peer name; the last reference
+ * invalidates the peer unless something else loaded it first. Returns
+ * NXL_OK (also for this agent's own name), NXL_ERR_INVALID_PARAM or
+ * NXL_ERR_NOT_FOUND (no reference held). */
+NXL_API nxl_status_t nxl_connector_remote_remove(nxl_connector_t *conn,
+                                                 const char *name);
+
+/* nxl_connector_remote_refs stores in *refs_p how many references (open
+ * active operations and nxl_connector_remote_add) hold peer name: 0 when
+ * the connector does not hold it. Returns NXL_OK or
+ * NXL_ERR_INVALID_PARAM. */
+NXL_API nxl_status_t nxl_connector_remote_refs(nxl_connector_t *conn,
+                                               const char *name,
+                                               unsigned *refs_p);
+
 /* ===================================================================== */
 /* Operations                                                             */
 /* ===================================================================== */

@@ -100,12 +100,30 @@ typedef struct nxl__creg {
     bool pinned;         /* pool memory: not deregistered at refs 0 */
 } nxl__creg_t;
 
+/* One keyed region of a peer's snapshots the connector loaded: what a
+ * later snapshot must not overlap with another key (see
+ * nxl__conn_remote_acquire). */
+typedef struct nxl__cregion {
+    uint64_t backend;    /* hash of the backend's name */
+    uint64_t pub;        /* hash of the public data (the remote key) */
+    nxl_desc_t desc;
+    nxl_mem_t kind;
+} nxl__cregion_t;
+
+/* NXL__CREMOTE_MAX_REGIONS bounds the regions remembered per peer: past
+ * it, a snapshot replaces the loaded ones when no open operation needs
+ * them (a peer kept loaded does not grow without bound). */
+#define NXL__CREMOTE_MAX_REGIONS 1024
+
 /* One peer loaded for active operations. */
 typedef struct nxl__cremote {
     struct nxl__cremote *next;
     char *name;
-    unsigned refs;       /* open active operations on it */
+    unsigned refs;       /* open active operations on it, and handles */
+    unsigned handles;    /* of which nxl_connector_remote_add's */
     bool external;       /* was loaded before the connector loaded it */
+    nxl__cregion_t *regions; /* keyed regions of the loaded snapshots */
+    size_t nregions, capregions;
 } nxl__cremote_t;
 
 /* One notification the connector holds for the application. */

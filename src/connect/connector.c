@@ -502,6 +502,100 @@ remote_busy(nxl_connector_t *conn, nxl__cremote_t *r, size_t *count_p)
     return count > 0;
 }
 
+/* region_key fills a cregion from a decoded section and region. */
+static nxl__cregion_t
+region_key(const nxl__md_section_t *sec, const nxl__md_region_t *reg)
+{
+    return (nxl__cregion_t){
+        .backend = nxl__hash64(sec->backend, strlen(sec->backend)),
+        .pub = nxl__hash64(reg->pub, reg->pub_len),
+        .desc = reg->desc,
+        .kind = sec->kind,
+    };
+}
+
+/* stale_overlap says whether a keyed region of snapshot m overlaps one r
+ * remembers without being the same region under the same key: the peer
+ * deregistered that memory and registered (part of) it again, and an
+ * additive load would leave the old key in force for the overlap (the
+ * agent keeps both and may resolve a descriptor to the stale one). */
+static bool
+stale_overlap(const nxl__cremote_t *r, const nxl__md_t *m)
+{
+    size_t s, i, j;
+
+    for (s = 0; s < m->nsections; s++) {
+        const nxl__md_section_t *sec = &m->sections[s];
+
+        for (i = 0; i < sec->count; i++) {
+            nxl__cregion_t k;
+
+            if (sec->regions[i].pub_len == 0) {
+                continue; /* no key (TCP): the target checks bounds */
+            }
+            k = region_key(sec, &sec->regions[i]);
+            for (j = 0; j < r->nregions; j++) {
+                const nxl__cregion_t *o = &r->regions[j];
+
+                if (o->kind != k.kind || o->backend != k.backend ||
+                    o->desc.dev_id != k.desc.dev_id ||
+                    o->desc.addr >= k.desc.addr + k.desc.len ||
+                    k.desc.addr >= o->desc.addr + o->desc.len) {
+                    continue;
+                }
+                if (o->desc.addr != k.desc.addr ||
+                    o->desc.len != k.desc.len || o->pub != k.pub) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+/* remember_regions adds the keyed regions of m that r does not hold yet.
+ * Out of memory only weakens the stale check (logged). */
+static void
+remember_regions(nxl__cremote_t *r, const nxl__md_t *m)
+{
+    size_t s, i, j;
+
+    for (s = 0; s < m->nsections; s++) {
+        const nxl__md_section_t *sec = &m->sections[s];
+
+        for (i = 0; i < sec->count; i++) {
+            nxl__cregion_t k;
+
+            if (sec->regions[i].pub_len == 0) {
+                continue;
+            }
+            k = region_key(sec, &sec->regions[i]);
+            for (j = 0; j < r->nregions; j++) {
+                if (memcmp(&r->regions[j], &k, sizeof(k)) == 0) {
+                    break;
+                }
+            }
+            if (j < r->nregions) {
+                continue;
+            }
+            if (r->nregions == r->capregions) {
+                size_t cap = r->capregions ? r->capregions * 2 : 8;
+                nxl__cregion_t *g = realloc(r->regions, cap * sizeof(*g));
+
+                if (g == NULL) {
+                    nxl__warn("connect: out of memory remembering the "
+                              "regions of '%s'", r->name);
+                    return;
+                }
+                r->regions = g;
+                r->capregions = cap;
+            }
+            memset(&r->regions[r->nregions], 0, sizeof(k));
+            r->regions[r->nregions++] = k;
+        }
+    }
+}
+
 nxl_status_t
 nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
                          char *name_buf, nxl__cremote_t **remote_p)
@@ -509,7 +603,7 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
     nxl__cremote_t *r;
     nxl__md_t *m;
     nxl_status_t st;
-    bool external = false;
+    bool external = false, replaced = false;
     size_t busy = 0;
 
     /* Learn the name first: loopback needs no load, and a peer that
@@ -521,8 +615,8 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
                          nxl_last_error());
     }
     snprintf(name_buf, NXL__MD_NAME_MAX + 1, "%s", m->agent);
-    nxl__md_free(m);
     if (strcmp(name_buf, conn->self) == 0) {
+        nxl__md_free(m);
         *remote_p = NULL;
         return NXL_OK;
     }
@@ -533,17 +627,35 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
     }
     if (r == NULL) {
         external = nxl_md_check(conn->agent, name_buf, NULL) == NXL_OK;
+    } else if (!r->external &&
+               (stale_overlap(r, m) ||
+                r->nregions >= NXL__CREMOTE_MAX_REGIONS)) {
+        /* Start over from this snapshot when nothing needs the loaded
+         * one; refuse while an open operation does. */
+        if (remote_busy(conn, r, &busy)) {
+            nxl__md_free(m);
+            return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                             "connect: the metadata of '%s' re-registers "
+                             "memory that the loaded metadata describes "
+                             "under another key, which open operations "
+                             "still use", name_buf);
+        }
+        (void)nxl_md_invalidate(conn->agent, name_buf);
+        r->nregions = 0;
+        replaced = true;
     }
     st = nxl_md_load(conn->agent, md, len, NULL, 0);
     if (st == NXL_ERR_NOT_ALLOWED && r != NULL && !r->external &&
-        !remote_busy(conn, r, &busy)) {
+        !replaced && !remote_busy(conn, r, &busy)) {
         /* A newer snapshot that conflicts with the loaded one (memory
          * re-registered with other keys): no open operation still needs
          * the old one, so start over. */
         (void)nxl_md_invalidate(conn->agent, name_buf);
+        r->nregions = 0;
         st = nxl_md_load(conn->agent, md, len, NULL, 0);
     }
     if (st != NXL_OK) {
+        nxl__md_free(m);
         if (st == NXL_ERR_NOT_ALLOWED) {
             return nxl__fail(st,
                              "connect: the metadata of '%s' conflicts with "
@@ -558,6 +670,7 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
         r = calloc(1, sizeof(*r));
         if (r == NULL || (r->name = strdup(name_buf)) == NULL) {
             free(r);
+            nxl__md_free(m);
             if (!external) {
                 (void)nxl_md_invalidate(conn->agent, name_buf);
             }
@@ -567,6 +680,10 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
         r->next = conn->remotes;
         conn->remotes = r;
     }
+    if (!r->external) {
+        remember_regions(r, m);
+    }
+    nxl__md_free(m);
     r->refs++;
     *remote_p = r;
     return NXL_OK;
@@ -594,6 +711,7 @@ nxl__conn_remote_release(nxl_connector_t *conn, nxl__cremote_t *r)
                       nxl_last_error());
         }
     }
+    free(r->regions);
     free(r->name);
     free(r);
 }
@@ -831,5 +949,160 @@ nxl_connector_notifs_get(nxl_connector_t *conn, nxl_notif_list_t **list_p)
     conn->qhead = 0;
     pthread_mutex_unlock(&conn->lock);
     *list_p = list;
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_connector_notif_take(nxl_connector_t *conn, const void *msg, size_t len,
+                         int *found_p)
+{
+    nxl_status_t st;
+    size_t i;
+
+    if (conn == NULL || found_p == NULL || (msg == NULL && len > 0)) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "connector_notif_take: NULL argument");
+    }
+    pthread_mutex_lock(&conn->lock);
+    st = nxl__conn_drain(conn);
+    if (st != NXL_OK) {
+        pthread_mutex_unlock(&conn->lock);
+        return st;
+    }
+    *found_p = 0;
+    for (i = 0; i < conn->qlen; i++) {
+        nxl__cnotif_t *q = &conn->q[(conn->qhead + i) % conn->qcap];
+
+        if (q->len == len && (len == 0 || memcmp(q->msg, msg, len) == 0)) {
+            q_take(conn, i);
+            *found_p = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&conn->lock);
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_connector_info(nxl_connector_t *conn, nxl_connector_info_t *info_p)
+{
+    nxl_connector_info_t info;
+    struct nxl_connect_op *op;
+    nxl__cremote_t *r;
+    nxl__rnode_t *n;
+    unsigned k;
+
+    if (conn == NULL || info_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "connector_info: NULL argument");
+    }
+    memset(&info, 0, sizeof(info));
+    pthread_mutex_lock(&conn->lock);
+    for (op = conn->ops; op != NULL; op = op->next) {
+        info.num_ops++;
+    }
+    info.num_keys = conn->nkeys;
+    for (k = 0; k < NXL_MEM_KINDS; k++) {
+        for (n = nxl__rtree_first(&conn->regs[k]); n != NULL;
+             n = nxl__rtree_next(n)) {
+            info.num_regs++;
+            if (NXL__RNODE_OF(n, nxl__creg_t, node)->pinned) {
+                info.num_pool++;
+            }
+        }
+    }
+    for (r = conn->remotes; r != NULL; r = r->next) {
+        info.num_remotes++;
+    }
+    info.num_queued = conn->qlen;
+    pthread_mutex_unlock(&conn->lock);
+    *info_p = info;
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_connector_remote_add(nxl_connector_t *conn, const void *md, size_t len,
+                         char *name_buf, size_t cap)
+{
+    char name[NXL__MD_NAME_MAX + 1];
+    nxl__cremote_t *r = NULL;
+    nxl_status_t st;
+
+    if (conn == NULL || md == NULL || len == 0 || name_buf == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "connector_remote_add: NULL or empty argument");
+    }
+    pthread_mutex_lock(&conn->lock);
+    st = nxl__conn_remote_acquire(conn, md, len, name, &r);
+    if (st == NXL_OK && strlen(name) >= cap) {
+        nxl__conn_remote_release(conn, r);
+        st = nxl__fail(NXL_ERR_INVALID_PARAM,
+                       "connector_remote_add: the name '%s' needs %zu bytes",
+                       name, strlen(name) + 1);
+    } else if (st == NXL_OK && r != NULL) {
+        r->handles++;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (st == NXL_OK) {
+        memcpy(name_buf, name, strlen(name) + 1);
+    }
+    return st;
+}
+
+/* remote_find returns the peer name the connector holds, or NULL (lock
+ * held). */
+static nxl__cremote_t *
+remote_find(nxl_connector_t *conn, const char *name)
+{
+    nxl__cremote_t *r;
+
+    for (r = conn->remotes; r != NULL; r = r->next) {
+        if (strcmp(r->name, name) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+NXL_API nxl_status_t
+nxl_connector_remote_remove(nxl_connector_t *conn, const char *name)
+{
+    nxl__cremote_t *r;
+
+    if (conn == NULL || name == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "connector_remote_remove: NULL argument");
+    }
+    if (strcmp(name, conn->self) == 0) {
+        return NXL_OK;
+    }
+    pthread_mutex_lock(&conn->lock);
+    r = remote_find(conn, name);
+    if (r == NULL || r->handles == 0) {
+        pthread_mutex_unlock(&conn->lock);
+        return nxl__fail(NXL_ERR_NOT_FOUND,
+                         "connector_remote_remove: no reference is held on "
+                         "'%s'", name);
+    }
+    r->handles--;
+    nxl__conn_remote_release(conn, r);
+    pthread_mutex_unlock(&conn->lock);
+    return NXL_OK;
+}
+
+NXL_API nxl_status_t
+nxl_connector_remote_refs(nxl_connector_t *conn, const char *name,
+                          unsigned *refs_p)
+{
+    nxl__cremote_t *r;
+
+    if (conn == NULL || name == NULL || refs_p == NULL) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "connector_remote_refs: NULL argument");
+    }
+    pthread_mutex_lock(&conn->lock);
+    r = remote_find(conn, name);
+    *refs_p = r != NULL ? r->refs : 0;
+    pthread_mutex_unlock(&conn->lock);
     return NXL_OK;
 }

@@ -227,6 +227,7 @@ PyInit__nxl(void)
         return NULL;
     }
     if (PyModule_AddFunctions(m, nxlpy_bench_methods) < 0 ||
+        PyModule_AddFunctions(m, nxlpy_connect_methods) < 0 ||
         nxlpy_errors_init(m) < 0 || add_constants(m) < 0 ||
         add_type(m, "Agent", &nxlpy_agent_type) < 0 ||
         add_type(m, "DescList", &nxlpy_dlist_type) < 0 ||
@@ -234,7 +235,7 @@ PyInit__nxl(void)
         add_type(m, "Prepped", &nxlpy_prepped_type) < 0 ||
         add_type(m, "Transfer", &nxlpy_xfer_type) < 0 ||
         add_type(m, "SharedBuffer", &nxlpy_shared_type) < 0 ||
-        nxlpy_xfer_init_types(m) < 0) {
+        nxlpy_xfer_init_types(m) < 0 || nxlpy_connect_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -163,4 +163,9 @@ PyObject *nxlpy_prepped_new(nxlpy_agent_t *agent, nxl_prepped_t *prepped,
 /* bench.c */
 extern PyMethodDef nxlpy_bench_methods[];
 
+/* connect.c: Connector, ConnectOp, MediaImage and the wire-form and media
+ * functions of nxl_connect.h (for nxl.connect, nxl.embedding, nxl.media) */
+extern PyMethodDef nxlpy_connect_methods[];
+int nxlpy_connect_init(PyObject *module);
+
 #endif /* NXLPY_H */
