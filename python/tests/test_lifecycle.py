@@ -61,6 +61,34 @@ def test_transfer_in_flight_released_by_gc(stoppable_peer):
         p.cont()
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_registration_collected_in_flight_deregistered_later(stoppable_peer):
+    """A Registration collected while a transfer in flight uses its memory:
+    the library refuses the deregistration (NOT_ALLOWED), so the agent
+    keeps it and deregisters it when the transfer is released: no
+    unraisable error, nothing left registered."""
+    p = stoppable_peer
+    a = nxl.Agent(unique("gcreg"), backends=("TCP",))
+    buf = np.zeros(1 << 20, np.uint8)
+    reg = a.register(buf)
+    a.load_metadata(p.md)
+    t = a.xfer(nxl.READ, buf, [(p.src, buf.nbytes, 0)], p.name)
+    p.stop()
+    try:
+        assert t.post() == nxl.IN_PROG
+        del reg
+        gc.collect()
+        with pytest.raises(nxl.NotAllowedError):  # still registered
+            a.register(buf)
+    finally:
+        p.cont()
+    t.wait(10)
+    t.release()                                   # deregisters it
+    with a.register(buf):                         # free again
+        pass
+    a.close()
+
+
 def test_objects_keep_agent_alive():
     a = nxl.Agent(unique("keep"))
     wa = weakref.ref(a)

@@ -79,6 +79,7 @@ typedef struct nxl__rregion {
     nxl_desc_t desc;
     void *rmd[NXL__MAX_BACKENDS];
     uint64_t pubhash[NXL__MAX_BACKENDS];
+    uint64_t load;                      /* the peer's md_load that added it */
 } nxl__rregion_t;
 
 /* nxl__index_t is a set of regions (elements of elem_size bytes that start
@@ -126,6 +127,7 @@ void nxl__index_remove(nxl__index_t *ix, void *elem);
 typedef struct nxl__peer {
     char name[NXL__NAME_MAX];
     uint64_t generation;
+    uint64_t loads;                     /* md_loads applied to this peer */
     atomic_bool dead;                   /* a backend reported disconnect */
     void *ctx[NXL__MAX_BACKENDS];       /* peer_load result */
     nxl_blob_t conn[NXL__MAX_BACKENDS]; /* the conn info loaded */
@@ -215,6 +217,9 @@ void nxl__shared_lookup(uint64_t addr, uint64_t len, int *fd_p,
 /* nxl__xfers_using reports whether a transfer of a still in flight uses
  * one of region r's backend keys (md or loopback self_rmd). */
 bool nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r);
+/* nxl__xfers_using_remote reports whether a transfer still in flight uses
+ * one of a peer region's backend keys (rr->rmd). */
+bool nxl__xfers_using_remote(nxl_agent_t *a, const nxl__rregion_t *rr);
 
 /* nxl__xfers_release_all releases every live transfer (destroy). */
 void nxl__xfers_release_all(nxl_agent_t *a);

@@ -176,15 +176,13 @@ backend_by_name(nxl_agent_t *a, const char *name)
 }
 
 /* md_check_conflicts verifies (before changing anything) that md agrees
- * with what is loaded for peer p: same conn info per backend, and a region
- * already loaded comes with the same public data. */
+ * with what is loaded for peer p: same conn info per backend. (A region
+ * that comes with another key replaces the loaded one: md_evict_stale.) */
 static nxl_status_t
 md_check_conflicts(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
 {
-    const nxl__md_section_t *s;
-    nxl__rregion_t *rr;
     nxl_backend_t *be;
-    size_t i, j;
+    size_t i;
 
     for (i = 0; i < md->nconns; i++) {
         be = backend_by_name(a, md->conns[i].backend);
@@ -200,28 +198,82 @@ md_check_conflicts(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
                              md->agent, be->ops.name);
         }
     }
-    for (i = 0; i < md->nsections; i++) {
-        s = &md->sections[i];
-        be = backend_by_name(a, s->backend);
-        if (be == NULL) {
-            continue;
-        }
-        for (j = 0; j < s->count; j++) {
-            const nxl__md_region_t *r = &s->regions[j];
+    return NXL_OK;
+}
 
-            rr = nxl__index_find_exact(&p->regions[s->kind], &r->desc);
-            if (rr == NULL) {
-                continue;
-            }
-            if (rr->rmd[be->index] != NULL &&
-                rr->pubhash[be->index] != nxl__hash64(r->pub, r->pub_len)) {
-                return nxl__fail(NXL_ERR_NOT_ALLOWED,
-                                 "md_load: region 0x%llx+%llu of '%s' is "
-                                 "loaded with a different %s key",
-                                 (unsigned long long)r->desc.addr,
-                                 (unsigned long long)r->desc.len, md->agent,
-                                 be->ops.name);
-            }
+/* md_evict removes the loaded region old of peer p, which the region d of
+ * the snapshot being loaded supersedes: its keys are unloaded and p's
+ * generation moves on, so lists prepared and transfers made against p
+ * before are refused (NXL_ERR_NOT_FOUND: prepare them again) instead of
+ * holding freed keys. NXL_ERR_NOT_ALLOWED, and nothing removed, when a
+ * transfer in flight uses old. Control lock held. */
+static nxl_status_t
+md_evict(nxl_agent_t *a, nxl__peer_t *p, nxl_mem_t kind, nxl__rregion_t *old,
+         const nxl_desc_t *d)
+{
+    nxl_backend_t *be;
+    unsigned b;
+
+    if (nxl__xfers_using_remote(a, old)) {
+        return nxl__fail(NXL_ERR_NOT_ALLOWED,
+                         "md_load: '%s' registered 0x%llx+%llu over its "
+                         "region 0x%llx+%llu, which a transfer in flight "
+                         "still uses; load it again once that is done",
+                         p->name, (unsigned long long)d->addr,
+                         (unsigned long long)d->len,
+                         (unsigned long long)old->desc.addr,
+                         (unsigned long long)old->desc.len);
+    }
+    for (b = 0; b < a->nbackends; b++) {
+        if (old->rmd[b] != NULL) {
+            be = a->backends[b];
+            nxl__be_lock(be);
+            be->ops.md_unload(be->engine, old->rmd[b]);
+            nxl__be_unlock(be);
+        }
+    }
+    nxl__log(NXL_LOG_DEBUG, "md_load: '%s': region 0x%llx+%llu replaced "
+             "by 0x%llx+%llu", p->name,
+             (unsigned long long)old->desc.addr,
+             (unsigned long long)old->desc.len,
+             (unsigned long long)d->addr, (unsigned long long)d->len);
+    nxl__index_remove(&p->regions[kind], old);
+    p->generation = atomic_fetch_add(&a->generation, 1) + 1;
+    return NXL_OK;
+}
+
+/* md_evict_stale makes room for region r (memory kind kind, backend b) of
+ * the snapshot being loaded into peer p. A loaded region of an earlier
+ * load goes when it is r's range under another key of b, or when it
+ * overlaps r without being its range: an NXL agent never holds two
+ * overlapping registrations at once (docs/design.md, "Region indexes"),
+ * so the peer deregistered it since (it freed a buffer and registered it,
+ * part of it or a larger one around it, again). Kept, a lookup could pick
+ * the dead key and the transfer fail. Regions of one load may overlap (a
+ * foreign peer's snapshot) and stay. Statuses as md_evict. */
+static nxl_status_t
+md_evict_stale(nxl_agent_t *a, nxl__peer_t *p, nxl_mem_t kind, unsigned b,
+               const nxl__md_region_t *r)
+{
+    nxl__rregion_t *old = nxl__index_find_exact(&p->regions[kind], &r->desc);
+    nxl_status_t status;
+
+    if (old != NULL) {
+        if (old->load == p->loads || old->rmd[b] == NULL ||
+            old->pubhash[b] == nxl__hash64(r->pub, r->pub_len)) {
+            return NXL_OK; /* the same region: md_apply keeps it */
+        }
+        status = md_evict(a, p, kind, old, &r->desc);
+        if (status != NXL_OK) {
+            return status;
+        }
+    }
+    while ((old = nxl__index_find_overlap(&p->regions[kind], &r->desc)) !=
+               NULL &&
+           old->load != p->loads) {
+        status = md_evict(a, p, kind, old, &r->desc);
+        if (status != NXL_OK) {
+            return status;
         }
     }
     return NXL_OK;
@@ -274,6 +326,7 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
                          "md_load: agent '%s' has no backend in common with "
                          "this agent", md->agent);
     }
+    p->loads++;
     for (i = 0; i < md->nsections; i++) {
         s = &md->sections[i];
         be = backend_by_name(a, s->backend);
@@ -291,9 +344,14 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
             const nxl__md_region_t *r = &s->regions[j];
             bool added;
 
+            status = md_evict_stale(a, p, s->kind, b, r);
+            if (status != NXL_OK) {
+                return status;
+            }
             /* Place the region (or find it loaded) in one descent. */
             memset(&fresh, 0, sizeof(fresh));
             fresh.desc = r->desc;
+            fresh.load = p->loads;
             status = nxl__index_add(&p->regions[s->kind], &fresh, false,
                                     (void **)&rr);
             added = status == NXL_OK;

@@ -855,6 +855,31 @@ nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r)
     return used;
 }
 
+bool
+nxl__xfers_using_remote(nxl_agent_t *a, const nxl__rregion_t *rr)
+{
+    const nxl_xfer_t *x;
+    bool used = false;
+    unsigned b;
+    size_t i;
+
+    pthread_mutex_lock(&a->xfer_lock);
+    for (x = a->xfers; x != NULL && !used; x = x->next) {
+        if (!x->to_peer || atomic_load(&x->state) != NXL_IN_PROG) {
+            continue;
+        }
+        b = x->be->index;
+        if (rr->rmd[b] == NULL) {
+            continue;
+        }
+        for (i = 0; i < x->bx.count && !used; i++) {
+            used = x->bx.remote[i].md == rr->rmd[b];
+        }
+    }
+    pthread_mutex_unlock(&a->xfer_lock);
+    return used;
+}
+
 void
 nxl__xfers_release_all(nxl_agent_t *a)
 {

@@ -188,6 +188,7 @@ agent_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->name = NULL;
     self->inflight = 0;
     self->xfers = NULL;
+    self->deferred = NULL;
     self->weakrefs = NULL;
     return (PyObject *)self;
 }
@@ -261,6 +262,7 @@ agent_destroy(nxlpy_agent_t *self)
     Py_BEGIN_ALLOW_THREADS
     nxl_agent_destroy(a);
     Py_END_ALLOW_THREADS
+    Py_CLEAR(self->deferred); /* the agent dropped those registrations */
 }
 
 /* agent_close is Agent.close(): destroys the agent (cancels its transfers,
@@ -293,6 +295,7 @@ agent_dealloc(nxlpy_agent_t *self)
     if (self->agent != NULL) {
         agent_destroy(self);
     }
+    Py_CLEAR(self->deferred);
     Py_CLEAR(self->name);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -39,6 +39,8 @@ typedef struct nxlpy_agent {
     int telemetry;
     long inflight;              /* calls running without the GIL */
     struct nxlpy_xfer *xfers;   /* live transfers (intrusive list) */
+    PyObject *deferred;         /* list of (DescList, backends) that GC
+                                   could not deregister: in flight (reg.c) */
     PyObject *weakrefs;
 } nxlpy_agent_t;
 
@@ -140,6 +142,12 @@ void nxlpy_keep_release(nxlpy_keep_t *keep);
 /* dlist.c */
 nxlpy_dlist_t *nxlpy_dlist_from(PyObject *src, PyObject *mem);
 int nxlpy_parse_mem(PyObject *obj, nxl_mem_t *mem_p);
+
+/* nxlpy_agent_retry_deferred deregisters what garbage collection left to
+ * the agent because a transfer in flight used it (reg.c): each entry whose
+ * deregistration no longer returns NXL_ERR_NOT_ALLOWED goes. GIL held;
+ * called when a transfer is released. */
+void nxlpy_agent_retry_deferred(nxlpy_agent_t *a);
 
 /* agent.c */
 int nxlpy_agent_check(nxlpy_agent_t *a);

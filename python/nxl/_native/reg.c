@@ -23,9 +23,10 @@ nxlpy_reg_new(nxlpy_agent_t *agent, nxlpy_dlist_t *dlist, PyObject *backends)
 }
 
 /* reg_drop deregisters (when the agent is still open) and drops the
- * DescList. Returns 0, or -1 with an exception, the registration kept. */
+ * DescList. Returns 0, or -1 with an exception (the library's status in
+ * *st_p), the registration kept. */
 static int
-reg_drop(nxlpy_reg_t *self)
+reg_drop(nxlpy_reg_t *self, nxl_status_t *st_p)
 {
     nxl_backend_t *bes[16];
     nxlpy_dlist_t *dl = self->dlist;
@@ -49,6 +50,7 @@ reg_drop(nxlpy_reg_t *self)
         NXLPY_UNLOCKED(a, st = nxl_mem_deregister(a->agent, &cdl, &opts));
         if (st != NXL_OK) {
             self->dlist = dl;
+            *st_p = st;
             nxlpy_raise(st);
             return -1;
         }
@@ -63,28 +65,100 @@ reg_drop(nxlpy_reg_t *self)
 static PyObject *
 reg_deregister(nxlpy_reg_t *self, PyObject *unused)
 {
+    nxl_status_t st;
+
     (void)unused;
-    if (reg_drop(self) < 0) {
+    if (reg_drop(self, &st) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
-/* reg_dealloc deregisters; a failure is reported as unraisable. */
+/* reg_defer hands the registration to its agent, which deregisters it
+ * once no transfer in flight uses it (nxlpy_agent_retry_deferred); the
+ * DescList keeps the memory alive until then. Returns -1 with an
+ * exception when it cannot. */
+static int
+reg_defer(nxlpy_reg_t *self)
+{
+    nxlpy_agent_t *a = self->agent;
+    PyObject *item;
+    int rc;
+
+    if (a->deferred == NULL && (a->deferred = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    item = PyTuple_Pack(2, (PyObject *)self->dlist,
+                        self->backends ? self->backends : Py_None);
+    if (item == NULL) {
+        return -1;
+    }
+    rc = PyList_Append(a->deferred, item);
+    Py_DECREF(item);
+    if (rc == 0) {
+        Py_CLEAR(self->dlist);
+    }
+    return rc;
+}
+
+void
+nxlpy_agent_retry_deferred(nxlpy_agent_t *a)
+{
+    nxl_backend_t *bes[16];
+    PyObject *et, *ev, *tb, *item;
+    nxlpy_dlist_t *dl;
+    nxl_dlist_t cdl;
+    nxl_opts_t opts;
+    nxl_status_t st;
+    Py_ssize_t i;
+
+    if (a->deferred == NULL || a->agent == NULL) {
+        return;
+    }
+    PyErr_Fetch(&et, &ev, &tb);
+    for (i = PyList_GET_SIZE(a->deferred) - 1; i >= 0; i--) {
+        item = PyList_GET_ITEM(a->deferred, i);
+        dl = (nxlpy_dlist_t *)PyTuple_GET_ITEM(item, 0);
+        nxl_opts_init(&opts);
+        if (nxlpy_opts_backends(a, PyTuple_GET_ITEM(item, 1), &opts, bes,
+                                16) < 0) {
+            PyErr_Clear();
+            continue;
+        }
+        cdl = (nxl_dlist_t){dl->mem, dl->descs, dl->count};
+        /* With the GIL: short, and no library thread waits for it. */
+        st = nxl_mem_deregister(a->agent, &cdl, &opts);
+        if (st != NXL_ERR_NOT_ALLOWED) {
+            (void)PyList_SetSlice(a->deferred, i, i + 1, NULL);
+        }
+    }
+    PyErr_Restore(et, ev, tb);
+}
+
+/* reg_dealloc deregisters; memory a transfer in flight still uses is left
+ * to the agent (reg_defer); another failure is reported as unraisable. */
 static void
 reg_dealloc(nxlpy_reg_t *self)
 {
     PyObject *et, *ev, *tb;
+    nxl_status_t st = NXL_OK;
 
     PyObject_GC_UnTrack(self);
     PyErr_Fetch(&et, &ev, &tb);
     if (self->weakrefs != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
-    if (reg_drop(self) < 0) {
+    if (reg_drop(self, &st) < 0) {
+        if (st == NXL_ERR_NOT_ALLOWED && self->agent->agent != NULL) {
+            PyErr_Clear();
+            if (reg_defer(self) == 0) {
+                goto out;
+            }
+        }
         PyErr_WriteUnraisable((PyObject *)self);
         Py_CLEAR(self->dlist);
     }
+out:
     Py_CLEAR(self->backends);
     Py_CLEAR(self->agent);
     PyObject_GC_Del(self);

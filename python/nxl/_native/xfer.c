@@ -297,6 +297,7 @@ xfer_drop(nxlpy_xfer_t *self)
     self->xfer = NULL;
     xfer_unlink(self);
     NXLPY_UNLOCKED(self->agent, nxl_xfer_release(x));
+    nxlpy_agent_retry_deferred(self->agent);
 }
 
 /* xfer_release is Transfer.release() (also close()): cancels a transfer in
