@@ -1,4 +1,4 @@
-# The one-command wrapper: make run, make test, make asan, make fuzz.
+# The one-command wrapper: make run, make test, make asan, make tsan, make fuzz.
 BUILD ?= build
 CMAKE_ARGS ?=
 
@@ -12,6 +12,14 @@ test: all
 	./tests/run_all.sh $(BUILD)
 asan:
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" test
+# ThreadSanitizer (clang): the suite with per-case timeouts x4 (harness.c);
+# any report fails the run (run_all.sh); nothing is suppressed. die_after_fork=0
+# lets a test fork a peer after its own threads started (TSan then ignores
+# the child's main thread, not the threads it starts); UCX_MEM_EVENTS=no
+# keeps UCX's malloc hooks from crashing at start under TSan.
+tsan:
+	UCX_MEM_EVENTS=no TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0 $(TSAN_OPTIONS)" \
+	  $(MAKE) BUILD=build-tsan CMAKE_ARGS="-DCMAKE_C_COMPILER=clang -DNXL_SANITIZE=thread" test
 faults:
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" all
 	./tests/faults.sh build-asan $(or $(NXL_FAULT),all=0.01)
@@ -19,4 +27,4 @@ fuzz: deps
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-.PHONY: all deps run test asan faults fuzz install
+.PHONY: all deps run test asan tsan faults fuzz install

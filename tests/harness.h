@@ -23,8 +23,10 @@ typedef struct {
     xt_fn fn;
 } xt_case;
 
-/* A suite: a name, its cases, and the seconds each case may take. A suite
- * with param_list runs once per parameter; xt_param() returns it. */
+/* A suite: a name, its cases, and the seconds each case may take (times
+ * XT_TIMEOUT_SCALE from the environment, default 1, or 4 under
+ * ThreadSanitizer). A suite with param_list runs once per parameter;
+ * xt_param() returns it. */
 typedef struct {
     const char *name;
     const xt_case *cases;
@@ -123,6 +125,22 @@ void xt_print_fds(void);
 /* xt_leaks runs LeakSanitizer now and returns non-zero on a leak (cases
  * end with _exit, which skips the exit-time check); 0 without ASan. */
 int xt_leaks(void);
+
+/* xt_tsan says whether this build runs under ThreadSanitizer (1) or not
+ * (0). A case that cannot run under it (a timing bound its slowdown
+ * breaks) skips with XT_SKIP_IF(xt_tsan(), "reason"). */
+int xt_tsan(void);
+
+/* xt_tsan_release and xt_tsan_acquire make a hand-off of registered
+ * memory through another process visible to ThreadSanitizer (no-ops
+ * without it; docs/design.md "Threads and locks"). base is the region's
+ * start address as registered. A process whose memory a peer reads or
+ * writes calls xt_tsan_release(base) after it filled or checked the
+ * region and before it tells the peer to go on, and xt_tsan_acquire(base)
+ * after it learned (from the peer) that the transfer is done and before
+ * it touches the region. */
+void xt_tsan_release(const void *base);
+void xt_tsan_acquire(const void *base);
 
 /* xt_host_set_error and xt_host_log are what a fake backend host (tests
  * that drive an ops table without an agent) passes as set_error and log:

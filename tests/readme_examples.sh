@@ -10,6 +10,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 lib=$(cd "$build/src" && pwd)
+# A sanitizer build's library needs its runtime in the program too: build
+# the examples with the build's compiler and -fsanitize flags.
+cc=cc
+san=$(sed -n 's/^NXL_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)
+bcc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)
+[ -n "$san" ] && [ -n "$bcc" ] && cc=$bcc
 
 /usr/bin/python3 - "$top/README.md" "$tmp" <<'PY'
 import re, sys
@@ -23,8 +29,9 @@ for p in prefill decode kv_tiers; do
   if [ ! -f "$tmp/$p.c" ]; then
     echo "readme_examples: README.md has no $p.c block"; exit 1
   fi
-  if ! cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I"$top/include" \
-       "$tmp/$p.c" -o "$tmp/$p" -L"$lib" -lnxl -Wl,-rpath,"$lib"; then
+  if ! "$cc" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I"$top/include" \
+       ${san:+-fsanitize=$san} "$tmp/$p.c" -o "$tmp/$p" -L"$lib" -lnxl \
+       -Wl,-rpath,"$lib"; then
     echo "readme_examples: $p.c does not build"; exit 1
   fi
 done

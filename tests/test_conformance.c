@@ -38,6 +38,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <strings.h>
 #include <sys/mman.h>
@@ -688,6 +689,23 @@ cf_peer_range(cf_pstate *ps, const cf_cmd *c, uint64_t span, uint8_t **p_p,
     return 0;
 }
 
+/* cf_peer_touch brackets the peer's own accesses to a region that the
+ * test process reads or writes with one-sided transfers: ordered through
+ * the test's pipes and the network, which ThreadSanitizer cannot see
+ * (xt_tsan_acquire, harness.h). begin = 1 before, 0 after. */
+static void
+cf_peer_touch(const cf_pstate *ps, int region, int begin)
+{
+    if (region < 0 || region >= CF_NREG || ps->reg[region] == NULL) {
+        return;
+    }
+    if (begin) {
+        xt_tsan_acquire(ps->reg[region]);
+    } else {
+        xt_tsan_release(ps->reg[region]);
+    }
+}
+
 static void
 cf_peer_status(cf_rep *r, nxl_status_t st)
 {
@@ -715,12 +733,16 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
     switch (c->op) {
     case CF_OP_FILL:
         if (cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            cf_peer_touch(ps, c->region, 1);
             cf_fill(p, c->len, c->seed, c->off);
+            cf_peer_touch(ps, c->region, 0);
         }
         break;
     case CF_OP_CHECK:
         if (cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            cf_peer_touch(ps, c->region, 1);
             bad = cf_find_bad(p, c->len, c->seed, c->off);
+            cf_peer_touch(ps, c->region, 0);
             r->status = bad != c->len;
             r->value = bad;
             if (bad != c->len) {
@@ -738,6 +760,7 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
             r->status = -1;
             break;
         }
+        cf_peer_touch(ps, c->region, 1);
         for (k = 0; k < c->count; k++) {
             uint64_t o0 = c->off + k * c->stride;
 
@@ -756,6 +779,7 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
                      "slot %" PRIu64 " byte %" PRIu64 " wrong", k, bad);
             break;
         }
+        cf_peer_touch(ps, c->region, 0);
         break;
     case CF_OP_NOTIF_WAIT:
         st = cf_nq_next(ps->agent, &ps->q, c->arg, &n);
@@ -766,7 +790,9 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
         /* The data must be visible once the notification is seen. */
         r->value2 = 1;
         if (c->len > 0 && cf_peer_range(ps, c, c->len, &p, r) == 0) {
+            cf_peer_touch(ps, c->region, 1);
             bad = cf_find_bad(p, c->len, c->seed, c->off);
+            cf_peer_touch(ps, c->region, 0);
             r->value2 = bad == c->len;
             r->value = bad;
         }
@@ -1334,7 +1360,7 @@ cf_unused_port(void)
 typedef struct {
     pid_t pid;
     unsigned delay_ms;
-    volatile sig_atomic_t done; /* set by the case: resume now */
+    atomic_int done; /* set by the case: resume now */
 } cf_cont_arg;
 
 static void *
@@ -1343,7 +1369,8 @@ cf_cont_later(void *arg)
     cf_cont_arg *c = arg;
     unsigned waited;
 
-    for (waited = 0; waited < c->delay_ms && !c->done; waited += 10) {
+    for (waited = 0; waited < c->delay_ms && !atomic_load(&c->done);
+         waited += 10) {
         usleep(10000);
     }
     kill(c->pid, SIGCONT);
@@ -3121,7 +3148,7 @@ t_wait_timeout(void)
         XT_ASSERT_EQ(xt_stop_process(t.peer.pid), 0);
         ca.pid = t.peer.pid;
         ca.delay_ms = 6000;
-        ca.done = 0;
+        atomic_store(&ca.done, 0);
         XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
     } else {
         printf("  note: nothing holds a FILE target back; the wait runs on "
@@ -3167,7 +3194,7 @@ t_wait_timeout(void)
                t.kind == CF_T_PEER ? " with the peer stopped" : "");
     }
     if (t.kind == CF_T_PEER) {
-        ca.done = 1;
+        atomic_store(&ca.done, 1);
         pthread_join(th, NULL);
     }
     if (st != NXL_OK) {
@@ -3242,7 +3269,7 @@ t_release_inflight(void)
             XT_ASSERT_EQ(xt_stop_process(t.peer.pid), 0);
             ca.pid = t.peer.pid;
             ca.delay_ms = 4000;
-            ca.done = 0;
+            atomic_store(&ca.done, 0);
             XT_ASSERT_EQ(pthread_create(&th, NULL, cf_cont_later, &ca), 0);
         }
         st = nxl_xfer_post(x, NULL);
@@ -3264,7 +3291,7 @@ t_release_inflight(void)
         XT_ASSERT_OK(cf_dereg(a, loc, len));
         cf_unmap(loc, len);
         if (k == 2 && t.kind == CF_T_PEER) {
-            ca.done = 1;
+            atomic_store(&ca.done, 1);
             pthread_join(th, NULL);
             if (dt >= 3500) {
                 XT_FAILF("release of an in-flight request waited %" PRIu64
@@ -3620,7 +3647,9 @@ t_shared(void)
                 XT_ASSERT(cf_pfill(p, preg, poff, n, seed) == 0);
             } else {
                 /* The peer pulls ours into its region. */
+                xt_tsan_acquire(lb);
                 cf_fill(lb + moff, n, seed, poff);
+                xt_tsan_release(lb);
             }
             c = cf_cmd_of(CF_OP_XFER);
             c.arg = op;
@@ -3632,8 +3661,10 @@ t_shared(void)
             XT_ASSERT(cf_call(p, &c, &r) == 0);
             CF_ASSERT_PEER(p, (nxl_status_t)r.status, NXL_OK);
             if (op == NXL_WRITE) {
+                xt_tsan_acquire(lb);
                 XT_ASSERT(cf_check_local(lb + moff, n, seed, poff,
                                          "peer WRITE into us") == 0);
+                xt_tsan_release(lb);
             } else {
                 XT_ASSERT(cf_pcheck(p, preg, poff, n, seed,
                                     "peer READ from us") == 0);

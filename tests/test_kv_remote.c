@@ -138,6 +138,7 @@ kr_prefill(int out, int in)
     size_t ids[KR_BLOCKS], i;
     nxl_kv_agent_t *a;
     nxl_kv_layout_t *l;
+    nxl_kv_region_t r0;
     nxl_blob_t md, js;
     char byte;
 
@@ -154,6 +155,13 @@ kr_prefill(int out, int in)
         nxl_kv_layout_to_json_v1(l, &js) != NXL_OK) {
         fprintf(stderr, "prefill: %s\n", nxl_last_error());
         return 1;
+    }
+    /* The parent READs what we filled, ordered through our pipe: make
+     * that visible to ThreadSanitizer (harness.h). The key is the
+     * registered region's start: a FullyContiguous layout_alloc has one
+     * region, and its block 0 starts it (no base offset). */
+    if (nxl_kv_layout_region(l, 0, 0, 0, &r0) == NXL_OK) {
+        xt_tsan_release((const void *)(uintptr_t)r0.addr);
     }
     if (kr_send_blob(out, md.data, md.len) != 0 ||
         kr_send_blob(out, js.data, js.len) != 0 ||

@@ -76,16 +76,6 @@ typedef struct tt_host {
     unsigned chk_bad;
 } tt_host;
 
-/* Buffers are filled and checked by one process while its I/O thread (or
- * the peer, through the network) moves them; the ordering goes through
- * the network, which ThreadSanitizer cannot see, so these helpers are not
- * instrumented. */
-#if defined(__SANITIZE_THREAD__)
-#define TT_NO_TSAN __attribute__((no_sanitize_thread, noinline))
-#else
-#define TT_NO_TSAN
-#endif
-
 /* tt_pat is the test pattern: byte i of a buffer filled with seed. */
 static inline uint8_t
 tt_pat(unsigned seed, uint64_t i)
@@ -94,7 +84,7 @@ tt_pat(unsigned seed, uint64_t i)
 }
 
 /* tt_fill writes pattern seed into p, counting from base. */
-TT_NO_TSAN static void
+static void
 tt_fill(uint8_t *p, uint64_t len, unsigned seed, uint64_t base)
 {
     uint64_t i;
@@ -106,7 +96,7 @@ tt_fill(uint8_t *p, uint64_t len, unsigned seed, uint64_t base)
 
 /* tt_bad returns the index of the first byte that differs from the
  * pattern, or -1. */
-TT_NO_TSAN static long long
+static long long
 tt_bad(const uint8_t *p, uint64_t len, unsigned seed, uint64_t base)
 {
     uint64_t i;
@@ -459,19 +449,22 @@ tt_enter_netns(const char *ns)
 }
 
 /* tt_reset_all makes every server connection of an engine reset (RST)
- * when the process exits. A test hack: it reads the engine unlocked. */
-TT_NO_TSAN static void
+ * when the process exits. A test hack: it walks the engine's connections
+ * (under io_lock, which guards them). */
+static void
 tt_reset_all(void *e)
 {
     be_tcp_engine_t *eng = e;
     struct linger lg = {1, 0};
     be_tcp_conn_t *c;
 
+    pthread_mutex_lock(&eng->io_lock);
     for (c = eng->conns; c != NULL; c = c->next) {
         if (c->server && c->fd >= 0) {
             (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         }
     }
+    pthread_mutex_unlock(&eng->io_lock);
 }
 
 /* tt_target_main is the child: waits for TT_START, then serves commands
@@ -523,10 +516,17 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
         memset(&rep, 0, sizeof(rep));
         switch (cmd.op) {
         case TT_VERIFY:
+            /* The initiator's transfers reached buf through this
+             * engine's I/O thread, ordered through the network and our
+             * command socket (xt_tsan_acquire, harness.h). */
+            xt_tsan_acquire(buf);
             rep.v = tt_bad(buf + cmd.a, cmd.b, cmd.seed, 0);
+            xt_tsan_release(buf);
             break;
         case TT_FILL:
+            xt_tsan_acquire(buf);
             tt_fill(buf + cmd.a, cmd.b, cmd.seed, 0);
+            xt_tsan_release(buf);
             break;
         case TT_NOTIFS:
             pthread_mutex_lock(&t.h.lock);

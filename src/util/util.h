@@ -208,5 +208,6 @@ uint64_t nxl__hash64(const void *p, size_t n);
 #include "fault.h"
 #include "regtab.h"
 #include "rtree.h"
+#include "tsan.h"
 
 #endif /* NXL_UTIL_H */

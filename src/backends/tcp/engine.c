@@ -327,17 +327,21 @@ be_tcp_fini(void *self)
 
 /* be_tcp_regions_cover: is [addr, addr + len) inside one registration? */
 bool
-be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len)
+be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
+                     uint64_t *base_p)
 {
-    bool ok;
+    const nxl__rnode_t *node;
 
     if (len == 0 || len > UINT64_MAX - addr) {
         return false;
     }
     pthread_rwlock_rdlock(&eng->reg_lock);
-    ok = nxl__rtree_cover(&eng->regs, 0, addr, len) != NULL;
+    node = nxl__rtree_cover(&eng->regs, 0, addr, len);
+    if (node != NULL && base_p != NULL) {
+        *base_p = node->addr;
+    }
     pthread_rwlock_unlock(&eng->reg_lock);
-    return ok;
+    return node != NULL;
 }
 
 /* be_tcp_mem_register adds a DRAM region to the index. */

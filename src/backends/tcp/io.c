@@ -238,6 +238,11 @@ be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
             iov[cnt].iov_base = (uint8_t *)t->iov[k].iov_base +
                                 (k == t->idx ? t->off : 0);
             iov[cnt].iov_len = NXL__MIN(len, max - total);
+            if (c->server && k < t->nctrl) {
+                /* The sendmsg's own accesses are not recorded here (see
+                 * be_tcp_conn_flush): record the control bytes now. */
+                nxl__tsan_read(iov[cnt].iov_base, iov[cnt].iov_len);
+            }
             total += iov[cnt].iov_len;
             cnt++;
         }
@@ -292,7 +297,17 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = iov;
         msg.msg_iovlen = (size_t)cnt;
+        /* A server sends READ replies straight from registered memory;
+         * under ThreadSanitizer that read was recorded when the request
+         * was accepted (be_tcp_tsan_regions), so the sendmsg's accesses
+         * are not recorded again. */
+        if (c->server) {
+            nxl__tsan_ignore_begin();
+        }
         n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (c->server) {
+            nxl__tsan_ignore_end();
+        }
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -820,12 +835,115 @@ be_tcp_regions_check(be_tcp_engine_t *eng, const uint8_t *tab, uint32_t n,
 
     for (i = 0; i < n; i++) {
         be_tcp_wdesc(tab, i, &addr, &len);
-        if (!be_tcp_regions_cover(eng, addr, len)) {
+        if (!be_tcp_regions_cover(eng, addr, len, NULL)) {
             *bad_p = i;
             return false;
         }
     }
     return true;
+}
+
+/* How the I/O thread's accesses to registered memory on behalf of a peer
+ * are ordered with the application's under ThreadSanitizer (the hand-off
+ * goes through the peer: src/util/tsan.h, docs/design.md "Running under
+ * ThreadSanitizer"). No code without TSan. */
+enum { BE_TCP_TSAN_ACQUIRE, BE_TCP_TSAN_READ, BE_TCP_TSAN_RELEASE };
+
+#if NXL__TSAN
+/* be_tcp_tsan_cmp orders pieces by address. */
+static int
+be_tcp_tsan_cmp(const void *a, const void *b)
+{
+    const struct iovec *x = a, *y = b;
+
+    return (uintptr_t)x->iov_base < (uintptr_t)y->iov_base   ? -1
+           : (uintptr_t)x->iov_base > (uintptr_t)y->iov_base ? 1
+                                                             : 0;
+}
+
+/* be_tcp_tsan_read records one read of every byte the n pieces cover
+ * (a READ may name the same bytes many times: each is recorded once). */
+static void
+be_tcp_tsan_read(const struct iovec *iov, size_t n)
+{
+    struct iovec *v = malloc(n * sizeof(*v));
+    uintptr_t lo, hi, a;
+    size_t i;
+
+    if (v == NULL) {
+        return; /* unrecorded: TSan misses a race, never invents one */
+    }
+    memcpy(v, iov, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), be_tcp_tsan_cmp);
+    lo = hi = 0;
+    for (i = 0; i < n; i++) {
+        a = (uintptr_t)v[i].iov_base;
+        if (i > 0 && a <= hi) {
+            hi = NXL__MAX(hi, a + v[i].iov_len);
+            continue;
+        }
+        nxl__tsan_read((const void *)lo, hi - lo);
+        lo = a;
+        hi = a + v[i].iov_len;
+    }
+    nxl__tsan_read((const void *)lo, hi - lo);
+    free(v);
+}
+
+/* be_tcp_tsan_keys acquires (or releases) the key of the region of each
+ * of the n pieces (once per run of pieces in one region). */
+static void
+be_tcp_tsan_keys(be_tcp_engine_t *eng, const struct iovec *iov, size_t n,
+                 bool acquire)
+{
+    uint64_t base, last = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!be_tcp_regions_cover(eng, (uint64_t)(uintptr_t)iov[i].iov_base,
+                                  iov[i].iov_len, &base) ||
+            (i > 0 && base == last)) {
+            continue;
+        }
+        last = base;
+        if (acquire) {
+            nxl__tsan_acquire((const void *)(uintptr_t)base);
+        } else {
+            nxl__tsan_release((const void *)(uintptr_t)base);
+        }
+    }
+}
+#endif
+
+/* be_tcp_tsan_regions, for the n pieces of registered memory in iov:
+ * ACQUIRE the keys of their regions before a WRITE's payload goes into
+ * them, RELEASE them once the payload is in (before the acknowledgement
+ * and the notification leave). READ acquires, records the read of the
+ * pieces and releases at once, when the request is accepted: the sendmsg
+ * that reads them later also hands the bytes to the peer, which may tell
+ * its application, which may touch the region again, before this thread
+ * is back from sendmsg to release anything (so a server's sends are not
+ * recorded: be_tcp_conn_flush). */
+static void
+be_tcp_tsan_regions(be_tcp_engine_t *eng, const struct iovec *iov, size_t n,
+                    int what)
+{
+#if NXL__TSAN
+    if (what != BE_TCP_TSAN_RELEASE) {
+        be_tcp_tsan_keys(eng, iov, n, true);
+    }
+    if (what == BE_TCP_TSAN_READ && n > 0) {
+        be_tcp_tsan_read(iov, n);
+    }
+    if (what != BE_TCP_TSAN_ACQUIRE) {
+        be_tcp_tsan_keys(eng, iov, n, false);
+    }
+#else
+    (void)eng;
+    (void)iov;
+    (void)n;
+    (void)what;
+#endif
 }
 
 /* be_tcp_refused logs a request the target refused. */
@@ -928,6 +1046,7 @@ be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
             t->iov[1 + i].iov_len = (size_t)len;
         }
         t->iovcnt = 1 + (int)n;
+        be_tcp_tsan_regions(c->eng, t->iov + 1, n, BE_TCP_TSAN_READ);
     }
     be_tcp_conn_queue_reply(c, t);
     return true;
@@ -988,6 +1107,7 @@ be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
         c->dst = c->riov;
         c->dst_n = n;
         c->rstatus = 0;
+        be_tcp_tsan_regions(c->eng, c->riov, n, BE_TCP_TSAN_ACQUIRE);
     } else {
         be_tcp_refused(c, "WRITE", tab, bad);
         c->dst = NULL;
@@ -1129,6 +1249,10 @@ be_tcp_on_data_done(be_tcp_conn_t *c)
     c->rstate = BE_TCP_RX_HDR;
     c->dst = NULL;
     if (c->server) {
+        if (c->rstatus == 0) {
+            be_tcp_tsan_regions(c->eng, c->riov, c->dst_n,
+                                BE_TCP_TSAN_RELEASE);
+        }
         if (c->rstatus == 0 && (c->rf.flags & BE_TCP_F_NOTIF)) {
             be_tcp_deliver(c, c->aux, c->rf.aux_len);
         }

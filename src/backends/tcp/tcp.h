@@ -359,8 +359,10 @@ struct be_tcp_engine {
 /* --- engine.c ----------------------------------------------------------- */
 
 /* be_tcp_regions_cover says whether [addr, addr + len) lies inside one
- * registered region. Takes the region read lock. */
-bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len);
+ * registered region; if so and base_p is not NULL, *base_p gets that
+ * region's start address. Takes the region read lock. */
+bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
+                          uint64_t *base_p);
 
 /* be_tcp_signal counts n events (completions, or a notification when
  * notif) and makes the event fd readable. */

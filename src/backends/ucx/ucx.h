@@ -389,4 +389,66 @@ unsigned be_ucx_help_copies(be_ucx_engine_t *eng);
  * dropped meanwhile); returns events handled. */
 unsigned be_ucx_progress_worker(be_ucx_worker_t *w, bool copies);
 
+/* --- ThreadSanitizer ----------------------------------------------------
+ * UCX is not instrumented. Inside ucp_worker_progress it copies
+ * registered memory for peers (software RMA: its PUT and GET
+ * active-message handlers) and offers no hook where NXL could acquire or
+ * release the region (the hand-off contract of src/util/tsan.h), so TSan
+ * would see the memcpy those handlers call race with the application's
+ * own fills and checks of the region, which the peer in fact orders. So
+ * the memory accesses made inside ucp_worker_progress are not recorded
+ * (synchronization still is: UCX's mutexes stay paired), except those of
+ * NXL's own callbacks, which UCX calls from there and which bracket their
+ * bodies with be_ucx_cb_enter/leave. A TSan suppression cannot say this:
+ * called_from_lib also hides UCX's mutex calls (a lock taken in libuct
+ * and released from libucp then looks held forever), and a frame pattern
+ * for libucp also matches NXL's callbacks, whose stacks pass through it.
+ * No code without TSan. */
+#if NXL__TSAN
+extern _Thread_local unsigned be_ucx_tsan_depth; /* progress calls open */
+#endif
+
+/* be_ucx_worker_progress is ucp_worker_progress(h) (see above). */
+static inline unsigned
+be_ucx_worker_progress(ucp_worker_h h)
+{
+    unsigned n;
+
+#if NXL__TSAN
+    be_ucx_tsan_depth++;
+    nxl__tsan_ignore_begin();
+#endif
+    n = ucp_worker_progress(h);
+#if NXL__TSAN
+    nxl__tsan_ignore_end();
+    be_ucx_tsan_depth--;
+#endif
+    return n;
+}
+
+/* be_ucx_cb_enter starts a callback's body: its accesses are recorded
+ * even when UCX runs it inside be_ucx_worker_progress. Returns what
+ * be_ucx_cb_leave needs. */
+static inline bool
+be_ucx_cb_enter(void)
+{
+#if NXL__TSAN
+    if (be_ucx_tsan_depth > 0) {
+        nxl__tsan_ignore_end();
+        return true;
+    }
+#endif
+    return false;
+}
+
+/* be_ucx_cb_leave ends a callback's body (entered is be_ucx_cb_enter's
+ * answer). */
+static inline void
+be_ucx_cb_leave(bool entered)
+{
+    if (entered) {
+        nxl__tsan_ignore_begin();
+    }
+}
+
 #endif /* NXL_BACKENDS_UCX_H */

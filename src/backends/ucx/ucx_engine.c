@@ -419,6 +419,10 @@ be_ucx_status(ucs_status_t st)
     }
 }
 
+#if NXL__TSAN
+_Thread_local unsigned be_ucx_tsan_depth;
+#endif
+
 /* be_ucx_notify: make the agent-facing event fd readable (the done eventfd
  * with the service thread, else the kick eventfd inside the epoll set). */
 void

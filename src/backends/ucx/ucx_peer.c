@@ -231,6 +231,7 @@ be_ucx_ep_err(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     be_ucx_pep_t *pep = arg;
     be_ucx_engine_t *eng = pep->eng;
+    bool cb = be_ucx_cb_enter();
 
     (void)ep;
     pep->failed = true;
@@ -239,6 +240,7 @@ be_ucx_ep_err(void *arg, ucp_ep_h ep, ucs_status_t status)
                        pep->peer->name, ucs_status_string(status));
         be_ucx_flag_peer(pep->peer, BE_UCX_WHY_EP);
     }
+    be_ucx_cb_leave(cb);
 }
 
 /* be_ucx_flag_peer: remember why p must fail and wake the liveness pass
@@ -510,7 +512,7 @@ be_ucx_pep_close(be_ucx_engine_t *eng, be_ucx_pep_t *pep, bool force,
     deadline = nxl__now_ns() + wait_ns;
     while (ucp_request_check_status(req) == UCS_INPROGRESS &&
            nxl__now_ns() < deadline) {
-        if (ucp_worker_progress(eng->workers[pep->widx].h) == 0) {
+        if (be_ucx_worker_progress(eng->workers[pep->widx].h) == 0) {
             sched_yield();
         }
     }
@@ -667,7 +669,7 @@ be_ucx_wait_peer_ops(be_ucx_worker_t *w, be_ucx_peer_t *p, uint64_t deadline)
 {
     while (be_ucx_peer_busy(w, p) && nxl__now_ns() < deadline &&
            !be_ucx_peer_gone(p)) {
-        if (ucp_worker_progress(w->h) == 0) {
+        if (be_ucx_worker_progress(w->h) == 0) {
             sched_yield();
         }
     }

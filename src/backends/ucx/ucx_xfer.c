@@ -37,21 +37,26 @@ static void
 be_ucx_op_cb(void *request, ucs_status_t status, void *user_data)
 {
     be_ucx_trk_t *trk = user_data;
+    bool cb = be_ucx_cb_enter();
 
     if (status != UCS_OK && trk->status == UCS_OK) {
         trk->status = status;
     }
     trk->pending--;
     ucp_request_free(request);
+    be_ucx_cb_leave(cb);
 }
 
 /* be_ucx_free_cb frees a standalone notification once UCX sent it. */
 static void
 be_ucx_free_cb(void *request, ucs_status_t status, void *user_data)
 {
+    bool cb = be_ucx_cb_enter();
+
     (void)status;
     free(user_data);
     ucp_request_free(request);
+    be_ucx_cb_leave(cb);
 }
 
 /* be_ucx_finish records req's final status and unlinks it (worker lock
@@ -577,7 +582,7 @@ be_ucx_progress_worker(be_ucx_worker_t *w, bool copies)
     unsigned n = 0, k, i, done = 0;
 
     for (i = 0; i < 64; i++) {
-        k = ucp_worker_progress(w->h);
+        k = be_ucx_worker_progress(w->h);
         if (k == 0) {
             break;
         }
@@ -999,7 +1004,7 @@ be_ucx_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
                          "ucx: notification to '%s': %s", p->name,
                          ucs_status_string(UCS_PTR_STATUS(sp)));
     } else {
-        (void)ucp_worker_progress(w->h);
+        (void)be_ucx_worker_progress(w->h);
     }
     pthread_mutex_unlock(&w->lock);
     if (eng->service) {
@@ -1008,11 +1013,11 @@ be_ucx_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
     return NXL_OK;
 }
 
-/* be_ucx_am_notif: validate a received notification (peer input) and hand
- * it to the agent. */
-ucs_status_t
-be_ucx_am_notif(void *arg, const void *header, size_t hlen, void *data,
-                size_t len, const ucp_am_recv_param_t *param)
+/* be_ucx_am_notif_body: validate a received notification (peer input)
+ * and hand it to the agent. */
+static ucs_status_t
+be_ucx_am_notif_body(void *arg, const void *header, size_t hlen, void *data,
+                     size_t len, const ucp_am_recv_param_t *param)
 {
     be_ucx_worker_t *w = arg;
     be_ucx_engine_t *eng = w->eng;
@@ -1045,4 +1050,16 @@ be_ucx_am_notif(void *arg, const void *header, size_t hlen, void *data,
     eng->host->notif_recv(eng->host->ctx, name, b + 2 + nl, len - 2 - nl);
     be_ucx_notify(eng);
     return UCS_OK;
+}
+
+ucs_status_t
+be_ucx_am_notif(void *arg, const void *header, size_t hlen, void *data,
+                size_t len, const ucp_am_recv_param_t *param)
+{
+    bool cb = be_ucx_cb_enter();
+    ucs_status_t st;
+
+    st = be_ucx_am_notif_body(arg, header, hlen, data, len, param);
+    be_ucx_cb_leave(cb);
+    return st;
 }
