@@ -110,13 +110,33 @@ if [ "$tsan" -eq 1 ]; then
   echo "SKIP Python under ThreadSanitizer: an uninstrumented python3 cannot load the TSan-built extension"
   S=$((S + 1))
 elif [ -n "$pydirs" ] && $py -c 'import pytest' 2>/dev/null; then
-  NXL_BUILD="$top/$build" $py -m pytest -q -rs $pydirs 2>&1 | tee "$tmp/py.log"
-  line=$(grep -E '[0-9]+ (passed|failed|skipped)' "$tmp/py.log" | tail -n 1)
+  # An AddressSanitizer build: the extension's libnxl needs the compiler's
+  # ASan runtime loaded first, so it is preloaded into the interpreter
+  # (without it the import aborts and nothing runs). Leak checking stays
+  # off there: the interpreter itself leaks at exit.
+  pyenv=()
+  if grep -qE '^NXL_SANITIZE:[A-Z]*=.*address' "$build/CMakeCache.txt" 2>/dev/null; then
+    cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+    rt=$("$cc" -print-file-name=libasan.so 2>/dev/null)
+    [ -f "$rt" ] || rt=$("$cc" -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null)
+    pyenv=(LD_PRELOAD="$rt" ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}")
+    echo "(Python under AddressSanitizer: LD_PRELOAD=$rt)"
+  fi
+  env "${pyenv[@]}" NXL_BUILD="$top/$build" $py -m pytest -q -rs $pydirs 2>&1 | tee "$tmp/py.log"
+  pyrc=${PIPESTATUS[0]}
+  line=$(grep -E '^[=]* *[0-9]+ (passed|failed|skipped|error)' "$tmp/py.log" | tail -n 1)
+  f0=$F
   for k in passed failed skipped; do
     n=$(echo "$line" | grep -oE "[0-9]+ $k" | grep -oE '[0-9]+')
     case $k in passed) P=$((P + ${n:-0}));; failed) F=$((F + ${n:-0}));; skipped) S=$((S + ${n:-0}));; esac
   done
   n=$(echo "$line" | grep -oE "[0-9]+ error" | grep -oE '[0-9]+'); F=$((F + ${n:-0}))
+  # pytest that died (an abort at import, a crash) prints no summary or
+  # counts no failure: that is one failure, never a silent pass.
+  if [ -z "$line" ] || { [ "$pyrc" -ne 0 ] && [ "$F" -eq "$f0" ]; }; then
+    echo "FAIL Python: pytest exited $pyrc${line:+ after '$line'}${line:- with no summary line}"
+    F=$((F + 1))
+  fi
 else
   echo "skip: no Python tests or no pytest"
 fi

@@ -2,7 +2,9 @@
 handle (descriptor lists, registrations, prepared lists, transfers,
 metadata, notifications, raised errors): tracemalloc for what Python
 allocates, the resident set (/proc/self/statm) for what the library
-does."""
+does (not judged under AddressSanitizer, whose quarantine keeps freed
+memory resident; LeakSanitizer is off there because the interpreter
+itself leaks at exit)."""
 
 import gc
 import os
@@ -17,6 +19,22 @@ from peers import unique
 
 CYCLES = 10_000
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+
+def _asan_loaded():
+    with open("/proc/self/maps") as f:
+        return any("libasan" in l or "clang_rt.asan" in l for l in f)
+
+
+ASAN = _asan_loaded()
+
+
+def check_rss(grown):
+    if ASAN:
+        print(f"RSS not judged under AddressSanitizer (grew by {grown} bytes)")
+        return
+    assert grown < 8 << 20, f"RSS grew by {grown} bytes"
 
 
 def rss():
@@ -77,7 +95,7 @@ def test_handles_do_not_leak():
 
     traced, grown = measure(cycle)
     assert traced < 256 << 10, f"Python memory grew by {traced} bytes"
-    assert grown < 8 << 20, f"RSS grew by {grown} bytes"
+    check_rss(grown)
     assert (sys.getrefcount(a), sys.getrefcount(arr), sys.getrefcount(rows),
             sys.getrefcount(table), sys.getrefcount(idx)) == refs
     a.close()
@@ -100,7 +118,7 @@ def test_agents_and_tensors_do_not_leak():
 
     traced, grown = measure(cycle)
     assert traced < 256 << 10, f"Python memory grew by {traced} bytes"
-    assert grown < 8 << 20, f"RSS grew by {grown} bytes"
+    check_rss(grown)
     assert [sys.getrefcount(t) for t in tensors] == refs
 
     def agent_cycle():
@@ -109,5 +127,5 @@ def test_agents_and_tensors_do_not_leak():
 
     traced, grown = measure(agent_cycle, cycles=1000, warmup=50)
     assert traced < 256 << 10, f"Python memory grew by {traced} bytes"
-    assert grown < 8 << 20, f"RSS grew by {grown} bytes"
+    check_rss(grown)
     a.close()

@@ -1576,6 +1576,7 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
     char url[ETCD_MAX_URL + 16], body[1200], errbuf[CURL_ERROR_SIZE];
     nxl_status_t status = NXL_OK;
     nxl__etcd_reply_t r;
+    bool expired = false;
     wait_ctx_t c;
     unsigned ep;
     CURLcode rc;
@@ -1588,7 +1589,7 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
     for (;;) {
         uint64_t left = ms_left(deadline);
 
-        if (left == 0) {
+        if (left == 0 || expired) {
             status = nxl__fail(NXL_ERR_NOT_FOUND, "etcd: no %s within %llu ms",
                                what,
                                (unsigned long long)((nxl__now_ns() - t0) /
@@ -1630,8 +1631,10 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
                                e->eps[ep], inner_error(in, sizeof(in)));
             break;
         }
-        if (rc == CURLE_OPERATION_TIMEDOUT && c.created &&
-            ms_left(deadline) == 0) {
+        if (rc == CURLE_OPERATION_TIMEDOUT && c.created) {
+            /* A healthy watch ran out the whole remainder (ms_left rounds
+             * up, so it may still say 1 ms): the key did not come. */
+            expired = true;
             continue; /* reports NOT_FOUND */
         }
         /* The stream failed: the key may have come meanwhile. */
