@@ -1,4 +1,4 @@
-# The one-command wrapper: make run, make test, make asan, make tsan, make fuzz.
+# The one-command wrapper: make run, make test, make soak, make asan, make tsan, make fuzz.
 BUILD ?= build
 CMAKE_ARGS ?=
 
@@ -10,6 +10,8 @@ run: all
 	$(BUILD)/tools/nxl-bench/nxl-bench --backend SHM --op_type READ,WRITE
 test: all
 	./tests/run_all.sh $(BUILD)
+soak: all
+	$(BUILD)/tools/nxl-soak/nxl-soak --duration $(or $(SOAK_SECONDS),3600) $(or $(SOAK_ARGS),--avoid-known)
 asan:
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" test
 # ThreadSanitizer (clang): the suite with per-case timeouts x4 (harness.c);
@@ -27,4 +29,4 @@ fuzz: deps
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-.PHONY: all deps run test asan tsan faults fuzz install
+.PHONY: all deps run test soak asan tsan faults fuzz install

@@ -99,6 +99,33 @@ else
   echo "FAIL nxl-check (exit $rc or bad --json)"; F=$((F + 1))
 fi
 
+# The soak (docs/reliability.md): 60 s of random checked traffic over SHM,
+# TCP and UCX with agents killed and restarted, then the fan-in (one
+# target, 32 initiators, 20 s per backend). Under a sanitizer RSS is not
+# judged (ASan's quarantine holds freed memory) and transfers stay small.
+soak_args="--avoid-known"
+if grep -qE '^NXL_SANITIZE:[A-Z]*=.+' "$build/CMakeCache.txt" 2>/dev/null; then
+  soak_args="$soak_args --no-rss-verdict --max-size 16M"
+fi
+echo "== nxl-soak --smoke (60 s; SHM, TCP, UCX; kills, XXH3, RSS, fds)"
+if "$build/tools/nxl-soak/nxl-soak" --smoke $soak_args --log-dir "$tmp/soak" \
+     >"$tmp/soak.log" 2>&1; then
+  cat "$tmp/soak.log"; P=$((P + 1))
+else
+  cat "$tmp/soak.log"; rm -rf "$build/nxl-soak-logs"; cp -r "$tmp/soak" "$build/nxl-soak-logs"
+  echo "FAIL nxl-soak --smoke (agent logs in $build/nxl-soak-logs)"; F=$((F + 1))
+fi
+tsan_check "$tmp/soak" "nxl-soak --smoke (agent logs)"
+echo "== nxl-soak --fanin 32 --smoke (20 s per backend)"
+if "$build/tools/nxl-soak/nxl-soak" --fanin 32 --smoke $soak_args \
+     --log-dir "$tmp/fanin" >"$tmp/fanin.log" 2>&1; then
+  cat "$tmp/fanin.log"; P=$((P + 1))
+else
+  cat "$tmp/fanin.log"; rm -rf "$build/nxl-fanin-logs"; cp -r "$tmp/fanin" "$build/nxl-fanin-logs"
+  echo "FAIL nxl-soak --fanin 32 --smoke (logs in $build/nxl-fanin-logs)"; F=$((F + 1))
+fi
+tsan_check "$tmp/fanin" "nxl-soak --fanin (logs)"
+
 echo "== Python"
 py=/usr/bin/python3
 pydirs=$(ls -d tests/python python/tests 2>/dev/null)
