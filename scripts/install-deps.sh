@@ -17,6 +17,7 @@ PKGS=(
   python3-msgpack python3-pil python3-pydantic  # nxl.embedding (nixl-write), nxl.media, wire-form tests
   procps                            # ps/pgrep in tests
   etcd-server etcd-client           # the etcd metadata store's tests
+  fio                               # nxl-bench --backend POSIX: the fio io_uring baseline
 )
 
 missing=()

@@ -63,6 +63,14 @@ else
 fi
 [ -f "$tmp/tsmoke.log" ] && tsan_check "$tmp/tsmoke.log" "nxl-bench --smoke --backend TCP"
 
+echo "== nxl-bench --smoke modes: etcd pair, POSIX --filepath, VRAM (fake device), errors"
+if ./tests/bench_modes.sh "$build" >"$tmp/bmodes.log" 2>&1; then
+  cat "$tmp/bmodes.log"; P=$((P + 1))
+else
+  cat "$tmp/bmodes.log"; echo "FAIL tests/bench_modes.sh"; F=$((F + 1))
+fi
+tsan_check "$tmp/bmodes.log" "tests/bench_modes.sh"
+
 echo "== kv-exec-bench --smoke"
 if "$build/tools/kv-bench/kv-exec-bench" --smoke >"$tmp/kvsmoke.log" 2>&1; then
   cat "$tmp/kvsmoke.log"; P=$((P + 1))

@@ -252,6 +252,25 @@ bench_base_iov(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
 {
     size_t i;
 
+    if (s->o->storage) {
+        return bench_storage_base(s, op, liov, roff, n);
+    }
+    if (s->base_dev) {
+        for (i = 0; i < n; i++) {
+            uint8_t *r = s->base_pool + roff[i];
+            nxl_status_t st =
+                op == NXL_READ
+                    ? s->dk->copy(liov[i].iov_base, r, liov[i].iov_len,
+                                  bench_copy_dir(s->base_mem, s->lmem))
+                    : s->dk->copy(r, liov[i].iov_base, liov[i].iov_len,
+                                  bench_copy_dir(s->lmem, s->base_mem));
+
+            if (st != NXL_OK) {
+                return bench_nxl_err(st, "baseline: %s copy", s->dk->name);
+            }
+        }
+        return 0;
+    }
     if (s->base_pool != NULL) {
         for (i = 0; i < n; i++) {
             uint8_t *r = s->base_pool + roff[i];

@@ -8,11 +8,18 @@
  * the target on 127.0.0.1. The two talk through the metadata side channel
  * (nxl_md_fetch / nxl_md_send) and short text notifications whose messages
  * start with "NXLB " (see session.c for the protocol).
+ *
+ * Other modes: --etcd_endpoints (group.c, etcd.c): N processes on any
+ * hosts take ranks through etcd, pair up by --scheme and exchange metadata
+ * through the library's etcd store; --backend POSIX (storage.c): this
+ * process's DRAM to and from files, no peer; VRAM pools (vram.c) through
+ * the device memory kind, or a host-memory stand-in without a GPU.
  */
 #ifndef NXL_BENCH_H
 #define NXL_BENCH_H
 
 #include <nxl/nxl.h>
+#include <nxl/nxl_memkind.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,12 +29,22 @@
 
 #define BENCH_MAX_PARAMS 32
 #define BENCH_MAX_THREADS 64
+#define BENCH_MAX_PEERS 64       /* targets of one initiator, and back */
+#define BENCH_MAX_FILES 64       /* --num_files */
+#define BENCH_MAX_DEVS 16        /* --device_list entries */
 #define BENCH_TARGET_NAME "nxl-bench-target"
 #define BENCH_INITIATOR_NAME "nxl-bench-initiator"
 #define BENCH_MSG_MAX 4096
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
 #define GIB ((size_t)1024 * 1024 * 1024)
+
+/* --scheme: who moves data to whom in an etcd group. */
+typedef enum bench_scheme {
+    BENCH_PAIRWISE = 0,     /* rank 2k -> rank 2k+1 */
+    BENCH_MANYTOONE = 1,    /* every rank -> rank 0 */
+    BENCH_ONETOMANY = 2     /* rank 0 -> every rank */
+} bench_scheme_t;
 
 /* bench_opts_t holds every command-line setting. */
 typedef struct bench_opts {
@@ -72,7 +89,48 @@ typedef struct bench_opts {
     int lat_bench;
     int timeout_s;          /* handshakes, notifications, one transfer */
     const char *self_exe;   /* for re-executing as the target */
+    /* etcd rendezvous (group.c) */
+    const char *etcd_endpoints; /* URL[,URL]; NULL = no etcd */
+    const char *group;      /* --benchmark_group */
+    bench_scheme_t scheme;
+    size_t world_size;      /* processes in the group */
+    /* storage (storage.c): --backend POSIX */
+    int storage;            /* the backend moves DRAM <-> FILE locally */
+    const char *filepath;   /* directory of the files */
+    size_t num_files;
+    int direct;             /* --storage_enable_direct: O_DIRECT */
+    int target_seg_set;     /* --target_seg_type given */
+    /* VRAM (vram.c) */
+    const char *vram_device; /* auto | cuda | fake */
+    const char *device_list; /* as given; NULL = all */
+    int dev_ids[BENCH_MAX_DEVS]; /* numeric --device_list: VRAM ordinals */
+    size_t num_dev_ids;
+    int ucx_devices;        /* --device_list names UCX network devices */
+    /* behaviour */
+    int enable_pt;          /* agent progress thread */
+    long progress_threads;  /* backend thread-count param; 0 = default */
+    const char *pt_key;     /* that param's key in the backend */
+    int recreate_xfer;      /* create + release a transfer per request */
+    int reregister_mem;     /* register + deregister per request */
+    int rank;               /* this process's rank (local target: 1) */
 } bench_opts_t;
+
+/* bench_peer_t is one peer of a session: a target (on an initiator) or an
+ * initiator (on a target). */
+typedef struct bench_peer {
+    char name[128];
+    uint64_t rbase;          /* its pool's address (FILE: 0) */
+    size_t rsize;
+    pid_t rpid;
+    int rshared;
+    nxl_mem_t rmem;          /* its pool's memory kind */
+    uint64_t rdev;           /* its pool's dev_id */
+    int same_host;
+    int done;                /* target side: it said "done" */
+    int rank;                /* etcd rank, -1 otherwise */
+} bench_peer_t;
+
+struct bench_group;
 
 /* bench_session_t is one side's state: agent, backend, pool, peer. */
 typedef struct bench_session {
@@ -115,6 +173,36 @@ typedef struct bench_session {
     size_t queue_len;
     int failures;            /* consistency failures seen */
     int peer_gone;           /* a send found the peer dead: stop talking */
+    /* every peer (peers[0] mirrors peer, rbase, rsize, rpid above) */
+    bench_peer_t peers[BENCH_MAX_PEERS];
+    size_t npeers;
+    struct bench_group *grp; /* etcd group, NULL without etcd */
+    /* local pool kind and remote descriptors' kind */
+    nxl_mem_t lmem;
+    uint64_t ldev;
+    nxl_mem_t rmem;
+    const nxl_memkind_ops_t *dk; /* device kind of VRAM pools, or NULL */
+    int dev_fake;            /* dk is nxl-bench's host-memory stand-in */
+    uint8_t *stage;          /* host staging buffer for VRAM patterns */
+    size_t stage_size;
+    int base_dev;            /* baseline: device-kind copy (VRAM pools) */
+    nxl_mem_t base_mem;      /* base_pool's kind (DRAM or VRAM) */
+    /* storage */
+    int nfiles;
+    int fds[BENCH_MAX_FILES];    /* the registered fds (O_DIRECT maybe) */
+    int vfds[BENCH_MAX_FILES];   /* plain fds: fill, verify */
+    char paths[BENCH_MAX_FILES][512];
+    size_t file_size;
+    int files_registered;
+    int base_fio;            /* rows carry a fio column */
+    char fio[256];
+    int fio_warned;
+    /* consistency accounting */
+    uint64_t checked_bytes;
+    size_t checked_rows;
+    size_t checked_ops[2];   /* rows verified per op */
+    int mono_real_set;
+    int64_t mono_to_real;    /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
 } bench_session_t;
 
 /* --- nxl-bench.c: diagnostics ------------------------------------------- */
@@ -142,7 +230,16 @@ int bench_run_target(const bench_opts_t *o);
 /* bench_session_open sets up the initiator: starts the local target when
  * there is no --target_host, creates the agent, backend and pool, exchanges
  * metadata and region info. Returns 0 or -1 (message printed). */
-int bench_session_open(bench_session_t *s, const bench_opts_t *o);
+int bench_session_open(bench_session_t *s, const bench_opts_t *o,
+                       struct bench_group *grp);
+
+/* bench_run_group_target runs a target rank of an etcd group until its
+ * initiator says "done". Returns the process exit code. */
+int bench_run_group_target(const bench_opts_t *o, struct bench_group *g);
+
+/* bench_pool_reregister deregisters and registers the local pool again
+ * (--reregister_mem). Returns 0 or -1 (printed). */
+int bench_pool_reregister(bench_session_t *s);
 
 /* bench_session_close says "done" to the target, frees everything and
  * reaps the local target. Returns 0, or -1 when the target failed. */
@@ -262,6 +359,77 @@ double bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
                           size_t iters, size_t warm, char *why,
                           size_t whycap, char *lanes, size_t lanecap);
 
+/* bench_rdesc fills d with the descriptor of the peer's pool range
+ * [roff, roff+len): an address in its pool, or a file and offset in
+ * storage mode. Returns 0, or -1 (printed). */
+int bench_rdesc(const bench_session_t *s, size_t roff, size_t len,
+                nxl_desc_t *d);
+
+/* bench_ldesc fills d with the descriptor of local pool range
+ * [loff, loff+len). */
+void bench_ldesc(const bench_session_t *s, size_t loff, size_t len,
+                 nxl_desc_t *d);
+
+/* --- storage.c: --backend POSIX, DRAM <-> files ------------------------ */
+
+/* bench_storage_open creates --num_files files in --filepath (pool_size
+ * bytes in all, at most), registers them as FILE regions and makes this
+ * agent the session's only peer. Returns 0 or -1 (printed). */
+int bench_storage_open(bench_session_t *s, size_t pool_size);
+
+/* bench_storage_close deregisters, closes and removes the files. */
+void bench_storage_close(bench_session_t *s);
+
+/* bench_storage_desc fills d with the FILE descriptor of remote range
+ * [roff, roff+len). Returns 0, or -1 (printed) when it straddles files. */
+int bench_storage_desc(const bench_session_t *s, size_t roff, size_t len,
+                       nxl_desc_t *d);
+
+/* bench_storage_fill writes pattern key into the files' ranges. */
+int bench_storage_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
+                       size_t n);
+
+/* bench_storage_verify checks pattern key in the files' ranges: 0 right,
+ * 1 wrong (printed, counted), -1 error. */
+int bench_storage_verify(bench_session_t *s, uint64_t key,
+                         const size_t *ranges, size_t n);
+
+/* bench_storage_base moves n blocks with pread/pwrite through the
+ * registered fds. Returns 0 or -1 (printed). */
+int bench_storage_base(bench_session_t *s, nxl_op_t op,
+                       const struct iovec *liov, const size_t *roff,
+                       size_t n);
+
+/* bench_fio_row runs fio's io_uring engine on the session's files.
+ * Returns GB/s, or -1 with the reason in why. */
+double bench_fio_row(bench_session_t *s, nxl_op_t op, size_t block,
+                     size_t depth, size_t threads, size_t bytes, char *why,
+                     size_t whycap);
+
+/* --- vram.c: VRAM pools ------------------------------------------------- */
+
+/* bench_vram_setup picks the device kind for VRAM pools (before any agent
+ * exists). Returns 0 or -1 (printed). */
+int bench_vram_setup(const bench_opts_t *o, int quiet,
+                     const nxl_memkind_ops_t **dk_p, int *fake_p);
+
+/* bench_vram_describe writes which device kind runs VRAM pools. */
+const char *bench_vram_describe(const bench_session_t *s, char *buf,
+                                size_t cap);
+
+/* bench_pool_fill writes pattern key (pattern offsets [poff, poff+len))
+ * into the local pool at loff, DRAM or VRAM. Returns 0 or -1. */
+int bench_pool_fill(bench_session_t *s, size_t loff, size_t poff, size_t len,
+                    uint64_t key);
+
+/* bench_pool_check compares the local pool at loff with pattern key:
+ * *bad_p = the first wrong pattern offset or SIZE_MAX. Returns 0 or -1. */
+int bench_pool_check(bench_session_t *s, size_t loff, size_t poff, size_t len,
+                     uint64_t key, size_t *bad_p);
+
+/* bench_copy_dir returns the copy direction from kind src to kind dst. */
+nxl_copy_dir_t bench_copy_dir(nxl_mem_t src, nxl_mem_t dst);
+
 /* --- sweep.c: measurements ----------------------------------------------- */
 
 /* bench_pretouch moves the whole pool once each way, untimed, so that
@@ -300,6 +468,8 @@ typedef struct bench_row {
     bench_stats_t post;
     bench_stats_t tx;
     double base_bw_gbs;      /* < 0: no baseline */
+    double fio_gbs;          /* storage: fio on the same files; < 0: none */
+    double agg_bw_gbs;       /* etcd group: all initiators; < 0: none */
 } bench_row_t;
 
 /* bench_report_header prints the table header (or the CSV header). */

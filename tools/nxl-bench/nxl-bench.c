@@ -5,6 +5,7 @@
  * --flag=value both work, and '-' may stand for '_' in flag names.
  */
 #include "bench.h"
+#include "group.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -86,12 +87,17 @@ usage(FILE *f)
         "(the target is this program, re-executed). Flags take '--flag value'\n"
         "or '--flag=value'. Sizes accept K, M, G suffixes (powers of 1024).\n"
         "\n"
-        "  --backend NAME            SHM (default), TCP, UCX, ...\n"
+        "  --backend NAME            SHM (default), TCP, UCX, POSIX (files)\n"
         "  --backend_params k=v,..   backend parameters (both sides)\n"
         "  --ucx_err_mode MODE       UCX error handling: auto|peer|none\n"
         "  --op_type OPS             READ, WRITE or READ,WRITE (WRITE)\n"
-        "  --initiator_seg_type T    DRAM (VRAM is not supported yet)\n"
-        "  --target_seg_type T       DRAM\n"
+        "  --initiator_seg_type T    DRAM (default) or VRAM\n"
+        "  --target_seg_type T       DRAM, VRAM, or FILE (--backend POSIX)\n"
+        "  --vram_device auto|cuda|fake  VRAM pools: CUDA, or nxl-bench's\n"
+        "                            host-memory stand-in (auto: CUDA if\n"
+        "                            it runs here, else fake, said so)\n"
+        "  --device_list L           GPU ordinals (initiator[,target]) or\n"
+        "                            UCX network devices (mlx5_0:1,...)\n"
         "  --start_block_size N      first block size (4096)\n"
         "  --max_block_size N        last block size (64M), doubling\n"
         "  --start_batch_size N      descriptors per request (1), doubling\n"
@@ -123,6 +129,25 @@ usage(FILE *f)
         "                            -1 = always spin)\n"
         "  --timeout SEC             handshake/transfer timeout (30)\n"
         "  --smoke                   tiny self-checking run for make test\n"
+        "  --enable_pt               agent progress thread (both sides)\n"
+        "  --progress_threads N      the backend's num_threads parameter\n"
+        "  --recreate_xfer           create and release a transfer per\n"
+        "                            request, inside the timed loop\n"
+        "  --reregister_mem          deregister and register the local\n"
+        "                            pool again before each block size\n"
+        "Storage (--backend POSIX, one process, no peer):\n"
+        "  --filepath DIR            where the files go (required)\n"
+        "  --num_files N             files the pool is spread over (1)\n"
+        "  --storage_enable_direct   open them with O_DIRECT\n"
+        "Groups through etcd (run the same command N times, any hosts):\n"
+        "  --etcd_endpoints URL[,..] etcd that ranks the group and holds\n"
+        "                            the agents' metadata\n"
+        "  --benchmark_group NAME    the group (default)\n"
+        "  --world_size N            processes in the group (2)\n"
+        "  --scheme pairwise         rank 2k -> rank 2k+1 (manytoone and\n"
+        "                            onetomany: not implemented yet)\n"
+        "  --runtime_type ETCD       accepted for nixlbench compatibility\n"
+        "Two hosts without etcd:\n"
         "  --target_host HOST        initiator only: remote target\n"
         "  --port N                  its side-channel port (8888)\n"
         "  --listen [ADDR:]PORT      target only: serve one initiator\n"
@@ -130,7 +155,11 @@ usage(FILE *f)
         "Base B/W: SHM and same-host runs: process_vm_readv/writev (or a\n"
         "memcpy with --shared); UCX: ucx_perftest per row; TCP: iperf3, one\n"
         "stream on the same path (the target runs its server), 2 s before\n"
-        "each op's rows and 2 s after.\n",
+        "each op's rows and 2 s after; POSIX: pread/pwrite on the same fds,\n"
+        "plus a fio B/W column (fio io_uring, same files, block size,\n"
+        "depth and O_DIRECT); VRAM: the device kind's copy between two\n"
+        "local pools. Agg B/W (groups): all initiators' bytes over the\n"
+        "union of their timed intervals. See docs/nxl-bench.md.\n",
         f);
 }
 
@@ -228,7 +257,7 @@ parse_ops(const char *s, bench_opts_t *o)
     return o->num_ops > 0 ? 0 : -1;
 }
 
-/* parse_seg reads a segment type; only DRAM is usable. */
+/* parse_seg reads a segment type: DRAM, VRAM or FILE. */
 static int
 parse_seg(const char *flag, const char *s, nxl_mem_t *out)
 {
@@ -237,12 +266,91 @@ parse_seg(const char *flag, const char *s, nxl_mem_t *out)
         return 0;
     }
     if (strcasecmp(s, "VRAM") == 0) {
-        bench_err("%s VRAM: GPU memory is not supported by nxl-bench yet "
-                  "(DRAM only)", flag);
+        *out = NXL_VRAM;
+        return 0;
+    }
+    if (strcasecmp(s, "FILE") == 0) {
+        *out = NXL_FILE;
+        return 0;
+    }
+    bench_err("%s %s: unknown segment type (DRAM, VRAM or FILE)", flag, s);
+    return -1;
+}
+
+/* parse_scheme reads --scheme. */
+static int
+parse_scheme(const char *s, bench_scheme_t *out)
+{
+    if (s != NULL && strcasecmp(s, "pairwise") == 0) {
+        *out = BENCH_PAIRWISE;
+    } else if (s != NULL && strcasecmp(s, "manytoone") == 0) {
+        *out = BENCH_MANYTOONE;
+    } else if (s != NULL && strcasecmp(s, "onetomany") == 0) {
+        *out = BENCH_ONETOMANY;
+    } else {
+        bench_err("--scheme %s: want pairwise, manytoone or onetomany",
+                  s != NULL ? s : "");
         return -1;
     }
-    bench_err("%s %s: unknown segment type (DRAM only)", flag, s);
-    return -1;
+    return 0;
+}
+
+/* parse_devices reads --device_list: "all", numbers (VRAM ordinals, the
+ * initiator's first, the target's second) or names (UCX network devices,
+ * handed to the backend's device_list parameter). */
+static int
+parse_devices(const char *s, bench_opts_t *o)
+{
+    const char *p = s;
+    int names = 0;
+    int nums = 0;
+
+    o->device_list = s;
+    o->num_dev_ids = 0;
+    o->ucx_devices = 0;
+    if (s == NULL || s[0] == '\0') {
+        bench_err("--device_list: empty (want all, 0,1 or mlx5_0:1,...)");
+        return -1;
+    }
+    if (strcasecmp(s, "all") == 0) {
+        o->device_list = NULL;
+        return 0;
+    }
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        char *end;
+        long v;
+
+        if (n == 0) {
+            bench_err("--device_list %s: empty item", s);
+            return -1;
+        }
+        errno = 0;
+        v = strtol(p, &end, 10);
+        if (end == p + n && errno == 0 && v >= 0 && v < 1024) {
+            if (o->num_dev_ids == BENCH_MAX_DEVS) {
+                bench_err("--device_list: at most %d devices",
+                          BENCH_MAX_DEVS);
+                return -1;
+            }
+            o->dev_ids[o->num_dev_ids++] = (int)v;
+            nums = 1;
+        } else {
+            names = 1;
+        }
+        p += n;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    if (names && nums) {
+        bench_err("--device_list %s: mixes GPU ordinals and network device "
+                  "names; give one kind",
+                  s);
+        return -1;
+    }
+    o->ucx_devices = names;
+    return 0;
 }
 
 /* parse_params splits "k=v,k=v" into o->params. */
@@ -317,6 +425,10 @@ opts_defaults(bench_opts_t *o)
     o->port = 8888;
     o->report_fd = -1;
     o->timeout_s = 30;
+    o->scheme = BENCH_PAIRWISE;
+    o->world_size = 2;
+    o->num_files = 1;
+    o->rank = -1;
 }
 
 /* flag_is compares a flag name with '-' and '_' treated alike. */
@@ -342,7 +454,8 @@ flag_is(const char *name, size_t len, const char *want)
 static const char *const bool_flags[] = {
     "check_consistency", "prepared", "prepared_xfer", "shared", "json",
     "csv", "smoke", "lat_bench", "help", "hot", "desc_contig",
-    "no_pretouch", NULL,
+    "no_pretouch", "storage_enable_direct", "enable_pt", "recreate_xfer",
+    "reregister_mem", NULL,
 };
 
 /* is_bool_flag says whether name (len bytes) is a boolean flag. */
@@ -400,7 +513,59 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
         return parse_seg("--initiator_seg_type", val, &o->initiator_seg);
     }
     if (IS("target_seg_type")) {
+        o->target_seg_set = 1;
         return parse_seg("--target_seg_type", val, &o->target_seg);
+    }
+    if (IS("etcd_endpoints")) {
+        o->etcd_endpoints = val;
+        return 0;
+    }
+    if (IS("benchmark_group")) {
+        o->group = val;
+        return 0;
+    }
+    if (IS("runtime_type")) {
+        /* nixlbench's; etcd is the one runtime nxl-bench has for groups */
+        if (val == NULL || strcasecmp(val, "ETCD") != 0) {
+            bench_err("--runtime_type %s: nxl-bench's group runtime is ETCD "
+                      "(two processes without etcd: --listen and "
+                      "--target_host)",
+                      val != NULL ? val : "");
+            return -1;
+        }
+        return 0;
+    }
+    if (IS("scheme")) {
+        return parse_scheme(val, &o->scheme);
+    }
+    SIZE_FLAG("world_size", world_size)
+    SIZE_FLAG("num_files", num_files)
+    if (IS("filepath")) {
+        o->filepath = val;
+        return 0;
+    }
+    BOOL_FLAG("storage_enable_direct", direct)
+    if (IS("vram_device")) {
+        if (val == NULL || (strcasecmp(val, "auto") != 0 &&
+                            strcasecmp(val, "cuda") != 0 &&
+                            strcasecmp(val, "fake") != 0)) {
+            goto bad;
+        }
+        o->vram_device = val;
+        return 0;
+    }
+    if (IS("device_list")) {
+        return parse_devices(val, o);
+    }
+    BOOL_FLAG("enable_pt", enable_pt)
+    BOOL_FLAG("recreate_xfer", recreate_xfer)
+    BOOL_FLAG("reregister_mem", reregister_mem)
+    if (IS("progress_threads")) {
+        if (parse_long(val, 0, 1024, &l) != 0) {
+            goto bad;
+        }
+        o->progress_threads = l;
+        return 0;
     }
     SIZE_FLAG("start_block_size", start_block)
     SIZE_FLAG("max_block_size", max_block)
@@ -494,7 +659,10 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
         o->params_arg = val;
         return parse_params(val, o);
     }
-    bench_err("unknown flag --%.*s (try --help)", (int)len, name);
+    bench_err("unknown flag --%.*s: see nxl-bench --help for the flags "
+              "(nixlbench flags nxl-bench lacks are listed in "
+              "docs/nxl-bench.md)",
+              (int)len, name);
     return -1;
 bad:
     bench_err("--%.*s: bad value '%s'", (int)len, name,
@@ -549,6 +717,194 @@ parse_args(bench_opts_t *o, int argc, char **argv)
     return 0;
 }
 
+/* check_backend checks that --backend exists (listing those that do) and
+ * takes the memory kinds and parameters the flags ask of it. */
+static int
+check_backend(bench_opts_t *o)
+{
+    nxl_plugin_info_t info;
+    nxl_status_t st = nxl_plugin_info(o->backend, &info);
+    size_t i;
+
+    if (st == NXL_ERR_NOT_FOUND) {
+        const char *names[32];
+        char list[512];
+        size_t n = 0;
+        size_t used = 0;
+
+        list[0] = '\0';
+        if (nxl_plugin_names(names, 32, &n) == NXL_OK) {
+            for (i = 0; i < n && i < 32; i++) {
+                int w = snprintf(list + used, sizeof(list) - used, "%s%s",
+                                 i > 0 ? ", " : "", names[i]);
+
+                if (w < 0 || (size_t)w >= sizeof(list) - used) {
+                    break;
+                }
+                used += (size_t)w;
+            }
+        }
+        bench_err("--backend %s: no such backend; this build has: %s "
+                  "(plugins come from NXL_PLUGIN_DIR)",
+                  o->backend, list[0] != '\0' ? list : "none");
+        return -1;
+    }
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_plugin_info(%s)", o->backend);
+    }
+    if ((o->initiator_seg == NXL_VRAM || o->target_seg == NXL_VRAM) &&
+        (info.mem_kinds & (1u << NXL_VRAM)) == 0) {
+        bench_err("--backend %s does not move VRAM: use --backend SHM for "
+                  "VRAM pools on one host%s",
+                  o->backend,
+                  strcasecmp(o->backend, "UCX") == 0
+                      ? " (this UCX build has no CUDA support)"
+                      : "");
+        return -1;
+    }
+    if (strcasecmp(o->backend, "SHM") == 0 && !o->shared &&
+        (o->initiator_seg == NXL_VRAM) != (o->target_seg == NXL_VRAM)) {
+        /* the SHM backend reaches a peer's private DRAM with CMA, which
+         * cannot read or write device memory */
+        bench_err("--backend SHM moves VRAM <-> DRAM only with shared host "
+                  "pools (CMA cannot reach device memory): add --shared, "
+                  "or make both --initiator_seg_type and --target_seg_type "
+                  "VRAM");
+        return -1;
+    }
+    if (o->progress_threads > 0 || o->ucx_devices) {
+        const char *want = o->ucx_devices ? "device_list" : "num_threads";
+
+        for (i = 0; i < info.num_defaults; i++) {
+            if (strcmp(info.defaults[i].key, want) == 0) {
+                break;
+            }
+        }
+        if (i == info.num_defaults) {
+            bench_err("%s: backend %s has no '%s' parameter (%s)",
+                      o->ucx_devices ? "--device_list" : "--progress_threads",
+                      o->backend, want,
+                      o->ucx_devices
+                          ? "network device names are for --backend UCX; "
+                            "GPU ordinals are numbers"
+                          : "see nxl-info for its parameters, and "
+                            "--backend_params");
+            return -1;
+        }
+        if (!o->ucx_devices) {
+            o->pt_key = "num_threads";
+        }
+    }
+    return 0;
+}
+
+/* check_storage validates --backend POSIX and the storage flags. */
+static int
+check_storage(bench_opts_t *o)
+{
+    o->storage = strcasecmp(o->backend, "POSIX") == 0;
+    if (!o->storage) {
+        if (o->target_seg == NXL_FILE || o->initiator_seg == NXL_FILE) {
+            bench_err("--%s_seg_type FILE: files are moved by --backend "
+                      "POSIX (with --filepath DIR)",
+                      o->target_seg == NXL_FILE ? "target" : "initiator");
+            return -1;
+        }
+        if (o->filepath != NULL || o->direct) {
+            bench_err("%s: add --backend POSIX (the storage backend)",
+                      o->filepath != NULL ? "--filepath"
+                                          : "--storage_enable_direct");
+            return -1;
+        }
+        return 0;
+    }
+    if (o->target_host != NULL || o->listen != NULL ||
+        o->etcd_endpoints != NULL) {
+        bench_err("--backend POSIX is a storage backend: one process moves "
+                  "its DRAM to and from files, there is no network peer. "
+                  "Drop %s and give --filepath DIR",
+                  o->target_host != NULL ? "--target_host"
+                  : o->listen != NULL    ? "--listen"
+                                         : "--etcd_endpoints");
+        return -1;
+    }
+    if (o->target_seg_set && o->target_seg != NXL_FILE) {
+        bench_err("--backend POSIX moves DRAM to and from files: use "
+                  "--target_seg_type FILE (or leave it out)");
+        return -1;
+    }
+    if (o->initiator_seg != NXL_DRAM) {
+        bench_err("--backend POSIX: --initiator_seg_type must be DRAM (the "
+                  "POSIX backend reads and writes host memory)");
+        return -1;
+    }
+    o->target_seg = NXL_FILE;
+    if (o->filepath == NULL) {
+        bench_err("--backend POSIX needs --filepath DIR: the directory "
+                  "whose file system to measure (its files are created and "
+                  "removed)");
+        return -1;
+    }
+    if (o->num_files > BENCH_MAX_FILES) {
+        bench_err("--num_files %zu: at most %d", o->num_files,
+                  BENCH_MAX_FILES);
+        return -1;
+    }
+    if (o->shared) {
+        bench_err("--shared is for DRAM pairs; --backend POSIX has no peer "
+                  "pool");
+        return -1;
+    }
+    return 0;
+}
+
+/* check_group validates the etcd group flags. */
+static int
+check_group(bench_opts_t *o)
+{
+    if (o->etcd_endpoints == NULL) {
+        if (o->group != NULL) {
+            bench_err("--benchmark_group needs --etcd_endpoints URL (the "
+                      "etcd that ranks the group)");
+            return -1;
+        }
+        return 0;
+    }
+    if (o->group == NULL) {
+        o->group = "default"; /* nixlbench's default */
+    }
+    if (o->target_host != NULL || o->listen != NULL) {
+        bench_err("--etcd_endpoints: ranks and metadata go through etcd; "
+                  "drop %s",
+                  o->target_host != NULL ? "--target_host" : "--listen");
+        return -1;
+    }
+    if (!bench_group_name_ok(o->group)) {
+        bench_err("--benchmark_group '%s': want 1..64 of A-Z a-z 0-9 . _ -",
+                  o->group);
+        return -1;
+    }
+    if (o->world_size < 2 || o->world_size > BENCH_MAX_PEERS) {
+        bench_err("--world_size %zu: want 2..%d processes", o->world_size,
+                  BENCH_MAX_PEERS);
+        return -1;
+    }
+    if (o->scheme != BENCH_PAIRWISE) {
+        bench_err("--scheme %s is not implemented in nxl-bench yet (a target "
+                  "serving several initiators, or one initiator several "
+                  "targets): use --scheme pairwise",
+                  bench_scheme_name(o->scheme));
+        return -1;
+    }
+    if (o->world_size % 2 != 0) {
+        bench_err("--scheme pairwise pairs rank 2k with rank 2k+1: give an "
+                  "even --world_size (now %zu)",
+                  o->world_size);
+        return -1;
+    }
+    return 0;
+}
+
 /* check_opts applies --smoke and validates combinations. */
 static int
 check_opts(bench_opts_t *o)
@@ -583,7 +939,22 @@ check_opts(bench_opts_t *o)
         return -1;
     }
     if (o->max_block < o->start_block) {
-        o->max_block = o->start_block;
+        char a[32];
+        char b[32];
+
+        if (o->desc_bench == 0 && !o->lat_bench) {
+            bench_err("--max_block_size %s is under --start_block_size %s: "
+                      "raise --max_block_size to at least %s, or lower "
+                      "--start_block_size",
+                      bench_fmt_size(o->max_block, a, sizeof(a)),
+                      bench_fmt_size(o->start_block, b, sizeof(b)), b);
+            return -1;
+        }
+        o->max_block = o->start_block; /* only start_block is used */
+    }
+    if (check_backend(o) != 0 || check_storage(o) != 0 ||
+        check_group(o) != 0) {
+        return -1;
     }
     if (o->max_batch < o->start_batch) {
         o->max_batch = o->start_batch;
@@ -620,12 +991,41 @@ self_path(const char *argv0)
     return buf;
 }
 
+/* report_checked says what --check_consistency verified. */
+static void
+report_checked(const bench_session_t *s, int ok)
+{
+    const bench_opts_t *o = s->o;
+    FILE *f = o->json || o->csv ? stderr : stdout;
+    char a[32];
+    const char *where;
+
+    if (o->storage) {
+        where = "WRITE: read back from the files through a second, plain fd";
+    } else if (s->rmem == NXL_VRAM) {
+        where = "WRITE: checked by the target in its VRAM pool, copied to "
+                "host memory";
+    } else {
+        where = "WRITE: checked by the target in its pool";
+    }
+    fprintf(f,
+            "nxl-bench: --check_consistency: %s %zu rows (%zu READ, %zu "
+            "WRITE), %s compared byte for byte with an offset-dependent "
+            "pattern (READ: in this side's %s pool; %s)%s\n",
+            ok ? "verified" : "checked", s->checked_rows, s->checked_ops[0],
+            s->checked_ops[1],
+            bench_fmt_size((size_t)s->checked_bytes, a, sizeof(a)),
+            s->lmem == NXL_VRAM ? "VRAM" : "DRAM", where,
+            s->failures > 0 ? "; MISMATCHES FOUND (above)" : "");
+}
+
 /* main parses flags and runs the target, or the initiator's benchmarks. */
 int
 main(int argc, char **argv)
 {
     bench_opts_t o;
     bench_session_t s;
+    bench_group_t *grp = NULL;
     int rc;
     int ret = 0;
 
@@ -648,9 +1048,31 @@ main(int argc, char **argv)
         free(o.params_buf);
         return ret;
     }
+    if (o.etcd_endpoints != NULL) {
+        /* the library's etcd store carries the agents' metadata */
+        if (setenv("NXL_ETCD_ENDPOINTS", o.etcd_endpoints, 1) != 0 ||
+            bench_group_join(&o, &grp) != 0) {
+            free(o.params_buf);
+            return 1;
+        }
+        o.rank = grp->rank;
+        if (!grp->initiator) {
+            ret = bench_run_group_target(&o, grp);
+            if (bench_group_leave(grp, ret == 0) != 0) {
+                ret = 1;
+            }
+            if (o.smoke) {
+                fprintf(stdout, "nxl-bench --smoke (rank %d, target): %s\n",
+                        o.rank, ret == 0 ? "ok" : "FAILED");
+            }
+            free(o.params_buf);
+            return ret;
+        }
+    }
 
-    if (bench_session_open(&s, &o) != 0) {
+    if (bench_session_open(&s, &o, grp) != 0) {
         bench_session_close(&s);
+        bench_group_leave(grp, 0);
         free(o.params_buf);
         return 1;
     }
@@ -682,7 +1104,13 @@ main(int argc, char **argv)
     if (rc != 0 || s.failures > 0) {
         ret = 1;
     }
+    if (o.check_consistency) {
+        report_checked(&s, ret == 0);
+    }
     if (bench_session_close(&s) != 0) {
+        ret = 1;
+    }
+    if (grp != NULL && bench_group_leave(grp, ret == 0) != 0) {
         ret = 1;
     }
     if (o.smoke) {

@@ -80,7 +80,9 @@ bench_report_header(const bench_opts_t *o, nxl_op_t op)
         if (!csv_done) {
             printf("op,block_size,batch_size,bw_gbs,avg_lat_us,avg_prep_us,"
                    "p99_prep_us,avg_post_us,p99_post_us,avg_tx_us,p99_tx_us,"
-                   "med_tx_us,base_bw_gbs,ratio,mode\n");
+                   "med_tx_us,base_bw_gbs,ratio,mode%s%s\n",
+                   o->storage ? ",fio_gbs" : "",
+                   o->etcd_endpoints != NULL ? ",agg_bw_gbs" : "");
             csv_done = 1;
         }
         return;
@@ -90,6 +92,14 @@ bench_report_header(const bench_opts_t *o, nxl_op_t op)
     for (i = 0; i < NCOLS; i++) {
         printf("%-*s", cols[i].width, cols[i].title);
         total += cols[i].width;
+    }
+    if (o->storage) {
+        printf("   %-10s", "fio B/W");
+        total += 13;
+    }
+    if (o->etcd_endpoints != NULL) {
+        printf("   %-10s", "Agg B/W");
+        total += 13;
     }
     printf("\n");
     for (i = 0; i < (size_t)total; i++) {
@@ -115,6 +125,16 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
                bench_op_name(r->op), mode, r->block, r->batch, r->bw_gbs,
                r->avg_lat_us, r->prep.avg_us, r->prep.p99_us, r->post.avg_us,
                r->post.p99_us, r->tx.avg_us, r->tx.p99_us, r->tx.med_us);
+        if (o->storage) {
+            if (r->fio_gbs > 0) {
+                printf("\"fio_gbs\":%.4f,", r->fio_gbs);
+            } else {
+                printf("\"fio_gbs\":null,");
+            }
+        }
+        if (r->agg_bw_gbs > 0) {
+            printf("\"agg_bw_gbs\":%.4f,", r->agg_bw_gbs);
+        }
         if (has_base) {
             printf("\"base_bw_gbs\":%.4f,\"ratio\":%.3f}\n", r->base_bw_gbs,
                    ratio);
@@ -129,10 +149,25 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
                r->avg_lat_us, r->prep.avg_us, r->prep.p99_us, r->post.avg_us,
                r->post.p99_us, r->tx.avg_us, r->tx.p99_us, r->tx.med_us);
         if (has_base) {
-            printf("%.4f,%.3f,%s\n", r->base_bw_gbs, ratio, mode);
+            printf("%.4f,%.3f,%s", r->base_bw_gbs, ratio, mode);
         } else {
-            printf(",,%s\n", mode);
+            printf(",,%s", mode);
         }
+        if (o->storage) {
+            if (r->fio_gbs > 0) {
+                printf(",%.4f", r->fio_gbs);
+            } else {
+                printf(",");
+            }
+        }
+        if (o->etcd_endpoints != NULL) {
+            if (r->agg_bw_gbs > 0) {
+                printf(",%.4f", r->agg_bw_gbs);
+            } else {
+                printf(",");
+            }
+        }
+        printf("\n");
         return;
     }
     printf("%-*zu%-*zu%-*.3f%-*.3f%-*.3f%-*.3f%-*.3f%-*.3f%-*.3f%-*.3f"
@@ -144,10 +179,25 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
            r->tx.avg_us, cols[9].width, r->tx.p99_us, cols[10].width,
            r->tx.med_us);
     if (has_base) {
-        printf("%-*.3f%.2f\n", cols[11].width, r->base_bw_gbs, ratio);
+        printf("%-*.3f%-7.2f", cols[11].width, r->base_bw_gbs, ratio);
     } else {
-        printf("%-*s%s\n", cols[11].width, "-", "-");
+        printf("%-*s%-7s", cols[11].width, "-", "-");
     }
+    if (o->storage) {
+        if (r->fio_gbs > 0) {
+            printf("   %-10.3f", r->fio_gbs);
+        } else {
+            printf("   %-10s", "-");
+        }
+    }
+    if (o->etcd_endpoints != NULL) {
+        if (r->agg_bw_gbs > 0) {
+            printf("   %-10.3f", r->agg_bw_gbs);
+        } else {
+            printf("   %-10s", "-");
+        }
+    }
+    printf("\n");
 }
 
 /* bench_progress rewrites one status line on stderr when it is a

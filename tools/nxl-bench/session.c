@@ -21,6 +21,7 @@
  * target without the field has none. Every wait is bounded.
  */
 #include "bench.h"
+#include "group.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,7 +123,17 @@ pool_alloc(bench_session_t *s, size_t size, int shared)
     char sz[32];
 
     s->pool_size = size;
-    if (shared) {
+    if (s->lmem == NXL_VRAM) {
+        void *p = NULL;
+
+        st = s->dk->alloc((int)s->ldev, size, &p);
+        if (st != NXL_OK) {
+            return bench_nxl_err(st, "%s alloc(device %d, %s)", s->dk->name,
+                                 (int)s->ldev,
+                                 bench_fmt_size(size, sz, sizeof(sz)));
+        }
+        s->pool = p;
+    } else if (shared) {
         void *p = NULL;
 
         st = nxl_mem_alloc_shared(size, &p);
@@ -144,8 +155,8 @@ pool_alloc(bench_session_t *s, size_t size, int shared)
     }
     d.addr = (uint64_t)(uintptr_t)s->pool;
     d.len = size;
-    d.dev_id = 0;
-    dl.mem = NXL_DRAM;
+    d.dev_id = s->lmem == NXL_VRAM ? s->ldev : 0;
+    dl.mem = s->lmem;
     dl.descs = &d;
     dl.count = 1;
     st = nxl_mem_register(s->agent, &dl, NULL);
@@ -158,13 +169,37 @@ pool_alloc(bench_session_t *s, size_t size, int shared)
     return 0;
 }
 
+/* bench_pool_reregister deregisters the local pool and registers it
+ * again (--reregister_mem). Returns 0 or -1 (printed). */
+int
+bench_pool_reregister(bench_session_t *s)
+{
+    nxl_desc_t d;
+    nxl_dlist_t dl = {s->lmem, &d, 1};
+    nxl_status_t st;
+
+    bench_ldesc(s, 0, s->pool_size, &d);
+    st = nxl_mem_deregister(s->agent, &dl, NULL);
+    if (st != NXL_OK) {
+        s->registered = 0;
+        return bench_nxl_err(st, "--reregister_mem: nxl_mem_deregister");
+    }
+    st = nxl_mem_register(s->agent, &dl, NULL);
+    if (st != NXL_OK) {
+        s->registered = 0;
+        return bench_nxl_err(st, "--reregister_mem: nxl_mem_register");
+    }
+    return 0;
+}
+
 /* pool_free deregisters and frees the pool. */
 static void
 pool_free(bench_session_t *s)
 {
     if (s->registered) {
-        nxl_desc_t d = {(uint64_t)(uintptr_t)s->pool, s->pool_size, 0};
-        nxl_dlist_t dl = {NXL_DRAM, &d, 1};
+        nxl_desc_t d = {(uint64_t)(uintptr_t)s->pool, s->pool_size,
+                        s->lmem == NXL_VRAM ? s->ldev : 0};
+        nxl_dlist_t dl = {s->lmem, &d, 1};
         nxl_status_t st = nxl_mem_deregister(s->agent, &dl, NULL);
 
         if (st != NXL_OK) {
@@ -173,7 +208,9 @@ pool_free(bench_session_t *s)
         s->registered = 0;
     }
     if (s->pool != NULL) {
-        if (s->pool_shared) {
+        if (s->lmem == NXL_VRAM) {
+            s->dk->free((int)s->ldev, s->pool, s->pool_size);
+        } else if (s->pool_shared) {
             nxl_mem_free_shared(s->pool);
         } else {
             bench_unmap(s->pool, s->pool_size);
@@ -182,18 +219,89 @@ pool_free(bench_session_t *s)
     }
 }
 
+/* setup_kinds sets this side's pool kind and device (target: the target
+ * side) and installs the device kind when either side uses VRAM; both
+ * processes need it, the one that opens the other's IPC handles too. */
+static int
+setup_kinds(bench_session_t *s, int target)
+{
+    const bench_opts_t *o = s->o;
+    nxl_mem_t mine = target ? o->target_seg : o->initiator_seg;
+    int count = 0;
+    nxl_status_t st;
+
+    s->lmem = mine == NXL_VRAM ? NXL_VRAM : NXL_DRAM;
+    s->rmem = target ? o->initiator_seg : o->target_seg;
+    s->ldev = 0;
+    if (o->num_dev_ids > 0) {
+        s->ldev = (uint64_t)(target && o->num_dev_ids > 1 ? o->dev_ids[1]
+                                                          : o->dev_ids[0]);
+    }
+    if (o->initiator_seg != NXL_VRAM && o->target_seg != NXL_VRAM) {
+        return 0;
+    }
+    if (bench_vram_setup(o, target, &s->dk, &s->dev_fake) != 0) {
+        return -1;
+    }
+    if (s->lmem == NXL_VRAM) {
+        st = s->dk->device_count != NULL ? s->dk->device_count(&count)
+                                         : NXL_ERR_NOT_SUPPORTED;
+        if (st != NXL_OK) {
+            return bench_nxl_err(st, "%s device_count", s->dk->name);
+        }
+        if (s->ldev >= (uint64_t)count) {
+            bench_err("--device_list: device %d does not exist (%s has %d "
+                      "device%s: 0..%d)",
+                      (int)s->ldev, s->dk->name, count, count == 1 ? "" : "s",
+                      count - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* agent_open creates the agent and the backend of the session. */
 static int
 agent_open(bench_session_t *s, const char *name, const nxl_agent_config_t *cfg)
 {
     const bench_opts_t *o = s->o;
-    nxl_param_t items[BENCH_MAX_PARAMS + 1];
+    nxl_param_t items[BENCH_MAX_PARAMS + 4];
     nxl_params_t params = {items, o->num_params};
     nxl_status_t st;
 
-    memcpy(items, o->params, o->num_params * sizeof(items[0]));
+    nxl_param_t extra[3];
+    size_t nextra = 0;
+    char ptbuf[24];
+    size_t i;
+    size_t k;
+
     if (o->ucx_err_mode != NULL) {
-        items[params.count++] = (nxl_param_t){"err_mode", o->ucx_err_mode};
+        extra[nextra++] = (nxl_param_t){"err_mode", o->ucx_err_mode};
+    }
+    if (o->pt_key != NULL && o->progress_threads > 0) {
+        snprintf(ptbuf, sizeof(ptbuf), "%ld", o->progress_threads);
+        extra[nextra++] = (nxl_param_t){o->pt_key, ptbuf};
+    }
+    if (o->ucx_devices) {
+        extra[nextra++] = (nxl_param_t){"device_list", o->device_list};
+    }
+    for (k = 0; k < nextra; k++) {
+        for (i = 0; i < o->num_params; i++) {
+            if (strcmp(o->params[i].key, extra[k].key) == 0) {
+                bench_err("--backend_params %s=%s and the flag that sets it "
+                          "exclude each other; give one",
+                          o->params[i].key, o->params[i].value);
+                return -1;
+            }
+        }
+    }
+    if (o->num_params + nextra > BENCH_MAX_PARAMS + 1) {
+        bench_err("--backend_params: too many parameters");
+        return -1;
+    }
+    memcpy(items, o->params, o->num_params * sizeof(items[0]));
+    for (k = 0; k < nextra; k++) {
+        items[params.count++] = extra[k];
     }
 
     st = nxl_agent_create(name, cfg, &s->agent);
@@ -323,6 +431,9 @@ bench_send(bench_session_t *s, const char *fmt, ...)
         bench_err("notification too long");
         return -1;
     }
+    if (s->o->storage) {
+        return 0; /* no peer: the files are ours */
+    }
     if (s->peer_gone) {
         return -1;
     }
@@ -428,6 +539,9 @@ bench_remote_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
 {
     char ans[256];
 
+    if (s->o->storage) {
+        return bench_storage_fill(s, key, ranges, nranges);
+    }
     return remote_cmd(s, "fill", "filled", key, ranges, nranges, ans,
                       sizeof(ans));
 }
@@ -441,6 +555,9 @@ bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
     char want[64];
     int n;
 
+    if (s->o->storage) {
+        return bench_storage_verify(s, key, ranges, nranges);
+    }
     if (remote_cmd(s, "verify", "verified", key, ranges, nranges, ans,
                    sizeof(ans)) != 0) {
         return -1;
@@ -535,10 +652,11 @@ target_handle(bench_session_t *s, const char *msg)
         char pidns[64];
 
         host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
-        return bench_send(s, "NXLB region %llx %zu %d %d %s %s %u",
+        return bench_send(s, "NXLB region %llx %zu %d %d %s %s %u %d %llu",
                           (unsigned long long)(uintptr_t)s->pool,
                           s->pool_size, (int)getpid(), s->pool_shared, boot,
-                          pidns, s->iperf_port);
+                          pidns, s->iperf_port, (int)s->lmem,
+                          (unsigned long long)s->ldev);
     }
     if (strcmp(msg, "NXLB ping") == 0) {
         return 0;
@@ -553,8 +671,10 @@ target_handle(bench_session_t *s, const char *msg)
             return -1;
         }
         for (i = 0; i < n; i++) {
-            bench_pattern_fill(s->pool + ranges[2 * i], ranges[2 * i],
-                               ranges[2 * i + 1], key);
+            if (bench_pool_fill(s, ranges[2 * i], ranges[2 * i],
+                                ranges[2 * i + 1], key) != 0) {
+                return -1;
+            }
         }
         return bench_send(s, "NXLB filled %llx done", key);
     }
@@ -565,10 +685,12 @@ target_handle(bench_session_t *s, const char *msg)
             return -1;
         }
         for (i = 0; i < n; i++) {
-            size_t bad = bench_pattern_check(s->pool + ranges[2 * i],
-                                             ranges[2 * i], ranges[2 * i + 1],
-                                             key);
+            size_t bad = SIZE_MAX;
 
+            if (bench_pool_check(s, ranges[2 * i], ranges[2 * i],
+                                 ranges[2 * i + 1], key, &bad) != 0) {
+                return -1;
+            }
             if (bad != SIZE_MAX) {
                 return bench_send(s,
                                   "NXLB verified %llx fail at pool offset "
@@ -683,6 +805,10 @@ bench_run_target(const bench_opts_t *o)
     memset(&s, 0, sizeof(s));
     s.o = o;
     s.child = -1;
+    s.iperf_pid = -1;
+    if (setup_kinds(&s, 1) != 0) {
+        return 1;
+    }
     if (parse_listen(o->listen, addr, sizeof(addr), &port) != 0) {
         bench_err("--listen %s: want [ADDR:]PORT", o->listen);
         return 2;
@@ -696,6 +822,7 @@ bench_run_target(const bench_opts_t *o)
     cfg.listen_port = port;
     cfg.listen_addr = addr[0] != '\0' ? addr : NULL;
     cfg.sync_mode = NXL_SYNC_RW;
+    cfg.progress_thread = o->enable_pt;
     if (agent_open(&s, BENCH_TARGET_NAME, &cfg) != 0 ||
         pool_alloc(&s, bench_pool_default(o), o->shared) != 0) {
         goto out;
@@ -731,6 +858,95 @@ out:
     }
     queue_clear(&s);
     pool_free(&s);
+    if (s.stage != NULL) {
+        bench_unmap(s.stage, s.stage_size);
+    }
+    nxl_agent_destroy(s.agent);
+    return rc;
+}
+
+/* etcd_exchange publishes this agent's metadata in etcd (the library's
+ * store, NXL_ETCD_ENDPOINTS) and loads the peer's, saying what it waits
+ * for when the peer is not there yet. */
+static int
+etcd_exchange(bench_session_t *s, const char *peer)
+{
+    const bench_opts_t *o = s->o;
+    nxl_opts_t op;
+    nxl_status_t st;
+
+    nxl_opts_init(&op);
+    op.timeout_ms = o->timeout_s * 1000;
+    st = nxl_md_send(s->agent, &op);
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_md_send(%s to etcd at %s)",
+                             nxl_agent_name(s->agent), o->etcd_endpoints);
+    }
+    op.timeout_ms = 300;
+    st = nxl_md_fetch(s->agent, peer, &op);
+    if (st == NXL_ERR_NOT_FOUND || st == NXL_ERR_TIMEOUT) {
+        fprintf(o->json || o->csv ? stderr : stdout,
+                "nxl-bench: waiting for %s's metadata in etcd at %s (up to "
+                "%d s)...\n",
+                peer, o->etcd_endpoints, o->timeout_s);
+        fflush(stdout);
+        op.timeout_ms = o->timeout_s * 1000;
+        st = nxl_md_fetch(s->agent, peer, &op);
+    }
+    if (st != NXL_OK) {
+        return bench_nxl_err(st, "nxl_md_fetch(%s from etcd at %s)", peer,
+                             o->etcd_endpoints);
+    }
+    snprintf(s->peer, sizeof(s->peer), "%s", peer);
+    return 0;
+}
+
+/* bench_run_group_target runs a target rank of an etcd group: its agent
+ * and pool, metadata through etcd, then the initiator's requests until
+ * "done". Returns the process exit code. */
+int
+bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
+{
+    bench_session_t s;
+    nxl_agent_config_t cfg;
+    char name[128];
+    char peer[128];
+    char sz[32];
+    int rc = 1;
+
+    memset(&s, 0, sizeof(s));
+    s.o = o;
+    s.child = -1;
+    s.iperf_pid = -1;
+    s.grp = g;
+    (void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    if (setup_kinds(&s, 1) != 0) {
+        return 1;
+    }
+    bench_group_agent(o, g->rank, name, sizeof(name));
+    bench_group_agent(o, g->peers[0], peer, sizeof(peer));
+    nxl_agent_config_init(&cfg);
+    cfg.sync_mode = NXL_SYNC_RW;
+    cfg.progress_thread = o->enable_pt;
+    if (agent_open(&s, name, &cfg) != 0 ||
+        pool_alloc(&s, bench_pool_default(o), o->shared) != 0 ||
+        etcd_exchange(&s, peer) != 0) {
+        goto out;
+    }
+    fprintf(o->json || o->csv ? stderr : stdout,
+            "nxl-bench: rank %d of %zu in group '%s': target %s of %s, %s "
+            "%s pool\n",
+            g->rank, g->world, o->group, name, peer,
+            bench_fmt_size(s.pool_size, sz, sizeof(sz)),
+            s.lmem == NXL_VRAM ? "VRAM" : "DRAM");
+    fflush(stdout);
+    rc = target_loop(&s, 0) == 0 ? 0 : 1;
+out:
+    queue_clear(&s);
+    pool_free(&s);
+    if (s.stage != NULL) {
+        bench_unmap(s.stage, s.stage_size);
+    }
     nxl_agent_destroy(s.agent);
     return rc;
 }
@@ -746,7 +962,8 @@ launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
     char fdbuf[16];
     char szbuf[32];
     char tobuf[16];
-    const char *argv[24];
+    const char *argv[40];
+    char ptbuf[24];
     int argc = 0;
     int pfd[2];
     char line[64];
@@ -784,6 +1001,26 @@ launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
     if (o->ucx_err_mode != NULL) {
         argv[argc++] = "--ucx_err_mode";
         argv[argc++] = o->ucx_err_mode;
+    }
+    argv[argc++] = "--initiator_seg_type";
+    argv[argc++] = o->initiator_seg == NXL_VRAM ? "VRAM" : "DRAM";
+    argv[argc++] = "--target_seg_type";
+    argv[argc++] = o->target_seg == NXL_VRAM ? "VRAM" : "DRAM";
+    if (o->vram_device != NULL) {
+        argv[argc++] = "--vram_device";
+        argv[argc++] = o->vram_device;
+    }
+    if (o->device_list != NULL) {
+        argv[argc++] = "--device_list";
+        argv[argc++] = o->device_list;
+    }
+    if (o->enable_pt) {
+        argv[argc++] = "--enable_pt";
+    }
+    if (o->progress_threads > 0) {
+        snprintf(ptbuf, sizeof(ptbuf), "%ld", o->progress_threads);
+        argv[argc++] = "--progress_threads";
+        argv[argc++] = ptbuf;
     }
     argv[argc] = NULL;
 
@@ -922,6 +1159,7 @@ exchange_md(bench_session_t *s, const char *ip, uint16_t port)
     nxl_status_t st;
     uint64_t deadline =
         bench_now_ns() + (uint64_t)s->o->timeout_s * 1000000000ull;
+    int said = 0;
 
     nxl_opts_init(&op);
     op.ip_addr = ip;
@@ -937,6 +1175,14 @@ exchange_md(bench_session_t *s, const char *ip, uint16_t port)
             bench_now_ns() >= deadline) {
             return bench_nxl_err(st, "nxl_md_fetch(%s from %s:%u)",
                                  BENCH_TARGET_NAME, ip, port);
+        }
+        if (!said) {
+            fprintf(s->o->json || s->o->csv ? stderr : stdout,
+                    "nxl-bench: waiting for target at %s:%u (up to %d s)..."
+                    "\n",
+                    ip, port, s->o->timeout_s);
+            fflush(stdout);
+            said = 1;
         }
         sleep_ms(200);
     }
@@ -960,6 +1206,8 @@ handshake(bench_session_t *s)
     unsigned long long base;
     size_t size;
     unsigned iperf_port = 0;
+    unsigned long long rdev = 0;
+    int rmem = NXL_DRAM;
     int pid;
     int shared;
     int n;
@@ -971,12 +1219,30 @@ handshake(bench_session_t *s)
                    s->o->timeout_s * 1000) != 0) {
         return -1;
     }
-    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u", &base, &size,
-               &pid, &shared, rboot, rpidns, &iperf_port);
-    if (n != 6 && (n != 7 || iperf_port > 65535)) {
+    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u %d %llu",
+               &base, &size, &pid, &shared, rboot, rpidns, &iperf_port, &rmem,
+               &rdev);
+    if ((n != 6 && n != 7 && n != 9) || (n >= 7 && iperf_port > 65535) ||
+        (rmem != NXL_DRAM && rmem != NXL_VRAM)) {
         bench_err("bad region message from the target: '%s'", ans);
         return -1;
     }
+    if ((nxl_mem_t)rmem != s->o->target_seg) {
+        bench_err("the target's pool is %s, this side asked for "
+                  "--target_seg_type %s: give the target the same flag",
+                  rmem == NXL_VRAM ? "VRAM" : "DRAM",
+                  s->o->target_seg == NXL_VRAM ? "VRAM" : "DRAM");
+        return -1;
+    }
+    s->rmem = (nxl_mem_t)rmem;
+    s->peers[0].rmem = (nxl_mem_t)rmem;
+    s->peers[0].rdev = rdev;
+    s->peers[0].rbase = base;
+    s->peers[0].rsize = size;
+    s->peers[0].rpid = (pid_t)pid;
+    s->peers[0].rank = -1;
+    snprintf(s->peers[0].name, sizeof(s->peers[0].name), "%.127s", s->peer);
+    s->npeers = 1;
     s->rbase = base;
     s->rsize = size;
     s->rpid = (pid_t)pid;
@@ -996,6 +1262,20 @@ setup_baseline(bench_session_t *s)
     s->base_ok = 0;
     s->base_name = "-";
     s->base_perftest = 0;
+    if (o->storage) {
+        s->base_name = o->direct ? "pread/pwrite, O_DIRECT, same fds"
+                                 : "pread/pwrite, same fds";
+        s->base_ok = 1;
+        if (o->desc_bench == 0 && !o->lat_bench) {
+            if (bench_find_exe("fio", s->fio, sizeof(s->fio)) == 0) {
+                s->base_fio = 1;
+            } else {
+                bench_err("the fio column is '-': fio is not installed "
+                          "(Debian/Ubuntu: apt-get install fio)");
+            }
+        }
+        return;
+    }
     if (strcasecmp(o->backend, "UCX") == 0 && o->desc_bench == 0 &&
         !o->lat_bench) {
         /* The sweep's Base B/W is UCX's own benchmark. */
@@ -1014,7 +1294,12 @@ setup_baseline(bench_session_t *s)
     if (strcasecmp(o->backend, "TCP") == 0 && !o->lat_bench) {
         /* The sweep's Base B/W is iperf3 on the same path; --desc_bench
          * prints it beside its own baseline. */
-        if (s->iperf_port == 0) {
+        if (s->iperf_port == 0 && s->grp != NULL) {
+            bench_err("Base B/W: targets of an etcd group run no iperf3 "
+                      "server%s",
+                      s->same_host ? "; using process_vm_readv/writev"
+                                   : "; Base B/W is '-'");
+        } else if (s->iperf_port == 0) {
             bench_err("Base B/W: the target runs no iperf3 server (iperf3 "
                       "not installed there; Debian/Ubuntu: iperf3)%s",
                       s->same_host ? "; using process_vm_readv/writev"
@@ -1035,6 +1320,36 @@ setup_baseline(bench_session_t *s)
     if (!s->same_host) {
         return;
     }
+    if (s->lmem == NXL_VRAM || s->rmem == NXL_VRAM) {
+        /* the ceiling: the device kind's own copy between a local pool and
+         * a second local one of the target's kind */
+        void *p = NULL;
+
+        s->base_mem = s->rmem;
+        if (s->rmem == NXL_VRAM) {
+            if (s->dk->alloc((int)s->ldev, s->pool_size, &p) != NXL_OK) {
+                bench_err("no device memory for the baseline pool (%s); "
+                          "Base B/W is '-'",
+                          nxl_last_error());
+                return;
+            }
+        } else {
+            p = bench_map(s->pool_size);
+            if (p == NULL) {
+                bench_err("no memory for the baseline pool; Base B/W is "
+                          "'-'");
+                return;
+            }
+        }
+        s->base_pool = p;
+        s->base_dev = 1;
+        s->base_name = s->dev_fake ? "fakedev copy (memcpy) between two "
+                                     "local pools"
+                                   : "device-kind copy between two local "
+                                     "pools";
+        s->base_ok = 1;
+        return;
+    }
     if (o->shared) {
         s->base_pool = bench_map(s->pool_size);
         if (s->base_pool == NULL) {
@@ -1053,23 +1368,50 @@ setup_baseline(bench_session_t *s)
 
 /* print_header describes the run on stdout (table mode only). */
 static void
-print_header(const bench_session_t *s, const char *ip, uint16_t port)
+print_header(const bench_session_t *s, const char *where)
 {
     const bench_opts_t *o = s->o;
+    const char *ops =
+        o->num_ops == 2 ? "READ,WRITE" : bench_op_name(o->ops[0]);
     char a[32];
     char b[32];
+    char dev[160];
 
     if (o->json || o->csv) {
         return;
     }
-    printf("nxl-bench: backend %s, %s DRAM -> DRAM, %s pools, target %s:%u "
-           "(%s, pid %d)\n",
-           o->backend,
-           o->num_ops == 2 ? "READ,WRITE" : bench_op_name(o->ops[0]),
-           o->shared ? "shared (memfd)" : "private", ip, port,
-           s->child > 0 ? "local child" : (s->same_host ? "same host"
-                                                          : "remote host"),
-           (int)s->rpid);
+    if (o->storage) {
+        printf("nxl-bench: backend %s, %s DRAM <-> FILE, %d file(s) of %s "
+               "in %s%s\n",
+               o->backend, ops, s->nfiles,
+               bench_fmt_size(s->file_size, a, sizeof(a)), o->filepath,
+               o->direct ? ", O_DIRECT" : ", buffered (page cache)");
+    } else {
+        printf("nxl-bench: backend %s, %s %s -> %s, %s pools, target %s "
+               "(%s, pid %d)\n",
+               o->backend, ops, s->lmem == NXL_VRAM ? "VRAM" : "DRAM",
+               s->rmem == NXL_VRAM ? "VRAM" : "DRAM",
+               o->shared ? "shared (memfd)" : "private", where,
+               s->child > 0 ? "local child"
+                            : (s->same_host ? "same host" : "remote host"),
+               (int)s->rpid);
+    }
+    if (s->dk != NULL) {
+        printf("nxl-bench: VRAM: %s\n",
+               bench_vram_describe(s, dev, sizeof(dev)));
+    }
+    if (o->enable_pt || o->progress_threads > 0 || o->recreate_xfer ||
+        o->reregister_mem) {
+        printf("nxl-bench:%s%s%s%s\n",
+               o->enable_pt ? " agent progress thread;" : "",
+               o->progress_threads > 0 ? " backend num_threads set;" : "",
+               o->recreate_xfer ? " a new transfer per request "
+                                  "(--recreate_xfer);"
+                                : "",
+               o->reregister_mem ? " pool re-registered per block size "
+                                   "(--reregister_mem);"
+                                 : "");
+    }
     if (o->desc_bench > 0 || o->lat_bench) {
         printf("nxl-bench: pool %s per side (LLC %s), %s data\n",
                bench_fmt_size(s->span, a, sizeof(a)),
@@ -1109,38 +1451,19 @@ print_header(const bench_session_t *s, const char *ip, uint16_t port)
     }
     printf("nxl-bench: baseline: %s%s\n", s->base_name,
            s->base_ok ? ", one thread, same slices" : "");
+    if (s->base_fio) {
+        printf("nxl-bench: fio column: %s --ioengine=io_uring on the same "
+               "files, same block size, iodepth = depth x batch, one job "
+               "per thread, same byte count, run after each row\n",
+               s->fio);
+    }
 }
 
-/* bench_session_open sets up the initiator and its target. */
-int
-bench_session_open(bench_session_t *s, const bench_opts_t *o)
+/* session_common finishes the initiator's setup once the peer is known:
+ * span, baseline, eviction buffer, header. */
+static int
+session_common(bench_session_t *s, const char *where)
 {
-    nxl_agent_config_t cfg;
-    char ip[64];
-    uint16_t port = o->port;
-    size_t pool_size = bench_pool_default(o);
-
-    memset(s, 0, sizeof(*s));
-    s->o = o;
-    s->child = -1;
-    if (o->target_host != NULL) {
-        if (resolve(o->target_host, ip, sizeof(ip)) != 0) {
-            return -1;
-        }
-    } else {
-        snprintf(ip, sizeof(ip), "127.0.0.1");
-        if (launch_target(s, pool_size, &port) != 0) {
-            return -1;
-        }
-    }
-    nxl_agent_config_init(&cfg);
-    cfg.sync_mode = o->num_threads > 1 ? NXL_SYNC_RW : NXL_SYNC_NONE;
-    if (agent_open(s, BENCH_INITIATOR_NAME, &cfg) != 0 ||
-        pool_alloc(s, pool_size, o->shared) != 0 ||
-        exchange_md(s, ip, port) != 0 || handshake(s) != 0) {
-        return -1;
-    }
-    snprintf(s->rhost, sizeof(s->rhost), "%s", ip);
     /* slices must exist on both sides */
     s->span = s->rsize < s->pool_size ? s->rsize : s->pool_size;
     setup_baseline(s);
@@ -1152,8 +1475,76 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o)
         return -1;
     }
     memset(s->evict, 1, s->evict_size);
-    print_header(s, ip, port);
+    print_header(s, where);
     return 0;
+}
+
+/* bench_session_open sets up the initiator and its target: a local child
+ * or --target_host through the side channel, the paired rank of an etcd
+ * group (grp), or the files of --backend POSIX. */
+int
+bench_session_open(bench_session_t *s, const bench_opts_t *o,
+                   struct bench_group *grp)
+{
+    nxl_agent_config_t cfg;
+    char ip[64];
+    char where[320];
+    uint16_t port = o->port;
+    size_t pool_size = bench_pool_default(o);
+
+    memset(s, 0, sizeof(*s));
+    s->o = o;
+    s->child = -1;
+    s->grp = grp;
+    if (setup_kinds(s, 0) != 0) {
+        return -1;
+    }
+    nxl_agent_config_init(&cfg);
+    cfg.sync_mode = o->num_threads > 1 ? NXL_SYNC_RW : NXL_SYNC_NONE;
+    cfg.progress_thread = o->enable_pt;
+    if (o->storage) {
+        if (agent_open(s, BENCH_INITIATOR_NAME, &cfg) != 0 ||
+            pool_alloc(s, pool_size, 0) != 0 ||
+            bench_storage_open(s, pool_size) != 0) {
+            return -1;
+        }
+        return session_common(s, o->filepath);
+    }
+    if (grp != NULL) {
+        char name[128];
+        char peer[128];
+
+        bench_group_agent(o, grp->rank, name, sizeof(name));
+        bench_group_agent(o, grp->peers[0], peer, sizeof(peer));
+        if (agent_open(s, name, &cfg) != 0 ||
+            pool_alloc(s, pool_size, o->shared) != 0 ||
+            etcd_exchange(s, peer) != 0 || handshake(s) != 0) {
+            return -1;
+        }
+        s->peers[0].rank = grp->peers[0];
+        snprintf(where, sizeof(where),
+                 "%s (rank %d of %zu, group '%s', etcd %s)", peer,
+                 grp->peers[0], grp->world, o->group, o->etcd_endpoints);
+        return session_common(s, where);
+    }
+    if (o->target_host != NULL) {
+        if (resolve(o->target_host, ip, sizeof(ip)) != 0) {
+            return -1;
+        }
+    } else {
+        snprintf(ip, sizeof(ip), "127.0.0.1");
+        if (launch_target(s, pool_size, &port) != 0) {
+            return -1;
+        }
+    }
+    if (agent_open(s, BENCH_INITIATOR_NAME, &cfg) != 0 ||
+        pool_alloc(s, pool_size, o->shared) != 0 ||
+        exchange_md(s, ip, port) != 0 || handshake(s) != 0) {
+        return -1;
+    }
+    snprintf(s->rhost, sizeof(s->rhost), "%s", ip);
+    snprintf(where, sizeof(where), "%s:%u", ip, port);
+    return session_common(s, where);
 }
 
 /* bench_session_close ends the session (bounded) and frees everything. */
@@ -1163,17 +1554,28 @@ bench_session_close(bench_session_t *s)
     char ans[64];
     int rc = 0;
 
-    if (s->agent != NULL && s->peer[0] != '\0') {
+    if (s->agent != NULL && s->peer[0] != '\0' && !s->o->storage) {
         if (bench_send(s, "NXLB done") != 0 ||
             bench_recv(s, "NXLB bye", ans, sizeof(ans), 5000) != 0) {
             rc = -1;
         }
     }
     queue_clear(s);
+    if (s->o->storage) {
+        bench_storage_close(s);
+    }
     pool_free(s);
     if (s->base_pool != NULL) {
-        bench_unmap(s->base_pool, s->pool_size);
+        if (s->base_dev && s->base_mem == NXL_VRAM) {
+            s->dk->free((int)s->ldev, s->base_pool, s->pool_size);
+        } else {
+            bench_unmap(s->base_pool, s->pool_size);
+        }
         s->base_pool = NULL;
+    }
+    if (s->stage != NULL) {
+        bench_unmap(s->stage, s->stage_size);
+        s->stage = NULL;
     }
     if (s->evict != NULL) {
         bench_unmap(s->evict, s->evict_size);
@@ -1185,4 +1587,26 @@ bench_session_close(bench_session_t *s)
         rc = -1;
     }
     return rc;
+}
+
+/* bench_rdesc fills d with the descriptor of the peer's pool range. */
+int
+bench_rdesc(const bench_session_t *s, size_t roff, size_t len, nxl_desc_t *d)
+{
+    if (s->o->storage) {
+        return bench_storage_desc(s, roff, len, d);
+    }
+    d->addr = s->rbase + roff;
+    d->len = len;
+    d->dev_id = s->rmem == NXL_VRAM ? s->peers[0].rdev : 0;
+    return 0;
+}
+
+/* bench_ldesc fills d with the descriptor of a local pool range. */
+void
+bench_ldesc(const bench_session_t *s, size_t loff, size_t len, nxl_desc_t *d)
+{
+    d->addr = (uint64_t)(uintptr_t)(s->pool + loff);
+    d->len = len;
+    d->dev_id = s->lmem == NXL_VRAM ? s->ldev : 0;
 }

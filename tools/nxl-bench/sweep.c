@@ -13,6 +13,7 @@
  * the baseline then runs over the same slices after another flush.
  */
 #include "bench.h"
+#include "group.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* worker_t is one initiator thread: its requests and samples. */
 typedef struct worker {
@@ -60,6 +62,8 @@ typedef struct run {
 } run_t;
 
 static uint64_t key_seq;
+
+static nxl_status_t make_one(run_t *r, size_t t, size_t k, nxl_xfer_t **x_p);
 
 /* next_key returns a fresh consistency pattern key. */
 static uint64_t
@@ -157,10 +161,23 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
          * posts completed at once */
         while (posted < count && n < r->depth &&
                (n == 0 || posted - w->fq[head] < r->nreq)) {
-            nxl_xfer_t *x = w->reqs[(first + posted) % r->nreq];
+            size_t idx = (first + posted) % r->nreq;
+            nxl_xfer_t *x = w->reqs[idx];
             uint64_t a = bench_now_ns();
             uint64_t b;
 
+            if (o->recreate_xfer) {
+                /* its previous use is complete (see the loop condition):
+                 * a new request each time, timed as part of the post */
+                nxl_xfer_release(x);
+                w->reqs[idx] = NULL;
+                st = make_one(r, w->tid, idx, &w->reqs[idx]);
+                if (st != NXL_OK) {
+                    w->reqs[idx] = NULL;
+                    return worker_fail(w, st, "--recreate_xfer: create");
+                }
+                x = w->reqs[idx];
+            }
             st = nxl_xfer_post(x, NULL);
             b = bench_now_ns();
             if (st != NXL_OK && st != NXL_IN_PROG) {
@@ -234,71 +251,74 @@ slice_off(const run_t *r, size_t t, size_t k)
     return t * r->region + k * r->slice;
 }
 
+/* make_one creates request k of thread t (slice k of its region). */
+static nxl_status_t
+make_one(run_t *r, size_t t, size_t k, nxl_xfer_t **x_p)
+{
+    bench_session_t *s = r->s;
+    const bench_opts_t *o = s->o;
+    size_t off = slice_off(r, t, k);
+    nxl_desc_t *ld = calloc(r->batch, sizeof(*ld));
+    nxl_desc_t *rd = calloc(r->batch, sizeof(*rd));
+    size_t *li = calloc(r->batch, sizeof(*li));
+    nxl_dlist_t ldl = {s->lmem, ld, r->batch};
+    nxl_dlist_t rdl = {s->rmem, rd, r->batch};
+    nxl_status_t st = NXL_ERR_NOMEM;
+    size_t b;
+
+    if (ld == NULL || rd == NULL || li == NULL) {
+        goto out;
+    }
+    for (b = 0; b < r->batch; b++) {
+        bench_ldesc(s, off + b * r->block, r->block, &ld[b]);
+        if (bench_rdesc(s, off + b * r->block, r->block, &rd[b]) != 0) {
+            st = NXL_ERR_INVALID_PARAM;
+            goto out;
+        }
+        li[b] = off / r->block + b;
+    }
+    if (o->prepared) {
+        st = nxl_xfer_make(s->agent, r->op, r->lprep, li, r->rprep, li,
+                           r->batch, NULL, x_p);
+    } else {
+        st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl, s->peer, NULL,
+                             x_p);
+    }
+out:
+    free(ld);
+    free(rd);
+    free(li);
+    return st;
+}
+
 /* make_requests creates every request of the row and times each. */
 static int
 make_requests(run_t *r)
 {
-    bench_session_t *s = r->s;
-    const bench_opts_t *o = s->o;
-    nxl_desc_t *ld = calloc(r->batch, sizeof(*ld));
-    nxl_desc_t *rd = calloc(r->batch, sizeof(*rd));
-    size_t *li = calloc(r->batch, sizeof(*li));
-    size_t *ri = calloc(r->batch, sizeof(*ri));
-    nxl_dlist_t ldl = {NXL_DRAM, ld, r->batch};
-    nxl_dlist_t rdl = {NXL_DRAM, rd, r->batch};
-    int rc = -1;
+    const bench_opts_t *o = r->s->o;
     size_t t;
     size_t k;
-    size_t b;
 
-    if (ld == NULL || rd == NULL || li == NULL || ri == NULL) {
-        bench_err("out of memory");
-        goto out;
-    }
     for (t = 0; t < r->threads; t++) {
         worker_t *w = &r->w[t];
 
         for (k = 0; k < r->nreq; k++) {
-            size_t off = slice_off(r, t, k);
-            nxl_status_t st;
-            uint64_t a;
+            uint64_t a = bench_now_ns();
+            nxl_status_t st = make_one(r, t, k, &w->reqs[k]);
 
-            for (b = 0; b < r->batch; b++) {
-                ld[b].addr = (uint64_t)(uintptr_t)(s->pool + off) +
-                             b * r->block;
-                ld[b].len = r->block;
-                ld[b].dev_id = 0;
-                rd[b].addr = s->rbase + off + b * r->block;
-                rd[b].len = r->block;
-                rd[b].dev_id = 0;
-                li[b] = off / r->block + b;
-                ri[b] = li[b];
-            }
-            a = bench_now_ns();
-            if (o->prepared) {
-                st = nxl_xfer_make(s->agent, r->op, r->lprep, li, r->rprep,
-                                   ri, r->batch, NULL, &w->reqs[k]);
-            } else {
-                st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl, s->peer,
-                                     NULL, &w->reqs[k]);
-            }
             r->prep_ns[t * r->nreq + k] = bench_now_ns() - a;
             if (st != NXL_OK) {
                 bench_nxl_err(st, "%s(%s, %zu x %zu B at pool offset %zu)",
                               o->prepared ? "nxl_xfer_make"
                                           : "nxl_xfer_create",
-                              bench_op_name(r->op), r->batch, r->block, off);
-                goto out;
+                              bench_op_name(r->op), r->batch, r->block,
+                              slice_off(r, t, k));
+                w->reqs[k] = NULL;
+                return -1;
             }
         }
     }
-    rc = 0;
-out:
-    free(ld);
-    free(rd);
-    free(li);
-    free(ri);
-    return rc;
+    return 0;
 }
 
 /* run_free releases the row's requests and buffers. */
@@ -313,7 +333,9 @@ run_free(run_t *r)
 
         if (w->reqs != NULL) {
             for (k = 0; k < r->nreq; k++) {
-                nxl_xfer_release(w->reqs[k]);
+                if (w->reqs[k] != NULL) {
+                    nxl_xfer_release(w->reqs[k]);
+                }
             }
         }
         free(w->reqs);
@@ -498,7 +520,8 @@ check_ranges(const run_t *r, size_t *ranges)
 }
 
 /* check_before prepares the data a row will verify: READ has the target
- * write the pattern and poisons our slices; WRITE writes it locally. */
+ * (or the files) take the pattern and poisons our slices; WRITE writes it
+ * locally. */
 static int
 check_before(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 {
@@ -506,33 +529,58 @@ check_before(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 
     if (r->op == NXL_READ) {
         for (i = 0; i < n; i++) {
-            bench_pattern_fill(r->s->pool + ranges[2 * i], ranges[2 * i],
-                               ranges[2 * i + 1], key ^ 0xbad);
+            if (bench_pool_fill(r->s, ranges[2 * i], ranges[2 * i],
+                                ranges[2 * i + 1], key ^ 0xbad) != 0) {
+                return -1;
+            }
         }
         return bench_remote_fill(r->s, key, ranges, n);
     }
     for (i = 0; i < n; i++) {
-        bench_pattern_fill(r->s->pool + ranges[2 * i], ranges[2 * i],
-                           ranges[2 * i + 1], key);
+        if (bench_pool_fill(r->s, ranges[2 * i], ranges[2 * i],
+                            ranges[2 * i + 1], key) != 0) {
+            return -1;
+        }
     }
     return 0;
 }
 
-/* check_after verifies the row's data: ours after READ, the target's after
- * WRITE. Returns 0, or -1 on a mismatch or error. */
+/* count_checked adds a verified row of n ranges to the session's
+ * consistency accounting. */
+static void
+count_checked(bench_session_t *s, nxl_op_t op, const size_t *ranges,
+              size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        s->checked_bytes += ranges[2 * i + 1];
+    }
+    s->checked_rows++;
+    s->checked_ops[op == NXL_WRITE]++;
+}
+
+/* check_after verifies the row's data: ours after READ, the target's (or
+ * the files') after WRITE. Returns 0, or -1 on a mismatch or error. */
 static int
 check_after(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 {
     size_t i;
 
     if (r->op == NXL_WRITE) {
-        return bench_remote_verify(r->s, key, ranges, n) == 0 ? 0 : -1;
+        if (bench_remote_verify(r->s, key, ranges, n) != 0) {
+            return -1;
+        }
+        count_checked(r->s, r->op, ranges, n);
+        return 0;
     }
     for (i = 0; i < n; i++) {
-        size_t bad = bench_pattern_check(r->s->pool + ranges[2 * i],
-                                         ranges[2 * i], ranges[2 * i + 1],
-                                         key);
+        size_t bad = SIZE_MAX;
 
+        if (bench_pool_check(r->s, ranges[2 * i], ranges[2 * i],
+                             ranges[2 * i + 1], key, &bad) != 0) {
+            return -1;
+        }
         if (bad != SIZE_MAX) {
             bench_err("consistency: wrong data after READ %zu x %zu B at "
                       "pool offset %zu",
@@ -541,7 +589,24 @@ check_after(run_t *r, uint64_t key, const size_t *ranges, size_t n)
             return -1;
         }
     }
+    count_checked(r->s, r->op, ranges, n);
     return 0;
+}
+
+/* mono_to_real converts a CLOCK_MONOTONIC time (ns) to CLOCK_REALTIME, so
+ * that the ranks of a group compare their intervals. */
+static int64_t
+mono_to_real(bench_session_t *s, uint64_t mono)
+{
+    if (!s->mono_real_set) {
+        struct timespec rt;
+
+        clock_gettime(CLOCK_REALTIME, &rt);
+        s->mono_to_real = (int64_t)rt.tv_sec * 1000000000ll + rt.tv_nsec -
+                          (int64_t)bench_now_ns();
+        s->mono_real_set = 1;
+    }
+    return (int64_t)mono + s->mono_to_real;
 }
 
 /* run_row measures one row into row (and the baseline samples when
@@ -565,6 +630,8 @@ run_row(run_t *r, bench_row_t *row)
     row->block = r->block;
     row->batch = r->batch;
     row->base_bw_gbs = -1;
+    row->fio_gbs = -1;
+    row->agg_bw_gbs = -1;
     if (run_layout(r) != 0 || make_requests(r) != 0) {
         goto out;
     }
@@ -576,7 +643,17 @@ run_row(run_t *r, bench_row_t *row)
         }
     }
     bench_evict(s);
+    /* a group's initiators start each row together and wait for each
+     * other before their baselines */
+    if (s->grp != NULL &&
+        bench_group_barrier(s->grp, NULL, 0, o->timeout_s * 10) != 0) {
+        goto out;
+    }
     if (run_workers(r) != 0) {
+        goto out;
+    }
+    if (s->grp != NULL &&
+        bench_group_barrier(s->grp, NULL, 0, o->timeout_s * 10) != 0) {
         goto out;
     }
     if (o->check_consistency && check_after(r, key, ranges, nranges) != 0) {
@@ -609,6 +686,28 @@ run_row(run_t *r, bench_row_t *row)
         memcpy(all + t * r->iters, r->w[t].tx_ns, r->iters * sizeof(uint64_t));
     }
     row->tx = bench_stats(all, r->threads * r->iters);
+    if (s->grp != NULL &&
+        bench_group_result(s->grp, (uint64_t)(r->threads * r->iters *
+                                              r->slice),
+                           mono_to_real(s, tmin), mono_to_real(s, tmax),
+                           &row->agg_bw_gbs) != 0) {
+        goto out;
+    }
+    if (s->base_fio) {
+        char why[256];
+
+        bench_progress(o, "fio %s %zu B", bench_op_name(r->op), r->block);
+        row->fio_gbs = bench_fio_row(s, r->op, r->block,
+                                     r->depth * r->batch, r->threads,
+                                     r->iters * r->slice, why, sizeof(why));
+        if (row->fio_gbs < 0 && !s->fio_warned) {
+            bench_err("the fio column is '-': %s", why);
+            s->fio_warned = 1;
+            if (o->smoke) {
+                s->failures++; /* the smoke run checks the baseline too */
+            }
+        }
+    }
     if (s->base_perftest) {
         char why[256];
 
@@ -660,8 +759,8 @@ prep_pool(bench_session_t *s, size_t block, nxl_prepped_t **l_p,
     size_t n = s->span / block;
     nxl_desc_t *ld = calloc(n, sizeof(*ld));
     nxl_desc_t *rd = calloc(n, sizeof(*rd));
-    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
-    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    nxl_dlist_t ldl = {s->lmem, ld, n};
+    nxl_dlist_t rdl = {s->rmem, rd, n};
     nxl_status_t st;
     size_t i;
     int rc = -1;
@@ -671,10 +770,10 @@ prep_pool(bench_session_t *s, size_t block, nxl_prepped_t **l_p,
         goto out;
     }
     for (i = 0; i < n; i++) {
-        ld[i].addr = (uint64_t)(uintptr_t)s->pool + i * block;
-        ld[i].len = block;
-        rd[i].addr = s->rbase + i * block;
-        rd[i].len = block;
+        bench_ldesc(s, i * block, block, &ld[i]);
+        if (bench_rdesc(s, i * block, block, &rd[i]) != 0) {
+            goto out;
+        }
     }
     st = nxl_dlist_prep(s->agent, NULL, &ldl, NULL, l_p);
     if (st != NXL_OK) {
@@ -762,6 +861,10 @@ bench_sweep(bench_session_t *s)
             nxl_prepped_t *lp = NULL;
             nxl_prepped_t *rp = NULL;
 
+            if (o->reregister_mem && bench_pool_reregister(s) != 0) {
+                rc = -1;
+                break;
+            }
             if (o->prepared && prep_pool(s, block, &lp, &rp) != 0) {
                 rc = -1;
                 break;
@@ -816,28 +919,40 @@ int
 bench_pretouch(bench_session_t *s)
 {
     size_t chunk = 64 * MIB;
-    size_t n = (s->span + chunk - 1) / chunk;
-    nxl_desc_t *ld = calloc(n, sizeof(*ld));
-    nxl_desc_t *rd = calloc(n, sizeof(*rd));
-    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
-    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    size_t n = 0;
+    nxl_desc_t *ld = NULL;
+    nxl_desc_t *rd = NULL;
+    nxl_dlist_t ldl;
+    nxl_dlist_t rdl;
     nxl_op_t ops[2] = {NXL_READ, NXL_WRITE};
+    size_t off;
     size_t i;
     int rc = -1;
 
+    if (s->o->storage && s->file_size < chunk) {
+        chunk = s->file_size; /* no piece straddles two files */
+    }
+    n = (s->span + chunk - 1) / chunk;
+    ld = calloc(n, sizeof(*ld));
+    rd = calloc(n, sizeof(*rd));
     if (ld == NULL || rd == NULL) {
         bench_err("out of memory");
         goto out;
     }
-    for (i = 0; i < n; i++) {
-        size_t off = i * chunk;
+    for (i = 0, off = 0; off < s->span; i++) {
         size_t len = s->span - off < chunk ? s->span - off : chunk;
 
-        ld[i].addr = (uint64_t)(uintptr_t)s->pool + off;
-        ld[i].len = len;
-        rd[i].addr = s->rbase + off;
-        rd[i].len = len;
+        if (s->o->storage && len > s->file_size - off % s->file_size) {
+            len = s->file_size - off % s->file_size;
+        }
+        bench_ldesc(s, off, len, &ld[i]);
+        if (bench_rdesc(s, off, len, &rd[i]) != 0) {
+            goto out;
+        }
+        off += len;
     }
+    ldl = (nxl_dlist_t){s->lmem, ld, i};
+    rdl = (nxl_dlist_t){s->rmem, rd, i};
     for (i = 0; i < 2; i++) {
         nxl_xfer_t *x = NULL;
         nxl_status_t st = nxl_xfer_create(s->agent, ops[i], &ldl, &rdl,
@@ -980,11 +1095,16 @@ desc_check_before(bench_session_t *s, nxl_op_t op, uint64_t key,
     size_t i;
 
     if (op == NXL_READ) {
-        bench_pattern_fill(s->pool, 0, n * block, key ^ 0xbad);
+        if (bench_pool_fill(s, 0, 0, n * block, key ^ 0xbad) != 0) {
+            return -1;
+        }
         return bench_remote_fill(s, key, range, 1);
     }
     for (i = 0; i < n; i++) {
-        bench_pattern_fill(s->pool + i * block, ridx[i] * block, block, key);
+        if (bench_pool_fill(s, i * block, ridx[i] * block, block, key) !=
+            0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -999,12 +1119,19 @@ desc_check_after(bench_session_t *s, nxl_op_t op, uint64_t key,
     size_t i;
 
     if (op == NXL_WRITE) {
-        return bench_remote_verify(s, key, range, 1) == 0 ? 0 : -1;
+        if (bench_remote_verify(s, key, range, 1) != 0) {
+            return -1;
+        }
+        count_checked(s, op, range, 1);
+        return 0;
     }
     for (i = 0; i < n; i++) {
-        size_t bad = bench_pattern_check(s->pool + i * block,
-                                         ridx[i] * block, block, key);
+        size_t bad = SIZE_MAX;
 
+        if (bench_pool_check(s, i * block, ridx[i] * block, block, key,
+                             &bad) != 0) {
+            return -1;
+        }
         if (bad != SIZE_MAX) {
             bench_err("consistency: local block %zu holds wrong data after "
                       "READ of remote block %zu (pattern offset %zu)",
@@ -1013,6 +1140,7 @@ desc_check_after(bench_session_t *s, nxl_op_t op, uint64_t key,
             return -1;
         }
     }
+    count_checked(s, op, range, 1);
     return 0;
 }
 
@@ -1076,8 +1204,8 @@ bench_desc(bench_session_t *s)
     uint64_t *bs = calloc(reps, sizeof(uint64_t));
     nxl_prepped_t *lp = NULL;
     nxl_prepped_t *rp = NULL;
-    nxl_dlist_t ldl = {NXL_DRAM, ld, n};
-    nxl_dlist_t rdl = {NXL_DRAM, rd, n};
+    nxl_dlist_t ldl = {s->lmem, ld, n};
+    nxl_dlist_t rdl = {s->rmem, rd, n};
     uint64_t seed = 0x2545F4914F6CDD1Dull;
     uint64_t t0;
     uint64_t t1;
@@ -1121,10 +1249,10 @@ bench_desc(bench_session_t *s)
         }
     }
     for (i = 0; i < n; i++) {
-        ld[i].addr = (uint64_t)(uintptr_t)s->pool + i * block;
-        ld[i].len = block;
-        rd[i].addr = s->rbase + i * block;
-        rd[i].len = block;
+        bench_ldesc(s, i * block, block, &ld[i]);
+        if (bench_rdesc(s, i * block, block, &rd[i]) != 0) {
+            goto out;
+        }
         liov[i].iov_base = s->pool + i * block;
         liov[i].iov_len = block;
         roff[i] = ridx[i] * block;

@@ -1,0 +1,185 @@
+#!/bin/sh
+# bench_modes.sh - nxl-bench --smoke in the modes beyond a local DRAM pair:
+#   1. an etcd group of two processes (pairwise) on a real etcd server
+#      started here on free loopback ports in a temporary directory;
+#   2. --backend POSIX with --filepath in a mktemp directory (O_DIRECT
+#      too, when that directory's file system has it);
+#   3. VRAM pools through the fake device (--vram_device fake);
+#   4. the errors that name their fix (unknown flag, max < start block,
+#      POSIX as a network pair, etcd not reachable).
+# Usage: tests/bench_modes.sh [BUILD_DIR]   (default: build)
+# Exit 0 when every mode passed, 1 when one failed; the etcd mode is
+# skipped, with the reason printed, when no etcd binary is installed.
+set -u
+
+BUILD=${1:-build}
+BENCH=$BUILD/tools/nxl-bench/nxl-bench
+if [ ! -x "$BENCH" ]; then
+    echo "bench_modes: $BENCH not built" >&2
+    exit 1
+fi
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/nxl-bench-modes.XXXXXX") || exit 1
+ETCD_PID=
+cleanup() {
+    if [ -n "$ETCD_PID" ]; then
+        kill "$ETCD_PID" 2>/dev/null
+        wait "$ETCD_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fails=0
+passes=0
+skips=0
+ok() { echo "ok    $1"; passes=$((passes + 1)); }
+bad() { echo "FAIL  $1"; fails=$((fails + 1)); }
+skip() { echo "skip  $1: $2"; skips=$((skips + 1)); }
+
+# smoke NAME LOG ARGS...: runs nxl-bench --smoke ARGS, expects exit 0 and
+# the "--smoke: ok" line.
+smoke() {
+    name=$1
+    log=$2
+    shift 2
+    if "$BENCH" --smoke "$@" >"$log" 2>&1 &&
+        grep -q -- '--smoke: ok' "$log"; then
+        ok "$name"
+    else
+        bad "$name (log below)"
+        sed 's/^/    /' "$log" | tail -25
+    fi
+}
+
+# expect_err NAME WORDS ARGS...: nxl-bench ARGS must fail within 20 s and
+# say WORDS (a fixed string) on stderr.
+expect_err() {
+    name=$1
+    words=$2
+    shift 2
+    if timeout 20 "$BENCH" "$@" >"$TMP/err.out" 2>"$TMP/err.log"; then
+        bad "$name (exit 0)"
+    elif grep -q -F -- "$words" "$TMP/err.log"; then
+        ok "$name"
+    else
+        bad "$name (no '$words'; stderr below)"
+        sed 's/^/    /' "$TMP/err.log" | tail -5
+    fi
+}
+
+# free_port prints a TCP port free on 127.0.0.1 now.
+free_port() {
+    /usr/bin/python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# --- 1. etcd pair -------------------------------------------------------
+ETCD=$(command -v etcd 2>/dev/null || true)
+if [ -z "$ETCD" ] && [ -x /usr/bin/etcd ]; then
+    ETCD=/usr/bin/etcd
+fi
+if [ -z "$ETCD" ]; then
+    skip "etcd pair" "no etcd binary (Debian/Ubuntu: apt-get install etcd-server)"
+else
+    CP=$(free_port)
+    PP=$(free_port)
+    "$ETCD" --name bm --data-dir "$TMP/etcd" \
+        --listen-client-urls "http://127.0.0.1:$CP" \
+        --advertise-client-urls "http://127.0.0.1:$CP" \
+        --listen-peer-urls "http://127.0.0.1:$PP" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+        --initial-cluster "bm=http://127.0.0.1:$PP" \
+        --heartbeat-interval 50 --election-timeout 500 \
+        --log-level warn >"$TMP/etcd.log" 2>&1 &
+    ETCD_PID=$!
+    up=0
+    i=0
+    while [ $i -lt 100 ]; do
+        if /usr/bin/python3 - "$CP" <<'PY' 2>/dev/null; then
+import sys, urllib.request
+req = urllib.request.Request("http://127.0.0.1:%s/v3/kv/range" % sys.argv[1],
+                             data=b'{"key":"AA=="}')
+urllib.request.urlopen(req, timeout=1).read()
+PY
+            up=1
+            break
+        fi
+        i=$((i + 1))
+        sleep 0.1
+    done
+    if [ $up -ne 1 ]; then
+        bad "etcd pair (etcd did not start; its log below)"
+        sed 's/^/    /' "$TMP/etcd.log" | tail -10
+    else
+        EP="http://127.0.0.1:$CP"
+        G="bm-$$"
+        "$BENCH" --smoke --etcd_endpoints "$EP" --benchmark_group "$G" \
+            --world_size 2 >"$TMP/rank-a.log" 2>&1 &
+        A=$!
+        "$BENCH" --smoke --etcd_endpoints "$EP" --benchmark_group "$G" \
+            --world_size 2 >"$TMP/rank-b.log" 2>&1 &
+        B=$!
+        ra=0
+        rb=0
+        wait $A || ra=$?
+        wait $B || rb=$?
+        if [ $ra -eq 0 ] && [ $rb -eq 0 ] &&
+            grep -q -- '--smoke.*: ok$' "$TMP/rank-a.log" &&
+            grep -q -- '--smoke.*: ok$' "$TMP/rank-b.log" &&
+            cat "$TMP/rank-a.log" "$TMP/rank-b.log" |
+            grep -q -- '--check_consistency: verified'; then
+            ok "etcd pair (2 processes, group $G at $EP)"
+        else
+            bad "etcd pair (exit $ra and $rb; logs below)"
+            sed 's/^/    a: /' "$TMP/rank-a.log" | tail -15
+            sed 's/^/    b: /' "$TMP/rank-b.log" | tail -15
+        fi
+        expect_err "etcd: odd --world_size" "even --world_size" \
+            --etcd_endpoints "$EP" --world_size 3
+    fi
+fi
+# etcd not reachable: a closed port on loopback
+DEAD=$(free_port)
+expect_err "etcd not reachable" "is etcd running at" --smoke \
+    --etcd_endpoints "http://127.0.0.1:$DEAD" --benchmark_group dead
+
+# --- 2. POSIX with --filepath -----------------------------------------------
+mkdir -p "$TMP/files"
+smoke "POSIX --filepath (buffered)" "$TMP/posix.log" --backend POSIX \
+    --filepath "$TMP/files" --num_files 2
+if grep -q 'fio column is' "$TMP/posix.log"; then
+    echo "      (no fio column: $(grep 'fio column is' "$TMP/posix.log"))"
+fi
+probe="$TMP/files/.direct-probe"
+if dd if=/dev/zero of="$probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+    rm -f "$probe"
+    smoke "POSIX --filepath --storage_enable_direct" "$TMP/posix-direct.log" \
+        --backend POSIX --filepath "$TMP/files" --storage_enable_direct
+else
+    rm -f "$probe"
+    skip "POSIX O_DIRECT" "the file system of $TMP has no O_DIRECT (tmpfs?)"
+fi
+if [ -n "$(ls -A "$TMP/files")" ]; then
+    bad "POSIX files removed after the run (left: $(ls "$TMP/files"))"
+fi
+
+# --- 3. VRAM through the fake device -------------------------------------
+smoke "VRAM -> VRAM (fake device)" "$TMP/vram.log" --vram_device fake \
+    --initiator_seg_type VRAM --target_seg_type VRAM
+smoke "VRAM -> shared DRAM (fake device)" "$TMP/vram2.log" \
+    --vram_device fake --initiator_seg_type VRAM --shared
+
+# --- 4. errors that name the fix ------------------------------------------
+expect_err "unknown flag" "unknown flag --no_such_flag" --no_such_flag 1
+expect_err "max block under start" "raise --max_block_size" \
+    --start_block_size 64K --max_block_size 4K
+expect_err "POSIX as a network pair" "Drop --target_host" \
+    --backend POSIX --filepath "$TMP" --target_host 127.0.0.1
+expect_err "POSIX without --filepath" "needs --filepath DIR" --backend POSIX
+expect_err "unknown backend" "this build has:" --backend NOPE
+
+echo "bench_modes: $passes passed, $fails failed, $skips skipped"
+[ $fails -eq 0 ]
