@@ -2,15 +2,18 @@
 BUILD ?= build
 CMAKE_ARGS ?=
 
-all: deps
+# Each target installs only what it needs (scripts/install-deps.sh PROFILE).
+all: deps-build
 	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_ARGS) >/dev/null && cmake --build $(BUILD)
 deps:
-	@./scripts/install-deps.sh
-run: all
+	@./scripts/install-deps.sh all
+deps-%:
+	@./scripts/install-deps.sh $*
+run: deps-run all
 	$(BUILD)/tools/nxl-bench/nxl-bench --backend SHM --op_type READ,WRITE
-test: all
+test: deps-test all
 	./tests/run_all.sh $(BUILD)
-soak: all
+soak: deps-test all
 	$(BUILD)/tools/nxl-soak/nxl-soak --duration $(or $(SOAK_SECONDS),3600) $(or $(SOAK_ARGS),--avoid-known)
 asan:
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" test
@@ -19,13 +22,13 @@ asan:
 # lets a test fork a peer after its own threads started (TSan then ignores
 # the child's main thread, not the threads it starts); UCX_MEM_EVENTS=no
 # keeps UCX's malloc hooks from crashing at start under TSan.
-tsan:
+tsan: deps-tsan
 	UCX_MEM_EVENTS=no TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0 $(TSAN_OPTIONS)" \
 	  $(MAKE) BUILD=build-tsan CMAKE_ARGS="-DCMAKE_C_COMPILER=clang -DNXL_SANITIZE=thread" test
-faults:
+faults: deps-test
 	$(MAKE) BUILD=build-asan CMAKE_ARGS="-DNXL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug" all
 	./tests/faults.sh build-asan $(or $(NXL_FAULT),all=0.01)
-fuzz: deps
+fuzz: deps-fuzz
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
