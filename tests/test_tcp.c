@@ -1713,6 +1713,46 @@ t_kill_mid_read(void)
     return tt_death(false);
 }
 
+/* t_idle_death_wakes: a loaded peer that dies while nothing is in flight
+ * wakes the agent (host->wake and the event fd) at once, and the next
+ * call to it says REMOTE_DISCONNECT (before: nothing woke a thread that
+ * slept on the agent's fd waiting for that peer's notification). */
+static int
+t_idle_death_wakes(void)
+{
+    struct pollfd pfd;
+    unsigned w0, i;
+    tt_target tg;
+    tt_eng t;
+    void *peer;
+
+    XT_ASSERT_EQ(tt_spawn(&tg, "mortal", 65536), 0);
+    XT_ASSERT_OK(tt_open(&t, "watcher", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(OPS->notif_send(t.e, peer, "hi", 2));
+    XT_ASSERT_EQ(tt_target_wait_notifs(&tg, 1, 5000).n, 1);
+    pfd.fd = OPS->event_fd(t.e);
+    pfd.events = POLLIN;
+    (void)OPS->progress(t.e);
+    XT_ASSERT_EQ(poll(&pfd, 1, 0), 0);
+    w0 = atomic_load(&t.h.wakes);
+
+    tt_target_kill(&tg);
+    XT_ASSERT_EQ(poll(&pfd, 1, 2000), 1);
+    for (i = 0; i < 200 && atomic_load(&t.h.wakes) == w0; i++) {
+        usleep(10000);
+    }
+    XT_ASSERT(atomic_load(&t.h.wakes) > w0);
+    (void)OPS->progress(t.e);
+    XT_ASSERT_EQ(poll(&pfd, 1, 0), 0); /* drained: no busy loop */
+    XT_ASSERT_STATUS(OPS->notif_send(t.e, peer, "hi", 2),
+                     NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT(strstr(nxl_last_error(), "mortal") != NULL);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    return tt_leaks();
+}
+
 /* t_reconnect: after a peer dies, unload + load with its new conn info
  * connects again (unlike NIXL, disconnect is not terminal). */
 static int
@@ -2989,6 +3029,7 @@ const xt_suite xt_suite_tcp = {
         {"reset_mid_transfer", t_reset_mid_transfer},
         {"kill_mid_read", t_kill_mid_read},
         {"reconnect", t_reconnect},
+        {"idle_death_wakes", t_idle_death_wakes},
         {"concurrent_small", t_concurrent_small},
         {"cancel", t_cancel},
         {"cancel_write_notif", t_cancel_write_notif},

@@ -1057,9 +1057,9 @@ class NixlWriteEmbeddingReceiver:
                 self._hook_got = 0
                 fired, self._waker.fd_fired = self._waker.fd_fired, False
                 now = time.monotonic()
-                # Probe when the fd fired with nothing to read (SHM and UCX
-                # wake it when a peer dies; at most every 50 ms: empty wakes
-                # happen) or every LIVENESS seconds (TCP).
+                # Probe when the fd fired with nothing to read (SHM, UCX
+                # and TCP wake it when a loaded peer dies; at most every
+                # 50 ms: empty wakes happen) or every LIVENESS seconds.
                 since = now - last_probe
                 if self._waiters and (
                         (fired and not got and since >= 0.05) or

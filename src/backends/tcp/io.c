@@ -731,21 +731,24 @@ be_tcp_conn_bury(be_tcp_conn_t *c)
     }
 }
 
-/* be_tcp_peer_kill marks peer dead and kills its streams (io_lock). */
-void
+/* be_tcp_peer_kill: see tcp.h. */
+bool
 be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t st, const char *why)
 {
+    bool first = false;
     unsigned i;
 
     if (atomic_load(&peer->dead) == 0) {
         snprintf(peer->why, sizeof(peer->why), "%s", why);
         atomic_store(&peer->dead, (int)st);
+        first = true;
     }
     for (i = 0; i < peer->nconns; i++) {
         if (peer->conns[i] != NULL) {
             be_tcp_conn_kill(peer->conns[i], st, why);
         }
     }
+    return first;
 }
 
 /* be_tcp_conn_fail ends a connection after an error: a client stream takes
@@ -772,7 +775,12 @@ be_tcp_conn_fail(be_tcp_conn_t *c, nxl_status_t st, int level,
         be_tcp_conn_bury(c);
     } else if (c->peer != NULL) {
         nxl__log(level, "tcp: agent '%s': %s", c->peer->name, why);
-        be_tcp_peer_kill(c->peer, st, why);
+        if (be_tcp_peer_kill(c->peer, st, why)) {
+            /* As SHM and UCX do when a peer dies: a thread asleep on the
+             * agent's fd, waiting for this peer's notification, wakes
+             * and learns it from its next call to the peer. */
+            be_tcp_signal(c->eng, 0, true);
+        }
     } else {
         be_tcp_conn_kill(c, st, why);
     }

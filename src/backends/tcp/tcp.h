@@ -404,9 +404,10 @@ bool be_tcp_conn_enqueue(be_tcp_conn_t *conn, be_tcp_txi_t *txi, bool in_io);
 bool be_tcp_conn_push_part(be_tcp_conn_t *conn, be_tcp_part_t *part,
                            be_tcp_txi_t *after);
 
-/* be_tcp_peer_kill fails everything in flight to peer with status and
- * closes its connections (io_lock held). */
-void be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
+/* be_tcp_peer_kill marks peer dead with status (the first status and why
+ * stay), fails everything in flight to it and closes its connections
+ * (io_lock held). Returns true when this call marked it dead. */
+bool be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
                       const char *why);
 
 /* be_tcp_conn_bury closes conn and queues it for freeing (io_lock). */
