@@ -56,7 +56,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= NXL__SC_HDR_SIZE) {
         status = nxl__sc_hdr_decode(data, &h);
         if (status == NXL_OK) {
-            CHECK(h.type >= NXL__SC_LOAD && h.type <= NXL__SC_MD);
+            CHECK(h.type >= NXL__SC_LOAD && h.type <= NXL__SC_AUTH);
             CHECK(h.len <= NXL__SC_MAX_PAYLOAD);
             nxl__sc_hdr_encode(h.type, h.len, again);
             CHECK(memcmp(again, data, NXL__SC_HDR_SIZE) == 0);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench_modes.sh - nxl-bench --smoke in the modes beyond a local DRAM pair:
 #   1. an etcd group of two processes (pairwise) on a real etcd server
-#      started here on free loopback ports in a temporary directory;
+#      started here on free loopback ports in a temporary directory, then
+#      groups of three with --scheme manytoone and onetomany;
 #   2. --backend POSIX with --filepath in a mktemp directory (O_DIRECT
 #      too, when that directory's file system has it);
 #   3. VRAM pools through the fake device (--vram_device fake);
@@ -76,6 +77,53 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# group3 SCHEME INITS: three processes of --scheme SCHEME in a fresh group
+# on the etcd at $EP, with --check_consistency. Every process must exit 0
+# and print its --smoke ok line, and INITS initiators must report
+# verified data.
+group3() {
+    scheme=$1
+    inits=$2
+    g="bm-$scheme-$$"
+    pids=""
+    for r in 0 1 2; do
+        timeout 600 "$BENCH" --smoke --check_consistency \
+            --etcd_endpoints "$EP" --benchmark_group "$g" --world_size 3 \
+            --scheme "$scheme" >"$TMP/$scheme-$r.log" 2>&1 &
+        pids="$pids $!"
+    done
+    rcs=""
+    good=1
+    for p in $pids; do
+        rc=0
+        wait "$p" || rc=$?
+        rcs="$rcs $rc"
+        [ $rc -eq 0 ] || good=0
+    done
+    verified=0
+    for r in 0 1 2; do
+        lg="$TMP/$scheme-$r.log"
+        grep -q -- '--smoke.*: ok$' "$lg" || good=0
+        if grep -q -- '^nxl-bench --smoke: ' "$lg"; then
+            # an initiator: its data must have been checked
+            if grep -q -- '--check_consistency: verified' "$lg"; then
+                verified=$((verified + 1))
+            else
+                good=0
+            fi
+        fi
+    done
+    [ $verified -eq "$inits" ] || good=0
+    if [ $good -eq 1 ]; then
+        ok "etcd $scheme (3 processes, $inits initiator(s) verified)"
+    else
+        bad "etcd $scheme (exits$rcs, $verified/$inits verified; logs below)"
+        for r in 0 1 2; do
+            sed "s/^/    $r: /" "$TMP/$scheme-$r.log" | tail -15
+        done
+    fi
+}
+
 # --- 1. etcd pair -------------------------------------------------------
 ETCD=$(command -v etcd 2>/dev/null || true)
 if [ -z "$ETCD" ] && [ -x /usr/bin/etcd ]; then
@@ -139,6 +187,8 @@ PY
         fi
         expect_err "etcd: odd --world_size" "even --world_size" \
             --etcd_endpoints "$EP" --world_size 3
+        group3 manytoone 2
+        group3 onetomany 1
     fi
 fi
 # etcd not reachable: a closed port on loopback

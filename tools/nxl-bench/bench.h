@@ -177,6 +177,16 @@ typedef struct bench_session {
     bench_peer_t peers[BENCH_MAX_PEERS];
     size_t npeers;
     struct bench_group *grp; /* etcd group, NULL without etcd */
+    /* target of several initiators (--scheme manytoone): peers[j] owns
+     * the pool's slice [j * slice_size, (j+1) * slice_size); slice_off is
+     * the slice of the message being answered, peer its sender */
+    int multi;
+    size_t slice_off;
+    size_t slice_size;       /* 0: the whole pool */
+    size_t cur;              /* initiator: peers[cur] is peer, rbase, ... */
+    size_t lstride;          /* onetomany: local region size per target,
+                              * target j's at j * lstride; 0 otherwise */
+    size_t lbase;            /* the current peer's: cur * lstride */
     /* local pool kind and remote descriptors' kind */
     nxl_mem_t lmem;
     uint64_t ldev;
@@ -244,6 +254,11 @@ int bench_pool_reregister(bench_session_t *s);
 /* bench_session_close says "done" to the target, frees everything and
  * reaps the local target. Returns 0, or -1 when the target failed. */
 int bench_session_close(bench_session_t *s);
+
+/* bench_peer_use makes peers[j] the session's current peer (peer, rbase,
+ * rsize, rpid): the one notifications, fills and verifies go to. An
+ * initiator of --scheme onetomany has one peer per target. */
+void bench_peer_use(bench_session_t *s, size_t j);
 
 /* bench_send formats a notification and sends it to the peer. */
 int bench_send(bench_session_t *s, const char *fmt, ...)

@@ -144,8 +144,9 @@ usage(FILE *f)
         "                            the agents' metadata\n"
         "  --benchmark_group NAME    the group (default)\n"
         "  --world_size N            processes in the group (2)\n"
-        "  --scheme pairwise         rank 2k -> rank 2k+1 (manytoone and\n"
-        "                            onetomany: not implemented yet)\n"
+        "  --scheme pairwise         rank 2k -> rank 2k+1; manytoone: every\n"
+        "                            rank -> rank 0; onetomany: rank 0 ->\n"
+        "                            every rank\n"
         "  --runtime_type ETCD       accepted for nixlbench compatibility\n"
         "Two hosts without etcd:\n"
         "  --target_host HOST        initiator only: remote target\n"
@@ -889,14 +890,7 @@ check_group(bench_opts_t *o)
                   BENCH_MAX_PEERS);
         return -1;
     }
-    if (o->scheme != BENCH_PAIRWISE) {
-        bench_err("--scheme %s is not implemented in nxl-bench yet (a target "
-                  "serving several initiators, or one initiator several "
-                  "targets): use --scheme pairwise",
-                  bench_scheme_name(o->scheme));
-        return -1;
-    }
-    if (o->world_size % 2 != 0) {
+    if (o->scheme == BENCH_PAIRWISE && o->world_size % 2 != 0) {
         bench_err("--scheme pairwise pairs rank 2k with rank 2k+1: give an "
                   "even --world_size (now %zu)",
                   o->world_size);

@@ -351,7 +351,18 @@ fetch_notifs(bench_session_t *s)
             memcmp(it->msg, "NXLB ", 5) != 0) {
             continue;
         }
-        if (s->peer[0] != '\0' && strcmp(it->agent, s->peer) != 0) {
+        if (s->multi) {
+            size_t j;
+
+            for (j = 0; j < s->npeers; j++) {
+                if (strcmp(it->agent, s->peers[j].name) == 0) {
+                    break;
+                }
+            }
+            if (j == s->npeers) {
+                continue; /* not one of our initiators */
+            }
+        } else if (s->peer[0] != '\0' && strcmp(it->agent, s->peer) != 0) {
             continue;
         }
         if (s->queue_len == sizeof(s->queue) / sizeof(s->queue[0])) {
@@ -610,6 +621,7 @@ parse_ranges(const bench_session_t *s, const char *p, size_t *ranges,
     char *end;
     unsigned long long n;
     size_t i;
+    size_t lim = s->slice_size != 0 ? s->slice_size : s->pool_size;
 
     n = strtoull(p, &end, 10);
     if (end == p || n > cap) {
@@ -626,7 +638,7 @@ parse_ranges(const bench_session_t *s, const char *p, size_t *ranges,
         }
         p = end;
         len = strtoull(p, &end, 10);
-        if (end == p || off > s->pool_size || len > s->pool_size - off) {
+        if (end == p || off > lim || len > lim - off) {
             return -1;
         }
         ranges[2 * i] = (size_t)off;
@@ -653,8 +665,10 @@ target_handle(bench_session_t *s, const char *msg)
 
         host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
         return bench_send(s, "NXLB region %llx %zu %d %d %s %s %u %d %llu",
-                          (unsigned long long)(uintptr_t)s->pool,
-                          s->pool_size, (int)getpid(), s->pool_shared, boot,
+                          (unsigned long long)(uintptr_t)(s->pool +
+                                                          s->slice_off),
+                          s->slice_size != 0 ? s->slice_size : s->pool_size,
+                          (int)getpid(), s->pool_shared, boot,
                           pidns, s->iperf_port, (int)s->lmem,
                           (unsigned long long)s->ldev);
     }
@@ -671,8 +685,9 @@ target_handle(bench_session_t *s, const char *msg)
             return -1;
         }
         for (i = 0; i < n; i++) {
-            if (bench_pool_fill(s, ranges[2 * i], ranges[2 * i],
-                                ranges[2 * i + 1], key) != 0) {
+            if (bench_pool_fill(s, s->slice_off + ranges[2 * i],
+                                ranges[2 * i], ranges[2 * i + 1],
+                                key) != 0) {
                 return -1;
             }
         }
@@ -687,7 +702,8 @@ target_handle(bench_session_t *s, const char *msg)
         for (i = 0; i < n; i++) {
             size_t bad = SIZE_MAX;
 
-            if (bench_pool_check(s, ranges[2 * i], ranges[2 * i],
+            if (bench_pool_check(s, s->slice_off + ranges[2 * i],
+                                 ranges[2 * i],
                                  ranges[2 * i + 1], key, &bad) != 0) {
                 return -1;
             }
@@ -788,6 +804,82 @@ target_loop(bench_session_t *s, pid_t parent)
             return rc > 0 ? 0 : -1;
         }
     }
+}
+
+/* multi_target_loop serves every initiator of a manytoone target, each
+ * in its own slice of the pool, until all of them said "done". It gives
+ * up when one of them disappears or all go quiet for 10x the timeout. */
+static int
+multi_target_loop(bench_session_t *s)
+{
+    uint64_t idle_ns = (uint64_t)s->o->timeout_s * 10 * 1000000000ull;
+    uint64_t last = bench_now_ns();
+    size_t left = s->npeers;
+
+    while (left > 0) {
+        struct bench_msg m;
+        size_t j;
+        int rc;
+
+        if (fetch_notifs(s) < 0) {
+            return -1;
+        }
+        m = queue_take(s, NULL);
+        if (m.msg == NULL) {
+            for (j = 0; j < s->npeers; j++) {
+                bench_peer_t *p = &s->peers[j];
+
+                if (p->done) {
+                    continue;
+                }
+                if (p->rpid > 0 && kill(p->rpid, 0) != 0 &&
+                    errno == ESRCH) {
+                    bench_err("target: initiator %s (pid %d) is gone",
+                              p->name, (int)p->rpid);
+                    return -1;
+                }
+                if (nxl_md_check(s->agent, p->name, NULL) != NXL_OK) {
+                    bench_err("target: initiator %s disconnected", p->name);
+                    return -1;
+                }
+            }
+            if (bench_now_ns() - last > idle_ns) {
+                bench_err("target: no message from the initiators for %d "
+                          "s; giving up",
+                          s->o->timeout_s * 10);
+                return -1;
+            }
+            wait_readable(s, 2);
+            continue;
+        }
+        last = bench_now_ns();
+        for (j = 0; j < s->npeers; j++) {
+            if (strcmp(m.from, s->peers[j].name) == 0) {
+                break;
+            }
+        }
+        if (j == s->npeers || s->peers[j].done) {
+            free(m.from);
+            free(m.msg);
+            continue;
+        }
+        snprintf(s->peer, sizeof(s->peer), "%s", s->peers[j].name);
+        s->slice_off = j * s->slice_size;
+        if (strncmp(m.msg, "NXLB hello", 10) == 0) {
+            s->peers[j].rpid = hello_pid(m.msg);
+        }
+        rc = target_handle(s, m.msg);
+        free(m.from);
+        free(m.msg);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc > 0) {
+            s->peers[j].done = 1;
+            left--;
+        }
+    }
+    return 0;
 }
 
 /* bench_run_target runs the target side (--listen). */
@@ -912,6 +1004,7 @@ bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
     char name[128];
     char peer[128];
     char sz[32];
+    size_t i;
     int rc = 1;
 
     memset(&s, 0, sizeof(s));
@@ -928,10 +1021,27 @@ bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
     nxl_agent_config_init(&cfg);
     cfg.sync_mode = NXL_SYNC_RW;
     cfg.progress_thread = o->enable_pt;
+    /* manytoone: one slice of the pool per initiator, so that their
+     * WRITEs never overlap and each one's data can be verified */
+    s.multi = g->npeers > 1;
+    s.slice_size = s.multi ? bench_pool_default(o) : 0;
     if (agent_open(&s, name, &cfg) != 0 ||
-        pool_alloc(&s, bench_pool_default(o), o->shared) != 0 ||
-        etcd_exchange(&s, peer) != 0) {
+        pool_alloc(&s, bench_pool_default(o) * g->npeers, o->shared) != 0) {
         goto out;
+    }
+    for (i = 0; i < g->npeers; i++) {
+        bench_group_agent(o, g->peers[i], s.peers[i].name,
+                          sizeof(s.peers[i].name));
+        s.peers[i].rank = g->peers[i];
+        if (etcd_exchange(&s, s.peers[i].name) != 0) {
+            goto out;
+        }
+    }
+    s.npeers = g->npeers;
+    if (s.multi) {
+        s.peer[0] = '\0'; /* set per message */
+        snprintf(peer, sizeof(peer), "%zu initiators (ranks 1..%zu)",
+                 g->npeers, g->npeers);
     }
     fprintf(o->json || o->csv ? stderr : stdout,
             "nxl-bench: rank %d of %zu in group '%s': target %s of %s, %s "
@@ -940,7 +1050,11 @@ bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
             bench_fmt_size(s.pool_size, sz, sizeof(sz)),
             s.lmem == NXL_VRAM ? "VRAM" : "DRAM");
     fflush(stdout);
-    rc = target_loop(&s, 0) == 0 ? 0 : 1;
+    if (s.multi) {
+        rc = multi_target_loop(&s) == 0 ? 0 : 1;
+    } else {
+        rc = target_loop(&s, 0) == 0 ? 0 : 1;
+    }
 out:
     queue_clear(&s);
     pool_free(&s);
@@ -1194,9 +1308,26 @@ exchange_md(bench_session_t *s, const char *ip, uint16_t port)
     return 0;
 }
 
-/* handshake says hello and reads the target's region description. */
+/* bench_peer_use makes peers[j] the current peer. */
+void
+bench_peer_use(bench_session_t *s, size_t j)
+{
+    bench_peer_t *p = &s->peers[j];
+
+    s->cur = j;
+    s->lbase = j * s->lstride;
+    snprintf(s->peer, sizeof(s->peer), "%s", p->name);
+    s->rbase = p->rbase;
+    s->rsize = p->rsize;
+    s->rpid = p->rpid;
+    s->rshared = p->rshared;
+    s->same_host = p->same_host;
+}
+
+/* handshake says hello to the current peer (s->peer) and reads its region
+ * description into peers[j] and the session's current-peer fields. */
 static int
-handshake(bench_session_t *s)
+handshake(bench_session_t *s, size_t j)
 {
     char ans[512];
     char rboot[64];
@@ -1235,21 +1366,22 @@ handshake(bench_session_t *s)
         return -1;
     }
     s->rmem = (nxl_mem_t)rmem;
-    s->peers[0].rmem = (nxl_mem_t)rmem;
-    s->peers[0].rdev = rdev;
-    s->peers[0].rbase = base;
-    s->peers[0].rsize = size;
-    s->peers[0].rpid = (pid_t)pid;
-    s->peers[0].rank = -1;
-    snprintf(s->peers[0].name, sizeof(s->peers[0].name), "%.127s", s->peer);
-    s->npeers = 1;
-    s->rbase = base;
-    s->rsize = size;
-    s->rpid = (pid_t)pid;
-    s->rshared = shared;
-    s->iperf_port = n == 7 ? iperf_port : 0;
-    s->same_host = strcmp(boot, "none") != 0 && strcmp(boot, rboot) == 0 &&
-                   strcmp(pidns, rpidns) == 0;
+    s->peers[j].rmem = (nxl_mem_t)rmem;
+    s->peers[j].rdev = rdev;
+    s->peers[j].rbase = base;
+    s->peers[j].rsize = size;
+    s->peers[j].rpid = (pid_t)pid;
+    s->peers[j].rshared = shared;
+    s->peers[j].rank = -1;
+    s->peers[j].same_host = strcmp(boot, "none") != 0 &&
+                            strcmp(boot, rboot) == 0 &&
+                            strcmp(pidns, rpidns) == 0;
+    snprintf(s->peers[j].name, sizeof(s->peers[j].name), "%.127s", s->peer);
+    s->npeers = j + 1;
+    if (j == 0) {
+        s->iperf_port = n == 7 ? iperf_port : 0;
+    }
+    bench_peer_use(s, j);
     return 0;
 }
 
@@ -1465,7 +1597,9 @@ static int
 session_common(bench_session_t *s, const char *where)
 {
     /* slices must exist on both sides */
-    s->span = s->rsize < s->pool_size ? s->rsize : s->pool_size;
+    size_t local = s->lstride != 0 ? s->lstride : s->pool_size;
+
+    s->span = s->rsize < local ? s->rsize : local;
     setup_baseline(s);
     s->evict_size = 4 * bench_llc_size();
     s->evict = bench_map(s->evict_size);
@@ -1514,17 +1648,41 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o,
         char name[128];
         char peer[128];
 
+        size_t j;
+
         bench_group_agent(o, grp->rank, name, sizeof(name));
-        bench_group_agent(o, grp->peers[0], peer, sizeof(peer));
+        /* onetomany: a local region per target, so that a READ from
+         * each lands (and is verified) in its own region */
+        s->lstride = grp->npeers > 1 ? pool_size : 0;
         if (agent_open(s, name, &cfg) != 0 ||
-            pool_alloc(s, pool_size, o->shared) != 0 ||
-            etcd_exchange(s, peer) != 0 || handshake(s) != 0) {
+            pool_alloc(s, pool_size * grp->npeers, o->shared) != 0) {
             return -1;
         }
-        s->peers[0].rank = grp->peers[0];
-        snprintf(where, sizeof(where),
-                 "%s (rank %d of %zu, group '%s', etcd %s)", peer,
-                 grp->peers[0], grp->world, o->group, o->etcd_endpoints);
+        /* onetomany: every target, each with its own pool */
+        for (j = 0; j < grp->npeers; j++) {
+            bench_group_agent(o, grp->peers[j], peer, sizeof(peer));
+            if (etcd_exchange(s, peer) != 0 || handshake(s, j) != 0) {
+                return -1;
+            }
+            s->peers[j].rank = grp->peers[j];
+        }
+        for (j = 1; j < s->npeers; j++) {
+            if (s->peers[j].rsize < s->peers[0].rsize) {
+                s->peers[0].rsize = s->peers[j].rsize; /* common span */
+            }
+        }
+        bench_peer_use(s, 0);
+        if (s->npeers > 1) {
+            snprintf(where, sizeof(where),
+                     "ranks 1..%zu of %zu (onetomany: one request to each "
+                     "per iteration, group '%s', etcd %s)",
+                     s->npeers, grp->world, o->group, o->etcd_endpoints);
+        } else {
+            snprintf(where, sizeof(where),
+                     "%s (rank %d of %zu, group '%s', etcd %s)", peer,
+                     grp->peers[0], grp->world, o->group,
+                     o->etcd_endpoints);
+        }
         return session_common(s, where);
     }
     if (o->target_host != NULL) {
@@ -1539,7 +1697,7 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o,
     }
     if (agent_open(s, BENCH_INITIATOR_NAME, &cfg) != 0 ||
         pool_alloc(s, pool_size, o->shared) != 0 ||
-        exchange_md(s, ip, port) != 0 || handshake(s) != 0) {
+        exchange_md(s, ip, port) != 0 || handshake(s, 0) != 0) {
         return -1;
     }
     snprintf(s->rhost, sizeof(s->rhost), "%s", ip);
@@ -1555,9 +1713,18 @@ bench_session_close(bench_session_t *s)
     int rc = 0;
 
     if (s->agent != NULL && s->peer[0] != '\0' && !s->o->storage) {
-        if (bench_send(s, "NXLB done") != 0 ||
-            bench_recv(s, "NXLB bye", ans, sizeof(ans), 5000) != 0) {
-            rc = -1;
+        size_t j;
+        size_t n = s->npeers > 1 ? s->npeers : 1;
+
+        for (j = 0; j < n; j++) {
+            if (s->npeers > 1) {
+                bench_peer_use(s, j);
+                s->peer_gone = 0;
+            }
+            if (bench_send(s, "NXLB done") != 0 ||
+                bench_recv(s, "NXLB bye", ans, sizeof(ans), 5000) != 0) {
+                rc = -1;
+            }
         }
     }
     queue_clear(s);
@@ -1598,7 +1765,7 @@ bench_rdesc(const bench_session_t *s, size_t roff, size_t len, nxl_desc_t *d)
     }
     d->addr = s->rbase + roff;
     d->len = len;
-    d->dev_id = s->rmem == NXL_VRAM ? s->peers[0].rdev : 0;
+    d->dev_id = s->rmem == NXL_VRAM ? s->peers[s->cur].rdev : 0;
     return 0;
 }
 

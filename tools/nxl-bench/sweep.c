@@ -27,7 +27,8 @@
 typedef struct worker {
     struct run *run;
     size_t tid;
-    nxl_xfer_t **reqs;      /* nreq requests, slice k of the region */
+    nxl_xfer_t **reqs;      /* nreq x nt requests: slice k of the region
+                             * to target j at reqs[k * nt + j] */
     uint64_t *post_ns;      /* iters samples: time inside nxl_xfer_post */
     uint64_t *tx_ns;        /* iters samples: post to completion */
     size_t *fq;             /* in-flight FIFO: sample index */
@@ -49,8 +50,10 @@ typedef struct run {
     size_t iters;           /* timed requests per thread */
     size_t warm;            /* untimed requests per thread first */
     int record_base;        /* keep per-iteration baseline times */
-    nxl_prepped_t *lprep;   /* prepared mode: all blocks of the pool */
-    nxl_prepped_t *rprep;
+    nxl_prepped_t **lprep;  /* prepared mode: all blocks of the pool,
+                             * per target (onetomany: its local region) */
+    nxl_prepped_t **rprep;  /* the same of every target's pool */
+    size_t nt;              /* targets: request streams per iteration */
     /* derived */
     size_t slice;
     size_t region;
@@ -63,7 +66,8 @@ typedef struct run {
 
 static uint64_t key_seq;
 
-static nxl_status_t make_one(run_t *r, size_t t, size_t k, nxl_xfer_t **x_p);
+static nxl_status_t make_one(run_t *r, size_t t, size_t k, size_t j,
+                            nxl_xfer_t **x_p);
 
 /* next_key returns a fresh consistency pattern key. */
 static uint64_t
@@ -162,27 +166,37 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
         while (posted < count && n < r->depth &&
                (n == 0 || posted - w->fq[head] < r->nreq)) {
             size_t idx = (first + posted) % r->nreq;
-            nxl_xfer_t *x = w->reqs[idx];
             uint64_t a = bench_now_ns();
             uint64_t b;
+            size_t j;
+            int busy = 0;
 
-            if (o->recreate_xfer) {
-                /* its previous use is complete (see the loop condition):
-                 * a new request each time, timed as part of the post */
-                nxl_xfer_release(x);
-                w->reqs[idx] = NULL;
-                st = make_one(r, w->tid, idx, &w->reqs[idx]);
-                if (st != NXL_OK) {
-                    w->reqs[idx] = NULL;
-                    return worker_fail(w, st, "--recreate_xfer: create");
+            /* one request per target (onetomany), all posted, then
+             * waited for together */
+            for (j = 0; j < r->nt; j++) {
+                nxl_xfer_t **xp = &w->reqs[idx * r->nt + j];
+
+                if (o->recreate_xfer) {
+                    /* its previous use is complete (see the loop
+                     * condition): a new request each time, timed as part
+                     * of the post */
+                    nxl_xfer_release(*xp);
+                    *xp = NULL;
+                    st = make_one(r, w->tid, idx, j, xp);
+                    if (st != NXL_OK) {
+                        *xp = NULL;
+                        return worker_fail(w, st,
+                                           "--recreate_xfer: create");
+                    }
                 }
-                x = w->reqs[idx];
+                st = nxl_xfer_post(*xp, NULL);
+                if (st != NXL_OK && st != NXL_IN_PROG) {
+                    return worker_fail(w, st, "nxl_xfer_post");
+                }
+                busy |= st == NXL_IN_PROG;
             }
-            st = nxl_xfer_post(x, NULL);
             b = bench_now_ns();
-            if (st != NXL_OK && st != NXL_IN_PROG) {
-                return worker_fail(w, st, "nxl_xfer_post");
-            }
+            st = busy ? NXL_IN_PROG : NXL_OK;
             if (record) {
                 w->post_ns[posted] = b - a;
             }
@@ -202,10 +216,15 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
         }
         if (n > 0) {
             size_t k = w->fq[head];
-            nxl_xfer_t *x = w->reqs[(first + k) % r->nreq];
+            size_t idx = (first + k) % r->nreq;
             uint64_t c;
+            size_t j;
 
-            st = wait_done(x, o->spin_us, bench_now_ns() + tmo);
+            st = NXL_OK;
+            for (j = 0; j < r->nt && st == NXL_OK; j++) {
+                st = wait_done(w->reqs[idx * r->nt + j], o->spin_us,
+                               bench_now_ns() + tmo);
+            }
             c = bench_now_ns();
             if (st != NXL_OK) {
                 return worker_fail(w, st,
@@ -251,11 +270,13 @@ slice_off(const run_t *r, size_t t, size_t k)
     return t * r->region + k * r->slice;
 }
 
-/* make_one creates request k of thread t (slice k of its region). */
+/* make_one creates request k of thread t (slice k of its region) to
+ * target j (peers[j]; always 0 but with onetomany). */
 static nxl_status_t
-make_one(run_t *r, size_t t, size_t k, nxl_xfer_t **x_p)
+make_one(run_t *r, size_t t, size_t k, size_t j, nxl_xfer_t **x_p)
 {
     bench_session_t *s = r->s;
+    const bench_peer_t *p = &s->peers[j];
     const bench_opts_t *o = s->o;
     size_t off = slice_off(r, t, k);
     nxl_desc_t *ld = calloc(r->batch, sizeof(*ld));
@@ -270,19 +291,26 @@ make_one(run_t *r, size_t t, size_t k, nxl_xfer_t **x_p)
         goto out;
     }
     for (b = 0; b < r->batch; b++) {
-        bench_ldesc(s, off + b * r->block, r->block, &ld[b]);
-        if (bench_rdesc(s, off + b * r->block, r->block, &rd[b]) != 0) {
+        bench_ldesc(s, j * s->lstride + off + b * r->block, r->block,
+                    &ld[b]);
+        if (r->nt > 1) {
+            /* thread-safe: not through the current peer */
+            rd[b].addr = p->rbase + off + b * r->block;
+            rd[b].len = r->block;
+            rd[b].dev_id = s->rmem == NXL_VRAM ? p->rdev : 0;
+        } else if (bench_rdesc(s, off + b * r->block, r->block, &rd[b]) !=
+                   0) {
             st = NXL_ERR_INVALID_PARAM;
             goto out;
         }
         li[b] = off / r->block + b;
     }
     if (o->prepared) {
-        st = nxl_xfer_make(s->agent, r->op, r->lprep, li, r->rprep, li,
-                           r->batch, NULL, x_p);
+        st = nxl_xfer_make(s->agent, r->op, r->lprep[j], li, r->rprep[j],
+                           li, r->batch, NULL, x_p);
     } else {
-        st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl, s->peer, NULL,
-                             x_p);
+        st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl,
+                             r->nt > 1 ? p->name : s->peer, NULL, x_p);
     }
 out:
     free(ld);
@@ -302,17 +330,18 @@ make_requests(run_t *r)
     for (t = 0; t < r->threads; t++) {
         worker_t *w = &r->w[t];
 
-        for (k = 0; k < r->nreq; k++) {
+        for (k = 0; k < r->nreq * r->nt; k++) {
             uint64_t a = bench_now_ns();
-            nxl_status_t st = make_one(r, t, k, &w->reqs[k]);
+            nxl_status_t st = make_one(r, t, k / r->nt, k % r->nt,
+                                       &w->reqs[k]);
 
-            r->prep_ns[t * r->nreq + k] = bench_now_ns() - a;
+            r->prep_ns[t * r->nreq * r->nt + k] = bench_now_ns() - a;
             if (st != NXL_OK) {
                 bench_nxl_err(st, "%s(%s, %zu x %zu B at pool offset %zu)",
                               o->prepared ? "nxl_xfer_make"
                                           : "nxl_xfer_create",
                               bench_op_name(r->op), r->batch, r->block,
-                              slice_off(r, t, k));
+                              slice_off(r, t, k / r->nt));
                 w->reqs[k] = NULL;
                 return -1;
             }
@@ -332,7 +361,7 @@ run_free(run_t *r)
         worker_t *w = &r->w[t];
 
         if (w->reqs != NULL) {
-            for (k = 0; k < r->nreq; k++) {
+            for (k = 0; k < r->nreq * r->nt; k++) {
                 if (w->reqs[k] != NULL) {
                     nxl_xfer_release(w->reqs[k]);
                 }
@@ -384,7 +413,7 @@ run_layout(run_t *r)
             r->nreq = r->depth;
         }
     }
-    r->prep_ns = calloc(r->threads * r->nreq, sizeof(uint64_t));
+    r->prep_ns = calloc(r->threads * r->nreq * r->nt, sizeof(uint64_t));
     if (r->record_base) {
         r->base_ns = calloc(r->iters, sizeof(uint64_t));
     }
@@ -396,7 +425,7 @@ run_layout(run_t *r)
 
         w->run = r;
         w->tid = t;
-        w->reqs = calloc(r->nreq, sizeof(*w->reqs));
+        w->reqs = calloc(r->nreq * r->nt, sizeof(*w->reqs));
         w->post_ns = calloc(r->iters, sizeof(uint64_t));
         w->tx_ns = calloc(r->iters, sizeof(uint64_t));
         w->fq = calloc(r->depth, sizeof(size_t));
@@ -519,30 +548,85 @@ check_ranges(const run_t *r, size_t *ranges)
     return r->threads;
 }
 
+/* tkey returns target j's pattern key for a row keyed key: each target
+ * of onetomany gets its own, so data from the wrong one is caught. */
+static uint64_t
+tkey(uint64_t key, size_t j)
+{
+    return key ^ ((uint64_t)j << 40);
+}
+
+/* remote_all asks each target of the row to fill (verify 0) or check
+ * (verify 1) its pattern key in the ranges; the first target is current
+ * again afterwards. */
+static int
+remote_all(run_t *r, int verify, uint64_t key, const size_t *ranges,
+           size_t n)
+{
+    bench_session_t *s = r->s;
+    size_t j;
+    int rc = 0;
+
+    for (j = r->nt; j-- > 0 && rc == 0;) {
+        if (r->nt > 1) {
+            bench_peer_use(s, j);
+        }
+        rc = verify ? bench_remote_verify(s, tkey(key, j), ranges, n)
+                    : bench_remote_fill(s, tkey(key, j), ranges, n);
+    }
+    if (r->nt > 1) {
+        bench_peer_use(s, 0);
+    }
+    return rc;
+}
+
+/* local_all fills (check 0) or checks (check 1, *bad_p = the first wrong
+ * pattern offset or SIZE_MAX) the ranges of every target's local region
+ * with its pattern key (poison: its key ^ 0xbad). Returns 0 or -1. */
+static int
+local_all(run_t *r, int check, int poison, uint64_t key, const size_t *ranges,
+          size_t n, size_t *bad_p)
+{
+    bench_session_t *s = r->s;
+    size_t i;
+    size_t j;
+
+    for (j = 0; j < r->nt; j++) {
+        uint64_t k = tkey(key, j) ^ (poison ? 0xbad : 0);
+
+        for (i = 0; i < n; i++) {
+            size_t loff = j * s->lstride + ranges[2 * i];
+
+            if (check) {
+                if (bench_pool_check(s, loff, ranges[2 * i],
+                                     ranges[2 * i + 1], k, bad_p) != 0) {
+                    return -1;
+                }
+                if (*bad_p != SIZE_MAX) {
+                    return 0;
+                }
+            } else if (bench_pool_fill(s, loff, ranges[2 * i],
+                                       ranges[2 * i + 1], k) != 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* check_before prepares the data a row will verify: READ has the target
  * (or the files) take the pattern and poisons our slices; WRITE writes it
  * locally. */
 static int
 check_before(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 {
-    size_t i;
-
     if (r->op == NXL_READ) {
-        for (i = 0; i < n; i++) {
-            if (bench_pool_fill(r->s, ranges[2 * i], ranges[2 * i],
-                                ranges[2 * i + 1], key ^ 0xbad) != 0) {
-                return -1;
-            }
-        }
-        return bench_remote_fill(r->s, key, ranges, n);
-    }
-    for (i = 0; i < n; i++) {
-        if (bench_pool_fill(r->s, ranges[2 * i], ranges[2 * i],
-                            ranges[2 * i + 1], key) != 0) {
+        if (local_all(r, 0, 1, key, ranges, n, NULL) != 0) {
             return -1;
         }
+        return remote_all(r, 0, key, ranges, n);
     }
-    return 0;
+    return local_all(r, 0, 0, key, ranges, n, NULL);
 }
 
 /* count_checked adds a verified row of n ranges to the session's
@@ -565,20 +649,15 @@ count_checked(bench_session_t *s, nxl_op_t op, const size_t *ranges,
 static int
 check_after(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 {
-    size_t i;
+    size_t bad = SIZE_MAX;
+    size_t j;
 
     if (r->op == NXL_WRITE) {
-        if (bench_remote_verify(r->s, key, ranges, n) != 0) {
+        if (remote_all(r, 1, key, ranges, n) != 0) {
             return -1;
         }
-        count_checked(r->s, r->op, ranges, n);
-        return 0;
-    }
-    for (i = 0; i < n; i++) {
-        size_t bad = SIZE_MAX;
-
-        if (bench_pool_check(r->s, ranges[2 * i], ranges[2 * i],
-                             ranges[2 * i + 1], key, &bad) != 0) {
+    } else {
+        if (local_all(r, 1, 0, key, ranges, n, &bad) != 0) {
             return -1;
         }
         if (bad != SIZE_MAX) {
@@ -588,6 +667,11 @@ check_after(run_t *r, uint64_t key, const size_t *ranges, size_t n)
             r->s->failures++;
             return -1;
         }
+    }
+    for (j = 1; j < r->nt; j++) {
+        count_checked(r->s, r->op, ranges, n); /* each target's bytes */
+        r->s->checked_rows--;
+        r->s->checked_ops[r->op == NXL_WRITE]--;
     }
     count_checked(r->s, r->op, ranges, n);
     return 0;
@@ -672,11 +756,11 @@ run_row(run_t *r, bench_row_t *row)
             tmax = r->w[t].t1;
         }
     }
-    row->bw_gbs = (double)(r->threads * r->iters * r->slice) /
+    row->bw_gbs = (double)(r->threads * r->iters * r->slice * r->nt) /
                   (double)(tmax - tmin);
     row->avg_lat_us = (double)(tmax - tmin) / 1000.0 /
-                      (double)(r->iters * r->batch);
-    row->prep = bench_stats(r->prep_ns, r->threads * r->nreq);
+                      (double)(r->iters * r->batch * r->nt);
+    row->prep = bench_stats(r->prep_ns, r->threads * r->nreq * r->nt);
     for (t = 0; t < r->threads; t++) {
         memcpy(all + t * r->iters, r->w[t].post_ns,
                r->iters * sizeof(uint64_t));
@@ -688,10 +772,14 @@ run_row(run_t *r, bench_row_t *row)
     row->tx = bench_stats(all, r->threads * r->iters);
     if (s->grp != NULL &&
         bench_group_result(s->grp, (uint64_t)(r->threads * r->iters *
-                                              r->slice),
+                                              r->slice * r->nt),
                            mono_to_real(s, tmin), mono_to_real(s, tmax),
                            &row->agg_bw_gbs) != 0) {
         goto out;
+    }
+    if (r->nt > 1) {
+        /* onetomany: the one initiator's figure is the aggregate */
+        row->agg_bw_gbs = row->bw_gbs;
     }
     if (s->base_fio) {
         char why[256];
@@ -728,9 +816,14 @@ run_row(run_t *r, bench_row_t *row)
     rc = 0;
 out:
     free(all);
-    /* keep the target's idle timer fresh on long sweeps */
-    if (bench_send(s, "NXLB ping") != 0) {
-        rc = -1;
+    /* keep the targets' idle timers fresh on long sweeps */
+    for (t = s->npeers > 1 ? s->npeers : 1; t-- > 0;) {
+        if (s->npeers > 1) {
+            bench_peer_use(s, t);
+        }
+        if (bench_send(s, "NXLB ping") != 0) {
+            rc = -1;
+        }
     }
     return rc;
 }
@@ -770,7 +863,7 @@ prep_pool(bench_session_t *s, size_t block, nxl_prepped_t **l_p,
         goto out;
     }
     for (i = 0; i < n; i++) {
-        bench_ldesc(s, i * block, block, &ld[i]);
+        bench_ldesc(s, s->lbase + i * block, block, &ld[i]);
         if (bench_rdesc(s, i * block, block, &rd[i]) != 0) {
             goto out;
         }
@@ -838,6 +931,7 @@ bench_sweep(bench_session_t *s)
     size_t i;
     size_t block;
     size_t batch;
+    size_t nt = s->npeers > 1 ? s->npeers : 1; /* onetomany: targets */
     run_t *r = calloc(1, sizeof(*r));
     int rc = 0;
 
@@ -858,15 +952,31 @@ bench_sweep(bench_session_t *s)
         bench_report_header(o, o->ops[i]);
         for (block = o->start_block; block <= o->max_block && rc == 0;
              block *= f) {
-            nxl_prepped_t *lp = NULL;
-            nxl_prepped_t *rp = NULL;
+            nxl_prepped_t *lp[BENCH_MAX_PEERS] = {NULL};
+            nxl_prepped_t *rp[BENCH_MAX_PEERS] = {NULL};
+            size_t j;
 
             if (o->reregister_mem && bench_pool_reregister(s) != 0) {
                 rc = -1;
                 break;
             }
-            if (o->prepared && prep_pool(s, block, &lp, &rp) != 0) {
-                rc = -1;
+            for (j = nt; o->prepared && j-- > 0;) {
+                if (nt > 1) {
+                    bench_peer_use(s, j); /* ends on the first */
+                }
+                if (prep_pool(s, block, &lp[j], &rp[j]) != 0) {
+                    rc = -1;
+                    break;
+                }
+            }
+            if (rc != 0) {
+                if (nt > 1) {
+                    bench_peer_use(s, 0);
+                }
+                for (j = 0; j < nt; j++) {
+                    nxl_dlist_release(lp[j]);
+                    nxl_dlist_release(rp[j]);
+                }
                 break;
             }
             for (batch = o->start_batch; batch <= o->max_batch && rc == 0;
@@ -883,6 +993,7 @@ bench_sweep(bench_session_t *s)
                 r->depth = o->pipeline_depth;
                 r->lprep = lp;
                 r->rprep = rp;
+                r->nt = nt;
                 row_iters(o, block, &r->iters, &r->warm);
                 bench_progress(o, "nxl-bench: %s %s x %zu (%zu/%zu)",
                                bench_op_name(r->op),
@@ -895,8 +1006,10 @@ bench_sweep(bench_session_t *s)
                     bench_report_row(o, &row);
                 }
             }
-            nxl_dlist_release(lp);
-            nxl_dlist_release(rp);
+            for (j = 0; j < nt; j++) {
+                nxl_dlist_release(lp[j]);
+                nxl_dlist_release(rp[j]);
+            }
         }
         if (rc == 0 && s->base_iperf) {
             sweep_iperf(s, o->ops[i], "after");
@@ -911,12 +1024,12 @@ bench_sweep(bench_session_t *s)
     return rc;
 }
 
-/* bench_pretouch moves the whole pool once in each direction, untimed, in
- * descriptors of up to 64 MiB, so that whatever the library maps or pins
- * on first use (a peer's shared region is mapped page by page) is in place,
- * as in a long-running process. */
-int
-bench_pretouch(bench_session_t *s)
+/* pretouch_one moves the current peer's whole pool once in each
+ * direction, untimed, in descriptors of up to 64 MiB, so that whatever
+ * the library maps or pins on first use (a peer's shared region is mapped
+ * page by page) is in place, as in a long-running process. */
+static int
+pretouch_one(bench_session_t *s)
 {
     size_t chunk = 64 * MIB;
     size_t n = 0;
@@ -945,7 +1058,7 @@ bench_pretouch(bench_session_t *s)
         if (s->o->storage && len > s->file_size - off % s->file_size) {
             len = s->file_size - off % s->file_size;
         }
-        bench_ldesc(s, off, len, &ld[i]);
+        bench_ldesc(s, s->lbase + off, len, &ld[i]);
         if (bench_rdesc(s, off, len, &rd[i]) != 0) {
             goto out;
         }
@@ -979,6 +1092,25 @@ bench_pretouch(bench_session_t *s)
 out:
     free(ld);
     free(rd);
+    return rc;
+}
+
+/* bench_pretouch pretouches the current peer's pool, or every target's
+ * (onetomany). */
+int
+bench_pretouch(bench_session_t *s)
+{
+    size_t j;
+    int rc = 0;
+
+    if (s->npeers <= 1) {
+        return pretouch_one(s);
+    }
+    for (j = s->npeers; j-- > 0 && rc == 0;) {
+        bench_peer_use(s, j);
+        rc = pretouch_one(s);
+    }
+    bench_peer_use(s, 0);
     return rc;
 }
 
@@ -1018,8 +1150,9 @@ bench_lat(bench_session_t *s)
         r->iters = o->num_iter_set ? o->num_iter : 10000;
         r->warm = o->warmup_iter;
         r->record_base = 1;
-        r->lprep = lp;
-        r->rprep = rp;
+        r->lprep = &lp;
+        r->rprep = &rp;
+        r->nt = 1; /* the first target only */
         rc = run_row(r, &row);
         if (rc == 0 && s->base_ok) {
             base = bench_stats(r->base_ns, r->iters);
