@@ -934,6 +934,32 @@ op_register(rd_t *r)
     }
 }
 
+/* in_flight: a transfer of agent k that the model saw posted (IN_PROG)
+ * and not yet finish covers memory of d locally (or loopback): the
+ * library may refuse to deregister it (NXL_ERR_NOT_ALLOWED), or accept
+ * when the transfer finished meanwhile. */
+static int
+in_flight(int k, int kind, const nxl_desc_t *d)
+{
+    size_t i, j;
+
+    for (i = 0; i < MAX_XFERS; i++) {
+        const xf_t *x = &xfs[i];
+
+        if (x->h == NULL || x->owner != k || x->pending < 0) {
+            continue;
+        }
+        for (j = 0; j < x->n; j++) {
+            if ((x->lkind == kind && overlaps(&x->l[j], d)) ||
+                (strcmp(x->peer, ag[k].name) == 0 && x->rkind == kind &&
+                 overlaps(&x->r[j], d))) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* in_use: a live prepared list or transfer of agent k covers memory of
  * d locally (or loopback). */
 static int
@@ -1024,6 +1050,16 @@ op_deregister(rd_t *r)
             }
         }
         want_ok = j < g->nregs;
+    }
+    if (st == NXL_ERR_NOT_ALLOWED && want_ok) {
+        int busy = 0;
+
+        for (i = 0; !busy && i < gl.dl.count; i++) {
+            busy = in_flight(k, gl.dl.mem, &gl.d[i]);
+        }
+        CHECK(busy, "deregister -> NOT_ALLOWED with no transfer in flight "
+              "over it (%s)", nxl_last_error());
+        return;
     }
     CHECK((st == NXL_OK) == want_ok, "deregister -> %s, model says %s",
           nxl_status_name(st), want_ok ? "OK" : "refuse");
