@@ -7,7 +7,11 @@
  *   - be_tcp_stream_scan returns -1 or a frame count <= len / 32;
  *   - a header that decodes re-encodes to the same 32 bytes;
  *   - a descriptor table that checks sums to what it reports;
- *   - a version-1 hello with zero reserved bytes re-encodes identically;
+ *   - a decoded CANCEL (protocol version 2) is a bare header naming a
+ *     request (id not 0); a READ reply saying more frames follow has
+ *     status 0;
+ *   - a hello with version field 1 re-encodes identically with its
+ *     max_version field (0 from version-1 peers reads as 1);
  *   - conn info that decodes re-encodes to the same bytes (it is exact).
  */
 #include "backends/tcp/tcp.h"
@@ -42,6 +46,13 @@ fuzz_header(const uint8_t *p, size_t len)
     CHECK(rc != -1 || why != NULL);
     if (rc == (int)BE_TCP_HDR_SIZE) {
         CHECK(f.ndesc <= BE_TCP_MAX_DESCS);
+        if (f.type == BE_TCP_CANCEL) {
+            CHECK(f.id != 0 && f.ndesc == 0 && f.aux_len == 0 &&
+                  f.data_len == 0 && f.flags == 0 && f.status == 0);
+        }
+        if (f.flags & BE_TCP_F_MORE) {
+            CHECK(f.type == BE_TCP_READ_RESP && f.status == 0);
+        }
         be_tcp_frame_encode(&f, out);
         CHECK(memcmp(out, p, BE_TCP_HDR_SIZE) == 0);
     }
@@ -77,6 +88,7 @@ fuzz_hello(const uint8_t *p, size_t len)
     const char *why = NULL;
     char name[BE_TCP_MAX_NAME + 1];
     be_tcp_hello_t h;
+    uint16_t raw;
     size_t n;
 
     if (!be_tcp_hello_decode(p, len, &h, &why)) {
@@ -87,9 +99,11 @@ fuzz_hello(const uint8_t *p, size_t len)
     CHECK(memchr(h.name, '\0', h.name_len) == NULL);
     memcpy(name, h.name, h.name_len);
     name[h.name_len] = '\0';
-    if (h.version == BE_TCP_VERSION && p[5] == 0 && p[10] == 0 &&
-        p[11] == 0) {
-        n = be_tcp_hello_encode(out, sizeof(out), name, h.stream, h.nstreams);
+    raw = (uint16_t)(p[10] | (p[11] << 8));
+    CHECK(h.max_version == (raw == 0 ? 1 : raw));
+    if (h.version == BE_TCP_VERSION && p[5] == 0) {
+        n = be_tcp_hello_encode_max(out, sizeof(out), name, h.stream,
+                                    h.nstreams, raw);
         CHECK(n == len && memcmp(out, p, len) == 0);
     }
 }

@@ -372,6 +372,7 @@ enum {
     TT_NOTIFS,    /* n = notifications so far, v = bad data checks */
     TT_EXPECT,    /* check [a, a+b) == pattern seed at each notification */
     TT_RESET,     /* reset every connection (linger 0) and exit */
+    TT_STATS,     /* v = bytes its server side sent, n = replies it cut */
     TT_QUIT
 };
 
@@ -552,6 +553,10 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
         case TT_RESET:
             tt_reset_all(t.e);
             _exit(0);
+        case TT_STATS:
+            rep.v = (int64_t)atomic_load(&((be_tcp_engine_t *)t.e)->srv_sent);
+            rep.n = (uint32_t)atomic_load(&((be_tcp_engine_t *)t.e)->srv_cut);
+            break;
         case TT_QUIT:
             OPS->mem_deregister(t.e, md);
             tt_close(&t);
@@ -945,6 +950,7 @@ t_params(void)
         {{"port", "-1"}},       {{"port", "12x"}},       {{"bogus", "1"}},
         {{"connect_timeout_ms", "0"}}, {{"bind_addr", "a b"}},
         {{"hello_timeout_ms", "-1"}},  {{"hello_timeout_ms", "x"}},
+        {{"max_version", "0"}},        {{"max_version", "3"}},
     };
     nxl_param_t adv[] = {{"advertise_addr", "10.1.2.3"}};
     nxl_param_t lo[] = {{"bind_addr", "127.0.0.1"}, {"num_streams", "3"}};
@@ -957,7 +963,7 @@ t_params(void)
     for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
         XT_ASSERT_STATUS(tt_open(&t, "p", bad[i], 1), NXL_ERR_INVALID_PARAM);
     }
-    XT_ASSERT_EQ(OPS->num_defaults, 8);
+    XT_ASSERT_EQ(OPS->num_defaults, 9);
     XT_ASSERT_STR(OPS->name, "TCP");
     XT_ASSERT(OPS->caps & NXL_CAP_LOCAL);
     XT_ASSERT(OPS->caps & NXL_CAP_THREAD_SAFE);
@@ -1276,13 +1282,25 @@ t_bounds_refused(void)
 /* tt_raw_connect opens a plain socket to an engine and, with name, says
  * hello and checks the answer. */
 static int
+tt_raw_connect_v(tt_eng *t, const char *name, uint16_t maxv, uint16_t *ackv);
+
+static int
 tt_raw_connect(tt_eng *t, const char *name)
+{
+    return tt_raw_connect_v(t, name, 0, NULL);
+}
+
+/* tt_raw_connect_v is tt_raw_connect with a hello offering protocol maxv
+ * (0: a version-1 hello); *ackv (if not NULL) gets the server's highest. */
+static int
+tt_raw_connect_v(tt_eng *t, const char *name, uint16_t maxv, uint16_t *ackv)
 {
     be_tcp_conninfo_t ci;
     nxl_blob_t blob;
     const char *why;
-    uint8_t buf[256];
+    uint8_t buf[2048];
     be_tcp_frame_t f;
+    be_tcp_hello_t h;
     size_t k;
     int fd = -1;
 
@@ -1298,15 +1316,19 @@ tt_raw_connect(tt_eng *t, const char *name)
     if (name == NULL) {
         return fd;
     }
-    k = be_tcp_hello_encode(buf + 32, sizeof(buf) - 32, name, 0, 1);
+    k = be_tcp_hello_encode_max(buf + 32, sizeof(buf) - 32, name, 0, 1, maxv);
     tt_frame(buf, BE_TCP_HELLO, 0, 0, 0, (uint32_t)k, 0, 0);
     if (nxl__sock_send_all(fd, buf, 32 + k, 2000) != NXL_OK ||
         nxl__sock_recv_all(fd, buf, 32, 2000) != NXL_OK ||
         be_tcp_frame_decode(buf, 32, &f, &why) != 32 ||
         f.type != BE_TCP_HELLO_ACK || f.status != 0 ||
-        nxl__sock_recv_all(fd, buf, f.aux_len, 2000) != NXL_OK) {
+        nxl__sock_recv_all(fd, buf, f.aux_len, 2000) != NXL_OK ||
+        !be_tcp_hello_decode(buf, f.aux_len, &h, &why)) {
         close(fd);
         return -1;
+    }
+    if (ackv != NULL) {
+        *ackv = h.max_version;
     }
     return fd;
 }
@@ -1972,6 +1994,533 @@ t_cancel(void)
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
     XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    return tt_leaks();
+}
+
+/* --- protocol version 2: CANCEL reaches the target ---------------------- */
+
+/* t_frame_v2: the version-2 codec: hellos carry the highest version (0 =
+ * 1 from older peers), CANCEL frames are a bare header naming a request,
+ * READ replies may say more frames follow. */
+static int
+t_frame_v2(void)
+{
+    struct {
+        uint8_t type, flags;
+        int32_t status;
+        uint32_t ndesc, aux;
+        uint64_t id, data;
+        bool ok;
+    } cases[] = {
+        {BE_TCP_CANCEL, 0, 0, 0, 0, 5, 0, true},
+        {BE_TCP_CANCEL, 0, 0, 0, 0, 0, 0, false}, /* id 0 */
+        {BE_TCP_CANCEL, 1, 0, 0, 0, 5, 0, false},
+        {BE_TCP_CANCEL, 0, -1, 0, 0, 5, 0, false},
+        {BE_TCP_CANCEL, 0, 0, 1, 0, 5, 0, false},
+        {BE_TCP_CANCEL, 0, 0, 0, 4, 5, 0, false},
+        {BE_TCP_CANCEL, 0, 0, 0, 0, 5, 8, false},
+        {BE_TCP_READ_RESP, BE_TCP_F_MORE, 0, 0, 0, 5, 4096, true},
+        {BE_TCP_READ_RESP, BE_TCP_F_MORE, NXL_ERR_CANCELED, 0, 0, 5, 0, false},
+        {BE_TCP_READ_RESP, 0, NXL_ERR_CANCELED, 0, 0, 5, 0, true},
+        {BE_TCP_READ_RESP, 0x04, 0, 0, 0, 5, 8, false},
+        {BE_TCP_WRITE_ACK, BE_TCP_F_MORE, 0, 0, 0, 5, 0, false},
+        {9, 0, 0, 0, 0, 5, 0, false},
+    };
+    uint8_t buf[256];
+    const char *why;
+    be_tcp_frame_t f;
+    be_tcp_hello_t h;
+    size_t i, k;
+
+    for (i = 0; i < NXL__ARRAY_SIZE(cases); i++) {
+        tt_frame(buf, cases[i].type, cases[i].flags, cases[i].status,
+                 cases[i].ndesc, cases[i].aux, cases[i].id, cases[i].data);
+        why = NULL;
+        if (be_tcp_frame_decode(buf, 32, &f, &why) != (cases[i].ok ? 32 : -1)) {
+            fprintf(stderr, "case %zu: %s\n", i, why ? why : "accepted");
+            return 1;
+        }
+    }
+    /* A CANCEL scans as a frame of its own. */
+    k = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 3, 0);
+    XT_ASSERT_EQ(be_tcp_stream_scan(buf, k, &why), 1);
+    /* Hellos: max_version round-trips; 0 (older peers) reads as 1. */
+    k = be_tcp_hello_encode_max(buf, sizeof(buf), "v2", 0, 1, 2);
+    XT_ASSERT(be_tcp_hello_decode(buf, k, &h, &why));
+    XT_ASSERT_EQ(h.version, BE_TCP_VERSION);
+    XT_ASSERT_EQ(h.max_version, 2);
+    k = be_tcp_hello_encode(buf, sizeof(buf), "v1", 0, 1);
+    XT_ASSERT_EQ(buf[10], 0);
+    XT_ASSERT_EQ(buf[11], 0);
+    XT_ASSERT(be_tcp_hello_decode(buf, k, &h, &why));
+    XT_ASSERT_EQ(h.max_version, 1);
+    return 0;
+}
+
+/* tt_stats asks a target for its server counters. */
+static tt_rep
+tt_stats(tt_target *tg)
+{
+    return tt_cmd_run(tg, TT_STATS, 0, 0, 0);
+}
+
+/* tt_sent_settled is the target's sent-bytes count once it stopped
+ * moving for 30 ms: the I/O thread counts after sendmsg returns, which
+ * may be after the peer already read the bytes. */
+static uint64_t
+tt_sent_settled(tt_target *tg)
+{
+    uint64_t a = (uint64_t)tt_stats(tg).v, b;
+
+    for (;;) {
+        usleep(30000);
+        b = (uint64_t)tt_stats(tg).v;
+        if (b == a) {
+            return b;
+        }
+        a = b;
+    }
+}
+
+/* tt_ver is the max_version param for version v. NXL_TCP_TEST_FORCE_V1=1
+ * makes every side speak version 1 (what all peers did before version 2),
+ * which shows the version-2 expectations of tcp/cancel_target fail then. */
+static const char *
+tt_ver(unsigned v)
+{
+    return (v == 1 || getenv("NXL_TCP_TEST_FORCE_V1") != NULL) ? "1" : "2";
+}
+
+/* tt_cancel_pair runs an initiator offering version ini_v against a
+ * target offering tgt_v: checks the version they agree on, a 16 MiB READ
+ * and a 1 MiB WRITE byte for byte, then posts a 256 MiB READ (16 x the
+ * target's 16 MiB) and releases it at once (mid: once the target has
+ * sent 8 MiB of it). *sent_p gets the bytes the target's server side
+ * sent for that READ (its sendmsg count, less the small READ after it,
+ * which must return the right bytes on the same stream). */
+static int
+tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
+{
+    const uint64_t len = 16u << 20;
+    const size_t n = 16;
+    uint8_t *buf = tt_map(len), *small = tt_map(65536);
+    tt_target_cfg cfg = {.name = "tgtv", .len = len, .nparams = 1};
+    nxl_param_t ip[1] = {{"max_version", tt_ver(ini_v)}};
+    unsigned want;
+    be_tcp_peer_t *bp;
+    tt_target tg;
+    tt_xfer big, tx;
+    tt_eng t;
+    uint64_t s0, s1, t0;
+    void *peer;
+
+    XT_ASSERT(buf != NULL && small != NULL);
+    cfg.params[0].key = "max_version";
+    cfg.params[0].value = tt_ver(tgt_v);
+    want = (strcmp(ip[0].value, "2") == 0 &&
+            strcmp(cfg.params[0].value, "2") == 0) ? 2 : 1;
+    XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
+    XT_ASSERT_EQ(tt_target_start(&tg), 0);
+    XT_ASSERT_OK(tt_open(&t, "iniv", ip, 1));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    bp = peer;
+    XT_ASSERT_EQ(bp->conns[0]->proto, want);
+
+    /* Data both ways (the READ is 4 reply frames in version 2). */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtv", buf, tg.hi.addr,
+                          len));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 20000));
+    XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
+    tt_free(&tx);
+    tt_fill(buf, 1u << 20, 7, 0);
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgtv", buf,
+                          tg.hi.addr + 4096, 1u << 20));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 20000));
+    tt_free(&tx);
+    XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 7, 4096, 1u << 20).v, -1);
+    tt_cmd_run(&tg, TT_FILL, 1, 0, len);
+
+    /* The big READ, released in flight. */
+    s0 = tt_sent_settled(&tg);
+    XT_ASSERT_OK(tt_big_read(&t, &big, NXL_READ, peer, "tgtv", buf,
+                             tg.hi.addr, len, n));
+    XT_ASSERT_EQ(tt_post_notif(&big, NULL), NXL_IN_PROG);
+    if (mid) {
+        t0 = xt_now_ms();
+        while ((uint64_t)tt_stats(&tg).v - s0 < (8u << 20)) {
+            XT_ASSERT(xt_now_ms() - t0 < 20000);
+            usleep(200);
+        }
+    }
+    tt_free(&big);
+    /* Same stream, next request: it comes after what is left of the
+     * reply, so once it is back the target has sent all it will. */
+    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtv", small,
+                          tg.hi.addr + 12345, 65536));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 20000));
+    XT_ASSERT_EQ(tt_bad(small, 65536, 1, 12345), -1);
+    tt_free(&tx);
+    s1 = tt_sent_settled(&tg);
+    *sent_p = s1 - s0 - (BE_TCP_HDR_SIZE + 65536);
+    XT_ASSERT_EQ(tt_stats(&tg).n, want == 2 ? 1u : 0u);
+
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    munmap(buf, len);
+    munmap(small, 65536);
+    return 0;
+}
+
+/* t_cancel_target: with version 2 on both sides, releasing an in-flight
+ * 256 MiB READ stops the target's reply: it sends far less than the
+ * whole (released at once, and once 8 MiB went out), and the stream stays
+ * usable. Mixed pairs (either side version 1) agree on version 1, move
+ * data correctly and cancel as before: the target sends the whole reply
+ * and the initiator discards it. */
+static int
+t_cancel_target(void)
+{
+    const uint64_t full = 256u << 20;
+    static const struct {
+        unsigned ini, tgt;
+        bool mid;
+    } pairs[] = {
+        {2, 2, false}, {2, 2, true}, {2, 1, false}, {1, 2, false},
+        {1, 1, true},
+    };
+    uint64_t sent;
+    size_t i;
+
+    for (i = 0; i < NXL__ARRAY_SIZE(pairs); i++) {
+        if (tt_cancel_pair(pairs[i].ini, pairs[i].tgt, pairs[i].mid,
+                           &sent) != 0) {
+            fprintf(stderr, "pair %u/%u failed\n", pairs[i].ini,
+                    pairs[i].tgt);
+            return 1;
+        }
+        printf("  initiator v%u, target v%u, released %s: target sent "
+               "%llu of %llu bytes\n",
+               pairs[i].ini, pairs[i].tgt,
+               pairs[i].mid ? "after 8 MiB" : "at once",
+               (unsigned long long)sent, (unsigned long long)full);
+        if (pairs[i].ini == 2 && pairs[i].tgt == 2) {
+            XT_ASSERT(sent < full / 4);
+        } else {
+            XT_ASSERT(sent >= full);
+        }
+    }
+    return tt_leaks();
+}
+
+/* t_crafted_cancel: CANCEL frames from a raw client. On a version-1
+ * connection a CANCEL is an unknown frame (closed); malformed ones close a
+ * version-2 connection; one naming nothing (or a reply already out, or a
+ * WRITE) is ignored; one behind a 40 MiB READ whose reply we do not read
+ * ends that reply at a frame boundary with a CANCELED frame, and the READ
+ * behind it is answered in full. */
+static int
+t_crafted_cancel(void)
+{
+    static const struct {
+        uint8_t flags;
+        int32_t status;
+        uint32_t ndesc, aux;
+        uint64_t id, data;
+    } bad[] = {
+        {0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 5, 0}, {0, -1, 0, 0, 5, 0},
+        {0, 0, 1, 0, 5, 0}, {0, 0, 0, 4, 5, 0}, {0, 0, 0, 0, 5, 8},
+    };
+    const uint32_t nd = 640; /* 640 x 64 KiB = 40 MiB, 10 reply frames */
+    uint8_t *mem = tt_map(65536), *req, *data, buf[256];
+    be_tcp_engine_t *eng;
+    uint64_t base, got = 0;
+    const char *why;
+    be_tcp_frame_t f;
+    uint16_t ackv = 0;
+    unsigned frames = 0;
+    size_t n, i;
+    tt_eng t;
+    void *md;
+    int fd;
+
+    XT_ASSERT(mem != NULL);
+    base = (uint64_t)(uintptr_t)mem;
+    tt_fill(mem, 65536, 4, 0);
+    XT_ASSERT_OK(tt_open(&t, "srvc", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, mem, 65536, &md));
+    eng = t.e;
+
+    /* Version 1: CANCEL is not a frame there. */
+    fd = tt_raw_connect_v(&t, "raw-v1", 0, &ackv);
+    XT_ASSERT(fd >= 0);
+    XT_ASSERT_EQ(ackv, 2);
+    n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 1, 0);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+    /* Malformed CANCEL frames (with the bytes they announce). */
+    for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
+        fd = tt_raw_connect_v(&t, "raw-bad", 2, NULL);
+        XT_ASSERT(fd >= 0);
+        n = tt_frame(buf, BE_TCP_CANCEL, bad[i].flags, bad[i].status,
+                     bad[i].ndesc, bad[i].aux, bad[i].id, bad[i].data);
+        memset(buf + n, 0, 64);
+        n += bad[i].ndesc * 16u + bad[i].aux + (size_t)bad[i].data;
+        XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+        XT_ASSERT(tt_closed(fd));
+        close(fd);
+    }
+
+    fd = tt_raw_connect_v(&t, "raw-v2", 2, &ackv);
+    XT_ASSERT(fd >= 0);
+    XT_ASSERT_EQ(ackv, 2);
+    /* CANCELs naming nothing, then a READ: answered. */
+    n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 77, 0);
+    n += tt_frame(buf + n, BE_TCP_CANCEL, 0, 0, 0, 0, 1, 0);
+    n += tt_frame(buf + n, BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 0);
+    n += tt_wd(buf + n, base + 8, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 40, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT(f.type == BE_TCP_READ_RESP && f.id == 1 && f.status == 0 &&
+              f.flags == 0 && f.data_len == 8);
+    XT_ASSERT_EQ(tt_bad(buf + 32, 8, 4, 8), -1);
+
+    /* 40 MiB READ, its CANCEL and a small READ, in one send. */
+    req = malloc(32 + nd * 16u + 32 + 48);
+    data = malloc(BE_TCP_CHUNK);
+    XT_ASSERT(req != NULL && data != NULL);
+    n = tt_frame(req, BE_TCP_READ_REQ, 0, 0, nd, 0, 2, 0);
+    for (i = 0; i < nd; i++) {
+        n += tt_wd(req + n, base, 65536);
+    }
+    n += tt_frame(req + n, BE_TCP_CANCEL, 0, 0, 0, 0, 2, 0);
+    n += tt_frame(req + n, BE_TCP_READ_REQ, 0, 0, 1, 0, 3, 0);
+    n += tt_wd(req + n, base + 100, 50);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, req, n, 1000));
+    usleep(50000); /* the server has read all of it; we read nothing yet */
+    for (;;) {
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 5000));
+        XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+        XT_ASSERT(f.type == BE_TCP_READ_RESP && f.id == 2);
+        if (f.status != 0) {
+            XT_ASSERT_EQ(f.status, NXL_ERR_CANCELED);
+            XT_ASSERT(f.data_len == 0 && f.flags == 0);
+            break;
+        }
+        XT_ASSERT(f.flags == BE_TCP_F_MORE); /* never the full reply */
+        XT_ASSERT_EQ(f.data_len, BE_TCP_CHUNK);
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, data, BE_TCP_CHUNK, 5000));
+        for (i = 0; i < BE_TCP_CHUNK / 65536u; i++) {
+            XT_ASSERT_EQ(tt_bad(data + i * 65536u, 65536, 4, 0), -1);
+        }
+        got += f.data_len;
+        frames++;
+    }
+    printf("  40 MiB READ canceled: %u frames (%llu bytes) came before the "
+           "CANCELED frame\n", frames, (unsigned long long)got);
+    XT_ASSERT(got < (uint64_t)nd * 65536u);
+    XT_ASSERT_EQ(atomic_load(&eng->srv_cut), 1);
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32 + 50, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT(f.id == 3 && f.status == 0 && f.data_len == 50);
+    XT_ASSERT_EQ(tt_bad(buf + 32, 50, 4, 100), -1);
+
+    /* The same READ canceled mid-reply: we read its first frame, then
+     * send the CANCEL; the frame in progress is finished, then a
+     * CANCELED frame ends the reply. */
+    n = tt_frame(req, BE_TCP_READ_REQ, 0, 0, nd, 0, 6, 0);
+    for (i = 0; i < nd; i++) {
+        n += tt_wd(req + n, base, 65536);
+    }
+    XT_ASSERT_OK(nxl__sock_send_all(fd, req, n, 1000));
+    got = 0;
+    frames = 0;
+    for (;;) {
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 5000));
+        XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+        XT_ASSERT(f.type == BE_TCP_READ_RESP && f.id == 6);
+        if (f.status != 0) {
+            XT_ASSERT_EQ(f.status, NXL_ERR_CANCELED);
+            XT_ASSERT(f.data_len == 0 && f.flags == 0);
+            break;
+        }
+        XT_ASSERT(f.flags == BE_TCP_F_MORE);
+        XT_ASSERT_EQ(f.data_len, BE_TCP_CHUNK);
+        XT_ASSERT_OK(nxl__sock_recv_all(fd, data, BE_TCP_CHUNK, 5000));
+        for (i = 0; i < BE_TCP_CHUNK / 65536u; i++) {
+            XT_ASSERT_EQ(tt_bad(data + i * 65536u, 65536, 4, 0), -1);
+        }
+        got += f.data_len;
+        if (frames++ == 0) {
+            n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 6, 0);
+            XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+        }
+    }
+    printf("  40 MiB READ canceled after its first frame: %u frames (%llu "
+           "bytes) came\n", frames, (unsigned long long)got);
+    XT_ASSERT(frames >= 1 && got < (uint64_t)nd * 65536u);
+    XT_ASSERT_EQ(atomic_load(&eng->srv_cut), 2);
+
+    /* CANCEL of a reply already out, and of a WRITE: ignored. */
+    n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 3, 0);
+    n += tt_frame(buf + n, BE_TCP_WRITE_REQ, 0, 0, 1, 0, 4, 8);
+    n += tt_wd(buf + n, base + 200, 8);
+    memcpy(buf + n, "abcdefgh", 8);
+    n += 8;
+    n += tt_frame(buf + n, BE_TCP_CANCEL, 0, 0, 0, 0, 4, 0);
+    n += tt_frame(buf + n, BE_TCP_READ_REQ, 0, 0, 1, 0, 5, 0);
+    n += tt_wd(buf + n, base + 200, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32 + 40, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT(f.type == BE_TCP_WRITE_ACK && f.id == 4 && f.status == 0);
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf + 32, 32, &f, &why), 32);
+    XT_ASSERT(f.type == BE_TCP_READ_RESP && f.id == 5 && f.data_len == 8);
+    XT_ASSERT(memcmp(buf + 64, "abcdefgh", 8) == 0);
+    XT_ASSERT_EQ(atomic_load(&eng->srv_cut), 2);
+    close(fd);
+    free(req);
+    free(data);
+
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    munmap(mem, 65536);
+    return tt_leaks();
+}
+
+/* tt_fake is a hand-written version-2 server for t_crafted_replies: it
+ * answers one hello, reads one READ of 256 bytes and replies with the
+ * frames of its mode. */
+typedef struct tt_fake {
+    int lfd;
+    uint16_t port;
+    int mode;
+} tt_fake;
+
+/* tt_fake_main serves one connection (see tt_fake). */
+static void *
+tt_fake_main(void *arg)
+{
+    tt_fake *fk = arg;
+    uint8_t buf[512], pay[512];
+    const char *why;
+    be_tcp_frame_t f;
+    size_t n, k, i;
+    uint64_t id;
+    int fd;
+
+    fd = accept(fk->lfd, NULL, NULL);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (nxl__sock_recv_all(fd, buf, 32, 5000) != NXL_OK ||
+        be_tcp_frame_decode(buf, 32, &f, &why) != 32 ||
+        nxl__sock_recv_all(fd, buf, f.aux_len, 5000) != NXL_OK) {
+        close(fd);
+        return NULL;
+    }
+    k = be_tcp_hello_encode_max(buf + 32, sizeof(buf) - 32, "fake", 0, 1, 2);
+    tt_frame(buf, BE_TCP_HELLO_ACK, 0, 0, 0, (uint32_t)k, 0, 0);
+    (void)nxl__sock_send_all(fd, buf, 32 + k, 5000);
+    if (nxl__sock_recv_all(fd, buf, 48, 5000) != NXL_OK ||
+        be_tcp_frame_decode(buf, 32, &f, &why) != 32) {
+        close(fd);
+        return NULL;
+    }
+    id = f.id;
+    for (i = 0; i < sizeof(pay); i++) {
+        pay[i] = (uint8_t)(i * 7 + 1);
+    }
+    /* Frames: (flags, id offset, length), per mode. */
+    {
+        static const struct {
+            int nfr;
+            uint8_t flags[3];
+            uint8_t idd[3];
+            uint16_t len[3];
+        } modes[] = {
+            {3, {BE_TCP_F_MORE, BE_TCP_F_MORE, 0}, {0, 0, 0}, {100, 100, 56}},
+            {1, {BE_TCP_F_MORE}, {0}, {300}},               /* past the end */
+            {2, {BE_TCP_F_MORE, 0}, {0, 1}, {100, 156}},    /* other id */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 100}},    /* short */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 200}},    /* long */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 156}},    /* valid, v1 */
+        };
+        int m = fk->mode, j;
+        size_t off = 0;
+
+        for (j = 0; j < modes[m].nfr; j++) {
+            n = tt_frame(buf, BE_TCP_READ_RESP, modes[m].flags[j], 0, 0, 0,
+                         id + modes[m].idd[j], modes[m].len[j]);
+            memcpy(buf + n, pay + off, modes[m].len[j]);
+            off += modes[m].len[j];
+            if (nxl__sock_send_all(fd, buf, n + modes[m].len[j], 5000) !=
+                NXL_OK) {
+                break;
+            }
+        }
+    }
+    (void)recv(fd, buf, sizeof(buf), 0); /* until the client hangs up */
+    close(fd);
+    return NULL;
+}
+
+/* t_crafted_replies: our client against a hand-written version-2 server.
+ * A READ reply in three frames lands byte for byte; a frame past the
+ * requested size, a frame of another request inside the reply, a last
+ * frame short or long of the size, and frames flagged MORE on a
+ * connection that agreed on version 1 each fail the READ (protocol
+ * error, the peer is failed). */
+static int
+t_crafted_replies(void)
+{
+    nxl_param_t v1[] = {{"max_version", "1"}};
+    be_tcp_conninfo_t ci = {.host_token = 1, .naddrs = 1};
+    uint8_t *mem = tt_map(4096);
+    pthread_t th;
+    nxl_status_t st;
+    nxl_blob_t blob;
+    tt_fake fk;
+    tt_xfer tx;
+    tt_eng t;
+    void *peer;
+    int mode;
+    size_t i;
+
+    XT_ASSERT(mem != NULL);
+    strcpy(ci.addrs[0], "127.0.0.1");
+    for (mode = 0; mode < 6; mode++) {
+        memset(&fk, 0, sizeof(fk));
+        fk.mode = mode;
+        XT_ASSERT_OK(nxl__sock_listen("127.0.0.1", 0, &fk.lfd, &fk.port));
+        ci.port = fk.port;
+        XT_ASSERT_OK(be_tcp_conninfo_encode(&ci, &blob));
+        XT_ASSERT_EQ(pthread_create(&th, NULL, tt_fake_main, &fk), 0);
+        XT_ASSERT_OK(tt_open(&t, "inifk", v1, mode == 5 ? 1 : 0));
+        XT_ASSERT_OK(OPS->peer_load(t.e, "fake", blob.data, blob.len, &peer));
+        free(blob.data);
+        memset(mem, 0, 4096);
+        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "fake", mem, 0x10000,
+                              256));
+        st = tt_run(&tx, NULL, 5000);
+        if (mode == 0) {
+            XT_ASSERT_OK(st);
+            for (i = 0; i < 256; i++) {
+                XT_ASSERT_EQ(mem[i], (uint8_t)(i * 7 + 1));
+            }
+        } else {
+            printf("  mode %d: %s\n", mode, nxl_status_name(st));
+            XT_ASSERT(st != NXL_OK && st != NXL_IN_PROG);
+        }
+        tt_free(&tx);
+        OPS->peer_unload(t.e, peer);
+        tt_close(&t);
+        pthread_join(th, NULL);
+        close(fk.lfd);
+    }
+    munmap(mem, 4096);
     return tt_leaks();
 }
 
@@ -3033,6 +3582,10 @@ const xt_suite xt_suite_tcp = {
         {"concurrent_small", t_concurrent_small},
         {"cancel", t_cancel},
         {"cancel_write_notif", t_cancel_write_notif},
+        {"frame_v2", t_frame_v2},
+        {"cancel_target", t_cancel_target},
+        {"crafted_cancel", t_crafted_cancel},
+        {"crafted_replies", t_crafted_replies},
         {"wait_op", t_wait_op},
         {"big_then_small", t_big_then_small},
         {"request_timeout", t_request_timeout},

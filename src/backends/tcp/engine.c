@@ -35,6 +35,7 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"request_timeout_ms", "0"},
     {"stripe_min_bytes", "1048576"},
     {"hello_timeout_ms", "5000"},
+    {"max_version", "2"},
 };
 
 /* be_tcp_parse_addr copies an address parameter after checking it. */
@@ -72,6 +73,7 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
     eng->connect_timeout_ms = 2000;
     eng->request_timeout_ms = 0;
     eng->hello_timeout_ms = 5000;
+    eng->max_version = BE_TCP_PROTO_MAX;
     eng->stripe_min = 1u << 20;
     for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
         p = &params->items[i];
@@ -100,6 +102,10 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
         } else if (strcmp(p->key, "hello_timeout_ms") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, 3600000, &v);
             eng->hello_timeout_ms = (int)v;
+        } else if (strcmp(p->key, "max_version") == 0) {
+            st = nxl__param_u64("tcp", p->key, p->value, false, 1,
+                                BE_TCP_PROTO_MAX, &v);
+            eng->max_version = (unsigned)v;
         } else if (strcmp(p->key, "stripe_min_bytes") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX, &v);
             eng->stripe_min = v;
@@ -416,10 +422,13 @@ be_tcp_conn_info(void *self, nxl_blob_t *out)
 }
 
 /* be_tcp_handshake sends our hello on a fresh connection and checks the
- * reply: protocol version and that the agent there is the one expected. */
+ * reply: protocol version and that the agent there is the one expected.
+ * *proto_p gets the version the connection uses: the lower of the two
+ * sides' highest (a server before version 2 answers max_version 0: 1). */
 static nxl_status_t
 be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
-                 const char *where, unsigned stream, int timeout_ms)
+                 const char *where, unsigned stream, int timeout_ms,
+                 uint8_t *proto_p)
 {
     uint8_t buf[BE_TCP_HDR_SIZE + BE_TCP_HELLO_FIXED + BE_TCP_MAX_NAME];
     be_tcp_frame_t f = {.type = BE_TCP_HELLO};
@@ -428,10 +437,14 @@ be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
     nxl_status_t st;
     size_t n;
 
-    n = be_tcp_hello_encode(buf + BE_TCP_HDR_SIZE,
-                            sizeof(buf) - BE_TCP_HDR_SIZE,
-                            eng->host->agent_name, (uint16_t)stream,
-                            (uint16_t)eng->num_streams);
+    /* max_version 1 is sent as 0, exactly what version-1 peers send. */
+    n = be_tcp_hello_encode_max(buf + BE_TCP_HDR_SIZE,
+                                sizeof(buf) - BE_TCP_HDR_SIZE,
+                                eng->host->agent_name, (uint16_t)stream,
+                                (uint16_t)eng->num_streams,
+                                eng->max_version > 1
+                                    ? (uint16_t)eng->max_version
+                                    : 0);
     if (n == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "tcp: agent name empty or longer than %u bytes",
@@ -470,6 +483,7 @@ be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
                          "tcp: %s is agent '%.*s', expected '%s'", where,
                          (int)h.name_len, h.name, peer);
     }
+    *proto_p = (uint8_t)NXL__MIN((unsigned)h.max_version, eng->max_version);
     return NXL_OK;
 }
 
@@ -478,7 +492,7 @@ be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
  * otherwise) within connect_timeout_ms, then shakes hands. */
 static nxl_status_t
 be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
-                    unsigned stream, int *fd_p)
+                    unsigned stream, int *fd_p, uint8_t *proto_p)
 {
     const be_tcp_conninfo_t *ci = &peer->info;
     bool same = ci->host_token == eng->self_info.host_token;
@@ -514,7 +528,8 @@ be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
             continue;
         }
         be_tcp_sock_tune(fd);
-        st = be_tcp_handshake(eng, fd, peer->name, where, stream, left);
+        st = be_tcp_handshake(eng, fd, peer->name, where, stream, left,
+                              proto_p);
         if (st != NXL_OK) {
             close(fd); /* not it (or it hung up): try the next address */
             continue;
@@ -543,8 +558,9 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
     be_tcp_peer_t *peer;
     const char *why = NULL;
     nxl_status_t st;
+    uint8_t proto = 1;
     unsigned i;
-    int fd;
+    int fd = -1;
 
     if (name == NULL || name[0] == '\0' || strlen(name) > BE_TCP_MAX_NAME) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: bad peer name");
@@ -568,7 +584,7 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
     }
     peer->nconns = eng->num_streams;
     for (i = 0; i < peer->nconns; i++) {
-        st = be_tcp_connect_peer(eng, peer, i, &fd);
+        st = be_tcp_connect_peer(eng, peer, i, &fd, &proto);
         if (st != NXL_OK) {
             goto err_conns;
         }
@@ -576,6 +592,7 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
         st = be_tcp_conn_new(eng, fd, false, &peer->conns[i]);
         if (st == NXL_OK) {
             peer->conns[i]->peer = peer;
+            peer->conns[i]->proto = proto;
         }
         pthread_mutex_unlock(&eng->io_lock);
         if (st != NXL_OK) {

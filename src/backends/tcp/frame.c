@@ -63,8 +63,12 @@ be_tcp_frame_check(const be_tcp_frame_t *f, const char **why_p)
         break;
     case BE_TCP_READ_RESP:
     case BE_TCP_WRITE_ACK:
-        if (f->ndesc != 0 || f->aux_len != 0 || f->flags != 0) {
+        if (f->ndesc != 0 || f->aux_len != 0 ||
+            (f->flags & ~(f->type == BE_TCP_READ_RESP ? BE_TCP_F_MORE
+                                                      : 0u)) != 0) {
             why = "reply with descriptors, aux or flags";
+        } else if ((f->flags & BE_TCP_F_MORE) && f->status != 0) {
+            why = "failed READ reply announcing more frames";
         } else if (f->status > 0) {
             why = "reply with a positive status";
         } else if (f->type == BE_TCP_WRITE_ACK && f->data_len != 0) {
@@ -79,6 +83,14 @@ be_tcp_frame_check(const be_tcp_frame_t *f, const char **why_p)
             why = "notification with descriptors, data, flags or status";
         } else if (f->aux_len > BE_TCP_MAX_NOTIF) {
             why = "notification too long";
+        }
+        break;
+    case BE_TCP_CANCEL:
+        if (f->ndesc != 0 || f->aux_len != 0 || f->data_len != 0 ||
+            f->flags != 0 || f->status != 0) {
+            why = "cancel with descriptors, aux, data, flags or status";
+        } else if (f->id == 0) {
+            why = "cancel of request id 0";
         }
         break;
     default:
@@ -148,12 +160,23 @@ be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
     return true;
 }
 
-/* be_tcp_hello_encode writes a hello body:
- *   u32 magic | u16 version | u16 stream | u16 nstreams | u16 reserved (0)
- *   | u16 name_len | name bytes (no NUL). */
+/* be_tcp_hello_encode writes a version-1 hello body (max_version 0). */
 size_t
 be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
                     uint16_t stream, uint16_t nstreams)
+{
+    return be_tcp_hello_encode_max(out, cap, name, stream, nstreams, 0);
+}
+
+/* be_tcp_hello_encode_max writes a hello body:
+ *   u32 magic | u16 version (1) | u16 stream | u16 nstreams
+ *   | u16 max_version (0 before version 2) | u16 name_len | name bytes
+ *   (no NUL). The version field stays 1: servers before version 2 refuse
+ *   any other, and ignore max_version (it was reserved, never checked). */
+size_t
+be_tcp_hello_encode_max(uint8_t *out, size_t cap, const char *name,
+                        uint16_t stream, uint16_t nstreams,
+                        uint16_t max_version)
 {
     size_t n = strlen(name);
 
@@ -167,8 +190,8 @@ be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
     out[7] = (uint8_t)(stream >> 8);
     out[8] = (uint8_t)nstreams;
     out[9] = (uint8_t)(nstreams >> 8);
-    out[10] = 0;
-    out[11] = 0;
+    out[10] = (uint8_t)max_version;
+    out[11] = (uint8_t)(max_version >> 8);
     out[12] = (uint8_t)n;
     out[13] = (uint8_t)(n >> 8);
     memcpy(out + BE_TCP_HELLO_FIXED, name, n);
@@ -176,8 +199,8 @@ be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
 }
 
 /* be_tcp_hello_decode validates a hello body (exact length, magic, a
- * non-empty name without NUL bytes). The version is returned, not judged:
- * the server answers what it speaks. */
+ * non-empty name without NUL bytes). The versions are returned, not
+ * judged: the server answers what it speaks. */
 bool
 be_tcp_hello_decode(const uint8_t *p, size_t len, be_tcp_hello_t *h,
                     const char **why_p)
@@ -213,6 +236,7 @@ be_tcp_hello_decode(const uint8_t *p, size_t len, be_tcp_hello_t *h,
         return false;
     }
     h->version = version;
+    h->max_version = reserved == 0 ? 1 : reserved;
     h->stream = stream;
     h->nstreams = nstreams;
     h->name = (const char *)name;

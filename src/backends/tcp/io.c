@@ -112,6 +112,7 @@ be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
     c->rcap = BE_TCP_RBUF_SIZE;
     c->rstate = BE_TCP_RX_HDR;
     c->rcvlowat = 1;
+    c->proto = 1;
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.ptr = c;
     if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -324,6 +325,10 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
             c->want_out = true;
             be_tcp_conn_epoll(c);
             return 0;
+        }
+        if (c->server) {
+            atomic_fetch_add_explicit(&c->eng->srv_sent, (uint64_t)n,
+                                      memory_order_relaxed);
         }
         be_tcp_tx_advance(c, (size_t)n, in_io);
         sent += (size_t)n;
@@ -578,6 +583,42 @@ be_tcp_ring_drop(be_tcp_conn_t *c, const be_tcp_part_t *part)
     c->ring_count = kept;
 }
 
+/* be_tcp_cancel_send queues a CANCEL frame for request id on c (version
+ * 2; tx_lock held): the target stops the READ's reply at its next frame
+ * boundary. Out of memory, nothing is sent: the reply then comes in full
+ * and is discarded, as with a version-1 peer. */
+static void
+be_tcp_cancel_send(be_tcp_conn_t *c, uint64_t id)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_CANCEL, .id = id};
+    be_tcp_txi_t *t;
+    bool was_empty;
+
+    t = malloc(sizeof(*t) + sizeof(struct iovec) + BE_TCP_HDR_SIZE);
+    if (t == NULL) {
+        return;
+    }
+    memset(t, 0, sizeof(*t));
+    t->kind = BE_TCP_TX_CTRL;
+    t->iov = (struct iovec *)(t + 1);
+    t->iov[0].iov_base = t->iov + 1;
+    t->iov[0].iov_len = BE_TCP_HDR_SIZE;
+    t->iovcnt = 1;
+    t->nctrl = 1;
+    be_tcp_frame_encode(&f, t->iov[0].iov_base);
+    was_empty = c->txq_head == NULL;
+    if (was_empty) {
+        c->txq_head = t;
+    } else {
+        c->txq_tail->next = t;
+    }
+    c->txq_tail = t;
+    c->txq_count++;
+    if (was_empty) {
+        (void)be_tcp_conn_flush(c, false);
+    }
+}
+
 /* be_tcp_part_detach takes a part off its connection (io_lock held). */
 void
 be_tcp_part_detach(be_tcp_part_t *part)
@@ -600,7 +641,8 @@ be_tcp_part_detach(be_tcp_part_t *part)
     if (res == TXQ_UNSENT) {
         be_tcp_ring_drop(c, part);
     } else {
-        /* Its replies still come: they are read and dropped. */
+        /* Its replies still come: they are read and dropped. A
+         * version-2 target is asked to cut a READ's reply short. */
         for (i = 0; i < c->ring_count; i++) {
             be_tcp_expect_t *e =
                 &c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
@@ -608,6 +650,10 @@ be_tcp_part_detach(be_tcp_part_t *part)
             if (e->part == part) {
                 e->part = NULL;
             }
+        }
+        if (res == TXQ_GOING && c->proto >= 2 &&
+            part->hdr[2] == BE_TCP_READ_REQ) {
+            be_tcp_cancel_send(c, part->id);
         }
     }
     pthread_mutex_unlock(&c->tx_lock);
@@ -989,8 +1035,13 @@ be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
         be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
         return false;
     }
-    n = be_tcp_hello_encode(ack, sizeof(ack), eng->host->agent_name, h.stream,
-                            h.nstreams);
+    /* Both sides name their highest version; the lower one is used. */
+    c->proto = (uint8_t)NXL__MIN((unsigned)h.max_version, eng->max_version);
+    n = be_tcp_hello_encode_max(ack, sizeof(ack), eng->host->agent_name,
+                                h.stream, h.nstreams,
+                                eng->max_version > 1
+                                    ? (uint16_t)eng->max_version
+                                    : 0);
     f.aux_len = (uint32_t)n;
     if (h.version != BE_TCP_VERSION) {
         f.status = NXL_ERR_NOT_SUPPORTED;
@@ -1013,9 +1064,145 @@ be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
     c->hello_done = true;
     be_tcp_hello_unwait(c);
     be_tcp_conn_queue_reply(c, t);
-    nxl__debug("tcp: '%s' connected (stream %u of %u)", c->peer_name,
-               (unsigned)h.stream + 1, (unsigned)h.nstreams);
+    nxl__debug("tcp: '%s' connected (stream %u of %u, protocol %u)",
+               c->peer_name, (unsigned)h.stream + 1, (unsigned)h.nstreams,
+               (unsigned)c->proto);
     return true;
+}
+
+/* be_tcp_rresp_t is a version-2 READ reply: one transmit item whose iovecs
+ * are the frames of the reply, each a header followed by its share of the
+ * payload. A CANCEL rewrites the first header not yet started into the
+ * last frame (status CANCELED, no data) and ends the item there. */
+typedef struct be_tcp_rresp {
+    be_tcp_txi_t t;     /* first member: freed as a transmit item */
+    uint64_t id;
+    uint32_t nframes;
+    uint32_t *hidx;     /* iov index of each frame's header */
+    uint8_t *hdrs;      /* nframes headers of BE_TCP_HDR_SIZE bytes */
+} be_tcp_rresp_t;
+
+/* Most frames one version-2 READ reply is cut into: above
+ * BE_TCP_RESP_FRAMES * BE_TCP_CHUNK bytes the frames grow instead, so a
+ * peer cannot make us allocate more than a few hundred KiB of headers. */
+#define BE_TCP_RESP_FRAMES 4096u
+
+/* be_tcp_rresp_new builds the version-2 reply to READ id: the n checked
+ * descriptors at tab (total bytes) in frames of BE_TCP_CHUNK bytes, all
+ * but the last flagged F_MORE. NULL when out of memory. */
+static be_tcp_rresp_t *
+be_tcp_rresp_new(uint64_t id, const uint8_t *tab, uint32_t n, uint64_t total)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = id};
+    uint64_t chunk = BE_TCP_CHUNK, room, addr, len, take;
+    uint32_t nfr, k = 0, i;
+    be_tcp_rresp_t *r;
+    size_t niov, sz;
+    int cnt = 0;
+
+    if (total / BE_TCP_RESP_FRAMES >= chunk) {
+        chunk = total / BE_TCP_RESP_FRAMES + 1;
+    }
+    nfr = total == 0 ? 1 : (uint32_t)((total - 1) / chunk + 1);
+    niov = (size_t)n + 2u * nfr;
+    sz = sizeof(*r) + niov * sizeof(struct iovec) + nfr * sizeof(uint32_t) +
+         (size_t)nfr * BE_TCP_HDR_SIZE;
+    r = malloc(sz);
+    if (r == NULL) {
+        return NULL;
+    }
+    memset(r, 0, sizeof(*r));
+    r->t.kind = BE_TCP_TX_RESP;
+    r->t.owner = r;
+    r->t.iov = (struct iovec *)(r + 1);
+    r->hidx = (uint32_t *)(r->t.iov + niov);
+    r->hdrs = (uint8_t *)(r->hidx + nfr);
+    r->id = id;
+    r->nframes = nfr;
+    room = 0;
+    for (i = 0; i <= n; i++) {
+        addr = 0;
+        len = 0;
+        if (i < n) {
+            be_tcp_wdesc(tab, i, &addr, &len);
+        }
+        do {
+            if (room == 0 && k < nfr) {
+                /* Next frame: its header, then up to chunk bytes. */
+                f.data_len = NXL__MIN(chunk, total - (uint64_t)k * chunk);
+                f.flags = k + 1 < nfr ? BE_TCP_F_MORE : 0;
+                be_tcp_frame_encode(&f, r->hdrs + (size_t)k * BE_TCP_HDR_SIZE);
+                r->hidx[k] = (uint32_t)cnt;
+                r->t.iov[cnt].iov_base = r->hdrs + (size_t)k * BE_TCP_HDR_SIZE;
+                r->t.iov[cnt].iov_len = BE_TCP_HDR_SIZE;
+                cnt++;
+                room = f.data_len;
+                k++;
+            }
+            take = NXL__MIN(len, room);
+            if (take > 0) {
+                r->t.iov[cnt].iov_base = (void *)(uintptr_t)addr;
+                r->t.iov[cnt].iov_len = (size_t)take;
+                cnt++;
+                addr += take;
+                len -= take;
+                room -= take;
+            }
+        } while (len > 0);
+    }
+    r->t.iovcnt = cnt;
+    r->t.nctrl = 0; /* headers are interleaved; see be_tcp_tx_gather */
+    return r;
+}
+
+/* be_tcp_srv_cancel handles a CANCEL frame (version 2): if the reply to
+ * READ id is still in the send queue and a frame boundary lies ahead,
+ * the reply ends there with a CANCELED frame; the frame being written is
+ * finished first (the peer expects its announced length). An id that
+ * matches nothing (the reply is out, or it was a WRITE) is ignored. */
+static void
+be_tcp_srv_cancel(be_tcp_conn_t *c, uint64_t id)
+{
+    be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = id,
+                        .status = NXL_ERR_CANCELED};
+    be_tcp_rresp_t *r = NULL;
+    uint64_t dropped = 0;
+    be_tcp_txi_t *t;
+    uint32_t k;
+    int i;
+
+    pthread_mutex_lock(&c->tx_lock);
+    for (t = c->txq_head; t != NULL; t = t->next) {
+        if (t->kind == BE_TCP_TX_RESP && t->owner != NULL &&
+            ((be_tcp_rresp_t *)t->owner)->id == id) {
+            r = t->owner;
+            break;
+        }
+    }
+    for (k = 0; r != NULL && k < r->nframes; k++) {
+        i = (int)r->hidx[k];
+        if (i > r->t.idx || (i == r->t.idx && r->t.off == 0)) {
+            break; /* header k not started: the reply can end here */
+        }
+    }
+    if (r != NULL && k < r->nframes) {
+        for (i = (int)r->hidx[k] + 1; i < r->t.iovcnt; i++) {
+            dropped += r->t.iov[i].iov_len;
+        }
+        be_tcp_frame_encode(&f, r->hdrs + (size_t)k * BE_TCP_HDR_SIZE);
+        r->t.iovcnt = (int)r->hidx[k] + 1;
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    if (r != NULL && k < r->nframes) {
+        atomic_fetch_add_explicit(&c->eng->srv_cut, 1, memory_order_relaxed);
+        nxl__debug("tcp: '%s' canceled READ %llu: %llu bytes not sent",
+                   c->peer_name ? c->peer_name : "?",
+                   (unsigned long long)id, (unsigned long long)dropped);
+    } else {
+        nxl__debug("tcp: '%s' canceled READ %llu: nothing left to stop",
+                   c->peer_name ? c->peer_name : "?",
+                   (unsigned long long)id);
+    }
 }
 
 /* be_tcp_srv_read answers a READ request straight from registered
@@ -1036,6 +1223,18 @@ be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
         return false;
     }
     ok = be_tcp_regions_check(c->eng, tab, n, &bad);
+    if (ok && c->proto >= 2) {
+        be_tcp_rresp_t *r = be_tcp_rresp_new(c->rf.id, tab, n, total);
+
+        if (r == NULL) {
+            be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
+            return false;
+        }
+        be_tcp_tsan_regions(c->eng, r->t.iov, (size_t)r->t.iovcnt,
+                            BE_TCP_TSAN_READ);
+        be_tcp_conn_queue_reply(c, &r->t);
+        return true;
+    }
     if (ok) {
         f.data_len = total;
     } else {
@@ -1141,6 +1340,47 @@ be_tcp_deliver(be_tcp_conn_t *c, const uint8_t *msg, size_t len)
     be_tcp_signal(c->eng, 1, true);
 }
 
+/* be_tcp_cli_more sets up receiving the next frame of a READ reply that
+ * comes in several (version 2): same id, a payload that continues where
+ * the last frame stopped and, in the last frame, ends at the part's size
+ * (or a status and no payload: the target stopped on our CANCEL). A part
+ * that was canceled meanwhile (rpart NULL) has its frames discarded. */
+static bool
+be_tcp_cli_more(be_tcp_conn_t *c)
+{
+    be_tcp_part_t *part = c->rpart;
+    bool last = !(c->rf.flags & BE_TCP_F_MORE);
+
+    if (c->rf.type != BE_TCP_READ_RESP || c->rf.id != c->rmore_id) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                         "reply %llu (type %u) inside the reply to READ %llu",
+                         (unsigned long long)c->rf.id, (unsigned)c->rf.type,
+                         (unsigned long long)c->rmore_id);
+        return false;
+    }
+    c->dst = NULL;
+    c->dst_n = 0;
+    if (part != NULL && c->rf.status == 0) {
+        if (c->rf.data_len > part->bytes - c->rgot ||
+            (last && c->rf.data_len != part->bytes - c->rgot)) {
+            be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                             "READ reply frame of %llu bytes after %llu, "
+                             "for %llu requested",
+                             (unsigned long long)c->rf.data_len,
+                             (unsigned long long)c->rgot,
+                             (unsigned long long)part->bytes);
+            return false;
+        }
+        c->dst = part->liov; /* the cursor (dst_i, dst_off) goes on */
+        c->dst_n = part->ndesc;
+    }
+    c->rgot += c->rf.data_len;
+    c->rmore = !last;
+    c->data_left = c->rf.data_len;
+    c->rstate = BE_TCP_RX_DATA;
+    return true;
+}
+
 /* be_tcp_cli_reply matches a reply header with the oldest outstanding
  * request on this stream and sets up receiving its payload. */
 static bool
@@ -1148,8 +1388,17 @@ be_tcp_cli_reply(be_tcp_conn_t *c)
 {
     be_tcp_expect_t e = {0};
     be_tcp_part_t *part;
-    bool have = false;
+    bool have = false, more = (c->rf.flags & BE_TCP_F_MORE) != 0;
 
+    if (c->rmore) {
+        return be_tcp_cli_more(c);
+    }
+    if (more && c->proto < 2) {
+        be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                         "READ reply in several frames on a version-1 "
+                         "connection");
+        return false;
+    }
     pthread_mutex_lock(&c->tx_lock);
     if (c->ring_count > 0) {
         e = c->ring[c->ring_head];
@@ -1172,7 +1421,8 @@ be_tcp_cli_reply(be_tcp_conn_t *c)
     c->dst = NULL;
     c->dst_n = 0;
     if (c->rf.type == BE_TCP_READ_RESP && c->rf.status == 0 && part != NULL) {
-        if (c->rf.data_len != part->bytes) {
+        if (more ? c->rf.data_len > part->bytes
+                 : c->rf.data_len != part->bytes) {
             be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
                              "READ reply of %llu bytes for %llu requested",
                              (unsigned long long)c->rf.data_len,
@@ -1184,6 +1434,9 @@ be_tcp_cli_reply(be_tcp_conn_t *c)
     }
     c->dst_i = 0;
     c->dst_off = 0;
+    c->rmore = more;
+    c->rmore_id = c->rf.id;
+    c->rgot = c->rf.data_len;
     c->data_left = c->rf.data_len;
     c->rstate = BE_TCP_RX_DATA;
     return true;
@@ -1198,10 +1451,15 @@ be_tcp_on_header(be_tcp_conn_t *c)
     if (c->server) {
         if (!c->hello_done ? t != BE_TCP_HELLO
                            : (t != BE_TCP_READ_REQ && t != BE_TCP_WRITE_REQ &&
-                              t != BE_TCP_NOTIF)) {
+                              t != BE_TCP_NOTIF &&
+                              (t != BE_TCP_CANCEL || c->proto < 2))) {
             be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
                              "unexpected frame type %u", (unsigned)t);
             return false;
+        }
+        if (t == BE_TCP_CANCEL) {
+            be_tcp_srv_cancel(c, c->rf.id); /* a header and nothing more */
+            return true;
         }
         c->rstate = BE_TCP_RX_CTRL;
         c->bigfill = 0;
@@ -1272,6 +1530,9 @@ be_tcp_on_data_done(be_tcp_conn_t *c)
         }
         be_tcp_conn_queue_reply(c, t);
         return true;
+    }
+    if (c->rmore) {
+        return true; /* more frames of this reply follow (rpart stays) */
     }
     part = c->rpart;
     c->rpart = NULL;

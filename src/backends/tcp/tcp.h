@@ -28,7 +28,9 @@
 #define BE_TCP_HDR_SIZE 32u
 #define BE_TCP_HDR_MAGIC 0x584eu          /* "NX" little-endian */
 #define BE_TCP_HELLO_MAGIC 0x54435458u    /* "XTCT" little-endian */
-#define BE_TCP_VERSION 1u
+#define BE_TCP_VERSION 1u                 /* the hello's version field */
+#define BE_TCP_PROTO_MAX 2u               /* highest protocol we speak */
+#define BE_TCP_CHUNK (4u << 20)           /* v2: READ reply frame payload */
 #define BE_TCP_WDESC_SIZE 16u             /* u64 addr, u64 len */
 #define BE_TCP_MAX_DESCS 65536u           /* descriptors in one frame */
 #define BE_TCP_MAX_NOTIF (4u << 20)       /* notification message bytes */
@@ -48,7 +50,8 @@ enum {
     BE_TCP_WRITE_REQ = 5, /* c->s: descriptors, aux = notif?, data */
     BE_TCP_WRITE_ACK = 6, /* s->c: status */
     BE_TCP_NOTIF = 7,     /* c->s: aux = message; no reply */
-    BE_TCP_TYPE_MAX = 7
+    BE_TCP_CANCEL = 8,    /* v2, c->s: id = a READ_REQ to cut short */
+    BE_TCP_TYPE_MAX = 8
 };
 
 /* Frame flags. */
@@ -59,6 +62,8 @@ enum {
                               * still deliver it. A NOTIF frame whose id is
                               * a WRITE_REQ's (sent right after it on the
                               * same connection) replaces it. */
+#define BE_TCP_F_MORE 0x02u  /* READ_RESP (v2): more reply frames of this
+                              * request follow; the last has no flag. */
 
 /* be_tcp_frame_t is a decoded 32-byte frame header:
  *   0 u16 magic 0x584e | 2 u8 type | 3 u8 flags | 4 i32 status
@@ -78,6 +83,8 @@ typedef struct be_tcp_frame {
 /* be_tcp_hello_t is a decoded hello body. name points into the input. */
 typedef struct be_tcp_hello {
     uint16_t version;
+    uint16_t max_version; /* highest protocol the sender speaks (the
+                           * field is 0 from version-1 peers: 1 here) */
     uint16_t stream;
     uint16_t nstreams;
     const char *name;
@@ -117,9 +124,17 @@ be_tcp_wdesc(const uint8_t *table, uint32_t i, uint64_t *addr, uint64_t *len)
 }
 
 /* be_tcp_hello_encode writes a hello body for name into out (capacity
- * cap) and returns its length, or 0 if it does not fit. */
+ * cap) and returns its length, or 0 if it does not fit. It offers
+ * protocol version 1 only (max_version field 0), as peers before version
+ * 2 did. */
 size_t be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
                            uint16_t stream, uint16_t nstreams);
+
+/* be_tcp_hello_encode_max is be_tcp_hello_encode offering max_version
+ * (written as is, 1 included) as the highest protocol spoken. */
+size_t be_tcp_hello_encode_max(uint8_t *out, size_t cap, const char *name,
+                               uint16_t stream, uint16_t nstreams,
+                               uint16_t max_version);
 
 /* be_tcp_hello_decode validates a hello body. */
 bool be_tcp_hello_decode(const uint8_t *p, size_t len, be_tcp_hello_t *h,
@@ -158,7 +173,8 @@ enum {
     BE_TCP_TX_NOTIF,      /* standalone notification (malloc, freed) */
     BE_TCP_TX_REQNOTIF,   /* a transfer's trailing notification */
     BE_TCP_TX_ORPHAN,     /* rest of a canceled frame (malloc, freed) */
-    BE_TCP_TX_RESP        /* a server reply (malloc, freed) */
+    BE_TCP_TX_RESP,       /* a server reply (malloc, freed) */
+    BE_TCP_TX_CTRL        /* a CANCEL frame (malloc, freed) */
 };
 
 /* be_tcp_txi_t is one frame queued for sending on a connection. iov[0..
@@ -257,6 +273,7 @@ struct be_tcp_conn {
     be_tcp_conn_t *next;      /* engine's list (io_lock) */
     int fd;
     bool server;
+    uint8_t proto;            /* negotiated protocol version (1 or 2) */
     bool hello_done;          /* server: a valid hello arrived */
     bool hello_wait;          /* server: counted in eng->hello_waiting */
     uint64_t hello_deadline;  /* server: close if no hello by then (ns) */
@@ -294,6 +311,10 @@ struct be_tcp_conn {
     size_t dst_n, dst_i, dst_off;
     uint64_t data_left;
     be_tcp_part_t *rpart;     /* client: the part being received */
+    bool rmore;               /* client: the reply being received goes on
+                               * in more frames (v2, F_MORE seen) */
+    uint64_t rmore_id;        /* ... of this request id */
+    uint64_t rgot;            /* ... with this many payload bytes so far */
     int rcvlowat;             /* SO_RCVLOWAT now set on fd (1 = default) */
     int32_t rstatus;          /* server: status of the current WRITE */
     uint64_t refused_id;      /* server: id of the last refused WRITE; a
@@ -334,6 +355,7 @@ struct be_tcp_engine {
     int connect_timeout_ms;
     int request_timeout_ms;
     int hello_timeout_ms;      /* accepted connections must say hello */
+    unsigned max_version;      /* highest protocol offered (param) */
     uint64_t stripe_min;       /* transfers below this use one stream */
 
     int lfd, epfd, kick_fd, efd;
@@ -354,6 +376,10 @@ struct be_tcp_engine {
     atomic_int efd_pending;
     atomic_uint inflight;      /* posted parts not yet done */
     unsigned hello_waiting;    /* accepted, no hello yet (io_lock) */
+    /* Counters (tests, debugging): bytes our server side handed to
+     * sendmsg, and READ replies it cut short on a CANCEL. */
+    _Atomic uint64_t srv_sent;
+    _Atomic uint64_t srv_cut;
 };
 
 /* --- engine.c ----------------------------------------------------------- */
@@ -387,7 +413,8 @@ void be_tcp_kick(be_tcp_engine_t *eng);
 void be_tcp_io_stop(be_tcp_engine_t *eng);
 
 /* be_tcp_conn_new makes a connection around a connected non-blocking fd
- * and adds it to epoll. Caller holds io_lock. */
+ * and adds it to epoll (protocol version 1 until the caller sets
+ * proto). Caller holds io_lock. */
 nxl_status_t be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
                              be_tcp_conn_t **conn_p);
 
