@@ -71,6 +71,19 @@ else
 fi
 tsan_check "$tmp/bmodes.log" "tests/bench_modes.sh"
 
+echo "== nxl-bench across two network namespaces, found through etcd"
+./tests/netns_etcd_bench.sh "$build" >"$tmp/nseb.log" 2>&1
+rc=$?
+cat "$tmp/nseb.log"
+if [ $rc -eq 0 ]; then
+  P=$((P + 1))
+elif [ $rc -eq 77 ]; then
+  echo "SKIP netns etcd pair (reason above)"; S=$((S + 1))
+else
+  echo "FAIL tests/netns_etcd_bench.sh"; F=$((F + 1))
+fi
+tsan_check "$tmp/nseb.log" "tests/netns_etcd_bench.sh"
+
 echo "== kv-exec-bench --smoke"
 if "$build/tools/kv-bench/kv-exec-bench" --smoke >"$tmp/kvsmoke.log" 2>&1; then
   cat "$tmp/kvsmoke.log"; P=$((P + 1))
