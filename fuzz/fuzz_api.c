@@ -1746,6 +1746,9 @@ op_post(rd_t *r)
     tr("post %s -> %s (%zu pairs, verdict %d)", ag[x->owner].name, x->peer,
        x->n, v);
     st = CALL(nxl_xfer_post(x->h, o));
+    if (st == NXL_ERR_REPOST_ACTIVE) {
+        return; /* the earlier post is still in flight: pending stays */
+    }
     x->pending = -1;
     /* Post reads only the notification of opts. */
     if (st == NXL_OK || st == NXL_IN_PROG) {
