@@ -723,6 +723,36 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     return NXL_OK;
 }
 
+/* be_ucx_worker_settle gives w up to BE_UCX_SETTLE_MS to send what it
+ * still queues (a flush of every endpoint, the ones UCX's wire-up made for
+ * peers that connected to us included) before it is destroyed: UCX 1.13.1
+ * aborts when ucp_worker_destroy purges a wire-up reply still pending on
+ * a lane (ucp_request.c:684; docs/reliability.md, defect 4; seen in
+ * conformance/UCX@netns/sidechannel on a loaded host). A flush that does
+ * not finish in time (a dead peer) is left to the destroy, as before. */
+#define BE_UCX_SETTLE_MS 100
+static void
+be_ucx_worker_settle(be_ucx_worker_t *w)
+{
+    ucp_request_param_t prm;
+    uint64_t end;
+    void *req;
+
+    memset(&prm, 0, sizeof(prm));
+    req = ucp_worker_flush_nbx(w->h, &prm);
+    if (req == NULL || UCS_PTR_IS_ERR(req)) {
+        return; /* nothing queued, or nothing to wait for */
+    }
+    end = nxl__now_ns() + (uint64_t)BE_UCX_SETTLE_MS * 1000000u;
+    while (ucp_request_check_status(req) == UCS_INPROGRESS &&
+           nxl__now_ns() < end) {
+        if (be_ucx_worker_progress(w->h) == 0) {
+            usleep(200);
+        }
+    }
+    ucp_request_free(req);
+}
+
 /* be_ucx_fini releases everything, also after a failed init. */
 static void
 be_ucx_fini(void *self)
@@ -765,6 +795,7 @@ be_ucx_fini(void *self)
         /* Destroying a worker completes what UCX still holds (orphaned
          * operations of dead peers) through their callbacks. */
         if (w->h != NULL) {
+            be_ucx_worker_settle(w);
             ucp_worker_destroy(w->h);
             w->h = NULL;
         }
