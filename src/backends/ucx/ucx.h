@@ -320,8 +320,11 @@ void be_ucx_kick(be_ucx_engine_t *eng);
 /* be_ucx_status maps a UCX status to an NXL status. */
 nxl_status_t be_ucx_status(ucs_status_t st);
 /* be_ucx_worker_arm arms w (lock held) so its efd fires on new events;
- * progresses again while UCX says events are pending. */
-void be_ucx_worker_arm(be_ucx_worker_t *w);
+ * progresses again while UCX says events are pending, at most 8 times.
+ * Returns true when UCX still says busy: with kick, the engine's epoll set
+ * is then made readable (whoever watches it comes back at once); without,
+ * the caller must come back soon itself (the service thread backs off). */
+bool be_ucx_worker_arm(be_ucx_worker_t *w, bool kick);
 /* be_ucx_orphan_trk moves trk to the engine's orphan list. */
 void be_ucx_orphan_trk(be_ucx_engine_t *eng, be_ucx_trk_t *trk);
 /* be_ucx_closing_add parks pep (its close in flight) until fini. */

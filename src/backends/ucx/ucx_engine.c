@@ -447,10 +447,9 @@ be_ucx_kick(be_ucx_engine_t *eng)
     }
 }
 
-/* be_ucx_worker_arm: ucp_worker_arm, progressing while UCX reports pending
- * events (worker lock held). */
-void
-be_ucx_worker_arm(be_ucx_worker_t *w)
+/* be_ucx_worker_arm: see ucx.h. */
+bool
+be_ucx_worker_arm(be_ucx_worker_t *w, bool kick)
 {
     ucs_status_t st;
     int i;
@@ -458,12 +457,15 @@ be_ucx_worker_arm(be_ucx_worker_t *w)
     for (i = 0; i < 8; i++) {
         st = ucp_worker_arm(w->h);
         if (st != UCS_ERR_BUSY) {
-            return;
+            return false;
         }
         (void)be_ucx_progress_worker(w, false);
     }
     /* Still busy: make sure somebody comes back soon. */
-    be_ucx_kick(w->eng);
+    if (kick) {
+        be_ucx_kick(w->eng);
+    }
+    return true;
 }
 
 /* be_ucx_orphan_trk: hand trk to the engine until the workers go (any
@@ -509,19 +511,28 @@ static void *
 be_ucx_service_main(void *arg)
 {
     be_ucx_engine_t *eng = arg;
+    int wait_ms = -1;
     unsigned i;
 
     while (!atomic_load(&eng->stop)) {
-        (void)be_ucx_liveness(eng, -1);
+        (void)be_ucx_liveness(eng, wait_ms);
         if (atomic_load(&eng->stop)) {
             break;
         }
+        /* A worker that stays busy through its re-arms (UCX spinning on a
+         * lane that does not drain: docs/reliability.md, defect 6) is
+         * retried after 1 ms, not at once: the thread then leaves the
+         * worker lock free for the application's threads most of the
+         * time instead of holding it in a loop. */
+        wait_ms = -1;
         for (i = 0; i < eng->nworkers; i++) {
             be_ucx_worker_t *w = &eng->workers[i];
 
             pthread_mutex_lock(&w->lock);
             (void)be_ucx_progress_worker(w, false);
-            be_ucx_worker_arm(w);
+            if (be_ucx_worker_arm(w, false)) {
+                wait_ms = 1;
+            }
             pthread_mutex_unlock(&w->lock);
         }
         (void)be_ucx_help_copies(eng);
@@ -589,7 +600,7 @@ be_ucx_worker_init(be_ucx_engine_t *eng, unsigned i)
                          "ucx: ucp_worker_set_am_recv_handler(%u): %s", i,
                          ucs_status_string(ust));
     }
-    be_ucx_worker_arm(w);
+    (void)be_ucx_worker_arm(w, true);
     return be_ucx_epoll_add(eng, w->efd, BE_UCX_TAG_WORKER | i);
 }
 
@@ -1001,7 +1012,7 @@ be_ucx_progress(void *self)
         pthread_mutex_lock(&w->lock);
         n += be_ucx_progress_worker(w, true);
         if (!eng->service) {
-            be_ucx_worker_arm(w);
+            (void)be_ucx_worker_arm(w, true);
         }
         pthread_mutex_unlock(&w->lock);
     }

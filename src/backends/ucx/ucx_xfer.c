@@ -821,7 +821,7 @@ be_ucx_check(void *self, void *reqp)
         more = be_ucx_copy_work(req);
         if (!eng->service && atomic_load(&req->state) == NXL_IN_PROG &&
             req->path == BE_UCX_PATH_UCX) {
-            be_ucx_worker_arm(w);
+            (void)be_ucx_worker_arm(w, true);
         }
     }
     pthread_mutex_unlock(&w->lock);
