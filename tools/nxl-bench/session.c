@@ -1379,7 +1379,7 @@ handshake(bench_session_t *s, size_t j)
     snprintf(s->peers[j].name, sizeof(s->peers[j].name), "%.127s", s->peer);
     s->npeers = j + 1;
     if (j == 0) {
-        s->iperf_port = n == 7 ? iperf_port : 0;
+        s->iperf_port = n >= 7 ? iperf_port : 0;
     }
     bench_peer_use(s, j);
     return 0;
