@@ -621,6 +621,7 @@ opts_bad(const nxl_opts_t *o)
 {
     return o != NULL &&
            ((o->num_backends > 0 && o->backends == NULL) ||
+            o->num_backends > SIZE_MAX / sizeof(nxl_backend_t *) ||
             (o->has_notif && o->notif_len > 0 && o->notif == NULL));
 }
 
