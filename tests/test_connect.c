@@ -831,12 +831,14 @@ t_md_string_rejects(void)
     /* Truncated streams at every length. */
     for (i = 0; i < zn; i++) {
         s = xc_b64(z, i);
+        XT_ASSERT(s != NULL);
         if (nxl_connect_md_decode(s, strlen(s), 0, &back) != NXL_ERR_PROTO) {
             XT_FAILF("%zu of %lu zlib bytes accepted", i, (unsigned long)zn);
         }
         free(s);
     }
     s = xc_b64(z, zn);
+    XT_ASSERT(s != NULL);
     XT_ASSERT_OK(nxl_connect_md_decode(s, strlen(s), 0, &back));
     XT_ASSERT_EQ(back.len, 14);
     nxl_blob_free(&back);
@@ -844,17 +846,20 @@ t_md_string_rejects(void)
     /* Trailing bytes after the stream. */
     z[zn] = 0;
     s = xc_b64(z, zn + 1);
+    XT_ASSERT(s != NULL);
     XC_EXPECT(nxl_connect_md_decode(s, strlen(s), 0, &back), NXL_ERR_PROTO,
               "after the end of the zlib stream");
     free(s);
     /* Not zlib at all, and a corrupted stream. */
     xc_fill(junk, sizeof(junk), 77);
     s = xc_b64(junk, sizeof(junk));
+    XT_ASSERT(s != NULL);
     XC_EXPECT(nxl_connect_md_decode(s, strlen(s), 0, &back), NXL_ERR_PROTO,
               "zlib");
     free(s);
     z[zn / 2] ^= 0x55;
     s = xc_b64(z, zn);
+    XT_ASSERT(s != NULL);
     XC_EXPECT(nxl_connect_md_decode(s, strlen(s), 0, &back), NXL_ERR_PROTO,
               NULL);
     free(s);
@@ -896,6 +901,7 @@ t_zlib_bomb(void)
     }
     XT_ASSERT(zs.avail_out > 0);
     s = xc_b64(z, cap - zs.avail_out);
+    XT_ASSERT(s != NULL);
     printf("  256 MiB of zeros in %zu bytes of zlib\n", cap - zs.avail_out);
     deflateEnd(&zs);
     free(z);

@@ -99,6 +99,9 @@ subst(const char *s, const char *from, const char *to)
     b = strlen(to);
     c = strlen(p + strlen(from));
     out = malloc(a + b + c + 1);
+    if (out == NULL) {
+        return NULL; /* out of memory (make faults): callers check */
+    }
     memcpy(out, s, a);
     memcpy(out + a, to, b);
     memcpy(out + a + b, p + strlen(from), c + 1);
