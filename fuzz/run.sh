@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh BUILD_DIR [SECONDS] - build the libFuzzer targets with clang and
-# run each for SECONDS (default 60). Seeds come from the golden metadata
-# blob (and, for fuzz_api, fuzz/corpus/fuzz_api: API call sequences); the
+# run each for SECONDS (default 60). Seeds come from the golden files and
+# the kept corpora in fuzz/corpus/<target>; the
 # corpus grows in BUILD_DIR/fuzz-corpus/<target> across runs and crashing
 # inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a finding.
 # FUZZ_TARGETS="fuzz_api" runs only the targets named. fuzz_api reads
@@ -23,10 +23,14 @@ seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$seeds/fuzz_kvjson" \
     "$seeds/fuzz_api" "$seeds/fuzz_connect" "$seeds/fuzz_etcd" "$build/fuzz-artifacts"
-# API call sequences (one agent pair each; see fuzz/fuzz_api.c).
-cp "$top"/fuzz/corpus/fuzz_api/* "$seeds/fuzz_api/"
-# etcd gateway answers and watch streams (see fuzz/fuzz_etcd.c).
-cp "$top"/fuzz/corpus/fuzz_etcd/* "$seeds/fuzz_etcd/"
+# The kept corpora (fuzz/corpus/<target>: fuzz_api's hand-made API call
+# sequences, fuzz_etcd's gateway answers and watch streams, and every
+# target's inputs merged from earlier runs, docs/reliability.md "Fuzzing").
+for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd; do
+    if [ -d "$top/fuzz/corpus/$t" ]; then
+        cp "$top"/fuzz/corpus/"$t"/* "$seeds/$t/"
+    fi
+done
 # KV layout JSON: the golden v1 / v2 files.
 cp "$top"/tests/data/kv_layout_*.json "$seeds/fuzz_kvjson/"
 # Tensor-connector JSON: the golden RdmaMetadata / descriptor files.
