@@ -330,7 +330,9 @@ keepalive(void *arg)
 {
     bench_etcd_t *e = arg;
     CURL *h = curl_easy_init();
-    size_t cur = e->cur;
+    size_t cur = 0; /* its own endpoint index (e->cur is the main
+                     * thread's, written without a lock): fails over the
+                     * same way from the first endpoint */
     long period_ms = e->ttl_s * 1000L / 3;
 
     if (period_ms < 200) {
