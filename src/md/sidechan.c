@@ -27,7 +27,9 @@
  *
  * Bounds, with or without a secret: frames of at most 64 MiB, at most 256
  * connections (at capacity the oldest one not sending a reply makes room,
- * so a flood of idle or stalled connections cannot lock a client out), a
+ * one that has not begun the handshake first, and connections are
+ * accepted in batches between reads, so that a flood of idle or stalled
+ * connections cannot push a client out before its HELLO is read), a
  * frame must finish within 5 s, and each client address gets a request
  * rate (token bucket; default 1000 a second, bursts of 2000).
  */
@@ -656,7 +658,11 @@ sc_client_key(const struct sockaddr_storage *ss)
 
 /* sc_make_room closes the oldest connection that is not sending a reply,
  * so that a table full of idle or stalled connections (a flood) cannot
- * lock new clients out. False when every connection is replying. */
+ * lock new clients out; with a secret, one that has not sent its HELLO
+ * goes before one in or past the handshake (a client mid-handshake is not
+ * pushed out by a flood of connections that never speak; a flood that
+ * sends HELLOs falls back to the oldest). False when every connection is
+ * replying. */
 static bool
 sc_make_room(nxl__sc_t *sc)
 {
@@ -666,8 +672,13 @@ sc_make_room(nxl__sc_t *sc)
     for (i = 0; i < sc->nconns; i++) {
         sc_conn_t *c = &sc->conns[i];
 
-        if (!c->writing &&
-            (victim == NULL || c->accepted_ns < victim->accepted_ns)) {
+        if (c->writing) {
+            continue;
+        }
+        if (victim == NULL ||
+            (victim->hello && !c->hello) ||
+            (victim->hello == c->hello &&
+             c->accepted_ns < victim->accepted_ns)) {
             victim = c;
         }
     }
@@ -681,16 +692,21 @@ sc_make_room(nxl__sc_t *sc)
     return true;
 }
 
-/* sc_accept accepts every pending connection. */
+/* sc_accept accepts up to SC_ACCEPT_BATCH pending connections; the
+ * poll loop reads the open ones before it takes more, so a client's first
+ * bytes are read before a burst of new connections can make it the
+ * oldest. */
+#define SC_ACCEPT_BATCH 32
 static void
 sc_accept(nxl__sc_t *sc)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
     sc_conn_t *c;
+    unsigned n;
     int fd;
 
-    for (;;) {
+    for (n = 0; n < SC_ACCEPT_BATCH; n++) {
         sl = sizeof(ss);
         memset(&ss, 0, sizeof(ss));
         fd = accept4(sc->lfd, (struct sockaddr *)&ss, &sl,
