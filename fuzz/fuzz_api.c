@@ -935,19 +935,19 @@ op_register(rd_t *r)
     }
 }
 
-/* in_flight: a transfer of agent k that the model saw posted (IN_PROG)
- * and not yet finish covers memory of d locally (or loopback): the
- * library may refuse to deregister it (NXL_ERR_NOT_ALLOWED), or accept
- * when the transfer finished meanwhile. */
+/* xfer_covers: a live transfer of agent k (only one the model saw posted,
+ * IN_PROG, and not yet finish, with posted_only) covers memory of d
+ * locally (or loopback). */
 static int
-in_flight(int k, int kind, const nxl_desc_t *d)
+xfer_covers(int k, int kind, const nxl_desc_t *d, int posted_only)
 {
     size_t i, j;
 
     for (i = 0; i < MAX_XFERS; i++) {
         const xf_t *x = &xfs[i];
 
-        if (x->h == NULL || x->owner != k || x->pending < 0) {
+        if (x->h == NULL || x->owner != k ||
+            (posted_only && x->pending < 0)) {
             continue;
         }
         for (j = 0; j < x->n; j++) {
@@ -959,6 +959,15 @@ in_flight(int k, int kind, const nxl_desc_t *d)
         }
     }
     return 0;
+}
+
+/* in_flight: a transfer of agent k in flight covers memory of d: the
+ * library may refuse to deregister it (NXL_ERR_NOT_ALLOWED), or accept
+ * when the transfer finished meanwhile. */
+static int
+in_flight(int k, int kind, const nxl_desc_t *d)
+{
+    return xfer_covers(k, kind, d, 1);
 }
 
 /* in_use: a live prepared list or transfer of agent k covers memory of
@@ -981,21 +990,7 @@ in_use(int k, int kind, const nxl_desc_t *d)
             }
         }
     }
-    for (i = 0; i < MAX_XFERS; i++) {
-        const xf_t *x = &xfs[i];
-
-        if (x->h == NULL || x->owner != k) {
-            continue;
-        }
-        for (j = 0; j < x->n; j++) {
-            if ((x->lkind == kind && overlaps(&x->l[j], d)) ||
-                (strcmp(x->peer, ag[k].name) == 0 && x->rkind == kind &&
-                 overlaps(&x->r[j], d))) {
-                return 1;
-            }
-        }
-    }
-    return 0;
+    return xfer_covers(k, kind, d, 0);
 }
 
 static void
