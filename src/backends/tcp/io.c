@@ -350,21 +350,15 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
     return 0;
 }
 
-/* be_tcp_conn_enqueue appends t and sends at once if the queue was empty
- * (so a non-empty queue always has a sender: EPOLLOUT or the thread that
- * holds tx_lock). false if c is dead. */
-bool
-be_tcp_conn_enqueue(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
+/* be_tcp_txq_append appends t to c's queue and sends at once if the
+ * queue was empty (so a non-empty queue always has a sender: EPOLLOUT or
+ * the thread that holds tx_lock). tx_lock held, c alive. */
+static void
+be_tcp_txq_append(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
 {
-    bool was_empty;
+    bool was_empty = c->txq_head == NULL;
 
-    pthread_mutex_lock(&c->tx_lock);
-    if (c->dead) {
-        pthread_mutex_unlock(&c->tx_lock);
-        return false;
-    }
     t->next = NULL;
-    was_empty = c->txq_head == NULL;
     if (was_empty) {
         c->txq_head = t;
     } else {
@@ -375,6 +369,19 @@ be_tcp_conn_enqueue(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
     if (was_empty) {
         (void)be_tcp_conn_flush(c, in_io);
     }
+}
+
+/* be_tcp_conn_enqueue appends t (be_tcp_txq_append) under tx_lock. false
+ * if c is dead. */
+bool
+be_tcp_conn_enqueue(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
+{
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->tx_lock);
+        return false;
+    }
+    be_tcp_txq_append(c, t, in_io);
     pthread_mutex_unlock(&c->tx_lock);
     return true;
 }
@@ -592,7 +599,6 @@ be_tcp_cancel_send(be_tcp_conn_t *c, uint64_t id)
 {
     be_tcp_frame_t f = {.type = BE_TCP_CANCEL, .id = id};
     be_tcp_txi_t *t;
-    bool was_empty;
 
     t = malloc(sizeof(*t) + sizeof(struct iovec) + BE_TCP_HDR_SIZE);
     if (t == NULL) {
@@ -606,17 +612,7 @@ be_tcp_cancel_send(be_tcp_conn_t *c, uint64_t id)
     t->iovcnt = 1;
     t->nctrl = 1;
     be_tcp_frame_encode(&f, t->iov[0].iov_base);
-    was_empty = c->txq_head == NULL;
-    if (was_empty) {
-        c->txq_head = t;
-    } else {
-        c->txq_tail->next = t;
-    }
-    c->txq_tail = t;
-    c->txq_count++;
-    if (was_empty) {
-        (void)be_tcp_conn_flush(c, false);
-    }
+    be_tcp_txq_append(c, t, false);
 }
 
 /* be_tcp_part_detach takes a part off its connection (io_lock held). */
