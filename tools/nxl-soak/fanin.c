@@ -72,6 +72,8 @@ typedef struct fan {
     int go_on_ready;                   /* GO each initiator when READY */
     int timing;                        /* the concurrent fetch round */
     sk_proc_t t_cold, t_start, t_peak, t_after;
+    uint64_t heap_start, heap_after;   /* malloc bytes in use (TRIMMED) */
+    int trimmed;
     char fd_cold[SK_FDLIST];
     char fd_start[SK_FDLIST], fd_after[SK_FDLIST];
     double after_wait_s;
@@ -162,6 +164,27 @@ send_type(fan_t *f, unsigned i, uint32_t type)
     memset(&m, 0, sizeof(m));
     m.type = type;
     (void)sk_msg_send(f->ch[i].fd, &m);
+}
+
+static void pump(fan_t *f, int ms);
+
+/* sample_target asks the target to give malloc's free pages back
+ * (SK_M_TRIM), waits up to 10 s for its answer, then samples /proc: RSS
+ * is then memory in use, not pages glibc keeps. Returns the malloc bytes
+ * in use, 0 when the target did not answer. */
+static uint64_t
+sample_target(fan_t *f, sk_proc_t *out)
+{
+    double until = sk_now_s() + 10;
+
+    f->trimmed = 0;
+    f->heap_after = 0;
+    send_type(f, 0, SK_M_TRIM);
+    while (!f->trimmed && f->ch[0].alive && sk_now_s() < until) {
+        pump(f, 20);
+    }
+    (void)sk_proc_sample(f->ch[0].pid, out);
+    return f->trimmed ? f->heap_after : 0;
 }
 
 /* finished books an incarnation that is gone. */
@@ -282,6 +305,10 @@ handle(fan_t *f, unsigned i, const sk_msg_t *m)
         f->last_x[i] = m->st.xseq_sent;
         f->last_s[i] = m->st.sseq_sent;
         f->last_inc[i] = m->inc;
+        break;
+    case SK_M_TRIMMED:
+        f->trimmed = 1;
+        f->heap_after = m->u[0];
         break;
     case SK_M_RX:
         if (m->idx < SK_MAX_AGENTS) {
@@ -426,7 +453,7 @@ run_one(fan_t *f)
     pump(f, 1000);
     f->priming = 0;
     f->go_on_ready = 0;
-    (void)sk_proc_sample(f->ch[0].pid, &f->t_start);
+    f->heap_start = sample_target(f, &f->t_start);
     sk_proc_fd_list(f->ch[0].pid, f->fd_start, sizeof(f->fd_start));
     f->t_peak = f->t_start;
     f->tgt_base = f->ch[0].st.notifs_checked;
@@ -646,6 +673,16 @@ run_one(fan_t *f)
         }
         f->after_wait_s = sk_now_s() - t_left;
         sk_proc_fd_list(f->ch[0].pid, f->fd_after, sizeof(f->fd_after));
+        if (f->ch[0].alive) {
+            sk_proc_t fresh;
+
+            f->heap_after = sample_target(f, &fresh);
+            if (fresh.ok) {
+                f->t_after.anon_kib = fresh.anon_kib;
+                f->t_after.shmem_kib = fresh.shmem_kib;
+                f->t_after.maps = fresh.maps;
+            }
+        }
     }
     f->ch[0].stopping = 1;
     send_type(f, 0, SK_M_STOP);
@@ -756,8 +793,10 @@ verdict(fan_t *f)
     if ((double)f->t_after.anon_kib > lim) {
         ffail(f, "the target's RssAnon did not return: %" PRIu64 " KiB at "
               "start, %" PRIu64 " KiB after the initiators left (peak %"
-              PRIu64 " KiB)", f->t_start.anon_kib, f->t_after.anon_kib,
-              f->t_peak.anon_kib);
+              PRIu64 " KiB; malloc in use %" PRIu64 " -> %" PRIu64
+              " KiB, both after malloc_trim)", f->t_start.anon_kib,
+              f->t_after.anon_kib, f->t_peak.anon_kib, f->heap_start / 1024,
+              f->heap_after / 1024);
     }
 }
 
@@ -795,6 +834,10 @@ report(const fan_t *f, FILE *out)
             sk_fmt_bytes(f->t_after.anon_kib * 1024, b3, sizeof(b3)),
             f->t_start.fds, f->t_peak.fds, f->t_after.fds,
             f->t_start.threads, f->t_after.threads, f->after_wait_s);
+    fprintf(out, "  target malloc in use %s at start, %s after (RSS "
+            "samples taken after malloc_trim)\n",
+            sk_fmt_bytes(f->heap_start, b1, sizeof(b1)),
+            sk_fmt_bytes(f->heap_after, b2, sizeof(b2)));
     if (f->t_cold.fds != f->t_start.fds ||
         f->t_cold.threads != f->t_start.threads) {
         char d[512];

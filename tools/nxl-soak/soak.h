@@ -132,12 +132,14 @@ enum {
     SK_M_CKPT_DONE,  /* u[0] = checkpoint number */
     SK_M_BYE,        /* st: final */
     SK_M_RX,         /* target: idx/inc of a sender, u: xseq, sseq */
+    SK_M_TRIMMED,    /* u: malloc bytes in use after malloc_trim */
     SK_M_PEER = 32,  /* idx/inc up; u: port, pattern addr, slot addr */
     SK_M_DOWN,       /* idx/inc killed */
     SK_M_CKPT,       /* u[0] = number: touch every peer, drain, pause */
     SK_M_RESUME,
     SK_M_STOP,       /* finish, destroy the agent, BYE, exit 0 */
-    SK_M_GO          /* fan-in: fetch the target's metadata now */
+    SK_M_GO,         /* fan-in: fetch the target's metadata now */
+    SK_M_TRIM        /* malloc_trim, then TRIMMED (before a sample) */
 };
 
 /* sk_msg_t is one control record (one SOCK_SEQPACKET datagram). */
