@@ -73,8 +73,12 @@ mb_wake(void *ctx)
     (void)ctx;
 }
 
-static nxl_backend_host_t mb_host = {NULL,   "bench",  mb_set_error,
-                                     mb_log, mb_notif, mb_wake};
+static nxl_backend_host_t mb_host = {.size = sizeof(nxl_backend_host_t),
+                                     .agent_name = "bench",
+                                     .set_error = mb_set_error,
+                                     .log = mb_log,
+                                     .notif_recv = mb_notif,
+                                     .wake = mb_wake};
 
 /* mb_open creates an engine with params. */
 static void *

@@ -146,12 +146,14 @@ t_open(t_eng *t, const char *name, const nxl_param_t *params, size_t nparams)
 
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
+    t->host.size = sizeof(t->host);
     t->host.ctx = t;
     t->host.agent_name = name;
     t->host.set_error = xt_host_set_error;
     t->host.log = xt_host_log;
     t->host.notif_recv = t_notif_recv;
     t->host.wake = t_wake;
+    t->host.device_kind = nxl_memkind_device();
     t->eng = calloc(1, ops->engine_size);
     if (t->eng == NULL) {
         return NXL_ERR_NOMEM;

@@ -748,9 +748,11 @@ t_malformed(void)
     nxl_desc_t d;
     size_t i;
 
+    host.size = sizeof(host);
     host.agent_name = "self";
     host.set_error = xt_host_set_error;
     host.log = xt_host_log;
+    host.device_kind = dk;
     eng = calloc(1, ops->engine_size);
     XT_ASSERT(eng != NULL);
     XT_ASSERT_OK(ops->init(eng, &host, &ps));

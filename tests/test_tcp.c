@@ -159,6 +159,7 @@ tt_open(tt_eng *t, const char *name, const nxl_param_t *params, size_t n)
     memset(t, 0, sizeof(*t));
     snprintf(t->name, sizeof(t->name), "%s", name);
     pthread_mutex_init(&t->h.lock, NULL);
+    t->h.host.size = sizeof(t->h.host);
     t->h.host.ctx = &t->h;
     t->h.host.agent_name = t->name;
     t->h.host.set_error = xt_host_set_error;

@@ -93,6 +93,16 @@ typedef enum nxl_mem {
  * remote. */
 typedef enum nxl_op { NXL_READ = 0, NXL_WRITE = 1 } nxl_op_t;
 
+/* Log levels: what NXL_LOG_LEVEL (or NIXL_LOG_LEVEL) names, error..trace,
+ * and what a backend passes to its host's log (nxl_backend.h). */
+typedef enum nxl_log_level {
+    NXL_LOG_ERROR = 0,
+    NXL_LOG_WARN = 1,
+    NXL_LOG_INFO = 2,
+    NXL_LOG_DEBUG = 3,
+    NXL_LOG_TRACE = 4
+} nxl_log_level_t;
+
 /* Thread-safety level of an agent (NIXL's nixl_thread_sync_t).
  * NONE: the caller serializes all calls. STRICT: one lock for everything.
  * RW: the data path (post/status/wait) shares a lock that the control path

@@ -23,12 +23,16 @@
 #define NXL_BACKEND_H
 
 #include <nxl/nxl.h>
+#include <nxl/nxl_memkind.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define NXL_BACKEND_ABI 1
+/* ABI 2: nxl_backend_host_t starts with its size and hands the backend
+ * the device memory kind. ABI 1 plugins are refused (their host table
+ * had neither). */
+#define NXL_BACKEND_ABI 2
 
 /* Capability bits. A backend with REMOTE must have NOTIF. */
 enum {
@@ -38,18 +42,12 @@ enum {
     NXL_CAP_THREAD_SAFE = 1u << 3  /* the backend locks for itself */
 };
 
-/* Log levels for host->log. */
-enum {
-    NXL_LOG_ERROR = 0,
-    NXL_LOG_WARN = 1,
-    NXL_LOG_INFO = 2,
-    NXL_LOG_DEBUG = 3,
-    NXL_LOG_TRACE = 4
-};
-
 /* nxl_backend_host_t is what the core offers a backend. It lives as long as
- * the engine. Every function is thread-safe. */
+ * the engine. Every function is thread-safe. Fields are only ever added at
+ * the end: a backend reads a field only when size covers it
+ * (NXL_HOST_HAS). */
 typedef struct nxl_backend_host {
+    uint32_t size;             /* sizeof(nxl_backend_host_t) of the core */
     void *ctx;                 /* pass back as the first argument */
     const char *agent_name;    /* this agent's name */
     /* set_error sets the calling thread's nxl_last_error() message. */
@@ -65,7 +63,18 @@ typedef struct nxl_backend_host {
                        size_t len);
     /* wake makes the agent's fd readable, so sleepers call progress. */
     void (*wake)(void *ctx);
+    /* device_kind is the device memory kind this engine may use for VRAM
+     * (the one installed when the backend was created, see
+     * nxl_memkind_set_device), or NULL: the backend then serves no VRAM.
+     * A backend reaches device memory only through it. */
+    const nxl_memkind_ops_t *device_kind;
 } nxl_backend_host_t;
+
+/* NXL_HOST_HAS tells whether host (a const nxl_backend_host_t *) carries
+ * field. */
+#define NXL_HOST_HAS(host, field)                                             \
+    ((host)->size >= offsetof(nxl_backend_host_t, field) +                    \
+                         sizeof((host)->field))
 
 /* nxl_be_region_t is one region to register. */
 typedef struct nxl_be_region {

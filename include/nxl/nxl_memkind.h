@@ -179,6 +179,12 @@ NXL_API const nxl_memkind_ops_t *nxl_memkind_host(void);
  * once). Never NULL. */
 NXL_API const nxl_memkind_ops_t *nxl_memkind_pinned(void);
 
+/* nxl_memkind_pinned_mapped returns 1 when the pinned kind's memory comes
+ * from the CUDA driver (cuMemHostAlloc, portable), so a device copy reaches
+ * it by DMA, and 0 when it is mlock'ed host memory. The answer never
+ * changes within a process. Thread-safe. */
+NXL_API int nxl_memkind_pinned_mapped(void);
+
 /* nxl_memkind_cuda returns the CUDA device kind. Its probe loads
  * libcuda.so.1 and reports NXL_ERR_NOT_SUPPORTED ("no CUDA driver:
  * libcuda.so.1: cannot open ...", "no CUDA device") where it cannot run;

@@ -95,17 +95,6 @@ nxl__be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts)
     return false;
 }
 
-NXL_API void
-nxl_blob_free(nxl_blob_t *blob)
-{
-    if (blob == NULL) {
-        return;
-    }
-    free(blob->data);
-    blob->data = NULL;
-    blob->len = 0;
-}
-
 /* --- locking ------------------------------------------------------------ */
 
 void

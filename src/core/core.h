@@ -14,6 +14,8 @@
 #define NXL_CORE_H
 
 #include "md/md.h"
+#include <nxl/nxl_backend.h>
+
 #include "util.h"
 
 #include <pthread.h>

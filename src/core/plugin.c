@@ -493,12 +493,14 @@ nxl_backend_create(nxl_agent_t *agent, const char *type,
     be->serialize = !(ops->caps & NXL_CAP_THREAD_SAFE);
     pthread_mutex_init(&be->lock, NULL);
     be->event_fd = -1;
-    be->host = (nxl_backend_host_t){.ctx = agent,
+    be->host = (nxl_backend_host_t){.size = sizeof(nxl_backend_host_t),
+                                    .ctx = agent,
                                     .agent_name = agent->name,
                                     .set_error = host_set_error,
                                     .log = host_log,
                                     .notif_recv = host_notif_recv,
-                                    .wake = host_wake};
+                                    .wake = host_wake,
+                                    .device_kind = nxl_memkind_device()};
     be->engine = calloc(1, NXL__MAX(ops->engine_size, (size_t)1));
     if (be->engine == NULL) {
         status = nxl__fail(NXL_ERR_NOMEM, "backend_create: out of memory");

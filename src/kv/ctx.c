@@ -11,7 +11,6 @@
  * nxl_kv_transfer returns at once.
  */
 #include "ctx.h"
-#include "memkind/memkind.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -484,7 +483,7 @@ kv_layout_mapped(const nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l)
         if (sg->mk->type == NXL_MEMKIND_DEVICE
                 ? sg->loc.index != (uint64_t)ctx->cfg.device
                 : !(sg->mk == nxl_memkind_pinned() &&
-                    nxl__cuda_available())) {
+                    nxl_memkind_pinned_mapped())) {
             return 0;
         }
     }

@@ -245,8 +245,7 @@ nxl__sc_ack_parse(const uint8_t *payload, size_t len)
     }
     /* A status this build does not know (a newer peer) reads as UNKNOWN;
      * the peer's text keeps the detail. */
-    if (strcmp(nxl_status_name((nxl_status_t)status), "NXL_UNKNOWN_STATUS") ==
-        0) {
+    if (!nxl__status_known(status)) {
         return nxl__fail(NXL_ERR_UNKNOWN, "peer: status %d: %.*s", status,
                          (int)NXL__MIN(mlen, 400u), (const char *)payload + 8);
     }

@@ -121,3 +121,9 @@ nxl_memkind_pinned(void)
 {
     return &nxl__pinned_ops;
 }
+
+int
+nxl_memkind_pinned_mapped(void)
+{
+    return nxl__cuda_available() ? 1 : 0;
+}

@@ -6,7 +6,6 @@
 #define NXL_UTIL_H
 
 #include <nxl/nxl.h>
-#include <nxl/nxl_backend.h>
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +38,10 @@ void nxl__set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* nxl__clear_error empties this thread's last-error message. */
 void nxl__clear_error(void);
+
+/* nxl__status_known tells whether status is one of this build's
+ * nxl_status_t values (a newer peer may send others). Thread-safe. */
+bool nxl__status_known(int status);
 
 /* --- logging (src/util/log.c) ------------------------------------------- */
 

@@ -32,6 +32,8 @@
 #ifndef NXL_BACKENDS_POSIX_H
 #define NXL_BACKENDS_POSIX_H
 
+#include <nxl/nxl_backend.h>
+
 #include "util.h"
 
 #include <pthread.h>

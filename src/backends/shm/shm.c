@@ -239,16 +239,21 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
 }
 
 /* be_shm_vram_probe decides whether this engine serves VRAM: the device
- * memory kind (nxl_memkind_device at init) must run here, copy, find
+ * memory kind (host->device_kind) must run here, copy, find
  * allocations (mem_range) and export and open IPC handles. Otherwise
  * eng->dk stays NULL and dk_why says why. Leaves no error behind. */
 static void
 be_shm_vram_probe(be_shm_engine_t *eng)
 {
-    const nxl_memkind_ops_t *dk = nxl_memkind_device();
+    const nxl_memkind_ops_t *dk = NXL_HOST_HAS(eng->host, device_kind)
+                                      ? eng->host->device_kind
+                                      : NULL;
 
     eng->dk = NULL;
-    if (!NXL_MEMKIND_HAS(dk, mem_range)) {
+    if (dk == NULL) {
+        snprintf(eng->dk_why, sizeof(eng->dk_why),
+                 "the host offers no device memory kind");
+    } else if (!NXL_MEMKIND_HAS(dk, mem_range)) {
         snprintf(eng->dk_why, sizeof(eng->dk_why),
                  "device memory kind \"%s\" cannot find allocations (no "
                  "mem_range op)",

@@ -27,6 +27,8 @@
 #ifndef NXL_BACKENDS_SHM_H
 #define NXL_BACKENDS_SHM_H
 
+#include <nxl/nxl_backend.h>
+
 #include "util.h"
 
 #include <nxl/nxl_memkind.h>

@@ -15,6 +15,8 @@
 #ifndef NXL_BE_TCP_H
 #define NXL_BE_TCP_H
 
+#include <nxl/nxl_backend.h>
+
 #include "util.h"
 
 #include <pthread.h>

@@ -36,6 +36,8 @@
 #ifndef NXL_BACKENDS_UCX_H
 #define NXL_BACKENDS_UCX_H
 
+#include <nxl/nxl_backend.h>
+
 #include "util.h"
 
 #include <pthread.h>

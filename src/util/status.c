@@ -1,6 +1,9 @@
-/* status.c - the second and third products of NXL_STATUS_MAP, and the
- * library's version. */
+/* status.c - the second and third products of NXL_STATUS_MAP, the
+ * library's version, and nxl_blob_free: public functions every layer may
+ * use, so they live at the bottom (util). */
 #include "util.h"
+
+#include <stdlib.h>
 
 #define NXL__STR2(x) #x
 #define NXL__STR(x) NXL__STR2(x)
@@ -25,6 +28,19 @@ nxl_strerror(nxl_status_t status)
     return "unknown status";
 }
 
+bool
+nxl__status_known(int status)
+{
+    switch (status) {
+#define NXL__STATUS_KNOWN(name, val, msg)                                     \
+    case NXL_##name:                                                          \
+        return true;
+        NXL_STATUS_MAP(NXL__STATUS_KNOWN)
+#undef NXL__STATUS_KNOWN
+    }
+    return false;
+}
+
 NXL_API const char *
 nxl_status_name(nxl_status_t status)
 {
@@ -36,4 +52,15 @@ nxl_status_name(nxl_status_t status)
 #undef NXL__STATUS_NAME
     }
     return "NXL_UNKNOWN_STATUS";
+}
+
+NXL_API void
+nxl_blob_free(nxl_blob_t *blob)
+{
+    if (blob == NULL) {
+        return;
+    }
+    free(blob->data);
+    blob->data = NULL;
+    blob->len = 0;
 }
