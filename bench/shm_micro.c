@@ -2,10 +2,11 @@
  * shm_micro.c - micro-benchmark of the SHM backend's data paths against
  * their limits, driving the ops table directly (no agent).
  *
- * Build (after building build-shm):
- *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc/util -Isrc bench/shm_micro.c \
- *      build-shm/src/libnxl_internal.a -lpthread -o /tmp/shm_micro
- * Run: /tmp/shm_micro [reps]   (prints medians of reps runs, default 5)
+ * A white-box benchmark: it includes the backend's private header, so it
+ * links the layer archives through nxl_internal, as the tests do. Built
+ * with the project (bench/CMakeLists.txt):
+ * Run: build/bench/shm-micro [reps]   (prints medians of reps runs,
+ *      default 5)
  * Env: SHM_CASES=cma,mapped,lat,many  SHM_THREADS=n  SHM_SPLIT=bytes
  *      SHM_POLICY=adaptive|always
  *

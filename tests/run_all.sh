@@ -43,6 +43,10 @@ echo "== C suites"
 tally "$tmp/c.log"
 tsan_check "$tmp/c.log" "C suites"
 
+echo "== layers (scripts/check-layers.sh over libnxl's archives)"
+sh tests/layers.sh "$build" 2>&1 | tee "$tmp/layers.log"
+tally "$tmp/layers.log"
+
 echo "== nxl-bench --smoke"
 if "$build/tools/nxl-bench/nxl-bench" --smoke >"$tmp/smoke.log" 2>&1; then
   cat "$tmp/smoke.log"; P=$((P + 1))

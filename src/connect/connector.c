@@ -25,7 +25,7 @@
  */
 #include "connect.h"
 
-#include "md/md.h"
+#include "md.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
 #ifndef NXL_CORE_H
 #define NXL_CORE_H
 
-#include "md/md.h"
+#include "md.h"
 #include <nxl/nxl_backend.h>
 
 #include "util.h"

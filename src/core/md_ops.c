@@ -1,6 +1,6 @@
 /* md_ops.c - local metadata, loading peers, and the side-channel calls. */
 #include "core.h"
-#include "md/store.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
  * canonical (big-endian) 16 bytes in 32 lowercase hex digits; Dynamo uses
  * BLAKE3 here, but only equality between checksums matters to its tests.
  */
-#include "kv/kv.h"
+#include "kv.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -24,7 +24,7 @@
  * would map the driver's base; export the base mem_range reports, as the
  * SHM backend does).
  */
-#include "memkind/memkind.h"
+#include "memkind.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -7,7 +7,7 @@
  * A caller written for a device kind (record, then poll the event) works
  * unchanged on host memory.
  */
-#include "memkind/memkind.h"
+#include "memkind.h"
 
 #include <stdlib.h>
 #include <string.h>

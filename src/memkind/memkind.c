@@ -4,7 +4,7 @@
  * The device kind is one atomic pointer: NULL means the CUDA kind, else
  * the table a program (or a test) installed with nxl_memkind_set_device.
  */
-#include "memkind/memkind.h"
+#include "memkind.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -10,7 +10,7 @@
  * so free always matches alloc. Copies, streams and events are those of
  * the host kind.
  */
-#include "memkind/memkind.h"
+#include "memkind.h"
 
 #include <errno.h>
 #include <stdatomic.h>

@@ -19,7 +19,7 @@
  * what is misaligned. prep makes the same checks so a bad transfer fails
  * when it is made.
  */
-#include "backends/posix/posix.h"
+#include "posix.h"
 
 #include <errno.h>
 #include <fcntl.h>

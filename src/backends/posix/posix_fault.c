@@ -2,7 +2,7 @@
  * submission: the --wrap wrapper fails io_uring_submit with -ENOMEM at the
  * "uring" site's rate, leaving the queued entries queued, as the kernel
  * does when it cannot take them. */
-#include "backends/posix/posix.h"
+#include "posix.h"
 
 #include <errno.h>
 #include <liburing.h>

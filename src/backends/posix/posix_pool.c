@@ -6,7 +6,7 @@
  * unavailable (no liburing, a seccomp filter, io_uring_disabled) or when
  * api=threads.
  */
-#include "backends/posix/posix.h"
+#include "posix.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -15,7 +15,7 @@
  * IOSQE_FIXED_FILE and READ_FIXED/WRITE_FIXED; the rest use plain fds and
  * addresses.
  */
-#include "backends/posix/posix.h"
+#include "posix.h"
 
 #include <errno.h>
 #include <stdio.h>

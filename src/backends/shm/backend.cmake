@@ -1,8 +1,7 @@
 # SHM backend: same-host DRAM transfers (CMA, shared memfd mappings,
 # loopback copies) with unix-socket notifications. Linux only.
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
-  list(APPEND NXL_SOURCES
+  nxl_backend(shm SOURCES
     backends/shm/shm.c backends/shm/shm_copy.c
     backends/shm/shm_notif.c backends/shm/shm_pool.c)
-  list(APPEND NXL_BUILTIN_BACKENDS shm)
 endif()

@@ -31,7 +31,7 @@
  * deregistered is never touched again, and a widened or forged blob
  * grants nothing. Version 1 (no table) is refused.
  */
-#include "backends/shm/shm.h"
+#include "shm.h"
 
 #include <errno.h>
 #include <fcntl.h>

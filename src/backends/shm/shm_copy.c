@@ -3,7 +3,7 @@
  * shared mappings, non-temporal for large requests) and cross-memory attach
  * over windows of at most IOV_MAX iovecs per side.
  */
-#include "backends/shm/shm.h"
+#include "shm.h"
 
 #include <emmintrin.h>
 #include <errno.h>

@@ -21,7 +21,7 @@
  * EPOLLOUT while something is queued) and an eventfd that workers write
  * when they finish a request.
  */
-#include "backends/shm/shm.h"
+#include "shm.h"
 
 #include <errno.h>
 #include <poll.h>

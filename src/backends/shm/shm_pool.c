@@ -12,7 +12,7 @@
  * its notification, publishes the state) and, when it is a worker, wakes
  * sleepers through the completion eventfd and host->wake.
  */
-#include "backends/shm/shm.h"
+#include "shm.h"
 
 #include <signal.h>
 #include <stdio.h>

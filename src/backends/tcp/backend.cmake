@@ -1,9 +1,7 @@
 # The TCP backend: DRAM over plain TCP sockets, no dependencies beyond
 # libc and pthreads. See docs/backends.md ("TCP").
-list(APPEND NXL_SOURCES
+nxl_backend(tcp SOURCES
   backends/tcp/frame.c
   backends/tcp/engine.c
   backends/tcp/io.c
-  backends/tcp/xfer.c
-)
-list(APPEND NXL_BUILTIN_BACKENDS tcp)
+  backends/tcp/xfer.c)

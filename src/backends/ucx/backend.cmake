@@ -11,12 +11,11 @@ if(NOT NXL_WITH_UCX STREQUAL "OFF")
     message(STATUS "UCX backend: skipped (pkg-config cannot find ucx)")
   else()
     message(STATUS "UCX backend: UCX ${UCX_VERSION}")
-    list(APPEND NXL_SOURCES
+    nxl_backend(ucx SOURCES
       backends/ucx/ucx_engine.c backends/ucx/ucx_peer.c
-      backends/ucx/ucx_xfer.c backends/ucx/ucx_fault.c)
-    list(APPEND NXL_WRAP ucp_put_nbx ucp_get_nbx ucp_am_send_nbx
-         ucp_ep_flush_nbx ucp_mem_map)
-    list(APPEND NXL_BUILTIN_BACKENDS ucx)
-    list(APPEND NXL_LINK_LIBS PkgConfig::UCX)
+      backends/ucx/ucx_xfer.c backends/ucx/ucx_fault.c
+      LIBS PkgConfig::UCX
+      WRAP ucp_put_nbx ucp_get_nbx ucp_am_send_nbx ucp_ep_flush_nbx
+           ucp_mem_map)
   endif()
 endif()

@@ -3,7 +3,7 @@
  * context and workers, registration, progress, the event fd and the
  * service thread, and the ops table.
  */
-#include "backends/ucx/ucx.h"
+#include "ucx.h"
 
 #include <errno.h>
 #include <stdio.h>

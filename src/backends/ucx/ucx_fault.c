@@ -1,7 +1,7 @@
 /* ucx_fault.c - fault injection (src/util/fault.h) for the UCX calls the
  * backend makes: the --wrap wrappers fail them with UCS_ERR_NO_MEMORY at
  * the "ucx" site's rate, as UCX fails them when it runs out of resources. */
-#include "backends/ucx/ucx.h"
+#include "ucx.h"
 
 ucs_status_ptr_t __real_ucp_put_nbx(ucp_ep_h ep, const void *buffer,
                                     size_t count, uint64_t remote_addr,

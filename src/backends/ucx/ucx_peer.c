@@ -9,7 +9,7 @@
  *   48 u64 engine token   56 40 bytes boot id (NUL padded)
  *   96 u8 host length, host bytes, u32 address length, worker address
  */
-#include "backends/ucx/ucx.h"
+#include "ucx.h"
 
 #include <errno.h>
 #include <fcntl.h>

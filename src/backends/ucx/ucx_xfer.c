@@ -20,7 +20,7 @@
  * Notification on the wire (AM id BE_UCX_AM_NOTIF, eager, no header):
  * u16 sender name length, sender name, message.
  */
-#include "backends/ucx/ucx.h"
+#include "ucx.h"
 
 #include <errno.h>
 #include <poll.h>
