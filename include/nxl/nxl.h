@@ -153,8 +153,19 @@ typedef struct nxl_backend nxl_backend_t;
 typedef struct nxl_prepped nxl_prepped_t;
 typedef struct nxl_xfer nxl_xfer_t;
 
+/* Caller-filled structs (nxl_agent_config_t, nxl_opts_t, and in nxl_kv.h
+ * nxl_kv_ctx_config_t and nxl_kv_opts_t) start with their size, which
+ * their _init function sets to the sizeof this program was built with.
+ * Fields are only ever added at the end: the library reads what the
+ * caller's layout holds and defaults the rest, so a program built against
+ * an older header keeps working. A struct not filled by _init (size below
+ * the first layout's, e.g. 0) is NXL_ERR_INVALID_PARAM; a newer layout
+ * that sets a field this library does not know is NXL_ERR_NOT_SUPPORTED.
+ * NXL_<STRUCT>_V1_SIZE are the sizes of the first layouts. */
+
 /* nxl_agent_config_t: fill with nxl_agent_config_init, then change fields. */
 typedef struct nxl_agent_config {
+    uint32_t size;          /* set by nxl_agent_config_init */
     int progress_thread;    /* run progress on a thread sleeping on fds */
     int listen_thread;      /* serve the metadata side channel */
     uint16_t listen_port;   /* side-channel port; 0 = ephemeral */
@@ -165,6 +176,8 @@ typedef struct nxl_agent_config {
     const char *sc_secret;  /* side-channel shared secret (copied); NULL =
                              * $NXL_SC_SECRET, else none: see below */
 } nxl_agent_config_t;
+#define NXL_AGENT_CONFIG_V1_SIZE                                              \
+    (offsetof(nxl_agent_config_t, sc_secret) + sizeof(const char *))
 
 /* nxl_agent_config_init fills cfg with the defaults: no progress thread, no
  * listener, port 8888, sync NONE, no telemetry. */
@@ -245,6 +258,7 @@ NXL_API nxl_backend_t *nxl_backend_get(nxl_agent_t *agent, const char *type);
 /* nxl_opts_t carries the optional arguments of NIXL's extra params. Fill
  * with nxl_opts_init. The library copies what it keeps. */
 typedef struct nxl_opts {
+    uint32_t size;                 /* set by nxl_opts_init */
     nxl_backend_t *const *backends; /* restrict to these backends */
     size_t num_backends;
     int has_notif;                 /* attach notif (even when empty) */
@@ -257,6 +271,7 @@ typedef struct nxl_opts {
     int skip_merge;                /* nxl_xfer_make: keep descriptors */
     int timeout_ms;                /* side channel, etcd; 0 = 5000 */
 } nxl_opts_t;
+#define NXL_OPTS_V1_SIZE (offsetof(nxl_opts_t, timeout_ms) + sizeof(int))
 
 /* nxl_opts_init fills opts with defaults: nothing set, port 8888. */
 NXL_API void nxl_opts_init(nxl_opts_t *opts);

@@ -543,6 +543,7 @@ typedef struct nxl_kv_notif nxl_kv_notif_t;
 
 /* nxl_kv_ctx_config_t: fill with nxl_kv_ctx_config_init. */
 typedef struct nxl_kv_ctx_config {
+    uint32_t size;           /* set by nxl_kv_ctx_config_init (nxl.h) */
     nxl_kv_caps_t caps;
     int device;              /* device ordinal for streams, default 0 */
     unsigned poll_tick_ms;   /* poller tick while work exists, default 1 */
@@ -550,6 +551,8 @@ typedef struct nxl_kv_ctx_config {
     unsigned warn_every_ms;  /* repeat warning period, 30000 */
     size_t max_pending;      /* poller capacity, default 4096 */
 } nxl_kv_ctx_config_t;
+#define NXL_KV_CTX_CONFIG_V1_SIZE                                             \
+    (offsetof(nxl_kv_ctx_config_t, max_pending) + sizeof(size_t))
 
 NXL_API void nxl_kv_ctx_config_init(nxl_kv_ctx_config_t *cfg);
 
@@ -574,6 +577,7 @@ NXL_API uint64_t nxl_kv_ctx_slow_warnings(const nxl_kv_ctx_t *ctx);
 
 /* nxl_kv_opts_t: Dynamo's TransferOptions. Fill with nxl_kv_opts_init. */
 typedef struct nxl_kv_opts {
+    uint32_t size;                   /* set by nxl_kv_opts_init (nxl.h) */
     size_t layer_begin, layer_end;   /* 0, 0 = all layers */
     const nxl_kv_layout_t *bounce;   /* pinned bounce layout (two-hop) */
     const size_t *bounce_ids;        /* its blocks to use */
@@ -585,6 +589,8 @@ typedef struct nxl_kv_opts {
                                         agent after the data (NIXL ops) */
     size_t notif_len;
 } nxl_kv_opts_t;
+#define NXL_KV_OPTS_V1_SIZE                                                   \
+    (offsetof(nxl_kv_opts_t, notif_len) + sizeof(size_t))
 
 NXL_API void nxl_kv_opts_init(nxl_kv_opts_t *opts);
 

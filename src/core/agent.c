@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -16,6 +17,7 @@ nxl_agent_config_init(nxl_agent_config_t *cfg)
         return;
     }
     memset(cfg, 0, sizeof(*cfg));
+    cfg->size = sizeof(*cfg);
     cfg->listen_port = 8888;
     cfg->sync_mode = NXL_SYNC_NONE;
     cfg->progress_delay_us = 100000;
@@ -28,7 +30,27 @@ nxl_opts_init(nxl_opts_t *opts)
         return;
     }
     memset(opts, 0, sizeof(*opts));
+    opts->size = sizeof(*opts);
     opts->port = 8888;
+}
+
+nxl_status_t
+nxl__opts_in(const nxl_opts_t **opts_p, nxl_opts_t *copy, const char *where)
+{
+    char what[64];
+    nxl_status_t status;
+
+    if (*opts_p == NULL) {
+        return NXL_OK;
+    }
+    nxl_opts_init(copy);
+    snprintf(what, sizeof(what), "%s: opts", where);
+    status = nxl__abi_in(copy, sizeof(*copy), *opts_p, NXL_OPTS_V1_SIZE, what);
+    if (status != NXL_OK) {
+        return status;
+    }
+    *opts_p = copy;
+    return nxl__opts_check(copy, where);
 }
 
 nxl_status_t
@@ -336,6 +358,7 @@ NXL_API nxl_status_t
 nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
                  nxl_agent_t **agent_p)
 {
+    nxl_agent_config_t c;
     struct epoll_event ev;
     nxl_agent_t *a;
     nxl_status_t status;
@@ -355,16 +378,20 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
                          "agent_create: name longer than %u bytes",
                          NXL__MD_NAME_MAX);
     }
+    /* The caller's layout may be older than this build's (nxl.h). */
+    nxl_agent_config_init(&c);
+    if (cfg != NULL &&
+        (status = nxl__abi_in(&c, sizeof(c), cfg, NXL_AGENT_CONFIG_V1_SIZE,
+                              "agent_create: cfg")) != NXL_OK) {
+        return status;
+    }
+    cfg = &c;
     a = calloc(1, sizeof(*a));
     if (a == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "agent_create: out of memory");
     }
     strcpy(a->name, name);
-    if (cfg != NULL) {
-        a->cfg = *cfg;
-    } else {
-        nxl_agent_config_init(&a->cfg);
-    }
+    a->cfg = c;
     if ((unsigned)a->cfg.sync_mode > NXL_SYNC_RW) {
         status = nxl__fail(NXL_ERR_INVALID_PARAM, "agent_create: bad sync mode");
         goto err_free;

@@ -200,6 +200,14 @@ void nxl__peer_mark_dead(nxl_agent_t *a, const char *name);
  * notification of len > 0 its bytes. where names the caller in the
  * message. Returns NXL_OK or NXL_ERR_INVALID_PARAM. */
 nxl_status_t nxl__opts_check(const nxl_opts_t *opts, const char *where);
+/* nxl__opts_in is what a public call does first with its opts: a caller's
+ * struct (of any layout since the first, nxl.h) is read into *copy, this
+ * build's layout with defaults where the caller's is shorter, checked with
+ * nxl__opts_check, and *opts_p then points at copy. NULL stays NULL.
+ * Returns NXL_OK, NXL_ERR_INVALID_PARAM or NXL_ERR_NOT_SUPPORTED
+ * (nxl__abi_in). */
+nxl_status_t nxl__opts_in(const nxl_opts_t **opts_p, nxl_opts_t *copy,
+                          const char *where);
 /* nxl__dlist_check validates a caller's descriptor list: not NULL, a known
  * memory kind, descriptors present when count > 0, and a count whose bytes
  * fit in memory. where names the caller. Returns NXL_OK or

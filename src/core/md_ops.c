@@ -143,6 +143,7 @@ NXL_API nxl_status_t
 nxl_md_local_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                      const nxl_opts_t *opts, nxl_blob_t *blob_p)
 {
+    nxl_opts_t oc;
     bool empty = dlist == NULL || dlist->count == 0;
     nxl_dlist_t none = {.mem = NXL_DRAM, .descs = NULL, .count = 0};
     nxl_status_t status;
@@ -151,7 +152,7 @@ nxl_md_local_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "md_local_partial: NULL argument");
     }
-    status = nxl__opts_check(opts, "md_local_partial");
+    status = nxl__opts_in(&opts, &oc, "md_local_partial");
     if (status != NXL_OK) {
         return status;
     }
@@ -801,12 +802,17 @@ sc_send_blob(nxl_agent_t *a, const nxl_opts_t *opts, int timeout,
 NXL_API nxl_status_t
 nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_blob_t blob;
     nxl_status_t status;
     int timeout;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send: NULL agent");
+    }
+    status = nxl__opts_in(&opts, &oc, "md_send");
+    if (status != NXL_OK) {
+        return status;
     }
     if (md_store_wanted(opts)) {
         return md_store_send(agent, NULL, false, opts);
@@ -828,12 +834,17 @@ NXL_API nxl_status_t
 nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                     const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_blob_t blob;
     nxl_status_t status;
     int timeout;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send_partial: NULL agent");
+    }
+    status = nxl__opts_in(&opts, &oc, "md_send_partial");
+    if (status != NXL_OK) {
+        return status;
     }
     if (md_store_wanted(opts)) {
         return md_store_send(agent, dlist, true, opts);
@@ -854,6 +865,7 @@ nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
 NXL_API nxl_status_t
 nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_blob_t reply = {0};
     nxl__md_t *md = NULL;
     nxl_status_t status;
@@ -862,6 +874,10 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_fetch: NULL agent");
+    }
+    status = nxl__opts_in(&opts, &oc, "md_fetch");
+    if (status != NXL_OK) {
+        return status;
     }
     if (md_store_wanted(opts)) {
         return md_store_fetch(agent, remote, opts);
@@ -913,6 +929,7 @@ out:
 NXL_API nxl_status_t
 nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_blob_t reply = {0};
     nxl_status_t status;
     uint8_t rtype = 0;
@@ -920,6 +937,10 @@ nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_invalidate_local: NULL");
+    }
+    status = nxl__opts_in(&opts, &oc, "md_invalidate_local");
+    if (status != NXL_OK) {
+        return status;
     }
     if (md_store_wanted(opts)) {
         return md_store_invalidate(agent, opts);

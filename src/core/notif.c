@@ -59,6 +59,7 @@ NXL_API nxl_status_t
 nxl_notifs_get(nxl_agent_t *agent, nxl_notif_list_t **list_p,
                const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl__notif_rec_t *recs;
     nxl_notif_list_t *list;
     size_t n, i, bytes;
@@ -67,7 +68,7 @@ nxl_notifs_get(nxl_agent_t *agent, nxl_notif_list_t **list_p,
     if (agent == NULL || list_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "notifs_get: NULL argument");
     }
-    if (nxl__opts_check(opts, "notifs_get") != NXL_OK) {
+    if (nxl__opts_in(&opts, &oc, "notifs_get") != NXL_OK) {
         return NXL_ERR_INVALID_PARAM;
     }
     if (!agent->progress_running) {
@@ -129,6 +130,7 @@ NXL_API nxl_status_t
 nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
                size_t len, const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_status_t status = NXL_ERR_NOT_SUPPORTED;
     nxl_backend_t *be;
     nxl__peer_t *p = NULL;
@@ -139,7 +141,7 @@ nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
     if (agent == NULL || remote == NULL || (len > 0 && msg == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "notif_send: NULL argument");
     }
-    status = nxl__opts_check(opts, "notif_send");
+    status = nxl__opts_in(&opts, &oc, "notif_send");
     if (status != NXL_OK) {
         return status;
     }

@@ -303,6 +303,7 @@ NXL_API nxl_status_t
 nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                  const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl__region_t fresh, *one = NULL, **regs = &one;
     nxl_status_t status, last = NXL_ERR_NOT_SUPPORTED;
     nxl__index_t *ix;
@@ -319,7 +320,7 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         status = nxl__fail(NXL_ERR_INVALID_PARAM, "register: empty list");
     }
     if (status == NXL_OK) {
-        status = nxl__opts_check(opts, "register");
+        status = nxl__opts_in(&opts, &oc, "register");
     }
     if (status == NXL_OK) {
         status = reg_check_descs(dlist);
@@ -414,6 +415,7 @@ NXL_API nxl_status_t
 nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                    const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_status_t status = NXL_OK;
     nxl__region_t *r = NULL;
     nxl__index_t *ix;
@@ -424,7 +426,7 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     }
     status = nxl__dlist_check(dlist, "deregister");
     if (status == NXL_OK) {
-        status = nxl__opts_check(opts, "deregister");
+        status = nxl__opts_in(&opts, &oc, "deregister");
     }
     if (status != NXL_OK) {
         return status;

@@ -284,12 +284,13 @@ nxl_dlist_prep(nxl_agent_t *agent, const char *remote,
                const nxl_dlist_t *dlist, const nxl_opts_t *opts,
                nxl_prepped_t **prepped_p)
 {
+    nxl_opts_t oc;
     nxl_status_t status;
 
     if (agent == NULL || prepped_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "prep: NULL argument");
     }
-    status = nxl__opts_check(opts, "prep");
+    status = nxl__opts_in(&opts, &oc, "prep");
     if (status != NXL_OK) {
         return status;
     }
@@ -570,6 +571,7 @@ nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op, const nxl_prepped_t *local,
               const size_t *ridx, size_t count, const nxl_opts_t *opts,
               nxl_xfer_t **xfer_p)
 {
+    nxl_opts_t oc;
     nxl_status_t status;
 
     if (agent == NULL || local == NULL || remote == NULL || xfer_p == NULL ||
@@ -579,7 +581,7 @@ nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op, const nxl_prepped_t *local,
     if (count == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_make: no descriptors");
     }
-    status = nxl__opts_check(opts, "xfer_make");
+    status = nxl__opts_in(&opts, &oc, "xfer_make");
     if (status != NXL_OK) {
         return status;
     }
@@ -595,6 +597,7 @@ nxl_xfer_create(nxl_agent_t *agent, nxl_op_t op, const nxl_dlist_t *local,
                 const nxl_dlist_t *remote, const char *remote_agent,
                 const nxl_opts_t *opts, nxl_xfer_t **xfer_p)
 {
+    nxl_opts_t oc;
     nxl_prepped_t *lp = NULL, *rp = NULL;
     nxl_status_t status;
 
@@ -610,7 +613,7 @@ nxl_xfer_create(nxl_agent_t *agent, nxl_op_t op, const nxl_dlist_t *local,
     if (local->count == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_create: no descriptors");
     }
-    status = nxl__opts_check(opts, "xfer_create");
+    status = nxl__opts_in(&opts, &oc, "xfer_create");
     if (status != NXL_OK) {
         return status;
     }
@@ -657,6 +660,7 @@ xfer_finish(nxl_xfer_t *x, nxl_status_t status)
 NXL_API nxl_status_t
 nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
 {
+    nxl_opts_t oc;
     nxl_agent_t *a;
     nxl__peer_t *peer;
     nxl_status_t status;
@@ -664,6 +668,10 @@ nxl_xfer_post(nxl_xfer_t *x, const nxl_opts_t *opts)
 
     if (x == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_post: NULL transfer");
+    }
+    status = nxl__opts_in(&opts, &oc, "xfer_post");
+    if (status != NXL_OK) {
+        return status;
     }
     a = x->agent;
     cur = atomic_load(&x->state);

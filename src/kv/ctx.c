@@ -260,6 +260,7 @@ nxl_kv_ctx_config_init(nxl_kv_ctx_config_t *cfg)
         return;
     }
     memset(cfg, 0, sizeof(*cfg));
+    cfg->size = sizeof(*cfg);
     cfg->device = 0;
     cfg->poll_tick_ms = 1;
     cfg->warn_after_ms = 60000;
@@ -274,6 +275,7 @@ nxl_kv_opts_init(nxl_kv_opts_t *opts)
 {
     if (opts != NULL) {
         memset(opts, 0, sizeof(*opts));
+        opts->size = sizeof(*opts);
     }
 }
 
@@ -298,10 +300,16 @@ nxl_kv_ctx_create(nxl_kv_agent_t *a, const nxl_kv_ctx_config_t *cfg,
     if (ctx == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ctx_create: out of memory");
     }
+    nxl_kv_ctx_config_init(&ctx->cfg);
     if (cfg != NULL) {
-        ctx->cfg = *cfg;
-    } else {
-        nxl_kv_ctx_config_init(&ctx->cfg);
+        nxl_status_t st = nxl__abi_in(&ctx->cfg, sizeof(ctx->cfg), cfg,
+                                      NXL_KV_CTX_CONFIG_V1_SIZE,
+                                      "ctx_create: cfg");
+
+        if (st != NXL_OK) {
+            free(ctx);
+            return st;
+        }
     }
     if (ctx->cfg.poll_tick_ms == 0) {
         ctx->cfg.poll_tick_ms = 1;
@@ -929,10 +937,14 @@ nxl_kv_transfer(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *src,
         (n > 0 && (src_ids == NULL || dst_ids == NULL))) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv_transfer: NULL argument");
     }
-    if (opts == NULL) {
-        nxl_kv_opts_init(&defaults);
-        opts = &defaults;
+    nxl_kv_opts_init(&defaults);
+    if (opts != NULL &&
+        (st = nxl__abi_in(&defaults, sizeof(defaults), opts,
+                          NXL_KV_OPTS_V1_SIZE, "kv_transfer: opts")) !=
+            NXL_OK) {
+        return st;
     }
+    opts = &defaults;
     if (opts->notif == NULL && opts->notif_len > 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "kv_transfer: opts->notif_len is %zu but "

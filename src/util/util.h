@@ -39,6 +39,19 @@ void nxl__set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* nxl__clear_error empties this thread's last-error message. */
 void nxl__clear_error(void);
 
+/* nxl__abi_in reads a caller-filled public struct that starts with a
+ * uint32_t size (set by its _init function to the sizeof the caller was
+ * built with) into dst, this build's layout of dst_size bytes, already
+ * filled with the defaults: it copies the first min(size, dst_size) bytes,
+ * so fields the caller's (older) layout lacks keep their defaults, then
+ * sets dst's size to dst_size. min_size is the size of the struct's first
+ * layout. Returns NXL_OK; NXL_ERR_INVALID_PARAM when size is below
+ * min_size (0: not filled by _init); NXL_ERR_NOT_SUPPORTED when a newer
+ * layout sets bytes beyond dst_size (an option this build cannot honour).
+ * what names the struct in the message. Thread-safe. */
+nxl_status_t nxl__abi_in(void *dst, size_t dst_size, const void *src,
+                         size_t min_size, const char *what);
+
 /* nxl__status_known tells whether status is one of this build's
  * nxl_status_t values (a newer peer may send others). Thread-safe. */
 bool nxl__status_known(int status);
