@@ -18,6 +18,11 @@
  *   tp         descriptor builders for heterogeneous tensor parallelism
  *   fill       fill patterns and checksums for tests and verification
  *
+ * Experimental parts: the strategy tables (nxl_kv_select*), the boolean
+ * parser, the UCX diagnostics and fill/checksum exist for Dynamo's test
+ * oracles and for tools; they may change or go. They are declared only
+ * when NXL_KV_EXPERIMENTAL is defined before this header is included.
+ *
  * Error texts follow Dynamo's where its tests check them (see
  * docs/kv-layout.md and reference/dynamo-components.md). Every call returns
  * an nxl_status_t and leaves the text in nxl_last_error().
@@ -81,11 +86,13 @@ NXL_API nxl_status_t nxl_kv_config_backend(const nxl_kv_config_t *cfg,
                                            size_t i, const char **name_p,
                                            nxl_params_t *params_p);
 
+#ifdef NXL_KV_EXPERIMENTAL
 /* nxl_kv_parse_bool parses Dynamo's boolean grammar: case-insensitive
  * 1/true/on/yes and 0/false/off/no. Returns NXL_OK or
  * NXL_ERR_INVALID_PARAM ("Invalid boolean value: '<s>'. Expected one of:
  * true/false, 1/0, on/off, yes/no"). */
 NXL_API nxl_status_t nxl_kv_parse_bool(const char *s, int *value_p);
+#endif /* NXL_KV_EXPERIMENTAL */
 
 /* nxl_kv_config_from_env builds a config from envp (NULL = environ) with
  * Dynamo v2 semantics: DYN_KVBM_NIXL_BACKEND_<NAME>=<bool> enables or
@@ -166,6 +173,7 @@ NXL_API size_t nxl_kv_agent_backend_count(const nxl_kv_agent_t *a);
 NXL_API const char *nxl_kv_agent_backend_name(const nxl_kv_agent_t *a,
                                               size_t i);
 
+#ifdef NXL_KV_EXPERIMENTAL
 /* nxl_kv_ucx_diagnostics writes, into buf (cap bytes, NUL-terminated,
  * truncated when short), Dynamo's UCX_NET_DEVICES diagnostics: the
  * current UCX_NET_DEVICES / UCX_TLS / UCX_IB_ADDR_TYPE, the ACTIVE RDMA
@@ -175,6 +183,7 @@ NXL_API const char *nxl_kv_agent_backend_name(const nxl_kv_agent_t *a,
  * nxl_kv_agent_add_backend logs it when UCX fails to start. Returns the
  * length written. Thread-safe. */
 NXL_API size_t nxl_kv_ucx_diagnostics(char *buf, size_t cap);
+#endif /* NXL_KV_EXPERIMENTAL */
 
 /* nxl_kv_agent_raw returns the underlying agent (owned by a). */
 NXL_API nxl_agent_t *nxl_kv_agent_raw(const nxl_kv_agent_t *a);
@@ -420,6 +429,7 @@ typedef struct nxl_kv_plan {
     nxl_kv_strategy_t second;
 } nxl_kv_plan_t;
 
+#ifdef NXL_KV_EXPERIMENTAL
 /* nxl_kv_select_direct is Dynamo's select_direct_strategy: the local table
  * (dst_is_remote = 0) or the legacy remote table (1). */
 NXL_API nxl_status_t nxl_kv_select_direct(nxl_kv_kind_t src,
@@ -439,6 +449,7 @@ NXL_API nxl_status_t nxl_kv_select(nxl_kv_kind_t src, int src_local,
                                    nxl_kv_kind_t dst, int dst_local,
                                    const nxl_kv_caps_t *caps,
                                    nxl_kv_plan_t *plan_p);
+#endif /* NXL_KV_EXPERIMENTAL */
 
 /* ===================================================================== */
 /* Block-id validation                                                    */
@@ -475,7 +486,6 @@ typedef struct nxl_kv_dlists {
     nxl_desc_t *src;
     nxl_desc_t *dst;
     size_t count;
-    size_t cap;
 } nxl_kv_dlists_t;
 
 NXL_API void nxl_kv_dlists_free(nxl_kv_dlists_t *d);
@@ -644,6 +654,7 @@ NXL_API nxl_status_t nxl_kv_ctx_await_notif(nxl_kv_ctx_t *ctx,
 
 /* ===================================================================== */
 /* Fill and checksum                                                      */
+#ifdef NXL_KV_EXPERIMENTAL
 /* ===================================================================== */
 
 typedef enum nxl_kv_fill {
@@ -685,6 +696,7 @@ NXL_API nxl_status_t nxl_kv_checksum_blocks(const nxl_kv_layout_t *l,
                                             size_t layer_begin,
                                             size_t layer_end,
                                             nxl_kv_checksum_t *sums);
+#endif /* NXL_KV_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

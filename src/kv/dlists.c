@@ -13,12 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The arrays' capacity is not stored: it is at least dlists_cap(count),
+ * 64 or the power of two at or above count, and the arrays are grown
+ * (doubled) exactly when count reaches such a capacity. Preallocating
+ * dlists_cap(n) keeps that true. */
+static size_t
+dlists_cap(size_t count)
+{
+    size_t cap = 64;
+
+    while (cap < count) {
+        cap *= 2;
+    }
+    return cap;
+}
+
+/* dlists_full tells whether d's arrays may have no room for one more
+ * pair: none yet, or count at a capacity step. */
+static bool
+dlists_full(const nxl_kv_dlists_t *d)
+{
+    return d->src == NULL || d->dst == NULL ||
+           (d->count >= 64 && (d->count & (d->count - 1)) == 0);
+}
+
 /* dlists_grow makes room for at least one more pair. Returns NXL_OK or
  * NXL_ERR_NOMEM (d unchanged). */
 static nxl_status_t
 dlists_grow(nxl_kv_dlists_t *d)
 {
-    size_t cap = d->cap ? d->cap * 2 : 64;
+    size_t cap = dlists_cap(d->count + 1);
     nxl_desc_t *s, *t;
 
     s = realloc(d->src, cap * sizeof(*s));
@@ -33,7 +57,6 @@ dlists_grow(nxl_kv_dlists_t *d)
                          cap);
     }
     d->dst = t;
-    d->cap = cap;
     return NXL_OK;
 }
 
@@ -57,7 +80,7 @@ nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr,
             return NXL_OK;
         }
     }
-    if (d->count == d->cap) {
+    if (dlists_full(d)) {
         st = dlists_grow(d);
         if (st != NXL_OK) {
             return st;
@@ -228,9 +251,8 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
     dbs = dst->block_stride;
     /* Room for one pair per block up front: the common merged cases never
      * grow the arrays again. */
-    d.cap = n;
-    d.src = malloc(n * sizeof(*d.src));
-    d.dst = malloc(n * sizeof(*d.dst));
+    d.src = malloc(dlists_cap(n) * sizeof(*d.src));
+    d.dst = malloc(dlists_cap(n) * sizeof(*d.dst));
     if (d.src == NULL || d.dst == NULL) {
         st = nxl__fail(NXL_ERR_NOMEM, "build_dlists: %zu descriptors", n);
     }

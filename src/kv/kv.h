@@ -8,6 +8,8 @@
 #ifndef NXL_KV_KV_H
 #define NXL_KV_KV_H
 
+/* The layer implements the experimental parts too. */
+#define NXL_KV_EXPERIMENTAL 1
 #include <nxl/nxl_kv.h>
 
 #include "util.h"

@@ -14,6 +14,8 @@
  * affinity, the side-channel port, etcd endpoints, the clock.
  */
 #include <nxl/nxl.h>
+/* nxl_kv_ucx_diagnostics is experimental (nxl_kv.h). */
+#define NXL_KV_EXPERIMENTAL 1
 #include <nxl/nxl_kv.h>
 #include <nxl/nxl_memkind.h>
 
