@@ -180,11 +180,46 @@ struct nxl_agent {
     bool progress_running;
 };
 
-/* Lock helpers: control = exclusive, data = shared. */
-void nxl__ctl_lock(nxl_agent_t *a);
-void nxl__ctl_unlock(nxl_agent_t *a);
-void nxl__data_lock(nxl_agent_t *a);
-void nxl__data_unlock(nxl_agent_t *a);
+/* Lock helpers: control = exclusive, data = shared (STRICT: exclusive
+ * too); no-ops for an agent without threads and sync NONE. Inline, so
+ * that the files of core do not call back into agent.c. */
+static inline void
+nxl__ctl_lock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_wrlock(&a->lock);
+    }
+}
+
+static inline void
+nxl__ctl_unlock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_unlock(&a->lock);
+    }
+}
+
+static inline void
+nxl__data_lock(nxl_agent_t *a)
+{
+    if (!a->locking) {
+        return;
+    }
+    if (a->cfg.sync_mode == NXL_SYNC_STRICT) {
+        pthread_rwlock_wrlock(&a->lock);
+    } else {
+        pthread_rwlock_rdlock(&a->lock);
+    }
+}
+
+static inline void
+nxl__data_unlock(nxl_agent_t *a)
+{
+    if (a->locking) {
+        pthread_rwlock_unlock(&a->lock);
+    }
+}
+
 
 /* nxl__peer_find returns the loaded peer called name, or NULL. Needs the
  * agent lock (either mode). */
@@ -238,6 +273,12 @@ void nxl__notif_push(nxl_agent_t *a, const char *peer, const void *msg,
                      size_t len);
 /* nxl__notifs_fini frees queued notifications. */
 void nxl__notifs_fini(nxl_agent_t *a);
+/* nxl__progress_start starts the progress thread (progress.c), which
+ * sleeps on the agent's fd and drives progress; nxl__progress_stop stops
+ * and joins it (no-op when it does not run). Start returns NXL_OK or the
+ * pthread error's status. Called by create and destroy only. */
+nxl_status_t nxl__progress_start(nxl_agent_t *a);
+void nxl__progress_stop(nxl_agent_t *a);
 /* nxl__progress_all drives every backend once (data lock held or not). */
 unsigned nxl__progress_all(nxl_agent_t *a);
 /* nxl__wait_events sleeps on the agent's fds up to timeout_ms. */
