@@ -224,109 +224,7 @@ nxl_connect_device_format(nxl_connect_device_t device, uint64_t id, char *buf,
     return NXL_OK;
 }
 
-/* ---- base64 and hex ------------------------------------------------------ */
-
-static const char b64_alpha[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* b64_val returns the 6-bit value of c, or -1. */
-static int
-b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
-
-void
-nxl__b64_encode(nxl__wbuf_t *w, const uint8_t *p, size_t n)
-{
-    char q[4];
-    size_t i;
-
-    nxl__wbuf_reserve(w, (n + 2) / 3 * 4);
-    for (i = 0; i + 3 <= n; i += 3) {
-        uint32_t v = ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8) |
-                     p[i + 2];
-
-        q[0] = b64_alpha[(v >> 18) & 63];
-        q[1] = b64_alpha[(v >> 12) & 63];
-        q[2] = b64_alpha[(v >> 6) & 63];
-        q[3] = b64_alpha[v & 63];
-        nxl__wbuf_put(w, q, 4);
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-
-        q[0] = b64_alpha[(v >> 18) & 63];
-        q[1] = b64_alpha[(v >> 12) & 63];
-        q[2] = q[3] = '=';
-        nxl__wbuf_put(w, q, 4);
-    } else if (n - i == 2) {
-        uint32_t v = ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8);
-
-        q[0] = b64_alpha[(v >> 18) & 63];
-        q[1] = b64_alpha[(v >> 12) & 63];
-        q[2] = b64_alpha[(v >> 6) & 63];
-        q[3] = '=';
-        nxl__wbuf_put(w, q, 4);
-    }
-}
-
-bool
-nxl__b64_check(const char *s, size_t n, size_t *out_n)
-{
-    size_t i, pad = 0;
-
-    if (n % 4 != 0) {
-        return false;
-    }
-    if (n > 0 && s[n - 1] == '=') {
-        pad = (n > 1 && s[n - 2] == '=') ? 2 : 1;
-    }
-    for (i = 0; i < n - pad; i++) {
-        if (b64_val(s[i]) < 0) {
-            return false;
-        }
-    }
-    *out_n = n / 4 * 3 - pad;
-    return true;
-}
-
-void
-nxl__b64_decode(const char *s, size_t n, uint8_t *out)
-{
-    size_t i, o = 0;
-
-    for (i = 0; i < n; i += 4) {
-        int a = b64_val(s[i]), b = b64_val(s[i + 1]);
-        int c = s[i + 2] == '=' ? 0 : b64_val(s[i + 2]);
-        int d = s[i + 3] == '=' ? 0 : b64_val(s[i + 3]);
-        uint32_t v = ((uint32_t)a << 18) | ((uint32_t)b << 12) |
-                     ((uint32_t)c << 6) | (uint32_t)d;
-
-        out[o++] = (uint8_t)(v >> 16);
-        if (s[i + 2] != '=') {
-            out[o++] = (uint8_t)(v >> 8);
-        }
-        if (s[i + 3] != '=') {
-            out[o++] = (uint8_t)v;
-        }
-    }
-}
+/* ---- hex (base64 is in util) -------------------------------------------- */
 
 /* hex_val returns the value of hex digit c, or -1. */
 static int
@@ -788,10 +686,8 @@ json_prescan(const char *p, size_t len, size_t *at)
 nxl_status_t
 nxl__json_parse(const char *who, const void *json, size_t len, void **root_p)
 {
-    json_tokener *tok;
-    json_object *root;
-    enum json_tokener_error err;
     const char *p = json;
+    char what[128];
     size_t end;
 
     if (json == NULL || len == 0) {
@@ -810,41 +706,8 @@ nxl__json_parse(const char *who, const void *json, size_t len, void **root_p)
                          "%s: invalid JSON: unexpected character at byte %zu",
                          who, end);
     }
-    tok = json_tokener_new();
-    if (tok == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "%s: out of memory", who);
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-                                    JSON_TOKENER_VALIDATE_UTF8);
-    root = json_tokener_parse_ex(tok, p, (int)len);
-    err = json_tokener_get_error(tok);
-    if (err == json_tokener_continue) {
-        /* A bare number needs an end mark; anything else is truncated. */
-        root = json_tokener_parse_ex(tok, "", 1);
-        err = json_tokener_get_error(tok);
-        end = len;
-    } else {
-        end = json_tokener_get_parse_end(tok);
-    }
-    json_tokener_free(tok);
-    if (err != json_tokener_success || root == NULL) {
-        json_object_put(root);
-        return nxl__fail(NXL_ERR_PROTO, "%s: invalid JSON: %s", who,
-                         err == json_tokener_continue
-                             ? "unexpected end of input"
-                             : json_tokener_error_desc(err));
-    }
-    for (; end < len; end++) {
-        if (p[end] != ' ' && p[end] != '\t' && p[end] != '\n' &&
-            p[end] != '\r') {
-            json_object_put(root);
-            return nxl__fail(NXL_ERR_PROTO,
-                             "%s: invalid JSON: trailing characters at byte "
-                             "%zu", who, end);
-        }
-    }
-    *root_p = root;
-    return NXL_OK;
+    snprintf(what, sizeof(what), "%s: invalid JSON", who);
+    return nxl__json_read(p, len, true, what, (struct json_object **)root_p);
 }
 
 /* ---- JSON readers -------------------------------------------------------- */

@@ -20,16 +20,6 @@
 
 /* ---- codec.c ------------------------------------------------------------ */
 
-/* nxl__b64_encode appends the padded standard base64 of n bytes to w. */
-void nxl__b64_encode(nxl__wbuf_t *w, const uint8_t *p, size_t n);
-
-/* nxl__b64_check says whether s (n chars) is padded standard base64; the
- * decoded size goes to *out_n. */
-bool nxl__b64_check(const char *s, size_t n, size_t *out_n);
-
-/* nxl__b64_decode decodes checked base64 s (n chars) into out (room for
- * the size nxl__b64_check gave). */
-void nxl__b64_decode(const char *s, size_t n, uint8_t *out);
 
 /* nxl__hex_check says whether s (n chars) is an even run of hex digits. */
 bool nxl__hex_check(const char *s, size_t n);

@@ -799,8 +799,12 @@ sc_send_blob(nxl_agent_t *a, const nxl_opts_t *opts, int timeout,
     return status;
 }
 
-NXL_API nxl_status_t
-nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
+/* md_send sends this agent's metadata (all of it, or the part dlist
+ * describes when partial) to the etcd store or the side channel opts
+ * name: nxl_md_send and nxl_md_send_partial, where names the call. */
+static nxl_status_t
+md_send(nxl_agent_t *agent, const nxl_dlist_t *dlist, bool partial,
+        const nxl_opts_t *opts, const char *where)
 {
     nxl_opts_t oc;
     nxl_blob_t blob;
@@ -808,20 +812,21 @@ nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
     int timeout;
 
     if (agent == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send: NULL agent");
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "%s: NULL agent", where);
     }
-    status = nxl__opts_in(&opts, &oc, "md_send");
+    status = nxl__opts_in(&opts, &oc, where);
     if (status != NXL_OK) {
         return status;
     }
     if (md_store_wanted(opts)) {
-        return md_store_send(agent, NULL, false, opts);
+        return md_store_send(agent, dlist, partial, opts);
     }
     status = sc_target(opts, &timeout);
     if (status != NXL_OK) {
         return status;
     }
-    status = nxl_md_local(agent, &blob);
+    status = partial ? nxl_md_local_partial(agent, dlist, opts, &blob)
+                     : nxl_md_local(agent, &blob);
     if (status != NXL_OK) {
         return status;
     }
@@ -831,35 +836,16 @@ nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
 }
 
 NXL_API nxl_status_t
+nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts)
+{
+    return md_send(agent, NULL, false, opts, "md_send");
+}
+
+NXL_API nxl_status_t
 nxl_md_send_partial(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                     const nxl_opts_t *opts)
 {
-    nxl_opts_t oc;
-    nxl_blob_t blob;
-    nxl_status_t status;
-    int timeout;
-
-    if (agent == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "md_send_partial: NULL agent");
-    }
-    status = nxl__opts_in(&opts, &oc, "md_send_partial");
-    if (status != NXL_OK) {
-        return status;
-    }
-    if (md_store_wanted(opts)) {
-        return md_store_send(agent, dlist, true, opts);
-    }
-    status = sc_target(opts, &timeout);
-    if (status != NXL_OK) {
-        return status;
-    }
-    status = nxl_md_local_partial(agent, dlist, opts, &blob);
-    if (status != NXL_OK) {
-        return status;
-    }
-    status = sc_send_blob(agent, opts, timeout, &blob);
-    nxl_blob_free(&blob);
-    return status;
+    return md_send(agent, dlist, true, opts, "md_send_partial");
 }
 
 NXL_API nxl_status_t

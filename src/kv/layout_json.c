@@ -344,55 +344,15 @@ nxl_kv_layout_to_json_v2(const nxl_kv_layout_t *l, nxl_blob_t *json_p)
 static nxl_status_t
 jr_parse(const void *json, size_t len, json_object **root_p)
 {
-    json_tokener *tok;
-    json_object *root;
-    enum json_tokener_error err;
     const char *p = json;
-    size_t end;
 
     if (json == NULL || len == 0) {
         return nxl__fail(NXL_ERR_PROTO, "kv layout json: empty input");
     }
-    if (len > INT32_MAX) {
-        return nxl__fail(NXL_ERR_PROTO, "kv layout json: input too large");
-    }
     if (memchr(p, '\0', len) != NULL) {
         return nxl__fail(NXL_ERR_PROTO, "kv layout json: NUL byte in input");
     }
-    tok = json_tokener_new();
-    if (tok == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "kv layout json: out of memory");
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    root = json_tokener_parse_ex(tok, p, (int)len);
-    err = json_tokener_get_error(tok);
-    if (err == json_tokener_continue) {
-        /* A bare number needs an end mark; anything else is truncated. */
-        root = json_tokener_parse_ex(tok, "", 1);
-        err = json_tokener_get_error(tok);
-        end = len;
-    } else {
-        end = json_tokener_get_parse_end(tok);
-    }
-    json_tokener_free(tok);
-    if (err != json_tokener_success || root == NULL) {
-        json_object_put(root);
-        return nxl__fail(NXL_ERR_PROTO, "kv layout json: %s",
-                         err == json_tokener_continue
-                             ? "unexpected end of input"
-                             : json_tokener_error_desc(err));
-    }
-    for (; end < len; end++) {
-        if (p[end] != ' ' && p[end] != '\t' && p[end] != '\n' &&
-            p[end] != '\r') {
-            json_object_put(root);
-            return nxl__fail(NXL_ERR_PROTO,
-                             "kv layout json: trailing characters at byte %zu",
-                             end);
-        }
-    }
-    *root_p = root;
-    return NXL_OK;
+    return nxl__json_read(p, len, false, "kv layout json", root_p);
 }
 
 /* jr_get finds field name of obj (an object, described by at) with type t

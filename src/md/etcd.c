@@ -124,69 +124,19 @@ struct nxl__etcd {
 
 static const nxl__md_store_ops_t etcd_ops;
 
-/* --- base64 -------------------------------------------------------------- */
-
-static const char b64_alpha[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void
-b64_put(nxl__wbuf_t *w, const uint8_t *p, size_t n)
-{
-    char q[4];
-    size_t i;
-
-    for (i = 0; i + 3 <= n; i += 3) {
-        q[0] = b64_alpha[p[i] >> 2];
-        q[1] = b64_alpha[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
-        q[2] = b64_alpha[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)];
-        q[3] = b64_alpha[p[i + 2] & 63];
-        nxl__wbuf_put(w, q, 4);
-    }
-    if (n - i == 1) {
-        q[0] = b64_alpha[p[i] >> 2];
-        q[1] = b64_alpha[(p[i] & 3) << 4];
-        q[2] = q[3] = '=';
-        nxl__wbuf_put(w, q, 4);
-    } else if (n - i == 2) {
-        q[0] = b64_alpha[p[i] >> 2];
-        q[1] = b64_alpha[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
-        q[2] = b64_alpha[(p[i + 1] & 15) << 2];
-        q[3] = '=';
-        nxl__wbuf_put(w, q, 4);
-    }
-}
-
-static int
-b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 /* b64_decode decodes padded standard base64 s (n chars) into a new blob of
  * at most max bytes. */
 static nxl_status_t
 b64_decode(const char *s, size_t n, size_t max, nxl_blob_t *out)
 {
-    size_t pad = 0, olen, i, o = 0;
+    size_t olen;
     uint8_t *p;
-    int v[4], k;
 
-    if (n % 4 != 0) {
-        return nxl__fail(NXL_ERR_PROTO, "etcd: base64 of %zu chars", n);
+    if (!nxl__b64_check(s, n, &olen)) {
+        return nxl__fail(NXL_ERR_PROTO,
+                         "etcd: a value that is not padded standard base64 "
+                         "(%zu chars)", n);
     }
-    if (n > 0 && s[n - 1] == '=') {
-        pad = (n > 1 && s[n - 2] == '=') ? 2 : 1;
-    }
-    olen = n / 4 * 3 - pad;
     if (olen > max) {
         return nxl__fail(NXL_ERR_PROTO,
                          "etcd: a value of %zu bytes (at most %zu)", olen,
@@ -196,29 +146,7 @@ b64_decode(const char *s, size_t n, size_t max, nxl_blob_t *out)
     if (p == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "etcd: out of memory");
     }
-    for (i = 0; i < n; i += 4) {
-        for (k = 0; k < 4; k++) {
-            bool last = i + 4 == n;
-
-            if (last && s[i + k] == '=' && k >= 4 - (int)pad) {
-                v[k] = 0;
-                continue;
-            }
-            v[k] = b64_val((unsigned char)s[i + k]);
-            if (v[k] < 0) {
-                free(p);
-                return nxl__fail(NXL_ERR_PROTO,
-                                 "etcd: bad base64 character at %zu", i + k);
-            }
-        }
-        p[o++] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-        if (o < olen) {
-            p[o++] = (uint8_t)(((v[1] & 15) << 4) | (v[2] >> 2));
-        }
-        if (o < olen) {
-            p[o++] = (uint8_t)(((v[2] & 3) << 6) | v[3]);
-        }
-    }
+    nxl__b64_decode(s, n, p);
     out->data = p;
     out->len = olen;
     return NXL_OK;
@@ -885,7 +813,7 @@ key_b64(const nxl__etcd_t *e, const char *agent, const char *label,
     if (k.failed) {
         out->failed = true;
     } else {
-        b64_put(out, k.data, k.len);
+        nxl__b64_encode(out, k.data, k.len);
     }
     nxl__wbuf_fini(&k);
 }
@@ -987,7 +915,7 @@ kv_put(nxl__etcd_t *e, CURL *h, bool bg, const char *label,
     put_str(&w, "{\"key\":\"");
     key_b64(e, e->agent, label, false, &w);
     put_str(&w, "\",\"value\":\"");
-    b64_put(&w, val, len);
+    nxl__b64_encode(&w, val, len);
     put_str(&w, "\",\"lease\":");
     put_i64(&w, lease);
     put_str(&w, "}");

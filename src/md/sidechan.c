@@ -955,20 +955,6 @@ nxl__sc_stop(nxl__sc_t *sc)
 
 /* --- client -------------------------------------------------------------- */
 
-/* left_ms returns what is left of timeout_ms (negative: forever) since
- * start_ns; 0 once the deadline has passed. */
-static int
-left_ms(int timeout_ms, uint64_t start_ns)
-{
-    uint64_t spent;
-
-    if (timeout_ms < 0) {
-        return -1;
-    }
-    spent = (nxl__now_ns() - start_ns) / 1000000u;
-    return (spent >= (uint64_t)timeout_ms) ? 0 : timeout_ms - (int)spent;
-}
-
 /* call_fail prefixes the current error message with the call's context. */
 static nxl_status_t
 call_fail(nxl_status_t status, const char *ip, uint16_t port, const char *what)
@@ -989,11 +975,11 @@ sc_send_frame(int fd, uint8_t type, const void *payload, size_t len,
     nxl_status_t status;
 
     nxl__sc_hdr_encode(type, (uint32_t)len, hdr);
-    status =
-        nxl__sock_send_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
+    status = nxl__sock_send_all(fd, hdr, sizeof(hdr),
+                                nxl__remaining_ms(timeout_ms, start));
     if (status == NXL_OK && len > 0) {
-        status =
-            nxl__sock_send_all(fd, payload, len, left_ms(timeout_ms, start));
+        status = nxl__sock_send_all(fd, payload, len,
+                                    nxl__remaining_ms(timeout_ms, start));
     }
     return status;
 }
@@ -1008,8 +994,8 @@ sc_recv_frame(int fd, nxl__sc_hdr_t *h, uint8_t **body_p, int timeout_ms,
     nxl_status_t status;
     uint8_t *body = NULL;
 
-    status =
-        nxl__sock_recv_all(fd, hdr, sizeof(hdr), left_ms(timeout_ms, start));
+    status = nxl__sock_recv_all(fd, hdr, sizeof(hdr),
+                                nxl__remaining_ms(timeout_ms, start));
     if (status != NXL_OK) {
         return status;
     }
@@ -1022,8 +1008,8 @@ sc_recv_frame(int fd, nxl__sc_hdr_t *h, uint8_t **body_p, int timeout_ms,
         if (body == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "sc: reply of %u bytes", h->len);
         }
-        status =
-            nxl__sock_recv_all(fd, body, h->len, left_ms(timeout_ms, start));
+        status = nxl__sock_recv_all(fd, body, h->len,
+                                    nxl__remaining_ms(timeout_ms, start));
         if (status != NXL_OK) {
             free(body);
             return status;

@@ -12,9 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* nxl__remaining_ms returns what is left of timeout_ms since start_ns, -1
- * for "forever", and 0 once the deadline passed. */
-static int
+int
 nxl__remaining_ms(int timeout_ms, uint64_t start_ns)
 {
     uint64_t spent;

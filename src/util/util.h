@@ -80,6 +80,10 @@ const char *nxl__getenv(const char *name);
 
 /* nxl__now_ns returns CLOCK_MONOTONIC in nanoseconds. */
 uint64_t nxl__now_ns(void);
+/* nxl__remaining_ms returns what is left of timeout_ms since start_ns (an
+ * nxl__now_ns reading): -1 for a negative timeout ("forever"), 0 once the
+ * deadline passed. Thread-safe. */
+int nxl__remaining_ms(int timeout_ms, uint64_t start_ns);
 /* nxl__realtime_us returns CLOCK_REALTIME in microseconds. */
 uint64_t nxl__realtime_us(void);
 
@@ -220,6 +224,32 @@ bool nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off,
 
 /* nxl__hash64 is FNV-1a 64 over n bytes (names, small keys; not crypto). */
 uint64_t nxl__hash64(const void *p, size_t n);
+
+/* --- base64 (src/util/b64.c) ------------------------------------------ */
+
+/* nxl__b64_encode appends the padded standard base64 of n bytes to w. */
+void nxl__b64_encode(nxl__wbuf_t *w, const uint8_t *p, size_t n);
+
+/* nxl__b64_check says whether s (n chars) is padded standard base64; the
+ * decoded size goes to *out_n. */
+bool nxl__b64_check(const char *s, size_t n, size_t *out_n);
+
+/* nxl__b64_decode decodes checked base64 s (n chars) into out (room for
+ * the size nxl__b64_check gave). */
+void nxl__b64_decode(const char *s, size_t n, uint8_t *out);
+
+/* --- JSON (src/util/json.c) -------------------------------------------- */
+
+struct json_object;
+
+/* nxl__json_read parses the len bytes at p (no NUL inside: the caller
+ * checks) as one strict JSON value, UTF-8 validated when utf8, with
+ * nothing but white space after it. *root_p gets a new reference (the
+ * caller puts it). Returns NXL_OK, NXL_ERR_NOMEM or NXL_ERR_PROTO
+ * ("<who>: <json-c's reason>", "<who>: trailing characters at byte N",
+ * "<who>: input too large"). Thread-safe. */
+nxl_status_t nxl__json_read(const char *p, size_t len, bool utf8,
+                             const char *who, struct json_object **root_p);
 
 #include "fault.h"
 #include "regtab.h"
