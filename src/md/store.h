@@ -16,6 +16,11 @@
 
 #include "md.h"
 
+/* Bounds on what etcd sends: bytes of one answer or watch-stream line,
+ * and the nesting depth json-c accepts. */
+#define NXL__ETCD_MAX_ANSWER (96u << 20)
+#define NXL__ETCD_JSON_DEPTH 16
+
 typedef struct nxl__md_store nxl__md_store_t;
 
 /* nxl__md_store_gone_fn is called on a store thread when the entries of a
