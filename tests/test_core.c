@@ -303,6 +303,334 @@ t_rtree_excl(void)
     return 0;
 }
 
+/* The B+tree against a brute-force list, as t_rtree_random: 20,000
+ * random inserts and removals of (possibly overlapping, possibly equal
+ * but for tie) ranges on 3 devices near both ends of the address space;
+ * after every 50 steps the tree is checked (order, separators, fill,
+ * levels, links, maxima, back pointers), and exact, cover and overlap
+ * queries agree with the list. */
+static int
+t_btree_random(void)
+{
+    enum { CAP = 600, STEPS = 20000 };
+    static nxl__bnode_t nodes[CAP];
+    static int in[CAP];
+    nxl__btree_t t;
+    nxl__bnode_t *got;
+    uint64_t s = 0x1234567887654321ull, dev, addr, len, base;
+    int step, i, want;
+    unsigned maxlev = 0;
+
+    nxl__btree_init(&t);
+    for (step = 0; step < STEPS; step++) {
+        i = (int)(rt_rand(&s) % CAP);
+        if (in[i]) {
+            nxl__btree_remove(&t, &nodes[i]);
+            XT_ASSERT(nodes[i].leaf == NULL);
+            in[i] = 0;
+        } else {
+            base = (rt_rand(&s) & 1) ? 0 : UINT64_MAX - 5000;
+            nodes[i].dev = rt_rand(&s) % 3;
+            nodes[i].addr = base + rt_rand(&s) % 4000;
+            nodes[i].len = 1 + rt_rand(&s) % 300;
+            nodes[i].tie = rt_rand(&s) % 2;
+            got = NULL;
+            if (nxl__btree_insert(&t, &nodes[i], false, &got) == NXL_OK) {
+                in[i] = 1;
+            } else {
+                XT_ASSERT(got != NULL && got != &nodes[i]);
+                XT_ASSERT(got->dev == nodes[i].dev &&
+                          got->addr == nodes[i].addr &&
+                          got->len == nodes[i].len &&
+                          got->tie == nodes[i].tie);
+                XT_ASSERT(nodes[i].leaf == NULL);
+            }
+        }
+        maxlev = t.levels > maxlev ? t.levels : maxlev;
+        if (step % 50 != 0 && step < STEPS - 1) {
+            continue;
+        }
+        XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+        for (int q = 0; q < 40; q++) {
+            base = (rt_rand(&s) & 1) ? 0 : UINT64_MAX - 5000;
+            dev = rt_rand(&s) % 3;
+            addr = base + rt_rand(&s) % 4300;
+            len = 1 + rt_rand(&s) % 200;
+            want = 0;
+            for (int k = 0; k < CAP; k++) {
+                want |= in[k] && nodes[k].dev == dev &&
+                        nodes[k].addr <= addr &&
+                        nodes[k].addr + nodes[k].len >= addr + len;
+            }
+            got = nxl__btree_cover(&t, dev, addr, len);
+            XT_ASSERT_EQ(got != NULL, want);
+            if (got != NULL) {
+                XT_ASSERT(got->dev == dev && got->addr <= addr &&
+                          got->addr + got->len >= addr + len);
+            }
+            want = 0;
+            for (int k = 0; k < CAP; k++) {
+                want |= in[k] && nodes[k].dev == dev &&
+                        nodes[k].addr < addr + len &&
+                        nodes[k].addr + nodes[k].len > addr;
+            }
+            got = nxl__btree_overlap(&t, dev, addr, len);
+            XT_ASSERT_EQ(got != NULL, want);
+            if (got != NULL) {
+                XT_ASSERT(got->dev == dev && got->addr < addr + len &&
+                          got->addr + got->len > addr);
+            }
+            i = (int)(rt_rand(&s) % CAP);
+            got = nxl__btree_find(&t, nodes[i].dev, nodes[i].addr,
+                                  nodes[i].len, nodes[i].tie);
+            if (in[i]) {
+                XT_ASSERT(got == &nodes[i]);
+            }
+        }
+    }
+    XT_ASSERT(maxlev >= 2); /* splits and merges of inner blocks ran */
+    nxl__btree_fini(&t);
+    XT_ASSERT(nxl__btree_first(&t) == NULL && t.count == 0);
+    return 0;
+}
+
+/* The single-descent exclusive insert: 20,000 random inserts and
+ * removals, each insert refused exactly when a brute-force scan finds an
+ * overlap (the node in the way named, the refused node left out of the
+ * tree, so removing it is a no-op), the tree checked as it goes. */
+static int
+t_btree_excl(void)
+{
+    enum { CAP = 400, STEPS = 20000 };
+    static nxl__bnode_t nodes[CAP];
+    static int in[CAP];
+    nxl__btree_t t;
+    nxl__bnode_t *got;
+    uint64_t s = 0xfeedfacecafebeefull;
+    int step, i, k, want, added = 0, refused = 0;
+    nxl_status_t st;
+
+    nxl__btree_init(&t);
+    for (step = 0; step < STEPS; step++) {
+        i = (int)(rt_rand(&s) % CAP);
+        if (in[i]) {
+            nxl__btree_remove(&t, &nodes[i]);
+            in[i] = 0;
+            continue;
+        }
+        nodes[i].dev = rt_rand(&s) % 2;
+        nodes[i].addr = rt_rand(&s) % 20000;
+        nodes[i].len = 1 + rt_rand(&s) % 200;
+        nodes[i].tie = 0;
+        want = 0;
+        for (k = 0; k < CAP; k++) {
+            want |= in[k] && nodes[k].dev == nodes[i].dev &&
+                    nodes[k].addr < nodes[i].addr + nodes[i].len &&
+                    nodes[k].addr + nodes[k].len > nodes[i].addr;
+        }
+        got = NULL;
+        st = nxl__btree_insert(&t, &nodes[i], true, &got);
+        XT_ASSERT_EQ(st != NXL_OK, want);
+        if (st == NXL_OK) {
+            in[i] = 1;
+            added++;
+        } else {
+            XT_ASSERT_EQ(st, NXL_ERR_NOT_ALLOWED);
+            XT_ASSERT(got->dev == nodes[i].dev &&
+                      got->addr < nodes[i].addr + nodes[i].len &&
+                      got->addr + got->len > nodes[i].addr);
+            nxl__btree_remove(&t, &nodes[i]); /* not in: no-op */
+            refused++;
+        }
+        if (step % 100 == 0) {
+            XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+        }
+    }
+    XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+    XT_ASSERT(added > 1000 && refused > 1000);
+    nxl__btree_fini(&t);
+    return 0;
+}
+
+/* bt_order fills order with 0..n-1 ascending (how 0), descending (1) or
+ * shuffled (2). */
+static void
+bt_order(size_t *order, size_t n, int how, uint64_t *s)
+{
+    size_t i, j, tmp;
+
+    for (i = 0; i < n; i++) {
+        order[i] = how == 1 ? n - 1 - i : i;
+    }
+    for (i = n; how == 2 && i > 1; i--) {
+        j = (size_t)(rt_rand(s) % i);
+        tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+}
+
+/* Many ranges inserted in ascending, descending and shuffled order
+ * (levels 3 and more), then removed in shuffled, ascending or descending
+ * order (so blocks merge, and borrow from fuller neighbours on either
+ * side): every step keeps the tree sound, each node is found, walks come
+ * out in order, and lookups between the ranges find nothing. */
+static int
+t_btree_bulk(void)
+{
+    enum { N = 20000 };
+    static const int how[][2] = {{0, 2}, {1, 0}, {2, 0}, {2, 1}};
+    static nxl__bnode_t nodes[N];
+    static size_t order[N];
+    nxl__btree_t t;
+    nxl__bnode_t *got, *n;
+    uint64_t s = 0x5eed5eed5eedull;
+    size_t i, pass;
+
+    for (pass = 0; pass < sizeof(how) / sizeof(how[0]); pass++) {
+        nxl__btree_init(&t);
+        bt_order(order, N, how[pass][0], &s);
+        for (i = 0; i < N; i++) {
+            n = &nodes[order[i]];
+            *n = (nxl__bnode_t){.dev = order[i] % 2, .addr = order[i] * 100,
+                                .len = 50};
+            XT_ASSERT_OK(nxl__btree_insert(&t, n, true, &got));
+            if (i % 997 == 0) {
+                XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+            }
+        }
+        XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+        XT_ASSERT(t.levels >= 3);
+        for (i = 0, n = nxl__btree_first(&t); n != NULL;
+             n = nxl__btree_next(n), i++) {
+            /* dev 0 first (even indexes), then dev 1 */
+            XT_ASSERT_EQ(n - nodes, i < N / 2 ? 2 * i : 2 * (i - N / 2) + 1);
+        }
+        XT_ASSERT_EQ(i, N);
+        for (i = 0; i < N; i += 7) {
+            XT_ASSERT(nxl__btree_cover(&t, i % 2, i * 100 + 10, 40) ==
+                      &nodes[i]);
+            XT_ASSERT(nxl__btree_cover(&t, i % 2, i * 100 + 10, 41) == NULL);
+            XT_ASSERT(nxl__btree_overlap(&t, i % 2, i * 100 + 50, 50) ==
+                      NULL);
+            XT_ASSERT(nxl__btree_overlap(&t, (i + 1) % 2, i * 100, 50) ==
+                      NULL);
+        }
+        bt_order(order, N, how[pass][1], &s);
+        for (i = 0; i < N; i++) {
+            n = &nodes[order[i]];
+            XT_ASSERT(nxl__btree_find(&t, n->dev, n->addr, n->len, 0) == n);
+            nxl__btree_remove(&t, n);
+            XT_ASSERT(nxl__btree_find(&t, n->dev, n->addr, n->len, 0) ==
+                      NULL);
+            if (i % 997 == 0 || i + 10 > N) {
+                XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+            }
+        }
+        XT_ASSERT(t.top == NULL && t.count == 0 && t.levels == 0);
+    }
+    return 0;
+}
+
+/* Equal ranges told apart by tie (TCP and SHM keep duplicates so): they
+ * sit in tie order across several leaves, each is found and removed by
+ * itself; an exclusive insert of the same range is refused. */
+static int
+t_btree_ties(void)
+{
+    enum { N = 100 };
+    static nxl__bnode_t nodes[N], other;
+    nxl__btree_t t;
+    nxl__bnode_t *got, *n;
+    uint64_t i;
+
+    nxl__btree_init(&t);
+    for (i = 0; i < N; i++) {
+        nodes[i] = (nxl__bnode_t){.addr = 4096, .len = 4096,
+                                  .tie = (i * 37) % N};
+        XT_ASSERT_OK(nxl__btree_insert(&t, &nodes[i], false, &got));
+    }
+    XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[5], false, &got),
+                 NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT(got == &nodes[5]);
+    other = (nxl__bnode_t){.addr = 4096, .len = 4096, .tie = 1000};
+    XT_ASSERT_EQ(nxl__btree_insert(&t, &other, true, &got),
+                 NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT(got->addr == 4096 && got->len == 4096);
+    XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+    XT_ASSERT(t.levels >= 1);
+    for (i = 0, n = nxl__btree_first(&t); n != NULL;
+         n = nxl__btree_next(n), i++) {
+        XT_ASSERT_EQ(n->tie, i);
+    }
+    XT_ASSERT_EQ(i, N);
+    for (i = 0; i < N; i++) {
+        XT_ASSERT(nxl__btree_find(&t, 0, 4096, 4096, nodes[i].tie) ==
+                  &nodes[i]);
+    }
+    XT_ASSERT(nxl__btree_cover(&t, 0, 5000, 100) != NULL);
+    for (i = 0; i < N; i += 2) {
+        nxl__btree_remove(&t, &nodes[i]);
+    }
+    XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+    for (i = 0; i < N; i++) {
+        XT_ASSERT_EQ(nxl__btree_find(&t, 0, 4096, 4096, nodes[i].tie) ==
+                         &nodes[i],
+                     i % 2);
+    }
+    nxl__btree_fini(&t);
+    return 0;
+}
+
+/* An insert that cannot allocate a block fails with NXL_ERR_NOMEM and
+ * leaves the tree as it was (every allocation comes before any change). */
+static int
+t_btree_nomem(void)
+{
+    enum { N = 5000 };
+    static nxl__bnode_t nodes[N];
+    static int in[N];
+    nxl__btree_t t;
+    nxl__bnode_t *got;
+    nxl_status_t st;
+    size_t i, count = 0, failed = 0;
+
+    nxl__btree_init(&t);
+    nodes[0] = (nxl__bnode_t){.addr = 10, .len = 10};
+    XT_ASSERT_OK(nxl__fault_set("alloc=1", 11));
+    XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[0], false, &got),
+                 NXL_ERR_NOMEM);
+    XT_ASSERT(t.top == NULL && t.count == 0 && nodes[0].leaf == NULL);
+    XT_ASSERT_OK(nxl__fault_set("alloc=0.3", 11));
+    for (i = 0; i < N; i++) {
+        nodes[i] = (nxl__bnode_t){.addr = (i * 7919) % N * 10, .len = 10};
+        st = nxl__btree_insert(&t, &nodes[i], true, &got);
+        if (st == NXL_ERR_NOMEM) {
+            failed++;
+            XT_ASSERT(nodes[i].leaf == NULL);
+            XT_ASSERT_EQ(t.count, count);
+            XT_ASSERT(nxl__btree_find(&t, 0, nodes[i].addr, 10, 0) == NULL);
+        } else {
+            XT_ASSERT_OK(st);
+            in[i] = 1;
+            count++;
+        }
+        if (i % 50 == 0) {
+            XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+        }
+    }
+    XT_ASSERT_OK(nxl__fault_set(NULL, 0));
+    XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+    XT_ASSERT(failed > 20 && count > N / 2);
+    for (i = 0; i < N; i++) {
+        XT_ASSERT_EQ(nxl__btree_find(&t, 0, nodes[i].addr, 10, 0) != NULL,
+                     in[i]);
+        nxl__btree_remove(&t, &nodes[i]);
+    }
+    XT_ASSERT(t.top == NULL && t.count == 0);
+    return 0;
+}
+
 /* A loopback agent on the first LOCAL-capable built-in backend. */
 static int
 loop_agent(nxl_agent_t **a_p)
@@ -411,6 +739,11 @@ const xt_suite xt_suite_core = {
         {"index_overlap_exact_remove", t_index_overlap_exact_remove},
         {"rtree_random", t_rtree_random},
         {"rtree_excl", t_rtree_excl},
+        {"btree_random", t_btree_random},
+        {"btree_excl", t_btree_excl},
+        {"btree_bulk", t_btree_bulk},
+        {"btree_ties", t_btree_ties},
+        {"btree_nomem", t_btree_nomem},
         {"xfer_make_merges", t_xfer_make_merges},
         {NULL, NULL},
     },
