@@ -66,7 +66,7 @@ nxl__be_unlock(nxl_backend_t *be)
 
 /* A local registration. Index elements start with node, then desc. */
 typedef struct nxl__region {
-    nxl__rnode_t node;
+    nxl__bnode_t node;
     nxl_desc_t desc;
     int backing_fd;
     uint64_t backing_off;
@@ -77,7 +77,7 @@ typedef struct nxl__region {
 
 /* A region of a peer. */
 typedef struct nxl__rregion {
-    nxl__rnode_t node;
+    nxl__bnode_t node;
     nxl_desc_t desc;
     void *rmd[NXL__MAX_BACKENDS];
     uint64_t pubhash[NXL__MAX_BACKENDS];
@@ -85,12 +85,13 @@ typedef struct nxl__rregion {
 } nxl__rregion_t;
 
 /* nxl__index_t is a set of regions (elements of elem_size bytes that start
- * with an nxl__rnode_t and an nxl_desc_t) ordered by (dev_id, addr, len)
- * in a range tree (util/rtree.h): insert, remove, exact and covering
- * lookups are O(log n) in any order, and element pointers stay put until
- * the element is removed. The index allocates and frees its elements. */
+ * with an nxl__bnode_t and an nxl_desc_t) ordered by (dev_id, addr, len)
+ * in a B+tree of ranges (util/rtree.h): insert, remove, exact and covering
+ * lookups are O(log n) in any order with few cache misses, and element
+ * pointers stay put until the element is removed. The index allocates and
+ * frees its elements. */
 typedef struct nxl__index {
-    nxl__rtree_t tree;
+    nxl__btree_t tree;
     size_t elem_size;
 } nxl__index_t;
 

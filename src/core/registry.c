@@ -7,44 +7,31 @@
 /* The elements of an index start with this header (nxl__region_t and
  * nxl__rregion_t both do). */
 typedef struct {
-    nxl__rnode_t node;
+    nxl__bnode_t node;
     nxl_desc_t desc;
 } ix_head_t;
 
-#define IX_ELEM(n) NXL__RNODE_OF(n, ix_head_t, node)
+#define IX_ELEM(n) NXL__BNODE_OF(n, ix_head_t, node)
 
 void
 nxl__index_init(nxl__index_t *ix, size_t elem_size)
 {
-    nxl__rtree_init(&ix->tree);
+    nxl__btree_init(&ix->tree);
     ix->elem_size = elem_size;
 }
 
 void
 nxl__index_fini(nxl__index_t *ix)
 {
-    nxl__rnode_t *n = ix->tree.root, *p;
+    nxl__bnode_t *n, *next;
 
-    /* Free leaves upward; the tree is dropped whole, so no rebalancing. */
-    while (n != NULL) {
-        if (n->left != NULL) {
-            n = n->left;
-            continue;
-        }
-        if (n->right != NULL) {
-            n = n->right;
-            continue;
-        }
-        p = n->parent;
-        if (p != NULL && p->left == n) {
-            p->left = NULL;
-        } else if (p != NULL) {
-            p->right = NULL;
-        }
+    /* The tree is dropped whole: free the elements in order, then its
+     * blocks. */
+    for (n = nxl__btree_first(&ix->tree); n != NULL; n = next) {
+        next = nxl__btree_next(n);
         free(IX_ELEM(n));
-        n = p;
     }
-    nxl__rtree_init(&ix->tree);
+    nxl__btree_fini(&ix->tree);
 }
 
 size_t
@@ -56,14 +43,14 @@ nxl__index_count(const nxl__index_t *ix)
 void *
 nxl__index_first(const nxl__index_t *ix)
 {
-    return IX_ELEM(nxl__rtree_first(&ix->tree));
+    return IX_ELEM(nxl__btree_first(&ix->tree));
 }
 
 void *
 nxl__index_next(const nxl__index_t *ix, const void *elem)
 {
     (void)ix;
-    return IX_ELEM(nxl__rtree_next(&((const ix_head_t *)elem)->node));
+    return IX_ELEM(nxl__btree_next(&((const ix_head_t *)elem)->node));
 }
 
 /* covers says whether element e holds [addr, addr + len) on dev. */
@@ -91,13 +78,13 @@ nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr, uint64_t len,
         if (covers(h, addr, len, dev)) {
             return (void *)h;
         }
-        e = IX_ELEM(nxl__rtree_next(&h->node));
+        e = IX_ELEM(nxl__btree_next(&h->node));
         if (e != NULL && covers(e, addr, len, dev)) {
             *hint = (void *)e;
             return (void *)e;
         }
     }
-    e = IX_ELEM(nxl__rtree_cover(&ix->tree, dev, addr, len));
+    e = IX_ELEM(nxl__btree_cover(&ix->tree, dev, addr, len));
     if (e != NULL) {
         *hint = (void *)e;
     }
@@ -107,7 +94,7 @@ nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr, uint64_t len,
 void *
 nxl__index_find_exact(const nxl__index_t *ix, const nxl_desc_t *d)
 {
-    return IX_ELEM(nxl__rtree_find(&ix->tree, d->dev_id, d->addr, d->len, 0));
+    return IX_ELEM(nxl__btree_find(&ix->tree, d->dev_id, d->addr, d->len, 0));
 }
 
 void *
@@ -116,14 +103,15 @@ nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d)
     if (d->len == 0 || d->addr + d->len < d->addr) {
         return NULL;
     }
-    return IX_ELEM(nxl__rtree_overlap(&ix->tree, d->dev_id, d->addr, d->len));
+    return IX_ELEM(nxl__btree_overlap(&ix->tree, d->dev_id, d->addr, d->len));
 }
 
 nxl_status_t
 nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
 {
     const nxl_desc_t *d = &((const ix_head_t *)elem)->desc;
-    nxl__rnode_t *in_way;
+    nxl__bnode_t *in_way = NULL;
+    nxl_status_t st;
     ix_head_t *e;
 
     if (d->len == 0 || d->addr + d->len < d->addr) {
@@ -132,8 +120,9 @@ nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
                          (unsigned long long)d->addr,
                          (unsigned long long)d->len);
     }
-    /* Cache-line aligned: a tree descent then reads one line per level. */
-    e = aligned_alloc(64, (ix->elem_size + 63) & ~(size_t)63);
+    /* The tree keeps its own copy of the keys: a search reads no
+     * element, so elements need no alignment. */
+    e = malloc(ix->elem_size);
     if (e == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
     }
@@ -142,12 +131,13 @@ nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
     e->node.addr = d->addr;
     e->node.len = d->len;
     e->node.tie = 0;
-    in_way = excl ? nxl__rtree_insert_excl(&ix->tree, &e->node)
-                  : nxl__rtree_insert(&ix->tree, &e->node);
-    if (in_way != NULL) {
+    st = nxl__btree_insert(&ix->tree, &e->node, excl, &in_way);
+    if (st != NXL_OK) {
         free(e);
-        *elem_p = IX_ELEM(in_way);
-        return NXL_ERR_NOT_ALLOWED;
+        if (st == NXL_ERR_NOT_ALLOWED) {
+            *elem_p = IX_ELEM(in_way);
+        }
+        return st;
     }
     *elem_p = e;
     return NXL_OK;
@@ -156,7 +146,7 @@ nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
 void
 nxl__index_remove(nxl__index_t *ix, void *elem)
 {
-    nxl__rtree_remove(&ix->tree, &((ix_head_t *)elem)->node);
+    nxl__btree_remove(&ix->tree, &((ix_head_t *)elem)->node);
     free(elem);
 }
 
@@ -446,7 +436,10 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         }
     }
     for (i = 0; i < dlist->count; i++) {
-        const nxl__region_t *u = nxl__index_find_exact(ix, &dlist->descs[i]);
+        /* One descriptor: the lookup above found it. */
+        const nxl__region_t *u =
+            dlist->count == 1 ? r
+                              : nxl__index_find_exact(ix, &dlist->descs[i]);
 
         if (nxl__xfers_using(agent, u)) {
             status = nxl__fail(NXL_ERR_NOT_ALLOWED,
