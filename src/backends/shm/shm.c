@@ -343,6 +343,7 @@ be_shm_fini(void *self)
     be_shm_engine_t *eng = self;
     be_shm_engine_t **pp;
     be_shm_md_t *md;
+    uint32_t i;
 
     if (eng->magic != BE_SHM_ENGINE_MAGIC) {
         return;
@@ -365,11 +366,16 @@ be_shm_fini(void *self)
         eng->pool_ready = 0;
     }
     be_shm_notif_fini(eng);
-    while (eng->mds.root != NULL) {
-        md = NXL__RNODE_OF(eng->mds.root, be_shm_md_t, node);
-        nxl__rtree_remove(&eng->mds, &md->node);
-        free(md);
+    for (i = 0; i < eng->slot_md_cap; i++) {
+        md = eng->slot_md[i];
+        if (md != NULL) {
+            md->magic = 0;
+            free(md);
+        }
     }
+    free(eng->slot_md);
+    eng->slot_md = NULL;
+    eng->slot_md_cap = 0;
     if (eng->regtab_ready) {
         nxl__regtab_fini(&eng->regtab);
         eng->regtab_ready = 0;
@@ -486,6 +492,33 @@ be_shm_export_put(be_shm_engine_t *eng, be_shm_export_t *exp)
     pthread_mutex_unlock(&eng->md_lock);
 }
 
+/* be_shm_slot_md_set files md (NULL: nothing) under registration-table
+ * slot, growing the array to hold it (md_lock held). Returns NXL_OK or
+ * NXL_ERR_NOMEM with a message. */
+static nxl_status_t
+be_shm_slot_md_set(be_shm_engine_t *eng, uint32_t slot, be_shm_md_t *md)
+{
+    be_shm_md_t **v;
+    uint32_t cap;
+
+    if (slot >= eng->slot_md_cap) {
+        cap = eng->slot_md_cap > 0 ? eng->slot_md_cap : 1024;
+        while (cap <= slot) {
+            cap *= 2;
+        }
+        v = realloc(eng->slot_md, cap * sizeof(*v));
+        if (v == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "shm: region list");
+        }
+        memset(v + eng->slot_md_cap, 0,
+               (cap - eng->slot_md_cap) * sizeof(*v));
+        eng->slot_md = v;
+        eng->slot_md_cap = cap;
+    }
+    eng->slot_md[slot] = md;
+    return NXL_OK;
+}
+
 /* be_shm_mem_register records a DRAM region (nothing to pin for CMA) and,
  * for memfd-backed memory, the file identity a peer checks after mapping;
  * or a VRAM region with the IPC handle of its device allocation (exported
@@ -542,6 +575,14 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     }
     status = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr,
                              md->len, &md->rt_slot, &md->rt_gen);
+    if (status == NXL_OK) {
+        pthread_mutex_lock(&eng->md_lock);
+        status = be_shm_slot_md_set(eng, md->rt_slot, md);
+        pthread_mutex_unlock(&eng->md_lock);
+        if (status != NXL_OK) {
+            nxl__regtab_remove(&eng->regtab, md->rt_slot);
+        }
+    }
     if (status != NXL_OK) {
         if (exp != NULL) {
             be_shm_export_put(eng, exp);
@@ -549,13 +590,6 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         free(md);
         return status;
     }
-    md->node.dev = (uint64_t)md->kind;
-    md->node.addr = md->addr;
-    md->node.len = md->len;
-    md->node.tie = (uint64_t)(uintptr_t)md;
-    pthread_mutex_lock(&eng->md_lock);
-    nxl__rtree_insert(&eng->mds, &md->node);
-    pthread_mutex_unlock(&eng->md_lock);
     *md_p = md;
     return NXL_OK;
 }
@@ -570,11 +604,13 @@ be_shm_mem_deregister(void *self, void *mdv)
     if (md == NULL || md->magic != BE_SHM_MD_MAGIC) {
         return;
     }
+    /* Out of the array first: once the table has the slot back, another
+     * registration may take it. */
+    pthread_mutex_lock(&eng->md_lock);
+    (void)be_shm_slot_md_set(eng, md->rt_slot, NULL); /* in range: no growth */
+    pthread_mutex_unlock(&eng->md_lock);
     /* Peers holding this region's metadata fail from their next post. */
     nxl__regtab_remove(&eng->regtab, md->rt_slot);
-    pthread_mutex_lock(&eng->md_lock);
-    nxl__rtree_remove(&eng->mds, &md->node);
-    pthread_mutex_unlock(&eng->md_lock);
     if (md->exp != NULL) {
         be_shm_export_put(eng, md->exp);
     }
@@ -1197,26 +1233,6 @@ be_shm_ipc_put(be_shm_peer_t *peer, be_shm_ipc_t *c)
     pthread_mutex_unlock(&peer->map_lock);
 }
 
-/* be_shm_self_registered reports whether engine token of this process has
- * [addr, addr + len) inside one registered region of memory kind kind. */
-static int
-be_shm_self_registered(uint64_t token, nxl_mem_t kind, uint64_t addr,
-                       uint64_t len)
-{
-    be_shm_engine_t *e;
-    int found = 0;
-
-    pthread_mutex_lock(&be_shm_global_lock);
-    e = be_shm_find_engine(token);
-    if (e != NULL && len > 0 && addr + len >= addr) {
-        pthread_mutex_lock(&e->md_lock);
-        found = nxl__rtree_cover(&e->mds, (uint64_t)kind, addr, len) != NULL;
-        pthread_mutex_unlock(&e->md_lock);
-    }
-    pthread_mutex_unlock(&be_shm_global_lock);
-    return found;
-}
-
 /* be_shm_rt_slot finds a region's slot in its owner's registration table
  * (rec: the public data's last 16 bytes), opening the table once per peer,
  * and checks that the slot describes exactly this live region. */
@@ -1354,12 +1370,9 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                              peer->name, addr, rlen, base, asize);
         }
     }
-    if (peer->self && !be_shm_self_registered(peer->token, kind, addr, rlen)) {
-        return nxl__fail(NXL_ERR_PROTO,
-                         "shm: %s region 0x%" PRIx64 "+%" PRIu64
-                         " is not registered with %s",
-                         vram ? "VRAM" : "DRAM", addr, rlen, peer->name);
-    }
+    /* The slot must describe exactly this live region: that is how a
+     * loopback (same-process) peer's region is known to be registered,
+     * too. */
     st = be_shm_rt_slot(peer, p + len - BE_SHM_PUB_RT, kind, addr, rlen,
                         &rt, &rt_gen);
     if (st != NXL_OK) {

@@ -20,7 +20,7 @@
  *
  * Locking: the data path (prep/post/check) takes no engine lock. Engine
  * locks: rx_lock (epoll set, accepted connections; progress), md_lock
- * (local region list), pool.lock (work queue). Per peer: map_lock (mapping
+ * (local regions by slot, exports), pool.lock (work queue). Per peer: map_lock (mapping
  * cache) and tx_lock (outgoing notification stream). Order: global lock ->
  * md_lock; rx_lock -> tx_lock.
  */
@@ -89,7 +89,6 @@ typedef struct be_shm_export {
 
 /* be_shm_md_t: a local registration (mem_register). */
 typedef struct be_shm_md {
-    nxl__rnode_t node; /* in the engine's mds: (kind, addr, len, self) */
     uint32_t magic;
     nxl_mem_t kind; /* NXL_DRAM or NXL_VRAM */
     uint64_t addr;
@@ -314,7 +313,12 @@ struct be_shm_engine {
     struct be_shm_conn *conns;
 
     pthread_mutex_t md_lock;
-    nxl__rtree_t mds;          /* of be_shm_md_t (md_lock) */
+    /* The live registrations by registration-table slot (md_lock), so
+     * fini can free what was left registered; a slot names one live
+     * registration at a time. Peers (and this engine, for loopback)
+     * check a region against the table itself, not this array. */
+    be_shm_md_t **slot_md;
+    uint32_t slot_md_cap;
     nxl__regtab_t regtab;      /* what peers check before copying */
     int regtab_ready;
     be_shm_export_t *exports; /* md_lock */
