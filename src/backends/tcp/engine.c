@@ -303,13 +303,12 @@ be_tcp_fini(void *self)
             be_tcp_conn_free(c);
         }
         pthread_mutex_unlock(&eng->io_lock);
-        while (eng->regs.root != NULL) {
-            be_tcp_region_t *reg = NXL__RNODE_OF(eng->regs.root,
-                                                 be_tcp_region_t, node);
-
-            nxl__rtree_remove(&eng->regs, &reg->node);
-            free(reg);
+        for (nxl__bnode_t *n = nxl__btree_first(&eng->regs), *next;
+             n != NULL; n = next) {
+            next = nxl__btree_next(n);
+            free(NXL__BNODE_OF(n, be_tcp_region_t, node));
         }
+        nxl__btree_fini(&eng->regs);
         pthread_rwlock_destroy(&eng->reg_lock);
         pthread_mutex_destroy(&eng->io_lock);
     }
@@ -336,13 +335,13 @@ bool
 be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
                      uint64_t *base_p)
 {
-    const nxl__rnode_t *node;
+    const nxl__bnode_t *node;
 
     if (len == 0 || len > UINT64_MAX - addr) {
         return false;
     }
     pthread_rwlock_rdlock(&eng->reg_lock);
-    node = nxl__rtree_cover(&eng->regs, 0, addr, len);
+    node = nxl__btree_cover(&eng->regs, 0, addr, len);
     if (node != NULL && base_p != NULL) {
         *base_p = node->addr;
     }
@@ -356,6 +355,8 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
 {
     be_tcp_engine_t *eng = self;
     be_tcp_region_t *reg;
+    nxl__bnode_t *in_way;
+    nxl_status_t st;
 
     if (region->kind != NXL_DRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
@@ -378,8 +379,13 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     reg->node.len = reg->len;
     reg->node.tie = (uint64_t)(uintptr_t)reg; /* equal ranges may repeat */
     pthread_rwlock_wrlock(&eng->reg_lock);
-    nxl__rtree_insert(&eng->regs, &reg->node);
+    /* Distinct ties: only a failure to allocate can refuse it. */
+    st = nxl__btree_insert(&eng->regs, &reg->node, false, &in_way);
     pthread_rwlock_unlock(&eng->reg_lock);
+    if (st != NXL_OK) {
+        free(reg);
+        return st;
+    }
     *md_p = reg;
     return NXL_OK;
 }
@@ -395,7 +401,7 @@ be_tcp_mem_deregister(void *self, void *md)
         return;
     }
     pthread_rwlock_wrlock(&eng->reg_lock);
-    nxl__rtree_remove(&eng->regs, &reg->node);
+    nxl__btree_remove(&eng->regs, &reg->node);
     pthread_rwlock_unlock(&eng->reg_lock);
     free(reg);
 }

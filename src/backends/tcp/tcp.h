@@ -339,7 +339,7 @@ struct be_tcp_peer {
 /* be_tcp_region_t is a registration: what mem_register returns for a
  * local region and md_unpack for a peer's. */
 typedef struct be_tcp_region {
-    nxl__rnode_t node; /* local ones: in the engine's regs */
+    nxl__bnode_t node; /* local ones: in the engine's regs */
     uint64_t addr;
     uint64_t len;
 } be_tcp_region_t;
@@ -369,7 +369,7 @@ struct be_tcp_engine {
     pthread_mutex_t io_lock;   /* rx state, conn lifetime, req outcomes */
 
     pthread_rwlock_t reg_lock;
-    nxl__rtree_t regs;         /* local be_tcp_region_t (reg_lock) */
+    nxl__btree_t regs;         /* local be_tcp_region_t (reg_lock) */
 
     be_tcp_peer_t *peers;      /* io_lock */
     be_tcp_conn_t *conns;      /* live connections (io_lock) */
