@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 extern const char *const xt_backends[];
 
@@ -631,6 +632,56 @@ t_btree_nomem(void)
     return 0;
 }
 
+/* The registration table through several growths: slots given back are
+ * reused first with a new generation, a peer's view refuses a revoked
+ * slot and accepts the live one, and the list of slots given back has
+ * room for all of them (remove never allocates); a slot never handed out
+ * is ignored. */
+static int
+t_regtab_churn(void)
+{
+    enum { N = 5000 };
+    static uint32_t slot[N];
+    static uint64_t gen[N];
+    nxl__regtab_t t;
+    nxl__regtab_view_t v;
+    uint32_t s2;
+    uint64_t g2;
+    size_t i;
+
+    XT_ASSERT_OK(nxl__regtab_init(&t, 0x1234));
+    for (i = 0; i < N; i++) {
+        XT_ASSERT_OK(nxl__regtab_add(&t, 0, 4096 * (i + 1), 4096, &slot[i],
+                                     &gen[i]));
+    }
+    XT_ASSERT(t.cap >= N && t.free_cap >= t.cap);
+    XT_ASSERT_OK(nxl__regtab_view_open(&v, dup(t.fd), 0x1234));
+    XT_ASSERT(nxl__regtab_view_slot(&v, slot[N - 1], gen[N - 1], 0,
+                                    4096 * N, 4096) != NULL);
+    for (i = 0; i < N; i += 2) {
+        nxl__regtab_remove(&t, slot[i]);
+    }
+    nxl__regtab_remove(&t, N + 100); /* never handed out: ignored */
+    XT_ASSERT(t.nfree <= t.free_cap);
+    XT_ASSERT(nxl__regtab_view_slot(&v, slot[0], gen[0], 0, 4096, 4096) ==
+              NULL);
+    XT_ASSERT(nxl__regtab_view_slot(&v, slot[1], gen[1], 0, 8192, 4096) !=
+              NULL);
+    /* A slot given back is taken again, with a generation never used. */
+    XT_ASSERT_OK(nxl__regtab_add(&t, 0, 1 << 30, 4096, &s2, &g2));
+    XT_ASSERT(s2 < N && g2 > gen[N - 1]);
+    XT_ASSERT(nxl__regtab_view_slot(&v, s2, g2, 0, 1 << 30, 4096) != NULL);
+    for (i = 1; i < N; i += 2) {
+        nxl__regtab_remove(&t, slot[i]);
+    }
+    nxl__regtab_remove(&t, s2);
+    XT_ASSERT_EQ(t.nfree, t.used);
+    XT_ASSERT(t.nfree <= t.free_cap);
+    nxl__regtab_view_close(&v);
+    nxl__regtab_fini(&t);
+    return 0;
+}
+
 /* A loopback agent on the first LOCAL-capable built-in backend. */
 static int
 loop_agent(nxl_agent_t **a_p)
@@ -744,6 +795,7 @@ const xt_suite xt_suite_core = {
         {"btree_bulk", t_btree_bulk},
         {"btree_ties", t_btree_ties},
         {"btree_nomem", t_btree_nomem},
+        {"regtab_churn", t_regtab_churn},
         {"xfer_make_merges", t_xfer_make_merges},
         {NULL, NULL},
     },

@@ -23,13 +23,24 @@ rt_slot(const uint8_t *base, uint32_t i)
                                               sizeof(nxl__regtab_slot_t));
 }
 
-/* rt_grow makes the file hold cap slots (lock held). */
+/* rt_grow makes the file hold cap slots (lock held), and the list of
+ * slots given back room for all of them: nxl__regtab_remove never
+ * allocates (a large realloc there made glibc consolidate every small
+ * free chunk, a walk over cold memory in the middle of a deregister). */
 static nxl_status_t
 rt_grow(nxl__regtab_t *t, uint32_t cap)
 {
     off_t size = (off_t)(NXL__REGTAB_HDR +
                          (size_t)cap * sizeof(nxl__regtab_slot_t));
+    uint32_t *p;
 
+    p = realloc(t->free, (size_t)cap * sizeof(*p));
+    if (p == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "registration table: growing to %u "
+                         "slots", cap);
+    }
+    t->free = p;
+    t->free_cap = cap;
     if (ftruncate(t->fd, size) != 0) {
         return nxl__fail_errno(errno, "registration table: growing to %u "
                                "slots", cap);
@@ -136,8 +147,6 @@ out:
 void
 nxl__regtab_remove(nxl__regtab_t *t, uint32_t slot)
 {
-    uint32_t *p;
-
     pthread_mutex_lock(&t->lock);
     if (slot >= t->used) {
         pthread_mutex_unlock(&t->lock);
@@ -146,18 +155,11 @@ nxl__regtab_remove(nxl__regtab_t *t, uint32_t slot)
     /* A generation no region will ever carry: the old one is dead. */
     atomic_store_explicit(&rt_slot(t->base, slot)->gen, t->next_gen++,
                           memory_order_release);
-    if (t->nfree == t->free_cap) {
-        p = realloc(t->free, (t->free_cap ? t->free_cap * 2 : 64) *
-                                 sizeof(*p));
-        if (p == NULL) {
-            /* The slot stays revoked; it is only not reused. */
-            pthread_mutex_unlock(&t->lock);
-            return;
-        }
-        t->free = p;
-        t->free_cap = t->free_cap ? t->free_cap * 2 : 64;
+    /* The list holds every slot the file does (rt_grow); only a slot
+     * given back twice could find it full, and is then not reused. */
+    if (t->nfree < t->free_cap) {
+        t->free[t->nfree++] = slot;
     }
-    t->free[t->nfree++] = slot;
     pthread_mutex_unlock(&t->lock);
 }
 

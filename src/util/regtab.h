@@ -57,7 +57,8 @@ typedef struct nxl__regtab {
     uint8_t *base;            /* NXL__REGTAB_MAX_SLOTS mapped */
     uint32_t cap;             /* slots the file holds */
     uint32_t used;            /* slots ever handed out */
-    uint32_t *free;           /* slots given back, reused first */
+    uint32_t *free;           /* slots given back, reused first; room for
+                               * cap of them, so remove never allocates */
     uint32_t nfree, free_cap;
     uint64_t next_gen;
 } nxl__regtab_t;
