@@ -437,16 +437,12 @@ nxl__rtree_check(const nxl__rtree_t *t)
 #define BT_MIN (BT_FAN / 4)
 #define BT_MAX_LEVELS 32 /* log4(2^64) */
 
-/* A key looked for or moved: (dev, addr, len, tie). */
+/* A key: (dev, addr, len, tie). Blocks keep theirs side by side, two to a
+ * cache line: a binary search among 16 reads 4 lines and finds len and
+ * tie next to addr; a shift moves one run. */
 typedef struct bt_key {
     uint64_t dev, addr, len, tie;
 } bt_key_t;
-
-/* The keys of a block, one array per field: a binary search reads the dev
- * and addr arrays (two adjacent lines each), len and tie only on a tie. */
-typedef struct bt_keys {
-    uint64_t dev[BT_FAN], addr[BT_FAN], len[BT_FAN], tie[BT_FAN];
-} bt_keys_t;
 
 typedef struct bt_inner bt_inner_t;
 
@@ -461,7 +457,7 @@ typedef struct bt_head {
 struct nxl__bleaf {
     bt_head_t h;
     struct nxl__bleaf *prev, *next;
-    bt_keys_t k;
+    bt_key_t k[BT_FAN];
     nxl__bnode_t *node[BT_FAN];
 };
 typedef struct nxl__bleaf bt_leaf_t;
@@ -473,7 +469,7 @@ typedef struct nxl__bleaf bt_leaf_t;
  * under child[i]. */
 struct bt_inner {
     bt_head_t h;
-    bt_keys_t k;
+    bt_key_t k[BT_FAN];
     uint64_t mdev[BT_FAN], mend[BT_FAN];
     void *child[BT_FAN];
 };
@@ -482,56 +478,36 @@ struct bt_inner {
 
 /* bt_cmp orders key i of k against x. */
 static inline int
-bt_cmp(const bt_keys_t *k, unsigned i, const bt_key_t *x)
+bt_cmp(const bt_key_t *k, unsigned i, const bt_key_t *x)
 {
-    if (k->dev[i] != x->dev) {
-        return k->dev[i] < x->dev ? -1 : 1;
+    if (k[i].dev != x->dev) {
+        return k[i].dev < x->dev ? -1 : 1;
     }
-    if (k->addr[i] != x->addr) {
-        return k->addr[i] < x->addr ? -1 : 1;
+    if (k[i].addr != x->addr) {
+        return k[i].addr < x->addr ? -1 : 1;
     }
-    if (k->len[i] != x->len) {
-        return k->len[i] < x->len ? -1 : 1;
+    if (k[i].len != x->len) {
+        return k[i].len < x->len ? -1 : 1;
     }
-    if (k->tie[i] != x->tie) {
-        return k->tie[i] < x->tie ? -1 : 1;
+    if (k[i].tie != x->tie) {
+        return k[i].tie < x->tie ? -1 : 1;
     }
     return 0;
 }
 
-static inline bt_key_t
-bt_kget(const bt_keys_t *k, unsigned i)
-{
-    return (bt_key_t){k->dev[i], k->addr[i], k->len[i], k->tie[i]};
-}
-
-static inline void
-bt_kset(bt_keys_t *k, unsigned i, const bt_key_t *x)
-{
-    k->dev[i] = x->dev;
-    k->addr[i] = x->addr;
-    k->len[i] = x->len;
-    k->tie[i] = x->tie;
-}
-
 /* bt_kmove moves cnt keys from index from of src to index to of dst (the
  * same block or another; ranges may overlap). */
-static void
-bt_kmove(bt_keys_t *dst, unsigned to, const bt_keys_t *src, unsigned from,
+static inline void
+bt_kmove(bt_key_t *dst, unsigned to, const bt_key_t *src, unsigned from,
          unsigned cnt)
 {
-    size_t sz = cnt * sizeof(uint64_t);
-
-    memmove(&dst->dev[to], &src->dev[from], sz);
-    memmove(&dst->addr[to], &src->addr[from], sz);
-    memmove(&dst->len[to], &src->len[from], sz);
-    memmove(&dst->tie[to], &src->tie[from], sz);
+    memmove(&dst[to], &src[from], cnt * sizeof(*dst));
 }
 
 /* bt_lower returns the first index in [0, n) whose key is not below x, or
  * n. */
 static unsigned
-bt_lower(const bt_keys_t *k, unsigned n, const bt_key_t *x)
+bt_lower(const bt_key_t *k, unsigned n, const bt_key_t *x)
 {
     unsigned lo = 0, hi = n, mid;
 
@@ -555,7 +531,7 @@ bt_route(const bt_inner_t *p, const bt_key_t *x)
 
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        if (bt_cmp(&p->k, mid, x) <= 0) {
+        if (bt_cmp(p->k, mid, x) <= 0) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -575,16 +551,16 @@ bt_max(const void *b, bool leaf, uint64_t *d, uint64_t *e)
     unsigned i;
 
     if (leaf) {
-        md = l->k.dev[0];
-        me = l->k.addr[0] + l->k.len[0];
+        md = l->k[0].dev;
+        me = l->k[0].addr + l->k[0].len;
     } else {
         md = p->mdev[0];
         me = p->mend[0];
     }
     for (i = 1; i < BT_HEAD(b)->n; i++) {
         if (leaf) {
-            xd = l->k.dev[i];
-            xe = l->k.addr[i] + l->k.len[i];
+            xd = l->k[i].dev;
+            xe = l->k[i].addr + l->k[i].len;
         } else {
             xd = p->mdev[i];
             xe = p->mend[i];
@@ -646,9 +622,9 @@ bt_leaf_put(bt_leaf_t *l, unsigned pos, nxl__bnode_t *n)
     bt_key_t x = {n->dev, n->addr, n->len, n->tie};
     unsigned tail = l->h.n - pos;
 
-    bt_kmove(&l->k, pos + 1, &l->k, pos, tail);
+    bt_kmove(l->k, pos + 1, l->k, pos, tail);
     memmove(&l->node[pos + 1], &l->node[pos], tail * sizeof(l->node[0]));
-    bt_kset(&l->k, pos, &x);
+    l->k[pos] = x;
     l->node[pos] = n;
     n->leaf = l;
     l->h.n++;
@@ -662,11 +638,11 @@ bt_inner_put(bt_inner_t *p, unsigned at, const bt_key_t *sep, void *c,
 {
     unsigned tail = p->h.n - at;
 
-    bt_kmove(&p->k, at + 1, &p->k, at, tail);
+    bt_kmove(p->k, at + 1, p->k, at, tail);
     memmove(&p->mdev[at + 1], &p->mdev[at], tail * sizeof(p->mdev[0]));
     memmove(&p->mend[at + 1], &p->mend[at], tail * sizeof(p->mend[0]));
     memmove(&p->child[at + 1], &p->child[at], tail * sizeof(p->child[0]));
-    bt_kset(&p->k, at, sep);
+    p->k[at] = *sep;
     p->mdev[at] = d;
     p->mend[at] = e;
     p->child[at] = c;
@@ -680,7 +656,7 @@ bt_inner_cut(bt_inner_t *p, unsigned at)
 {
     unsigned tail = p->h.n - at - 1;
 
-    bt_kmove(&p->k, at, &p->k, at + 1, tail);
+    bt_kmove(p->k, at, p->k, at + 1, tail);
     memmove(&p->mdev[at], &p->mdev[at + 1], tail * sizeof(p->mdev[0]));
     memmove(&p->mend[at], &p->mend[at + 1], tail * sizeof(p->mend[0]));
     memmove(&p->child[at], &p->child[at + 1], tail * sizeof(p->child[0]));
@@ -696,7 +672,7 @@ bt_inner_take(bt_inner_t *dst, unsigned to, bt_inner_t *src, unsigned from,
 {
     unsigned i;
 
-    bt_kmove(&dst->k, to, &src->k, from, cnt);
+    bt_kmove(dst->k, to, src->k, from, cnt);
     memmove(&dst->mdev[to], &src->mdev[from], cnt * sizeof(dst->mdev[0]));
     memmove(&dst->mend[to], &src->mend[from], cnt * sizeof(dst->mend[0]));
     memmove(&dst->child[to], &src->child[from], cnt * sizeof(dst->child[0]));
@@ -713,7 +689,7 @@ bt_leaf_take(bt_leaf_t *dst, unsigned to, bt_leaf_t *src, unsigned from,
 {
     unsigned i;
 
-    bt_kmove(&dst->k, to, &src->k, from, cnt);
+    bt_kmove(dst->k, to, src->k, from, cnt);
     memmove(&dst->node[to], &src->node[from], cnt * sizeof(dst->node[0]));
     /* Only nodes that change leaves are written: they are the caller's
      * memory, likely out of cache. */
@@ -770,15 +746,15 @@ bt_excl_in_way(const bt_leaf_t *l, unsigned pos, uint64_t dev, uint64_t addr,
         pl = l->prev;
         pi = pl != NULL ? pl->h.n : 0;
     }
-    if (pl != NULL && pl->k.dev[pi - 1] == dev &&
-        pl->k.addr[pi - 1] + pl->k.len[pi - 1] > addr) {
+    if (pl != NULL && pl->k[pi - 1].dev == dev &&
+        pl->k[pi - 1].addr + pl->k[pi - 1].len > addr) {
         return pl->node[pi - 1];
     }
     if (si == l->h.n) {
         sl = l->next;
         si = 0;
     }
-    if (sl != NULL && sl->k.dev[si] == dev && sl->k.addr[si] < end) {
+    if (sl != NULL && sl->k[si].dev == dev && sl->k[si].addr < end) {
         return sl->node[si];
     }
     return NULL;
@@ -799,8 +775,7 @@ bt_grow(nxl__btree_t *t, bt_inner_t **path, const unsigned *idx, unsigned lv,
     unsigned i;
 
     for (;;) {
-        sep = leaf ? bt_kget(&((bt_leaf_t *)r)->k, 0)
-                   : bt_kget(&((bt_inner_t *)r)->k, 0);
+        sep = leaf ? ((bt_leaf_t *)r)->k[0] : ((bt_inner_t *)r)->k[0];
         bt_max(l, leaf, &ld, &le);
         bt_max(r, leaf, &rd, &re);
         if (lv == 0) {
@@ -928,8 +903,8 @@ nxl__btree_insert(nxl__btree_t *t, nxl__bnode_t *n, bool excl,
         b = p->child[idx[lv]];
     }
     l = b;
-    pos = bt_lower(&l->k, l->h.n, &x);
-    if (pos < l->h.n && bt_cmp(&l->k, pos, &x) == 0) {
+    pos = bt_lower(l->k, l->h.n, &x);
+    if (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) {
         in_way = l->node[pos];
     } else if (excl) {
         in_way = bt_excl_in_way(l, pos, n->dev, n->addr, end);
@@ -977,10 +952,7 @@ bt_merge(bt_inner_t *p, unsigned li, bool leaf)
     } else {
         /* The separator between them becomes the key of r's first child. */
         bt_inner_take(li_, ln, ri, 0, rn);
-        li_->k.dev[ln] = p->k.dev[li + 1];
-        li_->k.addr[ln] = p->k.addr[li + 1];
-        li_->k.len[ln] = p->k.len[li + 1];
-        li_->k.tie[ln] = p->k.tie[li + 1];
+        li_->k[ln] = p->k[li + 1];
     }
     BT_HEAD(lb)->n = ln + rn;
     free(rb);
@@ -999,7 +971,7 @@ bt_balance(bt_inner_t *p, unsigned li, bool leaf)
     unsigned m;
     bt_leaf_t *l = lb, *r = rb;
     bt_inner_t *il = lb, *ir = rb;
-    bt_key_t sep = bt_kget(&p->k, li + 1);
+    bt_key_t sep = p->k[li + 1];
 
     if (ln < want) {
         m = want - ln; /* r's first m move to l's end */
@@ -1008,8 +980,8 @@ bt_balance(bt_inner_t *p, unsigned li, bool leaf)
             bt_leaf_take(r, 0, r, m, rn - m);
         } else {
             bt_inner_take(il, ln, ir, 0, m);
-            bt_kset(&il->k, ln, &sep);
-            sep = bt_kget(&ir->k, m);
+            il->k[ln] = sep;
+            sep = ir->k[m];
             bt_inner_take(ir, 0, ir, m, rn - m);
         }
     } else {
@@ -1019,17 +991,17 @@ bt_balance(bt_inner_t *p, unsigned li, bool leaf)
             bt_leaf_take(r, 0, l, ln - m, m);
         } else {
             bt_inner_take(ir, m, ir, 0, rn);
-            bt_kset(&ir->k, m, &sep);
+            ir->k[m] = sep;
             bt_inner_take(ir, 0, il, ln - m, m);
-            sep = bt_kget(&ir->k, 0);
+            sep = ir->k[0];
         }
     }
     BT_HEAD(lb)->n = ln < want ? ln + m : ln - m;
     BT_HEAD(rb)->n = ln < want ? rn - m : rn + m;
     if (leaf) {
-        sep = bt_kget(&r->k, 0);
+        sep = r->k[0];
     }
-    bt_kset(&p->k, li + 1, &sep);
+    p->k[li + 1] = sep;
     bt_set_max(p, li, leaf);
     bt_set_max(p, li + 1, leaf);
 }
@@ -1102,8 +1074,8 @@ nxl__btree_find(const nxl__btree_t *t, uint64_t dev, uint64_t addr,
         b = ((const bt_inner_t *)b)->child[bt_route(b, &x)];
     }
     l = b;
-    pos = bt_lower(&l->k, l->h.n, &x);
-    return (pos < l->h.n && bt_cmp(&l->k, pos, &x) == 0) ? l->node[pos]
+    pos = bt_lower(l->k, l->h.n, &x);
+    return (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) ? l->node[pos]
                                                          : NULL;
 }
 
@@ -1133,7 +1105,7 @@ bt_reach(const nxl__btree_t *t, uint64_t dev, uint64_t lim, uint64_t want,
     }
     for (lv = t->levels; lv > 0; lv--) {
         p = b;
-        for (k = 1; k < p->h.n && BT_STARTS_IN(p->k.dev[k], p->k.addr[k]);
+        for (k = 1; k < p->h.n && BT_STARTS_IN(p->k[k].dev, p->k[k].addr);
              k++) {
         }
         k--; /* the boundary child; those before it start in range */
@@ -1152,9 +1124,9 @@ bt_reach(const nxl__btree_t *t, uint64_t dev, uint64_t lim, uint64_t want,
     }
     if (b != NULL) {
         l = b;
-        for (i = 0; i < l->h.n && BT_STARTS_IN(l->k.dev[i], l->k.addr[i]);
+        for (i = 0; i < l->h.n && BT_STARTS_IN(l->k[i].dev, l->k[i].addr);
              i++) {
-            if (BT_ENDS_OK(l->k.dev[i], l->k.addr[i] + l->k.len[i])) {
+            if (BT_ENDS_OK(l->k[i].dev, l->k[i].addr + l->k[i].len)) {
                 return l->node[i];
             }
         }
@@ -1170,7 +1142,7 @@ bt_reach(const nxl__btree_t *t, uint64_t dev, uint64_t lim, uint64_t want,
         b = p->child[i];
     }
     l = b;
-    for (i = 0; !BT_ENDS_OK(l->k.dev[i], l->k.addr[i] + l->k.len[i]); i++) {
+    for (i = 0; !BT_ENDS_OK(l->k[i].dev, l->k[i].addr + l->k[i].len); i++) {
     }
     return l->node[i];
 #undef BT_STARTS_IN
@@ -1241,9 +1213,8 @@ bt_check_sub(const void *b, unsigned levels, const bt_inner_t *parent,
     const bt_head_t *h = b;
     const bt_inner_t *p = b;
     const bt_leaf_t *l = b;
-    const bt_key_t *clo, *chi;
+    const bt_key_t *clo, *chi, *sep = levels > 0 ? p->k : l->k;
     const nxl__bnode_t *n;
-    bt_key_t sep[BT_FAN];
     uint64_t d, e;
     unsigned i, first = levels > 0 ? 1 : 0;
 
@@ -1252,12 +1223,9 @@ bt_check_sub(const void *b, unsigned levels, const bt_inner_t *parent,
         return -1;
     }
     for (i = first; i < h->n; i++) {
-        sep[i] = bt_kget(levels > 0 ? &p->k : &l->k, i);
-        if ((i > first && bt_cmp(levels > 0 ? &p->k : &l->k, i - 1,
-                                 &sep[i]) >= 0) ||
-            (lo != NULL &&
-             bt_cmp(levels > 0 ? &p->k : &l->k, i, lo) < 0) ||
-            (hi != NULL && bt_cmp(levels > 0 ? &p->k : &l->k, i, hi) >= 0)) {
+        if ((i > first && bt_cmp(sep, i - 1, &sep[i]) >= 0) ||
+            (lo != NULL && bt_cmp(sep, i, lo) < 0) ||
+            (hi != NULL && bt_cmp(sep, i, hi) >= 0)) {
             return -1;
         }
     }
