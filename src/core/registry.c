@@ -390,12 +390,34 @@ out:
     return status;
 }
 
+/* region_prefetch asks for every line of record r at once. Among many
+ * regions, a record about to be dropped is not cached, and dropping it
+ * reads several of its lines (the node, then each backend's md, loopback
+ * view and public data); asked for together they arrive in about the time
+ * of one miss, not one after another. */
+static inline void
+region_prefetch(const nxl__region_t *r)
+{
+    size_t off;
+
+    for (off = 0; off < sizeof(*r); off += 64) {
+        __builtin_prefetch((const char *)r + off, 1);
+    }
+}
+
 /* region_drop undoes every backend's registration of r. */
 static void
 region_drop(nxl_agent_t *agent, nxl__region_t *r)
 {
     unsigned b;
 
+    /* Likewise each backend's records of r, read by its deregistration
+     * after the previous backend's is done. */
+    for (b = 0; b < agent->nbackends; b++) {
+        __builtin_prefetch(r->md[b]);
+        __builtin_prefetch(r->self_rmd[b]);
+        __builtin_prefetch(r->pub[b].data);
+    }
     for (b = 0; b < agent->nbackends; b++) {
         region_unregister_be(agent->backends[b], r);
     }
@@ -433,6 +455,9 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
                                (unsigned long long)dlist->descs[i].len,
                                (unsigned long long)dlist->descs[i].dev_id);
             goto out;
+        }
+        if (dlist->count == 1) {
+            region_prefetch(r);
         }
     }
     for (i = 0; i < dlist->count; i++) {
