@@ -504,6 +504,26 @@ bt_kmove(bt_key_t *dst, unsigned to, const bt_key_t *src, unsigned from,
     memmove(&dst[to], &src[from], cnt * sizeof(*dst));
 }
 
+/* bt_prefetch_block asks for every line that a search of block b (a leaf
+ * when leaf) may read, its keys and its child or node pointers, at once:
+ * among many ranges the lower blocks are not cached, and a binary search
+ * would otherwise wait for its lines one probe after another. */
+static inline void
+bt_prefetch_block(const void *b, bool leaf)
+{
+    const char *c = (const char *)((uintptr_t)b & ~(uintptr_t)63);
+    const char *end = (const char *)b + (leaf ? sizeof(bt_leaf_t)
+                                              : offsetof(bt_inner_t, mdev));
+
+    for (; c < end; c += 64) {
+        __builtin_prefetch(c);
+    }
+    if (!leaf) {
+        __builtin_prefetch(&((const bt_inner_t *)b)->child[0]);
+        __builtin_prefetch(&((const bt_inner_t *)b)->child[BT_FAN - 1]);
+    }
+}
+
 /* bt_lower returns the first index in [0, n) whose key is not below x, or
  * n. */
 static unsigned
@@ -898,11 +918,13 @@ nxl__btree_insert(nxl__btree_t *t, nxl__bnode_t *n, bool excl,
     b = t->top;
     for (lv = 0; lv < t->levels; lv++) {
         p = b;
+        bt_prefetch_block(p, false);
         path[lv] = p;
         idx[lv] = bt_route(p, &x);
         b = p->child[idx[lv]];
     }
     l = b;
+    bt_prefetch_block(l, true);
     pos = bt_lower(l->k, l->h.n, &x);
     if (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) {
         in_way = l->node[pos];
@@ -1071,9 +1093,11 @@ nxl__btree_find(const nxl__btree_t *t, uint64_t dev, uint64_t addr,
         return NULL;
     }
     for (lv = 0; lv < t->levels; lv++) {
+        bt_prefetch_block(b, false);
         b = ((const bt_inner_t *)b)->child[bt_route(b, &x)];
     }
     l = b;
+    bt_prefetch_block(l, true);
     pos = bt_lower(l->k, l->h.n, &x);
     return (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) ? l->node[pos]
                                                          : NULL;
