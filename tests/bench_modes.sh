@@ -7,7 +7,10 @@
 #      too, when that directory's file system has it);
 #   3. VRAM pools through the fake device (--vram_device fake);
 #   4. the errors that name their fix (unknown flag, max < start block,
-#      POSIX as a network pair, etcd not reachable).
+#      POSIX as a network pair, etcd not reachable);
+#   5. --backend TCP's raw ping-pong baseline: --lat_bench's baseline
+#      (table and CSV) and the PP columns of a --json sweep (batch-1 rows
+#      up to 64 KiB have them, with --pipeline_depth; the others null).
 # Usage: tests/bench_modes.sh [BUILD_DIR]   (default: build)
 # Exit 0 when every mode passed, 1 when one failed; the etcd mode is
 # skipped, with the reason printed, when no etcd binary is installed.
@@ -230,6 +233,62 @@ expect_err "POSIX as a network pair" "Drop --target_host" \
     --backend POSIX --filepath "$TMP" --target_host 127.0.0.1
 expect_err "POSIX without --filepath" "needs --filepath DIR" --backend POSIX
 expect_err "unknown backend" "this build has:" --backend NOPE
+
+# --- 5. TCP: the raw ping-pong baseline ---------------------------------------
+if timeout 120 "$BENCH" --backend TCP --lat_bench --op_type READ,WRITE \
+        --num_iter 200 --total_buffer_size 16M >"$TMP/pp-lat.log" 2>&1 &&
+    [ "$(grep -c 'baseline (raw TCP ping-pong):  median [0-9]' \
+        "$TMP/pp-lat.log")" -eq 2 ] &&
+    [ "$(grep -c 'ratio (baseline median / NXL median): [0-9]' \
+        "$TMP/pp-lat.log")" -eq 2 ]; then
+    ok "TCP --lat_bench: raw ping-pong baseline, READ and WRITE"
+else
+    bad "TCP --lat_bench ping-pong baseline (log below)"
+    sed 's/^/    /' "$TMP/pp-lat.log" | tail -15
+fi
+if timeout 120 "$BENCH" --backend TCP --lat_bench --csv --num_iter 100 \
+        --total_buffer_size 16M >"$TMP/pp-lat.csv" 2>"$TMP/pp-lat.err" &&
+    /usr/bin/python3 - "$TMP/pp-lat.csv" <<'PY'; then
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 1, rows
+r = rows[0]
+assert float(r["base_med_us"]) > 0 and float(r["base_p99_us"]) > 0, r
+assert abs(float(r["ratio"]) - float(r["base_med_us"]) / float(r["med_us"])) < 0.01, r
+PY
+    ok "TCP --lat_bench --csv: base_med_us, base_p99_us and ratio"
+else
+    bad "TCP --lat_bench --csv (output below)"
+    sed 's/^/    /' "$TMP/pp-lat.csv" "$TMP/pp-lat.err" | tail -15
+fi
+if timeout 300 "$BENCH" --backend TCP --json --op_type READ,WRITE \
+        --start_block_size 32K --max_block_size 128K \
+        --max_batch_size 2 --pipeline_depth 4 --num_iter 50 \
+        --warmup_iter 5 --total_buffer_size 16M --check_consistency \
+        >"$TMP/pp.json" 2>"$TMP/pp.err" &&
+    /usr/bin/python3 - "$TMP/pp.json" <<'PY'; then
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+assert len(rows) == 12, len(rows)
+for r in rows:
+    small = r["batch_size"] == 1 and r["block_size"] <= 65536
+    if small:
+        assert r["pp_bw_gbs"] > 0 and r["pp_med_tx_us"] > 0, r
+        assert r["pp_p99_tx_us"] >= r["pp_med_tx_us"], r
+        assert abs(r["pp_ratio"] - r["bw_gbs"] / r["pp_bw_gbs"]) < 0.01, r
+    else:
+        assert r["pp_bw_gbs"] is None and r["pp_ratio"] is None, r
+PY
+    if grep -q -- '--check_consistency: verified' "$TMP/pp.err"; then
+        ok "TCP --json sweep: PP columns on batch-1 rows up to 64 KiB (depth 4)"
+    else
+        bad "TCP --json sweep: data not verified (stderr below)"
+        sed 's/^/    /' "$TMP/pp.err" | tail -10
+    fi
+else
+    bad "TCP --json sweep with PP columns (output below)"
+    sed 's/^/    /' "$TMP/pp.json" "$TMP/pp.err" | tail -20
+fi
 
 echo "bench_modes: $passes passed, $fails failed, $skips skipped"
 [ $fails -eq 0 ]

@@ -131,6 +131,7 @@ typedef struct bench_peer {
 } bench_peer_t;
 
 struct bench_group;
+struct bench_pp_server;
 
 /* bench_session_t is one side's state: agent, backend, pool, peer. */
 typedef struct bench_session {
@@ -162,6 +163,13 @@ typedef struct bench_session {
     unsigned iperf_port;     /* the target's iperf3 server, 0 = none */
     double iperf_gbs;        /* the current op's iperf3 figure, < 0: none */
     pid_t iperf_pid;         /* target: that server */
+    unsigned pp_port;        /* the target's raw TCP ping-pong server,
+                              * 0 = none (iperf.c) */
+    int pp_fd;               /* initiator: its connection, -1 = none */
+    int base_pp;             /* TCP: small rows and --lat_bench get a
+                              * raw ping-pong baseline */
+    int pp_warned;           /* a ping-pong failure was printed */
+    struct bench_pp_server *pp_srv; /* target: that server */
     uint8_t *evict;          /* cache eviction buffer */
     size_t evict_size;
     pid_t child;             /* local mode: the target process */
@@ -348,7 +356,42 @@ int bench_run_capture(const char *exe, char *const argv[],
 /* bench_last_line copies the last non-empty line of out into buf. */
 void bench_last_line(const char *out, char *buf, size_t cap);
 
-/* --- iperf.c: the iperf3 baseline (--backend TCP) ------------------------ */
+/* --- iperf.c: the TCP baselines: iperf3 and a raw ping-pong ------------- */
+
+/* Rows up to this block size (batch 1) get the raw ping-pong baseline. */
+#define BENCH_PP_MAX_BLOCK (64 * KIB)
+
+/* bench_pp_server_start starts the raw TCP ping-pong server thread on addr
+ * (NULL/"": all addresses) at a port the kernel picks; it serves one
+ * connection at a time from and into a private buffer of pool_size bytes
+ * (allocated at the first request). Returns the port, or 0 (reason
+ * printed) with *srv_p NULL. */
+unsigned bench_pp_server_start(const char *addr, size_t pool_size,
+                               struct bench_pp_server **srv_p);
+
+/* bench_pp_server_stop stops and joins the server and frees it. Accepts
+ * NULL. */
+void bench_pp_server_stop(struct bench_pp_server *srv);
+
+/* bench_pp_connect opens s->pp_fd to the target's ping-pong server
+ * (s->rhost, s->pp_port) with TCP_NODELAY, blocking, and send/receive
+ * timeouts of --timeout. Returns 0, or -1 with the reason in why. */
+int bench_pp_connect(bench_session_t *s, char *why, size_t whycap);
+
+/* bench_pp_close closes s->pp_fd (if open). */
+void bench_pp_close(bench_session_t *s);
+
+/* bench_pp_post sends one request: READ asks for len bytes of the
+ * server's buffer at off; WRITE carries len bytes of the local pool at
+ * off. Blocking. Returns 0, or -1 with the reason in why. */
+int bench_pp_post(bench_session_t *s, nxl_op_t op, size_t off, size_t len,
+                  char *why, size_t whycap);
+
+/* bench_pp_done receives the reply to the oldest request: READ's len
+ * bytes into the local pool at off, WRITE's 8-byte ack. Blocking.
+ * Returns 0, or -1 with the reason in why. */
+int bench_pp_done(bench_session_t *s, nxl_op_t op, size_t off, size_t len,
+                  char *why, size_t whycap);
 
 /* bench_iperf_server starts "iperf3 -s" on addr (NULL/"": all addresses)
  * at a free port for the target's lifetime (it dies with the target).
@@ -485,6 +528,9 @@ typedef struct bench_row {
     double base_bw_gbs;      /* < 0: no baseline */
     double fio_gbs;          /* storage: fio on the same files; < 0: none */
     double agg_bw_gbs;       /* etcd group: all initiators; < 0: none */
+    double pp_bw_gbs;        /* TCP: raw ping-pong, same depth and
+                              * slices; < 0: none */
+    bench_stats_t pp_tx;     /* its post -> reply times */
 } bench_row_t;
 
 /* bench_report_header prints the table header (or the CSV header). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* bench_op_name returns "READ" or "WRITE". */
@@ -64,6 +65,14 @@ static const struct {
 };
 #define NCOLS (sizeof(cols) / sizeof(cols[0]))
 
+/* pp_cols says whether rows carry the raw ping-pong columns: every row
+ * of a --backend TCP sweep ('-' or null where a row has none). */
+static int
+pp_cols(const bench_opts_t *o)
+{
+    return strcasecmp(o->backend, "TCP") == 0 && !o->storage;
+}
+
 /* bench_report_header prints the column titles for op (table), or the CSV
  * header once; JSON needs none. */
 void
@@ -80,9 +89,12 @@ bench_report_header(const bench_opts_t *o, nxl_op_t op)
         if (!csv_done) {
             printf("op,block_size,batch_size,bw_gbs,avg_lat_us,avg_prep_us,"
                    "p99_prep_us,avg_post_us,p99_post_us,avg_tx_us,p99_tx_us,"
-                   "med_tx_us,base_bw_gbs,ratio,mode%s%s\n",
+                   "med_tx_us,base_bw_gbs,ratio,mode%s%s%s\n",
                    o->storage ? ",fio_gbs" : "",
-                   o->etcd_endpoints != NULL ? ",agg_bw_gbs" : "");
+                   o->etcd_endpoints != NULL ? ",agg_bw_gbs" : "",
+                   pp_cols(o) ? ",pp_bw_gbs,pp_ratio,pp_med_tx_us,"
+                                "pp_p99_tx_us"
+                              : "");
             csv_done = 1;
         }
         return;
@@ -101,6 +113,10 @@ bench_report_header(const bench_opts_t *o, nxl_op_t op)
         printf("   %-10s", "Agg B/W");
         total += 13;
     }
+    if (pp_cols(o)) {
+        printf("   %-10s%-10s%-12s", "PP B/W", "PP Ratio", "PP Med Tx");
+        total += 35;
+    }
     printf("\n");
     for (i = 0; i < (size_t)total; i++) {
         putchar('-');
@@ -114,6 +130,8 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
 {
     int has_base = r->base_bw_gbs > 0;
     double ratio = has_base ? r->bw_gbs / r->base_bw_gbs : 0;
+    int has_pp = r->pp_bw_gbs > 0;
+    double pp_ratio = has_pp ? r->bw_gbs / r->pp_bw_gbs : 0;
     const char *mode = o->prepared ? "prepared" : "create";
 
     if (o->json) {
@@ -134,6 +152,14 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
         }
         if (r->agg_bw_gbs > 0) {
             printf("\"agg_bw_gbs\":%.4f,", r->agg_bw_gbs);
+        }
+        if (pp_cols(o) && has_pp) {
+            printf("\"pp_bw_gbs\":%.4f,\"pp_ratio\":%.3f,"
+                   "\"pp_med_tx_us\":%.3f,\"pp_p99_tx_us\":%.3f,",
+                   r->pp_bw_gbs, pp_ratio, r->pp_tx.med_us, r->pp_tx.p99_us);
+        } else if (pp_cols(o)) {
+            printf("\"pp_bw_gbs\":null,\"pp_ratio\":null,"
+                   "\"pp_med_tx_us\":null,\"pp_p99_tx_us\":null,");
         }
         if (has_base) {
             printf("\"base_bw_gbs\":%.4f,\"ratio\":%.3f}\n", r->base_bw_gbs,
@@ -167,6 +193,12 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
                 printf(",");
             }
         }
+        if (pp_cols(o) && has_pp) {
+            printf(",%.4f,%.3f,%.3f,%.3f", r->pp_bw_gbs, pp_ratio,
+                   r->pp_tx.med_us, r->pp_tx.p99_us);
+        } else if (pp_cols(o)) {
+            printf(",,,,");
+        }
         printf("\n");
         return;
     }
@@ -196,6 +228,12 @@ bench_report_row(const bench_opts_t *o, const bench_row_t *r)
         } else {
             printf("   %-10s", "-");
         }
+    }
+    if (pp_cols(o) && has_pp) {
+        printf("   %-10.3f%-10.2f%-12.3f", r->pp_bw_gbs, pp_ratio,
+               r->pp_tx.med_us);
+    } else if (pp_cols(o)) {
+        printf("   %-10s%-10s%-12s", "-", "-", "-");
     }
     printf("\n");
 }

@@ -9,7 +9,7 @@
  *
  *   initiator -> target            target -> initiator
  *   hello 1                        region BASE SIZE PID SHARED BOOTID PIDNS
- *                                         [IPERF_PORT]
+ *                                         [IPERF_PORT [MEM DEV [PP_PORT]]]
  *   fill KEY N OFF LEN ...         filled KEY
  *   verify KEY N OFF LEN ...       verified KEY ok | verified KEY fail OFF
  *   ping                           (nothing; keeps the target's idle timer)
@@ -17,8 +17,10 @@
  *
  * fill/verify exist for --check_consistency: the target writes or checks a
  * pattern that depends on the pool offset and KEY. IPERF_PORT (TCP only,
- * 0 = none) is the target's iperf3 server for the Base B/W column; a
- * target without the field has none. Every wait is bounded.
+ * 0 = none) is the target's iperf3 server for the Base B/W column, and
+ * PP_PORT (TCP only, 0 = none) its raw ping-pong server (iperf.c); a
+ * target without a field has none. MEM and DEV are its pool's memory kind
+ * and device. Every wait is bounded.
  */
 #include "bench.h"
 #include "group.h"
@@ -664,13 +666,14 @@ target_handle(bench_session_t *s, const char *msg)
         char pidns[64];
 
         host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
-        return bench_send(s, "NXLB region %llx %zu %d %d %s %s %u %d %llu",
+        return bench_send(s,
+                          "NXLB region %llx %zu %d %d %s %s %u %d %llu %u",
                           (unsigned long long)(uintptr_t)(s->pool +
                                                           s->slice_off),
                           s->slice_size != 0 ? s->slice_size : s->pool_size,
                           (int)getpid(), s->pool_shared, boot,
                           pidns, s->iperf_port, (int)s->lmem,
-                          (unsigned long long)s->ldev);
+                          (unsigned long long)s->ldev, s->pp_port);
     }
     if (strcmp(msg, "NXLB ping") == 0) {
         return 0;
@@ -898,6 +901,7 @@ bench_run_target(const bench_opts_t *o)
     s.o = o;
     s.child = -1;
     s.iperf_pid = -1;
+    s.pp_fd = -1;
     if (setup_kinds(&s, 1) != 0) {
         return 1;
     }
@@ -922,8 +926,10 @@ bench_run_target(const bench_opts_t *o)
     port = nxl_agent_listen_port(s.agent);
     s.iperf_pid = -1;
     if (strcasecmp(o->backend, "TCP") == 0) {
-        /* the Base B/W column's iperf3, on the same address */
+        /* the Base B/W column's iperf3 and the raw ping-pong, on the
+         * same address */
         s.iperf_port = bench_iperf_server(addr, &s.iperf_pid);
+        s.pp_port = bench_pp_server_start(addr, s.pool_size, &s.pp_srv);
     }
     if (o->report_fd >= 0) {
         char line[64];
@@ -942,6 +948,7 @@ bench_run_target(const bench_opts_t *o)
     }
     rc = target_loop(&s, parent) == 0 ? 0 : 1;
 out:
+    bench_pp_server_stop(s.pp_srv);
     if (s.iperf_pid > 0) {
         kill(s.iperf_pid, SIGTERM);
         if (bench_reap(s.iperf_pid, bench_now_ns() + 2000000000ull) < 0) {
@@ -1011,6 +1018,7 @@ bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
     s.o = o;
     s.child = -1;
     s.iperf_pid = -1;
+    s.pp_fd = -1;
     s.grp = g;
     (void)prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     if (setup_kinds(&s, 1) != 0) {
@@ -1337,6 +1345,7 @@ handshake(bench_session_t *s, size_t j)
     unsigned long long base;
     size_t size;
     unsigned iperf_port = 0;
+    unsigned pp_port = 0;
     unsigned long long rdev = 0;
     int rmem = NXL_DRAM;
     int pid;
@@ -1350,10 +1359,11 @@ handshake(bench_session_t *s, size_t j)
                    s->o->timeout_s * 1000) != 0) {
         return -1;
     }
-    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u %d %llu",
+    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u %d %llu %u",
                &base, &size, &pid, &shared, rboot, rpidns, &iperf_port, &rmem,
-               &rdev);
-    if ((n != 6 && n != 7 && n != 9) || (n >= 7 && iperf_port > 65535) ||
+               &rdev, &pp_port);
+    if ((n != 6 && n != 7 && n != 9 && n != 10) ||
+        (n >= 7 && iperf_port > 65535) || (n >= 10 && pp_port > 65535) ||
         (rmem != NXL_DRAM && rmem != NXL_VRAM)) {
         bench_err("bad region message from the target: '%s'", ans);
         return -1;
@@ -1380,9 +1390,42 @@ handshake(bench_session_t *s, size_t j)
     s->npeers = j + 1;
     if (j == 0) {
         s->iperf_port = n >= 7 ? iperf_port : 0;
+        s->pp_port = n >= 10 ? pp_port : 0;
     }
     bench_peer_use(s, j);
     return 0;
+}
+
+/* setup_pingpong connects to the target's raw ping-pong server (TCP):
+ * the baseline of --lat_bench and the PP columns of the sweep's small
+ * rows. Without it those stay '-' (--lat_bench falls back to the usual
+ * same-host baseline), said on stderr. */
+static void
+setup_pingpong(bench_session_t *s)
+{
+    const bench_opts_t *o = s->o;
+    const char *then = !o->lat_bench ? "; the PP columns are '-'"
+                       : s->same_host ? "; using process_vm_readv/writev"
+                                      : "; the baseline is '-'";
+    char why[256];
+
+    if (s->pp_port == 0) {
+        bench_err("raw ping-pong baseline: the target runs no ping-pong "
+                  "server (%s)%s",
+                  s->grp != NULL ? "targets of an etcd group run none"
+                                 : "an older nxl-bench, or it could not "
+                                   "start one",
+                  then);
+        return;
+    }
+    if (bench_pp_connect(s, why, sizeof(why)) != 0) {
+        bench_err("raw ping-pong baseline: %s%s", why, then);
+        if (o->smoke) {
+            s->failures++; /* the smoke run checks the baseline too */
+        }
+        return;
+    }
+    s->base_pp = 1;
 }
 
 /* setup_baseline decides how the Base B/W column is measured. */
@@ -1422,6 +1465,16 @@ setup_baseline(bench_session_t *s)
             s->base_perftest = 1;
         }
         return;
+    }
+    if (strcasecmp(o->backend, "TCP") == 0 && o->desc_bench == 0 &&
+        s->lmem == NXL_DRAM) {
+        /* --lat_bench's baseline, and the sweep's PP columns, are a raw
+         * ping-pong of the same size on the same path */
+        setup_pingpong(s);
+        if (o->lat_bench && s->base_pp) {
+            s->base_name = "raw TCP ping-pong";
+            return;
+        }
     }
     if (strcasecmp(o->backend, "TCP") == 0 && !o->lat_bench) {
         /* The sweep's Base B/W is iperf3 on the same path; --desc_bench
@@ -1567,6 +1620,20 @@ print_header(const bench_session_t *s, const char *where)
                s->iperf, o->smoke ? 1 : 2, s->rhost, s->iperf_port);
         return;
     }
+    if (s->base_pp && o->lat_bench) {
+        printf("nxl-bench: baseline: %s to the target's server at %s:%u "
+               "(blocking send/recv, TCP_NODELAY, one connection, same "
+               "size and slices)\n",
+               s->base_name, s->rhost, s->pp_port);
+        return;
+    }
+    if (s->base_pp) {
+        printf("nxl-bench: PP columns (batch-1 rows up to %zu KiB): raw "
+               "TCP ping-pong to the target's server at %s:%u (blocking "
+               "send/recv, TCP_NODELAY, one connection, same size, depth "
+               "and slices, one thread), run after each row\n",
+               (size_t)BENCH_PP_MAX_BLOCK / KIB, s->rhost, s->pp_port);
+    }
     if (s->base_iperf) {
         printf("nxl-bench: baseline: %s, one stream for %d s before each "
                "op's rows, to the target's server at %s:%u (-R for READ: "
@@ -1629,6 +1696,7 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o,
     memset(s, 0, sizeof(*s));
     s->o = o;
     s->child = -1;
+    s->pp_fd = -1;
     s->grp = grp;
     if (setup_kinds(s, 0) != 0) {
         return -1;
@@ -1712,6 +1780,7 @@ bench_session_close(bench_session_t *s)
     char ans[64];
     int rc = 0;
 
+    bench_pp_close(s);
     if (s->agent != NULL && s->peer[0] != '\0' && !s->o->storage) {
         size_t j;
         size_t n = s->npeers > 1 ? s->npeers : 1;

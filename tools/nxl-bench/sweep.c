@@ -535,6 +535,81 @@ out:
     return rc;
 }
 
+/* pp_phase moves count blocks of thread 0's slices (from iteration
+ * first) through the raw ping-pong with up to r->depth requests in flight
+ * (ft: their post times, depth entries); with tx it keeps each request's
+ * post -> reply time. Returns 0 or -1 with the reason in why. */
+static int
+pp_phase(run_t *r, size_t first, size_t count, uint64_t *ft, uint64_t *tx,
+         char *why, size_t whycap)
+{
+    bench_session_t *s = r->s;
+    size_t posted = 0;
+    size_t done = 0;
+    size_t off;
+
+    while (done < count) {
+        while (posted < count && posted - done < r->depth) {
+            off = slice_off(r, 0, (first + posted) % r->nreq);
+            ft[posted % r->depth] = bench_now_ns();
+            if (bench_pp_post(s, r->op, off, r->block, why, whycap) != 0) {
+                return -1;
+            }
+            posted++;
+        }
+        off = slice_off(r, 0, (first + done) % r->nreq);
+        if (bench_pp_done(s, r->op, off, r->block, why, whycap) != 0) {
+            return -1;
+        }
+        if (tx != NULL) {
+            tx[done] = bench_now_ns() - ft[done % r->depth];
+        }
+        done++;
+    }
+    return 0;
+}
+
+/* run_pingpong measures the raw TCP ping-pong baseline of a batch-1 row:
+ * thread 0's slices, the row's warmup and iteration counts and depth, one
+ * connection, after a cache flush (iperf.c). On a failure the baseline is
+ * off for the rest of the run (said once) and the row keeps '-'. */
+static void
+run_pingpong(run_t *r, bench_row_t *row)
+{
+    bench_session_t *s = r->s;
+    uint64_t *ft = calloc(r->depth, sizeof(uint64_t));
+    uint64_t *tx = calloc(r->iters, sizeof(uint64_t));
+    uint64_t t0;
+    uint64_t t1;
+    char why[256] = "out of memory";
+
+    bench_progress(s->o, "ping-pong %s %zu B", bench_op_name(r->op),
+                   r->block);
+    bench_evict(s);
+    if (ft != NULL && tx != NULL &&
+        pp_phase(r, 0, r->warm, ft, NULL, why, sizeof(why)) == 0) {
+        t0 = bench_now_ns();
+        if (pp_phase(r, r->warm, r->iters, ft, tx, why, sizeof(why)) == 0) {
+            t1 = bench_now_ns();
+            row->pp_bw_gbs = (double)(r->iters * r->block) /
+                             (double)(t1 - t0);
+            row->pp_tx = bench_stats(tx, r->iters);
+            free(ft);
+            free(tx);
+            return;
+        }
+    }
+    bench_err("raw ping-pong baseline is '-' from %s %zu B on: %s",
+              bench_op_name(r->op), r->block, why);
+    if (s->o->smoke) {
+        s->failures++; /* the smoke run checks the baseline too */
+    }
+    bench_pp_close(s); /* mid-exchange: the stream is out of step */
+    s->base_pp = 0;
+    free(ft);
+    free(tx);
+}
+
 /* check_ranges lists the (offset, length) pairs a row touches. */
 static size_t
 check_ranges(const run_t *r, size_t *ranges)
@@ -716,6 +791,7 @@ run_row(run_t *r, bench_row_t *row)
     row->base_bw_gbs = -1;
     row->fio_gbs = -1;
     row->agg_bw_gbs = -1;
+    row->pp_bw_gbs = -1;
     if (run_layout(r) != 0 || make_requests(r) != 0) {
         goto out;
     }
@@ -812,6 +888,10 @@ run_row(run_t *r, bench_row_t *row)
         row->base_bw_gbs = s->iperf_gbs; /* measured before the op's rows */
     } else if (s->base_ok && run_baseline(r, &row->base_bw_gbs) != 0) {
         goto out;
+    }
+    if (s->base_pp && r->batch == 1 && r->nt == 1 &&
+        (o->lat_bench || r->block <= BENCH_PP_MAX_BLOCK)) {
+        run_pingpong(r, row);
     }
     rc = 0;
 out:
@@ -1117,7 +1197,7 @@ bench_pretouch(bench_session_t *s)
 /* bench_lat measures the median post->completion time of one
  * single-descriptor request of --start_block_size (4 KiB) per op, over
  * --num_iter iterations (10000 unless given), against the baseline's
- * median for the same slices. */
+ * median for the same slices (TCP: the raw ping-pong's, same size). */
 int
 bench_lat(bench_session_t *s)
 {
@@ -1133,6 +1213,7 @@ bench_lat(bench_session_t *s)
     for (i = 0; i < o->num_ops && rc == 0; i++) {
         bench_row_t row;
         bench_stats_t base = {0, 0, 0};
+        int have_base = 0;
         nxl_prepped_t *lp = NULL;
         nxl_prepped_t *rp = NULL;
 
@@ -1156,6 +1237,10 @@ bench_lat(bench_session_t *s)
         rc = run_row(r, &row);
         if (rc == 0 && s->base_ok) {
             base = bench_stats(r->base_ns, r->iters);
+            have_base = 1;
+        } else if (rc == 0 && row.pp_bw_gbs > 0) {
+            base = row.pp_tx;
+            have_base = 1;
         }
         if (rc == 0 && o->json) {
             printf("{\"bench\":\"lat\",\"op\":\"%s\",\"mode\":\"%s\","
@@ -1164,25 +1249,27 @@ bench_lat(bench_session_t *s)
                    bench_op_name(r->op), o->prepared ? "prepared" : "create",
                    r->block, r->iters, row.tx.med_us, row.tx.avg_us,
                    row.tx.p99_us, row.post.avg_us);
-            if (s->base_ok) {
-                printf("\"base_med_us\":%.3f,\"ratio\":%.3f}\n", base.med_us,
-                       base.med_us / row.tx.med_us);
+            if (have_base) {
+                printf("\"base_med_us\":%.3f,\"base_p99_us\":%.3f,"
+                       "\"ratio\":%.3f}\n",
+                       base.med_us, base.p99_us, base.med_us / row.tx.med_us);
             } else {
-                printf("\"base_med_us\":null,\"ratio\":null}\n");
+                printf("\"base_med_us\":null,\"base_p99_us\":null,"
+                       "\"ratio\":null}\n");
             }
         } else if (rc == 0 && o->csv) {
             if (i == 0) {
                 printf("bench,op,block_size,iters,med_us,avg_us,p99_us,"
-                       "base_med_us,ratio\n");
+                       "base_med_us,ratio,base_p99_us\n");
             }
             printf("lat,%s,%zu,%zu,%.3f,%.3f,%.3f,", bench_op_name(r->op),
                    r->block, r->iters, row.tx.med_us, row.tx.avg_us,
                    row.tx.p99_us);
-            if (s->base_ok) {
-                printf("%.3f,%.3f\n", base.med_us,
-                       base.med_us / row.tx.med_us);
+            if (have_base) {
+                printf("%.3f,%.3f,%.3f\n", base.med_us,
+                       base.med_us / row.tx.med_us, base.p99_us);
             } else {
-                printf(",\n");
+                printf(",,\n");
             }
         } else if (rc == 0) {
             printf("\nlatency %s, %zu B x 1, %zu iterations, %s data:\n",
@@ -1192,7 +1279,7 @@ bench_lat(bench_session_t *s)
                    "p99 %.3f us (avg post %.3f us)\n",
                    row.tx.med_us, row.tx.avg_us, row.tx.p99_us,
                    row.post.avg_us);
-            if (s->base_ok) {
+            if (have_base) {
                 printf("  baseline (%s):  median %.3f us, avg %.3f us, "
                        "p99 %.3f us\n",
                        s->base_name, base.med_us, base.avg_us, base.p99_us);
