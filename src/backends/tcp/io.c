@@ -11,7 +11,10 @@
  * Payload never passes through a staging copy when it is large: frames are
  * sent with sendmsg straight from the registered buffers, and the receiver
  * readv()s straight into the destination, with the staging buffer as the
- * last iovec to catch the next headers in the same call.
+ * last iovec to catch the next headers in the same call. A read that
+ * returns less than it asked for emptied the socket: the reader stops
+ * there rather than pay a second call for EAGAIN (level-triggered epoll
+ * and poll() report whatever comes later).
  */
 #include "tcp.h"
 
@@ -1674,9 +1677,10 @@ be_tcp_rx_frames(be_tcp_conn_t *c)
 /* be_tcp_rx_iov builds the readv list for the next read: payload goes
  * straight to its destination (or the big control buffer), and rbuf's
  * free space comes last for whatever follows. *direct_p is the number of
- * bytes that land outside rbuf. */
+ * bytes that land outside rbuf, *want_p all the list takes. */
 static int
-be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p)
+be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p,
+              size_t *want_p)
 {
     size_t direct = 0, i, off, len, need;
     uint64_t left;
@@ -1708,6 +1712,7 @@ be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p)
     iov[cnt].iov_len = c->rcap - c->rlen;
     cnt++;
     *direct_p = direct;
+    *want_p = direct + (c->rcap - c->rlen);
     return cnt;
 }
 
@@ -1739,13 +1744,15 @@ be_tcp_rx_lowat(be_tcp_conn_t *c)
 
 /* be_tcp_conn_read reads and handles what a connection has, up to budget
  * bytes per call (level-triggered epoll brings it back), then flushes the
- * replies it produced. io_lock held. */
+ * replies it produced. A short read ends the reading: the socket was
+ * empty, and a second call would only say EAGAIN (for a 4 KiB request
+ * that is one of 4 system calls of the serving thread). io_lock held. */
 static void
 be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
 {
     struct iovec iov[BE_TCP_IOV_BATCH];
-    size_t direct, got;
-    bool paused;
+    size_t direct, got, want;
+    bool paused, drained = false;
     ssize_t n;
     int cnt, rc;
 
@@ -1758,13 +1765,13 @@ be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
          * out below: a mark left from a payload that is done would hide
          * the frames after it from epoll. */
         be_tcp_rx_lowat(c);
-        if (!paused && budget > 0) {
+        if (!paused && budget > 0 && !drained) {
             if (c->rpos > 0) {
                 memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
                 c->rlen -= c->rpos;
                 c->rpos = 0;
             }
-            cnt = be_tcp_rx_iov(c, iov, &direct);
+            cnt = be_tcp_rx_iov(c, iov, &direct, &want);
             n = readv(c->fd, iov, cnt);
             if (n == 0) {
                 be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT,
@@ -1783,6 +1790,7 @@ be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
                 }
                 c->rlen += (size_t)n - got;
                 budget -= NXL__MIN(budget, (size_t)n);
+                drained = (size_t)n < want; /* handle it, read no more */
                 continue;
             }
             if (errno == EINTR) {
