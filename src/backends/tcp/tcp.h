@@ -292,6 +292,13 @@ struct be_tcp_conn {
                                * on it, EPOLLIN dropped (io_lock and
                                * tx_lock to set; it stays out of the
                                * grave's frees while set) */
+    bool rx_lent;             /* client: threads polling its requests
+                               * (check) receive on it, EPOLLIN dropped
+                               * until none polled for BE_TCP_LEND_NS
+                               * (io_lock and tx_lock to set) */
+    uint64_t poll_last;       /* client: last check() that received on it
+                               * (ns, io_lock) */
+    uint32_t ep_events;       /* the epoll interest set now (tx_lock) */
     be_tcp_txi_t *txq_head, *txq_tail;
     unsigned txq_count;
     uint64_t next_id;
@@ -378,6 +385,7 @@ struct be_tcp_engine {
     atomic_int efd_pending;
     atomic_uint inflight;      /* posted parts not yet done */
     unsigned hello_waiting;    /* accepted, no hello yet (io_lock) */
+    unsigned nlent;            /* client connections lent (io_lock) */
     /* Counters (tests, debugging): bytes our server side handed to
      * sendmsg, and READ replies it cut short on a CANCEL. */
     _Atomic uint64_t srv_sent;
@@ -400,7 +408,10 @@ void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
 
 nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
 /* be_tcp_rx_inline receives req's replies on the calling thread if the
- * I/O thread is idle (trylock); never blocks. */
+ * I/O thread is idle (trylock); never blocks. A thread that polls a
+ * connection again within BE_TCP_LEND_GAP_NS is lent it: the I/O thread
+ * stops waking for its replies until nobody polled it for
+ * BE_TCP_LEND_NS. */
 void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
 
 /* be_tcp_wait is the wait op: the calling thread takes over receiving
