@@ -96,6 +96,19 @@ else
 fi
 tsan_check "$tmp/kvsmoke.log" "kv-exec-bench --smoke"
 
+echo "== kv-exec-bench --nixl SHM --smoke"
+"$build/tools/kv-bench/kv-exec-bench" --nixl SHM --smoke >"$tmp/kvnsmoke.log" 2>&1
+rc=$?
+cat "$tmp/kvnsmoke.log"
+if [ $rc -eq 0 ]; then
+  P=$((P + 1))
+elif [ $rc -eq 77 ]; then
+  echo "SKIP kv-exec-bench --nixl SHM --smoke (reason above)"; S=$((S + 1))
+else
+  echo "FAIL kv-exec-bench --nixl SHM --smoke"; F=$((F + 1))
+fi
+tsan_check "$tmp/kvnsmoke.log" "kv-exec-bench --nixl SHM --smoke"
+
 echo "== README examples (compiled from README.md and run)"
 if ./tests/readme_examples.sh "$build" >"$tmp/readme.log" 2>&1; then
   cat "$tmp/readme.log"; P=$((P + 1))

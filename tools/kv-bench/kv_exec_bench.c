@@ -26,8 +26,21 @@
  * gather kernel, or with cuMemcpyBatchAsync when NXL_CUDA_COPY_KERNEL=0.
  * A Device end needs a GPU; without one the tool says why and exits 77.
  *
+ * --nixl B times the NIXL strategies instead: two KV agents in this
+ * process with backend B (SHM), the peer's metadata loaded into the
+ * first agent and the peer's layouts seen through their JSON v2 form, as
+ * a remote worker's would be. NixlWrite pushes the first agent's blocks
+ * into the peer's, NixlReadFlipped pulls the peer's into the first
+ * agent's; FC and LS layouts, consecutive and shuffled ids. Each transfer
+ * is timed from nxl_kv_transfer to its completion, and the process CPU
+ * time (every thread: caller, poller, backend workers) is taken around
+ * the submit. The baseline, alternating with it run by run, is the same
+ * transfer through nxl_xfer_create on descriptor lists built before the
+ * timing (nxl_kv_build_dlists), posted and waited for with
+ * nxl_xfer_wait: the executor's work without its descriptor building.
+ *
  * Usage: kv-exec-bench [--blocks N] [--reps R] [--sets S] [--src K]
- *                      [--dst K] [--smoke]
+ *                      [--dst K] [--nixl B] [--smoke]
  */
 #include <nxl/nxl_kv.h>
 #include <nxl/nxl_memkind.h>
@@ -245,6 +258,355 @@ kb_check(uint8_t *sb, const size_t *sids, uint8_t *db, const size_t *dids,
     return 0;
 }
 
+/* ---- --nixl: the NIXL strategies between two agents -------------------- */
+
+#define KB_A "kv-bench-a"
+#define KB_B "kv-bench-b"
+
+/* kb_cpu_ns returns the CPU time of the whole process (every thread). */
+static uint64_t
+kb_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* kb_agent creates a KV agent with backend be and a strict lock (the
+ * context's poller and the caller share it). 0 or -1. */
+static int
+kb_agent(const char *name, const char *be, nxl_kv_agent_t **a_p)
+{
+    nxl_agent_config_t cfg;
+
+    nxl_agent_config_init(&cfg);
+    cfg.sync_mode = NXL_SYNC_STRICT;
+    if (nxl_kv_agent_create(name, &cfg, a_p) != NXL_OK) {
+        return -1;
+    }
+    if (nxl_kv_agent_add_backend(*a_p, be, NULL) != NXL_OK) {
+        nxl_kv_agent_destroy(*a_p);
+        return -1;
+    }
+    return 0;
+}
+
+/* kb_view rebuilds l as a peer sees it: JSON v2 carries the owner's name
+ * and memory regions. 0 or -1. */
+static int
+kb_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p)
+{
+    nxl_blob_t j = {NULL, 0};
+    nxl_status_t st = nxl_kv_layout_to_json_v2(l, &j);
+
+    if (st == NXL_OK) {
+        st = nxl_kv_layout_from_json_v2(j.data, j.len, v_p);
+    }
+    nxl_blob_free(&j);
+    return st == NXL_OK ? 0 : -1;
+}
+
+/* kb_region returns the address of region (b, lyr, o) of l (in this
+ * process: both agents live here). */
+static uint8_t *
+kb_region(const nxl_kv_layout_t *l, size_t b, size_t lyr, size_t o)
+{
+    nxl_kv_region_t r;
+
+    if (nxl_kv_layout_region(l, b, lyr, o, &r) != NXL_OK) {
+        return NULL;
+    }
+    return (uint8_t *)(uintptr_t)r.addr;
+}
+
+/* kb_set writes every region of l's n blocks: with 0 when clear, else
+ * with a value of its own that is never 0. */
+static void
+kb_set(const nxl_kv_layout_t *l, size_t n, int clear)
+{
+    const nxl_kv_layout_config_t *c = nxl_kv_layout_config(l);
+    size_t r = nxl_kv_layout_region_size(l), b, lyr, o;
+
+    for (b = 0; b < n; b++) {
+        for (lyr = 0; lyr < c->num_layers; lyr++) {
+            for (o = 0; o < c->outer_dim; o++) {
+                memset(kb_region(l, b, lyr, o),
+                       clear ? 0 : 1 + (int)((b * 7 + lyr * 3 + o) % 251),
+                       r);
+            }
+        }
+    }
+}
+
+/* kb_same checks every region of blocks dids of d against sids of s. */
+static int
+kb_same(const nxl_kv_layout_t *s, const size_t *sids,
+        const nxl_kv_layout_t *d, const size_t *dids, size_t n)
+{
+    const nxl_kv_layout_config_t *c = nxl_kv_layout_config(s);
+    size_t r = nxl_kv_layout_region_size(s), i, lyr, o;
+
+    for (i = 0; i < n; i++) {
+        for (lyr = 0; lyr < c->num_layers; lyr++) {
+            for (o = 0; o < c->outer_dim; o++) {
+                if (memcmp(kb_region(d, dids[i], lyr, o),
+                           kb_region(s, sids[i], lyr, o), r) != 0) {
+                    fprintf(stderr,
+                            "kv-exec-bench: block %zu -> %zu (layer %zu, "
+                            "outer %zu) differs\n",
+                            sids[i], dids[i], lyr, o);
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* kb_nixl_exec runs one executor transfer: seconds to completion, or -1;
+ * *cpu_p gets the process CPU seconds of the submit. */
+static double
+kb_nixl_exec(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
+             const nxl_kv_layout_t *d, const size_t *dids, size_t n,
+             double *cpu_p)
+{
+    nxl_kv_notif_t *nt;
+    uint64_t t0 = kb_now_ns(), c0 = kb_cpu_ns();
+    nxl_status_t st;
+
+    st = nxl_kv_transfer(ctx, s, sids, d, dids, n, NULL, &nt);
+    *cpu_p = (double)(kb_cpu_ns() - c0) / 1e9;
+    if (st == NXL_OK) {
+        st = nxl_kv_notif_wait(nt, -1);
+        if (st != NXL_OK) {
+            fprintf(stderr, "kv-exec-bench: transfer: %s (%s)\n",
+                    nxl_status_name(st), nxl_kv_notif_error(nt));
+        }
+        nxl_kv_notif_release(nt);
+        if (st != NXL_OK) {
+            return -1;
+        }
+    } else {
+        fprintf(stderr, "kv-exec-bench: transfer: %s (%s)\n",
+                nxl_status_name(st), nxl_last_error());
+        return -1;
+    }
+    return (double)(kb_now_ns() - t0) / 1e9;
+}
+
+/* kb_nixl_create runs the baseline: nxl_xfer_create on the lists of d
+ * (built beforehand), post, nxl_xfer_wait, release. READ reads d's source
+ * (the peer's) into its destination (ours): the lists swap, as the
+ * executor's NixlReadFlipped does. Seconds or -1; *cpu_p as kb_nixl_exec
+ * (create and post). */
+static double
+kb_nixl_create(nxl_agent_t *a, nxl_op_t op, const nxl_kv_dlists_t *d,
+               double *cpu_p)
+{
+    nxl_dlist_t sl = {d->src_mem, d->src, d->count};
+    nxl_dlist_t dl = {d->dst_mem, d->dst, d->count};
+    nxl_xfer_t *x = NULL;
+    uint64_t t0 = kb_now_ns(), c0 = kb_cpu_ns();
+    nxl_status_t st;
+
+    st = nxl_xfer_create(a, op, op == NXL_READ ? &dl : &sl,
+                         op == NXL_READ ? &sl : &dl, KB_B, NULL, &x);
+    if (st == NXL_OK) {
+        st = nxl_xfer_post(x, NULL);
+    }
+    *cpu_p = (double)(kb_cpu_ns() - c0) / 1e9;
+    if (st == NXL_IN_PROG) {
+        st = nxl_xfer_wait(x, -1);
+    }
+    if (st != NXL_OK) {
+        fprintf(stderr, "kv-exec-bench: xfer_create baseline: %s (%s)\n",
+                nxl_status_name(st), nxl_last_error());
+    }
+    nxl_xfer_release(x);
+    return st == NXL_OK ? (double)(kb_now_ns() - t0) / 1e9 : -1;
+}
+
+/* kb_nixl is the --nixl mode: every (layout type, op, ids) row, each with
+ * a fresh context (its first transfer is reported apart: it prepares
+ * what later ones reuse). Returns the exit status. */
+static int
+kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
+        size_t scratch_len, const size_t *seq, const size_t *ps,
+        const size_t *pd, uint8_t *scratch)
+{
+    static const nxl_kv_layout_type_t types[2] = {NXL_KV_FULLY_CONTIGUOUS,
+                                                  NXL_KV_LAYER_SEPARATE};
+    nxl_kv_layout_config_t cfg = {
+        .num_blocks = n, .num_layers = 2, .outer_dim = 2, .page_size = 16,
+        .inner_dim = 128, .alignment = 1, .dtype_width_bytes = 2,
+    };
+    const nxl_kv_loc_t sys = {NXL_KV_SYSTEM, 0};
+    nxl_kv_layout_t **la, **lb, **vb;
+    nxl_kv_dlists_t *dl;
+    nxl_kv_agent_t *a, *b;
+    nxl_blob_t md = {NULL, 0};
+    double *te, *tb, *ce, *cb;
+    unsigned round = 0;
+    size_t t, k, i;
+    int op, mode, rc = 0;
+
+    la = calloc(sets, sizeof(*la));
+    lb = calloc(sets, sizeof(*lb));
+    vb = calloc(sets, sizeof(*vb));
+    dl = calloc(sets, sizeof(*dl));
+    te = malloc(reps * sizeof(double));
+    tb = malloc(reps * sizeof(double));
+    ce = malloc(reps * sizeof(double));
+    cb = malloc(reps * sizeof(double));
+    if (!la || !lb || !vb || !dl || !te || !tb || !ce || !cb) {
+        fprintf(stderr, "kv-exec-bench: out of memory\n");
+        return 1;
+    }
+    if (kb_agent(KB_A, be, &a) != 0 || kb_agent(KB_B, be, &b) != 0) {
+        /* A backend that is not built or cannot run here: a skip. */
+        fprintf(stderr, "kv-exec-bench: agents with %s: %s\n", be,
+                nxl_last_error());
+        return 77;
+    }
+    printf("kv-exec-bench --nixl %s: %zu blocks of %u bytes (%.1f MiB), "
+           "%s <-> %s (metadata loaded, layouts from JSON v2), %zu reps, "
+           "%zu layout sets, %zu MiB flush\n",
+           be, n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20), KB_A, KB_B,
+           reps, sets, scratch_len >> 20);
+    printf("median per transfer: wall to completion, process CPU around "
+           "the submit; 'first' is a fresh context's first transfer\n");
+    for (t = 0; t < 2 && rc == 0; t++) {
+        const char *tn = types[t] == NXL_KV_FULLY_CONTIGUOUS ? "FC" : "LS";
+
+        for (k = 0; k < sets; k++) {
+            if (nxl_kv_layout_alloc(&cfg, types[t], 0, sys, a, &la[k]) !=
+                    NXL_OK ||
+                nxl_kv_layout_alloc(&cfg, types[t], 0, sys, b, &lb[k]) !=
+                    NXL_OK ||
+                kb_view(lb[k], &vb[k]) != 0) {
+                fprintf(stderr, "kv-exec-bench: layouts: %s\n",
+                        nxl_last_error());
+                return 1;
+            }
+            kb_set(la[k], n, 0);
+            kb_set(lb[k], n, 0);
+        }
+        /* The peer's metadata, with this type's layouts registered. */
+        if (nxl_md_local(nxl_kv_agent_raw(b), &md) != NXL_OK ||
+            nxl_md_load(nxl_kv_agent_raw(a), md.data, md.len, NULL, 0) !=
+                NXL_OK) {
+            fprintf(stderr, "kv-exec-bench: metadata: %s\n",
+                    nxl_last_error());
+            return 1;
+        }
+        nxl_blob_free(&md);
+        for (op = 0; op < 2 && rc == 0; op++) {
+            for (mode = 0; mode < 2 && rc == 0; mode++) {
+                const size_t *si = mode ? ps : seq, *di = mode ? pd : seq;
+                nxl_kv_ctx_t *ctx;
+                double first, c, me, mb, dc;
+
+                for (k = 0; k < sets; k++) {
+                    const nxl_kv_layout_t *s = op ? vb[k] : la[k];
+                    const nxl_kv_layout_t *d = op ? la[k] : vb[k];
+
+                    if (nxl_kv_build_dlists(s, si, d, di, n, 0, 0,
+                                            &dl[k]) != NXL_OK) {
+                        fprintf(stderr, "kv-exec-bench: build: %s\n",
+                                nxl_last_error());
+                        return 1;
+                    }
+                }
+                if (nxl_kv_ctx_create(a, NULL, &ctx) != NXL_OK) {
+                    fprintf(stderr, "kv-exec-bench: context: %s\n",
+                            nxl_last_error());
+                    return 1;
+                }
+                kb_flush(scratch, scratch_len, round++);
+                first = kb_nixl_exec(ctx, op ? vb[0] : la[0], si,
+                                     op ? la[0] : vb[0], di, n, &c);
+                if (first < 0 ||
+                    kb_nixl_create(nxl_kv_agent_raw(a),
+                                   op ? NXL_READ : NXL_WRITE, &dl[0],
+                                   &c) < 0) {
+                    return 1;
+                }
+                for (i = 0; i < reps; i++) {
+                    size_t sx = i % sets;
+                    int exec_first = (i % 2) == 0;
+                    int j;
+
+                    for (j = 0; j < 2; j++) {
+                        kb_flush(scratch, scratch_len, round++);
+                        if ((j == 0) == exec_first) {
+                            te[i] = kb_nixl_exec(ctx, op ? vb[sx] : la[sx],
+                                                 si, op ? la[sx] : vb[sx],
+                                                 di, n, &ce[i]);
+                            if (te[i] < 0) {
+                                return 1;
+                            }
+                        } else {
+                            tb[i] = kb_nixl_create(
+                                nxl_kv_agent_raw(a),
+                                op ? NXL_READ : NXL_WRITE, &dl[sx], &cb[i]);
+                            if (tb[i] < 0) {
+                                return 1;
+                            }
+                        }
+                    }
+                }
+                /* The executor's bytes: clear the destination of set 0,
+                 * transfer once more and compare every region. */
+                kb_set(op ? la[0] : lb[0], n, 1);
+                if (kb_nixl_exec(ctx, op ? vb[0] : la[0], si,
+                                 op ? la[0] : vb[0], di, n, &c) < 0 ||
+                    kb_same(op ? vb[0] : la[0], si, op ? la[0] : vb[0], di,
+                            n) != 0) {
+                    rc = 1;
+                }
+                nxl_kv_ctx_destroy(ctx);
+                for (k = 0; k < sets; k++) {
+                    nxl_kv_dlists_free(&dl[k]);
+                }
+                me = kb_median(te, reps);
+                mb = kb_median(tb, reps);
+                /* Run i of each method moved the same bytes of the same
+                 * set: the median of the pairwise CPU differences is the
+                 * executor's cost over the baseline, less noisy than the
+                 * difference of the medians. */
+                for (i = 0; i < reps; i++) {
+                    tb[i] = ce[i] - cb[i];
+                }
+                dc = kb_median(tb, reps);
+                printf("%-5s %s %-11s executor %8.3f ms cpu %8.1f us "
+                       "(first %8.3f ms)  xfer_create %8.3f ms cpu %8.1f us"
+                       "  ratio %.3f  cpu over baseline %+7.1f us\n",
+                       op ? "read" : "write", tn,
+                       mode ? "shuffled" : "consecutive", me * 1e3,
+                       kb_median(ce, reps) * 1e6, first * 1e3, mb * 1e3,
+                       kb_median(cb, reps) * 1e6, me / mb, dc * 1e6);
+            }
+        }
+        for (k = 0; k < sets; k++) {
+            nxl_kv_layout_destroy(vb[k]);
+            nxl_kv_layout_destroy(la[k]);
+            nxl_kv_layout_destroy(lb[k]);
+        }
+    }
+    nxl_kv_agent_destroy(a);
+    nxl_kv_agent_destroy(b);
+    free(la);
+    free(lb);
+    free(vb);
+    free(dl);
+    free(te);
+    free(tb);
+    free(ce);
+    free(cb);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -265,6 +627,7 @@ main(int argc, char **argv)
     uint8_t *scratch;
     uint64_t x = 0x2545f4914f6cdd1dull;
     unsigned round = 0;
+    const char *nixl = NULL;
     double me;
     int mode, rc = 0;
 
@@ -285,6 +648,8 @@ main(int argc, char **argv)
                         "Pinned or Device)\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--nixl") == 0 && i + 1 < (size_t)argc) {
+            nixl = argv[++i];
         } else if (strcmp(argv[i], "--smoke") == 0) {
             n = 256;
             reps = 3;
@@ -293,7 +658,7 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--blocks N] [--reps R] [--sets S] "
-                    "[--src K] [--dst K] [--smoke]\n",
+                    "[--src K] [--dst K] [--nixl B] [--smoke]\n",
                     argv[0]);
             return 2;
         }
@@ -301,6 +666,32 @@ main(int argc, char **argv)
     if (n == 0 || reps == 0 || sets == 0) {
         fprintf(stderr, "kv-exec-bench: blocks, reps and sets must be > 0\n");
         return 2;
+    }
+    if (nixl != NULL) {
+        if (sloc.kind != NXL_KV_SYSTEM || dloc.kind != NXL_KV_SYSTEM) {
+            fprintf(stderr, "kv-exec-bench: --nixl moves System blocks; "
+                    "drop --src and --dst\n");
+            return 2;
+        }
+        seq = malloc(n * sizeof(size_t));
+        ps = malloc(n * sizeof(size_t));
+        pd = malloc(n * sizeof(size_t));
+        scratch = malloc(scratch_len);
+        if (!seq || !ps || !pd || !scratch) {
+            fprintf(stderr, "kv-exec-bench: out of memory\n");
+            return 1;
+        }
+        for (i = 0; i < n; i++) {
+            seq[i] = i;
+        }
+        kb_shuffle(ps, n, &x);
+        kb_shuffle(pd, n, &x);
+        rc = kb_nixl(nixl, n, reps, sets, scratch_len, seq, ps, pd, scratch);
+        free(seq);
+        free(ps);
+        free(pd);
+        free(scratch);
+        return rc;
     }
     dir = kb_dir(sloc.kind, dloc.kind);
     if (dir != NXL_COPY_H2H) {
