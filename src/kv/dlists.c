@@ -60,12 +60,15 @@ dlists_grow(nxl_kv_dlists_t *d)
     return NXL_OK;
 }
 
-/* nxl__kv_dlists_push appends (saddr, daddr, len) or extends the last pair
- * when both sides continue it on the same devices. Not thread-safe on d.
- * Returns NXL_OK or NXL_ERR_NOMEM. */
-nxl_status_t
-nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr,
-                    uint64_t len, uint64_t sdev, uint64_t ddev)
+/* dlists_add is the one run-merging routine of the KV descriptor
+ * builders (nxl_kv_build_dlists here, the TP slices through
+ * nxl__kv_dlists_push): it extends the last pair by (saddr, daddr, len)
+ * when both sides continue it on the same devices, else appends the pair.
+ * Inline so the builders' per-region loops make no call in the common
+ * case. Returns NXL_OK or NXL_ERR_NOMEM (d unchanged). */
+static inline nxl_status_t
+dlists_add(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr, uint64_t len,
+           uint64_t sdev, uint64_t ddev)
 {
     nxl_status_t st;
 
@@ -90,6 +93,15 @@ nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr,
     d->dst[d->count] = (nxl_desc_t){daddr, len, ddev};
     d->count++;
     return NXL_OK;
+}
+
+/* nxl__kv_dlists_push: see kv.h (dlists_add for other files). Not
+ * thread-safe on d. */
+nxl_status_t
+nxl__kv_dlists_push(nxl_kv_dlists_t *d, uint64_t saddr, uint64_t daddr,
+                    uint64_t len, uint64_t sdev, uint64_t ddev)
+{
+    return dlists_add(d, saddr, daddr, len, sdev, ddev);
 }
 
 /* nxl_kv_dlists_free frees the arrays of d and zeroes it. Accepts NULL and
@@ -131,28 +143,6 @@ typedef struct dl_slot {
 } dl_slot_t;
 
 #define DL_STACK_SLOTS 256
-
-/* dl_emit appends the pairs of blocks sb -> db: one pair for the whole
- * block span when every slot continues the previous on both sides
- * (`span` bytes), else one pair per slot; each merged into the last pair
- * when contiguous (the inline twin of nxl__kv_dlists_push's merge). */
-static inline nxl_status_t
-dl_emit(nxl_kv_dlists_t *d, uint64_t sa, uint64_t da, uint64_t len,
-        uint64_t sdev, uint64_t ddev)
-{
-    if (d->count > 0) {
-        nxl_desc_t *ls = &d->src[d->count - 1];
-        nxl_desc_t *ld = &d->dst[d->count - 1];
-
-        if (ls->addr + ls->len == sa && ld->addr + ld->len == da &&
-            ls->dev_id == sdev && ld->dev_id == ddev) {
-            ls->len += len;
-            ld->len += len;
-            return NXL_OK;
-        }
-    }
-    return nxl__kv_dlists_push(d, sa, da, len, sdev, ddev);
-}
 
 /* nxl_kv_build_dlists: see nxl_kv.h. *out is overwritten (its previous
  * arrays are not freed) and written only on success. Thread-safe (reads
@@ -263,17 +253,17 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
         uint64_t span = (uint64_t)nslots * rs;
 
         for (i = 0; i < n && st == NXL_OK; i++) {
-            st = dl_emit(&d, slots[0].soff + src_ids[i] * sbs,
-                         slots[0].doff + dst_ids[i] * dbs, span,
-                         slots[0].sdev, slots[0].ddev);
+            st = dlists_add(&d, slots[0].soff + src_ids[i] * sbs,
+                            slots[0].doff + dst_ids[i] * dbs, span,
+                            slots[0].sdev, slots[0].ddev);
         }
     } else {
         for (i = 0; i < n && st == NXL_OK; i++) {
             uint64_t sb = src_ids[i] * sbs, db = dst_ids[i] * dbs;
 
             for (k = 0; k < nslots && st == NXL_OK; k++) {
-                st = dl_emit(&d, slots[k].soff + sb, slots[k].doff + db, rs,
-                             slots[k].sdev, slots[k].ddev);
+                st = dlists_add(&d, slots[k].soff + sb, slots[k].doff + db,
+                                rs, slots[k].sdev, slots[k].ddev);
             }
         }
     }
