@@ -360,6 +360,7 @@ nxl_kv_ctx_destroy(nxl_kv_ctx_t *ctx)
     pthread_cond_broadcast(&ctx->cv);
     pthread_mutex_unlock(&ctx->mu);
     pthread_join(ctx->thread, NULL);
+    nxl__kv_prep_clear(ctx);
     if (ctx->mk != NULL) {
         if (ctx->h2d != NULL) {
             ctx->mk->stream_destroy(ctx->h2d);
@@ -586,31 +587,141 @@ kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     return st;
 }
 
-/* kv_exec_nixl posts one NXL request for d with the lists, op and remote
+/* kv_make_lists makes the transfer the per-transfer way: this transfer's
+ * own merged lists (nxl_kv_build_dlists), prepared by nxl_xfer_create.
+ * For layouts the cache cannot hold or prepare whole. agent_mu held. */
+static nxl_status_t
+kv_make_lists(nxl_kv_ctx_t *ctx, nxl_op_t xop, int flipped,
+              const nxl_kv_layout_t *src, const size_t *src_ids,
+              const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+              size_t lb, size_t le, const char *remote, const nxl_opts_t *o,
+              nxl_xfer_t **x_p)
+{
+    nxl_kv_dlists_t d;
+    nxl_dlist_t sl, dl;
+    nxl_status_t st;
+
+    st = nxl_kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
+    if (st != NXL_OK) {
+        return st;
+    }
+    sl = (nxl_dlist_t){d.src_mem, d.src, d.count};
+    dl = (nxl_dlist_t){d.dst_mem, d.dst, d.count};
+    st = nxl_xfer_create(ctx->agent, xop, flipped ? &dl : &sl,
+                         flipped ? &sl : &dl, remote, o, x_p);
+    nxl_kv_dlists_free(&d);
+    return st;
+}
+
+/* kv_make_prepped makes the transfer from the cached lists of local
+ * layout ll and remote layout rl (against remote) at granularity g, with
+ * index pairs (li[i], ri[i]), i < cnt. NXL_ERR_NOT_FOUND from the make is
+ * a list gone stale (its memory deregistered, the peer's metadata
+ * reloaded or invalidated): both lists are dropped, prepared again, and
+ * the make is retried once. *fallback_p is set when the lists cannot be
+ * had (too large for the cache, or not coverable whole): the caller then
+ * makes the transfer the per-transfer way. agent_mu held. */
+static nxl_status_t
+kv_make_prepped(nxl_kv_ctx_t *ctx, nxl_op_t xop, const nxl_kv_layout_t *ll,
+                const nxl_kv_layout_t *rl, const char *remote, int g,
+                const size_t *li, const size_t *ri, size_t cnt,
+                const nxl_opts_t *o, nxl_xfer_t **x_p, int *fallback_p)
+{
+    const nxl_prepped_t *lp = NULL, *rp = NULL;
+    nxl_status_t st;
+    int retried = 0;
+
+    for (;;) {
+        st = nxl__kv_prep_get(ctx, ll, NULL, g, NULL, &lp);
+        if (st == NXL_OK) {
+            st = nxl__kv_prep_get(ctx, rl, remote, g, lp, &rp);
+        }
+        if (st != NXL_OK) {
+            *fallback_p = 1;
+            return st;
+        }
+        st = nxl_xfer_make(ctx->agent, xop, lp, li, rp, ri, cnt, o, x_p);
+        if (st != NXL_ERR_NOT_FOUND || retried) {
+            return st;
+        }
+        nxl__kv_prep_drop(ctx, lp);
+        nxl__kv_prep_drop(ctx, rp);
+        retried = 1;
+    }
+}
+
+/* kv_exec_nixl posts one NXL request moving blocks src_ids of src to
+ * dst_ids of dst over layers [lb, le), with the lists, op and remote
  * agent of Dynamo's executor (§7.2): flipped strategies swap the lists,
  * READ names the source's agent, WRITE the destination's (our own name for
- * local files: loopback). Done at once -> released, op NONE; in progress
- * -> *op holds the request. */
+ * local files: loopback). Each layout's list comes prepared from the
+ * context's cache (prep.c) and the request is made from index arrays.
+ * Done at once -> released, op NONE; in progress -> *op holds the
+ * request. */
 static nxl_status_t
 kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
-             const nxl_kv_layout_t *src, const nxl_kv_layout_t *dst,
-             const nxl_kv_dlists_t *d, const void *msg, size_t msg_len,
+             const nxl_kv_layout_t *src, const size_t *src_ids,
+             const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+             size_t lb, size_t le, const void *msg, size_t msg_len,
              int has_msg, nxl__kv_op_t *op)
 {
-    nxl_dlist_t sl = {d->src_mem, d->src, d->count};
-    nxl_dlist_t dl = {d->dst_mem, d->dst, d->count};
     int flipped = (s == NXL_KV_NIXL_READ_FLIPPED ||
                    s == NXL_KV_NIXL_WRITE_FLIPPED);
     nxl_op_t xop = (s == NXL_KV_NIXL_READ || s == NXL_KV_NIXL_READ_FLIPPED)
                        ? NXL_READ
                        : NXL_WRITE;
     const char *remote = (xop == NXL_READ) ? src->agent : dst->agent;
+    const nxl_kv_layout_t *ll = flipped ? dst : src, *rl = flipped ? src : dst;
+    const size_t *lids = flipped ? dst_ids : src_ids;
+    const size_t *rids = flipped ? src_ids : dst_ids;
+    size_t units, ulo, uhi, k, cnt, i, u, *li, *ri;
     nxl_xfer_t *x = NULL;
     nxl_opts_t o;
     nxl_status_t st;
+    int g, fallback = 0;
 
     if (remote == NULL) {
         remote = ctx->name;
+    }
+    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, &lb, &le);
+    if (st != NXL_OK) {
+        return st;
+    }
+    /* The coarsest unit both layouts hold contiguously; whole blocks only
+     * when the transfer moves every layer. */
+    g = nxl__kv_gran(ll);
+    if (nxl__kv_gran(rl) > g) {
+        g = nxl__kv_gran(rl);
+    }
+    if (g == NXL__KV_G_BLOCK && (lb != 0 || le != src->cfg.num_layers)) {
+        g = NXL__KV_G_LAYER;
+    }
+    units = nxl__kv_units(ll, g);
+    ulo = g == NXL__KV_G_BLOCK ? 0
+          : g == NXL__KV_G_LAYER ? lb
+                                 : lb * src->cfg.outer_dim;
+    uhi = g == NXL__KV_G_BLOCK ? 1
+          : g == NXL__KV_G_LAYER ? le
+                                 : le * src->cfg.outer_dim;
+    k = uhi - ulo;
+    if (n > SIZE_MAX / 2 / sizeof(size_t) / k) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv: %zu blocks of %zu descriptors", n, k);
+    }
+    cnt = n * k;
+    li = malloc(2 * cnt * sizeof(*li));
+    if (li == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "kv: out of memory for %zu indices",
+                         2 * cnt);
+    }
+    ri = li + cnt;
+    for (i = 0; i < n; i++) {
+        size_t lbase = lids[i] * units, rbase = rids[i] * units;
+
+        for (u = ulo; u < uhi; u++) {
+            li[i * k + u - ulo] = lbase + u;
+            ri[i * k + u - ulo] = rbase + u;
+        }
     }
     nxl_opts_init(&o);
     if (has_msg) {
@@ -619,8 +730,12 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
         o.notif_len = msg_len;
     }
     pthread_mutex_lock(&ctx->agent_mu);
-    st = nxl_xfer_create(ctx->agent, xop, flipped ? &dl : &sl,
-                         flipped ? &sl : &dl, remote, &o, &x);
+    st = kv_make_prepped(ctx, xop, ll, rl, remote, g, li, ri, cnt, &o, &x,
+                         &fallback);
+    if (fallback) {
+        st = kv_make_lists(ctx, xop, flipped, src, src_ids, dst, dst_ids, n,
+                           lb, le, remote, &o, &x);
+    }
     if (st == NXL_OK) {
         st = nxl_xfer_post(x, NULL);
         if (st != NXL_IN_PROG) {
@@ -636,6 +751,7 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
         }
     }
     pthread_mutex_unlock(&ctx->agent_mu);
+    free(li);
     if (st == NXL_IN_PROG) {
         op->kind = NXL__KV_OP_XFER;
         op->xfer = x;
@@ -668,6 +784,11 @@ nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
                          nxl_kv_kind_name(src->loc.kind),
                          nxl_kv_kind_name(dst->loc.kind));
     }
+    if (s == NXL_KV_NIXL_READ || s == NXL_KV_NIXL_WRITE ||
+        s == NXL_KV_NIXL_WRITE_FLIPPED || s == NXL_KV_NIXL_READ_FLIPPED) {
+        return kv_exec_nixl(ctx, s, src, src_ids, dst, dst_ids, n, lb, le,
+                            msg, msg_len, has_msg, op);
+    }
     st = nxl_kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
     if (st != NXL_OK) {
         return st;
@@ -686,12 +807,6 @@ nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     case NXL_KV_CUDA_BLOCKING_H2D:
     case NXL_KV_CUDA_BLOCKING_D2H:
         st = kv_exec_device(ctx, s, src, dst, &d, op);
-        break;
-    case NXL_KV_NIXL_READ:
-    case NXL_KV_NIXL_WRITE:
-    case NXL_KV_NIXL_WRITE_FLIPPED:
-    case NXL_KV_NIXL_READ_FLIPPED:
-        st = kv_exec_nixl(ctx, s, src, dst, &d, msg, msg_len, has_msg, op);
         break;
     default:
         st = nxl__fail(NXL_ERR_INVALID_PARAM,

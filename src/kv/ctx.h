@@ -58,6 +58,28 @@ typedef struct nxl__kv_twohop {
     int has_msg;
 } nxl__kv_twohop_t;
 
+/* Granularity of a prepared layout list (prep.c): one descriptor per
+ * block, per (block, layer) or per (block, layer, outer) region. */
+enum {
+    NXL__KV_G_BLOCK = 0,
+    NXL__KV_G_LAYER = 1,
+    NXL__KV_G_REGION = 2
+};
+
+/* Most prepared lists one context keeps (least recently used evicted). */
+#define NXL__KV_PREP_ENTRIES 32
+
+typedef struct nxl__kv_prep nxl__kv_prep_t;
+
+/* The context's prepared lists (prep.c); agent_mu guards it. */
+typedef struct nxl__kv_preps {
+    nxl__kv_prep_t *e[NXL__KV_PREP_ENTRIES];
+    size_t n;
+    size_t descs;   /* descriptors held by all entries */
+    uint64_t tick;  /* last use stamp */
+    uint64_t made;  /* lists prepared since the context was made */
+} nxl__kv_preps_t;
+
 struct nxl_kv_notif {
     atomic_int refs;          /* caller + poller */
     pthread_mutex_t mu;
@@ -83,6 +105,7 @@ struct nxl_kv_ctx {
     const char *name;         /* the agent's name */
     nxl_kv_ctx_config_t cfg;
     pthread_mutex_t agent_mu;
+    nxl__kv_preps_t preps;    /* under agent_mu */
     pthread_mutex_t stream_mu;
     const nxl_memkind_ops_t *mk; /* device kind of the streams */
     nxl_stream_t *h2d, *d2h;
@@ -113,6 +136,41 @@ nxl_status_t nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
 nxl_status_t nxl__kv_reserve(nxl_kv_ctx_t *ctx);
 void nxl__kv_unreserve(nxl_kv_ctx_t *ctx);
 void nxl__kv_submit(nxl_kv_ctx_t *ctx, nxl_kv_notif_t *n, int deadline_ms);
+
+/* prep.c: prepared lists of the NIXL strategies. Call with agent_mu
+ * held, except nxl__kv_prep_made. */
+
+/* nxl__kv_gran is the coarsest granularity whose units are contiguous
+ * (and on one device) in l. */
+int nxl__kv_gran(const nxl_kv_layout_t *l);
+
+/* nxl__kv_units is the number of units of granularity g in one block. */
+size_t nxl__kv_units(const nxl_kv_layout_t *l, int g);
+
+/* nxl__kv_prep_get returns the list of every unit of l at granularity g,
+ * prepared by ctx's agent for the local side (peer NULL) or against peer
+ * (a loaded peer or the agent's own name), from the cache or prepared now
+ * and kept there, evicting the least recently used lists but never keep
+ * (a list the caller holds; NULL for none: the budget may be passed by
+ * one list for its sake). *pp_p belongs to the cache: valid until the
+ * next call on it that may evict. NXL_ERR_NOT_SUPPORTED, with no message,
+ * when the list would be larger than the cache may hold; otherwise
+ * nxl_dlist_prep's errors. */
+nxl_status_t nxl__kv_prep_get(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l,
+                              const char *peer, int g,
+                              const nxl_prepped_t *keep,
+                              const nxl_prepped_t **pp_p);
+
+/* nxl__kv_prep_drop releases the cached list pp (nothing if not held). */
+void nxl__kv_prep_drop(nxl_kv_ctx_t *ctx, const nxl_prepped_t *pp);
+
+/* nxl__kv_prep_clear releases every cached list (context destroy). */
+void nxl__kv_prep_clear(nxl_kv_ctx_t *ctx);
+
+/* nxl__kv_prep_made counts the lists ctx has prepared so far (a test
+ * hook: a transfer that found its lists cached adds nothing). Takes
+ * agent_mu. */
+uint64_t nxl__kv_prep_made(nxl_kv_ctx_t *ctx);
 
 /* poller.c: the thread body (arg is the context). */
 void *nxl__kv_poller_main(void *arg);

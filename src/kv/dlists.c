@@ -144,30 +144,16 @@ typedef struct dl_slot {
 
 #define DL_STACK_SLOTS 256
 
-/* nxl_kv_build_dlists: see nxl_kv.h. *out is overwritten (its previous
- * arrays are not freed) and written only on success. Thread-safe (reads
- * the layouts only). */
-NXL_API nxl_status_t
-nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
-                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
-                    size_t n, size_t layer_begin, size_t layer_end,
-                    nxl_kv_dlists_t *out)
+/* nxl__kv_pair_check: see kv.h. */
+nxl_status_t
+nxl__kv_pair_check(const nxl_kv_layout_t *src, const size_t *src_ids,
+                   const nxl_kv_layout_t *dst, const size_t *dst_ids,
+                   size_t n, size_t *lb_p, size_t *le_p)
 {
-    dl_slot_t stack_slots[DL_STACK_SLOTS], *slots = stack_slots;
-    nxl_kv_dlists_t d = {0};
-    size_t nl, no, i, k, nslots, lyr, o, rs;
-    uint64_t sbs, dbs;
-    bool whole;
-    nxl_status_t st = NXL_OK;
+    size_t nl = src->cfg.num_layers, no = src->cfg.outer_dim;
+    size_t lb = *lb_p, le = *le_p;
+    nxl_status_t st;
 
-    if (src == NULL || dst == NULL || out == NULL ||
-        !nxl__kv_array_ok(src_ids, n, sizeof(*src_ids)) ||
-        !nxl__kv_array_ok(dst_ids, n, sizeof(*dst_ids))) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "build_dlists: NULL argument or an impossible count");
-    }
-    nl = src->cfg.num_layers;
-    no = src->cfg.outer_dim;
     if (nl != dst->cfg.num_layers) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Layouts have incompatible layer counts: src=%zu, "
@@ -180,14 +166,14 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
                          "src=%zu, dst=%zu",
                          no, dst->cfg.outer_dim);
     }
-    if (layer_begin == 0 && layer_end == 0) {
-        layer_end = nl;
+    if (lb == 0 && le == 0) {
+        le = nl;
     }
-    if (layer_begin >= layer_end || layer_end > nl) {
+    if (lb >= le || le > nl) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Layer range %zu..%zu exceeds num_layers %zu or is "
                          "empty",
-                         layer_begin, layer_end, nl);
+                         lb, le, nl);
     }
     st = kv_check_ids(src, src_ids, n, "source");
     if (st == NXL_OK) {
@@ -198,14 +184,47 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
     }
     /* Every region of a layout has the same size, so one comparison
      * covers all pairs; report it at the first pair as Dynamo would. */
-    rs = src->region_size;
-    if (n > 0 && rs != dst->region_size) {
+    if (n > 0 && src->region_size != dst->region_size) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Size mismatch at block=(%zu,%zu), layer=%zu, "
                          "outer=0: src=%zu, dst=%zu",
-                         src_ids[0], dst_ids[0], layer_begin, rs,
+                         src_ids[0], dst_ids[0], lb, src->region_size,
                          dst->region_size);
     }
+    *lb_p = lb;
+    *le_p = le;
+    return NXL_OK;
+}
+
+/* nxl_kv_build_dlists: see nxl_kv.h. *out is overwritten (its previous
+ * arrays are not freed) and written only on success. Thread-safe (reads
+ * the layouts only). */
+NXL_API nxl_status_t
+nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
+                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
+                    size_t n, size_t layer_begin, size_t layer_end,
+                    nxl_kv_dlists_t *out)
+{
+    dl_slot_t stack_slots[DL_STACK_SLOTS], *slots = stack_slots;
+    nxl_kv_dlists_t d = {0};
+    size_t no, i, k, nslots, lyr, o, rs;
+    uint64_t sbs, dbs;
+    bool whole;
+    nxl_status_t st = NXL_OK;
+
+    if (src == NULL || dst == NULL || out == NULL ||
+        !nxl__kv_array_ok(src_ids, n, sizeof(*src_ids)) ||
+        !nxl__kv_array_ok(dst_ids, n, sizeof(*dst_ids))) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "build_dlists: NULL argument or an impossible count");
+    }
+    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, &layer_begin,
+                            &layer_end);
+    if (st != NXL_OK) {
+        return st;
+    }
+    no = src->cfg.outer_dim;
+    rs = src->region_size;
     d.src_mem = src->mem;
     d.dst_mem = dst->mem;
     if (n == 0) {
