@@ -4,7 +4,8 @@
  * from index arrays. Two agents of one process over SHM, as in kv_xfer.
  *
  * Cases: lists are reused across transfers, directions and layer ranges
- * (the context's count of prepared lists, nxl__kv_prep_made, stays put);
+ * (the context's count of prepared lists, nxl__kv_prep_made, stays put),
+ * and runs that collapse go without them;
  * a peer whose metadata was invalidated or reloaded between two transfers
  * (the stale list is prepared again and the bytes arrive); layouts at the
  * same addresses with another geometry, and made again after a
@@ -177,6 +178,12 @@ t_reuse(void)
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
     XT_ASSERT_OK(kp_run(p.ctx, la, s2, vb, d2, 2, NULL));
     KP_CHECK(kp_same(la, s2, lb, d2, 2, 0, 0));
+    XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
+
+    /* Consecutive ids that merge into one run (8 blocks, one descriptor)
+     * are cheaper to describe by that run: their own lists, no prep. */
+    XT_ASSERT_OK(kp_run(p.ctx, la, all, vb, all, 8, NULL));
+    KP_CHECK(kp_same(la, all, lb, all, 8, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
 
     /* A partial layer range: per-layer lists, shared by every range. */

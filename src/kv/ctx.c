@@ -587,9 +587,14 @@ kv_exec_device(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     return st;
 }
 
+/* Merging must shrink a transfer this many times for its own lists to
+ * be used instead of the prepared ones (see kv_exec_nixl). */
+#define KV_RUNS_FACTOR 8
+
 /* kv_make_lists makes the transfer the per-transfer way: this transfer's
  * own merged lists (nxl_kv_build_dlists), prepared by nxl_xfer_create.
- * For layouts the cache cannot hold or prepare whole. agent_mu held. */
+ * For transfers that merge into a few runs and for layouts the cache
+ * cannot hold or prepare whole. Takes agent_mu around the create. */
 static nxl_status_t
 kv_make_lists(nxl_kv_ctx_t *ctx, nxl_op_t xop, int flipped,
               const nxl_kv_layout_t *src, const size_t *src_ids,
@@ -601,14 +606,16 @@ kv_make_lists(nxl_kv_ctx_t *ctx, nxl_op_t xop, int flipped,
     nxl_dlist_t sl, dl;
     nxl_status_t st;
 
-    st = nxl_kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
+    st = nxl__kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
     if (st != NXL_OK) {
         return st;
     }
     sl = (nxl_dlist_t){d.src_mem, d.src, d.count};
     dl = (nxl_dlist_t){d.dst_mem, d.dst, d.count};
+    pthread_mutex_lock(&ctx->agent_mu);
     st = nxl_xfer_create(ctx->agent, xop, flipped ? &dl : &sl,
                          flipped ? &sl : &dl, remote, o, x_p);
+    pthread_mutex_unlock(&ctx->agent_mu);
     nxl_kv_dlists_free(&d);
     return st;
 }
@@ -674,7 +681,8 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     const nxl_kv_layout_t *ll = flipped ? dst : src, *rl = flipped ? src : dst;
     const size_t *lids = flipped ? dst_ids : src_ids;
     const size_t *rids = flipped ? src_ids : dst_ids;
-    size_t units, ulo, uhi, k, cnt, i, u, *li, *ri;
+    size_t units, ulo, uhi, k, cnt, i, u, *idx = NULL;
+    const size_t *li = lids, *ri = rids;
     nxl_xfer_t *x = NULL;
     nxl_opts_t o;
     nxl_status_t st;
@@ -683,7 +691,7 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     if (remote == NULL) {
         remote = ctx->name;
     }
-    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, &lb, &le);
+    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, 0, &lb, &le);
     if (st != NXL_OK) {
         return st;
     }
@@ -709,19 +717,47 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
                          "kv: %zu blocks of %zu descriptors", n, k);
     }
     cnt = n * k;
-    li = malloc(2 * cnt * sizeof(*li));
-    if (li == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "kv: out of memory for %zu indices",
-                         2 * cnt);
-    }
-    ri = li + cnt;
-    for (i = 0; i < n; i++) {
-        size_t lbase = lids[i] * units, rbase = rids[i] * units;
-
-        for (u = ulo; u < uhi; u++) {
-            li[i * k + u - ulo] = lbase + u;
-            ri[i * k + u - ulo] = rbase + u;
+    /* Core merges the index pairs at some 85 instructions each; building
+     * this transfer's own lists costs some 20 per block and 330 per merged
+     * descriptor (two index lookups and the make). When runs collapse the
+     * transfer 8-fold or more (consecutive ids on fully contiguous
+     * layouts), its own lists are the cheaper way (docs/performance.md). */
+    if (nxl__kv_merged(ll, lids, rl, rids, n, g, ulo, uhi) <=
+        cnt / KV_RUNS_FACTOR) {
+        fallback = 1;
+    } else if (g != NXL__KV_G_BLOCK) {
+        /* Block granularity has one unit per block: the ids are the
+         * indices. Else units [ulo, uhi) of every block: block by block,
+         * or unit by unit where a unit of block b + 1 follows the same
+         * unit of block b on both sides (layer-separate layouts), so that
+         * consecutive ids merge into one descriptor per unit. */
+        idx = malloc(2 * cnt * sizeof(*idx));
+        if (idx == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM,
+                             "kv: out of memory for %zu indices", 2 * cnt);
         }
+        if (nxl__kv_unit_bytes(ll, g) == ll->block_stride &&
+            nxl__kv_unit_bytes(rl, g) == rl->block_stride) {
+            for (u = ulo; u < uhi; u++) {
+                size_t *lu = idx + (u - ulo) * n, *ru = lu + cnt;
+
+                for (i = 0; i < n; i++) {
+                    lu[i] = lids[i] * units + u;
+                    ru[i] = rids[i] * units + u;
+                }
+            }
+        } else {
+            for (i = 0; i < n; i++) {
+                size_t lbase = lids[i] * units, rbase = rids[i] * units;
+
+                for (u = ulo; u < uhi; u++) {
+                    idx[i * k + u - ulo] = lbase + u;
+                    idx[cnt + i * k + u - ulo] = rbase + u;
+                }
+            }
+        }
+        li = idx;
+        ri = idx + cnt;
     }
     nxl_opts_init(&o);
     if (has_msg) {
@@ -729,29 +765,34 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
         o.notif = msg;
         o.notif_len = msg_len;
     }
-    pthread_mutex_lock(&ctx->agent_mu);
-    st = kv_make_prepped(ctx, xop, ll, rl, remote, g, li, ri, cnt, &o, &x,
-                         &fallback);
+    if (!fallback) {
+        pthread_mutex_lock(&ctx->agent_mu);
+        st = kv_make_prepped(ctx, xop, ll, rl, remote, g, li, ri, cnt, &o,
+                             &x, &fallback);
+        pthread_mutex_unlock(&ctx->agent_mu);
+    }
+    free(idx);
     if (fallback) {
         st = kv_make_lists(ctx, xop, flipped, src, src_ids, dst, dst_ids, n,
                            lb, le, remote, &o, &x);
     }
-    if (st == NXL_OK) {
-        st = nxl_xfer_post(x, NULL);
-        if (st != NXL_IN_PROG) {
-            /* Keep the post's message across the release. */
-            char err[512];
+    if (st != NXL_OK) {
+        return st;
+    }
+    pthread_mutex_lock(&ctx->agent_mu);
+    st = nxl_xfer_post(x, NULL);
+    if (st != NXL_IN_PROG) {
+        /* Keep the post's message across the release. */
+        char err[512];
 
-            snprintf(err, sizeof(err), "%s", nxl_last_error());
-            nxl_xfer_release(x);
-            x = NULL;
-            if (st < 0) {
-                nxl__fail(st, "%s", err);
-            }
+        snprintf(err, sizeof(err), "%s", nxl_last_error());
+        nxl_xfer_release(x);
+        x = NULL;
+        if (st < 0) {
+            nxl__fail(st, "%s", err);
         }
     }
     pthread_mutex_unlock(&ctx->agent_mu);
-    free(li);
     if (st == NXL_IN_PROG) {
         op->kind = NXL__KV_OP_XFER;
         op->xfer = x;
@@ -761,8 +802,9 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
 }
 
 /* nxl__kv_exec_direct runs one direct strategy over n block pairs and
- * layers [lb, le). Synchronous completion leaves op->kind NONE; otherwise
- * *op holds the work the poller must watch. Thread-safe. */
+ * layers [lb, le); the ids were validated (nxl_kv_validate at submission,
+ * kv_check_bounce for bounce ids). Synchronous completion leaves op->kind
+ * NONE; otherwise *op holds the work the poller must watch. Thread-safe. */
 nxl_status_t
 nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
                     const nxl_kv_layout_t *src, const size_t *src_ids,

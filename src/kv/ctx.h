@@ -147,6 +147,19 @@ int nxl__kv_gran(const nxl_kv_layout_t *l);
 /* nxl__kv_units is the number of units of granularity g in one block. */
 size_t nxl__kv_units(const nxl_kv_layout_t *l, int g);
 
+/* nxl__kv_unit_bytes is the length of one unit of l at granularity g. */
+uint64_t nxl__kv_unit_bytes(const nxl_kv_layout_t *l, int g);
+
+/* nxl__kv_merged estimates how many descriptors moving blocks lids of ll
+ * to rids of rl, units [ulo, uhi) of each block at granularity g, leaves
+ * once contiguous runs are merged: one per run of consecutive ids where
+ * those units span whole blocks on both sides (runs counted exactly up to
+ * 65 ids, from a sample of 64 places beyond), one per block where they
+ * are one range on both sides, else one per unit. Reads only. */
+size_t nxl__kv_merged(const nxl_kv_layout_t *ll, const size_t *lids,
+                      const nxl_kv_layout_t *rl, const size_t *rids,
+                      size_t n, int g, size_t ulo, size_t uhi);
+
 /* nxl__kv_prep_get returns the list of every unit of l at granularity g,
  * prepared by ctx's agent for the local side (peer NULL) or against peer
  * (a loaded peer or the agent's own name), from the cache or prepared now

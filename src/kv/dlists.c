@@ -148,7 +148,7 @@ typedef struct dl_slot {
 nxl_status_t
 nxl__kv_pair_check(const nxl_kv_layout_t *src, const size_t *src_ids,
                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
-                   size_t n, size_t *lb_p, size_t *le_p)
+                   size_t n, int check_ids, size_t *lb_p, size_t *le_p)
 {
     size_t nl = src->cfg.num_layers, no = src->cfg.outer_dim;
     size_t lb = *lb_p, le = *le_p;
@@ -175,12 +175,14 @@ nxl__kv_pair_check(const nxl_kv_layout_t *src, const size_t *src_ids,
                          "empty",
                          lb, le, nl);
     }
-    st = kv_check_ids(src, src_ids, n, "source");
-    if (st == NXL_OK) {
-        st = kv_check_ids(dst, dst_ids, n, "destination");
-    }
-    if (st != NXL_OK) {
-        return st;
+    if (check_ids) {
+        st = kv_check_ids(src, src_ids, n, "source");
+        if (st == NXL_OK) {
+            st = kv_check_ids(dst, dst_ids, n, "destination");
+        }
+        if (st != NXL_OK) {
+            return st;
+        }
     }
     /* Every region of a layout has the same size, so one comparison
      * covers all pairs; report it at the first pair as Dynamo would. */
@@ -205,12 +207,7 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
                     size_t n, size_t layer_begin, size_t layer_end,
                     nxl_kv_dlists_t *out)
 {
-    dl_slot_t stack_slots[DL_STACK_SLOTS], *slots = stack_slots;
-    nxl_kv_dlists_t d = {0};
-    size_t no, i, k, nslots, lyr, o, rs;
-    uint64_t sbs, dbs;
-    bool whole;
-    nxl_status_t st = NXL_OK;
+    nxl_status_t st;
 
     if (src == NULL || dst == NULL || out == NULL ||
         !nxl__kv_array_ok(src_ids, n, sizeof(*src_ids)) ||
@@ -218,11 +215,29 @@ nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "build_dlists: NULL argument or an impossible count");
     }
-    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, &layer_begin,
+    st = nxl__kv_pair_check(src, src_ids, dst, dst_ids, n, 1, &layer_begin,
                             &layer_end);
     if (st != NXL_OK) {
         return st;
     }
+    return nxl__kv_build_dlists(src, src_ids, dst, dst_ids, n, layer_begin,
+                                layer_end, out);
+}
+
+/* nxl__kv_build_dlists: see kv.h. */
+nxl_status_t
+nxl__kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
+                     const nxl_kv_layout_t *dst, const size_t *dst_ids,
+                     size_t n, size_t layer_begin, size_t layer_end,
+                     nxl_kv_dlists_t *out)
+{
+    dl_slot_t stack_slots[DL_STACK_SLOTS], *slots = stack_slots;
+    nxl_kv_dlists_t d = {0};
+    size_t no, i, k, nslots, lyr, o, rs;
+    uint64_t sbs, dbs;
+    bool whole;
+    nxl_status_t st = NXL_OK;
+
     no = src->cfg.outer_dim;
     rs = src->region_size;
     d.src_mem = src->mem;

@@ -170,14 +170,24 @@ nxl_status_t nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
 /* nxl__kv_pair_check checks what moving blocks src_ids of src to dst_ids
  * of dst over layers [*lb_p, *le_p) (0, 0 = all) needs of the two
  * layouts, with Dynamo's texts (NXL_ERR_INVALID_PARAM): equal layer counts
- * and outer dimensions, a layer range inside num_layers, ids in range,
+ * and outer dimensions, a layer range inside num_layers, ids in range
+ * (when check_ids: the executor's ids were validated at submission),
  * equal region sizes. On success *lb_p and *le_p hold the range made
  * explicit. Reads the layouts only. */
 nxl_status_t nxl__kv_pair_check(const nxl_kv_layout_t *src,
                                 const size_t *src_ids,
                                 const nxl_kv_layout_t *dst,
                                 const size_t *dst_ids, size_t n,
-                                size_t *lb_p, size_t *le_p);
+                                int check_ids, size_t *lb_p, size_t *le_p);
+
+/* nxl__kv_build_dlists is nxl_kv_build_dlists for arguments that passed
+ * nxl__kv_pair_check (ids in range, layer range explicit). */
+nxl_status_t nxl__kv_build_dlists(const nxl_kv_layout_t *src,
+                                  const size_t *src_ids,
+                                  const nxl_kv_layout_t *dst,
+                                  const size_t *dst_ids, size_t n,
+                                  size_t layer_begin, size_t layer_end,
+                                  nxl_kv_dlists_t *out);
 
 /* nxl__kv_dlists_push appends the pair (s, d) of equal length, merging it
  * into the last pair when both sides continue it contiguously (same dev).

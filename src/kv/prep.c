@@ -95,23 +95,94 @@ nxl__kv_units(const nxl_kv_layout_t *l, int g)
     }
 }
 
+/* nxl__kv_unit_bytes: see ctx.h. */
+uint64_t
+nxl__kv_unit_bytes(const nxl_kv_layout_t *l, int g)
+{
+    uint64_t r = l->region_size;
+
+    switch (g) {
+    case NXL__KV_G_BLOCK:
+        return r * l->cfg.num_layers * l->cfg.outer_dim;
+    case NXL__KV_G_LAYER:
+        return r * l->cfg.outer_dim;
+    default:
+        return r;
+    }
+}
+
 /* prep_unit writes unit u of block 0 of l at granularity g into *d. */
 static void
 prep_unit(const nxl_kv_layout_t *l, int g, size_t u, nxl_desc_t *d)
 {
     size_t no = l->cfg.outer_dim, lyr = 0, o = 0;
-    uint64_t len = l->region_size;
 
-    if (g == NXL__KV_G_BLOCK) {
-        len *= (uint64_t)l->cfg.num_layers * no;
-    } else if (g == NXL__KV_G_LAYER) {
+    if (g == NXL__KV_G_LAYER) {
         lyr = u;
-        len *= no;
-    } else {
+    } else if (g == NXL__KV_G_REGION) {
         lyr = u / no;
         o = u % no;
     }
-    *d = (nxl_desc_t){nxl__kv_addr(l, 0, lyr, o), len, nxl__kv_dev(l, lyr)};
+    *d = (nxl_desc_t){nxl__kv_addr(l, 0, lyr, o), nxl__kv_unit_bytes(l, g),
+                      nxl__kv_dev(l, lyr)};
+}
+
+/* prep_span says whether units [ulo, uhi) of a block of l at granularity
+ * g form one contiguous range on one device, of *len_p bytes. */
+static int
+prep_span(const nxl_kv_layout_t *l, int g, size_t ulo, size_t uhi,
+          uint64_t *len_p)
+{
+    nxl_desc_t first, d;
+    uint64_t len;
+    size_t u;
+
+    prep_unit(l, g, ulo, &first);
+    len = first.len;
+    for (u = ulo + 1; u < uhi; u++) {
+        prep_unit(l, g, u, &d);
+        if (d.addr != first.addr + len || d.dev_id != first.dev_id) {
+            return 0;
+        }
+        len += d.len;
+    }
+    *len_p = len;
+    return 1;
+}
+
+/* Breaks between runs are counted at this many evenly spaced places of
+ * a longer id list; the estimate only picks the cheaper of two correct
+ * ways, so a sample is enough and costs no pass over the ids. */
+#define KV_RUN_SAMPLES 64
+
+/* nxl__kv_merged: see ctx.h. */
+size_t
+nxl__kv_merged(const nxl_kv_layout_t *ll, const size_t *lids,
+               const nxl_kv_layout_t *rl, const size_t *rids, size_t n,
+               int g, size_t ulo, size_t uhi)
+{
+    uint64_t lspan, rspan;
+    size_t i, j, step, breaks = 0;
+
+    if (!prep_span(ll, g, ulo, uhi, &lspan) ||
+        !prep_span(rl, g, ulo, uhi, &rspan)) {
+        return n * (uhi - ulo);
+    }
+    if (lspan != ll->block_stride || rspan != rl->block_stride || n < 2) {
+        return n;
+    }
+    if (n - 1 <= KV_RUN_SAMPLES) {
+        for (i = 1; i < n; i++) {
+            breaks += lids[i] != lids[i - 1] + 1 || rids[i] != rids[i - 1] + 1;
+        }
+        return 1 + breaks;
+    }
+    step = (n - 1) / KV_RUN_SAMPLES;
+    for (j = 0; j < KV_RUN_SAMPLES; j++) {
+        i = 1 + j * step;
+        breaks += lids[i] != lids[i - 1] + 1 || rids[i] != rids[i - 1] + 1;
+    }
+    return 1 + breaks * ((n - 1) / KV_RUN_SAMPLES);
 }
 
 /* prep_key returns the key words of l at granularity g (malloc'd), or
