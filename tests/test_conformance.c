@@ -34,77 +34,11 @@
 
 #include <errno.h>
 #include <strings.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 extern const char *const xt_backends[];
 
 /* ---------------------------------------------------------------------- */
 /* Running a case: directly, or inside a rig of network namespaces. */
-
-/* cf_rig_up makes a two-host rig named after this process (unique among
- * concurrent runs), with a guard process in its own session (the
- * harness's group kill spares it) that removes the rig when this process
- * dies however it dies. Returns 0, XT_SKIP (reason printed) or 1. */
-static int
-cf_rig_up(char *name, size_t cap, int *guard_p)
-{
-    char cmd[512];
-    int pfd[2], rc;
-    pid_t pid;
-    char b;
-
-    if (geteuid() != 0) {
-        printf("  skip: %s needs root to make network namespaces\n",
-               xt_param());
-        return XT_SKIP;
-    }
-    snprintf(name, cap, "nxlcf%d", (int)getpid());
-    XT_ASSERT(pipe(pfd) == 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    XT_ASSERT(pid >= 0);
-    if (pid == 0) {
-        setsid();
-        close(pfd[1]);
-        while (read(pfd[0], &b, 1) > 0 || errno == EINTR) {
-        }
-        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", CF_RIG,
-                 name);
-        rc = system(cmd);
-        _exit(rc == 0 ? 0 : 1);
-    }
-    close(pfd[0]);
-    /* Peers must not hold the guard's pipe open: close-on-exec does not
-     * help (they do not exec), but they die with us (PDEATHSIG). */
-    *guard_p = pfd[1];
-    snprintf(cmd, sizeof(cmd), "%s up %s 2", CF_RIG, name);
-    rc = system(cmd);
-    if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
-        printf("  skip: rig.sh cannot make network namespaces here\n");
-        close(*guard_p);
-        return XT_SKIP;
-    }
-    if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        close(*guard_p);
-        XT_FAILF("rig.sh up %s failed (status 0x%x)", name, rc);
-    }
-    return 0;
-}
-
-/* cf_rig_down removes the rig and releases its guard. */
-static void
-cf_rig_down(const char *name, int guard)
-{
-    char cmd[512];
-
-    snprintf(cmd, sizeof(cmd), "%s down %s", CF_RIG, name);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "rig.sh down %s failed\n", name);
-    }
-    close(guard);
-}
 
 /* cf_case runs one case. For "<NAME>@netns" it first makes the rig and
  * enters NAME-a (the peers cf_spawn forks enter NAME-b), then removes
@@ -112,33 +46,28 @@ cf_rig_down(const char *name, int guard)
 static int
 cf_case(xt_fn fn)
 {
-    char rig[32];
-    int guard = -1, rc;
+    xt_rig rig;
+    int rc;
 
     cf_be();
     if (!cf_netns()) {
         return fn();
     }
-    rc = cf_rig_up(rig, sizeof(rig), &guard);
+    rc = xt_rig_up(&rig, "nxlcf", "");
     if (rc != 0) {
         return rc;
     }
-    snprintf(cf_env.peer_ns, sizeof(cf_env.peer_ns), "%s-b", rig);
-    {
-        char ns_a[48];
-
-        snprintf(ns_a, sizeof(ns_a), "%s-a", rig);
-        if (cf_enter_netns(ns_a) != 0) {
-            fprintf(stderr, "setns %s: %s\n", ns_a, strerror(errno));
-            cf_rig_down(rig, guard);
-            return 1;
-        }
+    snprintf(cf_env.peer_ns, sizeof(cf_env.peer_ns), "%s", rig.ns_b);
+    if (xt_netns_enter(rig.ns_a, true) != 0) {
+        fprintf(stderr, "setns %s: %s\n", rig.ns_a, strerror(errno));
+        xt_rig_down(&rig);
+        return 1;
     }
-    cf_env.self = CF_ADDR_A;
-    cf_env.other = CF_ADDR_B;
+    cf_env.self = XT_RIG_ADDR_A;
+    cf_env.other = XT_RIG_ADDR_B;
     cf_net_params();
     rc = fn();
-    cf_rig_down(rig, guard);
+    xt_rig_down(&rig);
     return rc;
 }
 

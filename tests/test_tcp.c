@@ -13,6 +13,7 @@
  * latencies); otherwise they run as smoke tests.
  */
 #include "harness.h"
+#include "xt_netns.h"
 #include "util.h"
 #include "backends/tcp/tcp.h"
 
@@ -22,7 +23,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -433,23 +433,6 @@ tt_io(int fd, void *p, size_t n, bool out)
     return true;
 }
 
-/* tt_enter_netns moves the calling process into a named namespace. */
-static int
-tt_enter_netns(const char *ns)
-{
-    char path[256];
-    int fd, rc;
-
-    snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    rc = setns(fd, CLONE_NEWNET);
-    close(fd);
-    return rc;
-}
-
 /* tt_reset_all makes every server connection of an engine reset (RST)
  * when the process exits. A test hack: it walks the engine's connections
  * (under io_lock, which guards them). */
@@ -486,7 +469,7 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
     if (!tt_io(sock, &cmd, sizeof(cmd), false) || cmd.op != TT_START) {
         _exit(0);
     }
-    if (cfg->netns != NULL && tt_enter_netns(cfg->netns) != 0) {
+    if (cfg->netns != NULL && xt_netns_enter(cfg->netns, false) != 0) {
         hi.status = NXL_ERR_IO;
         snprintf(hi.err, sizeof(hi.err), "setns %s: %s", cfg->netns,
                  strerror(errno));
@@ -3038,75 +3021,6 @@ t_peer_errors(void)
 
 /* --- across network namespaces (tests/netns/rig.sh) ----------------------- */
 
-#define TT_RIG NXL_TEST_DATA_DIR "/../netns/rig.sh"
-
-typedef struct tt_rig {
-    char name[32];
-    int guard;     /* write end of the pipe the cleanup guard waits on */
-} tt_rig;
-
-/* tt_rig_up_opts makes a two-host rig, NAME-a (10.77.0.1) and NAME-b
- * (10.77.0.2), with rig.sh options opts (may be ""), and a guard process
- * (its own session, so the harness's group kill spares it) that removes
- * the rig when this process dies. Returns 0, XT_SKIP or 1. */
-static int
-tt_rig_up_opts(tt_rig *rig, const char *opts)
-{
-    char cmd[512];
-    int pfd[2], rc;
-    pid_t pid;
-    char b;
-
-    if (geteuid() != 0) {
-        printf("  skip: network namespaces need root\n");
-        return XT_SKIP;
-    }
-    snprintf(rig->name, sizeof(rig->name), "nxltcp%d", (int)getpid());
-    if (pipe(pfd) < 0) {
-        return 1;
-    }
-    pid = fork();
-    if (pid == 0) {
-        setsid();
-        close(pfd[1]);
-        while (read(pfd[0], &b, 1) > 0) {
-        }
-        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", TT_RIG,
-                 rig->name);
-        rc = system(cmd);
-        _exit(rc == 0 ? 0 : 1);
-    }
-    close(pfd[0]);
-    rig->guard = pfd[1];
-    snprintf(cmd, sizeof(cmd), "%s up %s 2 %s", TT_RIG, rig->name, opts);
-    rc = system(cmd);
-    if (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
-        printf("  skip: rig.sh cannot make namespaces here\n");
-        return XT_SKIP;
-    }
-    return (rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0) ? 0 : 1;
-}
-
-/* tt_rig_up makes a plain two-host rig (see tt_rig_up_opts). */
-static int
-tt_rig_up(tt_rig *rig)
-{
-    return tt_rig_up_opts(rig, "");
-}
-
-/* tt_rig_down removes the rig and releases its guard. */
-static void
-tt_rig_down(tt_rig *rig)
-{
-    char cmd[512];
-
-    snprintf(cmd, sizeof(cmd), "%s down %s", TT_RIG, rig->name);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "rig down %s failed\n", rig->name);
-    }
-    close(rig->guard);
-}
-
 /* t_netns: a target in namespace a, this process in namespace b; the
  * target binds the wildcard address, so its conn info lists 10.77.0.1 and
  * 127.0.0.1, and the differing host token steers us to 10.77.0.1. */
@@ -3114,33 +3028,30 @@ static int
 t_netns(void)
 {
     const uint64_t len = 4u << 20;
-    char ns_a[48];
-    tt_target_cfg cfg = {.name = "ns-target", .len = len, .netns = ns_a};
+    tt_target_cfg cfg = {.name = "ns-target", .len = len};
     be_tcp_conninfo_t ci;
     const char *why;
     uint8_t *buf;
     tt_target tg;
     tt_xfer tx;
     tt_eng t;
-    tt_rig rig;
+    xt_rig rig;
     tt_rep rep;
     void *peer;
     uint64_t t0;
-    char ns_b[48];
     int rc;
 
-    rc = tt_rig_up(&rig);
+    rc = xt_rig_up(&rig, "nxltcp", "");
     if (rc != 0) {
         return rc;
     }
-    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
-    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
+    cfg.netns = rig.ns_a;
     buf = tt_map(len);
     XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
     XT_ASSERT_EQ(tt_target_start(&tg), 0);
     XT_ASSERT(be_tcp_conninfo_decode(tg.hi.info, tg.hi.info_len, &ci, &why));
     XT_ASSERT_STR(ci.addrs[0], "10.77.0.1");
-    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_EQ(xt_netns_enter(rig.ns_b, false), 0);
     XT_ASSERT_OK(tt_open(&t, "ns-initiator", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
 
@@ -3172,7 +3083,7 @@ t_netns(void)
     tt_free(&tx);
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
-    tt_rig_down(&rig);
+    xt_rig_down(&rig);
     return 0;
 }
 
@@ -3227,37 +3138,37 @@ t_netns_slow_link(void)
 {
     const uint64_t len = 4u << 20, big = 2u << 20, small = 16384;
     enum { NSMALL = 64 };
-    char ns_a[48], ns_b[48], cmd[256];
-    tt_target_cfg cfg = {.name = "far", .len = len, .netns = ns_a};
+    tt_target_cfg cfg = {.name = "far", .len = len};
+    char cmd[256];
     uint8_t *buf = tt_map(len);
     tt_xfer tx, *sx = calloc(NSMALL, sizeof(*sx));
     long long re0, re1;
     uint64_t t0, ms;
     tt_target tg;
     tt_eng t;
-    tt_rig rig;
+    xt_rig rig;
     tt_rep rep;
     void *peer;
     int rc, i;
 
     XT_ASSERT(buf != NULL && sx != NULL);
-    rc = tt_rig_up_opts(&rig, "--rate 40mbit 2>/dev/null");
+    rc = xt_rig_up(&rig, "nxltcp", "--rate 40mbit 2>/dev/null");
     if (rc != 0) {
         return rc;
     }
-    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
-    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
+    cfg.netns = rig.ns_a;
     snprintf(cmd, sizeof(cmd),
              "tc -n %s qdisc show dev veth0 | grep -q tbf && "
-             "tc -n %s qdisc show dev veth0 | grep -q tbf", ns_a, ns_b);
+             "tc -n %s qdisc show dev veth0 | grep -q tbf", rig.ns_a,
+             rig.ns_b);
     if (system(cmd) != 0) {
-        tt_rig_down(&rig);
+        xt_rig_down(&rig);
         printf("  skip: tc tbf (rate shaping) is not available here\n");
         return XT_SKIP;
     }
     XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
     XT_ASSERT_EQ(tt_target_start(&tg), 0);
-    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_EQ(xt_netns_enter(rig.ns_b, false), 0);
     XT_ASSERT_OK(tt_open(&t, "near", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
     re0 = tt_retrans();
@@ -3308,7 +3219,7 @@ t_netns_slow_link(void)
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
     XT_ASSERT_EQ(tt_target_stop(&tg), 0);
-    tt_rig_down(&rig);
+    xt_rig_down(&rig);
     free(sx);
     munmap(buf, len);
     return tt_leaks();
@@ -3323,38 +3234,37 @@ t_netns_partition(void)
 {
     const uint64_t len = 1u << 20;
     nxl_param_t ps[] = {{"request_timeout_ms", "400"}};
-    char ns_a[48], ns_b[48], cmd[256];
-    tt_target_cfg cfg = {.name = "island", .len = len, .netns = ns_a};
+    tt_target_cfg cfg = {.name = "island", .len = len};
+    char cmd[256];
     uint8_t *buf = tt_map(len);
     tt_target tg;
     tt_xfer tx;
     tt_eng t;
-    tt_rig rig;
+    xt_rig rig;
     uint64_t t0;
     void *peer;
     int rc;
 
-    rc = tt_rig_up(&rig);
+    rc = xt_rig_up(&rig, "nxltcp", "");
     if (rc != 0) {
         return rc;
     }
-    snprintf(ns_a, sizeof(ns_a), "%s-a", rig.name);
+    cfg.netns = rig.ns_a;
     XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
     XT_ASSERT_EQ(tt_target_start(&tg), 0);
-    snprintf(ns_b, sizeof(ns_b), "%s-b", rig.name);
-    XT_ASSERT_EQ(tt_enter_netns(ns_b), 0);
+    XT_ASSERT_EQ(xt_netns_enter(rig.ns_b, false), 0);
     XT_ASSERT_OK(tt_open(&t, "mainland", ps, 1));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
     XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr,
                           len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
 
-    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 down", ns_a);
+    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 down", rig.ns_a);
     XT_ASSERT_EQ(system(cmd), 0);
     t0 = xt_now_ms();
     XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_TIMEOUT);
     XT_ASSERT(xt_now_ms() - t0 < 1500);
-    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 up", ns_a);
+    snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 up", rig.ns_a);
     XT_ASSERT_EQ(system(cmd), 0);
     memset(buf, 0, len);
     tt_free(&tx);
@@ -3376,7 +3286,7 @@ t_netns_partition(void)
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
     XT_ASSERT_EQ(tt_target_stop(&tg), 0);
-    tt_rig_down(&rig);
+    xt_rig_down(&rig);
     return tt_leaks();
 }
 
@@ -3496,7 +3406,7 @@ tt_bench(const char *netns_a, const char *netns_b, const char *label)
     XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
     XT_ASSERT_EQ(tt_target_start(&tg), 0);
     if (netns_b != NULL) {
-        XT_ASSERT_EQ(tt_enter_netns(netns_b), 0);
+        XT_ASSERT_EQ(xt_netns_enter(netns_b, false), 0);
     }
     XT_ASSERT_OK(tt_open(&t, "bench-ini", ps, 1));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
@@ -3547,18 +3457,15 @@ t_bench_loopback(void)
 static int
 t_bench_netns(void)
 {
-    char a[48], b[48];
-    tt_rig rig;
+    xt_rig rig;
     int rc;
 
-    rc = tt_rig_up(&rig);
+    rc = xt_rig_up(&rig, "nxltcp", "");
     if (rc != 0) {
         return rc;
     }
-    snprintf(a, sizeof(a), "%s-a", rig.name);
-    snprintf(b, sizeof(b), "%s-b", rig.name);
-    rc = tt_bench(a, b, "veth");
-    tt_rig_down(&rig);
+    rc = tt_bench(rig.ns_a, rig.ns_b, "veth");
+    xt_rig_down(&rig);
     return rc;
 }
 

@@ -3,11 +3,8 @@
  * transfers and notifications (see xt_conf.h). */
 #include "xt_conf.h"
 
-#include <fcntl.h>
-#include <sched.h>
 #include <strings.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -158,27 +155,6 @@ static const nxl_params_t *
 cf_be_params(void)
 {
     return cf_env.plist.count > 0 ? &cf_env.plist : NULL;
-}
-
-int
-cf_enter_netns(const char *ns)
-{
-    char path[256];
-    int fd, rc;
-
-    snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    rc = setns(fd, CLONE_NEWNET);
-    close(fd);
-    if (rc != 0 || unshare(CLONE_NEWNS) != 0 ||
-        mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) != 0) {
-        return -1;
-    }
-    (void)umount2("/sys", MNT_DETACH);
-    return mount(ns, "/sys", "sysfs", 0, NULL);
 }
 
 static void

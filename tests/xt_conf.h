@@ -19,6 +19,7 @@
 #define NXL_TESTS_XT_CONF_H
 
 #include "harness.h"
+#include "xt_netns.h"
 
 #include <nxl/nxl_backend.h>
 
@@ -213,12 +214,10 @@ uint64_t cf_cpu_us(void);
 /* ---------------------------------------------------------------------- */
 /* Where the two processes of a case live: both on 127.0.0.1, or (params
  * "<NAME>@netns") in two namespaces of a rig. The peer swaps self and
- * other after it entered its namespace. */
+ * other after it entered its namespace: the test process lives in NAME-a
+ * (XT_RIG_ADDR_A), the peer in NAME-b (XT_RIG_ADDR_B). */
 
 #define CF_NETNS_SUFFIX "@netns"
-#define CF_RIG NXL_TEST_DATA_DIR "/../netns/rig.sh"
-#define CF_ADDR_A "10.77.0.1" /* rig.sh: NAME-a, the test process */
-#define CF_ADDR_B "10.77.0.2" /* NAME-b, the peer */
 
 typedef struct {
     char backend[CF_NAME_MAX]; /* the backend type (param minus suffix) */
@@ -247,12 +246,6 @@ bool cf_netns(void);
  * namespaces, and a loopback lane would reach the wrong namespace's lo).
  * Other backends get none. */
 void cf_net_params(void);
-/* cf_enter_netns moves the calling (single-threaded) process into
- * /var/run/netns/<ns> and, as `ip netns exec` does, gives it a private
- * mount namespace with a sysfs of the new network namespace: UCX lists
- * network devices from /sys/class/net, which otherwise still shows the
- * devices of the namespace that mounted it. -1 with errno on failure. */
-int cf_enter_netns(const char *ns);
 
 /* cf_agent makes an agent holding only the backend under test, with the
  * CF_* flags, listening on cf_env.self. */

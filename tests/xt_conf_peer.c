@@ -446,7 +446,7 @@ cf_peer_enter(int rep_fd)
 {
     cf_hello h;
 
-    if (cf_enter_netns(cf_env.peer_ns) != 0) {
+    if (xt_netns_enter(cf_env.peer_ns, true) != 0) {
         memset(&h, 0, sizeof(h));
         h.status = NXL_ERR_IO;
         snprintf(h.err, sizeof(h.err), "peer: setns %s: %s", cf_env.peer_ns,
@@ -454,8 +454,8 @@ cf_peer_enter(int rep_fd)
         (void)cf_write_all(rep_fd, &h, sizeof(h));
         _exit(2);
     }
-    cf_env.self = CF_ADDR_B;
-    cf_env.other = CF_ADDR_A;
+    cf_env.self = XT_RIG_ADDR_B;
+    cf_env.other = XT_RIG_ADDR_A;
     cf_net_params();
 }
 
