@@ -4,8 +4,6 @@
 #include "util.h"
 
 #include <dirent.h>
-#include <stdarg.h>
-
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -204,30 +202,6 @@ xt_timeout_scale(void)
         fprintf(stderr, "XT_TIMEOUT_SCALE=%s ignored (1..100)\n", v);
     }
     return NXL__TSAN ? 4 : 1;
-}
-
-void
-xt_host_set_error(const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__set_error("%s", buf);
-}
-
-void
-xt_host_log(int level, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    nxl__log(level, "%s", buf);
 }
 
 static int

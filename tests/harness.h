@@ -142,12 +142,4 @@ int xt_tsan(void);
 void xt_tsan_release(const void *base);
 void xt_tsan_acquire(const void *base);
 
-/* xt_host_set_error and xt_host_log are what a fake backend host (tests
- * that drive an ops table without an agent) passes as set_error and log:
- * they do what the core's host does. */
-void xt_host_set_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-void xt_host_log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 #endif /* NXL_TEST_HARNESS_H */

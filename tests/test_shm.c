@@ -11,6 +11,7 @@
  */
 #include "backends/shm/shm.h"
 #include "harness.h"
+#include "xt_host.h"
 #include "util.h"
 
 #include <nxl/nxl_memkind.h>
@@ -146,29 +147,14 @@ t_open(t_eng *t, const char *name, const nxl_param_t *params, size_t nparams)
 
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
-    t->host.size = sizeof(t->host);
-    t->host.ctx = t;
-    t->host.agent_name = name;
-    t->host.set_error = xt_host_set_error;
-    t->host.log = xt_host_log;
-    t->host.notif_recv = t_notif_recv;
-    t->host.wake = t_wake;
-    t->host.device_kind = nxl_memkind_device();
-    t->eng = calloc(1, ops->engine_size);
-    if (t->eng == NULL) {
-        return NXL_ERR_NOMEM;
-    }
+    xt_host_init(name, t, t_notif_recv, t_wake, nxl_memkind_device(),
+                 &t->host);
     if (t_waiter == NULL) {
         t_waiter = t;
     }
-    st = ops->init(t->eng, &t->host, &ps);
-    if (st != NXL_OK) {
-        ops->fini(t->eng);
-        free(t->eng);
-        t->eng = NULL;
-        if (t_waiter == t) {
-            t_waiter = NULL;
-        }
+    st = xt_engine_open(ops, &t->host, &ps, &t->eng);
+    if (st != NXL_OK && t_waiter == t) {
+        t_waiter = NULL;
     }
     return st;
 }
@@ -237,8 +223,7 @@ t_close(t_eng *t)
         }
     }
     t->nregions = 0;
-    ops->fini(t->eng);
-    free(t->eng);
+    xt_engine_close(ops, t->eng);
     t->eng = NULL;
     if (t_waiter == t) {
         t_waiter = NULL;

@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "util.h"
 #include "xt_fakedev.h"
+#include "xt_host.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -739,7 +740,7 @@ t_malformed(void)
 {
     const nxl_backend_ops_t *ops = &nxl__be_shm_ops;
     const nxl_memkind_ops_t *dk = sv_kind();
-    nxl_backend_host_t host = {0};
+    nxl_backend_host_t host;
     nxl_params_t ps = {NULL, 0};
     nxl_be_region_t reg = {0};
     void *eng, *md = NULL, *peer = NULL, *rmd = NULL, *v = NULL;
@@ -748,14 +749,8 @@ t_malformed(void)
     nxl_desc_t d;
     size_t i;
 
-    host.size = sizeof(host);
-    host.agent_name = "self";
-    host.set_error = xt_host_set_error;
-    host.log = xt_host_log;
-    host.device_kind = dk;
-    eng = calloc(1, ops->engine_size);
-    XT_ASSERT(eng != NULL);
-    XT_ASSERT_OK(ops->init(eng, &host, &ps));
+    xt_host_init("self", NULL, NULL, NULL, dk, &host);
+    XT_ASSERT_OK(xt_engine_open(ops, &host, &ps, &eng));
     XT_ASSERT_OK(dk->alloc(0, SV_ALLOC, &v));
     reg.addr = (uint64_t)(uintptr_t)v + 8192;
     reg.len = 16384;
@@ -823,8 +818,7 @@ t_malformed(void)
 
     ops->peer_unload(eng, peer);
     ops->mem_deregister(eng, md);
-    ops->fini(eng);
-    free(eng);
+    xt_engine_close(ops, eng);
     free(pub.data);
     free(conn.data);
     dk->free(0, v, SV_ALLOC);

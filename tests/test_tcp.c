@@ -13,6 +13,7 @@
  * latencies); otherwise they run as smoke tests.
  */
 #include "harness.h"
+#include "xt_host.h"
 #include "xt_netns.h"
 #include "util.h"
 #include "backends/tcp/tcp.h"
@@ -154,40 +155,20 @@ static nxl_status_t
 tt_open(tt_eng *t, const char *name, const nxl_param_t *params, size_t n)
 {
     nxl_params_t ps = {.items = params, .count = n};
-    nxl_status_t st;
 
     memset(t, 0, sizeof(*t));
     snprintf(t->name, sizeof(t->name), "%s", name);
     pthread_mutex_init(&t->h.lock, NULL);
-    t->h.host.size = sizeof(t->h.host);
-    t->h.host.ctx = &t->h;
-    t->h.host.agent_name = t->name;
-    t->h.host.set_error = xt_host_set_error;
-    t->h.host.log = xt_host_log;
-    t->h.host.notif_recv = tt_notif_recv;
-    t->h.host.wake = tt_wake;
-    t->e = calloc(1, OPS->engine_size);
-    if (t->e == NULL) {
-        return NXL_ERR_NOMEM;
-    }
-    st = OPS->init(t->e, &t->h.host, &ps);
-    if (st != NXL_OK) {
-        OPS->fini(t->e);
-        free(t->e);
-        t->e = NULL;
-    }
-    return st;
+    xt_host_init(t->name, &t->h, tt_notif_recv, tt_wake, NULL, &t->h.host);
+    return xt_engine_open(OPS, &t->h.host, &ps, &t->e);
 }
 
 /* tt_close finalises and frees an engine. */
 static void
 tt_close(tt_eng *t)
 {
-    if (t->e != NULL) {
-        OPS->fini(t->e);
-        free(t->e);
-        t->e = NULL;
-    }
+    xt_engine_close(OPS, t->e);
+    t->e = NULL;
 }
 
 /* tt_nnotifs returns how many notifications arrived. */
