@@ -13,6 +13,7 @@
  * nxl_connect.h. Cross-process transfers are in test_connect_xfer.c.
  */
 #include "harness.h"
+#include "xt_io.h"
 
 #include <nxl/nxl_connect.h>
 
@@ -45,35 +46,6 @@
     } while (0)
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* xc_read_file reads tests/data/<name> (malloc'd, NUL-terminated). */
-static char *
-xc_read_file(const char *name, size_t *len_p)
-{
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/%s", NXL_TEST_DATA_DIR, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len_p = (size_t)n;
-    return buf;
-}
 
 /* xc_agent makes an agent (sync STRICT: the cases share connectors
  * between threads) with backend be; TCP binds to 127.0.0.1. */
@@ -317,7 +289,7 @@ t_desc_roundtrip(void)
     XT_ASSERT_EQ(back.device_id, 2);
     XT_ASSERT_EQ(back.size, 0);
 
-    gold = xc_read_file("connect_serialized_descriptor.json", &len);
+    gold = xt_read_data("connect_serialized_descriptor.json", &len);
     XT_ASSERT(gold != NULL);
     XT_ASSERT_OK(nxl_connect_desc_decode(gold, len, &back));
     XT_ASSERT_EQ(back.device, NXL_CONNECT_DEVICE_CUDA);
@@ -500,10 +472,10 @@ t_rdma_golden(void)
     char *gold, *want;
     size_t len, wlen, i;
 
-    want = xc_read_file("connect_golden_md.bin", &wlen);
+    want = xt_read_data("connect_golden_md.bin", &wlen);
     XT_ASSERT(want != NULL);
     for (i = 0; i < 3; i++) {
-        gold = xc_read_file(files[i], &len);
+        gold = xt_read_data(files[i], &len);
         XT_ASSERT(gold != NULL);
         XT_ASSERT_OK(nxl_rdma_metadata_decode(gold, len, &md));
         XT_ASSERT_STR(md->notification_key, keys[i]);
@@ -689,7 +661,7 @@ t_rdma_truncated(void)
     size_t len, i;
     char *gold, *cut;
 
-    gold = xc_read_file("connect_rdma_metadata.json", &len);
+    gold = xt_read_data("connect_rdma_metadata.json", &len);
     XT_ASSERT(gold != NULL);
     for (i = 0; i < len; i++) {
         cut = malloc(i ? i : 1);
@@ -1086,7 +1058,7 @@ t_media_desc_golden(void)
     char *gold, *j, *at;
     size_t len, i;
 
-    gold = xc_read_file("connect_media_descriptor.json", &len);
+    gold = xt_read_data("connect_media_descriptor.json", &len);
     XT_ASSERT(gold != NULL);
     XT_ASSERT_OK(nxl_media_desc_decode(gold, len, &d));
     XT_ASSERT_EQ(d->addr, 94558320418816ull);

@@ -12,6 +12,7 @@
  */
 #include "harness.h"
 #include "xt_fakedev.h"
+#include "xt_io.h"
 
 #include <nxl/nxl_connect.h>
 #include <nxl/nxl_memkind.h>
@@ -30,58 +31,6 @@ static const char *const xx_params[] = {"SHM", "TCP", NULL};
 #define XX_WAIT_MS 20000
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* xx_io moves exactly len bytes over a pipe (wr: write p, else read). */
-static int
-xx_io(int fd, void *p, size_t len, bool wr)
-{
-    uint8_t *b = p;
-
-    while (len > 0) {
-        ssize_t n = wr ? write(fd, b, len) : read(fd, b, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* xx_send_blob / xx_recv_blob move a length-prefixed blob (recv: malloc'd
- * and NUL-terminated). */
-static int
-xx_send_blob(int fd, const void *p, size_t len)
-{
-    uint64_t l = len;
-
-    return xx_io(fd, &l, sizeof(l), true) ||
-           xx_io(fd, (void *)(uintptr_t)p, len, true);
-}
-
-static int
-xx_recv_blob(int fd, char **p_p, size_t *len_p)
-{
-    uint64_t l;
-    char *p;
-
-    if (xx_io(fd, &l, sizeof(l), false) != 0 || l > (1u << 26)) {
-        return -1;
-    }
-    p = malloc(l + 1);
-    if (p == NULL || xx_io(fd, p, l, false) != 0) {
-        free(p);
-        return -1;
-    }
-    p[l] = '\0';
-    *p_p = p;
-    *len_p = l;
-    return 0;
-}
 
 /* xx_agent makes an agent with the suite's backend (TCP on 127.0.0.1). */
 static nxl_status_t
@@ -233,7 +182,7 @@ publish:
         fprintf(stderr, "peer: %s\n", nxl_last_error());
         return 1;
     }
-    if (xx_send_blob(up, js.data, js.len) != 0) {
+    if (xt_send_blob(up, js.data, js.len) != 0) {
         return 1;
     }
     nxl_blob_free(&js);
@@ -246,7 +195,7 @@ publish:
             }
         }
     }
-    if (xx_io(up, &res, sizeof(res), true) != 0) {
+    if (xt_io_all(up, &res, sizeof(res), true) != 0) {
         return 1;
     }
     /* Stay until the test process is done with our memory. */
@@ -291,7 +240,7 @@ xx_start(xx_child *ch, int mode)
     close(down[0]);
     ch->up = up[0];
     ch->down = down[1];
-    return xx_recv_blob(ch->up, &ch->json, &ch->len);
+    return xt_recv_blob(ch->up, &ch->json, &ch->len);
 }
 
 /* xx_result reads the peer's result (-1 if it died). */
@@ -300,7 +249,7 @@ xx_result(xx_child *ch)
 {
     int32_t res;
 
-    if (xx_io(ch->up, &res, sizeof(res), false) != 0) {
+    if (xt_io_all(ch->up, &res, sizeof(res), false) != 0) {
         return -1;
     }
     return res;

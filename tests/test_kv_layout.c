@@ -3,6 +3,7 @@
  * forms: golden files, round trips, and hostile input. */
 #include "harness.h"
 #include "kv/kv.h"
+#include "xt_io.h"
 
 #include <nxl/nxl_kv.h>
 
@@ -52,35 +53,6 @@ raddr(const nxl_kv_layout_t *l, size_t b, size_t lyr, size_t o)
         return UINT64_MAX;
     }
     return r.addr;
-}
-
-/* slurp reads tests/data/<name> (no trailing newline in golden files). */
-static char *
-slurp(const char *name, size_t *len_p)
-{
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/%s", NXL_TEST_DATA_DIR, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len_p = (size_t)n;
-    return buf;
 }
 
 /* subst returns a copy of s with the first `from` replaced by `to` (NULL
@@ -604,7 +576,7 @@ static int
 t_golden_v1_fc(void)
 {
     size_t len;
-    char *g = slurp("kv_layout_v1_fc.json", &len);
+    char *g = xt_read_data("kv_layout_v1_fc.json", &len);
     nxl_kv_layout_t *l = NULL;
     const uint64_t A = 0x7f3a5c000000ull;
 
@@ -648,7 +620,7 @@ static int
 t_golden_v1_ls(void)
 {
     size_t len, i;
-    char *g = slurp("kv_layout_v1_ls.json", &len);
+    char *g = xt_read_data("kv_layout_v1_ls.json", &len);
     nxl_kv_layout_t *l = NULL;
     const uint64_t A[3] = {0x7f0000100010ull, 0x7f0000200000ull,
                            0x7f00003000f0ull};
@@ -692,7 +664,7 @@ static int
 t_golden_v2_fc(void)
 {
     size_t len;
-    char *g = slurp("kv_layout_v2_fc.json", &len);
+    char *g = xt_read_data("kv_layout_v2_fc.json", &len);
     nxl_kv_layout_t *l = NULL;
 
     XT_ASSERT(g != NULL);
@@ -724,7 +696,7 @@ static int
 t_golden_v2_ls(void)
 {
     size_t len;
-    char *g = slurp("kv_layout_v2_ls.json", &len);
+    char *g = xt_read_data("kv_layout_v2_ls.json", &len);
     nxl_kv_layout_t *l = NULL;
 
     XT_ASSERT(g != NULL);
@@ -898,7 +870,7 @@ t_json_truncated(void)
     size_t k, n, len;
 
     for (k = 0; k < NXL__ARRAY_SIZE(goldens); k++) {
-        char *g = slurp(goldens[k], &len);
+        char *g = xt_read_data(goldens[k], &len);
         int v1 = k < 2;
         nxl_kv_layout_t *l = NULL;
 
@@ -1091,7 +1063,7 @@ t_json_malformed(void)
 
     for (k = 0; k < NXL__ARRAY_SIZE(bad_cases); k++) {
         const bad_case *bc = &bad_cases[k];
-        char *g = slurp(bc->file, &len);
+        char *g = xt_read_data(bc->file, &len);
         char *bad;
         nxl_kv_layout_t *l = NULL;
         nxl_status_t s;
@@ -1142,7 +1114,7 @@ t_json_lenient(void)
     size_t k, len;
 
     for (k = 0; k < NXL__ARRAY_SIZE(ok); k++) {
-        char *g = slurp(ok[k].file, &len);
+        char *g = xt_read_data(ok[k].file, &len);
         char *v = g ? subst(g, ok[k].from, ok[k].to) : NULL;
         nxl_kv_layout_t *l = NULL;
 
@@ -1182,7 +1154,7 @@ static int
 t_json_v1_peer_strides(void)
 {
     size_t len;
-    char *g = slurp("kv_layout_v1_ls.json", &len);
+    char *g = xt_read_data("kv_layout_v1_ls.json", &len);
     char *v = g ? subst(g, "\"alignment\":256", "\"alignment\":512") : NULL;
     nxl_kv_layout_t *l = NULL;
     nxl_blob_t j = {NULL, 0};

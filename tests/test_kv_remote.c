@@ -12,6 +12,7 @@
  * The suite runs once per network backend (TCP, UCX where built).
  */
 #include "harness.h"
+#include "xt_io.h"
 #include "xt_kv.h"
 
 #include <nxl/nxl_kv.h>
@@ -61,71 +62,6 @@ kr_agent(const char *name, nxl_kv_agent_t **a_p)
     return st;
 }
 
-/* kr_io_all moves exactly len bytes over a pipe: writes p to fd when
- * wr, else reads fd into p. 0, or -1 on an error or end of file. */
-static int
-kr_io_all(int fd, void *p, size_t len, bool wr)
-{
-    uint8_t *b = p;
-
-    while (len > 0) {
-        ssize_t n = wr ? write(fd, b, len) : read(fd, b, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* kr_write_all / kr_read_all move exactly len bytes over a pipe. */
-static int
-kr_write_all(int fd, const void *p, size_t len)
-{
-    return kr_io_all(fd, (void *)(uintptr_t)p, len, true);
-}
-
-static int
-kr_read_all(int fd, void *p, size_t len)
-{
-    return kr_io_all(fd, p, len, false);
-}
-
-/* kr_send_blob writes a length-prefixed blob. */
-static int
-kr_send_blob(int fd, const void *p, size_t len)
-{
-    uint64_t l = len;
-
-    return kr_write_all(fd, &l, sizeof(l)) || kr_write_all(fd, p, len);
-}
-
-/* kr_recv_blob reads a length-prefixed blob (malloc'd, NUL-terminated). */
-static int
-kr_recv_blob(int fd, char **p_p, size_t *len_p)
-{
-    uint64_t l;
-    char *p;
-
-    if (kr_read_all(fd, &l, sizeof(l)) != 0 || l > ((uint64_t)1 << 30)) {
-        return -1;
-    }
-    p = malloc(l + 1);
-    if (p == NULL || kr_read_all(fd, p, l) != 0) {
-        free(p);
-        return -1;
-    }
-    p[l] = '\0';
-    *p_p = p;
-    *len_p = l;
-    return 0;
-}
-
 /* kr_prefill is the child: an agent "prefill" with a System FC layout of
  * inner 200, blocks filled Sequential; sends metadata, layout JSON (v1)
  * and the checksums of every block, then serves until the parent closes
@@ -163,9 +99,9 @@ kr_prefill(int out, int in)
     if (nxl_kv_layout_region(l, 0, 0, 0, &r0) == NXL_OK) {
         xt_tsan_release((const void *)(uintptr_t)r0.addr);
     }
-    if (kr_send_blob(out, md.data, md.len) != 0 ||
-        kr_send_blob(out, js.data, js.len) != 0 ||
-        kr_write_all(out, sums, sizeof(sums)) != 0) {
+    if (xt_send_blob(out, md.data, md.len) != 0 ||
+        xt_send_blob(out, js.data, js.len) != 0 ||
+        xt_write_all(out, sums, sizeof(sums)) != 0) {
         return 1;
     }
     nxl_blob_free(&md);
@@ -210,9 +146,9 @@ kr_start(kr_peer *p)
     close(down[0]);
     p->from = up[0];
     p->to = down[1];
-    if (kr_recv_blob(p->from, &p->md, &p->md_len) != 0 ||
-        kr_recv_blob(p->from, &p->json, &p->json_len) != 0 ||
-        kr_read_all(p->from, p->sums, sizeof(p->sums)) != 0) {
+    if (xt_recv_blob(p->from, &p->md, &p->md_len) != 0 ||
+        xt_recv_blob(p->from, &p->json, &p->json_len) != 0 ||
+        xt_read_all(p->from, p->sums, sizeof(p->sums)) != 0) {
         return -1;
     }
     return 0;

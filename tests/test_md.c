@@ -9,6 +9,7 @@
  */
 #include "harness.h"
 #include "md/md.h"
+#include "xt_io.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -359,31 +360,8 @@ t_encode_rejects(void)
 
 /* --- codec: golden blob -------------------------------------------------- */
 
-/* read_file reads a whole file into a malloc'd buffer. */
-static uint8_t *
-read_file(const char *path, size_t *len_p)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    long n;
-
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        *len_p = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
-
-#define GOLDEN_PATH NXL_TEST_DATA_DIR "/md_golden_v1.bin"
+#define GOLDEN_NAME "md_golden_v1.bin"
+#define GOLDEN_PATH NXL_TEST_DATA_DIR "/" GOLDEN_NAME
 
 static int
 t_golden_v1(void)
@@ -403,7 +381,7 @@ t_golden_v1(void)
         XT_ASSERT_EQ(fclose(f), 0);
         printf("  wrote %s (%zu bytes)\n", GOLDEN_PATH, enc.len);
     }
-    file = read_file(GOLDEN_PATH, &len);
+    file = (uint8_t *)xt_read_data(GOLDEN_NAME, &len);
     XT_ASSERT(file != NULL);
 
     /* The encoder reproduces the frozen bytes exactly. */

@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 #include "xt_host.h"
+#include "xt_io.h"
 #include "xt_netns.h"
 #include "util.h"
 #include "backends/tcp/tcp.h"
@@ -393,27 +394,6 @@ typedef struct tt_target_cfg {
     size_t nparams;
 } tt_target_cfg;
 
-/* tt_io reads or writes exactly n bytes on a socketpair end. */
-static bool
-tt_io(int fd, void *p, size_t n, bool out)
-{
-    uint8_t *b = p;
-    ssize_t r;
-
-    while (n > 0) {
-        r = out ? write(fd, b, n) : read(fd, b, n);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return false;
-        }
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
 /* tt_reset_all makes every server connection of an engine reset (RST)
  * when the process exits. A test hack: it walks the engine's connections
  * (under io_lock, which guards them). */
@@ -447,14 +427,14 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
     nxl_blob_t info = {0};
 
     memset(&hi, 0, sizeof(hi));
-    if (!tt_io(sock, &cmd, sizeof(cmd), false) || cmd.op != TT_START) {
+    if (xt_read_all(sock, &cmd, sizeof(cmd)) != 0 || cmd.op != TT_START) {
         _exit(0);
     }
     if (cfg->netns != NULL && xt_netns_enter(cfg->netns, false) != 0) {
         hi.status = NXL_ERR_IO;
         snprintf(hi.err, sizeof(hi.err), "setns %s: %s", cfg->netns,
                  strerror(errno));
-        tt_io(sock, &hi, sizeof(hi), true);
+        (void)xt_write_all(sock, &hi, sizeof(hi));
         _exit(1);
     }
     buf = tt_map(cfg->len);
@@ -474,11 +454,11 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
     snprintf(hi.err, sizeof(hi.err), "%s", nxl_last_error());
     hi.addr = (uint64_t)(uintptr_t)buf;
     hi.len = cfg->len;
-    tt_io(sock, &hi, sizeof(hi), true);
+    (void)xt_write_all(sock, &hi, sizeof(hi));
     if (hi.status != NXL_OK) {
         _exit(1);
     }
-    while (tt_io(sock, &cmd, sizeof(cmd), false)) {
+    while (xt_read_all(sock, &cmd, sizeof(cmd)) == 0) {
         memset(&rep, 0, sizeof(rep));
         switch (cmd.op) {
         case TT_VERIFY:
@@ -527,12 +507,12 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
             tt_close(&t);
             munmap(buf, cfg->len);
             rep.v = tt_leaks();
-            tt_io(sock, &rep, sizeof(rep), true);
+            (void)xt_write_all(sock, &rep, sizeof(rep));
             _exit(0);
         default:
             break;
         }
-        if (!tt_io(sock, &rep, sizeof(rep), true)) {
+        if (xt_write_all(sock, &rep, sizeof(rep)) != 0) {
             break;
         }
     }
@@ -570,8 +550,8 @@ tt_target_start(tt_target *tg)
 {
     tt_cmd cmd = {.op = TT_START};
 
-    if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
-        !tt_io(tg->sock, &tg->hi, sizeof(tg->hi), false)) {
+    if (xt_write_all(tg->sock, &cmd, sizeof(cmd)) != 0 ||
+        xt_read_all(tg->sock, &tg->hi, sizeof(tg->hi)) != 0) {
         fprintf(stderr, "target %s did not start\n", tg->name);
         return -1;
     }
@@ -604,8 +584,8 @@ tt_cmd_run(tt_target *tg, uint32_t op, uint32_t seed, uint64_t a, uint64_t b)
 
     memset(&rep, 0, sizeof(rep));
     rep.v = -999;
-    if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
-        !tt_io(tg->sock, &rep, sizeof(rep), false)) {
+    if (xt_write_all(tg->sock, &cmd, sizeof(cmd)) != 0 ||
+        xt_read_all(tg->sock, &rep, sizeof(rep)) != 0) {
         rep.v = -998;
     }
     return rep;
@@ -635,8 +615,8 @@ tt_target_stop(tt_target *tg)
     tt_rep rep = {.v = 0};
 
     if (tg->pid > 0) {
-        if (!tt_io(tg->sock, &cmd, sizeof(cmd), true) ||
-            !tt_io(tg->sock, &rep, sizeof(rep), false)) {
+        if (xt_write_all(tg->sock, &cmd, sizeof(cmd)) != 0 ||
+            xt_read_all(tg->sock, &rep, sizeof(rep)) != 0) {
             rep.v = -1;
         }
         close(tg->sock);
@@ -1659,7 +1639,7 @@ tt_death(bool reset)
     XT_ASSERT_EQ(OPS->check(t.e, tx.req), NXL_IN_PROG);
     t0 = xt_now_ms();
     if (reset) {
-        XT_ASSERT(tt_io(tg.sock, &cmd, sizeof(cmd), true));
+        XT_ASSERT(xt_write_all(tg.sock, &cmd, sizeof(cmd)) == 0);
         close(tg.sock);
         waitpid(tg.pid, NULL, 0);
         tg.pid = 0;

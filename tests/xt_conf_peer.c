@@ -2,58 +2,13 @@
  * command loop, and the test process's side of the pipes (see
  * xt_conf.h). */
 #include "xt_conf.h"
+#include "xt_io.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* ---------------------------------------------------------------------- */
-/* Whole reads and writes on the pipes to the peer. */
-
-static int
-cf_write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    ssize_t n;
-
-    while (len > 0) {
-        n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int
-cf_read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    ssize_t n;
-
-    while (len > 0) {
-        n = read(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        if (n == 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* The peer process. */
@@ -369,7 +324,7 @@ cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
     int i;
 
     if (cfg->deferred) {
-        if (cf_read_all(cmd_fd, &c, sizeof(c)) != 0 || c.op != CF_OP_START) {
+        if (xt_read_all(cmd_fd, &c, sizeof(c)) != 0 || c.op != CF_OP_START) {
             _exit(2);
         }
     }
@@ -383,11 +338,11 @@ cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
         h.addr[i] = (uintptr_t)ps.reg[i];
         h.len[i] = ps.len[i];
     }
-    if (cf_write_all(rep_fd, &h, sizeof(h)) != 0 || st != NXL_OK) {
+    if (xt_write_all(rep_fd, &h, sizeof(h)) != 0 || st != NXL_OK) {
         _exit(2);
     }
     for (;;) {
-        if (cf_read_all(cmd_fd, &c, sizeof(c)) != 0) {
+        if (xt_read_all(cmd_fd, &c, sizeof(c)) != 0) {
             _exit(2);
         }
         if (c.op == CF_OP_EXIT) {
@@ -397,9 +352,9 @@ cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
         blob.data = NULL;
         blob.len = 0;
         cf_peer_handle(&ps, &c, &r, &blob);
-        if (cf_write_all(rep_fd, &r, sizeof(r)) != 0 ||
+        if (xt_write_all(rep_fd, &r, sizeof(r)) != 0 ||
             (r.blob_len > 0 &&
-             cf_write_all(rep_fd, blob.data, blob.len) != 0)) {
+             xt_write_all(rep_fd, blob.data, blob.len) != 0)) {
             _exit(2);
         }
         nxl_blob_free(&blob);
@@ -415,7 +370,7 @@ cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
         free(ps.reg[CF_REG_EXTRA]);
     }
     memset(&r, 0, sizeof(r));
-    (void)cf_write_all(rep_fd, &r, sizeof(r));
+    (void)xt_write_all(rep_fd, &r, sizeof(r));
     /* exit(), not _exit(): under ASan the leak checker runs here. */
     exit(0);
 }
@@ -426,7 +381,7 @@ cf_peer_main(const cf_peer_cfg *cfg, int cmd_fd, int rep_fd)
 static int
 cf_peer_hello(cf_peer *p)
 {
-    if (cf_read_all(p->rep_fd, &p->hello, sizeof(p->hello)) != 0) {
+    if (xt_read_all(p->rep_fd, &p->hello, sizeof(p->hello)) != 0) {
         XT_FAILF("peer %s (pid %d) died before its hello", p->name,
                  (int)p->pid);
     }
@@ -451,7 +406,7 @@ cf_peer_enter(int rep_fd)
         h.status = NXL_ERR_IO;
         snprintf(h.err, sizeof(h.err), "peer: setns %s: %s", cf_env.peer_ns,
                  strerror(errno));
-        (void)cf_write_all(rep_fd, &h, sizeof(h));
+        (void)xt_write_all(rep_fd, &h, sizeof(h));
         _exit(2);
     }
     cf_env.self = XT_RIG_ADDR_B;
@@ -500,7 +455,7 @@ cf_spawn(cf_peer *p, const cf_peer_cfg *cfg)
 int
 cf_send(cf_peer *p, const cf_cmd *c)
 {
-    if (cf_write_all(p->cmd_fd, c, sizeof(*c)) != 0) {
+    if (xt_write_all(p->cmd_fd, c, sizeof(*c)) != 0) {
         XT_FAILF("peer %s (pid %d): command pipe broken", p->name,
                  (int)p->pid);
     }
@@ -512,14 +467,14 @@ cf_recv(cf_peer *p, cf_rep *r, void **blob_p)
 {
     void *b;
 
-    if (cf_read_all(p->rep_fd, r, sizeof(*r)) != 0) {
+    if (xt_read_all(p->rep_fd, r, sizeof(*r)) != 0) {
         XT_FAILF("peer %s (pid %d) died", p->name, (int)p->pid);
     }
     snprintf(p->err, sizeof(p->err), "%s", r->err);
     if (r->blob_len > 0) {
         b = malloc(r->blob_len);
         XT_ASSERT(b != NULL);
-        if (cf_read_all(p->rep_fd, b, r->blob_len) != 0) {
+        if (xt_read_all(p->rep_fd, b, r->blob_len) != 0) {
             free(b);
             XT_FAILF("peer %s died sending a blob", p->name);
         }
