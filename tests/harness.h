@@ -88,6 +88,14 @@ const char *xt_param(void);
                      nxl_status_name(s_));                                    \
     } while (0)
 
+/* XT_ASSERT_MSG checks that the last error mentions text. */
+#define XT_ASSERT_MSG(text)                                                   \
+    do {                                                                      \
+        if (strstr(nxl_last_error(), (text)) == NULL)                         \
+            XT_FAILF("nxl_last_error() \"%s\" does not mention \"%s\"",      \
+                     nxl_last_error(), (text));                               \
+    } while (0)
+
 #define XT_SKIP_IF(cond, ...)                                                 \
     do {                                                                      \
         if (cond) {                                                           \

@@ -8,6 +8,7 @@
  * case failed before its fix.
  */
 #include "harness.h"
+#include "xt_xfer.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -18,33 +19,7 @@
 #define TA_KIB 1024u
 #define TA_MIB (1024u * 1024u)
 
-/* XT_ASSERT_MSG checks that the last error mentions text. */
-#define XT_ASSERT_MSG(text)                                                   \
-    do {                                                                      \
-        if (strstr(nxl_last_error(), (text)) == NULL)                         \
-            XT_FAILF("nxl_last_error() \"%s\" does not mention \"%s\"",      \
-                     nxl_last_error(), (text));                               \
-    } while (0)
-
-/* ta_agent makes an agent with the backends named in types (NULL-ended). */
-static nxl_status_t
-ta_agent(const char *name, const char *const *types, nxl_agent_t **agent_p)
-{
-    nxl_agent_t *a = NULL;
-    nxl_status_t st;
-
-    st = nxl_agent_create(name, NULL, &a);
-    for (; st == NXL_OK && *types != NULL; types++) {
-        st = nxl_backend_create(a, *types, NULL, NULL);
-    }
-    if (st != NXL_OK) {
-        nxl_agent_destroy(a);
-        return st;
-    }
-    *agent_p = a;
-    return NXL_OK;
-}
-
+static const char *const ta_shm[] = {"SHM", NULL};
 static const char *const ta_shm_tcp[] = {"SHM", "TCP", NULL};
 
 /* ta_reg registers (or with dereg, deregisters) one DRAM descriptor. */
@@ -118,7 +93,7 @@ t_opts_null_backends(void)
     size_t i0 = 0;
 
     XT_ASSERT(posix_memalign((void **)&buf, 4096, len) == 0);
-    XT_ASSERT_OK(ta_agent("o", ta_shm_tcp, &a));
+    XT_ASSERT_OK(xt_agent_with("o", ta_shm_tcp, &a));
     d = (nxl_desc_t){(uintptr_t)buf, len, 0};
     dl = (nxl_dlist_t){NXL_DRAM, &d, 1};
     nxl_opts_init(&o);
@@ -186,7 +161,7 @@ t_register_null_address(void)
     size_t s;
 
     for (s = 0; s < sizeof(sets) / sizeof(sets[0]); s++) {
-        XT_ASSERT_OK(ta_agent("z", sets[s], &a));
+        XT_ASSERT_OK(xt_agent_with("z", sets[s], &a));
         XT_ASSERT_STATUS(ta_reg(a, 0, 4096, 0), NXL_ERR_INVALID_PARAM);
         XT_ASSERT_MSG("address 0");
         nxl_agent_destroy(a);
@@ -214,7 +189,7 @@ t_register_overlap(void)
                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     XT_ASSERT(mem != MAP_FAILED);
     b = (uintptr_t)mem + k64; /* room on both sides */
-    XT_ASSERT_OK(ta_agent("r", ta_shm_tcp, &a));
+    XT_ASSERT_OK(xt_agent_with("r", ta_shm_tcp, &a));
     XT_ASSERT_OK(ta_reg(a, b, k64, 0));
 
     XT_ASSERT_STATUS(ta_reg(a, b + k4, k64, 0), NXL_ERR_NOT_ALLOWED); /* tail */
@@ -266,7 +241,7 @@ t_counts_and_sizes(void)
     void *shared = NULL;
     size_t n = 0;
 
-    XT_ASSERT_OK(ta_agent("c", ta_shm_tcp, &a));
+    XT_ASSERT_OK(xt_agent_with("c", ta_shm_tcp, &a));
     XT_ASSERT_STATUS(nxl_mem_register(a, &nulld, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_register(a, &badmem, NULL),
                      NXL_ERR_INVALID_PARAM);
@@ -317,7 +292,7 @@ ta_target(int fd, uint64_t len, int hole)
         _exit(1);
     }
     memset(mem, 0x3c, len);
-    if (ta_agent("tgt", (const char *const[]){"SHM", NULL}, &a) != NXL_OK ||
+    if (xt_agent_with("tgt", ta_shm, &a) != NXL_OK ||
         ta_reg(a, (uintptr_t)mem, len, 0) != NXL_OK ||
         nxl_md_local(a, &md) != NXL_OK) {
         goto out;

@@ -15,6 +15,7 @@
  * right.
  */
 #include "harness.h"
+#include "xt_xfer.h"
 
 #include <nxl/nxl_kv.h>
 #include <nxl/nxl_memkind.h>
@@ -24,14 +25,6 @@
 #include <unistd.h>
 
 #define AU_KIB 1024u
-
-/* XT_ASSERT_MSG checks that the last error mentions text. */
-#define XT_ASSERT_MSG(text)                                                   \
-    do {                                                                      \
-        if (strstr(nxl_last_error(), (text)) == NULL)                         \
-            XT_FAILF("nxl_last_error() \"%s\" does not mention \"%s\"",      \
-                     nxl_last_error(), (text));                               \
-    } while (0)
 
 /* au_guarded returns n zeroed bytes that end where a PROT_NONE page
  * starts (NULL on failure). Never freed: each case runs in its own
@@ -48,25 +41,6 @@ au_guarded(size_t n)
         return NULL;
     }
     return m + rw - n;
-}
-
-/* au_agent makes an agent with the backends named in types (NULL-ended). */
-static nxl_status_t
-au_agent(const char *name, const char *const *types, nxl_agent_t **agent_p)
-{
-    nxl_agent_t *a = NULL;
-    nxl_status_t st;
-
-    st = nxl_agent_create(name, NULL, &a);
-    for (; st == NXL_OK && *types != NULL; types++) {
-        st = nxl_backend_create(a, *types, NULL, NULL);
-    }
-    if (st != NXL_OK) {
-        nxl_agent_destroy(a);
-        return st;
-    }
-    *agent_p = a;
-    return NXL_OK;
 }
 
 static const char *const au_shm[] = {"SHM", NULL};
@@ -128,7 +102,7 @@ t_prepped_after_deregister(void)
     size_t i0 = 0;
 
     XT_ASSERT(posix_memalign((void **)&buf, 4096, 4 * k16) == 0);
-    XT_ASSERT_OK(au_agent("p", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("p", au_shm, &a));
     XT_ASSERT_OK(au_reg(a, buf, k16, 0));
     XT_ASSERT_OK(au_reg(a, buf + 2 * k16, k16, 0));
     XT_ASSERT_OK(au_prep(a, NULL, buf, 4096, &lp));
@@ -165,7 +139,7 @@ au_post_after_dereg(const char *const *types, int side)
 
     XT_ASSERT(posix_memalign((void **)&buf, 4096, 4 * k16) == 0);
     memset(buf, 0, 4 * k16);
-    XT_ASSERT_OK(au_agent("q", types, &a));
+    XT_ASSERT_OK(xt_agent_with("q", types, &a));
     XT_ASSERT_OK(au_reg(a, buf, k16, 0));
     XT_ASSERT_OK(au_reg(a, buf + 2 * k16, k16, 0));
     l.addr = (uintptr_t)buf;
@@ -317,7 +291,7 @@ t_opts_num_backends_overflow(void)
 
     XT_ASSERT(bes != NULL);
     XT_ASSERT(posix_memalign((void **)&buf, 4096, 4096) == 0);
-    XT_ASSERT_OK(au_agent("o", au_shm_tcp, &a));
+    XT_ASSERT_OK(xt_agent_with("o", au_shm_tcp, &a));
     bes[0] = nxl_backend_get(a, "TCP"); /* SHM comes first: not found */
     d = (nxl_desc_t){(uintptr_t)buf, 4096, 0};
     dl = (nxl_dlist_t){NXL_DRAM, &d, 1};
@@ -396,7 +370,7 @@ t_md_load_empty_conn_info(void)
     n += 3;
     n = au_put32(b, n, 0);
     au_put32(b, 8, (uint32_t)n);
-    XT_ASSERT_OK(au_agent("e", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("e", au_shm, &a));
     XT_ASSERT_STATUS(nxl_md_load(a, b, n, NULL, 0), NXL_ERR_PROTO);
     XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
     nxl_agent_destroy(a);
@@ -417,8 +391,8 @@ t_md_load_empty_region(void)
     uint8_t *blob;
     size_t n, at;
 
-    XT_ASSERT_OK(au_agent("ra", au_shm, &a));
-    XT_ASSERT_OK(au_agent("rb", au_shm, &b));
+    XT_ASSERT_OK(xt_agent_with("ra", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("rb", au_shm, &b));
     XT_ASSERT_OK(nxl_md_local(b, &md));
     blob = malloc(md.len + 64);
     XT_ASSERT(blob != NULL);
@@ -500,8 +474,8 @@ t_md_reload_supersedes(void)
     for (i = 0; i < 4 * k16; i++) {
         buf[i] = (uint8_t)(i * 7 + 3);
     }
-    XT_ASSERT_OK(au_agent("ia", au_shm, &a));
-    XT_ASSERT_OK(au_agent("ib", au_shm, &b));
+    XT_ASSERT_OK(xt_agent_with("ia", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("ib", au_shm, &b));
     XT_ASSERT_OK(au_reg(a, dst, k16, 0));
     XT_ASSERT_OK(au_reg(b, buf, 2 * k16, 0));
     XT_ASSERT_OK(au_load(a, b));
@@ -558,8 +532,8 @@ t_core_counts_ok(void)
     nxl_agent_config_init(&cfg);
     cfg.sync_mode = (nxl_sync_t)7;
     XT_ASSERT_STATUS(nxl_agent_create("c", &cfg, &a), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_OK(au_agent("c", au_shm, &a));
-    XT_ASSERT_OK(au_agent("longer-name", au_shm, &b));
+    XT_ASSERT_OK(xt_agent_with("c", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("longer-name", au_shm, &b));
     XT_ASSERT_OK(au_reg(a, buf, 8192, 0));
     XT_ASSERT_OK(au_prep(a, NULL, buf, 4096, &lp));
     XT_ASSERT_OK(au_prep(a, "c", buf + 4096, 4096, &rp));

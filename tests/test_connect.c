@@ -14,6 +14,7 @@
  */
 #include "harness.h"
 #include "xt_io.h"
+#include "xt_xfer.h"
 
 #include <nxl/nxl_connect.h>
 
@@ -110,31 +111,6 @@ xc_host(const void *p, size_t n)
 {
     return (nxl_connect_desc_t){(uint64_t)(uintptr_t)p, n,
                                 NXL_CONNECT_DEVICE_HOST, 0};
-}
-
-/* xc_fill writes a pattern of seed into n bytes. */
-static void
-xc_fill(uint8_t *p, size_t n, uint32_t seed)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        p[i] = (uint8_t)((i * 131u + seed * 7u + (i >> 8)) ^ seed);
-    }
-}
-
-/* xc_check says whether n bytes hold the pattern of seed. */
-static bool
-xc_check(const uint8_t *p, size_t n, uint32_t seed)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] != (uint8_t)((i * 131u + seed * 7u + (i >> 8)) ^ seed)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* xc_desc_equal compares two descriptors field by field. */
@@ -413,7 +389,7 @@ t_rdma_roundtrip(void)
     nxl_blob_t mds, js, js2;
     uint8_t payload[300];
 
-    xc_fill(payload, sizeof(payload), 9);
+    xt_fill(payload, sizeof(payload), 9);
     XT_ASSERT_OK(nxl_connect_md_encode(payload, sizeof(payload), 0, &mds));
     md.nixl_metadata = mds.data;
     XT_ASSERT_OK(nxl_rdma_metadata_encode(&md, &js));
@@ -718,7 +694,7 @@ t_md_string(void)
     char *up;
     size_t i;
 
-    xc_fill(payload, sizeof(payload), 3);
+    xt_fill(payload, sizeof(payload), 3);
     for (i = 0; i < 2; i++) {
         XT_ASSERT_OK(nxl_connect_md_encode(payload, sizeof(payload), (int)i,
                                            &s));
@@ -823,7 +799,7 @@ t_md_string_rejects(void)
               "after the end of the zlib stream");
     free(s);
     /* Not zlib at all, and a corrupted stream. */
-    xc_fill(junk, sizeof(junk), 77);
+    xt_fill(junk, sizeof(junk), 77);
     s = xc_b64(junk, sizeof(junk));
     XT_ASSERT(s != NULL);
     XC_EXPECT(nxl_connect_md_decode(s, strlen(s), 0, &back), NXL_ERR_PROTO,
@@ -1131,7 +1107,7 @@ t_media_read(void)
     nxl_media_t *m;
     nxl_blob_t js;
 
-    xc_fill(px, sizeof(px), 5);
+    xt_fill(px, sizeof(px), 5);
     XT_ASSERT_OK(xc_agent("media-loader-test", "TCP", &fe));
     XT_ASSERT_OK(xc_agent("worker", "TCP", &w));
     XT_ASSERT_OK(nxl_connector_create(w, &c));
@@ -1143,7 +1119,7 @@ t_media_read(void)
               "6144.");
     XT_ASSERT_OK(nxl_media_read_begin(c, js.data, js.len, &d, 1, &op));
     XT_ASSERT_OK(nxl_connect_op_wait(op, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst, sizeof(dst), 5));
+    XT_ASSERT(xt_check(dst, sizeof(dst), 5));
     nxl_connect_op_release(op);
     /* The reader's key reached the frontend; dropping it leaves nothing. */
     XT_ASSERT_OK(nxl_media_discard_notifs(fe));
@@ -1171,7 +1147,7 @@ t_read_write(void)
 
     XT_ASSERT_OK(xc_pair_open(&p, "TCP"));
     for (i = 0; i < 3; i++) {
-        xc_fill(src[i], sizeof(src[i]) - i * 1000, (uint32_t)i + 1);
+        xt_fill(src[i], sizeof(src[i]) - i * 1000, (uint32_t)i + 1);
         sd[i] = xc_host(src[i], sizeof(src[i]) - i * 1000);
         dd[i] = xc_host(dst[i], sizeof(dst[i]) - i * 1000);
     }
@@ -1190,7 +1166,7 @@ t_read_write(void)
     XT_ASSERT_EQ(xc_state(pass), NXL_CONNECT_COMPLETE);
     XT_ASSERT_EQ(xc_state(act), NXL_CONNECT_COMPLETE);
     for (i = 0; i < 3; i++) {
-        XT_ASSERT(xc_check(dst[i], sizeof(dst[i]) - i * 1000, (uint32_t)i + 1));
+        XT_ASSERT(xt_check(dst[i], sizeof(dst[i]) - i * 1000, (uint32_t)i + 1));
     }
     XT_ASSERT_OK(nxl_connect_op_info(pass, &info));
     XT_ASSERT_EQ(info.kind, NXL_CONNECT_READ);
@@ -1211,7 +1187,7 @@ t_read_write(void)
     XT_ASSERT(s == NXL_CONNECT_COMPLETE || s == NXL_CONNECT_INITIALIZED);
     XT_ASSERT_OK(nxl_connect_op_wait(act, XC_WAIT_MS));
     XT_ASSERT_OK(nxl_connect_op_wait(pass, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst[0], sizeof(dst[0]), 1));
+    XT_ASSERT(xt_check(dst[0], sizeof(dst[0]), 1));
     nxl_connect_op_release(act);
     nxl_connect_op_release(pass);
     free(js);
@@ -1236,7 +1212,7 @@ t_loopback(void)
 
     XT_ASSERT_OK(xc_agent("solo", "TCP", &a));
     XT_ASSERT_OK(nxl_connector_create(a, &c));
-    xc_fill(src, sizeof(src), 11);
+    xt_fill(src, sizeof(src), 11);
     XT_ASSERT_OK(nxl_connect_readable_create(c, &sd, 1, &pass));
     js = xc_metadata(pass, &len);
     XT_ASSERT_OK(nxl_connect_read_begin(c, &dd, 1, js, len, &act));
@@ -1244,7 +1220,7 @@ t_loopback(void)
     XT_ASSERT_STR(info.remote_agent, "solo");
     XT_ASSERT_OK(nxl_connect_op_wait(act, XC_WAIT_MS));
     XT_ASSERT_OK(nxl_connect_op_wait(pass, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst, sizeof(dst), 11));
+    XT_ASSERT(xt_check(dst, sizeof(dst), 11));
     nxl_connect_op_release(act);
     nxl_connect_op_release(pass);
     free(js);
@@ -1405,7 +1381,7 @@ t_concurrent_64(void)
     for (i = 0; i < XC_NOPS; i++) {
         nxl_connect_desc_t d = xc_host(src[i], XC_OPSZ);
 
-        xc_fill(src[i], XC_OPSZ, (uint32_t)i + 100);
+        xt_fill(src[i], XC_OPSZ, (uint32_t)i + 100);
         XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &d, 1, &pass[i]));
         js[i] = xc_metadata(pass[i], &len[i]);
         XT_ASSERT(js[i] != NULL);
@@ -1449,7 +1425,7 @@ t_concurrent_64(void)
                                         strlen(suffixed), NULL));
         }
         XT_ASSERT_OK(nxl_connect_op_wait(act, XC_WAIT_MS));
-        XT_ASSERT(xc_check(dst[o], XC_OPSZ, (uint32_t)o + 100));
+        XT_ASSERT(xt_check(dst[o], XC_OPSZ, (uint32_t)o + 100));
         if (i + 1 == XC_NOPS) {
             /* (The peer is loaded while an operation holds it.) */
             XT_ASSERT_OK(nxl_notif_send(p.aa, "passive", "app-2", 5, NULL));
@@ -1635,7 +1611,7 @@ xc_reregistered_peer(const char *be)
     xc_pair p;
 
     XT_ASSERT_OK(xc_pair_open(&p, be));
-    xc_fill(src, sizeof(src), 21);
+    xt_fill(src, sizeof(src), 21);
     XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &sd, 1, &p1));
     j1 = xc_metadata(p1, &l1);
     XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &d0, 1, j1, l1, &a1));
@@ -1648,7 +1624,7 @@ xc_reregistered_peer(const char *be)
      * the loaded one. */
     XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &d1, 1, j2, l2, &a2));
     XT_ASSERT_OK(nxl_connect_op_wait(a2, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst[1], sizeof(dst[1]), 21));
+    XT_ASSERT(xt_check(dst[1], sizeof(dst[1]), 21));
     XT_ASSERT_OK(nxl_connect_op_wait(p2, XC_WAIT_MS));
     nxl_connect_op_release(a1);
     nxl_connect_op_release(a2);
@@ -1810,7 +1786,7 @@ xc_overlap_reregistered(const char *be)
     xc_pair p;
 
     XT_ASSERT_OK(xc_pair_open(&p, be));
-    xc_fill(src, sizeof(src), 31);
+    xt_fill(src, sizeof(src), 31);
     XT_ASSERT_OK(nxl_md_local(p.pa, &md));
     XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
                                           sizeof(name))); /* kept loaded */
@@ -1819,7 +1795,7 @@ xc_overlap_reregistered(const char *be)
     j1 = xc_metadata(p1, &l1);
     XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a1));
     XT_ASSERT_OK(nxl_connect_op_wait(a1, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst, sizeof(dst), 31));
+    XT_ASSERT(xt_check(dst, sizeof(dst), 31));
     nxl_connect_op_release(a1);
     XT_ASSERT_OK(nxl_connect_op_wait(p1, XC_WAIT_MS));
     nxl_connect_op_release(p1);               /* deregisters src */
@@ -1850,7 +1826,7 @@ xc_overlap_reregistered(const char *be)
     nxl_connect_op_release(a1);
     XT_ASSERT_OK(nxl_connect_read_begin(p.ac, &dd, 1, j1, l1, &a2));
     XT_ASSERT_OK(nxl_connect_op_wait(a2, XC_WAIT_MS));
-    XT_ASSERT(xc_check(dst, sizeof(dst), 31));
+    XT_ASSERT(xt_check(dst, sizeof(dst), 31));
     nxl_connect_op_release(a2);
     XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
     XT_ASSERT_EQ(refs, 1);                    /* the handle */

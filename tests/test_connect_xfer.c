@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "xt_fakedev.h"
 #include "xt_io.h"
+#include "xt_xfer.h"
 
 #include <nxl/nxl_connect.h>
 #include <nxl/nxl_memkind.h>
@@ -57,29 +58,6 @@ xx_agent(const char *name, nxl_agent_t **a_p)
     }
     *a_p = a;
     return NXL_OK;
-}
-
-static void
-xx_fill(uint8_t *p, size_t n, uint32_t seed)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        p[i] = (uint8_t)((i * 131u + seed * 7u + (i >> 8)) ^ seed);
-    }
-}
-
-static bool
-xx_check(const uint8_t *p, size_t n, uint32_t seed)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] != (uint8_t)((i * 131u + seed * 7u + (i >> 8)) ^ seed)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* The peer's descriptor sizes (a few odd ones). */
@@ -146,7 +124,7 @@ xx_peer(int mode, int up, int down)
             fprintf(stderr, "peer: %s\n", nxl_last_error());
             return 1;
         }
-        xx_fill(host, XX_CUDA_SIZE, 7);
+        xt_fill(host, XX_CUDA_SIZE, 7);
         if (dk->copy(dev, host, XX_CUDA_SIZE, NXL_COPY_H2D) != NXL_OK) {
             return 1;
         }
@@ -169,7 +147,7 @@ xx_peer(int mode, int up, int down)
             return 1;
         }
         if (mode != XX_WRITABLE) {
-            xx_fill(buf[i], sz, (uint32_t)i + 1);
+            xt_fill(buf[i], sz, (uint32_t)i + 1);
         }
         d[i] = (nxl_connect_desc_t){(uintptr_t)buf[i], sz,
                                     NXL_CONNECT_DEVICE_HOST, 0};
@@ -190,7 +168,7 @@ publish:
     res = (int32_t)st;
     if (st == NXL_OK && mode == XX_WRITABLE) {
         for (i = 0; i < n; i++) {
-            if (!xx_check(buf[i], xx_sizes[i], (uint32_t)i + 10)) {
+            if (!xt_check(buf[i], xx_sizes[i], (uint32_t)i + 10)) {
                 res = XX_RES_BYTES;
             }
         }
@@ -310,7 +288,7 @@ t_read(void)
                nxl_last_error());
     XT_ASSERT_OK(st);
     for (i = 0; i < XX_N; i++) {
-        XT_ASSERT(xx_check(dst[i], xx_sizes[i], (uint32_t)i + 1));
+        XT_ASSERT(xt_check(dst[i], xx_sizes[i], (uint32_t)i + 1));
     }
     XT_ASSERT_EQ(xx_result(&ch), XX_RES_OK);
     nxl_connect_op_release(op);
@@ -344,7 +322,7 @@ t_write(void)
     for (i = 0; i < XX_N; i++) {
         src[i] = malloc(xx_sizes[i]);
         XT_ASSERT(src[i] != NULL);
-        xx_fill(src[i], xx_sizes[i], (uint32_t)i + 10);
+        xt_fill(src[i], xx_sizes[i], (uint32_t)i + 10);
         d[i] = (nxl_connect_desc_t){(uintptr_t)src[i], xx_sizes[i],
                                     NXL_CONNECT_DEVICE_HOST, 0};
     }
@@ -457,7 +435,7 @@ t_cuda_read(void)
     XT_SKIP_IF(xx_skip_cma(st), "cross-process access refused: %s",
                nxl_last_error());
     XT_ASSERT_OK(st);
-    XT_ASSERT(xx_check(dst, XX_CUDA_SIZE, 7));
+    XT_ASSERT(xt_check(dst, XX_CUDA_SIZE, 7));
     XT_ASSERT_EQ(xx_result(&ch), XX_RES_OK);
     nxl_connect_op_release(op);
     XT_ASSERT_EQ(xx_finish(&ch), 0);

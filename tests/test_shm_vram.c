@@ -20,6 +20,7 @@
 #include "util.h"
 #include "xt_fakedev.h"
 #include "xt_host.h"
+#include "xt_xfer.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -180,12 +181,7 @@ sv_xfer(nxl_agent_t *a, nxl_op_t op, nxl_mem_t lm, const void *l,
 static nxl_status_t
 sv_run(nxl_xfer_t *x)
 {
-    nxl_status_t st = nxl_xfer_post(x, NULL);
-
-    if (st == NXL_IN_PROG) {
-        st = nxl_xfer_wait(x, SV_WAIT_MS);
-    }
-    return st;
+    return xt_xfer_run(x, NULL, SV_WAIT_MS);
 }
 
 /* sv_move is sv_xfer + sv_run + release. */

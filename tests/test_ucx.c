@@ -14,6 +14,7 @@
  * micro-benchmark case "bench".
  */
 #include "harness.h"
+#include "xt_xfer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -630,12 +631,7 @@ t_make(nxl_agent_t *a, nxl_op_t op, uint64_t l, uint64_t r, uint64_t len,
 static nxl_status_t
 t_run(nxl_xfer_t *x)
 {
-    nxl_status_t st = nxl_xfer_post(x, NULL);
-
-    if (st == NXL_IN_PROG) {
-        st = nxl_xfer_wait(x, T_WAIT_MS);
-    }
-    return st;
+    return xt_xfer_run(x, NULL, T_WAIT_MS);
 }
 
 /* t_setup: peer "peer" with tp and len bytes, and our agent "main" (same

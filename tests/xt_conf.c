@@ -2,6 +2,7 @@
  * where the case's processes live (cf_env), agents, registrations,
  * transfers and notifications (see xt_conf.h). */
 #include "xt_conf.h"
+#include "xt_xfer.h"
 
 #include <strings.h>
 #include <sys/mman.h>
@@ -220,12 +221,7 @@ cf_dereg(nxl_agent_t *a, const void *p, uint64_t len)
 nxl_status_t
 cf_run(nxl_xfer_t *x, const nxl_opts_t *opts)
 {
-    nxl_status_t st = nxl_xfer_post(x, opts);
-
-    if (st == NXL_IN_PROG) {
-        st = nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS);
-    }
-    return st;
+    return xt_xfer_run(x, opts, CF_XFER_TIMEOUT_MS);
 }
 
 nxl_status_t
