@@ -235,7 +235,8 @@ t_wait_timeout(void)
  * late access would crash) and the agent keeps working with the target.
  * UCX over TCP (UCX@netns): the stopped peer gets one 4 KiB WRITE, which
  * the sockets take whole; a WRITE that fills them makes UCX 1.13.1 crash
- * now and then after the reset (docs/backends.md, UCX, limits). */
+ * now and then after the reset (docs/backends/ucx.md, "Limits and
+ * notes"). */
 int
 t_release_inflight(void)
 {

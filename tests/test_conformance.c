@@ -87,7 +87,7 @@ static char cf_netns_names[CF_MAX_PARAMS][CF_NAME_MAX];
 
 /* REMOTE backends that serve only peers on their own host and network
  * namespace by design (SHM refuses a peer in another network namespace
- * with NXL_ERR_NOT_SUPPORTED, docs/backends.md "SHM"). A new REMOTE
+ * with NXL_ERR_NOT_SUPPORTED, docs/backends/shm.md). A new REMOTE
  * backend runs across namespaces unless it is listed here. */
 static const char *const cf_same_host_only[] = {"SHM", NULL};
 

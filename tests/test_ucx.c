@@ -91,7 +91,7 @@ static const t_params t_sets[] = {
     {"remote-style (same_host=off)", {{"same_host", "off"}}, 1, 0},
     /* One device: UCX 1.13.1's tcp transport in err mode none with lanes
      * on two devices crashes in uct_tcp_iface_progress now and then while
-     * connections are set up (docs/backends.md, UCX section). */
+     * connections are set up (docs/backends/ucx.md). */
     {"remote tcp, err none",
      {{"same_host", "off"},
       {"err_mode", "none"},
