@@ -77,4 +77,23 @@ else
   echo "FAIL layers/kv_calls_core_internal: core defines no nxl__ function"
   F=$((F + 1))
 fi
+
+# Core without loops: no file of core calls into a file that calls back
+# into it, directly or around a cycle (tsort reports a loop).
+nm -P -g -A "$src/libnxl_core.a" | awk '
+  { m = $1; sub(/^.*\[/, "", m); sub(/\]:$/, "", m) }
+  $3 != "U" { owner[$2] = m; next }
+  { use[NR] = m " " $2 }
+  END { for (i in use) { split(use[i], u, " ");
+          if ((u[2] in owner) && owner[u[2]] != u[1]) print u[1], owner[u[2]] } }
+' | sort -u >"$tmp/core.pairs"
+if [ ! -s "$tmp/core.pairs" ]; then
+  echo "FAIL layers/core_no_loops: no calls between core files found"
+  F=$((F + 1))
+elif tsort "$tmp/core.pairs" >/dev/null 2>"$tmp/core.tsort"; then
+  echo "ok   layers/core_no_loops ($(wc -l <"$tmp/core.pairs") calls between files)"
+  P=$((P + 1))
+else
+  cat "$tmp/core.tsort"; echo "FAIL layers/core_no_loops"; F=$((F + 1))
+fi
 echo "$P passed, $F failed, $S skipped"

@@ -340,7 +340,7 @@ nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf, size_t cap)
         }
         nxl__text_addf(buf, cap, &len, "\n");
     }
-    nxl__text_addf(buf, cap, &len, "See docs/backends.md (UCX) for choosing "
+    nxl__text_addf(buf, cap, &len, "See docs/backends/ucx.md for choosing "
                                    "transports and devices.\n");
     free(aff);
     free(ports);

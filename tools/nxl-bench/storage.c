@@ -10,7 +10,7 @@
  * offset R is file R / file_size at offset R % file_size, so the sweep's
  * slices map to files exactly as they map to a peer's pool, and no block
  * straddles two files. Each file is registered as one FILE region
- * (addr = file offset 0, len = file_size, dev_id = fd; docs/backends.md),
+ * (addr = file offset 0, len = file_size, dev_id = fd; docs/backends/posix.md),
  * and transfers name this agent itself as the remote (loopback): READ is
  * file -> DRAM, WRITE is DRAM -> file.
  *

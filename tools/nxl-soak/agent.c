@@ -1226,7 +1226,7 @@ untouched(const uint8_t *buf, uint64_t len, uint8_t v, uint64_t *at_p)
  * is in flight. nxl_xfer_release must return only once no backend
  * touches the buffers: the destination of a READ is filled with a marker
  * right after, and must still hold it a few milliseconds later. The slot
- * at p is undefined after a canceled WRITE (docs/backends.md, TCP
+ * at p is undefined after a canceled WRITE (docs/backends/tcp.md, TCP
  * "Cancel and release"); the next WRITE there is read back, so no check
  * relies on it. */
 static void

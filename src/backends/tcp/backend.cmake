@@ -1,5 +1,5 @@
 # The TCP backend: DRAM over plain TCP sockets, no dependencies beyond
-# libc and pthreads. See docs/backends.md ("TCP").
+# libc and pthreads. See docs/backends/tcp.md.
 nxl_backend(tcp SOURCES
   backends/tcp/frame.c
   backends/tcp/engine.c

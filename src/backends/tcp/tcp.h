@@ -5,7 +5,7 @@
  * one I/O thread (epoll) that accepts connections and serves READ and WRITE
  * requests straight from and into registered memory, and completes the
  * requests this engine initiated. The wire format is in frame.c and in
- * docs/backends.md ("TCP").
+ * docs/backends/tcp.md.
  *
  * Files: frame.c (pure codec: frames, hello, conn info; fuzzed),
  *        engine.c (ops table, params, registrations, peers),

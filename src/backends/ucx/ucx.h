@@ -18,13 +18,13 @@
  *     mapped at md_unpack via pidfd_getfd: the map path). UCX 1.13 has no
  *     RMA lane for user memory on one host (cma serves only rendezvous, so
  *     ucp_put_nbx falls back to software emulation over sysv active
- *     messages, which needs the target's CPU); see docs/backends.md.
+ *     messages, which needs the target's CPU); see docs/backends/ucx.md.
  *
  * Liveness: endpoints are in PEER mode (err_mode auto, with the mm
  * transports' error handling switched on so a same-host peer keeps shared
  * memory), same-host peers are also watched with a pidfd, so a dead peer
  * surfaces as NXL_ERR_REMOTE_DISCONNECT and forced closes cancel what was
- * in flight. docs/backends.md has the measurements behind this.
+ * in flight. docs/backends/ucx.md has the measurements behind this.
  *
  * Locking (the ops table sets NXL_CAP_THREAD_SAFE): eng->lock guards the
  * peer list, the epoll set and peer state changes; each worker's lock
