@@ -432,4 +432,91 @@ unsigned be_shm_progress(void *self);
 /* be_shm_signal_done wakes sleepers after a worker finished a request. */
 void be_shm_signal_done(be_shm_engine_t *eng);
 
+
+/* ---- shared by shm.c, shm_peer.c, shm_remote.c and shm_xfer.c --------- */
+
+#define BE_SHM_CONN_MAGIC 0x4353584eu /* "NXSC" */
+#define BE_SHM_PUB_MAGIC 0x5253584eu  /* "NXSR" */
+#define BE_SHM_CONN_FIXED 72u
+#define BE_SHM_PUB_VERSION 2u
+#define BE_SHM_PUB_RT 16u /* the registration table record, last */
+#define BE_SHM_PUB_PLAIN (24u + BE_SHM_PUB_RT)
+#define BE_SHM_PUB_SHARED (56u + BE_SHM_PUB_RT)
+#define BE_SHM_PUB_VRAM (112u + BE_SHM_PUB_RT)
+#define BE_SHM_PUB_SHARED_FLAG 1u
+#define BE_SHM_PUB_VRAM_FLAG 2u
+
+/* Process-wide list of live engines (shm.c): a conn info that names this
+ * process must name one of them, and loopback regions must be registered
+ * there; be_shm_fini_gen is bumped by every fini. */
+extern pthread_mutex_t be_shm_global_lock;
+extern be_shm_engine_t *be_shm_global_engines;
+extern atomic_uint be_shm_fini_gen;
+
+/* be_shm_starttime reads field 22 (start time in clock ticks since boot) of
+ * /proc/<pid>/stat. Returns 0 on success, else an errno value. */
+int be_shm_starttime(pid_t pid, uint64_t *st_p);
+
+/* be_shm_peer_put drops a reference; the last one frees the peer. */
+void be_shm_peer_put(be_shm_peer_t *peer);
+
+/* be_shm_peer_load validates a peer's conn info and connects to it. */
+nxl_status_t be_shm_peer_load(void *self, const char *name,
+                              const void *info, size_t len,
+                              void **peer_ctx_p);
+
+/* be_shm_peer_unload forgets a peer: in-flight requests stop with
+ * NXL_ERR_REMOTE_DISCONNECT (workers check between system calls) before
+ * it returns; the memory goes when the last rmd is unloaded. */
+void be_shm_peer_unload(void *self, void *ctx);
+
+/* be_shm_seg_inside reports whether [addr, addr + len) lies in
+ * [base, base + size). */
+int be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base,
+                      uint64_t size);
+
+/* be_shm_md_unpack validates a peer's public data for region desc and
+ * decides how to reach it: identity (loopback), a shared mapping, CMA, or
+ * (VRAM) the peer's device allocation opened with its IPC handle. A VRAM
+ * region that cannot be opened here still loads (the rest of the peer's
+ * metadata stays usable); transfers on it fail in prep with the reason. */
+nxl_status_t be_shm_md_unpack(void *self, void *peer_ctx,
+                              const nxl_desc_t *desc, nxl_mem_t kind,
+                              const void *pub, size_t len, void **rmd_p);
+
+/* be_shm_md_unload drops a remote region (and its mapping reference). */
+void be_shm_md_unload(void *self, void *rmdv);
+
+/* be_shm_prep validates every descriptor against its region (never touch
+ * memory outside what was registered or described by the peer) and builds
+ * the iovec lists and the split plan once, so that post only moves data. */
+nxl_status_t be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer);
+
+/* be_shm_post starts a prepared request: split across the worker pool
+ * (the caller takes chunks too; NXL_IN_PROG while a worker still holds
+ * one) or moved synchronously. No allocation and, for small requests, no
+ * system call but the one process_vm_* (the pidfd is polled at most once
+ * per millisecond). */
+nxl_status_t be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer);
+
+/* be_shm_check reports a request's state; notifications still queued for
+ * the peer are pushed further on the way. */
+nxl_status_t be_shm_check(void *self, void *req);
+
+/* be_shm_cancel stops a request: queued helpers are withdrawn, workers see
+ * the flag between system calls; returns once no chunk runs. A
+ * notification already queued is still delivered (a stream cannot take
+ * bytes back). */
+void be_shm_cancel(void *self, void *req);
+
+/* be_shm_release frees what prep allocated. */
+void be_shm_release(void *self, void *req);
+
+/* be_shm_event_fd returns the epoll set progress drains. */
+int be_shm_event_fd(void *self);
+
+/* be_shm_notif_send queues a standalone notification to peer. */
+nxl_status_t be_shm_notif_send(void *self, void *peer_ctx, const void *msg,
+                               size_t len);
+
 #endif /* NXL_BACKENDS_SHM_H */
