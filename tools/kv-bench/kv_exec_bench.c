@@ -38,9 +38,14 @@
  * transfer through nxl_xfer_create on descriptor lists built before the
  * timing (nxl_kv_build_dlists), posted and waited for with
  * nxl_xfer_wait: the executor's work without its descriptor building.
+ * --row OP,LAYOUT,IDS (e.g. read,LS,shuffled) runs one row only. Under
+ * valgrind --tool=callgrind --collect-atstart=no, only the timed executor
+ * transfers are counted (callgrind's client requests, where the header
+ * was found at build time): the executor's instructions per transfer,
+ * independent of the machine's load.
  *
  * Usage: kv-exec-bench [--blocks N] [--reps R] [--sets S] [--src K]
- *                      [--dst K] [--nixl B] [--smoke]
+ *                      [--dst K] [--nixl B [--row OP,LAYOUT,IDS]] [--smoke]
  */
 #include <nxl/nxl_kv.h>
 #include <nxl/nxl_memkind.h>
@@ -49,6 +54,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define KB_COLLECT() CALLGRIND_TOGGLE_COLLECT
+#endif
+#endif
+#ifndef KB_COLLECT
+#define KB_COLLECT() do { } while (0)
+#endif
 
 #define KB_BLOCK 16384u
 
@@ -365,17 +380,24 @@ kb_same(const nxl_kv_layout_t *s, const size_t *sids,
 }
 
 /* kb_nixl_exec runs one executor transfer: seconds to completion, or -1;
- * *cpu_p gets the process CPU seconds of the submit. */
+ * *cpu_p gets the process CPU seconds of the submit. Callgrind counts the
+ * submit when count is set. */
 static double
 kb_nixl_exec(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
              const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-             double *cpu_p)
+             int count, double *cpu_p)
 {
     nxl_kv_notif_t *nt;
     uint64_t t0 = kb_now_ns(), c0 = kb_cpu_ns();
     nxl_status_t st;
 
+    if (count) {
+        KB_COLLECT();
+    }
     st = nxl_kv_transfer(ctx, s, sids, d, dids, n, NULL, &nt);
+    if (count) {
+        KB_COLLECT();
+    }
     *cpu_p = (double)(kb_cpu_ns() - c0) / 1e9;
     if (st == NXL_OK) {
         st = nxl_kv_notif_wait(nt, -1);
@@ -427,11 +449,23 @@ kb_nixl_create(nxl_agent_t *a, nxl_op_t op, const nxl_kv_dlists_t *d,
     return st == NXL_OK ? (double)(kb_now_ns() - t0) / 1e9 : -1;
 }
 
+/* kb_row says whether row (NULL: all) names (op, layout tn, mode) as
+ * "write|read,FC|LS,consecutive|shuffled". */
+static int
+kb_row(const char *row, int op, const char *tn, int mode)
+{
+    char name[32];
+
+    snprintf(name, sizeof(name), "%s,%s,%s", op ? "read" : "write", tn,
+             mode ? "shuffled" : "consecutive");
+    return row == NULL || strcmp(row, name) == 0;
+}
+
 /* kb_nixl is the --nixl mode: every (layout type, op, ids) row, each with
  * a fresh context (its first transfer is reported apart: it prepares
  * what later ones reuse). Returns the exit status. */
 static int
-kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
+kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
         size_t scratch_len, const size_t *seq, const size_t *ps,
         const size_t *pd, uint8_t *scratch)
 {
@@ -449,7 +483,7 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
     double *te, *tb, *ce, *cb;
     unsigned round = 0;
     size_t t, k, i;
-    int op, mode, rc = 0;
+    int op, mode, rc = 0, ran = 0;
 
     la = calloc(sets, sizeof(*la));
     lb = calloc(sets, sizeof(*lb));
@@ -479,6 +513,10 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
     for (t = 0; t < 2 && rc == 0; t++) {
         const char *tn = types[t] == NXL_KV_FULLY_CONTIGUOUS ? "FC" : "LS";
 
+        if (!kb_row(row, 0, tn, 0) && !kb_row(row, 0, tn, 1) &&
+            !kb_row(row, 1, tn, 0) && !kb_row(row, 1, tn, 1)) {
+            continue;
+        }
         for (k = 0; k < sets; k++) {
             if (nxl_kv_layout_alloc(&cfg, types[t], 0, sys, a, &la[k]) !=
                     NXL_OK ||
@@ -507,6 +545,10 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
                 nxl_kv_ctx_t *ctx;
                 double first, c, me, mb, dc;
 
+                if (!kb_row(row, op, tn, mode)) {
+                    continue;
+                }
+                ran++;
                 for (k = 0; k < sets; k++) {
                     const nxl_kv_layout_t *s = op ? vb[k] : la[k];
                     const nxl_kv_layout_t *d = op ? la[k] : vb[k];
@@ -525,7 +567,7 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
                 }
                 kb_flush(scratch, scratch_len, round++);
                 first = kb_nixl_exec(ctx, op ? vb[0] : la[0], si,
-                                     op ? la[0] : vb[0], di, n, &c);
+                                     op ? la[0] : vb[0], di, n, 0, &c);
                 if (first < 0 ||
                     kb_nixl_create(nxl_kv_agent_raw(a),
                                    op ? NXL_READ : NXL_WRITE, &dl[0],
@@ -542,7 +584,7 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
                         if ((j == 0) == exec_first) {
                             te[i] = kb_nixl_exec(ctx, op ? vb[sx] : la[sx],
                                                  si, op ? la[sx] : vb[sx],
-                                                 di, n, &ce[i]);
+                                                 di, n, 1, &ce[i]);
                             if (te[i] < 0) {
                                 return 1;
                             }
@@ -560,7 +602,7 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
                  * transfer once more and compare every region. */
                 kb_set(op ? la[0] : lb[0], n, 1);
                 if (kb_nixl_exec(ctx, op ? vb[0] : la[0], si,
-                                 op ? la[0] : vb[0], di, n, &c) < 0 ||
+                                 op ? la[0] : vb[0], di, n, 0, &c) < 0 ||
                     kb_same(op ? vb[0] : la[0], si, op ? la[0] : vb[0], di,
                             n) != 0) {
                     rc = 1;
@@ -596,6 +638,11 @@ kb_nixl(const char *be, size_t n, size_t reps, size_t sets,
     }
     nxl_kv_agent_destroy(a);
     nxl_kv_agent_destroy(b);
+    if (ran == 0 && rc == 0) {
+        fprintf(stderr, "kv-exec-bench: no row '%s' (OP,LAYOUT,IDS: "
+                "write|read,FC|LS,consecutive|shuffled)\n", row);
+        rc = 2;
+    }
     free(la);
     free(lb);
     free(vb);
@@ -627,7 +674,7 @@ main(int argc, char **argv)
     uint8_t *scratch;
     uint64_t x = 0x2545f4914f6cdd1dull;
     unsigned round = 0;
-    const char *nixl = NULL;
+    const char *nixl = NULL, *row = NULL;
     double me;
     int mode, rc = 0;
 
@@ -650,6 +697,8 @@ main(int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--nixl") == 0 && i + 1 < (size_t)argc) {
             nixl = argv[++i];
+        } else if (strcmp(argv[i], "--row") == 0 && i + 1 < (size_t)argc) {
+            row = argv[++i];
         } else if (strcmp(argv[i], "--smoke") == 0) {
             n = 256;
             reps = 3;
@@ -658,13 +707,18 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--blocks N] [--reps R] [--sets S] "
-                    "[--src K] [--dst K] [--nixl B] [--smoke]\n",
+                    "[--src K] [--dst K] [--nixl B [--row OP,LAYOUT,IDS]] "
+                    "[--smoke]\n",
                     argv[0]);
             return 2;
         }
     }
     if (n == 0 || reps == 0 || sets == 0) {
         fprintf(stderr, "kv-exec-bench: blocks, reps and sets must be > 0\n");
+        return 2;
+    }
+    if (row != NULL && nixl == NULL) {
+        fprintf(stderr, "kv-exec-bench: --row needs --nixl\n");
         return 2;
     }
     if (nixl != NULL) {
@@ -686,7 +740,8 @@ main(int argc, char **argv)
         }
         kb_shuffle(ps, n, &x);
         kb_shuffle(pd, n, &x);
-        rc = kb_nixl(nixl, n, reps, sets, scratch_len, seq, ps, pd, scratch);
+        rc = kb_nixl(nixl, row, n, reps, sets, scratch_len, seq, ps, pd,
+                     scratch);
         free(seq);
         free(ps);
         free(pd);
