@@ -686,7 +686,7 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     nxl_xfer_t *x = NULL;
     nxl_opts_t o;
     nxl_status_t st;
-    int g, fallback = 0;
+    int g, rg, fallback = 0;
 
     if (remote == NULL) {
         remote = ctx->name;
@@ -698,8 +698,9 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     /* The coarsest unit both layouts hold contiguously; whole blocks only
      * when the transfer moves every layer. */
     g = nxl__kv_gran(ll);
-    if (nxl__kv_gran(rl) > g) {
-        g = nxl__kv_gran(rl);
+    rg = nxl__kv_gran(rl);
+    if (rg > g) {
+        g = rg;
     }
     if (g == NXL__KV_G_BLOCK && (lb != 0 || le != src->cfg.num_layers)) {
         g = NXL__KV_G_LAYER;

@@ -26,6 +26,11 @@
  * fail with NXL_ERR_NOT_FOUND, and the executor drops the entries,
  * prepares them again and retries once.
  *
+ * Below block granularity the executor may order the indices unit by
+ * unit rather than block by block, and for transfers whose runs merge
+ * into few descriptors it skips the lists altogether (nxl__kv_merged
+ * estimates that count; see kv_exec_nixl in ctx.c).
+ *
  * The cache holds at most NXL__KV_PREP_ENTRIES lists and KV_PREP_DESCS
  * descriptors in all (about 32 bytes each, in core: the descriptor and
  * its backend key), evicting the least recently used; a layout with more
