@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KP_WAIT_MS 60000
 #define SYS NXL_KV_SYSTEM
 #define FC NXL_KV_FULLY_CONTIGUOUS
 #define LS NXL_KV_LAYER_SEPARATE
@@ -71,50 +70,6 @@ kp_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p)
     XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &j));
     XT_ASSERT_OK(nxl_kv_layout_from_json_v2(j.data, j.len, v_p));
     nxl_blob_free(&j);
-    return 0;
-}
-
-/* kp_run transfers and waits; returns the final status. */
-static nxl_status_t
-kp_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
-       const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-       const nxl_kv_opts_t *o)
-{
-    nxl_kv_notif_t *nt = NULL;
-    nxl_status_t st;
-
-    st = nxl_kv_transfer(ctx, s, sids, d, dids, n, o, &nt);
-    if (st != NXL_OK) {
-        return st;
-    }
-    st = nxl_kv_notif_wait(nt, KP_WAIT_MS);
-    if (st != NXL_OK) {
-        fprintf(stderr, "transfer %s: %s (%s)\n", nxl_kv_notif_uuid(nt),
-                nxl_status_name(st), nxl_kv_notif_error(nt));
-    }
-    nxl_kv_notif_release(nt);
-    return st;
-}
-
-/* kp_same checks that blocks dids of d (layers [lb, le)) carry the
- * checksums of blocks sids of s. */
-static int
-kp_same(const nxl_kv_layout_t *s, const size_t *sids,
-        const nxl_kv_layout_t *d, const size_t *dids, size_t n, size_t lb,
-        size_t le)
-{
-    nxl_kv_checksum_t a[16], b[16];
-    size_t i;
-
-    XT_ASSERT(n <= 16);
-    XT_ASSERT_OK(nxl_kv_checksum_blocks(s, sids, n, lb, le, a));
-    XT_ASSERT_OK(nxl_kv_checksum_blocks(d, dids, n, lb, le, b));
-    for (i = 0; i < n; i++) {
-        if (strcmp(a[i].hex, b[i].hex) != 0) {
-            XT_FAILF("block %zu -> %zu (layers %zu..%zu): %s != %s", sids[i],
-                     dids[i], lb, le, a[i].hex, b[i].hex);
-        }
-    }
     return 0;
 }
 
@@ -173,48 +128,48 @@ t_reuse(void)
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 0);
 
     /* NixlWrite, whole blocks: A's and B's block lists. */
-    XT_ASSERT_OK(kp_run(p.ctx, la, s1, vb, d1, 3, NULL));
-    KP_CHECK(kp_same(la, s1, lb, d1, 3, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s1, vb, d1, 3, NULL));
+    KP_CHECK(xt_kv_same(la, s1, lb, d1, 3, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
-    XT_ASSERT_OK(kp_run(p.ctx, la, s2, vb, d2, 2, NULL));
-    KP_CHECK(kp_same(la, s2, lb, d2, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s2, vb, d2, 2, NULL));
+    KP_CHECK(xt_kv_same(la, s2, lb, d2, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
 
     /* Consecutive ids that merge into one run (8 blocks, one descriptor)
      * are cheaper to describe by that run: their own lists, no prep. */
-    XT_ASSERT_OK(kp_run(p.ctx, la, all, vb, all, 8, NULL));
-    KP_CHECK(kp_same(la, all, lb, all, 8, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, all, vb, all, 8, NULL));
+    KP_CHECK(xt_kv_same(la, all, lb, all, 8, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
 
     /* A partial layer range: per-layer lists, shared by every range. */
     nxl_kv_opts_init(&o);
     o.layer_begin = 1;
     o.layer_end = 2;
-    XT_ASSERT_OK(kp_run(p.ctx, la, s3, vb, d3, 1, &o));
-    KP_CHECK(kp_same(la, s3, lb, d3, 1, 1, 2));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s3, vb, d3, 1, &o));
+    KP_CHECK(xt_kv_same(la, s3, lb, d3, 1, 1, 2));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
     o.layer_begin = 0;
     o.layer_end = 1;
-    XT_ASSERT_OK(kp_run(p.ctx, la, s3, vb, d3, 1, &o));
-    KP_CHECK(kp_same(la, s3, lb, d3, 1, 0, 2));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s3, vb, d3, 1, &o));
+    KP_CHECK(xt_kv_same(la, s3, lb, d3, 1, 0, 2));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
 
     /* NixlReadFlipped, B's blocks into A's: the same two block lists. */
-    XT_ASSERT_OK(kp_run(p.ctx, vb, d1, la, s4, 2, NULL));
-    KP_CHECK(kp_same(lb, d1, la, s4, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, vb, d1, la, s4, 2, NULL));
+    KP_CHECK(xt_kv_same(lb, d1, la, s4, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
 
     /* Layer-separate, block first: layers are contiguous, blocks not, so
      * per-layer lists (B's exists already). Outer first: per-region lists
      * on both sides. */
-    XT_ASSERT_OK(kp_run(p.ctx, ls0, s2, vb, d4, 2, NULL));
-    KP_CHECK(kp_same(ls0, s2, lb, d4, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, ls0, s2, vb, d4, 2, NULL));
+    KP_CHECK(xt_kv_same(ls0, s2, lb, d4, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 5);
-    XT_ASSERT_OK(kp_run(p.ctx, ls1, s1, vb, d5, 3, NULL));
-    KP_CHECK(kp_same(ls1, s1, lb, d5, 3, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, ls1, s1, vb, d5, 3, NULL));
+    KP_CHECK(xt_kv_same(ls1, s1, lb, d5, 3, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 7);
-    XT_ASSERT_OK(kp_run(p.ctx, vb, d4, ls1, s4, 2, NULL));
-    KP_CHECK(kp_same(lb, d4, ls1, s4, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, vb, d4, ls1, s4, 2, NULL));
+    KP_CHECK(xt_kv_same(lb, d4, ls1, s4, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 7);
 
     nxl_kv_layout_destroy(vb);
@@ -247,28 +202,28 @@ t_peer_reload(void)
     KP_CHECK(kp_md_to(p.b, p.a));
     KP_CHECK(kp_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
-    XT_ASSERT_OK(kp_run(p.ctx, la, s1, vb, d1, 2, NULL));
-    KP_CHECK(kp_same(la, s1, lb, d1, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s1, vb, d1, 2, NULL));
+    KP_CHECK(xt_kv_same(la, s1, lb, d1, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
 
     /* Invalidated and loaded again: a new generation of kp-B. */
     XT_ASSERT_OK(nxl_md_invalidate(nxl_kv_agent_raw(p.a), "kp-B"));
     KP_CHECK(kp_md_to(p.b, p.a));
-    XT_ASSERT_OK(kp_run(p.ctx, la, s2, vb, d2, 2, NULL));
-    KP_CHECK(kp_same(la, s2, lb, d2, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s2, vb, d2, 2, NULL));
+    KP_CHECK(xt_kv_same(la, s2, lb, d2, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
-    XT_ASSERT_OK(kp_run(p.ctx, la, s3, vb, d3, 1, NULL));
-    KP_CHECK(kp_same(la, s3, lb, d3, 1, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s3, vb, d3, 1, NULL));
+    KP_CHECK(xt_kv_same(la, s3, lb, d3, 1, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
 
     /* Invalidated only: NOT_FOUND, as the per-transfer lists gave. */
     XT_ASSERT_OK(nxl_md_invalidate(nxl_kv_agent_raw(p.a), "kp-B"));
-    XT_ASSERT_STATUS(kp_run(p.ctx, la, s3, vb, d3, 1, NULL),
+    XT_ASSERT_STATUS(xt_kv_run(p.ctx, la, s3, vb, d3, 1, NULL),
                      NXL_ERR_NOT_FOUND);
     made = nxl__kv_prep_made(p.ctx);
     KP_CHECK(kp_md_to(p.b, p.a));
-    XT_ASSERT_OK(kp_run(p.ctx, vb, d1, la, s3, 1, NULL));
-    KP_CHECK(kp_same(lb, d1, la, s3, 1, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, vb, d1, la, s3, 1, NULL));
+    KP_CHECK(xt_kv_same(lb, d1, la, s3, 1, 0, 0));
     XT_ASSERT(nxl__kv_prep_made(p.ctx) > made);
 
     nxl_kv_layout_destroy(vb);
@@ -332,8 +287,8 @@ t_same_address(void)
     XT_ASSERT_OK(nxl_kv_fill_blocks(lb1, all, 8, NXL_KV_FILL_CONSTANT, 0));
     slot_a = *la1;
     slot_v = *vb1;
-    XT_ASSERT_OK(kp_run(p.ctx, &slot_a, s1, &slot_v, d1, 2, NULL));
-    KP_CHECK(kp_same(la1, s1, lb1, d1, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, &slot_a, s1, &slot_v, d1, 2, NULL));
+    KP_CHECK(xt_kv_same(la1, s1, lb1, d1, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 2);
 
     /* Another geometry in the same slots: new lists. */
@@ -343,10 +298,10 @@ t_same_address(void)
     XT_ASSERT_OK(nxl_kv_fill_blocks(lb, all, 16, NXL_KV_FILL_CONSTANT, 0));
     slot_a = *la;
     slot_v = *vb;
-    XT_ASSERT_OK(kp_run(p.ctx, &slot_a, s1, &slot_v, d1, 2, NULL));
-    KP_CHECK(kp_same(la, s1, lb, d1, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, &slot_a, s1, &slot_v, d1, 2, NULL));
+    KP_CHECK(xt_kv_same(la, s1, lb, d1, 2, 0, 0));
     /* Where the old geometry's blocks 2 and 3 were: untouched. */
-    KP_CHECK(kp_same(lb, z, lb, far, 4, 0, 0));
+    KP_CHECK(xt_kv_same(lb, z, lb, far, 4, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
     nxl_kv_layout_destroy(vb1);
     nxl_kv_layout_destroy(lb1);
@@ -365,8 +320,8 @@ t_same_address(void)
     KP_CHECK(kp_md_to(p.b, p.a));
     KP_CHECK(kp_fc_over(&c2, sa, NULL, &la, NULL));
     KP_CHECK(kp_fc_over(&c2, sb, "kp-B", &lb, &vb));
-    XT_ASSERT_OK(kp_run(p.ctx, la, s2, vb, d2, 2, NULL));
-    KP_CHECK(kp_same(la, s2, lb, d2, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s2, vb, d2, 2, NULL));
+    KP_CHECK(xt_kv_same(la, s2, lb, d2, 2, 0, 0));
     /* SHM gives every registration a new generation, so B's reloaded
      * region supersedes the old one and both lists are made again. */
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 6);
@@ -405,10 +360,10 @@ t_partial_registration(void)
     KP_CHECK(kp_md_to(p.b, p.a));
     KP_CHECK(kp_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
-    XT_ASSERT_OK(kp_run(p.ctx, la, s1, vb, d1, 4, NULL));
-    KP_CHECK(kp_same(la, s1, lb, d1, 4, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, s1, vb, d1, 4, NULL));
+    KP_CHECK(xt_kv_same(la, s1, lb, d1, 4, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 0);
-    XT_ASSERT_STATUS(kp_run(p.ctx, la, s2, vb, d2, 1, NULL),
+    XT_ASSERT_STATUS(xt_kv_run(p.ctx, la, s2, vb, d2, 1, NULL),
                      NXL_ERR_NOT_FOUND);
 
     nxl_kv_layout_destroy(vb);
@@ -446,15 +401,15 @@ t_bound(void)
     }
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, zero, 1, NXL_KV_FILL_SEQUENTIAL, 0));
     for (i = 0; i < KP_MANY; i++) {
-        XT_ASSERT_OK(kp_run(p.ctx, la, zero, vb[i], one, 1, NULL));
-        KP_CHECK(kp_same(la, zero, lb[i], one, 1, 0, 0));
+        XT_ASSERT_OK(xt_kv_run(p.ctx, la, zero, vb[i], one, 1, NULL));
+        KP_CHECK(xt_kv_same(la, zero, lb[i], one, 1, 0, 0));
         XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), i + 2);
         XT_ASSERT(p.ctx->preps.n <= NXL__KV_PREP_ENTRIES);
     }
     XT_ASSERT_EQ(p.ctx->preps.n, NXL__KV_PREP_ENTRIES);
     made = nxl__kv_prep_made(p.ctx);
-    XT_ASSERT_OK(kp_run(p.ctx, la, zero, vb[0], zero, 1, NULL));
-    KP_CHECK(kp_same(la, zero, lb[0], zero, 1, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(p.ctx, la, zero, vb[0], zero, 1, NULL));
+    KP_CHECK(xt_kv_same(la, zero, lb[0], zero, 1, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), made + 1);
 
     for (i = 0; i < KP_MANY; i++) {

@@ -86,54 +86,6 @@ xk_shm_agent(const char *name, nxl_kv_agent_t **a_p)
     return 0;
 }
 
-/* xk_run transfers and waits; returns the final status. */
-static nxl_status_t
-xk_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
-       const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-       const nxl_kv_opts_t *o)
-{
-    nxl_kv_notif_t *nt = NULL;
-    nxl_status_t st;
-
-    st = nxl_kv_transfer(ctx, s, sids, d, dids, n, o, &nt);
-    if (st != NXL_OK) {
-        return st;
-    }
-    st = nxl_kv_notif_wait(nt, XK_WAIT_MS);
-    if (st != NXL_OK) {
-        fprintf(stderr, "transfer %s: %s (%s)\n", nxl_kv_notif_uuid(nt),
-                nxl_status_name(st), nxl_kv_notif_error(nt));
-    }
-    nxl_kv_notif_release(nt);
-    return st;
-}
-
-/* xk_same_sums checks that blocks dids of d (layers [lb, le)) carry the
- * checksums of blocks sids of s. */
-static int
-xk_same_sums(const nxl_kv_layout_t *s, const size_t *sids,
-             const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-             size_t lb, size_t le)
-{
-    nxl_kv_checksum_t *a = calloc(n, sizeof(*a)), *b = calloc(n, sizeof(*b));
-    size_t i;
-    int rc = 0;
-
-    XT_ASSERT(a != NULL && b != NULL);
-    XT_ASSERT_OK(nxl_kv_checksum_blocks(s, sids, n, lb, le, a));
-    XT_ASSERT_OK(nxl_kv_checksum_blocks(d, dids, n, lb, le, b));
-    for (i = 0; i < n && rc == 0; i++) {
-        if (strcmp(a[i].hex, b[i].hex) != 0) {
-            fprintf(stderr, "block %zu -> %zu (layers %zu..%zu): %s != %s\n",
-                    sids[i], dids[i], lb, le, a[i].hex, b[i].hex);
-            rc = 1;
-        }
-    }
-    free(a);
-    free(b);
-    return rc;
-}
-
 static const char *
 xk_type_name(nxl_kv_layout_type_t t)
 {
@@ -161,11 +113,11 @@ xk_p2p_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
     o.bounce = bounce;
     o.bounce_ids = bids;
     o.num_bounce = 2;
-    if (xk_run(ctx, s, sids, d, dids, 2, &o) != NXL_OK) {
+    if (xt_kv_run(ctx, s, sids, d, dids, 2, &o) != NXL_OK) {
         XT_FAILF("%s %s -> %s %s failed", nxl_kv_kind_name(sk),
                  xk_type_name(st), nxl_kv_kind_name(dk), xk_type_name(dt));
     }
-    if (xk_same_sums(s, sids, d, dids, 2, 0, 0) != 0) {
+    if (xt_kv_same(s, sids, d, dids, 2, 0, 0) != 0) {
         XT_FAILF("%s %s -> %s %s: data differ", nxl_kv_kind_name(sk),
                  xk_type_name(st), nxl_kv_kind_name(dk), xk_type_name(dt));
     }
@@ -230,9 +182,9 @@ t_roundtrip(void)
         }
         XT_ASSERT_OK(nxl_kv_fill_blocks(l[0], sids, 2, NXL_KV_FILL_SEQUENTIAL,
                                         0));
-        XT_ASSERT_OK(xk_run(ctx, l[0], sids, l[1], sids, 2, NULL));
-        XT_ASSERT_OK(xk_run(ctx, l[1], sids, l[2], dids, 2, NULL));
-        if (xk_same_sums(l[0], sids, l[2], dids, 2, 0, 0) != 0) {
+        XT_ASSERT_OK(xt_kv_run(ctx, l[0], sids, l[1], sids, 2, NULL));
+        XT_ASSERT_OK(xt_kv_run(ctx, l[1], sids, l[2], dids, 2, NULL));
+        if (xt_kv_same(l[0], sids, l[2], dids, 2, 0, 0) != 0) {
             XT_FAILF("round trip case %zu differs", x);
         }
         for (i = 0; i < 3; i++) {
@@ -268,9 +220,9 @@ xk_guard_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t hk,
     nxl_kv_opts_init(&o);
     o.layer_begin = lb;
     o.layer_end = le;
-    XT_ASSERT_OK(xk_run(ctx, h, src, b, mid, 2, &o));
-    XT_ASSERT_OK(xk_run(ctx, b, mid, h, dst, 2, &o));
-    XK_CHECK(xk_same_sums(h, src, h, dst, 2, lb, le));
+    XT_ASSERT_OK(xt_kv_run(ctx, h, src, b, mid, 2, &o));
+    XT_ASSERT_OK(xt_kv_run(ctx, b, mid, h, dst, 2, &o));
+    XK_CHECK(xt_kv_same(h, src, h, dst, 2, lb, le));
     XT_ASSERT_OK(nxl_kv_checksum_blocks(h, guards, 2, 0, 0, g1));
     XT_ASSERT_STR(g1[0].hex, g0[0].hex);
     XT_ASSERT_STR(g1[1].hex, g0[1].hex);
@@ -341,14 +293,14 @@ t_buffered_transfer(void)
             o.bounce = bounce;
             o.bounce_ids = bids;
             o.num_bounce = 3;
-            XT_ASSERT_OK(xk_run(ctx, s, sids, d, dids, 5, &o));
-            XK_CHECK(xk_same_sums(s, sids, d, dids, 5, 0, 0));
+            XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, 5, &o));
+            XK_CHECK(xt_kv_same(s, sids, d, dids, 5, 0, 0));
             /* One bounce block: five chunks of one. */
             o.num_bounce = 1;
             XT_ASSERT_OK(nxl_kv_fill_blocks(d, sids, 5, NXL_KV_FILL_CONSTANT,
                                             7));
-            XT_ASSERT_OK(xk_run(ctx, s, sids, d, dids, 5, &o));
-            XK_CHECK(xk_same_sums(s, sids, d, dids, 5, 0, 0));
+            XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, 5, &o));
+            XK_CHECK(xt_kv_same(s, sids, d, dids, 5, 0, 0));
             nxl_kv_layout_destroy(s);
             nxl_kv_layout_destroy(d);
         }
@@ -408,9 +360,9 @@ t_large_block_counts(void)
             XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, n, NXL_KV_FILL_SEQUENTIAL,
                                             0));
         }
-        XT_ASSERT_OK(xk_run(ctx, s, sids, d, dids, n, NULL));
+        XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, n, NULL));
         if (i == 0 || i == 2 || i == 5) {
-            XK_CHECK(xk_same_sums(s, sids, d, dids, n, 0, 0));
+            XK_CHECK(xt_kv_same(s, sids, d, dids, n, 0, 0));
         }
         nxl_kv_layout_destroy(s);
         nxl_kv_layout_destroy(d);
@@ -451,13 +403,13 @@ xk_batched_run(nxl_kv_agent_t *a, size_t n, uint64_t *batches_p)
     XT_ASSERT_OK(nxl_kv_fill_blocks(s, ids, n, NXL_KV_FILL_SEQUENTIAL, 0));
     /* Ascending to descending ids: no two neighbours merge, every block
      * is its own pair. */
-    XT_ASSERT_OK(xk_run(ctx, s, ids, d, rev, n, NULL));
-    XT_ASSERT_OK(xk_run(ctx, d, rev, back, ids, n, NULL));
-    XK_CHECK(xk_same_sums(s, ids, back, ids, n, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(ctx, s, ids, d, rev, n, NULL));
+    XT_ASSERT_OK(xt_kv_run(ctx, d, rev, back, ids, n, NULL));
+    XK_CHECK(xt_kv_same(s, ids, back, ids, n, 0, 0));
     /* The context keeps its choice: a second round the same way. */
     XT_ASSERT_OK(nxl_kv_fill_blocks(back, ids, n, NXL_KV_FILL_CONSTANT, 0));
-    XT_ASSERT_OK(xk_run(ctx, d, rev, back, ids, n, NULL));
-    XK_CHECK(xk_same_sums(s, ids, back, ids, n, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(ctx, d, rev, back, ids, n, NULL));
+    XK_CHECK(xt_kv_same(s, ids, back, ids, n, 0, 0));
     *batches_p = xt_fakedev_batches() - b0;
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(s);
@@ -515,8 +467,8 @@ t_batched_copies(void)
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d2));
         XT_ASSERT_OK(nxl_kv_fill_blocks(d1, ids, 300, NXL_KV_FILL_SEQUENTIAL,
                                         0));
-        XT_ASSERT_OK(xk_run(ctx, d1, ids, d2, rev, 300, NULL));
-        XK_CHECK(xk_same_sums(d1, ids, d2, rev, 300, 0, 0));
+        XT_ASSERT_OK(xt_kv_run(ctx, d1, ids, d2, rev, 300, NULL));
+        XK_CHECK(xt_kv_same(d1, ids, d2, rev, 300, 0, 0));
         XT_ASSERT_EQ(xt_fakedev_batches_mapped() - m0, 2);
         /* The other fake device's memory is not the context's (device
          * 0): a kernel there would need peer access, so not MAPPED. */
@@ -527,8 +479,8 @@ t_batched_copies(void)
             XT_ASSERT_OK(nxl_kv_layout_alloc(&c, FC, 0, other, a, &d3));
             m0 = xt_fakedev_batches_mapped();
             nb = xt_fakedev_batches();
-            XT_ASSERT_OK(xk_run(ctx, d1, ids, d3, rev, 300, NULL));
-            XK_CHECK(xk_same_sums(d1, ids, d3, rev, 300, 0, 0));
+            XT_ASSERT_OK(xt_kv_run(ctx, d1, ids, d3, rev, 300, NULL));
+            XK_CHECK(xt_kv_same(d1, ids, d3, rev, 300, 0, 0));
             XT_ASSERT_EQ(xt_fakedev_batches() - nb, 2);
             XT_ASSERT_EQ(xt_fakedev_batches_mapped(), m0);
             nxl_kv_layout_destroy(d3);
@@ -570,13 +522,13 @@ xk_layer_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
     o.bounce = bounce;
     o.bounce_ids = bids;
     o.num_bounce = 2;
-    XT_ASSERT_OK(xk_run(ctx, s, sids, d, dids, 2, &o));
-    XK_CHECK(xk_same_sums(s, sids, d, dids, 2, lb, le));
+    XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, 2, &o));
+    XK_CHECK(xt_kv_same(s, sids, d, dids, 2, lb, le));
     if (le - lb < 2) {
         other = lb == 0 ? 1 : 0;
         /* Untouched layer of the moved blocks == the same layer of the
          * untouched block 3 (all 0x11). */
-        XK_CHECK(xk_same_sums(d, refid, d, dids, 2, other, other + 1));
+        XK_CHECK(xt_kv_same(d, refid, d, dids, 2, other, other + 1));
     }
     nxl_kv_layout_destroy(s);
     nxl_kv_layout_destroy(d);
@@ -786,8 +738,8 @@ t_completion_basics(void)
     nxl_kv_notif_release(n1);
     /* The context still works afterwards. */
     XT_ASSERT_OK(nxl_kv_fill_blocks(pin, ids, 2, NXL_KV_FILL_SEQUENTIAL, 0));
-    XT_ASSERT_OK(xk_run(ctx, pin, ids, dev, ids, 2, NULL));
-    XK_CHECK(xk_same_sums(pin, ids, dev, ids, 2, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(ctx, pin, ids, dev, ids, 2, NULL));
+    XK_CHECK(xt_kv_same(pin, ids, dev, ids, 2, 0, 0));
     nxl_kv_notif_release(NULL);
 
     nxl_kv_ctx_destroy(ctx);
@@ -853,13 +805,13 @@ t_deadline_timeout(void)
     }
     XT_ASSERT_EQ(xt_fakedev_live_events(), 0);
     XT_ASSERT_EQ(nxl_kv_notif_status(nt), NXL_ERR_TIMEOUT);
-    XK_CHECK(xk_same_sums(s, xk_src8, d, xk_dst8, 8, 0, 0));
+    XK_CHECK(xt_kv_same(s, xk_src8, d, xk_dst8, 8, 0, 0));
     nxl_kv_notif_release(nt);
 
     /* A generous deadline is not reached. */
     o.deadline_ms = XK_WAIT_MS;
     xt_fakedev_set_delay_us(0);
-    XT_ASSERT_OK(xk_run(ctx, s, xk_src8, d, xk_dst8, 8, &o));
+    XT_ASSERT_OK(xt_kv_run(ctx, s, xk_src8, d, xk_dst8, 8, &o));
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(s);
     nxl_kv_layout_destroy(d);
@@ -896,7 +848,7 @@ t_slow_warnings(void)
     XT_ASSERT(w >= 1);
     usleep(50000);
     XT_ASSERT_EQ(nxl_kv_ctx_slow_warnings(ctx), w);
-    XK_CHECK(xk_same_sums(s, xk_src8, d, xk_dst8, 8, 0, 0));
+    XK_CHECK(xt_kv_same(s, xk_src8, d, xk_dst8, 8, 0, 0));
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(s);
     nxl_kv_layout_destroy(d);
@@ -940,8 +892,8 @@ t_drain_on_destroy(void)
     XT_ASSERT_STATUS(nxl_kv_notif_status(key), NXL_ERR_CANCELED);
     nxl_kv_notif_release(kept);
     nxl_kv_notif_release(key);
-    XK_CHECK(xk_same_sums(s, xk_src8, d, xk_dst8, 8, 0, 0));
-    XK_CHECK(xk_same_sums(d2, xk_src8, disk, xk_dst8, 8, 0, 0));
+    XK_CHECK(xt_kv_same(s, xk_src8, d, xk_dst8, 8, 0, 0));
+    XK_CHECK(xt_kv_same(d2, xk_src8, disk, xk_dst8, 8, 0, 0));
     nxl_kv_layout_destroy(s);
     nxl_kv_layout_destroy(d);
     nxl_kv_layout_destroy(d2);
@@ -974,7 +926,7 @@ t_max_pending(void)
     XT_ASSERT_OK(nxl_kv_notif_wait(n1, XK_WAIT_MS));
     nxl_kv_notif_release(n1);
     xt_fakedev_set_delay_us(0);
-    XT_ASSERT_OK(xk_run(ctx, s, two, d, two, 1, NULL));
+    XT_ASSERT_OK(xt_kv_run(ctx, s, two, d, two, 1, NULL));
     /* The slot is free once the wait returns: a thread that submits as
      * soon as its last transfer completed never finds the one slot taken
      * (the poller gives it back before it sets the status). */
@@ -1053,19 +1005,19 @@ t_notif_event(void)
     nxl_kv_opts_init(&o);
     o.notif = "key-1";
     o.notif_len = 5;
-    XT_ASSERT_OK(xk_run(cb, lb, s1, va, d1, 2, &o));
+    XT_ASSERT_OK(xt_kv_run(cb, lb, s1, va, d1, 2, &o));
     XT_ASSERT_OK(nxl_kv_notif_wait(w, XK_WAIT_MS));
     nxl_kv_notif_release(w);
-    XK_CHECK(xk_same_sums(lb, s1, la, d1, 2, 0, 0));
+    XK_CHECK(xt_kv_same(lb, s1, la, d1, 2, 0, 0));
 
     /* Early: written (and delivered) before anyone awaits it. */
     o.notif = "key-early";
     o.notif_len = 9;
-    XT_ASSERT_OK(xk_run(cb, lb, s2, va, d2, 1, &o));
+    XT_ASSERT_OK(xt_kv_run(cb, lb, s2, va, d2, 1, &o));
     XT_ASSERT_OK(nxl_kv_ctx_await_notif(ca, "key-early", 0, &w));
     XT_ASSERT_OK(nxl_kv_notif_wait(w, XK_WAIT_MS));
     nxl_kv_notif_release(w);
-    XK_CHECK(xk_same_sums(lb, s2, la, d2, 1, 0, 0));
+    XK_CHECK(xt_kv_same(lb, s2, la, d2, 1, 0, 0));
 
     /* Early while another key is awaited: the poller fetches it and keeps
      * it; the other await times out on its deadline. */
@@ -1083,7 +1035,7 @@ t_notif_event(void)
     XT_ASSERT_OK(nxl_kv_notif_wait(w, XK_WAIT_MS));
     nxl_kv_notif_release(w);
     XT_ASSERT(xt_now_ms() - t0 < XK_WAIT_MS);
-    XK_CHECK(xk_same_sums(lb, s3, la, d3, 1, 0, 0));
+    XK_CHECK(xt_kv_same(lb, s3, la, d3, 1, 0, 0));
 
     /* A plain notification (no transfer) with the key works as well, and
      * a key is consumed once: a second await of key-1 does not see it. */
@@ -1126,8 +1078,8 @@ t_remote_read(void)
     XK_CHECK(xk_md_to(b, a));
     XK_CHECK(xk_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ca));
-    XT_ASSERT_OK(xk_run(ca, vb, bs, la, ad, 3, NULL));
-    XK_CHECK(xk_same_sums(lb, bs, la, ad, 3, 0, 0));
+    XT_ASSERT_OK(xt_kv_run(ca, vb, bs, la, ad, 3, NULL));
+    XK_CHECK(xt_kv_same(lb, bs, la, ad, 3, 0, 0));
     /* One layer back into B. */
     {
         nxl_kv_opts_t o;
@@ -1135,8 +1087,8 @@ t_remote_read(void)
         nxl_kv_opts_init(&o);
         o.layer_begin = 1;
         o.layer_end = 2;
-        XT_ASSERT_OK(xk_run(ca, la, ad, vb, bd, 3, &o));
-        XK_CHECK(xk_same_sums(lb, bs, lb, bd, 3, 1, 2));
+        XT_ASSERT_OK(xt_kv_run(ca, la, ad, vb, bd, 3, &o));
+        XK_CHECK(xt_kv_same(lb, bs, lb, bd, 3, 1, 2));
     }
     nxl_kv_ctx_destroy(ca);
     nxl_kv_layout_destroy(vb);

@@ -1,5 +1,9 @@
 /* xt_kv.c - shared setup of the KV tests (see xt_kv.h). */
+#include "harness.h"
 #include "xt_kv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 /* xt_kv_cfg: see xt_kv.h. */
 nxl_kv_layout_config_t
@@ -27,4 +31,52 @@ xt_kv_layout(const nxl_kv_layout_config_t *c, nxl_kv_layout_type_t type,
     nxl_kv_loc_t loc = {kind, 0};
 
     return nxl_kv_layout_alloc(c, type, outer_contiguous, loc, a, l_p);
+}
+
+/* xt_kv_run transfers and waits; returns the final status. */
+nxl_status_t
+xt_kv_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
+       const nxl_kv_layout_t *d, const size_t *dids, size_t n,
+       const nxl_kv_opts_t *o)
+{
+    nxl_kv_notif_t *nt = NULL;
+    nxl_status_t st;
+
+    st = nxl_kv_transfer(ctx, s, sids, d, dids, n, o, &nt);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = nxl_kv_notif_wait(nt, 60000);
+    if (st != NXL_OK) {
+        fprintf(stderr, "transfer %s: %s (%s)\n", nxl_kv_notif_uuid(nt),
+                nxl_status_name(st), nxl_kv_notif_error(nt));
+    }
+    nxl_kv_notif_release(nt);
+    return st;
+}
+
+/* xt_kv_same checks that blocks dids of d (layers [lb, le)) carry the
+ * checksums of blocks sids of s. */
+int
+xt_kv_same(const nxl_kv_layout_t *s, const size_t *sids,
+             const nxl_kv_layout_t *d, const size_t *dids, size_t n,
+             size_t lb, size_t le)
+{
+    nxl_kv_checksum_t *a = calloc(n, sizeof(*a)), *b = calloc(n, sizeof(*b));
+    size_t i;
+    int rc = 0;
+
+    XT_ASSERT(a != NULL && b != NULL);
+    XT_ASSERT_OK(nxl_kv_checksum_blocks(s, sids, n, lb, le, a));
+    XT_ASSERT_OK(nxl_kv_checksum_blocks(d, dids, n, lb, le, b));
+    for (i = 0; i < n && rc == 0; i++) {
+        if (strcmp(a[i].hex, b[i].hex) != 0) {
+            fprintf(stderr, "block %zu -> %zu (layers %zu..%zu): %s != %s\n",
+                    sids[i], dids[i], lb, le, a[i].hex, b[i].hex);
+            rc = 1;
+        }
+    }
+    free(a);
+    free(b);
+    return rc;
 }

@@ -27,4 +27,17 @@ nxl_status_t xt_kv_layout(const nxl_kv_layout_config_t *c,
                           nxl_kv_kind_t kind, nxl_kv_agent_t *a,
                           nxl_kv_layout_t **l_p);
 
+/* xt_kv_run transfers n blocks sids of s to dids of d with opts o (NULL:
+ * defaults) on ctx and waits up to 60 s; returns the final status, with
+ * the transfer's error printed when it failed. */
+nxl_status_t xt_kv_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s,
+                       const size_t *sids, const nxl_kv_layout_t *d,
+                       const size_t *dids, size_t n, const nxl_kv_opts_t *o);
+
+/* xt_kv_same returns 0 when blocks dids of d (layers [lb, le)) carry the
+ * checksums of blocks sids of s, else 1 (the first mismatch printed). */
+int xt_kv_same(const nxl_kv_layout_t *s, const size_t *sids,
+               const nxl_kv_layout_t *d, const size_t *dids, size_t n,
+               size_t lb, size_t le);
+
 #endif /* NXL_TESTS_XT_KV_H */
