@@ -35,44 +35,6 @@
             return 1;                                                         \
     } while (0)
 
-/* kp_agent creates an agent with the SHM backend and a strict lock (the
- * test thread and the context's poller share it). */
-static int
-kp_agent(const char *name, nxl_kv_agent_t **a_p)
-{
-    nxl_agent_config_t cfg;
-
-    nxl_agent_config_init(&cfg);
-    cfg.sync_mode = NXL_SYNC_STRICT;
-    XT_ASSERT_OK(nxl_kv_agent_create(name, &cfg, a_p));
-    XT_ASSERT_OK(nxl_kv_agent_add_backend(*a_p, "SHM", NULL));
-    return 0;
-}
-
-/* kp_md_to loads from's metadata into to. */
-static int
-kp_md_to(nxl_kv_agent_t *from, nxl_kv_agent_t *to)
-{
-    nxl_blob_t b = {NULL, 0};
-
-    XT_ASSERT_OK(nxl_md_local(nxl_kv_agent_raw(from), &b));
-    XT_ASSERT_OK(nxl_md_load(nxl_kv_agent_raw(to), b.data, b.len, NULL, 0));
-    nxl_blob_free(&b);
-    return 0;
-}
-
-/* kp_view rebuilds l as the peer sees it (JSON v2: owner and memory). */
-static int
-kp_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p)
-{
-    nxl_blob_t j = {NULL, 0};
-
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &j));
-    XT_ASSERT_OK(nxl_kv_layout_from_json_v2(j.data, j.len, v_p));
-    nxl_blob_free(&j);
-    return 0;
-}
-
 /* The two agents, A (with the context) and B (the peer). */
 typedef struct kp_pair {
     nxl_kv_agent_t *a, *b;
@@ -84,8 +46,8 @@ typedef struct kp_pair {
 static int
 kp_open(kp_pair *p)
 {
-    KP_CHECK(kp_agent("kp-A", &p->a));
-    KP_CHECK(kp_agent("kp-B", &p->b));
+    KP_CHECK(xt_kv_shm_agent("kp-A", &p->a));
+    KP_CHECK(xt_kv_shm_agent("kp-B", &p->b));
     XT_ASSERT_OK(nxl_kv_ctx_create(p->a, NULL, &p->ctx));
     return 0;
 }
@@ -120,8 +82,8 @@ t_reuse(void)
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, p.b, &lb));
     XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, SYS, p.a, &ls0));
     XT_ASSERT_OK(xt_kv_layout(&c, LS, 1, SYS, p.a, &ls1));
-    KP_CHECK(kp_md_to(p.b, p.a));
-    KP_CHECK(kp_view(lb, &vb));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(nxl_kv_fill_blocks(ls0, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(nxl_kv_fill_blocks(ls1, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
@@ -199,8 +161,8 @@ t_peer_reload(void)
     KP_CHECK(kp_open(&p));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, p.a, &la));
     XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, SYS, p.b, &lb));
-    KP_CHECK(kp_md_to(p.b, p.a));
-    KP_CHECK(kp_view(lb, &vb));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(xt_kv_run(p.ctx, la, s1, vb, d1, 2, NULL));
     KP_CHECK(xt_kv_same(la, s1, lb, d1, 2, 0, 0));
@@ -208,7 +170,7 @@ t_peer_reload(void)
 
     /* Invalidated and loaded again: a new generation of kp-B. */
     XT_ASSERT_OK(nxl_md_invalidate(nxl_kv_agent_raw(p.a), "kp-B"));
-    KP_CHECK(kp_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
     XT_ASSERT_OK(xt_kv_run(p.ctx, la, s2, vb, d2, 2, NULL));
     KP_CHECK(xt_kv_same(la, s2, lb, d2, 2, 0, 0));
     XT_ASSERT_EQ(nxl__kv_prep_made(p.ctx), 4);
@@ -221,7 +183,7 @@ t_peer_reload(void)
     XT_ASSERT_STATUS(xt_kv_run(p.ctx, la, s3, vb, d3, 1, NULL),
                      NXL_ERR_NOT_FOUND);
     made = nxl__kv_prep_made(p.ctx);
-    KP_CHECK(kp_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
     XT_ASSERT_OK(xt_kv_run(p.ctx, vb, d1, la, s3, 1, NULL));
     KP_CHECK(xt_kv_same(lb, d1, la, s3, 1, 0, 0));
     XT_ASSERT(nxl__kv_prep_made(p.ctx) > made);
@@ -242,7 +204,7 @@ kp_fc_over(const nxl_kv_layout_config_t *cfg, nxl_kv_storage_t *s,
     XT_ASSERT_OK(nxl_kv_layout_fc(cfg, s, l_p));
     if (name != NULL) {
         XT_ASSERT_OK(nxl_kv_layout_set_agent(*l_p, name));
-        KP_CHECK(kp_view(*l_p, v_p));
+        KP_CHECK(xt_kv_view(*l_p, v_p));
     }
     return 0;
 }
@@ -279,7 +241,7 @@ t_same_address(void)
                                       &sb));
     XT_ASSERT_OK(nxl_kv_storage_register(sa, p.a));
     XT_ASSERT_OK(nxl_kv_storage_register(sb, p.b));
-    KP_CHECK(kp_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
 
     KP_CHECK(kp_fc_over(&c1, sa, NULL, &la1, NULL));
     KP_CHECK(kp_fc_over(&c1, sb, "kp-B", &lb1, &vb1));
@@ -317,7 +279,7 @@ t_same_address(void)
     XT_ASSERT_OK(nxl_kv_storage_register(sa, p.a));
     XT_ASSERT_OK(nxl_kv_storage_deregister(sb));
     XT_ASSERT_OK(nxl_kv_storage_register(sb, p.b));
-    KP_CHECK(kp_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
     KP_CHECK(kp_fc_over(&c2, sa, NULL, &la, NULL));
     KP_CHECK(kp_fc_over(&c2, sb, "kp-B", &lb, &vb));
     XT_ASSERT_OK(xt_kv_run(p.ctx, la, s2, vb, d2, 2, NULL));
@@ -357,8 +319,8 @@ t_partial_registration(void)
     XT_ASSERT_OK(nxl_kv_storage_register(half, p.a));
     XT_ASSERT_OK(nxl_kv_layout_fc(&c, big, &la));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, p.b, &lb));
-    KP_CHECK(kp_md_to(p.b, p.a));
-    KP_CHECK(kp_view(lb, &vb));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, all, 8, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(xt_kv_run(p.ctx, la, s1, vb, d1, 4, NULL));
     KP_CHECK(xt_kv_same(la, s1, lb, d1, 4, 0, 0));
@@ -395,9 +357,9 @@ t_bound(void)
     for (i = 0; i < KP_MANY; i++) {
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, p.b, &lb[i]));
     }
-    KP_CHECK(kp_md_to(p.b, p.a));
+    KP_CHECK(xt_kv_md_to(p.b, p.a));
     for (i = 0; i < KP_MANY; i++) {
-        KP_CHECK(kp_view(lb[i], &vb[i]));
+        KP_CHECK(xt_kv_view(lb[i], &vb[i]));
     }
     XT_ASSERT_OK(nxl_kv_fill_blocks(la, zero, 1, NXL_KV_FILL_SEQUENTIAL, 0));
     for (i = 0; i < KP_MANY; i++) {

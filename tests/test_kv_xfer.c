@@ -72,20 +72,6 @@ xk_local_agent(const char *name, nxl_kv_agent_t **a_p)
     return 0;
 }
 
-/* xk_shm_agent creates an agent with the SHM backend and a strict lock, as
- * the test thread and the context's poller use it together. */
-static int
-xk_shm_agent(const char *name, nxl_kv_agent_t **a_p)
-{
-    nxl_agent_config_t cfg;
-
-    nxl_agent_config_init(&cfg);
-    cfg.sync_mode = NXL_SYNC_STRICT;
-    XT_ASSERT_OK(nxl_kv_agent_create(name, &cfg, a_p));
-    XT_ASSERT_OK(nxl_kv_agent_add_backend(*a_p, "SHM", NULL));
-    return 0;
-}
-
 static const char *
 xk_type_name(nxl_kv_layout_type_t t)
 {
@@ -944,31 +930,6 @@ t_max_pending(void)
 
 /* ---- two agents over SHM ---------------------------------------------- */
 
-/* xk_view rebuilds l as the peer sees it: JSON v2 carries the owner's name
- * and memory descriptors. */
-static int
-xk_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p)
-{
-    nxl_blob_t j = {NULL, 0};
-
-    XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &j));
-    XT_ASSERT_OK(nxl_kv_layout_from_json_v2(j.data, j.len, v_p));
-    nxl_blob_free(&j);
-    return 0;
-}
-
-/* xk_md_to loads from's metadata into to. */
-static int
-xk_md_to(nxl_kv_agent_t *from, nxl_kv_agent_t *to)
-{
-    nxl_blob_t b = {NULL, 0};
-
-    XT_ASSERT_OK(nxl_md_local(nxl_kv_agent_raw(from), &b));
-    XT_ASSERT_OK(nxl_md_load(nxl_kv_agent_raw(to), b.data, b.len, NULL, 0));
-    nxl_blob_free(&b);
-    return 0;
-}
-
 /* Agent B writes into A's blocks with a notification key; A's context
  * completes an await of that key. Keys that arrive before the await (with
  * and without another await running) are kept; an unknown key times out. */
@@ -985,13 +946,13 @@ t_notif_event(void)
     nxl_kv_opts_t o;
     uint64_t t0;
 
-    XK_CHECK(xk_shm_agent("kv-A", &a));
-    XK_CHECK(xk_shm_agent("kv-B", &b));
+    XK_CHECK(xt_kv_shm_agent("kv-A", &a));
+    XK_CHECK(xt_kv_shm_agent("kv-B", &b));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, a, &la));
     XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, PIN, b, &lb));
     XT_ASSERT_STR(nxl_kv_layout_agent(la), "kv-A");
-    XK_CHECK(xk_md_to(a, b));
-    XK_CHECK(xk_view(la, &va));
+    XK_CHECK(xt_kv_md_to(a, b));
+    XK_CHECK(xt_kv_view(la, &va));
     XT_ASSERT_STR(nxl_kv_layout_agent(va), "kv-A");
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ca));
     XT_ASSERT_OK(nxl_kv_ctx_create(b, NULL, &cb));
@@ -1070,13 +1031,13 @@ t_remote_read(void)
     nxl_kv_agent_t *a, *b;
     nxl_kv_ctx_t *ca;
 
-    XK_CHECK(xk_shm_agent("kv-A", &a));
-    XK_CHECK(xk_shm_agent("kv-B", &b));
+    XK_CHECK(xt_kv_shm_agent("kv-A", &a));
+    XK_CHECK(xt_kv_shm_agent("kv-B", &b));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &la));
     XT_ASSERT_OK(xt_kv_layout(&c, LS, 0, SYS, b, &lb));
     XT_ASSERT_OK(nxl_kv_fill_blocks(lb, bs, 3, NXL_KV_FILL_SEQUENTIAL, 0));
-    XK_CHECK(xk_md_to(b, a));
-    XK_CHECK(xk_view(lb, &vb));
+    XK_CHECK(xt_kv_md_to(b, a));
+    XK_CHECK(xt_kv_view(lb, &vb));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ca));
     XT_ASSERT_OK(xt_kv_run(ca, vb, bs, la, ad, 3, NULL));
     XK_CHECK(xt_kv_same(lb, bs, la, ad, 3, 0, 0));

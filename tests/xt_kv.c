@@ -80,3 +80,42 @@ xt_kv_same(const nxl_kv_layout_t *s, const size_t *sids,
     free(b);
     return rc;
 }
+
+/* xt_kv_shm_agent creates an agent with the SHM backend and a strict lock, as
+ * the test thread and the context's poller use it together. */
+int
+xt_kv_shm_agent(const char *name, nxl_kv_agent_t **a_p)
+{
+    nxl_agent_config_t cfg;
+
+    nxl_agent_config_init(&cfg);
+    cfg.sync_mode = NXL_SYNC_STRICT;
+    XT_ASSERT_OK(nxl_kv_agent_create(name, &cfg, a_p));
+    XT_ASSERT_OK(nxl_kv_agent_add_backend(*a_p, "SHM", NULL));
+    return 0;
+}
+
+/* xt_kv_md_to loads from's metadata into to. */
+int
+xt_kv_md_to(nxl_kv_agent_t *from, nxl_kv_agent_t *to)
+{
+    nxl_blob_t b = {NULL, 0};
+
+    XT_ASSERT_OK(nxl_md_local(nxl_kv_agent_raw(from), &b));
+    XT_ASSERT_OK(nxl_md_load(nxl_kv_agent_raw(to), b.data, b.len, NULL, 0));
+    nxl_blob_free(&b);
+    return 0;
+}
+
+/* xt_kv_view rebuilds l as the peer sees it: JSON v2 carries the owner's name
+ * and memory descriptors. */
+int
+xt_kv_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p)
+{
+    nxl_blob_t j = {NULL, 0};
+
+    XT_ASSERT_OK(nxl_kv_layout_to_json_v2(l, &j));
+    XT_ASSERT_OK(nxl_kv_layout_from_json_v2(j.data, j.len, v_p));
+    nxl_blob_free(&j);
+    return 0;
+}

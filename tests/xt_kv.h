@@ -40,4 +40,15 @@ int xt_kv_same(const nxl_kv_layout_t *s, const size_t *sids,
                const nxl_kv_layout_t *d, const size_t *dids, size_t n,
                size_t lb, size_t le);
 
+/* xt_kv_shm_agent creates a kv agent called name (sync STRICT) with the
+ * SHM backend into *a_p. Returns 0, or 1 after a failed assertion. */
+int xt_kv_shm_agent(const char *name, nxl_kv_agent_t **a_p);
+
+/* xt_kv_md_to loads from's metadata into to. Returns 0 or 1. */
+int xt_kv_md_to(nxl_kv_agent_t *from, nxl_kv_agent_t *to);
+
+/* xt_kv_view rebuilds l as a peer sees it (JSON v2: owner and memory)
+ * into *v_p (the caller destroys it). Returns 0 or 1. */
+int xt_kv_view(const nxl_kv_layout_t *l, nxl_kv_layout_t **v_p);
+
 #endif /* NXL_TESTS_XT_KV_H */
