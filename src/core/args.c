@@ -26,6 +26,11 @@ nxl__opts_in(const nxl_opts_t **opts_p, nxl_opts_t *copy, const char *where)
     if (*opts_p == NULL) {
         return NXL_OK;
     }
+    /* This build's layout (the common case, e.g. every post with a
+     * notification): read in place, nothing to copy. */
+    if ((*opts_p)->size == sizeof(nxl_opts_t)) {
+        return nxl__opts_check(*opts_p, where);
+    }
     nxl_opts_init(copy);
     snprintf(what, sizeof(what), "%s: opts", where);
     status = nxl__abi_in(copy, sizeof(*copy), *opts_p, NXL_OPTS_V1_SIZE, what);

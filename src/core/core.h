@@ -239,7 +239,8 @@ nxl_status_t nxl__opts_check(const nxl_opts_t *opts, const char *where);
 /* nxl__opts_in is what a public call does first with its opts: a caller's
  * struct (of any layout since the first, nxl.h) is read into *copy, this
  * build's layout with defaults where the caller's is shorter, checked with
- * nxl__opts_check, and *opts_p then points at copy. NULL stays NULL.
+ * nxl__opts_check, and *opts_p then points at copy. NULL, and a struct
+ * of this build's size (read in place), stay as they are.
  * Returns NXL_OK, NXL_ERR_INVALID_PARAM or NXL_ERR_NOT_SUPPORTED
  * (nxl__abi_in). */
 nxl_status_t nxl__opts_in(const nxl_opts_t **opts_p, nxl_opts_t *copy,
