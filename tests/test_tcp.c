@@ -355,7 +355,8 @@ enum {
     TT_NOTIFS,    /* n = notifications so far, v = bad data checks */
     TT_EXPECT,    /* check [a, a+b) == pattern seed at each notification */
     TT_RESET,     /* reset every connection (linger 0) and exit */
-    TT_STATS,     /* v = bytes its server side sent, n = replies it cut */
+    TT_STATS,     /* v = bytes its server side sent, n = replies it cut,
+                     m = CANCELs that came after the whole reply */
     TT_QUIT
 };
 
@@ -367,7 +368,7 @@ typedef struct tt_cmd {
 
 typedef struct tt_rep {
     int64_t v;
-    uint32_t n;
+    uint32_t n, m;
     char text[192];
 } tt_rep;
 
@@ -501,6 +502,8 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
         case TT_STATS:
             rep.v = (int64_t)atomic_load(&((be_tcp_engine_t *)t.e)->srv_sent);
             rep.n = (uint32_t)atomic_load(&((be_tcp_engine_t *)t.e)->srv_cut);
+            rep.m = (uint32_t)atomic_load(
+                &((be_tcp_engine_t *)t.e)->srv_cut_missed);
             break;
         case TT_QUIT:
             OPS->mem_deregister(t.e, md);
@@ -2010,8 +2013,8 @@ tt_stats(tt_target *tg)
 }
 
 /* tt_sent_settled is the target's sent-bytes count once it stopped
- * moving for 30 ms: the I/O thread counts after sendmsg returns, which
- * may be after the peer already read the bytes. */
+ * moving for 30 ms (the counter never lags what we received, see
+ * be_tcp_conn_flush; the wait is for bytes still on their way). */
 static uint64_t
 tt_sent_settled(tt_target *tg)
 {
@@ -2042,9 +2045,12 @@ tt_ver(unsigned v)
  * target's 16 MiB) and releases it at once (mid: once the target has
  * sent 8 MiB of it). *sent_p gets the bytes the target's server side
  * sent for that READ (its sendmsg count, less the small READ after it,
- * which must return the right bytes on the same stream). */
+ * which must return the right bytes on the same stream); *late_p is true
+ * when the READ had already finished when it was released (a slow or
+ * loaded host), so the run shows nothing about canceling. */
 static int
-tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
+tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p,
+               bool *late_p)
 {
     const uint64_t len = 16u << 20;
     const size_t n = 16;
@@ -2057,6 +2063,7 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
     tt_xfer big, tx;
     tt_eng t;
     uint64_t s0, s1, t0;
+    tt_rep rep;
     void *peer;
 
     XT_ASSERT(buf != NULL && small != NULL);
@@ -2091,13 +2098,20 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
                              tg.hi.addr, len, n));
     XT_ASSERT_EQ(tt_post_notif(&big, NULL), NXL_IN_PROG);
     if (mid) {
+        /* Stopped the moment 8 MiB went out, the target cannot send more
+         * between that moment and the CANCEL's arrival. */
         t0 = xt_now_ms();
         while ((uint64_t)tt_stats(&tg).v - s0 < (8u << 20)) {
             XT_ASSERT(xt_now_ms() - t0 < 20000);
             usleep(200);
         }
+        (void)kill(tg.pid, SIGSTOP);
     }
+    *late_p = OPS->check(t.e, big.req) != NXL_IN_PROG;
     tt_free(&big);
+    if (mid) {
+        (void)kill(tg.pid, SIGCONT);
+    }
     /* Same stream, next request: it comes after what is left of the
      * reply, so once it is back the target has sent all it will. */
     XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtv", small,
@@ -2107,7 +2121,16 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
     tt_free(&tx);
     s1 = tt_sent_settled(&tg);
     *sent_p = s1 - s0 - (BE_TCP_HDR_SIZE + 65536);
-    XT_ASSERT_EQ(tt_stats(&tg).n, want == 2 ? 1u : 0u);
+    /* Version 1 sends no CANCEL. Version 2 sends one, and the target cuts
+     * the reply or finds it all sent already (late); a READ released
+     * before a byte of its request went out never reached the target. */
+    rep = tt_stats(&tg);
+    if (want == 1) {
+        XT_ASSERT_EQ(rep.n + rep.m, 0u);
+    } else {
+        *late_p = *late_p || (rep.n == 0 && rep.m == 1);
+        XT_ASSERT(rep.n + rep.m == 1 || (rep.n + rep.m == 0 && *sent_p == 0));
+    }
 
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
@@ -2122,7 +2145,10 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p)
  * whole (released at once, and once 8 MiB went out), and the stream stays
  * usable. Mixed pairs (either side version 1) agree on version 1, move
  * data correctly and cancel as before: the target sends the whole reply
- * and the initiator discards it. */
+ * and the initiator discards it. A version-2 run that says nothing (the
+ * READ was done before the release came, or the release came so late
+ * that a quarter went out: a loaded host, a sanitizer) is run again, up
+ * to 4 times; a target that does not cut fails every run. */
 static int
 t_cancel_target(void)
 {
@@ -2135,22 +2161,31 @@ t_cancel_target(void)
         {1, 1, true},
     };
     uint64_t sent;
+    unsigned run;
     size_t i;
+    bool v2, late;
 
     for (i = 0; i < NXL__ARRAY_SIZE(pairs); i++) {
-        if (tt_cancel_pair(pairs[i].ini, pairs[i].tgt, pairs[i].mid,
-                           &sent) != 0) {
-            fprintf(stderr, "pair %u/%u failed\n", pairs[i].ini,
-                    pairs[i].tgt);
-            return 1;
+        v2 = pairs[i].ini == 2 && pairs[i].tgt == 2;
+        for (run = 1;; run++) {
+            if (tt_cancel_pair(pairs[i].ini, pairs[i].tgt, pairs[i].mid,
+                               &sent, &late) != 0) {
+                fprintf(stderr, "pair %u/%u failed\n", pairs[i].ini,
+                        pairs[i].tgt);
+                return 1;
+            }
+            printf("  initiator v%u, target v%u, released %s: target sent "
+                   "%llu of %llu bytes%s\n",
+                   pairs[i].ini, pairs[i].tgt,
+                   pairs[i].mid ? "after 8 MiB" : "at once",
+                   (unsigned long long)sent, (unsigned long long)full,
+                   late ? " (the READ was done first)" : "");
+            if (!v2 || (!late && sent < full / 4) || run == 4) {
+                break;
+            }
         }
-        printf("  initiator v%u, target v%u, released %s: target sent "
-               "%llu of %llu bytes\n",
-               pairs[i].ini, pairs[i].tgt,
-               pairs[i].mid ? "after 8 MiB" : "at once",
-               (unsigned long long)sent, (unsigned long long)full);
-        if (pairs[i].ini == 2 && pairs[i].tgt == 2) {
-            XT_ASSERT(sent < full / 4);
+        if (v2) {
+            XT_ASSERT(!late && sent < full / 4);
         } else {
             XT_ASSERT(sent >= full);
         }

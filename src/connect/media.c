@@ -369,6 +369,7 @@ mfield(json_object *obj, const char *at, const char *key, json_type t,
 {
     json_object *v = NULL;
 
+    *v_p = NULL;
     if (!json_object_object_get_ex(obj, key, &v)) {
         return nxl__fail(NXL_ERR_PROTO, "%s: %smissing field `%s`",
                          MEDIA_MODEL, at, key);

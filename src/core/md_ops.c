@@ -651,7 +651,7 @@ md_store_send(nxl_agent_t *a, const nxl_dlist_t *dlist, bool partial,
     nxl__md_store_t *s;
     nxl_status_t status;
     nxl_blob_t blob;
-    int timeout;
+    int timeout = 0;
 
     if (partial && label == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -690,7 +690,7 @@ md_store_fetch(nxl_agent_t *a, const char *remote, const nxl_opts_t *opts)
     nxl_status_t status;
     uint64_t version = 0, session = 0;
     bool replaced = false;
-    int timeout;
+    int timeout = 0;
 
     if (remote == NULL || remote[0] == '\0') {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -746,7 +746,7 @@ md_store_invalidate(nxl_agent_t *a, const nxl_opts_t *opts)
 {
     nxl__md_store_t *s;
     nxl_status_t status;
-    int timeout;
+    int timeout = 0;
 
     status = md_store_get(a, opts, "md_invalidate_local", &s, &timeout);
     if (status != NXL_OK) {
@@ -809,7 +809,7 @@ md_send(nxl_agent_t *agent, const nxl_dlist_t *dlist, bool partial,
     nxl_opts_t oc;
     nxl_blob_t blob;
     nxl_status_t status;
-    int timeout;
+    int timeout = 0;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "%s: NULL agent", where);
@@ -856,7 +856,7 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
     nxl__md_t *md = NULL;
     nxl_status_t status;
     uint8_t rtype = 0;
-    int timeout;
+    int timeout = 0;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_fetch: NULL agent");
@@ -919,7 +919,7 @@ nxl_md_invalidate_local(nxl_agent_t *agent, const nxl_opts_t *opts)
     nxl_blob_t reply = {0};
     nxl_status_t status;
     uint8_t rtype = 0;
-    int timeout;
+    int timeout = 0;
 
     if (agent == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "md_invalidate_local: NULL");

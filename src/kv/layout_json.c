@@ -554,6 +554,8 @@ jr_variant(json_object *obj, const char *at, const char **name_p,
 {
     struct json_object_iterator it;
 
+    *name_p = NULL;
+    *body_p = NULL;
     if (!json_object_is_type(obj, json_type_object) ||
         json_object_object_length(obj) != 1) {
         return nxl__fail(NXL_ERR_PROTO,

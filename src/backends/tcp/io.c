@@ -45,6 +45,7 @@
 #define BE_TCP_WAIT_SLICE_MS 5          /* longest poll() in be_tcp_wait */
 #define BE_TCP_RX_LOWAT (256u * 1024u) /* SO_RCVLOWAT inside big payloads */
 #define BE_TCP_INLINE_SEND (2u << 20) /* sent by post() itself, at most */
+#define BE_TCP_IO_TURN (4u << 20) /* I/O thread: per connection per turn */
 #define BE_TCP_TXQ_HIGH 4096u /* server: stop reading requests above this */
 #define BE_TCP_TXQ_LOW 1024u  /* ... and resume below this */
 #define BE_TCP_RING_INIT 64u
@@ -290,9 +291,13 @@ be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
     return cnt;
 }
 
-/* be_tcp_conn_flush sends queued frames until the queue is empty or the
- * socket is full (then EPOLLOUT is armed); a posting thread (!in_io)
- * stops after BE_TCP_INLINE_SEND bytes so post stays short. tx_lock held.
+/* be_tcp_conn_flush sends queued frames until the queue is empty, the
+ * socket is full or the turn's bytes are sent (then EPOLLOUT is armed):
+ * a posting thread (!in_io) stops after BE_TCP_INLINE_SEND bytes so post
+ * stays short; the I/O thread after BE_TCP_IO_TURN, so a peer that reads
+ * as fast as we send cannot keep it from reading this connection (a
+ * CANCEL) or serving the others, nor keep tx_lock from posting threads
+ * for a whole large transfer. tx_lock held.
  * Returns 0, or (I/O thread only) a negative errno on a hard socket error,
  * for the caller to kill the connection. A posting thread cannot kill it
  * (that needs io_lock): it arms EPOLLOUT instead, so the I/O thread sends
@@ -302,6 +307,7 @@ be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
 static int
 be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
 {
+    const size_t turn = in_io ? BE_TCP_IO_TURN : BE_TCP_INLINE_SEND;
     struct iovec iov[BE_TCP_IOV_BATCH];
     struct msghdr msg;
     size_t want, sent = 0;
@@ -309,12 +315,10 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
     int cnt;
 
     while (c->txq_head != NULL && c->fd >= 0) {
-        if (!in_io && sent >= BE_TCP_INLINE_SEND) {
-            break; /* a posting thread: the I/O thread does the rest */
+        if (sent >= turn) {
+            break; /* the rest on EPOLLOUT, from the I/O thread */
         }
-        cnt = be_tcp_tx_gather(c, iov,
-                               in_io ? SIZE_MAX : BE_TCP_INLINE_SEND - sent,
-                               &want);
+        cnt = be_tcp_tx_gather(c, iov, turn - sent, &want);
         if (cnt == 0) {
             be_tcp_tx_advance(c, 0, in_io);
             continue;
@@ -326,12 +330,19 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
          * under ThreadSanitizer that read was recorded when the request
          * was accepted (be_tcp_tsan_regions), so the sendmsg's accesses
          * are not recorded again. */
+        /* srv_sent counts the bytes before sendmsg and takes back what
+         * did not go out, so it never lags what the peer can read. */
         if (c->server) {
             nxl__tsan_ignore_begin();
+            atomic_fetch_add_explicit(&c->eng->srv_sent, (uint64_t)want,
+                                      memory_order_relaxed);
         }
         n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (c->server) {
             nxl__tsan_ignore_end();
+            atomic_fetch_sub_explicit(&c->eng->srv_sent,
+                                      want - (n < 0 ? 0 : (size_t)n),
+                                      memory_order_relaxed);
         }
         if (n < 0) {
             if (errno == EINTR) {
@@ -349,10 +360,6 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
             c->want_out = true;
             be_tcp_conn_epoll(c);
             return 0;
-        }
-        if (c->server) {
-            atomic_fetch_add_explicit(&c->eng->srv_sent, (uint64_t)n,
-                                      memory_order_relaxed);
         }
         be_tcp_tx_advance(c, (size_t)n, in_io);
         sent += (size_t)n;
@@ -1223,6 +1230,8 @@ be_tcp_srv_cancel(be_tcp_conn_t *c, uint64_t id)
                    c->peer_name ? c->peer_name : "?",
                    (unsigned long long)id, (unsigned long long)dropped);
     } else {
+        atomic_fetch_add_explicit(&c->eng->srv_cut_missed, 1,
+                                  memory_order_relaxed);
         nxl__debug("tcp: '%s' canceled READ %llu: nothing left to stop",
                    c->peer_name ? c->peer_name : "?",
                    (unsigned long long)id);

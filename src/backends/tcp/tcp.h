@@ -386,10 +386,13 @@ struct be_tcp_engine {
     atomic_uint inflight;      /* posted parts not yet done */
     unsigned hello_waiting;    /* accepted, no hello yet (io_lock) */
     unsigned nlent;            /* client connections lent (io_lock) */
-    /* Counters (tests, debugging): bytes our server side handed to
-     * sendmsg, and READ replies it cut short on a CANCEL. */
+    /* Counters (tests, debugging): bytes our server side sent (counted
+     * before sendmsg, the unsent rest taken back after, so it never lags
+     * what the peer received), READ replies it cut short on a CANCEL,
+     * and CANCELs that came after the whole reply was sent. */
     _Atomic uint64_t srv_sent;
     _Atomic uint64_t srv_cut;
+    _Atomic uint64_t srv_cut_missed;
 };
 
 /* --- engine.c ----------------------------------------------------------- */
