@@ -1,4 +1,4 @@
-# The one-command wrapper: make run, make test, make soak, make asan, make tsan, make fuzz.
+# The one-command wrapper: make run, make test, make soak, make asan, make tsan, make fuzz, make bench.
 BUILD ?= build
 CMAKE_ARGS ?=
 
@@ -30,6 +30,12 @@ faults: deps-test
 	./tests/faults.sh build-asan $(or $(NXL_FAULT),all=0.01)
 fuzz: deps-fuzz
 	./fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+# The tables of docs/performance.md: bench-results/results.json and a PNG per
+# table. BENCH_ROUNDS (3), BENCH_ONLY (shm,shm_shared,ucx,tcp,posix,kv,scale),
+# BENCH_QUICK=1 (few sizes and iterations), BENCH_OUT (bench-results).
+bench: deps-bench all
+	/usr/bin/python3 bench/make_bench.py --build $(BUILD) --out $(or $(BENCH_OUT),bench-results) \
+	  --rounds $(or $(BENCH_ROUNDS),3) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) $(if $(BENCH_QUICK),--quick)
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-.PHONY: all deps run test soak asan tsan faults fuzz install
+.PHONY: all deps run test soak asan tsan faults fuzz bench install

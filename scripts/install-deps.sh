@@ -6,7 +6,8 @@
 #   test   run + what every suite needs (make test, make asan, make soak)
 #   tsan   test + clang and its sanitizer runtime (make tsan)
 #   fuzz   build + clang and libFuzzer (make fuzz)
-#   bench  build + the external baselines (iperf3, ucx_perftest, fio)
+#   bench  build + the external baselines (iperf3, ucx_perftest, fio) and
+#          matplotlib for make bench's figures
 #   all    everything above
 # Idempotent: packages already present are not touched, and apt is not run
 # at all when nothing is missing. Runs apt-get directly as root, through
@@ -24,10 +25,11 @@ BUILD=(
 BENCH=(
   iperf3 ucx-utils                  # TCP and UCX baselines (iperf3, ucx_perftest)
   fio                               # nxl-bench --backend POSIX: the fio io_uring baseline
+  iproute2                          # make bench's TCP table: the network-namespace rig
+  python3-matplotlib                # make bench: one PNG per table
 )
 TEST=(
   "${BENCH[@]}"
-  iproute2                          # the network-namespace rig
   python3-pytest python3-numpy python3-torch
   python3-msgpack python3-pil python3-pydantic  # nxl.embedding, nxl.media, wire-form tests
   procps                            # ps/pgrep in tests
