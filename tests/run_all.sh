@@ -88,6 +88,11 @@ else
 fi
 tsan_check "$tmp/nseb.log" "tests/netns_etcd_bench.sh"
 
+echo "== make bench's driver (bench/make_bench.py --quick --only shm,scale)"
+./tests/bench_driver.sh "$build" >"$tmp/bdriver.log" 2>&1
+cat "$tmp/bdriver.log"
+tally "$tmp/bdriver.log"
+
 echo "== kv-exec-bench --smoke"
 if "$build/tools/kv-bench/kv-exec-bench" --smoke >"$tmp/kvsmoke.log" 2>&1; then
   cat "$tmp/kvsmoke.log"; P=$((P + 1))
