@@ -169,7 +169,7 @@ def sweep_table(t, runner, rounds, argv, timeout, base_key, base_name,
     t["commands"] = [shlex.join(argv)]
     t["baseline"] = base_name
     raw = []
-    notes = set()
+    notes = {}  # nxl-bench's lines on stderr, in order, once each
     for i in range(rounds):
         t0 = time.time()
         rc, out, err = runner.run(argv, timeout, env)
@@ -180,15 +180,15 @@ def sweep_table(t, runner, rounds, argv, timeout, base_key, base_name,
         rows = bench_rows(out)
         if not rows:
             raise Fail("no rows in the output: %s" % last_lines(err + out))
-        for line in err.splitlines():
-            if line.startswith("nxl-bench:"):
-                notes.add(line.strip())
+        said = [line.strip() for line in err.splitlines()
+                if line.startswith("nxl-bench:")]
+        notes.update(dict.fromkeys(said))
         raw.append({"round": i + 1, "seconds": round(time.time() - t0, 2),
-                    "rows": rows})
+                    "rows": rows, "stderr_notes": said})
         log("  round %d/%d: %d rows, %.1f s" %
             (i + 1, rounds, len(rows), time.time() - t0))
     t["rounds"] = raw
-    t["notes"] = sorted(notes)
+    t["notes"] = list(notes)
     keys = []
     for r in raw[0]["rows"]:
         k = (r["op"], r["block_size"], r.get("batch_size", 1))
