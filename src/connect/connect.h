@@ -84,7 +84,7 @@ nxl_mem_t nxl__device_mem(nxl_connect_device_t device);
 
 /* One memory registration the connector made (or pinned as a pool). */
 typedef struct nxl__creg {
-    nxl__rnode_t node;   /* (dev_id, addr, len) in conn->regs[kind] */
+    nxl__bnode_t node;   /* (dev_id, addr, len) in conn->regs[kind] */
     nxl_mem_t mem;
     unsigned refs;       /* operations using it */
     bool pinned;         /* pool memory: not deregistered at refs 0 */
@@ -129,7 +129,7 @@ struct nxl_connector {
     pthread_mutex_t lock;        /* everything below */
     pthread_cond_t cond;         /* routed completions, end of a poll */
     bool poller;                 /* a waiter sleeps on the agent fd */
-    nxl__rtree_t regs[NXL_MEM_KINDS];
+    nxl__btree_t regs[NXL_MEM_KINDS];
     nxl__cremote_t *remotes;
     nxl__cnotif_t *q;            /* unclaimed notifications, in order */
     size_t qhead, qlen, qcap;    /* ring: qlen items from qhead */

@@ -60,7 +60,7 @@ nxl_connector_create(nxl_agent_t *agent, nxl_connector_t **conn_p)
         goto err_free;
     }
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        nxl__rtree_init(&c->regs[k]);
+        nxl__btree_init(&c->regs[k]);
     }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         st = nxl__fail(NXL_ERR_NOMEM, "connector_create: mutex");
@@ -123,7 +123,7 @@ reg_drop(nxl_connector_t *conn, nxl__creg_t *reg)
     nxl_dlist_t dl = {reg->mem, &d, 1};
     nxl_status_t st;
 
-    nxl__rtree_remove(&conn->regs[reg->mem], &reg->node);
+    nxl__btree_remove(&conn->regs[reg->mem], &reg->node);
     free(reg);
     st = nxl_mem_deregister(conn->agent, &dl, NULL);
     if (st != NXL_OK) {
@@ -139,7 +139,7 @@ nxl_connector_destroy(nxl_connector_t *conn)
 {
     nxl_connector_t **pp;
     nxl__cremote_t *r;
-    nxl__rnode_t *n;
+    nxl__bnode_t *n;
     size_t i, open = 0;
     unsigned k;
 
@@ -156,9 +156,10 @@ nxl_connector_destroy(nxl_connector_t *conn)
     }
     pthread_mutex_lock(&conn->lock);
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        while ((n = nxl__rtree_first(&conn->regs[k])) != NULL) {
-            (void)reg_drop(conn, NXL__RNODE_OF(n, nxl__creg_t, node));
+        while ((n = nxl__btree_first(&conn->regs[k])) != NULL) {
+            (void)reg_drop(conn, NXL__BNODE_OF(n, nxl__creg_t, node));
         }
+        nxl__btree_fini(&conn->regs[k]);
     }
     while ((r = conn->remotes) != NULL) {
         r->refs = 1;
@@ -225,6 +226,7 @@ reg_new(nxl_connector_t *conn, nxl_mem_t mem, const nxl_desc_t *d,
 {
     nxl_dlist_t dl = {mem, d, 1};
     nxl_prepped_t *pp;
+    nxl__bnode_t *in_way;
     nxl__creg_t *reg;
     nxl_status_t st;
 
@@ -254,7 +256,17 @@ reg_new(nxl_connector_t *conn, nxl_mem_t mem, const nxl_desc_t *d,
     reg->node.addr = d->addr;
     reg->node.len = d->len;
     reg->mem = mem;
-    (void)nxl__rtree_insert_excl(&conn->regs[mem], &reg->node);
+    st = nxl__btree_insert(&conn->regs[mem], &reg->node, true, &in_way);
+    if (st != NXL_OK) {
+        /* Out of memory for a block (the agent accepted d, so no
+         * registration of the connector is in the way): undo it. */
+        (void)reg_drop(conn, reg);
+        return nxl__fail(st, "connect: indexing 0x%llx+%llu: %s",
+                         (unsigned long long)d->addr,
+                         (unsigned long long)d->len,
+                         st == NXL_ERR_NOMEM ? "out of memory"
+                                             : "overlaps a registration");
+    }
     *reg_p = reg;
     return NXL_OK;
 }
@@ -263,7 +275,7 @@ nxl_status_t
 nxl__conn_reg_acquire(nxl_connector_t *conn, nxl_mem_t mem,
                       const nxl_desc_t *descs, size_t n, nxl__creg_t **regs)
 {
-    nxl__rnode_t *node;
+    nxl__bnode_t *node;
     nxl__creg_t *reg;
     nxl_status_t st;
     size_t i;
@@ -271,9 +283,9 @@ nxl__conn_reg_acquire(nxl_connector_t *conn, nxl_mem_t mem,
     for (i = 0; i < n; i++) {
         const nxl_desc_t *d = &descs[i];
 
-        node = nxl__rtree_cover(&conn->regs[mem], d->dev_id, d->addr, d->len);
+        node = nxl__btree_cover(&conn->regs[mem], d->dev_id, d->addr, d->len);
         if (node != NULL) {
-            reg = NXL__RNODE_OF(node, nxl__creg_t, node);
+            reg = NXL__BNODE_OF(node, nxl__creg_t, node);
             reg->refs++;
             regs[i] = reg;
             continue;
@@ -393,12 +405,12 @@ nxl_connector_register(nxl_connector_t *conn, const nxl_connect_desc_t *descs,
     }
     pthread_mutex_lock(&conn->lock);
     for (i = 0; i < n; i++) {
-        nxl__rnode_t *node = nxl__rtree_find(&conn->regs[mem], d[i].dev_id,
+        nxl__bnode_t *node = nxl__btree_find(&conn->regs[mem], d[i].dev_id,
                                              d[i].addr, d[i].len, 0);
         nxl__creg_t *reg;
 
         if (node != NULL) {
-            reg = NXL__RNODE_OF(node, nxl__creg_t, node);
+            reg = NXL__BNODE_OF(node, nxl__creg_t, node);
             fresh[i] = !reg->pinned;
             reg->pinned = true;
             done[i] = reg;
@@ -458,9 +470,9 @@ nxl_connector_deregister(nxl_connector_t *conn,
     }
     pthread_mutex_lock(&conn->lock);
     for (i = 0; i < n; i++) {
-        nxl__rnode_t *node = nxl__rtree_find(&conn->regs[mem], d[i].dev_id,
+        nxl__bnode_t *node = nxl__btree_find(&conn->regs[mem], d[i].dev_id,
                                              d[i].addr, d[i].len, 0);
-        nxl__creg_t *reg = NXL__RNODE_OF(node, nxl__creg_t, node);
+        nxl__creg_t *reg = NXL__BNODE_OF(node, nxl__creg_t, node);
 
         if (reg == NULL || !reg->pinned) {
             st = nxl__fail(NXL_ERR_NOT_FOUND,
@@ -989,7 +1001,7 @@ nxl_connector_info(nxl_connector_t *conn, nxl_connector_info_t *info_p)
     nxl_connector_info_t info;
     struct nxl_connect_op *op;
     nxl__cremote_t *r;
-    nxl__rnode_t *n;
+    nxl__bnode_t *n;
     unsigned k;
 
     if (conn == NULL || info_p == NULL) {
@@ -1003,10 +1015,10 @@ nxl_connector_info(nxl_connector_t *conn, nxl_connector_info_t *info_p)
     }
     info.num_keys = conn->nkeys;
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        for (n = nxl__rtree_first(&conn->regs[k]); n != NULL;
-             n = nxl__rtree_next(n)) {
+        for (n = nxl__btree_first(&conn->regs[k]); n != NULL;
+             n = nxl__btree_next(n)) {
             info.num_regs++;
-            if (NXL__RNODE_OF(n, nxl__creg_t, node)->pinned) {
+            if (NXL__BNODE_OF(n, nxl__creg_t, node)->pinned) {
                 info.num_pool++;
             }
         }
