@@ -171,145 +171,13 @@ rt_rand(uint64_t *s)
     return *s;
 }
 
-/* The range tree against a brute-force list: 20,000 random inserts and
- * removals of (possibly overlapping) ranges on 3 devices near the top and
- * bottom of the address space; after each step the tree is checked
- * (order, AVL balance, parents, maxima), and exact, cover and overlap
- * queries agree with the list. */
-static int
-t_rtree_random(void)
-{
-    enum { CAP = 600, STEPS = 20000 };
-    static nxl__rnode_t nodes[CAP];
-    static int in[CAP];
-    nxl__rtree_t t;
-    nxl__rnode_t *got;
-    uint64_t s = 0x1234567887654321ull, dev, addr, len, base;
-    int step, i, want;
-
-    nxl__rtree_init(&t);
-    for (step = 0; step < STEPS; step++) {
-        i = (int)(rt_rand(&s) % CAP);
-        if (in[i]) {
-            nxl__rtree_remove(&t, &nodes[i]);
-            in[i] = 0;
-        } else {
-            base = (rt_rand(&s) & 1) ? 0 : UINT64_MAX - 5000;
-            nodes[i].dev = rt_rand(&s) % 3;
-            nodes[i].addr = base + rt_rand(&s) % 4000;
-            nodes[i].len = 1 + rt_rand(&s) % 300;
-            nodes[i].tie = rt_rand(&s) % 2;
-            got = nxl__rtree_insert(&t, &nodes[i]);
-            if (got == NULL) {
-                in[i] = 1;
-            } else {
-                XT_ASSERT(got->dev == nodes[i].dev &&
-                          got->addr == nodes[i].addr &&
-                          got->len == nodes[i].len);
-            }
-        }
-        if (step % 50 != 0 && step < STEPS - 1) {
-            continue;
-        }
-        XT_ASSERT_EQ(nxl__rtree_check(&t), 0);
-        /* Queries. */
-        for (int q = 0; q < 40; q++) {
-            base = (rt_rand(&s) & 1) ? 0 : UINT64_MAX - 5000;
-            dev = rt_rand(&s) % 3;
-            addr = base + rt_rand(&s) % 4300;
-            len = 1 + rt_rand(&s) % 200;
-            want = 0;
-            for (int k = 0; k < CAP; k++) {
-                want |= in[k] && nodes[k].dev == dev &&
-                        nodes[k].addr <= addr &&
-                        nodes[k].addr + nodes[k].len >= addr + len;
-            }
-            got = nxl__rtree_cover(&t, dev, addr, len);
-            XT_ASSERT_EQ(got != NULL, want);
-            if (got != NULL) {
-                XT_ASSERT(got->dev == dev && got->addr <= addr &&
-                          got->addr + got->len >= addr + len);
-            }
-            want = 0;
-            for (int k = 0; k < CAP; k++) {
-                want |= in[k] && nodes[k].dev == dev &&
-                        nodes[k].addr < addr + len &&
-                        nodes[k].addr + nodes[k].len > addr;
-            }
-            got = nxl__rtree_overlap(&t, dev, addr, len);
-            XT_ASSERT_EQ(got != NULL, want);
-            if (got != NULL) {
-                XT_ASSERT(got->dev == dev && got->addr < addr + len &&
-                          got->addr + got->len > addr);
-            }
-            i = (int)(rt_rand(&s) % CAP);
-            got = nxl__rtree_find(&t, nodes[i].dev, nodes[i].addr,
-                                  nodes[i].len, nodes[i].tie);
-            if (in[i]) {
-                XT_ASSERT(got == &nodes[i]);
-            }
-        }
-    }
-    return 0;
-}
-
-/* nxl__rtree_insert_excl keeps a tree free of overlaps: 20,000 random
- * inserts and removals, each insert refused exactly when a brute-force
- * scan finds an overlap, the tree checked as it goes. */
-static int
-t_rtree_excl(void)
-{
-    enum { CAP = 400, STEPS = 20000 };
-    static nxl__rnode_t nodes[CAP];
-    static int in[CAP];
-    nxl__rtree_t t;
-    nxl__rnode_t *got;
-    uint64_t s = 0xfeedfacecafebeefull;
-    int step, i, k, want, added = 0;
-
-    nxl__rtree_init(&t);
-    for (step = 0; step < STEPS; step++) {
-        i = (int)(rt_rand(&s) % CAP);
-        if (in[i]) {
-            nxl__rtree_remove(&t, &nodes[i]);
-            in[i] = 0;
-            continue;
-        }
-        nodes[i].dev = rt_rand(&s) % 2;
-        nodes[i].addr = rt_rand(&s) % 20000;
-        nodes[i].len = 1 + rt_rand(&s) % 200;
-        nodes[i].tie = 0;
-        want = 0;
-        for (k = 0; k < CAP; k++) {
-            want |= in[k] && nodes[k].dev == nodes[i].dev &&
-                    nodes[k].addr < nodes[i].addr + nodes[i].len &&
-                    nodes[k].addr + nodes[k].len > nodes[i].addr;
-        }
-        got = nxl__rtree_insert_excl(&t, &nodes[i]);
-        XT_ASSERT_EQ(got != NULL, want);
-        if (got == NULL) {
-            in[i] = 1;
-            added++;
-        } else {
-            XT_ASSERT(got->dev == nodes[i].dev &&
-                      got->addr < nodes[i].addr + nodes[i].len &&
-                      got->addr + got->len > nodes[i].addr);
-        }
-        if (step % 100 == 0) {
-            XT_ASSERT_EQ(nxl__rtree_check(&t), 0);
-        }
-    }
-    XT_ASSERT_EQ(nxl__rtree_check(&t), 0);
-    XT_ASSERT(added > 1000);
-    return 0;
-}
-
-/* The B+tree against a brute-force list, as t_rtree_random: 20,000
- * random inserts and removals of (possibly overlapping, possibly equal
- * but for tie) ranges on 3 devices near both ends of the address space;
- * after every 50 steps the tree is checked (order, separators, fill,
- * levels, links, maxima, back pointers), and exact, cover and overlap
- * queries agree with the list. */
+/* The B+tree against a brute-force list: 20,000 random inserts and
+ * removals of (possibly overlapping, possibly equal but for tie) ranges
+ * on 3 devices near both ends of the address space; after every 50 steps
+ * the tree is checked (order, separators, fill, levels, links, maxima,
+ * back pointers), and exact, cover and overlap queries agree with the
+ * list. At the end the tree is emptied the way the connector's destroy
+ * does it, removing its first node until none is left, in key order. */
 static int
 t_btree_random(void)
 {
@@ -317,7 +185,7 @@ t_btree_random(void)
     static nxl__bnode_t nodes[CAP];
     static int in[CAP];
     nxl__btree_t t;
-    nxl__bnode_t *got;
+    nxl__bnode_t *got, *prev;
     uint64_t s = 0x1234567887654321ull, dev, addr, len, base;
     int step, i, want;
     unsigned maxlev = 0;
@@ -390,6 +258,21 @@ t_btree_random(void)
         }
     }
     XT_ASSERT(maxlev >= 2); /* splits and merges of inner blocks ran */
+    for (prev = NULL; (got = nxl__btree_first(&t)) != NULL; prev = got) {
+        XT_ASSERT(prev == NULL || prev->dev < got->dev ||
+                  (prev->dev == got->dev && prev->addr <= got->addr));
+        i = (int)(got - nodes);
+        XT_ASSERT(in[i]);
+        in[i] = 0;
+        nxl__btree_remove(&t, got);
+        if (t.count % 64 == 0) {
+            XT_ASSERT_EQ(nxl__btree_check(&t), 0);
+        }
+    }
+    for (i = 0; i < CAP; i++) {
+        XT_ASSERT(!in[i]);
+    }
+    XT_ASSERT(t.top == NULL && t.count == 0);
     nxl__btree_fini(&t);
     XT_ASSERT(nxl__btree_first(&t) == NULL && t.count == 0);
     return 0;
@@ -788,8 +671,6 @@ const xt_suite xt_suite_core = {
         {"exports_only_nxl", t_exports_only_nxl},
         {"index_cover", t_index_cover},
         {"index_overlap_exact_remove", t_index_overlap_exact_remove},
-        {"rtree_random", t_rtree_random},
-        {"rtree_excl", t_rtree_excl},
         {"btree_random", t_btree_random},
         {"btree_excl", t_btree_excl},
         {"btree_bulk", t_btree_bulk},

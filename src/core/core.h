@@ -86,7 +86,7 @@ typedef struct nxl__rregion {
 
 /* nxl__index_t is a set of regions (elements of elem_size bytes that start
  * with an nxl__bnode_t and an nxl_desc_t) ordered by (dev_id, addr, len)
- * in a B+tree of ranges (util/rtree.h): insert, remove, exact and covering
+ * in a B+tree of ranges (util/btree.h): insert, remove, exact and covering
  * lookups are O(log n) in any order with few cache misses, and element
  * pointers stay put until the element is removed. The index allocates and
  * frees its elements. */

@@ -1,5 +1,5 @@
 /* index.c - the region indexes of the agent (local regions per memory
- * kind) and of each peer: range trees (src/util/rtree.h) whose elements
+ * kind) and of each peer: range trees (src/util/btree.h) whose elements
  * start with a node and the region's descriptor. Used by registration,
  * metadata loads, prepared lists and peer unloads; calls nothing else in
  * core. */

@@ -251,9 +251,9 @@ struct json_object;
 nxl_status_t nxl__json_read(const char *p, size_t len, bool utf8,
                              const char *who, struct json_object **root_p);
 
+#include "btree.h"
 #include "fault.h"
 #include "regtab.h"
-#include "rtree.h"
 #include "tsan.h"
 
 #endif /* NXL_UTIL_H */
