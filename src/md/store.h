@@ -1,6 +1,6 @@
 /*
  * store.h - name-addressed metadata stores (internal): the md_store ops
- * table and its etcd implementation (etcd.c).
+ * table and its etcd implementation (etcd.c and the files etcd.h lists).
  *
  * A store keeps each agent's metadata under (agent, label) so that peers
  * find it by name instead of by address. The core (core/md_ops.c) uses a
@@ -80,7 +80,7 @@ struct nxl__md_store {
     const nxl__md_store_ops_t *ops;
 };
 
-/* --- etcd (etcd.c) ------------------------------------------------------ */
+/* --- etcd (etcd.c, etcd_reply.c) ---------------------------------------- */
 
 #define NXL__ETCD_DEFAULT_NS "/nixl/agents"
 #define NXL__ETCD_DEFAULT_TTL 10u    /* lease TTL, seconds */
