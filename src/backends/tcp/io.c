@@ -108,6 +108,7 @@ be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
 {
     struct epoll_event ev;
     be_tcp_conn_t *c;
+    nxl_status_t st;
 
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -119,16 +120,12 @@ be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
         c->ring_cap = BE_TCP_RING_INIT;
     }
     if (c->rbuf == NULL || (!server && c->ring == NULL)) {
-        free(c->rbuf);
-        free(c->ring);
-        free(c);
-        return nxl__fail(NXL_ERR_NOMEM, "tcp: connection: out of memory");
+        st = nxl__fail(NXL_ERR_NOMEM, "tcp: connection: out of memory");
+        goto err_free;
     }
     if (pthread_mutex_init(&c->tx_lock, NULL) != 0) {
-        free(c->rbuf);
-        free(c->ring);
-        free(c);
-        return nxl__fail(NXL_ERR_NOMEM, "tcp: pthread_mutex_init");
+        st = nxl__fail(NXL_ERR_NOMEM, "tcp: pthread_mutex_init");
+        goto err_free;
     }
     c->eng = eng;
     c->fd = fd;
@@ -141,18 +138,21 @@ be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
     ev.data.ptr = c;
     c->ep_events = ev.events;
     if (epoll_ctl(eng->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        nxl_status_t st = nxl__fail_errno(errno, "tcp: epoll_ctl(ADD)");
-
-        pthread_mutex_destroy(&c->tx_lock);
-        free(c->rbuf);
-        free(c->ring);
-        free(c);
-        return st;
+        st = nxl__fail_errno(errno, "tcp: epoll_ctl(ADD)");
+        goto err_mutex;
     }
     c->next = eng->conns;
     eng->conns = c;
     *conn_p = c;
     return NXL_OK;
+
+err_mutex:
+    pthread_mutex_destroy(&c->tx_lock);
+err_free:
+    free(c->rbuf);
+    free(c->ring);
+    free(c);
+    return st;
 }
 
 /* be_tcp_conn_free frees a dead connection's memory. */
