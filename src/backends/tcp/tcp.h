@@ -407,8 +407,13 @@ bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
  * notif) and makes the event fd readable. */
 void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
 
-/* --- io.c --------------------------------------------------------------- */
+/* --- io.c: connection lifecycle and the I/O thread ---------------------- */
 
+/* Most iovecs in one sendmsg or readv. */
+#define BE_TCP_IOV_BATCH 1024
+
+/* be_tcp_io_start starts the I/O thread. Returns NXL_OK, or an error
+ * (logged) when the thread cannot be created. */
 nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
 /* be_tcp_rx_inline receives req's replies on the calling thread if the
  * I/O thread is idle (trylock); never blocks. A thread that polls a
@@ -434,6 +439,29 @@ void be_tcp_io_stop(be_tcp_engine_t *eng);
 nxl_status_t be_tcp_conn_new(be_tcp_engine_t *eng, int fd, bool server,
                              be_tcp_conn_t **conn_p);
 
+/* be_tcp_peer_kill marks peer dead with status (the first status and why
+ * stay), fails everything in flight to it and closes its connections
+ * (io_lock held). Returns true when this call marked it dead. */
+bool be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
+                      const char *why);
+
+/* be_tcp_conn_bury closes conn and queues it for freeing (io_lock). */
+void be_tcp_conn_bury(be_tcp_conn_t *conn);
+
+/* be_tcp_conn_free frees a dead connection's memory. */
+void be_tcp_conn_free(be_tcp_conn_t *conn);
+
+/* be_tcp_sock_tune sets TCP_NODELAY, keepalive and the user timeout. */
+void be_tcp_sock_tune(int fd);
+
+/* be_tcp_conn_epoll sets conn's epoll interest from its state: EPOLLIN
+ * unless its reading is paused, owned or lent, EPOLLOUT while want_out.
+ * No system call when that does not change; a failure is logged and
+ * leaves the old interest. tx_lock held. */
+void be_tcp_conn_epoll(be_tcp_conn_t *conn);
+
+/* --- tx.c: transmit queues ---------------------------------------------- */
+
 /* be_tcp_conn_enqueue appends txi to conn's queue and, when the queue was
  * empty, sends what the socket takes now. Returns false (txi not queued)
  * if conn is dead. in_io says the caller holds io_lock. */
@@ -447,17 +475,26 @@ bool be_tcp_conn_enqueue(be_tcp_conn_t *conn, be_tcp_txi_t *txi, bool in_io);
 bool be_tcp_conn_push_part(be_tcp_conn_t *conn, be_tcp_part_t *part,
                            be_tcp_txi_t *after);
 
-/* be_tcp_peer_kill marks peer dead with status (the first status and why
- * stay), fails everything in flight to it and closes its connections
- * (io_lock held). Returns true when this call marked it dead. */
-bool be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
-                      const char *why);
+/* be_tcp_conn_queue_reply appends a server reply to conn's queue without
+ * sending it (the reader flushes once per batch), and stops reading
+ * conn's requests while BE_TCP_TXQ_HIGH replies or more wait. Takes
+ * tx_lock; I/O thread (io_lock held). */
+void be_tcp_conn_queue_reply(be_tcp_conn_t *conn, be_tcp_txi_t *txi);
 
-/* be_tcp_conn_bury closes conn and queues it for freeing (io_lock). */
-void be_tcp_conn_bury(be_tcp_conn_t *conn);
+/* be_tcp_conn_flush sends conn's queued frames until the queue is empty,
+ * the socket is full or the turn's bytes are out, arms EPOLLOUT for the
+ * rest, and resumes a paused server connection whose queue fell below
+ * BE_TCP_TXQ_LOW. in_io says the caller is the I/O thread. tx_lock held.
+ * Returns 0, or (in_io only) a negative errno on a hard socket error, for
+ * the caller to fail the connection; a posting thread arms EPOLLOUT
+ * instead. */
+int be_tcp_conn_flush(be_tcp_conn_t *conn, bool in_io);
 
-/* be_tcp_conn_free frees a dead connection's memory. */
-void be_tcp_conn_free(be_tcp_conn_t *conn);
+/* be_tcp_txi_dropped finishes txi, sent (sent) or dropped with its dead
+ * connection: a part then waits for its reply, malloc'd items are freed,
+ * a trailing notification may complete its request. tx_lock held, or
+ * txi already off a dead connection's queue (io_lock held). */
+void be_tcp_txi_dropped(be_tcp_txi_t *txi, bool sent, bool in_io);
 
 /* be_tcp_part_detach takes a not-done part off its connection: out of the
  * tx queue (a half-sent frame is finished from a copy and zeros), its
@@ -467,9 +504,6 @@ void be_tcp_part_detach(be_tcp_part_t *part);
 /* be_tcp_ntx_detach takes req's trailing notification off its
  * connection's queue (io_lock held). */
 void be_tcp_ntx_detach(be_tcp_req_t *req);
-
-/* be_tcp_sock_tune sets TCP_NODELAY, keepalive and the user timeout. */
-void be_tcp_sock_tune(int fd);
 
 /* --- xfer.c ------------------------------------------------------------- */
 
