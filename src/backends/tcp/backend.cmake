@@ -4,5 +4,6 @@ nxl_backend(tcp SOURCES
   backends/tcp/frame.c
   backends/tcp/engine.c
   backends/tcp/io.c
+  backends/tcp/srv.c
   backends/tcp/tx.c
   backends/tcp/xfer.c)

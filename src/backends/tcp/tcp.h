@@ -448,6 +448,18 @@ bool be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t status,
 /* be_tcp_conn_bury closes conn and queues it for freeing (io_lock). */
 void be_tcp_conn_bury(be_tcp_conn_t *conn);
 
+/* be_tcp_conn_fail ends conn after an error, logging "why" (fmt) at
+ * level: a client stream takes its peer down (be_tcp_peer_kill: every
+ * request to it fails with st), a server connection is buried. io_lock
+ * held; conn is dead on return. */
+void be_tcp_conn_fail(be_tcp_conn_t *conn, nxl_status_t st, int level,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* be_tcp_hello_unwait stops counting server connection conn among those
+ * that owe a hello (no-op if it is not counted). io_lock held. */
+void be_tcp_hello_unwait(be_tcp_conn_t *conn);
+
 /* be_tcp_conn_free frees a dead connection's memory. */
 void be_tcp_conn_free(be_tcp_conn_t *conn);
 
@@ -504,6 +516,28 @@ void be_tcp_part_detach(be_tcp_part_t *part);
 /* be_tcp_ntx_detach takes req's trailing notification off its
  * connection's queue (io_lock held). */
 void be_tcp_ntx_detach(be_tcp_req_t *req);
+
+/* --- srv.c: the target side of a server connection --------------------- */
+
+/* be_tcp_on_ctrl handles a request frame whose descriptors and aux (ctrl,
+ * rf.ndesc * 16 + rf.aux_len bytes) have arrived on server connection
+ * conn: answers a hello, queues a READ's reply, sets up receiving a
+ * WRITE's payload (rstate DATA) or delivers a notification; other frames
+ * go back to rstate HDR. io_lock held. Returns false when conn failed
+ * (bad input from the peer, or out of memory). */
+bool be_tcp_on_ctrl(be_tcp_conn_t *conn, const uint8_t *ctrl);
+
+/* be_tcp_srv_write_done finishes the WRITE whose payload conn has just
+ * received: releases its regions, delivers its notification if it
+ * succeeded and queues its acknowledgement. io_lock held. Returns false
+ * when conn failed (out of memory). */
+bool be_tcp_srv_write_done(be_tcp_conn_t *conn);
+
+/* be_tcp_srv_cancel handles a CANCEL frame for READ id on conn (protocol
+ * 2): a reply still queued ends at its next frame boundary with a
+ * CANCELED frame; an id that matches nothing is ignored. Takes tx_lock;
+ * io_lock held. */
+void be_tcp_srv_cancel(be_tcp_conn_t *conn, uint64_t id);
 
 /* --- xfer.c ------------------------------------------------------------- */
 
