@@ -4,6 +4,7 @@ nxl_backend(tcp SOURCES
   backends/tcp/frame.c
   backends/tcp/engine.c
   backends/tcp/io.c
+  backends/tcp/rx.c
   backends/tcp/srv.c
   backends/tcp/tx.c
   backends/tcp/xfer.c)

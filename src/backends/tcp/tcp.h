@@ -411,24 +411,13 @@ void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
 
 /* Most iovecs in one sendmsg or readv. */
 #define BE_TCP_IOV_BATCH 1024
+/* Most bytes read from one connection per wake-up of the thread that
+ * receives (level-triggered epoll and poll() bring it back). */
+#define BE_TCP_READ_BUDGET (8u << 20)
 
 /* be_tcp_io_start starts the I/O thread. Returns NXL_OK, or an error
  * (logged) when the thread cannot be created. */
 nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
-/* be_tcp_rx_inline receives req's replies on the calling thread if the
- * I/O thread is idle (trylock); never blocks. A thread that polls a
- * connection again within BE_TCP_LEND_GAP_NS is lent it: the I/O thread
- * stops waking for its replies until nobody polled it for
- * BE_TCP_LEND_NS. */
-void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
-
-/* be_tcp_wait is the wait op: the calling thread takes over receiving
- * on req's connections that no other waiter has (their EPOLLIN is off
- * meanwhile), sleeps in poll() on them and handles what arrives itself,
- * until req ends or timeout_ms passes. NXL_ERR_NOT_SUPPORTED when it has
- * no connection to take (the core then sleeps on the event fd). */
-nxl_status_t be_tcp_wait(void *self, void *req, int timeout_ms);
-
 /* be_tcp_kick wakes the I/O thread (it re-reads its timeout). */
 void be_tcp_kick(be_tcp_engine_t *eng);
 void be_tcp_io_stop(be_tcp_engine_t *eng);
@@ -459,6 +448,11 @@ void be_tcp_conn_fail(be_tcp_conn_t *conn, nxl_status_t st, int level,
 /* be_tcp_hello_unwait stops counting server connection conn among those
  * that owe a hello (no-op if it is not counted). io_lock held. */
 void be_tcp_hello_unwait(be_tcp_conn_t *conn);
+
+/* be_tcp_loss_level returns the log level for losing conn: NXL_LOG_WARN
+ * when requests of ours were in flight on it, else NXL_LOG_DEBUG. Takes
+ * tx_lock; io_lock held. */
+int be_tcp_loss_level(be_tcp_conn_t *conn);
 
 /* be_tcp_conn_free frees a dead connection's memory. */
 void be_tcp_conn_free(be_tcp_conn_t *conn);
@@ -516,6 +510,34 @@ void be_tcp_part_detach(be_tcp_part_t *part);
 /* be_tcp_ntx_detach takes req's trailing notification off its
  * connection's queue (io_lock held). */
 void be_tcp_ntx_detach(be_tcp_req_t *req);
+
+/* --- rx.c: receiving ---------------------------------------------------- */
+
+/* be_tcp_conn_read reads what conn has, up to budget bytes, and runs it
+ * through the receive state machine (replies complete parts; a server's
+ * requests go to srv.c, and the replies they produce are flushed). A
+ * short read ends it. io_lock held; conn may be dead on return (a peer
+ * that closed or sent bad input fails it). */
+void be_tcp_conn_read(be_tcp_conn_t *conn, size_t budget);
+
+/* be_tcp_rx_inline receives req's replies on the calling thread if the
+ * I/O thread is idle (trylock); never blocks. A thread that polls a
+ * connection again within BE_TCP_LEND_GAP_NS is lent it: the I/O thread
+ * stops waking for its replies until nobody polled it for
+ * BE_TCP_LEND_NS. */
+void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
+
+/* be_tcp_lend_expire gives the I/O thread back the lent connections that
+ * nobody polled for BE_TCP_LEND_NS. io_lock held. Returns the I/O
+ * thread's epoll timeout (ms) while some stay lent, else -1. */
+int be_tcp_lend_expire(be_tcp_engine_t *eng);
+
+/* be_tcp_wait is the wait op: the calling thread takes over receiving
+ * on req's connections that no other waiter has (their EPOLLIN is off
+ * meanwhile), sleeps in poll() on them and handles what arrives itself,
+ * until req ends or timeout_ms passes. NXL_ERR_NOT_SUPPORTED when it has
+ * no connection to take (the core then sleeps on the event fd). */
+nxl_status_t be_tcp_wait(void *self, void *req, int timeout_ms);
 
 /* --- srv.c: the target side of a server connection --------------------- */
 
