@@ -9,8 +9,13 @@
  *
  * Files: frame.c (pure codec: frames, hello, conn info; fuzzed),
  *        engine.c (ops table, params, registrations, peers),
- *        io.c (the I/O thread, per-connection rx/tx state machines),
+ *        io.c (connection lifecycle and the I/O thread),
+ *        tx.c (transmit queues, sending, the expected-reply ring),
+ *        rx.c (receive state machine, replies, which thread receives),
+ *        srv.c (the target side: serving READ, WRITE, NOTIF, CANCEL),
  *        xfer.c (prep/post/check/cancel/release and notifications).
+ * A post goes xfer.c -> tx.c; what arrives goes io.c or the polling
+ * thread -> rx.c -> srv.c (requests) or xfer.c (replies).
  */
 #ifndef NXL_BE_TCP_H
 #define NXL_BE_TCP_H
