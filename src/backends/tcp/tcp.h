@@ -412,7 +412,7 @@ bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
  * notif) and makes the event fd readable. */
 void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
 
-/* --- io.c: connection lifecycle and the I/O thread ---------------------- */
+/* --- limits shared by io.c, tx.c and rx.c ------------------------------ */
 
 /* Most iovecs in one sendmsg or readv. */
 #define BE_TCP_IOV_BATCH 1024
@@ -420,11 +420,15 @@ void be_tcp_signal(be_tcp_engine_t *eng, unsigned n, bool notif);
  * receives (level-triggered epoll and poll() bring it back). */
 #define BE_TCP_READ_BUDGET (8u << 20)
 
+/* --- io.c: connection lifecycle and the I/O thread ---------------------- */
+
 /* be_tcp_io_start starts the I/O thread. Returns NXL_OK, or an error
  * (logged) when the thread cannot be created. */
 nxl_status_t be_tcp_io_start(be_tcp_engine_t *eng);
 /* be_tcp_kick wakes the I/O thread (it re-reads its timeout). */
 void be_tcp_kick(be_tcp_engine_t *eng);
+/* be_tcp_io_stop stops and joins the I/O thread (no-op if it is not
+ * running). */
 void be_tcp_io_stop(be_tcp_engine_t *eng);
 
 /* be_tcp_conn_new makes a connection around a connected non-blocking fd
@@ -455,8 +459,8 @@ void be_tcp_conn_fail(be_tcp_conn_t *conn, nxl_status_t st, int level,
 void be_tcp_hello_unwait(be_tcp_conn_t *conn);
 
 /* be_tcp_loss_level returns the log level for losing conn: NXL_LOG_WARN
- * when requests of ours were in flight on it, else NXL_LOG_DEBUG. Takes
- * tx_lock; io_lock held. */
+ * when requests of ours were in flight on it (a client connection), else
+ * NXL_LOG_DEBUG. Takes tx_lock; io_lock held. */
 int be_tcp_loss_level(be_tcp_conn_t *conn);
 
 /* be_tcp_conn_free frees a dead connection's memory. */
@@ -549,9 +553,9 @@ nxl_status_t be_tcp_wait(void *self, void *req, int timeout_ms);
 /* be_tcp_on_ctrl handles a request frame whose descriptors and aux (ctrl,
  * rf.ndesc * 16 + rf.aux_len bytes) have arrived on server connection
  * conn: answers a hello, queues a READ's reply, sets up receiving a
- * WRITE's payload (rstate DATA) or delivers a notification; other frames
- * go back to rstate HDR. io_lock held. Returns false when conn failed
- * (bad input from the peer, or out of memory). */
+ * WRITE's payload or delivers a notification, and sets the next receive
+ * state (DATA for a WRITE, else HDR). io_lock held. Returns false when
+ * conn failed (bad input from the peer, or out of memory). */
 bool be_tcp_on_ctrl(be_tcp_conn_t *conn, const uint8_t *ctrl);
 
 /* be_tcp_srv_write_done finishes the WRITE whose payload conn has just
