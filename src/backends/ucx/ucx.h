@@ -78,6 +78,8 @@
 #define BE_UCX_LIVENESS_NS 1000000u   /* data-path liveness poll period */
 #define BE_UCX_CANCEL_WAIT_NS 1000000000ull /* cancel waits this long */
 #define BE_UCX_CLOSE_WAIT_NS 200000000ull   /* endpoint close on unload */
+#define BE_UCX_PARK_POLL_NS 1000000000ull   /* parked same-host peers' pids
+                                             * are polled this often */
 #define BE_UCX_NONE_WAIT_NS 10000000000ull  /* err mode none: uncancelable
                                              * operations are waited for */
 #define BE_UCX_PROBE_BYTE 0xa5u
@@ -167,7 +169,8 @@ typedef struct be_ucx_trk {
 } be_ucx_trk_t;
 
 /* be_ucx_pep_t: a peer's endpoint on one worker. It outlives the peer
- * while a graceful close is still running (eng->closing). */
+ * while a graceful close is still running (eng->closing), or while it is
+ * parked for a later load of the same conn info (eng->parked). */
 typedef struct be_ucx_pep {
     be_ucx_engine_t *eng;
     be_ucx_peer_t *peer;    /* NULL once the peer let go (worker lock) */
@@ -177,6 +180,27 @@ typedef struct be_ucx_pep {
     bool failed;            /* UCX reported an error on it */
     struct be_ucx_pep *next; /* eng->closing */
 } be_ucx_pep_t;
+
+/* be_ucx_park_t: the endpoints of a live peer whose metadata was
+ * unloaded, kept for a later load of the same conn info (a reload), so
+ * the peer's endpoints, which UCX paired with these, stay valid: closing
+ * them while the peer lives loses its multi-fragment active messages and
+ * leaks its shared-memory attachments (docs/reliability.md, defects 1
+ * and 2). Closed when a load brings other conn info for that name, when
+ * UCX fails one of them or the peer's process exits (the liveness pass),
+ * or at fini. Remote keys are not kept: a reload unpacks those of the new
+ * metadata. eng->lock guards the list; the endpoints' fields stay under
+ * their worker locks. */
+typedef struct be_ucx_park {
+    struct be_ucx_park *next; /* eng->parked */
+    char name[BE_UCX_NAME_MAX];
+    uint8_t *info;            /* the conn info the endpoints were made for */
+    size_t info_len;
+    bool same_host;           /* another process on this host: */
+    pid_t pid;                /* polled while parked */
+    uint64_t starttime;
+    be_ucx_pep_t **eps;       /* [nworkers]; NULL where none was kept */
+} be_ucx_park_t;
 
 /* be_ucx_md_t: a local registration. */
 typedef struct be_ucx_md {
@@ -241,6 +265,8 @@ struct be_ucx_peer {
     int pidfd;              /* -1: none (not same host, self, no pidfd) */
     uint8_t *addr;          /* the peer's worker address */
     size_t addr_len;
+    uint8_t *info;          /* its whole conn info (endpoint reuse) */
+    size_t info_len;
     be_ucx_pep_t **eps;     /* [nworkers]; NULL entries without UCX */
     be_ucx_rmd_t *rmds;
     be_ucx_map_t *maps;     /* its memfds mapped here (eng->lock) */
@@ -302,6 +328,9 @@ struct be_ucx_engine {
     pthread_mutex_t lock;
     bool lock_init;
     be_ucx_peer_t *peers;
+    be_ucx_park_t *parked;  /* unloaded live peers' endpoints (lock) */
+    atomic_bool park_check; /* a parked endpoint failed */
+    uint64_t next_park_poll_ns; /* (lock) */
     uint64_t next_peer_id;
     atomic_bool work_pending; /* peers with fail_pending */
     atomic_uint_fast64_t next_liveness_ns;
@@ -353,6 +382,9 @@ void be_ucx_peer_fail(be_ucx_engine_t *eng, be_ucx_peer_t *p,
 /* be_ucx_liveness polls pidfds (timeout_ms 0 = never blocks) and acts on
  * deferred endpoint failures. Returns events handled. No lock held. */
 unsigned be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms);
+/* be_ucx_park_close_all closes every parked endpoint (fini; no lock
+ * held). */
+void be_ucx_park_close_all(be_ucx_engine_t *eng);
 /* be_ucx_peer_gone: p is known dead or its process exited (no lock). */
 bool be_ucx_peer_gone(be_ucx_peer_t *p);
 /* be_ucx_ep_reset replaces p's endpoint on worker w (lock held) after a

@@ -784,6 +784,8 @@ be_ucx_fini(void *self)
                        eng->peers->name);
         be_ucx_peer_unload(eng, eng->peers);
     }
+    /* Before the workers go: these are live endpoints. */
+    be_ucx_park_close_all(eng);
     if (eng->regtab_ready) {
         nxl__regtab_fini(&eng->regtab);
         eng->regtab_ready = false;

@@ -239,6 +239,11 @@ be_ucx_ep_err(void *arg, ucp_ep_h ep, ucs_status_t status)
         eng->host->log(NXL_LOG_INFO, "ucx: endpoint to '%s' failed: %s",
                        pep->peer->name, ucs_status_string(status));
         be_ucx_flag_peer(pep->peer, BE_UCX_WHY_EP);
+    } else {
+        /* Parked (or closing): the liveness pass closes a parked one. */
+        atomic_store(&eng->park_check, true);
+        atomic_store(&eng->work_pending, true);
+        be_ucx_kick(eng);
     }
     be_ucx_cb_leave(cb);
 }
@@ -337,6 +342,7 @@ be_ucx_peer_free(be_ucx_peer_t *p)
     }
     free(p->eps);
     free(p->addr);
+    free(p->info);
     free(p);
 }
 
@@ -449,22 +455,162 @@ be_ucx_watch(be_ucx_engine_t *eng, be_ucx_peer_t *p, const be_ucx_conn_t *c)
     return NXL_OK;
 }
 
-/* be_ucx_eps_open creates the peer's endpoint on every worker. */
-static nxl_status_t
-be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p)
+static void be_ucx_pep_close(be_ucx_engine_t *eng, be_ucx_pep_t *pep,
+                             bool force, uint64_t wait_ns);
+
+/* be_ucx_park_free frees a parked entry whose endpoints are gone. */
+static void
+be_ucx_park_free(be_ucx_park_t *park)
 {
-    nxl_status_t st;
+    free(park->eps);
+    free(park->info);
+    free(park);
+}
+
+/* be_ucx_park_close closes park's endpoints (unlinked; eng->lock may be
+ * held, no worker lock): by force where UCX failed one (PEER mode), else
+ * gracefully (wait_ns, then in the background), and frees park. */
+static void
+be_ucx_park_close(be_ucx_engine_t *eng, be_ucx_park_t *park,
+                  uint64_t wait_ns)
+{
     unsigned i;
+
+    for (i = 0; i < eng->nworkers; i++) {
+        be_ucx_pep_t *pep = park->eps[i];
+
+        if (pep != NULL) {
+            park->eps[i] = NULL;
+            pthread_mutex_lock(&eng->workers[i].lock);
+            be_ucx_pep_close(eng, pep, pep->failed,
+                             pep->failed ? 0 : wait_ns);
+            pthread_mutex_unlock(&eng->workers[i].lock);
+        }
+    }
+    be_ucx_park_free(park);
+}
+
+/* be_ucx_park_take unlinks and returns the parked endpoints of name, or
+ * NULL (eng->lock held). */
+static be_ucx_park_t *
+be_ucx_park_take(be_ucx_engine_t *eng, const char *name)
+{
+    be_ucx_park_t **pp, *park;
+
+    for (pp = &eng->parked; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            park = *pp;
+            *pp = park->next;
+            park->next = NULL;
+            return park;
+        }
+    }
+    return NULL;
+}
+
+/* be_ucx_park_close_all: see ucx.h. */
+void
+be_ucx_park_close_all(be_ucx_engine_t *eng)
+{
+    be_ucx_park_t *park;
+
+    pthread_mutex_lock(&eng->lock);
+    while ((park = eng->parked) != NULL) {
+        eng->parked = park->next;
+        be_ucx_park_close(eng, park, BE_UCX_CLOSE_WAIT_NS);
+    }
+    pthread_mutex_unlock(&eng->lock);
+}
+
+/* be_ucx_park_sweep closes the parked endpoints that UCX failed, and,
+ * about once per BE_UCX_PARK_POLL_NS, those of same-host peers whose
+ * process exited (eng->lock held). Returns entries closed. */
+static unsigned
+be_ucx_park_sweep(be_ucx_engine_t *eng)
+{
+    be_ucx_park_t **pp, *park;
+    bool failed, poll_pids = false;
+    unsigned n = 0, i;
+    uint64_t now;
+
+    if (eng->parked == NULL) {
+        (void)atomic_exchange(&eng->park_check, false);
+        return 0;
+    }
+    now = nxl__now_ns();
+    if (now >= eng->next_park_poll_ns) {
+        eng->next_park_poll_ns = now + BE_UCX_PARK_POLL_NS;
+        poll_pids = true;
+    }
+    if (!atomic_exchange(&eng->park_check, false) && !poll_pids) {
+        return 0;
+    }
+    for (pp = &eng->parked; *pp != NULL;) {
+        park = *pp;
+        failed = park->same_host && poll_pids &&
+                 !be_ucx_pid_alive(park->pid, park->starttime);
+        for (i = 0; !failed && i < eng->nworkers; i++) {
+            pthread_mutex_lock(&eng->workers[i].lock);
+            failed = park->eps[i] != NULL && park->eps[i]->failed;
+            pthread_mutex_unlock(&eng->workers[i].lock);
+        }
+        if (!failed) {
+            pp = &park->next;
+            continue;
+        }
+        *pp = park->next;
+        eng->host->log(NXL_LOG_INFO, "ucx: closing the parked endpoints of "
+                       "'%s' (it is gone)", park->name);
+        be_ucx_park_close(eng, park, 0);
+        n++;
+    }
+    return n;
+}
+
+/* be_ucx_eps_open gives the peer an endpoint on every worker: the parked
+ * one of an earlier load of the same conn info where park has one that
+ * UCX did not fail, else a new one. Consumes park (may be NULL). */
+static nxl_status_t
+be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p, be_ucx_park_t *park)
+{
+    nxl_status_t st = NXL_OK;
+    unsigned i, kept = 0;
 
     p->eps = calloc(eng->nworkers, sizeof(*p->eps));
     if (p->eps == NULL) {
+        if (park != NULL) {
+            be_ucx_park_close(eng, park, 0);
+        }
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
     for (i = 0; i < eng->nworkers; i++) {
-        be_ucx_pep_t *pep = calloc(1, sizeof(*pep));
+        be_ucx_pep_t *old = park != NULL ? park->eps[i] : NULL;
+        be_ucx_pep_t *pep;
 
+        if (park != NULL) {
+            park->eps[i] = NULL;
+        }
+        if (old != NULL) {
+            pthread_mutex_lock(&eng->workers[i].lock);
+            if (!old->failed && old->ep != NULL) {
+                /* The same endpoint again: the peer's side stays paired
+                 * with it. */
+                old->peer = p;
+                p->eps[i] = old;
+                kept++;
+                pthread_mutex_unlock(&eng->workers[i].lock);
+                continue;
+            }
+            be_ucx_pep_close(eng, old, true, 0);
+            pthread_mutex_unlock(&eng->workers[i].lock);
+        }
+        if (st != NXL_OK) {
+            continue; /* still take the rest out of park */
+        }
+        pep = calloc(1, sizeof(*pep));
         if (pep == NULL) {
-            return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+            st = nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+            continue;
         }
         pep->eng = eng;
         pep->peer = p;
@@ -476,11 +622,13 @@ be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p)
             be_ucx_log_lanes(p, pep->ep);
         }
         pthread_mutex_unlock(&eng->workers[i].lock);
-        if (st != NXL_OK) {
-            return st;
-        }
     }
-    return NXL_OK;
+    if (park != NULL) {
+        nxl__debug("ucx: '%s' reloaded with the same conn info: %u of %u "
+                   "endpoint(s) kept", p->name, kept, eng->nworkers);
+        be_ucx_park_free(park);
+    }
+    return st;
 }
 
 /* be_ucx_pep_close closes pep's endpoint (worker lock held). force: UCX
@@ -527,12 +675,14 @@ be_ucx_pep_close(be_ucx_engine_t *eng, be_ucx_pep_t *pep, bool force,
 
 /* be_ucx_peer_load: parse the conn info, decide same host / this process,
  * watch a same-host process (pidfd, CMA probe) and open one endpoint per
- * worker (PEER mode unless err_mode none). */
+ * worker (PEER mode unless err_mode none), or take back those parked when
+ * the same conn info was unloaded (a reload of a live peer). */
 nxl_status_t
 be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
                  void **peer_ctx_p)
 {
     be_ucx_engine_t *eng = self;
+    be_ucx_park_t *park;
     be_ucx_conn_t c;
     be_ucx_peer_t *p;
     nxl_status_t st;
@@ -563,6 +713,13 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     }
     memcpy(p->addr, c.addr, c.addr_len);
     p->addr_len = c.addr_len;
+    p->info = malloc(len);
+    if (p->info == NULL) {
+        st = nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+        goto err_free;
+    }
+    memcpy(p->info, info, len);
+    p->info_len = len;
     p->self = c.id.token == eng->ident.token && c.id.pid == eng->ident.pid;
     be_ucx_netns_check(eng, &c, name);
     p->same_host = p->self || be_ucx_same_host(eng, &c);
@@ -579,8 +736,20 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     p->err_peer = eng->err_mode != BE_UCX_ERR_NONE;
     /* Loopback needs UCX only for what the copy path cannot do. */
     need_eps = !p->self || !p->use_copy || eng->vram_ok;
+    /* Endpoints parked by an unload of this name: the same conn info
+     * takes them back; other conn info (a restart) closes them. */
+    pthread_mutex_lock(&eng->lock);
+    park = be_ucx_park_take(eng, name);
+    pthread_mutex_unlock(&eng->lock);
+    if (park != NULL && (!need_eps || park->info_len != len ||
+                         memcmp(park->info, info, len) != 0)) {
+        eng->host->log(NXL_LOG_INFO, "ucx: '%s' comes with other conn info: "
+                       "closing the endpoints of its earlier load", name);
+        be_ucx_park_close(eng, park, BE_UCX_CLOSE_WAIT_NS);
+        park = NULL;
+    }
     if (need_eps) {
-        st = be_ucx_eps_open(eng, p);
+        st = be_ucx_eps_open(eng, p, park);
         if (st != NXL_OK) {
             goto err_eps;
         }
@@ -704,21 +873,57 @@ be_ucx_fail_reqs(be_ucx_worker_t *w, be_ucx_peer_t *p, nxl_status_t status,
     }
 }
 
+/* be_ucx_park_new prepares an entry to park p's endpoints in, or NULL
+ * when they are to be closed: p is dead or failing, in err mode NONE
+ * (nothing would tell that a parked endpoint's peer died), has no
+ * endpoints, or memory is short. */
+static be_ucx_park_t *
+be_ucx_park_new(be_ucx_engine_t *eng, const be_ucx_peer_t *p)
+{
+    be_ucx_park_t *park;
+
+    if (atomic_load(&p->dead) || atomic_load(&p->fail_pending) ||
+        !p->err_peer || p->eps == NULL || p->info == NULL) {
+        return NULL;
+    }
+    park = calloc(1, sizeof(*park));
+    if (park == NULL) {
+        return NULL;
+    }
+    park->eps = calloc(eng->nworkers, sizeof(*park->eps));
+    park->info = malloc(p->info_len);
+    if (park->eps == NULL || park->info == NULL) {
+        be_ucx_park_free(park);
+        return NULL;
+    }
+    memcpy(park->info, p->info, p->info_len);
+    park->info_len = p->info_len;
+    strcpy(park->name, p->name);
+    park->same_host = p->same_host && !p->in_process;
+    park->pid = p->pid;
+    park->starttime = p->starttime;
+    return park;
+}
+
 /* be_ucx_peer_unload: forget p. In-flight requests get a short grace
  * period (PEER mode) or are waited for while p lives (NONE mode), then
- * end with NXL_ERR_REMOTE_DISCONNECT; endpoints close gracefully, or by
- * force when operations are left (PEER mode). */
+ * end with NXL_ERR_REMOTE_DISCONNECT. A live peer's endpoints that have
+ * no operation left are parked for a reload of the same conn info
+ * (be_ucx_park_t); the others close gracefully, or by force when
+ * operations are left (PEER mode). */
 void
 be_ucx_peer_unload(void *self, void *peer_ctx)
 {
     be_ucx_engine_t *eng = self;
     be_ucx_peer_t *p = peer_ctx, **pp;
+    be_ucx_park_t *park, *old;
+    unsigned i, kept = 0;
     bool dead;
-    unsigned i;
 
     if (p == NULL) {
         return;
     }
+    park = be_ucx_park_new(eng, p);
     pthread_mutex_lock(&eng->lock);
     for (pp = &eng->peers; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -748,9 +953,16 @@ be_ucx_peer_unload(void *self, void *peer_ctx)
             bool busy = be_ucx_peer_busy(w, p);
 
             p->eps[i] = NULL;
-            /* PEER mode: a forced close cancels what is left. */
-            be_ucx_pep_close(eng, pep, p->err_peer && (dead || busy),
-                             dead || busy ? 0 : BE_UCX_CLOSE_WAIT_NS);
+            if (park != NULL && !dead && !busy && !pep->failed &&
+                pep->ep != NULL && !atomic_load(&p->fail_pending)) {
+                pep->peer = NULL; /* its error callback now flags the park */
+                park->eps[i] = pep;
+                kept++;
+            } else {
+                /* PEER mode: a forced close cancels what is left. */
+                be_ucx_pep_close(eng, pep, p->err_peer && (dead || busy),
+                                 dead || busy ? 0 : BE_UCX_CLOSE_WAIT_NS);
+            }
         }
         be_ucx_fail_reqs(w, p, NXL_ERR_REMOTE_DISCONNECT,
                          "its metadata was unloaded");
@@ -763,7 +975,19 @@ be_ucx_peer_unload(void *self, void *peer_ctx)
         }
         pthread_mutex_unlock(&w->lock);
     }
+    if (kept > 0) {
+        old = be_ucx_park_take(eng, p->name); /* none expected */
+        if (old != NULL) {
+            be_ucx_park_close(eng, old, 0);
+        }
+        park->next = eng->parked;
+        eng->parked = park;
+        park = NULL;
+    }
     pthread_mutex_unlock(&eng->lock);
+    if (park != NULL) {
+        be_ucx_park_free(park);
+    }
     be_ucx_peer_put(p);
 }
 
@@ -837,6 +1061,7 @@ be_ucx_sweep(be_ucx_engine_t *eng)
 
     atomic_store(&eng->work_pending, false);
     pthread_mutex_lock(&eng->lock);
+    n += be_ucx_park_sweep(eng);
     for (p = eng->peers; p != NULL; p = p->next) {
         if (atomic_load(&p->dead)) {
             continue;
