@@ -36,6 +36,7 @@
 #define T_MSG_MAX (256 * 1024)
 #define T_MAX_PARAMS 8
 #define T_WAIT_MS 20000
+#define T_BIG_NOTIF (64 * 1024) /* several shared-memory fragments */
 #define T_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Peer commands. */
@@ -46,7 +47,8 @@ enum {
     T_OP_NOTIF_WAIT, /* a = timeout ms -> msg, name; data checked */
     T_OP_XFER,       /* a = op, b = raddr, c = len, name = target */
     T_OP_EXIT,
-    T_OP_START       /* deferred peer: set up now and answer a hello */
+    T_OP_START,      /* deferred peer: set up now and answer a hello */
+    T_OP_NOTIF_SEND  /* a = len, seed = its first 4 bytes, name = target */
 };
 
 typedef struct {
@@ -193,6 +195,24 @@ t_memfd_maps(void)
     }
     while (fgets(line, sizeof(line), f) != NULL) {
         n += strstr(line, "/memfd:nxl-shared") != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+/* t_maps counts this process's mappings (/proc/self/maps lines). */
+static int
+t_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strchr(line, '\n') != NULL;
     }
     fclose(f);
     return n;
@@ -437,6 +457,19 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
             snprintf(r.msg, sizeof(r.msg), "%s",
                      r.status ? nxl_last_error() : "");
             nxl_xfer_release(x);
+            break;
+        }
+        case T_OP_NOTIF_SEND: {
+            static uint8_t nb[T_BIG_NOTIF];
+
+            if (c.a > sizeof(nb) || c.a < 4) {
+                r.status = -3;
+                break;
+            }
+            memcpy(nb, &c.seed, 4);
+            r.status = nxl_notif_send(a, c.name, nb, c.a, NULL);
+            snprintf(r.msg, sizeof(r.msg), "%s",
+                     r.status ? nxl_last_error() : "");
             break;
         }
         case T_OP_EXIT:
@@ -957,6 +990,127 @@ t_reconnect(void)
     T_END();
 }
 
+/* t_big_notif has peer p send us a T_BIG_NOTIF-byte notification that
+ * starts with seq and waits up to 3 s for it. 0 when it arrived. */
+static int
+t_big_notif(t_peer *p, nxl_agent_t *a, uint32_t seq)
+{
+    t_cmd c = {.op = T_OP_NOTIF_SEND, .seed = seq, .a = T_BIG_NOTIF};
+    uint64_t t0;
+    t_rep r;
+    int got = 0;
+
+    snprintf(c.name, sizeof(c.name), "main");
+    XT_ASSERT_EQ(t_call(p, &c, NULL, 0, &r), 0);
+    if (r.status != NXL_OK) {
+        XT_FAILF("the peer's nxl_notif_send: %s (%s)",
+                 nxl_status_name(r.status), r.msg);
+    }
+    for (t0 = xt_now_ms(); !got && xt_now_ms() - t0 < 3000;) {
+        nxl_notif_list_t *l = NULL;
+        size_t k;
+
+        XT_ASSERT_OK(nxl_notifs_get(a, &l, NULL));
+        for (k = 0; l != NULL && k < l->count; k++) {
+            got |= strcmp(l->items[k].agent, "peer") == 0 &&
+                   l->items[k].len == T_BIG_NOTIF &&
+                   memcmp(l->items[k].msg, &seq, 4) == 0;
+        }
+        nxl_notif_list_free(l);
+        if (!got) {
+            usleep(1000);
+        }
+    }
+    return got ? 0 : 1;
+}
+
+/* Reloading a live peer's metadata (nxl_md_invalidate, then nxl_md_load
+ * of the same metadata) 20 times: after every reload the peer's 64 KiB
+ * notification arrives and a WRITE lands, and the reloads add no
+ * mappings. Before the UCX backend kept the endpoints of a reload,
+ * UCX 1.13.1 lost every notification of several fragments from the
+ * first reload on, silently, and each reload kept three of the peer's
+ * shared-memory segments mapped (docs/reliability.md, defects 1 and 2).
+ * Then the peer restarts under the same name while its endpoints are
+ * parked: the new process is reached through new ones. */
+static int
+t_reload_live(void)
+{
+    static const size_t sets[] = {0, 1, 3};
+    const uint64_t len = T_MIB;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    nxl_blob_t md = {NULL, 0};
+    int maps1 = 0, maps20, k;
+    uint8_t *loc;
+    size_t i;
+    t_peer p, p2;
+    t_cmd c;
+    t_rep r;
+
+    T_BEGIN();
+    for (i = 0; i < T_ARRAY_SIZE(sets); i++) {
+        const t_params *tp = &t_sets[sets[i]];
+
+        if (t_set_skip(sets[i])) {
+            continue;
+        }
+        printf("  %s\n", tp->label);
+        XT_ASSERT(t_fork(&p2, "peer", tp, len, 1) == 0);
+        XT_ASSERT(t_setup(tp, len, &p, &a) == 0);
+        loc = t_map(len);
+        XT_ASSERT(loc != NULL);
+        XT_ASSERT_OK(t_reg(a, loc, len));
+        XT_ASSERT_OK(nxl_md_local(a, &md));
+        c = (t_cmd){.op = T_OP_LOAD};
+        XT_ASSERT_EQ(t_call(&p, &c, md.data, md.len, &r), 0);
+        XT_ASSERT_EQ(r.status, NXL_OK);
+        XT_ASSERT_EQ(t_big_notif(&p, a, 0), 0);
+        for (k = 1; k <= 20; k++) {
+            XT_ASSERT_OK(nxl_md_invalidate(a, "peer"));
+            XT_ASSERT_OK(nxl_md_load(a, p.md, p.md_len, NULL, 0));
+            if (t_big_notif(&p, a, (uint32_t)k) != 0) {
+                XT_FAILF("reload %d: the peer's %d-byte notification did "
+                         "not arrive", k, T_BIG_NOTIF);
+            }
+            t_fill(loc, len, 600 + (uint32_t)k, 0);
+            XT_ASSERT_OK(t_make(a, NXL_WRITE, (uintptr_t)loc, p.addr, len, 4,
+                                "peer", NULL, &x));
+            XT_ASSERT_OK(t_run(x));
+            nxl_xfer_release(x);
+            XT_ASSERT_EQ(t_pcheck(&p, 0, len, 600 + (uint32_t)k), 0);
+            if (k == 1) {
+                maps1 = t_maps();
+            }
+        }
+        maps20 = t_maps();
+        printf("    mappings: %d after 1 reload, %d after 20\n", maps1,
+               maps20);
+        XT_ASSERT(maps20 <= maps1 + 5);
+
+        /* Parked, then the peer restarts under the same name. */
+        XT_ASSERT_OK(nxl_md_invalidate(a, "peer"));
+        t_pkill(&p);
+        XT_ASSERT(t_start(&p2, "peer") == 0);
+        XT_ASSERT_OK(nxl_md_load(a, p2.md, p2.md_len, NULL, 0));
+        c = (t_cmd){.op = T_OP_LOAD};
+        XT_ASSERT_EQ(t_call(&p2, &c, md.data, md.len, &r), 0);
+        XT_ASSERT_EQ(r.status, NXL_OK);
+        nxl_blob_free(&md);
+        t_fill(loc, len, 700, 0);
+        XT_ASSERT_OK(t_make(a, NXL_WRITE, (uintptr_t)loc, p2.addr, len, 4,
+                            "peer", NULL, &x));
+        XT_ASSERT_OK(t_run(x));
+        nxl_xfer_release(x);
+        XT_ASSERT_EQ(t_pcheck(&p2, 0, len, 700), 0);
+        XT_ASSERT_EQ(t_big_notif(&p2, a, 99), 0);
+        nxl_agent_destroy(a);
+        munmap(loc, len);
+        XT_ASSERT_EQ(t_pstop(&p2), 0);
+    }
+    T_END();
+}
+
 /* t_try_create reports the status of creating a UCX backend with the
  * given key/value pairs (NULL-terminated). */
 static nxl_status_t
@@ -1339,6 +1493,7 @@ const xt_suite xt_suite_ucx = {
             {"notif_after_data", t_notif_after_data},
             {"peer_killed", t_peer_killed},
             {"reconnect", t_reconnect},
+            {"reload_live", t_reload_live},
             {"engine_config", t_engine_config},
             {"params", t_params_case},
             {"workers", t_workers},
