@@ -136,7 +136,6 @@ typedef struct sk_agent {
     int acks_on;           /* soak: acknowledge every notification */
     int paused, stop, go;
     int touch;             /* checkpoint: largest sizes, one descriptor */
-    int no_live_reload;    /* --avoid-known on UCX: no op_inval */
     unsigned blame;        /* next failure: peer index + 1 to inspect */
     uint64_t ckpt;         /* pending checkpoint number, 0 = none */
     double next_stats;
@@ -1846,7 +1845,7 @@ soak_loop(sk_agent_t *ag)
             op_loop(ag);
         } else if (r < 98) {
             op_cancel(ag, p);
-        } else if (sk_rng_below(&ag->rng, 4) == 0 && !ag->no_live_reload) {
+        } else if (sk_rng_below(&ag->rng, 4) == 0) {
             op_inval(ag, p);
         }
     }
@@ -1973,7 +1972,6 @@ sk_child_main(const sk_opts_t *o)
     ag->inc = o->inc;
     ag->nagents = o->agents;
     ag->acks_on = o->role == SK_ROLE_AGENT;
-    ag->no_live_reload = o->avoid_known && strcasecmp(o->backend, "UCX") == 0;
     ag->next_stats = sk_now_s() + 1.0;
     snprintf(ag->name, sizeof(ag->name), "%s-%s-%u",
              o->role == SK_ROLE_AGENT ? "soak" : "fanin", o->label,

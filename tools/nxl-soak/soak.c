@@ -979,10 +979,9 @@ sk_soak_main(const sk_opts_t *o, const char *self_exe)
            o->agents, o->duration_s, o->seed,
            sk_fmt_bytes(o->max_size, b1, sizeof(b1)),
            sk_fmt_bytes(total, list, sizeof(list)), o->log_dir);
-    for (gi = 0; gi < s->ngrp; gi++) {
+    for (gi = 0; gi < s->ngrp && o->avoid_known; gi++) {
         if (strcasecmp(s->grp[gi].type, "UCX") == 0) {
-            fprintf(sk_txt, "%s", o->avoid_known ? SK_UCX_KNOWN_AVOIDED
-                                                 : SK_UCX_KNOWN_ON);
+            fprintf(sk_txt, "%s", SK_UCX_KNOWN_AVOIDED);
             break;
         }
     }
