@@ -1036,7 +1036,7 @@ t_big_notif(t_peer *p, nxl_agent_t *a, uint32_t seq)
 static int
 t_reload_live(void)
 {
-    static const size_t sets[] = {0, 1, 3};
+    static const size_t sets[] = {0, 1, 2, 3, 4};
     const uint64_t len = T_MIB;
     nxl_agent_t *a = NULL;
     nxl_xfer_t *x = NULL;

@@ -874,16 +874,18 @@ be_ucx_fail_reqs(be_ucx_worker_t *w, be_ucx_peer_t *p, nxl_status_t status,
 }
 
 /* be_ucx_park_new prepares an entry to park p's endpoints in, or NULL
- * when they are to be closed: p is dead or failing, in err mode NONE
- * (nothing would tell that a parked endpoint's peer died), has no
- * endpoints, or memory is short. */
+ * when they are to be closed: p is dead or failing, has no endpoints, or
+ * memory is short. (In err mode NONE UCX reports no endpoint error, so a
+ * remote peer that dies while parked keeps its endpoints until a load of
+ * its name or fini: one set per name at most. Closing them instead would
+ * lose its larger notifications after a reload, as in PEER mode.) */
 static be_ucx_park_t *
 be_ucx_park_new(be_ucx_engine_t *eng, const be_ucx_peer_t *p)
 {
     be_ucx_park_t *park;
 
     if (atomic_load(&p->dead) || atomic_load(&p->fail_pending) ||
-        !p->err_peer || p->eps == NULL || p->info == NULL) {
+        p->eps == NULL || p->info == NULL) {
         return NULL;
     }
     park = calloc(1, sizeof(*park));
