@@ -601,7 +601,7 @@ be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p, be_ucx_park_t *park)
                 pthread_mutex_unlock(&eng->workers[i].lock);
                 continue;
             }
-            be_ucx_pep_close(eng, old, true, 0);
+            be_ucx_pep_close(eng, old, old->failed, 0); /* failed: PEER */
             pthread_mutex_unlock(&eng->workers[i].lock);
         }
         if (st != NXL_OK) {
