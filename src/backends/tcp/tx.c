@@ -237,11 +237,10 @@ be_tcp_conn_flush(be_tcp_conn_t *c, bool in_io)
     return 0;
 }
 
-/* be_tcp_txq_append appends t to c's queue and sends at once if the
- * queue was empty (so a non-empty queue always has a sender: EPOLLOUT or
- * the thread that holds tx_lock). tx_lock held, c alive. */
-static void
-be_tcp_txq_append(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
+/* be_tcp_txq_link links t at the tail of c's queue without sending.
+ * Returns whether the queue was empty. tx_lock held, c alive. */
+static bool
+be_tcp_txq_link(be_tcp_conn_t *c, be_tcp_txi_t *t)
 {
     bool was_empty = c->txq_head == NULL;
 
@@ -253,7 +252,16 @@ be_tcp_txq_append(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
     }
     c->txq_tail = t;
     c->txq_count++;
-    if (was_empty) {
+    return was_empty;
+}
+
+/* be_tcp_txq_append appends t to c's queue and sends at once if the
+ * queue was empty (so a non-empty queue always has a sender: EPOLLOUT or
+ * the thread that holds tx_lock). tx_lock held, c alive. */
+static void
+be_tcp_txq_append(be_tcp_conn_t *c, be_tcp_txi_t *t, bool in_io)
+{
+    if (be_tcp_txq_link(c, t)) {
         (void)be_tcp_conn_flush(c, in_io);
     }
 }
@@ -280,14 +288,7 @@ void
 be_tcp_conn_queue_reply(be_tcp_conn_t *c, be_tcp_txi_t *t)
 {
     pthread_mutex_lock(&c->tx_lock);
-    t->next = NULL;
-    if (c->txq_head == NULL) {
-        c->txq_head = t;
-    } else {
-        c->txq_tail->next = t;
-    }
-    c->txq_tail = t;
-    c->txq_count++;
+    (void)be_tcp_txq_link(c, t);
     if (c->txq_count >= BE_TCP_TXQ_HIGH && !c->rx_paused) {
         c->rx_paused = true;
         be_tcp_conn_epoll(c);
@@ -350,25 +351,14 @@ be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part,
     }
     part->conn = c;
     part->state = BE_TCP_P_QUEUED;
-    part->tx.next = NULL;
     part->tx.idx = 0;
     part->tx.off = 0;
-    was_empty = c->txq_head == NULL;
-    if (was_empty) {
-        c->txq_head = &part->tx;
-    } else {
-        c->txq_tail->next = &part->tx;
-    }
-    c->txq_tail = &part->tx;
-    c->txq_count++;
+    was_empty = be_tcp_txq_link(c, &part->tx);
     if (after != NULL) {
         nxl__put_le64((uint8_t *)after->iov[0].iov_base + 16, part->id);
-        after->next = NULL;
         after->idx = 0;
         after->off = 0;
-        part->tx.next = after;
-        c->txq_tail = after;
-        c->txq_count++;
+        (void)be_tcp_txq_link(c, after);
     }
     if (was_empty) {
         (void)be_tcp_conn_flush(c, false);
