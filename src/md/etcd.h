@@ -52,8 +52,8 @@
 
 #define NXL__ETCD_MAX_URL 512u
 #define NXL__ETCD_CONNECT_MS 1000     /* connect timeout per attempt */
-#define NXL__ETCD_ATTEMPT_MS 2000     /* per attempt when there are
-                                       * endpoints to fail over to */
+/* Per attempt when there are endpoints to fail over to. */
+#define NXL__ETCD_ATTEMPT_MS 2000
 #define NXL__ETCD_RETRY_MS 500        /* background retry period */
 #define NXL__ETCD_BACKOFF_MIN_MS 50
 

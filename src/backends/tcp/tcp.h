@@ -61,16 +61,16 @@ enum {
     BE_TCP_TYPE_MAX = 8
 };
 
-/* Frame flags. */
-#define BE_TCP_F_NOTIF 0x01u /* WRITE_REQ: aux is a notification to deliver
-                              * after the data, if the write succeeded.
-                              * Accepted from peers, no longer sent: a
-                              * canceled frame finished with zeros would
-                              * still deliver it. A NOTIF frame whose id is
-                              * a WRITE_REQ's (sent right after it on the
-                              * same connection) replaces it. */
-#define BE_TCP_F_MORE 0x02u  /* READ_RESP (v2): more reply frames of this
-                              * request follow; the last has no flag. */
+/* Frame flags.
+ * BE_TCP_F_NOTIF, WRITE_REQ: aux is a notification to deliver after the
+ * data, if the write succeeded. Accepted from peers, no longer sent: a
+ * canceled frame finished with zeros would still deliver it. A NOTIF frame
+ * whose id is a WRITE_REQ's (sent right after it on the same connection)
+ * replaces it.
+ * BE_TCP_F_MORE, READ_RESP (v2): more reply frames of this request follow;
+ * the last has no flag. */
+#define BE_TCP_F_NOTIF 0x01u
+#define BE_TCP_F_MORE 0x02u
 
 /* be_tcp_frame_t is a decoded 32-byte frame header:
  *   0 u16 magic 0x584e | 2 u8 type | 3 u8 flags | 4 i32 status

@@ -52,14 +52,15 @@
 #define BE_UCX_CONN_MAGIC 0x554c584eu /* "NXLU" */
 #define BE_UCX_CONN_VERSION 1u
 #define BE_UCX_PUB_VERSION 2u
-#define BE_UCX_PUB_HDR 8u            /* version u8, kind u8, flags u8, 0 u8,
-                                      * key len u32 */
-#define BE_UCX_PUB_F_MEMFD 1u        /* flags: a memfd record follows the key */
-#define BE_UCX_PUB_MEMFD 32u         /* fd u32, 0 u32, off u64, dev u64,
-                                      * ino u64 */
-#define BE_UCX_PUB_RT 24u            /* last: the owner's registration
-                                      * table (util/regtab.h): fd u32,
-                                      * slot u32, generation u64, token u64 */
+/* A published region: a header (version u8, kind u8, flags u8, 0 u8, key
+ * len u32), the packed key, with BE_UCX_PUB_F_MEMFD a memfd record (fd
+ * u32, 0 u32, off u64, dev u64, ino u64), and last the owner's
+ * registration-table record (util/regtab.h: fd u32, slot u32, generation
+ * u64, token u64). */
+#define BE_UCX_PUB_HDR 8u
+#define BE_UCX_PUB_F_MEMFD 1u
+#define BE_UCX_PUB_MEMFD 32u
+#define BE_UCX_PUB_RT 24u
 #define BE_UCX_BOOT_ID_LEN 40u       /* /proc/.../boot_id, NUL padded */
 #define BE_UCX_NAME_MAX 256u         /* agent name with its NUL */
 #define BE_UCX_ADDR_MAX (1u << 20)   /* largest worker address accepted */
@@ -72,16 +73,16 @@
 #define BE_UCX_WINDOW 128u            /* UCX operations in flight per req */
 #define BE_UCX_IOV_MAX 1024u          /* iovecs per process_vm_* call */
 #define BE_UCX_SLICE (512u << 10)     /* bytes a copy step moves */
-#define BE_UCX_POST_SLICE (256u << 10) /* ... inside post (smaller: post
-                                       * returns fast, small transfers
-                                       * still finish inline) */
+/* ... inside post (smaller: post returns fast, small transfers still
+ * finish inline). */
+#define BE_UCX_POST_SLICE (256u << 10)
 #define BE_UCX_LIVENESS_NS 1000000u   /* data-path liveness poll period */
 #define BE_UCX_CANCEL_WAIT_NS 1000000000ull /* cancel waits this long */
 #define BE_UCX_CLOSE_WAIT_NS 200000000ull   /* endpoint close on unload */
-#define BE_UCX_PARK_POLL_NS 1000000000ull   /* parked same-host peers' pids
-                                             * are polled this often */
-#define BE_UCX_NONE_WAIT_NS 10000000000ull  /* err mode none: uncancelable
-                                             * operations are waited for */
+/* Parked same-host peers' pids are polled this often. */
+#define BE_UCX_PARK_POLL_NS 1000000000ull
+/* Err mode none: uncancelable operations are waited for this long. */
+#define BE_UCX_NONE_WAIT_NS 10000000000ull
 #define BE_UCX_PROBE_BYTE 0xa5u
 
 /* Epoll tags (data.u64 of the engine's epoll set). */
