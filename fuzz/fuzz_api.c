@@ -76,7 +76,7 @@
             fprintf(stderr, "fuzz_api: %s:%d: %s: ", __FILE__, __LINE__,       \
                     #cond);                                                    \
             fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, " (last error: \"%s\")\n", nxl_last_error());     \
+            fprintf(stderr, " (last error: \"%s\")\n", nxl_last_error());      \
             abort();                                                           \
         }                                                                      \
     } while (0)
@@ -162,7 +162,8 @@ tr(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* --- statuses and messages ------------------------------------------------- */
+/* --- statuses and messages -------------------------------------------------
+ */
 
 /* call_begin empties the last error so that a failure without a message
  * shows; call_end checks the status is known and a failure left text. */
@@ -175,8 +176,8 @@ call_begin(void)
 static nxl_status_t
 call_end(nxl_status_t st, const char *what, int line)
 {
-    CHECK(st >= NXL_ERR_PROTO && st <= NXL_IN_PROG, "%s (line %d) -> %d",
-          what, line, (int)st);
+    CHECK(st >= NXL_ERR_PROTO && st <= NXL_IN_PROG, "%s (line %d) -> %d", what,
+          line, (int)st);
     if (st < 0 && !(skip_bits & 8)) {
         CHECK(nxl_last_error()[0] != '\0',
               "%s (line %d) -> %s without a message", what, line,
@@ -189,7 +190,8 @@ call_end(nxl_status_t st, const char *what, int line)
 
 #define CALL(expr) (call_begin(), call_end((expr), #expr, __LINE__))
 
-/* --- the model --------------------------------------------------------------- */
+/* --- the model ---------------------------------------------------------------
+ */
 
 typedef struct {
     int kind;
@@ -213,7 +215,7 @@ typedef struct {
     reg_t hist[MAX_HIST]; /* every registration of this input: what stale
                            * metadata of this agent may still name */
     int nhist;
-    int hist_all;         /* hist overflowed: anything may be stale */
+    int hist_all; /* hist overflowed: anything may be stale */
     peer_t peers[MAX_PEERS];
     int npeers;
     uint16_t sc_port;
@@ -222,12 +224,12 @@ typedef struct {
 typedef struct {
     nxl_prepped_t *h;
     int owner;
-    int remote;        /* prepared with a non-empty agent name */
+    int remote; /* prepared with a non-empty agent name */
     char peer[300];
     int kind;
     nxl_desc_t d[MAX_DESCS];
     size_t n;
-    int tainted;       /* memory under it was deregistered (skip bit 0) */
+    int tainted; /* memory under it was deregistered (skip bit 0) */
 } prep_t;
 
 typedef struct {
@@ -238,7 +240,7 @@ typedef struct {
     nxl_desc_t l[MAX_DESCS], r[MAX_DESCS];
     size_t n;
     int tainted;
-    int pending;       /* verdict of a post that returned NXL_IN_PROG, or -1 */
+    int pending; /* verdict of a post that returned NXL_IN_PROG, or -1 */
 } xf_t;
 
 typedef struct {
@@ -431,8 +433,9 @@ gen_desc(rd_t *r, int owner, int kind)
         if (kind == NXL_FILE) {
             d.addr = (uint64_t)u8(r) * 256u;
             d.len = ((uint64_t)u8(r) + 1u) * 256u;
-            d.dev_id = (k & 7) ? (uint64_t)file_fd : (k & 8) ? 0x80000000ull
-                                                             : UINT64_MAX;
+            d.dev_id = (k & 7)   ? (uint64_t)file_fd
+                       : (k & 8) ? 0x80000000ull
+                                 : UINT64_MAX;
             break;
         }
         base = (uint64_t)(uintptr_t)arena[k % NARENA];
@@ -442,8 +445,8 @@ gen_desc(rd_t *r, int owner, int kind)
             d.len = ((uint64_t)u8(r) + 1u) * 8192u;
         } else {
             d.addr = base + (uint64_t)u8(r) * 256u;
-            d.len = (sel & 0x80) ? (uint64_t)u16(r)
-                                 : ((uint64_t)u8(r) + 1u) * 256u;
+            d.len =
+                (sel & 0x80) ? (uint64_t)u16(r) : ((uint64_t)u8(r) + 1u) * 256u;
         }
         d.dev_id = (k & 0x30) == 0x30 ? (k >> 6) : 0;
         break;
@@ -525,7 +528,7 @@ gen_kind(rd_t *r)
 typedef struct {
     nxl_dlist_t dl;
     nxl_desc_t d[MAX_DESCS];
-    int honest;        /* count matches descs */
+    int honest; /* count matches descs */
 } gl_t;
 
 static void
@@ -625,7 +628,8 @@ opts_bad(const nxl_opts_t *o)
             (o->has_notif && o->notif_len > 0 && o->notif == NULL));
 }
 
-/* --- agents ----------------------------------------------------------------- */
+/* --- agents -----------------------------------------------------------------
+ */
 
 static nxl_status_t
 add_backend(ag_t *g, int t, uint8_t h)
@@ -780,13 +784,13 @@ check_accepted(const xf_t *x, const char *when, int moving, int v)
           "registered: pair %d local 0x%" PRIx64 "+%" PRIu64 " (kind %d) "
           "remote 0x%" PRIx64 "+%" PRIu64 " (kind %d dev %" PRIu64 ")",
           when, t >= 0 ? bt_name[t] : "?", ag[x->owner].name, x->peer, idx,
-          idx >= 0 ? x->l[idx].addr : 0, idx >= 0 ? x->l[idx].len : 0,
-          x->lkind, idx >= 0 ? x->r[idx].addr : 0,
-          idx >= 0 ? x->r[idx].len : 0, x->rkind,
+          idx >= 0 ? x->l[idx].addr : 0, idx >= 0 ? x->l[idx].len : 0, x->lkind,
+          idx >= 0 ? x->r[idx].addr : 0, idx >= 0 ? x->r[idx].len : 0, x->rkind,
           idx >= 0 ? x->r[idx].dev_id : 0);
     CHECK(v != V_STALE || !strict_remote,
           "%s: moved data of a transfer to '%s' over a region it had "
-          "deregistered", when, x->peer);
+          "deregistered",
+          when, x->peer);
 }
 
 /* postable: every byte is the target's own, and no local byte is a
@@ -811,7 +815,8 @@ postable(const xf_t *x)
     return 1;
 }
 
-/* --- operations -------------------------------------------------------------- */
+/* --- operations --------------------------------------------------------------
+ */
 
 static int
 pick_agent(rd_t *r)
@@ -890,8 +895,7 @@ op_register(rd_t *r)
             if (j == (size_t)g->nregs) {
                 CHECK(CALL(nxl_mem_deregister(g->a, &one, NULL)) ==
                           NXL_ERR_NOT_FOUND,
-                      "refused registration left descriptor %zu registered",
-                      i);
+                      "refused registration left descriptor %zu registered", i);
             }
         }
         return;
@@ -903,9 +907,9 @@ op_register(rd_t *r)
     for (i = 0; i < gl.dl.count; i++) {
         const nxl_desc_t *d = &gl.d[i];
 
-        bad |= d->len == 0 || d->addr + d->len < d->addr ||
-               (d->addr == 0 &&
-                (gl.dl.mem == NXL_DRAM || gl.dl.mem == NXL_VRAM));
+        bad |=
+            d->len == 0 || d->addr + d->len < d->addr ||
+            (d->addr == 0 && (gl.dl.mem == NXL_DRAM || gl.dl.mem == NXL_VRAM));
         for (j = 0; j < (size_t)g->nregs; j++) {
             bad |= (g->regs[j].kind == (int)gl.dl.mem &&
                     overlaps(&g->regs[j].d, d))
@@ -946,8 +950,7 @@ xfer_covers(int k, int kind, const nxl_desc_t *d, int posted_only)
     for (i = 0; i < MAX_XFERS; i++) {
         const xf_t *x = &xfs[i];
 
-        if (x->h == NULL || x->owner != k ||
-            (posted_only && x->pending < 0)) {
+        if (x->h == NULL || x->owner != k || (posted_only && x->pending < 0)) {
             continue;
         }
         for (j = 0; j < x->n; j++) {
@@ -1031,8 +1034,7 @@ op_deregister(rd_t *r)
             return; /* known: deregistering memory a transfer uses */
         }
     }
-    tr("deregister %s kind %d count %zu", g->name, (int)gl.dl.mem,
-       gl.dl.count);
+    tr("deregister %s kind %d count %zu", g->name, (int)gl.dl.mem, gl.dl.count);
     st = CALL(nxl_mem_deregister(g->a, &gl.dl, o));
     /* The model's answer: every descriptor an exact registration. */
     if (!gl.honest || opts_bad(o) || (unsigned)gl.dl.mem >= NXL_MEM_KINDS) {
@@ -1053,8 +1055,10 @@ op_deregister(rd_t *r)
         for (i = 0; !busy && i < gl.dl.count; i++) {
             busy = in_flight(k, gl.dl.mem, &gl.d[i]);
         }
-        CHECK(busy, "deregister -> NOT_ALLOWED with no transfer in flight "
-              "over it (%s)", nxl_last_error());
+        CHECK(busy,
+              "deregister -> NOT_ALLOWED with no transfer in flight "
+              "over it (%s)",
+              nxl_last_error());
         return;
     }
     CHECK((st == NXL_OK) == want_ok, "deregister -> %s, model says %s",
@@ -1489,8 +1493,8 @@ op_prep(rd_t *r)
     uint8_t m = u8(r);
 
     name = gen_name(r, k, buf);
-    gen_list(r, (name != NULL && name[0] && strcmp(name, ag[k].name)) ? 1 - k
-                                                                      : k,
+    gen_list(r,
+             (name != NULL && name[0] && strcmp(name, ag[k].name)) ? 1 - k : k,
              &gl, -1);
     o = gen_opts(r, k, &go);
     tr("prep %s '%s' kind %d count %zu", ag[k].name, name ? name : "(null)",
@@ -1499,8 +1503,8 @@ op_prep(rd_t *r)
         tr("  0x%" PRIx64 "+%" PRIu64 " dev %" PRIu64, gl.d[j].addr,
            gl.d[j].len, gl.d[j].dev_id);
     }
-    st = CALL(nxl_dlist_prep(ag[k].a, name, (m & 0xf) == 0xf ? NULL : &gl.dl,
-                             o, (m & 0xf0) == 0xf0 ? NULL : &h));
+    st = CALL(nxl_dlist_prep(ag[k].a, name, (m & 0xf) == 0xf ? NULL : &gl.dl, o,
+                             (m & 0xf0) == 0xf0 ? NULL : &h));
     if (st != NXL_OK) {
         CHECK(h == (nxl_prepped_t *)(uintptr_t)0xdead0,
               "dlist_prep wrote its output on failure");
@@ -1522,10 +1526,11 @@ op_prep(rd_t *r)
 
         for (i = 0; i < p->n; i++) {
             CHECK(covered_by(ag[k].regs, ag[k].nregs, p->kind, &p->d[i]),
-                  "dlist_prep accepted descriptor %zu 0x%" PRIx64
-                  "+%" PRIu64 " (kind %d dev %" PRIu64 ") that %s did not "
-                  "register", i, p->d[i].addr, p->d[i].len, p->kind,
-                  p->d[i].dev_id, ag[k].name);
+                  "dlist_prep accepted descriptor %zu 0x%" PRIx64 "+%" PRIu64
+                  " (kind %d dev %" PRIu64 ") that %s did not "
+                  "register",
+                  i, p->d[i].addr, p->d[i].len, p->kind, p->d[i].dev_id,
+                  ag[k].name);
         }
     }
 }
@@ -1864,8 +1869,8 @@ op_queries(rd_t *r)
     nxl_xfer_telemetry_t t;
     size_t cnt = 777, cap;
     xf_t *x = &xfs[u8(r) % MAX_XFERS];
-    static const char *const types[] = {"SHM", "tcp", "Posix", "UCX", "",
-                                        "nope", NULL};
+    static const char *const types[] = {"SHM", "tcp",  "Posix", "UCX",
+                                        "",    "nope", NULL};
     const char *type = types[u8(r) % 7];
     nxl_status_t st;
 
@@ -1937,18 +1942,27 @@ op_queries(rd_t *r)
 static void
 op_backend_create(rd_t *r)
 {
-    static const char *const types[] = {"SHM", "shm", "TCP", "tcp", "POSIX",
-                                        "", "NOPE", NULL};
-    static const char *const keys[] = {"num_threads", "split_policy",
-                                       "split_threshold", "nt_threshold",
-                                       "num_streams", "port",
-                                       "stripe_min_bytes", "api",
-                                       "queue_depth", "bogus", "bind_addr",
-                                       NULL};
-    static const char *const vals[] = {"0", "1", "2", "auto", "always",
-                                       "4096", "-1", "99999999999999999999",
-                                       "1k", "", "abc", "threads", NULL,
-                                       "127.0.0.1", "18446744073709551615",
+    static const char *const types[] = {"SHM",   "shm", "TCP",  "tcp",
+                                        "POSIX", "",    "NOPE", NULL};
+    static const char *const keys[] = {
+        "num_threads", "split_policy", "split_threshold",  "nt_threshold",
+        "num_streams", "port",         "stripe_min_bytes", "api",
+        "queue_depth", "bogus",        "bind_addr",        NULL};
+    static const char *const vals[] = {"0",
+                                       "1",
+                                       "2",
+                                       "auto",
+                                       "always",
+                                       "4096",
+                                       "-1",
+                                       "99999999999999999999",
+                                       "1k",
+                                       "",
+                                       "abc",
+                                       "threads",
+                                       NULL,
+                                       "127.0.0.1",
+                                       "18446744073709551615",
                                        "4g"};
     uint8_t m = u8(r), n = u8(r) % 5, i;
     const char *type = types[u8(r) % 8];
@@ -1963,8 +1977,8 @@ op_backend_create(rd_t *r)
     for (i = 0; i < n; i++) {
         const char *key = keys[u8(r) % 12], *val = vals[u8(r) % 16];
 
-        if (tcp && (key == NULL || val == NULL ||
-                    (strcmp(key, "bind_addr") == 0))) {
+        if (tcp &&
+            (key == NULL || val == NULL || (strcmp(key, "bind_addr") == 0))) {
             continue; /* keep TCP on 127.0.0.1 and creatable */
         }
         if (key != NULL && strcmp(key, "num_threads") == 0 && val != NULL &&
@@ -1988,9 +2002,9 @@ op_backend_create(rd_t *r)
     }
     tr("backend_create %s on %s (%zu params)", type ? type : "(null)",
        live ? ag[k].name : "scratch", ps.count);
-    st = CALL(nxl_backend_create(live ? ag[k].a : scratch, type,
-                                 (m & 8) ? NULL : &ps,
-                                 (m & 0x10) ? NULL : &be));
+    st =
+        CALL(nxl_backend_create(live ? ag[k].a : scratch, type,
+                                (m & 8) ? NULL : &ps, (m & 0x10) ? NULL : &be));
     if (st != NXL_OK) {
         CHECK(be == (nxl_backend_t *)(uintptr_t)0xdead0,
               "backend_create wrote its output on failure");
@@ -2007,8 +2021,8 @@ op_backend_create(rd_t *r)
 static void
 op_alloc_shared(rd_t *r)
 {
-    static const size_t sizes[] = {0, 1, 4096, 65537, SIZE_MAX,
-                                   SIZE_MAX - 4095, SIZE_MAX - 8192};
+    static const size_t sizes[] = {
+        0, 1, 4096, 65537, SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX - 8192};
     uint8_t m = u8(r);
     void *p = (void *)(uintptr_t)0xdead0;
     nxl_status_t st;
@@ -2037,8 +2051,8 @@ op_scratch_agent(rd_t *r)
     nxl_status_t st;
 
     nxl_agent_config_init(&cfg);
-    cfg.sync_mode = (m & 1) ? (nxl_sync_t)(int32_t)u32(r)
-                            : (nxl_sync_t)(u8(r) % 3);
+    cfg.sync_mode =
+        (m & 1) ? (nxl_sync_t)(int32_t)u32(r) : (nxl_sync_t)(u8(r) % 3);
     cfg.progress_thread = (m & 2) != 0;
     cfg.progress_delay_us = u32(r) % 2000000u;
     cfg.capture_telemetry = (m & 4) != 0;
@@ -2121,7 +2135,8 @@ op_side_channel(rd_t *r)
     }
 }
 
-/* --- per input ------------------------------------------------------------------ */
+/* --- per input
+ * ------------------------------------------------------------------ */
 
 /* teardown releases everything and checks the model against the library:
  * every modeled registration deregisters exactly, and what remains in
@@ -2203,8 +2218,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     trace = v != NULL && v[0] == '1';
 
     arena[AR_HEAP] = malloc(ARENA_LEN);
-    m = mmap(NULL, BIG_LEN + 2 * PAGE, PROT_NONE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    m = mmap(NULL, BIG_LEN + 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
     if (arena[AR_HEAP] == NULL || m == MAP_FAILED ||
         mprotect(m + PAGE, BIG_LEN, PROT_READ | PROT_WRITE) != 0 ||
         nxl_mem_alloc_shared(ARENA_LEN, (void **)&arena[AR_SHARED]) != NXL_OK) {
@@ -2226,19 +2241,27 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 typedef void (*op_fn)(rd_t *);
 
-static void op_md_local0(rd_t *r) { op_md_local(r, 0); }
-static void op_md_local1(rd_t *r) { op_md_local(r, 1); }
+static void
+op_md_local0(rd_t *r)
+{
+    op_md_local(r, 0);
+}
+static void
+op_md_local1(rd_t *r)
+{
+    op_md_local(r, 1);
+}
 
 /* The opcode table: the common paths have several slots. */
 static const op_fn ops[32] = {
-    op_register,      op_register,     op_register,       op_deregister,
-    op_md_local0,     op_md_local1,    op_md_load,        op_md_load,
-    op_md_craft,      op_invalidate,   op_check,          op_prep,
-    op_prep,          op_prep,         op_xfer_make,      op_xfer_make,
-    op_xfer_create,   op_xfer_create,  op_post,           op_post,
-    op_post,          op_wait,         op_wait,           op_release,
-    op_notif_send,    op_notifs_get,   op_queries,        op_backend_create,
-    op_alloc_shared,  op_scratch_agent, op_side_channel,  op_deregister,
+    op_register,     op_register,      op_register,     op_deregister,
+    op_md_local0,    op_md_local1,     op_md_load,      op_md_load,
+    op_md_craft,     op_invalidate,    op_check,        op_prep,
+    op_prep,         op_prep,          op_xfer_make,    op_xfer_make,
+    op_xfer_create,  op_xfer_create,   op_post,         op_post,
+    op_post,         op_wait,          op_wait,         op_release,
+    op_notif_send,   op_notifs_get,    op_queries,      op_backend_create,
+    op_alloc_shared, op_scratch_agent, op_side_channel, op_deregister,
 };
 
 int

@@ -69,8 +69,7 @@ fuzz_descs(const uint8_t *p, size_t len)
     if (n > BE_TCP_MAX_DESCS) {
         n = BE_TCP_MAX_DESCS;
     }
-    if (be_tcp_descs_check(p, (size_t)n * BE_TCP_WDESC_SIZE, n, &total,
-                           &why)) {
+    if (be_tcp_descs_check(p, (size_t)n * BE_TCP_WDESC_SIZE, n, &total, &why)) {
         for (i = 0; i < n; i++) {
             be_tcp_wdesc(p, i, &a, &l);
             CHECK(l <= UINT64_MAX - a);

@@ -53,8 +53,7 @@ t_peer_killed(void)
     cf_peer p, p2;
     int k, posts = 0;
 
-    CF_NEED_WHY(NXL_CAP_REMOTE,
-                "the death of a peer process during transfers");
+    CF_NEED_WHY(NXL_CAP_REMOTE, "the death of a peer process during transfers");
     XT_ASSERT(cf_spawn(&p, &pc) == 0);
     XT_ASSERT(cf_spawn(&p2, &pc2) == 0);
     XT_ASSERT_OK(cf_agent("main", 0, &a));
@@ -64,8 +63,7 @@ t_peer_killed(void)
     XT_ASSERT_OK(cf_reg(a, loc, len));
     cf_fill(loc, len, 800, 0);
     XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
-                          &x));
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL, &x));
     for (k = 0; k < 3; k++) {
         XT_ASSERT_OK(cf_run(x, NULL));
     }
@@ -88,7 +86,8 @@ t_peer_killed(void)
         }
         if (xt_now_ms() - t0 > 5000) {
             XT_FAILF("no error 5 s after the peer was killed (%d posts "
-                     "succeeded)", posts);
+                     "succeeded)",
+                     posts);
         }
     }
     dt = xt_now_ms() - t0;
@@ -109,8 +108,8 @@ t_peer_killed(void)
     nxl_xfer_release(x);
     /* New requests to the dead peer fail too. */
     CF_ASSERT_ONE_OF(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer",
-                              NULL, &x2),
+                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                              &x2),
                      NXL_ERR_NOT_FOUND, NXL_ERR_REMOTE_DISCONNECT);
 
     /* A new process of the same name: fetch and use. */
@@ -121,8 +120,7 @@ t_peer_killed(void)
                           &x2));
     cf_fill(loc, len, 801, 0);
     XT_ASSERT_OK(cf_run(x2, NULL));
-    XT_ASSERT(cf_pcheck(&p2, CF_REG_HEAP, 0, len, 801, "restarted peer") ==
-              0);
+    XT_ASSERT(cf_pcheck(&p2, CF_REG_HEAP, 0, len, 801, "restarted peer") == 0);
     nxl_xfer_release(x2);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
@@ -155,8 +153,7 @@ t_wait_timeout(void)
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
     cf_fill(loc, len, 1000, 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL, &x));
     t0 = xt_now_ms();
     XT_ASSERT_STATUS(nxl_xfer_wait(x, 500), NXL_ERR_NOT_POSTED);
     XT_ASSERT(xt_now_ms() - t0 < 400);
@@ -190,8 +187,8 @@ t_wait_timeout(void)
                 XT_FAILF("wait(300 ms) timed out after %" PRIu64 " ms", dt);
             }
             if (dc > dt * 1000 / 2) {
-                XT_FAILF("wait spun: %" PRIu64 " us CPU in %" PRIu64 " ms",
-                         dc, dt);
+                XT_FAILF("wait spun: %" PRIu64 " us CPU in %" PRIu64 " ms", dc,
+                         dt);
             }
             t0 = xt_now_ms();
             st = nxl_xfer_wait(x, 0);
@@ -258,8 +255,10 @@ t_release_inflight(void)
     CF_NEED_TGT(0);
     XT_ASSERT(cf_tsetup(&t, len, 0, &a) == 0);
     for (k = 0; k < 3; k++) {
-        nxl_op_t op = k == 0 ? NXL_WRITE : k == 1 ? NXL_READ
-                      : t.kind == CF_T_PEER ? NXL_WRITE : NXL_READ;
+        nxl_op_t op = k == 0                ? NXL_WRITE
+                      : k == 1              ? NXL_READ
+                      : t.kind == CF_T_PEER ? NXL_WRITE
+                                            : NXL_READ;
 
         loc = cf_map(len);
         XT_ASSERT(loc != NULL);
@@ -271,8 +270,8 @@ t_release_inflight(void)
             }
             ll = cf_dl(ld, NP);
             rl = cf_tdl(&t, rd, NP);
-            XT_ASSERT_OK(nxl_xfer_create(a, op, &ll, &rl, cf_tname(&t, a),
-                                         NULL, &x));
+            XT_ASSERT_OK(
+                nxl_xfer_create(a, op, &ll, &rl, cf_tname(&t, a), NULL, &x));
         } else {
             uint64_t xlen = len;
 
@@ -280,8 +279,8 @@ t_release_inflight(void)
                 strcasecmp(cf_be(), "UCX") == 0) {
                 xlen = 4096;
             }
-            XT_ASSERT_OK(cf_txfer1(a, op, (uintptr_t)loc, &t, 0, xlen, NULL,
-                                   &x));
+            XT_ASSERT_OK(
+                cf_txfer1(a, op, (uintptr_t)loc, &t, 0, xlen, NULL, &x));
         }
         if (k == 2 && t.kind == CF_T_PEER) {
             XT_ASSERT_EQ(xt_stop_process(t.peer.pid), 0);
@@ -292,8 +291,7 @@ t_release_inflight(void)
         }
         st = nxl_xfer_post(x, NULL);
         if (st != NXL_OK && st != NXL_IN_PROG) {
-            XT_FAILF("post -> %s (%s)", nxl_status_name(st),
-                     nxl_last_error());
+            XT_FAILF("post -> %s (%s)", nxl_status_name(st), nxl_last_error());
         }
         in_flight += st == NXL_IN_PROG;
         t0 = xt_now_ms();
@@ -324,8 +322,8 @@ t_release_inflight(void)
     loc = cf_map(CF_MIB);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, CF_MIB));
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, CF_MIB, NULL,
-                           &x));
+    XT_ASSERT_OK(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, CF_MIB, NULL, &x));
     cf_fill(loc, CF_MIB, 1100, 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     XT_ASSERT(cf_tcheck(&t, 0, CF_MIB, 1100, "after release") == 0);
@@ -390,12 +388,12 @@ t_sticky_error(void)
     XT_ASSERT(cf_tfill(&t, 0, len, 1600) == 0);
     XT_ASSERT_EQ(ftruncate(t.fd, (off_t)cf_taddr(&t, short_len)), 0);
 
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL, &x));
     st = cf_run(x, NULL);
     if (st != NXL_ERR_IO) {
         XT_FAILF("READ past the end of the file -> %s (%s), want "
-                 "NXL_ERR_IO", nxl_status_name(st), nxl_last_error());
+                 "NXL_ERR_IO",
+                 nxl_status_name(st), nxl_last_error());
     }
     XT_ASSERT(nxl_last_error()[0] != '\0');
     for (k = 0; k < 3; k++) {
@@ -420,8 +418,7 @@ t_sticky_error(void)
     XT_ASSERT(cf_tfill(&t, 0, len, 1601) == 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     XT_ASSERT_OK(nxl_xfer_status(x));
-    XT_ASSERT(cf_check_local(loc, len, 1601, 0, "READ after the error") ==
-              0);
+    XT_ASSERT(cf_check_local(loc, len, 1601, 0, "READ after the error") == 0);
     nxl_xfer_release(x);
     nxl_agent_destroy(a);
     cf_unmap(loc, len);
@@ -452,10 +449,10 @@ t_destroy_inflight(void)
     XT_ASSERT_OK(cf_reg(a, dst, len));
     cf_fill(src, len, 1700, 0);
     XT_ASSERT(cf_tfill(&t, len, len, 1701) == 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
-                           &xw));
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)dst, &t, len, len, NULL,
-                           &xr));
+    XT_ASSERT_OK(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL, &xw));
+    XT_ASSERT_OK(
+        cf_txfer1(a, NXL_READ, (uintptr_t)dst, &t, len, len, NULL, &xr));
     sw = nxl_xfer_post(xw, NULL);
     sr = nxl_xfer_post(xr, NULL);
     if ((sw != NXL_OK && sw != NXL_IN_PROG) ||
@@ -468,8 +465,7 @@ t_destroy_inflight(void)
     nxl_agent_destroy(a);
     memset(dst, 0x5a, len);
     usleep(20000);
-    XT_ASSERT(cf_check_byte(dst, len, 0x5a, "READ buffer after destroy") ==
-              0);
+    XT_ASSERT(cf_check_byte(dst, len, 0x5a, "READ buffer after destroy") == 0);
     if (t.kind == CF_T_FILE && fcntl(t.fd, F_GETFD) < 0) {
         XT_FAILF("the target's fd %d was closed by the destroy: %s", t.fd,
                  strerror(errno));
@@ -481,8 +477,8 @@ t_destroy_inflight(void)
     XT_ASSERT_OK(cf_tattach(&t, b));
     XT_ASSERT_OK(cf_reg(b, src, len));
     cf_fill(src, len, 1702, 0);
-    XT_ASSERT_OK(cf_txfer1(b, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
-                           &xw));
+    XT_ASSERT_OK(
+        cf_txfer1(b, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL, &xw));
     XT_ASSERT_OK(cf_run(xw, NULL));
     XT_ASSERT(cf_tcheck(&t, 0, len, 1702, "WRITE after destroy") == 0);
     XT_ASSERT(cf_tcheck(&t, len, len, 1701, "untouched half") == 0);

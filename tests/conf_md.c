@@ -71,8 +71,7 @@ t_sidechannel(void)
     CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
     XT_ASSERT_OK(nxl_md_send(a, &o));
     CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_OK);
-    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
-                   NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len), NXL_OK);
     XT_ASSERT_OK(nxl_md_invalidate_local(a, &o));
     CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
 
@@ -82,17 +81,15 @@ t_sidechannel(void)
     CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
                    NXL_ERR_NOT_FOUND);
     XT_ASSERT_OK(nxl_md_send_partial(a, &dl, &o));
-    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
-                   NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len), NXL_OK);
     XT_ASSERT_OK(nxl_md_invalidate_local(a, &o));
     CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", 0, 0), NXL_ERR_NOT_FOUND);
 
     /* The peer fetches us through our listener. */
-    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
-                              "main"),
+    CF_ASSERT_PEER(&p,
+                   cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a), "main"),
                    NXL_OK);
-    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len),
-                   NXL_OK);
+    CF_ASSERT_PEER(&p, cf_pmd_check(&p, "main", (uintptr_t)loc, len), NXL_OK);
 
     /* No address at all; nobody listening at the address. */
     nxl_opts_init(&o);
@@ -100,8 +97,7 @@ t_sidechannel(void)
     cf_opts_peer(&o, cf_unused_port());
     o.timeout_ms = 2000;
     CF_ASSERT_ONE_OF(nxl_md_send(a, &o), NXL_ERR_IO, NXL_ERR_TIMEOUT);
-    CF_ASSERT_ONE_OF(nxl_md_fetch(a, "peer", &o), NXL_ERR_IO,
-                     NXL_ERR_TIMEOUT);
+    CF_ASSERT_ONE_OF(nxl_md_fetch(a, "peer", &o), NXL_ERR_IO, NXL_ERR_TIMEOUT);
     CF_ASSERT_ONE_OF(nxl_md_invalidate_local(a, &o), NXL_ERR_IO,
                      NXL_ERR_TIMEOUT);
 
@@ -140,8 +136,8 @@ t_invalidate(void)
     XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x));
     XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &ll, NULL, &lp));
     XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &rp));
-    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1, NULL,
-                               &xm));
+    XT_ASSERT_OK(
+        nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1, NULL, &xm));
     XT_ASSERT_OK(cf_run(x, NULL));
     XT_ASSERT_OK(cf_run(xm, NULL));
 
@@ -149,12 +145,11 @@ t_invalidate(void)
     XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
     XT_ASSERT_STATUS(nxl_xfer_post(x, NULL), NXL_ERR_NOT_FOUND);
     XT_ASSERT_STATUS(nxl_xfer_post(xm, NULL), NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1,
-                                   NULL, &x2),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, NXL_WRITE, lp, &zero, rp, &zero, 1, NULL, &x2),
+        NXL_ERR_NOT_FOUND);
     XT_ASSERT(x2 == NULL);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL,
-                                     &x2),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "peer", NULL, &x2),
                      NXL_ERR_NOT_FOUND);
     XT_ASSERT(x2 == NULL);
     XT_ASSERT_STATUS(nxl_dlist_prep(a, "peer", &rl, NULL, &pp),
@@ -173,8 +168,8 @@ t_invalidate(void)
     XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 500, "after reload") == 0);
     nxl_xfer_release(x2);
     XT_ASSERT_OK(nxl_dlist_prep(a, "peer", &rl, NULL, &pp));
-    XT_ASSERT_OK(nxl_xfer_make(a, NXL_WRITE, lp, &zero, pp, &zero, 1, NULL,
-                               &x2));
+    XT_ASSERT_OK(
+        nxl_xfer_make(a, NXL_WRITE, lp, &zero, pp, &zero, 1, NULL, &x2));
     cf_fill(loc, len, 501, 0);
     XT_ASSERT_OK(cf_run(x2, NULL));
     XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 501, "after reload") == 0);
@@ -256,8 +251,7 @@ t_md_errors(void)
     nxl_blob_free(&tb);
     nxl_agent_destroy(twin);
     XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
-                          &x));
+                          cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL, &x));
     cf_fill(loc, len, 600, 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
@@ -280,13 +274,12 @@ t_md_errors(void)
         d = (nxl_desc_t){cf_raddr(&p, CF_REG_HEAP, 0), len, 0};
         XT_ASSERT_OK(nxl_md_check(a, "peer", &dl));
     }
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, xaddr, extra, "peer",
-                          NULL, &x));
+    XT_ASSERT_OK(
+        cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, xaddr, extra, "peer", NULL, &x));
     cf_fill(loc, extra, 601, 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, extra, 601, "extra region") ==
-              0);
+    XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, extra, 601, "extra region") == 0);
 
     free(full);
     free(fx);
@@ -316,8 +309,7 @@ t_md_partial(void)
     uint8_t *loc;
     cf_peer p;
 
-    CF_NEED_WHY(NXL_CAP_REMOTE,
-                "partial metadata of a peer process");
+    CF_NEED_WHY(NXL_CAP_REMOTE, "partial metadata of a peer process");
     XT_ASSERT(cf_spawn(&p, &pc) == 0);
     XT_ASSERT_OK(cf_agent("main", 0, &a));
     loc = cf_map(len);
@@ -328,17 +320,17 @@ t_md_partial(void)
     hl = cf_dl(&hd, 1);
     sl = cf_dl(&sd, 1);
     XT_ASSERT(cf_pblob(&p, CF_MD_CONN_ONLY, 0, &conn, &conn_len) == 0);
-    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_HEAP, &descs, &descs_len) ==
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_HEAP, &descs, &descs_len) == 0);
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_SHARED, &sdescs, &sdescs_len) ==
               0);
-    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS, CF_REG_SHARED, &sdescs,
-                       &sdescs_len) == 0);
-    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS_CONN, CF_REG_HEAP, &both,
-                       &both_len) == 0);
+    XT_ASSERT(cf_pblob(&p, CF_MD_DESCS_CONN, CF_REG_HEAP, &both, &both_len) ==
+              0);
 
     st = nxl_md_load(a, descs, descs_len, NULL, 0);
     if (st >= 0) {
         XT_FAILF("descriptors without conn info of an unknown peer loaded "
-                 "(%s)", nxl_status_name(st));
+                 "(%s)",
+                 nxl_status_name(st));
     }
     XT_ASSERT(nxl_last_error()[0] != '\0');
     XT_ASSERT_STATUS(nxl_md_check(a, "peer", NULL), NXL_ERR_NOT_FOUND);
@@ -348,15 +340,15 @@ t_md_partial(void)
     XT_ASSERT_STR(name, "peer");
     XT_ASSERT_OK(nxl_md_check(a, "peer", NULL));
     XT_ASSERT_STATUS(nxl_md_check(a, "peer", &hl), NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len,
-                              "peer", NULL, &x),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len, "peer", NULL, &x),
+        NXL_ERR_NOT_FOUND);
 
     XT_ASSERT_OK(nxl_md_load(a, descs, descs_len, NULL, 0));
     XT_ASSERT_OK(nxl_md_check(a, "peer", &hl));
     XT_ASSERT_STATUS(nxl_md_check(a, "peer", &sl), NXL_ERR_NOT_FOUND);
-    XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len, "peer",
-                          NULL, &x));
+    XT_ASSERT_OK(
+        cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, hd.addr, len, "peer", NULL, &x));
     cf_fill(loc, len, 700, 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
@@ -365,8 +357,8 @@ t_md_partial(void)
     XT_ASSERT_OK(nxl_md_load(a, sdescs, sdescs_len, NULL, 0));
     XT_ASSERT_OK(nxl_md_check(a, "peer", &sl));
     XT_ASSERT_OK(nxl_md_check(a, "peer", &hl));
-    XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)loc, sd.addr, len, "peer",
-                          NULL, &x));
+    XT_ASSERT_OK(
+        cf_xfer1(a, NXL_READ, (uintptr_t)loc, sd.addr, len, "peer", NULL, &x));
     XT_ASSERT(cf_pfill(&p, CF_REG_SHARED, 0, len, 701) == 0);
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);

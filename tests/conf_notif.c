@@ -8,9 +8,8 @@
  * notification and checks [roff, roff + len) for seed the moment it sees
  * it; the notification must come from "main" with message msg. */
 static int
-cf_notif_post(cf_peer *p, nxl_xfer_t *x, const nxl_opts_t *opts,
-              uint64_t roff, uint64_t len, uint32_t seed, const char *msg,
-              size_t msg_len)
+cf_notif_post(cf_peer *p, nxl_xfer_t *x, const nxl_opts_t *opts, uint64_t roff,
+              uint64_t len, uint32_t seed, const char *msg, size_t msg_len)
 {
     cf_cmd c = cf_cmd_of(CF_OP_NOTIF_WAIT);
     cf_rep r;
@@ -36,12 +35,13 @@ cf_notif_post(cf_peer *p, nxl_xfer_t *x, const nxl_opts_t *opts,
         XT_FAILF("notification from \"%s\" with %u bytes \"%.*s\"; want "
                  "from \"main\" with %zu bytes \"%s\"",
                  r.name, r.msg_len,
-                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX),
-                 r.msg, msg_len, msg);
+                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX), r.msg,
+                 msg_len, msg);
     }
     if (r.value2 != 1) {
         XT_FAILF("notification \"%s\" arrived before the data (byte %" PRIu64
-                 " wrong)", msg, r.value);
+                 " wrong)",
+                 msg, r.value);
     }
     return 0;
 }
@@ -89,8 +89,8 @@ t_notif_xfer(void)
     /* Post 3 replaces it again. */
     cf_fill(loc, len, 303, 0);
     cf_opts_notif(&o, "note-3, a longer message");
-    XT_ASSERT(cf_notif_post(&p, x, &o, 0, len, 303,
-                            "note-3, a longer message", 24) == 0);
+    XT_ASSERT(cf_notif_post(&p, x, &o, 0, len, 303, "note-3, a longer message",
+                            24) == 0);
     /* Exactly one per post: nothing else is pending. */
     XT_ASSERT(cf_pnone(&p, 300) == 0);
     /* Opts without a notification clear it. */
@@ -194,8 +194,8 @@ t_notif_standalone(void)
     XT_ASSERT(cf_pnone(&p, 300) == 0);
 
     /* The other way: the peer loads us and notifies us. */
-    CF_ASSERT_PEER(&p, cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
-                              "main"),
+    CF_ASSERT_PEER(&p,
+                   cf_pmd(&p, CF_OP_MD_FETCH, nxl_agent_listen_port(a), "main"),
                    NXL_OK);
     c = cf_cmd_of(CF_OP_NOTIF_SEND);
     snprintf(c.name, sizeof(c.name), "main");

@@ -47,20 +47,18 @@ t_reg_rules(void)
     XT_ASSERT_STATUS(cf_dereg(a, loc + 4096, len - 4096), NXL_ERR_NOT_FOUND);
     /* Still registered as it was: a transfer over all of it works. */
     cf_fill(loc, len, 1500, 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     x = NULL;
-    XT_ASSERT(cf_tcheck(&t, 0, len, 1500, "WRITE after refused calls") ==
-              0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1500, "WRITE after refused calls") == 0);
     /* Partly covered: refused when made. */
     d = (nxl_desc_t){(uintptr_t)loc + len - 2048, 4096, 0};
     dl = cf_dl(&d, 1);
     XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &dl, NULL, &pp),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc + len - 2048, &t,
-                               0, 4096, NULL, &x),
+    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc + len - 2048, &t, 0,
+                               4096, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     /* Deregistered: gone, once. */
     XT_ASSERT_OK(cf_dereg(a, loc, len));
@@ -68,20 +66,18 @@ t_reg_rules(void)
     d = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
     XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &dl, NULL, &pp),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096,
-                               NULL, &x),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096, NULL, &x),
+        NXL_ERR_NOT_FOUND);
     XT_ASSERT(pp == NULL && x == NULL);
     /* Registered again: works again. */
     XT_ASSERT_OK(cf_reg(a, loc, len));
     XT_ASSERT(cf_tfill(&t, 0, len, 1501) == 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     x = NULL;
-    XT_ASSERT(cf_check_local(loc, len, 1501, 0, "READ after re-register") ==
-              0);
+    XT_ASSERT(cf_check_local(loc, len, 1501, 0, "READ after re-register") == 0);
 
     if (t.kind != CF_T_FILE) {
         printf("  not run: target rules (the target is the peer's "
@@ -104,24 +100,22 @@ t_reg_rules(void)
     rd = cf_tdesc(&t, len - 2048, 4096);
     XT_ASSERT_STATUS(nxl_dlist_prep(a, cf_tname(&t, a), &rl, NULL, &pp),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, len - 2048,
-                               4096, NULL, &x),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, len - 2048, 4096, NULL, &x),
+        NXL_ERR_NOT_FOUND);
     rd = (nxl_desc_t){base, len, dev};
     XT_ASSERT_OK(nxl_mem_deregister(a, &rl, NULL));
     XT_ASSERT_STATUS(nxl_mem_deregister(a, &rl, NULL), NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096,
-                               NULL, &x),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096, NULL, &x),
+        NXL_ERR_NOT_FOUND);
     XT_ASSERT(pp == NULL && x == NULL);
     XT_ASSERT_OK(cf_tregister(&t, a));
     cf_fill(loc, len, 1502, 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
-    XT_ASSERT(cf_tcheck(&t, 0, len, 1502, "WRITE after file re-register") ==
-              0);
+    XT_ASSERT(cf_tcheck(&t, 0, len, 1502, "WRITE after file re-register") == 0);
 
 done:
     nxl_agent_destroy(a);
@@ -157,10 +151,10 @@ cf_pextra(cf_peer *p, nxl_agent_t *a, uint64_t len, int shared,
  * writes or reads any address it is sent, without a key check
  * (docs/backends/ucx.md; the NIC checks keys on RDMA transports, and the
  * registration table covers same-host peers). */
-#define CF_SKIP_UNENFORCED()                                                  \
-    XT_SKIP_IF(cf_netns() && strcasecmp(cf_be(), "UCX") == 0,                 \
-               "UCX software RMA (tcp) reaches any address of a peer on "     \
-               "another host; revocation there rests on UCX, which does not " \
+#define CF_SKIP_UNENFORCED()                                                   \
+    XT_SKIP_IF(cf_netns() && strcasecmp(cf_be(), "UCX") == 0,                  \
+               "UCX software RMA (tcp) reaches any address of a peer on "      \
+               "another host; revocation there rests on UCX, which does not "  \
                "check keys on that path")
 
 /* cf_revoked_post posts x, which must fail now (its remote region was
@@ -211,8 +205,8 @@ t_revoked(void)
         XT_ASSERT_OK(cf_reg(a, loc, len));
         XT_ASSERT_OK(cf_reg(a, in, len));
         XT_ASSERT(cf_pextra(&p, a, len, shared, &raddr) == 0);
-        XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len,
-                              "peer", NULL, &xw));
+        XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len, "peer",
+                              NULL, &xw));
         XT_ASSERT_OK(cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, len, "peer",
                               NULL, &xr));
         cf_fill(loc, len, 1800, 0);
@@ -252,11 +246,10 @@ t_revoked(void)
         XT_ASSERT(cf_check_byte(in, len, 0x77, "READ buffer") == 0);
         /* The peer itself is still fine. */
         XT_ASSERT_OK(cf_xfer1(a, NXL_WRITE, (uintptr_t)loc,
-                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer",
-                              NULL, &xw));
+                              cf_raddr(&p, CF_REG_HEAP, 0), len, "peer", NULL,
+                              &xw));
         XT_ASSERT_OK(cf_run(xw, NULL));
-        XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1802, "heap region") ==
-                  0);
+        XT_ASSERT(cf_pcheck(&p, CF_REG_HEAP, 0, len, 1802, "heap region") == 0);
         nxl_xfer_release(xw);
         xw = NULL;
         nxl_agent_destroy(a);
@@ -388,8 +381,8 @@ t_widened(void)
                nxl_status_name(st), nxl_last_error());
         XT_ASSERT(st < 0);
     }
-    XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, len, len, 1900,
-                        "unregistered half") == 0);
+    XT_ASSERT(
+        cf_pcheck(&p, CF_REG_EXTRA, len, len, 1900, "unregistered half") == 0);
     free(md);
     free(wide);
     nxl_agent_destroy(a);

@@ -16,11 +16,11 @@ typedef struct {
     char err[CF_ERR_MAX];
 } cf_thr;
 
-#define CF_THR_FAIL(t, ...)                                                   \
-    do {                                                                      \
-        snprintf((t)->err, sizeof((t)->err), __VA_ARGS__);                    \
-        (t)->rc = 1;                                                          \
-        goto out;                                                             \
+#define CF_THR_FAIL(t, ...)                                                    \
+    do {                                                                       \
+        snprintf((t)->err, sizeof((t)->err), __VA_ARGS__);                     \
+        (t)->rc = 1;                                                           \
+        goto out;                                                              \
     } while (0)
 
 static void *
@@ -49,8 +49,8 @@ cf_thr_main(void *arg)
             xw = xr = NULL;
             if ((st = cf_txfer1(t->a, NXL_WRITE, (uintptr_t)src, t->tgt,
                                 t->roff, len, NULL, &xw)) != NXL_OK ||
-                (st = cf_txfer1(t->a, NXL_READ, (uintptr_t)dst, t->tgt,
-                                t->roff, len, NULL, &xr)) != NXL_OK) {
+                (st = cf_txfer1(t->a, NXL_READ, (uintptr_t)dst, t->tgt, t->roff,
+                                len, NULL, &xr)) != NXL_OK) {
                 CF_THR_FAIL(t, "create: %s (%s)", nxl_status_name(st),
                             nxl_last_error());
             }
@@ -62,8 +62,8 @@ cf_thr_main(void *arg)
                         nxl_status_name(st), nxl_last_error());
         }
         if ((st = cf_run(xr, NULL)) != NXL_OK) {
-            CF_THR_FAIL(t, "iteration %d READ: %s (%s)", i,
-                        nxl_status_name(st), nxl_last_error());
+            CF_THR_FAIL(t, "iteration %d READ: %s (%s)", i, nxl_status_name(st),
+                        nxl_last_error());
         }
         if (memcmp(src, dst, len) != 0) {
             CF_THR_FAIL(t, "iteration %d: data read back differs", i);
@@ -160,28 +160,21 @@ t_bad_input(void)
     rl = cf_tdl(&t, &rd, 1);
 
     /* NULL arguments and a bad op. */
-    XT_ASSERT_STATUS(nxl_xfer_create(NULL, NXL_WRITE, &ll, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(NULL, NXL_WRITE, &ll, &rl, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, NULL, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, NULL, &rl, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, NULL, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, NULL, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, NULL, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, rn, NULL,
-                                     NULL),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, rn, NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, (nxl_op_t)7, &ll, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, (nxl_op_t)7, &ll, &rl, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &nulld, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &nulld, &rl, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &nulld, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &nulld, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == sentinel);
 
@@ -190,22 +183,18 @@ t_bad_input(void)
     r2[0] = (nxl_desc_t){rbase, 0, rdev};
     l2l = cf_dl(l2, 1);
     r2l = cf_tdl(&t, r2, 1);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &r2l, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &r2l, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     l2[0] = (nxl_desc_t){(uintptr_t)loc, 4096, 0};
     l2[1] = (nxl_desc_t){(uintptr_t)loc + 8192, 4096, 0};
     l2l = cf_dl(l2, 2);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &l2l, &rl, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     r2[0] = (nxl_desc_t){rbase, 2048, rdev};
     r2l = cf_tdl(&t, r2, 1);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &r2l, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &r2l, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &r2l, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &r2l, rn, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == sentinel);
 
@@ -213,35 +202,28 @@ t_bad_input(void)
     badl = cf_dl(&bad, 1);
     rbadl = cf_tdl(&t, &bad, 1);
     bad = (nxl_desc_t){(uintptr_t)unreg, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){(uintptr_t)loc + len - 2048, 4096, 0};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &badl, &rl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){rbase + len, 4096, rdev};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){rbase + len - 2048, 4096, rdev};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &rbadl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &ll, &rbadl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){rbase - 1, 4096, rdev};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     bad = (nxl_desc_t){rbase, 4096, rdev + 7}; /* another device id */
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL,
-                                     &x),
+    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rbadl, rn, NULL, &x),
                      NXL_ERR_NOT_FOUND);
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "nobody", NULL,
-                                     &x),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(
+        nxl_xfer_create(a, NXL_WRITE, &ll, &rl, "nobody", NULL, &x),
+        NXL_ERR_NOT_FOUND);
     XT_ASSERT(x == sentinel);
 
     /* Prepared lists. */
@@ -270,30 +252,27 @@ t_bad_input(void)
     r2l = cf_tdl(&t, r2, 2);
     XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &l2l, NULL, &lp));
     XT_ASSERT_OK(nxl_dlist_prep(a, rn, &r2l, NULL, &rp));
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i2, rp, &i0, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i2, rp, &i0, 1, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i2, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i2, 1, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i1, rp, &i0, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i1, rp, &i0, 1, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, NULL, rp, &i0, 1, NULL,
-                                   &x),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, NULL, &i0, rp, &i0, 1, NULL,
-                                   &x),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, NULL, &i0, 1, NULL,
-                                   &x),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, (nxl_op_t)9, lp, &i0, rp, &i0, 1, NULL,
-                                   &x),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, NULL,
-                                   NULL),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, NXL_WRITE, lp, NULL, rp, &i0, 1, NULL, &x),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, NXL_WRITE, NULL, &i0, rp, &i0, 1, NULL, &x),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, NXL_WRITE, lp, &i0, NULL, &i0, 1, NULL, &x),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, (nxl_op_t)9, lp, &i0, rp, &i0, 1, NULL, &x),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, NULL, NULL),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == sentinel);
 
     /* Request calls on NULL. */
@@ -359,13 +338,11 @@ t_idle_cpu(void)
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
     cf_fill(loc, len, 1250, 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     memset(loc, 0, len);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     XT_ASSERT(cf_check_local(loc, len, 1250, 0, "READ back") == 0);
@@ -402,8 +379,7 @@ t_idle_cpu(void)
                  dc, dt);
     }
     if (r.value * 20 > r.value2) {
-        XT_FAILF("idle peer used %" PRIu64 " us CPU in %" PRIu64
-                 " us (>= 5%%)",
+        XT_FAILF("idle peer used %" PRIu64 " us CPU in %" PRIu64 " us (>= 5%%)",
                  r.value, r.value2);
     }
     nxl_agent_destroy(a);

@@ -73,8 +73,8 @@ t_sizes(void)
             } else {
                 XT_ASSERT(cf_tfill(&t, roff, n, seed) == 0);
             }
-            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)loc + loff,
-                                   &t, roff, n, NULL, &x));
+            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)loc + loff, &t,
+                                   roff, n, NULL, &x));
             XT_ASSERT_OK(nxl_xfer_backend(x, &be));
             XT_ASSERT(be != NULL);
             XT_ASSERT(strcasecmp(nxl_backend_name(be), cf_be()) == 0);
@@ -85,8 +85,7 @@ t_sizes(void)
             if (op == NXL_WRITE) {
                 XT_ASSERT(cf_tcheck(&t, roff, n, seed, what) == 0);
             } else {
-                XT_ASSERT(cf_check_local(loc + loff, n, seed, roff, what) ==
-                          0);
+                XT_ASSERT(cf_check_local(loc + loff, n, seed, roff, what) == 0);
             }
             /* Nothing outside the described range moved. */
             XT_ASSERT(cf_tcheck(&t, roff - guard, guard, bg, what) == 0);
@@ -144,8 +143,8 @@ t_many_descs(void)
 
     /* WRITE, one-shot. */
     XT_ASSERT(cf_tfill(&t, 0, buflen, bg) == 0);
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ll, &rl, cf_tname(&t, a), NULL,
-                                 &x));
+    XT_ASSERT_OK(
+        nxl_xfer_create(a, NXL_WRITE, &ll, &rl, cf_tname(&t, a), NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     XT_ASSERT(cf_tcheck_strided(&t, len, slot, N, seed_w, bg,
@@ -165,8 +164,8 @@ t_many_descs(void)
         for (i = 0; i < N; i++) {
             uint8_t *s = loc + pl[i] * slot;
 
-            XT_ASSERT(cf_check_local(s + 512, len, seed_r + pass,
-                                     pr[i] * slot, "scattered READ") == 0);
+            XT_ASSERT(cf_check_local(s + 512, len, seed_r + pass, pr[i] * slot,
+                                     "scattered READ") == 0);
             XT_ASSERT(cf_check_byte(s, 512, 0xa5, "scattered READ") == 0);
             XT_ASSERT(cf_check_byte(s + 512 + len, slot - 512 - len, 0xa5,
                                     "scattered READ") == 0);
@@ -200,8 +199,7 @@ t_repost(void)
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, big));
 
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, big, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, big, NULL, &x));
     for (k = 0; k < 5; k++) {
         cf_fill(loc, big, 100 + (uint32_t)k, 0);
         st = nxl_xfer_post(x, NULL);
@@ -212,8 +210,8 @@ t_repost(void)
                 active++;
                 XT_ASSERT(nxl_last_error()[0] != '\0');
             } else if (st2 != NXL_OK && st2 != NXL_IN_PROG) {
-                XT_FAILF("repost while active -> %s (%s)",
-                         nxl_status_name(st2), nxl_last_error());
+                XT_FAILF("repost while active -> %s (%s)", nxl_status_name(st2),
+                         nxl_last_error());
             }
             st = nxl_xfer_wait(x, CF_XFER_TIMEOUT_MS);
         }
@@ -224,7 +222,8 @@ t_repost(void)
     }
     if (in_prog > 0 && active == 0) {
         XT_FAILF("%d posts were in progress but an immediate repost never "
-                 "returned NXL_ERR_REPOST_ACTIVE", in_prog);
+                 "returned NXL_ERR_REPOST_ACTIVE",
+                 in_prog);
     }
     if (in_prog == 0) {
         printf("  note: every 16 MiB post completed inline; "
@@ -233,8 +232,8 @@ t_repost(void)
     nxl_xfer_release(x);
 
     /* READ loop: the peer changes its data, each repost picks it up. */
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 4096, small, NULL,
-                           &x));
+    XT_ASSERT_OK(
+        cf_txfer1(a, NXL_READ, (uintptr_t)loc, &t, 4096, small, NULL, &x));
     for (k = 0; k < 4; k++) {
         XT_ASSERT(cf_tfill(&t, 4096, small, 200 + (uint32_t)k) == 0);
         XT_ASSERT_OK(cf_run(x, NULL));
@@ -274,15 +273,13 @@ t_loopback(void)
     XT_ASSERT_OK(cf_tregister(&t, a));
 
     cf_fill(src, len, 400, 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)src, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     XT_ASSERT(cf_tcheck(&t, 0, len, 400, "loopback WRITE") == 0);
 
     XT_ASSERT(cf_tfill(&t, 0, len, 401) == 0);
-    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)src, &t, 0, len, NULL,
-                           &x));
+    XT_ASSERT_OK(cf_txfer1(a, NXL_READ, (uintptr_t)src, &t, 0, len, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     nxl_xfer_release(x);
     XT_ASSERT(cf_check_local(src, len, 401, 0, "loopback READ") == 0);
@@ -347,8 +344,8 @@ t_telemetry(void)
     loc = cf_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(cf_reg(a, loc, len));
-    XT_ASSERT_OK(cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096, NULL,
-                           &x));
+    XT_ASSERT_OK(
+        cf_txfer1(a, NXL_WRITE, (uintptr_t)loc, &t, 0, 4096, NULL, &x));
     XT_ASSERT_OK(cf_run(x, NULL));
     XT_ASSERT_STATUS(nxl_xfer_telemetry(x, &tm), NXL_ERR_NO_TELEMETRY);
     nxl_xfer_release(x);
@@ -365,8 +362,8 @@ t_telemetry(void)
     rd[2] = cf_tdesc(&t, 262144, 65536);
     ll = cf_dl(ld, 3);
     rl = cf_tdl(&t, rd, 3);
-    XT_ASSERT_OK(nxl_xfer_create(b, NXL_WRITE, &ll, &rl, cf_tname(&t, b),
-                                 NULL, &x));
+    XT_ASSERT_OK(
+        nxl_xfer_create(b, NXL_WRITE, &ll, &rl, cf_tname(&t, b), NULL, &x));
     for (k = 0; k < 2; k++) {
         XT_ASSERT_OK(cf_run(x, NULL));
         memset(&tm, 0, sizeof(tm));
@@ -470,8 +467,8 @@ t_prepped(void)
     XT_ASSERT(cf_check_local(loc + 3 * blk, 3 * blk, 1301, 7 * blk,
                              "prepped READ") == 0);
     XT_ASSERT(cf_check_byte(loc, 3 * blk, 0xa5, "prepped READ") == 0);
-    XT_ASSERT(cf_check_byte(loc + 6 * blk, len - 6 * blk, 0xa5,
-                            "prepped READ") == 0);
+    XT_ASSERT(
+        cf_check_byte(loc + 6 * blk, len - 6 * blk, 0xa5, "prepped READ") == 0);
 
     /* Transfers stay valid after their prepared lists are released. */
     nxl_dlist_release(lp);
@@ -483,8 +480,8 @@ t_prepped(void)
                              "READ after release of lists") == 0);
 
     /* The one-shot path over the same lists. */
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &rl, cf_tname(&t, a), NULL,
-                                 &xc));
+    XT_ASSERT_OK(
+        nxl_xfer_create(a, NXL_READ, &ll, &rl, cf_tname(&t, a), NULL, &xc));
     XT_ASSERT(cf_tfill(&t, 0, len, 1303) == 0);
     XT_ASSERT_OK(cf_run(xc, NULL));
     XT_ASSERT(cf_check_local(loc, len, 1303, 0, "one-shot READ") == 0);
@@ -541,8 +538,8 @@ t_shared(void)
             } else {
                 XT_ASSERT(cf_tfill(&rt, roff, n, seed) == 0);
             }
-            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)lb + loff,
-                                   &rt, roff, n, NULL, &x));
+            XT_ASSERT_OK(cf_txfer1(a, (nxl_op_t)op, (uintptr_t)lb + loff, &rt,
+                                   roff, n, NULL, &x));
             XT_ASSERT_OK(cf_run(x, NULL));
             nxl_xfer_release(x);
             if (op == NXL_WRITE) {
@@ -561,9 +558,8 @@ t_shared(void)
                "backend has no peer)\n");
         goto done;
     }
-    CF_ASSERT_PEER(p, cf_pmd(p, CF_OP_MD_FETCH, nxl_agent_listen_port(a),
-                              "main"),
-                   NXL_OK);
+    CF_ASSERT_PEER(
+        p, cf_pmd(p, CF_OP_MD_FETCH, nxl_agent_listen_port(a), "main"), NXL_OK);
     for (dir = 0; dir < 4; dir++) {
         int preg = dir & 1 ? CF_REG_SHARED : CF_REG_HEAP;
         uint64_t poff = 4096, moff = 12288;

@@ -97,8 +97,8 @@ make_agent(const char *be)
     if (nxl_agent_create(name, &cfg, &a) != NXL_OK) {
         fail("agent_create");
     }
-    if (nxl_backend_create(a, be, strcmp(be, "TCP") == 0 ? &tcp : NULL,
-                           NULL) != NXL_OK) {
+    if (nxl_backend_create(a, be, strcmp(be, "TCP") == 0 ? &tcp : NULL, NULL) !=
+        NXL_OK) {
         fail("backend_create");
     }
     return a;
@@ -183,8 +183,7 @@ main(int argc, char **argv)
             fill(buf, size, seed);
         }
         if ((readable ? nxl_connect_readable_create(c, &d, 1, &op)
-                      : nxl_connect_writable_create(c, &d, 1, &op)) !=
-                NXL_OK ||
+                      : nxl_connect_writable_create(c, &d, 1, &op)) != NXL_OK ||
             nxl_connect_op_metadata(op, 0, &js) != NXL_OK) {
             fail("passive");
         }

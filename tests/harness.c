@@ -288,8 +288,8 @@ main(int argc, char **argv)
             xt_current_param = params[p];
             for (c = s->cases; c->name != NULL; c++) {
                 if (params[p] != NULL) {
-                    snprintf(full, sizeof(full), "%s/%s/%s", s->name,
-                             params[p], c->name);
+                    snprintf(full, sizeof(full), "%s/%s/%s", s->name, params[p],
+                             c->name);
                 } else {
                     snprintf(full, sizeof(full), "%s/%s", s->name, c->name);
                 }

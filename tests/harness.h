@@ -39,72 +39,72 @@ typedef struct {
 /* xt_param returns the current suite parameter (e.g. a backend name). */
 const char *xt_param(void);
 
-#define XT_FAILF(...)                                                         \
-    do {                                                                      \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                       \
-        fprintf(stderr, __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                  \
-        return 1;                                                             \
+#define XT_FAILF(...)                                                          \
+    do {                                                                       \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                        \
+        fprintf(stderr, __VA_ARGS__);                                          \
+        fputc('\n', stderr);                                                   \
+        return 1;                                                              \
     } while (0)
 
-#define XT_ASSERT(cond)                                                       \
-    do {                                                                      \
-        if (!(cond))                                                          \
-            XT_FAILF("assertion failed: %s", #cond);                          \
+#define XT_ASSERT(cond)                                                        \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            XT_FAILF("assertion failed: %s", #cond);                           \
     } while (0)
 
-#define XT_ASSERT_EQ(a, b)                                                    \
-    do {                                                                      \
-        long long a_ = (long long)(a), b_ = (long long)(b);                   \
-        if (a_ != b_)                                                         \
-            XT_FAILF("%s == %s (%lld vs %lld)", #a, #b, a_, b_);              \
+#define XT_ASSERT_EQ(a, b)                                                     \
+    do {                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                    \
+        if (a_ != b_)                                                          \
+            XT_FAILF("%s == %s (%lld vs %lld)", #a, #b, a_, b_);               \
     } while (0)
 
-#define XT_ASSERT_STR(a, b)                                                   \
-    do {                                                                      \
-        const char *a_ = (a), *b_ = (b);                                      \
-        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                  \
-            XT_FAILF("%s == %s (\"%s\" vs \"%s\")", #a, #b,                   \
-                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                 \
+#define XT_ASSERT_STR(a, b)                                                    \
+    do {                                                                       \
+        const char *a_ = (a), *b_ = (b);                                       \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                   \
+            XT_FAILF("%s == %s (\"%s\" vs \"%s\")", #a, #b,                    \
+                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                  \
     } while (0)
 
-#define XT_ASSERT_OK(expr)                                                    \
-    do {                                                                      \
-        nxl_status_t s_ = (expr);                                             \
-        if (s_ != NXL_OK)                                                     \
-            XT_FAILF("%s -> %s (%s)", #expr, nxl_status_name(s_),             \
-                     nxl_last_error());                                       \
+#define XT_ASSERT_OK(expr)                                                     \
+    do {                                                                       \
+        nxl_status_t s_ = (expr);                                              \
+        if (s_ != NXL_OK)                                                      \
+            XT_FAILF("%s -> %s (%s)", #expr, nxl_status_name(s_),              \
+                     nxl_last_error());                                        \
     } while (0)
 
 /* XT_ASSERT_STATUS checks a status and that a failure left a message. */
-#define XT_ASSERT_STATUS(expr, want)                                          \
-    do {                                                                      \
-        nxl_status_t s_ = (expr);                                             \
-        if (s_ != (want))                                                     \
-            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s_),    \
-                     nxl_status_name(want), nxl_last_error());                \
-        if ((want) < 0 && nxl_last_error()[0] == '\0')                        \
-            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,     \
-                     nxl_status_name(s_));                                    \
+#define XT_ASSERT_STATUS(expr, want)                                           \
+    do {                                                                       \
+        nxl_status_t s_ = (expr);                                              \
+        if (s_ != (want))                                                      \
+            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s_),     \
+                     nxl_status_name(want), nxl_last_error());                 \
+        if ((want) < 0 && nxl_last_error()[0] == '\0')                         \
+            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,      \
+                     nxl_status_name(s_));                                     \
     } while (0)
 
 /* XT_ASSERT_MSG checks that the last error mentions text. */
-#define XT_ASSERT_MSG(text)                                                   \
-    do {                                                                      \
-        if (strstr(nxl_last_error(), (text)) == NULL)                         \
-            XT_FAILF("nxl_last_error() \"%s\" does not mention \"%s\"",      \
-                     nxl_last_error(), (text));                               \
+#define XT_ASSERT_MSG(text)                                                    \
+    do {                                                                       \
+        if (strstr(nxl_last_error(), (text)) == NULL)                          \
+            XT_FAILF("nxl_last_error() \"%s\" does not mention \"%s\"",        \
+                     nxl_last_error(), (text));                                \
     } while (0)
 
-#define XT_SKIP_IF(cond, ...)                                                 \
-    do {                                                                      \
-        if (cond) {                                                           \
-            printf("  skip: ");                                               \
-            printf(__VA_ARGS__);                                              \
-            printf("\n");                                                     \
-            fflush(stdout);                                                   \
-            return XT_SKIP;                                                   \
-        }                                                                     \
+#define XT_SKIP_IF(cond, ...)                                                  \
+    do {                                                                       \
+        if (cond) {                                                            \
+            printf("  skip: ");                                                \
+            printf(__VA_ARGS__);                                               \
+            printf("\n");                                                      \
+            fflush(stdout);                                                    \
+            return XT_SKIP;                                                    \
+        }                                                                      \
     } while (0)
 
 /* xt_now_ms returns a monotonic clock in milliseconds. */

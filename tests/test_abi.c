@@ -63,8 +63,8 @@ typedef struct v1_kv_opts {
     size_t notif_len;
 } v1_kv_opts_t;
 
-#define SAME(v1, cur, f)                                                      \
-    _Static_assert(offsetof(v1, f) == offsetof(cur, f),                       \
+#define SAME(v1, cur, f)                                                       \
+    _Static_assert(offsetof(v1, f) == offsetof(cur, f),                        \
                    #cur "." #f " moved: fields are only added at the end")
 
 SAME(v1_agent_config_t, nxl_agent_config_t, size);
@@ -144,8 +144,8 @@ t_old_program_runs(void)
     char *buf = malloc(4096);
 
     XT_ASSERT(buf != NULL);
-    XT_ASSERT_OK(nxl_agent_create("abi-old", (const nxl_agent_config_t *)&c,
-                                  &a));
+    XT_ASSERT_OK(
+        nxl_agent_create("abi-old", (const nxl_agent_config_t *)&c, &a));
     XT_ASSERT(nxl_agent_listen_port(a) != 0); /* listen_thread honoured */
     XT_ASSERT_OK(nxl_backend_create(a, "TCP", NULL, &be));
     d = (nxl_desc_t){.addr = (uint64_t)(uintptr_t)buf, .len = 4096};
@@ -241,7 +241,7 @@ typedef struct toy_v2 {
     uint32_t size;
     int a;
     int b;
-    int added; /* default 7 */
+    int added;        /* default 7 */
     const char *name; /* default "dflt" */
 } toy_v2;
 
@@ -251,28 +251,28 @@ t_shorter_layout_gets_defaults(void)
     toy_v1 old = {.size = sizeof(toy_v1), .a = 1, .b = 2};
     toy_v2 cur = {.size = sizeof(toy_v2), .added = 7, .name = "dflt"};
 
-    XT_ASSERT_OK(nxl__abi_in(&cur, sizeof(cur), &old, sizeof(toy_v1),
-                             "toy"));
+    XT_ASSERT_OK(nxl__abi_in(&cur, sizeof(cur), &old, sizeof(toy_v1), "toy"));
     XT_ASSERT_EQ(cur.size, sizeof(toy_v2));
     XT_ASSERT_EQ(cur.a, 1);
     XT_ASSERT_EQ(cur.b, 2);
     XT_ASSERT_EQ(cur.added, 7);
     XT_ASSERT_STR(cur.name, "dflt");
     old.size = sizeof(toy_v1) - 4;
-    XT_ASSERT_STATUS(nxl__abi_in(&cur, sizeof(cur), &old, sizeof(toy_v1),
-                                 "toy"),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl__abi_in(&cur, sizeof(cur), &old, sizeof(toy_v1), "toy"),
+        NXL_ERR_INVALID_PARAM);
     return 0;
 }
 
 const xt_suite xt_suite_abi = {
     .name = "abi",
-    .cases = (const xt_case[]){
-        {"init_sets_size", t_init_sets_size},
-        {"old_program_runs", t_old_program_runs},
-        {"size_zero_refused", t_size_zero_refused},
-        {"newer_layout", t_newer_layout},
-        {"shorter_layout_gets_defaults", t_shorter_layout_gets_defaults},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"init_sets_size", t_init_sets_size},
+            {"old_program_runs", t_old_program_runs},
+            {"size_zero_refused", t_size_zero_refused},
+            {"newer_layout", t_newer_layout},
+            {"shorter_layout_gets_defaults", t_shorter_layout_gets_defaults},
+            {NULL, NULL},
+        },
 };

@@ -361,16 +361,14 @@ t_register(void)
     z = (nxl_desc_t){(uintptr_t)buf, 0, 0};
     XT_ASSERT_STATUS(nxl_mem_register(a, &zl, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_register(a, NULL, NULL), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_mem_register(NULL, &one, NULL),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_mem_register(NULL, &one, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_deregister(a, NULL, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_deregister(NULL, &one, NULL),
                      NXL_ERR_INVALID_PARAM);
     {
         nxl_dlist_t nd = {NXL_DRAM, NULL, 1};
 
-        XT_ASSERT_STATUS(nxl_mem_register(a, &nd, NULL),
-                         NXL_ERR_INVALID_PARAM);
+        XT_ASSERT_STATUS(nxl_mem_register(a, &nd, NULL), NXL_ERR_INVALID_PARAM);
     }
 
     /* A batch with one bad descriptor fails as a whole: the good ones are
@@ -412,8 +410,7 @@ t_register(void)
         }
     }
     XT_ASSERT_OK(nxl_agent_create("bare", NULL, &bare));
-    XT_ASSERT_STATUS(nxl_mem_register(bare, &one, NULL),
-                     NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(nxl_mem_register(bare, &one, NULL), NXL_ERR_NOT_SUPPORTED);
     nxl_agent_destroy(bare);
 
     /* Destroy deregisters what is still registered. */
@@ -542,8 +539,7 @@ t_md_round_trip(void)
 
     XT_ASSERT_STATUS(nxl_md_local(NULL, &own), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_md_local(a, NULL), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_md_load(b, NULL, 10, NULL, 0),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_md_load(b, NULL, 10, NULL, 0), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_md_load(NULL, blob.data, blob.len, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
 
@@ -763,8 +759,8 @@ t_plugin_dir_junk(void)
         if (access(libs[i], R_OK) == 0) {
             char cmd[600];
 
-            snprintf(cmd, sizeof(cmd), "cp '%s' '%s/libnxl-nosym.so'",
-                     libs[i], dir);
+            snprintf(cmd, sizeof(cmd), "cp '%s' '%s/libnxl-nosym.so'", libs[i],
+                     dir);
             if (system(cmd) != 0) {
                 fprintf(stderr, "copy of %s failed\n", libs[i]);
             }
@@ -842,24 +838,25 @@ t_last_error_thread_local(void)
 const xt_suite xt_suite_agent = {
     .name = "agent",
     .timeout_s = 30,
-    .cases = (const xt_case[]){
-        {"create_destroy", t_create_destroy},
-        {"config_defaults", t_config_defaults},
-        {"opts_defaults", t_opts_defaults},
-        {"plugin_names", t_plugin_names},
-        {"plugin_info", t_plugin_info},
-        {"backend_create", t_backend_create},
-        {"register", t_register},
-        {"alloc_shared", t_alloc_shared},
-        {"md_round_trip", t_md_round_trip},
-        {"two_agents_one_process", t_two_agents_one_process},
-        {"free_null", t_free_null},
-        {"listen_port", t_listen_port},
-        {"agent_fd", t_agent_fd},
-        {"notifs_empty", t_notifs_empty},
-        {"first_notif_first_call", t_first_notif_first_call},
-        {"plugin_dir_junk", t_plugin_dir_junk},
-        {"last_error_thread_local", t_last_error_thread_local},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"create_destroy", t_create_destroy},
+            {"config_defaults", t_config_defaults},
+            {"opts_defaults", t_opts_defaults},
+            {"plugin_names", t_plugin_names},
+            {"plugin_info", t_plugin_info},
+            {"backend_create", t_backend_create},
+            {"register", t_register},
+            {"alloc_shared", t_alloc_shared},
+            {"md_round_trip", t_md_round_trip},
+            {"two_agents_one_process", t_two_agents_one_process},
+            {"free_null", t_free_null},
+            {"listen_port", t_listen_port},
+            {"agent_fd", t_agent_fd},
+            {"notifs_empty", t_notifs_empty},
+            {"first_notif_first_call", t_first_notif_first_call},
+            {"plugin_dir_junk", t_plugin_dir_junk},
+            {"last_error_thread_local", t_last_error_thread_local},
+            {NULL, NULL},
+        },
 };

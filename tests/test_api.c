@@ -39,8 +39,7 @@ t_create_messages(void)
 {
     nxl_agent_t *a = NULL;
 
-    XT_ASSERT_STATUS(nxl_agent_create("x", NULL, NULL),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_agent_create("x", NULL, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_MSG("agent_p");
     XT_ASSERT_STATUS(nxl_agent_create(NULL, NULL, &a), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_MSG("name");
@@ -112,8 +111,7 @@ t_opts_null_backends(void)
     XT_ASSERT_OK(nxl_dlist_prep(a, "o", &dl, NULL, &rp));
     XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, &o, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_notif_send(a, "o", "m", 1, &o),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_notif_send(a, "o", "m", 1, &o), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_notifs_get(a, &nl, &o), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_md_local_partial(a, &dl, &o, &blob),
                      NXL_ERR_INVALID_PARAM);
@@ -155,7 +153,7 @@ static int
 t_register_null_address(void)
 {
     static const char *const tcp[] = {"TCP", NULL}, *const shm[] = {"SHM",
-                                                                     NULL};
+                                                                    NULL};
     const char *const *sets[] = {ta_shm_tcp, tcp, shm};
     nxl_agent_t *a = NULL;
     size_t s;
@@ -243,8 +241,7 @@ t_counts_and_sizes(void)
 
     XT_ASSERT_OK(xt_agent_with("c", ta_shm_tcp, &a));
     XT_ASSERT_STATUS(nxl_mem_register(a, &nulld, NULL), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_mem_register(a, &badmem, NULL),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_mem_register(a, &badmem, NULL), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_deregister(a, &nulld, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &nulld, NULL, &pp),
@@ -254,8 +251,7 @@ t_counts_and_sizes(void)
     XT_ASSERT_STATUS(nxl_md_local_partial(a, &nulld, NULL, &blob),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_md_check(a, "c2", &nulld), NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_md_load(a, NULL, 10, NULL, 0),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_md_load(a, NULL, 10, NULL, 0), NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_alloc_shared(SIZE_MAX, &shared),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_mem_alloc_shared(SIZE_MAX - 4095, &shared),
@@ -440,7 +436,8 @@ t_split_error_message(void)
         }
     }
     printf("  30 failed posts, %d finished on another thread, each with "
-           "its message\n", async);
+           "its message\n",
+           async);
     nxl_xfer_release(x);
     nxl_agent_destroy(a);
     kill(pid, SIGKILL);

@@ -35,8 +35,8 @@ au_guarded(size_t n)
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), rw = (n + pg - 1) / pg * pg;
     uint8_t *m;
 
-    m = mmap(NULL, rw + pg, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    m = mmap(NULL, rw + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
     if (m == MAP_FAILED || mprotect(m + rw, pg, PROT_NONE) != 0) {
         return NULL;
     }
@@ -108,8 +108,7 @@ t_prepped_after_deregister(void)
     XT_ASSERT_OK(au_prep(a, NULL, buf, 4096, &lp));
     XT_ASSERT_OK(au_prep(a, "p", buf + 2 * k16, 4096, &rp));
     XT_ASSERT_OK(au_reg(a, buf, k16, 1));
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, &i0, rp, &i0, 1, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     XT_ASSERT(x == NULL);
     nxl_dlist_release(lp);
@@ -200,8 +199,7 @@ t_post_after_deregister(void)
 /* au_split_agent makes an agent whose SHM splits every request over two
  * workers, with len bytes of buf registered. */
 static nxl_status_t
-au_split_agent(const char *name, uint8_t *buf, uint64_t len,
-               nxl_agent_t **a_p)
+au_split_agent(const char *name, uint8_t *buf, uint64_t len, nxl_agent_t **a_p)
 {
     static const nxl_param_t p[] = {{"num_threads", "2"},
                                     {"split_policy", "always"},
@@ -502,8 +500,7 @@ t_md_reload_supersedes(void)
     XT_ASSERT_STATUS(nxl_xfer_post(x, NULL), NXL_ERR_NOT_FOUND);
     XT_ASSERT_MSG("reloaded");
     nxl_xfer_release(x);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_READ, lp, &i0, rp, &i0, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_READ, lp, &i0, rp, &i0, 1, NULL, &x),
                      NXL_ERR_NOT_FOUND);
     nxl_dlist_release(lp);
     nxl_dlist_release(rp);
@@ -540,8 +537,7 @@ t_core_counts_ok(void)
     XT_ASSERT_STATUS(nxl_xfer_make(a, NXL_WRITE, lp, i0, rp, i0,
                                    SIZE_MAX / sizeof(size_t) + 1, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_xfer_make(a, (nxl_op_t)2, lp, i0, rp, i0, 1, NULL,
-                                   &x),
+    XT_ASSERT_STATUS(nxl_xfer_make(a, (nxl_op_t)2, lp, i0, rp, i0, 1, NULL, &x),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(x == NULL);
     /* The peer's name is cut to the buffer, terminated. */
@@ -560,7 +556,8 @@ t_core_counts_ok(void)
     return 0;
 }
 
-/* --- nxl_kv.h ----------------------------------------------------------------- */
+/* --- nxl_kv.h
+ * ----------------------------------------------------------------- */
 
 /* au_cfg is a small layout config: 4 blocks, 2 layers, outer 1, page 4,
  * inner (64 B regions with inner 8), dtype 2. */
@@ -659,8 +656,8 @@ t_kv_validate_count_overflow(void)
     XT_ASSERT(ids != NULL);
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &l));
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &m));
-    XT_ASSERT_STATUS(nxl_kv_validate(l, ids, AU_HUGE_IDS, m, ids,
-                                     AU_HUGE_IDS, NULL, NULL, 0),
+    XT_ASSERT_STATUS(nxl_kv_validate(l, ids, AU_HUGE_IDS, m, ids, AU_HUGE_IDS,
+                                     NULL, NULL, 0),
                      NXL_ERR_INVALID_PARAM);
     nxl_kv_layout_destroy(l);
     nxl_kv_layout_destroy(m);
@@ -679,8 +676,7 @@ t_kv_build_dlists_count_overflow(void)
     XT_ASSERT(ids != NULL);
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &l));
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &m));
-    XT_ASSERT_STATUS(nxl_kv_build_dlists(l, ids, m, ids, AU_HUGE_IDS, 0, 0,
-                                         &d),
+    XT_ASSERT_STATUS(nxl_kv_build_dlists(l, ids, m, ids, AU_HUGE_IDS, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(d.src == NULL);
     nxl_kv_layout_destroy(l);
@@ -698,9 +694,9 @@ t_kv_fill_count_overflow(void)
 
     XT_ASSERT(ids != NULL);
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &l));
-    XT_ASSERT_STATUS(nxl_kv_fill_blocks(l, ids, AU_HUGE_IDS,
-                                        NXL_KV_FILL_CONSTANT, 1),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_fill_blocks(l, ids, AU_HUGE_IDS, NXL_KV_FILL_CONSTANT, 1),
+        NXL_ERR_INVALID_PARAM);
     nxl_kv_layout_destroy(l);
     return 0;
 }
@@ -717,8 +713,8 @@ t_kv_tp_count_overflow(void)
     XT_ASSERT(ids != NULL);
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &narrow));
     XT_ASSERT_OK(au_layout(16, NXL_KV_SYSTEM, &wide));
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids,
-                                           AU_HUGE_IDS, 1, 2, 0, 1, &d),
+    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids, AU_HUGE_IDS,
+                                           1, 2, 0, 1, &d),
                      NXL_ERR_INVALID_PARAM);
     nxl_kv_layout_destroy(narrow);
     nxl_kv_layout_destroy(wide);
@@ -743,18 +739,17 @@ t_kv_tp_inner_dim_overflow(void)
     size_t id = 0;
     nxl_status_t st;
 
-    XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0},
-                                     0x100000, big, &sn));
-    XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0},
-                                     0x200000, 2, &sw));
+    XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0x100000,
+                                     big, &sn));
+    XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0x200000,
+                                     2, &sw));
     XT_ASSERT_OK(nxl_kv_layout_fc(&cn, sn, &narrow));
     XT_ASSERT_OK(nxl_kv_layout_fc(&cw, sw, &wide));
     st = nxl_kv_tp_read_slices(narrow, &id, wide, &id, 1, 1, 2, 0, 1, &d);
     if (st == NXL_OK) {
         XT_FAILF("read_slices accepted inner_dim %zu * 2 == 2: %zu pairs, "
                  "remote slice of %llu bytes in a region of %zu",
-                 big, d.count,
-                 (unsigned long long)(d.count ? d.src[0].len : 0),
+                 big, d.count, (unsigned long long)(d.count ? d.src[0].len : 0),
                  nxl_kv_layout_region_size(wide));
     }
     XT_ASSERT_STATUS(st, NXL_ERR_INVALID_PARAM);
@@ -870,17 +865,17 @@ t_kv_enums_ok(void)
 
     XT_ASSERT_STR(nxl_kv_kind_name((nxl_kv_kind_t)9), "Unknown");
     XT_ASSERT_STR(nxl_kv_strategy_name((nxl_kv_strategy_t)99), "Invalid");
-    XT_ASSERT_STATUS(nxl_kv_select((nxl_kv_kind_t)9, 1, NXL_KV_SYSTEM, 1,
-                                   NULL, &plan),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_select((nxl_kv_kind_t)9, 1, NXL_KV_SYSTEM, 1, NULL, &plan),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_kv_layout_config_validate(&big),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_memkind_copy(&x, (nxl_memkind_type_t)7, &y,
-                                      NXL_MEMKIND_HOST, 1),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_storage_alloc((nxl_kv_loc_t){(nxl_kv_kind_t)9, 0},
-                                          4096, &s),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_memkind_copy(&x, (nxl_memkind_type_t)7, &y, NXL_MEMKIND_HOST, 1),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){(nxl_kv_kind_t)9, 0}, 4096, &s),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(s == NULL);
     XT_ASSERT_OK(au_layout(8, NXL_KV_SYSTEM, &l));
     XT_ASSERT_STATUS(nxl_kv_fill_blocks(l, &id, 1, (nxl_kv_fill_t)7, 0),
@@ -919,5 +914,4 @@ const xt_case xt_api_audit_cases[] = {
     {NULL, NULL},
 };
 
-const xt_suite xt_suite_api_audit = {"api_audit", xt_api_audit_cases, 60,
-                                     NULL};
+const xt_suite xt_suite_api_audit = {"api_audit", xt_api_audit_cases, 60, NULL};

@@ -72,8 +72,11 @@ cf_case(xt_fn fn)
 }
 
 /* cf_case_<name> is what the harness runs for t_<name>. */
-#define CF_WRAP(n)                                                            \
-    static int cf_case_##n(void) { return cf_case(t_##n); }
+#define CF_WRAP(n)                                                             \
+    static int cf_case_##n(void)                                               \
+    {                                                                          \
+        return cf_case(t_##n);                                                 \
+    }
 CF_CASES(CF_WRAP)
 #undef CF_WRAP
 
@@ -130,10 +133,11 @@ const xt_suite xt_suite_conformance = {
     .name = "conformance",
     .timeout_s = 60,
     .params = cf_params,
-    .cases = (const xt_case[]){
+    .cases =
+        (const xt_case[]){
 #define CF_ENTRY(n) {#n, cf_case_##n},
-        CF_CASES(CF_ENTRY)
+            CF_CASES(CF_ENTRY)
 #undef CF_ENTRY
-        {NULL, NULL},
-    },
+                {NULL, NULL},
+        },
 };

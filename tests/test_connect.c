@@ -31,19 +31,19 @@
 
 /* XC_EXPECT checks a status and that the message holds sub (or any
  * message for an error when sub is NULL). */
-#define XC_EXPECT(expr, want, sub)                                            \
-    do {                                                                      \
-        nxl_status_t s_ = (expr);                                             \
-        const char *sub_ = (sub);                                             \
-        if (s_ != (want))                                                     \
-            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s_),    \
-                     nxl_status_name(want), nxl_last_error());                \
-        if ((want) < 0 && nxl_last_error()[0] == '\0')                        \
-            XT_FAILF("%s -> %s without a message", #expr,                     \
-                     nxl_status_name(s_));                                    \
-        if (sub_ != NULL && strstr(nxl_last_error(), sub_) == NULL)           \
-            XT_FAILF("%s: message \"%s\" lacks \"%s\"", #expr,                \
-                     nxl_last_error(), sub_);                                 \
+#define XC_EXPECT(expr, want, sub)                                             \
+    do {                                                                       \
+        nxl_status_t s_ = (expr);                                              \
+        const char *sub_ = (sub);                                              \
+        if (s_ != (want))                                                      \
+            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s_),     \
+                     nxl_status_name(want), nxl_last_error());                 \
+        if ((want) < 0 && nxl_last_error()[0] == '\0')                         \
+            XT_FAILF("%s -> %s without a message", #expr,                      \
+                     nxl_status_name(s_));                                     \
+        if (sub_ != NULL && strstr(nxl_last_error(), sub_) == NULL)            \
+            XT_FAILF("%s: message \"%s\" lacks \"%s\"", #expr,                 \
+                     nxl_last_error(), sub_);                                  \
     } while (0)
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -226,12 +226,12 @@ t_device_strings(void)
     XT_ASSERT_OK(nxl_connect_device_format(NXL_CONNECT_DEVICE_HOST, 0, buf,
                                            sizeof(buf)));
     XT_ASSERT_STR(buf, "cpu");
-    XC_EXPECT(nxl_connect_device_format(NXL_CONNECT_DEVICE_UNSPECIFIED, 0,
-                                        buf, sizeof(buf)),
+    XC_EXPECT(nxl_connect_device_format(NXL_CONNECT_DEVICE_UNSPECIFIED, 0, buf,
+                                        sizeof(buf)),
               NXL_ERR_INVALID_PARAM, NULL);
-    XC_EXPECT(nxl_connect_device_format(NXL_CONNECT_DEVICE_CUDA, 1234567, buf,
-                                        4),
-              NXL_ERR_INVALID_PARAM, "too small");
+    XC_EXPECT(
+        nxl_connect_device_format(NXL_CONNECT_DEVICE_CUDA, 1234567, buf, 4),
+        NXL_ERR_INVALID_PARAM, "too small");
     return 0;
 }
 
@@ -338,8 +338,8 @@ t_desc_rejects(void)
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        nxl_status_t st = nxl_connect_desc_decode(bad[i].json,
-                                                  strlen(bad[i].json), &d);
+        nxl_status_t st =
+            nxl_connect_desc_decode(bad[i].json, strlen(bad[i].json), &d);
 
         if (bad[i].msg == NULL) { /* trailing whitespace is fine */
             XT_ASSERT_OK(st);
@@ -370,8 +370,7 @@ xc_md_equal(const nxl_rdma_metadata_t *a, const nxl_rdma_metadata_t *b)
             return false;
         }
     }
-    return
-           strcmp(a->nixl_metadata, b->nixl_metadata) == 0 &&
+    return strcmp(a->nixl_metadata, b->nixl_metadata) == 0 &&
            strcmp(a->notification_key, b->notification_key) == 0 &&
            a->operation_kind == b->operation_kind;
 }
@@ -395,9 +394,9 @@ t_rdma_roundtrip(void)
     XT_ASSERT_OK(nxl_rdma_metadata_encode(&md, &js));
     XT_ASSERT(strncmp(js.data, "{\"descriptors\":[{\"device\":\"cpu\",\"ptr\":",
                       37) == 0);
-    XT_ASSERT(strstr(js.data, "\"notification_key\":\"key \\\"quoted\\\" \\\\ "
-                              "\\u0001 \xc3\xa9\",\"operation_kind\":2}") !=
-              NULL);
+    XT_ASSERT(strstr(js.data,
+                     "\"notification_key\":\"key \\\"quoted\\\" \\\\ "
+                     "\\u0001 \xc3\xa9\",\"operation_kind\":2}") != NULL);
     XT_ASSERT_OK(nxl_rdma_metadata_decode(js.data, js.len, &back));
     XT_ASSERT(xc_md_equal(&md, back));
     /* encode(decode(x)) == x, byte for byte. */
@@ -455,9 +454,8 @@ t_rdma_golden(void)
         XT_ASSERT(gold != NULL);
         XT_ASSERT_OK(nxl_rdma_metadata_decode(gold, len, &md));
         XT_ASSERT_STR(md->notification_key, keys[i]);
-        XT_ASSERT_OK(nxl_connect_md_decode(md->nixl_metadata,
-                                           strlen(md->nixl_metadata), 0,
-                                           &agent_md));
+        XT_ASSERT_OK(nxl_connect_md_decode(
+            md->nixl_metadata, strlen(md->nixl_metadata), 0, &agent_md));
         XT_ASSERT_EQ(agent_md.len, wlen);
         XT_ASSERT(memcmp(agent_md.data, want, wlen) == 0);
         nxl_blob_free(&agent_md);
@@ -588,8 +586,8 @@ t_rdma_rejects(void)
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        nxl_status_t st = nxl_rdma_metadata_decode(bad[i].json,
-                                                   strlen(bad[i].json), &md);
+        nxl_status_t st =
+            nxl_rdma_metadata_decode(bad[i].json, strlen(bad[i].json), &md);
 
         if (st != NXL_ERR_PROTO ||
             strstr(nxl_last_error(), bad[i].msg) == NULL) {
@@ -696,8 +694,8 @@ t_md_string(void)
 
     xt_fill(payload, sizeof(payload), 3);
     for (i = 0; i < 2; i++) {
-        XT_ASSERT_OK(nxl_connect_md_encode(payload, sizeof(payload), (int)i,
-                                           &s));
+        XT_ASSERT_OK(
+            nxl_connect_md_encode(payload, sizeof(payload), (int)i, &s));
         XT_ASSERT_EQ(strncmp(s.data, "b64:", 4) == 0, i == 0);
         XT_ASSERT_EQ(strlen(s.data), s.len);
         XT_ASSERT_OK(nxl_connect_md_decode(s.data, s.len, 0, &back));
@@ -716,12 +714,12 @@ t_md_string(void)
             free(up);
         }
         /* Exactly at the bound passes; one byte under it does not. */
-        XT_ASSERT_OK(nxl_connect_md_decode(s.data, s.len, sizeof(payload),
-                                           &back));
+        XT_ASSERT_OK(
+            nxl_connect_md_decode(s.data, s.len, sizeof(payload), &back));
         nxl_blob_free(&back);
-        XC_EXPECT(nxl_connect_md_decode(s.data, s.len, sizeof(payload) - 1,
-                                        &back),
-                  NXL_ERR_PROTO, "inflates beyond");
+        XC_EXPECT(
+            nxl_connect_md_decode(s.data, s.len, sizeof(payload) - 1, &back),
+            NXL_ERR_PROTO, "inflates beyond");
         nxl_blob_free(&s);
     }
     /* Empty metadata survives the round trip. */
@@ -978,10 +976,10 @@ t_media_json(void)
              "\"Dram\",\"device_id\":0},\"shape\":[1,2,3],\"dtype\":\"UINT8\"",
              (unsigned long long)(uintptr_t)nxl_media_data(m, NULL));
     XT_ASSERT(strstr(js.data, want) != NULL);
-    XT_ASSERT(strstr(js.data, ",\"metadata\":{\"Image\":{\"format\":\"Png\","
-                              "\"color_type\":\"Rgb8\",\"layout\":\"HWC\"}},"
-                              "\"content_hash\":\"7a9bbcb11a898630\"}") !=
-              NULL);
+    XT_ASSERT(strstr(js.data,
+                     ",\"metadata\":{\"Image\":{\"format\":\"Png\","
+                     "\"color_type\":\"Rgb8\",\"layout\":\"HWC\"}},"
+                     "\"content_hash\":\"7a9bbcb11a898630\"}") != NULL);
     XT_ASSERT_OK(nxl_media_desc_decode(js.data, js.len, &d));
     XT_ASSERT_EQ(d->addr, (uintptr_t)nxl_media_data(m, NULL));
     XT_ASSERT_EQ(d->size, 6);
@@ -1003,8 +1001,8 @@ t_media_json(void)
 
         XT_ASSERT_OK(nxl_media_image_create(a, px, 2, 2, c, NULL, NULL, &m));
         XT_ASSERT_OK(nxl_media_json(m, &js));
-        snprintf(want, sizeof(want),
-                 "\"format\":null,\"color_type\":\"%s\"", ct[c]);
+        snprintf(want, sizeof(want), "\"format\":null,\"color_type\":\"%s\"",
+                 ct[c]);
         XT_ASSERT(strstr(js.data, want) != NULL);
         nxl_blob_free(&js);
         nxl_media_destroy(m);
@@ -1078,7 +1076,7 @@ t_progress_delay_env(void)
         const char *v;
         uint32_t want;
     } cases[] = {
-        {NULL, 1000}, {"0", 0}, {"250", 250}, {"1000000", 1000000},
+        {NULL, 1000},      {"0", 0},      {"250", 250}, {"1000000", 1000000},
         {"1000001", 1000}, {"abc", 1000}, {"-5", 1000}, {"", 1000},
     };
     size_t i;
@@ -1419,8 +1417,8 @@ t_concurrent_64(void)
         if (i == 0) {
             /* The application's notifications, around the keys. */
             XT_ASSERT_OK(nxl_notif_send(p.aa, "passive", "app-1", 5, NULL));
-            XT_ASSERT_OK(nxl_notif_send(p.aa, "passive", prefix,
-                                        strlen(prefix), NULL));
+            XT_ASSERT_OK(
+                nxl_notif_send(p.aa, "passive", prefix, strlen(prefix), NULL));
             XT_ASSERT_OK(nxl_notif_send(p.aa, "passive", suffixed,
                                         strlen(suffixed), NULL));
         }
@@ -1646,7 +1644,8 @@ xc_reregistered_peer(const char *be)
     } else {
         XC_EXPECT(st, NXL_ERR_NOT_ALLOWED, "open operations still use");
         printf("  %s: a conflicting snapshot is refused while an open "
-               "operation needs the loaded one\n", be);
+               "operation needs the loaded one\n",
+               be);
     }
     nxl_connect_op_release(a3);
     nxl_connect_op_release(p2);
@@ -1798,7 +1797,7 @@ xc_overlap_reregistered(const char *be)
     XT_ASSERT(xt_check(dst, sizeof(dst), 31));
     nxl_connect_op_release(a1);
     XT_ASSERT_OK(nxl_connect_op_wait(p1, XC_WAIT_MS));
-    nxl_connect_op_release(p1);               /* deregisters src */
+    nxl_connect_op_release(p1); /* deregisters src */
     memset(dst, 0, sizeof(dst));
     XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &part, 1, &p2));
     j2 = xc_metadata(p2, &l2);
@@ -1829,7 +1828,7 @@ xc_overlap_reregistered(const char *be)
     XT_ASSERT(xt_check(dst, sizeof(dst), 31));
     nxl_connect_op_release(a2);
     XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
-    XT_ASSERT_EQ(refs, 1);                    /* the handle */
+    XT_ASSERT_EQ(refs, 1); /* the handle */
     XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "passive"));
     nxl_connect_op_release(p1);
     free(j1);
@@ -1864,8 +1863,8 @@ xc_send_all(xc_pair *p, const char *const *msgs, size_t n)
     XT_ASSERT_OK(nxl_md_load(p->aa, md.data, md.len, NULL, 0));
     nxl_blob_free(&md);
     for (i = 0; i < n; i++) {
-        XT_ASSERT_OK(nxl_notif_send(p->aa, "passive", msgs[i],
-                                    strlen(msgs[i]), NULL));
+        XT_ASSERT_OK(
+            nxl_notif_send(p->aa, "passive", msgs[i], strlen(msgs[i]), NULL));
     }
     t0 = xt_now_ms();
     do {
@@ -1887,8 +1886,8 @@ xc_send_all(xc_pair *p, const char *const *msgs, size_t n)
 static int
 t_notif_take(void)
 {
-    static const char *const msgs[] = {"first", "second", "first",
-                                       "firstly", "fir"};
+    static const char *const msgs[] = {"first", "second", "first", "firstly",
+                                       "fir"};
     static const char *const left[] = {"second", "firstly", "fir"};
     nxl_notif_list_t *list;
     int found = -1;
@@ -1992,17 +1991,17 @@ t_remote_handles(void)
     XT_ASSERT_OK(nxl_md_local(p.pa, &md));
     XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
     XT_ASSERT_EQ(refs, 0);
-    XC_EXPECT(nxl_connector_remote_add(p.ac, md.data, md.len, tiny,
-                                       sizeof(tiny)),
-              NXL_ERR_INVALID_PARAM, "needs 8 bytes");
+    XC_EXPECT(
+        nxl_connector_remote_add(p.ac, md.data, md.len, tiny, sizeof(tiny)),
+        NXL_ERR_INVALID_PARAM, "needs 8 bytes");
     XC_EXPECT(nxl_md_check(p.aa, "passive", NULL), NXL_ERR_NOT_FOUND, NULL);
     XC_EXPECT(nxl_connector_remote_add(p.ac, "junk", 4, name, sizeof(name)),
               NXL_ERR_PROTO, NULL);
-    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
-                                          sizeof(name)));
+    XT_ASSERT_OK(
+        nxl_connector_remote_add(p.ac, md.data, md.len, name, sizeof(name)));
     XT_ASSERT_STR(name, "passive");
-    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
-                                          sizeof(name)));
+    XT_ASSERT_OK(
+        nxl_connector_remote_add(p.ac, md.data, md.len, name, sizeof(name)));
     XT_ASSERT_OK(nxl_connector_remote_refs(p.ac, "passive", &refs));
     XT_ASSERT_EQ(refs, 2);
     XT_ASSERT_OK(nxl_connect_readable_create(p.pc, &sd, 1, &pass));
@@ -2021,8 +2020,8 @@ t_remote_handles(void)
     /* Own metadata: loopback, no reference, remove is a no-op. */
     nxl_blob_free(&md);
     XT_ASSERT_OK(nxl_md_local(p.aa, &md));
-    XT_ASSERT_OK(nxl_connector_remote_add(p.ac, md.data, md.len, name,
-                                          sizeof(name)));
+    XT_ASSERT_OK(
+        nxl_connector_remote_add(p.ac, md.data, md.len, name, sizeof(name)));
     XT_ASSERT_STR(name, "active");
     XT_ASSERT_OK(nxl_connector_remote_remove(p.ac, "active"));
     nxl_blob_free(&md);
@@ -2035,39 +2034,40 @@ t_remote_handles(void)
 const xt_suite xt_suite_connect = {
     .name = "connect",
     .timeout_s = 60,
-    .cases = (const xt_case[]){
-        {"enum_values", t_enum_values},
-        {"device_strings", t_device_strings},
-        {"desc_roundtrip", t_desc_roundtrip},
-        {"desc_rejects", t_desc_rejects},
-        {"rdma_roundtrip", t_rdma_roundtrip},
-        {"rdma_golden", t_rdma_golden},
-        {"rdma_rejects", t_rdma_rejects},
-        {"rdma_truncated", t_rdma_truncated},
-        {"encode_rejects", t_encode_rejects},
-        {"md_string", t_md_string},
-        {"md_string_rejects", t_md_string_rejects},
-        {"zlib_bomb", t_zlib_bomb},
-        {"uuid4", t_uuid4},
-        {"media_hash_vector", t_media_hash_vector},
-        {"media_limits", t_media_limits},
-        {"media_json", t_media_json},
-        {"media_desc_golden", t_media_desc_golden},
-        {"progress_delay_env", t_progress_delay_env},
-        {"media_read", t_media_read},
-        {"read_write", t_read_write},
-        {"loopback", t_loopback},
-        {"begin_rejects", t_begin_rejects},
-        {"concurrent_64", t_concurrent_64},
-        {"registrations", t_registrations},
-        {"remote_refs", t_remote_refs},
-        {"reregistered_peer", t_reregistered_peer},
-        {"cancel", t_cancel},
-        {"errored", t_errored},
-        {"notif_take", t_notif_take},
-        {"connector_info", t_connector_info},
-        {"remote_handles", t_remote_handles},
-        {"overlap_reregistered", t_overlap_reregistered},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"enum_values", t_enum_values},
+            {"device_strings", t_device_strings},
+            {"desc_roundtrip", t_desc_roundtrip},
+            {"desc_rejects", t_desc_rejects},
+            {"rdma_roundtrip", t_rdma_roundtrip},
+            {"rdma_golden", t_rdma_golden},
+            {"rdma_rejects", t_rdma_rejects},
+            {"rdma_truncated", t_rdma_truncated},
+            {"encode_rejects", t_encode_rejects},
+            {"md_string", t_md_string},
+            {"md_string_rejects", t_md_string_rejects},
+            {"zlib_bomb", t_zlib_bomb},
+            {"uuid4", t_uuid4},
+            {"media_hash_vector", t_media_hash_vector},
+            {"media_limits", t_media_limits},
+            {"media_json", t_media_json},
+            {"media_desc_golden", t_media_desc_golden},
+            {"progress_delay_env", t_progress_delay_env},
+            {"media_read", t_media_read},
+            {"read_write", t_read_write},
+            {"loopback", t_loopback},
+            {"begin_rejects", t_begin_rejects},
+            {"concurrent_64", t_concurrent_64},
+            {"registrations", t_registrations},
+            {"remote_refs", t_remote_refs},
+            {"reregistered_peer", t_reregistered_peer},
+            {"cancel", t_cancel},
+            {"errored", t_errored},
+            {"notif_take", t_notif_take},
+            {"connector_info", t_connector_info},
+            {"remote_handles", t_remote_handles},
+            {"overlap_reregistered", t_overlap_reregistered},
+            {NULL, NULL},
+        },
 };

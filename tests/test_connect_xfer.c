@@ -50,8 +50,7 @@ xx_agent(const char *name, nxl_agent_t **a_p)
         return st;
     }
     st = nxl_backend_create(a, xt_param(),
-                            strcmp(xt_param(), "TCP") == 0 ? &tcp : NULL,
-                            NULL);
+                            strcmp(xt_param(), "TCP") == 0 ? &tcp : NULL, NULL);
     if (st != NXL_OK) {
         nxl_agent_destroy(a);
         return st;
@@ -387,8 +386,8 @@ t_sender_killed(void)
     took = xt_now_ms() - t0;
     XT_SKIP_IF(xx_skip_cma(st), "cross-process access refused: %s",
                nxl_last_error());
-    printf("  reader failed after %llu ms: %s (%s)\n",
-           (unsigned long long)took, nxl_status_name(st), nxl_last_error());
+    printf("  reader failed after %llu ms: %s (%s)\n", (unsigned long long)took,
+           nxl_status_name(st), nxl_last_error());
     XT_ASSERT(st < 0 && st != NXL_ERR_TIMEOUT);
     XT_ASSERT(took < 2000);
     XT_ASSERT_OK(nxl_connect_op_info(op, &info));
@@ -419,8 +418,8 @@ t_cuda_read(void)
     uint8_t *dst;
     xx_child ch;
 
-    XT_SKIP_IF(strcmp(xt_param(), "SHM") != 0,
-               "%s serves host memory only", xt_param());
+    XT_SKIP_IF(strcmp(xt_param(), "SHM") != 0, "%s serves host memory only",
+               xt_param());
     XT_ASSERT_EQ(xx_start(&ch, XX_CUDA_READABLE), 0);
     XT_ASSERT(strstr(ch.json, "{\"device\":\"cuda:0\",\"ptr\":") != NULL);
     (void)xx_device();
@@ -449,11 +448,12 @@ const xt_suite xt_suite_connect_xfer = {
     .name = "connect_xfer",
     .timeout_s = 60,
     .params = xx_params,
-    .cases = (const xt_case[]){
-        {"read", t_read},
-        {"write", t_write},
-        {"sender_killed", t_sender_killed},
-        {"cuda_read", t_cuda_read},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"read", t_read},
+            {"write", t_write},
+            {"sender_killed", t_sender_killed},
+            {"cuda_read", t_cuda_read},
+            {NULL, NULL},
+        },
 };

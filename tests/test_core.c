@@ -75,9 +75,9 @@ t_index_cover(void)
     XT_ASSERT_EQ(nxl__index_count(&ix), 11);
     for (a = nxl__index_first(&ix), i = 1; (b = nxl__index_next(&ix, a));
          a = b, i++) {
-        XT_ASSERT(a->desc.dev_id < b->desc.dev_id ||
-                  (a->desc.dev_id == b->desc.dev_id &&
-                   a->desc.addr < b->desc.addr));
+        XT_ASSERT(
+            a->desc.dev_id < b->desc.dev_id ||
+            (a->desc.dev_id == b->desc.dev_id && a->desc.addr < b->desc.addr));
     }
     XT_ASSERT_EQ(i, 11);
     XT_ASSERT(nxl__index_find_cover(&ix, 1000, 100, 0, &hint) != NULL);
@@ -141,14 +141,14 @@ t_index_overlap_exact_remove(void)
     XT_ASSERT(r != NULL);
     XT_ASSERT(nxl__index_find_cover(&ix, 1050, 51, 0, &hint) == NULL);
     XT_ASSERT(nxl__index_find_exact(&ix, &same.desc) != NULL);
-    XT_ASSERT_EQ(((nxl__region_t *)nxl__index_find_exact(&ix, &same.desc))
-                     ->desc.len, 50);
-    XT_ASSERT_EQ(((nxl__region_t *)nxl__index_find_exact(&ix, &big.desc))
-                     ->desc.len, 1000);
-    XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){1099, 1, 0}) !=
-              NULL);
-    XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){1100, 9, 0}) ==
-              NULL);
+    XT_ASSERT_EQ(
+        ((nxl__region_t *)nxl__index_find_exact(&ix, &same.desc))->desc.len,
+        50);
+    XT_ASSERT_EQ(
+        ((nxl__region_t *)nxl__index_find_exact(&ix, &big.desc))->desc.len,
+        1000);
+    XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){1099, 1, 0}) != NULL);
+    XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){1100, 9, 0}) == NULL);
     XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){0, 100, 0}) == NULL);
     XT_ASSERT(nxl__index_find_overlap(&ix, &(nxl_desc_t){0, 101, 1}) == NULL);
     nxl__index_remove(&ix, nxl__index_find_exact(&ix, &big.desc));
@@ -210,8 +210,7 @@ t_btree_random(void)
                 XT_ASSERT(got != NULL && got != &nodes[i]);
                 XT_ASSERT(got->dev == nodes[i].dev &&
                           got->addr == nodes[i].addr &&
-                          got->len == nodes[i].len &&
-                          got->tie == nodes[i].tie);
+                          got->len == nodes[i].len && got->tie == nodes[i].tie);
                 XT_ASSERT(nodes[i].leaf == NULL);
             }
         }
@@ -227,8 +226,7 @@ t_btree_random(void)
             len = 1 + rt_rand(&s) % 200;
             want = 0;
             for (int k = 0; k < CAP; k++) {
-                want |= in[k] && nodes[k].dev == dev &&
-                        nodes[k].addr <= addr &&
+                want |= in[k] && nodes[k].dev == dev && nodes[k].addr <= addr &&
                         nodes[k].addr + nodes[k].len >= addr + len;
             }
             got = nxl__btree_cover(&t, dev, addr, len);
@@ -250,8 +248,8 @@ t_btree_random(void)
                           got->addr + got->len > addr);
             }
             i = (int)(rt_rand(&s) % CAP);
-            got = nxl__btree_find(&t, nodes[i].dev, nodes[i].addr,
-                                  nodes[i].len, nodes[i].tie);
+            got = nxl__btree_find(&t, nodes[i].dev, nodes[i].addr, nodes[i].len,
+                                  nodes[i].tie);
             if (in[i]) {
                 XT_ASSERT(got == &nodes[i]);
             }
@@ -376,8 +374,8 @@ t_btree_bulk(void)
         bt_order(order, N, how[pass][0], &s);
         for (i = 0; i < N; i++) {
             n = &nodes[order[i]];
-            *n = (nxl__bnode_t){.dev = order[i] % 2, .addr = order[i] * 100,
-                                .len = 50};
+            *n = (nxl__bnode_t){
+                .dev = order[i] % 2, .addr = order[i] * 100, .len = 50};
             XT_ASSERT_OK(nxl__btree_insert(&t, n, true, &got));
             if (i % 997 == 0) {
                 XT_ASSERT_EQ(nxl__btree_check(&t), 0);
@@ -395,18 +393,15 @@ t_btree_bulk(void)
             XT_ASSERT(nxl__btree_cover(&t, i % 2, i * 100 + 10, 40) ==
                       &nodes[i]);
             XT_ASSERT(nxl__btree_cover(&t, i % 2, i * 100 + 10, 41) == NULL);
-            XT_ASSERT(nxl__btree_overlap(&t, i % 2, i * 100 + 50, 50) ==
-                      NULL);
-            XT_ASSERT(nxl__btree_overlap(&t, (i + 1) % 2, i * 100, 50) ==
-                      NULL);
+            XT_ASSERT(nxl__btree_overlap(&t, i % 2, i * 100 + 50, 50) == NULL);
+            XT_ASSERT(nxl__btree_overlap(&t, (i + 1) % 2, i * 100, 50) == NULL);
         }
         bt_order(order, N, how[pass][1], &s);
         for (i = 0; i < N; i++) {
             n = &nodes[order[i]];
             XT_ASSERT(nxl__btree_find(&t, n->dev, n->addr, n->len, 0) == n);
             nxl__btree_remove(&t, n);
-            XT_ASSERT(nxl__btree_find(&t, n->dev, n->addr, n->len, 0) ==
-                      NULL);
+            XT_ASSERT(nxl__btree_find(&t, n->dev, n->addr, n->len, 0) == NULL);
             if (i % 997 == 0 || i + 10 > N) {
                 XT_ASSERT_EQ(nxl__btree_check(&t), 0);
             }
@@ -430,8 +425,8 @@ t_btree_ties(void)
 
     nxl__btree_init(&t);
     for (i = 0; i < N; i++) {
-        nodes[i] = (nxl__bnode_t){.addr = 4096, .len = 4096,
-                                  .tie = (i * 37) % N};
+        nodes[i] =
+            (nxl__bnode_t){.addr = 4096, .len = 4096, .tie = (i * 37) % N};
         XT_ASSERT_OK(nxl__btree_insert(&t, &nodes[i], false, &got));
     }
     XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[5], false, &got),
@@ -482,8 +477,7 @@ t_btree_nomem(void)
     nxl__btree_init(&t);
     nodes[0] = (nxl__bnode_t){.addr = 10, .len = 10};
     XT_ASSERT_OK(nxl__fault_set("alloc=1", 11));
-    XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[0], false, &got),
-                 NXL_ERR_NOMEM);
+    XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[0], false, &got), NXL_ERR_NOMEM);
     XT_ASSERT(t.top == NULL && t.count == 0 && nodes[0].leaf == NULL);
     XT_ASSERT_OK(nxl__fault_set("alloc=0.3", 11));
     for (i = 0; i < N; i++) {
@@ -534,13 +528,13 @@ t_regtab_churn(void)
 
     XT_ASSERT_OK(nxl__regtab_init(&t, 0x1234));
     for (i = 0; i < N; i++) {
-        XT_ASSERT_OK(nxl__regtab_add(&t, 0, 4096 * (i + 1), 4096, &slot[i],
-                                     &gen[i]));
+        XT_ASSERT_OK(
+            nxl__regtab_add(&t, 0, 4096 * (i + 1), 4096, &slot[i], &gen[i]));
     }
     XT_ASSERT(t.cap >= N && t.free_cap >= t.cap);
     XT_ASSERT_OK(nxl__regtab_view_open(&v, dup(t.fd), 0x1234));
-    XT_ASSERT(nxl__regtab_view_slot(&v, slot[N - 1], gen[N - 1], 0,
-                                    4096 * N, 4096) != NULL);
+    XT_ASSERT(nxl__regtab_view_slot(&v, slot[N - 1], gen[N - 1], 0, 4096 * N,
+                                    4096) != NULL);
     for (i = 0; i < N; i += 2) {
         nxl__regtab_remove(&t, slot[i]);
     }
@@ -597,8 +591,10 @@ t_xfer_make_merges(void)
     static uint8_t src[N * B], dst[N * B];
     nxl_desc_t ld[N], rd[N];
     size_t li[N], ri[N], i;
-    nxl_dlist_t sreg = {NXL_DRAM, &(nxl_desc_t){(uintptr_t)src, sizeof(src), 0}, 1};
-    nxl_dlist_t dreg = {NXL_DRAM, &(nxl_desc_t){(uintptr_t)dst, sizeof(dst), 0}, 1};
+    nxl_dlist_t sreg = {NXL_DRAM, &(nxl_desc_t){(uintptr_t)src, sizeof(src), 0},
+                        1};
+    nxl_dlist_t dreg = {NXL_DRAM, &(nxl_desc_t){(uintptr_t)dst, sizeof(dst), 0},
+                        1};
     nxl_dlist_t l = {NXL_DRAM, ld, N}, r = {NXL_DRAM, rd, N};
     nxl_prepped_t *lp, *rp;
     nxl_xfer_telemetry_t t;
@@ -667,17 +663,18 @@ t_xfer_make_merges(void)
 
 const xt_suite xt_suite_core = {
     .name = "core",
-    .cases = (const xt_case[]){
-        {"exports_only_nxl", t_exports_only_nxl},
-        {"index_cover", t_index_cover},
-        {"index_overlap_exact_remove", t_index_overlap_exact_remove},
-        {"btree_random", t_btree_random},
-        {"btree_excl", t_btree_excl},
-        {"btree_bulk", t_btree_bulk},
-        {"btree_ties", t_btree_ties},
-        {"btree_nomem", t_btree_nomem},
-        {"regtab_churn", t_regtab_churn},
-        {"xfer_make_merges", t_xfer_make_merges},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"exports_only_nxl", t_exports_only_nxl},
+            {"index_cover", t_index_cover},
+            {"index_overlap_exact_remove", t_index_overlap_exact_remove},
+            {"btree_random", t_btree_random},
+            {"btree_excl", t_btree_excl},
+            {"btree_bulk", t_btree_bulk},
+            {"btree_ties", t_btree_ties},
+            {"btree_nomem", t_btree_nomem},
+            {"regtab_churn", t_regtab_churn},
+            {"xfer_make_merges", t_xfer_make_merges},
+            {NULL, NULL},
+        },
 };

@@ -200,8 +200,10 @@ xe_spawn(xe_cluster_t *c, int i, const char *state)
     snprintf(purl, sizeof(purl), "http://127.0.0.1:%u", c->m[i].peer);
     cluster[0] = '\0';
     for (k = 0; k < c->n; k++) {
-        nxl__text_addf(cluster, sizeof(cluster), &len, "%sm%d=http://"
-                       "127.0.0.1:%u", k ? "," : "", k, c->m[k].peer);
+        nxl__text_addf(cluster, sizeof(cluster), &len,
+                       "%sm%d=http://"
+                       "127.0.0.1:%u",
+                       k ? "," : "", k, c->m[k].peer);
     }
     pid = fork();
     if (pid != 0) {
@@ -423,8 +425,8 @@ xe_agent(const char *name, uint8_t seed, xe_agent_t *x)
     x->buf = malloc(XE_BUF);
     memset(x->buf, seed, XE_BUF);
     x->d[0] = (nxl_desc_t){(uint64_t)(uintptr_t)x->buf, XE_BUF / 2, 0};
-    x->d[1] = (nxl_desc_t){(uint64_t)(uintptr_t)x->buf + XE_BUF / 2,
-                           XE_BUF / 2, 0};
+    x->d[1] =
+        (nxl_desc_t){(uint64_t)(uintptr_t)x->buf + XE_BUF / 2, XE_BUF / 2, 0};
     dl = (nxl_dlist_t){NXL_DRAM, x->d, 2};
     return nxl_mem_register(x->a, &dl, NULL);
 }
@@ -650,9 +652,8 @@ t_stream(void)
         memset(&s, 0, sizeof(s));
         memset(&l, 0, sizeof(l));
         for (off = 0; off < n; off += chunk) {
-            XT_ASSERT_OK(nxl__etcd_stream_feed(&s, text + off,
-                                               NXL__MIN(chunk, n - off),
-                                               xe_line, &l));
+            XT_ASSERT_OK(nxl__etcd_stream_feed(
+                &s, text + off, NXL__MIN(chunk, n - off), xe_line, &l));
         }
         XT_ASSERT_EQ(l.n, 3);
         XT_ASSERT_STR(l.got[0], "{\"a\":1}");
@@ -682,7 +683,11 @@ static int
 t_config(void)
 {
     static const char *const bad_eps[] = {
-        "ftp://127.0.0.1:1", "http://", "https:///", ",,, ;", "",
+        "ftp://127.0.0.1:1",
+        "http://",
+        "https:///",
+        ",,, ;",
+        "",
         "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
     };
     nxl__md_store_t *s = NULL;
@@ -720,8 +725,7 @@ t_config(void)
         .endpoints = " 127.0.0.1:1, http://127.0.0.1:2/ ;https://h:3"};
     XT_ASSERT_OK(nxl__etcd_open(&cfg, "a", xe_gone_ignore, NULL, &s));
     /* Names the key layout cannot hold, refused before the network. */
-    XT_ASSERT_STATUS(s->ops->fetch(s, "x/y", "metadata", 100, NULL, NULL,
-                                   NULL),
+    XT_ASSERT_STATUS(s->ops->fetch(s, "x/y", "metadata", 100, NULL, NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_MSG("contains '/'");
     XT_ASSERT_STATUS(s->ops->fetch(s, "x", "", 100, NULL, NULL, NULL),
@@ -1188,8 +1192,8 @@ xe_leader(const xe_cluster_t *c)
     int i;
 
     for (i = 0; i < c->n; i++) {
-        snprintf(url, sizeof(url),
-                 "http://127.0.0.1:%u/v3/maintenance/status", c->m[i].client);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/v3/maintenance/status",
+                 c->m[i].client);
         if (c->m[i].pid <= 0 || xe_http(NULL, url, "{}", out) != 200) {
             continue;
         }
@@ -1224,8 +1228,7 @@ b_cluster(xe_cluster_t *c)
     lead = xe_leader(c);
     XT_ASSERT(lead >= 0);
     eps[0] = '\0';
-    nxl__text_addf(eps, sizeof(eps), &len, "127.0.0.1:%u",
-                   c->m[lead].client);
+    nxl__text_addf(eps, sizeof(eps), &len, "127.0.0.1:%u", c->m[lead].client);
     for (i = 0; i < c->n; i++) {
         if (i != lead) {
             nxl__text_addf(eps, sizeof(eps), &len, ",127.0.0.1:%u",
@@ -1338,8 +1341,7 @@ b_down(xe_cluster_t *c)
     t0 = xt_now_ms();
     XT_ASSERT_STATUS(nxl_md_fetch(a.a, "B", &o), NXL_ERR_TIMEOUT);
     dt = xt_now_ms() - t0;
-    printf("  silent: %llu ms: %s\n", (unsigned long long)dt,
-           nxl_last_error());
+    printf("  silent: %llu ms: %s\n", (unsigned long long)dt, nxl_last_error());
     XT_ASSERT(dt >= 600 && dt < 1500);
     xe_agent_free(&a);
 
@@ -1529,12 +1531,14 @@ b_perf(xe_cluster_t *c)
             char lease[32];
 
             XT_ASSERT(id != NULL);
-            snprintf(lease, sizeof(lease), "%.*s",
-                     (int)strcspn(id + 6, "\""), id + 6);
+            snprintf(lease, sizeof(lease), "%.*s", (int)strcspn(id + 6, "\""),
+                     id + 6);
             snprintf(url, sizeof(url), "http://127.0.0.1:%u/v3/kv/put",
                      c->m[0].client);
-            snprintf(body, sizeof(body), "{\"key\":\"%s\",\"value\":\"%s\","
-                     "\"lease\":\"%s\"}", kb, vb, lease);
+            snprintf(body, sizeof(body),
+                     "{\"key\":\"%s\",\"value\":\"%s\","
+                     "\"lease\":\"%s\"}",
+                     kb, vb, lease);
         }
         XT_ASSERT_EQ(xe_http(h, url, body, out), 200);
         snprintf(url, sizeof(url), "http://127.0.0.1:%u/v3/kv/range",
@@ -1570,14 +1574,15 @@ b_perf(xe_cluster_t *c)
     qsort(wpub, n, sizeof(wpub[0]), xe_cmp_u64);
     qsort(rput, n, sizeof(rput[0]), xe_cmp_u64);
     printf("  (of which: raw put median %.0f us; NXL publish, lease held, "
-           "median %.0f us)\n", rput[n / 2] / 1e3, wpub[n / 2] / 1e3);
+           "median %.0f us)\n",
+           rput[n / 2] / 1e3, wpub[n / 2] / 1e3);
     printf("  %d rounds, etcd data in %s\n", n, c->dir);
     printf("  raw HTTP put + range (kept-alive)       median %7.0f us  p90 "
-           "%7.0f us\n", raw[n / 2] / 1e3,
-           raw[n * 9 / 10] / 1e3);
+           "%7.0f us\n",
+           raw[n / 2] / 1e3, raw[n * 9 / 10] / 1e3);
     printf("  raw HTTP grant + put(lease) + range     median %7.0f us  p90 "
-           "%7.0f us\n", rawl[n / 2] / 1e3,
-           rawl[n * 9 / 10] / 1e3);
+           "%7.0f us\n",
+           rawl[n / 2] / 1e3, rawl[n * 9 / 10] / 1e3);
     printf("  NXL publish + first fetch, lease held   median %7.0f us  p90 "
            "%7.0f us  %.2fx put + range\n",
            warm[n / 2] / 1e3, warm[n * 9 / 10] / 1e3,

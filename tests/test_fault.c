@@ -136,8 +136,7 @@ tf_site(const char *be, const char *spec, nxl__fault_site_t site)
     st = tf_post(x, b);
     XT_ASSERT_OK(nxl__fault_set(NULL, 1));
     printf("  %s, %s: %s (%s), %llu calls failed\n", be, spec,
-           nxl_status_name(st), nxl_last_error(),
-           nxl__fault_count(site));
+           nxl_status_name(st), nxl_last_error(), nxl__fault_count(site));
     XT_ASSERT(st < 0 && st != NXL_ERR_TIMEOUT);
     XT_ASSERT(nxl_last_error()[0] != '\0');
     XT_ASSERT(nxl__fault_count(site) > 0);
@@ -153,8 +152,7 @@ tf_site(const char *be, const char *spec, nxl__fault_site_t site)
                    t = {(uintptr_t)dst, TF_LEN, 0};
         nxl_dlist_t sl = {NXL_DRAM, &s, 1}, tl = {NXL_DRAM, &t, 1};
 
-        XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &sl, &tl, "fb", NULL,
-                                     &x));
+        XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &sl, &tl, "fb", NULL, &x));
     }
     XT_ASSERT_OK(tf_post(x, b));
     XT_ASSERT(memcmp(src, dst, TF_LEN) == 0);
@@ -266,12 +264,8 @@ t_tcp_recv(void)
 }
 
 static const xt_case tf_cases[] = {
-    {"spec", t_spec},
-    {"alloc", t_alloc},
-    {"shm_cma", t_shm_cma},
-    {"tcp_send", t_tcp_send},
-    {"tcp_recv", t_tcp_recv},
-    {NULL, NULL},
+    {"spec", t_spec},         {"alloc", t_alloc},       {"shm_cma", t_shm_cma},
+    {"tcp_send", t_tcp_send}, {"tcp_recv", t_tcp_recv}, {NULL, NULL},
 };
 
 const xt_suite xt_suite_fault = {"fault", tf_cases, 60, NULL};

@@ -74,8 +74,7 @@ t_require_message(void)
 
     XT_ASSERT_OK(nxl_kv_agent_with_backends("req", NULL, 0, &a));
     XT_ASSERT_EQ(nxl_kv_agent_backend_count(a), 0);
-    XT_ASSERT_STATUS(nxl_kv_agent_require_backend(a, "ucx"),
-                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_kv_agent_require_backend(a, "ucx"), NXL_ERR_NOT_FOUND);
     XT_ASSERT_STR(nxl_last_error(),
                   "Operation requires UCX backend, but it was not "
                   "initialized. Available backends: {}");
@@ -104,16 +103,15 @@ t_strict(void)
         XT_ASSERT_STATUS(nxl_kv_agent_with_backends("strict", ucx_dude, 2, &a),
                          NXL_ERR_NOT_FOUND);
         /* UCX may also fail where it cannot start; DUDE is always last. */
-        XT_ASSERT(strstr(nxl_last_error(),
-                         "DUDE: No DUDE plugin found]") != NULL);
+        XT_ASSERT(strstr(nxl_last_error(), "DUDE: No DUDE plugin found]") !=
+                  NULL);
         XT_ASSERT(strncmp(nxl_last_error(),
-                          "Failed to initialize required backends: [", 40) ==
-                  0);
+                          "Failed to initialize required backends: [",
+                          40) == 0);
         XT_ASSERT(a == (nxl_kv_agent_t *)&a);
     }
-    XT_ASSERT_STATUS(
-        nxl_kv_agent_with_backends("strict", shm_dude_nope, 3, &a),
-        NXL_ERR_NOT_FOUND);
+    XT_ASSERT_STATUS(nxl_kv_agent_with_backends("strict", shm_dude_nope, 3, &a),
+                     NXL_ERR_NOT_FOUND);
     XT_ASSERT_STR(nxl_last_error(),
                   "Failed to initialize required backends: [DUDE: No DUDE "
                   "plugin found, NOPE: No NOPE plugin found]");
@@ -163,8 +161,7 @@ t_lenient(void)
     {
         const char *odd[] = {"x\"y", "t\tz\\"};
 
-        XT_ASSERT_STATUS(nxl_kv_agent_new_with_backends("lenient", odd, 2,
-                                                        &a),
+        XT_ASSERT_STATUS(nxl_kv_agent_new_with_backends("lenient", odd, 2, &a),
                          NXL_ERR_NOT_FOUND);
         XT_ASSERT_STR(nxl_last_error(),
                       "Failed to initialize any NIXL backends from "
@@ -212,8 +209,8 @@ t_add_backend(void)
     p = (nxl_params_t){bad_val, 1};
     st = nxl_kv_agent_add_backend(a, "posix", &p);
     XT_ASSERT(st != NXL_OK);
-    XT_ASSERT(strncmp(nxl_last_error(), "Failed to create nixl backend: ",
-                      31) == 0);
+    XT_ASSERT(
+        strncmp(nxl_last_error(), "Failed to create nixl backend: ", 31) == 0);
     XT_ASSERT(strlen(nxl_last_error()) > 31);
     XT_ASSERT(!nxl_kv_agent_has_backend(a, "POSIX"));
 
@@ -280,16 +277,17 @@ t_from_config(void)
 
 const xt_suite xt_suite_kv_agent = {
     .name = "kv_agent",
-    .cases = (const xt_case[]){
-        {"tracking", t_tracking},
-        {"ucx_tracking_and_require", t_ucx_tracking_and_require},
-        {"require_message", t_require_message},
-        {"strict", t_strict},
-        {"strict_ucx_exact", t_strict_ucx_exact},
-        {"lenient", t_lenient},
-        {"add_backend", t_add_backend},
-        {"from_config", t_from_config},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"tracking", t_tracking},
+            {"ucx_tracking_and_require", t_ucx_tracking_and_require},
+            {"require_message", t_require_message},
+            {"strict", t_strict},
+            {"strict_ucx_exact", t_strict_ucx_exact},
+            {"lenient", t_lenient},
+            {"add_backend", t_add_backend},
+            {"from_config", t_from_config},
+            {NULL, NULL},
+        },
     .timeout_s = 30,
 };

@@ -50,10 +50,10 @@ nparams_of(const nxl_kv_config_t *cfg, const char *name)
 static int
 t_parse_bool(void)
 {
-    static const char *const yes[] = {"1", "true", "TRUE", "True", "on",
-                                      "On", "ON", "yes", "YES", "yEs"};
-    static const char *const no[] = {"0", "false", "FALSE", "False", "off",
-                                     "OFF", "Off", "no", "NO", "nO"};
+    static const char *const yes[] = {"1",  "true", "TRUE", "True", "on",
+                                      "On", "ON",   "yes",  "YES",  "yEs"};
+    static const char *const no[] = {"0",   "false", "FALSE", "False", "off",
+                                     "OFF", "Off",   "no",    "NO",    "nO"};
     size_t i;
     int v;
 
@@ -337,24 +337,24 @@ t_env_environ(void)
     XT_ASSERT_STR(param_of(cfg, "SHM", "num_threads"), "2");
     nxl_kv_config_destroy(cfg);
     XT_ASSERT(setenv("DYN_KVBM_NIXL_BACKEND_SHM", "nope", 1) == 0);
-    XT_ASSERT_STATUS(nxl_kv_config_from_env(NULL, &cfg),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_kv_config_from_env(NULL, &cfg), NXL_ERR_INVALID_PARAM);
     return xt_leaks();
 }
 
 const xt_suite xt_suite_kv_config = {
     .name = "kv_config",
-    .cases = (const xt_case[]){
-        {"parse_bool", t_parse_bool},
-        {"new_is_empty", t_new_is_empty},
-        {"with_backend_case", t_with_backend_case},
-        {"params_and_iter", t_params_and_iter},
-        {"merge", t_merge},
-        {"env_enable_disable", t_env_enable_disable},
-        {"env_params_prefix", t_env_params_prefix},
-        {"env_default_and_false", t_env_default_and_false},
-        {"env_bad_bool", t_env_bad_bool},
-        {"env_environ", t_env_environ},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"parse_bool", t_parse_bool},
+            {"new_is_empty", t_new_is_empty},
+            {"with_backend_case", t_with_backend_case},
+            {"params_and_iter", t_params_and_iter},
+            {"merge", t_merge},
+            {"env_enable_disable", t_env_enable_disable},
+            {"env_params_prefix", t_env_params_prefix},
+            {"env_default_and_false", t_env_default_and_false},
+            {"env_bad_bool", t_env_bad_bool},
+            {"env_environ", t_env_environ},
+            {NULL, NULL},
+        },
 };

@@ -175,8 +175,8 @@ t_affine_subset(void)
     XT_ASSERT(dg_nic(root, "mlx5_1",
                      "pci0000:80/0000:80:01.0/0000:81:00.0/0000:9a:00.0",
                      up) == 0);
-    XT_ASSERT(dg_gpu(root, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:1b:00.0")
-              == 0);
+    XT_ASSERT(
+        dg_gpu(root, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:1b:00.0") == 0);
     nxl__kv_ucx_diag(root, env, out, sizeof(out));
     dg_rm(root);
     if (strstr(out, "Recommended: UCX_NET_DEVICES=mlx5_0:1\n") == NULL ||
@@ -199,8 +199,8 @@ t_all_affine_means_all(void)
     XT_ASSERT(dg_nic(root, "mlx5_0",
                      "pci0000:00/0000:00:01.0/0000:01:00.0/0000:1a:00.0",
                      up) == 0);
-    XT_ASSERT(dg_gpu(root, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:1b:00.0")
-              == 0);
+    XT_ASSERT(
+        dg_gpu(root, "pci0000:00/0000:00:01.0/0000:01:00.0/0000:1b:00.0") == 0);
     nxl__kv_ucx_diag(root, env, out, sizeof(out));
     dg_rm(root);
     /* Every port is affine: not a strict subset, so all are recommended. */
@@ -266,8 +266,8 @@ t_public_entry(void)
 static int
 t_logged_on_ucx_failure(void)
 {
-    static const nxl_param_t bad[] = {{"engine_config",
-                                       "TLS=no_such_transport"}};
+    static const nxl_param_t bad[] = {
+        {"engine_config", "TLS=no_such_transport"}};
     const nxl_params_t ps = {bad, 1};
     char path[128], log[8192];
     nxl_kv_agent_t *a;
@@ -291,8 +291,8 @@ t_logged_on_ucx_failure(void)
     dup2(saved, 2);
     close(saved);
     XT_ASSERT(st < 0);
-    XT_ASSERT(strncmp(nxl_last_error(), "Failed to create nixl backend: ",
-                      31) == 0);
+    XT_ASSERT(
+        strncmp(nxl_last_error(), "Failed to create nixl backend: ", 31) == 0);
     rewind(f);
     n = fread(log, 1, sizeof(log) - 1, f);
     log[n] = '\0';
@@ -308,14 +308,15 @@ t_logged_on_ucx_failure(void)
 
 const xt_suite xt_suite_kv_diag = {
     .name = "kv_diag",
-    .cases = (const xt_case[]){
-        {"natural_order_and_down", t_natural_order_and_down},
-        {"affine_subset", t_affine_subset},
-        {"all_affine_means_all", t_all_affine_means_all},
-        {"no_active_ports", t_no_active_ports},
-        {"is_pci_bdf", t_is_pci_bdf},
-        {"public_entry", t_public_entry},
-        {"logged_on_ucx_failure", t_logged_on_ucx_failure},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"natural_order_and_down", t_natural_order_and_down},
+            {"affine_subset", t_affine_subset},
+            {"all_affine_means_all", t_all_affine_means_all},
+            {"no_active_ports", t_no_active_ports},
+            {"is_pci_bdf", t_is_pci_bdf},
+            {"public_entry", t_public_entry},
+            {"logged_on_ucx_failure", t_logged_on_ucx_failure},
+            {NULL, NULL},
+        },
 };

@@ -36,8 +36,8 @@ dl_addr(const nxl_kv_layout_t *l, size_t b, size_t lyr, size_t o)
  * (db, dl_, 0), len bytes. */
 static int
 dl_expect(const nxl_kv_dlists_t *d, size_t i, const nxl_kv_layout_t *s,
-          size_t sb, size_t sl, const nxl_kv_layout_t *t, size_t db,
-          size_t tl, uint64_t len)
+          size_t sb, size_t sl, const nxl_kv_layout_t *t, size_t db, size_t tl,
+          uint64_t len)
 {
     XT_ASSERT(i < d->count);
     XT_ASSERT_EQ(d->src[i].addr, dl_addr(s, sb, sl, 0));
@@ -49,10 +49,10 @@ dl_expect(const nxl_kv_dlists_t *d, size_t i, const nxl_kv_layout_t *s,
     return 0;
 }
 
-#define DL_EXPECT(...)                                                        \
-    do {                                                                      \
-        if (dl_expect(__VA_ARGS__) != 0)                                      \
-            return 1;                                                         \
+#define DL_EXPECT(...)                                                         \
+    do {                                                                       \
+        if (dl_expect(__VA_ARGS__) != 0)                                       \
+            return 1;                                                          \
     } while (0)
 
 /* dl_copy_check copies every pair of d with memcpy after filling src with
@@ -61,8 +61,8 @@ dl_expect(const nxl_kv_dlists_t *d, size_t i, const nxl_kv_layout_t *s,
  * changed (dst was zeroed before). */
 static int
 dl_copy_check(const nxl_kv_layout_t *s, const size_t *sids,
-              const nxl_kv_layout_t *t, const size_t *tids, size_t n,
-              size_t lb, size_t le, const nxl_kv_dlists_t *d)
+              const nxl_kv_layout_t *t, const size_t *tids, size_t n, size_t lb,
+              size_t le, const nxl_kv_dlists_t *d)
 {
     const nxl_kv_layout_config_t *c = nxl_kv_layout_config(s);
     size_t i, b, lyr, o, moved = 0, total = 0;
@@ -83,8 +83,7 @@ dl_copy_check(const nxl_kv_layout_t *s, const size_t *sids,
     for (b = 0; b < c->num_blocks; b++) {
         for (lyr = 0; lyr < c->num_layers; lyr++) {
             for (o = 0; o < c->outer_dim; o++) {
-                memset((void *)(uintptr_t)dl_addr(t, b, lyr, o), 0,
-                       DL_REGION);
+                memset((void *)(uintptr_t)dl_addr(t, b, lyr, o), 0, DL_REGION);
             }
         }
     }
@@ -110,10 +109,10 @@ dl_copy_check(const nxl_kv_layout_t *s, const size_t *sids,
     return 0;
 }
 
-#define DL_COPY_CHECK(...)                                                    \
-    do {                                                                      \
-        if (dl_copy_check(__VA_ARGS__) != 0)                                  \
-            return 1;                                                         \
+#define DL_COPY_CHECK(...)                                                     \
+    do {                                                                       \
+        if (dl_copy_check(__VA_ARGS__) != 0)                                   \
+            return 1;                                                          \
     } while (0)
 
 static const nxl_kv_kind_t dl_kinds[] = {NXL_KV_SYSTEM, NXL_KV_PINNED};
@@ -189,10 +188,10 @@ t_fc_eight(void)
         sids[i] = i;
         tids[i] = i + 8;
     }
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 8, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 1);
     DL_EXPECT(&d, 0, s, 0, 0, t, 8, 0, 8 * DL_BLOCK);
@@ -211,10 +210,10 @@ t_fc_runs(void)
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 6, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 3);
     DL_EXPECT(&d, 0, s, 0, 0, t, 0, 0, 3 * DL_BLOCK);
@@ -238,13 +237,13 @@ t_fc_partial_layers(void)
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_PINNED, NULL, &t));
     for (lyr = 0; lyr < 2; lyr++) {
-        XT_ASSERT_OK(nxl_kv_build_dlists(s, sids, t, tids, 2, lyr, lyr + 1,
-                                         &d));
+        XT_ASSERT_OK(
+            nxl_kv_build_dlists(s, sids, t, tids, 2, lyr, lyr + 1, &d));
         XT_ASSERT_EQ(d.count, 2);
         DL_EXPECT(&d, 0, s, 0, lyr, t, 2, lyr, 2 * DL_REGION);
         DL_EXPECT(&d, 1, s, 1, lyr, t, 3, lyr, 2 * DL_REGION);
@@ -272,10 +271,10 @@ t_ls_regions(void)
     nxl_kv_layout_t *s, *t, *f;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_PINNED,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_PINNED, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 4);
     i = 0;
@@ -298,8 +297,8 @@ t_ls_regions(void)
     nxl_kv_layout_destroy(t);
 
     /* Block-second destination: no two regions are adjacent there. */
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 8);
     i = 0;
@@ -318,11 +317,11 @@ t_ls_regions(void)
 
     /* FC -> LS block-first: merges need both sides contiguous, so per
      * (block, layer). */
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &f));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &f));
     nxl_kv_layout_destroy(t);
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(f, ids, t, tids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 4);
     DL_COPY_CHECK(f, ids, t, tids, 2, 0, 2, &d);
@@ -343,11 +342,11 @@ t_fc_aligned_blocks(void)
     nxl_kv_dlists_t d;
 
     c.alignment = 65536; /* block stride 64 KiB for 16 KiB of data */
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &s));
     c.alignment = 1;
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, ids, 3, 0, 0, &d));
     XT_ASSERT_EQ(d.count, 3);
     DL_EXPECT(&d, 1, s, 1, 0, t, 1, 0, DL_BLOCK);
@@ -369,10 +368,10 @@ t_ls_disk_fds(void)
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d;
 
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_DISK, NULL,
-                              &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_DISK, NULL, &t));
     XT_ASSERT_OK(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d));
     XT_ASSERT_EQ(d.dst_mem, NXL_FILE);
     XT_ASSERT_EQ(d.count, 4);
@@ -430,12 +429,12 @@ t_errors(void)
     nxl_kv_layout_t *s, *t;
     nxl_kv_dlists_t d = {0};
 
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &s));
 
     c.num_layers = 3;
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
@@ -444,8 +443,8 @@ t_errors(void)
 
     c = xt_kv_cfg(4);
     c.outer_dim = 1;
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
@@ -454,8 +453,8 @@ t_errors(void)
 
     c = xt_kv_cfg(4);
     c.inner_dim = 64;
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, ids, t, ids + 1, 1, 1, 2, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(), "Size mismatch at block=(0,1), layer=1, "
@@ -463,8 +462,8 @@ t_errors(void)
     nxl_kv_layout_destroy(t);
 
     c = xt_kv_cfg(4);
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     XT_ASSERT_STATUS(nxl_kv_build_dlists(s, bad, t, ids, 2, 0, 0, &d),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "Block ID 4 out of range for source") !=
@@ -503,10 +502,10 @@ t_large_unmerged(void)
 
     c.num_layers = 8;
     c.inner_dim = 16; /* 512-byte regions keep this small */
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM,
-                              NULL, &s));
-    XT_ASSERT_OK(xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM,
-                              NULL, &t));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_LAYER_SEPARATE, 1, NXL_KV_SYSTEM, NULL, &s));
+    XT_ASSERT_OK(
+        xt_kv_layout(&c, NXL_KV_FULLY_CONTIGUOUS, 0, NXL_KV_SYSTEM, NULL, &t));
     sids = malloc(2048 * sizeof(size_t));
     tids = malloc(2048 * sizeof(size_t));
     XT_ASSERT(sids != NULL && tids != NULL);
@@ -545,19 +544,20 @@ t_large_unmerged(void)
 
 const xt_suite xt_suite_kv_dlists = {
     .name = "kv_dlists",
-    .cases = (const xt_case[]){
-        {"fc_consecutive", t_fc_consecutive},
-        {"fc_strided", t_fc_strided},
-        {"fc_eight", t_fc_eight},
-        {"fc_runs", t_fc_runs},
-        {"fc_partial_layers", t_fc_partial_layers},
-        {"ls_regions", t_ls_regions},
-        {"fc_aligned_blocks", t_fc_aligned_blocks},
-        {"ls_disk_fds", t_ls_disk_fds},
-        {"push_merge", t_push_merge},
-        {"errors", t_errors},
-        {"large_unmerged", t_large_unmerged},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"fc_consecutive", t_fc_consecutive},
+            {"fc_strided", t_fc_strided},
+            {"fc_eight", t_fc_eight},
+            {"fc_runs", t_fc_runs},
+            {"fc_partial_layers", t_fc_partial_layers},
+            {"ls_regions", t_ls_regions},
+            {"fc_aligned_blocks", t_fc_aligned_blocks},
+            {"ls_disk_fds", t_ls_disk_fds},
+            {"push_merge", t_push_merge},
+            {"errors", t_errors},
+            {"large_unmerged", t_large_unmerged},
+            {NULL, NULL},
+        },
     .timeout_s = 60,
 };

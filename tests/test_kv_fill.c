@@ -127,8 +127,8 @@ t_sequential(void)
     nxl_kv_layout_t *l;
     int oc;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_FULLY_CONTIGUOUS, 0,
-                                     sys, NULL, &l));
+    XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sys,
+                                     NULL, &l));
     XT_ASSERT_EQ(check_sequential(l), 0);
     nxl_kv_layout_destroy(l);
     for (oc = 0; oc <= 1; oc++) {
@@ -156,10 +156,9 @@ t_fill_layers(void)
                                      (nxl_kv_loc_t){NXL_KV_PINNED, 0}, NULL,
                                      &l));
     XT_ASSERT_OK(nxl_kv_fill_blocks(l, ids, 2, NXL_KV_FILL_CONSTANT, 0));
-    XT_ASSERT_OK(nxl_kv_fill_layers(l, ids, 1, 1, 2, NXL_KV_FILL_CONSTANT,
-                                    7));
-    XT_ASSERT_OK(nxl_kv_fill_layers(l, &ids[1], 1, 0, 1,
-                                    NXL_KV_FILL_SEQUENTIAL, 0));
+    XT_ASSERT_OK(nxl_kv_fill_layers(l, ids, 1, 1, 2, NXL_KV_FILL_CONSTANT, 7));
+    XT_ASSERT_OK(
+        nxl_kv_fill_layers(l, &ids[1], 1, 0, 1, NXL_KV_FILL_SEQUENTIAL, 0));
     XT_ASSERT_OK(nxl_kv_fill_layers(l, ids, 2, 2, 2, NXL_KV_FILL_CONSTANT,
                                     9)); /* empty range: no-op */
     XT_ASSERT_EQ(xt_host_region(l, 0, 0, 0)[0], 0);
@@ -200,16 +199,16 @@ t_errors(void)
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(), "Block ID 9 out of range");
     XT_ASSERT_EQ(xt_host_region(l, 0, 0, 0)[0], 1); /* nothing written */
-    XT_ASSERT_STATUS(nxl_kv_fill_layers(l, bad, 1, 0, 5,
-                                        NXL_KV_FILL_CONSTANT, 2),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_fill_layers(l, bad, 1, 0, 5, NXL_KV_FILL_CONSTANT, 2),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(), "Layer range 0..5 exceeds num_layers 3");
-    XT_ASSERT_STATUS(nxl_kv_fill_layers(l, bad, 1, 2, 1,
-                                        NXL_KV_FILL_CONSTANT, 2),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_fill_layers(l, bad, 2, 0, 1,
-                                        NXL_KV_FILL_CONSTANT, 2),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_fill_layers(l, bad, 1, 2, 1, NXL_KV_FILL_CONSTANT, 2),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_fill_layers(l, bad, 2, 0, 1, NXL_KV_FILL_CONSTANT, 2),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(), "Block ID 9 out of range");
     XT_ASSERT_STATUS(nxl_kv_checksum_blocks(l, bad, 2, 0, 0, sums),
                      NXL_ERR_INVALID_PARAM);
@@ -219,8 +218,7 @@ t_errors(void)
     XT_ASSERT_STR(nxl_last_error(), "Layer range 1..4 exceeds num_layers 3");
     XT_ASSERT_STATUS(nxl_kv_checksum_blocks(l, bad, 1, 0, 0, NULL),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_fill_blocks(NULL, bad, 1, NXL_KV_FILL_CONSTANT,
-                                        0),
+    XT_ASSERT_STATUS(nxl_kv_fill_blocks(NULL, bad, 1, NXL_KV_FILL_CONSTANT, 0),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_kv_fill_blocks(l, NULL, 1, NXL_KV_FILL_CONSTANT, 0),
                      NXL_ERR_INVALID_PARAM);
@@ -275,8 +273,8 @@ t_pinned_and_ls(void)
 
     for (oc = 0; oc <= 1; oc++) {
         XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_LAYER_SEPARATE, oc,
-                                         (nxl_kv_loc_t){NXL_KV_PINNED, 0},
-                                         NULL, &l));
+                                         (nxl_kv_loc_t){NXL_KV_PINNED, 0}, NULL,
+                                         &l));
         XT_ASSERT_EQ(check_against_host(l), 0);
         nxl_kv_layout_destroy(l);
     }
@@ -292,18 +290,16 @@ t_disk(void)
     uint8_t got[4];
     int fds_before = xt_open_fds(), oc;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_FULLY_CONTIGUOUS, 0,
-                                     disk, NULL, &l));
+    XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_FULLY_CONTIGUOUS, 0, disk,
+                                     NULL, &l));
     XT_ASSERT_EQ(check_against_host(l), 0);
     /* The bytes really are in the file, at the region's offset. */
     XT_ASSERT_OK(nxl_kv_layout_region(l, 2, 1, 1, &r));
-    XT_ASSERT_EQ(pread((int)nxl_kv_layout_dev_id(l), got, 4, (off_t)r.addr),
-                 4);
+    XT_ASSERT_EQ(pread((int)nxl_kv_layout_dev_id(l), got, 4, (off_t)r.addr), 4);
     XT_ASSERT_EQ(got[0], 3);
     XT_ASSERT_EQ(got[3], 6);
     XT_ASSERT_OK(nxl_kv_layout_region(l, 1, 0, 0, &r));
-    XT_ASSERT_EQ(pread((int)nxl_kv_layout_dev_id(l), got, 1, (off_t)r.addr),
-                 1);
+    XT_ASSERT_EQ(pread((int)nxl_kv_layout_dev_id(l), got, 1, (off_t)r.addr), 1);
     XT_ASSERT_EQ(got[0], 42);
     nxl_kv_layout_destroy(l);
     /* Layer separate over disk: one file per layer. */
@@ -365,8 +361,8 @@ t_fake_device(void)
     XT_ASSERT_STATUS(nxl_kv_fill_blocks(l, one, 1, NXL_KV_FILL_CONSTANT, 5),
                      NXL_ERR_BACKEND);
     nxl_kv_layout_destroy(l);
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_LAYER_SEPARATE, 1, dev,
-                                     NULL, &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&xt_cfg, NXL_KV_LAYER_SEPARATE, 1, dev, NULL, &l));
     XT_ASSERT_EQ(check_against_host(l), 0);
     nxl_kv_layout_destroy(l);
     XT_ASSERT_EQ(xt_fakedev_live_allocs(), 0);
@@ -383,8 +379,8 @@ t_device_without_gpu(void)
 
     XT_SKIP_IF(nxl_memkind_cuda()->probe() == NXL_OK, "a GPU is present");
     XT_ASSERT_STATUS(nxl_kv_layout_alloc(&xt_cfg, NXL_KV_FULLY_CONTIGUOUS, 0,
-                                         (nxl_kv_loc_t){NXL_KV_DEVICE, 0},
-                                         NULL, &l),
+                                         (nxl_kv_loc_t){NXL_KV_DEVICE, 0}, NULL,
+                                         &l),
                      NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT(l == NULL);
     return 0;
@@ -422,9 +418,8 @@ t_huge_region_view(void)
         XT_ASSERT(n > 0 && (size_t)n < sizeof(json));
         XT_ASSERT_OK(nxl_kv_layout_from_json_v2(json, (size_t)n, &l));
         XT_ASSERT_EQ(nxl_kv_layout_region_size(l), (size_t)0 - 4095);
-        XT_ASSERT_STATUS(
-            nxl_kv_fill_blocks(l, one, 1, NXL_KV_FILL_CONSTANT, 1),
-            NXL_ERR_NOMEM);
+        XT_ASSERT_STATUS(nxl_kv_fill_blocks(l, one, 1, NXL_KV_FILL_CONSTANT, 1),
+                         NXL_ERR_NOMEM);
         XT_ASSERT(strstr(nxl_last_error(), "too large") != NULL);
         XT_ASSERT_STATUS(nxl_kv_checksum_blocks(l, one, 1, 0, 0, &sum),
                          NXL_ERR_NOMEM);
@@ -438,17 +433,18 @@ t_huge_region_view(void)
 const xt_suite xt_suite_kv_fill = {
     .name = "kv_fill",
     .timeout_s = 30,
-    .cases = (const xt_case[]){
-        {"constant_42", t_constant_42},
-        {"sequential", t_sequential},
-        {"fill_layers", t_fill_layers},
-        {"errors", t_errors},
-        {"pinned_and_ls", t_pinned_and_ls},
-        {"disk", t_disk},
-        {"disk_direct", t_disk_direct},
-        {"fake_device", t_fake_device},
-        {"device_without_gpu", t_device_without_gpu},
-        {"huge_region_view", t_huge_region_view},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"constant_42", t_constant_42},
+            {"sequential", t_sequential},
+            {"fill_layers", t_fill_layers},
+            {"errors", t_errors},
+            {"pinned_and_ls", t_pinned_and_ls},
+            {"disk", t_disk},
+            {"disk_direct", t_disk_direct},
+            {"fake_device", t_fake_device},
+            {"device_without_gpu", t_device_without_gpu},
+            {"huge_region_view", t_huge_region_view},
+            {NULL, NULL},
+        },
 };

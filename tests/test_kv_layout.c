@@ -18,8 +18,13 @@ mkcfg(size_t nb, size_t nl, size_t od, size_t ps, size_t in, size_t al,
       size_t dt)
 {
     nxl_kv_layout_config_t c = {
-        .num_blocks = nb, .num_layers = nl, .outer_dim = od, .page_size = ps,
-        .inner_dim = in, .alignment = al, .dtype_width_bytes = dt,
+        .num_blocks = nb,
+        .num_layers = nl,
+        .outer_dim = od,
+        .page_size = ps,
+        .inner_dim = in,
+        .alignment = al,
+        .dtype_width_bytes = dt,
     };
     return c;
 }
@@ -201,8 +206,8 @@ t_fc_oracle(void)
             nxl_kv_region_t r;
 
             XT_ASSERT_OK(nxl_kv_layout_region(l, ids[i][0], ids[i][1], o, &r));
-            XT_ASSERT_EQ(r.addr, base + ids[i][0] * 2080 + ids[i][1] * 416 +
-                                     o * 208);
+            XT_ASSERT_EQ(r.addr,
+                         base + ids[i][0] * 2080 + ids[i][1] * 416 + o * 208);
             XT_ASSERT_EQ(r.size, 208);
         }
     }
@@ -287,8 +292,8 @@ t_fc_alignment_256(void)
     nxl_kv_layout_t *l = NULL;
     size_t b;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL, &l));
     XT_ASSERT_EQ(l->natural_block, 2080);
     XT_ASSERT_EQ(l->block_stride, 2304);
     XT_ASSERT_EQ(l->layout_data_bytes, 6 * 2304 + 2080);
@@ -317,8 +322,8 @@ t_fc_alloc_system(void)
     nxl_kv_loc_t sys = {NXL_KV_SYSTEM, 0};
     nxl_kv_layout_t *l = NULL;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL, &l));
     XT_ASSERT(l->owns_storage);
     XT_ASSERT_EQ(l->num_regions, 1);
     XT_ASSERT_EQ(nxl_kv_storage_size(l->storages[0]), 14560);
@@ -329,13 +334,14 @@ t_fc_alloc_system(void)
     nxl_kv_layout_destroy(l);
     /* A bad config allocates nothing. */
     c.alignment = 3;
-    XT_ASSERT_STATUS(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys,
-                                         NULL, &l),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL, &l),
+        NXL_ERR_INVALID_PARAM);
     return xt_leaks();
 }
 
-/* ---- LayerSeparate --------------------------------------------------------- */
+/* ---- LayerSeparate ---------------------------------------------------------
+ */
 
 /* check_ls checks every region of an LS layout over storages at bases. */
 static int
@@ -425,8 +431,8 @@ t_ls_alloc_aligned(void)
     size_t lyr;
 
     /* Block-first: block stride align_up(2*208, 256) = 512. */
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 0, sys, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 0, sys, NULL, &l));
     XT_ASSERT_EQ(l->block_stride, 512);
     XT_ASSERT_EQ(l->layout_data_bytes, 512 * 7);
     XT_ASSERT_EQ(l->num_regions, 5);
@@ -438,8 +444,8 @@ t_ls_alloc_aligned(void)
     }
     nxl_kv_layout_destroy(l);
     /* Outer-first: block stride align_up(208, 256) = 256, outer 256*7. */
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 1, sys, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 1, sys, NULL, &l));
     XT_ASSERT_EQ(l->block_stride, 256);
     XT_ASSERT_EQ(l->outer_stride, 256 * 7);
     XT_ASSERT_EQ(l->layout_data_bytes, 256 * 7 * 2);
@@ -459,8 +465,8 @@ t_ls_alloc_disk(void)
     int fds = xt_open_fds();
     size_t i;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 0, disk, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_LAYER_SEPARATE, 0, disk, NULL, &l));
     XT_ASSERT_EQ(nxl_kv_layout_mem(l), NXL_FILE);
     XT_ASSERT_EQ(nxl_kv_layout_loc(l).kind, NXL_KV_DISK);
     for (i = 0; i < 3; i++) {
@@ -483,8 +489,8 @@ t_ls_alloc_disk(void)
         XT_ASSERT_EQ(xt_open_fds(), fds);
     }
     /* FC on disk: one file, dev = its fd. */
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, disk,
-                                     NULL, &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, disk, NULL, &l));
     XT_ASSERT_EQ(nxl_kv_layout_dev_id(l),
                  nxl_kv_storage_loc(l->storages[0]).index);
     XT_ASSERT_EQ(nxl__kv_dev(l, 2), nxl_kv_layout_dev_id(l));
@@ -551,8 +557,8 @@ t_four_regions(void)
     uint64_t seen[4];
     size_t b, lyr, k = 0, j;
 
-    XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL,
-                                     &l));
+    XT_ASSERT_OK(
+        nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, sys, NULL, &l));
     for (b = 0; b < 2; b++) {
         for (lyr = 0; lyr < 2; lyr++) {
             nxl_kv_region_t r;
@@ -570,7 +576,8 @@ t_four_regions(void)
     return 0;
 }
 
-/* ---- JSON: golden files ---------------------------------------------------- */
+/* ---- JSON: golden files ----------------------------------------------------
+ */
 
 static int
 t_golden_v1_fc(void)
@@ -723,7 +730,8 @@ t_golden_v2_ls(void)
     return 0;
 }
 
-/* ---- JSON: round trips ------------------------------------------------------ */
+/* ---- JSON: round trips ------------------------------------------------------
+ */
 
 /* roundtrip writes l in both forms, reads each back and compares. */
 static int
@@ -770,10 +778,10 @@ t_roundtrip_views(void)
     int oc, rc;
 
     for (k = 0; k < NXL__ARRAY_SIZE(locs); k++) {
-        uint64_t dev = locs[k].kind == NXL_KV_SYSTEM ||
-                               locs[k].kind == NXL_KV_PINNED
-                           ? 0
-                           : locs[k].index;
+        uint64_t dev =
+            locs[k].kind == NXL_KV_SYSTEM || locs[k].kind == NXL_KV_PINNED
+                ? 0
+                : locs[k].index;
         nxl_kv_layout_t *l = NULL;
 
         XT_ASSERT_OK(nxl__kv_layout_new_view(&c, NXL_KV_FULLY_CONTIGUOUS, 0,
@@ -855,10 +863,13 @@ t_json_registered_roundtrip(void)
     return rc;
 }
 
-/* ---- JSON: hostile input ------------------------------------------------------ */
+/* ---- JSON: hostile input
+ * ------------------------------------------------------ */
 
 static const char *const goldens[] = {
-    "kv_layout_v1_fc.json", "kv_layout_v1_ls.json", "kv_layout_v2_fc.json",
+    "kv_layout_v1_fc.json",
+    "kv_layout_v1_ls.json",
+    "kv_layout_v2_fc.json",
     "kv_layout_v2_ls.json",
 };
 
@@ -989,9 +1000,10 @@ static const bad_case bad_cases[] = {
      "descriptor"},
     {"kv_layout_v1_fc.json", "\"storage_descriptors\":[{", "\"x\":[{",
      NXL_ERR_PROTO, "missing field `storage_descriptors`"},
-    {"kv_layout_v1_ls.json", "\"storage_descriptors\":[{\"addr\":139637977776144,"
-                             "\"size\":1279,\"mem_type\":\"Vram\","
-                             "\"device_id\":1},",
+    {"kv_layout_v1_ls.json",
+     "\"storage_descriptors\":[{\"addr\":139637977776144,"
+     "\"size\":1279,\"mem_type\":\"Vram\","
+     "\"device_id\":1},",
      "\"storage_descriptors\":[", NXL_ERR_PROTO,
      "LayerSeparate reconstruction expects exactly one NixlStorage "
      "descriptor per layer"},
@@ -1033,14 +1045,14 @@ static const bad_case bad_cases[] = {
      "LayerSeparate layout requires 2 memory regions (one per layer), got 1"},
     {"kv_layout_v2_ls.json", "\"BlockIsSecondDim\"", "\"BlockIsThirdDim\"",
      NXL_ERR_PROTO, "block_dim"},
-    {"kv_layout_v2_fc.json", "\"Operational\"", "\"Compressed\"",
-     NXL_ERR_PROTO, "block_format"},
+    {"kv_layout_v2_fc.json", "\"Operational\"", "\"Compressed\"", NXL_ERR_PROTO,
+     "block_format"},
     {"kv_layout_v2_fc.json",
      "{\"FullyContiguous\":{\"block_format\":\"Operational\"}}",
      "{\"ObjectLayout\":{\"num_objects\":1,\"object_size\":4096}}",
      NXL_ERR_NOT_SUPPORTED, "ObjectLayout"},
-    {"kv_layout_v2_fc.json", "\"agent_name\":\"prefill-0\"",
-     "\"agent_name\":7", NXL_ERR_PROTO, "agent_name"},
+    {"kv_layout_v2_fc.json", "\"agent_name\":\"prefill-0\"", "\"agent_name\":7",
+     NXL_ERR_PROTO, "agent_name"},
     {"kv_layout_v2_fc.json", "\"agent_name\":\"prefill-0\"",
      "\"agent_name\":\"pre\\u0000fill\"", NXL_ERR_PROTO, "agent_name"},
     {"kv_layout_v2_fc.json", "\"size\":327680", "\"size\":327679",
@@ -1134,9 +1146,9 @@ t_json_lenient(void)
         nxl_kv_layout_t *l = NULL;
         static const char junk[] = "{\"a\":\x00}";
 
-        XT_ASSERT_STATUS(nxl_kv_layout_from_json_v1(junk, sizeof(junk) - 1,
-                                                    NULL, &l),
-                         NXL_ERR_PROTO);
+        XT_ASSERT_STATUS(
+            nxl_kv_layout_from_json_v1(junk, sizeof(junk) - 1, NULL, &l),
+            NXL_ERR_PROTO);
         XT_ASSERT_STATUS(nxl_kv_layout_from_json_v2("[]", 2, &l),
                          NXL_ERR_PROTO);
         XT_ASSERT_STATUS(nxl_kv_layout_from_json_v1("7", 1, NULL, &l),
@@ -1177,31 +1189,32 @@ t_json_v1_peer_strides(void)
 
 const xt_suite xt_suite_kv_layout = {
     .name = "kv_layout",
-    .cases = (const xt_case[]){
-        {"config_validate", t_config_validate},
-        {"fc_oracle", t_fc_oracle},
-        {"fc_storage_too_small", t_fc_storage_too_small},
-        {"fc_index_errors", t_fc_index_errors},
-        {"fc_alignment_256", t_fc_alignment_256},
-        {"fc_alloc_system", t_fc_alloc_system},
-        {"ls_both_orientations", t_ls_both_orientations},
-        {"ls_alloc_aligned", t_ls_alloc_aligned},
-        {"ls_alloc_disk", t_ls_alloc_disk},
-        {"v2_oracle_fc", t_v2_oracle_fc},
-        {"v2_oracle_ls", t_v2_oracle_ls},
-        {"four_regions", t_four_regions},
-        {"golden_v1_fc", t_golden_v1_fc},
-        {"golden_v1_ls", t_golden_v1_ls},
-        {"golden_v2_fc", t_golden_v2_fc},
-        {"golden_v2_ls", t_golden_v2_ls},
-        {"roundtrip_views", t_roundtrip_views},
-        {"json_v1_needs_registration", t_json_v1_needs_registration},
-        {"json_registered_roundtrip", t_json_registered_roundtrip},
-        {"json_truncated", t_json_truncated},
-        {"json_malformed", t_json_malformed},
-        {"json_lenient", t_json_lenient},
-        {"json_v1_peer_strides", t_json_v1_peer_strides},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"config_validate", t_config_validate},
+            {"fc_oracle", t_fc_oracle},
+            {"fc_storage_too_small", t_fc_storage_too_small},
+            {"fc_index_errors", t_fc_index_errors},
+            {"fc_alignment_256", t_fc_alignment_256},
+            {"fc_alloc_system", t_fc_alloc_system},
+            {"ls_both_orientations", t_ls_both_orientations},
+            {"ls_alloc_aligned", t_ls_alloc_aligned},
+            {"ls_alloc_disk", t_ls_alloc_disk},
+            {"v2_oracle_fc", t_v2_oracle_fc},
+            {"v2_oracle_ls", t_v2_oracle_ls},
+            {"four_regions", t_four_regions},
+            {"golden_v1_fc", t_golden_v1_fc},
+            {"golden_v1_ls", t_golden_v1_ls},
+            {"golden_v2_fc", t_golden_v2_fc},
+            {"golden_v2_ls", t_golden_v2_ls},
+            {"roundtrip_views", t_roundtrip_views},
+            {"json_v1_needs_registration", t_json_v1_needs_registration},
+            {"json_registered_roundtrip", t_json_registered_roundtrip},
+            {"json_truncated", t_json_truncated},
+            {"json_malformed", t_json_malformed},
+            {"json_lenient", t_json_lenient},
+            {"json_v1_peer_strides", t_json_v1_peer_strides},
+            {NULL, NULL},
+        },
     .timeout_s = 60,
 };

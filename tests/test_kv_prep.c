@@ -29,10 +29,10 @@
 #define FC NXL_KV_FULLY_CONTIGUOUS
 #define LS NXL_KV_LAYER_SEPARATE
 
-#define KP_CHECK(call)                                                        \
-    do {                                                                      \
-        if ((call) != 0)                                                      \
-            return 1;                                                         \
+#define KP_CHECK(call)                                                         \
+    do {                                                                       \
+        if ((call) != 0)                                                       \
+            return 1;                                                          \
     } while (0)
 
 /* The two agents, A (with the context) and B (the peer). */
@@ -235,10 +235,10 @@ t_same_address(void)
     }
     c2.num_layers = 1; /* blocks of 8 KiB over the same 128 KiB */
     KP_CHECK(kp_open(&p));
-    XT_ASSERT_OK(nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK,
-                                      &sa));
-    XT_ASSERT_OK(nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK,
-                                      &sb));
+    XT_ASSERT_OK(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK, &sa));
+    XT_ASSERT_OK(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK, &sb));
     XT_ASSERT_OK(nxl_kv_storage_register(sa, p.a));
     XT_ASSERT_OK(nxl_kv_storage_register(sb, p.b));
     KP_CHECK(xt_kv_md_to(p.b, p.a));
@@ -311,11 +311,11 @@ t_partial_registration(void)
     kp_pair p;
 
     KP_CHECK(kp_open(&p));
-    XT_ASSERT_OK(nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK,
-                                      &big));
+    XT_ASSERT_OK(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){SYS, 0}, 8 * XT_KV_BLOCK, &big));
     XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){SYS, 0},
-                                     nxl_kv_storage_addr(big),
-                                     4 * XT_KV_BLOCK, &half));
+                                     nxl_kv_storage_addr(big), 4 * XT_KV_BLOCK,
+                                     &half));
     XT_ASSERT_OK(nxl_kv_storage_register(half, p.a));
     XT_ASSERT_OK(nxl_kv_layout_fc(&c, big, &la));
     XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, SYS, p.b, &lb));
@@ -385,12 +385,13 @@ t_bound(void)
 
 const xt_suite xt_suite_kv_prep = {
     .name = "kv_prep",
-    .cases = (const xt_case[]){
-        {"reuse", t_reuse},
-        {"peer_reload", t_peer_reload},
-        {"same_address", t_same_address},
-        {"partial_registration", t_partial_registration},
-        {"bound", t_bound},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"reuse", t_reuse},
+            {"peer_reload", t_peer_reload},
+            {"same_address", t_same_address},
+            {"partial_registration", t_partial_registration},
+            {"bound", t_bound},
+            {NULL, NULL},
+        },
 };

@@ -83,7 +83,8 @@ kr_prefill(int out, int in)
     }
     if (kr_agent("prefill", &a) != NXL_OK ||
         nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0,
-                            (nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, a, &l) != NXL_OK ||
+                            (nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, a,
+                            &l) != NXL_OK ||
         nxl_kv_fill_blocks(l, ids, KR_BLOCKS, NXL_KV_FILL_SEQUENTIAL, 0) !=
             NXL_OK ||
         nxl_kv_checksum_blocks(l, ids, KR_BLOCKS, 0, 0, sums) != NXL_OK ||
@@ -188,8 +189,8 @@ kr_setup(kr_peer *p, nxl_kv_agent_t **a_p, nxl_kv_layout_t **remote_p)
     XT_ASSERT_OK(nxl_md_load(nxl_kv_agent_raw(*a_p), p->md, p->md_len, name,
                              sizeof(name)));
     XT_ASSERT_STR(name, "prefill");
-    XT_ASSERT_OK(nxl_kv_layout_from_json_v1(p->json, p->json_len, "prefill",
-                                            remote_p));
+    XT_ASSERT_OK(
+        nxl_kv_layout_from_json_v1(p->json, p->json_len, "prefill", remote_p));
     XT_ASSERT_STR(nxl_kv_layout_agent(*remote_p), "prefill");
     return 0;
 }
@@ -219,8 +220,7 @@ t_pull_blocks(void)
                                      (nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, a,
                                      &local));
     XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
-    XT_ASSERT_OK(nxl_kv_transfer(ctx, remote, src, local, dst, KR_N, NULL,
-                                 &n));
+    XT_ASSERT_OK(nxl_kv_transfer(ctx, remote, src, local, dst, KR_N, NULL, &n));
     XT_ASSERT_OK(nxl_kv_notif_wait(n, KR_WAIT_MS));
     nxl_kv_notif_release(n);
     XT_ASSERT_OK(nxl_kv_checksum_blocks(local, dst, KR_N, 0, 0, got));
@@ -248,8 +248,9 @@ t_pull_blocks(void)
 
 /* Heterogeneous TP: prefill TP 1 (inner 200), decode TP 2 (inner 100 per
  * rank; slices of 200 bytes, not a multiple of the pattern's 256-byte
- * period, so a misplaced slice shows). Each rank reads its head slice of the prefill blocks; every byte
- * is checked against the Sequential pattern of the prefill region. */
+ * period, so a misplaced slice shows). Each rank reads its head slice of the
+ * prefill blocks; every byte is checked against the Sequential pattern of the
+ * prefill region. */
 static int
 t_tp_slices(void)
 {
@@ -275,8 +276,8 @@ t_tp_slices(void)
         XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0,
                                          (nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, a,
                                          &local[r]));
-        XT_ASSERT_OK(nxl_kv_tp_read_slices(local[r], dst, remote, src, 3, 1,
-                                           2, r, 0, &dl));
+        XT_ASSERT_OK(nxl_kv_tp_read_slices(local[r], dst, remote, src, 3, 1, 2,
+                                           r, 0, &dl));
         /* NHD: a head slice is strided, one descriptor per token. */
         XT_ASSERT(dl.count >= 3 * 2 * 2 * 16 / 16);
         ll = (nxl_dlist_t){dl.dst_mem, dl.dst, dl.count};
@@ -311,8 +312,8 @@ t_tp_slices(void)
                                 XT_FAILF("rank %u block %zu layer %zu outer "
                                          "%zu token %zu byte %zu: %u, want "
                                          "%u",
-                                         r, dst[i], l, o, t, j,
-                                         b[t * 200 + j], want);
+                                         r, dst[i], l, o, t, j, b[t * 200 + j],
+                                         want);
                             }
                         }
                     }
@@ -360,8 +361,7 @@ t_prefill_dies(void)
         nxl_kv_notif_release(n);
     }
     XT_ASSERT(st < 0);
-    printf("  after SIGKILL: %s (%s)\n", nxl_status_name(st),
-           nxl_last_error());
+    printf("  after SIGKILL: %s (%s)\n", nxl_status_name(st), nxl_last_error());
     nxl_kv_ctx_destroy(ctx);
     nxl_kv_layout_destroy(local);
     nxl_kv_layout_destroy(remote);
@@ -375,12 +375,13 @@ t_prefill_dies(void)
 
 const xt_suite xt_suite_kv_remote = {
     .name = "kv_remote",
-    .cases = (const xt_case[]){
-        {"pull_blocks", t_pull_blocks},
-        {"tp_slices", t_tp_slices},
-        {"prefill_dies", t_prefill_dies},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"pull_blocks", t_pull_blocks},
+            {"tp_slices", t_tp_slices},
+            {"prefill_dies", t_prefill_dies},
+            {NULL, NULL},
+        },
     .timeout_s = 120,
     .params = kr_params,
 };

@@ -56,8 +56,8 @@ host_kind_cycle(nxl_kv_kind_t kind)
     if (posix_agent("storage-host", &a) != 0) {
         return 1;
     }
-    XT_ASSERT_OK(nxl_kv_storage_alloc((nxl_kv_loc_t){kind, 5}, 3 * 4096 + 1,
-                                      &s));
+    XT_ASSERT_OK(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){kind, 5}, 3 * 4096 + 1, &s));
     loc = nxl_kv_storage_loc(s);
     XT_ASSERT_EQ(loc.kind, kind);
     XT_ASSERT_EQ(loc.index, 0); /* host kinds have index 0 */
@@ -118,8 +118,8 @@ t_register_other_agent(void)
     if (posix_agent("storage-a", &a) != 0 || posix_agent("storage-b", &b)) {
         return 1;
     }
-    XT_ASSERT_OK(nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 8192,
-                                      &s));
+    XT_ASSERT_OK(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 8192, &s));
     XT_ASSERT_OK(nxl_kv_storage_register(s, a));
     XT_ASSERT_OK(nxl_kv_storage_register(s, b));
     XT_ASSERT_EQ(registered(a, s), 1);
@@ -338,12 +338,12 @@ t_desc_mapping(void)
 
         XT_ASSERT_OK(nxl_kv_storage_wrap(rows[i].loc, addr, sizeof(mem), &s));
         nxl_kv_storage_desc(s, &d);
-        if (d.mem != rows[i].mem || d.dev_id != rows[i].dev ||
-            d.addr != addr || d.size != sizeof(mem) ||
+        if (d.mem != rows[i].mem || d.dev_id != rows[i].dev || d.addr != addr ||
+            d.size != sizeof(mem) ||
             nxl_kv_storage_loc(s).index != rows[i].index) {
-            XT_FAILF("row %zu (%s): mem %d dev %" PRIu64 " addr %" PRIx64,
-                     i, nxl_kv_kind_name(rows[i].loc.kind), (int)d.mem,
-                     d.dev_id, d.addr);
+            XT_FAILF("row %zu (%s): mem %d dev %" PRIu64 " addr %" PRIx64, i,
+                     nxl_kv_kind_name(rows[i].loc.kind), (int)d.mem, d.dev_id,
+                     d.addr);
         }
         XT_ASSERT_EQ(nxl_kv_storage_ptr(s) == NULL,
                      rows[i].loc.kind == NXL_KV_DISK);
@@ -361,18 +361,18 @@ t_bad_args(void)
 {
     nxl_kv_storage_t *s = (nxl_kv_storage_t *)&s;
 
-    XT_ASSERT_STATUS(nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0,
-                                          &s),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_DISK, 0},
-                                          4096, &s),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_storage_alloc((nxl_kv_loc_t){(nxl_kv_kind_t)9, 0},
-                                          4096, &s),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0,
-                                         4096, &s),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0, &s),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){NXL_KV_DISK, 0}, 4096, &s),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_storage_alloc((nxl_kv_loc_t){(nxl_kv_kind_t)9, 0}, 4096, &s),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, 0, 4096, &s),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(nxl_kv_storage_disk(NULL, 0, 0, &s),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(s == (nxl_kv_storage_t *)&s);
@@ -482,19 +482,20 @@ t_deregister_before_free(void)
 
 const xt_suite xt_suite_kv_storage = {
     .name = "kv_storage",
-    .cases = (const xt_case[]){
-        {"system_cycle", t_system_cycle},
-        {"pinned_cycle", t_pinned_cycle},
-        {"register_other_agent", t_register_other_agent},
-        {"failed_registration", t_failed_registration},
-        {"disk_cycle", t_disk_cycle},
-        {"disk_tmpdir_direct", t_disk_tmpdir_direct},
-        {"disk_unlinked", t_disk_unlinked},
-        {"desc_mapping", t_desc_mapping},
-        {"bad_args", t_bad_args},
-        {"device_alloc", t_device_alloc},
-        {"deregister_before_free", t_deregister_before_free},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"system_cycle", t_system_cycle},
+            {"pinned_cycle", t_pinned_cycle},
+            {"register_other_agent", t_register_other_agent},
+            {"failed_registration", t_failed_registration},
+            {"disk_cycle", t_disk_cycle},
+            {"disk_tmpdir_direct", t_disk_tmpdir_direct},
+            {"disk_unlinked", t_disk_unlinked},
+            {"desc_mapping", t_desc_mapping},
+            {"bad_args", t_bad_args},
+            {"device_alloc", t_device_alloc},
+            {"deregister_before_free", t_deregister_before_free},
+            {NULL, NULL},
+        },
     .timeout_s = 30,
 };

@@ -55,10 +55,10 @@ expect_two_hop(nxl_kv_kind_t src, nxl_kv_kind_t dst, int remote,
     return 0;
 }
 
-#define EXPECT(call)                                                          \
-    do {                                                                      \
-        if ((call) != 0)                                                      \
-            return 1;                                                         \
+#define EXPECT(call)                                                           \
+    do {                                                                       \
+        if ((call) != 0)                                                       \
+            return 1;                                                          \
     } while (0)
 
 static int
@@ -233,9 +233,8 @@ vl_make(vlayout_t *v, size_t num_blocks)
 
     v->mem = calloc(1, size);
     XT_ASSERT(v->mem != NULL);
-    XT_ASSERT_OK(nxl_kv_storage_wrap(
-        (nxl_kv_loc_t){NXL_KV_SYSTEM, 0}, (uint64_t)(uintptr_t)v->mem, size,
-        &v->s));
+    XT_ASSERT_OK(nxl_kv_storage_wrap((nxl_kv_loc_t){NXL_KV_SYSTEM, 0},
+                                     (uint64_t)(uintptr_t)v->mem, size, &v->s));
     XT_ASSERT_OK(nxl_kv_layout_fc(&cfg, v->s, &v->l));
     return 0;
 }
@@ -338,9 +337,8 @@ t_validate_range_and_bounce(void)
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
                   "Bounce block IDs are not unique: duplicates = [3]");
-    XT_ASSERT_STATUS(
-        nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, b_far, 3),
-        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(nxl_kv_validate(a.l, s012, 3, b.l, s567, 3, c.l, b_far, 3),
+                     NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STR(nxl_last_error(),
                   "Block ID 4 out of range for bounce (max=4)");
     /* Overlap is checked before ranges and lists every shared id in
@@ -353,9 +351,9 @@ t_validate_range_and_bounce(void)
                   "overlapping = [3, 1]");
     /* Empty transfers are valid. */
     XT_ASSERT_OK(nxl_kv_validate(a.l, NULL, 0, a.l, NULL, 0, NULL, NULL, 0));
-    XT_ASSERT_STATUS(nxl_kv_validate(NULL, s012, 3, b.l, s567, 3, NULL, NULL,
-                                     0),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_validate(NULL, s012, 3, b.l, s567, 3, NULL, NULL, 0),
+        NXL_ERR_INVALID_PARAM);
     vl_free(&a);
     vl_free(&b);
     vl_free(&c);
@@ -395,16 +393,17 @@ t_validate_many_duplicates(void)
 
 const xt_suite xt_suite_kv_strategy = {
     .name = "kv_strategy",
-    .cases = (const xt_case[]){
-        {"names", t_names},
-        {"oracle_host_device", t_oracle_host_device},
-        {"oracle_disk", t_oracle_disk},
-        {"oracle_legacy_remote", t_oracle_legacy_remote},
-        {"select_remote_rules", t_select_remote_rules},
-        {"bad_kind", t_bad_kind},
-        {"validate_oracle", t_validate_oracle},
-        {"validate_range_and_bounce", t_validate_range_and_bounce},
-        {"validate_many_duplicates", t_validate_many_duplicates},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"names", t_names},
+            {"oracle_host_device", t_oracle_host_device},
+            {"oracle_disk", t_oracle_disk},
+            {"oracle_legacy_remote", t_oracle_legacy_remote},
+            {"select_remote_rules", t_select_remote_rules},
+            {"bad_kind", t_bad_kind},
+            {"validate_oracle", t_validate_oracle},
+            {"validate_range_and_bounce", t_validate_range_and_bounce},
+            {"validate_many_duplicates", t_validate_many_duplicates},
+            {NULL, NULL},
+        },
 };

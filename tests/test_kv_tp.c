@@ -48,8 +48,8 @@ tp_layout(size_t blocks, size_t heads, nxl_kv_layout_t **l_p)
 /* tp_elem points at element (t, h, d) of region (b, l, o) of a layout
  * with heads heads, in NHD or HND order. */
 static uint16_t *
-tp_elem(const nxl_kv_layout_t *lay, size_t heads, int hnd, size_t b,
-        size_t l, size_t o, size_t t, size_t h, size_t d)
+tp_elem(const nxl_kv_layout_t *lay, size_t heads, int hnd, size_t b, size_t l,
+        size_t o, size_t t, size_t h, size_t d)
 {
     nxl_kv_region_t r;
     size_t idx;
@@ -125,8 +125,7 @@ tp_expect(const nxl_kv_layout_t *local, size_t heads, int hnd,
                         for (d = 0; d < TP_HD; d++) {
                             uint16_t got = *tp_elem(local, heads, hnd, lids[i],
                                                     l, o, t, h, d);
-                            uint16_t want = tp_val(rids[i], l, o, t, h0 + h,
-                                                   d);
+                            uint16_t want = tp_val(rids[i], l, o, t, h0 + h, d);
 
                             if (got != want) {
                                 XT_FAILF("block %zu l%zu o%zu t%zu h%zu d%zu: "
@@ -157,15 +156,16 @@ tp_read_case(int hnd)
         const nxl_kv_layout_t *r = remote[rank / 2];
 
         tp_zero(local, 3);
-        XT_ASSERT_OK(nxl_kv_tp_read_slices(local, lids, r, rids, 2, 2, 4,
-                                           rank, hnd, &dl));
+        XT_ASSERT_OK(nxl_kv_tp_read_slices(local, lids, r, rids, 2, 2, 4, rank,
+                                           hnd, &dl));
         XT_ASSERT_EQ(dl.src_mem, NXL_DRAM);
         /* NHD: one pair per token (the remote side is strided); HND: one
          * per region. */
         XT_ASSERT_EQ(dl.count, 2 * TP_LAYERS * TP_OUTER * (hnd ? 1 : TP_PAGE));
-        XT_ASSERT_EQ(dl.src[0].len, hnd ? TP_PAGE * 2 * TP_HD * 2 : 2 * TP_HD * 2);
-        XT_ASSERT_EQ(dl.dst[0].addr,
-                     (uint64_t)(uintptr_t)tp_elem(local, 2, hnd, 0, 0, 0, 0, 0, 0));
+        XT_ASSERT_EQ(dl.src[0].len,
+                     hnd ? TP_PAGE * 2 * TP_HD * 2 : 2 * TP_HD * 2);
+        XT_ASSERT_EQ(dl.dst[0].addr, (uint64_t)(uintptr_t)tp_elem(
+                                         local, 2, hnd, 0, 0, 0, 0, 0, 0));
         XT_ASSERT_EQ(dl.src[0].addr,
                      (uint64_t)(uintptr_t)tp_elem(r, 4, hnd, 3, 0, 0, 0,
                                                   (rank % 2) * 2, 0));
@@ -213,15 +213,14 @@ tp_gather_case(int hnd)
     for (q = 2; q < 4; q++) {
         nxl_kv_dlists_t dl;
 
-        XT_ASSERT_OK(nxl_kv_tp_gather_slices(local, lids, remote[q], rids, 2,
-                                             4, 2, q, hnd, &dl));
+        XT_ASSERT_OK(nxl_kv_tp_gather_slices(local, lids, remote[q], rids, 2, 4,
+                                             2, q, hnd, &dl));
         XT_ASSERT_EQ(dl.count, 2 * TP_LAYERS * TP_OUTER * (hnd ? 1 : TP_PAGE));
         XT_ASSERT_EQ(dl.dst[0].addr,
                      (uint64_t)(uintptr_t)tp_elem(local, 4, hnd, 1, 0, 0, 0,
                                                   (q % 2) * 2, 0));
-        XT_ASSERT_EQ(dl.src[0].addr,
-                     (uint64_t)(uintptr_t)tp_elem(remote[q], 2, hnd, 0, 0, 0,
-                                                  0, 0, 0));
+        XT_ASSERT_EQ(dl.src[0].addr, (uint64_t)(uintptr_t)tp_elem(
+                                         remote[q], 2, hnd, 0, 0, 0, 0, 0, 0));
         tp_move(&dl);
         nxl_kv_dlists_free(&dl);
     }
@@ -276,68 +275,72 @@ t_errors(void)
     XT_ASSERT_OK(tp_layout(2, 2, &narrow));
     XT_ASSERT_OK(tp_layout(2, 3, &odd));
 
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 2, 4,
-                                           4, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 2, 4, 4, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "decode_rank 4") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 2, 3,
-                                           0, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 2, 3, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "multiple") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 0, 4,
-                                           0, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 0, 4, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     /* k = 4 but the remote is only twice as wide. */
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 1, 4,
-                                           0, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, ids, wide, ids, 1, 1, 4, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "inner_dim") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2, 0,
-                                           1, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2, 0, 1, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "inner_dim") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, bad, wide, ids, 1, 1, 2, 0,
-                                           0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_read_slices(narrow, bad, wide, ids, 1, 1, 2, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "Block ID 5") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_gather_slices(wide, ids, narrow, ids, 1, 2, 4,
-                                             0, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_gather_slices(wide, ids, narrow, ids, 1, 2, 4, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "multiple") != NULL);
-    XT_ASSERT_STATUS(nxl_kv_tp_gather_slices(wide, ids, narrow, ids, 1, 4, 2,
-                                             4, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_gather_slices(wide, ids, narrow, ids, 1, 4, 2, 4, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "prefill_rank 4") != NULL);
     /* The local side must be the wide one when gathering. */
-    XT_ASSERT_STATUS(nxl_kv_tp_gather_slices(narrow, ids, wide, ids, 1, 4, 2,
-                                             0, 0, &dl),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        nxl_kv_tp_gather_slices(narrow, ids, wide, ids, 1, 4, 2, 0, 0, &dl),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "inner_dim") != NULL);
     XT_ASSERT(dl.src == NULL && dl.count == 0);
     nxl_kv_layout_destroy(odd);
 
     {
         nxl_kv_layout_config_t c = {
-            .num_blocks = 2, .num_layers = 3, .outer_dim = TP_OUTER,
-            .page_size = TP_PAGE, .inner_dim = 4 * TP_HD, .alignment = 1,
+            .num_blocks = 2,
+            .num_layers = 3,
+            .outer_dim = TP_OUTER,
+            .page_size = TP_PAGE,
+            .inner_dim = 4 * TP_HD,
+            .alignment = 1,
             .dtype_width_bytes = 2,
         };
         nxl_kv_loc_t loc = {NXL_KV_SYSTEM, 0};
 
         XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, loc,
                                          NULL, &odd));
-        XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2,
-                                               0, 0, &dl),
-                         NXL_ERR_INVALID_PARAM);
+        XT_ASSERT_STATUS(
+            nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2, 0, 0, &dl),
+            NXL_ERR_INVALID_PARAM);
         XT_ASSERT(strstr(nxl_last_error(), "num_layers") != NULL);
         nxl_kv_layout_destroy(odd);
         c.num_layers = TP_LAYERS;
         c.page_size = 8;
         XT_ASSERT_OK(nxl_kv_layout_alloc(&c, NXL_KV_FULLY_CONTIGUOUS, 0, loc,
                                          NULL, &odd));
-        XT_ASSERT_STATUS(nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2,
-                                               0, 0, &dl),
-                         NXL_ERR_INVALID_PARAM);
+        XT_ASSERT_STATUS(
+            nxl_kv_tp_read_slices(narrow, ids, odd, ids, 1, 1, 2, 0, 0, &dl),
+            NXL_ERR_INVALID_PARAM);
         XT_ASSERT(strstr(nxl_last_error(), "page_size") != NULL);
         nxl_kv_layout_destroy(odd);
     }
@@ -348,14 +351,15 @@ t_errors(void)
 
 const xt_suite xt_suite_kv_tp = {
     .name = "kv_tp",
-    .cases = (const xt_case[]){
-        {"read_nhd", t_read_nhd},
-        {"read_hnd", t_read_hnd},
-        {"gather_nhd", t_gather_nhd},
-        {"gather_hnd", t_gather_hnd},
-        {"equal_tp", t_equal_tp},
-        {"errors", t_errors},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"read_nhd", t_read_nhd},
+            {"read_hnd", t_read_hnd},
+            {"gather_nhd", t_gather_nhd},
+            {"gather_hnd", t_gather_hnd},
+            {"equal_tp", t_equal_tp},
+            {"errors", t_errors},
+            {NULL, NULL},
+        },
     .timeout_s = 60,
 };

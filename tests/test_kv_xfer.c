@@ -32,10 +32,10 @@
 #define FC NXL_KV_FULLY_CONTIGUOUS
 #define LS NXL_KV_LAYER_SEPARATE
 
-#define XK_CHECK(call)                                                        \
-    do {                                                                      \
-        if ((call) != 0)                                                      \
-            return 1;                                                         \
+#define XK_CHECK(call)                                                         \
+    do {                                                                       \
+        if ((call) != 0)                                                       \
+            return 1;                                                          \
     } while (0)
 
 /* xk_cuda: this case runs on the real CUDA kind, not the fake device (the
@@ -84,8 +84,8 @@ xk_type_name(nxl_kv_layout_type_t t)
  * blocks using [0,1] (used by two-hop plans only). */
 static int
 xk_p2p_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t sk,
-            nxl_kv_layout_type_t st, nxl_kv_kind_t dk,
-            nxl_kv_layout_type_t dt, const nxl_kv_layout_t *bounce)
+            nxl_kv_layout_type_t st, nxl_kv_kind_t dk, nxl_kv_layout_type_t dt,
+            const nxl_kv_layout_t *bounce)
 {
     nxl_kv_layout_config_t c = xt_kv_cfg(4);
     size_t sids[] = {0, 1}, dids[] = {2, 3}, bids[] = {0, 1};
@@ -166,8 +166,8 @@ t_roundtrip(void)
                                       a, &l[i]));
             v /= 6;
         }
-        XT_ASSERT_OK(nxl_kv_fill_blocks(l[0], sids, 2, NXL_KV_FILL_SEQUENTIAL,
-                                        0));
+        XT_ASSERT_OK(
+            nxl_kv_fill_blocks(l[0], sids, 2, NXL_KV_FILL_SEQUENTIAL, 0));
         XT_ASSERT_OK(xt_kv_run(ctx, l[0], sids, l[1], sids, 2, NULL));
         XT_ASSERT_OK(xt_kv_run(ctx, l[1], sids, l[2], dids, 2, NULL));
         if (xt_kv_same(l[0], sids, l[2], dids, 2, 0, 0) != 0) {
@@ -220,8 +220,8 @@ xk_guard_case(nxl_kv_ctx_t *ctx, nxl_kv_agent_t *a, nxl_kv_kind_t hk,
 static int
 t_bounce_guards(void)
 {
-    static const nxl_kv_kind_t pairs[][2] = {{SYS, PIN}, {PIN, SYS},
-                                             {PIN, DEV}};
+    static const nxl_kv_kind_t pairs[][2] = {
+        {SYS, PIN}, {PIN, SYS}, {PIN, DEV}};
     static const nxl_kv_layout_type_t types[] = {FC, LS};
     nxl_kv_agent_t *a;
     nxl_kv_ctx_t *ctx;
@@ -250,8 +250,8 @@ t_bounce_guards(void)
 static int
 t_buffered_transfer(void)
 {
-    static const nxl_kv_kind_t pairs[][2] = {{DEV, DSK}, {DSK, DEV},
-                                             {DSK, DSK}};
+    static const nxl_kv_kind_t pairs[][2] = {
+        {DEV, DSK}, {DSK, DEV}, {DSK, DSK}};
     nxl_kv_layout_config_t c5 = xt_kv_cfg(5), c3 = xt_kv_cfg(3);
     size_t sids[] = {0, 1, 2, 3, 4}, dids[] = {4, 3, 2, 1, 0};
     size_t bids[] = {0, 1, 2};
@@ -269,12 +269,10 @@ t_buffered_transfer(void)
             nxl_kv_layout_t *s, *d;
             nxl_kv_opts_t o;
 
-            XT_ASSERT_OK(xt_kv_layout(&c5, t ? LS : FC, 0, pairs[p][0], a,
-                                      &s));
-            XT_ASSERT_OK(xt_kv_layout(&c5, t ? FC : LS, 0, pairs[p][1], a,
-                                      &d));
-            XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, 5, NXL_KV_FILL_SEQUENTIAL,
-                                            0));
+            XT_ASSERT_OK(xt_kv_layout(&c5, t ? LS : FC, 0, pairs[p][0], a, &s));
+            XT_ASSERT_OK(xt_kv_layout(&c5, t ? FC : LS, 0, pairs[p][1], a, &d));
+            XT_ASSERT_OK(
+                nxl_kv_fill_blocks(s, sids, 5, NXL_KV_FILL_SEQUENTIAL, 0));
             nxl_kv_opts_init(&o);
             o.bounce = bounce;
             o.bounce_ids = bids;
@@ -283,8 +281,8 @@ t_buffered_transfer(void)
             XK_CHECK(xt_kv_same(s, sids, d, dids, 5, 0, 0));
             /* One bounce block: five chunks of one. */
             o.num_bounce = 1;
-            XT_ASSERT_OK(nxl_kv_fill_blocks(d, sids, 5, NXL_KV_FILL_CONSTANT,
-                                            7));
+            XT_ASSERT_OK(
+                nxl_kv_fill_blocks(d, sids, 5, NXL_KV_FILL_CONSTANT, 7));
             XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, 5, &o));
             XK_CHECK(xt_kv_same(s, sids, d, dids, 5, 0, 0));
             nxl_kv_layout_destroy(s);
@@ -343,8 +341,8 @@ t_large_block_counts(void)
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, PIN, a, &s));
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d));
         if (i == 0 || i == 2 || i == 5) {
-            XT_ASSERT_OK(nxl_kv_fill_blocks(s, sids, n, NXL_KV_FILL_SEQUENTIAL,
-                                            0));
+            XT_ASSERT_OK(
+                nxl_kv_fill_blocks(s, sids, n, NXL_KV_FILL_SEQUENTIAL, 0));
         }
         XT_ASSERT_OK(xt_kv_run(ctx, s, sids, d, dids, n, NULL));
         if (i == 0 || i == 2 || i == 5) {
@@ -451,8 +449,8 @@ t_batched_copies(void)
         XT_ASSERT_OK(nxl_kv_ctx_create(a, NULL, &ctx));
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d1));
         XT_ASSERT_OK(xt_kv_layout(&c, FC, 0, DEV, a, &d2));
-        XT_ASSERT_OK(nxl_kv_fill_blocks(d1, ids, 300, NXL_KV_FILL_SEQUENTIAL,
-                                        0));
+        XT_ASSERT_OK(
+            nxl_kv_fill_blocks(d1, ids, 300, NXL_KV_FILL_SEQUENTIAL, 0));
         XT_ASSERT_OK(xt_kv_run(ctx, d1, ids, d2, rev, 300, NULL));
         XK_CHECK(xt_kv_same(d1, ids, d2, rev, 300, 0, 0));
         XT_ASSERT_EQ(xt_fakedev_batches_mapped() - m0, 2);
@@ -624,8 +622,7 @@ t_errors(void)
     o.num_bounce = 2;
     o.bounce_ids = oob;
     XK_CHECK(xk_expect_err(ctx, dev, ids, disk, ids, 2, &o,
-                           NXL_ERR_INVALID_PARAM,
-                           "out of range for bounce"));
+                           NXL_ERR_INVALID_PARAM, "out of range for bounce"));
     o.bounce_ids = dup;
     XK_CHECK(xk_expect_err(ctx, dev, ids, disk, ids, 2, &o,
                            NXL_ERR_INVALID_PARAM, "not unique"));
@@ -657,8 +654,7 @@ t_errors(void)
                            NXL_ERR_NOT_SUPPORTED,
                            "Neither local nor remote disk transfers"));
     XK_CHECK(xk_expect_err(ctx, dev, ids, remote, ids, 2, NULL,
-                           NXL_ERR_NOT_SUPPORTED,
-                           "GPU RDMA is disabled"));
+                           NXL_ERR_NOT_SUPPORTED, "GPU RDMA is disabled"));
     /* Remote System -> local System over an agent that never loaded
      * "somebody-else": the NXL request itself fails. */
     {
@@ -868,8 +864,7 @@ t_drain_on_destroy(void)
     o.num_bounce = 3;
     /* Device -> Disk: D2H on the (slow) device, then POSIX writes, in
      * three chunks. */
-    XT_ASSERT_OK(nxl_kv_transfer(ctx, d2, xk_src8, disk, xk_dst8, 8, &o,
-                                 &hop));
+    XT_ASSERT_OK(nxl_kv_transfer(ctx, d2, xk_src8, disk, xk_dst8, 8, &o, &hop));
     nxl_kv_notif_release(hop);
     XT_ASSERT_OK(nxl_kv_ctx_await_notif(ctx, "never-sent", 0, &key));
     nxl_kv_ctx_destroy(ctx);
@@ -1004,8 +999,7 @@ t_notif_event(void)
     XT_ASSERT_STATUS(nxl_kv_notif_wait(w, XK_WAIT_MS), NXL_ERR_TIMEOUT);
     nxl_kv_notif_release(w);
     XT_ASSERT_OK(nxl_kv_ctx_await_notif(ca, "plain", 0, &w));
-    XT_ASSERT_OK(nxl_notif_send(nxl_kv_agent_raw(b), "kv-A", "plain", 5,
-                                NULL));
+    XT_ASSERT_OK(nxl_notif_send(nxl_kv_agent_raw(b), "kv-A", "plain", 5, NULL));
     XT_ASSERT_OK(nxl_kv_notif_wait(w, XK_WAIT_MS));
     nxl_kv_notif_release(w);
 
@@ -1064,12 +1058,12 @@ t_remote_read(void)
 
 /* XK_ON_CUDA runs case fn with the CUDA kind as the device, or skips with
  * the driver's reason where no GPU runs (every CPU-only host). */
-#define XK_ON_CUDA(fn)                                                        \
-    do {                                                                      \
-        XT_SKIP_IF(nxl_memkind_cuda()->probe() != NXL_OK, "%s",               \
-                   nxl_last_error());                                         \
-        xk_cuda = 1;                                                          \
-        return fn();                                                          \
+#define XK_ON_CUDA(fn)                                                         \
+    do {                                                                       \
+        XT_SKIP_IF(nxl_memkind_cuda()->probe() != NXL_OK, "%s",                \
+                   nxl_last_error());                                          \
+        xk_cuda = 1;                                                           \
+        return fn();                                                           \
     } while (0)
 
 static int
@@ -1100,28 +1094,29 @@ t_large_block_counts_cuda(void)
 
 const xt_suite xt_suite_kv_xfer = {
     .name = "kv_xfer",
-    .cases = (const xt_case[]){
-        {"p2p", t_p2p},
-        {"roundtrip", t_roundtrip},
-        {"bounce_guards", t_bounce_guards},
-        {"buffered_transfer", t_buffered_transfer},
-        {"large_block_counts", t_large_block_counts},
-        {"partial_layers", t_partial_layers},
-        {"errors", t_errors},
-        {"completion_basics", t_completion_basics},
-        {"deadline_timeout", t_deadline_timeout},
-        {"slow_warnings", t_slow_warnings},
-        {"drain_on_destroy", t_drain_on_destroy},
-        {"max_pending", t_max_pending},
-        {"notif_event", t_notif_event},
-        {"remote_read", t_remote_read},
-        {"batched_copies", t_batched_copies},
-        {"p2p_cuda", t_p2p_cuda},
-        {"roundtrip_cuda", t_roundtrip_cuda},
-        {"bounce_guards_cuda", t_bounce_guards_cuda},
-        {"buffered_transfer_cuda", t_buffered_transfer_cuda},
-        {"large_block_counts_cuda", t_large_block_counts_cuda},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"p2p", t_p2p},
+            {"roundtrip", t_roundtrip},
+            {"bounce_guards", t_bounce_guards},
+            {"buffered_transfer", t_buffered_transfer},
+            {"large_block_counts", t_large_block_counts},
+            {"partial_layers", t_partial_layers},
+            {"errors", t_errors},
+            {"completion_basics", t_completion_basics},
+            {"deadline_timeout", t_deadline_timeout},
+            {"slow_warnings", t_slow_warnings},
+            {"drain_on_destroy", t_drain_on_destroy},
+            {"max_pending", t_max_pending},
+            {"notif_event", t_notif_event},
+            {"remote_read", t_remote_read},
+            {"batched_copies", t_batched_copies},
+            {"p2p_cuda", t_p2p_cuda},
+            {"roundtrip_cuda", t_roundtrip_cuda},
+            {"bounce_guards_cuda", t_bounce_guards_cuda},
+            {"buffered_transfer_cuda", t_buffered_transfer_cuda},
+            {"large_block_counts_cuda", t_large_block_counts_cuda},
+            {NULL, NULL},
+        },
     .timeout_s = 300,
 };

@@ -1483,9 +1483,9 @@ t_sc_call_timeout(void)
     nxl__sc_stop(sc);
 
     /* Nobody listening: unreachable, not a disconnect. */
-    XT_ASSERT_STATUS(nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0,
-                                  300, &rtype, &r),
-                     NXL_ERR_IO);
+    XT_ASSERT_STATUS(
+        nxl__sc_call("127.0.0.1", port, NXL__SC_SEND, NULL, 0, 300, &rtype, &r),
+        NXL_ERR_IO);
     XT_ASSERT(strstr(nxl_last_error(), "refused") != NULL);
     return 0;
 }

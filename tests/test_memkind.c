@@ -43,8 +43,7 @@ check_host_kind(const nxl_memkind_ops_t *mk, size_t size)
     }
     XT_ASSERT_OK(mk->copy(b, a, size, NXL_COPY_H2H));
     XT_ASSERT(memcmp(a, b, size) == 0);
-    XT_ASSERT_STATUS(mk->copy(NULL, a, 1, NXL_COPY_H2H),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(mk->copy(NULL, a, 1, NXL_COPY_H2H), NXL_ERR_INVALID_PARAM);
 
     /* Streams and events are synchronous: done once recorded. */
     XT_ASSERT_OK(mk->stream_create(0, &s));
@@ -57,8 +56,7 @@ check_host_kind(const nxl_memkind_ops_t *mk, size_t size)
     XT_ASSERT_OK(mk->event_sync(e));
     XT_ASSERT_OK(mk->stream_sync(s));
     /* A handle of the wrong sort is refused, not misread. */
-    XT_ASSERT_STATUS(mk->event_query((nxl_event_t *)s),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(mk->event_query((nxl_event_t *)s), NXL_ERR_INVALID_PARAM);
     mk->event_destroy(e);
     mk->stream_destroy(s);
     mk->event_destroy(NULL);
@@ -184,12 +182,12 @@ check_cuda_real(const nxl_memkind_ops_t *mk)
                 continue;
             }
             XT_ASSERT_OK(st);
-            XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, P, NXL_COPY_D2H,
-                                              fl, s));
+            XT_ASSERT_OK(
+                mk->copy_batch_async(hd, ds, lens, P, NXL_COPY_D2H, fl, s));
             XT_ASSERT_OK(mk->stream_sync(s));
             XT_ASSERT(memcmp(h, pin, N) == 0);
-            XT_ASSERT_OK(mk->copy_batch_async(hd, ds, lens, 0, NXL_COPY_D2H,
-                                              fl, s));
+            XT_ASSERT_OK(
+                mk->copy_batch_async(hd, ds, lens, 0, NXL_COPY_D2H, fl, s));
             printf("  batched copies, flags %u: bytes checked\n", fl);
         }
         /* The kernel's byte path: odd lengths at odd offsets, host to
@@ -260,8 +258,7 @@ t_cuda_kind(void)
     XT_ASSERT_STATUS(mk->alloc(0, 4096, &p), NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT_STR(nxl_last_error(), why);
     XT_ASSERT_STATUS(mk->device_count(&count), NXL_ERR_NOT_SUPPORTED);
-    XT_ASSERT_STATUS(mk->copy(&y, &x, 1, NXL_COPY_H2D),
-                     NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(mk->copy(&y, &x, 1, NXL_COPY_H2D), NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT_STATUS(mk->stream_create(0, &s), NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT_STATUS(mk->event_create(&e), NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT_STR(nxl_last_error(), why);
@@ -355,8 +352,7 @@ t_fakedev_stream_order(void)
     XT_ASSERT_OK(mk->event_create(&e));
     XT_ASSERT_OK(mk->copy_async(bufs[0], src, SZ, NXL_COPY_H2D, s));
     for (i = 0; i < HOPS; i++) {
-        XT_ASSERT_OK(mk->copy_async(bufs[i + 1], bufs[i], SZ, NXL_COPY_D2D,
-                                    s));
+        XT_ASSERT_OK(mk->copy_async(bufs[i + 1], bufs[i], SZ, NXL_COPY_D2D, s));
     }
     XT_ASSERT_OK(mk->copy_async(out, bufs[HOPS], SZ, NXL_COPY_D2H, s));
     XT_ASSERT_OK(mk->event_record(e, s));
@@ -452,8 +448,7 @@ t_fakedev_event_error(void)
     XT_ASSERT_EQ(xt_fakedev_async_copies(), 1);
     /* Blocking copies fail the same way. */
     xt_fakedev_fail_next(1);
-    XT_ASSERT_STATUS(mk->copy(b, a, sizeof(a), NXL_COPY_H2D),
-                     NXL_ERR_BACKEND);
+    XT_ASSERT_STATUS(mk->copy(b, a, sizeof(a), NXL_COPY_H2D), NXL_ERR_BACKEND);
     XT_ASSERT_OK(mk->copy(b, a, sizeof(a), NXL_COPY_H2D));
     XT_ASSERT_EQ(b[0], 3);
     XT_ASSERT_EQ(xt_fakedev_sync_copies(), 1);
@@ -530,8 +525,8 @@ xt_mt_worker(void *p)
     }
     for (i = 0; i < XT_MT_COPIES; i++) {
         memset(a->src[i], (a->id * 31 + i) & 0xff, XT_MT_SZ);
-        if (mk->copy_async(a->dev + (size_t)i * XT_MT_SZ, a->src[i],
-                           XT_MT_SZ, NXL_COPY_H2D, s) != NXL_OK) {
+        if (mk->copy_async(a->dev + (size_t)i * XT_MT_SZ, a->src[i], XT_MT_SZ,
+                           NXL_COPY_H2D, s) != NXL_OK) {
             return NULL;
         }
     }
@@ -598,33 +593,33 @@ t_copy_across_kinds(void)
     XT_ASSERT_OK(dk->alloc(1, 100, &d2));
     XT_ASSERT_OK(nxl_memkind_pinned()->alloc(0, 100, &pin));
 
-    XT_ASSERT_OK(nxl_memkind_copy(d1, NXL_MEMKIND_DEVICE, host,
-                                  NXL_MEMKIND_HOST, 100));
+    XT_ASSERT_OK(
+        nxl_memkind_copy(d1, NXL_MEMKIND_DEVICE, host, NXL_MEMKIND_HOST, 100));
     XT_ASSERT_EQ(xt_fakedev_sync_copies(), 1);
-    XT_ASSERT_OK(nxl_memkind_copy(d2, NXL_MEMKIND_DEVICE, d1,
-                                  NXL_MEMKIND_DEVICE, 100));
-    XT_ASSERT_OK(nxl_memkind_copy(pin, NXL_MEMKIND_PINNED, d2,
-                                  NXL_MEMKIND_DEVICE, 100));
+    XT_ASSERT_OK(
+        nxl_memkind_copy(d2, NXL_MEMKIND_DEVICE, d1, NXL_MEMKIND_DEVICE, 100));
+    XT_ASSERT_OK(
+        nxl_memkind_copy(pin, NXL_MEMKIND_PINNED, d2, NXL_MEMKIND_DEVICE, 100));
     XT_ASSERT_EQ(xt_fakedev_sync_copies(), 3);
-    XT_ASSERT_OK(nxl_memkind_copy(back, NXL_MEMKIND_HOST, pin,
-                                  NXL_MEMKIND_PINNED, 100));
+    XT_ASSERT_OK(
+        nxl_memkind_copy(back, NXL_MEMKIND_HOST, pin, NXL_MEMKIND_PINNED, 100));
     XT_ASSERT_EQ(xt_fakedev_sync_copies(), 3); /* host side: memcpy */
     XT_ASSERT(memcmp(host, back, 100) == 0);
     XT_ASSERT_EQ(xt_fakedev_bytes_copied(), 300);
 
     /* The device kind's failure comes back as is. */
     xt_fakedev_fail_next(1);
-    XT_ASSERT_STATUS(nxl_memkind_copy(back, NXL_MEMKIND_HOST, d1,
-                                      NXL_MEMKIND_DEVICE, 100),
-                     NXL_ERR_BACKEND);
+    XT_ASSERT_STATUS(
+        nxl_memkind_copy(back, NXL_MEMKIND_HOST, d1, NXL_MEMKIND_DEVICE, 100),
+        NXL_ERR_BACKEND);
     XT_ASSERT_STATUS(nxl_memkind_copy(back, (nxl_memkind_type_t)7, d1,
                                       NXL_MEMKIND_DEVICE, 100),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(nxl_memkind_copy(NULL, NXL_MEMKIND_HOST, d1,
-                                      NXL_MEMKIND_DEVICE, 1),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_OK(nxl_memkind_copy(NULL, NXL_MEMKIND_HOST, NULL,
-                                  NXL_MEMKIND_DEVICE, 0));
+    XT_ASSERT_STATUS(
+        nxl_memkind_copy(NULL, NXL_MEMKIND_HOST, d1, NXL_MEMKIND_DEVICE, 1),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_OK(
+        nxl_memkind_copy(NULL, NXL_MEMKIND_HOST, NULL, NXL_MEMKIND_DEVICE, 0));
 
     dk->free(0, d1, 100);
     dk->free(1, d2, 100);
@@ -637,18 +632,19 @@ t_copy_across_kinds(void)
 const xt_suite xt_suite_memkind = {
     .name = "memkind",
     .timeout_s = 30,
-    .cases = (const xt_case[]){
-        {"host_kind", t_host_kind},
-        {"pinned_kind", t_pinned_kind},
-        {"pinned_mlock_limit", t_pinned_mlock_limit},
-        {"cuda_kind", t_cuda_kind},
-        {"set_device_validation", t_set_device_validation},
-        {"fakedev_stream_order", t_fakedev_stream_order},
-        {"fakedev_event_in_prog", t_fakedev_event_in_prog},
-        {"fakedev_event_error", t_fakedev_event_error},
-        {"fakedev_stream_destroy_waits", t_fakedev_stream_destroy_waits},
-        {"fakedev_threads", t_fakedev_threads},
-        {"copy_across_kinds", t_copy_across_kinds},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"host_kind", t_host_kind},
+            {"pinned_kind", t_pinned_kind},
+            {"pinned_mlock_limit", t_pinned_mlock_limit},
+            {"cuda_kind", t_cuda_kind},
+            {"set_device_validation", t_set_device_validation},
+            {"fakedev_stream_order", t_fakedev_stream_order},
+            {"fakedev_event_in_prog", t_fakedev_event_in_prog},
+            {"fakedev_event_error", t_fakedev_event_error},
+            {"fakedev_stream_destroy_waits", t_fakedev_stream_destroy_waits},
+            {"fakedev_threads", t_fakedev_threads},
+            {"copy_across_kinds", t_copy_across_kinds},
+            {NULL, NULL},
+        },
 };

@@ -42,8 +42,8 @@ static _Thread_local char tp_err[512];
 /* tp_agent creates an agent with a POSIX backend on the suite's engine,
  * plus extra params. Returns 0, XT_SKIP (printed why) or 1. */
 static int
-tp_agent(const nxl_agent_config_t *cfg, const nxl_param_t *extra,
-         size_t nextra, nxl_agent_t **a_p)
+tp_agent(const nxl_agent_config_t *cfg, const nxl_param_t *extra, size_t nextra,
+         nxl_agent_t **a_p)
 {
     nxl_param_t p[8];
     nxl_params_t ps;
@@ -68,8 +68,8 @@ tp_agent(const nxl_agent_config_t *cfg, const nxl_param_t *extra,
         return XT_SKIP;
     }
     if (st != NXL_OK) {
-        fprintf(stderr, "backend_create(POSIX): %s: %s\n",
-                nxl_status_name(st), nxl_last_error());
+        fprintf(stderr, "backend_create(POSIX): %s: %s\n", nxl_status_name(st),
+                nxl_last_error());
         nxl_agent_destroy(a);
         return 1;
     }
@@ -77,11 +77,11 @@ tp_agent(const nxl_agent_config_t *cfg, const nxl_param_t *extra,
     return 0;
 }
 
-#define TP_AGENT(cfg, extra, n, a_p)                                          \
-    do {                                                                      \
-        int rc_ = tp_agent((cfg), (extra), (n), (a_p));                       \
-        if (rc_ != 0)                                                         \
-            return rc_;                                                       \
+#define TP_AGENT(cfg, extra, n, a_p)                                           \
+    do {                                                                       \
+        int rc_ = tp_agent((cfg), (extra), (n), (a_p));                        \
+        if (rc_ != 0)                                                          \
+            return rc_;                                                        \
     } while (0)
 
 /* tp_tmpfile opens a new empty file under /tmp, already unlinked. */
@@ -125,8 +125,7 @@ tp_fill(uint8_t *p, uint64_t len, uint64_t seed)
 
 /* tp_reg registers one descriptor. */
 static nxl_status_t
-tp_reg(nxl_agent_t *a, nxl_mem_t mem, uint64_t addr, uint64_t len,
-       uint64_t dev)
+tp_reg(nxl_agent_t *a, nxl_mem_t mem, uint64_t addr, uint64_t len, uint64_t dev)
 {
     nxl_desc_t d = {addr, len, dev};
     nxl_dlist_t dl = {mem, &d, 1};
@@ -185,15 +184,15 @@ tp_run(nxl_agent_t *a, nxl_op_t op, const nxl_desc_t *mem,
     return st;
 }
 
-#define TP_ASSERT_ERR(expr, want, text)                                       \
-    do {                                                                      \
-        nxl_status_t s2_ = (expr);                                            \
-        if (s2_ != (want))                                                    \
-            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s2_),   \
-                     nxl_status_name(want), tp_err);                          \
-        if (strstr(tp_err, (text)) == NULL)                                   \
-            XT_FAILF("%s: message \"%s\" lacks \"%s\"", #expr, tp_err,        \
-                     (text));                                                 \
+#define TP_ASSERT_ERR(expr, want, text)                                        \
+    do {                                                                       \
+        nxl_status_t s2_ = (expr);                                             \
+        if (s2_ != (want))                                                     \
+            XT_FAILF("%s -> %s, want %s (%s)", #expr, nxl_status_name(s2_),    \
+                     nxl_status_name(want), tp_err);                           \
+        if (strstr(tp_err, (text)) == NULL)                                    \
+            XT_FAILF("%s: message \"%s\" lacks \"%s\"", #expr, tp_err,         \
+                     (text));                                                  \
     } while (0)
 
 /* tp_file_equals reads len bytes at off of fd and compares them to want. */
@@ -258,9 +257,9 @@ static int
 t_params(void)
 {
     static const nxl_param_t bad[][1] = {
-        {{"queue_depth", "0"}},   {{"queue_depth", "100000"}},
-        {{"chunk_size", "1000"}}, {{"chunk_size", "4097"}},
-        {{"api", "aio"}},         {{"num_threads", "0"}},
+        {{"queue_depth", "0"}},     {{"queue_depth", "100000"}},
+        {{"chunk_size", "1000"}},   {{"chunk_size", "4097"}},
+        {{"api", "aio"}},           {{"num_threads", "0"}},
         {{"fixed_files", "maybe"}}, {{"no_such_key", "1"}},
     };
     nxl_params_t ps;
@@ -275,9 +274,9 @@ t_params(void)
                          NXL_ERR_INVALID_PARAM);
     }
     /* NIXL's spellings are accepted. */
-    ps = (nxl_params_t){(const nxl_param_t[]){{"use_posix_aio", "true"},
-                                              {"chunk_size", "64k"}},
-                        2};
+    ps = (nxl_params_t){
+        (const nxl_param_t[]){{"use_posix_aio", "true"}, {"chunk_size", "64k"}},
+        2};
     XT_ASSERT_OK(nxl_backend_create(a, "POSIX", &ps, NULL));
     nxl_agent_destroy(a);
 
@@ -517,8 +516,8 @@ t_many_descs(void)
     }
     XT_ASSERT_OK(tp_run(a, NXL_WRITE, md, fdesc, N));
     for (i = 0; i < N; i++) {
-        XT_ASSERT(tp_file_equals(fd, fperm[i] * blk, src + mperm[i] * blk,
-                                 blk));
+        XT_ASSERT(
+            tp_file_equals(fd, fperm[i] * blk, src + mperm[i] * blk, blk));
     }
     /* Read back into dst at another permutation. */
     tp_shuffle(mperm, SLOTS, 3);
@@ -579,8 +578,8 @@ t_queue_depth(void)
         /* 16 descriptors of 128 KiB, file order reversed. */
         for (i = 0; i < 16; i++) {
             md[i] = (nxl_desc_t){(uintptr_t)src + i * len / 16, len / 16, 0};
-            fdesc[i] = (nxl_desc_t){(15 - i) * len / 16, len / 16,
-                                    (uint64_t)fd};
+            fdesc[i] =
+                (nxl_desc_t){(15 - i) * len / 16, len / 16, (uint64_t)fd};
         }
         XT_ASSERT_OK(tp_run(a, NXL_WRITE, md, fdesc, 16));
         for (i = 0; i < 16; i++) {
@@ -645,16 +644,16 @@ t_odirect(void)
     /* Misaligned: buffer, offset, length. Nothing is posted. */
     md = (nxl_desc_t){(uintptr_t)src + 1, 4096, 0};
     fdesc = (nxl_desc_t){0, 4096, (uint64_t)fd};
-    TP_ASSERT_ERR(tp_run(a, NXL_WRITE, &md, &fdesc, 1),
-                  NXL_ERR_INVALID_PARAM, "buffer address");
+    TP_ASSERT_ERR(tp_run(a, NXL_WRITE, &md, &fdesc, 1), NXL_ERR_INVALID_PARAM,
+                  "buffer address");
     md = (nxl_desc_t){(uintptr_t)src, 4096, 0};
     fdesc = (nxl_desc_t){100, 4096, (uint64_t)fd};
     TP_ASSERT_ERR(tp_run(a, NXL_READ, &md, &fdesc, 1), NXL_ERR_INVALID_PARAM,
                   "file offset 100");
     md = (nxl_desc_t){(uintptr_t)src, 1000, 0};
     fdesc = (nxl_desc_t){0, 1000, (uint64_t)fd};
-    TP_ASSERT_ERR(tp_run(a, NXL_WRITE, &md, &fdesc, 1),
-                  NXL_ERR_INVALID_PARAM, "length 1000");
+    TP_ASSERT_ERR(tp_run(a, NXL_WRITE, &md, &fdesc, 1), NXL_ERR_INVALID_PARAM,
+                  "length 1000");
     XT_ASSERT(strstr(tp_err, "O_DIRECT") != NULL);
 
     /* Made while buffered (fine), posted after O_DIRECT was switched on. */
@@ -871,8 +870,8 @@ static int
 t_repost(void)
 {
     const uint64_t len = 256 * TP_KIB, big = 8 * TP_MIB;
-    nxl_param_t p[] = {{"queue_depth", "1"}, {"num_threads", "1"},
-                       {"chunk_size", "4096"}};
+    nxl_param_t p[] = {
+        {"queue_depth", "1"}, {"num_threads", "1"}, {"chunk_size", "4096"}};
     nxl_desc_t md, fdesc;
     nxl_status_t st;
     nxl_xfer_t *x;
@@ -929,8 +928,8 @@ static int
 t_release_inflight(void)
 {
     const uint64_t len = 32 * TP_MIB;
-    nxl_param_t p[] = {{"queue_depth", "2"}, {"num_threads", "2"},
-                       {"chunk_size", "65536"}};
+    nxl_param_t p[] = {
+        {"queue_depth", "2"}, {"num_threads", "2"}, {"chunk_size", "65536"}};
     nxl_desc_t md, fdesc;
     nxl_status_t st;
     nxl_xfer_t *x;
@@ -1094,8 +1093,11 @@ t_threads(void)
     XT_ASSERT_OK(tp_reg(a, NXL_DRAM, (uintptr_t)mem, T * 2 * len, 0));
     XT_ASSERT_OK(tp_reg(a, NXL_FILE, 0, T * len, (uint64_t)fd));
     for (i = 0; i < T; i++) {
-        th[i] = (tp_thr_t){.a = a, .buf = mem + (uint64_t)i * 2 * len,
-                           .len = len, .off = (uint64_t)i * len, .fd = fd,
+        th[i] = (tp_thr_t){.a = a,
+                           .buf = mem + (uint64_t)i * 2 * len,
+                           .len = len,
+                           .off = (uint64_t)i * len,
+                           .fd = fd,
                            .seed = i};
         XT_ASSERT(pthread_create(&tid[i], NULL, tp_thr_main, &th[i]) == 0);
     }
@@ -1205,8 +1207,7 @@ t_sides_and_modes(void)
     fdesc = (nxl_desc_t){0, len, (uint64_t)fd};
     l = (nxl_dlist_t){NXL_FILE, &fdesc, 1};
     r = (nxl_dlist_t){NXL_DRAM, &md, 1};
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &l, &r, TP_AGENT_NAME, NULL,
-                                 &x));
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &l, &r, TP_AGENT_NAME, NULL, &x));
     XT_ASSERT_OK(tp_wait(x, nxl_xfer_post(x, NULL)));
     nxl_xfer_release(x);
     XT_ASSERT(tp_file_equals(fd, 0, buf, len));
@@ -1237,9 +1238,9 @@ t_sides_and_modes(void)
     opts.num_backends = 1;
     l = (nxl_dlist_t){NXL_DRAM, &(nxl_desc_t){(uintptr_t)dst, len, 0}, 1};
     r = (nxl_dlist_t){NXL_DRAM, &(nxl_desc_t){(uintptr_t)buf, len, 0}, 1};
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_READ, &l, &r, TP_AGENT_NAME,
-                                     &opts, &x),
-                     NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(
+        nxl_xfer_create(a, NXL_READ, &l, &r, TP_AGENT_NAME, &opts, &x),
+        NXL_ERR_NOT_SUPPORTED);
 
     nxl_agent_destroy(a);
     close(ro);
@@ -1324,13 +1325,13 @@ t_notif_refused(void)
     o.has_notif = 1;
     o.notif = "hello";
     o.notif_len = 5;
-    XT_ASSERT_STATUS(nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME,
-                                     &o, &x),
-                     NXL_ERR_NOT_SUPPORTED);
+    XT_ASSERT_STATUS(
+        nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME, &o, &x),
+        NXL_ERR_NOT_SUPPORTED);
     XT_ASSERT(strstr(nxl_last_error(), "notification") != NULL);
     XT_ASSERT(x == NULL);
-    XT_ASSERT_OK(nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME, NULL,
-                                 &x));
+    XT_ASSERT_OK(
+        nxl_xfer_create(a, NXL_WRITE, &ml, &fl, TP_AGENT_NAME, NULL, &x));
     XT_ASSERT_STATUS(nxl_xfer_post(x, &o), NXL_ERR_NOT_SUPPORTED);
     /* Still usable without one. */
     XT_ASSERT(nxl_xfer_post(x, NULL) >= 0);
@@ -1350,26 +1351,27 @@ const xt_suite xt_suite_posix = {
     .name = "posix",
     .timeout_s = 60,
     .params = tp_apis,
-    .cases = (const xt_case[]){
-        {"plugin_info", t_plugin_info},
-        {"params", t_params},
-        {"engine", t_engine},
-        {"uring_refused", t_uring_refused},
-        {"sizes", t_sizes},
-        {"many_descs", t_many_descs},
-        {"queue_depth", t_queue_depth},
-        {"odirect", t_odirect},
-        {"out_of_range", t_out_of_range},
-        {"short_read", t_short_read},
-        {"closed_fd", t_closed_fd},
-        {"repost", t_repost},
-        {"release_inflight", t_release_inflight},
-        {"wait", t_wait},
-        {"threads", t_threads},
-        {"concurrent", t_concurrent},
-        {"sides_and_modes", t_sides_and_modes},
-        {"register_cycle", t_register_cycle},
-        {"notif_refused", t_notif_refused},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"plugin_info", t_plugin_info},
+            {"params", t_params},
+            {"engine", t_engine},
+            {"uring_refused", t_uring_refused},
+            {"sizes", t_sizes},
+            {"many_descs", t_many_descs},
+            {"queue_depth", t_queue_depth},
+            {"odirect", t_odirect},
+            {"out_of_range", t_out_of_range},
+            {"short_read", t_short_read},
+            {"closed_fd", t_closed_fd},
+            {"repost", t_repost},
+            {"release_inflight", t_release_inflight},
+            {"wait", t_wait},
+            {"threads", t_threads},
+            {"concurrent", t_concurrent},
+            {"sides_and_modes", t_sides_and_modes},
+            {"register_cycle", t_register_cycle},
+            {"notif_refused", t_notif_refused},
+            {NULL, NULL},
+        },
 };

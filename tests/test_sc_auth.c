@@ -136,9 +136,9 @@ t_raw_frames_refused(void)
     nxl_agent_destroy(b);
     XT_ASSERT_OK(nxl_agent_create("x", NULL, &b));
     XT_ASSERT_OK(nxl_md_local(b, &md));
-    XT_ASSERT_STATUS(sa_raw_call(o.port, NXL__SC_LOAD, md.data,
-                                 (uint32_t)md.len),
-                     NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_STATUS(
+        sa_raw_call(o.port, NXL__SC_LOAD, md.data, (uint32_t)md.len),
+        NXL_ERR_NOT_ALLOWED);
     XT_ASSERT_STATUS(nxl_md_check(a, "x", NULL), NXL_ERR_NOT_FOUND);
     nxl_blob_free(&md);
     nxl_agent_destroy(b);

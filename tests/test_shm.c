@@ -147,8 +147,7 @@ t_open(t_eng *t, const char *name, const nxl_param_t *params, size_t nparams)
 
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
-    xt_host_init(name, t, t_notif_recv, t_wake, nxl_memkind_device(),
-                 &t->host);
+    xt_host_init(name, t, t_notif_recv, t_wake, nxl_memkind_device(), &t->host);
     if (t_waiter == NULL) {
         t_waiter = t;
     }
@@ -1667,7 +1666,7 @@ const xt_suite xt_suite_shm = {
             {"shared_mapped", t_shared_mapped},
             {"notifs", t_notifs},
             {"split_async", t_split_async},
-        {"split_adaptive", t_split_adaptive},
+            {"split_adaptive", t_split_adaptive},
             {"bounds", t_bounds},
             {"rx_garbage", t_rx_garbage},
             {"peer_death_restart", t_peer_death_restart},

@@ -160,9 +160,9 @@ sv_reg(nxl_agent_t *a, nxl_mem_t mem, const void *addr, size_t len)
 /* sv_xfer creates a transfer of one descriptor pair (local lm at l, remote
  * rm at r on peer), optionally with a notification; *x_p on success. */
 static nxl_status_t
-sv_xfer(nxl_agent_t *a, nxl_op_t op, nxl_mem_t lm, const void *l,
-        nxl_mem_t rm, uint64_t r, size_t len, const char *peer,
-        const char *notif, nxl_xfer_t **x_p)
+sv_xfer(nxl_agent_t *a, nxl_op_t op, nxl_mem_t lm, const void *l, nxl_mem_t rm,
+        uint64_t r, size_t len, const char *peer, const char *notif,
+        nxl_xfer_t **x_p)
 {
     nxl_desc_t ld = {(uint64_t)(uintptr_t)l, len, 0}, rd = {r, len, 0};
     nxl_dlist_t ll = {lm, &ld, 1}, rl = {rm, &rd, 1};
@@ -186,9 +186,8 @@ sv_run(nxl_xfer_t *x)
 
 /* sv_move is sv_xfer + sv_run + release. */
 static nxl_status_t
-sv_move(nxl_agent_t *a, nxl_op_t op, nxl_mem_t lm, const void *l,
-        nxl_mem_t rm, uint64_t r, size_t len, const char *peer,
-        const char *notif)
+sv_move(nxl_agent_t *a, nxl_op_t op, nxl_mem_t lm, const void *l, nxl_mem_t rm,
+        uint64_t r, size_t len, const char *peer, const char *notif)
 {
     nxl_xfer_t *x = NULL;
     nxl_status_t st;
@@ -555,9 +554,8 @@ t_remote(void)
                          c.addr[SV_SHARED] + 100, 20000, SV_TARGET, NULL));
     rep = sv_ask(&c, SV_CMD_SUM, SV_SHARED, 100, 20000);
     XT_ASSERT_EQ(rep.hash, nxl__hash64(want, 20000));
-    XT_ASSERT_OK(sv_move(a, NXL_READ, NXL_VRAM, (uint8_t *)lv + 4096,
-                         NXL_DRAM, c.addr[SV_SHARED], SV_DRAM, SV_TARGET,
-                         NULL));
+    XT_ASSERT_OK(sv_move(a, NXL_READ, NXL_VRAM, (uint8_t *)lv + 4096, NXL_DRAM,
+                         c.addr[SV_SHARED], SV_DRAM, SV_TARGET, NULL));
     XT_ASSERT_OK(sv_dev_hash(dk, (uint8_t *)lv + 4096, SV_DRAM, &h));
     sv_pat(want, 0, SV_DRAM, 3);
     sv_pat(want + 100, 0, 20000, 5);
@@ -694,9 +692,8 @@ t_loopback(void)
     XT_ASSERT_EQ(h, nxl__hash64(dram, SV_REG));
 
     /* Own VRAM a -> VRAM b (READ, D2D), a piece at an offset. */
-    XT_ASSERT_OK(sv_xfer(a, NXL_READ, NXL_VRAM, (uint8_t *)vb + 4096,
-                         NXL_VRAM, (uint64_t)(uintptr_t)va + 8192, 65536, me,
-                         NULL, &x));
+    XT_ASSERT_OK(sv_xfer(a, NXL_READ, NXL_VRAM, (uint8_t *)vb + 4096, NXL_VRAM,
+                         (uint64_t)(uintptr_t)va + 8192, 65536, me, NULL, &x));
     XT_ASSERT_OK(sv_run(x));
     XT_ASSERT_OK(sv_run(x)); /* re-post */
     nxl_xfer_release(x);
@@ -758,8 +755,8 @@ t_malformed(void)
     XT_ASSERT_OK(ops->conn_info(eng, &conn));
     XT_ASSERT_OK(ops->peer_load(eng, "self", conn.data, conn.len, &peer));
     d = (nxl_desc_t){reg.addr, reg.len, 0};
-    XT_ASSERT_OK(ops->md_unpack(eng, peer, &d, NXL_VRAM, pub.data, pub.len,
-                                &rmd));
+    XT_ASSERT_OK(
+        ops->md_unpack(eng, peer, &d, NXL_VRAM, pub.data, pub.len, &rmd));
     ops->md_unload(eng, rmd);
 
     struct {
@@ -767,18 +764,18 @@ t_malformed(void)
         uint64_t val;
         int width; /* 8: u64, 1: byte */
     } muts[] = {
-        {40, 8192, 8},                 /* allocation ends before the region */
-        {40, 16384, 8},                /* ... just before its end */
-        {32, reg.addr + 1, 8},         /* allocation starts after it */
-        {40, 0, 8},                    /* empty allocation */
-        {40, UINT64_MAX - 100, 8},     /* wraps around */
-        {5, 3, 1},                     /* shared and VRAM */
-        {5, 0, 1},                     /* plain DRAM of VRAM length */
-        {5, 1, 1},                     /* shared DRAM of VRAM length */
-        {5, 4, 1},                     /* unknown flag */
-        {16, 16385, 8},                /* another region */
-        {120, 987654321, 8},           /* a generation never given */
-        {112, 0xffffffffull, 8},       /* another table fd, slot 0 */
+        {40, 8192, 8},             /* allocation ends before the region */
+        {40, 16384, 8},            /* ... just before its end */
+        {32, reg.addr + 1, 8},     /* allocation starts after it */
+        {40, 0, 8},                /* empty allocation */
+        {40, UINT64_MAX - 100, 8}, /* wraps around */
+        {5, 3, 1},                 /* shared and VRAM */
+        {5, 0, 1},                 /* plain DRAM of VRAM length */
+        {5, 1, 1},                 /* shared DRAM of VRAM length */
+        {5, 4, 1},                 /* unknown flag */
+        {16, 16385, 8},            /* another region */
+        {120, 987654321, 8},       /* a generation never given */
+        {112, 0xffffffffull, 8},   /* another table fd, slot 0 */
     };
     for (i = 0; i < NXL__ARRAY_SIZE(muts); i++) {
         memcpy(bad, pub.data, pub.len);
@@ -788,28 +785,27 @@ t_malformed(void)
             bad[muts[i].off] = (uint8_t)muts[i].val;
         }
         rmd = NULL;
-        XT_ASSERT_STATUS(ops->md_unpack(eng, peer, &d, NXL_VRAM, bad, pub.len,
-                                        &rmd),
-                         NXL_ERR_PROTO);
+        XT_ASSERT_STATUS(
+            ops->md_unpack(eng, peer, &d, NXL_VRAM, bad, pub.len, &rmd),
+            NXL_ERR_PROTO);
         XT_ASSERT(rmd == NULL);
     }
     /* Truncated and padded blobs; the VRAM blob loaded as DRAM. */
-    XT_ASSERT_STATUS(ops->md_unpack(eng, peer, &d, NXL_VRAM, pub.data,
-                                    pub.len - 1, &rmd),
-                     NXL_ERR_PROTO);
+    XT_ASSERT_STATUS(
+        ops->md_unpack(eng, peer, &d, NXL_VRAM, pub.data, pub.len - 1, &rmd),
+        NXL_ERR_PROTO);
     memcpy(bad, pub.data, pub.len);
     bad[pub.len] = 0;
     XT_ASSERT_STATUS(
         ops->md_unpack(eng, peer, &d, NXL_VRAM, bad, pub.len + 1, &rmd),
         NXL_ERR_PROTO);
-    XT_ASSERT_STATUS(ops->md_unpack(eng, peer, &d, NXL_DRAM, pub.data,
-                                    pub.len, &rmd),
-                     NXL_ERR_PROTO);
+    XT_ASSERT_STATUS(
+        ops->md_unpack(eng, peer, &d, NXL_DRAM, pub.data, pub.len, &rmd),
+        NXL_ERR_PROTO);
     /* A registration outside a device allocation is refused. */
     reg.addr = (uint64_t)(uintptr_t)bad;
     reg.len = 64;
-    XT_ASSERT_STATUS(ops->mem_register(eng, &reg, &rmd),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(ops->mem_register(eng, &reg, &rmd), NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "no allocation") != NULL);
 
     ops->peer_unload(eng, peer);

@@ -54,17 +54,19 @@ t_last_error(void)
     XT_ASSERT_STR(nxl_last_error(), "");
     XT_ASSERT_EQ(nxl__fail(NXL_ERR_IO, "x %d", 7), NXL_ERR_IO);
     XT_ASSERT_STR(nxl_last_error(), "x 7");
-    XT_ASSERT_EQ(nxl__fail_errno(ESRCH_VALUE, "cma"), NXL_ERR_REMOTE_DISCONNECT);
+    XT_ASSERT_EQ(nxl__fail_errno(ESRCH_VALUE, "cma"),
+                 NXL_ERR_REMOTE_DISCONNECT);
     XT_ASSERT(strncmp(nxl_last_error(), "cma: ", 5) == 0);
     return 0;
 }
 
 const xt_suite xt_suite_status = {
     .name = "status",
-    .cases = (const xt_case[]){
-        {"values_pinned", t_values_pinned},
-        {"names_and_strings", t_names_and_strings},
-        {"last_error", t_last_error},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"values_pinned", t_values_pinned},
+            {"names_and_strings", t_names_and_strings},
+            {"last_error", t_last_error},
+            {NULL, NULL},
+        },
 };

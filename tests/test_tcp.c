@@ -330,8 +330,10 @@ tt_self_peer(tt_eng *t, void **peer_p)
 static nxl_status_t
 tt_register(tt_eng *t, void *p, uint64_t len, void **md_p)
 {
-    nxl_be_region_t r = {.addr = (uint64_t)(uintptr_t)p, .len = len,
-                         .kind = NXL_DRAM, .backing_fd = -1};
+    nxl_be_region_t r = {.addr = (uint64_t)(uintptr_t)p,
+                         .len = len,
+                         .kind = NXL_DRAM,
+                         .backing_fd = -1};
 
     return OPS->mem_register(t->e, &r, md_p);
 }
@@ -390,7 +392,7 @@ typedef struct tt_target {
 typedef struct tt_target_cfg {
     const char *name;
     uint64_t len;
-    const char *netns;          /* setns into /var/run/netns/<netns> */
+    const char *netns; /* setns into /var/run/netns/<netns> */
     nxl_param_t params[4];
     size_t nparams;
 } tt_target_cfg;
@@ -480,10 +482,9 @@ tt_target_main(int sock, const tt_target_cfg *cfg)
             rep.n = t.h.nnotifs;
             rep.v = t.h.chk_bad;
             if (t.h.nnotifs > 0) {
-                tt_notif *n = &t.h.notifs[NXL__MIN(t.h.nnotifs,
-                                                   TT_MAX_NOTIFS) - 1];
-                snprintf(rep.text, sizeof(rep.text), "%s:%s", n->peer,
-                         n->msg);
+                tt_notif *n =
+                    &t.h.notifs[NXL__MIN(t.h.nnotifs, TT_MAX_NOTIFS) - 1];
+                snprintf(rep.text, sizeof(rep.text), "%s:%s", n->peer, n->msg);
             }
             pthread_mutex_unlock(&t.h.lock);
             break;
@@ -648,8 +649,7 @@ tt_target_kill(tt_target *tg)
 static nxl_status_t
 tt_load(tt_eng *t, tt_target *tg, void **peer_p)
 {
-    return OPS->peer_load(t->e, tg->name, tg->hi.info, tg->hi.info_len,
-                          peer_p);
+    return OPS->peer_load(t->e, tg->name, tg->hi.info, tg->hi.info_len, peer_p);
 }
 
 /* --- codec --------------------------------------------------------------- */
@@ -659,8 +659,12 @@ static size_t
 tt_frame(uint8_t *out, uint8_t type, uint8_t flags, int32_t status,
          uint32_t ndesc, uint32_t aux, uint64_t id, uint64_t data)
 {
-    be_tcp_frame_t f = {.type = type, .flags = flags, .status = status,
-                        .ndesc = ndesc, .aux_len = aux, .id = id,
+    be_tcp_frame_t f = {.type = type,
+                        .flags = flags,
+                        .status = status,
+                        .ndesc = ndesc,
+                        .aux_len = aux,
+                        .id = id,
                         .data_len = data};
 
     be_tcp_frame_encode(&f, out);
@@ -680,9 +684,13 @@ tt_wd(uint8_t *out, uint64_t addr, uint64_t len)
 static int
 t_frame_codec(void)
 {
-    be_tcp_frame_t f = {.type = BE_TCP_WRITE_REQ, .flags = BE_TCP_F_NOTIF,
-                        .ndesc = 2, .aux_len = 5, .id = 0x1122334455667788ull,
-                        .data_len = 300}, g;
+    be_tcp_frame_t f = {.type = BE_TCP_WRITE_REQ,
+                        .flags = BE_TCP_F_NOTIF,
+                        .ndesc = 2,
+                        .aux_len = 5,
+                        .id = 0x1122334455667788ull,
+                        .data_len = 300},
+                   g;
     be_tcp_conninfo_t ci = {.port = 4242, .host_token = 99, .naddrs = 2}, cj;
     uint8_t buf[4096], tab[32];
     const char *why = NULL;
@@ -746,8 +754,8 @@ t_frame_codec(void)
     n += tt_frame(buf + n, BE_TCP_NOTIF, 0, 0, 0, 4, 0, 0);
     memcpy(buf + n, "done", 4);
     n += 4;
-    n += tt_frame(buf + n, BE_TCP_READ_RESP, 0, NXL_ERR_NOT_ALLOWED, 0, 0, 1,
-                  0);
+    n +=
+        tt_frame(buf + n, BE_TCP_READ_RESP, 0, NXL_ERR_NOT_ALLOWED, 0, 0, 1, 0);
     n += tt_frame(buf + n, BE_TCP_WRITE_ACK, 0, 0, 0, 0, 2, 0);
     frames = be_tcp_stream_scan(buf, n, &why);
     XT_ASSERT_EQ(frames, 6);
@@ -786,32 +794,32 @@ t_frame_garbage(void)
     size_t len, i, k;
     long r;
 
-#define TT_BAD_HDR(...)                                                       \
-    do {                                                                      \
-        tt_frame(buf, __VA_ARGS__);                                           \
-        why = NULL;                                                           \
-        XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), -1);             \
-        XT_ASSERT(why != NULL);                                               \
+#define TT_BAD_HDR(...)                                                        \
+    do {                                                                       \
+        tt_frame(buf, __VA_ARGS__);                                            \
+        why = NULL;                                                            \
+        XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), -1);              \
+        XT_ASSERT(why != NULL);                                                \
     } while (0)
-    TT_BAD_HDR(0, 0, 0, 0, 0, 0, 0);                        /* type 0 */
-    TT_BAD_HDR(99, 0, 0, 0, 0, 0, 0);                       /* unknown type */
-    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 0, 0, 1, 0);          /* no descs */
+    TT_BAD_HDR(0, 0, 0, 0, 0, 0, 0);               /* type 0 */
+    TT_BAD_HDR(99, 0, 0, 0, 0, 0, 0);              /* unknown type */
+    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 0, 0, 1, 0); /* no descs */
     TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, BE_TCP_MAX_DESCS + 1, 0, 1, 0);
-    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 10);         /* data */
-    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0, 0, 1, 5, 1, 10);        /* aux, no flag */
-    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0x80, 0, 1, 0, 1, 10);     /* unknown flag */
-    TT_BAD_HDR(BE_TCP_WRITE_REQ, BE_TCP_F_NOTIF, 0, 1, BE_TCP_MAX_NOTIF + 1,
-               1, 10);
+    TT_BAD_HDR(BE_TCP_READ_REQ, 0, 0, 1, 0, 1, 10);     /* data */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0, 0, 1, 5, 1, 10);    /* aux, no flag */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, 0x80, 0, 1, 0, 1, 10); /* unknown flag */
+    TT_BAD_HDR(BE_TCP_WRITE_REQ, BE_TCP_F_NOTIF, 0, 1, BE_TCP_MAX_NOTIF + 1, 1,
+               10);
     TT_BAD_HDR(BE_TCP_NOTIF, 0, 0, 0, BE_TCP_MAX_NOTIF + 1, 0, 0);
-    TT_BAD_HDR(BE_TCP_NOTIF, 0, 0, 1, 4, 0, 0);             /* descs */
-    TT_BAD_HDR(BE_TCP_READ_RESP, 0, 3, 0, 0, 1, 0);         /* status > 0 */
-    TT_BAD_HDR(BE_TCP_READ_RESP, 0, -6, 0, 0, 1, 100);      /* error + data */
-    TT_BAD_HDR(BE_TCP_WRITE_ACK, 0, 0, 0, 0, 1, 100);       /* data */
-    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 3, 0, 0);             /* short body */
-    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 1u << 30, 0, 0);      /* huge body */
-    TT_BAD_HDR(BE_TCP_HELLO, 0, -2, 0, 20, 0, 0);           /* status */
+    TT_BAD_HDR(BE_TCP_NOTIF, 0, 0, 1, 4, 0, 0);        /* descs */
+    TT_BAD_HDR(BE_TCP_READ_RESP, 0, 3, 0, 0, 1, 0);    /* status > 0 */
+    TT_BAD_HDR(BE_TCP_READ_RESP, 0, -6, 0, 0, 1, 100); /* error + data */
+    TT_BAD_HDR(BE_TCP_WRITE_ACK, 0, 0, 0, 0, 1, 100);  /* data */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 3, 0, 0);        /* short body */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, 0, 0, 1u << 30, 0, 0); /* huge body */
+    TT_BAD_HDR(BE_TCP_HELLO, 0, -2, 0, 20, 0, 0);      /* status */
     tt_frame(buf, BE_TCP_NOTIF, 0, 0, 0, 0, 0, 0);
-    buf[0] ^= 0xff;                                         /* magic */
+    buf[0] ^= 0xff; /* magic */
     XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), -1);
     XT_ASSERT(strstr(why, "magic") != NULL);
 
@@ -841,8 +849,8 @@ t_frame_garbage(void)
     XT_ASSERT_EQ(be_tcp_hello_encode(buf, sizeof(buf), "", 0, 1), 0);
     /* Conn info: version, counts, port, characters, trailing bytes. */
     {
-        uint8_t ok[] = {1, 1, 0x10, 0x00, 1, 0, 0, 0, 0, 0, 0, 0,
-                        3, '1', '.', '2'};
+        uint8_t ok[] = {1, 1, 0x10, 0x00, 1, 0,   0,   0,
+                        0, 0, 0,    0,    3, '1', '.', '2'};
         uint8_t b2[sizeof(ok) + 1];
 
         XT_ASSERT(be_tcp_conninfo_decode(ok, sizeof(ok), &ci, &why));
@@ -894,11 +902,18 @@ static int
 t_params(void)
 {
     nxl_param_t bad[][1] = {
-        {{"num_streams", "0"}}, {{"num_streams", "17"}}, {{"port", "70000"}},
-        {{"port", "-1"}},       {{"port", "12x"}},       {{"bogus", "1"}},
-        {{"connect_timeout_ms", "0"}}, {{"bind_addr", "a b"}},
-        {{"hello_timeout_ms", "-1"}},  {{"hello_timeout_ms", "x"}},
-        {{"max_version", "0"}},        {{"max_version", "3"}},
+        {{"num_streams", "0"}},
+        {{"num_streams", "17"}},
+        {{"port", "70000"}},
+        {{"port", "-1"}},
+        {{"port", "12x"}},
+        {{"bogus", "1"}},
+        {{"connect_timeout_ms", "0"}},
+        {{"bind_addr", "a b"}},
+        {{"hello_timeout_ms", "-1"}},
+        {{"hello_timeout_ms", "x"}},
+        {{"max_version", "0"}},
+        {{"max_version", "3"}},
     };
     nxl_param_t adv[] = {{"advertise_addr", "10.1.2.3"}};
     nxl_param_t lo[] = {{"bind_addr", "127.0.0.1"}, {"num_streams", "3"}};
@@ -1024,8 +1039,8 @@ t_fork_read_write(void)
     XT_ASSERT_OK(tt_register(&t, buf, len, &md));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
 
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
     XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
     tt_free(&tx);
@@ -1069,8 +1084,8 @@ t_fork_read_write(void)
     XT_ASSERT_STR(rep.text, "ini:w-done");
 
     /* READ with a notification (sent after the data arrived). */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr,
-                          4096));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "tgt", buf, tg.hi.addr, 4096));
     XT_ASSERT_OK(tt_run(&tx, "r-done", 10000));
     tt_free(&tx);
     rep = tt_target_wait_notifs(&tg, 2, 3000);
@@ -1114,8 +1129,8 @@ t_multistream(void)
 
     tt_cmd_run(&tg, TT_EXPECT, 9, 0, 12u << 20);
     tt_fill(buf, 12u << 20, 9, 0);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgt4", buf, tg.hi.addr,
-                          12u << 20));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_WRITE, peer, "tgt4", buf, tg.hi.addr, 12u << 20));
     r = tx.req;
     XT_ASSERT_EQ(r->plan->nparts, 4);
     XT_ASSERT_OK(tt_run(&tx, "striped", 10000));
@@ -1127,8 +1142,8 @@ t_multistream(void)
 
     tt_cmd_run(&tg, TT_FILL, 11, 0, len);
     memset(buf, 0, len);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgt4", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "tgt4", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
     XT_ASSERT_EQ(tt_bad(buf, len, 11, 0), -1);
     tt_free(&tx);
@@ -1229,8 +1244,8 @@ t_bounds_refused(void)
 
 /* tt_raw_connect opens a plain socket to an engine and, with name, says
  * hello and checks the answer. */
-static int
-tt_raw_connect_v(tt_eng *t, const char *name, uint16_t maxv, uint16_t *ackv);
+static int tt_raw_connect_v(tt_eng *t, const char *name, uint16_t maxv,
+                            uint16_t *ackv);
 
 static int
 tt_raw_connect(tt_eng *t, const char *name)
@@ -1363,7 +1378,8 @@ t_hello_timeout(void)
     XT_ASSERT(tt_closed_within(part_body, 10000));
     XT_ASSERT(xt_now_ms() - t0 >= 300);
     printf("  three hello-less connections closed %" PRIu64 " ms after "
-           "connecting (hello_timeout_ms 300)\n", xt_now_ms() - t0);
+           "connecting (hello_timeout_ms 300)\n",
+           xt_now_ms() - t0);
     XT_ASSERT_EQ(tt_hello_waiting(&t), 0);
 
     /* The connection that said hello first still works. */
@@ -1635,8 +1651,8 @@ tt_death(bool reset)
     XT_ASSERT_EQ(tt_spawn(&tg, "victim", len), 0);
     XT_ASSERT_OK(tt_open(&t, "survivor", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
-    XT_ASSERT_OK(tt_big_read(&t, &tx, NXL_READ, peer, "victim", buf,
-                             tg.hi.addr, len, 2048)); /* 16 GiB */
+    XT_ASSERT_OK(tt_big_read(&t, &tx, NXL_READ, peer, "victim", buf, tg.hi.addr,
+                             len, 2048)); /* 16 GiB */
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     usleep(50000);
     XT_ASSERT_EQ(OPS->check(t.e, tx.req), NXL_IN_PROG);
@@ -1655,8 +1671,8 @@ tt_death(bool reset)
     printf("  %s noticed after %llu ms: %s\n", reset ? "reset" : "kill",
            (unsigned long long)(xt_now_ms() - t0), nxl_last_error());
     /* Later requests and notifications fail at once. */
-    XT_ASSERT_OK(tt_prep1(&t, &tx2, NXL_READ, peer, "victim", buf, tg.hi.addr,
-                          64));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx2, NXL_READ, peer, "victim", buf, tg.hi.addr, 64));
     XT_ASSERT_STATUS(tt_post_notif(&tx2, NULL), NXL_ERR_REMOTE_DISCONNECT);
     XT_ASSERT_STATUS(tt_run(&tx, NULL, 100), NXL_ERR_REMOTE_DISCONNECT);
     XT_ASSERT_STATUS(OPS->notif_send(t.e, peer, "x", 1),
@@ -1743,15 +1759,15 @@ t_reconnect(void)
     XT_ASSERT_EQ(tt_target_start(&t1), 0);
     XT_ASSERT_OK(tt_open(&t, "client", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &t1, &peer));
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
     XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
     tt_free(&tx);
 
     tt_target_kill(&t1);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t1.hi.addr, len));
     XT_ASSERT_STATUS(tt_run(&tx, NULL, 2000), NXL_ERR_REMOTE_DISCONNECT);
     tt_free(&tx);
 
@@ -1760,14 +1776,14 @@ t_reconnect(void)
     OPS->peer_unload(t.e, peer);
     XT_ASSERT_OK(tt_load(&t, &t2, &peer));
     memset(buf, 0, len);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t2.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "phoenix", buf, t2.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
     XT_ASSERT_EQ(tt_bad(buf, len, 12, 0), -1);
     tt_free(&tx);
     tt_fill(buf, 4096, 13, 0);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "phoenix", buf,
-                          t2.hi.addr, 4096));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_WRITE, peer, "phoenix", buf, t2.hi.addr, 4096));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
     XT_ASSERT_EQ(tt_cmd_run(&t2, TT_VERIFY, 13, 0, 4096).v, -1);
     tt_free(&tx);
@@ -1783,9 +1799,9 @@ t_reconnect(void)
 typedef struct tt_worker {
     tt_eng *t;
     void *peer;
-    uint64_t raddr;   /* this worker's 1 MiB slice on the target */
-    uint64_t roff;    /* its offset in the target's buffer */
-    uint8_t *local;   /* 1 MiB */
+    uint64_t raddr; /* this worker's 1 MiB slice on the target */
+    uint64_t roff;  /* its offset in the target's buffer */
+    uint8_t *local; /* 1 MiB */
     unsigned n;
     int failed;
     char err[256];
@@ -1831,8 +1847,7 @@ tt_worker_main(void *arg)
             tt_free(&tx[i]);
         }
         if (k == 0 && !w->failed) {
-            long long bad = tt_bad(w->local, (uint64_t)w->n * 4096, 1,
-                                   w->roff);
+            long long bad = tt_bad(w->local, (uint64_t)w->n * 4096, 1, w->roff);
 
             if (bad >= 0) {
                 w->failed = 1;
@@ -1883,8 +1898,8 @@ t_concurrent_small(void)
     }
     for (i = 0; i < 4; i++) {
         /* The target now holds pattern 6 (relative to each slice). */
-        XT_ASSERT_EQ(tt_cmd_run(&tg, TT_VERIFY, 6, (uint64_t)i << 20,
-                                250 * 4096).v, -1);
+        XT_ASSERT_EQ(
+            tt_cmd_run(&tg, TT_VERIFY, 6, (uint64_t)i << 20, 250 * 4096).v, -1);
         munmap(w[i].local, 1u << 20);
     }
     OPS->peer_unload(t.e, peer);
@@ -1914,10 +1929,9 @@ t_cancel(void)
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
     tt_fill(buf, len, 2, 0);
     for (k = 0; k < 3; k++) {
-        XT_ASSERT_OK(tt_big_read(&t, &big, k == 1 ? NXL_WRITE : NXL_READ,
-                                 peer, "tgtc", buf, tg.hi.addr, len, 32));
-        XT_ASSERT_EQ(tt_post_notif(&big, k == 0 ? "never" : NULL),
-                     NXL_IN_PROG);
+        XT_ASSERT_OK(tt_big_read(&t, &big, k == 1 ? NXL_WRITE : NXL_READ, peer,
+                                 "tgtc", buf, tg.hi.addr, len, 32));
+        XT_ASSERT_EQ(tt_post_notif(&big, k == 0 ? "never" : NULL), NXL_IN_PROG);
         XT_ASSERT_STATUS(OPS->post(t.e, big.req, &big.x),
                          NXL_ERR_REPOST_ACTIVE);
         usleep(20000);
@@ -2069,8 +2083,10 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p,
     XT_ASSERT(buf != NULL && small != NULL);
     cfg.params[0].key = "max_version";
     cfg.params[0].value = tt_ver(tgt_v);
-    want = (strcmp(ip[0].value, "2") == 0 &&
-            strcmp(cfg.params[0].value, "2") == 0) ? 2 : 1;
+    want =
+        (strcmp(ip[0].value, "2") == 0 && strcmp(cfg.params[0].value, "2") == 0)
+            ? 2
+            : 1;
     XT_ASSERT_EQ(tt_target_fork(&tg, &cfg), 0);
     XT_ASSERT_EQ(tt_target_start(&tg), 0);
     XT_ASSERT_OK(tt_open(&t, "iniv", ip, 1));
@@ -2079,8 +2095,8 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p,
     XT_ASSERT_EQ(bp->conns[0]->proto, want);
 
     /* Data both ways (the READ is 4 reply frames in version 2). */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "tgtv", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "tgtv", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 20000));
     XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
     tt_free(&tx);
@@ -2094,8 +2110,8 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p,
 
     /* The big READ, released in flight. */
     s0 = tt_sent_settled(&tg);
-    XT_ASSERT_OK(tt_big_read(&t, &big, NXL_READ, peer, "tgtv", buf,
-                             tg.hi.addr, len, n));
+    XT_ASSERT_OK(
+        tt_big_read(&t, &big, NXL_READ, peer, "tgtv", buf, tg.hi.addr, len, n));
     XT_ASSERT_EQ(tt_post_notif(&big, NULL), NXL_IN_PROG);
     if (mid) {
         /* Stopped the moment 8 MiB went out, the target cannot send more
@@ -2157,8 +2173,7 @@ t_cancel_target(void)
         unsigned ini, tgt;
         bool mid;
     } pairs[] = {
-        {2, 2, false}, {2, 2, true}, {2, 1, false}, {1, 2, false},
-        {1, 1, true},
+        {2, 2, false}, {2, 2, true}, {2, 1, false}, {1, 2, false}, {1, 1, true},
     };
     uint64_t sent;
     unsigned run;
@@ -2168,8 +2183,8 @@ t_cancel_target(void)
     for (i = 0; i < NXL__ARRAY_SIZE(pairs); i++) {
         v2 = pairs[i].ini == 2 && pairs[i].tgt == 2;
         for (run = 1;; run++) {
-            if (tt_cancel_pair(pairs[i].ini, pairs[i].tgt, pairs[i].mid,
-                               &sent, &late) != 0) {
+            if (tt_cancel_pair(pairs[i].ini, pairs[i].tgt, pairs[i].mid, &sent,
+                               &late) != 0) {
                 fprintf(stderr, "pair %u/%u failed\n", pairs[i].ini,
                         pairs[i].tgt);
                 return 1;
@@ -2299,7 +2314,8 @@ t_crafted_cancel(void)
         frames++;
     }
     printf("  40 MiB READ canceled: %u frames (%llu bytes) came before the "
-           "CANCELED frame\n", frames, (unsigned long long)got);
+           "CANCELED frame\n",
+           frames, (unsigned long long)got);
     XT_ASSERT(got < (uint64_t)nd * 65536u);
     XT_ASSERT_EQ(atomic_load(&eng->srv_cut), 1);
     XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32 + 50, 2000));
@@ -2339,7 +2355,8 @@ t_crafted_cancel(void)
         }
     }
     printf("  40 MiB READ canceled after its first frame: %u frames (%llu "
-           "bytes) came\n", frames, (unsigned long long)got);
+           "bytes) came\n",
+           frames, (unsigned long long)got);
     XT_ASSERT(frames >= 1 && got < (uint64_t)nd * 65536u);
     XT_ASSERT_EQ(atomic_load(&eng->srv_cut), 2);
 
@@ -2422,11 +2439,11 @@ tt_fake_main(void *arg)
             uint16_t len[3];
         } modes[] = {
             {3, {BE_TCP_F_MORE, BE_TCP_F_MORE, 0}, {0, 0, 0}, {100, 100, 56}},
-            {1, {BE_TCP_F_MORE}, {0}, {300}},               /* past the end */
-            {2, {BE_TCP_F_MORE, 0}, {0, 1}, {100, 156}},    /* other id */
-            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 100}},    /* short */
-            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 200}},    /* long */
-            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 156}},    /* valid, v1 */
+            {1, {BE_TCP_F_MORE}, {0}, {300}},            /* past the end */
+            {2, {BE_TCP_F_MORE, 0}, {0, 1}, {100, 156}}, /* other id */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 100}}, /* short */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 200}}, /* long */
+            {2, {BE_TCP_F_MORE, 0}, {0, 0}, {100, 156}}, /* valid, v1 */
         };
         int m = fk->mode, j;
         size_t off = 0;
@@ -2482,8 +2499,8 @@ t_crafted_replies(void)
         XT_ASSERT_OK(OPS->peer_load(t.e, "fake", blob.data, blob.len, &peer));
         free(blob.data);
         memset(mem, 0, 4096);
-        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "fake", mem, 0x10000,
-                              256));
+        XT_ASSERT_OK(
+            tt_prep1(&t, &tx, NXL_READ, peer, "fake", mem, 0x10000, 256));
         st = tt_run(&tx, NULL, 5000);
         if (mode == 0) {
             XT_ASSERT_OK(st);
@@ -2539,9 +2556,9 @@ typedef struct tt_waiter {
     uint8_t *local;
     uint64_t raddr, len;
     unsigned seed, rounds, fallbacks;
-    tt_xfer *tx;           /* one_wait: wait for this one only */
+    tt_xfer *tx; /* one_wait: wait for this one only */
     nxl_status_t st;
-    uint64_t ms;           /* how long one_wait took */
+    uint64_t ms; /* how long one_wait took */
     int failed;
 } tt_waiter;
 
@@ -2556,8 +2573,8 @@ tt_waiter_reads(void *arg)
 
     for (r = 0; r < w->rounds && !w->failed; r++) {
         memset(w->local, 0, w->len);
-        if (tt_prep1(w->t, &tx, NXL_READ, w->peer, w->pname, w->local,
-                     w->raddr, w->len) != NXL_OK ||
+        if (tt_prep1(w->t, &tx, NXL_READ, w->peer, w->pname, w->local, w->raddr,
+                     w->len) != NXL_OK ||
             tt_post_notif(&tx, NULL) < 0 ||
             tt_wait_op(&tx, 10000, &w->fallbacks) != NXL_OK ||
             tt_bad(w->local, w->len, w->seed, 0) >= 0) {
@@ -2609,8 +2626,8 @@ t_wait_op(void)
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
 
     /* One thread, 16 MiB and 4 KiB. */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr, len));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     XT_ASSERT_OK(tt_wait_op(&tx, 10000, NULL));
     XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
@@ -2644,14 +2661,14 @@ t_wait_op(void)
         pthread_join(th[i], NULL);
         XT_ASSERT_EQ(w[i].failed, 0);
     }
-    printf("  two waiters: %u + %u fallbacks to the event fd\n",
-           w[0].fallbacks, w[1].fallbacks);
+    printf("  two waiters: %u + %u fallbacks to the event fd\n", w[0].fallbacks,
+           w[1].fallbacks);
 
     /* Target stopped: the op returns IN_PROG after its timeout; then a
      * cancel from another thread ends a wait within a slice. */
     XT_ASSERT_EQ(xt_stop_process(tg.pid), 0);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
-                          1u << 20));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr, 1u << 20));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     t0 = xt_now_ms();
     XT_ASSERT_STATUS(OPS->wait(t.e, tx.req, 200), NXL_IN_PROG);
@@ -2671,8 +2688,8 @@ t_wait_op(void)
 
     /* The peer unloaded while a thread waits: the connections it holds
      * are buried but freed only after it let them go. */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
-                          1u << 20));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr, 1u << 20));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     XT_ASSERT_EQ(pthread_create(&th[0], NULL, tt_waiter_one, &w[0]), 0);
     usleep(100000);
@@ -2683,16 +2700,16 @@ t_wait_op(void)
     tt_free(&tx);
     XT_ASSERT_EQ(kill(tg.pid, SIGCONT), 0);
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
-                          1u << 20));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr, 1u << 20));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     XT_ASSERT_OK(tt_wait_op(&tx, 5000, NULL));
     tt_free(&tx);
     XT_ASSERT_EQ(xt_stop_process(tg.pid), 0);
 
     /* Killed while a thread waits (stopped: nothing was answered). */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr,
-                          1u << 20));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "waitee", buf, tg.hi.addr, 1u << 20));
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     w[0].st = NXL_OK;
     XT_ASSERT_EQ(pthread_create(&th[0], NULL, tt_waiter_one, &w[0]), 0);
@@ -2738,8 +2755,8 @@ t_cancel_write_notif(void)
     kill(tg.pid, SIGSTOP);
     XT_ASSERT_EQ(waitpid(tg.pid, &ws, WUNTRACED), tg.pid);
     XT_ASSERT(WIFSTOPPED(ws));
-    XT_ASSERT_OK(tt_prep1(&t, &big, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &big, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr, len));
     XT_ASSERT_EQ(tt_post_notif(&big, "half-sent"), NXL_IN_PROG);
     usleep(50000); /* the I/O thread fills the socket buffers */
     XT_ASSERT_EQ(OPS->check(t.e, big.req), NXL_IN_PROG);
@@ -2759,8 +2776,8 @@ t_cancel_write_notif(void)
     XT_ASSERT_STR(rep.text, "iniw:after");
     /* A WRITE with a notification that is not canceled still delivers it
      * after its data. */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_WRITE, peer, "tgtw", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, "whole", 20000));
     tt_free(&tx);
     rep = tt_target_wait_notifs(&tg, 2, 5000);
@@ -2814,13 +2831,11 @@ t_big_then_small(void)
     for (k = 0; k < 24; k++) {
         nxl_op_t op = (k & 1) ? NXL_WRITE : NXL_READ;
 
-        XT_ASSERT_OK(tt_prep1(&t, &bx, op, peer, "tgtp", buf, tg.hi.addr,
-                              big));
+        XT_ASSERT_OK(tt_prep1(&t, &bx, op, peer, "tgtp", buf, tg.hi.addr, big));
         XT_ASSERT_OK(tt_run(&bx, NULL, 5000));
         for (j = 0; j < 2; j++) {
             XT_ASSERT_OK(tt_prep1(&t, &sx, j ? NXL_WRITE : NXL_READ, peer,
-                                  "tgtp", buf + big, tg.hi.addr + big,
-                                  4096));
+                                  "tgtp", buf + big, tg.hi.addr + big, 4096));
             XT_ASSERT_EQ(tt_post_notif(&sx, NULL), NXL_IN_PROG);
             XT_ASSERT_OK((k & 2) ? tt_spin(&sx, 5000) : tt_wait(&sx, 5000));
             tt_free(&sx);
@@ -2860,8 +2875,8 @@ t_request_timeout(void)
     XT_ASSERT_EQ(tt_spawn(&tg, "sleepy", 1u << 20), 0);
     XT_ASSERT_OK(tt_open(&t, "impatient", ps, 1));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "sleepy", buf,
-                          tg.hi.addr, 4096));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "sleepy", buf, tg.hi.addr, 4096));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
     kill(tg.pid, SIGSTOP);
     XT_ASSERT_EQ(waitpid(tg.pid, &ws, WUNTRACED), tg.pid); /* all stopped */
@@ -2975,8 +2990,7 @@ t_peer_errors(void)
         /* prep refuses a descriptor outside the region its md names. */
         uint64_t la = (uint64_t)(uintptr_t)mem, ra = 4096 + 8, l = 64;
 
-        XT_ASSERT_OK(tt_prep(&a, &tx, NXL_READ, peer, "beta", 1, &la, &ra,
-                             &l));
+        XT_ASSERT_OK(tt_prep(&a, &tx, NXL_READ, peer, "beta", 1, &la, &ra, &l));
         OPS->release(a.e, tx.req);
         tx.r[0].md = md;
         XT_ASSERT_STATUS(OPS->prep(a.e, tx.req, &tx.x), NXL_ERR_INVALID_PARAM);
@@ -3051,15 +3065,15 @@ t_netns(void)
     XT_ASSERT_OK(tt_open(&t, "ns-initiator", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
 
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "ns-target", buf,
-                          tg.hi.addr, len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "ns-target", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 10000));
     XT_ASSERT_EQ(tt_bad(buf, len, 1, 0), -1);
     tt_free(&tx);
     tt_cmd_run(&tg, TT_EXPECT, 3, 0, len);
     tt_fill(buf, len, 3, 0);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_WRITE, peer, "ns-target", buf,
-                          tg.hi.addr, len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_WRITE, peer, "ns-target", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, "across", 10000));
     tt_free(&tx);
     rep = tt_target_wait_notifs(&tg, 1, 3000);
@@ -3155,8 +3169,8 @@ t_netns_slow_link(void)
     cfg.netns = rig.ns_a;
     snprintf(cmd, sizeof(cmd),
              "tc -n %s qdisc show dev veth0 | grep -q tbf && "
-             "tc -n %s qdisc show dev veth0 | grep -q tbf", rig.ns_a,
-             rig.ns_b);
+             "tc -n %s qdisc show dev veth0 | grep -q tbf",
+             rig.ns_a, rig.ns_b);
     if (system(cmd) != 0) {
         xt_rig_down(&rig);
         printf("  skip: tc tbf (rate shaping) is not available here\n");
@@ -3170,8 +3184,8 @@ t_netns_slow_link(void)
     re0 = tt_retrans();
 
     /* 2 MiB READ, waited for on this thread (the wait op). */
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "far", buf, tg.hi.addr,
-                          big));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "far", buf, tg.hi.addr, big));
     t0 = xt_now_ms();
     XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
     XT_ASSERT_OK(tt_wait_op(&tx, 20000, NULL));
@@ -3251,8 +3265,8 @@ t_netns_partition(void)
     XT_ASSERT_EQ(xt_netns_enter(rig.ns_b, false), 0);
     XT_ASSERT_OK(tt_open(&t, "mainland", ps, 1));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr, len));
     XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
 
     snprintf(cmd, sizeof(cmd), "ip -n %s link set veth0 down", rig.ns_a);
@@ -3264,8 +3278,8 @@ t_netns_partition(void)
     XT_ASSERT_EQ(system(cmd), 0);
     memset(buf, 0, len);
     tt_free(&tx);
-    XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr,
-                          len));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &tx, NXL_READ, peer, "island", buf, tg.hi.addr, len));
     /* Retransmission backs off during the outage: allow a few seconds,
      * and re-post if the first try also timed out. */
     for (rc = 0; rc < 20; rc++) {
@@ -3301,8 +3315,8 @@ tt_cmp_u64(const void *a, const void *b)
  * spinning on check. */
 static int
 tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
-             uint64_t remote, uint64_t size, unsigned n, bool wait,
-             nxl_op_t op, const char *notif, const char *label)
+             uint64_t remote, uint64_t size, unsigned n, bool wait, nxl_op_t op,
+             const char *notif, const char *label)
 {
     uint64_t *ns = calloc(n, sizeof(*ns)), t0;
     nxl_status_t st;
@@ -3339,9 +3353,9 @@ tt_bench_lat(tt_eng *t, void *peer, const char *pn, uint8_t *local,
 /* tt_bench_bw moves count blocks of bsize repeatedly for about secs and
  * prints GB/s (10^9 bytes) and Gbit/s. */
 static int
-tt_bench_bw(tt_eng *t, void *peer, const char *pn, nxl_op_t op,
-            uint8_t *local, uint64_t remote, uint64_t bsize, size_t count,
-            uint64_t stride, double secs, const char *label)
+tt_bench_bw(tt_eng *t, void *peer, const char *pn, nxl_op_t op, uint8_t *local,
+            uint64_t remote, uint64_t bsize, size_t count, uint64_t stride,
+            double secs, const char *label)
 {
     uint64_t *la = calloc(count, 8), *ra = calloc(count, 8),
              *ln = calloc(count, 8), t0, dt, bytes = 0;
@@ -3415,8 +3429,7 @@ tt_bench(const char *netns_a, const char *netns_b, const char *label)
                            real ? 5000 : 100, true, NXL_READ, NULL, label);
     rc = rc ? rc
             : tt_bench_lat(&t, peer, "bench-tgt", buf, tg.hi.addr, 4096,
-                           real ? 20000 : 200, false, NXL_WRITE, "lat",
-                           label);
+                           real ? 20000 : 200, false, NXL_WRITE, "lat", label);
     for (i = 0; rc == 0 && !lat_only && i < NXL__ARRAY_SIZE(sizes); i++) {
         if (sizes[i] > len) {
             continue;
@@ -3431,7 +3444,8 @@ tt_bench(const char *netns_a, const char *netns_b, const char *label)
         rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
                          16384, (size_t)(len / 16384), 16384, secs, label);
     }
-    if (rc == 0 && !lat_only) { /* 64 MiB from one 256 KiB block, as iperf3 reuses one */
+    if (rc == 0 &&
+        !lat_only) { /* 64 MiB from one 256 KiB block, as iperf3 reuses one */
         rc = tt_bench_bw(&t, peer, "bench-tgt", NXL_READ, buf, tg.hi.addr,
                          256u << 10, 256, 0, secs, label);
     }
@@ -3468,38 +3482,39 @@ t_bench_netns(void)
 const xt_suite xt_suite_tcp = {
     .name = "tcp",
     .timeout_s = 60,
-    .cases = (const xt_case[]){
-        {"frame_codec", t_frame_codec},
-        {"frame_garbage", t_frame_garbage},
-        {"params", t_params},
-        {"loopback", t_loopback},
-        {"fork_read_write", t_fork_read_write},
-        {"multistream", t_multistream},
-        {"bounds_refused", t_bounds_refused},
-        {"crafted_frames", t_crafted_frames},
-        {"hello_timeout", t_hello_timeout},
-        {"backpressure", t_backpressure},
-        {"reset_mid_transfer", t_reset_mid_transfer},
-        {"kill_mid_read", t_kill_mid_read},
-        {"reconnect", t_reconnect},
-        {"idle_death_wakes", t_idle_death_wakes},
-        {"concurrent_small", t_concurrent_small},
-        {"cancel", t_cancel},
-        {"cancel_write_notif", t_cancel_write_notif},
-        {"frame_v2", t_frame_v2},
-        {"cancel_target", t_cancel_target},
-        {"crafted_cancel", t_crafted_cancel},
-        {"crafted_replies", t_crafted_replies},
-        {"wait_op", t_wait_op},
-        {"big_then_small", t_big_then_small},
-        {"request_timeout", t_request_timeout},
-        {"event_fd", t_event_fd},
-        {"peer_errors", t_peer_errors},
-        {"netns", t_netns},
-        {"netns_partition", t_netns_partition},
-        {"netns_slow_link", t_netns_slow_link},
-        {"bench_loopback", t_bench_loopback},
-        {"bench_netns", t_bench_netns},
-        {NULL, NULL},
-    },
+    .cases =
+        (const xt_case[]){
+            {"frame_codec", t_frame_codec},
+            {"frame_garbage", t_frame_garbage},
+            {"params", t_params},
+            {"loopback", t_loopback},
+            {"fork_read_write", t_fork_read_write},
+            {"multistream", t_multistream},
+            {"bounds_refused", t_bounds_refused},
+            {"crafted_frames", t_crafted_frames},
+            {"hello_timeout", t_hello_timeout},
+            {"backpressure", t_backpressure},
+            {"reset_mid_transfer", t_reset_mid_transfer},
+            {"kill_mid_read", t_kill_mid_read},
+            {"reconnect", t_reconnect},
+            {"idle_death_wakes", t_idle_death_wakes},
+            {"concurrent_small", t_concurrent_small},
+            {"cancel", t_cancel},
+            {"cancel_write_notif", t_cancel_write_notif},
+            {"frame_v2", t_frame_v2},
+            {"cancel_target", t_cancel_target},
+            {"crafted_cancel", t_crafted_cancel},
+            {"crafted_replies", t_crafted_replies},
+            {"wait_op", t_wait_op},
+            {"big_then_small", t_big_then_small},
+            {"request_timeout", t_request_timeout},
+            {"event_fd", t_event_fd},
+            {"peer_errors", t_peer_errors},
+            {"netns", t_netns},
+            {"netns_partition", t_netns_partition},
+            {"netns_slow_link", t_netns_slow_link},
+            {"bench_loopback", t_bench_loopback},
+            {"bench_netns", t_bench_netns},
+            {NULL, NULL},
+        },
 };

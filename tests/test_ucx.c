@@ -47,8 +47,8 @@ enum {
     T_OP_NOTIF_WAIT, /* a = timeout ms -> msg, name; data checked */
     T_OP_XFER,       /* a = op, b = raddr, c = len, name = target */
     T_OP_EXIT,
-    T_OP_START,      /* deferred peer: set up now and answer a hello */
-    T_OP_NOTIF_SEND  /* a = len, seed = its first 4 bytes, name = target */
+    T_OP_START,     /* deferred peer: set up now and answer a hello */
+    T_OP_NOTIF_SEND /* a = len, seed = its first 4 bytes, name = target */
 };
 
 typedef struct {
@@ -88,8 +88,7 @@ typedef struct {
 static const t_params t_sets[] = {
     {"copy (default)", {{NULL, NULL}}, 0, 0},
     {"ucx rma, err auto", {{"local_path", "ucx"}}, 1, 0},
-    {"ucx rma, err none", {{"local_path", "ucx"}, {"err_mode", "none"}}, 2,
-     0},
+    {"ucx rma, err none", {{"local_path", "ucx"}, {"err_mode", "none"}}, 2, 0},
     {"remote-style (same_host=off)", {{"same_host", "off"}}, 1, 0},
     /* One device: UCX 1.13.1's tcp transport in err mode none with lanes
      * on two devices crashes in uct_tcp_iface_progress now and then while
@@ -98,7 +97,8 @@ static const t_params t_sets[] = {
      {{"same_host", "off"},
       {"err_mode", "none"},
       {"engine_config", "TLS=tcp,self;NET_DEVICES=lo"}},
-     3, 0},
+     3,
+     0},
     /* The peer's memfd is mapped here: the map path (plain copies). */
     {"copy, peer buffer in a memfd (map path)", {{NULL, NULL}}, 0, 1},
 };
@@ -238,8 +238,8 @@ t_send(int fd, const void *hdr, size_t hlen, const void *blob, size_t blen)
 
 /* t_recv reads one message; *blob_p points into a static buffer. */
 static int
-t_recv(int fd, void *hdr, size_t hlen, const uint8_t **blob_p,
-       size_t *blen_p, int timeout_ms)
+t_recv(int fd, void *hdr, size_t hlen, const uint8_t **blob_p, size_t *blen_p,
+       int timeout_ms)
 {
     static uint8_t buf[T_MSG_MAX];
     struct pollfd pf = {.fd = fd, .events = POLLIN};
@@ -329,24 +329,24 @@ t_ucx_usable(char *why, size_t cap)
     return 1;
 }
 
-#define T_NEED_UCX()                                                          \
-    do {                                                                      \
-        char why_[512];                                                       \
-        XT_SKIP_IF(!t_ucx_usable(why_, sizeof(why_)), "%s", why_);            \
+#define T_NEED_UCX()                                                           \
+    do {                                                                       \
+        char why_[512];                                                        \
+        XT_SKIP_IF(!t_ucx_usable(why_, sizeof(why_)), "%s", why_);             \
     } while (0)
 
 /* T_BEGIN skips without UCX and notes the open fds (after a first UCX
  * start, which may keep process-wide state). */
-#define T_BEGIN()                                                             \
-    T_NEED_UCX();                                                             \
+#define T_BEGIN()                                                              \
+    T_NEED_UCX();                                                              \
     const int fds0_ = xt_open_fds()
 
 /* T_END: no fd and no memory leaked by the case. */
-#define T_END()                                                               \
-    do {                                                                      \
-        XT_ASSERT_EQ(xt_open_fds(), fds0_);                                         \
+#define T_END()                                                                \
+    do {                                                                       \
+        XT_ASSERT_EQ(xt_open_fds(), fds0_);                                    \
         XT_ASSERT_EQ(xt_leaks(), 0);                                           \
-        return 0;                                                             \
+        return 0;                                                              \
     } while (0)
 
 /* t_child_run is the peer's main loop. A deferred peer waits for
@@ -412,8 +412,7 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
 
             r.status = -1;
             while (xt_now_ms() - t0 < c.a) {
-                if (nxl_notifs_get(a, &nl, NULL) == NXL_OK &&
-                    nl->count > 0) {
+                if (nxl_notifs_get(a, &nl, NULL) == NXL_OK && nl->count > 0) {
                     unsigned long long off = 0, n = 0;
                     unsigned seed = 0;
                     size_t ml = nl->items[0].len < sizeof(r.msg) - 1
@@ -422,8 +421,7 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
 
                     memcpy(r.msg, nl->items[0].msg, ml);
                     r.msg[ml] = '\0';
-                    snprintf(r.name, sizeof(r.name), "%s",
-                             nl->items[0].agent);
+                    snprintf(r.name, sizeof(r.name), "%s", nl->items[0].agent);
                     r.value = nl->items[0].len;
                     /* "chk:off:len:seed": the data must be there now. */
                     if (sscanf(r.msg, "chk:%llu:%llu:%u", &off, &n, &seed) ==
@@ -446,8 +444,8 @@ t_child_run(int fd, const char *name, const t_params *tp, uint64_t len,
             nxl_dlist_t l = {NXL_DRAM, &ld, 1}, rl = {NXL_DRAM, &rd, 1};
             nxl_xfer_t *x = NULL;
 
-            r.status = nxl_xfer_create(a, (nxl_op_t)c.a, &l, &rl, c.name,
-                                       NULL, &x);
+            r.status =
+                nxl_xfer_create(a, (nxl_op_t)c.a, &l, &rl, c.name, NULL, &x);
             if (r.status == NXL_OK) {
                 r.status = nxl_xfer_post(x, NULL);
                 if (r.status == NXL_IN_PROG) {
@@ -792,8 +790,8 @@ t_notif_after_data(void)
                                 p.addr + off, n, 16, "peer", msg, &x));
             XT_ASSERT_EQ(t_send(p.fd, &c, sizeof(c), NULL, 0), 0);
             XT_ASSERT_OK(t_run(x));
-            XT_ASSERT_EQ(t_recv(p.fd, &r, sizeof(r), NULL, NULL,
-                                T_WAIT_MS + 5000), 0);
+            XT_ASSERT_EQ(
+                t_recv(p.fd, &r, sizeof(r), NULL, NULL, T_WAIT_MS + 5000), 0);
             XT_ASSERT_EQ(r.status, 0);
             XT_ASSERT_STR(r.name, "main");
             XT_ASSERT_STR(r.msg, msg);
@@ -838,8 +836,8 @@ t_kill_once(const t_params *tp, nxl_op_t op)
     loc = t_map(len);
     XT_ASSERT(loc != NULL);
     XT_ASSERT_OK(t_reg(a, loc, len));
-    XT_ASSERT_OK(t_make(a, op, (uintptr_t)loc, p.addr, len, 64, "peer", NULL,
-                        &x));
+    XT_ASSERT_OK(
+        t_make(a, op, (uintptr_t)loc, p.addr, len, 64, "peer", NULL, &x));
     XT_ASSERT_OK(t_run(x));
     st = nxl_xfer_post(x, NULL);
     t0 = xt_now_ms();
@@ -945,8 +943,8 @@ t_reconnect(void)
 
         /* Invalidate and reload a live peer. */
         XT_ASSERT_OK(nxl_md_invalidate(a, "peer"));
-        c = (t_cmd){.op = T_OP_XFER, .a = NXL_WRITE, .b = (uintptr_t)loc,
-                    .c = len};
+        c = (t_cmd){
+            .op = T_OP_XFER, .a = NXL_WRITE, .b = (uintptr_t)loc, .c = len};
         snprintf(c.name, sizeof(c.name), "main");
         XT_ASSERT_EQ(t_pfill(&p, 0, len, 301), 0);
         XT_ASSERT_EQ(t_call(&p, &c, NULL, 0, &r), 0);
@@ -1071,7 +1069,8 @@ t_reload_live(void)
             XT_ASSERT_OK(nxl_md_load(a, p.md, p.md_len, NULL, 0));
             if (t_big_notif(&p, a, (uint32_t)k) != 0) {
                 XT_FAILF("reload %d: the peer's %d-byte notification did "
-                         "not arrive", k, T_BIG_NOTIF);
+                         "not arrive",
+                         k, T_BIG_NOTIF);
             }
             t_fill(loc, len, 600 + (uint32_t)k, 0);
             XT_ASSERT_OK(t_make(a, NXL_WRITE, (uintptr_t)loc, p.addr, len, 4,
@@ -1084,8 +1083,7 @@ t_reload_live(void)
             }
         }
         maps20 = t_maps();
-        printf("    mappings: %d after 1 reload, %d after 20\n", maps1,
-               maps20);
+        printf("    mappings: %d after 1 reload, %d after 20\n", maps1, maps20);
         XT_ASSERT(maps20 <= maps1 + 5);
 
         /* Parked, then the peer restarts under the same name. */
@@ -1165,22 +1163,19 @@ t_loop_ok(const t_params *tp)
 static int
 t_engine_config(void)
 {
-    t_params tp = {"tls", {{"local_path", "ucx"}, {"engine_config", ""}}, 2,
-                   0};
+    t_params tp = {"tls", {{"local_path", "ucx"}, {"engine_config", ""}}, 2, 0};
 
     T_BEGIN();
-    XT_ASSERT_STATUS(t_try_create("engine_config", "NO_SUCH_KEY=1", NULL,
-                                  NULL),
+    XT_ASSERT_STATUS(t_try_create("engine_config", "NO_SUCH_KEY=1", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "NO_SUCH_KEY") != NULL);
     XT_ASSERT_STATUS(t_try_create("engine_config", "TLS", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_STATUS(t_try_create("engine_config", "RNDV_THRESH=banana",
-                                  NULL, NULL),
-                     NXL_ERR_INVALID_PARAM);
-    XT_ASSERT_OK(t_try_create("engine_config",
-                              " UCX_RNDV_THRESH = 64k ; ; TLS=all ", NULL,
-                              NULL));
+    XT_ASSERT_STATUS(
+        t_try_create("engine_config", "RNDV_THRESH=banana", NULL, NULL),
+        NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_OK(t_try_create(
+        "engine_config", " UCX_RNDV_THRESH = 64k ; ; TLS=all ", NULL, NULL));
 
     /* Transports from engine_config. */
     tp.items[1].value = "TLS=tcp,self";
@@ -1210,9 +1205,9 @@ t_params_case(void)
     XT_ASSERT_STATUS(t_try_create("err_mode", "sometimes", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT(strstr(nxl_last_error(), "err_mode") != NULL);
-    XT_ASSERT_STATUS(t_try_create("ucx_error_handling_mode", "bogus", NULL,
-                                  NULL),
-                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(
+        t_try_create("ucx_error_handling_mode", "bogus", NULL, NULL),
+        NXL_ERR_INVALID_PARAM);
     XT_ASSERT_OK(t_try_create("ucx_error_handling_mode", "none", NULL, NULL));
     XT_ASSERT_STATUS(t_try_create("num_workers", "0", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
@@ -1235,7 +1230,8 @@ t_params_case(void)
                          {"local_path", "ucx"},
                          {"num_workers", "3"},
                          {"service_thread", i == 2 ? "off" : "on"}},
-                        4, 0};
+                        4,
+                        0};
         printf("  err_mode=%s, 3 workers, service thread %s\n", modes[i],
                tp.items[3].value);
         XT_ASSERT(t_loop_ok(&tp) == 0);
@@ -1249,11 +1245,11 @@ static int
 t_workers(void)
 {
     const uint64_t len = 8 * T_MIB, part = len / 8;
-    t_params tp = {"workers",
-                   {{"num_workers", "4"},
-                    {"local_path", "ucx"},
-                    {"err_mode", "peer"}},
-                   3, 0};
+    t_params tp = {
+        "workers",
+        {{"num_workers", "4"}, {"local_path", "ucx"}, {"err_mode", "peer"}},
+        3,
+        0};
     nxl_xfer_t *x[8];
     nxl_agent_t *a = NULL;
     uint8_t *loc;
@@ -1267,8 +1263,7 @@ t_workers(void)
     XT_ASSERT_OK(t_reg(a, loc, len));
     for (i = 0; i < 8; i++) {
         XT_ASSERT_OK(t_make(a, NXL_WRITE, (uintptr_t)loc + i * part,
-                            p.addr + i * part, part, 16, "peer", NULL,
-                            &x[i]));
+                            p.addr + i * part, part, 16, "peer", NULL, &x[i]));
     }
     for (round = 0; round < 3; round++) {
         t_fill(loc, len, 700 + (uint32_t)round, 0);
@@ -1435,15 +1430,14 @@ t_bench(void)
         for (op = NXL_READ; op <= NXL_WRITE; op++) {
             for (k = 0; k < T_ARRAY_SIZE(sizes); k++) {
                 uint64_t len = sizes[k] * 1024;
-                int iters = sizes[k] >= 65536 ? 8
+                int iters = sizes[k] >= 65536  ? 8
                             : sizes[k] >= 1024 ? (int)(1048576 / sizes[k])
                                                : 2000;
 
                 printf("    %-5s %6llu KiB: %6.2f GB/s\n",
                        op == NXL_READ ? "READ" : "WRITE",
                        (unsigned long long)sizes[k],
-                       t_bench_bw(a, (nxl_op_t)op, loc, p.addr, len, 1,
-                                  iters));
+                       t_bench_bw(a, (nxl_op_t)op, loc, p.addr, len, 1, iters));
                 XT_ASSERT_EQ(t_bench_verify(a, &p, (nxl_op_t)op, loc, len,
                                             (uint32_t)(900 + k)),
                              0);
@@ -1472,9 +1466,8 @@ t_bench(void)
             }
             printf("    %-5s 32768 x 16 KiB: post %.1f ns/desc, whole "
                    "transfer %.2f GB/s (%.0f ns/desc)\n",
-                   op == NXL_READ ? "READ" : "WRITE",
-                   (double)post / 4 / 32768, (double)big * 4 / total,
-                   (double)total / 4 / 32768);
+                   op == NXL_READ ? "READ" : "WRITE", (double)post / 4 / 32768,
+                   (double)big * 4 / total, (double)total / 4 / 32768);
             nxl_xfer_release(x);
         }
         nxl_agent_destroy(a);

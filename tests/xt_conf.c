@@ -71,8 +71,8 @@ cf_check_byte(const uint8_t *p, uint64_t len, uint8_t v, const char *what)
 
     for (k = 0; k < len; k++) {
         if (p[k] != v) {
-            XT_FAILF("%s: guard byte %" PRIu64 " is 0x%02x, want 0x%02x",
-                     what, k, p[k], v);
+            XT_FAILF("%s: guard byte %" PRIu64 " is 0x%02x, want 0x%02x", what,
+                     k, p[k], v);
         }
     }
     return 0;
@@ -297,8 +297,7 @@ cf_nq_next(nxl_agent_t *a, cf_nq *q, int timeout_ms, cf_notif *out)
 }
 
 int
-cf_notif_is(const cf_notif *n, const char *agent, const char *msg,
-            size_t len)
+cf_notif_is(const cf_notif *n, const char *agent, const char *msg, size_t len)
 {
     return strcmp(n->agent, agent) == 0 && n->len == len &&
            (len == 0 || memcmp(n->msg, msg, len) == 0);

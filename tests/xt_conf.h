@@ -47,23 +47,23 @@ enum { CF_REG_HEAP = 0, CF_REG_SHARED = 1, CF_REG_EXTRA = 2, CF_NREG = 3 };
 
 /* Peer commands. */
 enum {
-    CF_OP_START = 1,     /* deferred peer: set up now, answer a hello */
-    CF_OP_FILL,          /* region, off, len, seed */
-    CF_OP_CHECK,         /* region, off, len, seed -> status 0 / 1 */
-    CF_OP_CHECK_STRIDED, /* + stride, count, seed2 (the gaps) */
-    CF_OP_NOTIF_WAIT,    /* arg = timeout; len > 0: check data on arrival */
-    CF_OP_NOTIF_NONE,    /* arg = ms: nothing may arrive meanwhile */
-    CF_OP_NOTIF_SEND,    /* name, msg */
-    CF_OP_MD_GET,        /* arg = CF_MD_*, region -> blob */
-    CF_OP_MD_FETCH,      /* port, name */
-    CF_OP_MD_SEND,       /* port */
-    CF_OP_MD_CHECK,      /* name, raddr, len (0 = no dlist) */
+    CF_OP_START = 1,      /* deferred peer: set up now, answer a hello */
+    CF_OP_FILL,           /* region, off, len, seed */
+    CF_OP_CHECK,          /* region, off, len, seed -> status 0 / 1 */
+    CF_OP_CHECK_STRIDED,  /* + stride, count, seed2 (the gaps) */
+    CF_OP_NOTIF_WAIT,     /* arg = timeout; len > 0: check data on arrival */
+    CF_OP_NOTIF_NONE,     /* arg = ms: nothing may arrive meanwhile */
+    CF_OP_NOTIF_SEND,     /* name, msg */
+    CF_OP_MD_GET,         /* arg = CF_MD_*, region -> blob */
+    CF_OP_MD_FETCH,       /* port, name */
+    CF_OP_MD_SEND,        /* port */
+    CF_OP_MD_CHECK,       /* name, raddr, len (0 = no dlist) */
     CF_OP_MD_INVAL_LOCAL, /* port */
-    CF_OP_REG_EXTRA,     /* len, arg 1 = shared memory -> value = address */
-    CF_OP_XFER,          /* arg = op, region, off, len -> name @ raddr */
-    CF_OP_IDLE_CPU,      /* arg = ms -> value = cpu us, value2 = wall us */
-    CF_OP_DEREG_EXTRA,   /* deregister the extra region, keep its memory */
-    CF_OP_REG_HALF,      /* register the first half of the extra region */
+    CF_OP_REG_EXTRA,      /* len, arg 1 = shared memory -> value = address */
+    CF_OP_XFER,           /* arg = op, region, off, len -> name @ raddr */
+    CF_OP_IDLE_CPU,       /* arg = ms -> value = cpu us, value2 = wall us */
+    CF_OP_DEREG_EXTRA,    /* deregister the extra region, keep its memory */
+    CF_OP_REG_HALF,       /* register the first half of the extra region */
     CF_OP_EXIT
 };
 
@@ -130,28 +130,28 @@ typedef struct {
 } cf_nq;
 
 /* CF_ASSERT_ONE_OF: the status is one of two errors and left a message. */
-#define CF_ASSERT_ONE_OF(expr, w1, w2)                                        \
-    do {                                                                      \
-        nxl_status_t s_ = (expr);                                             \
-        if (s_ != (w1) && s_ != (w2))                                         \
-            XT_FAILF("%s -> %s, want %s or %s (%s)", #expr,                   \
-                     nxl_status_name(s_), nxl_status_name(w1),                \
-                     nxl_status_name(w2), nxl_last_error());                  \
-        if (nxl_last_error()[0] == '\0')                                      \
-            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,     \
-                     nxl_status_name(s_));                                    \
+#define CF_ASSERT_ONE_OF(expr, w1, w2)                                         \
+    do {                                                                       \
+        nxl_status_t s_ = (expr);                                              \
+        if (s_ != (w1) && s_ != (w2))                                          \
+            XT_FAILF("%s -> %s, want %s or %s (%s)", #expr,                    \
+                     nxl_status_name(s_), nxl_status_name(w1),                 \
+                     nxl_status_name(w2), nxl_last_error());                   \
+        if (nxl_last_error()[0] == '\0')                                       \
+            XT_FAILF("%s -> %s without an nxl_last_error message", #expr,      \
+                     nxl_status_name(s_));                                     \
     } while (0)
 
 /* CF_ASSERT_PEER: a status the peer reported (its message in p->err). */
-#define CF_ASSERT_PEER(p, expr, want)                                         \
-    do {                                                                      \
-        nxl_status_t s_ = (expr);                                             \
-        if (s_ != (want))                                                     \
-            XT_FAILF("peer: %s -> %s, want %s (%s)", #expr,                   \
-                     nxl_status_name(s_), nxl_status_name(want), (p)->err);   \
-        if ((want) < 0 && (p)->err[0] == '\0')                                \
-            XT_FAILF("peer: %s -> %s without an nxl_last_error message",      \
-                     #expr, nxl_status_name(s_));                             \
+#define CF_ASSERT_PEER(p, expr, want)                                          \
+    do {                                                                       \
+        nxl_status_t s_ = (expr);                                              \
+        if (s_ != (want))                                                      \
+            XT_FAILF("peer: %s -> %s, want %s (%s)", #expr,                    \
+                     nxl_status_name(s_), nxl_status_name(want), (p)->err);    \
+        if ((want) < 0 && (p)->err[0] == '\0')                                 \
+            XT_FAILF("peer: %s -> %s without an nxl_last_error message",       \
+                     #expr, nxl_status_name(s_));                              \
     } while (0)
 
 /* cf_caps names the NXL_CAP_* bits of caps ("REMOTE|NOTIF") in buf. */
@@ -160,17 +160,16 @@ const char *cf_caps(uint32_t caps, char *buf, size_t cap);
 /* CF_NEED_WHY skips a case when the backend under test lacks capabilities
  * (NXL_CAP_* bits from nxl_plugin_info) or DRAM support, saying which and
  * what of the case needs them (why). */
-#define CF_NEED_WHY(want, why)                                                \
-    do {                                                                      \
-        nxl_plugin_info_t i_;                                                 \
-        char m_[64], h_[64];                                                  \
-        XT_ASSERT_OK(nxl_plugin_info(cf_be(), &i_));                          \
-        XT_SKIP_IF((i_.caps & (want)) != (want),                              \
-                   "%s lacks %s (has %s): %s", cf_be(),                       \
-                   cf_caps((want) & ~i_.caps, m_, sizeof(m_)),                \
-                   cf_caps(i_.caps, h_, sizeof(h_)), (why));                  \
-        XT_SKIP_IF(!(i_.mem_kinds & (1u << NXL_DRAM)), "%s lacks DRAM",       \
-                   cf_be());                                                  \
+#define CF_NEED_WHY(want, why)                                                 \
+    do {                                                                       \
+        nxl_plugin_info_t i_;                                                  \
+        char m_[64], h_[64];                                                   \
+        XT_ASSERT_OK(nxl_plugin_info(cf_be(), &i_));                           \
+        XT_SKIP_IF((i_.caps & (want)) != (want), "%s lacks %s (has %s): %s",   \
+                   cf_be(), cf_caps((want) & ~i_.caps, m_, sizeof(m_)),        \
+                   cf_caps(i_.caps, h_, sizeof(h_)), (why));                   \
+        XT_SKIP_IF(!(i_.mem_kinds & (1u << NXL_DRAM)), "%s lacks DRAM",        \
+                   cf_be());                                                   \
     } while (0)
 
 #define CF_NEED(want) CF_NEED_WHY(want, "the case needs them")
@@ -198,11 +197,10 @@ uint64_t cf_find_bad(const uint8_t *p, uint64_t len, uint32_t seed,
                      uint64_t pidx);
 /* cf_check_local: len bytes at p hold pattern seed from byte pidx on;
  * what names them in the failure. */
-int cf_check_local(const uint8_t *p, uint64_t len, uint32_t seed,
-                   uint64_t pidx, const char *what);
+int cf_check_local(const uint8_t *p, uint64_t len, uint32_t seed, uint64_t pidx,
+                   const char *what);
 /* cf_check_byte checks that len bytes all equal v (untouched guards). */
-int cf_check_byte(const uint8_t *p, uint64_t len, uint8_t v,
-                  const char *what);
+int cf_check_byte(const uint8_t *p, uint64_t len, uint8_t v, const char *what);
 
 /* cf_map maps len bytes of private anonymous memory (NULL on failure);
  * cf_unmap unmaps them (accepts NULL). */
@@ -249,8 +247,7 @@ void cf_net_params(void);
 
 /* cf_agent makes an agent holding only the backend under test, with the
  * CF_* flags, listening on cf_env.self. */
-nxl_status_t cf_agent(const char *name, unsigned flags,
-                      nxl_agent_t **agent_p);
+nxl_status_t cf_agent(const char *name, unsigned flags, nxl_agent_t **agent_p);
 /* cf_dl is a DRAM list of the n descriptors at d. */
 nxl_dlist_t cf_dl(const nxl_desc_t *d, size_t n);
 /* cf_reg and cf_dereg register and deregister len bytes of DRAM at p. */
@@ -296,11 +293,10 @@ int cf_call(cf_peer *p, const cf_cmd *c, cf_rep *r);
 uint64_t cf_raddr(const cf_peer *p, int region, uint64_t off);
 /* cf_pfill has the peer write pattern seed to [off, off + len) of
  * region. */
-int cf_pfill(cf_peer *p, int region, uint64_t off, uint64_t len,
-             uint32_t seed);
+int cf_pfill(cf_peer *p, int region, uint64_t off, uint64_t len, uint32_t seed);
 /* cf_pcheck: the peer's [off, off + len) of region holds pattern seed. */
-int cf_pcheck(cf_peer *p, int region, uint64_t off, uint64_t len,
-              uint32_t seed, const char *what);
+int cf_pcheck(cf_peer *p, int region, uint64_t off, uint64_t len, uint32_t seed,
+              const char *what);
 /* cf_pmd_check is the peer's nxl_md_check of agent name and, with len >
  * 0, the region [addr, addr + len). */
 nxl_status_t cf_pmd_check(cf_peer *p, const char *name, uint64_t addr,
@@ -309,8 +305,7 @@ nxl_status_t cf_pmd_check(cf_peer *p, const char *name, uint64_t addr,
  * peer against the listener at port. */
 nxl_status_t cf_pmd(cf_peer *p, int op, uint16_t port, const char *name);
 /* cf_pblob gets the peer's metadata of a kind (malloc'ed copy). */
-int cf_pblob(cf_peer *p, int kind, int region, void **data_p,
-             size_t *len_p);
+int cf_pblob(cf_peer *p, int kind, int region, void **data_p, size_t *len_p);
 /* cf_pnone: no further notification reaches the peer within ms. */
 int cf_pnone(cf_peer *p, int ms);
 /* cf_pstop ends the peer cleanly: destroy, free and exit 0 (under ASan
@@ -347,22 +342,22 @@ typedef enum { CF_T_PEER, CF_T_FILE, CF_T_MEM } cf_tkind;
 
 typedef struct {
     cf_tkind kind;
-    cf_peer peer;  /* PEER */
-    int region;    /* PEER: which region of the peer (CF_REG_*) */
-    int fd;        /* FILE, else -1 */
-    uint8_t *mem;  /* MEM */
-    uint64_t len;  /* FILE, MEM: the registered length */
+    cf_peer peer; /* PEER */
+    int region;   /* PEER: which region of the peer (CF_REG_*) */
+    int fd;       /* FILE, else -1 */
+    uint8_t *mem; /* MEM */
+    uint64_t len; /* FILE, MEM: the registered length */
 } cf_tgt;
 
 /* CF_NEED_TGT skips a case unless it has a target: a local storage
  * backend (FILE target) runs it, any other backend needs REMOTE (peer
  * target) plus the capabilities want. */
-#define CF_NEED_TGT(want)                                                     \
-    do {                                                                      \
-        if (!cf_file_tgt())                                                   \
-            CF_NEED_WHY(NXL_CAP_REMOTE | (want),                              \
-                        "the case needs a peer process (or FILE memory "      \
-                        "for a local backend)");                              \
+#define CF_NEED_TGT(want)                                                      \
+    do {                                                                       \
+        if (!cf_file_tgt())                                                    \
+            CF_NEED_WHY(NXL_CAP_REMOTE | (want),                               \
+                        "the case needs a peer process (or FILE memory "       \
+                        "for a local backend)");                               \
     } while (0)
 
 /* cf_file_tgt: the backend under test is a local storage backend, so its
@@ -410,37 +405,36 @@ int cf_tcheck(cf_tgt *t, uint64_t off, uint64_t len, uint32_t seed,
               const char *what);
 /* cf_tcheck_strided: count slots of stride bytes from offset 0 each hold
  * seed in their first len bytes and seed2 in the rest (the gaps). */
-int cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride,
-                      uint64_t count, uint32_t seed, uint32_t seed2,
-                      const char *what);
+int cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride, uint64_t count,
+                      uint32_t seed, uint32_t seed2, const char *what);
 
 /* ---------------------------------------------------------------------- */
 /* The cases, once: X(name) for each t_<name>, in the order they run. */
-#define CF_CASES(X)                                                           \
-    X(sizes)            /* conf_xfer.c */                                     \
-    X(many_descs)       /* conf_xfer.c */                                     \
-    X(repost)           /* conf_xfer.c */                                     \
-    X(notif_xfer)       /* conf_notif.c */                                    \
-    X(notif_standalone) /* conf_notif.c */                                    \
-    X(notif_self)       /* conf_notif.c */                                    \
-    X(loopback)         /* conf_xfer.c */                                     \
-    X(sidechannel)      /* conf_md.c */                                       \
-    X(invalidate)       /* conf_md.c */                                       \
-    X(md_errors)        /* conf_md.c */                                       \
-    X(md_partial)       /* conf_md.c */                                       \
-    X(peer_killed)      /* conf_failure.c */                                  \
-    X(threads)          /* conf_threads.c */                                  \
-    X(bad_input)        /* conf_threads.c */                                  \
-    X(wait_timeout)     /* conf_failure.c */                                  \
-    X(release_inflight) /* conf_failure.c */                                  \
-    X(telemetry)        /* conf_xfer.c */                                     \
-    X(prepped)          /* conf_xfer.c */                                     \
-    X(idle_cpu)         /* conf_threads.c */                                  \
-    X(shared)           /* conf_xfer.c */                                     \
-    X(reg_rules)        /* conf_reg.c */                                      \
-    X(sticky_error)     /* conf_failure.c */                                  \
-    X(destroy_inflight) /* conf_failure.c */                                  \
-    X(revoked)          /* conf_reg.c */                                      \
+#define CF_CASES(X)                                                            \
+    X(sizes)            /* conf_xfer.c */                                      \
+    X(many_descs)       /* conf_xfer.c */                                      \
+    X(repost)           /* conf_xfer.c */                                      \
+    X(notif_xfer)       /* conf_notif.c */                                     \
+    X(notif_standalone) /* conf_notif.c */                                     \
+    X(notif_self)       /* conf_notif.c */                                     \
+    X(loopback)         /* conf_xfer.c */                                      \
+    X(sidechannel)      /* conf_md.c */                                        \
+    X(invalidate)       /* conf_md.c */                                        \
+    X(md_errors)        /* conf_md.c */                                        \
+    X(md_partial)       /* conf_md.c */                                        \
+    X(peer_killed)      /* conf_failure.c */                                   \
+    X(threads)          /* conf_threads.c */                                   \
+    X(bad_input)        /* conf_threads.c */                                   \
+    X(wait_timeout)     /* conf_failure.c */                                   \
+    X(release_inflight) /* conf_failure.c */                                   \
+    X(telemetry)        /* conf_xfer.c */                                      \
+    X(prepped)          /* conf_xfer.c */                                      \
+    X(idle_cpu)         /* conf_threads.c */                                   \
+    X(shared)           /* conf_xfer.c */                                      \
+    X(reg_rules)        /* conf_reg.c */                                       \
+    X(sticky_error)     /* conf_failure.c */                                   \
+    X(destroy_inflight) /* conf_failure.c */                                   \
+    X(revoked)          /* conf_reg.c */                                       \
     X(widened)          /* conf_reg.c */
 
 /* t_<name> runs one case: 0, XT_SKIP or 1 (harness.h). */

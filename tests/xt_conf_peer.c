@@ -63,9 +63,8 @@ static int
 cf_peer_range(cf_pstate *ps, const cf_cmd *c, uint64_t span, uint8_t **p_p,
               cf_rep *r)
 {
-    if (c->region < 0 || c->region >= CF_NREG ||
-        ps->reg[c->region] == NULL || c->off > ps->len[c->region] ||
-        span > ps->len[c->region] - c->off) {
+    if (c->region < 0 || c->region >= CF_NREG || ps->reg[c->region] == NULL ||
+        c->off > ps->len[c->region] || span > ps->len[c->region] - c->off) {
         r->status = -1;
         snprintf(r->err, sizeof(r->err), "peer: range outside region %d",
                  c->region);
@@ -135,8 +134,7 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
                 snprintf(r->err, sizeof(r->err),
                          "byte %" PRIu64 " of %" PRIu64
                          " is 0x%02x, want 0x%02x",
-                         bad, c->len, p[bad],
-                         cf_pat(c->seed, c->off + bad));
+                         bad, c->len, p[bad], cf_pat(c->seed, c->off + bad));
             }
         }
         break;
@@ -198,8 +196,8 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
         }
         break;
     case CF_OP_NOTIF_SEND:
-        cf_peer_status(r, nxl_notif_send(ps->agent, c->name, c->msg,
-                                         c->msg_len, NULL));
+        cf_peer_status(
+            r, nxl_notif_send(ps->agent, c->name, c->msg, c->msg_len, NULL));
         break;
     case CF_OP_MD_GET:
         d = (nxl_desc_t){0, 0, 0};
@@ -209,8 +207,8 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
                 r->status = -1;
                 break;
             }
-            d = (nxl_desc_t){(uintptr_t)ps->reg[c->region],
-                             ps->len[c->region], 0};
+            d = (nxl_desc_t){(uintptr_t)ps->reg[c->region], ps->len[c->region],
+                             0};
         }
         nxl_opts_init(&o);
         o.include_conn_info = c->arg == CF_MD_DESCS_CONN;
@@ -226,8 +224,8 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
         break;
     case CF_OP_MD_FETCH:
         cf_opts_peer(&o, c->port);
-        cf_peer_status(r, nxl_md_fetch(ps->agent,
-                                       c->name[0] ? c->name : NULL, &o));
+        cf_peer_status(
+            r, nxl_md_fetch(ps->agent, c->name[0] ? c->name : NULL, &o));
         break;
     case CF_OP_MD_SEND:
         cf_opts_peer(&o, c->port);
@@ -240,8 +238,8 @@ cf_peer_handle(cf_pstate *ps, const cf_cmd *c, cf_rep *r, nxl_blob_t *blob)
     case CF_OP_MD_CHECK:
         d = (nxl_desc_t){c->raddr, c->len, 0};
         dl = cf_dl(&d, 1);
-        cf_peer_status(r, nxl_md_check(ps->agent, c->name,
-                                       c->len > 0 ? &dl : NULL));
+        cf_peer_status(
+            r, nxl_md_check(ps->agent, c->name, c->len > 0 ? &dl : NULL));
         break;
     case CF_OP_DEREG_EXTRA:
         if (ps->reg[CF_REG_EXTRA] == NULL) {
@@ -387,8 +385,7 @@ cf_peer_hello(cf_peer *p)
     }
     if (p->hello.status != NXL_OK) {
         XT_FAILF("peer setup failed: %s (%s)",
-                 nxl_status_name((nxl_status_t)p->hello.status),
-                 p->hello.err);
+                 nxl_status_name((nxl_status_t)p->hello.status), p->hello.err);
     }
     return 0;
 }
@@ -456,8 +453,7 @@ int
 cf_send(cf_peer *p, const cf_cmd *c)
 {
     if (xt_write_all(p->cmd_fd, c, sizeof(*c)) != 0) {
-        XT_FAILF("peer %s (pid %d): command pipe broken", p->name,
-                 (int)p->pid);
+        XT_FAILF("peer %s (pid %d): command pipe broken", p->name, (int)p->pid);
     }
     return 0;
 }
@@ -557,8 +553,8 @@ cf_pcheck(cf_peer *p, int region, uint64_t off, uint64_t len, uint32_t seed,
         return 1;
     }
     if (r.status != 0) {
-        XT_FAILF("%s: peer data wrong at [%" PRIu64 "+%" PRIu64 "): %s",
-                 what, off, len, r.err);
+        XT_FAILF("%s: peer data wrong at [%" PRIu64 "+%" PRIu64 "): %s", what,
+                 off, len, r.err);
     }
     return 0;
 }
@@ -630,8 +626,8 @@ cf_pnone(cf_peer *p, int ms)
         XT_FAILF("peer got an unexpected notification from \"%s\" "
                  "(%u bytes \"%.*s\") or failed: %s",
                  r.name, r.msg_len,
-                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX),
-                 r.msg, r.err);
+                 (int)(r.msg_len < CF_MSG_MAX ? r.msg_len : CF_MSG_MAX), r.msg,
+                 r.err);
     }
     return 0;
 }

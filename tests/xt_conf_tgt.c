@@ -18,9 +18,8 @@ cf_file_tgt(void)
 {
     nxl_plugin_info_t i;
 
-    return nxl_plugin_info(cf_be(), &i) == NXL_OK &&
-           (i.caps & NXL_CAP_LOCAL) && !(i.caps & NXL_CAP_REMOTE) &&
-           (i.mem_kinds & (1u << NXL_FILE)) &&
+    return nxl_plugin_info(cf_be(), &i) == NXL_OK && (i.caps & NXL_CAP_LOCAL) &&
+           !(i.caps & NXL_CAP_REMOTE) && (i.mem_kinds & (1u << NXL_FILE)) &&
            (i.mem_kinds & (1u << NXL_DRAM));
 }
 
@@ -29,8 +28,7 @@ cf_has_cap(uint32_t want)
 {
     nxl_plugin_info_t i;
 
-    return nxl_plugin_info(cf_be(), &i) == NXL_OK &&
-           (i.caps & want) == want;
+    return nxl_plugin_info(cf_be(), &i) == NXL_OK && (i.caps & want) == want;
 }
 
 /* cf_tmpfile opens a new, already unlinked file of len bytes (a hole)
@@ -178,8 +176,7 @@ cf_tdl(const cf_tgt *t, const nxl_desc_t *d, size_t n)
 
 nxl_status_t
 cf_txfer1(nxl_agent_t *a, nxl_op_t op, uint64_t laddr, const cf_tgt *t,
-          uint64_t roff, uint64_t len, const nxl_opts_t *opts,
-          nxl_xfer_t **x_p)
+          uint64_t roff, uint64_t len, const nxl_opts_t *opts, nxl_xfer_t **x_p)
 {
     nxl_desc_t ld = {laddr, len, 0}, rd = cf_tdesc(t, roff, len);
     nxl_dlist_t ll = cf_dl(&ld, 1), rl = cf_tdl(t, &rd, 1);
@@ -271,8 +268,7 @@ cf_tcheck(cf_tgt *t, uint64_t off, uint64_t len, uint32_t seed,
             free(b);
             XT_FAILF("%s: file data wrong at [%" PRIu64 "+%" PRIu64
                      "): byte %" PRIu64 " is 0x%02x, want 0x%02x",
-                     what, off, len, k + bad, got,
-                     cf_pat(seed, off + k + bad));
+                     what, off, len, k + bad, got, cf_pat(seed, off + k + bad));
         }
     }
     free(b);
@@ -319,8 +315,8 @@ cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride, uint64_t count,
 
         bad = cf_find_bad(b + o0, len, seed, o0);
         if (bad == len) {
-            bad = len + cf_find_bad(b + o0 + len, stride - len, seed2,
-                                    o0 + len);
+            bad =
+                len + cf_find_bad(b + o0 + len, stride - len, seed2, o0 + len);
         }
         if (bad != stride) {
             uint8_t got = b[o0 + bad];
@@ -328,10 +324,9 @@ cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride, uint64_t count,
             if (t->kind == CF_T_FILE) {
                 free(b);
             }
-            XT_FAILF("%s: slot %" PRIu64 " byte %" PRIu64
-                     " is 0x%02x, want 0x%02x",
-                     what, k, bad, got,
-                     cf_pat(bad < len ? seed : seed2, o0 + bad));
+            XT_FAILF(
+                "%s: slot %" PRIu64 " byte %" PRIu64 " is 0x%02x, want 0x%02x",
+                what, k, bad, got, cf_pat(bad < len ? seed : seed2, o0 + bad));
         }
     }
     if (t->kind == CF_T_FILE) {

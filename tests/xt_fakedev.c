@@ -37,8 +37,8 @@ static atomic_long xt_fd_streams;
 static atomic_long xt_fd_events;
 static atomic_long xt_fd_ipc_maps;
 static atomic_uint_fast64_t xt_fd_dir_bad;
-static atomic_int xt_fd_batch_mode;         /* XT_FD_BATCH_* */
-static atomic_uint_fast64_t xt_fd_batch_n; /* batches accepted */
+static atomic_int xt_fd_batch_mode;               /* XT_FD_BATCH_* */
+static atomic_uint_fast64_t xt_fd_batch_n;        /* batches accepted */
 static atomic_uint_fast64_t xt_fd_batch_mapped_n; /* ... marked MAPPED */
 
 /* An allocation (a memfd mapped MAP_SHARED, so that another process can
@@ -742,8 +742,8 @@ xt_fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
     pid = nxl__le32(h + 4);
     rfd = nxl__le32(h + 8);
     size = nxl__le64(h + 16);
-    if (nxl__le32(h) != XT_FD_IPC_MAGIC || nxl__le32(h + 12) != 0 ||
-        pid == 0 || pid > INT32_MAX || rfd > INT32_MAX || size == 0 ||
+    if (nxl__le32(h) != XT_FD_IPC_MAGIC || nxl__le32(h + 12) != 0 || pid == 0 ||
+        pid > INT32_MAX || rfd > INT32_MAX || size == 0 ||
         size % XT_FD_PAGE != 0 || size > SIZE_MAX) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "fakedev: ipc_open: not a fakedev IPC handle");

@@ -22,8 +22,7 @@ void xt_host_log(int level, const char *fmt, ...)
 void xt_host_init(const char *agent_name, void *ctx,
                   void (*notif_recv)(void *ctx, const char *peer,
                                      const void *msg, size_t len),
-                  void (*wake)(void *ctx),
-                  const nxl_memkind_ops_t *device_kind,
+                  void (*wake)(void *ctx), const nxl_memkind_ops_t *device_kind,
                   nxl_backend_host_t *host_p);
 
 /* xt_engine_open allocates a zeroed engine of ops->engine_size bytes and

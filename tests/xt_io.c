@@ -44,9 +44,7 @@ xt_send_blob(int fd, const void *p, size_t len)
 {
     uint64_t l = len;
 
-    return xt_write_all(fd, &l, sizeof(l)) || xt_write_all(fd, p, len)
-               ? -1
-               : 0;
+    return xt_write_all(fd, &l, sizeof(l)) || xt_write_all(fd, p, len) ? -1 : 0;
 }
 
 int

@@ -36,8 +36,8 @@ xt_kv_layout(const nxl_kv_layout_config_t *c, nxl_kv_layout_type_t type,
 /* xt_kv_run transfers and waits; returns the final status. */
 nxl_status_t
 xt_kv_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
-       const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-       const nxl_kv_opts_t *o)
+          const nxl_kv_layout_t *d, const size_t *dids, size_t n,
+          const nxl_kv_opts_t *o)
 {
     nxl_kv_notif_t *nt = NULL;
     nxl_status_t st;
@@ -59,8 +59,8 @@ xt_kv_run(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
  * checksums of blocks sids of s. */
 int
 xt_kv_same(const nxl_kv_layout_t *s, const size_t *sids,
-             const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-             size_t lb, size_t le)
+           const nxl_kv_layout_t *d, const size_t *dids, size_t n, size_t lb,
+           size_t le)
 {
     nxl_kv_checksum_t *a = calloc(n, sizeof(*a)), *b = calloc(n, sizeof(*b));
     size_t i;

@@ -15,10 +15,10 @@
 /* xt_rig is one two-host rig: namespaces ns_a and ns_b joined by a veth
  * pair. */
 typedef struct {
-    char name[32];  /* NAME: the prefix and this process's pid */
-    char ns_a[48];  /* "NAME-a" */
-    char ns_b[48];  /* "NAME-b" */
-    int guard;      /* write end of the pipe the cleanup guard waits on */
+    char name[32]; /* NAME: the prefix and this process's pid */
+    char ns_a[48]; /* "NAME-a" */
+    char ns_b[48]; /* "NAME-b" */
+    int guard;     /* write end of the pipe the cleanup guard waits on */
 } xt_rig;
 
 /* xt_rig_up makes a two-host rig named prefix and this process's pid

@@ -3,8 +3,7 @@
 #include "xt_xfer.h"
 
 nxl_status_t
-xt_agent_with(const char *name, const char *const *types,
-              nxl_agent_t **agent_p)
+xt_agent_with(const char *name, const char *const *types, nxl_agent_t **agent_p)
 {
     nxl_agent_t *a = NULL;
     nxl_status_t st;

@@ -20,8 +20,7 @@ nxl_status_t xt_agent_with(const char *name, const char *const *types,
 
 /* xt_xfer_run posts x with opts and, while it is in progress, waits up to
  * timeout_ms for it: the status of the whole transfer. */
-nxl_status_t xt_xfer_run(nxl_xfer_t *x, const nxl_opts_t *opts,
-                         int timeout_ms);
+nxl_status_t xt_xfer_run(nxl_xfer_t *x, const nxl_opts_t *opts, int timeout_ms);
 
 /* xt_fill writes the pattern of seed into n bytes at p; xt_check says
  * whether n bytes at p hold it. Byte i depends on i and seed only. */

@@ -131,22 +131,51 @@ main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "f:s:b:q:n:r:m:dt:a:j:c:po:")) != -1) {
         switch (c) {
-        case 'f': path = optarg; break;
-        case 's': size = parse_size(optarg); break;
-        case 'b': bs = parse_size(optarg); break;
-        case 'q': qd = (unsigned)atoi(optarg); break;
-        case 'n': per = (unsigned)atoi(optarg); break;
-        case 'r': inflight = (unsigned)atoi(optarg); break;
-        case 'm': mode = optarg; break;
-        case 'd': direct = 1; break;
-        case 't': secs = atof(optarg); break;
-        case 'a': api = optarg; break;
-        case 'j': snprintf(thr_s, sizeof(thr_s), "%s", optarg); break;
-        case 'c': snprintf(chunk_s, sizeof(chunk_s), "%llu",
-                           (unsigned long long)parse_size(optarg)); break;
-        case 'p': poll = 1; break;
-        case 'o': extra = optarg; break;
-        default: usage();
+        case 'f':
+            path = optarg;
+            break;
+        case 's':
+            size = parse_size(optarg);
+            break;
+        case 'b':
+            bs = parse_size(optarg);
+            break;
+        case 'q':
+            qd = (unsigned)atoi(optarg);
+            break;
+        case 'n':
+            per = (unsigned)atoi(optarg);
+            break;
+        case 'r':
+            inflight = (unsigned)atoi(optarg);
+            break;
+        case 'm':
+            mode = optarg;
+            break;
+        case 'd':
+            direct = 1;
+            break;
+        case 't':
+            secs = atof(optarg);
+            break;
+        case 'a':
+            api = optarg;
+            break;
+        case 'j':
+            snprintf(thr_s, sizeof(thr_s), "%s", optarg);
+            break;
+        case 'c':
+            snprintf(chunk_s, sizeof(chunk_s), "%llu",
+                     (unsigned long long)parse_size(optarg));
+            break;
+        case 'p':
+            poll = 1;
+            break;
+        case 'o':
+            extra = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (path == NULL || bs == 0 || per == 0 || inflight == 0) {
@@ -172,8 +201,10 @@ main(int argc, char **argv)
         die("agent_create", st);
     }
     {
-        nxl_param_t p[] = {{"api", api}, {"queue_depth", qd_s},
-                           {"num_threads", thr_s}, {"chunk_size", chunk_s},
+        nxl_param_t p[] = {{"api", api},
+                           {"queue_depth", qd_s},
+                           {"num_threads", thr_s},
+                           {"chunk_size", chunk_s},
                            {NULL, NULL}};
         nxl_params_t ps = {p, 4};
         char *eq = extra ? strchr(extra, '=') : NULL;

@@ -41,24 +41,24 @@ NXL_API const char *nxl_version(void);
 
 /* The status list: one X-macro makes the enum, nxl_strerror and
  * nxl_status_name. Values 1..-12 are NIXL's numbering; -13 on are NXL's. */
-#define NXL_STATUS_MAP(X)                                                     \
-    X(OK, 0, "success")                                                       \
-    X(IN_PROG, 1, "operation in progress")                                    \
-    X(ERR_NOT_POSTED, -1, "request not posted")                               \
-    X(ERR_INVALID_PARAM, -2, "invalid parameter")                             \
-    X(ERR_BACKEND, -3, "backend failure")                                     \
-    X(ERR_NOT_FOUND, -4, "not found")                                         \
-    X(ERR_MISMATCH, -5, "mismatch")                                           \
-    X(ERR_NOT_ALLOWED, -6, "not allowed")                                     \
-    X(ERR_REPOST_ACTIVE, -7, "request is still active")                       \
-    X(ERR_UNKNOWN, -8, "unknown error")                                       \
-    X(ERR_NOT_SUPPORTED, -9, "not supported")                                 \
-    X(ERR_REMOTE_DISCONNECT, -10, "remote agent disconnected")                \
-    X(ERR_CANCELED, -11, "canceled")                                          \
-    X(ERR_NO_TELEMETRY, -12, "telemetry not enabled")                         \
-    X(ERR_TIMEOUT, -13, "timed out")                                          \
-    X(ERR_NOMEM, -14, "out of memory")                                        \
-    X(ERR_IO, -15, "I/O error")                                               \
+#define NXL_STATUS_MAP(X)                                                      \
+    X(OK, 0, "success")                                                        \
+    X(IN_PROG, 1, "operation in progress")                                     \
+    X(ERR_NOT_POSTED, -1, "request not posted")                                \
+    X(ERR_INVALID_PARAM, -2, "invalid parameter")                              \
+    X(ERR_BACKEND, -3, "backend failure")                                      \
+    X(ERR_NOT_FOUND, -4, "not found")                                          \
+    X(ERR_MISMATCH, -5, "mismatch")                                            \
+    X(ERR_NOT_ALLOWED, -6, "not allowed")                                      \
+    X(ERR_REPOST_ACTIVE, -7, "request is still active")                        \
+    X(ERR_UNKNOWN, -8, "unknown error")                                        \
+    X(ERR_NOT_SUPPORTED, -9, "not supported")                                  \
+    X(ERR_REMOTE_DISCONNECT, -10, "remote agent disconnected")                 \
+    X(ERR_CANCELED, -11, "canceled")                                           \
+    X(ERR_NO_TELEMETRY, -12, "telemetry not enabled")                          \
+    X(ERR_TIMEOUT, -13, "timed out")                                           \
+    X(ERR_NOMEM, -14, "out of memory")                                         \
+    X(ERR_IO, -15, "I/O error")                                                \
     X(ERR_PROTO, -16, "malformed input from a peer")
 
 /* nxl_status_t is the result of every NXL call. */
@@ -165,18 +165,18 @@ typedef struct nxl_xfer nxl_xfer_t;
 
 /* nxl_agent_config_t: fill with nxl_agent_config_init, then change fields. */
 typedef struct nxl_agent_config {
-    uint32_t size;          /* set by nxl_agent_config_init */
-    int progress_thread;    /* run progress on a thread sleeping on fds */
-    int listen_thread;      /* serve the metadata side channel */
-    uint16_t listen_port;   /* side-channel port; 0 = ephemeral */
+    uint32_t size;           /* set by nxl_agent_config_init */
+    int progress_thread;     /* run progress on a thread sleeping on fds */
+    int listen_thread;       /* serve the metadata side channel */
+    uint16_t listen_port;    /* side-channel port; 0 = ephemeral */
     const char *listen_addr; /* bind address; NULL = 0.0.0.0 */
     nxl_sync_t sync_mode;
-    int capture_telemetry;  /* per-transfer telemetry */
+    int capture_telemetry;      /* per-transfer telemetry */
     uint32_t progress_delay_us; /* progress-thread wake-up period cap */
-    const char *sc_secret;  /* side-channel shared secret (copied); NULL =
-                             * $NXL_SC_SECRET, else none: see below */
+    const char *sc_secret;      /* side-channel shared secret (copied); NULL =
+                                 * $NXL_SC_SECRET, else none: see below */
 } nxl_agent_config_t;
-#define NXL_AGENT_CONFIG_V1_SIZE                                              \
+#define NXL_AGENT_CONFIG_V1_SIZE                                               \
     (offsetof(nxl_agent_config_t, sc_secret) + sizeof(const char *))
 
 /* nxl_agent_config_init fills cfg with the defaults: no progress thread, no
@@ -190,9 +190,10 @@ NXL_API void nxl_agent_config_init(nxl_agent_config_t *cfg);
  * that prove they know the same secret, and this agent's nxl_md_send /
  * nxl_md_fetch / nxl_md_invalidate_local prove it and require the same of
  * the listener they call (mutual HMAC-SHA256 challenge-response; it does
- * not encrypt). Without one, the side channel trusts its network. On success *agent_p owns all resources until nxl_agent_destroy.
- * Returns NXL_OK, NXL_ERR_INVALID_PARAM (NULL or empty name), NXL_ERR_NOMEM,
- * NXL_ERR_IO (listener could not bind). */
+ * not encrypt). Without one, the side channel trusts its network. On success
+ * *agent_p owns all resources until nxl_agent_destroy. Returns NXL_OK,
+ * NXL_ERR_INVALID_PARAM (NULL or empty name), NXL_ERR_NOMEM, NXL_ERR_IO
+ * (listener could not bind). */
 NXL_API nxl_status_t nxl_agent_create(const char *name,
                                       const nxl_agent_config_t *cfg,
                                       nxl_agent_t **agent_p);
@@ -222,8 +223,8 @@ NXL_API int nxl_agent_fd(nxl_agent_t *agent);
  * (they live as long as the process). */
 typedef struct nxl_plugin_info {
     const char *name;
-    uint32_t caps;           /* NXL_CAP_* bits of nxl_backend.h */
-    uint32_t mem_kinds;      /* bitmask of 1u << NXL_DRAM ... */
+    uint32_t caps;               /* NXL_CAP_* bits of nxl_backend.h */
+    uint32_t mem_kinds;          /* bitmask of 1u << NXL_DRAM ... */
     const nxl_param_t *defaults; /* default parameters */
     size_t num_defaults;
 } nxl_plugin_info_t;
@@ -258,18 +259,18 @@ NXL_API nxl_backend_t *nxl_backend_get(nxl_agent_t *agent, const char *type);
 /* nxl_opts_t carries the optional arguments of NIXL's extra params. Fill
  * with nxl_opts_init. The library copies what it keeps. */
 typedef struct nxl_opts {
-    uint32_t size;                 /* set by nxl_opts_init */
+    uint32_t size;                  /* set by nxl_opts_init */
     nxl_backend_t *const *backends; /* restrict to these backends */
     size_t num_backends;
-    int has_notif;                 /* attach notif (even when empty) */
+    int has_notif; /* attach notif (even when empty) */
     const void *notif;
     size_t notif_len;
-    const char *ip_addr;           /* side-channel peer */
-    uint16_t port;                 /* side-channel port, default 8888 */
-    const char *label;             /* etcd label; NULL = "metadata" */
-    int include_conn_info;         /* partial metadata: add conn info */
-    int skip_merge;                /* nxl_xfer_make: keep descriptors */
-    int timeout_ms;                /* side channel, etcd; 0 = 5000 */
+    const char *ip_addr;   /* side-channel peer */
+    uint16_t port;         /* side-channel port, default 8888 */
+    const char *label;     /* etcd label; NULL = "metadata" */
+    int include_conn_info; /* partial metadata: add conn info */
+    int skip_merge;        /* nxl_xfer_make: keep descriptors */
+    int timeout_ms;        /* side channel, etcd; 0 = 5000 */
 } nxl_opts_t;
 #define NXL_OPTS_V1_SIZE (offsetof(nxl_opts_t, timeout_ms) + sizeof(int))
 
@@ -336,8 +337,7 @@ NXL_API nxl_status_t nxl_md_load(nxl_agent_t *agent, const void *blob,
 /* nxl_md_invalidate forgets peer remote: its prepared lists and transfers
  * then fail with NXL_ERR_NOT_FOUND. Returns NXL_OK, NXL_ERR_NOT_FOUND,
  * NXL_ERR_INVALID_PARAM (own name). */
-NXL_API nxl_status_t nxl_md_invalidate(nxl_agent_t *agent,
-                                       const char *remote);
+NXL_API nxl_status_t nxl_md_invalidate(nxl_agent_t *agent, const char *remote);
 
 /* nxl_md_check returns NXL_OK when peer remote is loaded and, if dlist is
  * not NULL, every descriptor of dlist is covered by its regions; otherwise
@@ -407,8 +407,7 @@ NXL_API nxl_status_t nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op,
                                    const size_t *lidx,
                                    const nxl_prepped_t *remote,
                                    const size_t *ridx, size_t count,
-                                   const nxl_opts_t *opts,
-                                   nxl_xfer_t **xfer_p);
+                                   const nxl_opts_t *opts, nxl_xfer_t **xfer_p);
 
 /* nxl_xfer_create builds a transfer in one step from two descriptor lists
  * of equal count and equal per-index lengths, against remote_agent (or this
@@ -445,11 +444,11 @@ NXL_API void nxl_xfer_release(nxl_xfer_t *xfer);
 /* nxl_xfer_telemetry_t: durations in microseconds (rounded up: a post that
  * took any time reports at least 1) of the last post. */
 typedef struct nxl_xfer_telemetry {
-    uint64_t start_us;    /* CLOCK_REALTIME of the post */
-    uint64_t post_us;     /* time inside nxl_xfer_post */
-    uint64_t xfer_us;     /* post to completion */
+    uint64_t start_us; /* CLOCK_REALTIME of the post */
+    uint64_t post_us;  /* time inside nxl_xfer_post */
+    uint64_t xfer_us;  /* post to completion */
     uint64_t total_bytes;
-    uint64_t desc_count;  /* after merging */
+    uint64_t desc_count; /* after merging */
 } nxl_xfer_telemetry_t;
 
 /* nxl_xfer_telemetry reports the last completed post. Returns
@@ -471,7 +470,7 @@ NXL_API nxl_status_t nxl_notif_send(nxl_agent_t *agent, const char *remote,
 
 /* nxl_notif_t is one received notification. */
 typedef struct nxl_notif {
-    const char *agent;  /* sender's name */
+    const char *agent; /* sender's name */
     const void *msg;
     size_t len;
 } nxl_notif_t;

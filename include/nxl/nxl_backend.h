@@ -36,10 +36,10 @@ extern "C" {
 
 /* Capability bits. A backend with REMOTE must have NOTIF. */
 enum {
-    NXL_CAP_LOCAL = 1u << 0,       /* transfers within one agent */
-    NXL_CAP_REMOTE = 1u << 1,      /* transfers to other agents */
-    NXL_CAP_NOTIF = 1u << 2,       /* notifications */
-    NXL_CAP_THREAD_SAFE = 1u << 3  /* the backend locks for itself */
+    NXL_CAP_LOCAL = 1u << 0,      /* transfers within one agent */
+    NXL_CAP_REMOTE = 1u << 1,     /* transfers to other agents */
+    NXL_CAP_NOTIF = 1u << 2,      /* notifications */
+    NXL_CAP_THREAD_SAFE = 1u << 3 /* the backend locks for itself */
 };
 
 /* nxl_backend_host_t is what the core offers a backend. It lives as long as
@@ -47,9 +47,9 @@ enum {
  * the end: a backend reads a field only when size covers it
  * (NXL_HOST_HAS). */
 typedef struct nxl_backend_host {
-    uint32_t size;             /* sizeof(nxl_backend_host_t) of the core */
-    void *ctx;                 /* pass back as the first argument */
-    const char *agent_name;    /* this agent's name */
+    uint32_t size;          /* sizeof(nxl_backend_host_t) of the core */
+    void *ctx;              /* pass back as the first argument */
+    const char *agent_name; /* this agent's name */
     /* set_error sets the calling thread's nxl_last_error() message. */
     void (*set_error)(const char *fmt, ...)
         __attribute__((format(printf, 1, 2)));
@@ -72,9 +72,9 @@ typedef struct nxl_backend_host {
 
 /* NXL_HOST_HAS tells whether host (a const nxl_backend_host_t *) carries
  * field. */
-#define NXL_HOST_HAS(host, field)                                             \
-    ((host)->size >= offsetof(nxl_backend_host_t, field) +                    \
-                         sizeof((host)->field))
+#define NXL_HOST_HAS(host, field)                                              \
+    ((host)->size >=                                                           \
+     offsetof(nxl_backend_host_t, field) + sizeof((host)->field))
 
 /* nxl_be_region_t is one region to register. */
 typedef struct nxl_be_region {
@@ -104,13 +104,13 @@ typedef struct nxl_be_xfer {
     nxl_op_t op;
     nxl_mem_t local_mem;
     nxl_mem_t remote_mem;
-    const char *peer;       /* remote agent name (own name: loopback) */
-    void *peer_ctx;         /* what peer_load returned for peer */
+    const char *peer; /* remote agent name (own name: loopback) */
+    void *peer_ctx;   /* what peer_load returned for peer */
     size_t count;
     const nxl_be_seg_t *local;
     const nxl_be_seg_t *remote;
     uint64_t total_bytes;
-    int has_notif;          /* deliver notif after the data */
+    int has_notif; /* deliver notif after the data */
     const void *notif;
     size_t notif_len;
 } nxl_be_xfer_t;
@@ -119,13 +119,13 @@ typedef struct nxl_be_xfer {
  * the core fills empty optional ones with stubs returning
  * NXL_ERR_NOT_SUPPORTED (or doing nothing), so it never checks for NULL. */
 typedef struct nxl_backend_ops {
-    uint32_t abi_version;     /* NXL_BACKEND_ABI */
-    uint32_t size;            /* sizeof(nxl_backend_ops_t) when built */
-    const char *name;         /* upper case: "SHM", "TCP", "UCX", "POSIX" */
-    uint32_t caps;            /* NXL_CAP_* */
-    uint32_t mem_kinds;       /* bitmask of 1u << NXL_DRAM ... */
-    size_t engine_size;       /* engine state the core allocates, zeroed */
-    size_t req_size;          /* per-transfer state the core allocates */
+    uint32_t abi_version;        /* NXL_BACKEND_ABI */
+    uint32_t size;               /* sizeof(nxl_backend_ops_t) when built */
+    const char *name;            /* upper case: "SHM", "TCP", "UCX", "POSIX" */
+    uint32_t caps;               /* NXL_CAP_* */
+    uint32_t mem_kinds;          /* bitmask of 1u << NXL_DRAM ... */
+    size_t engine_size;          /* engine state the core allocates, zeroed */
+    size_t req_size;             /* per-transfer state the core allocates */
     const nxl_param_t *defaults; /* default params (static) */
     size_t num_defaults;
 

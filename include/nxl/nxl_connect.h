@@ -150,8 +150,8 @@ NXL_API nxl_status_t nxl_connect_desc_decode(const void *json, size_t len,
  * (lowercase hex, no prefix), into *str_p (NUL-terminated; len excludes
  * the NUL; release with nxl_blob_free). Thread-safe. Returns NXL_OK,
  * NXL_ERR_INVALID_PARAM or NXL_ERR_NOMEM. */
-NXL_API nxl_status_t nxl_connect_md_encode(const void *md, size_t len,
-                                           int hex, nxl_blob_t *str_p);
+NXL_API nxl_status_t nxl_connect_md_encode(const void *md, size_t len, int hex,
+                                           nxl_blob_t *str_p);
 
 /* nxl_connect_md_decode reverses nxl_connect_md_encode: s (len bytes)
  * starting "b64:" is base64 (standard alphabet, padded), anything else hex
@@ -161,8 +161,7 @@ NXL_API nxl_status_t nxl_connect_md_encode(const void *md, size_t len,
  * NXL_ERR_PROTO (empty, bad base64 or hex, corrupt, truncated or
  * oversized stream, trailing bytes) or NXL_ERR_NOMEM. */
 NXL_API nxl_status_t nxl_connect_md_decode(const char *s, size_t len,
-                                           size_t max_out,
-                                           nxl_blob_t *md_p);
+                                           size_t max_out, nxl_blob_t *md_p);
 
 /* ===================================================================== */
 /* RdmaMetadata                                                           */
@@ -433,8 +432,7 @@ NXL_API nxl_status_t nxl_connect_op_status(nxl_connect_op_t *op,
  * (COMPLETE), NXL_ERR_CANCELED (CANCELLED), the operation's error
  * (ERRORED, e.g. NXL_ERR_REMOTE_DISCONNECT; Dynamo raises here),
  * NXL_ERR_TIMEOUT, or an error of the notification poll. */
-NXL_API nxl_status_t nxl_connect_op_wait(nxl_connect_op_t *op,
-                                         int timeout_ms);
+NXL_API nxl_status_t nxl_connect_op_wait(nxl_connect_op_t *op, int timeout_ms);
 
 /* nxl_connect_op_cancel cancels op: an active transfer is released (the
  * backend stops touching the buffers before this returns), a passive
@@ -457,14 +455,14 @@ NXL_API void nxl_connect_op_release(nxl_connect_op_t *op);
 /* nxl_connect_op_info_t describes an operation. Strings live as long as
  * the operation. */
 typedef struct nxl_connect_op_info {
-    nxl_connect_kind_t kind;       /* READ or WRITE */
-    int passive;                   /* 1: readable/writable; 0: read/write */
-    nxl_connect_state_t state;     /* last known; no polling */
-    nxl_status_t error;            /* the cause when ERRORED, else NXL_OK */
-    const char *error_text;        /* its message when ERRORED, else "" */
+    nxl_connect_kind_t kind;   /* READ or WRITE */
+    int passive;               /* 1: readable/writable; 0: read/write */
+    nxl_connect_state_t state; /* last known; no polling */
+    nxl_status_t error;        /* the cause when ERRORED, else NXL_OK */
+    const char *error_text;    /* its message when ERRORED, else "" */
     const char *notification_key;
-    const char *remote_agent;      /* active: the peer's name; passive: "" */
-    size_t num_descriptors;        /* local descriptors */
+    const char *remote_agent; /* active: the peer's name; passive: "" */
+    size_t num_descriptors;   /* local descriptors */
 } nxl_connect_op_info_t;
 
 /* nxl_connect_op_info fills *info_p without polling. Thread-safe. Returns
@@ -498,9 +496,9 @@ NXL_API void nxl_media_limits_init(nxl_media_limits_t *limits);
  * the len bytes at data. Shape [1,2,3] over bytes 0..5 gives
  * 0x7a9bbcb11a898630. Thread-safe. Returns NXL_OK, NXL_ERR_INVALID_PARAM
  * or NXL_ERR_NOMEM. */
-NXL_API nxl_status_t nxl_media_content_hash(const uint64_t *shape,
-                                            size_t ndim, const void *data,
-                                            size_t len, uint64_t *hash_p);
+NXL_API nxl_status_t nxl_media_content_hash(const uint64_t *shape, size_t ndim,
+                                            const void *data, size_t len,
+                                            uint64_t *hash_p);
 
 /* nxl_media_progress_delay_us returns the media agent's progress-thread
  * delay from DYN_MM_NIXL_PROGRESS_DELAY_US as Dynamo reads it: default
@@ -523,9 +521,8 @@ typedef struct nxl_media nxl_media_t;
  * NXL_ERR_NOT_ALLOWED ("Image size exceeds limit: ...", "Memory limit
  * exceeded: ..."), NXL_ERR_NOMEM or an agent error. */
 NXL_API nxl_status_t nxl_media_image_create(nxl_agent_t *agent,
-                                            const void *pixels,
-                                            uint32_t height, uint32_t width,
-                                            uint32_t channels,
+                                            const void *pixels, uint32_t height,
+                                            uint32_t width, uint32_t channels,
                                             const char *format,
                                             const nxl_media_limits_t *limits,
                                             nxl_media_t **media_p);
@@ -543,8 +540,7 @@ NXL_API uint64_t nxl_media_hash(const nxl_media_t *media);
 
 /* nxl_media_data returns the registered copy of the pixels (size bytes in
  * *size_p when not NULL); it lives as long as media. */
-NXL_API const void *nxl_media_data(const nxl_media_t *media,
-                                   size_t *size_p);
+NXL_API const void *nxl_media_data(const nxl_media_t *media, size_t *size_p);
 
 /* nxl_media_destroy deregisters the image and frees it. Readers must be
  * done. Accepts NULL. */
@@ -559,15 +555,15 @@ NXL_API nxl_status_t nxl_media_discard_notifs(nxl_agent_t *agent);
 /* nxl_media_desc_t is a decoded RdmaMediaDataDescriptor; one library
  * allocation (free with nxl_media_desc_free). */
 typedef struct nxl_media_desc {
-    const char *nixl_metadata;  /* "b64:..." (or hex), as received */
+    const char *nixl_metadata; /* "b64:..." (or hex), as received */
     uint64_t addr;
     uint64_t size;
-    nxl_mem_t mem_type;         /* "Dram" -> NXL_DRAM, "Vram" -> NXL_VRAM... */
+    nxl_mem_t mem_type; /* "Dram" -> NXL_DRAM, "Vram" -> NXL_VRAM... */
     uint64_t device_id;
     uint64_t shape[NXL_MEDIA_MAX_DIMS];
     size_t ndim;
-    const char *dtype;          /* "UINT8" */
-    const char *metadata_json;  /* the "metadata" value as JSON ("null") */
+    const char *dtype;         /* "UINT8" */
+    const char *metadata_json; /* the "metadata" value as JSON ("null") */
     int has_content_hash;
     uint64_t content_hash;
 } nxl_media_desc_t;

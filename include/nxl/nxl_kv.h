@@ -63,8 +63,7 @@ NXL_API nxl_status_t nxl_kv_config_add_backend(nxl_kv_config_t *cfg,
 /* nxl_kv_config_set_param enables backend name and sets one of its params
  * (key kept as given; a later set of the same key replaces it). */
 NXL_API nxl_status_t nxl_kv_config_set_param(nxl_kv_config_t *cfg,
-                                             const char *name,
-                                             const char *key,
+                                             const char *name, const char *key,
                                              const char *value);
 
 /* nxl_kv_config_merge copies every backend and param of src into dst; src
@@ -82,8 +81,8 @@ NXL_API size_t nxl_kv_config_count(const nxl_kv_config_t *cfg);
 /* nxl_kv_config_backend returns backend i (0 <= i < count, sorted by name):
  * its uppercase name and params (owned by cfg, valid until cfg changes).
  * Returns NXL_OK or NXL_ERR_INVALID_PARAM. */
-NXL_API nxl_status_t nxl_kv_config_backend(const nxl_kv_config_t *cfg,
-                                           size_t i, const char **name_p,
+NXL_API nxl_status_t nxl_kv_config_backend(const nxl_kv_config_t *cfg, size_t i,
+                                           const char **name_p,
                                            nxl_params_t *params_p);
 
 #ifdef NXL_KV_EXPERIMENTAL
@@ -137,8 +136,7 @@ NXL_API nxl_status_t nxl_kv_agent_add_backend(nxl_kv_agent_t *a,
  * backends: [B1: reason, B2: reason]". n may be 0. */
 NXL_API nxl_status_t nxl_kv_agent_with_backends(const char *name,
                                                 const char *const *names,
-                                                size_t n,
-                                                nxl_kv_agent_t **a_p);
+                                                size_t n, nxl_kv_agent_t **a_p);
 
 /* nxl_kv_agent_new_with_backends (lenient): failures are logged and
  * tolerated; fails only when none succeeded: "Failed to initialize any
@@ -153,13 +151,11 @@ NXL_API nxl_status_t nxl_kv_agent_new_with_backends(const char *name,
  * strict (every one must succeed) or lenient (at least one). */
 NXL_API nxl_status_t nxl_kv_agent_from_config(const char *name,
                                               const nxl_kv_config_t *cfg,
-                                              int strict,
-                                              nxl_kv_agent_t **a_p);
+                                              int strict, nxl_kv_agent_t **a_p);
 
 /* nxl_kv_agent_has_backend: 1 if backend name (case-insensitive) was
  * created on a. */
-NXL_API int nxl_kv_agent_has_backend(const nxl_kv_agent_t *a,
-                                     const char *name);
+NXL_API int nxl_kv_agent_has_backend(const nxl_kv_agent_t *a, const char *name);
 
 /* nxl_kv_agent_require_backend returns NXL_OK if name was created, else
  * NXL_ERR_NOT_FOUND "Operation requires <NAME> backend, but it was not
@@ -328,8 +324,8 @@ NXL_API nxl_status_t nxl_kv_layout_ls(const nxl_kv_layout_config_t *cfg,
  * unregistered, as in Dynamo) and owns it. */
 NXL_API nxl_status_t nxl_kv_layout_alloc(const nxl_kv_layout_config_t *cfg,
                                          nxl_kv_layout_type_t type,
-                                         int outer_contiguous,
-                                         nxl_kv_loc_t loc, nxl_kv_agent_t *a,
+                                         int outer_contiguous, nxl_kv_loc_t loc,
+                                         nxl_kv_agent_t *a,
                                          nxl_kv_layout_t **l_p);
 
 /* nxl_kv_layout_destroy frees l and the storage it owns (deregistering
@@ -432,8 +428,7 @@ typedef struct nxl_kv_plan {
 #ifdef NXL_KV_EXPERIMENTAL
 /* nxl_kv_select_direct is Dynamo's select_direct_strategy: the local table
  * (dst_is_remote = 0) or the legacy remote table (1). */
-NXL_API nxl_status_t nxl_kv_select_direct(nxl_kv_kind_t src,
-                                          nxl_kv_kind_t dst,
+NXL_API nxl_status_t nxl_kv_select_direct(nxl_kv_kind_t src, nxl_kv_kind_t dst,
                                           int dst_is_remote,
                                           const nxl_kv_caps_t *caps,
                                           nxl_kv_plan_t *plan_p);
@@ -471,8 +466,7 @@ NXL_API nxl_status_t nxl_kv_validate(const nxl_kv_layout_t *src,
                                      const nxl_kv_layout_t *dst,
                                      const size_t *dst_ids, size_t n_dst,
                                      const nxl_kv_layout_t *bounce,
-                                     const size_t *bounce_ids,
-                                     size_t n_bounce);
+                                     const size_t *bounce_ids, size_t n_bounce);
 
 /* ===================================================================== */
 /* Descriptor lists                                                       */
@@ -553,15 +547,15 @@ typedef struct nxl_kv_notif nxl_kv_notif_t;
 
 /* nxl_kv_ctx_config_t: fill with nxl_kv_ctx_config_init. */
 typedef struct nxl_kv_ctx_config {
-    uint32_t size;           /* set by nxl_kv_ctx_config_init (nxl.h) */
+    uint32_t size; /* set by nxl_kv_ctx_config_init (nxl.h) */
     nxl_kv_caps_t caps;
-    int device;              /* device ordinal for streams, default 0 */
-    unsigned poll_tick_ms;   /* poller tick while work exists, default 1 */
-    unsigned warn_after_ms;  /* first slow-transfer warning, 60000 */
-    unsigned warn_every_ms;  /* repeat warning period, 30000 */
-    size_t max_pending;      /* poller capacity, default 4096 */
+    int device;             /* device ordinal for streams, default 0 */
+    unsigned poll_tick_ms;  /* poller tick while work exists, default 1 */
+    unsigned warn_after_ms; /* first slow-transfer warning, 60000 */
+    unsigned warn_every_ms; /* repeat warning period, 30000 */
+    size_t max_pending;     /* poller capacity, default 4096 */
 } nxl_kv_ctx_config_t;
-#define NXL_KV_CTX_CONFIG_V1_SIZE                                             \
+#define NXL_KV_CTX_CONFIG_V1_SIZE                                              \
     (offsetof(nxl_kv_ctx_config_t, max_pending) + sizeof(size_t))
 
 NXL_API void nxl_kv_ctx_config_init(nxl_kv_ctx_config_t *cfg);
@@ -587,19 +581,19 @@ NXL_API uint64_t nxl_kv_ctx_slow_warnings(const nxl_kv_ctx_t *ctx);
 
 /* nxl_kv_opts_t: Dynamo's TransferOptions. Fill with nxl_kv_opts_init. */
 typedef struct nxl_kv_opts {
-    uint32_t size;                   /* set by nxl_kv_opts_init (nxl.h) */
-    size_t layer_begin, layer_end;   /* 0, 0 = all layers */
-    const nxl_kv_layout_t *bounce;   /* pinned bounce layout (two-hop) */
-    const size_t *bounce_ids;        /* its blocks to use */
+    uint32_t size;                 /* set by nxl_kv_opts_init (nxl.h) */
+    size_t layer_begin, layer_end; /* 0, 0 = all layers */
+    const nxl_kv_layout_t *bounce; /* pinned bounce layout (two-hop) */
+    const size_t *bounce_ids;      /* its blocks to use */
     size_t num_bounce;
-    int deadline_ms;                 /* 0 = none: report NXL_ERR_TIMEOUT
-                                        after this, memory stays in use
-                                        until the transfer really ends */
-    const void *notif;               /* NXL notification sent to the remote
-                                        agent after the data (NIXL ops) */
+    int deadline_ms;   /* 0 = none: report NXL_ERR_TIMEOUT
+                          after this, memory stays in use
+                          until the transfer really ends */
+    const void *notif; /* NXL notification sent to the remote
+                          agent after the data (NIXL ops) */
     size_t notif_len;
 } nxl_kv_opts_t;
-#define NXL_KV_OPTS_V1_SIZE                                                   \
+#define NXL_KV_OPTS_V1_SIZE                                                    \
     (offsetof(nxl_kv_opts_t, notif_len) + sizeof(size_t))
 
 NXL_API void nxl_kv_opts_init(nxl_kv_opts_t *opts);
@@ -616,13 +610,10 @@ NXL_API void nxl_kv_opts_init(nxl_kv_opts_t *opts);
  * buffer has no blocks", validation and strategy errors; NXL_ERR_NOT_ALLOWED
  * when max_pending transfers are pending). The layouts must stay alive
  * until the handle is done; ids and the notification are copied. */
-NXL_API nxl_status_t nxl_kv_transfer(nxl_kv_ctx_t *ctx,
-                                     const nxl_kv_layout_t *src,
-                                     const size_t *src_ids,
-                                     const nxl_kv_layout_t *dst,
-                                     const size_t *dst_ids, size_t n,
-                                     const nxl_kv_opts_t *opts,
-                                     nxl_kv_notif_t **n_p);
+NXL_API nxl_status_t nxl_kv_transfer(
+    nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *src, const size_t *src_ids,
+    const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+    const nxl_kv_opts_t *opts, nxl_kv_notif_t **n_p);
 
 /* nxl_kv_notif_status: NXL_OK (done), NXL_IN_PROG, NXL_ERR_TIMEOUT
  * (deadline passed; the transfer may still be running) or the transfer's
@@ -648,8 +639,8 @@ NXL_API const char *nxl_kv_notif_uuid(const nxl_kv_notif_t *n);
  * is kept, not dropped). deadline_ms 0 = none. While such waits exist
  * the poller takes the agent's notifications (nxl_notifs_get) and keeps
  * the ones no wait matches, up to 4096 (oldest dropped with a warning). */
-NXL_API nxl_status_t nxl_kv_ctx_await_notif(nxl_kv_ctx_t *ctx,
-                                            const char *key, int deadline_ms,
+NXL_API nxl_status_t nxl_kv_ctx_await_notif(nxl_kv_ctx_t *ctx, const char *key,
+                                            int deadline_ms,
                                             nxl_kv_notif_t **n_p);
 
 /* ===================================================================== */

@@ -75,7 +75,7 @@ typedef struct nxl_memkind_ops {
     uint32_t size;        /* sizeof(nxl_memkind_ops_t) of the builder */
     const char *name;     /* "host", "pinned", "cuda", ... */
     nxl_memkind_type_t type;
-    nxl_mem_t mem;        /* the nxl_mem_t its memory registers as */
+    nxl_mem_t mem; /* the nxl_mem_t its memory registers as */
 
     /* probe checks the kind can run here (driver loaded, device present). */
     nxl_status_t (*probe)(void);
@@ -145,8 +145,7 @@ typedef struct nxl_memkind_ops {
      * copy_async per pair. After another error some copies of the batch
      * may be queued; queuing the whole batch again per pair is safe. A
      * stream is used by one thread at a time. */
-    nxl_status_t (*copy_batch_async)(void *const *dsts,
-                                     const void *const *srcs,
+    nxl_status_t (*copy_batch_async)(void *const *dsts, const void *const *srcs,
                                      const size_t *lens, size_t n,
                                      nxl_copy_dir_t dir, unsigned flags,
                                      nxl_stream_t *stream);
@@ -162,8 +161,8 @@ typedef struct nxl_memkind_ops {
 
 /* NXL_MEMKIND_HAS(ops, op) is true when table ops holds op (its size
  * covers the field) and op is set; use it for ops added after version 1. */
-#define NXL_MEMKIND_HAS(ops, op)                                              \
-    ((ops)->size >= offsetof(nxl_memkind_ops_t, op) + sizeof((ops)->op) &&    \
+#define NXL_MEMKIND_HAS(ops, op)                                               \
+    ((ops)->size >= offsetof(nxl_memkind_ops_t, op) + sizeof((ops)->op) &&     \
      (ops)->op != NULL)
 
 /* nxl_memkind_host returns the pageable host kind (posix_memalign 4096,

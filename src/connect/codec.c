@@ -148,9 +148,8 @@ dev_id(nxl_status_t status, const char *who, const char *v, uint64_t *id_p)
         p++;
     }
     if (!digits || *p != '\0') {
-        return nxl__fail(status,
-                         "%sinvalid literal for int() with base 10: '%s'", who,
-                         seg);
+        return nxl__fail(
+            status, "%sinvalid literal for int() with base 10: '%s'", who, seg);
     }
     if (neg && id != 0) {
         return nxl__fail(status, "%sdevice id -%" PRIu64 " is negative", who,
@@ -213,12 +212,14 @@ nxl_connect_device_format(nxl_connect_device_t device, uint64_t id, char *buf,
     } else {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "connect_device_format: device kind %d is not HOST "
-                         "or CUDA", (int)device);
+                         "or CUDA",
+                         (int)device);
     }
     if (n < 0 || (size_t)n >= cap) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "connect_device_format: buffer of %zu bytes is too "
-                         "small", cap);
+                         "small",
+                         cap);
     }
     memcpy(buf, tmp, (size_t)n + 1);
     return NXL_OK;
@@ -279,7 +280,8 @@ nxl__md_str_check(const char *who, const char *s, size_t n)
     if (!nxl__hex_check(s, n)) {
         return nxl__fail(NXL_ERR_PROTO,
                          "%sthe metadata string is neither \"b64:\" + base64 "
-                         "nor hex (the legacy form)", who);
+                         "nor hex (the legacy form)",
+                         who);
     }
     return NXL_OK;
 }
@@ -309,7 +311,8 @@ nxl__md_deflate(const void *p, size_t n, uint8_t **out_p, size_t *out_n)
     }
     if (zn > n) {
         nxl__debug("connect: compressed metadata is larger than the "
-                   "original (%lu > %zu)", (unsigned long)zn, n);
+                   "original (%lu > %zu)",
+                   (unsigned long)zn, n);
     }
     *out_p = z;
     *out_n = zn;
@@ -388,7 +391,8 @@ md_inflate(const uint8_t *z, size_t n, size_t max, uint8_t **out_p,
                 if (cap > max) {
                     st = nxl__fail(NXL_ERR_PROTO,
                                    "connect: agent metadata inflates beyond "
-                                   "%zu bytes (refused)", max);
+                                   "%zu bytes (refused)",
+                                   max);
                     goto err;
                 }
                 cap = NXL__MIN(cap * 2, max + 1);
@@ -410,7 +414,8 @@ md_inflate(const uint8_t *z, size_t n, size_t max, uint8_t **out_p,
         if (have > max) {
             st = nxl__fail(NXL_ERR_PROTO,
                            "connect: agent metadata inflates beyond %zu "
-                           "bytes (refused)", max);
+                           "bytes (refused)",
+                           max);
             goto err;
         }
         if (zr == Z_BUF_ERROR && zs.avail_in == 0 &&
@@ -421,15 +426,15 @@ md_inflate(const uint8_t *z, size_t n, size_t max, uint8_t **out_p,
         }
         if (zr != Z_OK && zr != Z_BUF_ERROR) {
             st = nxl__fail(zr == Z_MEM_ERROR ? NXL_ERR_NOMEM : NXL_ERR_PROTO,
-                           "connect: zlib: %s",
-                           zs.msg ? zs.msg : zError(zr));
+                           "connect: zlib: %s", zs.msg ? zs.msg : zError(zr));
             goto err;
         }
     }
     if (have > max) {
         st = nxl__fail(NXL_ERR_PROTO,
                        "connect: agent metadata inflates beyond %zu bytes "
-                       "(refused)", max);
+                       "(refused)",
+                       max);
         goto err;
     }
     if ((size_t)(zs.next_in - z) + zs.avail_in != n || zs.avail_in != 0) {
@@ -482,8 +487,8 @@ nxl_connect_md_decode(const char *s, size_t len, size_t max_out,
             return nxl__fail(NXL_ERR_NOMEM, "connect: out of memory");
         }
         for (i = 0; i < rn; i++) {
-            raw[i] = (uint8_t)((hex_val(s[2 * i]) << 4) |
-                               hex_val(s[2 * i + 1]));
+            raw[i] =
+                (uint8_t)((hex_val(s[2 * i]) << 4) | hex_val(s[2 * i + 1]));
         }
     }
     st = md_inflate(raw, rn, max_out, &md, &mn);
@@ -850,12 +855,13 @@ sd_read(json_object *obj, const char *model, const char *prefix,
         if (pl == 0) {
             return nxl__fail(NXL_ERR_PROTO,
                              "%s: Input should be a valid dictionary or "
-                             "instance of SerializedDescriptor", model);
+                             "instance of SerializedDescriptor",
+                             model);
         }
         return nxl__fail(NXL_ERR_PROTO,
                          "%s: %.*s: Input should be a valid dictionary or "
-                         "instance of SerializedDescriptor", model,
-                         (int)(pl - 1), prefix);
+                         "instance of SerializedDescriptor",
+                         model, (int)(pl - 1), prefix);
     }
     st = check_extras(obj, model, prefix, sd_fields);
     if (st != NXL_OK) {
@@ -870,7 +876,8 @@ sd_read(json_object *obj, const char *model, const char *prefix,
         !(strncmp(v, "cuda", 4) == 0 || strcmp(v, "cpu") == 0)) {
         return nxl__fail(NXL_ERR_PROTO,
                          "%sArgument `device` must be one of 'cpu' or "
-                         "'cuda:<device_id>'.", l.at);
+                         "'cuda:<device_id>'.",
+                         l.at);
     }
     if (v[0] == 'c' && v[1] == 'u') {
         d->device = NXL_CONNECT_DEVICE_CUDA;
@@ -890,12 +897,13 @@ sd_read(json_object *obj, const char *model, const char *prefix,
     if (u == 0) {
         return nxl__fail(NXL_ERR_PROTO,
                          "%sArgument `ptr` cannot be zero (aka `null` or "
-                         "`None`).", l.at);
+                         "`None`).",
+                         l.at);
     }
     if (neg) {
         return nxl__fail(NXL_ERR_PROTO,
-                         "%sa negative address (-%" PRIu64 ") is refused",
-                         l.at, u);
+                         "%sa negative address (-%" PRIu64 ") is refused", l.at,
+                         u);
     }
     d->ptr = u;
     loc_field(&l, model, prefix, "size");
@@ -906,7 +914,8 @@ sd_read(json_object *obj, const char *model, const char *prefix,
     if (neg) {
         return nxl__fail(NXL_ERR_PROTO,
                          "%sArgument `size` must be an integer greater than "
-                         "or equal to zero.", l.at);
+                         "or equal to zero.",
+                         l.at);
     }
     d->size = u;
     return NXL_OK;
@@ -920,12 +929,14 @@ nxl__desc_check(nxl_status_t status, const char *who,
         d->device != NXL_CONNECT_DEVICE_CUDA) {
         return nxl__fail(status,
                          "%sdevice: Argument `device` must be one of 'cpu' or "
-                         "'cuda:<device_id>'.", who);
+                         "'cuda:<device_id>'.",
+                         who);
     }
     if (d->ptr == 0) {
         return nxl__fail(status,
                          "%sptr: Argument `ptr` cannot be zero (aka `null` or "
-                         "`None`).", who);
+                         "`None`).",
+                         who);
     }
     return NXL_OK;
 }
@@ -990,9 +1001,8 @@ nxl_connect_desc_decode(const void *json, size_t len, nxl_connect_desc_t *d_p)
 
 /* ---- RdmaMetadata -------------------------------------------------------- */
 
-static const char *const rm_fields[] = {"descriptors", "nixl_metadata",
-                                        "notification_key", "operation_kind",
-                                        NULL};
+static const char *const rm_fields[] = {
+    "descriptors", "nixl_metadata", "notification_key", "operation_kind", NULL};
 
 /* key_check applies the rules for a notification key (who prefixes). */
 static nxl_status_t
@@ -1001,12 +1011,12 @@ key_check(nxl_status_t status, const char *who, const char *k, size_t n)
     if (n == 0) {
         return nxl__fail(status,
                          "%sArgument `notification_key` must not be an empty "
-                         "string.", who);
+                         "string.",
+                         who);
     }
     if (n > NXL_CONNECT_KEY_MAX) {
-        return nxl__fail(status,
-                         "%sthe key of %zu bytes is longer than %d", who, n,
-                         NXL_CONNECT_KEY_MAX);
+        return nxl__fail(status, "%sthe key of %zu bytes is longer than %d",
+                         who, n, NXL_CONNECT_KEY_MAX);
     }
     if (memchr(k, '\0', n) != NULL) {
         return nxl__fail(status, "%sthe key holds a NUL byte", who);
@@ -1021,7 +1031,8 @@ kind_check(nxl_status_t status, const char *who, bool neg, uint64_t v)
     if (neg || v < 1 || v > 3) {
         return nxl__fail(status,
                          "%sArgument `operation_kind` must be an integer value "
-                         "of `dynamo.nixl_connect.OperationKind`.", who);
+                         "of `dynamo.nixl_connect.OperationKind`.",
+                         who);
     }
     return NXL_OK;
 }
@@ -1060,15 +1071,15 @@ nxl__rdma_md_check(nxl_status_t status, const nxl_rdma_metadata_t *md)
         return nxl__fail(status, "RdmaMetadata: notification_key: Field "
                                  "required");
     }
-    st = key_check(status, "RdmaMetadata: notification_key: ",
-                   md->notification_key, strlen(md->notification_key));
+    st = key_check(status,
+                   "RdmaMetadata: notification_key: ", md->notification_key,
+                   strlen(md->notification_key));
     if (st != NXL_OK) {
         return st;
     }
-    return kind_check(status, "RdmaMetadata: operation_kind: ",
-                      md->operation_kind < 0,
-                      md->operation_kind < 0 ? 0
-                                             : (uint64_t)md->operation_kind);
+    return kind_check(
+        status, "RdmaMetadata: operation_kind: ", md->operation_kind < 0,
+        md->operation_kind < 0 ? 0 : (uint64_t)md->operation_kind);
 }
 
 void

@@ -20,7 +20,6 @@
 
 /* ---- codec.c ------------------------------------------------------------ */
 
-
 /* nxl__hex_check says whether s (n chars) is an even run of hex digits. */
 bool nxl__hex_check(const char *s, size_t n);
 
@@ -73,8 +72,7 @@ nxl_status_t nxl__md_deflate(const void *p, size_t n, uint8_t **out_p,
 
 /* nxl__md_str_append appends the metadata string of compressed bytes (n
  * of them): "b64:" + base64, or hex. */
-void nxl__md_str_append(nxl__wbuf_t *w, const uint8_t *z, size_t n,
-                        bool hex);
+void nxl__md_str_append(nxl__wbuf_t *w, const uint8_t *z, size_t n, bool hex);
 
 /* nxl__device_mem maps a device kind to a memory kind (HOST -> DRAM, CUDA
  * -> VRAM). */
@@ -84,18 +82,18 @@ nxl_mem_t nxl__device_mem(nxl_connect_device_t device);
 
 /* One memory registration the connector made (or pinned as a pool). */
 typedef struct nxl__creg {
-    nxl__bnode_t node;   /* (dev_id, addr, len) in conn->regs[kind] */
+    nxl__bnode_t node; /* (dev_id, addr, len) in conn->regs[kind] */
     nxl_mem_t mem;
-    unsigned refs;       /* operations using it */
-    bool pinned;         /* pool memory: not deregistered at refs 0 */
+    unsigned refs; /* operations using it */
+    bool pinned;   /* pool memory: not deregistered at refs 0 */
 } nxl__creg_t;
 
 /* One keyed region of a peer's snapshots the connector loaded: what a
  * later snapshot must not overlap with another key (see
  * nxl__conn_remote_acquire). */
 typedef struct nxl__cregion {
-    uint64_t backend;    /* hash of the backend's name */
-    uint64_t pub;        /* hash of the public data (the remote key) */
+    uint64_t backend; /* hash of the backend's name */
+    uint64_t pub;     /* hash of the public data (the remote key) */
     nxl_desc_t desc;
     nxl_mem_t kind;
 } nxl__cregion_t;
@@ -109,9 +107,9 @@ typedef struct nxl__cregion {
 typedef struct nxl__cremote {
     struct nxl__cremote *next;
     char *name;
-    unsigned refs;       /* open active operations on it, and handles */
-    unsigned handles;    /* of which nxl_connector_remote_add's */
-    bool external;       /* was loaded before the connector loaded it */
+    unsigned refs;           /* open active operations on it, and handles */
+    unsigned handles;        /* of which nxl_connector_remote_add's */
+    bool external;           /* was loaded before the connector loaded it */
     nxl__cregion_t *regions; /* keyed regions of the loaded snapshots */
     size_t nregions, capregions;
 } nxl__cremote_t;
@@ -125,17 +123,17 @@ typedef struct nxl__cnotif {
 
 struct nxl_connector {
     nxl_agent_t *agent;
-    char *self;                  /* the agent's name (copied) */
-    pthread_mutex_t lock;        /* everything below */
-    pthread_cond_t cond;         /* routed completions, end of a poll */
-    bool poller;                 /* a waiter sleeps on the agent fd */
+    char *self;           /* the agent's name (copied) */
+    pthread_mutex_t lock; /* everything below */
+    pthread_cond_t cond;  /* routed completions, end of a poll */
+    bool poller;          /* a waiter sleeps on the agent fd */
     nxl__btree_t regs[NXL_MEM_KINDS];
     nxl__cremote_t *remotes;
-    nxl__cnotif_t *q;            /* unclaimed notifications, in order */
-    size_t qhead, qlen, qcap;    /* ring: qlen items from qhead */
+    nxl__cnotif_t *q;             /* unclaimed notifications, in order */
+    size_t qhead, qlen, qcap;     /* ring: qlen items from qhead */
     struct nxl_connect_op **keys; /* open passive ops by key (hash) */
-    size_t nkeys, keycap;        /* keycap a power of 2, or 0 */
-    struct nxl_connect_op *ops;  /* every open operation */
+    size_t nkeys, keycap;         /* keycap a power of 2, or 0 */
+    struct nxl_connect_op *ops;   /* every open operation */
     struct nxl_connector *next_global;
 };
 
@@ -196,26 +194,26 @@ struct nxl_connect_op {
     struct nxl_connect_op *key_next;    /* conn->keys bucket chain */
     nxl_connect_kind_t kind;
     bool passive;
-    _Atomic int state;           /* nxl_connect_state_t */
-    nxl_status_t error;          /* ERRORED: set before state */
+    _Atomic int state;  /* nxl_connect_state_t */
+    nxl_status_t error; /* ERRORED: set before state */
     char error_text[256];
     char key[NXL_CONNECT_KEY_MAX + 1];
     size_t key_len;
-    bool keyed;                  /* in conn's key index */
+    bool keyed; /* in conn's key index */
     nxl_mem_t mem;
     nxl_connect_device_t device;
-    nxl_desc_t *descs;           /* local, as registered */
-    nxl_connect_desc_t *cdescs;  /* local, as given */
+    nxl_desc_t *descs;          /* local, as registered */
+    nxl_connect_desc_t *cdescs; /* local, as given */
     size_t n;
-    nxl__creg_t **regs;          /* n entries (NULL = outside memory) */
+    nxl__creg_t **regs; /* n entries (NULL = outside memory) */
     /* passive */
-    uint8_t *zmd;                /* compressed agent metadata snapshot */
+    uint8_t *zmd; /* compressed agent metadata snapshot */
     size_t zmd_len;
     /* active */
-    pthread_mutex_t lock;        /* post/status transitions */
-    pthread_cond_t cond;         /* a waiter left (cancel waits for it) */
-    unsigned waiters;            /* threads inside nxl_xfer_wait */
-    nxl__cremote_t *remote;      /* NULL for loopback */
+    pthread_mutex_t lock;   /* post/status transitions */
+    pthread_cond_t cond;    /* a waiter left (cancel waits for it) */
+    unsigned waiters;       /* threads inside nxl_xfer_wait */
+    nxl__cremote_t *remote; /* NULL for loopback */
     char remote_name[256];
     nxl_xfer_t *xfer;
 };
@@ -225,8 +223,7 @@ void nxl__op_complete(struct nxl_connect_op *op);
 
 /* nxl__connect_begin makes an active operation from a checked md (the
  * body of read_begin, write_begin, begin_md and media_read_begin). */
-nxl_status_t nxl__connect_begin(nxl_connector_t *conn,
-                                nxl_connect_kind_t kind,
+nxl_status_t nxl__connect_begin(nxl_connector_t *conn, nxl_connect_kind_t kind,
                                 const nxl_connect_desc_t *local, size_t n,
                                 const nxl_rdma_metadata_t *md,
                                 nxl_connect_op_t **op_p);

@@ -152,7 +152,8 @@ nxl_connector_destroy(nxl_connector_t *conn)
     }
     if (open > 0) {
         nxl__warn("connect: connector of '%s' destroyed with %zu open "
-                  "operations (released)", conn->self, open);
+                  "operations (released)",
+                  conn->self, open);
     }
     pthread_mutex_lock(&conn->lock);
     for (k = 0; k < NXL_MEM_KINDS; k++) {
@@ -261,11 +262,10 @@ reg_new(nxl_connector_t *conn, nxl_mem_t mem, const nxl_desc_t *d,
         /* Out of memory for a block (the agent accepted d, so no
          * registration of the connector is in the way): undo it. */
         (void)reg_drop(conn, reg);
-        return nxl__fail(st, "connect: indexing 0x%llx+%llu: %s",
-                         (unsigned long long)d->addr,
-                         (unsigned long long)d->len,
-                         st == NXL_ERR_NOMEM ? "out of memory"
-                                             : "overlaps a registration");
+        return nxl__fail(
+            st, "connect: indexing 0x%llx+%llu: %s",
+            (unsigned long long)d->addr, (unsigned long long)d->len,
+            st == NXL_ERR_NOMEM ? "out of memory" : "overlaps a registration");
     }
     *reg_p = reg;
     return NXL_OK;
@@ -332,7 +332,7 @@ nxl__conn_reg_release(nxl_connector_t *conn, nxl__creg_t **regs, size_t n)
 
 nxl_status_t
 nxl__conn_descs(const char *who, const nxl_connect_desc_t *cd, size_t n,
-           nxl_desc_t **out, nxl_mem_t *mem_p)
+                nxl_desc_t **out, nxl_mem_t *mem_p)
 {
     nxl_desc_t *d;
     size_t i;
@@ -347,7 +347,8 @@ nxl__conn_descs(const char *who, const nxl_connect_desc_t *cd, size_t n,
             cd[i].device != NXL_CONNECT_DEVICE_CUDA) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "%s: descriptor %zu: device kind %d is not HOST "
-                             "or CUDA", who, i, (int)cd[i].device);
+                             "or CUDA",
+                             who, i, (int)cd[i].device);
         }
         if (cd[i].ptr == 0) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -356,8 +357,8 @@ nxl__conn_descs(const char *who, const nxl_connect_desc_t *cd, size_t n,
         if (cd[i].size == 0 || cd[i].ptr + cd[i].size < cd[i].ptr) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "%s: descriptor %zu: %llu bytes at 0x%llx cannot "
-                             "be registered", who, i,
-                             (unsigned long long)cd[i].size,
+                             "be registered",
+                             who, i, (unsigned long long)cd[i].size,
                              (unsigned long long)cd[i].ptr);
         }
         if (cd[i].device != cd[0].device) {
@@ -452,8 +453,8 @@ out:
 }
 
 NXL_API nxl_status_t
-nxl_connector_deregister(nxl_connector_t *conn,
-                         const nxl_connect_desc_t *descs, size_t n)
+nxl_connector_deregister(nxl_connector_t *conn, const nxl_connect_desc_t *descs,
+                         size_t n)
 {
     nxl_status_t first = NXL_OK, st;
     nxl_mem_t mem;
@@ -555,8 +556,8 @@ stale_overlap(const nxl__cremote_t *r, const nxl__md_t *m)
                     k.desc.addr >= o->desc.addr + o->desc.len) {
                     continue;
                 }
-                if (o->desc.addr != k.desc.addr ||
-                    o->desc.len != k.desc.len || o->pub != k.pub) {
+                if (o->desc.addr != k.desc.addr || o->desc.len != k.desc.len ||
+                    o->pub != k.pub) {
                     return true;
                 }
             }
@@ -596,7 +597,8 @@ remember_regions(nxl__cremote_t *r, const nxl__md_t *m)
 
                 if (g == NULL) {
                     nxl__warn("connect: out of memory remembering the "
-                              "regions of '%s'", r->name);
+                              "regions of '%s'",
+                              r->name);
                     return;
                 }
                 r->regions = g;
@@ -639,9 +641,8 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
     }
     if (r == NULL) {
         external = nxl_md_check(conn->agent, name_buf, NULL) == NXL_OK;
-    } else if (!r->external &&
-               (stale_overlap(r, m) ||
-                r->nregions >= NXL__CREMOTE_MAX_REGIONS)) {
+    } else if (!r->external && (stale_overlap(r, m) ||
+                                r->nregions >= NXL__CREMOTE_MAX_REGIONS)) {
         /* Start over from this snapshot when nothing needs the loaded
          * one; refuse while an open operation does. */
         if (remote_busy(conn, r, &busy)) {
@@ -650,15 +651,16 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
                              "connect: the metadata of '%s' re-registers "
                              "memory that the loaded metadata describes "
                              "under another key, which open operations "
-                             "still use", name_buf);
+                             "still use",
+                             name_buf);
         }
         (void)nxl_md_invalidate(conn->agent, name_buf);
         r->nregions = 0;
         replaced = true;
     }
     st = nxl_md_load(conn->agent, md, len, NULL, 0);
-    if (st == NXL_ERR_NOT_ALLOWED && r != NULL && !r->external &&
-        !replaced && !remote_busy(conn, r, &busy)) {
+    if (st == NXL_ERR_NOT_ALLOWED && r != NULL && !r->external && !replaced &&
+        !remote_busy(conn, r, &busy)) {
         /* A newer snapshot that conflicts with the loaded one (memory
          * re-registered with other keys): no open operation still needs
          * the old one, so start over. */
@@ -671,7 +673,8 @@ nxl__conn_remote_acquire(nxl_connector_t *conn, const void *md, size_t len,
         if (st == NXL_ERR_NOT_ALLOWED) {
             return nxl__fail(st,
                              "connect: the metadata of '%s' conflicts with "
-                             "the loaded one, which %s (%s)", name_buf,
+                             "the loaded one, which %s (%s)",
+                             name_buf,
                              busy > 0 ? "open operations still use"
                                       : "something else loaded",
                              nxl_last_error());
@@ -857,8 +860,8 @@ nxl__conn_key_remove(nxl_connector_t *conn, struct nxl_connect_op *op)
     if (!op->keyed) {
         return;
     }
-    for (pp = &conn->keys[key_bucket(conn, op->key, op->key_len)];
-         *pp != NULL; pp = &(*pp)->key_next) {
+    for (pp = &conn->keys[key_bucket(conn, op->key, op->key_len)]; *pp != NULL;
+         pp = &(*pp)->key_next) {
         if (*pp == op) {
             *pp = op->key_next;
             break;
@@ -1094,7 +1097,8 @@ nxl_connector_remote_remove(nxl_connector_t *conn, const char *name)
         pthread_mutex_unlock(&conn->lock);
         return nxl__fail(NXL_ERR_NOT_FOUND,
                          "connector_remote_remove: no reference is held on "
-                         "'%s'", name);
+                         "'%s'",
+                         name);
     }
     r->handles--;
     nxl__conn_remote_release(conn, r);

@@ -31,11 +31,11 @@
 
 struct nxl_media {
     nxl_agent_t *agent;
-    uint8_t *data;          /* the registered copy */
+    uint8_t *data; /* the registered copy */
     size_t size;
-    bool shared;            /* from nxl_mem_alloc_shared (else malloc) */
-    uint64_t shape[3];      /* H, W, C */
-    char format[32];        /* "" = null */
+    bool shared;       /* from nxl_mem_alloc_shared (else malloc) */
+    uint64_t shape[3]; /* H, W, C */
+    char format[32];   /* "" = null */
     uint64_t hash;
 };
 
@@ -105,14 +105,16 @@ nxl_media_progress_delay_us(void)
     }
     if (x > MEDIA_DELAY_MAX_US) {
         nxl__warn("media: DYN_MM_NIXL_PROGRESS_DELAY_US=%s exceeds %u; using "
-                  "%u", v, MEDIA_DELAY_MAX_US, MEDIA_DELAY_DEFAULT_US);
+                  "%u",
+                  v, MEDIA_DELAY_MAX_US, MEDIA_DELAY_DEFAULT_US);
         return MEDIA_DELAY_DEFAULT_US;
     }
     return (uint32_t)x;
 
 bad:
     nxl__warn("media: DYN_MM_NIXL_PROGRESS_DELAY_US=%s is not a number; "
-              "using %u", v, MEDIA_DELAY_DEFAULT_US);
+              "using %u",
+              v, MEDIA_DELAY_DEFAULT_US);
     return MEDIA_DELAY_DEFAULT_US;
 }
 
@@ -181,7 +183,8 @@ nxl_media_image_create(nxl_agent_t *agent, const void *pixels, uint32_t height,
         (lim.max_image_height != 0 && height > lim.max_image_height)) {
         return nxl__fail(NXL_ERR_NOT_ALLOWED,
                          "Image size exceeds limit: %ux%u, limits %ux%u (0 = "
-                         "none)", width, height, lim.max_image_width,
+                         "none)",
+                         width, height, lim.max_image_width,
                          lim.max_image_height);
     }
     bytes = (uint64_t)height * width;
@@ -193,15 +196,16 @@ nxl_media_image_create(nxl_agent_t *agent, const void *pixels, uint32_t height,
     if (lim.max_alloc != 0 && bytes > lim.max_alloc) {
         return nxl__fail(NXL_ERR_NOT_ALLOWED,
                          "Memory limit exceeded: %" PRIu64 " bytes of image, "
-                         "max_alloc %" PRIu64, bytes, lim.max_alloc);
+                         "max_alloc %" PRIu64,
+                         bytes, lim.max_alloc);
     }
     if (channels < 1 || channels > 4) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "Unsupported channel count %u",
                          channels);
     }
     if (bytes > SIZE_MAX / 2) {
-        return nxl__fail(NXL_ERR_NOMEM, "media_image_create: %" PRIu64
-                         " bytes", bytes);
+        return nxl__fail(NXL_ERR_NOMEM, "media_image_create: %" PRIu64 " bytes",
+                         bytes);
     }
 
     m = calloc(1, sizeof(*m));
@@ -371,8 +375,8 @@ mfield(json_object *obj, const char *at, const char *key, json_type t,
 
     *v_p = NULL;
     if (!json_object_object_get_ex(obj, key, &v)) {
-        return nxl__fail(NXL_ERR_PROTO, "%s: %smissing field `%s`",
-                         MEDIA_MODEL, at, key);
+        return nxl__fail(NXL_ERR_PROTO, "%s: %smissing field `%s`", MEDIA_MODEL,
+                         at, key);
     }
     if (v == NULL || !json_object_is_type(v, t)) {
         return nxl__fail(NXL_ERR_PROTO,
@@ -394,7 +398,8 @@ mu64(json_object *v, const char *at, const char *key, uint64_t *u_p)
         json_object_get_int64(v) < 0) {
         return nxl__fail(NXL_ERR_PROTO,
                          "%s: %s%s: invalid value: expected an unsigned "
-                         "integer", MEDIA_MODEL, at, key);
+                         "integer",
+                         MEDIA_MODEL, at, key);
     }
     u = json_object_get_uint64(v);
     if (u == UINT64_MAX) {
@@ -475,8 +480,8 @@ nxl_media_desc_decode(const void *json, size_t len, nxl_media_desc_t **desc_p)
         goto out;
     }
     d.mem_type = (nxl_mem_t)i;
-    if ((st = mfield_u64(nd, "nixl_descriptor.", "device_id",
-                         &d.device_id)) != NXL_OK) {
+    if ((st = mfield_u64(nd, "nixl_descriptor.", "device_id", &d.device_id)) !=
+        NXL_OK) {
         goto out;
     }
     if ((st = mfield(root, "", "shape", json_type_array, &v)) != NXL_OK) {
@@ -494,8 +499,10 @@ nxl_media_desc_decode(const void *json, size_t len, nxl_media_desc_t **desc_p)
             goto out;
         }
         if (d.shape[i] != 0 && bytes > UINT64_MAX / d.shape[i]) {
-            st = nxl__fail(NXL_ERR_PROTO, "%s: shape: the element count "
-                           "overflows", MEDIA_MODEL);
+            st = nxl__fail(NXL_ERR_PROTO,
+                           "%s: shape: the element count "
+                           "overflows",
+                           MEDIA_MODEL);
             goto out;
         }
         bytes *= d.shape[i];
@@ -512,7 +519,8 @@ nxl_media_desc_decode(const void *json, size_t len, nxl_media_desc_t **desc_p)
     if (bytes != d.size) {
         st = nxl__fail(NXL_ERR_PROTO,
                        "%s: shape holds %" PRIu64 " bytes but the descriptor "
-                       "%" PRIu64, MEDIA_MODEL, bytes, d.size);
+                       "%" PRIu64,
+                       MEDIA_MODEL, bytes, d.size);
         goto out;
     }
     (void)json_object_object_get_ex(root, "metadata", &meta);
@@ -571,8 +579,8 @@ nxl_media_desc_free(nxl_media_desc_t *desc)
 }
 
 NXL_API nxl_status_t
-nxl_media_read_begin(nxl_connector_t *conn, const void *media_json,
-                     size_t len, const nxl_connect_desc_t *local, size_t n,
+nxl_media_read_begin(nxl_connector_t *conn, const void *media_json, size_t len,
+                     const nxl_connect_desc_t *local, size_t n,
                      nxl_connect_op_t **op_p)
 {
     nxl_media_desc_t *d;

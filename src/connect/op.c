@@ -107,9 +107,8 @@ op_free(nxl_connect_op_t *op)
 
 /* op_error moves op to ERRORED with status st and the message (op lock or
  * sole ownership held). */
-static void
-op_error(nxl_connect_op_t *op, nxl_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void op_error(nxl_connect_op_t *op, nxl_status_t st, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
 
 static void
 op_error(nxl_connect_op_t *op, nxl_status_t st, const char *fmt, ...)
@@ -153,8 +152,8 @@ op_snapshot(nxl_connector_t *conn, nxl_connect_op_t *op)
         for (j = 0; j < i && op->regs[j] != reg; j++) {
         }
         if (j == i) {
-            u[nu++] = (nxl_desc_t){reg->node.addr, reg->node.len,
-                                   reg->node.dev};
+            u[nu++] =
+                (nxl_desc_t){reg->node.addr, reg->node.len, reg->node.dev};
         }
     }
     if (full) {
@@ -253,8 +252,7 @@ nxl_connect_writable_create(nxl_connector_t *conn,
 }
 
 NXL_API nxl_status_t
-nxl_connect_op_metadata(const nxl_connect_op_t *op, int hex,
-                        nxl_blob_t *json_p)
+nxl_connect_op_metadata(const nxl_connect_op_t *op, int hex, nxl_blob_t *json_p)
 {
     nxl_rdma_metadata_t md;
     nxl__wbuf_t s, w;
@@ -318,7 +316,8 @@ size_check(const nxl_connect_desc_t *l, size_t n, const nxl_connect_desc_t *r,
         return nxl__fail(NXL_ERR_MISMATCH,
                          "When `local_descriptors` and `remote_descriptors` "
                          "are lists, they must have the same length. %zu != "
-                         "%zu.", n, m);
+                         "%zu.",
+                         n, m);
     }
     for (i = 0; i < n; i++) {
         if (l[i].size != r[i].size) {
@@ -398,8 +397,8 @@ nxl__connect_begin(nxl_connector_t *conn, nxl_connect_kind_t kind,
     }
     memcpy(op->key, md->notification_key, strlen(md->notification_key) + 1);
     op->key_len = strlen(op->key);
-    st = nxl_connect_md_decode(md->nixl_metadata, strlen(md->nixl_metadata),
-                               0, &amd);
+    st = nxl_connect_md_decode(md->nixl_metadata, strlen(md->nixl_metadata), 0,
+                               &amd);
     if (st != NXL_OK) {
         goto err_free;
     }
@@ -632,7 +631,8 @@ passive_wait(nxl_connect_op_t *op, uint64_t start, int timeout_ms)
             pthread_mutex_unlock(&conn->lock);
             return nxl__fail(NXL_ERR_TIMEOUT,
                              "connect: operation still waiting for its "
-                             "notification after %d ms", timeout_ms);
+                             "notification after %d ms",
+                             timeout_ms);
         }
         slice = (left < 0 || left > WAIT_SLICE_MS) ? WAIT_SLICE_MS : left;
         if (!conn->poller) {
@@ -678,7 +678,8 @@ nxl_connect_op_wait(nxl_connect_op_t *op, int timeout_ms)
             pthread_mutex_unlock(&op->lock);
             return nxl__fail(NXL_ERR_TIMEOUT,
                              "connect: transfer still in progress after %d "
-                             "ms", timeout_ms);
+                             "ms",
+                             timeout_ms);
         }
         slice = (left < 0 || left > WAIT_SLICE_MS) ? WAIT_SLICE_MS : left;
         x = op->xfer;

@@ -53,7 +53,8 @@ agent_secret(nxl_agent_t *a, const nxl_agent_config_t *cfg)
         if (*end != '\0' || r == 0 || r > 1000000000ul) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "agent_create: NXL_SC_RATE=\"%s\": want a "
-                             "positive number of requests a second", rate);
+                             "positive number of requests a second",
+                             rate);
         }
         a->sc_auth.rate = (unsigned)r;
     }
@@ -119,7 +120,8 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
     strcpy(a->name, name);
     a->cfg = c;
     if ((unsigned)a->cfg.sync_mode > NXL_SYNC_RW) {
-        status = nxl__fail(NXL_ERR_INVALID_PARAM, "agent_create: bad sync mode");
+        status =
+            nxl__fail(NXL_ERR_INVALID_PARAM, "agent_create: bad sync mode");
         goto err_free;
     }
     a->cfg.listen_addr = NULL; /* not kept: the caller's pointer */

@@ -50,7 +50,8 @@ nxl__opts_check(const nxl_opts_t *opts, const char *where)
     if (opts->num_backends > 0 && opts->backends == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "%s: opts->num_backends is %zu but opts->backends "
-                         "is NULL", where, opts->num_backends);
+                         "is NULL",
+                         where, opts->num_backends);
     }
     if (opts->num_backends > SIZE_MAX / sizeof(*opts->backends)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -60,7 +61,8 @@ nxl__opts_check(const nxl_opts_t *opts, const char *where)
     if (opts->has_notif && opts->notif_len > 0 && opts->notif == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "%s: opts->notif_len is %zu but opts->notif is "
-                         "NULL", where, opts->notif_len);
+                         "NULL",
+                         where, opts->notif_len);
     }
     return NXL_OK;
 }
@@ -73,13 +75,14 @@ nxl__dlist_check(const nxl_dlist_t *dlist, const char *where)
                          "%s: the descriptor list is NULL", where);
     }
     if ((unsigned)dlist->mem >= NXL_MEM_KINDS) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "%s: bad memory kind %d",
-                         where, (int)dlist->mem);
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "%s: bad memory kind %d", where,
+                         (int)dlist->mem);
     }
     if (dlist->count > 0 && dlist->descs == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "%s: the list has %zu descriptors but descs is "
-                         "NULL", where, dlist->count);
+                         "NULL",
+                         where, dlist->count);
     }
     if (dlist->count > SIZE_MAX / (2 * sizeof(nxl_desc_t))) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -104,4 +107,3 @@ nxl__be_allowed(const nxl_backend_t *be, const nxl_opts_t *opts)
     }
     return false;
 }
-

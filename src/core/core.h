@@ -28,20 +28,21 @@
 
 struct nxl_backend {
     nxl_agent_t *agent;
-    nxl_backend_ops_t ops;    /* validated, optional ops defaulted */
-    unsigned index;           /* position in agent->backends */
-    void *engine;             /* ops.engine_size bytes */
+    nxl_backend_ops_t ops; /* validated, optional ops defaulted */
+    unsigned index;        /* position in agent->backends */
+    void *engine;          /* ops.engine_size bytes */
     nxl_backend_host_t host;
-    bool serialize;           /* no NXL_CAP_THREAD_SAFE: take lock */
+    bool serialize; /* no NXL_CAP_THREAD_SAFE: take lock */
     pthread_mutex_t lock;
-    nxl_blob_t conn_info;     /* cached at create when REMOTE */
-    void *self_peer;          /* peer_load(own name) result, LOCAL only */
+    nxl_blob_t conn_info; /* cached at create when REMOTE */
+    void *self_peer;      /* peer_load(own name) result, LOCAL only */
     int event_fd;
 };
 
 /* nxl__plugin_find finds backend ops by type name (case-insensitive),
  * loading an out-of-tree plugin if needed. *ops_p is static. */
-nxl_status_t nxl__plugin_find(const char *type, const nxl_backend_ops_t **ops_p);
+nxl_status_t nxl__plugin_find(const char *type,
+                              const nxl_backend_ops_t **ops_p);
 
 /* nxl__backend_destroy finalizes be (agent destroy; nothing uses it). */
 void nxl__backend_destroy(nxl_backend_t *be);
@@ -81,7 +82,7 @@ typedef struct nxl__rregion {
     nxl_desc_t desc;
     void *rmd[NXL__MAX_BACKENDS];
     uint64_t pubhash[NXL__MAX_BACKENDS];
-    uint64_t load;                      /* the peer's md_load that added it */
+    uint64_t load; /* the peer's md_load that added it */
 } nxl__rregion_t;
 
 /* nxl__index_t is a set of regions (elements of elem_size bytes that start
@@ -112,8 +113,8 @@ void *nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d);
 /* nxl__index_find_cover returns an element covering [addr, addr+len) on
  * dev_id, or NULL. *hint holds the last element found (start with NULL;
  * valid only while the index is unchanged): sorted lookups are O(1). */
-void *nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr,
-                            uint64_t len, uint64_t dev_id, void **hint);
+void *nxl__index_find_cover(const nxl__index_t *ix, uint64_t addr, uint64_t len,
+                            uint64_t dev_id, void **hint);
 /* nxl__index_add adds a copy of elem (its node is set from its desc) and
  * sets *elem_p to the stored element. With excl it refuses any overlap
  * (the index must then hold none), else only an equal desc. Returns
@@ -130,10 +131,10 @@ void nxl__index_remove(nxl__index_t *ix, void *elem);
 typedef struct nxl__peer {
     char name[NXL__NAME_MAX];
     uint64_t generation;
-    uint64_t loads;                     /* md_loads applied to this peer */
-    atomic_bool dead;                   /* a backend reported disconnect */
-    void *ctx[NXL__MAX_BACKENDS];       /* peer_load result */
-    nxl_blob_t conn[NXL__MAX_BACKENDS]; /* the conn info loaded */
+    uint64_t loads;                      /* md_loads applied to this peer */
+    atomic_bool dead;                    /* a backend reported disconnect */
+    void *ctx[NXL__MAX_BACKENDS];        /* peer_load result */
+    nxl_blob_t conn[NXL__MAX_BACKENDS];  /* the conn info loaded */
     nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__rregion_t */
     struct nxl__peer *next;
 } nxl__peer_t;
@@ -162,20 +163,20 @@ struct nxl_agent {
      * hold keys of local regions check theirs again when it moved. */
     atomic_uint_fast64_t reg_gen;
 
-    pthread_mutex_t xfer_lock;          /* the list of live transfers */
+    pthread_mutex_t xfer_lock; /* the list of live transfers */
     struct nxl_xfer *xfers;
 
     pthread_mutex_t notif_lock;
     nxl__notif_rec_t *notifs;
     size_t nnotifs, notifs_cap;
 
-    int wake_fd;                        /* eventfd: host->wake */
-    int ep_fd;                          /* epoll of wake_fd + backend fds */
+    int wake_fd; /* eventfd: host->wake */
+    int ep_fd;   /* epoll of wake_fd + backend fds */
 
-    nxl__sc_t *sc;                      /* side-channel listener */
-    pthread_mutex_t store_lock;         /* opening store */
-    struct nxl__md_store *store;        /* etcd store, opened on first use */
-    nxl__sc_auth_t sc_auth;             /* its secret (owned) and rate */
+    nxl__sc_t *sc;               /* side-channel listener */
+    pthread_mutex_t store_lock;  /* opening store */
+    struct nxl__md_store *store; /* etcd store, opened on first use */
+    nxl__sc_auth_t sc_auth;      /* its secret (owned) and rate */
     pthread_t progress_tid;
     atomic_bool progress_stop;
     bool progress_running;
@@ -220,7 +221,6 @@ nxl__data_unlock(nxl_agent_t *a)
         pthread_rwlock_unlock(&a->lock);
     }
 }
-
 
 /* nxl__peer_find returns the loaded peer called name, or NULL. Needs the
  * agent lock (either mode). */

@@ -31,9 +31,10 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
     for (b = 0; with_conn && b < a->nbackends; b++) {
         be = a->backends[b];
         if (be->ops.caps & NXL_CAP_REMOTE) {
-            md->conns[md->nconns++] = (nxl__md_conn_t){
-                .backend = be->ops.name, .info = be->conn_info.data,
-                .len = (uint32_t)be->conn_info.len};
+            md->conns[md->nconns++] =
+                (nxl__md_conn_t){.backend = be->ops.name,
+                                 .info = be->conn_info.data,
+                                 .len = (uint32_t)be->conn_info.len};
         }
     }
     if (dlist != NULL) {
@@ -46,8 +47,8 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
                                       &dlist->descs[i]) == NULL) {
                 return nxl__fail(NXL_ERR_NOT_FOUND,
                                  "metadata: descriptor %zu (addr 0x%llx len "
-                                 "%llu) is not a registration", i,
-                                 (unsigned long long)dlist->descs[i].addr,
+                                 "%llu) is not a registration",
+                                 i, (unsigned long long)dlist->descs[i].addr,
                                  (unsigned long long)dlist->descs[i].len);
             }
         }
@@ -65,24 +66,25 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
             sec = &md->sections[md->nsections];
             sec->kind = (nxl_mem_t)k;
             sec->backend = be->ops.name;
-            sec->regions = calloc(NXL__MAX(n, (size_t)1),
-                                  sizeof(*sec->regions));
+            sec->regions =
+                calloc(NXL__MAX(n, (size_t)1), sizeof(*sec->regions));
             if (sec->regions == NULL) {
                 return nxl__fail(NXL_ERR_NOMEM, "metadata: out of memory");
             }
             md->nsections++;
             r = NULL;
             for (i = 0; i < n; i++) {
-                r = dlist ? nxl__index_find_exact(&a->regions[k],
-                                                  &dlist->descs[i])
+                r = dlist      ? nxl__index_find_exact(&a->regions[k],
+                                                       &dlist->descs[i])
                     : (i == 0) ? nxl__index_first(&a->regions[k])
                                : nxl__index_next(&a->regions[k], r);
                 if (r->md[b] == NULL) {
                     continue;
                 }
-                sec->regions[sec->count++] = (nxl__md_region_t){
-                    .desc = r->desc, .pub = r->pub[b].data,
-                    .pub_len = (uint32_t)r->pub[b].len};
+                sec->regions[sec->count++] =
+                    (nxl__md_region_t){.desc = r->desc,
+                                       .pub = r->pub[b].data,
+                                       .pub_len = (uint32_t)r->pub[b].len};
             }
             if (sec->count == 0) {
                 free(sec->regions);
@@ -233,11 +235,12 @@ md_evict(nxl_agent_t *a, nxl__peer_t *p, nxl_mem_t kind, nxl__rregion_t *old,
             nxl__be_unlock(be);
         }
     }
-    nxl__log(NXL_LOG_DEBUG, "md_load: '%s': region 0x%llx+%llu replaced "
-             "by 0x%llx+%llu", p->name,
-             (unsigned long long)old->desc.addr,
-             (unsigned long long)old->desc.len,
-             (unsigned long long)d->addr, (unsigned long long)d->len);
+    nxl__log(NXL_LOG_DEBUG,
+             "md_load: '%s': region 0x%llx+%llu replaced "
+             "by 0x%llx+%llu",
+             p->name, (unsigned long long)old->desc.addr,
+             (unsigned long long)old->desc.len, (unsigned long long)d->addr,
+             (unsigned long long)d->len);
     nxl__index_remove(&p->regions[kind], old);
     p->generation = atomic_fetch_add(&a->generation, 1) + 1;
     return NXL_OK;
@@ -325,7 +328,8 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
     if (md->nconns > 0 && common == 0) {
         return nxl__fail(NXL_ERR_BACKEND,
                          "md_load: agent '%s' has no backend in common with "
-                         "this agent", md->agent);
+                         "this agent",
+                         md->agent);
     }
     p->loads++;
     for (i = 0; i < md->nsections; i++) {
@@ -338,8 +342,8 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
         if (p->ctx[b] == NULL) {
             return nxl__fail(NXL_ERR_NOT_FOUND,
                              "md_load: regions of '%s' for %s arrived "
-                             "without its connection info", md->agent,
-                             be->ops.name);
+                             "without its connection info",
+                             md->agent, be->ops.name);
         }
         for (j = 0; j < s->count; j++) {
             const nxl__md_region_t *r = &s->regions[j];
@@ -363,8 +367,8 @@ md_apply(nxl_agent_t *a, nxl__peer_t *p, const nxl__md_t *md)
                 continue; /* identical: additive load ignores it */
             }
             nxl__be_lock(be);
-            status = be->ops.md_unpack(be->engine, p->ctx[b], &r->desc,
-                                       s->kind, r->pub, r->pub_len, &rmd);
+            status = be->ops.md_unpack(be->engine, p->ctx[b], &r->desc, s->kind,
+                                       r->pub, r->pub_len, &rmd);
             nxl__be_unlock(be);
             if (status != NXL_OK) {
                 if (added) {
@@ -505,7 +509,8 @@ nxl_md_check(nxl_agent_t *agent, const char *remote, const nxl_dlist_t *dlist)
                                   d->dev_id, &hint) == NULL) {
             status = nxl__fail(NXL_ERR_NOT_FOUND,
                                "md_check: descriptor %zu is not covered by "
-                               "the regions of '%s'", i, remote);
+                               "the regions of '%s'",
+                               i, remote);
             goto out;
         }
     }
@@ -545,8 +550,10 @@ nxl__sc_handler(void *arg, uint8_t type, const uint8_t *payload, size_t len,
         status = nxl_md_invalidate(a, name);
         break;
     default:
-        status = nxl__fail(NXL_ERR_PROTO, "side channel: unexpected frame "
-                           "type %u", type);
+        status = nxl__fail(NXL_ERR_PROTO,
+                           "side channel: unexpected frame "
+                           "type %u",
+                           type);
         break;
     }
     *reply_type_p = NXL__SC_ACK;
@@ -577,8 +584,10 @@ md_store_gone(void *arg, const char *remote)
     p = nxl__peer_find(a, remote);
     if (p != NULL) {
         nxl__peer_drop(a, p);
-        nxl__log(NXL_LOG_INFO, "etcd: '%s' left the store; '%s' invalidated "
-                 "it", remote, a->name);
+        nxl__log(NXL_LOG_INFO,
+                 "etcd: '%s' left the store; '%s' invalidated "
+                 "it",
+                 remote, a->name);
     }
     nxl__ctl_unlock(a);
 }
@@ -612,8 +621,7 @@ md_store_get(nxl_agent_t *a, const nxl_opts_t *opts, const char *where,
     if (a->store == NULL) {
         status = nxl__etcd_cfg_env(&cfg);
         if (status == NXL_OK) {
-            status = nxl__etcd_open(&cfg, a->name, md_store_gone, a,
-                                    &a->store);
+            status = nxl__etcd_open(&cfg, a->name, md_store_gone, a, &a->store);
         }
         if (status == NXL_OK && !a->locking) {
             /* The store's watch thread invalidates peers, so the agent
@@ -624,8 +632,8 @@ md_store_get(nxl_agent_t *a, const nxl_opts_t *opts, const char *where,
     }
     *store_p = a->store;
     pthread_mutex_unlock(&a->store_lock);
-    *timeout_p = (opts != NULL && opts->timeout_ms > 0) ? opts->timeout_ms
-                                                        : 5000;
+    *timeout_p =
+        (opts != NULL && opts->timeout_ms > 0) ? opts->timeout_ms : 5000;
     return status;
 }
 
@@ -644,10 +652,10 @@ md_store_send(nxl_agent_t *a, const nxl_dlist_t *dlist, bool partial,
               const nxl_opts_t *opts)
 {
     const char *where = partial ? "md_send_partial" : "md_send";
-    const char *label = (opts != NULL && opts->label != NULL &&
-                         opts->label[0] != '\0')
-                            ? opts->label
-                            : NULL;
+    const char *label =
+        (opts != NULL && opts->label != NULL && opts->label[0] != '\0')
+            ? opts->label
+            : NULL;
     nxl__md_store_t *s;
     nxl_status_t status;
     nxl_blob_t blob;
@@ -679,10 +687,10 @@ md_store_send(nxl_agent_t *a, const nxl_dlist_t *dlist, bool partial,
 static nxl_status_t
 md_store_fetch(nxl_agent_t *a, const char *remote, const nxl_opts_t *opts)
 {
-    const char *label = (opts != NULL && opts->label != NULL &&
-                         opts->label[0] != '\0')
-                            ? opts->label
-                            : MD_STORE_LABEL;
+    const char *label =
+        (opts != NULL && opts->label != NULL && opts->label[0] != '\0')
+            ? opts->label
+            : MD_STORE_LABEL;
     nxl_blob_t blob = {0};
     nxl__md_store_t *s;
     nxl__md_t *md = NULL;
@@ -704,8 +712,8 @@ md_store_fetch(nxl_agent_t *a, const char *remote, const nxl_opts_t *opts)
     if (status != NXL_OK) {
         return status;
     }
-    status = s->ops->fetch(s, remote, label, timeout, &blob, &version,
-                           &session);
+    status =
+        s->ops->fetch(s, remote, label, timeout, &blob, &version, &session);
     if (status != NXL_OK) {
         return status;
     }
@@ -716,7 +724,8 @@ md_store_fetch(nxl_agent_t *a, const char *remote, const nxl_opts_t *opts)
     if (strcmp(remote, md->agent) != 0) {
         status = nxl__fail(NXL_ERR_MISMATCH,
                            "md_fetch: etcd holds metadata of '%s' under the "
-                           "name '%s'", md->agent, remote);
+                           "name '%s'",
+                           md->agent, remote);
         goto out;
     }
     /* Watch before loading: a deletion older than this version can then
@@ -782,16 +791,16 @@ sc_send_blob(nxl_agent_t *a, const nxl_opts_t *opts, int timeout,
     nxl_status_t status;
     uint8_t rtype = 0;
 
-    status = nxl__sc_call_auth(opts->ip_addr, opts->port, &a->sc_auth,
-                               NXL__SC_LOAD, blob->data, blob->len, timeout,
-                               &rtype, &reply);
+    status =
+        nxl__sc_call_auth(opts->ip_addr, opts->port, &a->sc_auth, NXL__SC_LOAD,
+                          blob->data, blob->len, timeout, &rtype, &reply);
     if (status != NXL_OK) {
         return status;
     }
     if (rtype != NXL__SC_ACK) {
-        status = nxl__fail(NXL_ERR_PROTO,
-                           "side channel: LOAD answered with frame type %u",
-                           rtype);
+        status =
+            nxl__fail(NXL_ERR_PROTO,
+                      "side channel: LOAD answered with frame type %u", rtype);
     } else {
         status = nxl__sc_ack_parse(reply.data, reply.len);
     }
@@ -873,8 +882,7 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
         return status;
     }
     status = nxl__sc_call_auth(opts->ip_addr, opts->port, &agent->sc_auth,
-                               NXL__SC_SEND, NULL, 0, timeout, &rtype,
-                               &reply);
+                               NXL__SC_SEND, NULL, 0, timeout, &rtype, &reply);
     if (status != NXL_OK) {
         return status;
     }
@@ -887,9 +895,9 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
         goto out;
     }
     if (rtype != NXL__SC_MD) {
-        status = nxl__fail(NXL_ERR_PROTO,
-                           "side channel: SEND answered with frame type %u",
-                           rtype);
+        status =
+            nxl__fail(NXL_ERR_PROTO,
+                      "side channel: SEND answered with frame type %u", rtype);
         goto out;
     }
     status = nxl__md_decode(reply.data, reply.len, &md);
@@ -897,10 +905,9 @@ nxl_md_fetch(nxl_agent_t *agent, const char *remote, const nxl_opts_t *opts)
         goto out;
     }
     if (remote != NULL && remote[0] != '\0' && strcmp(remote, md->agent) != 0) {
-        status = nxl__fail(NXL_ERR_MISMATCH,
-                           "md_fetch: %s:%u is agent '%s', not '%s'",
-                           opts->ip_addr, (unsigned)opts->port, md->agent,
-                           remote);
+        status = nxl__fail(
+            NXL_ERR_MISMATCH, "md_fetch: %s:%u is agent '%s', not '%s'",
+            opts->ip_addr, (unsigned)opts->port, md->agent, remote);
         goto out;
     }
     nxl__ctl_lock(agent);

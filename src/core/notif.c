@@ -174,9 +174,9 @@ nxl_notif_send(nxl_agent_t *agent, const char *remote, const void *msg,
         }
         goto out;
     }
-    status = nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                       "notif_send: no notification backend reaches '%s'",
-                       remote);
+    status =
+        nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                  "notif_send: no notification backend reaches '%s'", remote);
 out:
     nxl__data_unlock(agent);
     return status;

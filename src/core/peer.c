@@ -71,4 +71,3 @@ nxl__peer_mark_dead(nxl_agent_t *a, const char *name)
         atomic_store(&p->dead, true);
     }
 }
-

@@ -24,9 +24,9 @@ static const nxl_backend_ops_t *const builtin_ops[] = {
 
 /* A plugin found in NXL_PLUGIN_DIR: discovered by name, loaded on use. */
 typedef struct plugin {
-    char *name;               /* upper case, from libnxl-<name>.so */
+    char *name; /* upper case, from libnxl-<name>.so */
     char *path;
-    nxl_backend_ops_t ops;    /* valid once loaded */
+    nxl_backend_ops_t ops; /* valid once loaded */
     bool loaded;
     bool failed;
 } plugin_t;
@@ -122,10 +122,10 @@ no_wait(void *self, void *req, int timeout_ms)
     return NXL_ERR_NOT_SUPPORTED; /* quietly: the core sleeps instead */
 }
 
-#define DEFAULT_OP(ops, field, stub)                                          \
-    do {                                                                      \
-        if ((ops)->field == NULL)                                             \
-            (ops)->field = (stub);                                            \
+#define DEFAULT_OP(ops, field, stub)                                           \
+    do {                                                                       \
+        if ((ops)->field == NULL)                                              \
+            (ops)->field = (stub);                                             \
     } while (0)
 
 /* ops_validate copies in (only its declared size, the libfabric size
@@ -404,7 +404,8 @@ params_merge(const nxl_backend_ops_t *ops, const nxl_params_t *user,
     if (user != NULL && user->count > 0 && user->items == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "backend %s: params->count is %zu but "
-                         "params->items is NULL", ops->name, user->count);
+                         "params->items is NULL",
+                         ops->name, user->count);
     }
     if (user != NULL && user->count > SIZE_MAX / sizeof(*user->items)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -425,7 +426,8 @@ params_merge(const nxl_backend_ops_t *ops, const nxl_params_t *user,
             free(out);
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "backend %s: parameter %zu has a NULL key or "
-                             "value", ops->name, j);
+                             "value",
+                             ops->name, j);
         }
         for (i = 0; i < ops->num_defaults; i++) {
             if (strcmp(out[i].key, u->key) == 0) {
@@ -457,7 +459,8 @@ nxl_backend_create(nxl_agent_t *agent, const char *type,
     unsigned i;
 
     if (agent == NULL || type == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "backend_create: NULL argument");
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "backend_create: NULL argument");
     }
     status = nxl__plugin_find(type, &ops);
     if (status != NXL_OK) {
@@ -472,7 +475,8 @@ nxl_backend_create(nxl_agent_t *agent, const char *type,
         if (strcasecmp(agent->backends[i]->ops.name, ops->name) == 0) {
             status = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "backend_create: agent %s already has a %s "
-                               "backend", agent->name, ops->name);
+                               "backend",
+                               agent->name, ops->name);
             goto err_unlock;
         }
     }

@@ -76,7 +76,6 @@ progress_main(void *arg)
     return NULL;
 }
 
-
 nxl_status_t
 nxl__progress_start(nxl_agent_t *a)
 {

@@ -65,9 +65,9 @@ region_register_be(nxl_backend_t *be, nxl_mem_t kind, nxl__region_t *r)
         }
     }
     if ((be->ops.caps & NXL_CAP_LOCAL) && be->self_peer != NULL) {
-        status = be->ops.md_unpack(be->engine, be->self_peer, &r->desc, kind,
-                                   r->pub[b].data, r->pub[b].len,
-                                   &r->self_rmd[b]);
+        status =
+            be->ops.md_unpack(be->engine, be->self_peer, &r->desc, kind,
+                              r->pub[b].data, r->pub[b].len, &r->self_rmd[b]);
     }
 out:
     nxl__be_unlock(be);
@@ -91,30 +91,29 @@ reg_conflict(const nxl_dlist_t *dlist, size_t i, const nxl__region_t *in_way,
 
     for (k = 0; k < i; k++) {
         if (mine[k] == in_way) {
-            return nxl__fail(NXL_ERR_NOT_ALLOWED,
-                             "register: descriptors %zu (addr 0x%llx len "
-                             "%llu) and %zu (addr 0x%llx len %llu) of the "
-                             "list overlap", k, (unsigned long long)r->addr,
-                             (unsigned long long)r->len, i,
-                             (unsigned long long)d->addr,
-                             (unsigned long long)d->len);
+            return nxl__fail(
+                NXL_ERR_NOT_ALLOWED,
+                "register: descriptors %zu (addr 0x%llx len "
+                "%llu) and %zu (addr 0x%llx len %llu) of the "
+                "list overlap",
+                k, (unsigned long long)r->addr, (unsigned long long)r->len, i,
+                (unsigned long long)d->addr, (unsigned long long)d->len);
         }
     }
     if (r->addr == d->addr && r->len == d->len) {
         return nxl__fail(NXL_ERR_NOT_ALLOWED,
                          "register: descriptor %zu (addr 0x%llx len %llu) "
-                         "is already registered", i,
-                         (unsigned long long)d->addr,
+                         "is already registered",
+                         i, (unsigned long long)d->addr,
                          (unsigned long long)d->len);
     }
     return nxl__fail(NXL_ERR_NOT_ALLOWED,
                      "register: descriptor %zu (addr 0x%llx len %llu dev "
                      "%llu) overlaps the registered region 0x%llx+%llu; "
                      "regions of one memory kind and device may not "
-                     "overlap", i, (unsigned long long)d->addr,
-                     (unsigned long long)d->len,
-                     (unsigned long long)d->dev_id,
-                     (unsigned long long)r->addr,
+                     "overlap",
+                     i, (unsigned long long)d->addr, (unsigned long long)d->len,
+                     (unsigned long long)d->dev_id, (unsigned long long)r->addr,
                      (unsigned long long)r->len);
 }
 
@@ -131,8 +130,8 @@ reg_check_descs(const nxl_dlist_t *dlist)
         if (d->len == 0 || d->addr + d->len < d->addr) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "register: descriptor %zu has a bad length "
-                             "(addr 0x%llx len %llu)", i,
-                             (unsigned long long)d->addr,
+                             "(addr 0x%llx len %llu)",
+                             i, (unsigned long long)d->addr,
                              (unsigned long long)d->len);
         }
         if (d->addr == 0 &&
@@ -305,8 +304,8 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         if (r == NULL) {
             status = nxl__fail(NXL_ERR_NOT_FOUND,
                                "deregister: descriptor %zu (addr 0x%llx len "
-                               "%llu dev %llu) is not a registration", i,
-                               (unsigned long long)dlist->descs[i].addr,
+                               "%llu dev %llu) is not a registration",
+                               i, (unsigned long long)dlist->descs[i].addr,
                                (unsigned long long)dlist->descs[i].len,
                                (unsigned long long)dlist->descs[i].dev_id);
             goto out;
@@ -318,15 +317,14 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
     for (i = 0; i < dlist->count; i++) {
         /* One descriptor: the lookup above found it. */
         const nxl__region_t *u =
-            dlist->count == 1 ? r
-                              : nxl__index_find_exact(ix, &dlist->descs[i]);
+            dlist->count == 1 ? r : nxl__index_find_exact(ix, &dlist->descs[i]);
 
         if (nxl__xfers_using(agent, u)) {
             status = nxl__fail(NXL_ERR_NOT_ALLOWED,
                                "deregister: descriptor %zu (addr 0x%llx len "
                                "%llu) is in use by a transfer in flight; "
-                               "wait for it or release it first", i,
-                               (unsigned long long)dlist->descs[i].addr,
+                               "wait for it or release it first",
+                               i, (unsigned long long)dlist->descs[i].addr,
                                (unsigned long long)dlist->descs[i].len);
             goto out;
         }

@@ -53,8 +53,8 @@ nxl_mem_alloc_shared(size_t size, void **addr_p)
     }
     pthread_mutex_lock(&shared_lock);
     if (shared_count == shared_cap) {
-        p = realloc(shared_allocs, (shared_cap ? shared_cap * 2 : 16) *
-                                       sizeof(*p));
+        p = realloc(shared_allocs,
+                    (shared_cap ? shared_cap * 2 : 16) * sizeof(*p));
         if (p == NULL) {
             pthread_mutex_unlock(&shared_lock);
             munmap(addr, len);
@@ -64,9 +64,8 @@ nxl_mem_alloc_shared(size_t size, void **addr_p)
         shared_allocs = p;
         shared_cap = shared_cap ? shared_cap * 2 : 16;
     }
-    shared_allocs[shared_count++] =
-        (shared_alloc_t){.addr = (uint64_t)(uintptr_t)addr, .len = len,
-                         .fd = fd};
+    shared_allocs[shared_count++] = (shared_alloc_t){
+        .addr = (uint64_t)(uintptr_t)addr, .len = len, .fd = fd};
     pthread_mutex_unlock(&shared_lock);
     *addr_p = addr;
     return NXL_OK;
@@ -111,7 +110,8 @@ nxl__shared_lookup(uint64_t addr, uint64_t len, int *fd_p, uint64_t *off_p)
     for (i = 0; i < shared_count; i++) {
         const shared_alloc_t *s = &shared_allocs[i];
 
-        if (addr >= s->addr && len <= s->len && addr - s->addr <= s->len - len) {
+        if (addr >= s->addr && len <= s->len &&
+            addr - s->addr <= s->len - len) {
             *fd_p = s->fd;
             *off_p = addr - s->addr;
             break;

@@ -7,14 +7,14 @@
 
 struct nxl_prepped {
     nxl_agent_t *agent;
-    bool remote;               /* the remote side of transfers */
-    bool self;                 /* remote side named this agent */
+    bool remote; /* the remote side of transfers */
+    bool self;   /* remote side named this agent */
     char peer[NXL__NAME_MAX];
     uint64_t gen;
     nxl_mem_t mem;
     size_t count;
     nxl_desc_t *descs;
-    uint32_t mask;             /* backends that cover every descriptor */
+    uint32_t mask; /* backends that cover every descriptor */
     void **md[NXL__MAX_BACKENDS];
     /* Local (or loopback) lists: the agent's reg_gen their keys were
      * checked at (a cache, written by makes under the shared lock). */
@@ -24,22 +24,22 @@ struct nxl_prepped {
 struct nxl_xfer {
     nxl_agent_t *agent;
     nxl_backend_t *be;
-    bool to_peer;              /* generation-checked remote peer */
-    bool self;                 /* loopback: the remote side is local too */
+    bool to_peer; /* generation-checked remote peer */
+    bool self;    /* loopback: the remote side is local too */
     char peer[NXL__NAME_MAX];
     uint64_t gen;
-    uint64_t reg_gen;          /* agent reg_gen its local keys held at */
+    uint64_t reg_gen; /* agent reg_gen its local keys held at */
     nxl_be_xfer_t bx;
-    nxl_be_seg_t *segs;        /* local[count] then remote[count] */
+    nxl_be_seg_t *segs; /* local[count] then remote[count] */
     void *req;
-    atomic_int state;          /* nxl_status_t of the last post */
-    bool prepped;              /* backend prep succeeded */
+    atomic_int state; /* nxl_status_t of the last post */
+    bool prepped;     /* backend prep succeeded */
     void *notif;
     size_t notif_len;
     bool has_notif;
     uint64_t post_start_ns;
     nxl_xfer_telemetry_t telem;
-    char err[256];             /* detail of the sticky error */
+    char err[256]; /* detail of the sticky error */
     struct nxl_xfer *prev, *next;
 };
 
@@ -140,8 +140,8 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
     if (mask == 0) {
         return nxl__fail(NXL_ERR_NOT_FOUND,
                          "prep: no single backend covers every descriptor "
-                         "(%zu descriptors, %s)", pp->count,
-                         pp->remote ? pp->peer : "local");
+                         "(%zu descriptors, %s)",
+                         pp->count, pp->remote ? pp->peer : "local");
     }
     pp->mask = mask;
     atomic_store(&pp->reg_gen, atomic_load(&a->reg_gen));
@@ -152,8 +152,8 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
  * covering [addr, addr + len) on dev whose key for backend b (its md, or
  * with self its loopback self_rmd) is md. */
 static bool
-local_key_ok(const nxl__index_t *ix, uint64_t addr, uint64_t len,
-             uint64_t dev, unsigned b, bool self, const void *md, void **hint)
+local_key_ok(const nxl__index_t *ix, uint64_t addr, uint64_t len, uint64_t dev,
+             unsigned b, bool self, const void *md, void **hint)
 {
     const nxl__region_t *r = nxl__index_find_cover(ix, addr, len, dev, hint);
 
@@ -180,13 +180,14 @@ prep_recheck(nxl_agent_t *a, nxl_prepped_t *pp)
 
         for (b = 0; b < a->nbackends; b++) {
             if ((pp->mask & (1u << b)) &&
-                !local_key_ok(&a->regions[pp->mem], d->addr, d->len,
-                              d->dev_id, b, pp->self, pp->md[b][i], &hint)) {
+                !local_key_ok(&a->regions[pp->mem], d->addr, d->len, d->dev_id,
+                              b, pp->self, pp->md[b][i], &hint)) {
                 return nxl__fail(NXL_ERR_NOT_FOUND,
                                  "xfer: descriptor %zu (addr 0x%llx len "
                                  "%llu) of a prepared list was deregistered "
                                  "since the list was prepared; prepare it "
-                                 "again", i, (unsigned long long)d->addr,
+                                 "again",
+                                 i, (unsigned long long)d->addr,
                                  (unsigned long long)d->len);
             }
         }
@@ -220,9 +221,8 @@ xfer_recheck(nxl_agent_t *a, nxl_xfer_t *x)
                              (unsigned long long)s->len);
         }
         s = &x->bx.remote[i];
-        if (x->self &&
-            !local_key_ok(&a->regions[x->bx.remote_mem], s->addr, s->len,
-                          s->dev_id, b, true, s->md, &hr)) {
+        if (x->self && !local_key_ok(&a->regions[x->bx.remote_mem], s->addr,
+                                     s->len, s->dev_id, b, true, s->md, &hr)) {
             return nxl__fail(NXL_ERR_NOT_FOUND,
                              "xfer_post: memory 0x%llx+%llu this loopback "
                              "transfer targets was deregistered since it "
@@ -280,9 +280,8 @@ prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
 }
 
 NXL_API nxl_status_t
-nxl_dlist_prep(nxl_agent_t *agent, const char *remote,
-               const nxl_dlist_t *dlist, const nxl_opts_t *opts,
-               nxl_prepped_t **prepped_p)
+nxl_dlist_prep(nxl_agent_t *agent, const char *remote, const nxl_dlist_t *dlist,
+               const nxl_opts_t *opts, nxl_prepped_t **prepped_p)
 {
     nxl_opts_t oc;
     nxl_status_t status;
@@ -411,8 +410,8 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
         if (li >= lp->count || ri >= rp->count) {
             status = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "xfer: index pair %zu (%zu, %zu) out of range "
-                               "(%zu local, %zu remote descriptors)", i, li,
-                               ri, lp->count, rp->count);
+                               "(%zu local, %zu remote descriptors)",
+                               i, li, ri, lp->count, rp->count);
             goto err_free;
         }
         const nxl_desc_t *ld = &lp->descs[li], *rd = &rp->descs[ri];
@@ -420,8 +419,8 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
         if (ld->len != rd->len) {
             status = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "xfer: descriptor pair %zu has lengths %llu "
-                               "(local) and %llu (remote)", i,
-                               (unsigned long long)ld->len,
+                               "(local) and %llu (remote)",
+                               i, (unsigned long long)ld->len,
                                (unsigned long long)rd->len);
             goto err_free;
         }
@@ -435,10 +434,14 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
             rs[m - 1].len += rd->len;
             continue;
         }
-        ls[m] = (nxl_be_seg_t){.addr = ld->addr, .len = ld->len,
-                               .dev_id = ld->dev_id, .md = lp->md[b][li]};
-        rs[m] = (nxl_be_seg_t){.addr = rd->addr, .len = rd->len,
-                               .dev_id = rd->dev_id, .md = rp->md[b][ri]};
+        ls[m] = (nxl_be_seg_t){.addr = ld->addr,
+                               .len = ld->len,
+                               .dev_id = ld->dev_id,
+                               .md = lp->md[b][li]};
+        rs[m] = (nxl_be_seg_t){.addr = rd->addr,
+                               .len = rd->len,
+                               .dev_id = rd->dev_id,
+                               .md = rp->md[b][ri]};
         m++;
     }
     if (m < n) {
@@ -456,8 +459,8 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
         .local_mem = lp->mem,
         .remote_mem = rp->mem,
         .peer = x->peer,
-        .peer_ctx = rp->self ? be->self_peer
-                             : nxl__peer_find(a, rp->peer)->ctx[b],
+        .peer_ctx =
+            rp->self ? be->self_peer : nxl__peer_find(a, rp->peer)->ctx[b],
         .count = m,
         .local = x->segs,
         .remote = x->segs + m,
@@ -518,7 +521,8 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
             atomic_load(&peer->dead)) {
             return nxl__fail(NXL_ERR_NOT_FOUND,
                              "xfer: metadata of '%s' was invalidated or "
-                             "reloaded since the list was prepared", rp->peer);
+                             "reloaded since the list was prepared",
+                             rp->peer);
         }
     }
     status = prep_recheck(a, (nxl_prepped_t *)lp);
@@ -544,8 +548,7 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
             continue;
         }
         tried++;
-        status = xfer_build_on(a, be, op, lp, lidx, rp, ridx, n, opts,
-                               xfer_p);
+        status = xfer_build_on(a, be, op, lp, lidx, rp, ridx, n, opts, xfer_p);
         if (status != NXL_ERR_NOT_SUPPORTED) {
             return status;
         }
@@ -555,7 +558,8 @@ xfer_build(nxl_agent_t *a, nxl_op_t op, const nxl_prepped_t *lp,
                          "xfer: the backend that covers both lists cannot "
                          "deliver notifications (remote '%s'); make the "
                          "transfer without one, or register the memory with "
-                         "a backend that can", rp->peer);
+                         "a backend that can",
+                         rp->peer);
     }
     if (tried == 0) {
         return nxl__fail(NXL_ERR_NOT_FOUND,
@@ -586,8 +590,8 @@ nxl_xfer_make(nxl_agent_t *agent, nxl_op_t op, const nxl_prepped_t *local,
         return status;
     }
     nxl__data_lock(agent);
-    status = xfer_build(agent, op, local, lidx, remote, ridx, count, opts,
-                        xfer_p);
+    status =
+        xfer_build(agent, op, local, lidx, remote, ridx, count, opts, xfer_p);
     nxl__data_unlock(agent);
     return status;
 }
@@ -903,7 +907,8 @@ NXL_API nxl_status_t
 nxl_xfer_telemetry(const nxl_xfer_t *x, nxl_xfer_telemetry_t *t_p)
 {
     if (x == NULL || t_p == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer_telemetry: NULL argument");
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "xfer_telemetry: NULL argument");
     }
     if (!x->agent->cfg.capture_telemetry) {
         return nxl__fail(NXL_ERR_NO_TELEMETRY,

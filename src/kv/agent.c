@@ -24,8 +24,7 @@ upper_name(const char *name, char *buf)
     size_t i, n;
 
     if (name == NULL || name[0] == '\0') {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "kv agent: empty backend name");
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv agent: empty backend name");
     }
     n = strlen(name);
     if (n >= KV_NAME_MAX) {
@@ -44,8 +43,8 @@ upper_name(const char *name, char *buf)
 static int
 find_backend(const nxl_kv_agent_t *a, const char *name, size_t *pos)
 {
-    return nxl__kv_find_name(a->backends, a->num_backends,
-                             sizeof(*a->backends), 0, name, pos);
+    return nxl__kv_find_name(a->backends, a->num_backends, sizeof(*a->backends),
+                             0, name, pos);
 }
 
 /* nxl_kv_agent_create creates an agent called name (copied) with no
@@ -104,8 +103,8 @@ merge_params(const nxl_plugin_info_t *info, const nxl_params_t *custom,
     nxl_param_t *out;
     size_t i, j;
 
-    if (custom != NULL &&
-        !nxl__kv_array_ok(custom->items, custom->count, sizeof(*custom->items))) {
+    if (custom != NULL && !nxl__kv_array_ok(custom->items, custom->count,
+                                            sizeof(*custom->items))) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "Failed to set params: %zu parameters at %p",
                          custom->count, (const void *)custom->items);
@@ -122,8 +121,7 @@ merge_params(const nxl_plugin_info_t *info, const nxl_params_t *custom,
 
         if (p->key == NULL || p->value == NULL) {
             free(out);
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "Failed to set param: %s",
+            return nxl__fail(NXL_ERR_INVALID_PARAM, "Failed to set param: %s",
                              p->key ? p->key : "(null)");
         }
         for (i = 0; i < info->num_defaults; i++) {
@@ -222,7 +220,7 @@ buf_add_quoted(char *buf, size_t cap, size_t *len, const char *s)
 
     nxl__text_addf(buf, cap, len, "\"");
     for (p = (const unsigned char *)s; *p != '\0'; p++) {
-        esc = *p == '"'  ? "\\\""
+        esc = *p == '"'    ? "\\\""
               : *p == '\\' ? "\\\\"
               : *p == '\t' ? "\\t"
               : *p == '\r' ? "\\r"
@@ -312,8 +310,8 @@ build_agent(const char *name, const char *const *names,
  * the first failure's status returned with "Failed to initialize required
  * backends: [B1: reason, B2: reason]". The caller owns *a_p. */
 NXL_API nxl_status_t
-nxl_kv_agent_with_backends(const char *name, const char *const *names,
-                           size_t n, nxl_kv_agent_t **a_p)
+nxl_kv_agent_with_backends(const char *name, const char *const *names, size_t n,
+                           nxl_kv_agent_t **a_p)
 {
     return build_agent(name, names, NULL, n, 1, a_p);
 }
@@ -403,7 +401,8 @@ nxl_kv_agent_require_backend(const nxl_kv_agent_t *a, const char *name)
     }
     return nxl__fail(NXL_ERR_NOT_FOUND,
                      "Operation requires %s backend, but it was not "
-                     "initialized. Available backends: {%s}", upper, set);
+                     "initialized. Available backends: {%s}",
+                     upper, set);
 }
 
 /* nxl_kv_agent_backend_count returns how many backends a created. */

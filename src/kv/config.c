@@ -66,8 +66,8 @@ nxl__kv_find_name(const void *items, size_t count, size_t item_size,
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const char *at = *(char *const *)((const char *)items +
-                                          mid * item_size + name_off);
+        const char *at =
+            *(char *const *)((const char *)items + mid * item_size + name_off);
         int c = strcasecmp(at, name);
 
         if (c == 0) {
@@ -157,8 +157,7 @@ add_backend(nxl_kv_config_t *cfg, const char *name, size_t n,
         return nxl__fail(NXL_ERR_NOMEM, "kv config: out of memory");
     }
     cfg->items = items;
-    memmove(&items[pos + 1], &items[pos],
-            (cfg->count - pos) * sizeof(*items));
+    memmove(&items[pos + 1], &items[pos], (cfg->count - pos) * sizeof(*items));
     items[pos] = (nxl__kv_backend_cfg_t){.name = upper};
     cfg->count++;
     *b_p = &items[pos];
@@ -222,8 +221,8 @@ nxl_kv_config_add_backend(nxl_kv_config_t *cfg, const char *name)
  * NXL_OK, NXL_ERR_INVALID_PARAM (NULL, empty name or key) or NXL_ERR_NOMEM.
  * Not thread-safe with other calls on cfg. */
 NXL_API nxl_status_t
-nxl_kv_config_set_param(nxl_kv_config_t *cfg, const char *name,
-                        const char *key, const char *value)
+nxl_kv_config_set_param(nxl_kv_config_t *cfg, const char *name, const char *key,
+                        const char *value)
 {
     nxl__kv_backend_cfg_t *b;
     nxl_status_t st;
@@ -300,8 +299,8 @@ nxl_kv_config_count(const nxl_kv_config_t *cfg)
  * name and its params, both owned by cfg and valid until cfg changes.
  * Returns NXL_OK or NXL_ERR_INVALID_PARAM (NULL, i out of range). */
 NXL_API nxl_status_t
-nxl_kv_config_backend(const nxl_kv_config_t *cfg, size_t i,
-                      const char **name_p, nxl_params_t *params_p)
+nxl_kv_config_backend(const nxl_kv_config_t *cfg, size_t i, const char **name_p,
+                      nxl_params_t *params_p)
 {
     if (cfg == NULL || name_p == NULL || params_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv config: NULL argument");
@@ -309,7 +308,8 @@ nxl_kv_config_backend(const nxl_kv_config_t *cfg, size_t i,
     if (i >= cfg->count) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "kv config: backend index %zu out of range (%zu "
-                         "backends)", i, cfg->count);
+                         "backends)",
+                         i, cfg->count);
     }
     *name_p = cfg->items[i].name;
     *params_p = (nxl_params_t){.items = cfg->items[i].params,
@@ -343,7 +343,8 @@ nxl_kv_parse_bool(const char *s, int *value_p)
     }
     return nxl__fail(NXL_ERR_INVALID_PARAM,
                      "Invalid boolean value: '%s'. Expected one of: "
-                     "true/false, 1/0, on/off, yes/no", s);
+                     "true/false, 1/0, on/off, yes/no",
+                     s);
 }
 
 /* env_backend_len returns the length of the backend name at the start of

@@ -302,9 +302,9 @@ nxl_kv_ctx_create(nxl_kv_agent_t *a, const nxl_kv_ctx_config_t *cfg,
     }
     nxl_kv_ctx_config_init(&ctx->cfg);
     if (cfg != NULL) {
-        nxl_status_t st = nxl__abi_in(&ctx->cfg, sizeof(ctx->cfg), cfg,
-                                      NXL_KV_CTX_CONFIG_V1_SIZE,
-                                      "ctx_create: cfg");
+        nxl_status_t st =
+            nxl__abi_in(&ctx->cfg, sizeof(ctx->cfg), cfg,
+                        NXL_KV_CTX_CONFIG_V1_SIZE, "ctx_create: cfg");
 
         if (st != NXL_OK) {
             free(ctx);
@@ -339,8 +339,8 @@ nxl_kv_ctx_create(nxl_kv_agent_t *a, const nxl_kv_ctx_config_t *cfg,
         pthread_mutex_destroy(&ctx->stream_mu);
         pthread_mutex_destroy(&ctx->agent_mu);
         free(ctx);
-        return nxl__fail(NXL_ERR_UNKNOWN,
-                         "ctx_create: poller thread: %s", strerror(rc));
+        return nxl__fail(NXL_ERR_UNKNOWN, "ctx_create: poller thread: %s",
+                         strerror(rc));
     }
     *ctx_p = ctx;
     return NXL_OK;
@@ -452,8 +452,7 @@ kv_queue_batched(nxl_kv_ctx_t *ctx, const nxl_kv_dlists_t *d,
             srcs[k] = (const void *)(uintptr_t)d->src[i + k].addr;
             lens[k] = (size_t)d->src[i + k].len;
         }
-        st = ctx->mk->copy_batch_async(dsts, srcs, lens, k, dir, flags,
-                                       stream);
+        st = ctx->mk->copy_batch_async(dsts, srcs, lens, k, dir, flags, stream);
         i += k;
     }
     if (st != NXL_OK) {
@@ -666,14 +665,13 @@ kv_make_prepped(nxl_kv_ctx_t *ctx, nxl_op_t xop, const nxl_kv_layout_t *ll,
  * Done at once -> released, op NONE; in progress -> *op holds the
  * request. */
 static nxl_status_t
-kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
-             const nxl_kv_layout_t *src, const size_t *src_ids,
-             const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
-             size_t lb, size_t le, const void *msg, size_t msg_len,
-             int has_msg, nxl__kv_op_t *op)
+kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s, const nxl_kv_layout_t *src,
+             const size_t *src_ids, const nxl_kv_layout_t *dst,
+             const size_t *dst_ids, size_t n, size_t lb, size_t le,
+             const void *msg, size_t msg_len, int has_msg, nxl__kv_op_t *op)
 {
-    int flipped = (s == NXL_KV_NIXL_READ_FLIPPED ||
-                   s == NXL_KV_NIXL_WRITE_FLIPPED);
+    int flipped =
+        (s == NXL_KV_NIXL_READ_FLIPPED || s == NXL_KV_NIXL_WRITE_FLIPPED);
     nxl_op_t xop = (s == NXL_KV_NIXL_READ || s == NXL_KV_NIXL_READ_FLIPPED)
                        ? NXL_READ
                        : NXL_WRITE;
@@ -706,10 +704,10 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
         g = NXL__KV_G_LAYER;
     }
     units = nxl__kv_units(ll, g);
-    ulo = g == NXL__KV_G_BLOCK ? 0
+    ulo = g == NXL__KV_G_BLOCK   ? 0
           : g == NXL__KV_G_LAYER ? lb
                                  : lb * src->cfg.outer_dim;
-    uhi = g == NXL__KV_G_BLOCK ? 1
+    uhi = g == NXL__KV_G_BLOCK   ? 1
           : g == NXL__KV_G_LAYER ? le
                                  : le * src->cfg.outer_dim;
     k = uhi - ulo;
@@ -734,8 +732,8 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
          * consecutive ids merge into one descriptor per unit. */
         idx = malloc(2 * cnt * sizeof(*idx));
         if (idx == NULL) {
-            return nxl__fail(NXL_ERR_NOMEM,
-                             "kv: out of memory for %zu indices", 2 * cnt);
+            return nxl__fail(NXL_ERR_NOMEM, "kv: out of memory for %zu indices",
+                             2 * cnt);
         }
         if (nxl__kv_unit_bytes(ll, g) == ll->block_stride &&
             nxl__kv_unit_bytes(rl, g) == rl->block_stride) {
@@ -768,14 +766,14 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     }
     if (!fallback) {
         pthread_mutex_lock(&ctx->agent_mu);
-        st = kv_make_prepped(ctx, xop, ll, rl, remote, g, li, ri, cnt, &o,
-                             &x, &fallback);
+        st = kv_make_prepped(ctx, xop, ll, rl, remote, g, li, ri, cnt, &o, &x,
+                             &fallback);
         pthread_mutex_unlock(&ctx->agent_mu);
     }
     free(idx);
     if (fallback) {
-        st = kv_make_lists(ctx, xop, flipped, src, src_ids, dst, dst_ids, n,
-                           lb, le, remote, &o, &x);
+        st = kv_make_lists(ctx, xop, flipped, src, src_ids, dst, dst_ids, n, lb,
+                           le, remote, &o, &x);
     }
     if (st != NXL_OK) {
         return st;
@@ -809,9 +807,9 @@ kv_exec_nixl(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
 nxl_status_t
 nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
                     const nxl_kv_layout_t *src, const size_t *src_ids,
-                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
-                    size_t n, size_t lb, size_t le, const void *msg,
-                    size_t msg_len, int has_msg, nxl__kv_op_t *op)
+                    const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+                    size_t lb, size_t le, const void *msg, size_t msg_len,
+                    int has_msg, nxl__kv_op_t *op)
 {
     nxl_kv_dlists_t d;
     nxl_status_t st;
@@ -829,8 +827,8 @@ nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
     }
     if (s == NXL_KV_NIXL_READ || s == NXL_KV_NIXL_WRITE ||
         s == NXL_KV_NIXL_WRITE_FLIPPED || s == NXL_KV_NIXL_READ_FLIPPED) {
-        return kv_exec_nixl(ctx, s, src, src_ids, dst, dst_ids, n, lb, le,
-                            msg, msg_len, has_msg, op);
+        return kv_exec_nixl(ctx, s, src, src_ids, dst, dst_ids, n, lb, le, msg,
+                            msg_len, has_msg, op);
     }
     st = nxl_kv_build_dlists(src, src_ids, dst, dst_ids, n, lb, le, &d);
     if (st != NXL_OK) {
@@ -1096,17 +1094,17 @@ nxl_kv_transfer(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *src,
         return nxl__fail(NXL_ERR_INVALID_PARAM, "kv_transfer: NULL argument");
     }
     nxl_kv_opts_init(&defaults);
-    if (opts != NULL &&
-        (st = nxl__abi_in(&defaults, sizeof(defaults), opts,
-                          NXL_KV_OPTS_V1_SIZE, "kv_transfer: opts")) !=
-            NXL_OK) {
+    if (opts != NULL && (st = nxl__abi_in(&defaults, sizeof(defaults), opts,
+                                          NXL_KV_OPTS_V1_SIZE,
+                                          "kv_transfer: opts")) != NXL_OK) {
         return st;
     }
     opts = &defaults;
     if (opts->notif == NULL && opts->notif_len > 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "kv_transfer: opts->notif_len is %zu but "
-                         "opts->notif is NULL", opts->notif_len);
+                         "opts->notif is NULL",
+                         opts->notif_len);
     }
     st = nxl_kv_validate(src, src_ids, n, dst, dst_ids, n, NULL, NULL, 0);
     if (st != NXL_OK) {

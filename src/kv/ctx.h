@@ -29,9 +29,9 @@ enum {
 
 /* The asynchronous part of one direct transfer. */
 enum {
-    NXL__KV_OP_NONE = 0,  /* nothing outstanding */
-    NXL__KV_OP_XFER = 1,  /* a posted NXL request */
-    NXL__KV_OP_EVENT = 2  /* a device event recorded after the copies */
+    NXL__KV_OP_NONE = 0, /* nothing outstanding */
+    NXL__KV_OP_XFER = 1, /* a posted NXL request */
+    NXL__KV_OP_EVENT = 2 /* a device event recorded after the copies */
 };
 
 typedef struct nxl__kv_op {
@@ -48,23 +48,19 @@ typedef struct nxl__kv_twohop {
     const nxl_kv_layout_t *src, *dst, *bounce;
     size_t *sids, *dids, *bids;
     size_t n, nb;
-    size_t next;  /* first block of the current chunk */
-    size_t k;     /* length of the current chunk */
-    int hop;      /* next hop to launch: 0 or 1 */
+    size_t next; /* first block of the current chunk */
+    size_t k;    /* length of the current chunk */
+    int hop;     /* next hop to launch: 0 or 1 */
     nxl_kv_strategy_t first, second;
     size_t lb, le;
-    void *msg;    /* NXL notification for the last NXL hop, or NULL */
+    void *msg; /* NXL notification for the last NXL hop, or NULL */
     size_t msg_len;
     int has_msg;
 } nxl__kv_twohop_t;
 
 /* Granularity of a prepared layout list (prep.c): one descriptor per
  * block, per (block, layer) or per (block, layer, outer) region. */
-enum {
-    NXL__KV_G_BLOCK = 0,
-    NXL__KV_G_LAYER = 1,
-    NXL__KV_G_REGION = 2
-};
+enum { NXL__KV_G_BLOCK = 0, NXL__KV_G_LAYER = 1, NXL__KV_G_REGION = 2 };
 
 /* Most prepared lists one context keeps (least recently used evicted). */
 #define NXL__KV_PREP_ENTRIES 32
@@ -75,17 +71,17 @@ typedef struct nxl__kv_prep nxl__kv_prep_t;
 typedef struct nxl__kv_preps {
     nxl__kv_prep_t *e[NXL__KV_PREP_ENTRIES];
     size_t n;
-    size_t descs;   /* descriptors held by all entries */
-    uint64_t tick;  /* last use stamp */
-    uint64_t made;  /* lists prepared since the context was made */
+    size_t descs;  /* descriptors held by all entries */
+    uint64_t tick; /* last use stamp */
+    uint64_t made; /* lists prepared since the context was made */
 } nxl__kv_preps_t;
 
 struct nxl_kv_notif {
-    atomic_int refs;          /* caller + poller */
+    atomic_int refs; /* caller + poller */
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* CLOCK_MONOTONIC */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
     _Atomic nxl_status_t status;
-    char err[512];            /* fixed once status leaves IN_PROG */
+    char err[512]; /* fixed once status leaves IN_PROG */
     char uuid[NXL__KV_UUID_LEN];
     uint64_t start_ns;
     /* Poller-owned from submission on. */
@@ -95,26 +91,26 @@ struct nxl_kv_notif {
     nxl__kv_twohop_t *th;
     char *key;
     size_t key_len;
-    uint64_t deadline_ns;     /* 0 = none */
-    uint64_t last_warn_ns;    /* 0 = never warned */
+    uint64_t deadline_ns;  /* 0 = none */
+    uint64_t last_warn_ns; /* 0 = never warned */
 };
 
 struct nxl_kv_ctx {
     nxl_kv_agent_t *ka;
     nxl_agent_t *agent;
-    const char *name;         /* the agent's name */
+    const char *name; /* the agent's name */
     nxl_kv_ctx_config_t cfg;
     pthread_mutex_t agent_mu;
-    nxl__kv_preps_t preps;    /* under agent_mu */
+    nxl__kv_preps_t preps; /* under agent_mu */
     pthread_mutex_t stream_mu;
     const nxl_memkind_ops_t *mk; /* device kind of the streams */
     nxl_stream_t *h2d, *d2h;
     int no_batch; /* the kind's batched copy failed once: per pair now */
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* CLOCK_MONOTONIC; poller sleeps here */
-    nxl_kv_notif_t *in_head;  /* submitted, not yet taken by the poller */
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC; poller sleeps here */
+    nxl_kv_notif_t *in_head; /* submitted, not yet taken by the poller */
     nxl_kv_notif_t **in_tail;
-    size_t pending;           /* reserved slots: incoming + active */
+    size_t pending; /* reserved slots: incoming + active */
     bool stop;
     pthread_t thread;
     atomic_uint_fast64_t slow_warnings;
@@ -122,8 +118,7 @@ struct nxl_kv_ctx {
 
 /* ctx.c */
 nxl_kv_notif_t *nxl__kv_notif_new(int kind);
-int nxl__kv_notif_finish(nxl_kv_notif_t *n, nxl_status_t st,
-                         const char *err);
+int nxl__kv_notif_finish(nxl_kv_notif_t *n, nxl_status_t st, const char *err);
 void nxl__kv_notif_unref(nxl_kv_notif_t *n);
 void nxl__kv_twohop_free(nxl__kv_twohop_t *th);
 nxl_status_t nxl__kv_exec_direct(nxl_kv_ctx_t *ctx, nxl_kv_strategy_t s,
@@ -157,8 +152,8 @@ uint64_t nxl__kv_unit_bytes(const nxl_kv_layout_t *l, int g);
  * 65 ids, from a sample of 64 places beyond), one per block where they
  * are one range on both sides, else one per unit. Reads only. */
 size_t nxl__kv_merged(const nxl_kv_layout_t *ll, const size_t *lids,
-                      const nxl_kv_layout_t *rl, const size_t *rids,
-                      size_t n, int g, size_t ulo, size_t uhi);
+                      const nxl_kv_layout_t *rl, const size_t *rids, size_t n,
+                      int g, size_t ulo, size_t uhi);
 
 /* nxl__kv_prep_get returns the list of every unit of l at granularity g,
  * prepared by ctx's agent for the local side (peer NULL) or against peer

@@ -90,8 +90,8 @@ port_cmp(const void *x, const void *y)
 
 /* path_fmt formats a path into buf (PATH_MAX bytes). Returns 0, or -1
  * when it does not fit (the entry is then skipped). */
-static int
-path_fmt(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int path_fmt(char *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int
 path_fmt(char *buf, const char *fmt, ...)
@@ -179,8 +179,8 @@ scan_ports(const char *root, diag_port_t *ports, size_t cap)
         if (d->d_name[0] == '.' || strlen(d->d_name) >= DIAG_NAME_MAX) {
             continue;
         }
-        if (path_fmt(path, "%s/class/infiniband/%s/ports", root,
-                     d->d_name) != 0 ||
+        if (path_fmt(path, "%s/class/infiniband/%s/ports", root, d->d_name) !=
+                0 ||
             (pd = opendir(path)) == NULL) {
             continue;
         }
@@ -242,14 +242,14 @@ scan_gpus(const char *root, char (*gpus)[PATH_MAX], size_t cap)
         if (d->d_name[0] == '.') {
             continue;
         }
-        if (path_fmt(path, "%s/bus/pci/devices/%s/vendor", root,
-                     d->d_name) != 0 ||
+        if (path_fmt(path, "%s/bus/pci/devices/%s/vendor", root, d->d_name) !=
+                0 ||
             read_line(path, val, sizeof(val)) != 0 ||
             strcasecmp(val, "0x10de") != 0) {
             continue;
         }
-        if (path_fmt(path, "%s/bus/pci/devices/%s/class", root,
-                     d->d_name) != 0 ||
+        if (path_fmt(path, "%s/bus/pci/devices/%s/class", root, d->d_name) !=
+                0 ||
             read_line(path, val, sizeof(val)) != 0 ||
             strncasecmp(val, "0x03", 4) != 0) {
             continue;
@@ -340,8 +340,9 @@ nxl__kv_ucx_diag(const char *root, char *const *envp, char *buf, size_t cap)
         }
         nxl__text_addf(buf, cap, &len, "\n");
     }
-    nxl__text_addf(buf, cap, &len, "See docs/backends/ucx.md for choosing "
-                                   "transports and devices.\n");
+    nxl__text_addf(buf, cap, &len,
+                   "See docs/backends/ucx.md for choosing "
+                   "transports and devices.\n");
     free(aff);
     free(ports);
     free(gpus);

@@ -147,8 +147,8 @@ typedef struct dl_slot {
 /* nxl__kv_pair_check: see kv.h. */
 nxl_status_t
 nxl__kv_pair_check(const nxl_kv_layout_t *src, const size_t *src_ids,
-                   const nxl_kv_layout_t *dst, const size_t *dst_ids,
-                   size_t n, int check_ids, size_t *lb_p, size_t *le_p)
+                   const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+                   int check_ids, size_t *lb_p, size_t *le_p)
 {
     size_t nl = src->cfg.num_layers, no = src->cfg.outer_dim;
     size_t lb = *lb_p, le = *le_p;
@@ -203,9 +203,8 @@ nxl__kv_pair_check(const nxl_kv_layout_t *src, const size_t *src_ids,
  * the layouts only). */
 NXL_API nxl_status_t
 nxl_kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
-                    const nxl_kv_layout_t *dst, const size_t *dst_ids,
-                    size_t n, size_t layer_begin, size_t layer_end,
-                    nxl_kv_dlists_t *out)
+                    const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n,
+                    size_t layer_begin, size_t layer_end, nxl_kv_dlists_t *out)
 {
     nxl_status_t st;
 
@@ -296,8 +295,8 @@ nxl__kv_build_dlists(const nxl_kv_layout_t *src, const size_t *src_ids,
             uint64_t sb = src_ids[i] * sbs, db = dst_ids[i] * dbs;
 
             for (k = 0; k < nslots && st == NXL_OK; k++) {
-                st = dlists_add(&d, slots[k].soff + sb, slots[k].doff + db,
-                                rs, slots[k].sdev, slots[k].ddev);
+                st = dlists_add(&d, slots[k].soff + sb, slots[k].doff + db, rs,
+                                slots[k].sdev, slots[k].ddev);
             }
         }
     }

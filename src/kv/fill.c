@@ -69,8 +69,8 @@ check_ids(const nxl_kv_layout_t *l, const size_t *ids, size_t n)
     }
     for (i = 0; i < n; i++) {
         if (ids[i] >= l->cfg.num_blocks) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "Block ID %zu out of range", ids[i]);
+            return nxl__fail(NXL_ERR_INVALID_PARAM, "Block ID %zu out of range",
+                             ids[i]);
         }
     }
     return NXL_OK;
@@ -137,8 +137,7 @@ walk_init(fill_walk_t *w, const nxl_kv_layout_t *l)
         break;
     default: /* SYSTEM and PINNED returned above */
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "kv fill: unknown storage kind %d",
-                         (int)l->loc.kind);
+                         "kv fill: unknown storage kind %d", (int)l->loc.kind);
     }
     w->buf_cap = round_up(r != 0 ? r : 1);
     e = posix_memalign((void **)&w->buf, FILL_ALIGN, w->buf_cap);
@@ -204,10 +203,9 @@ pread_upto(int fd, void *dst, size_t len, uint64_t off, size_t *got_p)
             if (errno == EINTR) {
                 continue;
             }
-            return nxl__fail_errno(errno,
-                                   "kv fill: pread(fd %d, %zu bytes at %" PRIu64
-                                   ")",
-                                   fd, len - got, off + got);
+            return nxl__fail_errno(
+                errno, "kv fill: pread(fd %d, %zu bytes at %" PRIu64 ")", fd,
+                len - got, off + got);
         }
         if (r == 0) {
             break;
@@ -232,10 +230,9 @@ pwrite_all(int fd, const void *src, size_t len, uint64_t off)
             if (errno == EINTR) {
                 continue;
             }
-            return nxl__fail_errno(errno,
-                                   "kv fill: pwrite(fd %d, %zu bytes at %" PRIu64
-                                   ")",
-                                   fd, len - put, off + put);
+            return nxl__fail_errno(
+                errno, "kv fill: pwrite(fd %d, %zu bytes at %" PRIu64 ")", fd,
+                len - put, off + put);
         }
         put += (size_t)r;
     }
@@ -249,8 +246,8 @@ pwrite_all(int fd, const void *src, size_t len, uint64_t off)
  * buffer) from fd into w->span, *got_p bytes (fewer when the file ends
  * inside it). */
 static nxl_status_t
-disk_span(fill_walk_t *w, int fd, uint64_t off, size_t len,
-          uint64_t *start_p, size_t *n_p, size_t *got_p)
+disk_span(fill_walk_t *w, int fd, uint64_t off, size_t len, uint64_t *start_p,
+          size_t *n_p, size_t *got_p)
 {
     bool direct = false;
     nxl_status_t st = fd_direct(w, fd, &direct);
@@ -339,8 +336,8 @@ pattern_write(uint8_t *p, size_t len, nxl_kv_fill_t pattern, uint8_t value,
 /* fill_range fills layers [begin, end) of blocks ids with the pattern,
  * then fsyncs the files of a DISK layout. Arguments already checked. */
 static nxl_status_t
-fill_range(const nxl_kv_layout_t *l, const size_t *ids, size_t n,
-           size_t begin, size_t end, nxl_kv_fill_t pattern, uint8_t value)
+fill_range(const nxl_kv_layout_t *l, const size_t *ids, size_t n, size_t begin,
+           size_t end, nxl_kv_fill_t pattern, uint8_t value)
 {
     size_t r = l->region_size, i, lyr, o;
     uint64_t addr;
@@ -373,8 +370,8 @@ fill_range(const nxl_kv_layout_t *l, const size_t *ids, size_t n,
                     st = disk_write(&w, region_fd(l, lyr), addr, r);
                     break;
                 default:
-                    pattern_write((uint8_t *)(uintptr_t)addr, r, pattern,
-                                  value, ids[i], lyr);
+                    pattern_write((uint8_t *)(uintptr_t)addr, r, pattern, value,
+                                  ids[i], lyr);
                     break;
                 }
                 if (st != NXL_OK) {
@@ -425,8 +422,8 @@ nxl_kv_fill_blocks(const nxl_kv_layout_t *l, const size_t *ids, size_t n,
  * nxl_kv_fill_blocks. */
 NXL_API nxl_status_t
 nxl_kv_fill_layers(const nxl_kv_layout_t *l, const size_t *ids, size_t n,
-                   size_t layer_begin, size_t layer_end,
-                   nxl_kv_fill_t pattern, uint8_t value)
+                   size_t layer_begin, size_t layer_end, nxl_kv_fill_t pattern,
+                   uint8_t value)
 {
     nxl_status_t st = check_ids(l, ids, n);
 

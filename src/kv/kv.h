@@ -58,13 +58,13 @@ struct nxl_kv_agent {
 
 struct nxl_kv_storage {
     nxl_kv_loc_t loc;
-    void *ptr;         /* host/device pointer; NULL for DISK */
-    uint64_t addr;     /* (uintptr_t)ptr, or the file offset for DISK */
+    void *ptr;     /* host/device pointer; NULL for DISK */
+    uint64_t addr; /* (uintptr_t)ptr, or the file offset for DISK */
     size_t size;
-    bool owned;        /* destroy frees ptr (through mk) / closes the fd */
+    bool owned; /* destroy frees ptr (through mk) / closes the fd */
     const nxl_memkind_ops_t *mk; /* kind that allocated ptr, or NULL */
-    char *path;        /* DISK created by nxl_kv_storage_disk, else NULL */
-    bool unlinked;     /* DISK: the file is gone from the file system */
+    char *path;    /* DISK created by nxl_kv_storage_disk, else NULL */
+    bool unlinked; /* DISK: the file is gone from the file system */
     nxl_kv_agent_t *reg_agent; /* registered with this agent, or NULL */
 };
 
@@ -76,26 +76,26 @@ nxl_mem_t nxl__kv_kind_mem(nxl_kv_kind_t kind);
 struct nxl_kv_layout {
     nxl_kv_layout_config_t cfg;
     nxl_kv_layout_type_t type;
-    int outer_contiguous;    /* LAYER_SEPARATE: 1 = [outer][blocks]... */
+    int outer_contiguous; /* LAYER_SEPARATE: 1 = [outer][blocks]... */
     nxl_kv_loc_t loc;
     nxl_mem_t mem;
     uint64_t dev_id;
-    size_t region_size;      /* R = page * inner * dtype */
+    size_t region_size; /* R = page * inner * dtype */
     size_t outer_stride;
-    size_t layer_stride;     /* FULLY_CONTIGUOUS only */
-    size_t natural_block;    /* FC: layers*outer*R; LS: outer*R or R */
+    size_t layer_stride;  /* FULLY_CONTIGUOUS only */
+    size_t natural_block; /* FC: layers*outer*R; LS: outer*R or R */
     size_t block_stride;
-    size_t layout_data_bytes;/* FC: whole; LS: per layer */
-    size_t num_regions;      /* 1 (FC) or num_layers (LS) */
-    uint64_t *region_addr;   /* storage start of each memory region */
-    uint64_t *region_size_b; /* storage size of each memory region */
-    uint64_t *base_offset;   /* alignment offset inside each region */
-    uint64_t *base;          /* region_addr + base_offset */
-    uint64_t *region_dev;    /* dev id of each memory region: dev_id, or
-                              * each layer's fd for LS over DISK files */
+    size_t layout_data_bytes;    /* FC: whole; LS: per layer */
+    size_t num_regions;          /* 1 (FC) or num_layers (LS) */
+    uint64_t *region_addr;       /* storage start of each memory region */
+    uint64_t *region_size_b;     /* storage size of each memory region */
+    uint64_t *base_offset;       /* alignment offset inside each region */
+    uint64_t *base;              /* region_addr + base_offset */
+    uint64_t *region_dev;        /* dev id of each memory region: dev_id, or
+                                  * each layer's fd for LS over DISK files */
     nxl_kv_storage_t **storages; /* NULL for remote views */
-    bool owns_storage;       /* destroy frees storages (layout_alloc) */
-    char *agent;             /* owner agent name, or NULL */
+    bool owns_storage;           /* destroy frees storages (layout_alloc) */
+    char *agent;                 /* owner agent name, or NULL */
 };
 
 /* nxl__kv_addr is the region address without checks (ids in range). */
@@ -177,8 +177,8 @@ nxl_status_t nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
 nxl_status_t nxl__kv_pair_check(const nxl_kv_layout_t *src,
                                 const size_t *src_ids,
                                 const nxl_kv_layout_t *dst,
-                                const size_t *dst_ids, size_t n,
-                                int check_ids, size_t *lb_p, size_t *le_p);
+                                const size_t *dst_ids, size_t n, int check_ids,
+                                size_t *lb_p, size_t *le_p);
 
 /* nxl__kv_build_dlists is nxl_kv_build_dlists for arguments that passed
  * nxl__kv_pair_check (ids in range, layer range explicit). */

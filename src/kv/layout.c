@@ -222,8 +222,8 @@ loc_mem(nxl_kv_loc_t loc, nxl_mem_t *mem, uint64_t *dev)
  * layout data) lies in [0, size - base_offset) and that no address wraps. */
 static nxl_status_t
 fits_region(const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
-            const nxl__kv_strides_t *st, size_t i, uint64_t addr,
-            uint64_t size, uint64_t base_offset)
+            const nxl__kv_strides_t *st, size_t i, uint64_t addr, uint64_t size,
+            uint64_t base_offset)
 {
     uint64_t end, avail, t, ext, blk, need;
 
@@ -257,10 +257,11 @@ fits_region(const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
     }
     need = NXL__MAX(NXL__MAX(ext, blk), (uint64_t)st->layout_data_bytes);
     if (need > avail) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "memory region %zu too small for layout: needs %" PRIu64
-                         " bytes after base offset %" PRIu64 ", has %" PRIu64,
-                         i, need, base_offset, avail);
+        return nxl__fail(
+            NXL_ERR_INVALID_PARAM,
+            "memory region %zu too small for layout: needs %" PRIu64
+            " bytes after base offset %" PRIu64 ", has %" PRIu64,
+            i, need, base_offset, avail);
     }
     return NXL_OK;
 overflow:
@@ -293,7 +294,8 @@ build(const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
                          want, n);
     }
     if (region_addr == NULL || region_size == NULL || base_offset == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "memory region arrays are NULL");
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "memory region arrays are NULL");
     }
     for (i = 0; i < n; i++) {
         s = fits_region(cfg, type, st, i, region_addr[i], region_size[i],
@@ -359,7 +361,8 @@ nxl__kv_layout_new_view_ex(const nxl_kv_layout_config_t *cfg,
     nxl_status_t s;
 
     if (l_p == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "kv layout view: NULL argument");
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "kv layout view: NULL argument");
     }
     s = nxl__kv_layout_strides(cfg, type, outer_contiguous, &mine);
     if (s != NXL_OK) {
@@ -372,8 +375,8 @@ nxl__kv_layout_new_view_ex(const nxl_kv_layout_config_t *cfg,
                          st->region_size, mine.region_size);
     }
     return build(cfg, type, outer_contiguous, loc, mem, dev_id,
-                 st != NULL ? st : &mine, region_addr, region_size,
-                 base_offset, region_dev, n, agent, l_p);
+                 st != NULL ? st : &mine, region_addr, region_size, base_offset,
+                 region_dev, n, agent, l_p);
 }
 
 /* nxl__kv_layout_new_view: see kv.h. Thread-safe. */
@@ -397,8 +400,8 @@ nxl__kv_layout_new_view(const nxl_kv_layout_config_t *cfg,
  * (and a device, for DEVICE). */
 static nxl_status_t
 over_storage(const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
-             int outer_contiguous, nxl_kv_storage_t *const *storages,
-             size_t n, nxl_kv_layout_t **l_p)
+             int outer_contiguous, nxl_kv_storage_t *const *storages, size_t n,
+             nxl_kv_layout_t **l_p)
 {
     nxl__kv_strides_t st;
     uint64_t *buf, *addr, *size, *off, *dev, aligned, req;
@@ -468,8 +471,8 @@ over_storage(const nxl_kv_layout_config_t *cfg, nxl_kv_layout_type_t type,
             goto out;
         }
     }
-    s = build(cfg, type, outer_contiguous, loc, mem, dev0, &st, addr, size,
-              off, dev, n, NULL, &l);
+    s = build(cfg, type, outer_contiguous, loc, mem, dev0, &st, addr, size, off,
+              dev, n, NULL, &l);
     if (s != NXL_OK) {
         goto out;
     }
@@ -514,7 +517,8 @@ nxl_kv_layout_ls(const nxl_kv_layout_config_t *cfg, int outer_contiguous,
     nxl_status_t s;
 
     if (l_p == NULL) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "nxl_kv_layout_ls: NULL output");
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "nxl_kv_layout_ls: NULL output");
     }
     s = check_basic(cfg);
     if (s != NXL_OK) {
@@ -659,7 +663,8 @@ nxl_kv_layout_destroy(nxl_kv_layout_t *l)
     free(l);
 }
 
-/* ---- addressing and accessors --------------------------------------------- */
+/* ---- addressing and accessors ---------------------------------------------
+ */
 
 /* nxl_kv_layout_region fills *r_p with the address and size (R) of region
  * (block, layer, outer). NXL_ERR_INVALID_PARAM "Block ID b out of range

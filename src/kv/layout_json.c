@@ -21,10 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- names ----------------------------------------------------------------- */
+/* ---- names -----------------------------------------------------------------
+ */
 
 static const char *const mem_names[NXL_MEM_KINDS] = {
-    [NXL_DRAM] = "Dram", [NXL_VRAM] = "Vram", [NXL_BLK] = "Block",
+    [NXL_DRAM] = "Dram",  [NXL_VRAM] = "Vram", [NXL_BLK] = "Block",
     [NXL_OBJ] = "Object", [NXL_FILE] = "File",
 };
 
@@ -42,7 +43,8 @@ kind_mem(nxl_kv_kind_t kind)
     }
 }
 
-/* ---- writer helpers --------------------------------------------------------- */
+/* ---- writer helpers ---------------------------------------------------------
+ */
 
 /* jw_add adds key: o (taking o, NULL-safe); false on failure. */
 static bool
@@ -159,7 +161,8 @@ jw_nomem(json_object *root)
     return nxl__fail(NXL_ERR_NOMEM, "kv layout json: out of memory");
 }
 
-/* ---- v1 writer --------------------------------------------------------------- */
+/* ---- v1 writer
+ * --------------------------------------------------------------- */
 
 /* nxl_kv_layout_to_json_v1 writes l as Dynamo's SerializedNixlBlockLayout
  * JSON into *json_p (the caller's: nxl_blob_free). Local layouts need every
@@ -246,7 +249,8 @@ nxl_kv_layout_to_json_v1(const nxl_kv_layout_t *l, nxl_blob_t *json_p)
     return jw_finish(root, json_p);
 }
 
-/* ---- v2 writer --------------------------------------------------------------- */
+/* ---- v2 writer
+ * --------------------------------------------------------------- */
 
 /* nxl_kv_layout_to_json_v2 writes l as Dynamo v2's LayoutDescriptor JSON
  * into *json_p (nxl_blob_free). Memory descriptors start at each region's
@@ -329,15 +333,16 @@ nxl_kv_layout_to_json_v2(const nxl_kv_layout_t *l, nxl_blob_t *json_p)
             return jw_nomem(root);
         }
     } else if (!jw_add(det, "LayerSeparate", inner) ||
-               !jw_str(inner, "block_dim", l->outer_contiguous
-                                               ? "BlockIsSecondDim"
-                                               : "BlockIsFirstDim")) {
+               !jw_str(inner, "block_dim",
+                       l->outer_contiguous ? "BlockIsSecondDim"
+                                           : "BlockIsFirstDim")) {
         return jw_nomem(root);
     }
     return jw_finish(root, json_p);
 }
 
-/* ---- reader helpers ---------------------------------------------------------- */
+/* ---- reader helpers
+ * ---------------------------------------------------------- */
 
 /* jr_parse parses len bytes of JSON (one value, optional surrounding
  * whitespace) into *root_p. NXL_ERR_PROTO for anything else. */
@@ -365,8 +370,7 @@ jr_get(json_object *obj, const char *at, const char *name, json_type t,
     json_object *v = NULL;
 
     if (!json_object_object_get_ex(obj, name, &v) || v == NULL) {
-        return nxl__fail(NXL_ERR_PROTO, "missing field `%s` (at %s)", name,
-                         at);
+        return nxl__fail(NXL_ERR_PROTO, "missing field `%s` (at %s)", name, at);
     }
     if (t != json_type_null && !json_object_is_type(v, t)) {
         return nxl__fail(NXL_ERR_PROTO,
@@ -448,8 +452,10 @@ jr_config(json_object *o, const char *at, bool need_alignment,
     nxl_status_t s;
 
     if (!json_object_is_type(o, json_type_object)) {
-        return nxl__fail(NXL_ERR_PROTO, "invalid type (at %s): expected an "
-                                        "object", at);
+        return nxl__fail(NXL_ERR_PROTO,
+                         "invalid type (at %s): expected an "
+                         "object",
+                         at);
     }
     if ((s = jr_size(o, at, "num_blocks", &c->num_blocks)) != NXL_OK ||
         (s = jr_size(o, at, "num_layers", &c->num_layers)) != NXL_OK ||
@@ -595,7 +601,8 @@ check_mem(nxl_mem_t mem, nxl_kv_loc_t loc, const char *at)
     return NXL_OK;
 }
 
-/* ---- v1 reader --------------------------------------------------------------- */
+/* ---- v1 reader
+ * --------------------------------------------------------------- */
 
 /* v1_body reads a SerializableNixlLayout body of variant fc/ls and builds
  * the view. */
@@ -604,8 +611,7 @@ v1_body(json_object *body, bool fc, const char *agent_name,
         nxl_kv_layout_t **l_p)
 {
     const char *at = fc ? "FullyContiguous" : "LayerSeparate";
-    const char *at_cfg = fc ? "FullyContiguous.config"
-                            : "LayerSeparate.config";
+    const char *at_cfg = fc ? "FullyContiguous.config" : "LayerSeparate.config";
     json_object *cfg = NULL, *inner = NULL, *offs = NULL, *descs = NULL;
     json_object *v = NULL;
     nxl_kv_layout_config_t c;
@@ -618,14 +624,17 @@ v1_body(json_object *body, bool fc, const char *agent_name,
     nxl_status_t s;
 
     if (!json_object_is_type(body, json_type_object)) {
-        return nxl__fail(NXL_ERR_PROTO, "invalid type (at %s): expected an "
-                                        "object", at);
+        return nxl__fail(NXL_ERR_PROTO,
+                         "invalid type (at %s): expected an "
+                         "object",
+                         at);
     }
     if ((s = jr_get(body, at, "config", json_type_object, &cfg)) != NXL_OK ||
         (s = jr_get(cfg, at_cfg, "inner", json_type_object, &inner)) !=
             NXL_OK ||
-        (s = jr_config(inner, fc ? "FullyContiguous.config.inner"
-                                 : "LayerSeparate.config.inner",
+        (s = jr_config(inner,
+                       fc ? "FullyContiguous.config.inner"
+                          : "LayerSeparate.config.inner",
                        true, &c)) != NXL_OK) {
         return s;
     }
@@ -634,8 +643,8 @@ v1_body(json_object *body, bool fc, const char *agent_name,
             NXL_OK ||
         (s = jr_size(cfg, at_cfg, "outer_dim_stride_in_bytes",
                      &st.outer_stride)) != NXL_OK ||
-        (s = jr_size(cfg, at_cfg, "block_stride_in_bytes",
-                     &st.block_stride)) != NXL_OK ||
+        (s = jr_size(cfg, at_cfg, "block_stride_in_bytes", &st.block_stride)) !=
+            NXL_OK ||
         (s = jr_size(cfg, at_cfg, "layout_data_bytes",
                      &st.layout_data_bytes)) != NXL_OK) {
         return s;
@@ -673,8 +682,8 @@ v1_body(json_object *body, bool fc, const char *agent_name,
     if (fc && !json_object_object_get_ex(body, "base_offsets", &offs) &&
         json_object_object_get_ex(body, "base_offset", &offs)) {
         offs = NULL;
-    } else if ((s = jr_get(body, at, "base_offsets", json_type_array,
-                           &offs)) != NXL_OK) {
+    } else if ((s = jr_get(body, at, "base_offsets", json_type_array, &offs)) !=
+               NXL_OK) {
         return s;
     }
     if (offs != NULL && json_object_array_length(offs) != n) {
@@ -747,8 +756,8 @@ out:
  * descriptor count texts); NXL_ERR_NOMEM. *l_p is the caller's. Thread-safe
  * (json-c is reentrant). */
 NXL_API nxl_status_t
-nxl_kv_layout_from_json_v1(const void *json, size_t len,
-                           const char *agent_name, nxl_kv_layout_t **l_p)
+nxl_kv_layout_from_json_v1(const void *json, size_t len, const char *agent_name,
+                           nxl_kv_layout_t **l_p)
 {
     json_object *root, *body;
     const char *name;
@@ -779,7 +788,8 @@ nxl_kv_layout_from_json_v1(const void *json, size_t len,
     return s;
 }
 
-/* ---- v2 reader --------------------------------------------------------------- */
+/* ---- v2 reader
+ * --------------------------------------------------------------- */
 
 /* v2_build reads the v2 fields of root after the version check. */
 static nxl_status_t
@@ -797,14 +807,14 @@ v2_build(json_object *root, nxl_kv_layout_t **l_p)
     size_t n, i;
     nxl_status_t s;
 
-    if ((s = jr_get(root, "LayoutDescriptor", "layout_config",
-                    json_type_object, &lc)) != NXL_OK ||
+    if ((s = jr_get(root, "LayoutDescriptor", "layout_config", json_type_object,
+                    &lc)) != NXL_OK ||
         (s = jr_config(lc, "layout_config", false, &c)) != NXL_OK ||
         (s = jr_kind(root, "LayoutDescriptor", "location", &loc)) != NXL_OK ||
-        (s = jr_get(root, "LayoutDescriptor", "nixl_metadata",
-                    json_type_object, &md)) != NXL_OK ||
-        (s = jr_get(md, "nixl_metadata", "agent_name", json_type_string,
-                    &v)) != NXL_OK) {
+        (s = jr_get(root, "LayoutDescriptor", "nixl_metadata", json_type_object,
+                    &md)) != NXL_OK ||
+        (s = jr_get(md, "nixl_metadata", "agent_name", json_type_string, &v)) !=
+            NXL_OK) {
         return s;
     }
     agent = json_object_get_string(v);
@@ -847,8 +857,8 @@ v2_build(json_object *root, nxl_kv_layout_t **l_p)
         }
     } else if (strcmp(vname, "LayerSeparate") == 0) {
         type = NXL_KV_LAYER_SEPARATE;
-        if ((s = jr_get(inner, "layout_type_details.LayerSeparate",
-                        "block_dim", json_type_string, &v)) != NXL_OK) {
+        if ((s = jr_get(inner, "layout_type_details.LayerSeparate", "block_dim",
+                        json_type_string, &v)) != NXL_OK) {
             return s;
         }
         str = json_object_get_string(v);
@@ -931,8 +941,8 @@ nxl_kv_layout_from_json_v2(const void *json, size_t len, nxl_kv_layout_t **l_p)
     if (!json_object_is_type(root, json_type_object)) {
         s = nxl__fail(NXL_ERR_PROTO, "invalid type (at LayoutDescriptor): "
                                      "expected an object");
-    } else if ((s = jr_get(root, "LayoutDescriptor", "version",
-                           json_type_null, &v)) == NXL_OK &&
+    } else if ((s = jr_get(root, "LayoutDescriptor", "version", json_type_null,
+                           &v)) == NXL_OK &&
                (s = jr_uint(v, "LayoutDescriptor", "version", UINT32_MAX,
                             &version)) == NXL_OK) {
         if (version > 1) {

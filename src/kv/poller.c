@@ -35,7 +35,7 @@ typedef struct kv_early {
 typedef struct kv_poller {
     nxl_kv_notif_t *active; /* being watched, in submission order */
     nxl_kv_notif_t **tail;
-    kv_early_t *early;      /* arrival order, oldest first */
+    kv_early_t *early; /* arrival order, oldest first */
     size_t nearly;
     uint64_t dropped;
 } kv_poller_t;
@@ -65,8 +65,7 @@ kv_early_push(kv_poller_t *p, const void *msg, size_t len)
                   "the oldest ('%.64s')",
                   KV_EARLY_MAX, p->early[0].msg);
         free(p->early[0].msg);
-        memmove(p->early, p->early + 1,
-                (KV_EARLY_MAX - 1) * sizeof(*p->early));
+        memmove(p->early, p->early + 1, (KV_EARLY_MAX - 1) * sizeof(*p->early));
         p->nearly--;
         p->dropped++;
     }
@@ -139,8 +138,7 @@ kv_op_poll(nxl_kv_ctx_t *ctx, nxl__kv_op_t *op, char *err, size_t cap)
     case NXL__KV_OP_EVENT:
         st = op->mk->event_query(op->event);
         if (st < 0) {
-            snprintf(err, cap, "CUDA event query failed: %s",
-                     nxl_last_error());
+            snprintf(err, cap, "CUDA event query failed: %s", nxl_last_error());
         }
         break;
     default:
@@ -185,12 +183,12 @@ kv_watch(nxl_kv_ctx_t *ctx, nxl_kv_notif_t *n, uint64_t now)
 
     if (n->deadline_ns != 0 && now >= n->deadline_ns &&
         atomic_load(&n->status) == NXL_IN_PROG) {
-        snprintf(msg, sizeof(msg),
-                 "Transfer %s passed its deadline of %llu ms (it keeps its "
-                 "memory until it ends)",
-                 n->uuid,
-                 (unsigned long long)((n->deadline_ns - n->start_ns) /
-                                      1000000u));
+        snprintf(
+            msg, sizeof(msg),
+            "Transfer %s passed its deadline of %llu ms (it keeps its "
+            "memory until it ends)",
+            n->uuid,
+            (unsigned long long)((n->deadline_ns - n->start_ns) / 1000000u));
         nxl__kv_notif_finish(n, NXL_ERR_TIMEOUT, msg);
     }
     if (elapsed > (uint64_t)ctx->cfg.warn_after_ms * 1000000u &&
@@ -226,8 +224,7 @@ kv_twohop_step(nxl_kv_ctx_t *ctx, nxl_kv_notif_t *n)
     last = th->next + th->k >= th->n;
     st = nxl__kv_exec_direct(ctx, th->second, th->bounce, th->bids, th->dst,
                              th->dids + th->next, th->k, th->lb, th->le,
-                             th->msg, th->msg_len, last && th->has_msg,
-                             &n->op);
+                             th->msg, th->msg_len, last && th->has_msg, &n->op);
     if (st == NXL_OK) {
         th->hop = 0;
         th->next += th->k;
@@ -250,8 +247,8 @@ kv_slot_back(nxl_kv_ctx_t *ctx)
  * released and its slot given back (the poller then drops its reference),
  * 0 while pending. */
 static int
-kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n,
-             uint64_t now, int stopping)
+kv_poll_item(nxl_kv_ctx_t *ctx, kv_poller_t *p, nxl_kv_notif_t *n, uint64_t now,
+             int stopping)
 {
     char err[512];
     nxl_status_t st;

@@ -51,12 +51,12 @@
 
 struct nxl__kv_prep {
     uint64_t hash;
-    uint64_t *key;        /* KV_KEY_FIXED + 2 * num_regions words */
+    uint64_t *key; /* KV_KEY_FIXED + 2 * num_regions words */
     size_t words;
-    char *peer;           /* NULL: the local side */
+    char *peer; /* NULL: the local side */
     nxl_prepped_t *pp;
-    size_t count;         /* descriptors */
-    uint64_t used;        /* stamp of the last use */
+    size_t count;  /* descriptors */
+    uint64_t used; /* stamp of the last use */
 };
 
 /* nxl__kv_gran: see ctx.h. Block 0 decides: every block is block 0
@@ -163,8 +163,8 @@ prep_span(const nxl_kv_layout_t *l, int g, size_t ulo, size_t uhi,
 /* nxl__kv_merged: see ctx.h. */
 size_t
 nxl__kv_merged(const nxl_kv_layout_t *ll, const size_t *lids,
-               const nxl_kv_layout_t *rl, const size_t *rids, size_t n,
-               int g, size_t ulo, size_t uhi)
+               const nxl_kv_layout_t *rl, const size_t *rids, size_t n, int g,
+               size_t ulo, size_t uhi)
 {
     uint64_t lspan, rspan;
     size_t i, j, step, breaks = 0;
@@ -283,8 +283,8 @@ prep_make_room(nxl__kv_preps_t *c, size_t count, const nxl_prepped_t *keep)
 /* prep_new prepares every unit of l at granularity g (count descriptors)
  * for peer's side. */
 static nxl_status_t
-prep_new(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l, const char *peer,
-         int g, size_t count, nxl_prepped_t **pp_p)
+prep_new(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l, const char *peer, int g,
+         size_t count, nxl_prepped_t **pp_p)
 {
     size_t units = nxl__kv_units(l, g), b, u;
     uint64_t bs = l->block_stride;
@@ -315,9 +315,8 @@ prep_new(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l, const char *peer,
 
 /* nxl__kv_prep_get: see ctx.h. */
 nxl_status_t
-nxl__kv_prep_get(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l,
-                 const char *peer, int g, const nxl_prepped_t *keep,
-                 const nxl_prepped_t **pp_p)
+nxl__kv_prep_get(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l, const char *peer,
+                 int g, const nxl_prepped_t *keep, const nxl_prepped_t **pp_p)
 {
     nxl__kv_preps_t *c = &ctx->preps;
     size_t nb = l->cfg.num_blocks, units = nxl__kv_units(l, g), words, i;
@@ -338,9 +337,8 @@ nxl__kv_prep_get(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *l,
         e = c->e[i];
         if (e->hash == h && e->words == words &&
             memcmp(e->key, key, words * sizeof(*key)) == 0 &&
-            (e->peer == NULL
-                 ? peer == NULL
-                 : peer != NULL && strcmp(e->peer, peer) == 0)) {
+            (e->peer == NULL ? peer == NULL
+                             : peer != NULL && strcmp(e->peer, peer) == 0)) {
             free(key);
             e->used = ++c->tick;
             *pp_p = e->pp;

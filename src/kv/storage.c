@@ -114,7 +114,8 @@ nxl_kv_storage_alloc(nxl_kv_loc_t loc, size_t size, nxl_kv_storage_t **s_p)
         if (loc.index > INT_MAX) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "kv storage: device ordinal %" PRIu64
-                             " out of range", loc.index);
+                             " out of range",
+                             loc.index);
         }
         mk = nxl_memkind_device();
         dev = (int)loc.index;
@@ -224,8 +225,8 @@ nxl_kv_storage_disk(const char *dir, size_t size, int direct,
     }
     err = posix_fallocate(fd, 0, (off_t)size);
     if (err != 0 && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS) {
-        st = nxl__fail_errno(err, "kv storage: posix_fallocate(%s, %zu)",
-                             path, size);
+        st = nxl__fail_errno(err, "kv storage: posix_fallocate(%s, %zu)", path,
+                             size);
         goto err_close;
     }
     if (err != 0 && ftruncate(fd, (off_t)size) != 0) {
@@ -240,7 +241,8 @@ nxl_kv_storage_disk(const char *dir, size_t size, int direct,
             if (err == EINVAL) {
                 st = nxl__fail(NXL_ERR_NOT_SUPPORTED,
                                "kv storage: the file system of %s does not "
-                               "support O_DIRECT", dir);
+                               "support O_DIRECT",
+                               dir);
             } else {
                 st = nxl__fail_errno(err, "kv storage: open(%s, O_DIRECT)",
                                      path);
@@ -334,8 +336,8 @@ nxl_kv_storage_destroy(nxl_kv_storage_t *s)
     }
     if (s->reg_agent != NULL && nxl_kv_storage_deregister(s) != NXL_OK) {
         nxl__warn("kv storage: deregistration of %s storage failed at "
-                  "destroy: %s", nxl_kv_kind_name(s->loc.kind),
-                  nxl_last_error());
+                  "destroy: %s",
+                  nxl_kv_kind_name(s->loc.kind), nxl_last_error());
     }
     if (s->owned) {
         if (s->loc.kind == NXL_KV_DISK) {
@@ -430,8 +432,8 @@ nxl_kv_storage_register(nxl_kv_storage_t *s, nxl_kv_agent_t *a)
     if (s->loc.kind == NXL_KV_DISK) {
         if (fstat((int)s->loc.index, &stbuf) != 0) {
             return nxl__fail_errno(errno,
-                                   "kv storage register: fstat(fd %" PRIu64
-                                   ")", s->loc.index);
+                                   "kv storage register: fstat(fd %" PRIu64 ")",
+                                   s->loc.index);
         }
         if (stbuf.st_nlink == 0) {
             s->unlinked = true;

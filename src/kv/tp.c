@@ -18,9 +18,8 @@
 static nxl_status_t
 tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
          const nxl_kv_layout_t *remote, const size_t *remote_ids, size_t n,
-         const nxl_kv_layout_t *wide, const nxl_kv_layout_t *narrow,
-         size_t k, const char *wide_name, const char *narrow_name,
-         nxl_kv_dlists_t *out)
+         const nxl_kv_layout_t *wide, const nxl_kv_layout_t *narrow, size_t k,
+         const char *wide_name, const char *narrow_name, nxl_kv_dlists_t *out)
 {
     const nxl_kv_layout_config_t *w, *s;
     size_t i;
@@ -62,8 +61,7 @@ tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "tp: inner_dim mismatch: %s inner_dim %zu must be "
                          "%zu times the %s inner_dim %zu",
-                         wide_name, w->inner_dim, k, narrow_name,
-                         s->inner_dim);
+                         wide_name, w->inner_dim, k, narrow_name, s->inner_dim);
     }
     for (i = 0; i < n; i++) {
         if (local_ids[i] >= local->cfg.num_blocks) {
@@ -87,15 +85,14 @@ tp_check(const nxl_kv_layout_t *local, const size_t *local_ids,
  * source. Returns NXL_OK or NXL_ERR_NOMEM. */
 static nxl_status_t
 tp_push(nxl_kv_dlists_t *d, int wide_is_remote, uint64_t w, uint64_t s,
-        size_t len, const nxl_kv_layout_t *remote,
-        const nxl_kv_layout_t *local, size_t lyr)
+        size_t len, const nxl_kv_layout_t *remote, const nxl_kv_layout_t *local,
+        size_t lyr)
 {
     uint64_t src_dev = nxl__kv_dev(remote, lyr);
     uint64_t dst_dev = nxl__kv_dev(local, lyr);
 
-    return wide_is_remote
-               ? nxl__kv_dlists_push(d, w, s, len, src_dev, dst_dev)
-               : nxl__kv_dlists_push(d, s, w, len, src_dev, dst_dev);
+    return wide_is_remote ? nxl__kv_dlists_push(d, w, s, len, src_dev, dst_dev)
+                          : nxl__kv_dlists_push(d, s, w, len, src_dev, dst_dev);
 }
 
 /* tp_build emits the pairs: for every block pair, layer and outer, the
@@ -105,8 +102,7 @@ tp_push(nxl_kv_dlists_t *d, int wide_is_remote, uint64_t w, uint64_t s,
 static nxl_status_t
 tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
          const nxl_kv_layout_t *remote, const size_t *remote_ids, size_t n,
-         size_t slice, int head_major, int wide_is_remote,
-         nxl_kv_dlists_t *out)
+         size_t slice, int head_major, int wide_is_remote, nxl_kv_dlists_t *out)
 {
     const nxl_kv_layout_t *wide = wide_is_remote ? remote : local;
     const nxl_kv_layout_t *narrow = wide_is_remote ? local : remote;
@@ -135,8 +131,8 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
                      * [slice*h, (slice+1)*h), one contiguous range. */
                     uint64_t w = wa + slice * nregion;
 
-                    st = tp_push(&d, wide_is_remote, w, na, nregion,
-                                 remote, local, lyr);
+                    st = tp_push(&d, wide_is_remote, w, na, nregion, remote,
+                                 local, lyr);
                     continue;
                 }
                 /* [page][inner]: token t's slice sits at t*wrow +
@@ -145,8 +141,8 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
                     uint64_t w = wa + t * wrow + slice * nrow;
                     uint64_t s = na + t * nrow;
 
-                    st = tp_push(&d, wide_is_remote, w, s, nrow, remote,
-                                 local, lyr);
+                    st = tp_push(&d, wide_is_remote, w, s, nrow, remote, local,
+                                 lyr);
                 }
             }
         }
@@ -166,11 +162,10 @@ tp_build(const nxl_kv_layout_t *local, const size_t *local_ids,
  * success). Error texts name op and the parameters as the caller spells
  * them. Thread-safe. */
 static nxl_status_t
-tp_slices(const char *op, const nxl_kv_layout_t *local,
-          const size_t *local_ids, const nxl_kv_layout_t *remote,
-          const size_t *remote_ids, size_t n, unsigned tp_prefill,
-          unsigned tp_decode, unsigned rank, int head_major,
-          int wide_is_remote, nxl_kv_dlists_t *out)
+tp_slices(const char *op, const nxl_kv_layout_t *local, const size_t *local_ids,
+          const nxl_kv_layout_t *remote, const size_t *remote_ids, size_t n,
+          unsigned tp_prefill, unsigned tp_decode, unsigned rank,
+          int head_major, int wide_is_remote, nxl_kv_dlists_t *out)
 {
     /* The wide side runs on the fewer ranks (few); each of its ranks
      * holds k = many / few slices, one per rank of the narrow side. */
@@ -189,14 +184,14 @@ tp_slices(const char *op, const nxl_kv_layout_t *local,
     }
     if (many < few || many % few != 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "tp: %s needs %s (%u) to be a multiple of %s (%u)",
-                         op, many_name, many, few_name, few);
+                         "tp: %s needs %s (%u) to be a multiple of %s (%u)", op,
+                         many_name, many, few_name, few);
     }
     if (rank >= many) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "tp: %s %u out of range (%s %u)",
-                         wide_is_remote ? "decode_rank" : "prefill_rank",
-                         rank, many_name, many);
+                         wide_is_remote ? "decode_rank" : "prefill_rank", rank,
+                         many_name, many);
     }
     k = many / few;
     st = tp_check(local, local_ids, remote, remote_ids, n,
@@ -231,13 +226,11 @@ nxl_kv_tp_read_slices(const nxl_kv_layout_t *local, const size_t *local_ids,
  * NXL_OK, NXL_ERR_INVALID_PARAM or NXL_ERR_NOMEM. */
 NXL_API nxl_status_t
 nxl_kv_tp_gather_slices(const nxl_kv_layout_t *local, const size_t *local_ids,
-                        const nxl_kv_layout_t *remote,
-                        const size_t *remote_ids, size_t n,
-                        unsigned tp_prefill, unsigned tp_decode,
+                        const nxl_kv_layout_t *remote, const size_t *remote_ids,
+                        size_t n, unsigned tp_prefill, unsigned tp_decode,
                         unsigned prefill_rank, int head_major,
                         nxl_kv_dlists_t *out)
 {
-    return tp_slices("gather_slices", local, local_ids, remote, remote_ids,
-                     n, tp_prefill, tp_decode, prefill_rank, head_major, 0,
-                     out);
+    return tp_slices("gather_slices", local, local_ids, remote, remote_ids, n,
+                     tp_prefill, tp_decode, prefill_rank, head_major, 0, out);
 }

@@ -97,8 +97,8 @@ bitmap_set(uint64_t *bm, size_t id)
  * id's bit when mark: -1 at the first id out of range, 0 at the first id
  * whose bit was already set when stop_on_set, else 1. */
 static int
-bitmap_scan(uint64_t *bm, const size_t *ids, size_t n, size_t limit,
-            bool mark, bool stop_on_set)
+bitmap_scan(uint64_t *bm, const size_t *ids, size_t n, size_t limit, bool mark,
+            bool stop_on_set)
 {
     size_t i;
     int was;
@@ -137,8 +137,7 @@ ids_distinct_fast(const size_t *ids, size_t n, size_t limit)
 /* ids_disjoint_fast answers "do src and dst share no id?" like
  * ids_distinct_fast: 1 disjoint, 0 not, -1 cannot tell. */
 static int
-ids_disjoint_fast(const size_t *src, const size_t *dst, size_t n,
-                  size_t limit)
+ids_disjoint_fast(const size_t *src, const size_t *dst, size_t n, size_t limit)
 {
     uint64_t *bm = bitmap_new(limit);
     int res;
@@ -258,9 +257,8 @@ check_range(const size_t *ids, size_t n, const nxl_kv_layout_t *l,
  * layout). Returns NXL_OK, NXL_ERR_INVALID_PARAM with Dynamo's message, or
  * NXL_ERR_NOMEM. Thread-safe (reads only). */
 NXL_API nxl_status_t
-nxl_kv_validate(const nxl_kv_layout_t *src, const size_t *src_ids,
-                size_t n_src, const nxl_kv_layout_t *dst,
-                const size_t *dst_ids, size_t n_dst,
+nxl_kv_validate(const nxl_kv_layout_t *src, const size_t *src_ids, size_t n_src,
+                const nxl_kv_layout_t *dst, const size_t *dst_ids, size_t n_dst,
                 const nxl_kv_layout_t *bounce, const size_t *bounce_ids,
                 size_t n_bounce)
 {
@@ -287,9 +285,9 @@ nxl_kv_validate(const nxl_kv_layout_t *src, const size_t *src_ids,
     }
     st = check_unique(dst_ids, n_dst, dst->cfg.num_blocks, "Destination");
     if (st == NXL_OK && bounce_ids != NULL) {
-        st = check_unique(bounce_ids, n_bounce,
-                          bounce != NULL ? bounce->cfg.num_blocks : 0,
-                          "Bounce");
+        st =
+            check_unique(bounce_ids, n_bounce,
+                         bounce != NULL ? bounce->cfg.num_blocks : 0, "Bounce");
     }
     if (st == NXL_OK && src == dst) {
         st = check_disjoint(src_ids, dst_ids, n_src, src->cfg.num_blocks);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define ETCD_MAX_NS 512u
-#define ETCD_CLOSE_MS 1000       /* lease revoke on close */
+#define ETCD_CLOSE_MS 1000 /* lease revoke on close */
 
 static const nxl__md_store_ops_t etcd_ops;
 
@@ -69,14 +69,13 @@ wait_write(char *p, size_t sz, size_t n, void *arg)
     wait_ctx_t *c = arg;
 
     n *= sz;
-    return nxl__etcd_stream_feed(&c->in, p, n, wait_line, c) == NXL_OK ? n
-                                                                       : 0;
+    return nxl__etcd_stream_feed(&c->in, p, n, wait_line, c) == NXL_OK ? n : 0;
 }
 
 /* etcd_wait_key waits until key (base64) is put at or after from. */
 static nxl_status_t
-etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
-              int64_t from, uint64_t deadline, uint64_t t0, nxl_blob_t *blob_p,
+etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what, int64_t from,
+              uint64_t deadline, uint64_t t0, nxl_blob_t *blob_p,
               uint64_t *version_p, uint64_t *session_p)
 {
     char url[NXL__ETCD_MAX_URL + 16], body[1200], errbuf[CURL_ERROR_SIZE];
@@ -96,18 +95,19 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
         uint64_t left = nxl__etcd_ms_left(deadline);
 
         if (left == 0 || expired) {
-            status = nxl__fail(NXL_ERR_NOT_FOUND, "etcd: no %s within %llu ms",
-                               what,
-                               (unsigned long long)((nxl__now_ns() - t0) /
-                                                    1000000u));
+            status = nxl__fail(
+                NXL_ERR_NOT_FOUND, "etcd: no %s within %llu ms", what,
+                (unsigned long long)((nxl__now_ns() - t0) / 1000000u));
             break;
         }
         memset(&c, 0, sizeof(c));
         c.key = key;
         ep = atomic_load(&e->ep_cur) % e->neps;
         snprintf(url, sizeof(url), "%s/v3/watch", e->eps[ep]);
-        snprintf(body, sizeof(body), "{\"create_request\":{\"key\":\"%s\","
-                 "\"start_revision\":\"%lld\"}}", key, (long long)from);
+        snprintf(body, sizeof(body),
+                 "{\"create_request\":{\"key\":\"%s\","
+                 "\"start_revision\":\"%lld\"}}",
+                 key, (long long)from);
         errbuf[0] = '\0';
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -124,8 +124,7 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
         if (c.found) {
             *blob_p = c.hit.value;
             c.hit.value.data = NULL;
-            *version_p = (uint64_t)NXL__MAX(c.hit.revision,
-                                            c.hit.mod_revision);
+            *version_p = (uint64_t)NXL__MAX(c.hit.revision, c.hit.mod_revision);
             *session_p = (uint64_t)c.hit.kv_lease;
             nxl__etcd_reply_fini(&c.hit);
             break;
@@ -133,9 +132,9 @@ etcd_wait_key(nxl__etcd_t *e, const char *key, const char *what,
         if (c.bad != NXL_OK) {
             char in[256];
 
-            status = nxl__fail(c.bad, "etcd: %s: watch on %s: %s", what,
-                               e->eps[ep],
-                               nxl__etcd_inner_error(in, sizeof(in)));
+            status =
+                nxl__fail(c.bad, "etcd: %s: watch on %s: %s", what, e->eps[ep],
+                          nxl__etcd_inner_error(in, sizeof(in)));
             break;
         }
         if (rc == CURLE_OPERATION_TIMEDOUT && c.created) {
@@ -228,9 +227,8 @@ etcd_fetch(nxl__md_store_t *s, const char *remote, const char *label,
         *version_p = (uint64_t)r.revision;
         *session_p = (uint64_t)r.kv_lease;
     } else if (status == NXL_OK) {
-        status = etcd_wait_key(e, (const char *)key.data, what,
-                               r.revision + 1, deadline, t0, blob_p,
-                               version_p, session_p);
+        status = etcd_wait_key(e, (const char *)key.data, what, r.revision + 1,
+                               deadline, t0, blob_p, version_p, session_p);
     }
     nxl__etcd_reply_fini(&r);
     nxl__wbuf_fini(&key);
@@ -405,8 +403,8 @@ parse_endpoints(nxl__etcd_t *e, const char *list)
                    !(n > 8 && strncmp(p, "https://", 8) == 0)) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "etcd: endpoint '%.*s': only http:// and "
-                             "https:// are supported", (int)NXL__MIN(n, 200u),
-                             p);
+                             "https:// are supported",
+                             (int)NXL__MIN(n, 200u), p);
         }
         len = n;
         while (len > 0 && p[len - 1] == '/') {
@@ -414,8 +412,7 @@ parse_endpoints(nxl__etcd_t *e, const char *list)
         }
         if (len + strlen(scheme) > NXL__ETCD_MAX_URL ||
             len <= (scheme[0] ? 0u : (p[4] == 's' ? 8u : 7u))) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "etcd: bad endpoint '%.*s'",
+            return nxl__fail(NXL_ERR_INVALID_PARAM, "etcd: bad endpoint '%.*s'",
                              (int)NXL__MIN(n, 200u), p);
         }
         ep = malloc(strlen(scheme) + len + 1);
@@ -435,17 +432,15 @@ parse_endpoints(nxl__etcd_t *e, const char *list)
 
 nxl_status_t
 nxl__etcd_open(const nxl__etcd_cfg_t *cfg, const char *agent,
-               nxl__md_store_gone_fn gone, void *arg,
-               nxl__md_store_t **store_p)
+               nxl__md_store_gone_fn gone, void *arg, nxl__md_store_t **store_p)
 {
     const char *ns = cfg->ns ? cfg->ns : NXL__ETCD_DEFAULT_NS;
     nxl__etcd_t *e;
     nxl_status_t status;
     size_t nlen;
 
-    if (agent == NULL || agent[0] == '\0' ||
-        strlen(agent) > NXL__MD_NAME_MAX || gone == NULL ||
-        cfg->endpoints == NULL) {
+    if (agent == NULL || agent[0] == '\0' || strlen(agent) > NXL__MD_NAME_MAX ||
+        gone == NULL || cfg->endpoints == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "etcd: open: bad argument");
     }
     nlen = strlen(ns);
@@ -453,8 +448,10 @@ nxl__etcd_open(const nxl__etcd_cfg_t *cfg, const char *agent,
         nlen--;
     }
     if (nlen > ETCD_MAX_NS) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "etcd: a namespace longer "
-                         "than %u bytes", ETCD_MAX_NS);
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "etcd: a namespace longer "
+                         "than %u bytes",
+                         ETCD_MAX_NS);
     }
     pthread_once(&etcd_curl_once, etcd_curl_init);
     if (etcd_curl_rc != CURLE_OK) {

@@ -51,10 +51,10 @@
 #include <stdint.h>
 
 #define NXL__ETCD_MAX_URL 512u
-#define NXL__ETCD_CONNECT_MS 1000     /* connect timeout per attempt */
+#define NXL__ETCD_CONNECT_MS 1000 /* connect timeout per attempt */
 /* Per attempt when there are endpoints to fail over to. */
 #define NXL__ETCD_ATTEMPT_MS 2000
-#define NXL__ETCD_RETRY_MS 500        /* background retry period */
+#define NXL__ETCD_RETRY_MS 500 /* background retry period */
 #define NXL__ETCD_BACKOFF_MIN_MS 50
 
 /* gRPC codes the store tells apart in etcd's error answers. */
@@ -79,20 +79,20 @@ typedef struct nxl__etcd_watch {
     struct nxl__etcd_watch *next;
     nxl__etcd_t *e;
     char peer[NXL__MD_NAME_MAX + 1];
-    char *pfx, *end;          /* base64 of <ns>/<peer>/ and its range end */
-    int64_t load_rev;         /* the peer was last loaded at this revision */
-    uint64_t load_seq;        /* bumped by every watch() */
-    uint64_t session;         /* the lease of what was loaded (0 unknown) */
-    CURL *h;                  /* the stream; NULL while (re)connecting */
+    char *pfx, *end;   /* base64 of <ns>/<peer>/ and its range end */
+    int64_t load_rev;  /* the peer was last loaded at this revision */
+    uint64_t load_seq; /* bumped by every watch() */
+    uint64_t session;  /* the lease of what was loaded (0 unknown) */
+    CURL *h;           /* the stream; NULL while (re)connecting */
     char *body;
     nxl__etcd_stream_t in;
-    int64_t next_rev;         /* start the next stream here; 0: resync */
-    int64_t last_rev;         /* highest revision the stream reported */
-    int64_t gone_rev;         /* a DELETE was seen at this revision */
-    bool force_gone;          /* a resync found the prefix empty */
-    bool created;             /* etcd confirmed the current stream */
+    int64_t next_rev; /* start the next stream here; 0: resync */
+    int64_t last_rev; /* highest revision the stream reported */
+    int64_t gone_rev; /* a DELETE was seen at this revision */
+    bool force_gone;  /* a resync found the prefix empty */
+    bool created;     /* etcd confirmed the current stream */
     unsigned fails;
-    uint64_t retry_at;        /* ns */
+    uint64_t retry_at; /* ns */
     char errbuf[CURL_ERROR_SIZE];
 } nxl__etcd_watch_t;
 
@@ -112,23 +112,23 @@ struct nxl__etcd {
     struct curl_slist *hdrs;
     atomic_bool stop;
 
-    pthread_mutex_t lock;     /* ops handle, pubs, lease changes */
+    pthread_mutex_t lock; /* ops handle, pubs, lease changes */
     CURL *ops;
-    _Atomic int64_t lease;    /* 0: none granted */
-    atomic_bool dirty;        /* a re-registration is incomplete */
+    _Atomic int64_t lease; /* 0: none granted */
+    atomic_bool dirty;     /* a re-registration is incomplete */
     nxl__etcd_pub_t *pubs;
     size_t npubs, cap;
 
-    pthread_mutex_t ka_mu;    /* the keep-alive thread's sleep */
+    pthread_mutex_t ka_mu; /* the keep-alive thread's sleep */
     pthread_cond_t ka_cv;
     pthread_t ka_tid;
     bool ka_running;
     CURL *ka_h;
 
-    pthread_mutex_t wlock;    /* watches (list and load_rev) */
+    pthread_mutex_t wlock; /* watches (list and load_rev) */
     nxl__etcd_watch_t *watches;
     CURLM *multi;
-    CURL *w_sync;             /* the watch thread's range reads */
+    CURL *w_sync; /* the watch thread's range reads */
     pthread_t w_tid;
     bool w_running;
 };
@@ -177,10 +177,10 @@ void nxl__etcd_ep_next(nxl__etcd_t *e, unsigned ep);
  * NXL_ERR_PROTO (an answer that is not etcd's JSON or is too large),
  * NXL_ERR_IO or NXL_ERR_TIMEOUT (no endpoint answered) or
  * NXL_ERR_CANCELED, with a message. */
-nxl_status_t nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg,
-                            const char *what, const char *path,
-                            const void *body, size_t blen, bool stream,
-                            uint64_t deadline, nxl__etcd_reply_t *r);
+nxl_status_t nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
+                            const char *path, const void *body, size_t blen,
+                            bool stream, uint64_t deadline,
+                            nxl__etcd_reply_t *r);
 
 /* nxl__etcd_key_b64 appends base64(<ns>/<agent>/<label>) to out; label
  * NULL gives the prefix <ns>/<agent>/, and with end its range end. Out of

@@ -125,12 +125,12 @@ static nxl_status_t
 grpc_status(int code)
 {
     switch (code) {
-    case 3: /* INVALID_ARGUMENT: too large, bad key */
+    case 3:  /* INVALID_ARGUMENT: too large, bad key */
     case 11: /* OUT_OF_RANGE */
         return NXL_ERR_INVALID_PARAM;
     case NXL__ETCD_GRPC_NOT_FOUND:
         return NXL_ERR_NOT_FOUND;
-    case 7: /* PERMISSION_DENIED */
+    case 7:  /* PERMISSION_DENIED */
     case 16: /* UNAUTHENTICATED */
         return NXL_ERR_NOT_ALLOWED;
     case NXL__ETCD_GRPC_DEADLINE:
@@ -162,8 +162,10 @@ nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
             break;
         }
         if (bg && atomic_load(&e->stop)) {
-            return nxl__fail(NXL_ERR_CANCELED, "etcd: %s: the store is "
-                             "closing", what);
+            return nxl__fail(NXL_ERR_CANCELED,
+                             "etcd: %s: the store is "
+                             "closing",
+                             what);
         }
         left = NXL__MAX(left, (uint64_t)1);
         ep = atomic_load(&e->ep_cur) % e->neps;
@@ -196,8 +198,7 @@ nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
             nxl__wbuf_fini(&sink.w);
             if (status != NXL_OK && code >= 500) {
                 /* A proxy or a dying server: not etcd's JSON. */
-                snprintf(last, sizeof(last), "%s: HTTP %ld", e->eps[ep],
-                         code);
+                snprintf(last, sizeof(last), "%s: HTTP %ld", e->eps[ep], code);
                 last_st = NXL_ERR_IO;
             } else if (status != NXL_OK) {
                 char in[256];
@@ -217,8 +218,7 @@ nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
             } else {
                 if (r->grpc_code == 0) {
                     r->grpc_code = 2;
-                    snprintf(r->message, sizeof(r->message), "HTTP %ld",
-                             code);
+                    snprintf(r->message, sizeof(r->message), "HTTP %ld", code);
                 }
                 return nxl__fail(grpc_status(r->grpc_code),
                                  "etcd: %s: %s: %s (gRPC code %d)", what,
@@ -227,18 +227,21 @@ nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
         } else {
             nxl__wbuf_fini(&sink.w);
             if (sink.too_big) {
-                return nxl__fail(NXL_ERR_PROTO, "etcd: %s: %s: an answer "
-                                 "larger than %u bytes", what, e->eps[ep],
-                                 NXL__ETCD_MAX_ANSWER);
+                return nxl__fail(NXL_ERR_PROTO,
+                                 "etcd: %s: %s: an answer "
+                                 "larger than %u bytes",
+                                 what, e->eps[ep], NXL__ETCD_MAX_ANSWER);
             }
             if (rc == CURLE_ABORTED_BY_CALLBACK) {
-                return nxl__fail(NXL_ERR_CANCELED, "etcd: %s: the store is "
-                                 "closing", what);
+                return nxl__fail(NXL_ERR_CANCELED,
+                                 "etcd: %s: the store is "
+                                 "closing",
+                                 what);
             }
             snprintf(last, sizeof(last), "%s: %s", e->eps[ep],
                      errbuf[0] ? errbuf : curl_easy_strerror(rc));
-            last_st = rc == CURLE_OPERATION_TIMEDOUT ? NXL_ERR_TIMEOUT
-                                                     : NXL_ERR_IO;
+            last_st =
+                rc == CURLE_OPERATION_TIMEDOUT ? NXL_ERR_TIMEOUT : NXL_ERR_IO;
         }
         nxl__etcd_ep_next(e, ep);
         nxl__debug("etcd: %s: %s; trying the next endpoint", what, last);
@@ -251,8 +254,10 @@ nxl__etcd_call(nxl__etcd_t *e, CURL *h, bool bg, const char *what,
             backoff = NXL__MIN(backoff * 2, (uint64_t)ETCD_BACKOFF_MAX_MS);
         }
     }
-    return nxl__fail(last_st, "etcd: %s: no endpoint answered within %llu "
-                     "ms (%u attempt%s; last: %s)", what,
+    return nxl__fail(last_st,
+                     "etcd: %s: no endpoint answered within %llu "
+                     "ms (%u attempt%s; last: %s)",
+                     what,
                      (unsigned long long)((nxl__now_ns() - t0) / 1000000u),
                      tried, tried == 1 ? "" : "s", last);
 }
@@ -314,15 +319,14 @@ nxl__etcd_check_name(const char *what, const char *name)
     size_t n = name ? strlen(name) : 0;
 
     if (n == 0 || n > NXL__MD_NAME_MAX) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "etcd: %s must be 1..%u bytes", what,
-                         NXL__MD_NAME_MAX);
+        return nxl__fail(NXL_ERR_INVALID_PARAM, "etcd: %s must be 1..%u bytes",
+                         what, NXL__MD_NAME_MAX);
     }
     if (strchr(name, '/') != NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "etcd: %s '%s' contains '/', which the key layout "
-                         "<namespace>/<agent>/<label> cannot hold", what,
-                         name);
+                         "<namespace>/<agent>/<label> cannot hold",
+                         what, name);
     }
     return NXL_OK;
 }

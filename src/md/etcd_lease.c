@@ -11,8 +11,7 @@
 
 /* lease_grant asks for a lease of e->ttl_s seconds. */
 static nxl_status_t
-lease_grant(nxl__etcd_t *e, CURL *h, bool bg, uint64_t deadline,
-            int64_t *id_p)
+lease_grant(nxl__etcd_t *e, CURL *h, bool bg, uint64_t deadline, int64_t *id_p)
 {
     nxl__etcd_reply_t r;
     nxl_status_t status;
@@ -23,7 +22,7 @@ lease_grant(nxl__etcd_t *e, CURL *h, bool bg, uint64_t deadline,
                             strlen(body), false, deadline, &r);
     if (status == NXL_OK && (r.lease_id == 0 || r.ttl <= 0)) {
         status = nxl__fail(NXL_ERR_PROTO, "etcd: lease grant answered "
-                           "without a lease");
+                                          "without a lease");
     }
     if (status == NXL_OK) {
         *id_p = r.lease_id;
@@ -34,9 +33,8 @@ lease_grant(nxl__etcd_t *e, CURL *h, bool bg, uint64_t deadline,
 
 /* kv_put writes <ns>/<agent>/<label> = val bound to lease. */
 static nxl_status_t
-kv_put(nxl__etcd_t *e, CURL *h, bool bg, const char *label,
-       const uint8_t *val, size_t len, int64_t lease, uint64_t deadline,
-       nxl__etcd_reply_t *r)
+kv_put(nxl__etcd_t *e, CURL *h, bool bg, const char *label, const uint8_t *val,
+       size_t len, int64_t lease, uint64_t deadline, nxl__etcd_reply_t *r)
 {
     nxl_status_t status;
     nxl__wbuf_t w;
@@ -94,8 +92,10 @@ reregister_locked(nxl__etcd_t *e, CURL *h, bool bg, uint64_t deadline)
         }
     }
     atomic_store(&e->dirty, false);
-    nxl__log(NXL_LOG_INFO, "etcd: agent '%s' registered again: lease %lld, "
-             "%zu keys", e->agent, (long long)id, e->npubs);
+    nxl__log(NXL_LOG_INFO,
+             "etcd: agent '%s' registered again: lease %lld, "
+             "%zu keys",
+             e->agent, (long long)id, e->npubs);
     return NXL_OK;
 }
 
@@ -138,34 +138,40 @@ ka_main(void *arg)
         }
         if (status == NXL_OK && r.ttl > 0 && !atomic_load(&e->dirty)) {
             if (failing) {
-                nxl__log(NXL_LOG_INFO, "etcd: agent '%s': lease keep-alive "
-                         "works again", e->agent);
+                nxl__log(NXL_LOG_INFO,
+                         "etcd: agent '%s': lease keep-alive "
+                         "works again",
+                         e->agent);
             }
             failing = false;
-        } else if ((status == NXL_OK && r.ttl <= 0) ||
-                   lease_lost(status, &r) || atomic_load(&e->dirty)) {
+        } else if ((status == NXL_OK && r.ttl <= 0) || lease_lost(status, &r) ||
+                   atomic_load(&e->dirty)) {
             /* The lease is gone (or a re-registration is unfinished). */
             pthread_mutex_lock(&e->lock);
             status = NXL_OK;
             if (atomic_load(&e->lease) == id || atomic_load(&e->dirty)) {
-                nxl__log(NXL_LOG_WARN, "etcd: agent '%s': lease %lld is "
-                         "gone; registering again", e->agent, (long long)id);
+                nxl__log(NXL_LOG_WARN,
+                         "etcd: agent '%s': lease %lld is "
+                         "gone; registering again",
+                         e->agent, (long long)id);
                 status = reregister_locked(e, e->ka_h, true,
                                            nxl__now_ns() + period * 1000000u);
             }
             pthread_mutex_unlock(&e->lock);
             if (status != NXL_OK) {
-                nxl__log(NXL_LOG_WARN, "%s (agent '%s'; retrying every "
-                         "%u ms)", nxl_last_error(), e->agent,
-                         NXL__ETCD_RETRY_MS);
+                nxl__log(NXL_LOG_WARN,
+                         "%s (agent '%s'; retrying every "
+                         "%u ms)",
+                         nxl_last_error(), e->agent, NXL__ETCD_RETRY_MS);
                 wait = NXL__ETCD_RETRY_MS;
             }
             failing = status != NXL_OK;
         } else {
             if (!failing) {
-                nxl__log(NXL_LOG_WARN, "%s (agent '%s'; retrying every "
-                         "%u ms)", nxl_last_error(), e->agent,
-                         NXL__ETCD_RETRY_MS);
+                nxl__log(NXL_LOG_WARN,
+                         "%s (agent '%s'; retrying every "
+                         "%u ms)",
+                         nxl_last_error(), e->agent, NXL__ETCD_RETRY_MS);
             }
             failing = true;
             wait = NXL__ETCD_RETRY_MS;
@@ -251,8 +257,10 @@ nxl__etcd_publish(nxl__md_store_t *s, const char *label, const void *blob,
         return status;
     }
     if (len > NXL__SC_MAX_PAYLOAD) {
-        return nxl__fail(NXL_ERR_INVALID_PARAM, "etcd: metadata of %zu bytes "
-                         "(at most %u)", len, NXL__SC_MAX_PAYLOAD);
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "etcd: metadata of %zu bytes "
+                         "(at most %u)",
+                         len, NXL__SC_MAX_PAYLOAD);
     }
     pthread_mutex_lock(&e->lock);
     id = atomic_load(&e->lease);

@@ -23,12 +23,12 @@ b64_decode(const char *s, size_t n, size_t max, nxl_blob_t *out)
     if (!nxl__b64_check(s, n, &olen)) {
         return nxl__fail(NXL_ERR_PROTO,
                          "etcd: a value that is not padded standard base64 "
-                         "(%zu chars)", n);
+                         "(%zu chars)",
+                         n);
     }
     if (olen > max) {
         return nxl__fail(NXL_ERR_PROTO,
-                         "etcd: a value of %zu bytes (at most %zu)", olen,
-                         max);
+                         "etcd: a value of %zu bytes (at most %zu)", olen, max);
     }
     p = malloc(NXL__MAX(olen, (size_t)1));
     if (p == NULL) {
@@ -200,8 +200,10 @@ parse_events(json_object *evs, const char *match_key, nxl__etcd_reply_t *r)
             continue;
         }
         if (type != NULL && strcmp(type, "PUT") != 0) {
-            return nxl__fail(NXL_ERR_PROTO, "etcd: a watch event of type "
-                             "'%.20s'", type);
+            return nxl__fail(NXL_ERR_PROTO,
+                             "etcd: a watch event of type "
+                             "'%.20s'",
+                             type);
         }
         key = j_str(kv, "key", &klen, &bad);
         if (bad) {
@@ -247,34 +249,34 @@ nxl__etcd_parse(const char *text, size_t len, const char *match_key,
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     root = json_tokener_parse_ex(tok, text, (int)len);
     if (root == NULL || json_tokener_get_error(tok) != json_tokener_success) {
-        status = nxl__fail(NXL_ERR_PROTO, "etcd: an answer that is not "
-                           "JSON (%s)",
-                           root == NULL && json_tokener_get_error(tok) ==
-                                   json_tokener_continue
-                               ? "truncated"
-                               : json_tokener_error_desc(
-                                     json_tokener_get_error(tok)));
+        status = nxl__fail(
+            NXL_ERR_PROTO,
+            "etcd: an answer that is not "
+            "JSON (%s)",
+            root == NULL && json_tokener_get_error(tok) == json_tokener_continue
+                ? "truncated"
+                : json_tokener_error_desc(json_tokener_get_error(tok)));
         goto out;
     }
     for (end = json_tokener_get_parse_end(tok); end < len; end++) {
         if (text[end] != ' ' && text[end] != '\n' && text[end] != '\r' &&
             text[end] != '\t') {
             status = nxl__fail(NXL_ERR_PROTO, "etcd: bytes after the JSON "
-                               "answer");
+                                              "answer");
             goto out;
         }
     }
     if (!json_object_is_type(root, json_type_object)) {
         status = nxl__fail(NXL_ERR_PROTO, "etcd: an answer that is not a "
-                           "JSON object");
+                                          "JSON object");
         goto out;
     }
     /* Errors: {"error":"text","message":"text","code":N} (unary) or
      * {"error":{"grpc_code":N,"message":"text",...}} (streams). */
     err = j_get(root, "error");
     if (err != NULL) {
-        json_object *eo = json_object_is_type(err, json_type_object) ? err
-                                                                     : root;
+        json_object *eo =
+            json_object_is_type(err, json_type_object) ? err : root;
 
         if (!j_i64(eo, eo == err ? "grpc_code" : "code", &code)) {
             bad = true;
@@ -285,7 +287,7 @@ nxl__etcd_parse(const char *text, size_t len, const char *match_key,
         }
         if (bad) {
             status = nxl__fail(NXL_ERR_PROTO, "etcd: a malformed error "
-                               "answer");
+                                              "answer");
             goto out;
         }
         if (s == NULL || slen == 0) {
@@ -311,7 +313,7 @@ nxl__etcd_parse(const char *text, size_t len, const char *match_key,
         !j_bool(msg, "canceled", &r->canceled) ||
         !j_i64(msg, "compact_revision", &r->compact_revision)) {
         status = nxl__fail(NXL_ERR_PROTO, "etcd: a malformed answer (header, "
-                           "count, ID, TTL or watch fields)");
+                                          "count, ID, TTL or watch fields)");
         goto out;
     }
     kvs = j_get(msg, "kvs");
@@ -370,8 +372,10 @@ nxl__etcd_stream_feed(nxl__etcd_stream_t *s, const void *data, size_t n,
         nl = memchr(p, '\n', n);
         take = nl ? (size_t)(nl - p) : n;
         if (s->len + take > s->max) {
-            return nxl__fail(NXL_ERR_PROTO, "etcd: a stream line longer "
-                             "than %zu bytes", s->max);
+            return nxl__fail(NXL_ERR_PROTO,
+                             "etcd: a stream line longer "
+                             "than %zu bytes",
+                             s->max);
         }
         if (nl != NULL && s->len == 0) {
             /* A whole line in this chunk: no copy. */
@@ -391,8 +395,8 @@ nxl__etcd_stream_feed(nxl__etcd_stream_t *s, const void *data, size_t n,
             s->len += take;
             status = NXL_OK;
             if (nl != NULL) {
-                status = blank(s->buf, s->len) ? NXL_OK
-                                               : fn(arg, s->buf, s->len);
+                status =
+                    blank(s->buf, s->len) ? NXL_OK : fn(arg, s->buf, s->len);
                 s->len = 0;
             }
         }
@@ -412,4 +416,3 @@ nxl__etcd_stream_fini(nxl__etcd_stream_t *s)
     free(s->buf);
     memset(s, 0, sizeof(*s));
 }
-

@@ -53,8 +53,7 @@ watch_write(char *p, size_t sz, size_t n, void *arg)
     nxl__etcd_watch_t *w = arg;
 
     n *= sz;
-    return nxl__etcd_stream_feed(&w->in, p, n, watch_line, w) == NXL_OK ? n
-                                                                         : 0;
+    return nxl__etcd_stream_feed(&w->in, p, n, watch_line, w) == NXL_OK ? n : 0;
 }
 
 /* watch_stop_stream ends w's stream (watch thread). */
@@ -312,8 +311,8 @@ nxl__etcd_watch_peer(nxl__md_store_t *s, const char *remote, uint64_t version,
     pthread_mutex_lock(&e->wlock);
     for (w = e->watches; w != NULL; w = w->next) {
         if (strcmp(w->peer, remote) == 0) {
-            *replaced_p = w->session != 0 && session != 0 &&
-                          w->session != session;
+            *replaced_p =
+                w->session != 0 && session != 0 && w->session != session;
             w->session = session;
             w->load_rev = NXL__MAX(w->load_rev, (int64_t)version);
             w->load_seq++;

@@ -22,22 +22,22 @@ typedef struct nxl__md_region {
 /* The regions one backend exposes for one memory kind. */
 typedef struct nxl__md_section {
     nxl_mem_t kind;
-    const char *backend;      /* NUL-terminated */
+    const char *backend; /* NUL-terminated */
     size_t count;
     nxl__md_region_t *regions;
 } nxl__md_section_t;
 
 /* One backend's connection info. */
 typedef struct nxl__md_conn {
-    const char *backend;      /* NUL-terminated */
+    const char *backend; /* NUL-terminated */
     const uint8_t *info;
     uint32_t len;
 } nxl__md_conn_t;
 
 /* nxl__md_t is the decoded (or to-be-encoded) metadata of one agent. */
 typedef struct nxl__md {
-    const char *agent;        /* NUL-terminated, 1..255 bytes, no NUL inside */
-    uint32_t flags;           /* NXL__MD_F_* */
+    const char *agent; /* NUL-terminated, 1..255 bytes, no NUL inside */
+    uint32_t flags;    /* NXL__MD_F_* */
     size_t nconns;
     nxl__md_conn_t *conns;
     size_t nsections;
@@ -115,8 +115,7 @@ nxl_status_t nxl__sc_hdr_decode(const uint8_t in[NXL__SC_HDR_SIZE],
  * nxl_blob_free). Errors are answered as ACK frames by the handler. */
 typedef void (*nxl__sc_handler_fn)(void *arg, uint8_t type,
                                    const uint8_t *payload, size_t len,
-                                   uint8_t *reply_type_p,
-                                   nxl_blob_t *reply_p);
+                                   uint8_t *reply_type_p, nxl_blob_t *reply_p);
 
 typedef struct nxl__sc nxl__sc_t;
 
@@ -162,9 +161,8 @@ nxl_status_t nxl__sc_call(const char *ip, uint16_t port, uint8_t type,
  * different one). */
 nxl_status_t nxl__sc_call_auth(const char *ip, uint16_t port,
                                const nxl__sc_auth_t *auth, uint8_t type,
-                               const void *payload, size_t len,
-                               int timeout_ms, uint8_t *reply_type_p,
-                               nxl_blob_t *reply_p);
+                               const void *payload, size_t len, int timeout_ms,
+                               uint8_t *reply_type_p, nxl_blob_t *reply_p);
 
 /* nxl__sc_ack builds an ACK payload for status and the current
  * nxl_last_error() message (when status is an error). */

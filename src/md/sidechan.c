@@ -55,13 +55,13 @@
 
 #define SC_MAGIC "NXSC"
 #define SC_VERSION 1u
-#define SC_STALL_MS 5000u    /* a started frame must finish within this */
-#define SC_IDLE_MS 60000u    /* an idle connection is closed after this */
-#define SC_MAX_CONNS 256u    /* more are accepted and closed at once */
-#define SC_BODY_CHUNK 65536u /* payload buffers grow as bytes arrive */
-#define SC_ACK_FIXED 8u      /* i32 status + u32 message length */
-#define SC_DRAIN_MS 1000u    /* lingering close after a rejected frame */
-#define SC_DRAIN_MAX 65536u  /* bytes discarded before closing anyway */
+#define SC_STALL_MS 5000u     /* a started frame must finish within this */
+#define SC_IDLE_MS 60000u     /* an idle connection is closed after this */
+#define SC_MAX_CONNS 256u     /* more are accepted and closed at once */
+#define SC_BODY_CHUNK 65536u  /* payload buffers grow as bytes arrive */
+#define SC_ACK_FIXED 8u       /* i32 status + u32 message length */
+#define SC_DRAIN_MS 1000u     /* lingering close after a rejected frame */
+#define SC_DRAIN_MAX 65536u   /* bytes discarded before closing anyway */
 #define SC_RATE_DEFAULT 1000u /* requests a second per client address */
 #define SC_RATE_SLOTS 64u     /* client addresses tracked (LRU) */
 
@@ -92,10 +92,10 @@ typedef struct sc_conn {
     /* progress deadline: stall limit mid-frame, idle limit between */
     uint64_t deadline_ns;
     uint64_t accepted_ns;
-    uint64_t client;       /* the client's address, hashed */
+    uint64_t client; /* the client's address, hashed */
     /* authentication (listener with a secret) */
-    bool hello;            /* HELLO seen, CHAL sent */
-    bool authed;           /* AUTH checked */
+    bool hello;  /* HELLO seen, CHAL sent */
+    bool authed; /* AUTH checked */
     uint8_t nc[NXL__SC_NONCE], nl[NXL__SC_NONCE];
 } sc_conn_t;
 
@@ -113,9 +113,9 @@ struct nxl__sc {
     nxl__sc_handler_fn handler;
     void *arg;
     pthread_t thread;
-    uint8_t *key;          /* shared secret, or NULL */
+    uint8_t *key; /* shared secret, or NULL */
     size_t key_len;
-    unsigned rate;         /* requests a second per client address */
+    unsigned rate; /* requests a second per client address */
     /* owned by the listener thread */
     sc_conn_t *conns;
     size_t nconns;
@@ -135,8 +135,8 @@ sc_proof(const void *key, size_t key_len, const char *tag, const uint8_t *a,
     memcpy(msg, tag, tl);
     memcpy(msg + tl, a, NXL__SC_NONCE);
     memcpy(msg + tl + NXL__SC_NONCE, b, NXL__SC_NONCE);
-    if (HMAC(EVP_sha256(), key, (int)key_len, msg, tl + 2 * NXL__SC_NONCE,
-             out, &olen) == NULL) {
+    if (HMAC(EVP_sha256(), key, (int)key_len, msg, tl + 2 * NXL__SC_NONCE, out,
+             &olen) == NULL) {
         /* Not expected; a proof of zeros matches nothing honest. */
         memset(out, 0, NXL__SC_PROOF);
     }
@@ -416,8 +416,8 @@ conn_auth(nxl__sc_t *sc, sc_conn_t *c)
     }
     if (c->h.type == NXL__SC_HELLO) {
         if (c->hello || c->body_got != NXL__SC_NONCE) {
-            return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
-                                            "sc: unexpected HELLO"));
+            return conn_reject(
+                c, nxl__fail(NXL_ERR_PROTO, "sc: unexpected HELLO"));
         }
         memcpy(c->nc, c->body, NXL__SC_NONCE);
         if (sc_nonce(c->nl) != NXL_OK) {
@@ -438,8 +438,7 @@ conn_auth(nxl__sc_t *sc, sc_conn_t *c)
         return conn_reply(c, NXL__SC_CHAL, chal, false);
     }
     if (!c->hello || c->authed || c->body_got != NXL__SC_PROOF) {
-        return conn_reject(c, nxl__fail(NXL_ERR_PROTO,
-                                        "sc: unexpected AUTH"));
+        return conn_reject(c, nxl__fail(NXL_ERR_PROTO, "sc: unexpected AUTH"));
     }
     sc_proof(sc->key, sc->key_len, sc_tag_client, c->nl, c->nc, proof);
     if (CRYPTO_memcmp(proof, c->body, NXL__SC_PROOF) != 0) {
@@ -545,8 +544,7 @@ conn_admit(const nxl__sc_t *sc, const sc_conn_t *c)
     if (t == NXL__SC_HELLO || t == NXL__SC_AUTH) {
         if (c->h.len != (t == NXL__SC_HELLO ? NXL__SC_NONCE : NXL__SC_PROOF)) {
             return nxl__fail(NXL_ERR_PROTO, "sc: %s frame of %u bytes",
-                             t == NXL__SC_HELLO ? "HELLO" : "AUTH",
-                             c->h.len);
+                             t == NXL__SC_HELLO ? "HELLO" : "AUTH", c->h.len);
         }
         return NXL_OK;
     }
@@ -674,8 +672,7 @@ sc_make_room(nxl__sc_t *sc)
         if (c->writing) {
             continue;
         }
-        if (victim == NULL ||
-            (victim->hello && !c->hello) ||
+        if (victim == NULL || (victim->hello && !c->hello) ||
             (victim->hello == c->hello &&
              c->accepted_ns < victim->accepted_ns)) {
             victim = c;
@@ -1031,8 +1028,8 @@ sc_client_auth(int fd, const nxl__sc_auth_t *auth, int timeout_ms,
 
     status = sc_nonce(nc);
     if (status == NXL_OK) {
-        status = sc_send_frame(fd, NXL__SC_HELLO, nc, sizeof(nc), timeout_ms,
-                               start);
+        status =
+            sc_send_frame(fd, NXL__SC_HELLO, nc, sizeof(nc), timeout_ms, start);
     }
     if (status == NXL_OK) {
         status = sc_recv_frame(fd, &h, &body, timeout_ms, start);
@@ -1049,8 +1046,10 @@ sc_client_auth(int fd, const nxl__sc_auth_t *auth, int timeout_ms,
     }
     if (h.type != NXL__SC_CHAL || h.len != NXL__SC_NONCE + NXL__SC_PROOF) {
         free(body);
-        return nxl__fail(NXL_ERR_PROTO, "sc: HELLO answered with frame type "
-                         "%u of %u bytes", h.type, h.len);
+        return nxl__fail(NXL_ERR_PROTO,
+                         "sc: HELLO answered with frame type "
+                         "%u of %u bytes",
+                         h.type, h.len);
     }
     sc_proof(auth->key, auth->len, sc_tag_listener, nc, body, proof);
     if (CRYPTO_memcmp(proof, body + NXL__SC_NONCE, NXL__SC_PROOF) != 0) {
@@ -1078,8 +1077,8 @@ nxl__sc_call(const char *ip, uint16_t port, uint8_t type, const void *payload,
  * what is left of timeout_ms. */
 nxl_status_t
 nxl__sc_call_auth(const char *ip, uint16_t port, const nxl__sc_auth_t *auth,
-                  uint8_t type, const void *payload, size_t len,
-                  int timeout_ms, uint8_t *reply_type_p, nxl_blob_t *reply_p)
+                  uint8_t type, const void *payload, size_t len, int timeout_ms,
+                  uint8_t *reply_type_p, nxl_blob_t *reply_p)
 {
     uint64_t start = nxl__now_ns();
     nxl__sc_hdr_t h;

@@ -51,9 +51,8 @@ typedef struct nxl__md_store_ops {
      * timeout_ms), NXL_ERR_INVALID_PARAM, NXL_ERR_IO, NXL_ERR_TIMEOUT,
      * NXL_ERR_PROTO (a malformed answer). */
     nxl_status_t (*fetch)(nxl__md_store_t *s, const char *remote,
-                          const char *label, int timeout_ms,
-                          nxl_blob_t *blob_p, uint64_t *version_p,
-                          uint64_t *session_p);
+                          const char *label, int timeout_ms, nxl_blob_t *blob_p,
+                          uint64_t *version_p, uint64_t *session_p);
 
     /* watch makes the store call gone(remote) once remote's entries are
      * deleted after version (a fetch result). Watching a peer already
@@ -62,8 +61,7 @@ typedef struct nxl__md_store_ops {
      * restarted: drop the old one before loading). Never blocks on the
      * network. Returns NXL_OK, NXL_ERR_INVALID_PARAM or NXL_ERR_NOMEM. */
     nxl_status_t (*watch)(nxl__md_store_t *s, const char *remote,
-                          uint64_t version, uint64_t session,
-                          bool *replaced_p);
+                          uint64_t version, uint64_t session, bool *replaced_p);
 
     /* invalidate deletes every entry of this store's agent (its peers'
      * watches fire) and forgets what publish keeps alive. Statuses as
@@ -83,7 +81,7 @@ struct nxl__md_store {
 /* --- etcd (etcd.c, etcd_reply.c) ---------------------------------------- */
 
 #define NXL__ETCD_DEFAULT_NS "/nixl/agents"
-#define NXL__ETCD_DEFAULT_TTL 10u    /* lease TTL, seconds */
+#define NXL__ETCD_DEFAULT_TTL 10u /* lease TTL, seconds */
 #define NXL__ETCD_MAX_ENDPOINTS 16u
 #define NXL__ETCD_MAX_LABEL 255u
 
@@ -154,8 +152,7 @@ typedef nxl_status_t (*nxl__etcd_line_fn)(void *arg, const char *line,
  * longer than max) or NXL_ERR_NOMEM; the stream is unusable after an
  * error. */
 nxl_status_t nxl__etcd_stream_feed(nxl__etcd_stream_t *s, const void *p,
-                                   size_t n, nxl__etcd_line_fn fn,
-                                   void *arg);
+                                   size_t n, nxl__etcd_line_fn fn, void *arg);
 void nxl__etcd_stream_fini(nxl__etcd_stream_t *s);
 
 #endif /* NXL_MD_STORE_H */

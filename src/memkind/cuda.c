@@ -89,19 +89,20 @@ cu_init(void)
                  err != NULL ? err : "libcuda.so.1: cannot be loaded");
         return;
     }
-#define NXL__CUDA_SYM(name, ret, args)                                        \
-    *(void **)(&nxl__cu.name) = dlsym(nxl__cu.lib, #name);                          \
-    if (nxl__cu.name == NULL) {                                                  \
-        snprintf(nxl__cu.msg, sizeof(nxl__cu.msg),                                  \
-                 "no CUDA driver: libcuda.so.1 lacks %s (driver too old)",    \
-                 #name);                                                      \
-        goto fail;                                                            \
+#define NXL__CUDA_SYM(name, ret, args)                                         \
+    *(void **)(&nxl__cu.name) = dlsym(nxl__cu.lib, #name);                     \
+    if (nxl__cu.name == NULL) {                                                \
+        snprintf(nxl__cu.msg, sizeof(nxl__cu.msg),                             \
+                 "no CUDA driver: libcuda.so.1 lacks %s (driver too old)",     \
+                 #name);                                                       \
+        goto fail;                                                             \
     }
     NXL__CUDA_SYMBOLS(NXL__CUDA_SYM)
 #undef NXL__CUDA_SYM
     *(void **)(&nxl__cu.batch_v2) = dlsym(nxl__cu.lib, "cuMemcpyBatchAsync_v2");
     if (nxl__cu.batch_v2 == NULL) {
-        *(void **)(&nxl__cu.batch_v1) = dlsym(nxl__cu.lib, "cuMemcpyBatchAsync");
+        *(void **)(&nxl__cu.batch_v1) =
+            dlsym(nxl__cu.lib, "cuMemcpyBatchAsync");
     }
     *(void **)(&nxl__cu.mod_load) = dlsym(nxl__cu.lib, "cuModuleLoadDataEx");
     *(void **)(&nxl__cu.get_fn) = dlsym(nxl__cu.lib, "cuModuleGetFunction");
@@ -114,8 +115,8 @@ cu_init(void)
 
     r = nxl__cu.cuInit(0);
     if (r == CUDA_ERROR_NO_DEVICE) {
-        snprintf(nxl__cu.msg, sizeof(nxl__cu.msg), "no CUDA device (cuInit: %s)",
-                 nxl__cu_errstr(r));
+        snprintf(nxl__cu.msg, sizeof(nxl__cu.msg),
+                 "no CUDA device (cuInit: %s)", nxl__cu_errstr(r));
         goto fail;
     }
     if (r != CUDA_SUCCESS) {
@@ -134,7 +135,8 @@ cu_init(void)
     nxl__cu.ctx = calloc((size_t)n, sizeof(*nxl__cu.ctx));
     nxl__cu.gather = calloc((size_t)n, sizeof(*nxl__cu.gather));
     nxl__cu.gather_state = calloc((size_t)n, sizeof(*nxl__cu.gather_state));
-    if (nxl__cu.ctx == NULL || nxl__cu.gather == NULL || nxl__cu.gather_state == NULL) {
+    if (nxl__cu.ctx == NULL || nxl__cu.gather == NULL ||
+        nxl__cu.gather_state == NULL) {
         snprintf(nxl__cu.msg, sizeof(nxl__cu.msg),
                  "memkind cuda: out of memory at init");
         goto fail;
@@ -217,10 +219,9 @@ cu_use_ptr(const void *p)
     if (st != NXL_OK) {
         return st;
     }
-    if (nxl__cu.cuPointerGetAttribute(&ordinal,
-                                   CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                                   (CUdeviceptr)(uintptr_t)p) !=
-            CUDA_SUCCESS ||
+    if (nxl__cu.cuPointerGetAttribute(
+            &ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+            (CUdeviceptr)(uintptr_t)p) != CUDA_SUCCESS ||
         ordinal == 0) {
         return NXL_OK;
     }
@@ -269,8 +270,8 @@ cuda_alloc(int dev, size_t size, void **ptr_p)
     if (ptr_p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "memkind cuda: NULL ptr_p");
     }
-    span = (NXL__MAX(size, (size_t)1) + NXL__CUDA_ALIGN - 1) /
-           NXL__CUDA_ALIGN * NXL__CUDA_ALIGN;
+    span = (NXL__MAX(size, (size_t)1) + NXL__CUDA_ALIGN - 1) / NXL__CUDA_ALIGN *
+           NXL__CUDA_ALIGN;
     if (span < size || span + NXL__CUDA_ALIGN < span) {
         return nxl__fail(NXL_ERR_NOMEM, "memkind cuda: size %zu too large",
                          size);
@@ -298,8 +299,8 @@ cuda_alloc(int dev, size_t size, void **ptr_p)
         free(ra);
         return nxl__cu_fail(r, "cuMemAlloc");
     }
-    ra->user = (ra->raw + NXL__CUDA_ALIGN - 1) / NXL__CUDA_ALIGN *
-               NXL__CUDA_ALIGN;
+    ra->user =
+        (ra->raw + NXL__CUDA_ALIGN - 1) / NXL__CUDA_ALIGN * NXL__CUDA_ALIGN;
     pthread_mutex_lock(&nxl__cu.lock);
     ra->next = nxl__cu.realigned;
     nxl__cu.realigned = ra;
@@ -308,8 +309,8 @@ cuda_alloc(int dev, size_t size, void **ptr_p)
     return NXL_OK;
 }
 
-/* cu_realigned_find returns (and with take, removes) the re-aligned record of user
- * pointer p (NULL when p came straight from the driver); with take false
+/* cu_realigned_find returns (and with take, removes) the re-aligned record of
+ * user pointer p (NULL when p came straight from the driver); with take false
  * it only looks. */
 static nxl__cuda_realign_t *
 cu_realigned_find(CUdeviceptr p, bool take)
@@ -388,7 +389,7 @@ cuda_copy(void *dst, const void *src, size_t len, nxl_copy_dir_t dir)
         return st;
     }
     r = nxl__cu.cuMemcpy((CUdeviceptr)(uintptr_t)dst,
-                      (CUdeviceptr)(uintptr_t)src, len);
+                         (CUdeviceptr)(uintptr_t)src, len);
     if (r != CUDA_SUCCESS) {
         return nxl__cu_fail(r, "cuMemcpy");
     }
@@ -448,7 +449,8 @@ cuda_stream_destroy(nxl_stream_t *s)
         r = nxl__cu.cuStreamSynchronize(s->s);
         if (r != CUDA_SUCCESS) {
             nxl__warn("memkind cuda: stream destroy: cuStreamSynchronize: "
-                      "%s (CUresult %d)", nxl__cu_errstr(r), r);
+                      "%s (CUresult %d)",
+                      nxl__cu_errstr(r), r);
         }
         r = nxl__cu.cuStreamDestroy_v2(s->s);
         if (r != CUDA_SUCCESS) {
@@ -486,7 +488,7 @@ cuda_copy_async(void *dst, const void *src, size_t len, nxl_copy_dir_t dir,
         return st;
     }
     r = nxl__cu.cuMemcpyAsync((CUdeviceptr)(uintptr_t)dst,
-                           (CUdeviceptr)(uintptr_t)src, len, s->s);
+                              (CUdeviceptr)(uintptr_t)src, len, s->s);
     if (r != CUDA_SUCCESS) {
         return nxl__cu_fail(r, "cuMemcpyAsync");
     }
@@ -694,7 +696,8 @@ cuda_ipc_get(void *ptr, nxl_ipc_handle_t *handle_p)
     if (cu_realigned_find((CUdeviceptr)(uintptr_t)ptr, false) != NULL) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
                          "memkind cuda: %p was re-aligned inside a larger "
-                         "driver allocation and cannot be exported", ptr);
+                         "driver allocation and cannot be exported",
+                         ptr);
     }
     st = cu_use_ptr(ptr);
     if (st != NXL_OK) {
@@ -731,7 +734,8 @@ cuda_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
         return st;
     }
     memcpy(&h, handle->bytes, sizeof(h));
-    r = nxl__cu.cuIpcOpenMemHandle_v2(&p, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+    r = nxl__cu.cuIpcOpenMemHandle_v2(&p, h,
+                                      CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
     if (r != CUDA_SUCCESS) {
         return nxl__cu_fail(r, "cuIpcOpenMemHandle");
     }
@@ -787,7 +791,7 @@ cuda_mem_range(const void *ptr, void **base_p, size_t *size_p)
         return st;
     }
     r = nxl__cu.cuMemGetAddressRange_v2(&base, &size,
-                                     (CUdeviceptr)(uintptr_t)ptr);
+                                        (CUdeviceptr)(uintptr_t)ptr);
     if (r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_VALUE) {
         return nxl__fail(NXL_ERR_NOT_FOUND,
                          "memkind cuda: %p is not in a device allocation: %s "

@@ -64,10 +64,9 @@ typedef struct CUfunc_st *CUfunction;
 typedef CUresult (*nxl__cu_modload_fn)(CUmodule *, const void *, unsigned,
                                        int *, void **);
 typedef CUresult (*nxl__cu_getfn_fn)(CUfunction *, CUmodule, const char *);
-typedef CUresult (*nxl__cu_launch_fn)(CUfunction, unsigned, unsigned,
-                                      unsigned, unsigned, unsigned,
-                                      unsigned, unsigned, CUstream, void **,
-                                      void **);
+typedef CUresult (*nxl__cu_launch_fn)(CUfunction, unsigned, unsigned, unsigned,
+                                      unsigned, unsigned, unsigned, unsigned,
+                                      CUstream, void **, void **);
 
 /* NXL__GATHER_MAX pairs go in one launch, as kernel parameters (the
  * driver copies them at launch, so nothing needs to outlive the call;
@@ -85,45 +84,42 @@ typedef struct nxl__gather_args {
 _Static_assert(sizeof(nxl__gather_args_t) == 3080,
                "the kernel's parameter block is 3,080 bytes");
 
-
 /* CUDA 13's entry point (no failIdx) and 12.8's, which 13 keeps for old
  * binaries. Optional: a driver without both has no batched copy. */
-typedef CUresult (*nxl__cu_batch_v2_fn)(CUdeviceptr *, CUdeviceptr *,
-                                        size_t *, size_t,
-                                        CUmemcpyAttributes *, size_t *,
+typedef CUresult (*nxl__cu_batch_v2_fn)(CUdeviceptr *, CUdeviceptr *, size_t *,
+                                        size_t, CUmemcpyAttributes *, size_t *,
                                         size_t, CUstream);
-typedef CUresult (*nxl__cu_batch_v1_fn)(CUdeviceptr *, CUdeviceptr *,
-                                        size_t *, size_t,
-                                        CUmemcpyAttributes *, size_t *,
+typedef CUresult (*nxl__cu_batch_v1_fn)(CUdeviceptr *, CUdeviceptr *, size_t *,
+                                        size_t, CUmemcpyAttributes *, size_t *,
                                         size_t, size_t *, CUstream);
 
 /* The symbols we resolve, each with its exact driver signature. */
-#define NXL__CUDA_SYMBOLS(X)                                                  \
-    X(cuInit, CUresult, (unsigned int))                                       \
-    X(cuDeviceGetCount, CUresult, (int *))                                    \
-    X(cuDeviceGet, CUresult, (CUdevice *, int))                               \
-    X(cuDevicePrimaryCtxRetain, CUresult, (CUcontext *, CUdevice))            \
-    X(cuCtxSetCurrent, CUresult, (CUcontext))                                 \
-    X(cuMemAlloc_v2, CUresult, (CUdeviceptr *, size_t))                       \
-    X(cuMemFree_v2, CUresult, (CUdeviceptr))                                  \
-    X(cuMemcpy, CUresult, (CUdeviceptr, CUdeviceptr, size_t))                 \
-    X(cuMemcpyAsync, CUresult, (CUdeviceptr, CUdeviceptr, size_t, CUstream))  \
-    X(cuStreamCreate, CUresult, (CUstream *, unsigned int))                   \
-    X(cuStreamDestroy_v2, CUresult, (CUstream))                               \
-    X(cuStreamSynchronize, CUresult, (CUstream))                              \
-    X(cuEventCreate, CUresult, (CUevent *, unsigned int))                     \
-    X(cuEventRecord, CUresult, (CUevent, CUstream))                           \
-    X(cuEventQuery, CUresult, (CUevent))                                      \
-    X(cuEventSynchronize, CUresult, (CUevent))                                \
-    X(cuEventDestroy_v2, CUresult, (CUevent))                                 \
-    X(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr))           \
-    X(cuIpcOpenMemHandle_v2, CUresult,                                        \
-      (CUdeviceptr *, CUipcMemHandle, unsigned int))                          \
-    X(cuIpcCloseMemHandle, CUresult, (CUdeviceptr))                           \
-    X(cuGetErrorString, CUresult, (CUresult, const char **))                  \
-    X(cuMemHostAlloc, CUresult, (void **, size_t, unsigned int))              \
-    X(cuMemFreeHost, CUresult, (void *))                                      \
-    X(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr))            \
+#define NXL__CUDA_SYMBOLS(X)                                                   \
+    X(cuInit, CUresult, (unsigned int))                                        \
+    X(cuDeviceGetCount, CUresult, (int *))                                     \
+    X(cuDeviceGet, CUresult, (CUdevice *, int))                                \
+    X(cuDevicePrimaryCtxRetain, CUresult, (CUcontext *, CUdevice))             \
+    X(cuCtxSetCurrent, CUresult, (CUcontext))                                  \
+    X(cuMemAlloc_v2, CUresult, (CUdeviceptr *, size_t))                        \
+    X(cuMemFree_v2, CUresult, (CUdeviceptr))                                   \
+    X(cuMemcpy, CUresult, (CUdeviceptr, CUdeviceptr, size_t))                  \
+    X(cuMemcpyAsync, CUresult, (CUdeviceptr, CUdeviceptr, size_t, CUstream))   \
+    X(cuStreamCreate, CUresult, (CUstream *, unsigned int))                    \
+    X(cuStreamDestroy_v2, CUresult, (CUstream))                                \
+    X(cuStreamSynchronize, CUresult, (CUstream))                               \
+    X(cuEventCreate, CUresult, (CUevent *, unsigned int))                      \
+    X(cuEventRecord, CUresult, (CUevent, CUstream))                            \
+    X(cuEventQuery, CUresult, (CUevent))                                       \
+    X(cuEventSynchronize, CUresult, (CUevent))                                 \
+    X(cuEventDestroy_v2, CUresult, (CUevent))                                  \
+    X(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr))            \
+    X(cuIpcOpenMemHandle_v2, CUresult,                                         \
+      (CUdeviceptr *, CUipcMemHandle, unsigned int))                           \
+    X(cuIpcCloseMemHandle, CUresult, (CUdeviceptr))                            \
+    X(cuGetErrorString, CUresult, (CUresult, const char **))                   \
+    X(cuMemHostAlloc, CUresult, (void **, size_t, unsigned int))               \
+    X(cuMemFreeHost, CUresult, (void *))                                       \
+    X(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr))             \
     X(cuMemGetAddressRange_v2, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr))
 
 /* A re-aligned allocation: the pointer handed out and the driver's. */
@@ -138,11 +134,11 @@ typedef struct nxl__cuda_realign {
 typedef struct nxl__cu {
     pthread_once_t once;
     bool ok;
-    char msg[320];  /* why the kind cannot run (when !ok) */
+    char msg[320]; /* why the kind cannot run (when !ok) */
     void *lib;
     int num_devices;
-    pthread_mutex_t lock;   /* ctx[] and realigned */
-    CUcontext *ctx;         /* primary contexts, retained on first use */
+    pthread_mutex_t lock; /* ctx[] and realigned */
+    CUcontext *ctx;       /* primary contexts, retained on first use */
     nxl__cuda_realign_t *realigned;
     nxl__cu_batch_v2_fn batch_v2; /* optional: cuMemcpyBatchAsync_v2 */
     nxl__cu_batch_v1_fn batch_v1; /* optional: cuMemcpyBatchAsync (12.8) */

@@ -85,15 +85,14 @@ static CUfunction
 cu_gather_fn(int dev)
 {
     char log[1024] = "";
-    int opts[2] = {CU_JIT_ERROR_LOG_BUFFER,
-                   CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    int opts[2] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
     void *vals[2] = {log, (void *)(uintptr_t)sizeof(log)};
     CUfunction f = NULL;
     CUmodule mod = NULL;
     CUresult r;
 
-    if (nxl__cu.no_kernel || nxl__cu.mod_load == NULL || nxl__cu.get_fn == NULL ||
-        nxl__cu.launch == NULL) {
+    if (nxl__cu.no_kernel || nxl__cu.mod_load == NULL ||
+        nxl__cu.get_fn == NULL || nxl__cu.launch == NULL) {
         return NULL;
     }
     pthread_mutex_lock(&nxl__cu.lock);
@@ -136,7 +135,7 @@ cu_gather(CUfunction f, void *const *dsts, const void *const *srcs,
         }
         a.n = k;
         r = nxl__cu.launch(f, (unsigned)k, 1, 1, NXL__GATHER_THREADS, 1, 1, 0,
-                        s->s, params, NULL);
+                           s->s, params, NULL);
         if (r != CUDA_SUCCESS) {
             return nxl__cu_fail(r, "cuLaunchKernel (gather)");
         }
@@ -152,8 +151,8 @@ cu_gather(CUfunction f, void *const *dsts, const void *const *srcs,
  * neither is there. dir is implied by the pointers, as for copy_async. */
 nxl_status_t
 nxl__cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
-                      const size_t *lens, size_t n, nxl_copy_dir_t dir,
-                      unsigned flags, nxl_stream_t *s)
+                           const size_t *lens, size_t n, nxl_copy_dir_t dir,
+                           unsigned flags, nxl_stream_t *s)
 {
     CUfunction gather;
     CUmemcpyAttributes attr = {.srcAccessOrder =
@@ -166,8 +165,8 @@ nxl__cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
     if (st != NXL_OK) {
         return st;
     }
-    if (s == NULL || (n != 0 && (dsts == NULL || srcs == NULL ||
-                                 lens == NULL))) {
+    if (s == NULL ||
+        (n != 0 && (dsts == NULL || srcs == NULL || lens == NULL))) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "memkind cuda: copy_batch_async with a NULL %s",
                          s == NULL ? "stream" : "array");
@@ -195,16 +194,15 @@ nxl__cuda_copy_batch_async(void *const *dsts, const void *const *srcs,
                    "device pointers are host-pointer sized");
     if (nxl__cu.batch_v2 != NULL) {
         r = nxl__cu.batch_v2((CUdeviceptr *)(uintptr_t)dsts,
-                          (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
-                          &attr, &attr_idx, 1, s->s);
+                             (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
+                             &attr, &attr_idx, 1, s->s);
     } else {
         r = nxl__cu.batch_v1((CUdeviceptr *)(uintptr_t)dsts,
-                          (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
-                          &attr, &attr_idx, 1, &fail_idx, s->s);
+                             (CUdeviceptr *)(uintptr_t)srcs, (size_t *)lens, n,
+                             &attr, &attr_idx, 1, &fail_idx, s->s);
     }
     if (r != CUDA_SUCCESS) {
         return nxl__cu_fail(r, "cuMemcpyBatchAsync");
     }
     return NXL_OK;
 }
-

@@ -31,8 +31,7 @@ nxl__hostq_check_copy(void *dst, const void *src, size_t len)
 {
     if (len != 0 && (dst == NULL || src == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "memkind: copy of %zu bytes with a NULL pointer",
-                         len);
+                         "memkind: copy of %zu bytes with a NULL pointer", len);
     }
     return NXL_OK;
 }

@@ -98,8 +98,7 @@ nxl_memkind_copy(void *dst, nxl_memkind_type_t dst_kind, const void *src,
     }
     if (dst == NULL || src == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "memkind: copy of %zu bytes with a NULL pointer",
-                         len);
+                         "memkind: copy of %zu bytes with a NULL pointer", len);
     }
     sdev = src_kind == NXL_MEMKIND_DEVICE;
     ddev = dst_kind == NXL_MEMKIND_DEVICE;
@@ -111,8 +110,7 @@ nxl_memkind_copy(void *dst, nxl_memkind_type_t dst_kind, const void *src,
     dev = nxl_memkind_device();
     if (dev->copy == NULL) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                         "memkind: device kind \"%s\" has no copy",
-                         dev->name);
+                         "memkind: device kind \"%s\" has no copy", dev->name);
     }
     return dev->copy(dst, src, len, dir);
 }

@@ -25,8 +25,7 @@ nxl_status_t nxl__hostq_copy_async(void *dst, const void *src, size_t len,
 nxl_status_t nxl__hostq_stream_sync(nxl_stream_t *stream);
 nxl_status_t nxl__hostq_event_create(nxl_event_t **event_p);
 void nxl__hostq_event_destroy(nxl_event_t *event);
-nxl_status_t nxl__hostq_event_record(nxl_event_t *event,
-                                     nxl_stream_t *stream);
+nxl_status_t nxl__hostq_event_record(nxl_event_t *event, nxl_stream_t *stream);
 nxl_status_t nxl__hostq_event_query(nxl_event_t *event);
 nxl_status_t nxl__hostq_event_sync(nxl_event_t *event);
 
@@ -42,17 +41,17 @@ nxl_status_t nxl__hostq_device_count(int *count_p);
 
 /* NXL__HOSTQ_OPS fills the fields of an nxl_memkind_ops_t initializer that
  * the host kinds share: device count, copies, streams, events and IPC. */
-#define NXL__HOSTQ_OPS                                                        \
-    .device_count = nxl__hostq_device_count, .copy = nxl__hostq_copy,         \
-    .stream_create = nxl__hostq_stream_create,                                \
-    .stream_destroy = nxl__hostq_stream_destroy,                              \
-    .copy_async = nxl__hostq_copy_async,                                      \
-    .stream_sync = nxl__hostq_stream_sync,                                    \
-    .event_create = nxl__hostq_event_create,                                  \
-    .event_destroy = nxl__hostq_event_destroy,                                \
-    .event_record = nxl__hostq_event_record,                                  \
-    .event_query = nxl__hostq_event_query,                                    \
-    .event_sync = nxl__hostq_event_sync, .ipc_get = nxl__hostq_ipc_get,       \
+#define NXL__HOSTQ_OPS                                                         \
+    .device_count = nxl__hostq_device_count, .copy = nxl__hostq_copy,          \
+    .stream_create = nxl__hostq_stream_create,                                 \
+    .stream_destroy = nxl__hostq_stream_destroy,                               \
+    .copy_async = nxl__hostq_copy_async,                                       \
+    .stream_sync = nxl__hostq_stream_sync,                                     \
+    .event_create = nxl__hostq_event_create,                                   \
+    .event_destroy = nxl__hostq_event_destroy,                                 \
+    .event_record = nxl__hostq_event_record,                                   \
+    .event_query = nxl__hostq_event_query,                                     \
+    .event_sync = nxl__hostq_event_sync, .ipc_get = nxl__hostq_ipc_get,        \
     .ipc_open = nxl__hostq_ipc_open, .ipc_close = nxl__hostq_ipc_close
 
 /* ---- cuda.c: the driver, for the pinned kind --------------------------- */

@@ -35,8 +35,8 @@ nxl__b64_encode(nxl__wbuf_t *w, const uint8_t *p, size_t n)
 
     nxl__wbuf_reserve(w, (n + 2) / 3 * 4);
     for (i = 0; i + 3 <= n; i += 3) {
-        uint32_t v = ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8) |
-                     p[i + 2];
+        uint32_t v =
+            ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8) | p[i + 2];
 
         q[0] = b64_alpha[(v >> 18) & 63];
         q[1] = b64_alpha[(v >> 12) & 63];

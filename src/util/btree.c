@@ -95,8 +95,8 @@ static inline void
 bt_prefetch_block(const void *b, bool leaf)
 {
     const char *c = (const char *)((uintptr_t)b & ~(uintptr_t)63);
-    const char *end = (const char *)b + (leaf ? sizeof(bt_leaf_t)
-                                              : offsetof(bt_inner_t, mdev));
+    const char *end = (const char *)b +
+                      (leaf ? sizeof(bt_leaf_t) : offsetof(bt_inner_t, mdev));
 
     for (; c < end; c += 64) {
         __builtin_prefetch(c);
@@ -652,8 +652,7 @@ nxl__btree_remove(nxl__btree_t *t, nxl__bnode_t *n)
         }
         i = bt_slot(p, b);
         i = i > 0 ? i - 1 : 0; /* b and its left neighbour, or its right */
-        if (BT_HEAD(p->child[i])->n + BT_HEAD(p->child[i + 1])->n <=
-            BT_FAN) {
+        if (BT_HEAD(p->child[i])->n + BT_HEAD(p->child[i + 1])->n <= BT_FAN) {
             bt_merge(p, i, leaf);
             continue;
         }
@@ -682,8 +681,7 @@ nxl__btree_find(const nxl__btree_t *t, uint64_t dev, uint64_t addr,
     l = b;
     bt_prefetch_block(l, true);
     pos = bt_lower(l->k, l->h.n, &x);
-    return (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) ? l->node[pos]
-                                                         : NULL;
+    return (pos < l->h.n && bt_cmp(l->k, pos, &x) == 0) ? l->node[pos] : NULL;
 }
 
 /* bt_reach is reach() for the B+tree: a node starting at or before (dev,
@@ -702,9 +700,9 @@ bt_reach(const nxl__btree_t *t, uint64_t dev, uint64_t lim, uint64_t want,
     const bt_leaf_t *l;
     unsigned lv, cand_lv = 0, k, i;
 
-#define BT_STARTS_IN(d, a)                                                    \
+#define BT_STARTS_IN(d, a)                                                     \
     (strict ? pos_lt((d), (a), dev, lim) : !pos_lt(dev, lim, (d), (a)))
-#define BT_ENDS_OK(d, e)                                                      \
+#define BT_ENDS_OK(d, e)                                                       \
     (strict ? pos_lt(dev, want, (d), (e)) : !pos_lt((d), (e), dev, want))
 
     if (b == NULL) {

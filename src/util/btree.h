@@ -38,22 +38,22 @@
 struct nxl__bleaf;
 
 typedef struct nxl__bnode {
-    uint64_t dev, addr, len;  /* the range; addr + len must not wrap */
-    uint64_t tie;             /* last part of the key (usually 0) */
-    struct nxl__bleaf *leaf;  /* private: the leaf holding it, or NULL */
+    uint64_t dev, addr, len; /* the range; addr + len must not wrap */
+    uint64_t tie;            /* last part of the key (usually 0) */
+    struct nxl__bleaf *leaf; /* private: the leaf holding it, or NULL */
 } nxl__bnode_t;
 
 typedef struct nxl__btree {
-    void *top;                /* private: the root block, NULL when empty */
-    unsigned levels;          /* private: inner levels above the leaves */
+    void *top;       /* private: the root block, NULL when empty */
+    unsigned levels; /* private: inner levels above the leaves */
     size_t count;
 } nxl__btree_t;
 
 /* NXL__BNODE_OF returns the struct of type type whose member field is the
  * node n (NULL for NULL). */
-#define NXL__BNODE_OF(n, type, field)                                         \
-    ((n) == NULL ? (type *)NULL                                               \
-                 : (type *)(void *)((char *)(n) - offsetof(type, field)))
+#define NXL__BNODE_OF(n, type, field)                                          \
+    ((n) == NULL ? (type *)NULL                                                \
+                 : (type *)(void *)((char *)(n)-offsetof(type, field)))
 
 /* nxl__btree_init makes t empty (it holds no memory until an insert). */
 void nxl__btree_init(nxl__btree_t *t);

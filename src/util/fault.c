@@ -16,8 +16,8 @@ static _Atomic uint32_t fi_rate[NXL__FI_SITES];
 static _Atomic unsigned long long fi_count[NXL__FI_SITES];
 static _Atomic unsigned long long fi_seed = 0x9e3779b97f4a7c15ull;
 static atomic_uint fi_threads;
-static const char *const fi_names[NXL__FI_SITES] = {
-    "alloc", "send", "recv", "cma", "uring", "ucx"};
+static const char *const fi_names[NXL__FI_SITES] = {"alloc", "send",  "recv",
+                                                    "cma",   "uring", "ucx"};
 
 static _Thread_local uint64_t fi_state;
 
@@ -179,12 +179,12 @@ FI_DECL(ssize_t, process_vm_writev,
 #undef FI_DECL
 
 /* FI_FAIL returns rv with errno err when site draws a failure. */
-#define FI_FAIL(site, err, rv)                                                \
-    do {                                                                      \
-        if (nxl__fault_hit(site)) {                                           \
-            errno = (err);                                                    \
-            return (rv);                                                      \
-        }                                                                     \
+#define FI_FAIL(site, err, rv)                                                 \
+    do {                                                                       \
+        if (nxl__fault_hit(site)) {                                            \
+            errno = (err);                                                     \
+            return (rv);                                                       \
+        }                                                                      \
     } while (0)
 
 void *

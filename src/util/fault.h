@@ -53,9 +53,9 @@ bool nxl__fault_hit_slow(nxl__fault_site_t site);
 static inline bool
 nxl__fault_hit(nxl__fault_site_t site)
 {
-    return __builtin_expect(atomic_load_explicit(&nxl__fault_on,
-                                                 memory_order_relaxed) != 0,
-                            0) &&
+    return __builtin_expect(
+               atomic_load_explicit(&nxl__fault_on, memory_order_relaxed) != 0,
+               0) &&
            nxl__fault_hit_slow(site);
 }
 

@@ -6,7 +6,7 @@
 
 nxl_status_t
 nxl__json_read(const char *p, size_t len, bool utf8, const char *who,
-                struct json_object **root_p)
+               struct json_object **root_p)
 {
     json_tokener *tok;
     json_object *root;

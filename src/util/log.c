@@ -10,8 +10,8 @@
 static int nxl__log_level = -1;
 static pthread_once_t nxl__log_once = PTHREAD_ONCE_INIT;
 
-static const char *const nxl__level_names[] = {"error", "warn", "info",
-                                               "debug", "trace"};
+static const char *const nxl__level_names[] = {"error", "warn", "info", "debug",
+                                               "trace"};
 
 const char *
 nxl__getenv(const char *name)

@@ -55,8 +55,8 @@ nxl__peer_fd_open(int pidfd, pid_t pid, uint32_t fd)
 
 /* nxl__fd_is_file: see util.h. */
 bool
-nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off,
-                uint64_t len, uint64_t *size_p)
+nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off, uint64_t len,
+                uint64_t *size_p)
 {
     struct stat sb;
 

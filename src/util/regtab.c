@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RT_MAP_BYTES                                                          \
-    ((size_t)NXL__REGTAB_HDR +                                                \
+#define RT_MAP_BYTES                                                           \
+    ((size_t)NXL__REGTAB_HDR +                                                 \
      (size_t)NXL__REGTAB_MAX_SLOTS * sizeof(nxl__regtab_slot_t))
 #define RT_FIRST_CAP 1024u
 
@@ -30,20 +30,24 @@ rt_slot(const uint8_t *base, uint32_t i)
 static nxl_status_t
 rt_grow(nxl__regtab_t *t, uint32_t cap)
 {
-    off_t size = (off_t)(NXL__REGTAB_HDR +
-                         (size_t)cap * sizeof(nxl__regtab_slot_t));
+    off_t size =
+        (off_t)(NXL__REGTAB_HDR + (size_t)cap * sizeof(nxl__regtab_slot_t));
     uint32_t *p;
 
     p = realloc(t->free, (size_t)cap * sizeof(*p));
     if (p == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "registration table: growing to %u "
-                         "slots", cap);
+        return nxl__fail(NXL_ERR_NOMEM,
+                         "registration table: growing to %u "
+                         "slots",
+                         cap);
     }
     t->free = p;
     t->free_cap = cap;
     if (ftruncate(t->fd, size) != 0) {
-        return nxl__fail_errno(errno, "registration table: growing to %u "
-                               "slots", cap);
+        return nxl__fail_errno(errno,
+                               "registration table: growing to %u "
+                               "slots",
+                               cap);
     }
     t->cap = cap;
     nxl__put_le64(t->base + 16, cap);
@@ -68,8 +72,7 @@ nxl__regtab_init(nxl__regtab_t *t, uint64_t token)
     if (fcntl(t->fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
         return nxl__fail_errno(errno, "registration table: F_ADD_SEALS");
     }
-    p = mmap(NULL, RT_MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd,
-             0);
+    p = mmap(NULL, RT_MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
     if (p == MAP_FAILED) {
         return nxl__fail_errno(errno, "registration table: mmap");
     }
@@ -118,7 +121,8 @@ nxl__regtab_add(nxl__regtab_t *t, uint64_t kind, uint64_t addr, uint64_t len,
             if (t->cap >= NXL__REGTAB_MAX_SLOTS) {
                 st = nxl__fail(NXL_ERR_NOMEM,
                                "registration table: %u registrations is the "
-                               "most one engine holds", t->cap);
+                               "most one engine holds",
+                               t->cap);
                 goto out;
             }
             st = rt_grow(t, t->cap * 2 > NXL__REGTAB_MAX_SLOTS
@@ -184,7 +188,7 @@ nxl__regtab_view_open(nxl__regtab_view_t *v, int fd, uint64_t token)
     if (p == MAP_FAILED) {
         close(fd);
         return nxl__fail_errno(errno, "registration table: mmap of a "
-                               "peer's table");
+                                      "peer's table");
     }
     v->fd = fd;
     v->base = p;
@@ -207,9 +211,8 @@ nxl__regtab_view_close(nxl__regtab_view_t *v)
 }
 
 const nxl__regtab_slot_t *
-nxl__regtab_view_slot(const nxl__regtab_view_t *v, uint32_t slot,
-                      uint64_t gen, uint64_t kind, uint64_t addr,
-                      uint64_t len)
+nxl__regtab_view_slot(const nxl__regtab_view_t *v, uint32_t slot, uint64_t gen,
+                      uint64_t kind, uint64_t addr, uint64_t len)
 {
     const nxl__regtab_slot_t *s;
     struct stat sb;
@@ -255,8 +258,8 @@ nxl__regtab_view_slot(const nxl__regtab_view_t *v, uint32_t slot,
 static int
 rt_ptr_order(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)*(const void *const *)a;
-    uintptr_t y = (uintptr_t)*(const void *const *)b;
+    uintptr_t x = (uintptr_t) * (const void *const *)a;
+    uintptr_t y = (uintptr_t) * (const void *const *)b;
 
     return (x > y) - (x < y);
 }

@@ -53,12 +53,12 @@ typedef struct nxl__regtab_slot {
 /* The owner's table. Thread-safe (its own lock). */
 typedef struct nxl__regtab {
     pthread_mutex_t lock;
-    int fd;                   /* the memfd, -1 before init */
-    uint8_t *base;            /* NXL__REGTAB_MAX_SLOTS mapped */
-    uint32_t cap;             /* slots the file holds */
-    uint32_t used;            /* slots ever handed out */
-    uint32_t *free;           /* slots given back, reused first; room for
-                               * cap of them, so remove never allocates */
+    int fd;         /* the memfd, -1 before init */
+    uint8_t *base;  /* NXL__REGTAB_MAX_SLOTS mapped */
+    uint32_t cap;   /* slots the file holds */
+    uint32_t used;  /* slots ever handed out */
+    uint32_t *free; /* slots given back, reused first; room for
+                     * cap of them, so remove never allocates */
     uint32_t nfree, free_cap;
     uint64_t next_gen;
 } nxl__regtab_t;
@@ -83,8 +83,7 @@ void nxl__regtab_fini(nxl__regtab_t *t);
  * generation. Returns NXL_OK, NXL_ERR_NOMEM (table full or growth
  * failed, with a message). */
 nxl_status_t nxl__regtab_add(nxl__regtab_t *t, uint64_t kind, uint64_t addr,
-                             uint64_t len, uint32_t *slot_p,
-                             uint64_t *gen_p);
+                             uint64_t len, uint32_t *slot_p, uint64_t *gen_p);
 
 /* nxl__regtab_remove revokes slot: peers' later checks of its old
  * generation fail. */

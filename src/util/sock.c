@@ -34,8 +34,9 @@ nxl__sock_wait(int fd, short events, int timeout_ms, uint64_t start_ns,
     for (;;) {
         left = nxl__remaining_ms(timeout_ms, start_ns);
         if (left == 0) {
-            return nxl__fail(NXL_ERR_TIMEOUT, "socket: %s timed out after %d ms",
-                             what, timeout_ms);
+            return nxl__fail(NXL_ERR_TIMEOUT,
+                             "socket: %s timed out after %d ms", what,
+                             timeout_ms);
         }
         rc = poll(&pfd, 1, left);
         if (rc > 0) {
@@ -75,8 +76,9 @@ nxl__sock_connect(const char *host, uint16_t port, int timeout_ms, int *fd_p)
                          gai_strerror(rc));
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-                                       SOCK_NONBLOCK, ai->ai_protocol);
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
         if (fd < 0) {
             status = nxl__fail_errno(errno, "socket: socket");
             continue;
@@ -158,9 +160,9 @@ nxl__sock_listen(const char *addr, uint16_t port, int *fd_p, uint16_t *port_p)
         status = nxl__fail_errno(errno, "socket: getsockname");
         goto err_close;
     }
-    *port_p = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    *port_p =
+        ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     freeaddrinfo(res);
     *fd_p = fd;
     return NXL_OK;

@@ -19,8 +19,8 @@ NXL_API const char *
 nxl_strerror(nxl_status_t status)
 {
     switch (status) {
-#define NXL__STATUS_STR(name, val, msg)                                       \
-    case NXL_##name:                                                          \
+#define NXL__STATUS_STR(name, val, msg)                                        \
+    case NXL_##name:                                                           \
         return msg;
         NXL_STATUS_MAP(NXL__STATUS_STR)
 #undef NXL__STATUS_STR
@@ -32,8 +32,8 @@ bool
 nxl__status_known(int status)
 {
     switch (status) {
-#define NXL__STATUS_KNOWN(name, val, msg)                                     \
-    case NXL_##name:                                                          \
+#define NXL__STATUS_KNOWN(name, val, msg)                                      \
+    case NXL_##name:                                                           \
         return true;
         NXL_STATUS_MAP(NXL__STATUS_KNOWN)
 #undef NXL__STATUS_KNOWN
@@ -45,8 +45,8 @@ NXL_API const char *
 nxl_status_name(nxl_status_t status)
 {
     switch (status) {
-#define NXL__STATUS_NAME(name, val, msg)                                      \
-    case NXL_##name:                                                          \
+#define NXL__STATUS_NAME(name, val, msg)                                       \
+    case NXL_##name:                                                           \
         return "NXL_" #name;
         NXL_STATUS_MAP(NXL__STATUS_NAME)
 #undef NXL__STATUS_NAME

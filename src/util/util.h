@@ -67,10 +67,10 @@ bool nxl__log_enabled(int level);
 
 #define nxl__error(...) nxl__log(NXL_LOG_ERROR, __VA_ARGS__)
 #define nxl__warn(...) nxl__log(NXL_LOG_WARN, __VA_ARGS__)
-#define nxl__debug(...)                                                       \
-    do {                                                                      \
-        if (nxl__log_enabled(NXL_LOG_DEBUG))                                  \
-            nxl__log(NXL_LOG_DEBUG, __VA_ARGS__);                             \
+#define nxl__debug(...)                                                        \
+    do {                                                                       \
+        if (nxl__log_enabled(NXL_LOG_DEBUG))                                   \
+            nxl__log(NXL_LOG_DEBUG, __VA_ARGS__);                              \
     } while (0)
 
 /* nxl__getenv returns NXL_<name> if set, else NIXL_<name>, else NULL. */
@@ -177,8 +177,8 @@ nxl_status_t nxl__param_u64(const char *who, const char *key, const char *val,
                             uint64_t *out);
 /* nxl__param_bool parses 1/0, true/false, yes/no, on/off (any case; an
  * empty value is false). */
-nxl_status_t nxl__param_bool(const char *who, const char *key,
-                             const char *val, bool *out);
+nxl_status_t nxl__param_bool(const char *who, const char *key, const char *val,
+                             bool *out);
 
 /* --- sockets (src/util/sock.c) ------------------------------------------ */
 
@@ -249,7 +249,7 @@ struct json_object;
  * ("<who>: <json-c's reason>", "<who>: trailing characters at byte N",
  * "<who>: input too large"). Thread-safe. */
 nxl_status_t nxl__json_read(const char *p, size_t len, bool utf8,
-                             const char *who, struct json_object **root_p);
+                            const char *who, struct json_object **root_p);
 
 #include "btree.h"
 #include "fault.h"

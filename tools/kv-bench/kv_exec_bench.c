@@ -62,7 +62,9 @@
 #endif
 #endif
 #ifndef KB_COLLECT
-#define KB_COLLECT() do { } while (0)
+#define KB_COLLECT()                                                           \
+    do {                                                                       \
+    } while (0)
 #endif
 
 #define KB_BLOCK 16384u
@@ -200,14 +202,12 @@ kb_memcpy(uint8_t *sb, const size_t *sids, uint8_t *db, const size_t *dids,
 
     if (dir == NXL_COPY_H2H) {
         for (i = 0; i < n; i++) {
-            memcpy(db + dids[i] * KB_BLOCK, sb + sids[i] * KB_BLOCK,
-                   KB_BLOCK);
+            memcpy(db + dids[i] * KB_BLOCK, sb + sids[i] * KB_BLOCK, KB_BLOCK);
         }
     } else {
         for (i = 0; i < n && st == NXL_OK; i++) {
             st = mk->copy_async(db + dids[i] * KB_BLOCK,
-                                sb + sids[i] * KB_BLOCK, KB_BLOCK, dir,
-                                stream);
+                                sb + sids[i] * KB_BLOCK, KB_BLOCK, dir, stream);
         }
         if (st == NXL_OK) {
             st = mk->stream_sync(stream);
@@ -347,8 +347,7 @@ kb_set(const nxl_kv_layout_t *l, size_t n, int clear)
         for (lyr = 0; lyr < c->num_layers; lyr++) {
             for (o = 0; o < c->outer_dim; o++) {
                 memset(kb_region(l, b, lyr, o),
-                       clear ? 0 : 1 + (int)((b * 7 + lyr * 3 + o) % 251),
-                       r);
+                       clear ? 0 : 1 + (int)((b * 7 + lyr * 3 + o) % 251), r);
             }
         }
     }
@@ -356,8 +355,8 @@ kb_set(const nxl_kv_layout_t *l, size_t n, int clear)
 
 /* kb_same checks every region of blocks dids of d against sids of s. */
 static int
-kb_same(const nxl_kv_layout_t *s, const size_t *sids,
-        const nxl_kv_layout_t *d, const size_t *dids, size_t n)
+kb_same(const nxl_kv_layout_t *s, const size_t *sids, const nxl_kv_layout_t *d,
+        const size_t *dids, size_t n)
 {
     const nxl_kv_layout_config_t *c = nxl_kv_layout_config(s);
     size_t r = nxl_kv_layout_region_size(s), i, lyr, o;
@@ -384,8 +383,8 @@ kb_same(const nxl_kv_layout_t *s, const size_t *sids,
  * submit when count is set. */
 static double
 kb_nixl_exec(nxl_kv_ctx_t *ctx, const nxl_kv_layout_t *s, const size_t *sids,
-             const nxl_kv_layout_t *d, const size_t *dids, size_t n,
-             int count, double *cpu_p)
+             const nxl_kv_layout_t *d, const size_t *dids, size_t n, int count,
+             double *cpu_p)
 {
     nxl_kv_notif_t *nt;
     uint64_t t0 = kb_now_ns(), c0 = kb_cpu_ns();
@@ -472,8 +471,13 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
     static const nxl_kv_layout_type_t types[2] = {NXL_KV_FULLY_CONTIGUOUS,
                                                   NXL_KV_LAYER_SEPARATE};
     nxl_kv_layout_config_t cfg = {
-        .num_blocks = n, .num_layers = 2, .outer_dim = 2, .page_size = 16,
-        .inner_dim = 128, .alignment = 1, .dtype_width_bytes = 2,
+        .num_blocks = n,
+        .num_layers = 2,
+        .outer_dim = 2,
+        .page_size = 16,
+        .inner_dim = 128,
+        .alignment = 1,
+        .dtype_width_bytes = 2,
     };
     const nxl_kv_loc_t sys = {NXL_KV_SYSTEM, 0};
     nxl_kv_layout_t **la, **lb, **vb;
@@ -506,8 +510,8 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
     printf("kv-exec-bench --nixl %s: %zu blocks of %u bytes (%.1f MiB), "
            "%s <-> %s (metadata loaded, layouts from JSON v2), %zu reps, "
            "%zu layout sets, %zu MiB flush\n",
-           be, n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20), KB_A, KB_B,
-           reps, sets, scratch_len >> 20);
+           be, n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20), KB_A, KB_B, reps,
+           sets, scratch_len >> 20);
     printf("median per transfer: wall to completion, process CPU around "
            "the submit; 'first' is a fresh context's first transfer\n");
     for (t = 0; t < 2 && rc == 0; t++) {
@@ -534,8 +538,7 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
         if (nxl_md_local(nxl_kv_agent_raw(b), &md) != NXL_OK ||
             nxl_md_load(nxl_kv_agent_raw(a), md.data, md.len, NULL, 0) !=
                 NXL_OK) {
-            fprintf(stderr, "kv-exec-bench: metadata: %s\n",
-                    nxl_last_error());
+            fprintf(stderr, "kv-exec-bench: metadata: %s\n", nxl_last_error());
             return 1;
         }
         nxl_blob_free(&md);
@@ -553,8 +556,8 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
                     const nxl_kv_layout_t *s = op ? vb[k] : la[k];
                     const nxl_kv_layout_t *d = op ? la[k] : vb[k];
 
-                    if (nxl_kv_build_dlists(s, si, d, di, n, 0, 0,
-                                            &dl[k]) != NXL_OK) {
+                    if (nxl_kv_build_dlists(s, si, d, di, n, 0, 0, &dl[k]) !=
+                        NXL_OK) {
                         fprintf(stderr, "kv-exec-bench: build: %s\n",
                                 nxl_last_error());
                         return 1;
@@ -570,8 +573,7 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
                                      op ? la[0] : vb[0], di, n, 0, &c);
                 if (first < 0 ||
                     kb_nixl_create(nxl_kv_agent_raw(a),
-                                   op ? NXL_READ : NXL_WRITE, &dl[0],
-                                   &c) < 0) {
+                                   op ? NXL_READ : NXL_WRITE, &dl[0], &c) < 0) {
                     return 1;
                 }
                 for (i = 0; i < reps; i++) {
@@ -582,16 +584,16 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
                     for (j = 0; j < 2; j++) {
                         kb_flush(scratch, scratch_len, round++);
                         if ((j == 0) == exec_first) {
-                            te[i] = kb_nixl_exec(ctx, op ? vb[sx] : la[sx],
-                                                 si, op ? la[sx] : vb[sx],
-                                                 di, n, 1, &ce[i]);
+                            te[i] = kb_nixl_exec(ctx, op ? vb[sx] : la[sx], si,
+                                                 op ? la[sx] : vb[sx], di, n, 1,
+                                                 &ce[i]);
                             if (te[i] < 0) {
                                 return 1;
                             }
                         } else {
-                            tb[i] = kb_nixl_create(
-                                nxl_kv_agent_raw(a),
-                                op ? NXL_READ : NXL_WRITE, &dl[sx], &cb[i]);
+                            tb[i] = kb_nixl_create(nxl_kv_agent_raw(a),
+                                                   op ? NXL_READ : NXL_WRITE,
+                                                   &dl[sx], &cb[i]);
                             if (tb[i] < 0) {
                                 return 1;
                             }
@@ -639,8 +641,10 @@ kb_nixl(const char *be, const char *row, size_t n, size_t reps, size_t sets,
     nxl_kv_agent_destroy(a);
     nxl_kv_agent_destroy(b);
     if (ran == 0 && rc == 0) {
-        fprintf(stderr, "kv-exec-bench: no row '%s' (OP,LAYOUT,IDS: "
-                "write|read,FC|LS,consecutive|shuffled)\n", row);
+        fprintf(stderr,
+                "kv-exec-bench: no row '%s' (OP,LAYOUT,IDS: "
+                "write|read,FC|LS,consecutive|shuffled)\n",
+                row);
         rc = 2;
     }
     free(la);
@@ -658,8 +662,12 @@ int
 main(int argc, char **argv)
 {
     nxl_kv_layout_config_t cfg = {
-        .num_layers = 2, .outer_dim = 2, .page_size = 16, .inner_dim = 128,
-        .alignment = 1, .dtype_width_bytes = 2,
+        .num_layers = 2,
+        .outer_dim = 2,
+        .page_size = 16,
+        .inner_dim = 128,
+        .alignment = 1,
+        .dtype_width_bytes = 2,
     };
     nxl_kv_loc_t sloc = {NXL_KV_SYSTEM, 0}, dloc = {NXL_KV_SYSTEM, 0};
     nxl_stream_t *stream = NULL;
@@ -691,8 +699,10 @@ main(int argc, char **argv)
             nxl_kv_loc_t *l = argv[i][2] == 's' ? &sloc : &dloc;
 
             if (kb_kind_parse(argv[++i], &l->kind) != 0) {
-                fprintf(stderr, "kv-exec-bench: unknown kind '%s' (System, "
-                        "Pinned or Device)\n", argv[i]);
+                fprintf(stderr,
+                        "kv-exec-bench: unknown kind '%s' (System, "
+                        "Pinned or Device)\n",
+                        argv[i]);
                 return 2;
             }
         } else if (strcmp(argv[i], "--nixl") == 0 && i + 1 < (size_t)argc) {
@@ -724,7 +734,7 @@ main(int argc, char **argv)
     if (nixl != NULL) {
         if (sloc.kind != NXL_KV_SYSTEM || dloc.kind != NXL_KV_SYSTEM) {
             fprintf(stderr, "kv-exec-bench: --nixl moves System blocks; "
-                    "drop --src and --dst\n");
+                            "drop --src and --dst\n");
             return 2;
         }
         seq = malloc(n * sizeof(size_t));
@@ -785,10 +795,10 @@ main(int argc, char **argv)
         return 1;
     }
     for (k = 0; k < sets; k++) {
-        if (nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sloc,
-                                NULL, &src[k]) != NXL_OK ||
-            nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, dloc,
-                                NULL, &dst[k]) != NXL_OK) {
+        if (nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, sloc, NULL,
+                                &src[k]) != NXL_OK ||
+            nxl_kv_layout_alloc(&cfg, NXL_KV_FULLY_CONTIGUOUS, 0, dloc, NULL,
+                                &dst[k]) != NXL_OK) {
             fprintf(stderr, "kv-exec-bench: layouts: %s\n", nxl_last_error());
             return 1;
         }
@@ -812,8 +822,8 @@ main(int argc, char **argv)
     printf("kv-exec-bench: %zu blocks of %u bytes (%.1f MiB) %s FC -> "
            "%s FC, %zu reps, %zu layout sets, %zu MiB flush\n",
            n, KB_BLOCK, (double)n * KB_BLOCK / (1 << 20),
-           nxl_kv_kind_name(sloc.kind), nxl_kv_kind_name(dloc.kind), reps,
-           sets, scratch_len >> 20);
+           nxl_kv_kind_name(sloc.kind), nxl_kv_kind_name(dloc.kind), reps, sets,
+           scratch_len >> 20);
     for (mode = 0; mode < 2; mode++) {
         const size_t *si = mode ? ps : seq, *di = mode ? pd : seq;
         double mm;
@@ -849,11 +859,9 @@ main(int argc, char **argv)
         }
         /* The last run on set 0 decides what it holds: check that run's
          * copy, by whichever method, against the source blocks. */
-        if (kb_check(kb_host_view(kb_base(src[0]), sloc.kind, hs,
-                                  n * KB_BLOCK),
+        if (kb_check(kb_host_view(kb_base(src[0]), sloc.kind, hs, n * KB_BLOCK),
                      si,
-                     kb_host_view(kb_base(dst[0]), dloc.kind, hd,
-                                  n * KB_BLOCK),
+                     kb_host_view(kb_base(dst[0]), dloc.kind, hd, n * KB_BLOCK),
                      di, n) != 0) {
             rc = 1;
         }
@@ -864,8 +872,7 @@ main(int argc, char **argv)
                mode ? "shuffled" : "consecutive", me * 1e3,
                (double)n * KB_BLOCK / me / 1e9,
                dir == NXL_COPY_H2H ? "memcpy loop" : "cuMemcpyAsync loop",
-               mm * 1e3,
-               (double)n * KB_BLOCK / mm / 1e9, me / mm);
+               mm * 1e3, (double)n * KB_BLOCK / mm / 1e9, me / mm);
     }
     /* The link's ceiling for device ends: one copy of all the bytes. */
     if (dir != NXL_COPY_H2H) {
@@ -902,8 +909,7 @@ main(int argc, char **argv)
             t0 = kb_now_ns();
             if (nxl_kv_build_dlists(src[0], ps, dst[0], pd, nb, 0, 0, &d) !=
                 NXL_OK) {
-                fprintf(stderr, "kv-exec-bench: build: %s\n",
-                        nxl_last_error());
+                fprintf(stderr, "kv-exec-bench: build: %s\n", nxl_last_error());
                 return 1;
             }
             tb[i] = (double)(kb_now_ns() - t0);

@@ -29,9 +29,9 @@
 
 #define BENCH_MAX_PARAMS 32
 #define BENCH_MAX_THREADS 64
-#define BENCH_MAX_PEERS 64       /* targets of one initiator, and back */
-#define BENCH_MAX_FILES 64       /* --num_files */
-#define BENCH_MAX_DEVS 16        /* --device_list entries */
+#define BENCH_MAX_PEERS 64 /* targets of one initiator, and back */
+#define BENCH_MAX_FILES 64 /* --num_files */
+#define BENCH_MAX_DEVS 16  /* --device_list entries */
 #define BENCH_TARGET_NAME "nxl-bench-target"
 #define BENCH_INITIATOR_NAME "nxl-bench-initiator"
 #define BENCH_MSG_MAX 4096
@@ -41,9 +41,9 @@
 
 /* --scheme: who moves data to whom in an etcd group. */
 typedef enum bench_scheme {
-    BENCH_PAIRWISE = 0,     /* rank 2k -> rank 2k+1 */
-    BENCH_MANYTOONE = 1,    /* every rank -> rank 0 */
-    BENCH_ONETOMANY = 2     /* rank 0 -> every rank */
+    BENCH_PAIRWISE = 0,  /* rank 2k -> rank 2k+1 */
+    BENCH_MANYTOONE = 1, /* every rank -> rank 0 */
+    BENCH_ONETOMANY = 2  /* rank 0 -> every rank */
 } bench_scheme_t;
 
 /* bench_opts_t holds every command-line setting. */
@@ -57,11 +57,11 @@ typedef struct bench_opts {
     size_t max_block;
     size_t start_batch;
     size_t max_batch;
-    size_t block_factor;    /* sweep step (2 = doubling; --smoke uses 4) */
+    size_t block_factor; /* sweep step (2 = doubling; --smoke uses 4) */
     size_t num_iter;
     size_t warmup_iter;
     size_t large_blk_iter_ftr;
-    int num_iter_set;       /* --num_iter given explicitly */
+    int num_iter_set; /* --num_iter given explicitly */
     size_t num_threads;
     size_t pipeline_depth;
     int check_consistency;
@@ -71,63 +71,63 @@ typedef struct bench_opts {
     int csv;
     int smoke;
     int prepared;
-    int hot;                /* every request reuses its first slice */
-    int desc_contig;        /* --desc_bench: contiguous remote blocks */
-    int no_pretouch;        /* skip the untimed whole-pool pass */
-    int base_memcpy;        /* shared baseline: plain memcpy, not NT */
-    long spin_us;           /* spin on status before sleeping in wait */
+    int hot;         /* every request reuses its first slice */
+    int desc_contig; /* --desc_bench: contiguous remote blocks */
+    int no_pretouch; /* skip the untimed whole-pool pass */
+    int base_memcpy; /* shared baseline: plain memcpy, not NT */
+    long spin_us;    /* spin on status before sleeping in wait */
     const char *target_host;
     uint16_t port;
-    const char *listen;     /* [ADDR:]PORT, target side */
-    int report_fd;          /* target: write "NXLB-PORT n" here */
-    const char *params_arg; /* --backend_params as given */
+    const char *listen;       /* [ADDR:]PORT, target side */
+    int report_fd;            /* target: write "NXLB-PORT n" here */
+    const char *params_arg;   /* --backend_params as given */
     const char *ucx_err_mode; /* --ucx_err_mode: UCX err_mode param */
-    char *params_buf;       /* owned, tokenized copy of it */
+    char *params_buf;         /* owned, tokenized copy of it */
     nxl_param_t params[BENCH_MAX_PARAMS];
     size_t num_params;
-    size_t desc_bench;      /* N descriptors; 0 = off */
+    size_t desc_bench; /* N descriptors; 0 = off */
     int lat_bench;
-    int timeout_s;          /* handshakes, notifications, one transfer */
-    const char *self_exe;   /* for re-executing as the target */
+    int timeout_s;        /* handshakes, notifications, one transfer */
+    const char *self_exe; /* for re-executing as the target */
     /* etcd rendezvous (group.c) */
     const char *etcd_endpoints; /* URL[,URL]; NULL = no etcd */
-    const char *group;      /* --benchmark_group */
+    const char *group;          /* --benchmark_group */
     bench_scheme_t scheme;
-    size_t world_size;      /* processes in the group */
+    size_t world_size; /* processes in the group */
     /* storage (storage.c): --backend POSIX */
-    int storage;            /* the backend moves DRAM <-> FILE locally */
-    const char *filepath;   /* directory of the files */
+    int storage;          /* the backend moves DRAM <-> FILE locally */
+    const char *filepath; /* directory of the files */
     size_t num_files;
-    int direct;             /* --storage_enable_direct: O_DIRECT */
-    int target_seg_set;     /* --target_seg_type given */
+    int direct;         /* --storage_enable_direct: O_DIRECT */
+    int target_seg_set; /* --target_seg_type given */
     /* VRAM (vram.c) */
-    const char *vram_device; /* auto | cuda | fake */
-    const char *device_list; /* as given; NULL = all */
+    const char *vram_device;     /* auto | cuda | fake */
+    const char *device_list;     /* as given; NULL = all */
     int dev_ids[BENCH_MAX_DEVS]; /* numeric --device_list: VRAM ordinals */
     size_t num_dev_ids;
-    int ucx_devices;        /* --device_list names UCX network devices */
+    int ucx_devices; /* --device_list names UCX network devices */
     /* behaviour */
-    int enable_pt;          /* agent progress thread */
-    long progress_threads;  /* backend thread-count param; 0 = default */
-    const char *pt_key;     /* that param's key in the backend */
-    int recreate_xfer;      /* create + release a transfer per request */
-    int reregister_mem;     /* register + deregister per request */
-    int rank;               /* this process's rank (local target: 1) */
+    int enable_pt;         /* agent progress thread */
+    long progress_threads; /* backend thread-count param; 0 = default */
+    const char *pt_key;    /* that param's key in the backend */
+    int recreate_xfer;     /* create + release a transfer per request */
+    int reregister_mem;    /* register + deregister per request */
+    int rank;              /* this process's rank (local target: 1) */
 } bench_opts_t;
 
 /* bench_peer_t is one peer of a session: a target (on an initiator) or an
  * initiator (on a target). */
 typedef struct bench_peer {
     char name[128];
-    uint64_t rbase;          /* its pool's address (FILE: 0) */
+    uint64_t rbase; /* its pool's address (FILE: 0) */
     size_t rsize;
     pid_t rpid;
     int rshared;
-    nxl_mem_t rmem;          /* its pool's memory kind */
-    uint64_t rdev;           /* its pool's dev_id */
+    nxl_mem_t rmem; /* its pool's memory kind */
+    uint64_t rdev;  /* its pool's dev_id */
     int same_host;
-    int done;                /* target side: it said "done" */
-    int rank;                /* etcd rank, -1 otherwise */
+    int done; /* target side: it said "done" */
+    int rank; /* etcd rank, -1 otherwise */
 } bench_peer_t;
 
 struct bench_group;
@@ -138,49 +138,49 @@ typedef struct bench_session {
     const bench_opts_t *o;
     nxl_agent_t *agent;
     nxl_backend_t *be;
-    char peer[256];          /* the other agent's name */
-    uint8_t *pool;           /* local pool, registered */
+    char peer[256]; /* the other agent's name */
+    uint8_t *pool;  /* local pool, registered */
     size_t pool_size;
-    size_t span;             /* usable: min(local, remote pool size) */
-    int pool_shared;         /* from nxl_mem_alloc_shared */
+    size_t span;     /* usable: min(local, remote pool size) */
+    int pool_shared; /* from nxl_mem_alloc_shared */
     int registered;
     /* initiator only: the target's pool and where it runs */
     uint64_t rbase;
     size_t rsize;
-    pid_t rpid;              /* target's pid (on the target: initiator's) */
+    pid_t rpid; /* target's pid (on the target: initiator's) */
     int rshared;
     int same_host;
-    int base_ok;             /* a baseline can be measured */
-    const char *base_name;   /* "process_vm_readv/writev", "nt-memcpy" */
-    uint8_t *base_pool;      /* shared mode: the second local pool */
-    int base_perftest;       /* UCX: sweep rows' baseline is ucx_perftest */
-    char perftest[256];      /* its path */
+    int base_ok;              /* a baseline can be measured */
+    const char *base_name;    /* "process_vm_readv/writev", "nt-memcpy" */
+    uint8_t *base_pool;       /* shared mode: the second local pool */
+    int base_perftest;        /* UCX: sweep rows' baseline is ucx_perftest */
+    char perftest[256];       /* its path */
     char perftest_lanes[256]; /* UCX lanes it reported (first row) */
-    int perftest_warned;     /* a failure reason was printed */
-    int base_iperf;          /* TCP: sweep rows' baseline is iperf3 */
-    char iperf[256];         /* its path */
-    char rhost[64];          /* initiator: the target's address */
-    unsigned iperf_port;     /* the target's iperf3 server, 0 = none */
-    double iperf_gbs;        /* the current op's iperf3 figure, < 0: none */
-    pid_t iperf_pid;         /* target: that server */
-    unsigned pp_port;        /* the target's raw TCP ping-pong server,
-                              * 0 = none (iperf.c) */
-    int pp_fd;               /* initiator: its connection, -1 = none */
-    int base_pp;             /* TCP: small rows and --lat_bench get a
-                              * raw ping-pong baseline */
-    int pp_warned;           /* a ping-pong failure was printed */
+    int perftest_warned;      /* a failure reason was printed */
+    int base_iperf;           /* TCP: sweep rows' baseline is iperf3 */
+    char iperf[256];          /* its path */
+    char rhost[64];           /* initiator: the target's address */
+    unsigned iperf_port;      /* the target's iperf3 server, 0 = none */
+    double iperf_gbs;         /* the current op's iperf3 figure, < 0: none */
+    pid_t iperf_pid;          /* target: that server */
+    unsigned pp_port;         /* the target's raw TCP ping-pong server,
+                               * 0 = none (iperf.c) */
+    int pp_fd;                /* initiator: its connection, -1 = none */
+    int base_pp;              /* TCP: small rows and --lat_bench get a
+                               * raw ping-pong baseline */
+    int pp_warned;            /* a ping-pong failure was printed */
     struct bench_pp_server *pp_srv; /* target: that server */
-    uint8_t *evict;          /* cache eviction buffer */
+    uint8_t *evict;                 /* cache eviction buffer */
     size_t evict_size;
-    pid_t child;             /* local mode: the target process */
+    pid_t child; /* local mode: the target process */
     /* received notifications not yet consumed */
     struct bench_msg {
         char *from;
         char *msg;
     } queue[16];
     size_t queue_len;
-    int failures;            /* consistency failures seen */
-    int peer_gone;           /* a send found the peer dead: stop talking */
+    int failures;  /* consistency failures seen */
+    int peer_gone; /* a send found the peer dead: stop talking */
     /* every peer (peers[0] mirrors peer, rbase, rsize, rpid above) */
     bench_peer_t peers[BENCH_MAX_PEERS];
     size_t npeers;
@@ -190,37 +190,37 @@ typedef struct bench_session {
      * the slice of the message being answered, peer its sender */
     int multi;
     size_t slice_off;
-    size_t slice_size;       /* 0: the whole pool */
-    size_t cur;              /* initiator: peers[cur] is peer, rbase, ... */
-    size_t lstride;          /* onetomany: local region size per target,
-                              * target j's at j * lstride; 0 otherwise */
-    size_t lbase;            /* the current peer's: cur * lstride */
+    size_t slice_size; /* 0: the whole pool */
+    size_t cur;        /* initiator: peers[cur] is peer, rbase, ... */
+    size_t lstride;    /* onetomany: local region size per target,
+                        * target j's at j * lstride; 0 otherwise */
+    size_t lbase;      /* the current peer's: cur * lstride */
     /* local pool kind and remote descriptors' kind */
     nxl_mem_t lmem;
     uint64_t ldev;
     nxl_mem_t rmem;
     const nxl_memkind_ops_t *dk; /* device kind of VRAM pools, or NULL */
-    int dev_fake;            /* dk is nxl-bench's host-memory stand-in */
-    uint8_t *stage;          /* host staging buffer for VRAM patterns */
+    int dev_fake;                /* dk is nxl-bench's host-memory stand-in */
+    uint8_t *stage;              /* host staging buffer for VRAM patterns */
     size_t stage_size;
-    int base_dev;            /* baseline: device-kind copy (VRAM pools) */
-    nxl_mem_t base_mem;      /* base_pool's kind (DRAM or VRAM) */
+    int base_dev;       /* baseline: device-kind copy (VRAM pools) */
+    nxl_mem_t base_mem; /* base_pool's kind (DRAM or VRAM) */
     /* storage */
     int nfiles;
-    int fds[BENCH_MAX_FILES];    /* the registered fds (O_DIRECT maybe) */
-    int vfds[BENCH_MAX_FILES];   /* plain fds: fill, verify */
+    int fds[BENCH_MAX_FILES];  /* the registered fds (O_DIRECT maybe) */
+    int vfds[BENCH_MAX_FILES]; /* plain fds: fill, verify */
     char paths[BENCH_MAX_FILES][512];
     size_t file_size;
     int files_registered;
-    int base_fio;            /* rows carry a fio column */
+    int base_fio; /* rows carry a fio column */
     char fio[256];
     int fio_warned;
     /* consistency accounting */
     uint64_t checked_bytes;
     size_t checked_rows;
-    size_t checked_ops[2];   /* rows verified per op */
+    size_t checked_ops[2]; /* rows verified per op */
     int mono_real_set;
-    int64_t mono_to_real;    /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
+    int64_t mono_to_real; /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns */
 } bench_session_t;
 
 /* --- nxl-bench.c: diagnostics ------------------------------------------- */
@@ -287,8 +287,8 @@ int bench_remote_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
 
 /* bench_remote_verify asks the target to check pattern key in the ranges.
  * Returns 0 when they hold it, 1 on a mismatch (reported), -1 on error. */
-int bench_remote_verify(bench_session_t *s, uint64_t key,
-                        const size_t *ranges, size_t nranges);
+int bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
+                        size_t nranges);
 
 /* --- baseline.c: memory helpers and baselines ---------------------------- */
 
@@ -414,8 +414,8 @@ double bench_iperf_row(const bench_session_t *s, nxl_op_t op, char *why,
  * bandwidth in GB/s, or -1 with the reason in why. The first lane
  * description UCX prints goes to lanes when lanes is empty. */
 double bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
-                          size_t iters, size_t warm, char *why,
-                          size_t whycap, char *lanes, size_t lanecap);
+                          size_t iters, size_t warm, char *why, size_t whycap,
+                          char *lanes, size_t lanecap);
 
 /* bench_rdesc fills d with the descriptor of the peer's pool range
  * [roff, roff+len): an address in its pool, or a file and offset in
@@ -449,14 +449,13 @@ int bench_storage_fill(bench_session_t *s, uint64_t key, const size_t *ranges,
 
 /* bench_storage_verify checks pattern key in the files' ranges: 0 right,
  * 1 wrong (printed, counted), -1 error. */
-int bench_storage_verify(bench_session_t *s, uint64_t key,
-                         const size_t *ranges, size_t n);
+int bench_storage_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
+                         size_t n);
 
 /* bench_storage_base moves n blocks with pread/pwrite through the
  * registered fds. Returns 0 or -1 (printed). */
 int bench_storage_base(bench_session_t *s, nxl_op_t op,
-                       const struct iovec *liov, const size_t *roff,
-                       size_t n);
+                       const struct iovec *liov, const size_t *roff, size_t n);
 
 /* bench_fio_row runs fio's io_uring engine on the session's files.
  * Returns GB/s, or -1 with the reason in why. */
@@ -525,12 +524,12 @@ typedef struct bench_row {
     bench_stats_t prep;
     bench_stats_t post;
     bench_stats_t tx;
-    double base_bw_gbs;      /* < 0: no baseline */
-    double fio_gbs;          /* storage: fio on the same files; < 0: none */
-    double agg_bw_gbs;       /* etcd group: all initiators; < 0: none */
-    double pp_bw_gbs;        /* TCP: raw ping-pong, same depth and
-                              * slices; < 0: none */
-    bench_stats_t pp_tx;     /* its post -> reply times */
+    double base_bw_gbs;  /* < 0: no baseline */
+    double fio_gbs;      /* storage: fio on the same files; < 0: none */
+    double agg_bw_gbs;   /* etcd group: all initiators; < 0: none */
+    double pp_bw_gbs;    /* TCP: raw ping-pong, same depth and
+                          * slices; < 0: none */
+    bench_stats_t pp_tx; /* its post -> reply times */
 } bench_row_t;
 
 /* bench_report_header prints the table header (or the CSV header). */

@@ -33,17 +33,17 @@
 struct bench_etcd {
     char eps[BENCH_ETCD_MAX_EPS][256]; /* "http://host:port", no slash */
     size_t neps;
-    size_t cur;                /* main thread's endpoint */
-    CURL *h;                   /* main thread's handle */
-    long long lease;           /* 0 = none */
+    size_t cur;      /* main thread's endpoint */
+    CURL *h;         /* main thread's handle */
+    long long lease; /* 0 = none */
     int ttl_s;
-    int timeout_ms;            /* one request, all endpoints */
+    int timeout_ms; /* one request, all endpoints */
     pthread_t ka;
     int ka_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    int lease_lost;            /* the keep-alive found the lease gone */
+    int lease_lost; /* the keep-alive found the lease gone */
 };
 
 /* answer_t collects one HTTP answer, bounded. */
@@ -214,9 +214,8 @@ j_int(json_object *o, const char *name, long long *out)
  * ({"error":..., "code":N}) is returned as -1 with its message in err,
  * and *code_p (may be NULL) set to its code; 0 otherwise. */
 static int
-call(bench_etcd_t *e, CURL *h, size_t *cur, const char *path,
-     const char *body, json_object **root_p, int *code_p, char *err,
-     size_t errcap)
+call(bench_etcd_t *e, CURL *h, size_t *cur, const char *path, const char *body,
+     json_object **root_p, int *code_p, char *err, size_t errcap)
 {
     char url[320];
     char cerr[CURL_ERROR_SIZE];
@@ -252,13 +251,12 @@ call(bench_etcd_t *e, CURL *h, size_t *cur, const char *path,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
         if (cc != CURLE_OK || http >= 500 || http == 0) {
             snprintf(err, errcap, "%s: %s", url,
-                     a.overflow ? "answer larger than 1 MiB"
+                     a.overflow        ? "answer larger than 1 MiB"
                      : cerr[0] != '\0' ? cerr
-                     : cc != CURLE_OK ? curl_easy_strerror(cc)
-                                      : "HTTP error");
+                     : cc != CURLE_OK  ? curl_easy_strerror(cc)
+                                       : "HTTP error");
             if (http >= 500 && a.buf != NULL) {
-                snprintf(err, errcap, "%s: HTTP %ld: %.200s", url, http,
-                         a.buf);
+                snprintf(err, errcap, "%s: HTTP %ld: %.200s", url, http, a.buf);
             }
             free(a.buf);
             continue;
@@ -309,8 +307,8 @@ call(bench_etcd_t *e, CURL *h, size_t *cur, const char *path,
 /* call_main runs call on the main thread's handle and prints a failure
  * as "etcd WHAT: detail". */
 static int
-call_main(bench_etcd_t *e, const char *what, const char *path,
-          const char *body, json_object **root_p)
+call_main(bench_etcd_t *e, const char *what, const char *path, const char *body,
+          json_object **root_p)
 {
     char err[1024];
 
@@ -510,8 +508,8 @@ bench_etcd_close(bench_etcd_t *e)
         char err[1024];
 
         snprintf(body, sizeof(body), "{\"ID\":\"%lld\"}", e->lease);
-        if (call(e, e->h, &e->cur, "/v3/lease/revoke", body, &root, NULL,
-                 err, sizeof(err)) == 0) {
+        if (call(e, e->h, &e->cur, "/v3/lease/revoke", body, &root, NULL, err,
+                 sizeof(err)) == 0) {
             json_object_put(root);
         } else if (!e->lease_lost) {
             bench_err("etcd lease revoke: %s (the group's keys expire in "

@@ -44,8 +44,7 @@ sleep_us(long us)
 
 /* say prints a progress line on stdout, or on stderr when stdout carries
  * JSON or CSV. */
-static void
-say(const bench_opts_t *o, const char *fmt, ...)
+static void say(const bench_opts_t *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -115,11 +114,11 @@ config_digest(const bench_opts_t *o)
              o->num_ops > 1 ? (int)o->ops[1] : -1, o->num_ops,
              (int)o->initiator_seg, (int)o->target_seg, o->start_block,
              o->max_block, o->block_factor, o->start_batch, o->max_batch,
-             o->num_iter, o->warmup_iter, o->large_blk_iter_ftr,
-             o->num_threads, o->pipeline_depth, o->check_consistency,
-             o->prepared, o->hot, o->smoke, o->world_size, o->lat_bench,
-             o->no_pretouch, o->recreate_xfer, o->reregister_mem,
-             o->shared, o->desc_bench, o->desc_contig, o->json);
+             o->num_iter, o->warmup_iter, o->large_blk_iter_ftr, o->num_threads,
+             o->pipeline_depth, o->check_consistency, o->prepared, o->hot,
+             o->smoke, o->world_size, o->lat_bench, o->no_pretouch,
+             o->recreate_xfer, o->reregister_mem, o->shared, o->desc_bench,
+             o->desc_contig, o->json);
     return fnv1a(0xcbf29ce484222325ull, buf);
 }
 
@@ -194,8 +193,8 @@ assign_roles(bench_group_t *g, bench_scheme_t scheme)
 
 /* list_ranks writes "0 (host pid), 2 (...)" for the rank keys in kvs. */
 static void
-list_ranks(const bench_group_t *g, const bench_kv_t *kvs, size_t n,
-           char *buf, size_t cap)
+list_ranks(const bench_group_t *g, const bench_kv_t *kvs, size_t n, char *buf,
+           size_t cap)
 {
     size_t used = 0;
     size_t plen = strlen(g->prefix) + strlen("rank/");
@@ -208,10 +207,9 @@ list_ranks(const bench_group_t *g, const bench_kv_t *kvs, size_t n,
         int w;
 
         (void)sscanf(kvs[i].val, "%127s %d", host, &pid);
-        w = snprintf(buf + used, cap - used, "%s%s (%s pid %d)",
-                     i > 0 ? ", " : "",
-                     strlen(kvs[i].key) > plen ? kvs[i].key + plen : "?",
-                     host, pid);
+        w = snprintf(
+            buf + used, cap - used, "%s%s (%s pid %d)", i > 0 ? ", " : "",
+            strlen(kvs[i].key) > plen ? kvs[i].key + plen : "?", host, pid);
         if (w < 0) {
             break;
         }
@@ -285,8 +283,7 @@ bench_group_join(const bench_opts_t *o, bench_group_t **g_p)
     snprintf(key, sizeof(key), "%srank/", g->prefix);
     if (g->rank < 0) {
         if (bench_etcd_range(g->etcd, key, kvs, g->world, &n) == 0) {
-            list_ranks(g, kvs, n < g->world ? n : g->world, list,
-                       sizeof(list));
+            list_ranks(g, kvs, n < g->world ? n : g->world, list, sizeof(list));
         } else {
             snprintf(list, sizeof(list), "?");
         }
@@ -318,7 +315,8 @@ bench_group_join(const bench_opts_t *o, bench_group_t **g_p)
             goto fail;
         }
         if (bench_now_ns() >= next_say) {
-            say(o, "waiting for %zu ranks in group '%s' at %s (%zu here, "
+            say(o,
+                "waiting for %zu ranks in group '%s' at %s (%zu here, "
                 "this is rank %d)...",
                 g->world, o->group, bench_etcd_url(g->etcd), n, g->rank);
             next_say = bench_now_ns() + (said++ < 1 ? 5 : 10) * 1000000000ull;
@@ -472,7 +470,8 @@ bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
             goto out;
         }
         if (bench_now_ns() >= next_say) {
-            say(o, "waiting for %zu ranks in group '%s' at barrier %s (%zu "
+            say(o,
+                "waiting for %zu ranks in group '%s' at barrier %s (%zu "
                 "here)...",
                 need, o->group, tag, n);
             next_say = bench_now_ns() + 10000000000ull;
@@ -604,8 +603,7 @@ bench_group_leave(bench_group_t *g, int ok)
                 bench_kv_t kv;
                 size_t n = 0;
 
-                if (bench_etcd_range(g->etcd, key, &kv, 1, &n) != 0 ||
-                    n == 0) {
+                if (bench_etcd_range(g->etcd, key, &kv, 1, &n) != 0 || n == 0) {
                     break;
                 }
                 sleep_us(20000);

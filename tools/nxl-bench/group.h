@@ -12,16 +12,16 @@
 typedef struct bench_group {
     const bench_opts_t *o;
     bench_etcd_t *etcd;
-    char prefix[160];          /* "nxl-bench/<group>/" */
+    char prefix[160]; /* "nxl-bench/<group>/" */
     int rank;
     size_t world;
-    int initiator;             /* this rank's role */
+    int initiator;              /* this rank's role */
     int peers[BENCH_MAX_PEERS]; /* the other side's ranks */
     size_t npeers;
     int inits[BENCH_MAX_PEERS + 1]; /* every initiator's rank, ascending */
     size_t ninits;
-    int reporter;              /* the lowest initiator: prints aggregates */
-    uint64_t rows;             /* row barriers passed */
+    int reporter;  /* the lowest initiator: prints aggregates */
+    uint64_t rows; /* row barriers passed */
 } bench_group_t;
 
 /* bench_group_name_ok says whether name is 1..64 bytes of [A-Za-z0-9._-]. */
@@ -31,8 +31,7 @@ int bench_group_name_ok(const char *name);
 const char *bench_scheme_name(bench_scheme_t s);
 
 /* bench_group_agent writes the agent name of rank into buf. */
-void bench_group_agent(const bench_opts_t *o, int rank, char *buf,
-                       size_t cap);
+void bench_group_agent(const bench_opts_t *o, int rank, char *buf, size_t cap);
 
 /* bench_group_join takes a rank in o->group through etcd, waits up to
  * --timeout for o->world_size ranks (printing what it waits for), checks
@@ -50,8 +49,8 @@ int bench_group_barrier(bench_group_t *g, const char *tag, int all,
  * realtime t0 and t1 (ns). The reporter waits for every initiator and
  * sets *agg_p to all bytes over the union of their intervals (GB/s);
  * otherwise *agg_p = -1. Returns 0 or -1. */
-int bench_group_result(bench_group_t *g, uint64_t bytes, int64_t t0,
-                       int64_t t1, double *agg_p);
+int bench_group_result(bench_group_t *g, uint64_t bytes, int64_t t0, int64_t t1,
+                       double *agg_p);
 
 /* bench_group_leave ends the group (the "end" barrier when ok, then rank
  * 0 deletes the group's keys) and revokes the lease. Frees g; accepts

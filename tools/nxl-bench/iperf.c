@@ -122,16 +122,21 @@ parse_error(const char *out, char *buf, size_t cap)
 }
 
 double
-bench_iperf_row(const bench_session_t *s, nxl_op_t op, char *why,
-                size_t whycap)
+bench_iperf_row(const bench_session_t *s, nxl_op_t op, char *why, size_t whycap)
 {
     const bench_opts_t *o = s->o;
     char pp[16], host[64], err[192];
-    char *argv[] = {"iperf3", "-c", host, "-p", pp, "-t",
-                    o->smoke ? "1" : IP_SECS, "-J",
-                    op == NXL_READ ? "-R" : NULL, NULL};
-    uint64_t deadline =
-        bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
+    char *argv[] = {"iperf3",
+                    "-c",
+                    host,
+                    "-p",
+                    pp,
+                    "-t",
+                    o->smoke ? "1" : IP_SECS,
+                    "-J",
+                    op == NXL_READ ? "-R" : NULL,
+                    NULL};
+    uint64_t deadline = bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
     char *out = malloc(IP_OUT_MAX);
     double bw = -1;
     int st = -1;
@@ -176,13 +181,13 @@ bench_iperf_row(const bench_session_t *s, nxl_op_t op, char *why,
 
 /* bench_pp_server is the target's ping-pong server thread. */
 struct bench_pp_server {
-    int lfd;                 /* listening socket */
+    int lfd; /* listening socket */
     pthread_t thread;
-    pthread_mutex_t lock;    /* cfd */
-    int cfd;                 /* the connection being served, or -1 */
+    pthread_mutex_t lock; /* cfd */
+    int cfd;              /* the connection being served, or -1 */
     atomic_int stop;
-    size_t size;             /* buffer bytes (the pool's size) */
-    uint8_t *buf;            /* bench_map'ed at the first connection */
+    size_t size;  /* buffer bytes (the pool's size) */
+    uint8_t *buf; /* bench_map'ed at the first connection */
 };
 
 /* put_le32/put_le64/get_le32/get_le64: the request's integers. */
@@ -362,7 +367,8 @@ pp_main(void *arg)
             pp_serve_conn(srv, fd);
         } else {
             bench_err("target: ping-pong: no memory for its %zu-byte "
-                      "buffer", srv->size);
+                      "buffer",
+                      srv->size);
         }
         pthread_mutex_lock(&srv->lock);
         srv->cfd = -1;
@@ -395,8 +401,7 @@ bench_pp_server_start(const char *addr, size_t pool_size,
     a.sin_addr.s_addr = htonl(INADDR_ANY);
     if (addr != NULL && addr[0] != '\0' &&
         inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
-        bench_err("target: ping-pong server: %s is not an IPv4 address",
-                  addr);
+        bench_err("target: ping-pong server: %s is not an IPv4 address", addr);
         free(srv);
         return 0;
     }
@@ -420,8 +425,7 @@ bench_pp_server_start(const char *addr, size_t pool_size,
     pthread_mutex_init(&srv->lock, NULL);
     e = pthread_create(&srv->thread, NULL, pp_main, srv);
     if (e != 0) {
-        bench_err("target: ping-pong server: pthread_create: %s",
-                  strerror(e));
+        bench_err("target: ping-pong server: pthread_create: %s", strerror(e));
         pthread_mutex_destroy(&srv->lock);
         close(srv->lfd);
         free(srv);
@@ -526,10 +530,8 @@ bench_pp_done(bench_session_t *s, nxl_op_t op, size_t off, size_t len,
         rc = recv_all(s->pp_fd, ack, sizeof(ack));
     }
     if (rc != 0) {
-        snprintf(why, whycap, "receive from %s:%u: %s", s->rhost,
-                 s->pp_port,
-                 rc > 0 ? "the server closed the connection"
-                        : strerror(errno));
+        snprintf(why, whycap, "receive from %s:%u: %s", s->rhost, s->pp_port,
+                 rc > 0 ? "the server closed the connection" : strerror(errno));
         return -1;
     }
     if (op == NXL_WRITE && get_le64(ack) != len) {

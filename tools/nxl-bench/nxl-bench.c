@@ -332,8 +332,7 @@ parse_devices(const char *s, bench_opts_t *o)
         v = strtol(p, &end, 10);
         if (end == p + n && errno == 0 && v >= 0 && v < 1024) {
             if (o->num_dev_ids == BENCH_MAX_DEVS) {
-                bench_err("--device_list: at most %d devices",
-                          BENCH_MAX_DEVS);
+                bench_err("--device_list: at most %d devices", BENCH_MAX_DEVS);
                 return -1;
             }
             o->dev_ids[o->num_dev_ids++] = (int)v;
@@ -455,10 +454,23 @@ flag_is(const char *name, size_t len, const char *want)
 
 /* Flags that take no value (a value may still follow '='). */
 static const char *const bool_flags[] = {
-    "check_consistency", "prepared", "prepared_xfer", "shared", "json",
-    "csv", "smoke", "lat_bench", "help", "hot", "desc_contig",
-    "no_pretouch", "storage_enable_direct", "enable_pt", "recreate_xfer",
-    "reregister_mem", NULL,
+    "check_consistency",
+    "prepared",
+    "prepared_xfer",
+    "shared",
+    "json",
+    "csv",
+    "smoke",
+    "lat_bench",
+    "help",
+    "hot",
+    "desc_contig",
+    "no_pretouch",
+    "storage_enable_direct",
+    "enable_pt",
+    "recreate_xfer",
+    "reregister_mem",
+    NULL,
 };
 
 /* is_bool_flag says whether name (len bytes) is a boolean flag. */
@@ -483,20 +495,20 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
     int b;
 
 #define IS(x) flag_is(name, len, x)
-#define SIZE_FLAG(x, field)                                                   \
-    if (IS(x)) {                                                              \
-        if (parse_size(val, &o->field) != 0 || o->field == 0) {               \
-            goto bad;                                                         \
-        }                                                                     \
-        return 0;                                                             \
+#define SIZE_FLAG(x, field)                                                    \
+    if (IS(x)) {                                                               \
+        if (parse_size(val, &o->field) != 0 || o->field == 0) {                \
+            goto bad;                                                          \
+        }                                                                      \
+        return 0;                                                              \
     }
-#define BOOL_FLAG(x, field)                                                   \
-    if (IS(x)) {                                                              \
-        if (parse_bool(val, &b) != 0) {                                       \
-            goto bad;                                                         \
-        }                                                                     \
-        o->field = b;                                                         \
-        return 0;                                                             \
+#define BOOL_FLAG(x, field)                                                    \
+    if (IS(x)) {                                                               \
+        if (parse_bool(val, &b) != 0) {                                        \
+            goto bad;                                                          \
+        }                                                                      \
+        o->field = b;                                                          \
+        return 0;                                                              \
     }
     if (IS("help")) {
         return 1;
@@ -506,11 +518,12 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
         return 0;
     }
     if (IS("op_type")) {
-        return parse_ops(val, o) == 0 ? 0 : (bench_err("--op_type %s: want "
-                                                       "READ, WRITE or "
-                                                       "READ,WRITE",
-                                                       val),
-                                             -1);
+        return parse_ops(val, o) == 0 ? 0
+                                      : (bench_err("--op_type %s: want "
+                                                   "READ, WRITE or "
+                                                   "READ,WRITE",
+                                                   val),
+                                         -1);
     }
     if (IS("initiator_seg_type")) {
         return parse_seg("--initiator_seg_type", val, &o->initiator_seg);
@@ -549,9 +562,9 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
     }
     BOOL_FLAG("storage_enable_direct", direct)
     if (IS("vram_device")) {
-        if (val == NULL || (strcasecmp(val, "auto") != 0 &&
-                            strcasecmp(val, "cuda") != 0 &&
-                            strcasecmp(val, "fake") != 0)) {
+        if (val == NULL ||
+            (strcasecmp(val, "auto") != 0 && strcasecmp(val, "cuda") != 0 &&
+             strcasecmp(val, "fake") != 0)) {
             goto bad;
         }
         o->vram_device = val;
@@ -650,9 +663,9 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
         return 0;
     }
     if (IS("ucx_err_mode")) {
-        if (val == NULL || (strcmp(val, "peer") != 0 &&
-                            strcmp(val, "none") != 0 &&
-                            strcmp(val, "auto") != 0)) {
+        if (val == NULL ||
+            (strcmp(val, "peer") != 0 && strcmp(val, "none") != 0 &&
+             strcmp(val, "auto") != 0)) {
             goto bad;
         }
         o->ucx_err_mode = val;
@@ -668,8 +681,7 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
               (int)len, name);
     return -1;
 bad:
-    bench_err("--%.*s: bad value '%s'", (int)len, name,
-              val != NULL ? val : "");
+    bench_err("--%.*s: bad value '%s'", (int)len, name, val != NULL ? val : "");
     return -1;
 #undef IS
 #undef SIZE_FLAG
@@ -849,8 +861,7 @@ check_storage(bench_opts_t *o)
         return -1;
     }
     if (o->num_files > BENCH_MAX_FILES) {
-        bench_err("--num_files %zu: at most %d", o->num_files,
-                  BENCH_MAX_FILES);
+        bench_err("--num_files %zu: at most %d", o->num_files, BENCH_MAX_FILES);
         return -1;
     }
     if (o->shared) {
@@ -948,8 +959,7 @@ check_opts(bench_opts_t *o)
         }
         o->max_block = o->start_block; /* only start_block is used */
     }
-    if (check_backend(o) != 0 || check_storage(o) != 0 ||
-        check_group(o) != 0) {
+    if (check_backend(o) != 0 || check_storage(o) != 0 || check_group(o) != 0) {
         return -1;
     }
     if (o->max_batch < o->start_batch) {

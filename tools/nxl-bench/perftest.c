@@ -128,11 +128,20 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
     const bench_opts_t *o = s->o;
     char sz[32], nn[32], ww[32], pp[16], tail[192];
     char *sargv[] = {"ucx_perftest", "-p", pp, NULL};
-    char *cargv[] = {"ucx_perftest", "127.0.0.1", "-p", pp, "-t",
+    char *cargv[] = {"ucx_perftest",
+                     "127.0.0.1",
+                     "-p",
+                     pp,
+                     "-t",
                      op == NXL_WRITE ? "ucp_put_bw" : "ucp_get",
-                     "-s", sz, "-n", nn, "-w", ww, NULL};
-    uint64_t deadline =
-        bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
+                     "-s",
+                     sz,
+                     "-n",
+                     nn,
+                     "-w",
+                     ww,
+                     NULL};
+    uint64_t deadline = bench_now_ns() + (uint64_t)o->timeout_s * 1000000000ull;
     unsigned port = bench_free_port(NULL);
     pt_env senv = {o, 0}, cenv = {o, 1};
     char *out = NULL;
@@ -176,12 +185,16 @@ bench_perftest_row(const bench_session_t *s, nxl_op_t op, size_t block,
         st = -1;
     }
     if (st < 0) {
-        snprintf(why, whycap, "ucx_perftest did not finish within %d s "
-                 "(killed)", o->timeout_s);
+        snprintf(why, whycap,
+                 "ucx_perftest did not finish within %d s "
+                 "(killed)",
+                 o->timeout_s);
     } else if ((bw = parse_final(out)) < 0) {
         bench_last_line(out, tail, sizeof(tail));
-        snprintf(why, whycap, "ucx_perftest printed no 'Final:' line (%s "
-                 "%d): %s", WIFEXITED(st) ? "exit" : "signal",
+        snprintf(why, whycap,
+                 "ucx_perftest printed no 'Final:' line (%s "
+                 "%d): %s",
+                 WIFEXITED(st) ? "exit" : "signal",
                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), tail);
     } else if (lanes != NULL && lanes[0] == '\0') {
         parse_lanes(out, lanes, lanecap);

@@ -46,9 +46,9 @@ bench_stats(uint64_t *v, size_t n)
     rank = (n * 99 + 99) / 100; /* ceil(0.99 n) */
     st.avg_us = sum / (double)n / 1000.0;
     st.p99_us = (double)v[rank - 1] / 1000.0;
-    st.med_us = (n % 2 == 1) ? (double)v[n / 2] / 1000.0
-                             : ((double)v[n / 2 - 1] + (double)v[n / 2]) /
-                                   2000.0;
+    st.med_us = (n % 2 == 1)
+                    ? (double)v[n / 2] / 1000.0
+                    : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2000.0;
     return st;
 }
 
@@ -57,7 +57,7 @@ static const struct {
     const char *title;
     int width;
 } cols[] = {
-    {"Block Size (B)", 15}, {"Batch Size", 11},   {"B/W (GB/Sec)", 13},
+    {"Block Size (B)", 15}, {"Batch Size", 11},    {"B/W (GB/Sec)", 13},
     {"Avg Lat. (us)", 14},  {"Avg Prep (us)", 14}, {"P99 Prep (us)", 14},
     {"Avg Post (us)", 14},  {"P99 Post (us)", 14}, {"Avg Tx (us)", 12},
     {"P99 Tx (us)", 12},    {"Med Tx (us)", 12},   {"Base B/W", 10},

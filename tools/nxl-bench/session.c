@@ -58,8 +58,7 @@ bench_pool_default(const bench_opts_t *o)
         if (size < 4 * bench_llc_size()) {
             size = 4 * bench_llc_size();
         }
-        need = o->max_block * o->max_batch * o->num_threads *
-               o->pipeline_depth;
+        need = o->max_block * o->max_batch * o->num_threads * o->pipeline_depth;
         if (size < need) {
             size = need;
         }
@@ -455,8 +454,7 @@ bench_send(bench_session_t *s, const char *fmt, ...)
         if (st == NXL_ERR_REMOTE_DISCONNECT || st == NXL_ERR_NOT_FOUND) {
             s->peer_gone = 1; /* say it once */
         }
-        return bench_nxl_err(st, "nxl_notif_send(%s, \"%.20s\")", s->peer,
-                             buf);
+        return bench_nxl_err(st, "nxl_notif_send(%s, \"%.20s\")", s->peer, buf);
     }
     return 0;
 }
@@ -580,8 +578,7 @@ bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
     if (strcmp(ans + n, "ok") == 0) {
         return 0;
     }
-    bench_err("consistency: target found wrong data after WRITE (%s)",
-              ans + n);
+    bench_err("consistency: target found wrong data after WRITE (%s)", ans + n);
     s->failures++;
     return 1;
 }
@@ -666,14 +663,12 @@ target_handle(bench_session_t *s, const char *msg)
         char pidns[64];
 
         host_identity(boot, sizeof(boot), pidns, sizeof(pidns));
-        return bench_send(s,
-                          "NXLB region %llx %zu %d %d %s %s %u %d %llu %u",
-                          (unsigned long long)(uintptr_t)(s->pool +
-                                                          s->slice_off),
-                          s->slice_size != 0 ? s->slice_size : s->pool_size,
-                          (int)getpid(), s->pool_shared, boot,
-                          pidns, s->iperf_port, (int)s->lmem,
-                          (unsigned long long)s->ldev, s->pp_port);
+        return bench_send(
+            s, "NXLB region %llx %zu %d %d %s %s %u %d %llu %u",
+            (unsigned long long)(uintptr_t)(s->pool + s->slice_off),
+            s->slice_size != 0 ? s->slice_size : s->pool_size, (int)getpid(),
+            s->pool_shared, boot, pidns, s->iperf_port, (int)s->lmem,
+            (unsigned long long)s->ldev, s->pp_port);
     }
     if (strcmp(msg, "NXLB ping") == 0) {
         return 0;
@@ -688,9 +683,8 @@ target_handle(bench_session_t *s, const char *msg)
             return -1;
         }
         for (i = 0; i < n; i++) {
-            if (bench_pool_fill(s, s->slice_off + ranges[2 * i],
-                                ranges[2 * i], ranges[2 * i + 1],
-                                key) != 0) {
+            if (bench_pool_fill(s, s->slice_off + ranges[2 * i], ranges[2 * i],
+                                ranges[2 * i + 1], key) != 0) {
                 return -1;
             }
         }
@@ -705,8 +699,7 @@ target_handle(bench_session_t *s, const char *msg)
         for (i = 0; i < n; i++) {
             size_t bad = SIZE_MAX;
 
-            if (bench_pool_check(s, s->slice_off + ranges[2 * i],
-                                 ranges[2 * i],
+            if (bench_pool_check(s, s->slice_off + ranges[2 * i], ranges[2 * i],
                                  ranges[2 * i + 1], key, &bad) != 0) {
                 return -1;
             }
@@ -835,10 +828,9 @@ multi_target_loop(bench_session_t *s)
                 if (p->done) {
                     continue;
                 }
-                if (p->rpid > 0 && kill(p->rpid, 0) != 0 &&
-                    errno == ESRCH) {
-                    bench_err("target: initiator %s (pid %d) is gone",
-                              p->name, (int)p->rpid);
+                if (p->rpid > 0 && kill(p->rpid, 0) != 0 && errno == ESRCH) {
+                    bench_err("target: initiator %s (pid %d) is gone", p->name,
+                              (int)p->rpid);
                     return -1;
                 }
                 if (nxl_md_check(s->agent, p->name, NULL) != NXL_OK) {
@@ -1048,8 +1040,8 @@ bench_run_group_target(const bench_opts_t *o, struct bench_group *g)
     s.npeers = g->npeers;
     if (s.multi) {
         s.peer[0] = '\0'; /* set per message */
-        snprintf(peer, sizeof(peer), "%zu initiators (ranks 1..%zu)",
-                 g->npeers, g->npeers);
+        snprintf(peer, sizeof(peer), "%zu initiators (ranks 1..%zu)", g->npeers,
+                 g->npeers);
     }
     fprintf(o->json || o->csv ? stderr : stdout,
             "nxl-bench: rank %d of %zu in group '%s': target %s of %s, %s "
@@ -1199,8 +1191,7 @@ launch_target(bench_session_t *s, size_t pool_size, uint16_t *port_p)
     }
     close(pfd[0]);
     line[used] = '\0';
-    if (sscanf(line, "NXLB-PORT %u", &port) != 1 || port == 0 ||
-        port > 65535) {
+    if (sscanf(line, "NXLB-PORT %u", &port) != 1 || port == 0 || port > 65535) {
         bench_err("the local target reported '%s'", line);
         return -1;
     }
@@ -1359,9 +1350,9 @@ handshake(bench_session_t *s, size_t j)
                    s->o->timeout_s * 1000) != 0) {
         return -1;
     }
-    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u %d %llu %u",
-               &base, &size, &pid, &shared, rboot, rpidns, &iperf_port, &rmem,
-               &rdev, &pp_port);
+    n = sscanf(ans, "NXLB region %llx %zu %d %d %63s %63s %u %d %llu %u", &base,
+               &size, &pid, &shared, rboot, rpidns, &iperf_port, &rmem, &rdev,
+               &pp_port);
     if ((n != 6 && n != 7 && n != 9 && n != 10) ||
         (n >= 7 && iperf_port > 65535) || (n >= 10 && pp_port > 65535) ||
         (rmem != NXL_DRAM && rmem != NXL_VRAM)) {
@@ -1404,7 +1395,7 @@ static void
 setup_pingpong(bench_session_t *s)
 {
     const bench_opts_t *o = s->o;
-    const char *then = !o->lat_bench ? "; the PP columns are '-'"
+    const char *then = !o->lat_bench  ? "; the PP columns are '-'"
                        : s->same_host ? "; using process_vm_readv/writev"
                                       : "; the baseline is '-'";
     char why[256];
@@ -1489,8 +1480,7 @@ setup_baseline(bench_session_t *s)
                       "not installed there; Debian/Ubuntu: iperf3)%s",
                       s->same_host ? "; using process_vm_readv/writev"
                                    : "; Base B/W is '-'");
-        } else if (bench_find_exe("iperf3", s->iperf, sizeof(s->iperf)) !=
-                   0) {
+        } else if (bench_find_exe("iperf3", s->iperf, sizeof(s->iperf)) != 0) {
             bench_err("Base B/W: iperf3 is not installed here (Debian/"
                       "Ubuntu: iperf3)%s",
                       s->same_host ? "; using process_vm_readv/writev"
@@ -1556,8 +1546,7 @@ static void
 print_header(const bench_session_t *s, const char *where)
 {
     const bench_opts_t *o = s->o;
-    const char *ops =
-        o->num_ops == 2 ? "READ,WRITE" : bench_op_name(o->ops[0]);
+    const char *ops = o->num_ops == 2 ? "READ,WRITE" : bench_op_name(o->ops[0]);
     char a[32];
     char b[32];
     char dev[160];
@@ -1608,8 +1597,7 @@ print_header(const bench_session_t *s, const char *where)
                "data\n",
                bench_fmt_size(s->span, a, sizeof(a)),
                bench_fmt_size(bench_llc_size(), b, sizeof(b)),
-               o->prepared ? "nxl_dlist_prep+nxl_xfer_make"
-                           : "nxl_xfer_create",
+               o->prepared ? "nxl_dlist_prep+nxl_xfer_make" : "nxl_xfer_create",
                o->num_threads, o->pipeline_depth, o->num_iter, o->warmup_iter,
                o->large_blk_iter_ftr, o->hot ? "hot (slices reused)" : "cold");
     }
@@ -1748,8 +1736,7 @@ bench_session_open(bench_session_t *s, const bench_opts_t *o,
         } else {
             snprintf(where, sizeof(where),
                      "%s (rank %d of %zu, group '%s', etcd %s)", peer,
-                     grp->peers[0], grp->world, o->group,
-                     o->etcd_endpoints);
+                     grp->peers[0], grp->world, o->group, o->etcd_endpoints);
         }
         return session_common(s, where);
     }

@@ -83,8 +83,7 @@ bench_storage_open(bench_session_t *s, size_t pool_size)
 
         snprintf(s->paths[i], sizeof(s->paths[i]), "%s/nxl-bench-%d-%d.dat",
                  o->filepath, (int)getpid(), i);
-        s->fds[i] = open(s->paths[i], flags | (o->direct ? O_DIRECT : 0),
-                         0644);
+        s->fds[i] = open(s->paths[i], flags | (o->direct ? O_DIRECT : 0), 0644);
         if (s->fds[i] < 0 && o->direct && errno == EINVAL) {
             bench_err("--storage_enable_direct: the file system of %s does "
                       "not support O_DIRECT (tmpfs?): pick a directory on a "
@@ -101,8 +100,7 @@ bench_storage_open(bench_session_t *s, size_t pool_size)
         }
         s->nfiles = i + 1;
         s->vfds[i] = open(s->paths[i], O_RDWR | O_CLOEXEC);
-        if (s->vfds[i] < 0 ||
-            ftruncate(s->fds[i], (off_t)s->file_size) != 0) {
+        if (s->vfds[i] < 0 || ftruncate(s->fds[i], (off_t)s->file_size) != 0) {
             bench_err("%s: %s", s->paths[i], strerror(errno));
             return -1;
         }
@@ -115,10 +113,9 @@ bench_storage_open(bench_session_t *s, size_t pool_size)
     dl.count = (size_t)s->nfiles;
     rc = nxl_mem_register(s->agent, &dl, NULL);
     if (rc != NXL_OK) {
-        return bench_nxl_err(rc, "nxl_mem_register(%d files of %s in %s)",
-                             s->nfiles,
-                             bench_fmt_size(s->file_size, a, sizeof(a)),
-                             o->filepath);
+        return bench_nxl_err(
+            rc, "nxl_mem_register(%d files of %s in %s)", s->nfiles,
+            bench_fmt_size(s->file_size, a, sizeof(a)), o->filepath);
     }
     s->files_registered = 1;
     s->rmem = NXL_FILE;
@@ -381,8 +378,9 @@ bench_storage_base(bench_session_t *s, nxl_op_t op, const struct iovec *liov,
             bench_err("baseline: %s %s at %zu: %s",
                       op == NXL_WRITE ? "pwrite" : "pread",
                       f >= 0 ? s->paths[f] : "?", foff,
-                      f < 0 ? "outside the files"
-                      : errno != 0 ? strerror(errno) : "end of file");
+                      f < 0        ? "outside the files"
+                      : errno != 0 ? strerror(errno)
+                                   : "end of file");
             return -1;
         }
     }
@@ -543,8 +541,7 @@ bench_fio_row(bench_session_t *s, nxl_op_t op, size_t block, size_t depth,
 
         bench_last_line(out, last, sizeof(last));
         snprintf(why, whycap, "fio %s (%s)",
-                 st == -1 ? "did not finish within --timeout" : "failed",
-                 last);
+                 st == -1 ? "did not finish within --timeout" : "failed", last);
         free(out);
         return -1;
     }

@@ -27,12 +27,12 @@
 typedef struct worker {
     struct run *run;
     size_t tid;
-    nxl_xfer_t **reqs;      /* nreq x nt requests: slice k of the region
-                             * to target j at reqs[k * nt + j] */
-    uint64_t *post_ns;      /* iters samples: time inside nxl_xfer_post */
-    uint64_t *tx_ns;        /* iters samples: post to completion */
-    size_t *fq;             /* in-flight FIFO: sample index */
-    uint64_t *ft;           /* in-flight FIFO: post start time */
+    nxl_xfer_t **reqs; /* nreq x nt requests: slice k of the region
+                        * to target j at reqs[k * nt + j] */
+    uint64_t *post_ns; /* iters samples: time inside nxl_xfer_post */
+    uint64_t *tx_ns;   /* iters samples: post to completion */
+    size_t *fq;        /* in-flight FIFO: sample index */
+    uint64_t *ft;      /* in-flight FIFO: post start time */
     uint64_t t0;
     uint64_t t1;
     int failed;
@@ -47,19 +47,19 @@ typedef struct run {
     size_t batch;
     size_t threads;
     size_t depth;
-    size_t iters;           /* timed requests per thread */
-    size_t warm;            /* untimed requests per thread first */
-    int record_base;        /* keep per-iteration baseline times */
-    nxl_prepped_t **lprep;  /* prepared mode: all blocks of the pool,
-                             * per target (onetomany: its local region) */
-    nxl_prepped_t **rprep;  /* the same of every target's pool */
-    size_t nt;              /* targets: request streams per iteration */
+    size_t iters;          /* timed requests per thread */
+    size_t warm;           /* untimed requests per thread first */
+    int record_base;       /* keep per-iteration baseline times */
+    nxl_prepped_t **lprep; /* prepared mode: all blocks of the pool,
+                            * per target (onetomany: its local region) */
+    nxl_prepped_t **rprep; /* the same of every target's pool */
+    size_t nt;             /* targets: request streams per iteration */
     /* derived */
     size_t slice;
     size_t region;
     size_t nreq;
     uint64_t *prep_ns;
-    uint64_t *base_ns;      /* iters baseline samples (record_base) */
+    uint64_t *base_ns; /* iters baseline samples (record_base) */
     pthread_barrier_t barrier;
     worker_t w[BENCH_MAX_THREADS];
 } run_t;
@@ -67,7 +67,7 @@ typedef struct run {
 static uint64_t key_seq;
 
 static nxl_status_t make_one(run_t *r, size_t t, size_t k, size_t j,
-                            nxl_xfer_t **x_p);
+                             nxl_xfer_t **x_p);
 
 /* next_key returns a fresh consistency pattern key. */
 static uint64_t
@@ -83,9 +83,9 @@ worker_fail(worker_t *w, nxl_status_t st, const char *what)
 {
     const char *d = nxl_last_error();
 
-    snprintf(w->msg, sizeof(w->msg), "%s: %s (%s)%s%s", what,
-             nxl_strerror(st), nxl_status_name(st),
-             (d != NULL && d[0] != '\0') ? ": " : "", d != NULL ? d : "");
+    snprintf(w->msg, sizeof(w->msg), "%s: %s (%s)%s%s", what, nxl_strerror(st),
+             nxl_status_name(st), (d != NULL && d[0] != '\0') ? ": " : "",
+             d != NULL ? d : "");
     w->failed = 1;
     return -1;
 }
@@ -103,8 +103,8 @@ wait_done(nxl_xfer_t *x, long spin_us, uint64_t deadline)
     if (st != NXL_IN_PROG) {
         return st;
     }
-    spin_end = spin_us < 0 ? deadline
-                           : bench_now_ns() + (uint64_t)spin_us * 1000u;
+    spin_end =
+        spin_us < 0 ? deadline : bench_now_ns() + (uint64_t)spin_us * 1000u;
     /* --spin_us 0 sleeps at once (the clock is read every 64 polls) */
     while (spin_us != 0) {
         st = nxl_xfer_status(x);
@@ -186,8 +186,7 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
                     st = make_one(r, w->tid, idx, j, xp);
                     if (st != NXL_OK) {
                         *xp = NULL;
-                        return worker_fail(w, st,
-                                           "--recreate_xfer: create");
+                        return worker_fail(w, st, "--recreate_xfer: create");
                     }
                 }
                 st = nxl_xfer_post(*xp, NULL);
@@ -292,23 +291,21 @@ make_one(run_t *r, size_t t, size_t k, size_t j, nxl_xfer_t **x_p)
         goto out;
     }
     for (b = 0; b < r->batch; b++) {
-        bench_ldesc(s, j * s->lstride + off + b * r->block, r->block,
-                    &ld[b]);
+        bench_ldesc(s, j * s->lstride + off + b * r->block, r->block, &ld[b]);
         if (r->nt > 1) {
             /* thread-safe: not through the current peer */
             rd[b].addr = p->rbase + off + b * r->block;
             rd[b].len = r->block;
             rd[b].dev_id = s->rmem == NXL_VRAM ? p->rdev : 0;
-        } else if (bench_rdesc(s, off + b * r->block, r->block, &rd[b]) !=
-                   0) {
+        } else if (bench_rdesc(s, off + b * r->block, r->block, &rd[b]) != 0) {
             st = NXL_ERR_INVALID_PARAM;
             goto out;
         }
         li[b] = off / r->block + b;
     }
     if (o->prepared) {
-        st = nxl_xfer_make(s->agent, r->op, r->lprep[j], li, r->rprep[j],
-                           li, r->batch, NULL, x_p);
+        st = nxl_xfer_make(s->agent, r->op, r->lprep[j], li, r->rprep[j], li,
+                           r->batch, NULL, x_p);
     } else {
         st = nxl_xfer_create(s->agent, r->op, &ldl, &rdl,
                              r->nt > 1 ? p->name : s->peer, NULL, x_p);
@@ -333,14 +330,12 @@ make_requests(run_t *r)
 
         for (k = 0; k < r->nreq * r->nt; k++) {
             uint64_t a = bench_now_ns();
-            nxl_status_t st = make_one(r, t, k / r->nt, k % r->nt,
-                                       &w->reqs[k]);
+            nxl_status_t st = make_one(r, t, k / r->nt, k % r->nt, &w->reqs[k]);
 
             r->prep_ns[t * r->nreq * r->nt + k] = bench_now_ns() - a;
             if (st != NXL_OK) {
                 bench_nxl_err(st, "%s(%s, %zu x %zu B at pool offset %zu)",
-                              o->prepared ? "nxl_xfer_make"
-                                          : "nxl_xfer_create",
+                              o->prepared ? "nxl_xfer_make" : "nxl_xfer_create",
                               bench_op_name(r->op), r->batch, r->block,
                               slice_off(r, t, k / r->nt));
                 w->reqs[k] = NULL;
@@ -584,16 +579,14 @@ run_pingpong(run_t *r, bench_row_t *row)
     uint64_t t1;
     char why[256] = "out of memory";
 
-    bench_progress(s->o, "ping-pong %s %zu B", bench_op_name(r->op),
-                   r->block);
+    bench_progress(s->o, "ping-pong %s %zu B", bench_op_name(r->op), r->block);
     bench_evict(s);
     if (ft != NULL && tx != NULL &&
         pp_phase(r, 0, r->warm, ft, NULL, why, sizeof(why)) == 0) {
         t0 = bench_now_ns();
         if (pp_phase(r, r->warm, r->iters, ft, tx, why, sizeof(why)) == 0) {
             t1 = bench_now_ns();
-            row->pp_bw_gbs = (double)(r->iters * r->block) /
-                             (double)(t1 - t0);
+            row->pp_bw_gbs = (double)(r->iters * r->block) / (double)(t1 - t0);
             row->pp_tx = bench_stats(tx, r->iters);
             free(ft);
             free(tx);
@@ -636,8 +629,7 @@ tkey(uint64_t key, size_t j)
  * (verify 1) its pattern key in the ranges; the first target is current
  * again afterwards. */
 static int
-remote_all(run_t *r, int verify, uint64_t key, const size_t *ranges,
-           size_t n)
+remote_all(run_t *r, int verify, uint64_t key, const size_t *ranges, size_t n)
 {
     bench_session_t *s = r->s;
     size_t j;
@@ -674,8 +666,8 @@ local_all(run_t *r, int check, int poison, uint64_t key, const size_t *ranges,
             size_t loff = j * s->lstride + ranges[2 * i];
 
             if (check) {
-                if (bench_pool_check(s, loff, ranges[2 * i],
-                                     ranges[2 * i + 1], k, bad_p) != 0) {
+                if (bench_pool_check(s, loff, ranges[2 * i], ranges[2 * i + 1],
+                                     k, bad_p) != 0) {
                     return -1;
                 }
                 if (*bad_p != SIZE_MAX) {
@@ -708,8 +700,7 @@ check_before(run_t *r, uint64_t key, const size_t *ranges, size_t n)
 /* count_checked adds a verified row of n ranges to the session's
  * consistency accounting. */
 static void
-count_checked(bench_session_t *s, nxl_op_t op, const size_t *ranges,
-              size_t n)
+count_checked(bench_session_t *s, nxl_op_t op, const size_t *ranges, size_t n)
 {
     size_t i;
 
@@ -835,8 +826,8 @@ run_row(run_t *r, bench_row_t *row)
     }
     row->bw_gbs = (double)(r->threads * r->iters * r->slice * r->nt) /
                   (double)(tmax - tmin);
-    row->avg_lat_us = (double)(tmax - tmin) / 1000.0 /
-                      (double)(r->iters * r->batch * r->nt);
+    row->avg_lat_us =
+        (double)(tmax - tmin) / 1000.0 / (double)(r->iters * r->batch * r->nt);
     row->prep = bench_stats(r->prep_ns, r->threads * r->nreq * r->nt);
     for (t = 0; t < r->threads; t++) {
         memcpy(all + t * r->iters, r->w[t].post_ns,
@@ -848,8 +839,8 @@ run_row(run_t *r, bench_row_t *row)
     }
     row->tx = bench_stats(all, r->threads * r->iters);
     if (s->grp != NULL &&
-        bench_group_result(s->grp, (uint64_t)(r->threads * r->iters *
-                                              r->slice * r->nt),
+        bench_group_result(s->grp,
+                           (uint64_t)(r->threads * r->iters * r->slice * r->nt),
                            mono_to_real(s, tmin), mono_to_real(s, tmax),
                            &row->agg_bw_gbs) != 0) {
         goto out;
@@ -862,9 +853,9 @@ run_row(run_t *r, bench_row_t *row)
         char why[256];
 
         bench_progress(o, "fio %s %zu B", bench_op_name(r->op), r->block);
-        row->fio_gbs = bench_fio_row(s, r->op, r->block,
-                                     r->depth * r->batch, r->threads,
-                                     r->iters * r->slice, why, sizeof(why));
+        row->fio_gbs =
+            bench_fio_row(s, r->op, r->block, r->depth * r->batch, r->threads,
+                          r->iters * r->slice, why, sizeof(why));
         if (row->fio_gbs < 0 && !s->fio_warned) {
             bench_err("the fio column is '-': %s", why);
             s->fio_warned = 1;
@@ -956,8 +947,7 @@ prep_pool(bench_session_t *s, size_t block, nxl_prepped_t **l_p,
     }
     st = nxl_dlist_prep(s->agent, s->peer, &rdl, NULL, r_p);
     if (st != NXL_OK) {
-        bench_nxl_err(st, "nxl_dlist_prep(%s, %zu x %zu B)", s->peer, n,
-                      block);
+        bench_nxl_err(st, "nxl_dlist_prep(%s, %zu x %zu B)", s->peer, n, block);
         nxl_dlist_release(*l_p);
         *l_p = NULL;
         goto out;
@@ -1076,10 +1066,9 @@ bench_sweep(bench_session_t *s)
                 r->rprep = rp;
                 r->nt = nt;
                 row_iters(o, block, &r->iters, &r->warm);
-                bench_progress(o, "nxl-bench: %s %s x %zu (%zu/%zu)",
-                               bench_op_name(r->op),
-                               bench_fmt_size(block, sz, sizeof(sz)), batch,
-                               ++done, rows);
+                bench_progress(
+                    o, "nxl-bench: %s %s x %zu (%zu/%zu)", bench_op_name(r->op),
+                    bench_fmt_size(block, sz, sizeof(sz)), batch, ++done, rows);
                 rc = run_row(r, &row);
                 run_free(r);
                 bench_progress_done(o);
@@ -1098,8 +1087,7 @@ bench_sweep(bench_session_t *s)
     }
     if (rc == 0 && s->base_perftest && s->perftest_lanes[0] != '\0') {
         fprintf(o->json || o->csv ? stderr : stdout,
-                "nxl-bench: ucx_perftest's UCX lanes: %s\n",
-                s->perftest_lanes);
+                "nxl-bench: ucx_perftest's UCX lanes: %s\n", s->perftest_lanes);
     }
     free(r);
     return rc;
@@ -1149,8 +1137,8 @@ pretouch_one(bench_session_t *s)
     rdl = (nxl_dlist_t){s->rmem, rd, i};
     for (i = 0; i < 2; i++) {
         nxl_xfer_t *x = NULL;
-        nxl_status_t st = nxl_xfer_create(s->agent, ops[i], &ldl, &rdl,
-                                          s->peer, NULL, &x);
+        nxl_status_t st =
+            nxl_xfer_create(s->agent, ops[i], &ldl, &rdl, s->peer, NULL, &x);
 
         if (st != NXL_OK) {
             bench_nxl_err(st, "nxl_xfer_create(%s of the whole pool)",
@@ -1322,8 +1310,7 @@ desc_check_before(bench_session_t *s, nxl_op_t op, uint64_t key,
         return bench_remote_fill(s, key, range, 1);
     }
     for (i = 0; i < n; i++) {
-        if (bench_pool_fill(s, i * block, ridx[i] * block, block, key) !=
-            0) {
+        if (bench_pool_fill(s, i * block, ridx[i] * block, block, key) != 0) {
             return -1;
         }
     }
@@ -1349,8 +1336,8 @@ desc_check_after(bench_session_t *s, nxl_op_t op, uint64_t key,
     for (i = 0; i < n; i++) {
         size_t bad = SIZE_MAX;
 
-        if (bench_pool_check(s, i * block, ridx[i] * block, block, key,
-                             &bad) != 0) {
+        if (bench_pool_check(s, i * block, ridx[i] * block, block, key, &bad) !=
+            0) {
             return -1;
         }
         if (bad != SIZE_MAX) {
@@ -1368,9 +1355,9 @@ desc_check_after(bench_session_t *s, nxl_op_t op, uint64_t key,
 /* desc_once makes, posts and waits for the whole N-descriptor request,
  * timing make and transfer. */
 static int
-desc_once(bench_session_t *s, nxl_op_t op, nxl_prepped_t *lp,
-          nxl_prepped_t *rp, const size_t *lidx, const size_t *ridx,
-          size_t n, uint64_t *make_ns, uint64_t *xfer_ns)
+desc_once(bench_session_t *s, nxl_op_t op, nxl_prepped_t *lp, nxl_prepped_t *rp,
+          const size_t *lidx, const size_t *ridx, size_t n, uint64_t *make_ns,
+          uint64_t *xfer_ns)
 {
     nxl_xfer_t *x = NULL;
     nxl_status_t st;
@@ -1394,8 +1381,7 @@ desc_once(bench_session_t *s, nxl_op_t op, nxl_prepped_t *lp,
     c = bench_now_ns();
     nxl_xfer_release(x);
     if (st != NXL_OK) {
-        return bench_nxl_err(st, "%s of %zu descriptors", bench_op_name(op),
-                             n);
+        return bench_nxl_err(st, "%s of %zu descriptors", bench_op_name(op), n);
     }
     *make_ns = b - a;
     *xfer_ns = c - b;
@@ -1447,8 +1433,8 @@ bench_desc(bench_session_t *s)
         goto out;
     }
     if (n > s->span / block) {
-        bench_err("--desc_bench %zu x %zu B does not fit the %zu-byte pool",
-                  n, block, s->span);
+        bench_err("--desc_bench %zu x %zu B does not fit the %zu-byte pool", n,
+                  block, s->span);
         goto out;
     }
     for (i = 0; i < n; i++) {
@@ -1499,8 +1485,8 @@ bench_desc(bench_session_t *s)
                n, bench_fmt_size(block, sz, sizeof(sz)),
                bench_fmt_size(n * block, tot, sizeof(tot)),
                o->desc_contig ? "contiguous" : "shuffled", (int)reps);
-        printf("  nxl_dlist_prep: local %.3f ms, remote %.3f ms\n",
-               prep_l_ms, prep_r_ms);
+        printf("  nxl_dlist_prep: local %.3f ms, remote %.3f ms\n", prep_l_ms,
+               prep_r_ms);
     }
     for (i = 0; i < o->num_ops; i++) {
         nxl_op_t op = o->ops[i];
@@ -1523,8 +1509,7 @@ bench_desc(bench_session_t *s)
                 goto out;
             }
             bench_evict(s);
-            if (desc_once(s, op, lp, rp, lidx, ridx, n, &mk[k], &xf[k]) !=
-                0) {
+            if (desc_once(s, op, lp, rp, lidx, ridx, n, &mk[k], &xf[k]) != 0) {
                 goto out;
             }
             if (o->check_consistency &&
@@ -1560,8 +1545,7 @@ bench_desc(bench_session_t *s)
                    "\"make_xfer_gbs\":%.3f,",
                    bench_op_name(op), n, block,
                    o->desc_contig ? "false" : "true", reps, prep_l_ms,
-                   prep_r_ms,
-                   make_ns / 1e6, make_ns / (double)n, xfer_ns / 1e6,
+                   prep_r_ms, make_ns / 1e6, make_ns / (double)n, xfer_ns / 1e6,
                    bytes / xfer_ns, bytes / (make_ns + xfer_ns));
             if (s->base_iperf && s->iperf_gbs > 0) {
                 printf("\"iperf3_gbs\":%.3f,\"iperf3_ratio\":%.3f,",

@@ -42,7 +42,7 @@
 typedef struct fd_region {
     uint8_t *base;
     size_t size;
-    int fd;      /* the memfd of an allocation; -1 for a mapping */
+    int fd; /* the memfd of an allocation; -1 for a mapping */
     int dev;
 } fd_region_t;
 
@@ -289,8 +289,7 @@ fd_ipc_open(int dev, const nxl_ipc_handle_t *handle, void **ptr_p)
         close(fd);
         return NXL_ERR_MISMATCH;
     }
-    p = mmap(NULL, (size_t)h.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-             0);
+    p = mmap(NULL, (size_t)h.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         bench_err("fakedev: mmap of pid %u's allocation: %s", h.pid,
@@ -491,8 +490,8 @@ bench_pool_check(bench_session_t *s, size_t loff, size_t poff, size_t len,
     }
     for (done = 0; done < len;) {
         size_t n = len - done < s->stage_size ? len - done : s->stage_size;
-        nxl_status_t rc = s->dk->copy(st, s->pool + loff + done, n,
-                                      NXL_COPY_D2H);
+        nxl_status_t rc =
+            s->dk->copy(st, s->pool + loff + done, n, NXL_COPY_D2H);
 
         if (rc != NXL_OK) {
             return bench_nxl_err(rc, "%s copy from VRAM", s->dk->name);

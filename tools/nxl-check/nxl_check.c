@@ -136,8 +136,9 @@ nc_ptrace(void)
                 "sysctl -w kernel.yama.ptrace_scope=0 (or give the workers "
                 "CAP_SYS_PTRACE)",
                 "kernel.yama.ptrace_scope = %s%s", scope,
-                atoi(scope) == 0 ? "" : ": cross-memory attach (SHM) works "
-                                        "only towards descendants");
+                atoi(scope) == 0 ? ""
+                                 : ": cross-memory attach (SHM) works "
+                                   "only towards descendants");
     } else {
         nc_item(NC_OK, "ptrace_scope", NULL, "no Yama LSM: no extra limit");
     }
@@ -207,8 +208,8 @@ nc_shm(void)
     pid_t pid;
     char *blob = NULL;
 
-    mine = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mine = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                -1, 0);
     if (mine == MAP_FAILED || pipe(pfd) != 0) {
         nc_item(NC_FAIL, "shm_transfer", NULL, "setup: %s", strerror(errno));
         return;
@@ -266,8 +267,8 @@ nc_shm(void)
                 st = nxl_md_load(a, blob, n, NULL, 0);
             }
             if (st == NXL_OK) {
-                st = nxl_xfer_create(a, NXL_READ, &ll, &rl,
-                                     "nxl-check-target", NULL, &x);
+                st = nxl_xfer_create(a, NXL_READ, &ll, &rl, "nxl-check-target",
+                                     NULL, &x);
             }
             if (st == NXL_OK) {
                 st = nxl_xfer_post(x, NULL);
@@ -315,8 +316,7 @@ nc_limits(void)
         if (rl.rlim_cur == RLIM_INFINITY) {
             nc_item(NC_OK, "memlock", NULL, "RLIMIT_MEMLOCK is unlimited");
         } else {
-            nc_item(rl.rlim_cur >= (64ull << 20) ? NC_OK : NC_WARN,
-                    "memlock",
+            nc_item(rl.rlim_cur >= (64ull << 20) ? NC_OK : NC_WARN, "memlock",
                     "ulimit -l unlimited (LimitMEMLOCK=infinity for systemd, "
                     "--ulimit memlock=-1 for docker)",
                     "RLIMIT_MEMLOCK is %llu KiB: pinned buffers and RDMA "
@@ -325,8 +325,7 @@ nc_limits(void)
         }
     }
     if (statvfs("/dev/shm", &vs) == 0) {
-        unsigned long long size =
-            (unsigned long long)vs.f_blocks * vs.f_frsize;
+        unsigned long long size = (unsigned long long)vs.f_blocks * vs.f_frsize;
         unsigned long long avail =
             (unsigned long long)vs.f_bavail * vs.f_frsize;
 
@@ -336,8 +335,8 @@ nc_limits(void)
                 "transports live there)",
                 size >> 20, avail >> 20);
     } else {
-        nc_item(NC_WARN, "dev_shm", "mount a tmpfs on /dev/shm",
-                "/dev/shm: %s", strerror(errno));
+        nc_item(NC_WARN, "dev_shm", "mount a tmpfs on /dev/shm", "/dev/shm: %s",
+                strerror(errno));
     }
     f = fopen("/proc/meminfo", "r");
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
@@ -414,8 +413,8 @@ nc_backends(void)
 
         ucp_get_version(&maj, &min, &rel);
         if (st == NXL_OK) {
-            nc_item(NC_OK, "ucx", NULL, "UCX %u.%u.%u starts (UCX_TLS=%s)",
-                    maj, min, rel,
+            nc_item(NC_OK, "ucx", NULL, "UCX %u.%u.%u starts (UCX_TLS=%s)", maj,
+                    min, rel,
                     getenv("UCX_TLS") ? getenv("UCX_TLS") : "unset: all");
         } else {
             nc_item(NC_FAIL, "ucx",
@@ -454,15 +453,12 @@ nc_network(void)
                             p->ifa_addr->sa_family == AF_INET
                                 ? sizeof(struct sockaddr_in)
                                 : sizeof(struct sockaddr_in6),
-                            addr, sizeof(addr), NULL, 0,
-                            NI_NUMERICHOST) != 0) {
+                            addr, sizeof(addr), NULL, 0, NI_NUMERICHOST) != 0) {
                 continue;
             }
-            used += (size_t)snprintf(list + used,
-                                     used < sizeof(list) ? sizeof(list) - used
-                                                         : 0,
-                                     "%s%s=%s", used ? " " : "", p->ifa_name,
-                                     addr);
+            used += (size_t)snprintf(
+                list + used, used < sizeof(list) ? sizeof(list) - used : 0,
+                "%s%s=%s", used ? " " : "", p->ifa_name, addr);
         }
         freeifaddrs(ifa);
     }
@@ -508,8 +504,8 @@ nc_gpu(void)
         if (cuda->device_count != NULL) {
             (void)cuda->device_count(&count);
         }
-        nc_item(NC_OK, "cuda", NULL, "CUDA driver loaded, %d device%s",
-                count, count == 1 ? "" : "s");
+        nc_item(NC_OK, "cuda", NULL, "CUDA driver loaded, %d device%s", count,
+                count == 1 ? "" : "s");
     }
     d = opendir("/sys/bus/pci/devices");
     while (d != NULL && (e = readdir(d)) != NULL) {
@@ -528,21 +524,19 @@ nc_gpu(void)
         }
         snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", e->d_name);
         node = nc_numa_of(path);
-        if (strcmp(vendor, "0x10de") == 0 &&
-            (strncmp(cls, "0x0300", 6) == 0 || strncmp(cls, "0x0302", 6) == 0)) {
+        if (strcmp(vendor, "0x10de") == 0 && (strncmp(cls, "0x0300", 6) == 0 ||
+                                              strncmp(cls, "0x0302", 6) == 0)) {
             gpu_nodes++;
             gmask |= node >= 0 && node < 32 ? 1u << node : 0;
-            gu += (size_t)snprintf(gpus + gu, gu < sizeof(gpus)
-                                                  ? sizeof(gpus) - gu
-                                                  : 0,
+            gu += (size_t)snprintf(gpus + gu,
+                                   gu < sizeof(gpus) ? sizeof(gpus) - gu : 0,
                                    "%s%s@%d", gu ? " " : "", e->d_name, node);
         } else if (strncmp(cls, "0x0207", 6) == 0 ||
                    strncmp(cls, "0x0200", 6) == 0) {
             nic_nodes++;
             nmask |= node >= 0 && node < 32 ? 1u << node : 0;
-            nu += (size_t)snprintf(nics + nu, nu < sizeof(nics)
-                                                  ? sizeof(nics) - nu
-                                                  : 0,
+            nu += (size_t)snprintf(nics + nu,
+                                   nu < sizeof(nics) ? sizeof(nics) - nu : 0,
                                    "%s%s@%d", nu ? " " : "", e->d_name, node);
         }
     }
@@ -577,8 +571,7 @@ nc_port(uint16_t port)
     }
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd >= 0 &&
-        bind(fd, (const struct sockaddr *)&sin, sizeof(sin)) == 0) {
+    if (fd >= 0 && bind(fd, (const struct sockaddr *)&sin, sizeof(sin)) == 0) {
         nc_item(NC_OK, "sc_port", NULL, "TCP port %u is free", port);
     } else {
         nc_item(NC_FAIL, "sc_port",
@@ -594,8 +587,8 @@ nc_port(uint16_t port)
 /* nc_http_get sends "GET path" to host:port and reads the status line;
  * returns the HTTP status or -errno. */
 static int
-nc_http_get(const char *host, const char *port, const char *path,
-            char *body, size_t cap)
+nc_http_get(const char *host, const char *port, const char *path, char *body,
+            size_t cap)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     char req[512], buf[2048];
@@ -606,8 +599,7 @@ nc_http_get(const char *host, const char *port, const char *path,
     if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
         return -EHOSTUNREACH;
     }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                0);
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     rc = fd < 0 ? -1 : connect(fd, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     if (fd < 0 || (rc != 0 && errno != EINPROGRESS)) {
@@ -619,8 +611,8 @@ nc_http_get(const char *host, const char *port, const char *path,
         goto out;
     }
     snprintf(req, sizeof(req),
-             "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n",
-             path, host);
+             "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path,
+             host);
     if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
         status = -errno;
         goto out;
@@ -711,8 +703,8 @@ nc_clock(void)
                 "the clock is not synchronized: transfer start times "
                 "(telemetry) are not comparable across hosts");
     } else {
-        nc_item(NC_OK, "clock", NULL,
-                "synchronized (estimated error %ld us)", tx.esterror);
+        nc_item(NC_OK, "clock", NULL, "synchronized (estimated error %ld us)",
+                tx.esterror);
     }
 }
 

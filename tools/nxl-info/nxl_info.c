@@ -16,9 +16,8 @@
 
 #define NI_MAX_BACKENDS 64
 
-static const char *const ni_mem_names[NXL_MEM_KINDS] = {"DRAM", "VRAM",
-                                                         "BLK", "OBJ",
-                                                         "FILE"};
+static const char *const ni_mem_names[NXL_MEM_KINDS] = {"DRAM", "VRAM", "BLK",
+                                                        "OBJ", "FILE"};
 
 /* ni_caps writes the names of the NXL_CAP_* bits of caps into buf. */
 static const char *
@@ -113,9 +112,9 @@ main(int argc, char **argv)
         printf("{\"version\": ");
         ni_json_str(nxl_version());
         printf(", \"plugin_dir\": ");
-        ni_json_str(getenv("NXL_PLUGIN_DIR") ? getenv("NXL_PLUGIN_DIR")
+        ni_json_str(getenv("NXL_PLUGIN_DIR")    ? getenv("NXL_PLUGIN_DIR")
                     : getenv("NIXL_PLUGIN_DIR") ? getenv("NIXL_PLUGIN_DIR")
-                                                 : "");
+                                                : "");
         printf(", \"backends\": [");
         for (i = 0; i < n; i++) {
             if (nxl_plugin_info(names[i], &info) != NXL_OK) {
@@ -156,13 +155,12 @@ main(int argc, char **argv)
     printf("NXL %s (headers %d.%d.%d)\n", nxl_version(), NXL_VERSION_MAJOR,
            NXL_VERSION_MINOR, NXL_VERSION_PATCH);
     printf("plugin dir: %s\n\n",
-           getenv("NXL_PLUGIN_DIR") ? getenv("NXL_PLUGIN_DIR")
+           getenv("NXL_PLUGIN_DIR")    ? getenv("NXL_PLUGIN_DIR")
            : getenv("NIXL_PLUGIN_DIR") ? getenv("NIXL_PLUGIN_DIR")
-                                        : "(unset: built-in backends only)");
+                                       : "(unset: built-in backends only)");
     for (i = 0; i < n; i++) {
         if (nxl_plugin_info(names[i], &info) != NXL_OK) {
-            printf("%s: cannot be loaded: %s\n\n", names[i],
-                   nxl_last_error());
+            printf("%s: cannot be loaded: %s\n\n", names[i], nxl_last_error());
             continue;
         }
         printf("%s\n  caps: %s\n  memory:", info.name,

@@ -36,7 +36,7 @@
 #define SK_NMAGIC 0x314e4b53u /* "SKN1" */
 #define SK_GRACE_S 5.0        /* a failing peer must be announced dead by */
 #define SK_MAX_DESCS 1024
-#define SK_MAX_FAIL_MSGS 40   /* FAIL records sent per incarnation */
+#define SK_MAX_FAIL_MSGS 40 /* FAIL records sent per incarnation */
 #define SK_ACKQ 32
 #define SK_MAX_PARAMS 9
 
@@ -53,17 +53,17 @@ typedef struct sk_nmsg {
     uint8_t cls;
     uint16_t sender;
     uint32_t sender_inc;
-    uint32_t recv_inc;     /* the receiver incarnation the sender loaded */
-    uint64_t seq;          /* for an ack: the acknowledged one */
-    uint64_t data_seed;    /* WRITE: stream of the written bytes; 0 = none */
-    uint64_t off, len;     /* WRITE: range inside the sub-slot */
+    uint32_t recv_inc;  /* the receiver incarnation the sender loaded */
+    uint64_t seq;       /* for an ack: the acknowledged one */
+    uint64_t data_seed; /* WRITE: stream of the written bytes; 0 = none */
+    uint64_t off, len;  /* WRITE: range inside the sub-slot */
     uint32_t sub;
     uint32_t pad_len;
-    uint64_t h_lo, h_hi;   /* WRITE: XXH3-128 of the written bytes */
+    uint64_t h_lo, h_hi; /* WRITE: XXH3-128 of the written bytes */
 } sk_nmsg_t;
 
-#define SK_PAD_SMALL 600           /* most notifications: < 600 pad bytes */
-#define SK_PAD_BIG (256 * 1024)    /* one in 64: up to this many */
+#define SK_PAD_SMALL 600        /* most notifications: < 600 pad bytes */
+#define SK_PAD_BIG (256 * 1024) /* one in 64: up to this many */
 #define SK_NMSG_MAX (sizeof(sk_nmsg_t) + SK_PAD_BIG)
 
 /* sk_out_t is one notification waiting for its acknowledgement. */
@@ -73,7 +73,7 @@ typedef struct sk_out {
     uint64_t seq;
     int sub;
     double t_sent;
-    size_t len;            /* of the notification */
+    size_t len; /* of the notification */
 } sk_out_t;
 
 /* sk_ack_t is one acknowledgement waiting to be sent. */
@@ -89,17 +89,17 @@ typedef struct sk_peer {
     /* what the parent announced */
     int up;
     uint32_t inc;
-    uint32_t dead_inc;     /* highest incarnation announced dead */
-    int down_pending;      /* DOWN not handled by the main loop yet */
+    uint32_t dead_inc; /* highest incarnation announced dead */
+    int down_pending;  /* DOWN not handled by the main loop yet */
     uint16_t port;
     uint64_t pat_addr, slot_addr, pat_seed;
     /* what the agent has loaded */
-    uint32_t loaded_inc;   /* 0 = nothing */
-    int load_failed;       /* the last fetch failed: a load that fails
-                            * after replacing a dead entry leaves none */
-    uint32_t epoch;        /* bumps at every load and invalidation */
+    uint32_t loaded_inc; /* 0 = nothing */
+    int load_failed;     /* the last fetch failed: a load that fails
+                          * after replacing a dead entry leaves none */
+    uint32_t epoch;      /* bumps at every load and invalidation */
     /* sending to it */
-    uint32_t tx_inc;       /* the incarnation xseq, sseq and out[] are for */
+    uint32_t tx_inc; /* the incarnation xseq, sseq and out[] are for */
     uint64_t xseq, sseq;
     sk_out_t out[SK_WINDOW];
     int sub_busy[SK_NSUB];
@@ -120,29 +120,29 @@ typedef struct sk_agent {
     char name[SK_NAME_MAX];
     unsigned group, idx, inc, nagents;
     uint64_t pat_seed;
-    uint64_t max;          /* largest transfer */
+    uint64_t max; /* largest transfer */
     uint8_t *pat;
     uint64_t pat_len;
     uint8_t *slots;
     uint64_t slots_len, stride, wslot_len, sub_len;
     unsigned nsub;
-    uint8_t *loc;          /* src then dst */
+    uint8_t *loc; /* src then dst */
     uint64_t loc_len;
     uint8_t *src, *dst;
     sk_peer_t peers[SK_MAX_AGENTS];
     int ctl;
     sk_rng_t rng;
     sk_stats_t st;
-    int acks_on;           /* soak: acknowledge every notification */
+    int acks_on; /* soak: acknowledge every notification */
     int paused, stop, go;
-    int touch;             /* checkpoint: largest sizes, one descriptor */
-    unsigned blame;        /* next failure: peer index + 1 to inspect */
-    uint64_t ckpt;         /* pending checkpoint number, 0 = none */
+    int touch;      /* checkpoint: largest sizes, one descriptor */
+    unsigned blame; /* next failure: peer index + 1 to inspect */
+    uint64_t ckpt;  /* pending checkpoint number, 0 = none */
     double next_stats;
     unsigned fail_msgs;
     uint8_t poison;
-    uint8_t *nbuf;         /* an outgoing notification */
-    uint8_t *pad;          /* expected padding of an incoming one */
+    uint8_t *nbuf; /* an outgoing notification */
+    uint8_t *pad;  /* expected padding of an incoming one */
 } sk_agent_t;
 
 static sk_agent_t G;
@@ -349,7 +349,8 @@ peer_error(sk_agent_t *ag, sk_peer_t *p, uint32_t inc, const char *what,
         } else if (s == NXL_ERR_NOT_FOUND) {
             ag->st.exp_not_found++;
         } else {
-            fail(ag, "%s to %s (incarnation %u, killed): %s (%s), expected "
+            fail(ag,
+                 "%s to %s (incarnation %u, killed): %s (%s), expected "
                  "NXL_ERR_REMOTE_DISCONNECT or NXL_ERR_NOT_FOUND",
                  what, p->name, inc, nxl_status_name(s), detail);
         }
@@ -667,8 +668,7 @@ op_error(sk_agent_t *ag, sk_peer_t *p, uint32_t inc, const char *what,
  * name the stale streams worth recognizing. */
 static int
 check_pattern(sk_agent_t *ag, const uint8_t *buf, uint64_t len,
-              const sk_piece_t *pc, size_t n, const char *what,
-              const char *who)
+              const sk_piece_t *pc, size_t n, const char *what, const char *who)
 {
     uint64_t lo, hi, elo, ehi;
     char text[600];
@@ -680,7 +680,8 @@ check_pattern(sk_agent_t *ag, const uint8_t *buf, uint64_t len,
         return 0;
     }
     if (sk_pattern_diff(buf, pc, n, NULL, 0, text, sizeof(text)) == 0) {
-        snprintf(text, sizeof(text), "XXH3 differs but the bytes match "
+        snprintf(text, sizeof(text),
+                 "XXH3 differs but the bytes match "
                  "(hash error?)");
     }
     fail(ag, "CORRUPTION: %s from %s, %" PRIu64 " bytes in %zu pieces: %s",
@@ -721,8 +722,8 @@ read_pieces(sk_agent_t *ag, uint64_t seed, uint64_t area, uint64_t len,
 /* fill_nmsg makes a notification of type t to p in buf; returns its
  * length. */
 static size_t
-fill_nmsg(sk_agent_t *ag, const sk_peer_t *p, uint8_t t, int cls,
-          uint64_t seq, uint8_t *buf)
+fill_nmsg(sk_agent_t *ag, const sk_peer_t *p, uint8_t t, int cls, uint64_t seq,
+          uint8_t *buf)
 {
     sk_nmsg_t h;
 
@@ -751,8 +752,10 @@ out_add(sk_agent_t *ag, sk_peer_t *p, int cls, uint64_t seq, int sub,
     unsigned i;
 
     if (ag->o->trace) {
-        fprintf(stderr, "%.6f TX to %s class %d seq %" PRIu64 " len %zu "
-                "sub %d\n", sk_now_s(), p->name, cls, seq, len, sub);
+        fprintf(stderr,
+                "%.6f TX to %s class %d seq %" PRIu64 " len %zu "
+                "sub %d\n",
+                sk_now_s(), p->name, cls, seq, len, sub);
     }
     ag->st.notifs_sent++;
     if (cls == SK_CLS_XFER) {
@@ -836,9 +839,8 @@ op_read(sk_agent_t *ag, sk_peer_t *p, int notify)
         size_t na = stale_alts(ag, p, peer_index(ag, p), alt, 8);
         char text[600];
 
-        if (na > 0 &&
-            sk_pattern_diff(ag->dst + loff, pc, k, alt, na, text,
-                            sizeof(text)) != 0) {
+        if (na > 0 && sk_pattern_diff(ag->dst + loff, pc, k, alt, na, text,
+                                      sizeof(text)) != 0) {
             fail(ag, "  with earlier incarnations of %s: %s", p->name, text);
         }
     }
@@ -1098,8 +1100,8 @@ op_batch(sk_agent_t *ag)
         for (j = 0; j < k[i]; j++) {
             ld[i][j] = (nxl_desc_t){(uintptr_t)(ag->dst + i * quarter + pos),
                                     pc[i][j].len, 0};
-            rd[i][j] = (nxl_desc_t){pp[i]->pat_addr + pc[i][j].off,
-                                    pc[i][j].len, 0};
+            rd[i][j] =
+                (nxl_desc_t){pp[i]->pat_addr + pc[i][j].off, pc[i][j].len, 0};
             pos += pc[i][j].len;
         }
         memset(ag->dst + i * quarter, ag->poison++, len[i]);
@@ -1157,7 +1159,8 @@ op_repost(sk_agent_t *ag, sk_peer_t *p)
         if (s == NXL_ERR_NOT_FOUND) {
             ag->st.stale_checks++;
         } else {
-            fail(ag, "a transfer made before %s was invalidated or reloaded "
+            fail(ag,
+                 "a transfer made before %s was invalidated or reloaded "
                  "was posted: %s (%s), expected NXL_ERR_NOT_FOUND",
                  p->name, nxl_status_name(s), nxl_last_error());
         }
@@ -1243,15 +1246,15 @@ op_cancel(sk_agent_t *ag, sk_peer_t *p)
     if (write) {
         roff = sk_rng_below(&ag->rng, ag->wslot_len - len + 1);
         ld = (nxl_desc_t){(uintptr_t)(ag->src + loff), len, 0};
-        rd = (nxl_desc_t){p->slot_addr + (uint64_t)ag->idx * ag->stride +
-                              roff, len, 0};
+        rd = (nxl_desc_t){p->slot_addr + (uint64_t)ag->idx * ag->stride + roff,
+                          len, 0};
     } else {
         roff = sk_rng_below(&ag->rng, ag->pat_len - len + 1);
         ld = (nxl_desc_t){(uintptr_t)(ag->dst + loff), len, 0};
         rd = (nxl_desc_t){p->pat_addr + roff, len, 0};
     }
-    s = make_xfer(ag, write ? NXL_WRITE : NXL_READ, &ld, &rd, 1, p->name,
-                  NULL, &x);
+    s = make_xfer(ag, write ? NXL_WRITE : NXL_READ, &ld, &rd, 1, p->name, NULL,
+                  &x);
     if (s != NXL_OK) {
         op_error(ag, p, inc, "create (to cancel)", s);
         return;
@@ -1272,10 +1275,11 @@ op_cancel(sk_agent_t *ag, sk_peer_t *p)
         memset(ag->dst + loff, mark, len);
         usleep(2000);
         if (!untouched(ag->dst + loff, len, mark, &at)) {
-            fail(ag, "CORRUPTION: %s wrote byte %" PRIu64 " of a canceled "
+            fail(ag,
+                 "CORRUPTION: %s wrote byte %" PRIu64 " of a canceled "
                  "%" PRIu64 "-byte READ after nxl_xfer_release returned "
-                 "(status at release %s)", p->name, at, len,
-                 nxl_status_name(s));
+                 "(status at release %s)",
+                 p->name, at, len, nxl_status_name(s));
         }
     }
     ag->st.cancels++;
@@ -1322,10 +1326,12 @@ handle_ack(sk_agent_t *ag, sk_peer_t *p, const sk_nmsg_t *h)
             return;
         }
     }
-    fail(ag, "unexpected acknowledgement from %s (incarnation %u, class %u, "
+    fail(ag,
+         "unexpected acknowledgement from %s (incarnation %u, class %u, "
          "seq %" PRIu64 "; loaded %u, announced %u, dead %u, sent %" PRIu64
-         "/%" PRIu64 ")", p->name, h->sender_inc, h->cls, h->seq,
-         p->loaded_inc, p->inc, p->dead_inc, p->xseq, p->sseq);
+         "/%" PRIu64 ")",
+         p->name, h->sender_inc, h->cls, h->seq, p->loaded_inc, p->inc,
+         p->dead_inc, p->xseq, p->sseq);
 }
 
 static void
@@ -1344,31 +1350,35 @@ handle_notif(sk_agent_t *ag, const char *from, const uint8_t *msg, size_t len)
     if (h.magic != SK_NMAGIC || h.pad_len > SK_PAD_BIG ||
         len != sizeof(h) + h.pad_len || h.sender >= ag->nagents ||
         !ag->peers[h.sender].exists) {
-        fail(ag, "malformed notification from %s (%zu bytes, magic %08x)",
-             from, len, h.magic);
+        fail(ag, "malformed notification from %s (%zu bytes, magic %08x)", from,
+             len, h.magic);
         return;
     }
     p = &ag->peers[h.sender];
     if (strcmp(p->name, from) != 0) {
-        fail(ag, "notification says sender %u (%s) but came from %s",
-             h.sender, p->name, from);
+        fail(ag, "notification says sender %u (%s) but came from %s", h.sender,
+             p->name, from);
         return;
     }
     sk_pattern_fill(pad, sk_mix64(h.seq ^ ((uint64_t)h.type << 56)), 0,
                     h.pad_len);
     if (memcmp(pad, msg + sizeof(h), h.pad_len) != 0) {
-        fail(ag, "CORRUPTION: notification payload from %s (seq %" PRIu64
-             ", %zu bytes) differs", from, h.seq, len);
+        fail(ag,
+             "CORRUPTION: notification payload from %s (seq %" PRIu64
+             ", %zu bytes) differs",
+             from, h.seq, len);
         return;
     }
     if (ag->o->trace) {
-        fprintf(stderr, "%.6f RX from %s type %c class %d seq %" PRIu64
-                " len %zu\n", sk_now_s(), from, h.type, h.cls, h.seq, len);
+        fprintf(stderr,
+                "%.6f RX from %s type %c class %d seq %" PRIu64 " len %zu\n",
+                sk_now_s(), from, h.type, h.cls, h.seq, len);
     }
     if (h.recv_inc != ag->inc) {
-        fail(ag, "notification from %s (incarnation %u) was addressed to "
-             "incarnation %u and reached incarnation %u", from,
-             h.sender_inc, h.recv_inc, ag->inc);
+        fail(ag,
+             "notification from %s (incarnation %u) was addressed to "
+             "incarnation %u and reached incarnation %u",
+             from, h.sender_inc, h.recv_inc, ag->inc);
         return;
     }
     if (h.type == SK_N_ACK) {
@@ -1386,8 +1396,10 @@ handle_notif(sk_agent_t *ag, const char *from, const uint8_t *msg, size_t len)
     }
     rx = h.cls == SK_CLS_XFER ? &p->rx_xseq : &p->rx_sseq;
     if (h.seq != *rx + 1) {
-        fail(ag, "notification from %s (incarnation %u, %s) out of order: "
-             "seq %" PRIu64 " after %" PRIu64, from, h.sender_inc,
+        fail(ag,
+             "notification from %s (incarnation %u, %s) out of order: "
+             "seq %" PRIu64 " after %" PRIu64,
+             from, h.sender_inc,
              h.cls == SK_CLS_XFER ? "transfer" : "standalone", h.seq, *rx);
     }
     if (h.seq > *rx) {
@@ -1397,11 +1409,11 @@ handle_notif(sk_agent_t *ag, const char *from, const uint8_t *msg, size_t len)
         const uint8_t *at;
         uint64_t lo, hi;
 
-        if (h.sub >= ag->nsub || h.off + h.len > ag->sub_len ||
-            h.len == 0) {
-            fail(ag, "notification from %s names sub-slot %u [%" PRIu64
-                 ", +%" PRIu64 ") outside the slot", from, h.sub, h.off,
-                 h.len);
+        if (h.sub >= ag->nsub || h.off + h.len > ag->sub_len || h.len == 0) {
+            fail(ag,
+                 "notification from %s names sub-slot %u [%" PRIu64
+                 ", +%" PRIu64 ") outside the slot",
+                 from, h.sub, h.off, h.len);
             return;
         }
         at = ag->slots + (uint64_t)h.sender * ag->stride + ag->wslot_len +
@@ -1411,13 +1423,14 @@ handle_notif(sk_agent_t *ag, const char *from, const uint8_t *msg, size_t len)
             sk_piece_t pc = {h.data_seed, 0, h.len};
             char text[600];
 
-            if (sk_pattern_diff(at, &pc, 1, NULL, 0, text, sizeof(text)) ==
-                0) {
-                snprintf(text, sizeof(text), "the bytes match the stream; "
+            if (sk_pattern_diff(at, &pc, 1, NULL, 0, text, sizeof(text)) == 0) {
+                snprintf(text, sizeof(text),
+                         "the bytes match the stream; "
                          "the carried hash does not");
             }
-            fail(ag, "CORRUPTION: WRITE with notification from %s (seq %"
-                 PRIu64 ") not in memory when its notification arrived: %s",
+            fail(ag,
+                 "CORRUPTION: WRITE with notification from %s (seq %" PRIu64
+                 ") not in memory when its notification arrived: %s",
                  from, h.seq, text);
         } else {
             ag->st.notif_bytes_checked += h.len;
@@ -1508,11 +1521,12 @@ ack_deadlines(sk_agent_t *ag)
 
             if (o->used && now - o->t_sent > ag->o->ack_timeout_s) {
                 ag->blame = i + 1;
-                fail(ag, "notification to %s (%s seq %" PRIu64 ", %zu "
+                fail(ag,
+                     "notification to %s (%s seq %" PRIu64 ", %zu "
                      "bytes) not acknowledged within %.0f s: lost, or never "
-                     "delivered", p->name, o->cls == SK_CLS_XFER ?
-                     "transfer" : "standalone", o->seq, o->len,
-                     ag->o->ack_timeout_s);
+                     "delivered",
+                     p->name, o->cls == SK_CLS_XFER ? "transfer" : "standalone",
+                     o->seq, o->len, ag->o->ack_timeout_s);
                 o->used = 0;
                 if (o->sub >= 0) {
                     p->sub_busy[o->sub] = 0;
@@ -1570,8 +1584,8 @@ checkpoint(sk_agent_t *ag)
 
         if (!peer_ready(p)) {
             if (p->exists) {
-                fail(ag, "checkpoint %" PRIu64 ": peer %s is not loaded",
-                     k, p->name);
+                fail(ag, "checkpoint %" PRIu64 ": peer %s is not loaded", k,
+                     p->name);
             }
             continue;
         }
@@ -1594,8 +1608,10 @@ checkpoint(sk_agent_t *ag)
         idle_wait(ag, 5);
     }
     if (!all_acked(ag)) {
-        fail(ag, "checkpoint %" PRIu64 ": notifications unacknowledged "
-             "after %.0f s", k, ag->o->ack_timeout_s);
+        fail(ag,
+             "checkpoint %" PRIu64 ": notifications unacknowledged "
+             "after %.0f s",
+             k, ag->o->ack_timeout_s);
     }
     memset(&m, 0, sizeof(m));
     m.type = SK_M_CKPT_DONE;
@@ -1650,9 +1666,8 @@ setup(sk_agent_t *ag)
     ag->max = o->max_size;
     ag->wslot_len = page_up(ag->max);
     ag->nsub = ag->role == SK_ROLE_AGENT ? SK_NSUB : 0;
-    ag->sub_len = ag->nsub ? page_up(ag->max < 2 * SK_MIB ? ag->max
-                                                          : 2 * SK_MIB)
-                           : 0;
+    ag->sub_len =
+        ag->nsub ? page_up(ag->max < 2 * SK_MIB ? ag->max : 2 * SK_MIB) : 0;
     ag->stride = ag->wslot_len + ag->nsub * ag->sub_len;
     ag->pat_len = page_up(ag->max);
     ag->pat_seed = sk_pattern_seed(o->seed, ag->group, ag->idx, ag->inc);
@@ -1974,8 +1989,7 @@ sk_child_main(const sk_opts_t *o)
     ag->acks_on = o->role == SK_ROLE_AGENT;
     ag->next_stats = sk_now_s() + 1.0;
     snprintf(ag->name, sizeof(ag->name), "%s-%s-%u",
-             o->role == SK_ROLE_AGENT ? "soak" : "fanin", o->label,
-             o->index);
+             o->role == SK_ROLE_AGENT ? "soak" : "fanin", o->label, o->index);
     sk_rng_seed(&ag->rng, sk_mix64(o->seed ^ ((uint64_t)o->inc << 32) ^
                                    ((uint64_t)o->group << 16) ^ o->index));
     ag->poison = (uint8_t)sk_rng_next(&ag->rng);

@@ -44,22 +44,22 @@
 typedef struct fan {
     const sk_opts_t *o;
     const char *self;
-    const char *backend;               /* the spec, as given */
+    const char *backend; /* the spec, as given */
     char type[16], label[96], params[256];
-    unsigned m;                        /* initiators: indices 1..m */
-    const char *ns_t, *ns_i;           /* namespaces, NULL = here */
+    unsigned m;              /* initiators: indices 1..m */
+    const char *ns_t, *ns_i; /* namespaces, NULL = here */
     const char *addr_t, *addr_i;
     char where[384];
-    sk_child_t ch[SK_MAX_AGENTS];      /* [0] = target */
+    sk_child_t ch[SK_MAX_AGENTS]; /* [0] = target */
     unsigned incs[SK_MAX_AGENTS];
     int down[SK_MAX_AGENTS];
     double restart_at[SK_MAX_AGENTS];
     int ready[SK_MAX_AGENTS];
     int fetched[SK_MAX_AGENTS];
-    double t_go[SK_MAX_AGENTS];        /* traffic start of this incarnation */
-    uint64_t ops_done[SK_MAX_AGENTS];  /* finished incarnations */
+    double t_go[SK_MAX_AGENTS];       /* traffic start of this incarnation */
+    uint64_t ops_done[SK_MAX_AGENTS]; /* finished incarnations */
     double live_done[SK_MAX_AGENTS];
-    sk_stats_t sum;                    /* finished incarnations */
+    sk_stats_t sum; /* finished incarnations */
     uint64_t f_t0[SK_MAX_AGENTS], f_t1[SK_MAX_AGENTS];
     int f_status[SK_MAX_AGENTS];
     char f_err[SK_MAX_AGENTS][128];
@@ -68,11 +68,11 @@ typedef struct fan {
     uint64_t last_x[SK_MAX_AGENTS], last_s[SK_MAX_AGENTS]; /* BYE */
     unsigned last_inc[SK_MAX_AGENTS];
     unsigned kills;
-    int priming;                       /* the primer runs: no accounting */
-    int go_on_ready;                   /* GO each initiator when READY */
-    int timing;                        /* the concurrent fetch round */
+    int priming;     /* the primer runs: no accounting */
+    int go_on_ready; /* GO each initiator when READY */
+    int timing;      /* the concurrent fetch round */
     sk_proc_t t_cold, t_start, t_peak, t_after;
-    uint64_t heap_start, heap_after;   /* malloc bytes in use (TRIMMED) */
+    uint64_t heap_start, heap_after; /* malloc bytes in use (TRIMMED) */
     int trimmed;
     char fd_cold[SK_FDLIST];
     char fd_start[SK_FDLIST], fd_after[SK_FDLIST];
@@ -82,7 +82,7 @@ typedef struct fan {
     double share_min, share_max, share_mean;
     unsigned share_min_i, share_max_i;
     uint64_t tgt_notifs;
-    uint64_t tgt_base;                 /* checked during priming */
+    uint64_t tgt_base; /* checked during priming */
     uint64_t failures;
     char *fails[SK_FAN_FAILS];
     unsigned nfails;
@@ -111,8 +111,7 @@ ffail(fan_t *f, const char *fmt, ...)
 static void
 cname(const fan_t *f, unsigned i, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "fanin-%s-%u%s", f->label, i,
-             i == 0 ? " (target)" : "");
+    snprintf(buf, cap, "fanin-%s-%u%s", f->label, i, i == 0 ? " (target)" : "");
 }
 
 static int
@@ -236,15 +235,13 @@ exited(fan_t *f, unsigned i)
     }
 
     cname(f, i, name, sizeof(name));
-    if (!c->killed && !(c->stopping && WIFEXITED(st) &&
-                        WEXITSTATUS(st) == 0)) {
+    if (!c->killed && !(c->stopping && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
         if (WIFSIGNALED(st)) {
-            ffail(f, "%s (incarnation %u, pid %d) died of signal %d (%s)",
-                  name, c->inc, (int)c->pid, WTERMSIG(st),
-                  strsignal(WTERMSIG(st)));
+            ffail(f, "%s (incarnation %u, pid %d) died of signal %d (%s)", name,
+                  c->inc, (int)c->pid, WTERMSIG(st), strsignal(WTERMSIG(st)));
         } else {
-            ffail(f, "%s (incarnation %u, pid %d) exited with status %d",
-                  name, c->inc, (int)c->pid, WEXITSTATUS(st));
+            ffail(f, "%s (incarnation %u, pid %d) exited with status %d", name,
+                  c->inc, (int)c->pid, WEXITSTATUS(st));
         }
         sk_log_tail(c->log, 30, sk_txt);
         f->abort = 1;
@@ -285,9 +282,11 @@ handle(fan_t *f, unsigned i, const sk_msg_t *m)
             f->f_status[i] = m->status;
             snprintf(f->f_err[i], sizeof(f->f_err[i]), "%.120s", m->text);
         } else if (m->status != NXL_OK) {
-            ffail(f, "%s (incarnation %u): nxl_md_fetch after a restart: "
-                  "%s (%s)", name, m->inc,
-                  nxl_status_name((nxl_status_t)m->status), m->text);
+            ffail(f,
+                  "%s (incarnation %u): nxl_md_fetch after a restart: "
+                  "%s (%s)",
+                  name, m->inc, nxl_status_name((nxl_status_t)m->status),
+                  m->text);
         }
         break;
     case SK_M_STATS:
@@ -373,9 +372,10 @@ hang_check(fan_t *f)
         sk_child_t *c = &f->ch[i];
 
         if (c->alive && !c->killed && now - c->t_last_stats > limit) {
-            ffail(f, "fanin-%s-%u (pid %d) silent for %.0f s: hung "
-                  "(backtrace in %s)", f->label, i, (int)c->pid,
-                  now - c->t_last_stats, c->log);
+            ffail(f,
+                  "fanin-%s-%u (pid %d) silent for %.0f s: hung "
+                  "(backtrace in %s)",
+                  f->label, i, (int)c->pid, now - c->t_last_stats, c->log);
             sk_backtrace(c->pid, c->log);
             f->abort = 1;
             c->t_last_stats = now;
@@ -502,15 +502,16 @@ run_one(fan_t *f)
     }
     for (i = 1; i <= f->m; i++) {
         if (!f->fetched[i]) {
-            ffail(f, "initiator %u: no answer to its metadata fetch within "
-                  "60 s", i);
+            ffail(f,
+                  "initiator %u: no answer to its metadata fetch within "
+                  "60 s",
+                  i);
             lat[i - 1] = 0;
             continue;
         }
         if (f->f_status[i] != NXL_OK) {
-            ffail(f, "initiator %u: concurrent nxl_md_fetch failed: %s (%s)",
-                  i, nxl_status_name((nxl_status_t)f->f_status[i]),
-                  f->f_err[i]);
+            ffail(f, "initiator %u: concurrent nxl_md_fetch failed: %s (%s)", i,
+                  nxl_status_name((nxl_status_t)f->f_status[i]), f->f_err[i]);
         } else {
             f->fetch_ok++;
         }
@@ -554,13 +555,12 @@ run_one(fan_t *f)
             if (kill_at[k] > 0 && now >= kill_at[k] && c->alive) {
                 sk_kill(c);
                 f->down[who[k]] = 1;
-                f->restart_at[who[k]] = now + 0.2 + 0.8 *
-                                                    sk_rng_unit(&f->rng);
+                f->restart_at[who[k]] = now + 0.2 + 0.8 * sk_rng_unit(&f->rng);
                 f->kills++;
                 kill_at[k] = 0;
                 if (o->verbose) {
                     fprintf(sk_txt, "  kill initiator %u (pid %d)\n", who[k],
-                           (int)c->pid);
+                            (int)c->pid);
                 }
             }
         }
@@ -644,8 +644,10 @@ run_one(fan_t *f)
     }
     for (i = 1; i <= f->m; i++) {
         if (f->ch[i].alive) {
-            ffail(f, "initiator %u did not exit within 60 s of STOP "
-                  "(backtrace in %s)", i, f->ch[i].log);
+            ffail(f,
+                  "initiator %u did not exit within 60 s of STOP "
+                  "(backtrace in %s)",
+                  i, f->ch[i].log);
             sk_backtrace(f->ch[i].pid, f->ch[i].log);
             sk_kill(&f->ch[i]);
             while (!sk_reap(&f->ch[i])) {
@@ -717,21 +719,24 @@ verdict(fan_t *f)
             /* Fine when the last incarnation (restarted late, or slow
              * under a sanitizer) stopped before it sent anything. */
             if (f->last_x[i] != 0 || f->last_s[i] != 0) {
-                ffail(f, "initiator %u: the target's last notifications "
+                ffail(f,
+                      "initiator %u: the target's last notifications "
                       "came from incarnation %u, the last one was %u and "
                       "sent %" PRIu64 " transfer and %" PRIu64 " standalone"
-                      " notifications", i, f->rx_inc[i], f->last_inc[i],
-                      f->last_x[i], f->last_s[i]);
+                      " notifications",
+                      i, f->rx_inc[i], f->last_inc[i], f->last_x[i],
+                      f->last_s[i]);
             }
         } else if (f->rx_x[i] != f->last_x[i] || f->rx_s[i] != f->last_s[i]) {
-            ffail(f, "initiator %u (incarnation %u): sent %" PRIu64
+            ffail(f,
+                  "initiator %u (incarnation %u): sent %" PRIu64
                   " transfer and %" PRIu64 " standalone notifications, the "
-                  "target got %" PRIu64 " and %" PRIu64, i, f->last_inc[i],
-                  f->last_x[i], f->last_s[i], f->rx_x[i], f->rx_s[i]);
+                  "target got %" PRIu64 " and %" PRIu64,
+                  i, f->last_inc[i], f->last_x[i], f->last_s[i], f->rx_x[i],
+                  f->rx_s[i]);
         }
-        rate[i] = f->live_done[i] > 0 ? (double)f->ops_done[i] /
-                                            f->live_done[i]
-                                      : 0;
+        rate[i] =
+            f->live_done[i] > 0 ? (double)f->ops_done[i] / f->live_done[i] : 0;
         sum += rate[i];
         n++;
     }
@@ -751,21 +756,26 @@ verdict(fan_t *f)
         }
     }
     if (f->share_min < 0.1) {
-        ffail(f, "initiator %u starved: %.2f ops/s, %.0f%% of the mean "
-              "%.2f ops/s", f->share_min_i, rate[f->share_min_i],
-              100 * f->share_min, f->share_mean);
+        ffail(f,
+              "initiator %u starved: %.2f ops/s, %.0f%% of the mean "
+              "%.2f ops/s",
+              f->share_min_i, rate[f->share_min_i], 100 * f->share_min,
+              f->share_mean);
     }
     if (f->t_after.fds > f->t_start.fds) {
         char d[768];
 
         sk_fd_diff(f->fd_start, f->fd_after, d, sizeof(d));
-        ffail(f, "the target's fds did not return: %u at start, %u %.1f s "
-              "after the initiators left (%s)", f->t_start.fds,
-              f->t_after.fds, f->after_wait_s, d);
+        ffail(f,
+              "the target's fds did not return: %u at start, %u %.1f s "
+              "after the initiators left (%s)",
+              f->t_start.fds, f->t_after.fds, f->after_wait_s, d);
     }
     if (f->t_after.threads > f->t_start.threads) {
-        ffail(f, "the target's threads did not return: %u at start, %u "
-              "after", f->t_start.threads, f->t_after.threads);
+        ffail(f,
+              "the target's threads did not return: %u at start, %u "
+              "after",
+              f->t_start.threads, f->t_after.threads);
     }
     if (o->no_rss) {
         return;
@@ -774,29 +784,34 @@ verdict(fan_t *f)
         strncasecmp(f->backend, "UCX", 3) == 0) {
         /* UCX keeps three mappings of every initiator that left
          * (docs/reliability.md, defect 5): reported, not judged. */
-        fprintf(sk_txt, "  known UCX defect 5, not judged (--avoid-known): "
+        fprintf(sk_txt,
+                "  known UCX defect 5, not judged (--avoid-known): "
                 "the target's mappings %u at start, %u after\n",
                 f->t_start.maps, f->t_after.maps);
     } else if (f->t_after.maps > f->t_start.maps + 16) {
-        ffail(f, "the target's mappings did not return: %u at start, %u "
-              "after", f->t_start.maps, f->t_after.maps);
+        ffail(f,
+              "the target's mappings did not return: %u at start, %u "
+              "after",
+              f->t_start.maps, f->t_after.maps);
     }
     lim = (double)f->t_start.shmem_kib * (1 + o->rss_pct / 100) +
           o->rss_slack_mib * 1024;
     if ((double)f->t_after.shmem_kib > lim) {
-        ffail(f, "the target's RssShmem did not return: %" PRIu64 " KiB at "
-              "start, %" PRIu64 " KiB after", f->t_start.shmem_kib,
-              f->t_after.shmem_kib);
+        ffail(f,
+              "the target's RssShmem did not return: %" PRIu64 " KiB at "
+              "start, %" PRIu64 " KiB after",
+              f->t_start.shmem_kib, f->t_after.shmem_kib);
     }
     lim = (double)f->t_start.anon_kib * (1 + o->rss_pct / 100) +
           o->rss_slack_mib * 1024;
     if ((double)f->t_after.anon_kib > lim) {
-        ffail(f, "the target's RssAnon did not return: %" PRIu64 " KiB at "
-              "start, %" PRIu64 " KiB after the initiators left (peak %"
-              PRIu64 " KiB; malloc in use %" PRIu64 " -> %" PRIu64
-              " KiB, both after malloc_trim)", f->t_start.anon_kib,
-              f->t_after.anon_kib, f->t_peak.anon_kib, f->heap_start / 1024,
-              f->heap_after / 1024);
+        ffail(f,
+              "the target's RssAnon did not return: %" PRIu64 " KiB at "
+              "start, %" PRIu64 " KiB after the initiators left (peak %" PRIu64
+              " KiB; malloc in use %" PRIu64 " -> %" PRIu64
+              " KiB, both after malloc_trim)",
+              f->t_start.anon_kib, f->t_after.anon_kib, f->t_peak.anon_kib,
+              f->heap_start / 1024, f->heap_after / 1024);
     }
 }
 
@@ -806,35 +821,43 @@ report(const fan_t *f, FILE *out)
     char b1[32], b2[32], b3[32];
     unsigned i;
 
-    fprintf(out, "fan-in %s: 1 target, %u initiators, %.0f s, %u killed and "
-            "restarted, sizes 1 B..%s, %s\n", f->backend, f->m, f->secs,
-            f->kills, sk_fmt_bytes(f->o->max_size, b1, sizeof(b1)),
-            f->where);
-    fprintf(out, "  %u concurrent metadata fetches: %u succeeded; served in "
+    fprintf(out,
+            "fan-in %s: 1 target, %u initiators, %.0f s, %u killed and "
+            "restarted, sizes 1 B..%s, %s\n",
+            f->backend, f->m, f->secs, f->kills,
+            sk_fmt_bytes(f->o->max_size, b1, sizeof(b1)), f->where);
+    fprintf(out,
+            "  %u concurrent metadata fetches: %u succeeded; served in "
             "%.1f ms (first start to last answer), per fetch median %.1f "
-            "ms, max %.1f ms\n", f->m, f->fetch_ok, f->fetch_span_ms,
-            f->fetch_p50_ms, f->fetch_max_ms);
-    fprintf(out, "  operations %" PRIu64 " (READ %" PRIu64 ", WRITE+READ "
+            "ms, max %.1f ms\n",
+            f->m, f->fetch_ok, f->fetch_span_ms, f->fetch_p50_ms,
+            f->fetch_max_ms);
+    fprintf(out,
+            "  operations %" PRIu64 " (READ %" PRIu64 ", WRITE+READ "
             "back %" PRIu64 ", with notification %" PRIu64 "), bytes checked "
             "%s; notifications sent %" PRIu64 ", checked in order at the "
-            "target %" PRIu64 "\n", f->sum.ops, f->sum.reads, f->sum.writes,
-            f->sum.nwrites + f->sum.nreads, sk_fmt_bytes(f->sum.bytes_checked,
-                                                        b1, sizeof(b1)),
+            "target %" PRIu64 "\n",
+            f->sum.ops, f->sum.reads, f->sum.writes,
+            f->sum.nwrites + f->sum.nreads,
+            sk_fmt_bytes(f->sum.bytes_checked, b1, sizeof(b1)),
             f->sum.notifs_sent, f->tgt_notifs);
-    fprintf(out, "  share (ops per second of traffic, per initiator): min "
+    fprintf(out,
+            "  share (ops per second of traffic, per initiator): min "
             "%.2fx (initiator %u), max %.2fx (initiator %u) of the mean "
-            "%.1f ops/s; slowest operation %.3f s\n", f->share_min,
-            f->share_min_i, f->share_max, f->share_max_i, f->share_mean,
-            (double)f->sum.max_op_us / 1e6);
-    fprintf(out, "  target: RssAnon %s at start, peak %s, %s after the "
+            "%.1f ops/s; slowest operation %.3f s\n",
+            f->share_min, f->share_min_i, f->share_max, f->share_max_i,
+            f->share_mean, (double)f->sum.max_op_us / 1e6);
+    fprintf(out,
+            "  target: RssAnon %s at start, peak %s, %s after the "
             "initiators left; fds %u -> peak %u -> %u; threads %u -> %u "
             "(after %.1f s)\n",
             sk_fmt_bytes(f->t_start.anon_kib * 1024, b1, sizeof(b1)),
             sk_fmt_bytes(f->t_peak.anon_kib * 1024, b2, sizeof(b2)),
             sk_fmt_bytes(f->t_after.anon_kib * 1024, b3, sizeof(b3)),
-            f->t_start.fds, f->t_peak.fds, f->t_after.fds,
-            f->t_start.threads, f->t_after.threads, f->after_wait_s);
-    fprintf(out, "  target malloc in use %s at start, %s after (RSS "
+            f->t_start.fds, f->t_peak.fds, f->t_after.fds, f->t_start.threads,
+            f->t_after.threads, f->after_wait_s);
+    fprintf(out,
+            "  target malloc in use %s at start, %s after (RSS "
             "samples taken after malloc_trim)\n",
             sk_fmt_bytes(f->heap_start, b1, sizeof(b1)),
             sk_fmt_bytes(f->heap_after, b2, sizeof(b2)));
@@ -843,9 +866,10 @@ report(const fan_t *f, FILE *out)
         char d[512];
 
         sk_fd_diff(f->fd_cold, f->fd_start, d, sizeof(d));
-        fprintf(out, "  (before the primer initiator: fds %u, threads %u, "
-                "RssAnon %s; it left behind: %s)\n", f->t_cold.fds,
-                f->t_cold.threads,
+        fprintf(out,
+                "  (before the primer initiator: fds %u, threads %u, "
+                "RssAnon %s; it left behind: %s)\n",
+                f->t_cold.fds, f->t_cold.threads,
                 sk_fmt_bytes(f->t_cold.anon_kib * 1024, b1, sizeof(b1)),
                 d[0] ? d : "threads only");
     }
@@ -862,22 +886,23 @@ report_json(const fan_t *f, FILE *out)
 
     fprintf(out, "{\"backend\":\"%s\",\"where\":", f->backend);
     sk_json_str(out, f->where);
-    fprintf(out, ",\"initiators\":%u,\"seconds\":%.1f,\"kills\":%u,"
-            "\"fetch_ok\":%u,\"fetch_span_ms\":%.2f,\"fetch_p50_ms\":%.2f,"
-            "\"fetch_max_ms\":%.2f,\"ops\":%" PRIu64 ",\"bytes_checked\":%"
-            PRIu64 ",\"notifs_sent\":%" PRIu64 ",\"notifs_checked\":%"
-            PRIu64 ",\"share_min\":%.3f,\"share_max\":%.3f,"
-            "\"share_mean_ops_s\":%.2f,\"target\":{\"start\":{\"anon_kib\":%"
-            PRIu64 ",\"fds\":%u,\"threads\":%u},\"peak\":{\"anon_kib\":%"
-            PRIu64 ",\"fds\":%u},\"after\":{\"anon_kib\":%" PRIu64
-            ",\"fds\":%u,\"threads\":%u}},\"failures\":[",
-            f->m, f->secs, f->kills, f->fetch_ok, f->fetch_span_ms,
-            f->fetch_p50_ms, f->fetch_max_ms, f->sum.ops,
-            f->sum.bytes_checked, f->sum.notifs_sent, f->tgt_notifs,
-            f->share_min, f->share_max, f->share_mean, f->t_start.anon_kib,
-            f->t_start.fds, f->t_start.threads, f->t_peak.anon_kib,
-            f->t_peak.fds, f->t_after.anon_kib, f->t_after.fds,
-            f->t_after.threads);
+    fprintf(
+        out,
+        ",\"initiators\":%u,\"seconds\":%.1f,\"kills\":%u,"
+        "\"fetch_ok\":%u,\"fetch_span_ms\":%.2f,\"fetch_p50_ms\":%.2f,"
+        "\"fetch_max_ms\":%.2f,\"ops\":%" PRIu64 ",\"bytes_checked\":%" PRIu64
+        ",\"notifs_sent\":%" PRIu64 ",\"notifs_checked\":%" PRIu64
+        ",\"share_min\":%.3f,\"share_max\":%.3f,"
+        "\"share_mean_ops_s\":%.2f,\"target\":{\"start\":{\"anon_kib\":%" PRIu64
+        ",\"fds\":%u,\"threads\":%u},\"peak\":{\"anon_kib\":%" PRIu64
+        ",\"fds\":%u},\"after\":{\"anon_kib\":%" PRIu64
+        ",\"fds\":%u,\"threads\":%u}},\"failures\":[",
+        f->m, f->secs, f->kills, f->fetch_ok, f->fetch_span_ms, f->fetch_p50_ms,
+        f->fetch_max_ms, f->sum.ops, f->sum.bytes_checked, f->sum.notifs_sent,
+        f->tgt_notifs, f->share_min, f->share_max, f->share_mean,
+        f->t_start.anon_kib, f->t_start.fds, f->t_start.threads,
+        f->t_peak.anon_kib, f->t_peak.fds, f->t_after.anon_kib, f->t_after.fds,
+        f->t_after.threads);
     for (i = 0; i < f->nfails; i++) {
         fprintf(out, "%s", i ? "," : "");
         sk_json_str(out, f->fails[i]);
@@ -894,8 +919,10 @@ sk_fanin_main(const sk_opts_t *o, const char *self_exe)
     int ok = 1;
 
     snprintf(list, sizeof(list), "%s", o->backends);
-    fprintf(sk_txt, "nxl-soak --fanin %u: %.0f s per backend, seed %" PRIu64
-           ", logs in %s\n", o->fanin, o->duration_s, o->seed, o->log_dir);
+    fprintf(sk_txt,
+            "nxl-soak --fanin %u: %.0f s per backend, seed %" PRIu64
+            ", logs in %s\n",
+            o->fanin, o->duration_s, o->seed, o->log_dir);
     for (tok = strtok_r(list, ",", &save); tok != NULL && nf < SK_MAX_GROUPS;
          tok = strtok_r(NULL, ",", &save)) {
         fan_t *f = &F[nf];
@@ -910,12 +937,15 @@ sk_fanin_main(const sk_opts_t *o, const char *self_exe)
             return 2;
         }
         if (strcasecmp(type, "POSIX") == 0) {
-            fprintf(sk_txt, "skip POSIX: a local storage backend, no initiators\n");
+            fprintf(sk_txt,
+                    "skip POSIX: a local storage backend, no initiators\n");
             continue;
         }
         if (!sk_backend_built(type)) {
-            fprintf(sk_txt, "skip %s: not built into this libnxl (nxl_plugin_names "
-                   "does not list it)\n", tok);
+            fprintf(sk_txt,
+                    "skip %s: not built into this libnxl (nxl_plugin_names "
+                    "does not list it)\n",
+                    tok);
             continue;
         }
         memset(f, 0, sizeof(*f));
@@ -950,8 +980,8 @@ sk_fanin_main(const sk_opts_t *o, const char *self_exe)
                 rigged = 1;
                 snprintf(f->where, sizeof(f->where),
                          "across network namespaces (target %s in %s, "
-                         "initiators %s in %s)", SK_ADDR_A, ns_a, SK_ADDR_B,
-                         ns_b);
+                         "initiators %s in %s)",
+                         SK_ADDR_A, ns_a, SK_ADDR_B, ns_b);
             } else {
                 snprintf(f->where, sizeof(f->where),
                          "on 127.0.0.1 (no namespace rig: %.200s)", why);
@@ -973,14 +1003,17 @@ sk_fanin_main(const sk_opts_t *o, const char *self_exe)
         return 2;
     }
     if (o->json) {
-        fprintf(stdout, "{\"mode\":\"fanin\",\"seed\":%" PRIu64 ",\"ok\":%s,"
-               "\"backends\":[", o->seed, ok ? "true" : "false");
+        fprintf(stdout,
+                "{\"mode\":\"fanin\",\"seed\":%" PRIu64 ",\"ok\":%s,"
+                "\"backends\":[",
+                o->seed, ok ? "true" : "false");
         for (i = 0; i < nf; i++) {
             fprintf(stdout, "%s", i ? "," : "");
             report_json(&F[i], stdout);
         }
         fprintf(stdout, "]}\n");
     }
-    fprintf(sk_txt, "%s\n", ok ? "nxl-soak --fanin: PASS" : "nxl-soak --fanin: FAIL");
+    fprintf(sk_txt, "%s\n",
+            ok ? "nxl-soak --fanin: PASS" : "nxl-soak --fanin: FAIL");
     return ok ? 0 : 1;
 }

@@ -81,10 +81,23 @@ sk_parse_size(const char *s, uint64_t *v_p)
         return -1;
     }
     switch (*end) {
-    case 'k': case 'K': v *= 1024ull; end++; break;
-    case 'm': case 'M': v *= 1024ull * 1024; end++; break;
-    case 'g': case 'G': v *= 1024ull * 1024 * 1024; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        v *= 1024ull;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        v *= 1024ull * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        v *= 1024ull * 1024 * 1024;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'i' || *end == 'I') {
         end++;
@@ -102,42 +115,61 @@ sk_parse_size(const char *s, uint64_t *v_p)
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-"usage: nxl-soak [options]           the soak: N agents per backend\n"
-"       nxl-soak --fanin M [options] one target, M initiators per backend\n"
-"\n"
-"  --duration S        seconds of traffic (default 60; fan-in: per backend)\n"
-"  --backends LIST     comma-separated (default SHM,TCP,UCX; UCX is skipped\n"
-"                      with the reason when it is not built); an entry may\n"
-"                      carry backend params: UCX:local_path=ucx:num_workers=2\n"
-"  --agents N          soak: agents per backend (default 4)\n"
-"  --stable K          soak: agents never killed (default N/2; they carry\n"
-"                      the RSS and fd verdict)\n"
-"  --max-size SIZE     largest transfer (default 64M; fan-in 4M)\n"
-"  --kill-interval S   soak: mean seconds between kills per backend (10)\n"
-"  --fanin M           fan-in mode with M initiators (e.g. 32)\n"
-"  --fanin-kills K     fan-in: initiators killed and restarted (default 4)\n"
-"  --no-netns          fan-in: TCP on 127.0.0.1, not across the rig\n"
-"  --warmup S          soak: seconds before the first checkpoint\n"
-"                      (default duration/4, 10..60)\n"
-"  --ckpt-interval S   soak: seconds between checkpoints (default 600)\n"
-"  --op-timeout S      a transfer slower than this is a hang (default 30)\n"
-"  --ack-timeout S     a notification unacknowledged this long is lost (60)\n"
-"  --rss-pct P         allowed RssAnon growth after warm-up (default 5)\n"
-"  --rss-slack-mib M   plus this much (default 4)\n"
-"  --no-rss-verdict    report RSS and mappings without judging them (for\n"
-"                      sanitizer builds: ASan's quarantine holds memory)\n"
-"  --seed N            random seed (default: from the clock; printed)\n"
-"  --log-dir DIR       children's logs (default /tmp/nxl-soak.<pid>)\n"
-"  --rig PATH          tests/netns/rig.sh\n"
-"  --smoke             the make-test run: 60 s, 3 agents (1 never killed);\n"
-"                      fan-in: 20 s per backend\n"
-"  --avoid-known       do not judge the known library defects listed in\n"
-"                      docs/reliability.md that are still open (now: the\n"
-"                      fan-in target's UCX mappings, defect 5)\n"
-"  --trace             log every notification sent and received (agent logs)\n"
-"  --json              the summary as one JSON object on stdout\n"
-"  --verbose           print kills and checkpoints as they happen\n");
+    fprintf(
+        f,
+        "usage: nxl-soak [options]           the soak: N agents per backend\n"
+        "       nxl-soak --fanin M [options] one target, M initiators per "
+        "backend\n"
+        "\n"
+        "  --duration S        seconds of traffic (default 60; fan-in: per "
+        "backend)\n"
+        "  --backends LIST     comma-separated (default SHM,TCP,UCX; UCX is "
+        "skipped\n"
+        "                      with the reason when it is not built); an entry "
+        "may\n"
+        "                      carry backend params: "
+        "UCX:local_path=ucx:num_workers=2\n"
+        "  --agents N          soak: agents per backend (default 4)\n"
+        "  --stable K          soak: agents never killed (default N/2; they "
+        "carry\n"
+        "                      the RSS and fd verdict)\n"
+        "  --max-size SIZE     largest transfer (default 64M; fan-in 4M)\n"
+        "  --kill-interval S   soak: mean seconds between kills per backend "
+        "(10)\n"
+        "  --fanin M           fan-in mode with M initiators (e.g. 32)\n"
+        "  --fanin-kills K     fan-in: initiators killed and restarted "
+        "(default 4)\n"
+        "  --no-netns          fan-in: TCP on 127.0.0.1, not across the rig\n"
+        "  --warmup S          soak: seconds before the first checkpoint\n"
+        "                      (default duration/4, 10..60)\n"
+        "  --ckpt-interval S   soak: seconds between checkpoints (default "
+        "600)\n"
+        "  --op-timeout S      a transfer slower than this is a hang (default "
+        "30)\n"
+        "  --ack-timeout S     a notification unacknowledged this long is lost "
+        "(60)\n"
+        "  --rss-pct P         allowed RssAnon growth after warm-up (default "
+        "5)\n"
+        "  --rss-slack-mib M   plus this much (default 4)\n"
+        "  --no-rss-verdict    report RSS and mappings without judging them "
+        "(for\n"
+        "                      sanitizer builds: ASan's quarantine holds "
+        "memory)\n"
+        "  --seed N            random seed (default: from the clock; printed)\n"
+        "  --log-dir DIR       children's logs (default /tmp/nxl-soak.<pid>)\n"
+        "  --rig PATH          tests/netns/rig.sh\n"
+        "  --smoke             the make-test run: 60 s, 3 agents (1 never "
+        "killed);\n"
+        "                      fan-in: 20 s per backend\n"
+        "  --avoid-known       do not judge the known library defects listed "
+        "in\n"
+        "                      docs/reliability.md that are still open (now: "
+        "the\n"
+        "                      fan-in target's UCX mappings, defect 5)\n"
+        "  --trace             log every notification sent and received (agent "
+        "logs)\n"
+        "  --json              the summary as one JSON object on stdout\n"
+        "  --verbose           print kills and checkpoints as they happen\n");
 }
 
 /* flag_is compares a flag name, '_' matching '-'. */
@@ -185,16 +217,16 @@ parse(int argc, char **argv, sk_opts_t *o)
         }
         a += 2;
         eq = strchr(a, '=');
-#define NEEDV()                                                               \
-    do {                                                                      \
-        if (eq != NULL) {                                                     \
-            v = eq + 1;                                                       \
-        } else if (i + 1 < argc) {                                            \
-            v = argv[++i];                                                    \
-        } else {                                                              \
-            sk_err("--%s needs a value", a);                                  \
-            return -1;                                                        \
-        }                                                                     \
+#define NEEDV()                                                                \
+    do {                                                                       \
+        if (eq != NULL) {                                                      \
+            v = eq + 1;                                                        \
+        } else if (i + 1 < argc) {                                             \
+            v = argv[++i];                                                     \
+        } else {                                                               \
+            sk_err("--%s needs a value", a);                                   \
+            return -1;                                                         \
+        }                                                                      \
     } while (0)
         if (flag_is(a, "help")) {
             usage(stdout);

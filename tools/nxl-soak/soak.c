@@ -38,25 +38,25 @@
 #define SK_MAPS_SLACK 16 /* malloc's own mmap'ed chunks come and go */
 
 typedef struct grp {
-    const char *backend;              /* the spec, as given */
+    const char *backend; /* the spec, as given */
     char type[16], label[96], params[256];
     unsigned g, n;
     sk_child_t ch[SK_MAX_AGENTS];
-    unsigned incs[SK_MAX_AGENTS];     /* incarnations started */
-    int down[SK_MAX_AGENTS];          /* killed, restart pending */
+    unsigned incs[SK_MAX_AGENTS]; /* incarnations started */
+    int down[SK_MAX_AGENTS];      /* killed, restart pending */
     double restart_at[SK_MAX_AGENTS];
     int ckpt_done[SK_MAX_AGENTS];
     double next_kill;
     uint64_t kills;
-    sk_stats_t done_sum;              /* finished incarnations */
+    sk_stats_t done_sum; /* finished incarnations */
     sk_proc_t ck[SK_MAX_CKPT][SK_MAX_AGENTS];
     unsigned ck_inc[SK_MAX_CKPT][SK_MAX_AGENTS];
     double ck_t[SK_MAX_CKPT];
-    char *fd_first[SK_MAX_AGENTS];    /* fd list at the first checkpoint */
+    char *fd_first[SK_MAX_AGENTS]; /* fd list at the first checkpoint */
     char *fd_last[SK_MAX_AGENTS];
-    sk_proc_t peak[SK_MAX_AGENTS];    /* largest samples after warm-up */
-    unsigned nck;                     /* checkpoints sampled */
-    int dead;                         /* retired after a crash or hang */
+    sk_proc_t peak[SK_MAX_AGENTS]; /* largest samples after warm-up */
+    unsigned nck;                  /* checkpoints sampled */
+    int dead;                      /* retired after a crash or hang */
     double t_dead;
     char why[160];
 } grp_t;
@@ -67,8 +67,8 @@ typedef struct soak {
     grp_t grp[SK_MAX_GROUPS];
     unsigned ngrp;
     unsigned nck;
-    int abort;                         /* stop early: a crash or a hang */
-    unsigned dumps;                    /* backtraces taken for failures */
+    int abort;      /* stop early: a crash or a hang */
+    unsigned dumps; /* backtraces taken for failures */
     uint64_t parent_failures;
     char *fails[SK_MAX_FAILS];
     unsigned nfails;
@@ -118,8 +118,8 @@ retire(soak_t *s, grp_t *g, const char *why)
     g->dead = 1;
     g->t_dead = sk_now_s() - s->t0;
     snprintf(g->why, sizeof(g->why), "%s", why);
-    pfail(s, "backend %s retired at %.0f s: %s (the others go on)",
-          g->backend, g->t_dead, why);
+    pfail(s, "backend %s retired at %.0f s: %s (the others go on)", g->backend,
+          g->t_dead, why);
     for (i = 0; i < g->n; i++) {
         sk_kill(&g->ch[i]);
         g->down[i] = 0;
@@ -242,8 +242,10 @@ handle_msg(soak_t *s, grp_t *g, unsigned i, const sk_msg_t *m)
             sk_child_t *o = &g->ch[m->u[0] - 1];
 
             s->dumps++;
-            fprintf(sk_txt, "  (backtraces and fds of %s and soak-%s-%u in "
-                    "their logs)\n", name, g->label, (unsigned)m->u[0] - 1);
+            fprintf(sk_txt,
+                    "  (backtraces and fds of %s and soak-%s-%u in "
+                    "their logs)\n",
+                    name, g->label, (unsigned)m->u[0] - 1);
             sk_backtrace(c->pid, c->log);
             if (o != c && o->alive && !o->killed) {
                 sk_backtrace(o->pid, o->log);
@@ -282,15 +284,13 @@ exited(soak_t *s, grp_t *g, unsigned i)
     }
 
     child_name(g, i, name, sizeof(name));
-    if (!c->killed && !(c->stopping && WIFEXITED(st) &&
-                        WEXITSTATUS(st) == 0)) {
+    if (!c->killed && !(c->stopping && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
         if (WIFSIGNALED(st)) {
-            pfail(s, "%s (incarnation %u, pid %d) died of signal %d (%s)",
-                  name, c->inc, (int)c->pid, WTERMSIG(st),
-                  strsignal(WTERMSIG(st)));
+            pfail(s, "%s (incarnation %u, pid %d) died of signal %d (%s)", name,
+                  c->inc, (int)c->pid, WTERMSIG(st), strsignal(WTERMSIG(st)));
         } else {
-            pfail(s, "%s (incarnation %u, pid %d) exited with status %d",
-                  name, c->inc, (int)c->pid, WEXITSTATUS(st));
+            pfail(s, "%s (incarnation %u, pid %d) exited with status %d", name,
+                  c->inc, (int)c->pid, WEXITSTATUS(st));
         }
         sk_log_tail(c->log, 30, sk_txt);
         finished(g, i);
@@ -378,8 +378,8 @@ kill_one(soak_t *s, grp_t *g)
     g->restart_at[i] = sk_now_s() + 0.2 + 1.8 * sk_rng_unit(&s->rng);
     g->kills++;
     if (s->o->verbose) {
-        fprintf(sk_txt, "  kill soak-%s-%u (incarnation %u, pid %d)\n", g->label, i,
-               g->ch[i].inc, (int)g->ch[i].pid);
+        fprintf(sk_txt, "  kill soak-%s-%u (incarnation %u, pid %d)\n",
+                g->label, i, g->ch[i].inc, (int)g->ch[i].pid);
     }
     for (j = 0; j < g->n; j++) {
         sk_msg_t m;
@@ -434,9 +434,11 @@ hang_check(soak_t *s)
             sk_child_t *c = &g->ch[i];
 
             if (c->alive && !c->killed && now - c->t_last_stats > limit) {
-                pfail(s, "soak-%s-%u (incarnation %u, pid %d) silent for %.0f "
-                      "s: hung (backtrace in %s)", g->label, i, c->inc,
-                      (int)c->pid, now - c->t_last_stats, c->log);
+                pfail(s,
+                      "soak-%s-%u (incarnation %u, pid %d) silent for %.0f "
+                      "s: hung (backtrace in %s)",
+                      g->label, i, c->inc, (int)c->pid, now - c->t_last_stats,
+                      c->log);
                 sk_backtrace(c->pid, c->log);
                 c->t_last_stats = now;
                 retire(s, g, "an agent hung");
@@ -511,7 +513,8 @@ checkpoint(soak_t *s, int resume)
     for (gi = 0; gi < s->ngrp; gi++) {
         for (i = 0; i < s->grp[gi].n && !s->grp[gi].dead; i++) {
             if (!usable(&s->grp[gi], i)) {
-                retire(s, &s->grp[gi], "an agent did not come up for a "
+                retire(s, &s->grp[gi],
+                       "an agent did not come up for a "
                        "checkpoint within 120 s");
             }
         }
@@ -546,8 +549,10 @@ checkpoint(soak_t *s, int resume)
             if (s->grp[gi].ckpt_done[i] != (int)k) {
                 char why[160];
 
-                snprintf(why, sizeof(why), "soak-%s-%u did not finish "
-                         "checkpoint %u", s->grp[gi].label, i, k);
+                snprintf(why, sizeof(why),
+                         "soak-%s-%u did not finish "
+                         "checkpoint %u",
+                         s->grp[gi].label, i, k);
                 retire(s, &s->grp[gi], why);
             }
         }
@@ -583,7 +588,7 @@ checkpoint(soak_t *s, int resume)
     }
     if (s->o->verbose || !s->o->json) {
         fprintf(sk_txt, "  checkpoint %u at %.0f s (took %.1f s)\n", k,
-               sk_now_s() - s->t0, sk_now_s() - t_ck);
+                sk_now_s() - s->t0, sk_now_s() - t_ck);
         fflush(sk_txt);
     }
     if (resume) {
@@ -634,8 +639,10 @@ stop_all(soak_t *s)
             sk_child_t *c = &s->grp[gi].ch[i];
 
             if (c->alive) {
-                pfail(s, "soak-%s-%u did not exit within 60 s of STOP "
-                      "(backtrace in %s)", s->grp[gi].label, i, c->log);
+                pfail(s,
+                      "soak-%s-%u did not exit within 60 s of STOP "
+                      "(backtrace in %s)",
+                      s->grp[gi].label, i, c->log);
                 sk_backtrace(c->pid, c->log);
                 sk_kill(c);
                 c->killed = 1;
@@ -680,15 +687,16 @@ judge(soak_t *s)
             const sk_proc_t *a = &g->ck[0][i], *b = &g->ck[last - 1][i];
             double lim;
 
-            if (g->ck_inc[0][i] != g->ck_inc[last - 1][i] || !a->ok ||
-                !b->ok) {
+            if (g->ck_inc[0][i] != g->ck_inc[last - 1][i] || !a->ok || !b->ok) {
                 continue; /* restarted in between: nothing to compare */
             }
             lim = (double)a->anon_kib * (1.0 + s->o->rss_pct / 100.0) +
                   s->o->rss_slack_mib * 1024.0;
             if (!s->o->no_rss && (double)b->anon_kib > lim) {
-                pfail(s, "soak-%s-%u: RssAnon grew from %" PRIu64 " KiB to %"
-                      PRIu64 " KiB (+%.1f%%; allowed %.0f%% + %.0f MiB)",
+                pfail(s,
+                      "soak-%s-%u: RssAnon grew from %" PRIu64
+                      " KiB to %" PRIu64
+                      " KiB (+%.1f%%; allowed %.0f%% + %.0f MiB)",
                       g->label, i, a->anon_kib, b->anon_kib,
                       pct(a->anon_kib, b->anon_kib), s->o->rss_pct,
                       s->o->rss_slack_mib);
@@ -703,21 +711,25 @@ judge(soak_t *s)
                       g->label, i, a->fds, b->fds, d);
             }
             if (b->threads > a->threads) {
-                pfail(s, "soak-%s-%u: threads grew from %u to %u", g->label,
-                      i, a->threads, b->threads);
+                pfail(s, "soak-%s-%u: threads grew from %u to %u", g->label, i,
+                      a->threads, b->threads);
             }
             /* Peers' shared memory mapped here: a mapping kept after its
              * owner died would add its pages at every restart. */
             lim = (double)a->shmem_kib * (1.0 + s->o->rss_pct / 100.0) +
                   s->o->rss_slack_mib * 1024.0;
             if (!s->o->no_rss && (double)b->shmem_kib > lim) {
-                pfail(s, "soak-%s-%u: RssShmem grew from %" PRIu64 " KiB to %"
-                      PRIu64 " KiB (+%.1f%%)", g->label, i, a->shmem_kib,
-                      b->shmem_kib, pct(a->shmem_kib, b->shmem_kib));
+                pfail(s,
+                      "soak-%s-%u: RssShmem grew from %" PRIu64
+                      " KiB to %" PRIu64 " KiB (+%.1f%%)",
+                      g->label, i, a->shmem_kib, b->shmem_kib,
+                      pct(a->shmem_kib, b->shmem_kib));
             }
             if (!s->o->no_rss && b->maps > a->maps + SK_MAPS_SLACK) {
-                pfail(s, "soak-%s-%u: mappings grew from %u to %u (allowed "
-                      "+%d)", g->label, i, a->maps, b->maps, SK_MAPS_SLACK);
+                pfail(s,
+                      "soak-%s-%u: mappings grew from %u to %u (allowed "
+                      "+%d)",
+                      g->label, i, a->maps, b->maps, SK_MAPS_SLACK);
             }
         }
     }
@@ -749,7 +761,8 @@ print_text(soak_t *s, FILE *f, double secs)
     unsigned gi, i, last = s->nck;
     char b1[32], b2[32];
 
-    fprintf(f, "\nnxl-soak summary: %.0f s, seed %" PRIu64 ", max size %s, "
+    fprintf(f,
+            "\nnxl-soak summary: %.0f s, seed %" PRIu64 ", max size %s, "
             "%u agents per backend (%u never killed), kill interval %.0f s\n",
             secs, s->o->seed, sk_fmt_bytes(s->o->max_size, b1, sizeof(b1)),
             s->o->agents, s->o->stable, s->o->kill_interval_s);
@@ -763,36 +776,42 @@ print_text(soak_t *s, FILE *f, double secs)
         if (g->dead) {
             fprintf(f, "  RETIRED at %.0f s: %s\n", g->t_dead, g->why);
         }
-        fprintf(f, "  operations %" PRIu64 " (READ %" PRIu64 ", WRITE+READ "
+        fprintf(f,
+                "  operations %" PRIu64 " (READ %" PRIu64 ", WRITE+READ "
                 "back %" PRIu64 ", WRITE+notification %" PRIu64 ", READ+"
-                "notification %" PRIu64 ", standalone notifications %"
-                PRIu64 "; %" PRIu64 " batches, %" PRIu64 " re-posts of a "
+                "notification %" PRIu64 ", standalone notifications %" PRIu64
+                "; %" PRIu64 " batches, %" PRIu64 " re-posts of a "
                 "kept handle, %" PRIu64 " released in flight), %" PRIu64
-                " descriptors\n", t.ops, t.reads, t.writes, t.nwrites,
-                t.nreads, t.notifs, t.batches, t.reposts, t.cancels, t.descs);
-        fprintf(f, "  bytes checked %s (XXH3-128); notifications sent %"
-                PRIu64 ", received in order and checked %" PRIu64
+                " descriptors\n",
+                t.ops, t.reads, t.writes, t.nwrites, t.nreads, t.notifs,
+                t.batches, t.reposts, t.cancels, t.descs);
+        fprintf(f,
+                "  bytes checked %s (XXH3-128); notifications sent %" PRIu64
+                ", received in order and checked %" PRIu64
                 ", acknowledged %" PRIu64 "\n",
                 sk_fmt_bytes(t.bytes_checked, b1, sizeof(b1)), t.notifs_sent,
                 t.notifs_checked, t.acks);
-        fprintf(f, "  kills survived %" PRIu64 "; expected errors %" PRIu64
+        fprintf(f,
+                "  kills survived %" PRIu64 "; expected errors %" PRIu64
                 " (REMOTE_DISCONNECT %" PRIu64 ", NOT_FOUND %" PRIu64
                 ", side channel %" PRIu64 "); notifications lost with a "
-                "killed peer %" PRIu64 ", late from a dead incarnation %"
-                PRIu64 "\n", g->kills,
-                t.exp_disconnect + t.exp_not_found + t.exp_sidechan,
+                "killed peer %" PRIu64 ", late from a dead incarnation %" PRIu64
+                "\n",
+                g->kills, t.exp_disconnect + t.exp_not_found + t.exp_sidechan,
                 t.exp_disconnect, t.exp_not_found, t.exp_sidechan,
                 t.lost_with_peer, t.late_old);
-        fprintf(f, "  metadata: %" PRIu64 " fetches, %" PRIu64
+        fprintf(f,
+                "  metadata: %" PRIu64 " fetches, %" PRIu64
                 " invalidations, %" PRIu64 " reloads refused until "
                 "invalidated, %" PRIu64 " stale handles refused; slowest "
-                "operation %.3f s\n", t.fetches, t.invalidations,
-                t.conflicts, t.stale_checks, (double)t.max_op_us / 1e6);
+                "operation %.3f s\n",
+                t.fetches, t.invalidations, t.conflicts, t.stale_checks,
+                (double)t.max_op_us / 1e6);
         fprintf(f, "  failures %" PRIu64 "\n", t.failures);
         if (last >= 1) {
-            fprintf(f, "  %-12s %5s  %-32s %-9s %-9s %-9s %-12s %s\n",
-                    "agent", "incs", "RssAnon ck1 -> end", "fds", "threads",
-                    "maps", "RssShmem end", "peak RssAnon/fds");
+            fprintf(f, "  %-12s %5s  %-32s %-9s %-9s %-9s %-12s %s\n", "agent",
+                    "incs", "RssAnon ck1 -> end", "fds", "threads", "maps",
+                    "RssShmem end", "peak RssAnon/fds");
         }
         for (i = 0; i < g->n && last >= 1; i++) {
             const sk_proc_t *a = &g->ck[0][i], *b = &g->ck[last - 1][i];
@@ -844,25 +863,25 @@ print_text(soak_t *s, FILE *f, double secs)
 static void
 stats_json(FILE *f, const sk_stats_t *t)
 {
-    fprintf(f, "{\"ops\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%"
-            PRIu64 ",\"notified_writes\":%" PRIu64 ",\"notified_reads\":%"
-            PRIu64 ",\"notifs\":%" PRIu64 ",\"batches\":%" PRIu64
+    fprintf(f,
+            "{\"ops\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+            ",\"notified_writes\":%" PRIu64 ",\"notified_reads\":%" PRIu64
+            ",\"notifs\":%" PRIu64 ",\"batches\":%" PRIu64
             ",\"reposts\":%" PRIu64 ",\"cancels\":%" PRIu64
-            ",\"stale_checks\":%" PRIu64
-            ",\"descs\":%" PRIu64 ",\"bytes_checked\":%" PRIu64
-            ",\"notifs_sent\":%" PRIu64 ",\"notifs_checked\":%" PRIu64
-            ",\"acks\":%" PRIu64 ",\"lost_with_peer\":%" PRIu64
-            ",\"late_old\":%" PRIu64 ",\"exp_disconnect\":%" PRIu64
-            ",\"exp_not_found\":%" PRIu64 ",\"exp_sidechan\":%" PRIu64
-            ",\"invalidations\":%" PRIu64 ",\"fetches\":%" PRIu64
-            ",\"conflicts\":%" PRIu64 ",\"failures\":%" PRIu64
-            ",\"max_op_us\":%" PRIu64 "}", t->ops, t->reads, t->writes,
-            t->nwrites, t->nreads, t->notifs, t->batches, t->reposts,
-            t->cancels, t->stale_checks, t->descs, t->bytes_checked, t->notifs_sent,
-            t->notifs_checked, t->acks, t->lost_with_peer, t->late_old,
-            t->exp_disconnect, t->exp_not_found, t->exp_sidechan,
-            t->invalidations, t->fetches, t->conflicts, t->failures,
-            t->max_op_us);
+            ",\"stale_checks\":%" PRIu64 ",\"descs\":%" PRIu64
+            ",\"bytes_checked\":%" PRIu64 ",\"notifs_sent\":%" PRIu64
+            ",\"notifs_checked\":%" PRIu64 ",\"acks\":%" PRIu64
+            ",\"lost_with_peer\":%" PRIu64 ",\"late_old\":%" PRIu64
+            ",\"exp_disconnect\":%" PRIu64 ",\"exp_not_found\":%" PRIu64
+            ",\"exp_sidechan\":%" PRIu64 ",\"invalidations\":%" PRIu64
+            ",\"fetches\":%" PRIu64 ",\"conflicts\":%" PRIu64
+            ",\"failures\":%" PRIu64 ",\"max_op_us\":%" PRIu64 "}",
+            t->ops, t->reads, t->writes, t->nwrites, t->nreads, t->notifs,
+            t->batches, t->reposts, t->cancels, t->stale_checks, t->descs,
+            t->bytes_checked, t->notifs_sent, t->notifs_checked, t->acks,
+            t->lost_with_peer, t->late_old, t->exp_disconnect, t->exp_not_found,
+            t->exp_sidechan, t->invalidations, t->fetches, t->conflicts,
+            t->failures, t->max_op_us);
 }
 
 static void
@@ -870,7 +889,8 @@ print_json(soak_t *s, FILE *f, double secs, int ok)
 {
     unsigned gi, i, k;
 
-    fprintf(f, "{\"mode\":\"soak\",\"seconds\":%.1f,\"seed\":%" PRIu64
+    fprintf(f,
+            "{\"mode\":\"soak\",\"seconds\":%.1f,\"seed\":%" PRIu64
             ",\"max_size\":%" PRIu64 ",\"agents\":%u,\"stable\":%u,"
             "\"ok\":%s,\"parent_failures\":%" PRIu64 ",\"backends\":[",
             secs, s->o->seed, s->o->max_size, s->o->agents, s->o->stable,
@@ -880,24 +900,27 @@ print_json(soak_t *s, FILE *f, double secs, int ok)
         sk_stats_t t;
 
         group_total(g, &t);
-        fprintf(f, "%s{\"backend\":\"%s\",\"kills\":%" PRIu64
-                ",\"retired_at\":%.0f,\"stats\":", gi ? "," : "",
-                g->backend, g->kills, g->dead ? g->t_dead : -1.0);
+        fprintf(f,
+                "%s{\"backend\":\"%s\",\"kills\":%" PRIu64
+                ",\"retired_at\":%.0f,\"stats\":",
+                gi ? "," : "", g->backend, g->kills,
+                g->dead ? g->t_dead : -1.0);
         stats_json(f, &t);
         fprintf(f, ",\"agents\":[");
         for (i = 0; i < g->n; i++) {
-            fprintf(f, "%s{\"name\":\"soak-%s-%u\",\"incarnations\":%u,"
-                    "\"checkpoints\":[", i ? "," : "", g->label, i,
-                    g->incs[i]);
+            fprintf(f,
+                    "%s{\"name\":\"soak-%s-%u\",\"incarnations\":%u,"
+                    "\"checkpoints\":[",
+                    i ? "," : "", g->label, i, g->incs[i]);
             for (k = 0; k < g->nck; k++) {
                 const sk_proc_t *p = &g->ck[k][i];
 
-                fprintf(f, "%s{\"t\":%.0f,\"inc\":%u,\"rss_kib\":%" PRIu64
+                fprintf(f,
+                        "%s{\"t\":%.0f,\"inc\":%u,\"rss_kib\":%" PRIu64
                         ",\"anon_kib\":%" PRIu64 ",\"shmem_kib\":%" PRIu64
                         ",\"fds\":%u,\"threads\":%u,\"maps\":%u}",
-                        k ? "," : "", g->ck_t[k], g->ck_inc[k][i],
-                        p->rss_kib, p->anon_kib, p->shmem_kib, p->fds,
-                        p->threads, p->maps);
+                        k ? "," : "", g->ck_t[k], g->ck_inc[k][i], p->rss_kib,
+                        p->anon_kib, p->shmem_kib, p->fds, p->threads, p->maps);
             }
             fprintf(f, "]}");
         }
@@ -943,13 +966,16 @@ sk_soak_main(const sk_opts_t *o, const char *self_exe)
             return 2;
         }
         if (strcasecmp(type, "POSIX") == 0) {
-            fprintf(sk_txt, "skip POSIX: a local storage backend, no peers "
+            fprintf(sk_txt,
+                    "skip POSIX: a local storage backend, no peers "
                     "to soak (its transfers are in the conformance suite)\n");
             continue;
         }
         if (!sk_backend_built(type)) {
-            fprintf(sk_txt, "skip %s: not built into this libnxl (nxl_plugin_names "
-                   "does not list it)\n", tok);
+            fprintf(sk_txt,
+                    "skip %s: not built into this libnxl (nxl_plugin_names "
+                    "does not list it)\n",
+                    tok);
             continue;
         }
         if (s->ngrp == SK_MAX_GROUPS) {
@@ -974,11 +1000,12 @@ sk_soak_main(const sk_opts_t *o, const char *self_exe)
                                                           ? o->max_size
                                                           : 2 * SK_MIB));
     total = per_agent * o->agents * s->ngrp;
-    fprintf(sk_txt, "nxl-soak: %u backends x %u agents, %.0f s, seed %" PRIu64
-           ", sizes 1 B..%s, pools %s in all, logs in %s\n", s->ngrp,
-           o->agents, o->duration_s, o->seed,
-           sk_fmt_bytes(o->max_size, b1, sizeof(b1)),
-           sk_fmt_bytes(total, list, sizeof(list)), o->log_dir);
+    fprintf(sk_txt,
+            "nxl-soak: %u backends x %u agents, %.0f s, seed %" PRIu64
+            ", sizes 1 B..%s, pools %s in all, logs in %s\n",
+            s->ngrp, o->agents, o->duration_s, o->seed,
+            sk_fmt_bytes(o->max_size, b1, sizeof(b1)),
+            sk_fmt_bytes(total, list, sizeof(list)), o->log_dir);
     for (gi = 0; gi < s->ngrp && o->avoid_known; gi++) {
         if (strcasecmp(s->grp[gi].type, "UCX") == 0) {
             fprintf(sk_txt, "%s", SK_UCX_KNOWN_AVOIDED);
@@ -1027,8 +1054,8 @@ sk_soak_main(const sk_opts_t *o, const char *self_exe)
                 next_ck = t_end + 1;
             }
             for (gi = 0; gi < s->ngrp; gi++) {
-                s->grp[gi].next_kill = sk_now_s() +
-                                       exp_gap(s, o->kill_interval_s);
+                s->grp[gi].next_kill =
+                    sk_now_s() + exp_gap(s, o->kill_interval_s);
             }
             continue;
         }

@@ -27,13 +27,13 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define SK_MAX_AGENTS 64   /* per group: agents, or 1 target + initiators */
-#define SK_MAX_GROUPS 4    /* backends in one run */
-#define SK_NSUB 8          /* notified-WRITE sub-slots per initiator */
-#define SK_WINDOW 8        /* unacknowledged notifications per peer */
+#define SK_MAX_AGENTS 64 /* per group: agents, or 1 target + initiators */
+#define SK_MAX_GROUPS 4  /* backends in one run */
+#define SK_NSUB 8        /* notified-WRITE sub-slots per initiator */
+#define SK_WINDOW 8      /* unacknowledged notifications per peer */
 #define SK_TEXT 1024
 #define SK_NAME_MAX 128
-#define SK_CTL_FD 3        /* the control socket in a child */
+#define SK_CTL_FD 3 /* the control socket in a child */
 #define SK_KIB ((uint64_t)1024)
 #define SK_MIB ((uint64_t)1024 * 1024)
 #define SK_GIB ((uint64_t)1024 * 1024 * 1024)
@@ -41,74 +41,74 @@
 /* Roles of a child process. */
 typedef enum sk_role {
     SK_ROLE_NONE = 0,
-    SK_ROLE_AGENT,      /* soak: target and initiator of every peer */
-    SK_ROLE_TARGET,     /* fan-in: the passive target */
-    SK_ROLE_INITIATOR   /* fan-in: one of the initiators */
+    SK_ROLE_AGENT,    /* soak: target and initiator of every peer */
+    SK_ROLE_TARGET,   /* fan-in: the passive target */
+    SK_ROLE_INITIATOR /* fan-in: one of the initiators */
 } sk_role_t;
 
 /* sk_opts_t holds every command-line setting (parent and child). */
 typedef struct sk_opts {
     /* run */
     double duration_s;
-    unsigned agents;         /* soak: agents per backend */
-    unsigned stable;         /* soak: agents never killed (index < stable) */
-    char backends[128];      /* comma-separated list */
+    unsigned agents;    /* soak: agents per backend */
+    unsigned stable;    /* soak: agents never killed (index < stable) */
+    char backends[128]; /* comma-separated list */
     uint64_t seed;
     int seed_set;
-    uint64_t max_size;       /* largest transfer */
+    uint64_t max_size; /* largest transfer */
     int max_size_set;
-    double kill_interval_s;  /* mean time between kills, per backend */
-    double warmup_s;         /* < 0: automatic */
-    double ckpt_interval_s;  /* checkpoints between warm-up and end */
-    double op_timeout_s;     /* a transfer slower than this is a hang */
-    double ack_timeout_s;    /* a notification unacknowledged this long */
-    double rss_pct;          /* allowed RSS growth after warm-up, % */
-    double rss_slack_mib;    /* plus this much */
-    int no_rss;              /* report RSS and mappings, do not judge them */
-    int avoid_known;         /* skip what triggers the known defects */
-    int trace;               /* log every notification sent and received */
-    unsigned fanin;          /* > 0: fan-in mode with this many initiators */
+    double kill_interval_s; /* mean time between kills, per backend */
+    double warmup_s;        /* < 0: automatic */
+    double ckpt_interval_s; /* checkpoints between warm-up and end */
+    double op_timeout_s;    /* a transfer slower than this is a hang */
+    double ack_timeout_s;   /* a notification unacknowledged this long */
+    double rss_pct;         /* allowed RSS growth after warm-up, % */
+    double rss_slack_mib;   /* plus this much */
+    int no_rss;             /* report RSS and mappings, do not judge them */
+    int avoid_known;        /* skip what triggers the known defects */
+    int trace;              /* log every notification sent and received */
+    unsigned fanin;         /* > 0: fan-in mode with this many initiators */
     unsigned fanin_kills;
-    int no_netns;            /* fan-in TCP on 127.0.0.1, not across the rig */
+    int no_netns; /* fan-in TCP on 127.0.0.1, not across the rig */
     int json;
     int smoke;
     int verbose;
     char log_dir[256];
-    char rig[512];           /* tests/netns/rig.sh */
+    char rig[512]; /* tests/netns/rig.sh */
     /* child only */
     sk_role_t role;
-    char backend[16];        /* the backend type */
-    char label[96];          /* names: soak-<label>-<index> */
-    char params[256];        /* backend params, key=value:key=value */
+    char backend[16]; /* the backend type */
+    char label[96];   /* names: soak-<label>-<index> */
+    char params[256]; /* backend params, key=value:key=value */
     unsigned group;
     unsigned index;
     unsigned inc;
     unsigned progress_thread;
-    char addr[64];           /* own address (listener, TCP bind_addr) */
-    char peer_addr[64];      /* address peers' side channels listen on */
+    char addr[64];      /* own address (listener, TCP bind_addr) */
+    char peer_addr[64]; /* address peers' side channels listen on */
 } sk_opts_t;
 
 /* sk_stats_t is what a child counts; sent to the parent every second and
  * at exit (so a killed incarnation loses at most its last second). */
 typedef struct sk_stats {
-    uint64_t ops;            /* checked operations that completed */
-    uint64_t reads;          /* READ of the peer's pattern, verified */
-    uint64_t writes;         /* WRITE then READ back, verified */
-    uint64_t nwrites;        /* WRITE + notification, verified by target */
-    uint64_t nreads;         /* READ + notification */
-    uint64_t notifs;         /* standalone notifications */
-    uint64_t batches;        /* several transfers in flight at once */
-    uint64_t reposts;        /* re-posts of a kept transfer handle */
-    uint64_t stale_checks;   /* kept handle refused after a reload */
-    uint64_t cancels;        /* released while in flight, buffer checked */
-    uint64_t descs;          /* descriptors posted */
-    uint64_t bytes_checked;  /* bytes verified by XXH3 */
-    uint64_t notifs_sent;    /* notifications sent (all kinds) */
-    uint64_t notifs_checked; /* received, in order, payload verified */
+    uint64_t ops;                 /* checked operations that completed */
+    uint64_t reads;               /* READ of the peer's pattern, verified */
+    uint64_t writes;              /* WRITE then READ back, verified */
+    uint64_t nwrites;             /* WRITE + notification, verified by target */
+    uint64_t nreads;              /* READ + notification */
+    uint64_t notifs;              /* standalone notifications */
+    uint64_t batches;             /* several transfers in flight at once */
+    uint64_t reposts;             /* re-posts of a kept transfer handle */
+    uint64_t stale_checks;        /* kept handle refused after a reload */
+    uint64_t cancels;             /* released while in flight, buffer checked */
+    uint64_t descs;               /* descriptors posted */
+    uint64_t bytes_checked;       /* bytes verified by XXH3 */
+    uint64_t notifs_sent;         /* notifications sent (all kinds) */
+    uint64_t notifs_checked;      /* received, in order, payload verified */
     uint64_t notif_bytes_checked; /* data verified at a notification */
-    uint64_t acks;           /* acknowledgements received */
-    uint64_t lost_with_peer; /* unacknowledged when the peer died */
-    uint64_t late_old;       /* from an older incarnation, after a newer */
+    uint64_t acks;                /* acknowledgements received */
+    uint64_t lost_with_peer;      /* unacknowledged when the peer died */
+    uint64_t late_old;            /* from an older incarnation, after a newer */
     uint64_t exp_disconnect; /* NXL_ERR_REMOTE_DISCONNECT from a dead peer */
     uint64_t exp_not_found;  /* NXL_ERR_NOT_FOUND from a dead peer */
     uint64_t exp_sidechan;   /* side-channel call to a dead peer failed */
@@ -117,29 +117,29 @@ typedef struct sk_stats {
     uint64_t conflicts;      /* fetch NOT_ALLOWED, invalidated, refetched */
     uint64_t peer_deaths;    /* peer deaths announced to us */
     uint64_t failures;
-    uint64_t max_op_us;      /* slowest checked operation */
-    uint64_t xseq_sent;      /* fan-in: transfer notifications sent */
-    uint64_t sseq_sent;      /* fan-in: standalone notifications sent */
+    uint64_t max_op_us; /* slowest checked operation */
+    uint64_t xseq_sent; /* fan-in: transfer notifications sent */
+    uint64_t sseq_sent; /* fan-in: standalone notifications sent */
 } sk_stats_t;
 
 /* Message types: child -> parent, then parent -> child. */
 enum {
-    SK_M_HELLO = 1,  /* u: port, pattern addr, slot addr, pid */
-    SK_M_READY,      /* fan-in initiator: agent made, waiting for GO */
-    SK_M_FETCHED,    /* u: t0, t1 (CLOCK_MONOTONIC ns); status */
-    SK_M_STATS,      /* st */
-    SK_M_FAIL,       /* text */
-    SK_M_CKPT_DONE,  /* u[0] = checkpoint number */
-    SK_M_BYE,        /* st: final */
-    SK_M_RX,         /* target: idx/inc of a sender, u: xseq, sseq */
-    SK_M_TRIMMED,    /* u: malloc bytes in use after malloc_trim */
-    SK_M_PEER = 32,  /* idx/inc up; u: port, pattern addr, slot addr */
-    SK_M_DOWN,       /* idx/inc killed */
-    SK_M_CKPT,       /* u[0] = number: touch every peer, drain, pause */
+    SK_M_HELLO = 1, /* u: port, pattern addr, slot addr, pid */
+    SK_M_READY,     /* fan-in initiator: agent made, waiting for GO */
+    SK_M_FETCHED,   /* u: t0, t1 (CLOCK_MONOTONIC ns); status */
+    SK_M_STATS,     /* st */
+    SK_M_FAIL,      /* text */
+    SK_M_CKPT_DONE, /* u[0] = checkpoint number */
+    SK_M_BYE,       /* st: final */
+    SK_M_RX,        /* target: idx/inc of a sender, u: xseq, sseq */
+    SK_M_TRIMMED,   /* u: malloc bytes in use after malloc_trim */
+    SK_M_PEER = 32, /* idx/inc up; u: port, pattern addr, slot addr */
+    SK_M_DOWN,      /* idx/inc killed */
+    SK_M_CKPT,      /* u[0] = number: touch every peer, drain, pause */
     SK_M_RESUME,
-    SK_M_STOP,       /* finish, destroy the agent, BYE, exit 0 */
-    SK_M_GO,         /* fan-in: fetch the target's metadata now */
-    SK_M_TRIM        /* malloc_trim, then TRIMMED (before a sample) */
+    SK_M_STOP, /* finish, destroy the agent, BYE, exit 0 */
+    SK_M_GO,   /* fan-in: fetch the target's metadata now */
+    SK_M_TRIM  /* malloc_trim, then TRIMMED (before a sample) */
 };
 
 /* sk_msg_t is one control record (one SOCK_SEQPACKET datagram). */
@@ -167,10 +167,10 @@ typedef struct sk_piece {
 
 /* sk_proc_t is one sample of a process's resources from /proc. */
 typedef struct sk_proc {
-    uint64_t rss_kib;        /* VmRSS */
-    uint64_t anon_kib;       /* RssAnon */
-    uint64_t file_kib;       /* RssFile */
-    uint64_t shmem_kib;      /* RssShmem */
+    uint64_t rss_kib;   /* VmRSS */
+    uint64_t anon_kib;  /* RssAnon */
+    uint64_t file_kib;  /* RssFile */
+    uint64_t shmem_kib; /* RssShmem */
     unsigned fds;
     unsigned maps;
     unsigned threads;
@@ -181,9 +181,9 @@ typedef struct sk_proc {
  * soak itself avoids nothing any more (agents reload live peers' metadata
  * on every backend since defects 1 and 2 were fixed); the fan-in reports
  * the UCX target's mappings without judging them (defect 5). */
-#define SK_UCX_KNOWN_AVOIDED                                                  \
-    "--avoid-known: the soak avoids nothing (UCX reloads of live peers "     \
-    "are\n  exercised: defects 1 and 2 are fixed); only the fan-in leaves "  \
+#define SK_UCX_KNOWN_AVOIDED                                                   \
+    "--avoid-known: the soak avoids nothing (UCX reloads of live peers "       \
+    "are\n  exercised: defects 1 and 2 are fixed); only the fan-in leaves "    \
     "UCX defect 5\n  unjudged (docs/reliability.md, \"Defects found\")\n"
 
 /* nxl-soak.c */
@@ -199,8 +199,8 @@ int sk_parse_size(const char *s, uint64_t *v_p);
 /* util.c: random numbers, patterns, hashing, control messages, /proc. */
 void sk_rng_seed(sk_rng_t *r, uint64_t seed);
 uint64_t sk_rng_next(sk_rng_t *r);
-uint64_t sk_rng_below(sk_rng_t *r, uint64_t n);   /* [0, n) */
-double sk_rng_unit(sk_rng_t *r);                  /* [0, 1) */
+uint64_t sk_rng_below(sk_rng_t *r, uint64_t n);     /* [0, n) */
+double sk_rng_unit(sk_rng_t *r);                    /* [0, 1) */
 uint64_t sk_rng_logsize(sk_rng_t *r, uint64_t max); /* log-uniform 1..max */
 uint64_t sk_mix64(uint64_t x);
 uint64_t sk_pattern_seed(uint64_t run_seed, unsigned group, unsigned idx,
@@ -215,8 +215,7 @@ void sk_hash(const void *buf, uint64_t len, uint64_t *lo_p, uint64_t *hi_p);
  * returns 0 when none does, else 1 with a description in text. alt seeds,
  * when given, are other pattern streams the bytes are compared with. */
 int sk_pattern_diff(const uint8_t *buf, const sk_piece_t *pieces, size_t n,
-                    const uint64_t *alt, size_t nalt, char *text,
-                    size_t cap);
+                    const uint64_t *alt, size_t nalt, char *text, size_t cap);
 int sk_msg_send(int fd, const sk_msg_t *m);
 /* sk_msg_recv: 1 got one, 0 nothing (non-blocking), -1 closed/error. */
 int sk_msg_recv(int fd, sk_msg_t *m, int timeout_ms);
@@ -237,17 +236,17 @@ int sk_fanin_main(const sk_opts_t *o, const char *self_exe);
 /* spawn.c: starting children, logs, the rig. */
 typedef struct sk_child {
     pid_t pid;
-    int fd;                  /* control socket; -1 when none */
+    int fd; /* control socket; -1 when none */
     unsigned group, idx, inc;
-    int alive;               /* process running (not reaped) */
-    int killed;              /* we sent SIGKILL */
-    int stopping;            /* we sent STOP */
-    int byed;                /* BYE received */
-    int hello;               /* HELLO received */
+    int alive;    /* process running (not reaped) */
+    int killed;   /* we sent SIGKILL */
+    int stopping; /* we sent STOP */
+    int byed;     /* BYE received */
+    int hello;    /* HELLO received */
     uint16_t port;
     uint64_t pat_addr, slot_addr;
     double t_spawn, t_hello, t_last_stats, t_exit;
-    sk_stats_t st;           /* latest stats of this incarnation */
+    sk_stats_t st; /* latest stats of this incarnation */
     int exit_status;
     char log[512];
 } sk_child_t;
@@ -256,14 +255,14 @@ typedef struct sk_spawn_cfg {
     const char *self_exe;
     const sk_opts_t *o;
     sk_role_t role;
-    const char *backend;     /* type */
-    const char *label;       /* for names and log files */
-    const char *params;      /* "" or key=value:key=value */
+    const char *backend; /* type */
+    const char *label;   /* for names and log files */
+    const char *params;  /* "" or key=value:key=value */
     unsigned group, idx, inc, agents;
     int progress_thread;
-    const char *addr;        /* NULL: 127.0.0.1 */
-    const char *peer_addr;   /* NULL: 127.0.0.1 */
-    const char *netns;       /* NULL: stay here */
+    const char *addr;      /* NULL: 127.0.0.1 */
+    const char *peer_addr; /* NULL: 127.0.0.1 */
+    const char *netns;     /* NULL: stay here */
     uint64_t max_size;
 } sk_spawn_cfg_t;
 

@@ -261,8 +261,8 @@ sk_mkdir_logs(const sk_opts_t *o, char *dir, size_t cap)
  * its own session that removes it if we die however we die. Returns 0, or
  * -1 with the reason in why (not root, no rig script, no namespaces). */
 int
-sk_rig_up(const sk_opts_t *o, char *name, size_t cap, int *guard_p,
-          char *why, size_t why_cap)
+sk_rig_up(const sk_opts_t *o, char *name, size_t cap, int *guard_p, char *why,
+          size_t why_cap)
 {
     char cmd[1024];
     int pfd[2], rc;
@@ -296,8 +296,7 @@ sk_rig_up(const sk_opts_t *o, char *name, size_t cap, int *guard_p,
         close(pfd[1]);
         while (read(pfd[0], &b, 1) > 0 || errno == EINTR) {
         }
-        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", o->rig,
-                 name);
+        snprintf(cmd, sizeof(cmd), "%s down %s >/dev/null 2>&1", o->rig, name);
         rc = system(cmd);
         _exit(rc == 0 ? 0 : 1);
     }
@@ -309,7 +308,8 @@ sk_rig_up(const sk_opts_t *o, char *name, size_t cap, int *guard_p,
         snprintf(why, why_cap, "%s up %s failed (status %d%s)", o->rig, name,
                  rc == -1 ? -1 : WEXITSTATUS(rc),
                  (rc != -1 && WEXITSTATUS(rc) == 77) ? ": namespaces not "
-                                                        "available" : "");
+                                                       "available"
+                                                     : "");
         close(*guard_p);
         return -1;
     }
@@ -346,7 +346,9 @@ sk_backend_spec(const char *spec, char *type, size_t tcap, char *label,
         char ch = spec[i];
 
         label[i] = ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                    (ch >= '0' && ch <= '9') || ch == '-') ? ch : '_';
+                    (ch >= '0' && ch <= '9') || ch == '-')
+                       ? ch
+                       : '_';
     }
     label[i] = '\0';
     return 0;

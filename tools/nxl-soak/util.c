@@ -250,11 +250,12 @@ sk_pattern_diff(const uint8_t *buf, const sk_piece_t *pieces, size_t n,
             }
         }
         snprintf(text, cap,
-                 "%" PRIu64 " of %" PRIu64 " bytes differ; first at byte %"
-                 PRIu64 " (piece %zu of %zu, source offset %" PRIu64
+                 "%" PRIu64 " of %" PRIu64
+                 " bytes differ; first at byte %" PRIu64
+                 " (piece %zu of %zu, source offset %" PRIu64
                  ", piece length %" PRIu64 "): got %s, expected %s%s",
-                 bad_total, pos, first, first_piece, n, first_off, p->len,
-                 hg, he, alts);
+                 bad_total, pos, first, first_piece, n, first_off, p->len, hg,
+                 he, alts);
     }
     return 1;
 }
@@ -438,8 +439,7 @@ sk_fd_diff(const char *a, const char *b, char *out, size_t cap)
 
             if (l > 0 && !has_token(others[k], p, l)) {
                 used += (size_t)snprintf(out + used, cap - used, "%s%c%.*s",
-                                         used ? " " : "", sign[k], (int)l,
-                                         p);
+                                         used ? " " : "", sign[k], (int)l, p);
             }
             p += l;
             while (*p == ' ') {

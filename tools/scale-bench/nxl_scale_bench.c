@@ -28,8 +28,8 @@
 #define SB_STEPS 6
 
 static const char *const sb_step_names[SB_STEPS] = {
-    "register", "md_local", "md_load", "prep_local", "prep_remote",
-    "deregister"};
+    "register",   "md_local",    "md_load",
+    "prep_local", "prep_remote", "deregister"};
 
 static double
 sb_now_us(void)
@@ -61,8 +61,8 @@ sb_shuffle(size_t *v, size_t n, uint64_t seed)
 static int
 sb_fail(const char *what, nxl_status_t st)
 {
-    fprintf(stderr, "nxl-scale-bench: %s: %s (%s)\n", what,
-            nxl_status_name(st), nxl_last_error());
+    fprintf(stderr, "nxl-scale-bench: %s: %s (%s)\n", what, nxl_status_name(st),
+            nxl_last_error());
     return 1;
 }
 
@@ -136,10 +136,9 @@ sb_run(const char *type, size_t n, int ascending, uint64_t seed,
         }
     }
     for (i = 0; i < n; i++) {
-        descs[i] = file ? (nxl_desc_t){i * SB_REGION, SB_REGION,
-                                       (uint64_t)fd}
-                        : (nxl_desc_t){(uintptr_t)mem + i * SB_REGION,
-                                       SB_REGION, 0};
+        descs[i] =
+            file ? (nxl_desc_t){i * SB_REGION, SB_REGION, (uint64_t)fd}
+                 : (nxl_desc_t){(uintptr_t)mem + i * SB_REGION, SB_REGION, 0};
         order[i] = i;
     }
     all = (nxl_dlist_t){file ? NXL_FILE : NXL_DRAM, descs, n};
@@ -259,8 +258,7 @@ main(int argc, char **argv)
     for (i = 1; i < (size_t)argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < (size_t)argc) {
             be_arg = argv[++i];
-        } else if (strcmp(argv[i], "--counts") == 0 &&
-                   i + 1 < (size_t)argc) {
+        } else if (strcmp(argv[i], "--counts") == 0 && i + 1 < (size_t)argc) {
             count_arg = argv[++i];
         } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < (size_t)argc) {
             reps = atoi(argv[++i]);

@@ -199,10 +199,10 @@ agent_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 static int
 agent_init(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"name",      "progress_thread",
-                             "listen_thread", "listen_port",
-                             "listen_addr", "sync",
-                             "telemetry", "progress_delay_us", NULL};
+    static char *kwlist[] = {
+        "name",        "progress_thread",   "listen_thread",
+        "listen_port", "listen_addr",       "sync",
+        "telemetry",   "progress_delay_us", NULL};
     nxl_agent_config_t cfg;
     PyObject *name;
     const char *cname, *addr = NULL;
@@ -212,8 +212,8 @@ agent_init(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_status_t st;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "U|$ppizipI:Agent", kwlist,
-                                     &name, &prog, &listen, &port, &addr,
-                                     &sync, &telem, &delay)) {
+                                     &name, &prog, &listen, &port, &addr, &sync,
+                                     &telem, &delay)) {
         return -1;
     }
     if (self->agent != NULL || self->name != NULL) {
@@ -236,10 +236,9 @@ agent_init(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     cfg.sync_mode = (nxl_sync_t)sync;
     cfg.capture_telemetry = telem;
     cfg.progress_delay_us = delay;
-    Py_BEGIN_ALLOW_THREADS
-    st = nxl_agent_create(cname, &cfg, &agent);
-    Py_END_ALLOW_THREADS
-    if (st != NXL_OK) {
+    Py_BEGIN_ALLOW_THREADS st = nxl_agent_create(cname, &cfg, &agent);
+    Py_END_ALLOW_THREADS if (st != NXL_OK)
+    {
         nxlpy_raise(st);
         return -1;
     }
@@ -259,10 +258,9 @@ agent_destroy(nxlpy_agent_t *self)
 
     self->agent = NULL;
     nxlpy_xfer_detach_all(self);
-    Py_BEGIN_ALLOW_THREADS
-    nxl_agent_destroy(a);
-    Py_END_ALLOW_THREADS
-    Py_CLEAR(self->deferred); /* the agent dropped those registrations */
+    Py_BEGIN_ALLOW_THREADS nxl_agent_destroy(a);
+    Py_END_ALLOW_THREADS Py_CLEAR(
+        self->deferred); /* the agent dropped those registrations */
 }
 
 /* agent_close is Agent.close(): destroys the agent (cancels its transfers,
@@ -278,7 +276,8 @@ agent_close(nxlpy_agent_t *self, PyObject *unused)
     if (self->inflight > 0) {
         return nxlpy_raise_msg(NXL_ERR_NOT_ALLOWED,
                                "agent %U is in use by %ld call(s) on other "
-                               "threads", self->name, self->inflight);
+                               "threads",
+                               self->name, self->inflight);
     }
     agent_destroy(self);
     Py_RETURN_NONE;
@@ -476,10 +475,9 @@ mem_raw(nxlpy_agent_t *self, PyObject *args, PyObject *kw, int reg)
     nxl_opts_t opts;
     nxl_status_t st;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw,
-                                     reg ? "O|OO:register_raw"
-                                         : "O|OO:deregister_raw",
-                                     kwlist, &src, &mem, &backends)) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, reg ? "O|OO:register_raw" : "O|OO:deregister_raw", kwlist,
+            &src, &mem, &backends)) {
         return NULL;
     }
     if (nxlpy_agent_check(self) < 0) {
@@ -498,8 +496,7 @@ mem_raw(nxlpy_agent_t *self, PyObject *args, PyObject *kw, int reg)
     if (reg) {
         NXLPY_UNLOCKED(self, st = nxl_mem_register(self->agent, &cdl, &opts));
     } else {
-        NXLPY_UNLOCKED(self,
-                       st = nxl_mem_deregister(self->agent, &cdl, &opts));
+        NXLPY_UNLOCKED(self, st = nxl_mem_deregister(self->agent, &cdl, &opts));
     }
     Py_DECREF(dl);
     if (st != NXL_OK) {
@@ -591,8 +588,8 @@ agent_partial_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_status_t st;
     int conn = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpO:partial_metadata",
-                                     kwlist, &src, &mem, &conn, &backends)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOpO:partial_metadata", kwlist,
+                                     &src, &mem, &conn, &backends)) {
         return NULL;
     }
     if (nxlpy_agent_check(self) < 0) {
@@ -605,9 +602,8 @@ agent_partial_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
         opt_dlist(src, mem, &dl, &cdl) < 0) {
         return NULL;
     }
-    NXLPY_UNLOCKED(self, st = nxl_md_local_partial(self->agent,
-                                                   dl ? &cdl : NULL, &opts,
-                                                   &blob));
+    NXLPY_UNLOCKED(self, st = nxl_md_local_partial(
+                             self->agent, dl ? &cdl : NULL, &opts, &blob));
     Py_XDECREF(dl);
     if (st != NXL_OK) {
         return nxlpy_raise(st);
@@ -693,8 +689,9 @@ agent_check(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 static PyObject *
 agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"ip", "port", "src", "mem", "include_conn_info",
-                             "timeout", "label", NULL};
+    static char *kwlist[] = {
+        "ip",      "port",  "src", "mem", "include_conn_info",
+        "timeout", "label", NULL};
     PyObject *src = Py_None, *mem = Py_None, *timeout = Py_None;
     const char *ip, *label = NULL;
     int port = 8888, conn = 0;
@@ -704,8 +701,8 @@ agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_status_t st;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iOOpOz:send_metadata", kwlist,
-                                     &ip, &port, &src, &mem, &conn,
-                                     &timeout, &label)) {
+                                     &ip, &port, &src, &mem, &conn, &timeout,
+                                     &label)) {
         return NULL;
     }
     nxl_opts_init(&opts);
@@ -717,8 +714,8 @@ agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     if (dl != NULL) {
-        NXLPY_UNLOCKED(self, st = nxl_md_send_partial(self->agent, &cdl,
-                                                      &opts));
+        NXLPY_UNLOCKED(self,
+                       st = nxl_md_send_partial(self->agent, &cdl, &opts));
     } else {
         NXLPY_UNLOCKED(self, st = nxl_md_send(self->agent, &opts));
     }
@@ -736,8 +733,7 @@ agent_send_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 static PyObject *
 agent_fetch_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"ip", "port", "remote", "timeout", "label",
-                             NULL};
+    static char *kwlist[] = {"ip", "port", "remote", "timeout", "label", NULL};
     PyObject *timeout = Py_None;
     const char *ip, *remote = NULL, *label = NULL;
     int port = 8888;
@@ -745,8 +741,7 @@ agent_fetch_metadata(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_status_t st;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|izOz:fetch_metadata", kwlist,
-                                     &ip, &port, &remote, &timeout,
-                                     &label)) {
+                                     &ip, &port, &remote, &timeout, &label)) {
         return NULL;
     }
     nxl_opts_init(&opts);
@@ -775,8 +770,8 @@ agent_invalidate_local(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
     nxl_opts_t opts;
     nxl_status_t st;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iO:invalidate_local",
-                                     kwlist, &ip, &port, &timeout)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|iO:invalidate_local", kwlist,
+                                     &ip, &port, &timeout)) {
         return NULL;
     }
     nxl_opts_init(&opts);
@@ -834,8 +829,8 @@ agent_prep(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     cdl = (nxl_dlist_t){dl->mem, dl->descs, dl->count};
-    NXLPY_UNLOCKED(self, st = nxl_dlist_prep(self->agent, cremote, &cdl,
-                                             &opts, &pp));
+    NXLPY_UNLOCKED(self,
+                   st = nxl_dlist_prep(self->agent, cremote, &cdl, &opts, &pp));
     if (st != NXL_OK) {
         Py_DECREF(dl);
         return nxlpy_raise(st);
@@ -1022,9 +1017,9 @@ idx_get(PyObject *obj, size_t count, idx_t *x)
 static PyObject *
 agent_make_xfer(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"op",    "local",    "lidx",       "remote",
-                             "ridx",  "notif",    "backends",   "skip_merge",
-                             NULL};
+    static char *kwlist[] = {"op",       "local",      "lidx",
+                             "remote",   "ridx",       "notif",
+                             "backends", "skip_merge", NULL};
     PyObject *opobj, *lobj, *lidx, *robj, *ridx;
     PyObject *notif = Py_None, *backends = Py_None, *res = NULL;
     nxl_backend_t *bes[NXLPY_MAX_BACKENDS];
@@ -1104,8 +1099,8 @@ out:
 static PyObject *
 agent_xfer(nxlpy_agent_t *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"op",       "local", "remote",     "remote_agent",
-                             "notif",    "backends", "mem",     "remote_mem",
+    static char *kwlist[] = {"op",         "local",    "remote", "remote_agent",
+                             "notif",      "backends", "mem",    "remote_mem",
                              "skip_merge", NULL};
     PyObject *opobj, *lsrc, *rsrc, *notif = Py_None, *backends = Py_None;
     PyObject *mem = Py_None, *rmem = Py_None, *res = NULL;
@@ -1491,8 +1486,7 @@ static PyGetSetDef agent_getset[] = {
 };
 
 PyTypeObject nxlpy_agent_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl._nxl.Agent",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl._nxl.Agent",
     .tp_basicsize = sizeof(nxlpy_agent_t),
     .tp_dealloc = (destructor)agent_dealloc,
     .tp_repr = (reprfunc)agent_repr,

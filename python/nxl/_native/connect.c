@@ -23,30 +23,27 @@ typedef struct nxlpy_cop nxlpy_cop_t;
 
 /* nxlpy_conn_t is nxl._nxl.Connector. */
 typedef struct nxlpy_conn {
-    PyObject_HEAD
-    nxlpy_agent_t *agent;
-    nxl_connector_t *conn;      /* NULL once closed */
-    nxlpy_cop_t *ops;           /* live operation objects */
-    long busy;                  /* connector calls running without the GIL */
+    PyObject_HEAD nxlpy_agent_t *agent;
+    nxl_connector_t *conn; /* NULL once closed */
+    nxlpy_cop_t *ops;      /* live operation objects */
+    long busy;             /* connector calls running without the GIL */
     PyObject *weakrefs;
 } nxlpy_conn_t;
 
 /* nxlpy_cop_t is nxl._nxl.ConnectOp. */
 struct nxlpy_cop {
-    PyObject_HEAD
-    nxlpy_conn_t *conn;
-    nxl_connect_op_t *op;       /* NULL once released */
-    long busy;                  /* waits running without the GIL */
-    PyObject *keep;             /* what the local memory needs, or NULL */
+    PyObject_HEAD nxlpy_conn_t *conn;
+    nxl_connect_op_t *op; /* NULL once released */
+    long busy;            /* waits running without the GIL */
+    PyObject *keep;       /* what the local memory needs, or NULL */
     PyObject *weakrefs;
     nxlpy_cop_t *prev, *next;
 };
 
 /* nxlpy_media_t is nxl._nxl.MediaImage. */
 typedef struct nxlpy_media {
-    PyObject_HEAD
-    nxlpy_agent_t *agent;
-    nxl_media_t *media;         /* NULL once closed */
+    PyObject_HEAD nxlpy_agent_t *agent;
+    nxl_media_t *media; /* NULL once closed */
     PyObject *weakrefs;
 } nxlpy_media_t;
 
@@ -56,20 +53,20 @@ PyTypeObject nxlpy_media_type;
 
 /* CONN_UNLOCKED runs stmt without the GIL, counted in the connector (close
  * refuses meanwhile) and in its agent. */
-#define CONN_UNLOCKED(conn, stmt)                                             \
-    do {                                                                      \
-        (conn)->busy++;                                                       \
-        NXLPY_UNLOCKED((conn)->agent, stmt);                                  \
-        (conn)->busy--;                                                       \
+#define CONN_UNLOCKED(conn, stmt)                                              \
+    do {                                                                       \
+        (conn)->busy++;                                                        \
+        NXLPY_UNLOCKED((conn)->agent, stmt);                                   \
+        (conn)->busy--;                                                        \
     } while (0)
 
 /* OP_UNLOCKED runs stmt without the GIL, counted in the operation (release
  * refuses meanwhile) and in its connector. */
-#define OP_UNLOCKED(op, stmt)                                                 \
-    do {                                                                      \
-        (op)->busy++;                                                         \
-        CONN_UNLOCKED((op)->conn, stmt);                                      \
-        (op)->busy--;                                                         \
+#define OP_UNLOCKED(op, stmt)                                                  \
+    do {                                                                       \
+        (op)->busy++;                                                          \
+        CONN_UNLOCKED((op)->conn, stmt);                                       \
+        (op)->busy--;                                                          \
     } while (0)
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -103,8 +100,9 @@ parse_descs(PyObject *seq, nxl_connect_desc_t **out_p, size_t *n_p)
         int kind;
 
         if (!PyTuple_Check(t) ||
-            !PyArg_ParseTuple(t, "KKiK;a descriptor is (ptr, size, "
-                                 "device_kind, device_id)",
+            !PyArg_ParseTuple(t,
+                              "KKiK;a descriptor is (ptr, size, "
+                              "device_kind, device_id)",
                               &ptr, &size, &kind, &id)) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_TypeError,
@@ -115,8 +113,7 @@ parse_descs(PyObject *seq, nxl_connect_desc_t **out_p, size_t *n_p)
             Py_DECREF(fast);
             return -1;
         }
-        d[i] = (nxl_connect_desc_t){ptr, size, (nxl_connect_device_t)kind,
-                                    id};
+        d[i] = (nxl_connect_desc_t){ptr, size, (nxl_connect_device_t)kind, id};
     }
     Py_DECREF(fast);
     *out_p = d;
@@ -366,13 +363,12 @@ cop_info(nxlpy_cop_t *self, PyObject *unused)
     if (st != NXL_OK) {
         return nxlpy_raise(st);
     }
-    return Py_BuildValue("{s:i,s:O,s:i,s:i,s:s,s:s,s:s,s:n}", "kind",
-                         (int)in.kind, "passive",
-                         in.passive ? Py_True : Py_False, "state",
-                         (int)in.state, "error", (int)in.error, "error_text",
-                         in.error_text, "notification_key",
-                         in.notification_key, "remote_agent", in.remote_agent,
-                         "num_descriptors", (Py_ssize_t)in.num_descriptors);
+    return Py_BuildValue(
+        "{s:i,s:O,s:i,s:i,s:s,s:s,s:s,s:n}", "kind", (int)in.kind, "passive",
+        in.passive ? Py_True : Py_False, "state", (int)in.state, "error",
+        (int)in.error, "error_text", in.error_text, "notification_key",
+        in.notification_key, "remote_agent", in.remote_agent, "num_descriptors",
+        (Py_ssize_t)in.num_descriptors);
 }
 
 /* cop_get_state is ConnectOp.state: the last known state, no polling. */
@@ -435,11 +431,10 @@ cop_repr(nxlpy_cop_t *self)
         return PyUnicode_FromString("<nxl.ConnectOp released>");
     }
     (void)nxl_connect_op_info(self->op, &in);
-    return PyUnicode_FromFormat("<nxl.ConnectOp %s %s %s key=%s>",
-                                in.passive ? "passive" : "active",
-                                nxl_connect_kind_str(in.kind),
-                                nxl_connect_state_str(in.state),
-                                in.notification_key);
+    return PyUnicode_FromFormat(
+        "<nxl.ConnectOp %s %s %s key=%s>", in.passive ? "passive" : "active",
+        nxl_connect_kind_str(in.kind), nxl_connect_state_str(in.state),
+        in.notification_key);
 }
 
 static PyMethodDef cop_methods[] = {
@@ -471,8 +466,7 @@ static PyGetSetDef cop_getset[] = {
 };
 
 PyTypeObject nxlpy_cop_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.ConnectOp",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.ConnectOp",
     .tp_basicsize = sizeof(nxlpy_cop_t),
     .tp_dealloc = (destructor)cop_dealloc,
     .tp_repr = (reprfunc)cop_repr,
@@ -510,8 +504,7 @@ conn_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->ops = NULL;
     self->busy = 0;
     self->weakrefs = NULL;
-    NXLPY_UNLOCKED(agent, st = nxl_connector_create(agent->agent,
-                                                    &self->conn));
+    NXLPY_UNLOCKED(agent, st = nxl_connector_create(agent->agent, &self->conn));
     if (st != NXL_OK) {
         self->conn = NULL;
         Py_DECREF(self);
@@ -578,8 +571,7 @@ conn_descs_call(nxlpy_conn_t *self, PyObject *seq, int reg)
     if (reg) {
         CONN_UNLOCKED(self, st = nxl_connector_register(self->conn, d, n));
     } else {
-        CONN_UNLOCKED(self,
-                      st = nxl_connector_deregister(self->conn, d, n));
+        CONN_UNLOCKED(self, st = nxl_connector_deregister(self->conn, d, n));
     }
     PyMem_Free(d);
     if (st != NXL_OK) {
@@ -672,13 +664,11 @@ conn_info(nxlpy_conn_t *self, PyObject *unused)
     if (st != NXL_OK) {
         return nxlpy_raise(st);
     }
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n}", "ops",
-                         (Py_ssize_t)in.num_ops, "keys",
-                         (Py_ssize_t)in.num_keys, "regs",
-                         (Py_ssize_t)in.num_regs, "pool",
-                         (Py_ssize_t)in.num_pool, "remotes",
-                         (Py_ssize_t)in.num_remotes, "queued",
-                         (Py_ssize_t)in.num_queued);
+    return Py_BuildValue(
+        "{s:n,s:n,s:n,s:n,s:n,s:n}", "ops", (Py_ssize_t)in.num_ops, "keys",
+        (Py_ssize_t)in.num_keys, "regs", (Py_ssize_t)in.num_regs, "pool",
+        (Py_ssize_t)in.num_pool, "remotes", (Py_ssize_t)in.num_remotes,
+        "queued", (Py_ssize_t)in.num_queued);
 }
 
 /* conn_remote_add is Connector.remote_add(md: bytes) -> name: loads the
@@ -750,20 +740,20 @@ conn_passive(nxlpy_conn_t *self, PyObject *args, int kind)
     nxl_status_t st;
     size_t n;
 
-    if (!PyArg_ParseTuple(args, kind == NXL_CONNECT_READ ? "O|O:readable"
-                                                         : "O|O:writable",
-                          &seq, &keep)) {
+    if (!PyArg_ParseTuple(
+            args, kind == NXL_CONNECT_READ ? "O|O:readable" : "O|O:writable",
+            &seq, &keep)) {
         return NULL;
     }
     if (conn_check(self) < 0 || parse_descs(seq, &d, &n) < 0) {
         return NULL;
     }
     if (kind == NXL_CONNECT_READ) {
-        CONN_UNLOCKED(self, st = nxl_connect_readable_create(self->conn, d,
-                                                             n, &op));
+        CONN_UNLOCKED(self,
+                      st = nxl_connect_readable_create(self->conn, d, n, &op));
     } else {
-        CONN_UNLOCKED(self, st = nxl_connect_writable_create(self->conn, d,
-                                                             n, &op));
+        CONN_UNLOCKED(self,
+                      st = nxl_connect_writable_create(self->conn, d, n, &op));
     }
     PyMem_Free(d);
     if (st != NXL_OK) {
@@ -846,8 +836,8 @@ conn_media_read(nxlpy_conn_t *self, PyObject *args)
         parse_descs(seq, &d, &n) < 0) {
         return NULL;
     }
-    CONN_UNLOCKED(self, st = nxl_media_read_begin(self->conn, p, (size_t)len,
-                                                  d, n, &op));
+    CONN_UNLOCKED(
+        self, st = nxl_media_read_begin(self->conn, p, (size_t)len, d, n, &op));
     PyMem_Free(d);
     if (st != NXL_OK) {
         return nxlpy_raise(st);
@@ -948,8 +938,7 @@ static PyGetSetDef conn_getset[] = {
 };
 
 PyTypeObject nxlpy_conn_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.Connector",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.Connector",
     .tp_basicsize = sizeof(nxlpy_conn_t),
     .tp_dealloc = (destructor)conn_dealloc,
     .tp_repr = (reprfunc)conn_repr,
@@ -971,11 +960,10 @@ PyTypeObject nxlpy_conn_type = {
 static PyObject *
 media_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"agent",           "pixels",
-                             "height",          "width",
-                             "channels",        "format",
-                             "max_image_width", "max_image_height",
-                             "max_alloc",       NULL};
+    static char *kwlist[] = {
+        "agent",     "pixels", "height",          "width",
+        "channels",  "format", "max_image_width", "max_image_height",
+        "max_alloc", NULL};
     nxl_media_limits_t lim;
     nxlpy_agent_t *agent;
     nxlpy_media_t *self;
@@ -986,21 +974,21 @@ media_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_buffer view;
     nxl_status_t st;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OIII|zIIK:MediaImage",
-                                     kwlist, &nxlpy_agent_type, &agent, &px,
-                                     &h, &w, &c, &fmt, &mw, &mh, &ma)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OIII|zIIK:MediaImage", kwlist,
+                                     &nxlpy_agent_type, &agent, &px, &h, &w, &c,
+                                     &fmt, &mw, &mh, &ma)) {
         return NULL;
     }
     if (nxlpy_agent_check(agent) < 0 ||
         PyObject_GetBuffer(px, &view, PyBUF_C_CONTIGUOUS) < 0) {
         return NULL;
     }
-    if ((uint64_t)h * w * c > (uint64_t)view.len &&
-        (c >= 1 && c <= 4)) {
+    if ((uint64_t)h * w * c > (uint64_t)view.len && (c >= 1 && c <= 4)) {
         PyBuffer_Release(&view);
         return nxlpy_raise_msg(NXL_ERR_INVALID_PARAM,
                                "pixels hold %zd bytes, a %ux%ux%u image "
-                               "needs %llu", view.len, h, w, c,
+                               "needs %llu",
+                               view.len, h, w, c,
                                (unsigned long long)h * w * c);
     }
     self = (nxlpy_media_t *)type->tp_alloc(type, 0);
@@ -1009,9 +997,9 @@ media_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     lim = (nxl_media_limits_t){mw, mh, ma};
-    NXLPY_UNLOCKED(agent, st = nxl_media_image_create(agent->agent, view.buf,
-                                                      h, w, c, fmt, &lim,
-                                                      &self->media));
+    NXLPY_UNLOCKED(agent,
+                   st = nxl_media_image_create(agent->agent, view.buf, h, w, c,
+                                               fmt, &lim, &self->media));
     PyBuffer_Release(&view);
     if (st != NXL_OK) {
         self->media = NULL;
@@ -1176,8 +1164,7 @@ static PyGetSetDef media_getset[] = {
 };
 
 PyTypeObject nxlpy_media_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.MediaImage",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.MediaImage",
     .tp_basicsize = sizeof(nxlpy_media_t),
     .tp_dealloc = (destructor)media_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1202,14 +1189,13 @@ fn_md_encode(PyObject *mod, PyObject *args, PyObject *kw)
     int hex = 0;
 
     (void)mod;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|p:connect_md_encode",
-                                     kwlist, &view, &hex)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|p:connect_md_encode", kwlist,
+                                     &view, &hex)) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = nxl_connect_md_encode(view.buf, (size_t)view.len, hex, &b);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
+    Py_BEGIN_ALLOW_THREADS st =
+        nxl_connect_md_encode(view.buf, (size_t)view.len, hex, &b);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&view);
     if (st != NXL_OK) {
         return nxlpy_raise(st);
     }
@@ -1234,10 +1220,10 @@ fn_md_decode(PyObject *mod, PyObject *args, PyObject *kw)
         nxlpy_parse_bytes(s, &p, &len) < 0) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = nxl_connect_md_decode(p, (size_t)len, (size_t)max_out, &b);
-    Py_END_ALLOW_THREADS
-    if (st != NXL_OK) {
+    Py_BEGIN_ALLOW_THREADS st =
+        nxl_connect_md_decode(p, (size_t)len, (size_t)max_out, &b);
+    Py_END_ALLOW_THREADS if (st != NXL_OK)
+    {
         return nxlpy_raise(st);
     }
     res = PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
@@ -1275,10 +1261,10 @@ fn_rdma_decode(PyObject *mod, PyObject *arg)
         }
         PyList_SET_ITEM(descs, (Py_ssize_t)i, t);
     }
-    res = descs == NULL ? NULL
-                        : Py_BuildValue("(Nssl)", descs, md->nixl_metadata,
-                                        md->notification_key,
-                                        (long)md->operation_kind);
+    res = descs == NULL
+              ? NULL
+              : Py_BuildValue("(Nssl)", descs, md->nixl_metadata,
+                              md->notification_key, (long)md->operation_kind);
     nxl_rdma_metadata_free(md);
     return res;
 }
@@ -1343,8 +1329,8 @@ fn_desc_encode(PyObject *mod, PyObject *args)
     int kind;
 
     (void)mod;
-    if (!PyArg_ParseTuple(args, "KKiK:connect_desc_encode", &ptr, &size,
-                          &kind, &id)) {
+    if (!PyArg_ParseTuple(args, "KKiK:connect_desc_encode", &ptr, &size, &kind,
+                          &id)) {
         return NULL;
     }
     d = (nxl_connect_desc_t){ptr, size, (nxl_connect_device_t)kind, id};
@@ -1461,11 +1447,9 @@ fn_media_hash(PyObject *mod, PyObject *args)
         }
     }
     Py_DECREF(fast);
-    Py_BEGIN_ALLOW_THREADS
-    st = nxl_media_content_hash(dims, (size_t)n, view.buf, (size_t)view.len,
-                                &h);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
+    Py_BEGIN_ALLOW_THREADS st =
+        nxl_media_content_hash(dims, (size_t)n, view.buf, (size_t)view.len, &h);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&view);
     if (st != NXL_OK) {
         return nxlpy_raise(st);
     }
@@ -1511,11 +1495,9 @@ fn_media_desc_decode(PyObject *mod, PyObject *arg)
         "{s:s,s:{s:K,s:K,s:s,s:K},s:N,s:s,s:s,s:O}", "nixl_metadata",
         d->nixl_metadata, "nixl_descriptor", "addr",
         (unsigned long long)d->addr, "size", (unsigned long long)d->size,
-        "mem_type",
-        (unsigned)d->mem_type < 5 ? mems[d->mem_type] : "Unknown",
+        "mem_type", (unsigned)d->mem_type < 5 ? mems[d->mem_type] : "Unknown",
         "device_id", (unsigned long long)d->device_id, "shape", shape, "dtype",
-        d->dtype, "metadata_json", d->metadata_json, "content_hash",
-        Py_None);
+        d->dtype, "metadata_json", d->metadata_json, "content_hash", Py_None);
     if (res != NULL && d->has_content_hash) {
         PyObject *h = PyLong_FromUnsignedLongLong(d->content_hash);
 
@@ -1615,8 +1597,8 @@ nxlpy_connect_init(PyObject *m)
 
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         if (PyType_Ready(types[i].type) < 0 ||
-            PyModule_AddObjectRef(m, types[i].name,
-                                  (PyObject *)types[i].type) < 0) {
+            PyModule_AddObjectRef(m, types[i].name, (PyObject *)types[i].type) <
+                0) {
             return -1;
         }
     }

@@ -131,7 +131,8 @@ parse_row(PyObject *item, size_t i, nxl_desc_t *d)
     if (n != 3 && n != 4) {
         nxlpy_raise_msg(NXL_ERR_INVALID_PARAM,
                         "descriptor %zu: expected (addr, len, dev), got %zd "
-                        "fields", i, n);
+                        "fields",
+                        i, n);
         return -1;
     }
     if (to_u64(f[0], &d->addr) < 0 || to_u64(f[1], &d->len) < 0 ||
@@ -141,7 +142,8 @@ parse_row(PyObject *item, size_t i, nxl_desc_t *d)
             PyErr_Clear();
             nxlpy_raise_msg(NXL_ERR_INVALID_PARAM,
                             "descriptor %zu: addr, len and dev must be "
-                            "non-negative integers below 2**64", i);
+                            "non-negative integers below 2**64",
+                            i);
         }
         return -1;
     }
@@ -155,7 +157,8 @@ set_kind(nxlpy_dlist_t *dl, int *have_kind, nxl_mem_t kind, size_t i)
     if (*have_kind && dl->mem != kind) {
         nxlpy_raise_msg(NXL_ERR_INVALID_PARAM,
                         "descriptor %zu: memory kind %d differs from the "
-                        "list's %d", i, (int)kind, (int)dl->mem);
+                        "list's %d",
+                        i, (int)kind, (int)dl->mem);
         return -1;
     }
     dl->mem = kind;
@@ -455,8 +458,8 @@ dlist_getbuffer(nxlpy_dlist_t *self, Py_buffer *view, int flags)
     view->format = (flags & PyBUF_FORMAT) ? "Q" : NULL;
     view->ndim = 2;
     view->shape = (flags & PyBUF_ND) ? self->shape : NULL;
-    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? self->strides
-                                                              : NULL;
+    view->strides =
+        (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? self->strides : NULL;
     view->suboffsets = NULL;
     view->internal = NULL;
     self->exports++;
@@ -562,8 +565,7 @@ static PyGetSetDef dlist_getset[] = {
 };
 
 PyTypeObject nxlpy_dlist_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.DescList",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.DescList",
     .tp_basicsize = sizeof(nxlpy_dlist_t),
     .tp_dealloc = (destructor)dlist_dealloc,
     .tp_repr = (reprfunc)dlist_repr,

@@ -26,7 +26,8 @@ static const error_row_t error_rows[] = {
     {NXL_ERR_NOT_FOUND, "NotFoundError",
      "A peer, backend, registration or descriptor was not found (also a "
      "LookupError)."},
-    {NXL_ERR_MISMATCH, "MismatchError", "Data does not match (not NXL "
+    {NXL_ERR_MISMATCH, "MismatchError",
+     "Data does not match (not NXL "
      "metadata, wrong peer name)."},
     {NXL_ERR_NOT_ALLOWED, "NotAllowedError",
      "Not allowed in this state (already registered, conflicting "
@@ -34,8 +35,7 @@ static const error_row_t error_rows[] = {
     {NXL_ERR_REPOST_ACTIVE, "RepostActiveError",
      "The transfer is still in progress."},
     {NXL_ERR_UNKNOWN, "UnknownError", "An unknown error."},
-    {NXL_ERR_NOT_SUPPORTED, "NotSupportedError",
-     "No backend supports this."},
+    {NXL_ERR_NOT_SUPPORTED, "NotSupportedError", "No backend supports this."},
     {NXL_ERR_REMOTE_DISCONNECT, "RemoteDisconnectError",
      "The remote agent disconnected."},
     {NXL_ERR_CANCELED, "CanceledError", "The transfer was canceled."},
@@ -69,8 +69,8 @@ builtin_base(nxl_status_t status)
 /* new_class makes class "nxl.<name>" with bases and status/name class
  * attributes; returns a new reference or NULL. */
 static PyObject *
-new_class(const char *name, const char *doc, PyObject *bases,
-          PyObject *status, PyObject *sname)
+new_class(const char *name, const char *doc, PyObject *bases, PyObject *status,
+          PyObject *sname)
 {
     PyObject *dict, *cls = NULL;
     char qual[64];

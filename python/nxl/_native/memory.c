@@ -36,8 +36,8 @@ get_attr(PyObject *obj, PyObject *name)
 
 /* mem_from_buffer takes memory through the buffer protocol. */
 static int
-mem_from_buffer(PyObject *obj, nxl_desc_t *d, nxl_mem_t *mem_p,
-                int *readonly_p, nxlpy_keep_t *keep)
+mem_from_buffer(PyObject *obj, nxl_desc_t *d, nxl_mem_t *mem_p, int *readonly_p,
+                nxlpy_keep_t *keep)
 {
     if (PyObject_GetBuffer(obj, &keep->view, PyBUF_ANY_CONTIGUOUS) < 0) {
         /* A non-contiguous view raises BufferError (or ValueError in

@@ -187,8 +187,8 @@ add_constants(PyObject *m)
     PyObject *v;
     int rc;
 
-#define NXLPY_STATUS_CONST(name, val, msg)                                    \
-    if (PyModule_AddIntConstant(m, #name, val) < 0)                           \
+#define NXLPY_STATUS_CONST(name, val, msg)                                     \
+    if (PyModule_AddIntConstant(m, #name, val) < 0)                            \
         return -1;
     NXL_STATUS_MAP(NXLPY_STATUS_CONST)
 #undef NXLPY_STATUS_CONST

@@ -32,15 +32,14 @@ struct nxlpy_xfer;
 
 /* nxlpy_agent_t is nxl._nxl.Agent (subclassed by nxl.Agent in Python). */
 typedef struct nxlpy_agent {
-    PyObject_HEAD
-    nxl_agent_t *agent;         /* NULL once closed */
-    PyObject *name;             /* str */
+    PyObject_HEAD nxl_agent_t *agent; /* NULL once closed */
+    PyObject *name;                   /* str */
     int progress_thread;
     int telemetry;
-    long inflight;              /* calls running without the GIL */
-    struct nxlpy_xfer *xfers;   /* live transfers (intrusive list) */
-    PyObject *deferred;         /* list of (DescList, backends) that GC
-                                   could not deregister: in flight (reg.c) */
+    long inflight;            /* calls running without the GIL */
+    struct nxlpy_xfer *xfers; /* live transfers (intrusive list) */
+    PyObject *deferred;       /* list of (DescList, backends) that GC
+                                 could not deregister: in flight (reg.c) */
     PyObject *weakrefs;
 } nxlpy_agent_t;
 
@@ -55,55 +54,50 @@ typedef struct nxlpy_keep {
 /* nxlpy_dlist_t is nxl._nxl.DescList: a descriptor array of one memory
  * kind and the exporters of the memory it describes. */
 typedef struct nxlpy_dlist {
-    PyObject_HEAD
-    nxl_mem_t mem;
-    int readonly;               /* some memory is read-only */
+    PyObject_HEAD nxl_mem_t mem;
+    int readonly; /* some memory is read-only */
     size_t count;
     nxl_desc_t *descs;
     nxlpy_keep_t *keeps;
     size_t nkeeps;
-    Py_ssize_t exports;         /* buffer views of descs */
-    Py_ssize_t shape[2];        /* for the buffer protocol */
+    Py_ssize_t exports;  /* buffer views of descs */
+    Py_ssize_t shape[2]; /* for the buffer protocol */
     Py_ssize_t strides[2];
 } nxlpy_dlist_t;
 
 /* nxlpy_reg_t is nxl._nxl.Registration. */
 typedef struct nxlpy_reg {
-    PyObject_HEAD
-    nxlpy_agent_t *agent;
-    nxlpy_dlist_t *dlist;       /* NULL once deregistered */
-    PyObject *backends;         /* tuple of names or NULL */
+    PyObject_HEAD nxlpy_agent_t *agent;
+    nxlpy_dlist_t *dlist; /* NULL once deregistered */
+    PyObject *backends;   /* tuple of names or NULL */
     PyObject *weakrefs;
 } nxlpy_reg_t;
 
 /* nxlpy_prepped_t is nxl._nxl.Prepped. */
 typedef struct nxlpy_prepped {
-    PyObject_HEAD
-    nxlpy_agent_t *agent;
-    nxl_prepped_t *prepped;     /* NULL once released */
+    PyObject_HEAD nxlpy_agent_t *agent;
+    nxl_prepped_t *prepped; /* NULL once released */
     size_t count;
     int readonly;
-    PyObject *remote;           /* str or None */
-    PyObject *dlist;            /* keeps local memory alive */
+    PyObject *remote; /* str or None */
+    PyObject *dlist;  /* keeps local memory alive */
     PyObject *weakrefs;
 } nxlpy_prepped_t;
 
 /* nxlpy_xfer_t is nxl._nxl.Transfer. */
 typedef struct nxlpy_xfer {
-    PyObject_HEAD
-    nxlpy_agent_t *agent;
-    nxl_xfer_t *xfer;           /* NULL once released or agent closed */
+    PyObject_HEAD nxlpy_agent_t *agent;
+    nxl_xfer_t *xfer; /* NULL once released or agent closed */
     int op;
-    long busy;                  /* waits running without the GIL */
-    PyObject *keep;             /* what the local side's memory needs */
+    long busy;      /* waits running without the GIL */
+    PyObject *keep; /* what the local side's memory needs */
     PyObject *weakrefs;
     struct nxlpy_xfer *prev, *next;
 } nxlpy_xfer_t;
 
 /* nxlpy_shared_t is nxl._nxl.SharedBuffer (nxl_mem_alloc_shared). */
 typedef struct nxlpy_shared {
-    PyObject_HEAD
-    void *addr;
+    PyObject_HEAD void *addr;
     size_t size;
     Py_ssize_t exports;
 } nxlpy_shared_t;
@@ -119,13 +113,11 @@ extern PyTypeObject nxlpy_shared_type;
 extern PyObject *nxlpy_await_hook;
 
 /* NXLPY_UNLOCKED runs stmt with the GIL released, counted in the agent. */
-#define NXLPY_UNLOCKED(pyagent, stmt)                                         \
-    do {                                                                      \
-        (pyagent)->inflight++;                                                \
-        Py_BEGIN_ALLOW_THREADS                                                \
-        stmt;                                                                 \
-        Py_END_ALLOW_THREADS                                                  \
-        (pyagent)->inflight--;                                                \
+#define NXLPY_UNLOCKED(pyagent, stmt)                                          \
+    do {                                                                       \
+        (pyagent)->inflight++;                                                 \
+        Py_BEGIN_ALLOW_THREADS stmt;                                           \
+        Py_END_ALLOW_THREADS(pyagent)->inflight--;                             \
     } while (0)
 
 /* errors.c */

@@ -142,8 +142,7 @@ static PyGetSetDef prepped_getset[] = {
 };
 
 PyTypeObject nxlpy_prepped_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.Prepped",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.Prepped",
     .tp_basicsize = sizeof(nxlpy_prepped_t),
     .tp_dealloc = (destructor)prepped_dealloc,
     .tp_repr = (reprfunc)prepped_repr,

@@ -120,8 +120,8 @@ nxlpy_agent_retry_deferred(nxlpy_agent_t *a)
         item = PyList_GET_ITEM(a->deferred, i);
         dl = (nxlpy_dlist_t *)PyTuple_GET_ITEM(item, 0);
         nxl_opts_init(&opts);
-        if (nxlpy_opts_backends(a, PyTuple_GET_ITEM(item, 1), &opts, bes,
-                                16) < 0) {
+        if (nxlpy_opts_backends(a, PyTuple_GET_ITEM(item, 1), &opts, bes, 16) <
+            0) {
             PyErr_Clear();
             continue;
         }
@@ -246,8 +246,7 @@ static PyGetSetDef reg_getset[] = {
 };
 
 PyTypeObject nxlpy_reg_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.Registration",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.Registration",
     .tp_basicsize = sizeof(nxlpy_reg_t),
     .tp_dealloc = (destructor)reg_dealloc,
     .tp_repr = (reprfunc)reg_repr,

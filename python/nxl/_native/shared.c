@@ -19,13 +19,11 @@ shared_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     if (size <= 0) {
-        return nxlpy_raise_msg(NXL_ERR_INVALID_PARAM,
-                               "size must be positive");
+        return nxlpy_raise_msg(NXL_ERR_INVALID_PARAM, "size must be positive");
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = nxl_mem_alloc_shared((size_t)size, &addr);
-    Py_END_ALLOW_THREADS
-    if (st != NXL_OK) {
+    Py_BEGIN_ALLOW_THREADS st = nxl_mem_alloc_shared((size_t)size, &addr);
+    Py_END_ALLOW_THREADS if (st != NXL_OK)
+    {
         return nxlpy_raise(st);
     }
     self = (nxlpy_shared_t *)type->tp_alloc(type, 0);
@@ -98,8 +96,7 @@ static PyGetSetDef shared_getset[] = {
 };
 
 PyTypeObject nxlpy_shared_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.SharedBuffer",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.SharedBuffer",
     .tp_basicsize = sizeof(nxlpy_shared_t),
     .tp_dealloc = (destructor)shared_dealloc,
     .tp_as_sequence = &shared_as_sequence,

@@ -397,10 +397,9 @@ xfer_get_released(nxlpy_xfer_t *self, void *closure)
 static PyObject *
 xfer_repr(nxlpy_xfer_t *self)
 {
-    return PyUnicode_FromFormat("<nxl.Transfer %s on %R%s>",
-                                self->op == NXL_READ ? "READ" : "WRITE",
-                                self->agent->name,
-                                self->xfer ? "" : " released");
+    return PyUnicode_FromFormat(
+        "<nxl.Transfer %s on %R%s>", self->op == NXL_READ ? "READ" : "WRITE",
+        self->agent->name, self->xfer ? "" : " released");
 }
 
 static PyAsyncMethods xfer_as_async = {
@@ -441,8 +440,7 @@ static PyGetSetDef xfer_getset[] = {
 };
 
 PyTypeObject nxlpy_xfer_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "nxl.Transfer",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nxl.Transfer",
     .tp_basicsize = sizeof(nxlpy_xfer_t),
     .tp_dealloc = (destructor)xfer_dealloc,
     .tp_as_async = &xfer_as_async,

@@ -94,23 +94,24 @@ be_posix_parse_params(be_posix_engine_t *eng, const nxl_params_t *params,
             } else {
                 return nxl__fail(NXL_ERR_INVALID_PARAM,
                                  "posix: api=\"%s\": expected auto, uring or "
-                                 "threads", p->value);
+                                 "threads",
+                                 p->value);
             }
         } else if (strcmp(p->key, "queue_depth") == 0) {
-            st = nxl__param_u64("posix", p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
-                                    &v);
+            st = nxl__param_u64("posix", p->key, p->value, 0, 1,
+                                BE_POSIX_MAX_QD, &v);
             eng->queue_depth = (unsigned)v;
         } else if (strcmp(p->key, "submit_batch") == 0) {
-            st = nxl__param_u64("posix", p->key, p->value, 0, 1, BE_POSIX_MAX_QD,
-                                    &v);
+            st = nxl__param_u64("posix", p->key, p->value, 0, 1,
+                                BE_POSIX_MAX_QD, &v);
             eng->submit_batch = (unsigned)v;
         } else if (strcmp(p->key, "num_threads") == 0) {
             st = nxl__param_u64("posix", p->key, p->value, 0, 1,
-                                    BE_POSIX_MAX_THREADS, &v);
+                                BE_POSIX_MAX_THREADS, &v);
             eng->num_threads = (unsigned)v;
         } else if (strcmp(p->key, "chunk_size") == 0) {
             st = nxl__param_u64("posix", p->key, p->value, 1, 4096,
-                                    BE_POSIX_MAX_CHUNK, &v);
+                                BE_POSIX_MAX_CHUNK, &v);
             if (st == NXL_OK && v % 4096 != 0) {
                 st = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "posix: chunk_size=%s is not a multiple of "
@@ -119,7 +120,8 @@ be_posix_parse_params(be_posix_engine_t *eng, const nxl_params_t *params,
             }
             eng->chunk = v;
         } else if (strcmp(p->key, "fixed_buffers") == 0) {
-            st = nxl__param_bool("posix", p->key, p->value, &eng->fixed_buffers);
+            st =
+                nxl__param_bool("posix", p->key, p->value, &eng->fixed_buffers);
         } else if (strcmp(p->key, "fixed_files") == 0) {
             st = nxl__param_bool("posix", p->key, p->value, &eng->fixed_files);
         } else if (strcmp(p->key, "use_uring") == 0) {
@@ -304,7 +306,8 @@ be_posix_file_probe(int fd, be_posix_file_t *f)
     if (fl < 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "posix: FILE descriptor names fd %d, which is not "
-                         "open (%s)", fd, strerror(errno));
+                         "open (%s)",
+                         fd, strerror(errno));
     }
     if (fstat(fd, &st) != 0) {
         return nxl__fail_errno(errno, "posix: fstat(fd %d)", fd);
@@ -312,7 +315,8 @@ be_posix_file_probe(int fd, be_posix_file_t *f)
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "posix: fd %d is neither a regular file nor a block "
-                         "device (mode 0%o)", fd, (unsigned)st.st_mode);
+                         "device (mode 0%o)",
+                         fd, (unsigned)st.st_mode);
     }
     memset(f, 0, sizeof(*f));
     f->fd = fd;
@@ -537,8 +541,8 @@ be_posix_md_pack(void *self, const void *md, nxl_blob_t *out)
 
 /* be_posix_peer_load accepts only this agent itself (loopback). */
 static nxl_status_t
-be_posix_peer_load(void *self, const char *peer, const void *info,
-                   size_t len, void **peer_ctx_p)
+be_posix_peer_load(void *self, const char *peer, const void *info, size_t len,
+                   void **peer_ctx_p)
 {
     be_posix_engine_t *eng = self;
 
@@ -598,8 +602,8 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     } else if (kind == NXL_FILE) {
         /* The record of the file the fd names now. */
         struct stat st;
-        bool open = desc->dev_id <= INT_MAX &&
-                    fstat((int)desc->dev_id, &st) == 0;
+        bool open =
+            desc->dev_id <= INT_MAX && fstat((int)desc->dev_id, &st) == 0;
 
         for (f = eng->files; f != NULL; f = f->next) {
             if ((uint64_t)f->fd == desc->dev_id &&
@@ -614,15 +618,19 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                              "posix: fd %" PRIu64 " is not registered",
                              desc->dev_id);
         }
-        *v = (be_posix_region_t){.kind = NXL_FILE, .addr = desc->addr,
-                                 .len = desc->len, .dev_id = desc->dev_id,
-                                 .file = f, .buf_index = -1};
+        *v = (be_posix_region_t){.kind = NXL_FILE,
+                                 .addr = desc->addr,
+                                 .len = desc->len,
+                                 .dev_id = desc->dev_id,
+                                 .file = f,
+                                 .buf_index = -1};
     } else {
         pthread_mutex_unlock(&eng->lock);
         free(v);
         return nxl__fail(NXL_ERR_NOT_FOUND,
                          "posix: DRAM region 0x%" PRIx64 "+%" PRIu64
-                         " is not registered", desc->addr, desc->len);
+                         " is not registered",
+                         desc->addr, desc->len);
     }
     v->view = true;
     if (v->file != NULL) {
@@ -731,13 +739,14 @@ be_posix_advance(be_posix_op_t *op, uint64_t res, char *msg, size_t cap)
             snprintf(msg, cap,
                      "posix: short read: descriptor %zu reached the end of "
                      "fd %d at offset %" PRIu64 " with %" PRIu64
-                     " bytes still to read", op->desc, op->file->fd, op->off,
-                     op->len);
+                     " bytes still to read",
+                     op->desc, op->file->fd, op->off, op->len);
         } else {
             snprintf(msg, cap,
                      "posix: write to fd %d at offset %" PRIu64
                      " (descriptor %zu) made no progress with %" PRIu64
-                     " bytes left", op->file->fd, op->off, op->desc, op->len);
+                     " bytes left",
+                     op->file->fd, op->off, op->desc, op->len);
         }
         return NXL_ERR_IO;
     }
@@ -750,9 +759,8 @@ be_posix_advance(be_posix_op_t *op, uint64_t res, char *msg, size_t cap)
          * end of the file (or when the file system is full). */
         snprintf(msg, cap,
                  "posix: short %s: O_DIRECT %s of descriptor %zu stopped at "
-                 "offset %" PRIu64 " of fd %d with %" PRIu64
-                 " bytes left (%s)", what, what, op->desc, op->off,
-                 op->file->fd, op->len,
+                 "offset %" PRIu64 " of fd %d with %" PRIu64 " bytes left (%s)",
+                 what, what, op->desc, op->off, op->file->fd, op->len,
                  op->req->to_file ? "file system full?" : "end of file");
         return NXL_ERR_IO;
     }
@@ -846,7 +854,8 @@ be_posix_check_files(be_posix_req_t *req)
                 return nxl__fail(NXL_ERR_IO,
                                  "posix: fd %d was closed; a FILE "
                                  "registration's fd must stay open until it "
-                                 "is deregistered", f->fd);
+                                 "is deregistered",
+                                 f->fd);
             }
             return nxl__fail_errno(errno, "posix: fstat(fd %d)", f->fd);
         }
@@ -854,8 +863,8 @@ be_posix_check_files(be_posix_req_t *req)
             return nxl__fail(NXL_ERR_MISMATCH,
                              "posix: fd %d now names another file (device "
                              "%llu inode %llu; registered: device %llu "
-                             "inode %llu)", f->fd,
-                             (unsigned long long)st.st_dev,
+                             "inode %llu)",
+                             f->fd, (unsigned long long)st.st_dev,
                              (unsigned long long)st.st_ino,
                              (unsigned long long)f->dev,
                              (unsigned long long)f->ino);
@@ -871,7 +880,8 @@ be_posix_check_files(be_posix_req_t *req)
             return nxl__fail(NXL_ERR_NOT_ALLOWED,
                              "posix: fd %d is open with O_APPEND: writes "
                              "would land at the end of the file, not at the "
-                             "descriptors' offsets", f->fd);
+                             "descriptors' offsets",
+                             f->fd);
         }
     }
     return NXL_OK;
@@ -900,26 +910,28 @@ be_posix_check_align(const be_posix_engine_t *eng, const be_posix_req_t *req)
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: descriptor %zu: file offset %" PRIu64
                              " is not a multiple of %u, which O_DIRECT on fd "
-                             "%d requires", i, off, f->dio_off_align, f->fd);
+                             "%d requires",
+                             i, off, f->dio_off_align, f->fd);
         }
         if (len % f->dio_off_align != 0) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: descriptor %zu: length %" PRIu64
                              " is not a multiple of %u, which O_DIRECT on fd "
-                             "%d requires", i, len, f->dio_off_align, f->fd);
+                             "%d requires",
+                             i, len, f->dio_off_align, f->fd);
         }
         if (addr % f->dio_mem_align != 0) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: descriptor %zu: buffer address 0x%" PRIx64
                              " is not aligned to %u bytes, which O_DIRECT on "
-                             "fd %d requires", i, addr, f->dio_mem_align,
-                             f->fd);
+                             "fd %d requires",
+                             i, addr, f->dio_mem_align, f->fd);
         }
         if (eng->chunk % f->dio_off_align != 0) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: chunk_size %" PRIu64 " is not a multiple "
-                             "of fd %d's O_DIRECT alignment %u", eng->chunk,
-                             f->fd, f->dio_off_align);
+                             "of fd %d's O_DIRECT alignment %u",
+                             eng->chunk, f->fd, f->dio_off_align);
         }
     }
     return NXL_OK;
@@ -945,7 +957,8 @@ be_posix_prep_segs(be_posix_engine_t *eng, be_posix_req_t *req)
             fr->kind != NXL_FILE || ms->len != fs->len || ms->len == 0) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "posix: descriptor %zu is not a DRAM/FILE pair "
-                             "of registered regions", i);
+                             "of registered regions",
+                             i);
         }
         if (ms->addr < mr->addr || ms->addr - mr->addr > mr->len ||
             ms->len > mr->len - (ms->addr - mr->addr)) {
@@ -961,18 +974,21 @@ be_posix_prep_segs(be_posix_engine_t *eng, be_posix_req_t *req)
                              "posix: descriptor %zu: file range %" PRIu64
                              "+%" PRIu64 " of fd %" PRIu64 " is outside the "
                              "registered range %" PRIu64 "+%" PRIu64
-                             " of fd %d", i, fs->addr, fs->len, fs->dev_id,
-                             fr->addr, fr->len, fr->file->fd);
+                             " of fd %d",
+                             i, fs->addr, fs->len, fs->dev_id, fr->addr,
+                             fr->len, fr->file->fd);
         }
         if (req->to_file && fr->file->accmode == O_RDONLY) {
             return nxl__fail(NXL_ERR_NOT_ALLOWED,
                              "posix: descriptor %zu: fd %d is open read-only "
-                             "and cannot be written", i, fr->file->fd);
+                             "and cannot be written",
+                             i, fr->file->fd);
         }
         if (!req->to_file && fr->file->accmode == O_WRONLY) {
             return nxl__fail(NXL_ERR_NOT_ALLOWED,
                              "posix: descriptor %zu: fd %d is open write-only "
-                             "and cannot be read", i, fr->file->fd);
+                             "and cannot be read",
+                             i, fr->file->fd);
         }
         if (fr->file->mark != gen) {
             fr->file->mark = gen;

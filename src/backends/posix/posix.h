@@ -45,12 +45,12 @@
 #include <liburing.h>
 #endif
 
-#define BE_POSIX_FIXED_SLOTS 1024u     /* ring file and buffer table size */
+#define BE_POSIX_FIXED_SLOTS 1024u /* ring file and buffer table size */
 #define BE_POSIX_FIXED_BUF_MAX (1ull << 30) /* kernel limit per buffer */
 #define BE_POSIX_MAX_QD 4096u
 #define BE_POSIX_MAX_THREADS 256u
 #define BE_POSIX_MAX_CHUNK (1ull << 30)
-#define BE_POSIX_MAX_RETRIES 16u       /* EAGAIN/EINTR per operation */
+#define BE_POSIX_MAX_RETRIES 16u /* EAGAIN/EINTR per operation */
 #define BE_POSIX_ERR_MAX 256u
 
 typedef struct be_posix_engine be_posix_engine_t;
@@ -79,31 +79,31 @@ typedef enum be_posix_state {
  * for the registered file, and a close during a transfer cannot redirect
  * it. */
 typedef struct be_posix_file {
-    int fd;                   /* the caller's fd (dev_id) */
-    int iofd;                 /* ours: F_DUPFD_CLOEXEC of fd */
+    int fd;   /* the caller's fd (dev_id) */
+    int iofd; /* ours: F_DUPFD_CLOEXEC of fd */
     dev_t dev;
     ino_t ino;
-    int accmode;              /* O_RDONLY, O_WRONLY or O_RDWR */
-    uint32_t dio_off_align;   /* O_DIRECT: offset and length alignment */
-    uint32_t dio_mem_align;   /* O_DIRECT: buffer address alignment */
-    bool direct;              /* O_DIRECT seen by the last prep or post */
-    bool append;              /* O_APPEND, likewise */
-    int fixed;                /* slot in the ring's file table, or -1 */
-    unsigned refs;            /* regions and views that use it */
-    uint64_t mark;            /* prep: dedup generation */
+    int accmode;            /* O_RDONLY, O_WRONLY or O_RDWR */
+    uint32_t dio_off_align; /* O_DIRECT: offset and length alignment */
+    uint32_t dio_mem_align; /* O_DIRECT: buffer address alignment */
+    bool direct;            /* O_DIRECT seen by the last prep or post */
+    bool append;            /* O_APPEND, likewise */
+    int fixed;              /* slot in the ring's file table, or -1 */
+    unsigned refs;          /* regions and views that use it */
+    uint64_t mark;          /* prep: dedup generation */
     struct be_posix_file *prev, *next;
 } be_posix_file_t;
 
 /* be_posix_region_t is a registered region (mem_register) or this agent's
  * loopback view of one (md_unpack). */
 typedef struct be_posix_region {
-    nxl_mem_t kind;           /* NXL_DRAM or NXL_FILE */
-    uint64_t addr;            /* DRAM: address; FILE: file offset */
+    nxl_mem_t kind; /* NXL_DRAM or NXL_FILE */
+    uint64_t addr;  /* DRAM: address; FILE: file offset */
     uint64_t len;
-    uint64_t dev_id;          /* FILE: the fd */
-    be_posix_file_t *file;    /* FILE: holds a reference */
-    int buf_index;            /* DRAM: slot in the ring's buffer table */
-    bool view;                /* made by md_unpack */
+    uint64_t dev_id;       /* FILE: the fd */
+    be_posix_file_t *file; /* FILE: holds a reference */
+    int buf_index;         /* DRAM: slot in the ring's buffer table */
+    bool view;             /* made by md_unpack */
     struct be_posix_region *prev, *next; /* engine's DRAM region list */
 } be_posix_region_t;
 
@@ -112,12 +112,12 @@ typedef struct be_posix_op {
     be_posix_req_t *req;
     be_posix_file_t *file;
     uint8_t *buf;
-    uint64_t off;             /* file offset of the part left */
-    uint64_t len;             /* bytes left */
-    size_t desc;              /* descriptor index, for messages */
-    int buf_index;            /* fixed buffer slot or -1 */
-    bool direct;              /* the file was O_DIRECT at post */
-    bool busy;                /* in flight in the ring */
+    uint64_t off;  /* file offset of the part left */
+    uint64_t len;  /* bytes left */
+    size_t desc;   /* descriptor index, for messages */
+    int buf_index; /* fixed buffer slot or -1 */
+    bool direct;   /* the file was O_DIRECT at post */
+    bool busy;     /* in flight in the ring */
     unsigned retries;
     struct be_posix_op *next_free;
 } be_posix_op_t;
@@ -129,18 +129,18 @@ struct be_posix_req {
     const nxl_be_seg_t *mem;  /* DRAM side of each descriptor */
     const nxl_be_seg_t *file; /* FILE side */
     size_t count;
-    bool to_file;             /* write memory to the file */
-    be_posix_file_t **files;  /* the distinct files (prep) */
+    bool to_file;            /* write memory to the file */
+    be_posix_file_t **files; /* the distinct files (prep) */
     size_t nfiles;
 
     /* per post (eng->lock) */
     be_posix_state_t state;
-    size_t cur_desc;          /* next part to issue */
+    size_t cur_desc; /* next part to issue */
     uint64_t cur_off;
-    unsigned inflight;        /* operations issued and not finished */
-    bool queued;              /* on the engine's queue */
+    unsigned inflight; /* operations issued and not finished */
+    bool queued;       /* on the engine's queue */
     bool canceling;
-    nxl_status_t status;      /* first error, or NXL_OK */
+    nxl_status_t status; /* first error, or NXL_OK */
     char err[BE_POSIX_ERR_MAX];
     be_posix_req_t *prev, *next; /* the queue */
 };
@@ -150,16 +150,16 @@ struct be_posix_engine {
     const nxl_backend_host_t *host;
     be_posix_api_t api;
     unsigned queue_depth;
-    unsigned submit_batch;    /* io_uring: submit every this many SQEs */
+    unsigned submit_batch; /* io_uring: submit every this many SQEs */
     unsigned num_threads;
     uint64_t chunk;
-    bool fixed_buffers;       /* parameter */
-    bool fixed_files;         /* parameter */
+    bool fixed_buffers; /* parameter */
+    bool fixed_files;   /* parameter */
 
     pthread_mutex_t lock;
     bool lock_ready;
-    int efd;                  /* eventfd: event_fd */
-    char self_tag;            /* its address is the loopback peer ctx */
+    int efd;       /* eventfd: event_fd */
+    char self_tag; /* its address is the loopback peer ctx */
 
     be_posix_file_t *files;
     be_posix_region_t *drams;
@@ -170,9 +170,9 @@ struct be_posix_engine {
 
     /* io_uring */
     bool ring_ready;
-    be_posix_op_t *ops;       /* queue_depth operations */
+    be_posix_op_t *ops; /* queue_depth operations */
     be_posix_op_t *free_ops;
-    uint8_t *file_slots;      /* BE_POSIX_FIXED_SLOTS, 1 = used; or NULL */
+    uint8_t *file_slots; /* BE_POSIX_FIXED_SLOTS, 1 = used; or NULL */
     uint8_t *buf_slots;
     bool submit_warned;
 #ifdef NXL_HAVE_LIBURING
@@ -180,8 +180,8 @@ struct be_posix_engine {
 #endif
 
     /* thread pool */
-    pthread_cond_t work_cv;   /* work queued or stop */
-    pthread_cond_t done_cv;   /* an operation finished (cancel waits) */
+    pthread_cond_t work_cv; /* work queued or stop */
+    pthread_cond_t done_cv; /* an operation finished (cancel waits) */
     bool cv_ready;
     pthread_t *threads;
     unsigned nthreads;

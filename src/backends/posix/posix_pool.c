@@ -31,8 +31,7 @@ be_posix_pool_run(be_posix_op_t *op, char *msg, size_t cap)
             n = pwrite(op->file->iofd, op->buf, (size_t)op->len,
                        (off_t)op->off);
         } else {
-            n = pread(op->file->iofd, op->buf, (size_t)op->len,
-                      (off_t)op->off);
+            n = pread(op->file->iofd, op->buf, (size_t)op->len, (off_t)op->off);
         }
         if (n < 0) {
             if ((errno == EINTR || errno == EAGAIN) &&
@@ -155,7 +154,8 @@ be_posix_pool_cancel(be_posix_engine_t *eng, be_posix_req_t *req)
                 ETIMEDOUT &&
             ++waited == BE_POSIX_CANCEL_WARN_S) {
             nxl__warn("posix: still waiting for %u operations of a canceled "
-                      "transfer", req->inflight);
+                      "transfer",
+                      req->inflight);
         }
     }
 }

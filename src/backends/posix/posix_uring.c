@@ -37,14 +37,16 @@ be_posix_uring_init(be_posix_engine_t *eng)
     if (ret < 0) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
                          "posix: io_uring unavailable: io_uring_queue_init(%u)"
-                         ": %s", eng->queue_depth, strerror(-ret));
+                         ": %s",
+                         eng->queue_depth, strerror(-ret));
     }
     eng->ring_ready = true;
     ret = io_uring_register_eventfd(&eng->ring, eng->efd);
     if (ret < 0) {
         st = nxl__fail(NXL_ERR_NOT_SUPPORTED,
                        "posix: io_uring unavailable: "
-                       "io_uring_register_eventfd: %s", strerror(-ret));
+                       "io_uring_register_eventfd: %s",
+                       strerror(-ret));
         goto err_exit;
     }
     eng->ops = calloc(eng->queue_depth, sizeof(*eng->ops));
@@ -57,8 +59,7 @@ be_posix_uring_init(be_posix_engine_t *eng)
         eng->free_ops = &eng->ops[i];
     }
     if (eng->fixed_files) {
-        ret = io_uring_register_files_sparse(&eng->ring,
-                                             BE_POSIX_FIXED_SLOTS);
+        ret = io_uring_register_files_sparse(&eng->ring, BE_POSIX_FIXED_SLOTS);
         if (ret == 0) {
             eng->file_slots = calloc(BE_POSIX_FIXED_SLOTS, 1);
         } else {
@@ -66,8 +67,8 @@ be_posix_uring_init(be_posix_engine_t *eng)
         }
     }
     if (eng->fixed_buffers) {
-        ret = io_uring_register_buffers_sparse(&eng->ring,
-                                               BE_POSIX_FIXED_SLOTS);
+        ret =
+            io_uring_register_buffers_sparse(&eng->ring, BE_POSIX_FIXED_SLOTS);
         if (ret == 0) {
             eng->buf_slots = calloc(BE_POSIX_FIXED_SLOTS, 1);
         } else {
@@ -162,12 +163,12 @@ be_posix_uring_add_buf(be_posix_engine_t *eng, be_posix_region_t *r)
     }
     iov.iov_base = (void *)(uintptr_t)r->addr;
     iov.iov_len = (size_t)r->len;
-    ret = io_uring_register_buffers_update_tag(&eng->ring, (unsigned)slot,
-                                               &iov, NULL, 1);
+    ret = io_uring_register_buffers_update_tag(&eng->ring, (unsigned)slot, &iov,
+                                               NULL, 1);
     if (ret != 1) {
         nxl__debug("posix: region 0x%llx+%llu not in the ring's buffer "
-                   "table: %s", (unsigned long long)r->addr,
-                   (unsigned long long)r->len,
+                   "table: %s",
+                   (unsigned long long)r->addr, (unsigned long long)r->len,
                    strerror(ret < 0 ? -ret : EIO));
         return;
     }
@@ -181,9 +182,8 @@ be_posix_uring_del_buf(be_posix_engine_t *eng, be_posix_region_t *r)
 {
     struct iovec iov = {.iov_base = NULL, .iov_len = 0};
 
-    (void)io_uring_register_buffers_update_tag(&eng->ring,
-                                               (unsigned)r->buf_index, &iov,
-                                               NULL, 1);
+    (void)io_uring_register_buffers_update_tag(
+        &eng->ring, (unsigned)r->buf_index, &iov, NULL, 1);
     eng->buf_slots[r->buf_index] = 0;
     r->buf_index = -1;
 }
@@ -397,7 +397,8 @@ be_posix_uring_cancel(be_posix_engine_t *eng, be_posix_req_t *req)
         if (!warned && nxl__now_ns() - start > BE_POSIX_CANCEL_WARN_NS) {
             warned = true;
             nxl__warn("posix: still waiting for %u operations of a canceled "
-                      "transfer", req->inflight);
+                      "transfer",
+                      req->inflight);
         }
     }
 }

@@ -49,7 +49,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* Process-wide list of live engines: a conn info that names this process
  * must name one of them, and loopback regions must be registered there. */
 pthread_mutex_t be_shm_global_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -193,15 +192,15 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
             if (p->value != NULL && strcmp(p->value, "auto") == 0) {
                 continue;
             }
-            st = nxl__param_u64("shm", p->key, p->value, 0, 0, BE_SHM_MAX_THREADS,
-                                  &v);
+            st = nxl__param_u64("shm", p->key, p->value, 0, 0,
+                                BE_SHM_MAX_THREADS, &v);
             if (st != NXL_OK) {
                 return st;
             }
             eng->num_threads = (unsigned)v;
         } else if (strcmp(p->key, "split_threshold") == 0) {
-            st = nxl__param_u64("shm", p->key, p->value, 1, 4096, UINT64_MAX >> 1,
-                                  &eng->split_threshold);
+            st = nxl__param_u64("shm", p->key, p->value, 1, 4096,
+                                UINT64_MAX >> 1, &eng->split_threshold);
             if (st != NXL_OK) {
                 return st;
             }
@@ -218,7 +217,7 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
             }
         } else if (strcmp(p->key, "nt_threshold") == 0) {
             st = nxl__param_u64("shm", p->key, p->value, 1, 0, UINT64_MAX >> 1,
-                                  &eng->nt_threshold);
+                                &eng->nt_threshold);
             if (st != NXL_OK) {
                 return st;
             }
@@ -237,9 +236,8 @@ be_shm_parse_params(be_shm_engine_t *eng, const nxl_params_t *params)
 static void
 be_shm_vram_probe(be_shm_engine_t *eng)
 {
-    const nxl_memkind_ops_t *dk = NXL_HOST_HAS(eng->host, device_kind)
-                                      ? eng->host->device_kind
-                                      : NULL;
+    const nxl_memkind_ops_t *dk =
+        NXL_HOST_HAS(eng->host, device_kind) ? eng->host->device_kind : NULL;
 
     eng->dk = NULL;
     if (dk == NULL) {
@@ -502,8 +500,7 @@ be_shm_slot_md_set(be_shm_engine_t *eng, uint32_t slot, be_shm_md_t *md)
         if (v == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "shm: region list");
         }
-        memset(v + eng->slot_md_cap, 0,
-               (cap - eng->slot_md_cap) * sizeof(*v));
+        memset(v + eng->slot_md_cap, 0, (cap - eng->slot_md_cap) * sizeof(*v));
         eng->slot_md = v;
         eng->slot_md_cap = cap;
     }
@@ -556,8 +553,7 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     md->exp = exp;
     md->backing_fd = -1;
     if (region->kind == NXL_DRAM && region->backing_fd >= 0 &&
-        fstat(region->backing_fd, &st) == 0 &&
-        S_ISREG(st.st_mode) &&
+        fstat(region->backing_fd, &st) == 0 && S_ISREG(st.st_mode) &&
         region->backing_off + region->len >= region->backing_off &&
         region->backing_off + region->len <= (uint64_t)st.st_size) {
         md->backing_fd = region->backing_fd;

@@ -20,9 +20,9 @@
  *
  * Locking: the data path (prep/post/check) takes no engine lock. Engine
  * locks: rx_lock (epoll set, accepted connections; progress), md_lock
- * (local regions by slot, exports), pool.lock (work queue). Per peer: map_lock (mapping
- * cache) and tx_lock (outgoing notification stream). Order: global lock ->
- * md_lock; rx_lock -> tx_lock.
+ * (local regions by slot, exports), pool.lock (work queue). Per peer: map_lock
+ * (mapping cache) and tx_lock (outgoing notification stream). Order: global
+ * lock -> md_lock; rx_lock -> tx_lock.
  */
 #ifndef NXL_BACKENDS_SHM_H
 #define NXL_BACKENDS_SHM_H
@@ -95,7 +95,7 @@ typedef struct be_shm_md {
     uint64_t len;
     uint64_t dev_id;
     be_shm_export_t *exp; /* VRAM: its allocation's handle */
-    int backing_fd; /* memfd or -1 (the core owns it) */
+    int backing_fd;       /* memfd or -1 (the core owns it) */
     uint64_t backing_off;
     uint64_t dev; /* identity of the memfd, for peers to verify */
     uint64_t ino;
@@ -120,7 +120,7 @@ typedef struct be_shm_ipc {
     uint64_t rbase; /* the allocation in the peer */
     uint64_t rsize;
     nxl_ipc_handle_t handle;
-    uint8_t *local; /* where rbase is mapped here */
+    uint8_t *local;              /* where rbase is mapped here */
     const nxl_memkind_ops_t *dk; /* the kind that opened it */
     unsigned refs;
 } be_shm_ipc_t;
@@ -319,7 +319,7 @@ struct be_shm_engine {
      * check a region against the table itself, not this array. */
     be_shm_md_t **slot_md;
     uint32_t slot_md_cap;
-    nxl__regtab_t regtab;      /* what peers check before copying */
+    nxl__regtab_t regtab; /* what peers check before copying */
     int regtab_ready;
     be_shm_export_t *exports; /* md_lock */
 
@@ -432,7 +432,6 @@ unsigned be_shm_progress(void *self);
 /* be_shm_signal_done wakes sleepers after a worker finished a request. */
 void be_shm_signal_done(be_shm_engine_t *eng);
 
-
 /* ---- shared by shm.c, shm_peer.c, shm_remote.c and shm_xfer.c --------- */
 
 #define BE_SHM_CONN_MAGIC 0x4353584eu /* "NXSC" */
@@ -461,9 +460,8 @@ int be_shm_starttime(pid_t pid, uint64_t *st_p);
 void be_shm_peer_put(be_shm_peer_t *peer);
 
 /* be_shm_peer_load validates a peer's conn info and connects to it. */
-nxl_status_t be_shm_peer_load(void *self, const char *name,
-                              const void *info, size_t len,
-                              void **peer_ctx_p);
+nxl_status_t be_shm_peer_load(void *self, const char *name, const void *info,
+                              size_t len, void **peer_ctx_p);
 
 /* be_shm_peer_unload forgets a peer: in-flight requests stop with
  * NXL_ERR_REMOTE_DISCONNECT (workers check between system calls) before

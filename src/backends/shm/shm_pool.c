@@ -107,8 +107,7 @@ be_shm_req_finish(be_shm_req_t *req, nxl_status_t st)
     } else {
         state = BE_SHM_REQ_ERROR;
         if (in == NXL_OK) {
-            snprintf(req->errmsg, sizeof(req->errmsg), "%s",
-                     nxl_last_error());
+            snprintf(req->errmsg, sizeof(req->errmsg), "%s", nxl_last_error());
         }
     }
     atomic_store_explicit(&req->status, (int)st, memory_order_relaxed);

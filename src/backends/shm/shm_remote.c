@@ -59,8 +59,7 @@ be_shm_map_get(be_shm_peer_t *peer, uint32_t rfd, uint64_t off, uint64_t len,
     }
     /* The pid may have been reused between the check and the open: the
      * dev/ino match above already rules out a stranger's file. */
-    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                0);
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         status = nxl__fail_errno(errno, "shm: mmap of pid %d's memfd",
                                  (int)peer->pid);
@@ -226,8 +225,8 @@ be_shm_ipc_put(be_shm_peer_t *peer, be_shm_ipc_t *c)
  * and checks that the slot describes exactly this live region. */
 static nxl_status_t
 be_shm_rt_slot(be_shm_peer_t *peer, const uint8_t *rec, nxl_mem_t kind,
-               uint64_t addr, uint64_t len,
-               const nxl__regtab_slot_t **slot_p, uint64_t *gen_p)
+               uint64_t addr, uint64_t len, const nxl__regtab_slot_t **slot_p,
+               uint64_t *gen_p)
 {
     uint32_t fdno = nxl__le32(rec), slot = nxl__le32(rec + 4);
     uint64_t gen = nxl__le64(rec + 8);
@@ -258,8 +257,7 @@ be_shm_rt_slot(be_shm_peer_t *peer, const uint8_t *rec, nxl_mem_t kind,
                        peer->name, fdno, peer->rt_fd);
         goto out;
     }
-    s = nxl__regtab_view_slot(&peer->rt, slot, gen, (uint64_t)kind, addr,
-                              len);
+    s = nxl__regtab_view_slot(&peer->rt, slot, gen, (uint64_t)kind, addr, len);
     if (s == NULL) {
         st = nxl__fail(NXL_ERR_PROTO,
                        "shm: %s did not register %s region 0x%" PRIx64
@@ -361,8 +359,8 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     /* The slot must describe exactly this live region: that is how a
      * loopback (same-process) peer's region is known to be registered,
      * too. */
-    st = be_shm_rt_slot(peer, p + len - BE_SHM_PUB_RT, kind, addr, rlen,
-                        &rt, &rt_gen);
+    st = be_shm_rt_slot(peer, p + len - BE_SHM_PUB_RT, kind, addr, rlen, &rt,
+                        &rt_gen);
     if (st != NXL_OK) {
         return st;
     }

@@ -454,8 +454,7 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
                              "shm: %s deregistered its region 0x%" PRIx64
                              "+%" PRIu64 " after this transfer was made "
                              "(reload its metadata)",
-                             peer->name, r->rchk[k]->addr,
-                             r->rchk[k]->len));
+                             peer->name, r->rchk[k]->addr, r->rchk[k]->len));
         }
     }
     r->xfer = xfer;

@@ -21,9 +21,9 @@
 /* Init stages, so fini undoes exactly what init did. */
 enum {
     BE_TCP_STAGE_NONE = 0,
-    BE_TCP_STAGE_FDS,     /* fds set to -1, params parsed */
-    BE_TCP_STAGE_LOCKS,   /* mutex and rwlock initialised */
-    BE_TCP_STAGE_RUNNING  /* listening, I/O thread started */
+    BE_TCP_STAGE_FDS,    /* fds set to -1, params parsed */
+    BE_TCP_STAGE_LOCKS,  /* mutex and rwlock initialised */
+    BE_TCP_STAGE_RUNNING /* listening, I/O thread started */
 };
 
 static const nxl_param_t be_tcp_defaults[] = {
@@ -97,7 +97,8 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
             st = nxl__param_u64("tcp", p->key, p->value, false, 1, 3600000, &v);
             eng->connect_timeout_ms = (int)v;
         } else if (strcmp(p->key, "request_timeout_ms") == 0) {
-            st = nxl__param_u64("tcp", p->key, p->value, false, 0, 86400000, &v);
+            st =
+                nxl__param_u64("tcp", p->key, p->value, false, 0, 86400000, &v);
             eng->request_timeout_ms = (int)v;
         } else if (strcmp(p->key, "hello_timeout_ms") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, 3600000, &v);
@@ -107,7 +108,8 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
                                 BE_TCP_PROTO_MAX, &v);
             eng->max_version = (unsigned)v;
         } else if (strcmp(p->key, "stripe_min_bytes") == 0) {
-            st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX, &v);
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX,
+                                &v);
             eng->stripe_min = v;
         } else {
             st = nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: unknown param \"%s\"",
@@ -186,13 +188,12 @@ be_tcp_self_info(be_tcp_engine_t *eng, uint16_t port)
                 break;
             }
             if (ifa->ifa_addr == NULL || ifa->ifa_addr->sa_family != AF_INET ||
-                !(ifa->ifa_flags & IFF_UP) ||
-                (ifa->ifa_flags & IFF_LOOPBACK)) {
+                !(ifa->ifa_flags & IFF_UP) || (ifa->ifa_flags & IFF_LOOPBACK)) {
                 continue;
             }
             if (inet_ntop(AF_INET,
-                          &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr,
-                          buf, sizeof(buf)) != NULL) {
+                          &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr, buf,
+                          sizeof(buf)) != NULL) {
                 strcpy(ci->addrs[ci->naddrs++], buf);
             }
         }
@@ -303,8 +304,8 @@ be_tcp_fini(void *self)
             be_tcp_conn_free(c);
         }
         pthread_mutex_unlock(&eng->io_lock);
-        for (nxl__bnode_t *n = nxl__btree_first(&eng->regs), *next;
-             n != NULL; n = next) {
+        for (nxl__bnode_t *n = nxl__btree_first(&eng->regs), *next; n != NULL;
+             n = next) {
             next = nxl__btree_next(n);
             free(NXL__BNODE_OF(n, be_tcp_region_t, node));
         }
@@ -444,13 +445,10 @@ be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
     size_t n;
 
     /* max_version 1 is sent as 0, exactly what version-1 peers send. */
-    n = be_tcp_hello_encode_max(buf + BE_TCP_HDR_SIZE,
-                                sizeof(buf) - BE_TCP_HDR_SIZE,
-                                eng->host->agent_name, (uint16_t)stream,
-                                (uint16_t)eng->num_streams,
-                                eng->max_version > 1
-                                    ? (uint16_t)eng->max_version
-                                    : 0);
+    n = be_tcp_hello_encode_max(
+        buf + BE_TCP_HDR_SIZE, sizeof(buf) - BE_TCP_HDR_SIZE,
+        eng->host->agent_name, (uint16_t)stream, (uint16_t)eng->num_streams,
+        eng->max_version > 1 ? (uint16_t)eng->max_version : 0);
     if (n == 0) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "tcp: agent name empty or longer than %u bytes",
@@ -497,8 +495,8 @@ be_tcp_handshake(be_tcp_engine_t *eng, int fd, const char *peer,
  * addresses (loopback first when it shares our host and namespace, last
  * otherwise) within connect_timeout_ms, then shakes hands. */
 static nxl_status_t
-be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
-                    unsigned stream, int *fd_p, uint8_t *proto_p)
+be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer, unsigned stream,
+                    int *fd_p, uint8_t *proto_p)
 {
     const be_tcp_conninfo_t *ci = &peer->info;
     bool same = ci->host_token == eng->self_info.host_token;
@@ -511,8 +509,8 @@ be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
 
     for (pass = 0; pass < 2; pass++) {
         for (i = 0; i < ci->naddrs; i++) {
-            if (be_tcp_is_loopback(ci->addrs[i]) == (same ? pass == 0
-                                                          : pass == 1)) {
+            if (be_tcp_is_loopback(ci->addrs[i]) ==
+                (same ? pass == 0 : pass == 1)) {
                 order[n++] = ci->addrs[i];
             }
         }
@@ -522,7 +520,8 @@ be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
         if (spent >= (uint64_t)eng->connect_timeout_ms) {
             return nxl__fail(NXL_ERR_TIMEOUT,
                              "tcp: connecting to agent '%s' timed out after "
-                             "%d ms", peer->name, eng->connect_timeout_ms);
+                             "%d ms",
+                             peer->name, eng->connect_timeout_ms);
         }
         left = eng->connect_timeout_ms - (int)spent;
         each = (i + 1 < n) ? NXL__MAX(left / (int)(n - i), 1) : left;
@@ -534,8 +533,8 @@ be_tcp_connect_peer(be_tcp_engine_t *eng, be_tcp_peer_t *peer,
             continue;
         }
         be_tcp_sock_tune(fd);
-        st = be_tcp_handshake(eng, fd, peer->name, where, stream, left,
-                              proto_p);
+        st =
+            be_tcp_handshake(eng, fd, peer->name, where, stream, left, proto_p);
         if (st != NXL_OK) {
             close(fd); /* not it (or it hung up): try the next address */
             continue;
@@ -575,8 +574,7 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
     if (peer == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "tcp: peer_load: out of memory");
     }
-    if (info == NULL ||
-        !be_tcp_conninfo_decode(info, len, &peer->info, &why)) {
+    if (info == NULL || !be_tcp_conninfo_decode(info, len, &peer->info, &why)) {
         free(peer);
         return nxl__fail(NXL_ERR_PROTO, "tcp: conn info of '%s': %s", name,
                          why ? why : "missing");
@@ -610,8 +608,8 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
     peer->next = eng->peers;
     eng->peers = peer;
     pthread_mutex_unlock(&eng->io_lock);
-    nxl__debug("tcp: connected to agent '%s' (%u stream%s)", name,
-               peer->nconns, peer->nconns == 1 ? "" : "s");
+    nxl__debug("tcp: connected to agent '%s' (%u stream%s)", name, peer->nconns,
+               peer->nconns == 1 ? "" : "s");
     *peer_ctx_p = peer;
     return NXL_OK;
 
@@ -641,8 +639,7 @@ be_tcp_peer_unload(void *self, void *peer_ctx)
         return;
     }
     pthread_mutex_lock(&eng->io_lock);
-    be_tcp_peer_kill(peer, NXL_ERR_REMOTE_DISCONNECT,
-                     "tcp: peer unloaded");
+    be_tcp_peer_kill(peer, NXL_ERR_REMOTE_DISCONNECT, "tcp: peer unloaded");
     for (i = 0; i < peer->nconns; i++) {
         if (peer->conns[i] != NULL) {
             be_tcp_conn_bury(peer->conns[i]);
@@ -746,8 +743,8 @@ const nxl_backend_ops_t nxl__be_tcp_ops = {
     .abi_version = NXL_BACKEND_ABI,
     .size = sizeof(nxl_backend_ops_t),
     .name = "TCP",
-    .caps = NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF |
-            NXL_CAP_THREAD_SAFE,
+    .caps =
+        NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF | NXL_CAP_THREAD_SAFE,
     .mem_kinds = 1u << NXL_DRAM,
     .engine_size = sizeof(be_tcp_engine_t),
     .req_size = sizeof(be_tcp_req_t),

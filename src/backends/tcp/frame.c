@@ -64,8 +64,8 @@ be_tcp_frame_check(const be_tcp_frame_t *f, const char **why_p)
     case BE_TCP_READ_RESP:
     case BE_TCP_WRITE_ACK:
         if (f->ndesc != 0 || f->aux_len != 0 ||
-            (f->flags & ~(f->type == BE_TCP_READ_RESP ? BE_TCP_F_MORE
-                                                      : 0u)) != 0) {
+            (f->flags & ~(f->type == BE_TCP_READ_RESP ? BE_TCP_F_MORE : 0u)) !=
+                0) {
             why = "reply with descriptors, aux or flags";
         } else if ((f->flags & BE_TCP_F_MORE) && f->status != 0) {
             why = "failed READ reply announcing more frames";
@@ -162,8 +162,8 @@ be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
 
 /* be_tcp_hello_encode writes a version-1 hello body (max_version 0). */
 size_t
-be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name,
-                    uint16_t stream, uint16_t nstreams)
+be_tcp_hello_encode(uint8_t *out, size_t cap, const char *name, uint16_t stream,
+                    uint16_t nstreams)
 {
     return be_tcp_hello_encode_max(out, cap, name, stream, nstreams, 0);
 }
@@ -311,8 +311,8 @@ be_tcp_conninfo_decode(const uint8_t *p, size_t len, be_tcp_conninfo_t *ci,
         return false;
     }
     for (i = 0; i < naddrs; i++) {
-        if (!nxl__rbuf_u8(&r, &alen) || alen == 0 ||
-            alen >= BE_TCP_ADDR_MAX || !nxl__rbuf_bytes(&r, alen, &a)) {
+        if (!nxl__rbuf_u8(&r, &alen) || alen == 0 || alen >= BE_TCP_ADDR_MAX ||
+            !nxl__rbuf_bytes(&r, alen, &a)) {
             *why_p = "bad conn info address length";
             return false;
         }

@@ -54,11 +54,9 @@ be_tcp_conn_epoll(be_tcp_conn_t *c)
     if (c->fd < 0) {
         return;
     }
-    ev.events = (c->rx_paused || c->rx_owned || c->rx_lent
-                     ? 0u
-                     : (uint32_t)EPOLLIN) |
-                EPOLLRDHUP |
-                (c->want_out ? (uint32_t)EPOLLOUT : 0u);
+    ev.events =
+        (c->rx_paused || c->rx_owned || c->rx_lent ? 0u : (uint32_t)EPOLLIN) |
+        EPOLLRDHUP | (c->want_out ? (uint32_t)EPOLLOUT : 0u);
     if (ev.events == c->ep_events) {
         return;
     }
@@ -218,8 +216,7 @@ be_tcp_conn_bury(be_tcp_conn_t *c)
 {
     be_tcp_engine_t *eng = c->eng;
 
-    be_tcp_conn_kill(c, NXL_ERR_REMOTE_DISCONNECT,
-                     "tcp: connection closed");
+    be_tcp_conn_kill(c, NXL_ERR_REMOTE_DISCONNECT, "tcp: connection closed");
     if (!c->in_grave) {
         c->in_grave = true;
         c->peer = NULL;
@@ -250,8 +247,8 @@ be_tcp_peer_kill(be_tcp_peer_t *peer, nxl_status_t st, const char *why)
 
 /* be_tcp_conn_fail: see tcp.h. */
 void
-be_tcp_conn_fail(be_tcp_conn_t *c, nxl_status_t st, int level,
-                 const char *fmt, ...)
+be_tcp_conn_fail(be_tcp_conn_t *c, nxl_status_t st, int level, const char *fmt,
+                 ...)
 {
     char why[160];
     va_list ap;
@@ -305,8 +302,7 @@ be_tcp_conn_write(be_tcp_conn_t *c)
     rc = be_tcp_conn_flush(c, true);
     pthread_mutex_unlock(&c->tx_lock);
     if (rc < 0) {
-        be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT,
-                         be_tcp_loss_level(c),
+        be_tcp_conn_fail(c, NXL_ERR_REMOTE_DISCONNECT, be_tcp_loss_level(c),
                          "send: %s", strerror(-rc));
         return;
     }
@@ -369,7 +365,8 @@ be_tcp_hello_timeouts(be_tcp_engine_t *eng)
         if (now >= c->hello_deadline) {
             be_tcp_conn_fail(c, NXL_ERR_TIMEOUT, NXL_LOG_WARN,
                              "no hello within %d ms (hello_timeout_ms)%s: "
-                             "closing", eng->hello_timeout_ms,
+                             "closing",
+                             eng->hello_timeout_ms,
                              c->rlen > 0 || c->rstate != BE_TCP_RX_HDR
                                  ? ", only part of one arrived"
                                  : "");

@@ -32,10 +32,10 @@
 
 #define BE_TCP_INLINE_BUDGET (1u << 20) /* per check() call */
 #define BE_TCP_WAIT_SLICE_MS 5          /* longest poll() in be_tcp_wait */
-#define BE_TCP_RX_LOWAT (256u * 1024u) /* SO_RCVLOWAT inside big payloads */
-#define BE_TCP_LEND_GAP_NS 200000u /* two polls this close: lend it */
-#define BE_TCP_LEND_NS 1000000u    /* no poll this long: take it back */
-#define BE_TCP_LEND_TICK_MS 1      /* I/O thread timeout while lent */
+#define BE_TCP_RX_LOWAT (256u * 1024u)  /* SO_RCVLOWAT inside big payloads */
+#define BE_TCP_LEND_GAP_NS 200000u      /* two polls this close: lend it */
+#define BE_TCP_LEND_NS 1000000u         /* no poll this long: take it back */
+#define BE_TCP_LEND_TICK_MS 1           /* I/O thread timeout while lent */
 
 /* be_tcp_cli_more sets up receiving the next frame of a READ reply that
  * comes in several (version 2): same id, a payload that continues where
@@ -146,10 +146,10 @@ be_tcp_on_header(be_tcp_conn_t *c)
     uint8_t t = c->rf.type;
 
     if (c->server) {
-        if (!c->hello_done ? t != BE_TCP_HELLO
-                           : (t != BE_TCP_READ_REQ && t != BE_TCP_WRITE_REQ &&
-                              t != BE_TCP_NOTIF &&
-                              (t != BE_TCP_CANCEL || c->proto < 2))) {
+        if (!c->hello_done
+                ? t != BE_TCP_HELLO
+                : (t != BE_TCP_READ_REQ && t != BE_TCP_WRITE_REQ &&
+                   t != BE_TCP_NOTIF && (t != BE_TCP_CANCEL || c->proto < 2))) {
             be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
                              "unexpected frame type %u", (unsigned)t);
             return false;
@@ -194,8 +194,7 @@ be_tcp_on_data_done(be_tcp_conn_t *c)
     st = be_tcp_status_from_wire(c->rf.status);
     why[0] = '\0';
     if (st != NXL_OK) {
-        snprintf(why, sizeof(why),
-                 "tcp: agent '%s' refused the %s (%s)%s",
+        snprintf(why, sizeof(why), "tcp: agent '%s' refused the %s (%s)%s",
                  c->peer ? c->peer->name : "?",
                  c->rf.type == BE_TCP_READ_RESP ? "READ" : "WRITE",
                  nxl_status_name(st),
@@ -452,8 +451,8 @@ be_tcp_conn_read(be_tcp_conn_t *c, size_t budget)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 rc = errno;
                 be_tcp_conn_fail(c, nxl__fail_errno(rc, "tcp: recv"),
-                                 be_tcp_loss_level(c),
-                                 "recv: %s", strerror(rc));
+                                 be_tcp_loss_level(c), "recv: %s",
+                                 strerror(rc));
                 return;
             }
         }

@@ -205,11 +205,9 @@ be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
     }
     /* Both sides name their highest version; the lower one is used. */
     c->proto = (uint8_t)NXL__MIN((unsigned)h.max_version, eng->max_version);
-    n = be_tcp_hello_encode_max(ack, sizeof(ack), eng->host->agent_name,
-                                h.stream, h.nstreams,
-                                eng->max_version > 1
-                                    ? (uint16_t)eng->max_version
-                                    : 0);
+    n = be_tcp_hello_encode_max(
+        ack, sizeof(ack), eng->host->agent_name, h.stream, h.nstreams,
+        eng->max_version > 1 ? (uint16_t)eng->max_version : 0);
     f.aux_len = (uint32_t)n;
     if (h.version != BE_TCP_VERSION) {
         f.status = NXL_ERR_NOT_SUPPORTED;
@@ -243,11 +241,11 @@ be_tcp_srv_hello(be_tcp_conn_t *c, const uint8_t *body, size_t len)
  * payload. A CANCEL rewrites the first header not yet started into the
  * last frame (status CANCELED, no data) and ends the item there. */
 typedef struct be_tcp_rresp {
-    be_tcp_txi_t t;     /* first member: freed as a transmit item */
+    be_tcp_txi_t t; /* first member: freed as a transmit item */
     uint64_t id;
     uint32_t nframes;
-    uint32_t *hidx;     /* iov index of each frame's header */
-    uint8_t *hdrs;      /* nframes headers of BE_TCP_HDR_SIZE bytes */
+    uint32_t *hidx; /* iov index of each frame's header */
+    uint8_t *hdrs;  /* nframes headers of BE_TCP_HDR_SIZE bytes */
 } be_tcp_rresp_t;
 
 /* Most frames one version-2 READ reply is cut into: above
@@ -331,8 +329,8 @@ be_tcp_rresp_new(uint64_t id, const uint8_t *tab, uint32_t n, uint64_t total)
 void
 be_tcp_srv_cancel(be_tcp_conn_t *c, uint64_t id)
 {
-    be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = id,
-                        .status = NXL_ERR_CANCELED};
+    be_tcp_frame_t f = {
+        .type = BE_TCP_READ_RESP, .id = id, .status = NXL_ERR_CANCELED};
     be_tcp_rresp_t *r = NULL;
     uint64_t dropped = 0;
     be_tcp_txi_t *t;
@@ -364,14 +362,13 @@ be_tcp_srv_cancel(be_tcp_conn_t *c, uint64_t id)
     if (r != NULL && k < r->nframes) {
         atomic_fetch_add_explicit(&c->eng->srv_cut, 1, memory_order_relaxed);
         nxl__debug("tcp: '%s' canceled READ %llu: %llu bytes not sent",
-                   c->peer_name ? c->peer_name : "?",
-                   (unsigned long long)id, (unsigned long long)dropped);
+                   c->peer_name ? c->peer_name : "?", (unsigned long long)id,
+                   (unsigned long long)dropped);
     } else {
         atomic_fetch_add_explicit(&c->eng->srv_cut_missed, 1,
                                   memory_order_relaxed);
         nxl__debug("tcp: '%s' canceled READ %llu: nothing left to stop",
-                   c->peer_name ? c->peer_name : "?",
-                   (unsigned long long)id);
+                   c->peer_name ? c->peer_name : "?", (unsigned long long)id);
     }
 }
 
@@ -555,7 +552,8 @@ be_tcp_on_ctrl(be_tcp_conn_t *c, const uint8_t *ctrl)
          * have been refused. */
         if (c->rf.id != 0 && c->rf.id == c->refused_id) {
             nxl__debug("tcp: dropping the notification of refused WRITE "
-                       "%llu from '%s'", (unsigned long long)c->rf.id,
+                       "%llu from '%s'",
+                       (unsigned long long)c->rf.id,
                        c->peer_name ? c->peer_name : "?");
             return true;
         }

@@ -33,19 +33,19 @@
 /* --- wire format (frame.c) ---------------------------------------------- */
 
 #define BE_TCP_HDR_SIZE 32u
-#define BE_TCP_HDR_MAGIC 0x584eu          /* "NX" little-endian */
-#define BE_TCP_HELLO_MAGIC 0x54435458u    /* "XTCT" little-endian */
-#define BE_TCP_VERSION 1u                 /* the hello's version field */
-#define BE_TCP_PROTO_MAX 2u               /* highest protocol we speak */
-#define BE_TCP_CHUNK (4u << 20)           /* v2: READ reply frame payload */
-#define BE_TCP_WDESC_SIZE 16u             /* u64 addr, u64 len */
-#define BE_TCP_MAX_DESCS 65536u           /* descriptors in one frame */
-#define BE_TCP_MAX_NOTIF (4u << 20)       /* notification message bytes */
-#define BE_TCP_MAX_NAME 1024u             /* agent name bytes in a hello */
-#define BE_TCP_HELLO_FIXED 14u            /* hello body without the name */
+#define BE_TCP_HDR_MAGIC 0x584eu       /* "NX" little-endian */
+#define BE_TCP_HELLO_MAGIC 0x54435458u /* "XTCT" little-endian */
+#define BE_TCP_VERSION 1u              /* the hello's version field */
+#define BE_TCP_PROTO_MAX 2u            /* highest protocol we speak */
+#define BE_TCP_CHUNK (4u << 20)        /* v2: READ reply frame payload */
+#define BE_TCP_WDESC_SIZE 16u          /* u64 addr, u64 len */
+#define BE_TCP_MAX_DESCS 65536u        /* descriptors in one frame */
+#define BE_TCP_MAX_NOTIF (4u << 20)    /* notification message bytes */
+#define BE_TCP_MAX_NAME 1024u          /* agent name bytes in a hello */
+#define BE_TCP_HELLO_FIXED 14u         /* hello body without the name */
 #define BE_TCP_CONNINFO_VERSION 1u
 #define BE_TCP_MAX_ADDRS 8u
-#define BE_TCP_ADDR_MAX 64u               /* numeric address text, NUL incl. */
+#define BE_TCP_ADDR_MAX 64u /* numeric address text, NUL incl. */
 
 /* Frame types. Requests go from the connecting side (the initiator) to
  * the accepting side (the target); replies come back in request order. */
@@ -152,8 +152,8 @@ nxl_status_t be_tcp_conninfo_encode(const be_tcp_conninfo_t *ci,
                                     nxl_blob_t *out);
 
 /* be_tcp_conninfo_decode validates conn info (peer input). */
-bool be_tcp_conninfo_decode(const uint8_t *p, size_t len,
-                            be_tcp_conninfo_t *ci, const char **why_p);
+bool be_tcp_conninfo_decode(const uint8_t *p, size_t len, be_tcp_conninfo_t *ci,
+                            const char **why_p);
 
 /* be_tcp_stream_scan walks a byte stream of frames as a receiver would
  * (headers, descriptor tables, hellos; payloads skipped) and returns the
@@ -176,12 +176,12 @@ typedef struct be_tcp_txi be_tcp_txi_t;
 
 /* What a transmit item is, which decides what finishing it means. */
 enum {
-    BE_TCP_TX_PART = 1,   /* a request frame of a transfer part */
-    BE_TCP_TX_NOTIF,      /* standalone notification (malloc, freed) */
-    BE_TCP_TX_REQNOTIF,   /* a transfer's trailing notification */
-    BE_TCP_TX_ORPHAN,     /* rest of a canceled frame (malloc, freed) */
-    BE_TCP_TX_RESP,       /* a server reply (malloc, freed) */
-    BE_TCP_TX_CTRL        /* a CANCEL frame (malloc, freed) */
+    BE_TCP_TX_PART = 1, /* a request frame of a transfer part */
+    BE_TCP_TX_NOTIF,    /* standalone notification (malloc, freed) */
+    BE_TCP_TX_REQNOTIF, /* a transfer's trailing notification */
+    BE_TCP_TX_ORPHAN,   /* rest of a canceled frame (malloc, freed) */
+    BE_TCP_TX_RESP,     /* a server reply (malloc, freed) */
+    BE_TCP_TX_CTRL      /* a CANCEL frame (malloc, freed) */
 };
 
 /* be_tcp_txi_t is one frame queued for sending on a connection. iov[0..
@@ -212,15 +212,15 @@ enum {
 struct be_tcp_part {
     be_tcp_txi_t tx;
     be_tcp_req_t *req;
-    uint32_t index;         /* position in the plan: stream = base + index */
+    uint32_t index; /* position in the plan: stream = base + index */
     uint32_t ndesc;
     uint8_t hdr[BE_TCP_HDR_SIZE];
-    uint8_t *wdesc;         /* ndesc wire descriptors (remote side) */
-    struct iovec *liov;     /* ndesc local pieces */
-    struct iovec *txiov;    /* [hdr, wdesc, payload (WRITE)...] */
+    uint8_t *wdesc;      /* ndesc wire descriptors (remote side) */
+    struct iovec *liov;  /* ndesc local pieces */
+    struct iovec *txiov; /* [hdr, wdesc, payload (WRITE)...] */
     uint64_t bytes;
-    int state;              /* BE_TCP_P_*, under the conn's tx_lock */
-    be_tcp_conn_t *conn;    /* where the current post put it */
+    int state;           /* BE_TCP_P_*, under the conn's tx_lock */
+    be_tcp_conn_t *conn; /* where the current post put it */
     uint64_t id;
 };
 
@@ -228,86 +228,82 @@ struct be_tcp_part {
 typedef struct be_tcp_plan {
     uint32_t nparts;
     be_tcp_part_t *parts;
-    uint8_t *notif;          /* copy of this post's notification */
+    uint8_t *notif; /* copy of this post's notification */
     size_t notif_cap;
 } be_tcp_plan_t;
 
 /* be_tcp_req_t is the core-allocated per-transfer state (req_size). */
 struct be_tcp_req {
-    _Atomic int status;      /* NXL_IN_PROG while in flight */
+    _Atomic int status; /* NXL_IN_PROG while in flight */
     be_tcp_engine_t *eng;
     be_tcp_plan_t *plan;
     be_tcp_peer_t *peer;
     nxl_op_t op;
-    bool notif_trailing;     /* send the notification after all parts */
-    bool notif_early;        /* a single WRITE part: its NOTIF frame is
-                              * queued right behind it (same connection) */
-    bool ntx_wait;           /* early: all parts done, the NOTIF frame not
-                              * yet sent; its sending completes req
-                              * (ntx_conn's tx_lock) */
+    bool notif_trailing; /* send the notification after all parts */
+    bool notif_early;    /* a single WRITE part: its NOTIF frame is
+                          * queued right behind it (same connection) */
+    bool ntx_wait;       /* early: all parts done, the NOTIF frame not
+                          * yet sent; its sending completes req
+                          * (ntx_conn's tx_lock) */
     size_t notif_len;
-    uint32_t pending;        /* parts not done; under io_lock after post */
-    int err;                 /* first error, under io_lock */
-    uint64_t deadline_ns;    /* 0 = none */
-    atomic_bool posting;     /* post is still queueing parts */
-    bool failing;            /* req_fail is detaching parts */
-    be_tcp_txi_t ntx;        /* trailing notification frame */
-    bool ntx_queued;         /* io_lock, and ntx_conn's tx_lock if early */
+    uint32_t pending;     /* parts not done; under io_lock after post */
+    int err;              /* first error, under io_lock */
+    uint64_t deadline_ns; /* 0 = none */
+    atomic_bool posting;  /* post is still queueing parts */
+    bool failing;         /* req_fail is detaching parts */
+    be_tcp_txi_t ntx;     /* trailing notification frame */
+    bool ntx_queued;      /* io_lock, and ntx_conn's tx_lock if early */
     be_tcp_conn_t *ntx_conn;
     uint8_t nhdr[BE_TCP_HDR_SIZE];
     struct iovec niov[2];
-    char msg[192];           /* detail for a failed status */
+    char msg[192]; /* detail for a failed status */
 };
 
 /* Expected replies on a client connection, in request order. */
 typedef struct be_tcp_expect {
     uint64_t id;
-    uint8_t type;             /* BE_TCP_READ_RESP or BE_TCP_WRITE_ACK */
-    be_tcp_part_t *part;      /* NULL: canceled, discard the reply */
+    uint8_t type;        /* BE_TCP_READ_RESP or BE_TCP_WRITE_ACK */
+    be_tcp_part_t *part; /* NULL: canceled, discard the reply */
 } be_tcp_expect_t;
 
 /* Receive states. */
-enum {
-    BE_TCP_RX_HDR = 0,
-    BE_TCP_RX_CTRL,
-    BE_TCP_RX_DATA
-};
+enum { BE_TCP_RX_HDR = 0, BE_TCP_RX_CTRL, BE_TCP_RX_DATA };
 
 /* be_tcp_conn_t is one TCP connection: a client stream of a peer (we sent
  * the hello) or a server connection (we accepted it). */
 struct be_tcp_conn {
     be_tcp_engine_t *eng;
-    be_tcp_conn_t *next;      /* engine's list (io_lock) */
+    be_tcp_conn_t *next; /* engine's list (io_lock) */
     int fd;
     bool server;
-    uint8_t proto;            /* negotiated protocol version (1 or 2) */
-    bool hello_done;          /* server: a valid hello arrived */
-    bool hello_wait;          /* server: counted in eng->hello_waiting */
-    uint64_t hello_deadline;  /* server: close if no hello by then (ns) */
+    uint8_t proto;           /* negotiated protocol version (1 or 2) */
+    bool hello_done;         /* server: a valid hello arrived */
+    bool hello_wait;         /* server: counted in eng->hello_waiting */
+    uint64_t hello_deadline; /* server: close if no hello by then (ns) */
     bool in_grave;
-    be_tcp_peer_t *peer;      /* client side */
-    char *peer_name;          /* server side: from the hello */
+    be_tcp_peer_t *peer; /* client side */
+    char *peer_name;     /* server side: from the hello */
 
     /* tx: under tx_lock */
     pthread_mutex_t tx_lock;
     bool dead;
-    bool want_out;            /* EPOLLOUT armed */
-    bool rx_paused;           /* server: EPOLLIN dropped (backpressure) */
-    bool rx_owned;            /* client: a thread in be_tcp_wait receives
-                               * on it, EPOLLIN dropped (io_lock and
-                               * tx_lock to set; it stays out of the
-                               * grave's frees while set) */
-    bool rx_lent;             /* client: threads polling its requests
-                               * (check) receive on it, EPOLLIN dropped
-                               * until none polled for BE_TCP_LEND_NS
-                               * (io_lock and tx_lock to set) */
-    uint64_t poll_last;       /* client: last check() that received on it
-                               * (ns, io_lock) */
-    uint32_t ep_events;       /* the epoll interest set now (tx_lock) */
+    bool want_out;      /* EPOLLOUT armed */
+    bool rx_paused;     /* server: EPOLLIN dropped (backpressure) */
+    bool rx_owned;      /* client: a thread in be_tcp_wait receives
+                         * on it, EPOLLIN dropped (io_lock and
+                         * tx_lock to set; it stays out of the
+                         * grave's frees while set) */
+    bool rx_lent;       /* client: threads polling its requests
+                         * (check) receive on it, EPOLLIN dropped
+                         * until none polled for BE_TCP_LEND_NS
+                         * (io_lock and tx_lock to set) */
+    uint64_t poll_last; /* client: last check() that received on it
+                         * (ns, io_lock) */
+    uint32_t ep_events; /* the epoll interest set now (tx_lock) */
     be_tcp_txi_t *txq_head, *txq_tail;
     unsigned txq_count;
     uint64_t next_id;
-    be_tcp_expect_t *ring;    /* client: expected replies */
+    be_tcp_expect_t *ring; /* client: expected replies */
     size_t ring_cap, ring_head, ring_count;
 
     /* rx: the I/O thread, under io_lock */
@@ -315,24 +311,24 @@ struct be_tcp_conn {
     be_tcp_frame_t rf;
     uint8_t *rbuf;
     size_t rcap, rpos, rlen;
-    uint8_t *big;             /* control bytes larger than rbuf */
+    uint8_t *big; /* control bytes larger than rbuf */
     size_t bigcap, bigfill;
-    uint8_t *aux;             /* copy of a WRITE_REQ's notification */
+    uint8_t *aux; /* copy of a WRITE_REQ's notification */
     size_t auxcap;
-    struct iovec *riov;       /* data destinations (server WRITE) */
+    struct iovec *riov; /* data destinations (server WRITE) */
     size_t riovcap;
-    const struct iovec *dst;  /* current destinations, NULL = discard */
+    const struct iovec *dst; /* current destinations, NULL = discard */
     size_t dst_n, dst_i, dst_off;
     uint64_t data_left;
-    be_tcp_part_t *rpart;     /* client: the part being received */
-    bool rmore;               /* client: the reply being received goes on
-                               * in more frames (v2, F_MORE seen) */
-    uint64_t rmore_id;        /* ... of this request id */
-    uint64_t rgot;            /* ... with this many payload bytes so far */
-    int rcvlowat;             /* SO_RCVLOWAT now set on fd (1 = default) */
-    int32_t rstatus;          /* server: status of the current WRITE */
-    uint64_t refused_id;      /* server: id of the last refused WRITE; a
-                               * NOTIF frame carrying it is dropped */
+    be_tcp_part_t *rpart; /* client: the part being received */
+    bool rmore;           /* client: the reply being received goes on
+                           * in more frames (v2, F_MORE seen) */
+    uint64_t rmore_id;    /* ... of this request id */
+    uint64_t rgot;        /* ... with this many payload bytes so far */
+    int rcvlowat;         /* SO_RCVLOWAT now set on fd (1 = default) */
+    int32_t rstatus;      /* server: status of the current WRITE */
+    uint64_t refused_id;  /* server: id of the last refused WRITE; a
+                           * NOTIF frame carrying it is dropped */
 };
 
 /* be_tcp_peer_t is a loaded remote (or this) agent. */
@@ -344,7 +340,7 @@ struct be_tcp_peer {
     unsigned nconns;
     be_tcp_conn_t **conns;
     _Atomic unsigned rr;
-    _Atomic int dead;         /* 0, or the status that killed it */
+    _Atomic int dead; /* 0, or the status that killed it */
     char why[160];
 };
 
@@ -359,7 +355,7 @@ typedef struct be_tcp_region {
 /* be_tcp_engine_t is the engine state (engine_size, zeroed by the core). */
 struct be_tcp_engine {
     const nxl_backend_host_t *host;
-    int stage;                 /* how far init got (fini undoes that) */
+    int stage; /* how far init got (fini undoes that) */
 
     /* params */
     char bind_addr[BE_TCP_ADDR_MAX];
@@ -368,9 +364,9 @@ struct be_tcp_engine {
     unsigned num_streams;
     int connect_timeout_ms;
     int request_timeout_ms;
-    int hello_timeout_ms;      /* accepted connections must say hello */
-    unsigned max_version;      /* highest protocol offered (param) */
-    uint64_t stripe_min;       /* transfers below this use one stream */
+    int hello_timeout_ms; /* accepted connections must say hello */
+    unsigned max_version; /* highest protocol offered (param) */
+    uint64_t stripe_min;  /* transfers below this use one stream */
 
     int lfd, epfd, kick_fd, efd;
     be_tcp_conninfo_t self_info;
@@ -378,19 +374,19 @@ struct be_tcp_engine {
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
-    pthread_mutex_t io_lock;   /* rx state, conn lifetime, req outcomes */
+    pthread_mutex_t io_lock; /* rx state, conn lifetime, req outcomes */
 
     pthread_rwlock_t reg_lock;
-    nxl__btree_t regs;         /* local be_tcp_region_t (reg_lock) */
+    nxl__btree_t regs; /* local be_tcp_region_t (reg_lock) */
 
-    be_tcp_peer_t *peers;      /* io_lock */
-    be_tcp_conn_t *conns;      /* live connections (io_lock) */
-    be_tcp_conn_t *grave;      /* freed after the I/O thread's batch */
-    atomic_uint events;        /* completions + notifications */
+    be_tcp_peer_t *peers; /* io_lock */
+    be_tcp_conn_t *conns; /* live connections (io_lock) */
+    be_tcp_conn_t *grave; /* freed after the I/O thread's batch */
+    atomic_uint events;   /* completions + notifications */
     atomic_int efd_pending;
-    atomic_uint inflight;      /* posted parts not yet done */
-    unsigned hello_waiting;    /* accepted, no hello yet (io_lock) */
-    unsigned nlent;            /* client connections lent (io_lock) */
+    atomic_uint inflight;   /* posted parts not yet done */
+    unsigned hello_waiting; /* accepted, no hello yet (io_lock) */
+    unsigned nlent;         /* client connections lent (io_lock) */
     /* Counters (tests, debugging): bytes our server side sent (counted
      * before sendmsg, the unsent rest taken back after, so it never lags
      * what the peer received), READ replies it cut short on a CANCEL,

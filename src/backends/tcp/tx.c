@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 
 #define BE_TCP_INLINE_SEND (2u << 20) /* sent by post() itself, at most */
-#define BE_TCP_IO_TURN (4u << 20) /* I/O thread: per connection per turn */
+#define BE_TCP_IO_TURN (4u << 20)     /* I/O thread: per connection per turn */
 #define BE_TCP_TXQ_HIGH 4096u /* server: stop reading requests above this */
 #define BE_TCP_TXQ_LOW 1024u  /* ... and resume below this */
 
@@ -117,8 +117,8 @@ be_tcp_tx_gather(const be_tcp_conn_t *c, struct iovec *iov, size_t max,
             if (len == 0) {
                 continue;
             }
-            iov[cnt].iov_base = (uint8_t *)t->iov[k].iov_base +
-                                (k == t->idx ? t->off : 0);
+            iov[cnt].iov_base =
+                (uint8_t *)t->iov[k].iov_base + (k == t->idx ? t->off : 0);
             iov[cnt].iov_len = NXL__MIN(len, max - total);
             if (c->server && k < t->nctrl) {
                 /* The sendmsg's own accesses are not recorded here (see
@@ -343,8 +343,8 @@ be_tcp_conn_push_part(be_tcp_conn_t *c, be_tcp_part_t *part,
     }
     part->id = ++c->next_id;
     nxl__put_le64(part->hdr + 16, part->id);
-    reply = part->hdr[2] == BE_TCP_READ_REQ ? BE_TCP_READ_RESP
-                                            : BE_TCP_WRITE_ACK;
+    reply =
+        part->hdr[2] == BE_TCP_READ_REQ ? BE_TCP_READ_RESP : BE_TCP_WRITE_ACK;
     if (!be_tcp_ring_push(c, part->id, reply, part)) {
         pthread_mutex_unlock(&c->tx_lock);
         return false;

@@ -281,9 +281,8 @@ be_tcp_seg_inside(const nxl_be_seg_t *s)
 {
     const be_tcp_region_t *r = s->md;
 
-    return r == NULL ||
-           (s->addr >= r->addr && s->len <= r->len &&
-            s->addr - r->addr <= r->len - s->len);
+    return r == NULL || (s->addr >= r->addr && s->len <= r->len &&
+                         s->addr - r->addr <= r->len - s->len);
 }
 
 /* be_tcp_prep checks a transfer and builds its plan: parts, the wire
@@ -320,7 +319,8 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         if (x->local[i].len != x->remote[i].len) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
                              "tcp: descriptor %zu: local length %llu, remote "
-                             "%llu", i, (unsigned long long)x->local[i].len,
+                             "%llu",
+                             i, (unsigned long long)x->local[i].len,
                              (unsigned long long)x->remote[i].len);
         }
         if (x->local[i].len > UINT64_MAX - total ||
@@ -332,10 +332,10 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         }
         if (!be_tcp_seg_inside(&x->local[i]) ||
             !be_tcp_seg_inside(&x->remote[i])) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "tcp: descriptor %zu lies outside its %s region",
-                             i, be_tcp_seg_inside(&x->local[i]) ? "remote"
-                                                                : "local");
+            return nxl__fail(
+                NXL_ERR_INVALID_PARAM,
+                "tcp: descriptor %zu lies outside its %s region", i,
+                be_tcp_seg_inside(&x->local[i]) ? "remote" : "local");
         }
         total += x->local[i].len;
     }
@@ -422,7 +422,8 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     if (atomic_load(&peer->dead) != 0) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "tcp: agent '%s' is disconnected (%s); reload its "
-                         "metadata to reconnect", peer->name, peer->why);
+                         "metadata to reconnect",
+                         peer->name, peer->why);
     }
     if (x->has_notif) {
         if (x->notif_len > BE_TCP_MAX_NOTIF ||
@@ -458,10 +459,10 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
     req->failing = false;
     req->ntx_queued = false;
     req->ntx_conn = NULL;
-    req->deadline_ns = eng->request_timeout_ms > 0
-                           ? nxl__now_ns() + (uint64_t)eng->request_timeout_ms *
-                                                 1000000u
-                           : 0;
+    req->deadline_ns =
+        eng->request_timeout_ms > 0
+            ? nxl__now_ns() + (uint64_t)eng->request_timeout_ms * 1000000u
+            : 0;
     atomic_store(&req->posting, true);
     if (atomic_fetch_add(&eng->inflight, 1) == 0 &&
         eng->request_timeout_ms > 0) {
@@ -484,8 +485,7 @@ be_tcp_post(void *self, void *reqp, const nxl_be_xfer_t *x)
             req->ntx_queued = true;
         }
         if (c == NULL ||
-            !be_tcp_conn_push_part(c, p, req->notif_early ? &req->ntx
-                                                          : NULL)) {
+            !be_tcp_conn_push_part(c, p, req->notif_early ? &req->ntx : NULL)) {
             req->ntx_queued = false;
             st = (c == NULL || atomic_load(&peer->dead) != 0)
                      ? NXL_ERR_REMOTE_DISCONNECT
@@ -586,7 +586,8 @@ be_tcp_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
     if (atomic_load(&peer->dead) != 0) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "tcp: agent '%s' is disconnected (%s); reload its "
-                         "metadata to reconnect", peer->name, peer->why);
+                         "metadata to reconnect",
+                         peer->name, peer->why);
     }
     t = malloc(sizeof(*t) + sizeof(struct iovec) + BE_TCP_HDR_SIZE + len);
     if (t == NULL) {
@@ -605,8 +606,8 @@ be_tcp_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
     t->iov[0].iov_len = BE_TCP_HDR_SIZE + len;
     t->iovcnt = 1;
     t->nctrl = 1;
-    if (peer->conns[0] == NULL || !be_tcp_conn_enqueue(peer->conns[0], t,
-                                                       false)) {
+    if (peer->conns[0] == NULL ||
+        !be_tcp_conn_enqueue(peer->conns[0], t, false)) {
         free(t);
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "tcp: agent '%s' is disconnected", peer->name);

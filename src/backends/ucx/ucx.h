@@ -70,13 +70,13 @@
 
 #define BE_UCX_AM_NOTIF 1u /* active-message id of notifications */
 
-#define BE_UCX_WINDOW 128u            /* UCX operations in flight per req */
-#define BE_UCX_IOV_MAX 1024u          /* iovecs per process_vm_* call */
-#define BE_UCX_SLICE (512u << 10)     /* bytes a copy step moves */
+#define BE_UCX_WINDOW 128u        /* UCX operations in flight per req */
+#define BE_UCX_IOV_MAX 1024u      /* iovecs per process_vm_* call */
+#define BE_UCX_SLICE (512u << 10) /* bytes a copy step moves */
 /* ... inside post (smaller: post returns fast, small transfers still
  * finish inline). */
 #define BE_UCX_POST_SLICE (256u << 10)
-#define BE_UCX_LIVENESS_NS 1000000u   /* data-path liveness poll period */
+#define BE_UCX_LIVENESS_NS 1000000u         /* data-path liveness poll period */
 #define BE_UCX_CANCEL_WAIT_NS 1000000000ull /* cancel waits this long */
 #define BE_UCX_CLOSE_WAIT_NS 200000000ull   /* endpoint close on unload */
 /* Parked same-host peers' pids are polled this often. */
@@ -98,10 +98,10 @@ typedef struct be_ucx_req be_ucx_req_t;
 /* Why a peer was flagged for failure (from a context that cannot fail
  * it on the spot). */
 enum {
-    BE_UCX_WHY_EP = 1,   /* UCX endpoint error callback (PEER mode) */
-    BE_UCX_WHY_EXIT,     /* its process exited (copy path saw ESRCH) */
-    BE_UCX_WHY_OP,       /* an operation failed with a transport error */
-    BE_UCX_WHY_RESET     /* an endpoint could not be recreated */
+    BE_UCX_WHY_EP = 1, /* UCX endpoint error callback (PEER mode) */
+    BE_UCX_WHY_EXIT,   /* its process exited (copy path saw ESRCH) */
+    BE_UCX_WHY_OP,     /* an operation failed with a transport error */
+    BE_UCX_WHY_RESET   /* an endpoint could not be recreated */
 };
 
 /* be_ucx_flag_peer marks p for failure; the next liveness pass fails it
@@ -125,9 +125,9 @@ typedef enum be_ucx_path {
 
 /* Phases of a posted request. */
 typedef enum be_ucx_phase {
-    BE_UCX_PH_DATA = 0,  /* issuing (or copying) descriptors */
-    BE_UCX_PH_DRAIN,     /* all issued (and the flush): wait for UCX */
-    BE_UCX_PH_NOTIF,     /* data complete: send the notification */
+    BE_UCX_PH_DATA = 0, /* issuing (or copying) descriptors */
+    BE_UCX_PH_DRAIN,    /* all issued (and the flush): wait for UCX */
+    BE_UCX_PH_NOTIF,    /* data complete: send the notification */
     BE_UCX_PH_NOTIF_WAIT,
     BE_UCX_PH_DONE
 } be_ucx_phase_t;
@@ -135,8 +135,8 @@ typedef enum be_ucx_phase {
 /* This process's identity, as published in conn info. */
 typedef struct be_ucx_ident {
     uint32_t pid;
-    uint64_t starttime;  /* /proc/<pid>/stat field 22 */
-    uint64_t pidns_dev;  /* stat of /proc/self/ns/pid */
+    uint64_t starttime; /* /proc/<pid>/stat field 22 */
+    uint64_t pidns_dev; /* stat of /proc/self/ns/pid */
     uint64_t pidns_ino;
     uint64_t netns_ino;  /* stat of /proc/self/ns/net (not published) */
     uint64_t probe_addr; /* a byte peers read to probe CMA */
@@ -151,8 +151,8 @@ typedef struct be_ucx_worker {
     be_ucx_engine_t *eng;
     unsigned idx;
     ucp_worker_h h;
-    int efd;                 /* ucp_worker_get_efd, in eng->epfd */
-    be_ucx_req_t *active;    /* posted requests (lock) */
+    int efd;              /* ucp_worker_get_efd, in eng->epfd */
+    be_ucx_req_t *active; /* posted requests (lock) */
 } be_ucx_worker_t;
 
 /* be_ucx_trk_t counts a request's UCX operations in flight; it is the
@@ -161,10 +161,10 @@ typedef struct be_ucx_worker {
  * orphaned: req becomes NULL and it lives until the workers are destroyed,
  * which completes those operations. */
 typedef struct be_ucx_trk {
-    be_ucx_req_t *req;      /* NULL once orphaned */
-    unsigned pending;       /* operations not completed (worker lock) */
-    ucs_status_t status;    /* first failure */
-    uint8_t *nbuf;          /* the notification on the wire */
+    be_ucx_req_t *req;   /* NULL once orphaned */
+    unsigned pending;    /* operations not completed (worker lock) */
+    ucs_status_t status; /* first failure */
+    uint8_t *nbuf;       /* the notification on the wire */
     size_t ncap;
     struct be_ucx_trk *next; /* engine orphan list */
 } be_ucx_trk_t;
@@ -174,11 +174,11 @@ typedef struct be_ucx_trk {
  * parked for a later load of the same conn info (eng->parked). */
 typedef struct be_ucx_pep {
     be_ucx_engine_t *eng;
-    be_ucx_peer_t *peer;    /* NULL once the peer let go (worker lock) */
+    be_ucx_peer_t *peer; /* NULL once the peer let go (worker lock) */
     unsigned widx;
     ucp_ep_h ep;
-    void *close_req;        /* ucp_ep_close_nbx request in flight */
-    bool failed;            /* UCX reported an error on it */
+    void *close_req;         /* ucp_ep_close_nbx request in flight */
+    bool failed;             /* UCX reported an error on it */
     struct be_ucx_pep *next; /* eng->closing */
 } be_ucx_pep_t;
 
@@ -195,12 +195,12 @@ typedef struct be_ucx_pep {
 typedef struct be_ucx_park {
     struct be_ucx_park *next; /* eng->parked */
     char name[BE_UCX_NAME_MAX];
-    uint8_t *info;            /* the conn info the endpoints were made for */
+    uint8_t *info; /* the conn info the endpoints were made for */
     size_t info_len;
-    bool same_host;           /* another process on this host: */
-    pid_t pid;                /* polled while parked */
+    bool same_host; /* another process on this host: */
+    pid_t pid;      /* polled while parked */
     uint64_t starttime;
-    be_ucx_pep_t **eps;       /* [nworkers]; NULL where none was kept */
+    be_ucx_pep_t **eps; /* [nworkers]; NULL where none was kept */
 } be_ucx_park_t;
 
 /* be_ucx_md_t: a local registration. */
@@ -209,13 +209,13 @@ typedef struct be_ucx_md {
     uint64_t len;
     nxl_mem_t kind;
     ucp_mem_h memh;
-    void *rkey;             /* ucp_rkey_pack output */
+    void *rkey; /* ucp_rkey_pack output */
     size_t rkey_len;
-    int backing_fd;         /* memfd (nxl_mem_alloc_shared) or -1; the
-                             * core owns it */
-    uint64_t backing_off;   /* offset of addr inside it */
-    uint64_t dev, ino;      /* its identity, for peers to verify */
-    uint32_t rt_slot;       /* its slot in the engine's registration table */
+    int backing_fd;       /* memfd (nxl_mem_alloc_shared) or -1; the
+                           * core owns it */
+    uint64_t backing_off; /* offset of addr inside it */
+    uint64_t dev, ino;    /* its identity, for peers to verify */
+    uint32_t rt_slot;     /* its slot in the engine's registration table */
     uint64_t rt_gen;
 } be_ucx_md_t;
 
@@ -236,44 +236,44 @@ typedef struct be_ucx_rmd {
     uint64_t addr;
     uint64_t len;
     nxl_mem_t kind;
-    uint8_t *packed;        /* the packed key, for endpoint resets */
+    uint8_t *packed; /* the packed key, for endpoint resets */
     size_t packed_len;
-    be_ucx_map_t *map;      /* the peer's memfd mapped here, or NULL */
-    uint64_t delta;         /* with map: peer address a is a + delta here */
-    const nxl__regtab_slot_t *rt; /* same host: the owner's slot for it */
-    uint64_t rt_gen;              /* and the generation it was loaded with */
+    be_ucx_map_t *map; /* the peer's memfd mapped here, or NULL */
+    uint64_t delta;    /* with map: peer address a is a + delta here */
+    const nxl__regtab_slot_t *rt;   /* same host: the owner's slot for it */
+    uint64_t rt_gen;                /* and the generation it was loaded with */
     struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock) */
-    ucp_rkey_h rkey[];      /* [nworkers]; NULL where no endpoint */
+    ucp_rkey_h rkey[];              /* [nworkers]; NULL where no endpoint */
 } be_ucx_rmd_t;
 
 /* be_ucx_peer_t: a loaded peer (peer_load). */
 struct be_ucx_peer {
     be_ucx_engine_t *eng;
     char name[BE_UCX_NAME_MAX];
-    uint64_t id;            /* epoll tag of its pidfd */
-    atomic_uint refs;       /* peer_load + one per rmd */
+    uint64_t id;      /* epoll tag of its pidfd */
+    atomic_uint refs; /* peer_load + one per rmd */
     atomic_bool dead;
     atomic_bool fail_pending; /* fail it soon, for fail_why: */
     atomic_int fail_why;      /* BE_UCX_WHY_* */
     atomic_bool unloaded;
-    bool self;              /* this very engine (loopback) */
-    bool same_host;         /* same boot and pid namespace */
-    bool in_process;        /* another engine of this process */
-    bool use_copy;          /* DRAM by CMA / memcpy */
-    bool err_peer;          /* endpoints in UCP_ERR_HANDLING_MODE_PEER */
+    bool self;       /* this very engine (loopback) */
+    bool same_host;  /* same boot and pid namespace */
+    bool in_process; /* another engine of this process */
+    bool use_copy;   /* DRAM by CMA / memcpy */
+    bool err_peer;   /* endpoints in UCP_ERR_HANDLING_MODE_PEER */
     pid_t pid;
     uint64_t starttime;
-    int pidfd;              /* -1: none (not same host, self, no pidfd) */
-    uint8_t *addr;          /* the peer's worker address */
+    int pidfd;     /* -1: none (not same host, self, no pidfd) */
+    uint8_t *addr; /* the peer's worker address */
     size_t addr_len;
-    uint8_t *info;          /* its whole conn info (endpoint reuse) */
+    uint8_t *info; /* its whole conn info (endpoint reuse) */
     size_t info_len;
-    be_ucx_pep_t **eps;     /* [nworkers]; NULL entries without UCX */
+    be_ucx_pep_t **eps; /* [nworkers]; NULL entries without UCX */
     be_ucx_rmd_t *rmds;
-    be_ucx_map_t *maps;     /* its memfds mapped here (eng->lock) */
-    nxl__regtab_view_t rt;  /* same host: its registration table */
-    uint32_t rt_fd;         /* (eng->lock) the table's fd number there */
-    char why[192];          /* why it is dead */
+    be_ucx_map_t *maps;       /* its memfds mapped here (eng->lock) */
+    nxl__regtab_view_t rt;    /* same host: its registration table */
+    uint32_t rt_fd;           /* (eng->lock) the table's fd number there */
+    char why[192];            /* why it is dead */
     struct be_ucx_peer *next; /* eng->peers */
 };
 
@@ -285,19 +285,19 @@ struct be_ucx_req {
     be_ucx_worker_t *w;
     be_ucx_trk_t *trk;
     be_ucx_path_t path;
-    atomic_int state;       /* NXL_IN_PROG while posted, else final */
+    atomic_int state; /* NXL_IN_PROG while posted, else final */
     be_ucx_phase_t phase;
-    size_t cursor;          /* next descriptor */
-    uint64_t offset;        /* bytes of descriptor cursor already copied */
-    bool linked;            /* on w->active */
+    size_t cursor;   /* next descriptor */
+    uint64_t offset; /* bytes of descriptor cursor already copied */
+    bool linked;     /* on w->active */
     bool canceling;
-    bool failing;           /* stop issuing, drain, then fail */
-    unsigned copy_busy;     /* slices the service thread is copying */
+    bool failing;       /* stop issuing, drain, then fail */
+    unsigned copy_busy; /* slices the service thread is copying */
     nxl_status_t fail_status;
-    ucp_request_param_t rp; /* op parameters built in prep */
-    const be_ucx_rmd_t **rchk; /* distinct remote regions with a table */
-    size_t nrchk;               /* slot, checked at every post */
-    char err[224];          /* detail of the final error */
+    ucp_request_param_t rp;         /* op parameters built in prep */
+    const be_ucx_rmd_t **rchk;      /* distinct remote regions with a table */
+    size_t nrchk;                   /* slot, checked at every post */
+    char err[224];                  /* detail of the final error */
     struct be_ucx_req *prev, *next; /* w->active */
 };
 
@@ -307,37 +307,37 @@ struct be_ucx_engine {
     be_ucx_err_t err_mode;
     bool detect_same_host;
     bool local_copy;
-    bool service;           /* service thread */
-    bool vram_ok;           /* UCX reports CUDA memory support */
-    bool tls_mm;            /* UCX_TLS may enable sysv / posix */
+    bool service; /* service thread */
+    bool vram_ok; /* UCX reports CUDA memory support */
+    bool tls_mm;  /* UCX_TLS may enable sysv / posix */
     ucp_context_h ctx;
     unsigned nworkers;
     be_ucx_worker_t *workers;
     atomic_uint next_worker;
-    void *addr;             /* worker 0's address */
+    void *addr; /* worker 0's address */
     size_t addr_len;
     be_ucx_ident_t ident;
-    uint64_t token;         /* names this engine's registration table */
-    nxl__regtab_t regtab;   /* what same-host peers check before copying */
+    uint64_t token;       /* names this engine's registration table */
+    nxl__regtab_t regtab; /* what same-host peers check before copying */
     bool regtab_ready;
-    int epfd;               /* worker efds, pidfds, kick */
-    int kick_fd;            /* eventfd in epfd */
-    int done_fd;            /* eventfd the agent sleeps on (service on) */
+    int epfd;    /* worker efds, pidfds, kick */
+    int kick_fd; /* eventfd in epfd */
+    int done_fd; /* eventfd the agent sleeps on (service on) */
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
     pthread_mutex_t lock;
     bool lock_init;
     be_ucx_peer_t *peers;
-    be_ucx_park_t *parked;  /* unloaded live peers' endpoints (lock) */
-    atomic_bool park_check; /* a parked endpoint failed */
+    be_ucx_park_t *parked;      /* unloaded live peers' endpoints (lock) */
+    atomic_bool park_check;     /* a parked endpoint failed */
     uint64_t next_park_poll_ns; /* (lock) */
     uint64_t next_peer_id;
     atomic_bool work_pending; /* peers with fail_pending */
     atomic_uint_fast64_t next_liveness_ns;
     pthread_mutex_t orphan_lock;
     be_ucx_trk_t *orphans;
-    be_ucx_pep_t *closing;  /* endpoints closing gracefully (orphan_lock) */
+    be_ucx_pep_t *closing; /* endpoints closing gracefully (orphan_lock) */
     unsigned ucx_major, ucx_minor, ucx_release;
 };
 
@@ -378,8 +378,7 @@ void be_ucx_md_unload(void *self, void *rmd);
 void be_ucx_peer_put(be_ucx_peer_t *p);
 /* be_ucx_peer_fail marks p dead, fails its requests and closes its
  * endpoints. No worker lock may be held; eng->lock is taken. */
-void be_ucx_peer_fail(be_ucx_engine_t *eng, be_ucx_peer_t *p,
-                      const char *why);
+void be_ucx_peer_fail(be_ucx_engine_t *eng, be_ucx_peer_t *p, const char *why);
 /* be_ucx_liveness polls pidfds (timeout_ms 0 = never blocks) and acts on
  * deferred endpoint failures. Returns events handled. No lock held. */
 unsigned be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms);
@@ -416,8 +415,7 @@ void be_ucx_req_fail(be_ucx_req_t *req, nxl_status_t status, const char *fmt,
  * the first copy-path request of w with slices left when req is NULL.
  * Called with w's lock held; drops it during the copy and takes it again.
  * Returns whether it claimed a slice. */
-bool be_ucx_copy_slice(be_ucx_worker_t *w, be_ucx_req_t *req,
-                       uint64_t budget);
+bool be_ucx_copy_slice(be_ucx_worker_t *w, be_ucx_req_t *req, uint64_t budget);
 /* be_ucx_help_copies copies slices of copy-path requests outside the
  * worker locks (the service thread, alongside the caller's own steps);
  * returns requests it finished. No lock held. */

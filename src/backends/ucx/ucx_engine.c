@@ -24,12 +24,12 @@
 /* Parameters and their defaults (nxl_plugin_info shows these). */
 static const nxl_param_t be_ucx_defaults[] = {
     {"num_workers", "1"},
-    {"err_mode", "auto"},          /* auto | peer | none */
-    {"engine_config", ""},         /* "KEY=VAL;KEY=VAL" for ucp_config */
-    {"local_path", "copy"},       /* copy | ucx: same-host DRAM data path */
-    {"same_host", "auto"},         /* auto | off: recognise local peers */
-    {"service_thread", "on"},      /* on | off: serve peers without help */
-    {"device_list", ""},           /* NIXL's key: UCX_NET_DEVICES */
+    {"err_mode", "auto"},            /* auto | peer | none */
+    {"engine_config", ""},           /* "KEY=VAL;KEY=VAL" for ucp_config */
+    {"local_path", "copy"},          /* copy | ucx: same-host DRAM data path */
+    {"same_host", "auto"},           /* auto | off: recognise local peers */
+    {"service_thread", "on"},        /* on | off: serve peers without help */
+    {"device_list", ""},             /* NIXL's key: UCX_NET_DEVICES */
     {"ucx_error_handling_mode", ""}, /* NIXL's key: alias of err_mode */
 };
 
@@ -107,8 +107,8 @@ be_ucx_parse_params(be_ucx_engine_t *eng, const nxl_params_t *params)
         return nxl__fail(NXL_ERR_INVALID_PARAM,
                          "ucx: err_mode='%s': expected auto, none or peer", v);
     }
-    st = be_ucx_onoff("local_path", be_ucx_param(params, "local_path"),
-                      "copy", "ucx", &eng->local_copy);
+    st = be_ucx_onoff("local_path", be_ucx_param(params, "local_path"), "copy",
+                      "ucx", &eng->local_copy);
     if (st != NXL_OK) {
         return st;
     }
@@ -186,10 +186,9 @@ be_ucx_tls_has_mm(ucp_config_t *cfg)
         has = neg;
         for (tok = strtok_r(line + neg, ",", &tsave); tok != NULL;
              tok = strtok_r(NULL, ",", &tsave)) {
-            group = strcasecmp(tok, "sm") == 0 ||
-                    strcasecmp(tok, "shm") == 0 || strcasecmp(tok, "mm") == 0;
-            one = strcasecmp(tok, "all") == 0 ||
-                  strcasecmp(tok, "sysv") == 0 ||
+            group = strcasecmp(tok, "sm") == 0 || strcasecmp(tok, "shm") == 0 ||
+                    strcasecmp(tok, "mm") == 0;
+            one = strcasecmp(tok, "all") == 0 || strcasecmp(tok, "sysv") == 0 ||
                   strcasecmp(tok, "posix") == 0;
             if (neg && group) {
                 has = false;
@@ -216,8 +215,7 @@ be_ucx_config_mm_errh(const be_ucx_engine_t *eng, ucp_config_t *cfg)
     if (eng->err_mode == BE_UCX_ERR_AUTO &&
         getenv("UCX_MM_ERROR_HANDLING") == NULL &&
         getenv("UCX_SYSV_ERROR_HANDLING") == NULL &&
-        getenv("UCX_POSIX_ERROR_HANDLING") == NULL &&
-        be_ucx_tls_has_mm(cfg)) {
+        getenv("UCX_POSIX_ERROR_HANDLING") == NULL && be_ucx_tls_has_mm(cfg)) {
         (void)ucp_config_modify(cfg, "MM_ERROR_HANDLING", "y");
     }
 }
@@ -374,8 +372,7 @@ be_ucx_config_validate(const nxl_params_t *params)
         item = be_ucx_trim(item);
         if (!be_ucx_known_key(all, item)) {
             st = nxl__fail(NXL_ERR_INVALID_PARAM,
-                           "ucx: engine_config: UCX has no setting '%s'",
-                           item);
+                           "ucx: engine_config: UCX has no setting '%s'", item);
             break;
         }
     }
@@ -569,8 +566,8 @@ be_ucx_worker_init(be_ucx_engine_t *eng, unsigned i)
     w->efd = -1;
     snprintf(name, sizeof(name), "nxl-%.40s-%u", eng->host->agent_name, i);
     memset(&wp, 0, sizeof(wp));
-    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE |
-                    UCP_WORKER_PARAM_FIELD_NAME;
+    wp.field_mask =
+        UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_NAME;
     wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
     wp.name = name;
     ust = ucp_worker_create(eng->ctx, &wp, &w->h);
@@ -586,10 +583,9 @@ be_ucx_worker_init(be_ucx_engine_t *eng, unsigned i)
                          ucs_status_string(ust));
     }
     memset(&hp, 0, sizeof(hp));
-    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID |
-                    UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                    UCP_AM_HANDLER_PARAM_FIELD_CB |
-                    UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    hp.field_mask =
+        UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+        UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
     hp.id = BE_UCX_AM_NOTIF;
     hp.flags = UCP_AM_FLAG_WHOLE_MSG;
     hp.cb = be_ucx_am_notif;
@@ -641,8 +637,8 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     if (eng->ucx_major != UCP_API_MAJOR || eng->ucx_minor < UCP_API_MINOR) {
         host->log(NXL_LOG_WARN,
                   "ucx: built against UCX %d.%d but running %u.%u.%u",
-                  UCP_API_MAJOR, UCP_API_MINOR, eng->ucx_major,
-                  eng->ucx_minor, eng->ucx_release);
+                  UCP_API_MAJOR, UCP_API_MINOR, eng->ucx_major, eng->ucx_minor,
+                  eng->ucx_release);
     }
     st = be_ucx_config_build(eng, params, &cfg);
     if (st != NXL_OK) {
@@ -703,8 +699,7 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
         }
     }
     ust = ucp_worker_get_address(eng->workers[0].h,
-                                 (ucp_address_t **)&eng->addr,
-                                 &eng->addr_len);
+                                 (ucp_address_t **)&eng->addr, &eng->addr_len);
     if (ust != UCS_OK) {
         eng->addr = NULL;
         return nxl__fail(NXL_ERR_BACKEND, "ucx: ucp_worker_get_address: %s",
@@ -715,8 +710,7 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
         return st;
     }
     if (eng->service) {
-        if (pthread_create(&eng->thread, NULL, be_ucx_service_main, eng) !=
-            0) {
+        if (pthread_create(&eng->thread, NULL, be_ucx_service_main, eng) != 0) {
             return nxl__fail(NXL_ERR_BACKEND,
                              "ucx: cannot start the service thread");
         }
@@ -891,8 +885,8 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         }
     }
     memset(&mp, 0, sizeof(mp));
-    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS |
-                    UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+    mp.field_mask =
+        UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
     mp.address = (void *)(uintptr_t)region->addr;
     mp.length = region->len;
     if (region->kind == NXL_VRAM) {
@@ -901,12 +895,10 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     }
     ust = ucp_mem_map(eng->ctx, &mp, &md->memh);
     if (ust != UCS_OK) {
-        st = nxl__fail(NXL_ERR_BACKEND,
-                       "ucx: ucp_mem_map(0x%llx, %llu bytes, %s): %s",
-                       (unsigned long long)region->addr,
-                       (unsigned long long)region->len,
-                       region->kind == NXL_VRAM ? "VRAM" : "DRAM",
-                       ucs_status_string(ust));
+        st = nxl__fail(
+            NXL_ERR_BACKEND, "ucx: ucp_mem_map(0x%llx, %llu bytes, %s): %s",
+            (unsigned long long)region->addr, (unsigned long long)region->len,
+            region->kind == NXL_VRAM ? "VRAM" : "DRAM", ucs_status_string(ust));
         goto err_free;
     }
     ust = ucp_rkey_pack(eng->ctx, md->memh, &md->rkey, &md->rkey_len);
@@ -915,8 +907,8 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                        ucs_status_string(ust));
         goto err_unmap;
     }
-    st = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr,
-                         md->len, &md->rt_slot, &md->rt_gen);
+    st = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr, md->len,
+                         &md->rt_slot, &md->rt_gen);
     if (st != NXL_OK) {
         ucp_rkey_buffer_release(md->rkey);
         goto err_unmap;
@@ -1039,8 +1031,8 @@ const nxl_backend_ops_t nxl__be_ucx_ops = {
     .abi_version = NXL_BACKEND_ABI,
     .size = sizeof(nxl_backend_ops_t),
     .name = "UCX",
-    .caps = NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF |
-            NXL_CAP_THREAD_SAFE,
+    .caps =
+        NXL_CAP_LOCAL | NXL_CAP_REMOTE | NXL_CAP_NOTIF | NXL_CAP_THREAD_SAFE,
     .mem_kinds = (1u << NXL_DRAM) | (1u << NXL_VRAM),
     .engine_size = sizeof(be_ucx_engine_t),
     .req_size = sizeof(be_ucx_req_t),

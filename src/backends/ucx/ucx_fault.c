@@ -69,8 +69,8 @@ __wrap_ucp_am_send_nbx(ucp_ep_h ep, unsigned id, const void *header,
     if (nxl__fault_hit(NXL__FI_UCX)) {
         return UCS_STATUS_PTR(UCS_ERR_NO_MEMORY);
     }
-    return __real_ucp_am_send_nbx(ep, id, header, header_length, buffer,
-                                  count, param);
+    return __real_ucp_am_send_nbx(ep, id, header, header_length, buffer, count,
+                                  param);
 }
 
 ucs_status_ptr_t

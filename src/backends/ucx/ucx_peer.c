@@ -176,7 +176,8 @@ be_ucx_conn_parse(const char *peer, const void *info, size_t len,
     if (!nxl__rbuf_u16(&r, &version) || version != BE_UCX_CONN_VERSION) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: conn info of '%s' has version %u, this build "
-                         "reads %u", peer, version, BE_UCX_CONN_VERSION);
+                         "reads %u",
+                         peer, version, BE_UCX_CONN_VERSION);
     }
     if (!nxl__rbuf_u16(&r, &flags) || !nxl__rbuf_u32(&r, &c->id.pid) ||
         !nxl__rbuf_u32(&r, &zero32) || !nxl__rbuf_u64(&r, &c->id.starttime) ||
@@ -197,7 +198,8 @@ be_ucx_conn_parse(const char *peer, const void *info, size_t len,
     if (c->addr_len == 0 || c->addr_len > BE_UCX_ADDR_MAX) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: conn info of '%s' has a worker address of "
-                         "%u bytes", peer, c->addr_len);
+                         "%u bytes",
+                         peer, c->addr_len);
     }
     if (c->id.pid == 0 || c->id.pid > (uint32_t)INT32_MAX) {
         return nxl__fail(NXL_ERR_PROTO, "ucx: conn info of '%s': bad pid %u",
@@ -290,8 +292,8 @@ be_ucx_ep_create(be_ucx_peer_t *p, be_ucx_pep_t *pep)
         return nxl__fail(be_ucx_status(ust) == NXL_ERR_REMOTE_DISCONNECT
                              ? NXL_ERR_REMOTE_DISCONNECT
                              : NXL_ERR_BACKEND,
-                         "ucx: ucp_ep_create to '%s' (worker %u): %s",
-                         p->name, pep->widx, ucs_status_string(ust));
+                         "ucx: ucp_ep_create to '%s' (worker %u): %s", p->name,
+                         pep->widx, ucs_status_string(ust));
     }
     pep->failed = false;
     return NXL_OK;
@@ -419,18 +421,19 @@ be_ucx_watch(be_ucx_engine_t *eng, be_ucx_peer_t *p, const be_ucx_conn_t *c)
     if (p->pidfd < 0 && errno == ESRCH) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "ucx: agent '%s' (pid %d on this host) is not "
-                         "running", p->name, (int)p->pid);
+                         "running",
+                         p->name, (int)p->pid);
     }
     if (p->pidfd < 0) {
         eng->host->log(NXL_LOG_INFO,
-                       "ucx: no pidfd for '%s' (%s): polling its pid",
-                       p->name, strerror(errno));
+                       "ucx: no pidfd for '%s' (%s): polling its pid", p->name,
+                       strerror(errno));
     }
     if (be_ucx_starttime(p->pid, &st) != 0 || st != c->id.starttime) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "ucx: agent '%s' (pid %d on this host) is gone: the "
-                         "pid now belongs to another process", p->name,
-                         (int)p->pid);
+                         "pid now belongs to another process",
+                         p->name, (int)p->pid);
     }
     if (!eng->local_copy) {
         return NXL_OK;
@@ -471,8 +474,7 @@ be_ucx_park_free(be_ucx_park_t *park)
  * held, no worker lock): by force where UCX failed one (PEER mode), else
  * gracefully (wait_ns, then in the background), and frees park. */
 static void
-be_ucx_park_close(be_ucx_engine_t *eng, be_ucx_park_t *park,
-                  uint64_t wait_ns)
+be_ucx_park_close(be_ucx_engine_t *eng, be_ucx_park_t *park, uint64_t wait_ns)
 {
     unsigned i;
 
@@ -482,8 +484,7 @@ be_ucx_park_close(be_ucx_engine_t *eng, be_ucx_park_t *park,
         if (pep != NULL) {
             park->eps[i] = NULL;
             pthread_mutex_lock(&eng->workers[i].lock);
-            be_ucx_pep_close(eng, pep, pep->failed,
-                             pep->failed ? 0 : wait_ns);
+            be_ucx_pep_close(eng, pep, pep->failed, pep->failed ? 0 : wait_ns);
             pthread_mutex_unlock(&eng->workers[i].lock);
         }
     }
@@ -559,8 +560,10 @@ be_ucx_park_sweep(be_ucx_engine_t *eng)
             continue;
         }
         *pp = park->next;
-        eng->host->log(NXL_LOG_INFO, "ucx: closing the parked endpoints of "
-                       "'%s' (it is gone)", park->name);
+        eng->host->log(NXL_LOG_INFO,
+                       "ucx: closing the parked endpoints of "
+                       "'%s' (it is gone)",
+                       park->name);
         be_ucx_park_close(eng, park, 0);
         n++;
     }
@@ -625,7 +628,8 @@ be_ucx_eps_open(be_ucx_engine_t *eng, be_ucx_peer_t *p, be_ucx_park_t *park)
     }
     if (park != NULL) {
         nxl__debug("ucx: '%s' reloaded with the same conn info: %u of %u "
-                   "endpoint(s) kept", p->name, kept, eng->nworkers);
+                   "endpoint(s) kept",
+                   p->name, kept, eng->nworkers);
         be_ucx_park_free(park);
     }
     return st;
@@ -743,8 +747,10 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     pthread_mutex_unlock(&eng->lock);
     if (park != NULL && (!need_eps || park->info_len != len ||
                          memcmp(park->info, info, len) != 0)) {
-        eng->host->log(NXL_LOG_INFO, "ucx: '%s' comes with other conn info: "
-                       "closing the endpoints of its earlier load", name);
+        eng->host->log(NXL_LOG_INFO,
+                       "ucx: '%s' comes with other conn info: "
+                       "closing the endpoints of its earlier load",
+                       name);
         be_ucx_park_close(eng, park, BE_UCX_CLOSE_WAIT_NS);
         park = NULL;
     }
@@ -770,7 +776,8 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
     pthread_mutex_unlock(&eng->lock);
     eng->host->log(NXL_LOG_INFO,
                    "ucx: loaded '%s' (host %s, pid %u): %s, err mode %s, "
-                   "DRAM by %s", name, c.id.host, c.id.pid,
+                   "DRAM by %s",
+                   name, c.id.host, c.id.pid,
                    p->self         ? "this engine"
                    : p->in_process ? "this process"
                    : p->same_host  ? "same host"
@@ -945,10 +952,10 @@ be_ucx_peer_unload(void *self, void *peer_ctx)
         if (!dead) {
             /* A live peer: let what is in flight finish (PEER mode
              * briefly, then cancel; NONE mode cannot cancel, so longer). */
-            be_ucx_wait_peer_ops(w, p, nxl__now_ns() +
-                                           (p->err_peer
-                                                ? BE_UCX_CLOSE_WAIT_NS
-                                                : BE_UCX_NONE_WAIT_NS));
+            be_ucx_wait_peer_ops(w, p,
+                                 nxl__now_ns() + (p->err_peer
+                                                      ? BE_UCX_CLOSE_WAIT_NS
+                                                      : BE_UCX_NONE_WAIT_NS));
         }
         if (p->eps != NULL && p->eps[i] != NULL) {
             be_ucx_pep_t *pep = p->eps[i];
@@ -995,8 +1002,7 @@ be_ucx_peer_unload(void *self, void *peer_ctx)
 
 /* be_ucx_peer_fail_locked: be_ucx_peer_fail with eng->lock held. */
 static void
-be_ucx_peer_fail_locked(be_ucx_engine_t *eng, be_ucx_peer_t *p,
-                        const char *why)
+be_ucx_peer_fail_locked(be_ucx_engine_t *eng, be_ucx_peer_t *p, const char *why)
 {
     unsigned i;
 
@@ -1071,18 +1077,21 @@ be_ucx_sweep(be_ucx_engine_t *eng)
         if (atomic_exchange(&p->fail_pending, false)) {
             switch (atomic_load(&p->fail_why)) {
             case BE_UCX_WHY_EP:
-                snprintf(why, sizeof(why), "UCX reported an endpoint "
+                snprintf(why, sizeof(why),
+                         "UCX reported an endpoint "
                          "failure");
                 break;
             case BE_UCX_WHY_EXIT:
                 snprintf(why, sizeof(why), "process %d exited", (int)p->pid);
                 break;
             case BE_UCX_WHY_OP:
-                snprintf(why, sizeof(why), "a transfer failed with a "
+                snprintf(why, sizeof(why),
+                         "a transfer failed with a "
                          "transport error");
                 break;
             default:
-                snprintf(why, sizeof(why), "its endpoint could not be "
+                snprintf(why, sizeof(why),
+                         "its endpoint could not be "
                          "recreated");
                 break;
             }
@@ -1157,8 +1166,10 @@ be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w)
     nxl_status_t st;
 
     if (p->eps == NULL || p->eps[w->idx] == NULL) {
-        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT, "ucx: '%s' has no "
-                         "endpoint", p->name);
+        return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
+                         "ucx: '%s' has no "
+                         "endpoint",
+                         p->name);
     }
     fresh = calloc(1, sizeof(*fresh));
     if (fresh == NULL) {
@@ -1185,8 +1196,10 @@ be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w)
         ust = ucp_ep_rkey_unpack(fresh->ep, rmd->packed, &rmd->rkey[w->idx]);
         if (ust != UCS_OK) {
             rmd->rkey[w->idx] = NULL;
-            eng->host->log(NXL_LOG_WARN, "ucx: re-unpacking a key of '%s': "
-                           "%s", p->name, ucs_status_string(ust));
+            eng->host->log(NXL_LOG_WARN,
+                           "ucx: re-unpacking a key of '%s': "
+                           "%s",
+                           p->name, ucs_status_string(ust));
         }
     }
     return NXL_OK;
@@ -1220,7 +1233,8 @@ be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
     fd = nxl__pidfd_getfd(p->pidfd, (int)rfd);
     if (fd < 0) {
         nxl__debug("ucx: memfd %u of '%s' (pid %d): pidfd_getfd: %s; "
-                   "using CMA", rfd, p->name, (int)p->pid, strerror(errno));
+                   "using CMA",
+                   rfd, p->name, (int)p->pid, strerror(errno));
         return NULL;
     }
     /* dev/ino rule out any other file behind that fd number. */
@@ -1230,8 +1244,7 @@ be_ucx_map_get(be_ucx_engine_t *eng, be_ucx_peer_t *p, uint32_t rfd,
         close(fd);
         return NULL;
     }
-    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                0);
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (base == MAP_FAILED) {
         nxl__debug("ucx: mmap of a memfd of '%s': %s; using CMA", p->name,
@@ -1313,7 +1326,8 @@ be_ucx_rt_slot(be_ucx_engine_t *eng, be_ucx_peer_t *p, const uint8_t *rec,
     if (fdno != p->rt_fd || token != p->rt.token) {
         st = nxl__fail(NXL_ERR_PROTO,
                        "ucx: a region of '%s' names another registration "
-                       "table", p->name);
+                       "table",
+                       p->name);
         goto out;
     }
     s = nxl__regtab_view_slot(&p->rt, slot, gen, (uint64_t)kind, desc->addr,
@@ -1355,13 +1369,15 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "ucx: public data of a region of '%s' is version 1 "
                          "(no registration table, so deregistration could "
                          "not be enforced): the peer must run this NXL "
-                         "version", p->name);
+                         "version",
+                         p->name);
     }
     if (pub == NULL || len < BE_UCX_PUB_HDR || b[0] != BE_UCX_PUB_VERSION ||
         (b[2] & ~BE_UCX_PUB_F_MEMFD) != 0 || b[3] != 0) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: public data of a region of '%s' is not an NXL "
-                         "UCX key (%zu bytes)", p->name, len);
+                         "UCX key (%zu bytes)",
+                         p->name, len);
     }
     klen = nxl__le32(b + 4);
     extra = (b[2] & BE_UCX_PUB_F_MEMFD) != 0 ? BE_UCX_PUB_MEMFD : 0;
@@ -1370,12 +1386,14 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         (size_t)klen != len - BE_UCX_PUB_HDR - extra - BE_UCX_PUB_RT) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: remote key of a region of '%s' claims %u "
-                         "bytes in %zu", p->name, klen, len);
+                         "bytes in %zu",
+                         p->name, klen, len);
     }
     if (b[1] != (uint8_t)kind) {
         return nxl__fail(NXL_ERR_PROTO,
                          "ucx: a region of '%s' is listed as memory kind %d "
-                         "but its key says %u", p->name, (int)kind, b[1]);
+                         "but its key says %u",
+                         p->name, (int)kind, b[1]);
     }
     rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h));
     if (rmd == NULL) {
@@ -1409,19 +1427,21 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         uint64_t off = nxl__le64(e + 8);
 
         if (nxl__le32(e + 4) != 0 || kind != NXL_DRAM) {
-            st = nxl__fail(NXL_ERR_PROTO, "ucx: bad memfd record in a "
-                           "region of '%s'", p->name);
+            st = nxl__fail(NXL_ERR_PROTO,
+                           "ucx: bad memfd record in a "
+                           "region of '%s'",
+                           p->name);
             goto err_destroy;
         }
         /* Only a peer in another process reached by the copy path: the
          * pidfd vouches for the process the fd is taken from. */
-        if (p->use_copy && !p->in_process && p->pidfd >= 0 &&
-            desc->len > 0 && off + desc->len >= off) {
+        if (p->use_copy && !p->in_process && p->pidfd >= 0 && desc->len > 0 &&
+            off + desc->len >= off) {
             rmd->map = be_ucx_map_get(eng, p, nxl__le32(e), off, desc->len,
                                       nxl__le64(e + 16), nxl__le64(e + 24));
             if (rmd->map != NULL) {
-                rmd->delta = (uint64_t)(uintptr_t)(rmd->map->base + off) -
-                             desc->addr;
+                rmd->delta =
+                    (uint64_t)(uintptr_t)(rmd->map->base + off) - desc->addr;
             }
         }
     }
@@ -1431,8 +1451,7 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         pthread_mutex_lock(&w->lock);
         ust = UCS_OK;
         if (p->eps[i] != NULL && p->eps[i]->ep != NULL) {
-            ust = ucp_ep_rkey_unpack(p->eps[i]->ep, rmd->packed,
-                                     &rmd->rkey[i]);
+            ust = ucp_ep_rkey_unpack(p->eps[i]->ep, rmd->packed, &rmd->rkey[i]);
         }
         pthread_mutex_unlock(&w->lock);
         if (ust != UCS_OK) {

@@ -130,8 +130,7 @@ be_ucx_ep_of(const be_ucx_req_t *req)
 /* be_ucx_start_fail stops issuing: the request fails once the operations
  * already issued are done. */
 static void
-be_ucx_start_fail(be_ucx_req_t *req, nxl_status_t status, const char *fmt,
-                  ...)
+be_ucx_start_fail(be_ucx_req_t *req, nxl_status_t status, const char *fmt, ...)
 {
     va_list ap;
 
@@ -185,12 +184,11 @@ be_ucx_issue(be_ucx_req_t *req)
                              rkey, &req->rp);
         }
         if (UCS_PTR_IS_ERR(sp)) {
-            be_ucx_start_fail(req, be_ucx_status(UCS_PTR_STATUS(sp)),
-                              "ucx: %s of descriptor %zu to '%s': %s",
-                              x->op == NXL_WRITE ? "ucp_put_nbx"
-                                                 : "ucp_get_nbx",
-                              req->cursor, req->peer->name,
-                              ucs_status_string(UCS_PTR_STATUS(sp)));
+            be_ucx_start_fail(
+                req, be_ucx_status(UCS_PTR_STATUS(sp)),
+                "ucx: %s of descriptor %zu to '%s': %s",
+                x->op == NXL_WRITE ? "ucp_put_nbx" : "ucp_get_nbx", req->cursor,
+                req->peer->name, ucs_status_string(UCS_PTR_STATUS(sp)));
             return;
         }
         if (sp != NULL) {
@@ -204,8 +202,8 @@ be_ucx_issue(be_ucx_req_t *req)
     if (x->op == NXL_WRITE) {
         /* Remote completion of every put before the notification. */
         memset(&fp, 0, sizeof(fp));
-        fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
-                          UCP_OP_ATTR_FIELD_USER_DATA;
+        fp.op_attr_mask =
+            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
         fp.cb.send = be_ucx_op_cb;
         fp.user_data = trk;
         sp = ucp_ep_flush_nbx(ep, &fp);
@@ -243,8 +241,7 @@ be_ucx_copy_claim(be_ucx_req_t *req, uint64_t budget, struct iovec *liov,
         /* map path: the peer's address, as mapped here */
         delta = map ? ((const be_ucx_rmd_t *)r->md)->delta : 0;
         liov[n].iov_base = (void *)(uintptr_t)(l->addr + req->offset);
-        riov[n].iov_base =
-            (void *)(uintptr_t)(r->addr + delta + req->offset);
+        riov[n].iov_base = (void *)(uintptr_t)(r->addr + delta + req->offset);
         liov[n].iov_len = riov[n].iov_len = (size_t)take;
         n++;
         total += take;
@@ -260,8 +257,7 @@ be_ucx_copy_claim(be_ucx_req_t *req, uint64_t budget, struct iovec *liov,
 /* be_ucx_iov_skip drops the first got bytes of both iovec lists (a
  * partial process_vm_* call resumes after them). */
 static void
-be_ucx_iov_skip(struct iovec **liov, struct iovec **riov, size_t *n,
-                size_t got)
+be_ucx_iov_skip(struct iovec **liov, struct iovec **riov, size_t *n, size_t got)
 {
     while (got > 0 && *n > 0) {
         size_t t = NXL__MIN(got, (*liov)->iov_len);
@@ -283,8 +279,8 @@ be_ucx_iov_skip(struct iovec **liov, struct iovec **riov, size_t *n,
  * this process, else process_vm_writev/readv, resuming after partial
  * calls. Returns 0 or an errno value. */
 static int
-be_ucx_copy_do(const be_ucx_req_t *req, struct iovec *liov,
-               struct iovec *riov, size_t n)
+be_ucx_copy_do(const be_ucx_req_t *req, struct iovec *liov, struct iovec *riov,
+               size_t n)
 {
     const be_ucx_peer_t *p = req->peer;
     bool wr = req->x->op == NXL_WRITE;
@@ -514,8 +510,7 @@ be_ucx_advance(be_ucx_req_t *req)
         if (trk->status != UCS_OK && !req->failing) {
             be_ucx_start_fail(req, be_ucx_status(trk->status),
                               "ucx: transfer with '%s' failed: %s",
-                              req->peer->name,
-                              ucs_status_string(trk->status));
+                              req->peer->name, ucs_status_string(trk->status));
             if (req->fail_status == NXL_ERR_REMOTE_DISCONNECT) {
                 /* A transport error (err mode none has no endpoint
                  * callback): fail the peer's other requests too. */
@@ -526,8 +521,8 @@ be_ucx_advance(be_ucx_req_t *req)
             if (trk->pending > 0 || req->copy_busy > 0) {
                 return false;
             }
-            be_ucx_finish(req, req->failing ? req->fail_status
-                                            : NXL_ERR_CANCELED);
+            be_ucx_finish(req,
+                          req->failing ? req->fail_status : NXL_ERR_CANCELED);
             if (!req->failing) {
                 snprintf(req->err, sizeof(req->err), "ucx: canceled");
             }
@@ -540,8 +535,7 @@ be_ucx_advance(be_ucx_req_t *req)
                 if (req->phase == BE_UCX_PH_DATA && !req->failing) {
                     return false; /* window full */
                 }
-            } else if (req->cursor == req->x->count &&
-                       req->copy_busy == 0) {
+            } else if (req->cursor == req->x->count && req->copy_busy == 0) {
                 req->phase = BE_UCX_PH_NOTIF;
             } else {
                 return false; /* slices left, or being copied */
@@ -650,7 +644,7 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
 
     if (p == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "ucx: transfer without a "
-                         "peer");
+                                                "peer");
     }
     if (atomic_load(&p->dead)) {
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
@@ -694,8 +688,7 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         for (i = 0; i < x->count; i++) {
             if (x->local[i].md == NULL || x->remote[i].md == NULL) {
                 return nxl__fail(NXL_ERR_INVALID_PARAM,
-                                 "ucx: descriptor %zu has no registration",
-                                 i);
+                                 "ucx: descriptor %zu has no registration", i);
             }
         }
     }
@@ -712,8 +705,7 @@ be_ucx_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     req->trk->req = req;
     memset(&req->rp, 0, sizeof(req->rp));
     req->rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK |
-                           UCP_OP_ATTR_FIELD_USER_DATA |
-                           UCP_OP_ATTR_FIELD_MEMH;
+                           UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
 #if UCP_API_VERSION >= UCP_VERSION(1, 12)
     req->rp.op_attr_mask |= UCP_OP_ATTR_FLAG_MULTI_SEND;
 #endif
@@ -743,8 +735,8 @@ be_ucx_post(void *self, void *reqp, const nxl_be_xfer_t *x)
             return nxl__fail(NXL_ERR_NOT_FOUND,
                              "ucx: '%s' deregistered its region 0x%llx+%llu "
                              "after this transfer was made (reload its "
-                             "metadata)", p->name,
-                             (unsigned long long)req->rchk[i]->addr,
+                             "metadata)",
+                             p->name, (unsigned long long)req->rchk[i]->addr,
                              (unsigned long long)req->rchk[i]->len);
         }
     }
@@ -875,7 +867,8 @@ be_ucx_cancel(void *self, void *reqp)
              * fresh endpoint keeps the peer usable. */
             eng->host->log(NXL_LOG_WARN,
                            "ucx: a canceled transfer to '%s' does not "
-                           "finish: resetting the endpoint", p->name);
+                           "finish: resetting the endpoint",
+                           p->name);
             (void)be_ucx_ep_reset(p, w);
             be_ucx_req_fail(req, NXL_ERR_CANCELED, "ucx: canceled");
             done = true;
@@ -884,7 +877,8 @@ be_ucx_cancel(void *self, void *reqp)
                            "ucx: %u operation(s) to '%s' cannot be "
                            "canceled in err mode none and did not finish "
                            "in %llu s; UCX keeps them: their buffers must "
-                           "stay mapped", req->trk->pending, p->name,
+                           "stay mapped",
+                           req->trk->pending, p->name,
                            BE_UCX_NONE_WAIT_NS / 1000000000ull);
             be_ucx_req_fail(req, NXL_ERR_CANCELED, "ucx: canceled");
             done = true;
@@ -1034,15 +1028,17 @@ be_ucx_am_notif_body(void *arg, const void *header, size_t hlen, void *data,
         return UCS_OK;
     }
     if (len < 2 || len > BE_UCX_NOTIF_MAX) {
-        eng->host->log(NXL_LOG_WARN, "ucx: dropped a malformed notification "
-                       "(%zu bytes)", len);
+        eng->host->log(NXL_LOG_WARN,
+                       "ucx: dropped a malformed notification "
+                       "(%zu bytes)",
+                       len);
         return UCS_OK;
     }
     nl = (size_t)b[0] | ((size_t)b[1] << 8);
     if (nl == 0 || nl >= sizeof(name) || nl > len - 2 ||
         memchr(b + 2, '\0', nl) != NULL) {
         eng->host->log(NXL_LOG_WARN, "ucx: dropped a notification with a bad "
-                       "sender name");
+                                     "sender name");
         return UCS_OK;
     }
     memcpy(name, b + 2, nl);

@@ -30,15 +30,15 @@ static const char *who = "A";
 static const char *lpath = "ucx";
 static size_t len;
 
-#define CHECK(e)                                                              \
-    do {                                                                      \
-        nxl_status_t s_ = (e);                                                \
-        if (s_ != NXL_OK) {                                                   \
-            printf("%s: %s:%d %s: %s (%s)\n", who, __FILE__, __LINE__, #e,    \
-                   nxl_status_name(s_), nxl_last_error());                    \
-            fflush(stdout);                                                   \
-            _exit(2);                                                         \
-        }                                                                     \
+#define CHECK(e)                                                               \
+    do {                                                                       \
+        nxl_status_t s_ = (e);                                                 \
+        if (s_ != NXL_OK) {                                                    \
+            printf("%s: %s:%d %s: %s (%s)\n", who, __FILE__, __LINE__, #e,     \
+                   nxl_status_name(s_), nxl_last_error());                     \
+            fflush(stdout);                                                    \
+            _exit(2);                                                          \
+        }                                                                      \
     } while (0)
 
 static double
@@ -170,8 +170,7 @@ main(int argc, char **argv)
         }
         send_n(b, "A", 10);
         n = collect(b, 11, 8); /* 10 + the READ's */
-        printf("B: after A's cancel, got %d of 11 notifications from A\n",
-               n);
+        printf("B: after A's cancel, got %d of 11 notifications from A\n", n);
         fflush(stdout);
         if (rd(ab[0], &c, 1)) {
             _exit(2);
@@ -207,8 +206,8 @@ main(int argc, char **argv)
         s = nxl_xfer_post(x, NULL);
         t0 = now();
         nxl_xfer_release(x);
-        printf("A: %zu MiB READ posted (%s), released in %.2f s\n",
-               len >> 20, nxl_status_name(s), now() - t0);
+        printf("A: %zu MiB READ posted (%s), released in %.2f s\n", len >> 20,
+               nxl_status_name(s), now() - t0);
         if (wr(ab[1], &c, 1)) {
             return 2;
         }

@@ -28,15 +28,15 @@
 
 #define LEN (1u << 20)
 
-#define CHECK(e)                                                              \
-    do {                                                                      \
-        nxl_status_t s_ = (e);                                                \
-        if (s_ != NXL_OK) {                                                   \
-            printf("%s:%d %s: %s (%s)\n", __FILE__, __LINE__, #e,             \
-                   nxl_status_name(s_), nxl_last_error());                    \
-            fflush(stdout);                                                   \
-            _exit(2);                                                         \
-        }                                                                     \
+#define CHECK(e)                                                               \
+    do {                                                                       \
+        nxl_status_t s_ = (e);                                                 \
+        if (s_ != NXL_OK) {                                                    \
+            printf("%s:%d %s: %s (%s)\n", __FILE__, __LINE__, #e,              \
+                   nxl_status_name(s_), nxl_last_error());                     \
+            fflush(stdout);                                                    \
+            _exit(2);                                                          \
+        }                                                                      \
     } while (0)
 
 /* count_maps counts /proc/self/maps lines, and those naming a SysV or a
@@ -157,8 +157,8 @@ main(int argc, char **argv)
         }
         count_maps(&m2, &s2);
         printf("%s: mappings %u after 1 reload, %u after %d (%+d); SysV/UCX "
-               "shared memory among them: %u -> %u\n", be, m1, m2, K,
-               (int)m2 - (int)m1, s1, s2);
+               "shared memory among them: %u -> %u\n",
+               be, m1, m2, K, (int)m2 - (int)m1, s1, s2);
         fflush(stdout);
         if (write(ab[1], "q", 1) != 1) {
             return 2;

@@ -29,15 +29,15 @@
 
 static const char *who = "A";
 
-#define CHECK(e)                                                              \
-    do {                                                                      \
-        nxl_status_t s_ = (e);                                                \
-        if (s_ != NXL_OK) {                                                   \
-            printf("%s: %s:%d %s: %s (%s)\n", who, __FILE__, __LINE__, #e,    \
-                   nxl_status_name(s_), nxl_last_error());                    \
-            fflush(stdout);                                                   \
-            _exit(2);                                                         \
-        }                                                                     \
+#define CHECK(e)                                                               \
+    do {                                                                       \
+        nxl_status_t s_ = (e);                                                 \
+        if (s_ != NXL_OK) {                                                    \
+            printf("%s: %s:%d %s: %s (%s)\n", who, __FILE__, __LINE__, #e,     \
+                   nxl_status_name(s_), nxl_last_error());                     \
+            fflush(stdout);                                                    \
+            _exit(2);                                                          \
+        }                                                                      \
     } while (0)
 
 static double
