@@ -36,6 +36,9 @@ fuzz: deps-fuzz
 bench: deps-bench all
 	/usr/bin/python3 bench/make_bench.py --build $(BUILD) --out $(or $(BENCH_OUT),bench-results) \
 	  --rounds $(or $(BENCH_ROUNDS),3) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) $(if $(BENCH_QUICK),--quick)
+# Rewrites every C file to .clang-format (scripts/check-format.sh --fix).
+format:
+	./scripts/check-format.sh --fix
 install: all
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-.PHONY: all deps run test soak asan tsan faults fuzz bench install
+.PHONY: all deps run test soak asan tsan faults fuzz bench format install

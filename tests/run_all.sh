@@ -47,6 +47,10 @@ echo "== layers (scripts/check-layers.sh over libnxl's archives)"
 sh tests/layers.sh "$build" 2>&1 | tee "$tmp/layers.log"
 tally "$tmp/layers.log"
 
+echo "== format (scripts/check-format.sh: every C file against .clang-format)"
+./scripts/check-format.sh 2>&1 | tee "$tmp/format.log"
+tally "$tmp/format.log"
+
 echo "== nxl-bench --smoke"
 if "$build/tools/nxl-bench/nxl-bench" --smoke >"$tmp/smoke.log" 2>&1; then
   cat "$tmp/smoke.log"; P=$((P + 1))
