@@ -12,7 +12,8 @@ if(NOT NXL_WITH_UCX STREQUAL "OFF")
   else()
     message(STATUS "UCX backend: UCX ${UCX_VERSION}")
     nxl_backend(ucx SOURCES
-      backends/ucx/ucx_engine.c backends/ucx/ucx_peer.c
+      backends/ucx/ucx_engine.c backends/ucx/ucx_conninfo.c
+      backends/ucx/ucx_peer.c backends/ucx/ucx_rkey.c
       backends/ucx/ucx_xfer.c backends/ucx/ucx_fault.c
       LIBS PkgConfig::UCX
       WRAP ucp_put_nbx ucp_get_nbx ucp_am_send_nbx ucp_ep_flush_nbx

@@ -145,6 +145,13 @@ typedef struct be_ucx_ident {
     char host[64];
 } be_ucx_ident_t;
 
+/* A decoded conn info. */
+typedef struct be_ucx_conn {
+    be_ucx_ident_t id;
+    const uint8_t *addr;
+    uint32_t addr_len;
+} be_ucx_conn_t;
+
 /* be_ucx_worker_t: one ucp worker and the requests bound to it. */
 typedef struct be_ucx_worker {
     pthread_mutex_t lock;
@@ -362,18 +369,29 @@ void be_ucx_orphan_trk(be_ucx_engine_t *eng, be_ucx_trk_t *trk);
 /* be_ucx_closing_add parks pep (its close in flight) until fini. */
 void be_ucx_closing_add(be_ucx_engine_t *eng, be_ucx_pep_t *pep);
 
-/* --- ucx_peer.c ------------------------------------------------------- */
+/* --- ucx_conninfo.c --------------------------------------------------- */
 
 /* be_ucx_ident_init fills this process's identity. */
 nxl_status_t be_ucx_ident_init(be_ucx_engine_t *eng);
 nxl_status_t be_ucx_conn_info(void *self, nxl_blob_t *out);
+/* be_ucx_starttime reads pid's start time (clock ticks since boot) into
+ * *st_p, which tells a process from a later one that reuses its pid. No
+ * lock needed. Returns 0, or -1 when /proc does not tell. */
+int be_ucx_starttime(pid_t pid, uint64_t *st_p);
+/* be_ucx_conn_parse validates and decodes peer's conn info into *c, whose
+ * addr points into info. No lock needed. Returns NXL_OK, or NXL_ERR_PROTO
+ * with a last-error message that names peer. */
+nxl_status_t be_ucx_conn_parse(const char *peer, const void *info, size_t len,
+                               be_ucx_conn_t *c);
+/* be_ucx_pid_alive: pid still runs the process that started at
+ * starttime. No lock needed; never blocks. */
+bool be_ucx_pid_alive(pid_t pid, uint64_t starttime);
+
+/* --- ucx_peer.c ------------------------------------------------------- */
+
 nxl_status_t be_ucx_peer_load(void *self, const char *peer, const void *info,
                               size_t len, void **peer_ctx_p);
 void be_ucx_peer_unload(void *self, void *peer_ctx);
-nxl_status_t be_ucx_md_unpack(void *self, void *peer_ctx,
-                              const nxl_desc_t *desc, nxl_mem_t kind,
-                              const void *pub, size_t len, void **rmd_p);
-void be_ucx_md_unload(void *self, void *rmd);
 /* be_ucx_peer_put drops a peer reference; the last one frees it. */
 void be_ucx_peer_put(be_ucx_peer_t *p);
 /* be_ucx_peer_fail marks p dead, fails its requests and closes its
@@ -390,6 +408,13 @@ bool be_ucx_peer_gone(be_ucx_peer_t *p);
 /* be_ucx_ep_reset replaces p's endpoint on worker w (lock held) after a
  * forced close, and unpacks p's remote keys again for it. */
 nxl_status_t be_ucx_ep_reset(be_ucx_peer_t *p, be_ucx_worker_t *w);
+
+/* --- ucx_rkey.c ------------------------------------------------------- */
+
+nxl_status_t be_ucx_md_unpack(void *self, void *peer_ctx,
+                              const nxl_desc_t *desc, nxl_mem_t kind,
+                              const void *pub, size_t len, void **rmd_p);
+void be_ucx_md_unload(void *self, void *rmd);
 
 /* --- ucx_xfer.c ------------------------------------------------------- */
 

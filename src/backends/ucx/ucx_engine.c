@@ -876,7 +876,7 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     if (region->kind == NXL_DRAM && region->backing_fd >= 0) {
         struct stat sb;
 
-        /* Same-host peers map the memfd (see ucx_peer.c md_unpack). */
+        /* Same-host peers map the memfd (see ucx_rkey.c md_unpack). */
         if (fstat(region->backing_fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
             md->backing_fd = region->backing_fd;
             md->backing_off = region->backing_off;
