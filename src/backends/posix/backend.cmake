@@ -3,7 +3,8 @@
 # liburing. Every source of the backend sees the same NXL_HAVE_LIBURING,
 # since it changes the engine's layout.
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
-  set(NXL_POSIX_SOURCES backends/posix/posix.c backends/posix/posix_pool.c)
+  set(NXL_POSIX_SOURCES backends/posix/posix.c backends/posix/posix_req.c
+      backends/posix/posix_pool.c)
   set(NXL_POSIX_LIBS "")
   set(NXL_POSIX_WRAP "")
   pkg_check_modules(LIBURING IMPORTED_TARGET liburing)

@@ -188,7 +188,34 @@ struct be_posix_engine {
     bool stop;
 };
 
-/* --- posix.c: shared request machinery (eng->lock held) ----------------- */
+/* --- posix.c ------------------------------------------------------------ */
+
+/* be_posix_signal makes event_fd readable. */
+void be_posix_signal(be_posix_engine_t *eng);
+
+/* --- posix_req.c: the ops of requests (each takes eng->lock) ------------ */
+
+/* be_posix_prep checks a transfer's descriptors against their regions and
+ * the files' access modes and O_DIRECT alignment, and records its
+ * distinct files. Returns NXL_OK, NXL_ERR_NOT_SUPPORTED (not DRAM <-> FILE
+ * in this agent) or another error (a descriptor outside its region or
+ * misaligned, a wrong access mode, a closed or replaced fd, no memory). */
+nxl_status_t be_posix_prep(void *self, void *req, const nxl_be_xfer_t *xfer);
+/* be_posix_post checks the files again and queues req; may complete it at
+ * once (NXL_OK). Returns NXL_IN_PROG, NXL_OK, NXL_ERR_REPOST_ACTIVE or an
+ * error. Never blocks on I/O. */
+nxl_status_t be_posix_post(void *self, void *req, const nxl_be_xfer_t *xfer);
+/* be_posix_check moves req on and returns NXL_IN_PROG, its final status, or
+ * NXL_ERR_NOT_POSTED. Never blocks on I/O. */
+nxl_status_t be_posix_check(void *self, void *req);
+/* be_posix_cancel ends an active req as NXL_ERR_CANCELED and returns once
+ * none of its operations is in flight. */
+void be_posix_cancel(void *self, void *req);
+/* be_posix_release frees what prep allocated (req not in flight; no lock
+ * taken). */
+void be_posix_release(void *self, void *req);
+
+/* --- posix_req.c: shared request machinery (eng->lock held) ------------- */
 
 /* be_posix_take_op fills op with the next part of the request at the head
  * of the queue, dequeues that request once all its parts are issued (else
@@ -210,9 +237,6 @@ nxl_status_t be_posix_io_error(const be_posix_op_t *op, int err, char *msg,
  * returns true when that ended its request. */
 bool be_posix_op_finish(be_posix_engine_t *eng, be_posix_op_t *op,
                         nxl_status_t status, const char *msg);
-
-/* be_posix_signal makes event_fd readable. */
-void be_posix_signal(be_posix_engine_t *eng);
 
 /* --- posix_uring.c --------------------------------------------------------
  * All but init and fini need eng->lock. */
