@@ -1,6 +1,6 @@
 /*
  * test_md.c - the metadata codec (src/md/codec.c) and the side channel
- * (src/md/sidechan.c).
+ * (src/md/sidechan.c, src/md/sidechan_srv.c).
  *
  * The golden blob tests/data/md_golden_v1.bin is regenerated, only when the
  * format changes on purpose, with
