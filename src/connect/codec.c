@@ -21,12 +21,10 @@
 #include <zlib.h>
 
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* ---- enum names ---------------------------------------------------------- */
 
@@ -1229,36 +1227,14 @@ nxl_rdma_metadata_free(nxl_rdma_metadata_t *md)
 
 /* ---- uuid4 --------------------------------------------------------------- */
 
+_Static_assert(NXL_CONNECT_UUID_LEN == NXL__UUID_LEN, "uuid buffer size");
+
 NXL_API nxl_status_t
 nxl_connect_uuid4(char buf[NXL_CONNECT_UUID_LEN])
 {
-    static const char digits[] = "0123456789abcdef";
-    uint8_t r[16];
-    size_t got = 0, i, o = 0;
-    ssize_t n;
-
     if (buf == NULL) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "connect_uuid4: NULL buffer");
     }
-    while (got < sizeof(r)) {
-        n = getrandom(r + got, sizeof(r) - got, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return nxl__fail_errno(errno, "connect: getrandom");
-        }
-        got += (size_t)n;
-    }
-    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40); /* version 4 */
-    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) {
-            buf[o++] = '-';
-        }
-        buf[o++] = digits[r[i] >> 4];
-        buf[o++] = digits[r[i] & 15];
-    }
-    buf[o] = '\0';
+    nxl__uuid4(buf);
     return NXL_OK;
 }

@@ -12,94 +12,10 @@
  */
 #include "ctx.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
-#include <unistd.h>
-
-/* ---- uuid4 ------------------------------------------------------------- */
-
-/* A per-thread pool of kernel randomness, refilled 256 bytes at a time, so
- * a uuid costs no system call in the common case. */
-static _Thread_local uint8_t kv_rnd[256];
-static _Thread_local size_t kv_rnd_left;
-
-/* kv_rnd_fill refills the pool from getrandom, else /dev/urandom, else
- * (never expected) the clock mixed with the pool's address. */
-static void
-kv_rnd_fill(void)
-{
-    size_t got = 0;
-    ssize_t r;
-    int fd;
-
-    while (got < sizeof(kv_rnd)) {
-        r = getrandom(kv_rnd + got, sizeof(kv_rnd) - got, 0);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            break;
-        }
-        got += (size_t)r;
-    }
-    if (got < sizeof(kv_rnd)) {
-        fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        while (fd >= 0 && got < sizeof(kv_rnd)) {
-            r = read(fd, kv_rnd + got, sizeof(kv_rnd) - got);
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            if (r <= 0) {
-                break;
-            }
-            got += (size_t)r;
-        }
-        if (fd >= 0) {
-            close(fd);
-        }
-    }
-    if (got < sizeof(kv_rnd)) {
-        uint64_t x = nxl__now_ns() ^ (uint64_t)(uintptr_t)kv_rnd;
-        size_t i;
-
-        for (i = got; i < sizeof(kv_rnd); i++) {
-            x = x * 6364136223846793005ull + 1442695040888963407ull;
-            kv_rnd[i] = (uint8_t)(x >> 56);
-        }
-    }
-    kv_rnd_left = sizeof(kv_rnd);
-}
-
-/* kv_uuid4 writes a random (version 4, RFC 4122 variant) uuid string of 36
- * characters and a NUL into out. Thread-safe (per-thread pool). */
-static void
-kv_uuid4(char out[NXL__KV_UUID_LEN])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t b[16];
-    size_t i, o = 0;
-
-    if (kv_rnd_left < sizeof(b)) {
-        kv_rnd_fill();
-    }
-    memcpy(b, kv_rnd + sizeof(kv_rnd) - kv_rnd_left, sizeof(b));
-    kv_rnd_left -= sizeof(b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) {
-            out[o++] = '-';
-        }
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-}
 
 /* ---- completion handles ------------------------------------------------ */
 
@@ -124,7 +40,7 @@ nxl__kv_notif_new(int kind)
     atomic_init(&n->status, NXL_IN_PROG);
     n->kind = kind;
     n->start_ns = nxl__now_ns();
-    kv_uuid4(n->uuid);
+    nxl__uuid4(n->uuid);
     return n;
 }
 

@@ -18,8 +18,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define NXL__KV_UUID_LEN 37
-
 /* What a handle waits for. */
 enum {
     NXL__KV_N_OP = 0,     /* one direct transfer (request or event) */
@@ -82,7 +80,7 @@ struct nxl_kv_notif {
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     _Atomic nxl_status_t status;
     char err[512]; /* fixed once status leaves IN_PROG */
-    char uuid[NXL__KV_UUID_LEN];
+    char uuid[NXL__UUID_LEN];
     uint64_t start_ns;
     /* Poller-owned from submission on. */
     struct nxl_kv_notif *next;

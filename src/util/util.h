@@ -225,6 +225,16 @@ bool nxl__fd_is_file(int fd, uint64_t dev, uint64_t ino, uint64_t off,
 /* nxl__hash64 is FNV-1a 64 over n bytes (names, small keys; not crypto). */
 uint64_t nxl__hash64(const void *p, size_t n);
 
+/* --- uuid (src/util/uuid.c) -------------------------------------------- */
+
+#define NXL__UUID_LEN 37 /* 36 characters and a NUL */
+
+/* nxl__uuid4 writes a random (version 4, RFC 4122 variant) uuid string
+ * into out, lower-case hex with dashes. Randomness comes from a per-thread
+ * pool refilled from getrandom (else /dev/urandom), so most calls make no
+ * system call. Thread-safe. */
+void nxl__uuid4(char out[NXL__UUID_LEN]);
+
 /* --- base64 (src/util/b64.c) ------------------------------------------ */
 
 /* nxl__b64_encode appends the padded standard base64 of n bytes to w. */
