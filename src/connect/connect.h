@@ -28,19 +28,6 @@ bool nxl__hex_check(const char *s, size_t n);
  * NXL_OK or NXL_ERR_PROTO. */
 nxl_status_t nxl__md_str_check(const char *who, const char *s, size_t n);
 
-/* nxl__json_str appends s (n bytes) as a JSON string literal to w. */
-void nxl__json_str(nxl__wbuf_t *w, const char *s, size_t n);
-
-/* nxl__json_text appends NUL-terminated text to w. */
-void nxl__json_text(nxl__wbuf_t *w, const char *s);
-
-/* nxl__json_u64 appends v in decimal to w. */
-void nxl__json_u64(nxl__wbuf_t *w, uint64_t v);
-
-/* nxl__json_finish NUL-terminates w and moves it into *json_p (len
- * excludes the NUL). NXL_OK or NXL_ERR_NOMEM. */
-nxl_status_t nxl__json_finish(nxl__wbuf_t *w, nxl_blob_t *json_p);
-
 /* nxl__json_parse parses len bytes of one JSON value (json-c, strict,
  * UTF-8 checked, at most NXL_CONNECT_JSON_MAX) into *root_p (a
  * json_object *, released with json_object_put). who prefixes the

@@ -208,9 +208,9 @@ etcd_fetch(nxl__md_store_t *s, const char *remote, const char *label,
         return status;
     }
     nxl__wbuf_init(&body);
-    nxl__etcd_put_str(&body, "{\"key\":\"");
-    nxl__etcd_put_str(&body, (const char *)key.data);
-    nxl__etcd_put_str(&body, "\"}");
+    nxl__json_text(&body, "{\"key\":\"");
+    nxl__json_text(&body, (const char *)key.data);
+    nxl__json_text(&body, "\"}");
     status = nxl__etcd_body_text(&body);
     if (status != NXL_OK) {
         nxl__wbuf_fini(&key);
@@ -248,11 +248,11 @@ etcd_invalidate(nxl__md_store_t *s, int timeout_ms)
         return status;
     }
     nxl__wbuf_init(&b);
-    nxl__etcd_put_str(&b, "{\"key\":\"");
+    nxl__json_text(&b, "{\"key\":\"");
     nxl__etcd_key_b64(e, e->agent, NULL, false, &b);
-    nxl__etcd_put_str(&b, "\",\"range_end\":\"");
+    nxl__json_text(&b, "\",\"range_end\":\"");
     nxl__etcd_key_b64(e, e->agent, NULL, true, &b);
-    nxl__etcd_put_str(&b, "\"}");
+    nxl__json_text(&b, "\"}");
     status = nxl__etcd_body_text(&b);
     if (status != NXL_OK) {
         return status;

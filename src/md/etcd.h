@@ -193,9 +193,6 @@ void nxl__etcd_key_b64(const nxl__etcd_t *e, const char *agent,
  * with a message, w then freed, when w ran out of memory. */
 nxl_status_t nxl__etcd_body_text(nxl__wbuf_t *w);
 
-/* nxl__etcd_put_str appends the characters of s to w, unquoted. */
-void nxl__etcd_put_str(nxl__wbuf_t *w, const char *s);
-
 /* nxl__etcd_put_i64 appends v to w as a quoted decimal, the gateway's
  * spelling of an int64. */
 void nxl__etcd_put_i64(nxl__wbuf_t *w, int64_t v);

@@ -299,18 +299,12 @@ nxl__etcd_body_text(nxl__wbuf_t *w)
 }
 
 void
-nxl__etcd_put_str(nxl__wbuf_t *w, const char *s)
-{
-    nxl__wbuf_put(w, s, strlen(s));
-}
-
-void
 nxl__etcd_put_i64(nxl__wbuf_t *w, int64_t v)
 {
     char num[32];
 
     snprintf(num, sizeof(num), "\"%lld\"", (long long)v);
-    nxl__etcd_put_str(w, num);
+    nxl__json_text(w, num);
 }
 
 nxl_status_t

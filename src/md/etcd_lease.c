@@ -41,13 +41,13 @@ kv_put(nxl__etcd_t *e, CURL *h, bool bg, const char *label, const uint8_t *val,
 
     nxl__wbuf_init(&w);
     nxl__wbuf_reserve(&w, len / 3 * 4 + 4 * strlen(label) + 256);
-    nxl__etcd_put_str(&w, "{\"key\":\"");
+    nxl__json_text(&w, "{\"key\":\"");
     nxl__etcd_key_b64(e, e->agent, label, false, &w);
-    nxl__etcd_put_str(&w, "\",\"value\":\"");
+    nxl__json_text(&w, "\",\"value\":\"");
     nxl__b64_encode(&w, val, len);
-    nxl__etcd_put_str(&w, "\",\"lease\":");
+    nxl__json_text(&w, "\",\"lease\":");
     nxl__etcd_put_i64(&w, lease);
-    nxl__etcd_put_str(&w, "}");
+    nxl__json_text(&w, "}");
     status = nxl__etcd_body_text(&w);
     if (status != NXL_OK) {
         memset(r, 0, sizeof(*r));

@@ -88,13 +88,13 @@ watch_start(nxl__etcd_t *e, nxl__etcd_watch_t *w)
     nxl__wbuf_t b;
 
     nxl__wbuf_init(&b);
-    nxl__etcd_put_str(&b, "{\"create_request\":{\"key\":\"");
-    nxl__etcd_put_str(&b, w->pfx);
-    nxl__etcd_put_str(&b, "\",\"range_end\":\"");
-    nxl__etcd_put_str(&b, w->end);
-    nxl__etcd_put_str(&b, "\",\"start_revision\":");
+    nxl__json_text(&b, "{\"create_request\":{\"key\":\"");
+    nxl__json_text(&b, w->pfx);
+    nxl__json_text(&b, "\",\"range_end\":\"");
+    nxl__json_text(&b, w->end);
+    nxl__json_text(&b, "\",\"start_revision\":");
     nxl__etcd_put_i64(&b, w->next_rev);
-    nxl__etcd_put_str(&b, ",\"filters\":[\"NOPUT\"]}}");
+    nxl__json_text(&b, ",\"filters\":[\"NOPUT\"]}}");
     if (nxl__etcd_body_text(&b) != NXL_OK) {
         return NXL_ERR_NOMEM;
     }
@@ -135,11 +135,11 @@ watch_resync(nxl__etcd_t *e, nxl__etcd_watch_t *w, int64_t *rev_p,
     nxl__wbuf_t b;
 
     nxl__wbuf_init(&b);
-    nxl__etcd_put_str(&b, "{\"key\":\"");
-    nxl__etcd_put_str(&b, w->pfx);
-    nxl__etcd_put_str(&b, "\",\"range_end\":\"");
-    nxl__etcd_put_str(&b, w->end);
-    nxl__etcd_put_str(&b, "\",\"count_only\":true}");
+    nxl__json_text(&b, "{\"key\":\"");
+    nxl__json_text(&b, w->pfx);
+    nxl__json_text(&b, "\",\"range_end\":\"");
+    nxl__json_text(&b, w->end);
+    nxl__json_text(&b, "\",\"count_only\":true}");
     status = nxl__etcd_body_text(&b);
     if (status != NXL_OK) {
         return status;

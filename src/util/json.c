@@ -1,8 +1,13 @@
 /* json.c - one strict JSON parse for the layers that read JSON from peers
- * (the KV layouts, the connector's descriptors). */
+ * (the KV layouts, the connector's descriptors), and the JSON text writer
+ * the connector and the etcd client build their documents with. */
 #include "util.h"
 
 #include <json-c/json.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
 
 nxl_status_t
 nxl__json_read(const char *p, size_t len, bool utf8, const char *who,
@@ -49,5 +54,94 @@ nxl__json_read(const char *p, size_t len, bool utf8, const char *who,
         }
     }
     *root_p = root;
+    return NXL_OK;
+}
+
+void
+nxl__json_text(nxl__wbuf_t *w, const char *s)
+{
+    nxl__wbuf_put(w, s, strlen(s));
+}
+
+void
+nxl__json_u64(nxl__wbuf_t *w, uint64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+
+    nxl__wbuf_put(w, buf, (size_t)n);
+}
+
+void
+nxl__json_str(nxl__wbuf_t *w, const char *s, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i, run = 0;
+    char esc[6];
+
+    nxl__wbuf_reserve(w, n + 2);
+    nxl__wbuf_u8(w, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e = NULL;
+
+        switch (c) {
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
+        default:
+            if (c >= 0x20) {
+                continue;
+            }
+            esc[0] = '\\';
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = digits[c >> 4];
+            esc[5] = digits[c & 15];
+        }
+        nxl__wbuf_put(w, s + run, i - run);
+        if (e != NULL) {
+            nxl__wbuf_put(w, e, 2);
+        } else {
+            nxl__wbuf_put(w, esc, 6);
+        }
+        run = i + 1;
+    }
+    nxl__wbuf_put(w, s + run, n - run);
+    nxl__wbuf_u8(w, '"');
+}
+
+nxl_status_t
+nxl__json_finish(nxl__wbuf_t *w, nxl_blob_t *json_p)
+{
+    nxl_blob_t b;
+    nxl_status_t st;
+
+    nxl__wbuf_u8(w, '\0');
+    st = nxl__wbuf_finish(w, &b);
+    if (st != NXL_OK) {
+        return nxl__fail(NXL_ERR_NOMEM, "json: out of memory");
+    }
+    b.len--;
+    *json_p = b;
     return NXL_OK;
 }

@@ -261,6 +261,19 @@ struct json_object;
 nxl_status_t nxl__json_read(const char *p, size_t len, bool utf8,
                             const char *who, struct json_object **root_p);
 
+/* nxl__json_str appends s (n bytes) as a JSON string literal to w. */
+void nxl__json_str(nxl__wbuf_t *w, const char *s, size_t n);
+
+/* nxl__json_text appends NUL-terminated text to w. */
+void nxl__json_text(nxl__wbuf_t *w, const char *s);
+
+/* nxl__json_u64 appends v in decimal to w. */
+void nxl__json_u64(nxl__wbuf_t *w, uint64_t v);
+
+/* nxl__json_finish NUL-terminates w and moves it into *json_p (len
+ * excludes the NUL). NXL_OK or NXL_ERR_NOMEM. */
+nxl_status_t nxl__json_finish(nxl__wbuf_t *w, nxl_blob_t *json_p);
+
 #include "btree.h"
 #include "fault.h"
 #include "regtab.h"
