@@ -122,10 +122,12 @@ no_wait(void *self, void *req, int timeout_ms)
     return NXL_ERR_NOT_SUPPORTED; /* quietly: the core sleeps instead */
 }
 
-#define DEFAULT_OP(ops, field, stub)                                           \
+/* DEFAULT_OP gives an optional op the backend left NULL its default (one
+ * of the no_* functions above: NOT_SUPPORTED or a no-op). */
+#define DEFAULT_OP(ops, field, dflt)                                           \
     do {                                                                       \
         if ((ops)->field == NULL)                                              \
-            (ops)->field = (stub);                                             \
+            (ops)->field = (dflt);                                             \
     } while (0)
 
 /* ops_validate copies in (only its declared size, the libfabric size
