@@ -2114,14 +2114,14 @@ tt_cancel_pair(unsigned ini_v, unsigned tgt_v, bool mid, uint64_t *sent_p,
         tt_big_read(&t, &big, NXL_READ, peer, "tgtv", buf, tg.hi.addr, len, n));
     XT_ASSERT_EQ(tt_post_notif(&big, NULL), NXL_IN_PROG);
     if (mid) {
-        /* Stopped the moment 8 MiB went out, the target cannot send more
-         * between that moment and the CANCEL's arrival. */
+        /* Stopped (every thread) the moment 8 MiB went out, the target
+         * sends nothing between that moment and the CANCEL's arrival. */
         t0 = xt_now_ms();
         while ((uint64_t)tt_stats(&tg).v - s0 < (8u << 20)) {
             XT_ASSERT(xt_now_ms() - t0 < 20000);
             usleep(200);
         }
-        (void)kill(tg.pid, SIGSTOP);
+        (void)xt_stop_process(tg.pid);
     }
     *late_p = OPS->check(t.e, big.req) != NXL_IN_PROG;
     tt_free(&big);
