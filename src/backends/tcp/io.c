@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,6 +456,9 @@ be_tcp_io_main(void *arg)
         lend_ms = be_tcp_lend_expire(eng);
         be_tcp_grave_free(eng);
         pthread_mutex_unlock(&eng->io_lock);
+        for (i = 0; i < 1000 && atomic_load(&eng->io_waiters) > 0; i++) {
+            sched_yield(); /* a canceling thread takes io_lock first */
+        }
     }
     return NULL;
 }

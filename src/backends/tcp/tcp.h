@@ -375,6 +375,10 @@ struct be_tcp_engine {
     bool thread_started;
     atomic_bool stop;
     pthread_mutex_t io_lock; /* rx state, conn lifetime, req outcomes */
+    /* Threads waiting in be_tcp_cancel for io_lock: the I/O thread lets
+     * them in between batches (a mutex is not fair, and a busy I/O thread
+     * would take it back before they run). */
+    _Atomic int io_waiters;
 
     pthread_rwlock_t reg_lock;
     nxl__btree_t regs; /* local be_tcp_region_t (reg_lock) */

@@ -543,7 +543,9 @@ be_tcp_cancel(void *self, void *reqp)
     if (req->plan == NULL) {
         return;
     }
+    atomic_fetch_add(&eng->io_waiters, 1);
     pthread_mutex_lock(&eng->io_lock);
+    atomic_fetch_sub(&eng->io_waiters, 1);
     be_tcp_req_fail(req, NXL_ERR_CANCELED, "tcp: transfer canceled");
     pthread_mutex_unlock(&eng->io_lock);
 }
