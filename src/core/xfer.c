@@ -15,7 +15,10 @@ struct nxl_prepped {
     size_t count;
     nxl_desc_t *descs;
     uint32_t mask; /* backends that cover every descriptor */
-    void **md[NXL__MAX_BACKENDS];
+    /* Per backend: each descriptor with that backend's key, side by
+     * side, so that a make reads one 32-byte record per descriptor (in
+     * one cache line: 64-byte aligned) for a shuffled remote list. */
+    nxl_be_seg_t *seg[NXL__MAX_BACKENDS];
     /* Local (or loopback) lists: the agent's reg_gen their keys were
      * checked at (a cache, written by makes under the shared lock). */
     atomic_uint_fast64_t reg_gen;
@@ -30,7 +33,7 @@ struct nxl_xfer {
     uint64_t gen;
     uint64_t reg_gen; /* agent reg_gen its local keys held at */
     nxl_be_xfer_t bx;
-    nxl_be_seg_t *segs; /* local[count] then remote[count] */
+    nxl_be_seg_t *segs; /* local at [0], remote at [n], n the pair count */
     void *req;
     atomic_int state; /* nxl_status_t of the last post */
     bool prepped;     /* backend prep succeeded */
@@ -43,6 +46,10 @@ struct nxl_xfer {
     struct nxl_xfer *prev, *next;
 };
 
+/* XFER_PREFETCH is how many descriptor pairs ahead xfer_build_on
+ * prefetches the remote side's records. */
+#define XFER_PREFETCH 32
+
 static void
 prepped_free(nxl_prepped_t *pp)
 {
@@ -52,7 +59,7 @@ prepped_free(nxl_prepped_t *pp)
         return;
     }
     for (b = 0; b < NXL__MAX_BACKENDS; b++) {
-        free(pp->md[b]);
+        free(pp->seg[b]);
     }
     free(pp->descs);
     free(pp);
@@ -95,8 +102,11 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
         if (pp->self && be->self_peer == NULL) {
             continue;
         }
-        pp->md[b] = calloc(NXL__MAX(pp->count, (size_t)1), sizeof(void *));
-        if (pp->md[b] == NULL) {
+        if (pp->count > SIZE_MAX / sizeof(nxl_be_seg_t) ||
+            posix_memalign((void **)&pp->seg[b], 64,
+                           NXL__MAX(pp->count, (size_t)1) *
+                               sizeof(nxl_be_seg_t)) != 0) {
+            pp->seg[b] = NULL;
             return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
         }
         mask |= 1u << b;
@@ -134,7 +144,10 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
                 mask &= ~(1u << b);
                 continue;
             }
-            pp->md[b][i] = mds[b];
+            pp->seg[b][i] = (nxl_be_seg_t){.addr = d->addr,
+                                           .len = d->len,
+                                           .dev_id = d->dev_id,
+                                           .md = mds[b]};
         }
     }
     if (mask == 0) {
@@ -181,7 +194,7 @@ prep_recheck(nxl_agent_t *a, nxl_prepped_t *pp)
         for (b = 0; b < a->nbackends; b++) {
             if ((pp->mask & (1u << b)) &&
                 !local_key_ok(&a->regions[pp->mem], d->addr, d->len, d->dev_id,
-                              b, pp->self, pp->md[b][i], &hint)) {
+                              b, pp->self, pp->seg[b][i].md, &hint)) {
                 return nxl__fail(NXL_ERR_NOT_FOUND,
                                  "xfer: descriptor %zu (addr 0x%llx len "
                                  "%llu) of a prepared list was deregistered "
@@ -401,51 +414,66 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
         status = nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
         goto err_free;
     }
+    /* One pass, with the lists' fields in locals (the stores to the
+     * segments would otherwise make the compiler reload them) and the
+     * segment being grown kept in registers until it is closed. Remote
+     * segments go to segs + n: no move once the merged count is known. */
     ls = x->segs;
     rs = x->segs + n;
     b = be->index;
+    const nxl_be_seg_t *lsegs = lp->seg[b], *rsegs = rp->seg[b];
+    const size_t lcount = lp->count, rcount = rp->count;
+    nxl_be_seg_t lcur = {0}, rcur = {0};
+
     for (i = 0; i < n; i++) {
+        /* Remote indexes come shuffled (a KV pull names its blocks in
+         * any order): fetch the record a few pairs ahead, so that the
+         * cache misses overlap instead of queueing. */
+        if (ridx != NULL && i + XFER_PREFETCH < n &&
+            ridx[i + XFER_PREFETCH] < rcount) {
+            __builtin_prefetch(&rsegs[ridx[i + XFER_PREFETCH]]);
+        }
         li = lidx ? lidx[i] : i;
         ri = ridx ? ridx[i] : i;
-        if (li >= lp->count || ri >= rp->count) {
+        if (li >= lcount || ri >= rcount) {
             status = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "xfer: index pair %zu (%zu, %zu) out of range "
                                "(%zu local, %zu remote descriptors)",
-                               i, li, ri, lp->count, rp->count);
+                               i, li, ri, lcount, rcount);
             goto err_free;
         }
-        const nxl_desc_t *ld = &lp->descs[li], *rd = &rp->descs[ri];
+        const nxl_be_seg_t *ld = &lsegs[li], *rd = &rsegs[ri];
+        uint64_t len = ld->len;
 
-        if (ld->len != rd->len) {
+        if (len != rd->len) {
             status = nxl__fail(NXL_ERR_INVALID_PARAM,
                                "xfer: descriptor pair %zu has lengths %llu "
                                "(local) and %llu (remote)",
-                               i, (unsigned long long)ld->len,
+                               i, (unsigned long long)len,
                                (unsigned long long)rd->len);
             goto err_free;
         }
-        total += ld->len;
+        total += len;
         /* Merge a block that continues the previous one on both sides. */
-        if (merge && m > 0 && ls[m - 1].addr + ls[m - 1].len == ld->addr &&
-            rs[m - 1].addr + rs[m - 1].len == rd->addr &&
-            ls[m - 1].dev_id == ld->dev_id && rs[m - 1].dev_id == rd->dev_id &&
-            ls[m - 1].md == lp->md[b][li] && rs[m - 1].md == rp->md[b][ri]) {
-            ls[m - 1].len += ld->len;
-            rs[m - 1].len += rd->len;
+        if (merge && m > 0 && lcur.addr + lcur.len == ld->addr &&
+            rcur.addr + rcur.len == rd->addr && lcur.dev_id == ld->dev_id &&
+            rcur.dev_id == rd->dev_id && lcur.md == ld->md &&
+            rcur.md == rd->md) {
+            lcur.len += len;
+            rcur.len += len;
             continue;
         }
-        ls[m] = (nxl_be_seg_t){.addr = ld->addr,
-                               .len = ld->len,
-                               .dev_id = ld->dev_id,
-                               .md = lp->md[b][li]};
-        rs[m] = (nxl_be_seg_t){.addr = rd->addr,
-                               .len = rd->len,
-                               .dev_id = rd->dev_id,
-                               .md = rp->md[b][ri]};
+        if (m > 0) {
+            ls[m - 1] = lcur;
+            rs[m - 1] = rcur;
+        }
+        lcur = *ld;
+        rcur = *rd;
         m++;
     }
-    if (m < n) {
-        memmove(x->segs + m, rs, m * sizeof(nxl_be_seg_t));
+    if (m > 0) {
+        ls[m - 1] = lcur;
+        rs[m - 1] = rcur;
     }
     x->agent = a;
     x->be = be;
@@ -462,8 +490,8 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
         .peer_ctx =
             rp->self ? be->self_peer : nxl__peer_find(a, rp->peer)->ctx[b],
         .count = m,
-        .local = x->segs,
-        .remote = x->segs + m,
+        .local = ls,
+        .remote = rs,
         .total_bytes = total,
     };
     atomic_init(&x->state, NXL_ERR_NOT_POSTED);

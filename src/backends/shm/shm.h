@@ -469,9 +469,12 @@ nxl_status_t be_shm_peer_load(void *self, const char *name, const void *info,
 void be_shm_peer_unload(void *self, void *ctx);
 
 /* be_shm_seg_inside reports whether [addr, addr + len) lies in
- * [base, base + size). */
-int be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base,
-                      uint64_t size);
+ * [base, base + size) (inline: prep runs it twice per descriptor). */
+static inline int
+be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
+{
+    return addr >= base && len <= size && addr - base <= size - len;
+}
 
 /* be_shm_md_unpack validates a peer's public data for region desc and
  * decides how to reach it: identity (loopback), a shared mapping, CMA, or

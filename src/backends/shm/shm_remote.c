@@ -110,14 +110,6 @@ be_shm_map_put(be_shm_peer_t *peer, be_shm_map_t *map)
     pthread_mutex_unlock(&peer->map_lock);
 }
 
-/* be_shm_seg_inside reports whether [addr, addr + len) lies in
- * [base, base + size). */
-int
-be_shm_seg_inside(uint64_t addr, uint64_t len, uint64_t base, uint64_t size)
-{
-    return addr >= base && len <= size && addr - base <= size - len;
-}
-
 /* be_shm_ipc_open_dev picks the local device to open a peer's allocation
  * on: its dev_id when this process has such a device, else 0 (with lazy
  * peer access any device can reach it). */

@@ -22,8 +22,8 @@
 /* --- requests ------------------------------------------------------------- */
 
 /* be_shm_iov_add appends [base, base + len) to list (n entries), merging
- * with the last entry when contiguous; list may be NULL (counting pass). */
-static void
+ * with the last entry when contiguous; list is NULL in the counting pass. */
+static inline void
 be_shm_iov_add(struct iovec *list, size_t *n, uint64_t *last_end, uint64_t base,
                uint64_t len)
 {
@@ -41,52 +41,150 @@ be_shm_iov_add(struct iovec *list, size_t *n, uint64_t *last_end, uint64_t base,
     *last_end = base + len;
 }
 
-/* be_shm_build walks the descriptors once (counting when the lists are
- * NULL, filling otherwise), merging runs that are contiguous. CMA lists
- * merge each side on its own; copy pairs merge when both sides do. */
-static void
-be_shm_build(be_shm_req_t *r, const nxl_be_xfer_t *xfer)
+/* be_shm_prep_mds checks the region records of descriptor i: both are
+ * SHM's, the remote one is peer's, their kinds are the transfer's, and a
+ * device transfer's remote region is mapped. */
+static nxl_status_t
+be_shm_prep_mds(const nxl_be_xfer_t *xfer, const be_shm_peer_t *peer, size_t i,
+                const be_shm_md_t *lmd, const be_shm_rmd_t *rmd, int dev_path)
+{
+    if (lmd == NULL || lmd->magic != BE_SHM_MD_MAGIC || rmd == NULL ||
+        rmd->magic != BE_SHM_RMD_MAGIC || rmd->peer != peer) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "shm: descriptor %zu: not registered with SHM "
+                         "(or another peer's region)",
+                         i);
+    }
+    if (lmd->kind != xfer->local_mem || rmd->kind != xfer->remote_mem) {
+        return nxl__fail(NXL_ERR_INVALID_PARAM,
+                         "shm: descriptor %zu: regions of kinds %d and %d "
+                         "in a transfer of kinds %d and %d",
+                         i, (int)lmd->kind, (int)rmd->kind,
+                         (int)xfer->local_mem, (int)xfer->remote_mem);
+    }
+    if (dev_path && !rmd->mapped) {
+        if (rmd->err != NXL_OK) {
+            return nxl__fail(rmd->err, "shm: descriptor %zu: %s", i,
+                             rmd->errmsg);
+        }
+        return nxl__fail(NXL_ERR_NOT_SUPPORTED,
+                         "shm: descriptor %zu: VRAM to %s's DRAM region "
+                         "0x%" PRIx64 "+%" PRIu64 ": the region is not "
+                         "shared memory (nxl_mem_alloc_shared) and CMA "
+                         "cannot reach device memory",
+                         i, peer->name, rmd->addr, rmd->len);
+    }
+    return NXL_OK;
+}
+
+/* be_shm_build_pass walks the descriptors once, merging runs that are
+ * contiguous: CMA lists merge each side on its own; copy pairs merge when
+ * both sides do. With fill 0 it validates every descriptor (never touch
+ * memory outside what was registered or described by the peer) and
+ * counts; with fill 1 it fills the lists the count sized. Always inlined,
+ * so that each pass is compiled for its constant fill; the counts live in
+ * locals (a store through an iovec may alias r). */
+static inline __attribute__((always_inline)) nxl_status_t
+be_shm_build_pass(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
+                  const be_shm_peer_t *peer, int dev_path, const int fill)
 {
     uint64_t cl_end = 0, cr_end = 0, ml_end = 0, mr_end = 0, la, ra, len;
-    const be_shm_rmd_t *rmd;
-    size_t i, nm_before;
+    uint64_t cma_bytes = 0, copy_bytes = 0;
+    const nxl_be_seg_t *ls = xfer->local, *rs = xfer->remote;
+    struct iovec *cl = fill ? r->cl : NULL, *cr = fill ? r->cr : NULL;
+    struct iovec *ml = r->ml, *mr = r->mr;
+    const be_shm_md_t *lmd, *plmd = NULL;
+    const be_shm_rmd_t *rmd, *prmd = NULL;
+    size_t i, n = xfer->count, ncl = 0, ncr = 0, nm = 0;
+    nxl_status_t st;
 
-    r->ncl = r->ncr = r->nm = 0;
-    r->cma_bytes = r->copy_bytes = 0;
-    for (i = 0; i < xfer->count; i++) {
-        len = xfer->local[i].len;
+    for (i = 0; i < n; i++) {
+        len = ls[i].len;
+        la = ls[i].addr;
+        ra = rs[i].addr;
+        rmd = rs[i].md;
+        if (!fill) {
+            lmd = ls[i].md;
+            if (len != rs[i].len) {
+                return nxl__fail(NXL_ERR_INVALID_PARAM,
+                                 "shm: descriptor %zu: lengths %" PRIu64
+                                 " and %" PRIu64 " differ",
+                                 i, len, rs[i].len);
+            }
+            /* Runs of descriptors share their regions: check a pair of
+             * records once, the bounds of every descriptor. */
+            if (lmd != plmd || rmd != prmd) {
+                st = be_shm_prep_mds(xfer, peer, i, lmd, rmd, dev_path);
+                if (st != NXL_OK) {
+                    return st;
+                }
+                plmd = lmd;
+                prmd = rmd;
+            }
+            if (!be_shm_seg_inside(la, len, lmd->addr, lmd->len)) {
+                return nxl__fail(NXL_ERR_INVALID_PARAM,
+                                 "shm: descriptor %zu: local 0x%" PRIx64
+                                 "+%" PRIu64 " outside its region",
+                                 i, la, len);
+            }
+            if (!be_shm_seg_inside(ra, len, rmd->addr, rmd->len)) {
+                return nxl__fail(NXL_ERR_INVALID_PARAM,
+                                 "shm: descriptor %zu: remote 0x%" PRIx64
+                                 "+%" PRIu64 " outside %s's region",
+                                 i, ra, len, peer->name);
+            }
+        }
         if (len == 0) {
             continue;
         }
-        la = xfer->local[i].addr;
-        ra = xfer->remote[i].addr;
-        rmd = xfer->remote[i].md;
         if (rmd->mapped) {
             ra += rmd->delta;
-            nm_before = r->nm;
-            if (r->nm > 0 && ml_end == la && mr_end == ra) {
-                if (r->ml != NULL) {
-                    r->ml[r->nm - 1].iov_len += (size_t)len;
-                    r->mr[r->nm - 1].iov_len += (size_t)len;
+            if (nm > 0 && ml_end == la && mr_end == ra) {
+                if (fill) {
+                    ml[nm - 1].iov_len += (size_t)len;
+                    mr[nm - 1].iov_len += (size_t)len;
                 }
             } else {
-                if (r->ml != NULL) {
-                    r->ml[nm_before].iov_base = (void *)(uintptr_t)la;
-                    r->ml[nm_before].iov_len = (size_t)len;
-                    r->mr[nm_before].iov_base = (void *)(uintptr_t)ra;
-                    r->mr[nm_before].iov_len = (size_t)len;
+                if (fill) {
+                    ml[nm].iov_base = (void *)(uintptr_t)la;
+                    ml[nm].iov_len = (size_t)len;
+                    mr[nm].iov_base = (void *)(uintptr_t)ra;
+                    mr[nm].iov_len = (size_t)len;
                 }
-                r->nm++;
+                nm++;
             }
             ml_end = la + len;
             mr_end = ra + len;
-            r->copy_bytes += len;
+            copy_bytes += len;
         } else {
-            be_shm_iov_add(r->cl, &r->ncl, &cl_end, la, len);
-            be_shm_iov_add(r->cr, &r->ncr, &cr_end, ra, len);
-            r->cma_bytes += len;
+            be_shm_iov_add(cl, &ncl, &cl_end, la, len);
+            be_shm_iov_add(cr, &ncr, &cr_end, ra, len);
+            cma_bytes += len;
         }
     }
+    r->ncl = ncl;
+    r->ncr = ncr;
+    r->nm = nm;
+    r->cma_bytes = cma_bytes;
+    r->copy_bytes = copy_bytes;
+    return NXL_OK;
+}
+
+/* be_shm_check_count validates every descriptor and counts the merged
+ * iovecs and bytes of each kind (r's lists NULL). */
+static nxl_status_t
+be_shm_check_count(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
+                   const be_shm_peer_t *peer, int dev_path)
+{
+    return be_shm_build_pass(r, xfer, peer, dev_path, 0);
+}
+
+/* be_shm_fill fills the lists be_shm_check_count sized (r->cl, cr, ml,
+ * mr). */
+static void
+be_shm_fill(be_shm_req_t *r, const nxl_be_xfer_t *xfer)
+{
+    (void)be_shm_build_pass(r, xfer, NULL, 0, 1);
 }
 
 /* be_shm_chunk_size picks the chunk size of a split request: about 8
@@ -147,10 +245,7 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     be_shm_engine_t *eng = self;
     be_shm_req_t *r = req;
     be_shm_peer_t *peer = xfer->peer_ctx;
-    const be_shm_md_t *lmd;
-    const be_shm_rmd_t *rmd;
-    const nxl_be_seg_t *l, *rs;
-    size_t i, niov, nchunks = 0, nhelpers = 0, extra;
+    size_t niov, nchunks = 0, nhelpers = 0, extra;
     uint64_t cs = 0;
     struct iovec *v;
     nxl_status_t st;
@@ -179,63 +274,15 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     if (xfer->count > 0 && (xfer->local == NULL || xfer->remote == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: NULL descriptor list");
     }
-    for (i = 0; i < xfer->count; i++) {
-        l = &xfer->local[i];
-        rs = &xfer->remote[i];
-        lmd = l->md;
-        rmd = rs->md;
-        if (l->len != rs->len) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: lengths %" PRIu64
-                             " and %" PRIu64 " differ",
-                             i, l->len, rs->len);
-        }
-        if (lmd == NULL || lmd->magic != BE_SHM_MD_MAGIC || rmd == NULL ||
-            rmd->magic != BE_SHM_RMD_MAGIC || rmd->peer != peer) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: not registered with SHM "
-                             "(or another peer's region)",
-                             i);
-        }
-        if (!be_shm_seg_inside(l->addr, l->len, lmd->addr, lmd->len)) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: local 0x%" PRIx64 "+%" PRIu64
-                             " outside its region",
-                             i, l->addr, l->len);
-        }
-        if (!be_shm_seg_inside(rs->addr, rs->len, rmd->addr, rmd->len)) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: remote 0x%" PRIx64
-                             "+%" PRIu64 " outside %s's region",
-                             i, rs->addr, rs->len, peer->name);
-        }
-        if (lmd->kind != xfer->local_mem || rmd->kind != xfer->remote_mem) {
-            return nxl__fail(NXL_ERR_INVALID_PARAM,
-                             "shm: descriptor %zu: regions of kinds %d and %d "
-                             "in a transfer of kinds %d and %d",
-                             i, (int)lmd->kind, (int)rmd->kind,
-                             (int)xfer->local_mem, (int)xfer->remote_mem);
-        }
-        if (dev_path && !rmd->mapped) {
-            if (rmd->err != NXL_OK) {
-                return nxl__fail(rmd->err, "shm: descriptor %zu: %s", i,
-                                 rmd->errmsg);
-            }
-            return nxl__fail(NXL_ERR_NOT_SUPPORTED,
-                             "shm: descriptor %zu: VRAM to %s's DRAM region "
-                             "0x%" PRIx64 "+%" PRIu64 ": the region is not "
-                             "shared memory (nxl_mem_alloc_shared) and CMA "
-                             "cannot reach device memory",
-                             i, peer->name, rmd->addr, rmd->len);
-        }
+    r->cl = r->cr = r->ml = r->mr = NULL;
+    st = be_shm_check_count(r, xfer, peer, dev_path);
+    if (st != NXL_OK) {
+        return st;
     }
-
     st = nxl__regtab_distinct(xfer, (const void ***)&r->rchk, &r->nrchk);
     if (st != NXL_OK) {
         return st;
     }
-    r->cl = r->cr = r->ml = r->mr = NULL;
-    be_shm_build(r, xfer); /* count */
     if (!dev_path && eng->pool.nthreads > 0 &&
         r->cma_bytes + r->copy_bytes >= eng->split_threshold) {
         cs = be_shm_chunk_size(r->cma_bytes + r->copy_bytes,
@@ -267,7 +314,7 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     r->cr = r->cl + NXL__MAX(r->ncl, BE_SHM_INLINE_IOV * (v == r->inl));
     r->ml = r->cr + NXL__MAX(r->ncr, BE_SHM_INLINE_IOV * (v == r->inl));
     r->mr = r->ml + NXL__MAX(r->nm, BE_SHM_INLINE_IOV * (v == r->inl));
-    be_shm_build(r, xfer); /* fill */
+    be_shm_fill(r, xfer);
     r->nchunks = (unsigned)nchunks;
     r->nhelpers = (unsigned)nhelpers;
     r->chunks = NULL;
