@@ -158,6 +158,9 @@ struct nxl_agent {
 
     nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__region_t */
     nxl__peer_t *peers;
+    /* Bumped by every nxl__peer_drop (under the exclusive lock): a
+     * transfer's cached peer pointer is good while this has not moved. */
+    uint64_t peer_drops;
     atomic_uint_fast64_t generation;
     /* Bumped by every deregistration: prepared lists and transfers that
      * hold keys of local regions check theirs again when it moved. */

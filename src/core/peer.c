@@ -27,6 +27,7 @@ nxl__peer_drop(nxl_agent_t *a, nxl__peer_t *p)
     nxl__rregion_t *r;
     unsigned b, k;
 
+    a->peer_drops++;
     for (pp = &a->peers; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;

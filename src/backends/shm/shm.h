@@ -248,6 +248,10 @@ struct be_shm_req {
      * registration table at every post. */
     const be_shm_rmd_t **rchk;
     size_t nrchk;
+    /* rchk[0]'s slot and generation, copied: a one-region transfer's
+     * check reads no record but the owner's slot. */
+    const nxl__regtab_slot_t *rt0;
+    uint64_t rt0_gen;
     /* Run state. */
     const nxl_be_xfer_t *xfer;
     atomic_int state;
@@ -257,8 +261,8 @@ struct be_shm_req {
     unsigned rate_class;
     atomic_uint next_chunk;
     atomic_uint members; /* threads (caller + helpers) not yet done */
-    char errmsg[160];    /* message of a failure seen on another thread */
     struct iovec inl[4 * BE_SHM_INLINE_IOV];
+    char errmsg[160]; /* message of a failure seen on another thread */
 };
 
 /* be_shm_pool_t: worker threads that help with split requests. */

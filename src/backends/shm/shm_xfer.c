@@ -283,6 +283,8 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     if (st != NXL_OK) {
         return st;
     }
+    r->rt0 = r->nrchk > 0 ? r->rchk[0]->rt : NULL;
+    r->rt0_gen = r->nrchk > 0 ? r->rchk[0]->rt_gen : 0;
     if (!dev_path && eng->pool.nthreads > 0 &&
         r->cma_bytes + r->copy_bytes >= eng->split_threshold) {
         cs = be_shm_chunk_size(r->cma_bytes + r->copy_bytes,
@@ -495,7 +497,8 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
                                              peer->name, (int)peer->pid));
     }
     for (k = 0; k < r->nrchk; k++) {
-        if (!nxl__regtab_live(r->rchk[k]->rt, r->rchk[k]->rt_gen)) {
+        if (k == 0 ? !nxl__regtab_live(r->rt0, r->rt0_gen)
+                   : !nxl__regtab_live(r->rchk[k]->rt, r->rchk[k]->rt_gen)) {
             return be_shm_req_error(
                 r, nxl__fail(NXL_ERR_NOT_FOUND,
                              "shm: %s deregistered its region 0x%" PRIx64
