@@ -511,6 +511,86 @@ t_md_reload_supersedes(void)
     return 0;
 }
 
+/* au_post_wait posts x and waits for it. */
+static nxl_status_t
+au_post_wait(nxl_xfer_t *x)
+{
+    nxl_status_t st = nxl_xfer_post(x, NULL);
+
+    return st == NXL_IN_PROG ? nxl_xfer_wait(x, 5000) : st;
+}
+
+/* A post keeps the peer record it found and searches by name again only
+ * after some peer was dropped (core/xfer.c). Dropping another peer must
+ * leave a transfer to this one working; dropping and reloading this one,
+ * many times (a new record may land at the old one's address), must
+ * leave the old transfer refused and a new one working. */
+static int
+t_post_peer_cache(void)
+{
+    const uint64_t len = 4096;
+    nxl_agent_t *a = NULL, *b = NULL, *c = NULL;
+    nxl_xfer_t *xb = NULL, *xc = NULL, *xn = NULL;
+    nxl_desc_t ld, bd, cd;
+    nxl_dlist_t ll = {NXL_DRAM, &ld, 1}, bl = {NXL_DRAM, &bd, 1},
+                cl = {NXL_DRAM, &cd, 1};
+    uint8_t *dst = NULL, *bb = NULL, *cb = NULL;
+    int round;
+
+    XT_ASSERT(posix_memalign((void **)&dst, 4096, len) == 0);
+    XT_ASSERT(posix_memalign((void **)&bb, 4096, len) == 0);
+    XT_ASSERT(posix_memalign((void **)&cb, 4096, len) == 0);
+    memset(bb, 0xb0, len);
+    memset(cb, 0xc0, len);
+    ld = (nxl_desc_t){(uintptr_t)dst, len, 0};
+    bd = (nxl_desc_t){(uintptr_t)bb, len, 0};
+    cd = (nxl_desc_t){(uintptr_t)cb, len, 0};
+    XT_ASSERT_OK(xt_agent_with("pa", au_shm, &a));
+    XT_ASSERT_OK(xt_agent_with("pb", au_shm, &b));
+    XT_ASSERT_OK(xt_agent_with("pc", au_shm, &c));
+    XT_ASSERT_OK(au_reg(a, dst, len, 0));
+    XT_ASSERT_OK(au_reg(b, bb, len, 0));
+    XT_ASSERT_OK(au_reg(c, cb, len, 0));
+    XT_ASSERT_OK(au_load(a, b));
+    XT_ASSERT_OK(au_load(a, c));
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &bl, "pb", NULL, &xb));
+    XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &cl, "pc", NULL, &xc));
+    XT_ASSERT_OK(au_post_wait(xb));
+    XT_ASSERT(dst[0] == 0xb0);
+    XT_ASSERT_OK(au_post_wait(xc));
+    XT_ASSERT(dst[0] == 0xc0);
+
+    /* Another peer dropped: the transfer to pb finds its peer again. */
+    XT_ASSERT_OK(nxl_md_invalidate(a, "pc"));
+    XT_ASSERT_OK(au_post_wait(xb));
+    XT_ASSERT(dst[0] == 0xb0);
+    XT_ASSERT_STATUS(nxl_xfer_post(xc, NULL), NXL_ERR_NOT_FOUND);
+
+    /* This peer dropped and reloaded: the old transfer stays refused. */
+    for (round = 0; round < 20; round++) {
+        XT_ASSERT_OK(nxl_md_invalidate(a, "pb"));
+        XT_ASSERT_STATUS(nxl_xfer_post(xb, NULL), NXL_ERR_NOT_FOUND);
+        XT_ASSERT_OK(au_load(a, b));
+        XT_ASSERT_STATUS(nxl_xfer_post(xb, NULL), NXL_ERR_NOT_FOUND);
+        XT_ASSERT_MSG("reloaded");
+        XT_ASSERT_OK(nxl_xfer_create(a, NXL_READ, &ll, &bl, "pb", NULL, &xn));
+        memset(dst, 0, len);
+        XT_ASSERT_OK(au_post_wait(xn));
+        XT_ASSERT(dst[0] == 0xb0 && dst[len - 1] == 0xb0);
+        nxl_xfer_release(xn);
+        xn = NULL;
+    }
+    nxl_xfer_release(xb);
+    nxl_xfer_release(xc);
+    nxl_agent_destroy(a);
+    nxl_agent_destroy(b);
+    nxl_agent_destroy(c);
+    free(dst);
+    free(bb);
+    free(cb);
+    return 0;
+}
+
 /* Checks that hold: counts that overflow, enum values out of range, and
  * bounded name copies. */
 static int
@@ -898,6 +978,7 @@ const xt_case xt_api_audit_cases[] = {
     {"md_load_empty_conn_info", t_md_load_empty_conn_info},
     {"md_load_empty_region", t_md_load_empty_region},
     {"md_reload_supersedes", t_md_reload_supersedes},
+    {"post_peer_cache", t_post_peer_cache},
     {"core_counts_ok", t_core_counts_ok},
     {"kv_params_null_items", t_kv_params_null_items},
     {"kv_params_count_overflow", t_kv_params_count_overflow},
