@@ -44,6 +44,7 @@ struct nxl_xfer {
     uint64_t reg_gen; /* agent reg_gen its local keys held at */
     nxl_be_xfer_t bx;
     nxl_be_seg_t *segs; /* local at [0], remote at [n], n the pair count */
+    bool segs_inline;   /* segs lie in this block (few descriptors) */
     void *notif;
     size_t notif_len;
     bool has_notif;
@@ -57,6 +58,13 @@ struct nxl_xfer {
 /* XFER_PREFETCH is how many descriptor pairs ahead xfer_build_on
  * prefetches the remote side's records. */
 #define XFER_PREFETCH 32
+
+/* XFER_REQ_OFF is where a transfer's block holds the backend's request;
+ * XFER_INLINE_SEGS the most descriptor pairs whose segments the block
+ * holds too. */
+#define XFER_ROUND64(n) (((n) + (size_t)63) & ~(size_t)63)
+#define XFER_REQ_OFF XFER_ROUND64(sizeof(struct nxl_xfer))
+#define XFER_INLINE_SEGS 4
 
 static void
 prepped_free(nxl_prepped_t *pp)
@@ -388,8 +396,9 @@ xfer_set_notif(nxl_xfer_t *x, const nxl_opts_t *opts)
 static void
 xfer_free(nxl_xfer_t *x)
 {
-    free(x->segs);
-    free(x->req);
+    if (!x->segs_inline) {
+        free(x->segs);
+    }
     free(x->notif);
     free(x);
 }
@@ -412,13 +421,22 @@ xfer_build_on(nxl_agent_t *a, nxl_backend_t *be, nxl_op_t op,
     if (n > SIZE_MAX / 2 / sizeof(nxl_be_seg_t)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "xfer: %zu descriptors", n);
     }
-    x = calloc(1, sizeof(*x));
+    /* One block: the transfer, the backend's request at XFER_REQ_OFF and,
+     * for a few descriptors, the segments after it (a post then finds
+     * them at addresses it knows before any of them is loaded). */
+    size_t rsz = XFER_ROUND64(NXL__MAX(be->ops.req_size, (size_t)1));
+    size_t ssz = n <= XFER_INLINE_SEGS ? 2 * n * sizeof(nxl_be_seg_t) : 0;
+
+    x = aligned_alloc(64, XFER_ROUND64(XFER_REQ_OFF + rsz + ssz));
     if (x == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
     }
-    x->segs = malloc(NXL__MAX(2 * n, (size_t)2) * sizeof(nxl_be_seg_t));
-    x->req = calloc(1, NXL__MAX(be->ops.req_size, (size_t)1));
-    if (x->segs == NULL || x->req == NULL) {
+    memset(x, 0, XFER_REQ_OFF + rsz + ssz);
+    x->req = (char *)x + XFER_REQ_OFF;
+    x->segs_inline = ssz > 0;
+    x->segs = x->segs_inline ? (nxl_be_seg_t *)(void *)((char *)x->req + rsz)
+                             : malloc(2 * n * sizeof(nxl_be_seg_t));
+    if (x->segs == NULL) {
         status = nxl__fail(NXL_ERR_NOMEM, "xfer: out of memory");
         goto err_free;
     }
@@ -699,20 +717,23 @@ xfer_finish(nxl_xfer_t *x, nxl_status_t status)
     }
 }
 
-/* xfer_prefetch starts loading what the backend's post reads (its request
- * state, up to 512 bytes, and the first segments) while the core checks
- * the transfer: one of many transfers posted in turn is often out of the
- * cache, and the misses then overlap instead of queueing. */
+/* xfer_prefetch starts loading what a post reads (the transfer's first
+ * lines and up to 512 bytes of the backend's request, which follows it in
+ * the same block) while the core checks the transfer: one of many
+ * transfers posted in turn is often out of the cache, and the misses then
+ * overlap instead of queueing one behind the other. */
 static inline void
 xfer_prefetch(const nxl_xfer_t *x)
 {
-    size_t o, n = NXL__MIN(x->be->ops.req_size, (size_t)512);
+    const char *p = (const char *)x;
+    size_t o;
 
-    for (o = 0; o < n; o += 64) {
-        __builtin_prefetch((const char *)x->req + o, 1);
+    for (o = 0; o < 3 * 64; o += 64) { /* the fields a post reads */
+        __builtin_prefetch(p + o, 1);
     }
-    __builtin_prefetch(x->bx.local);
-    __builtin_prefetch(x->bx.remote);
+    for (o = 0; o < 512; o += 64) { /* the request: no load needed */
+        __builtin_prefetch(p + XFER_REQ_OFF + o, 1);
+    }
 }
 
 NXL_API nxl_status_t
