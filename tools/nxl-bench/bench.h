@@ -295,6 +295,9 @@ int bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
 /* bench_map allocates size bytes of private, prefaulted, page-aligned
  * memory, or NULL. Free with bench_unmap. */
 uint8_t *bench_map(size_t size);
+/* bench_map_huge is bench_map backed by transparent huge pages where the
+ * kernel allows (a storage pool the device reads and writes directly). */
+uint8_t *bench_map_huge(size_t size);
 void bench_unmap(uint8_t *p, size_t size);
 
 /* bench_llc_size returns the last-level cache size in bytes. */

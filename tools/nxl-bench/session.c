@@ -146,7 +146,10 @@ pool_alloc(bench_session_t *s, size_t size, int shared)
         s->pool_shared = 1;
         memset(s->pool, 0x5a, size); /* prefault */
     } else {
-        s->pool = bench_map(size);
+        /* storage: the device reads and writes the pool directly, so it
+         * gets huge pages as fio's buffer gets contiguous ones
+         * (bench_map_huge) */
+        s->pool = s->o->storage ? bench_map_huge(size) : bench_map(size);
         if (s->pool == NULL) {
             bench_err("cannot allocate a %s pool: %s",
                       bench_fmt_size(size, sz, sizeof(sz)), strerror(errno));
@@ -1641,7 +1644,8 @@ print_header(const bench_session_t *s, const char *where)
     if (s->base_fio) {
         printf("nxl-bench: fio column: %s --ioengine=io_uring on the same "
                "files, same block size, iodepth = depth x batch, one job "
-               "per thread, same byte count, run after each row\n",
+               "per thread, same byte count, run after each row; both "
+               "sides' buffers on huge pages where the kernel allows\n",
                s->fio);
     }
 }

@@ -24,6 +24,16 @@
  * the fio column is fio's io_uring engine with the same block size,
  * depth (pipeline depth x batch per job, one job per thread), O_DIRECT
  * flag and byte count, run right after the row (`command -v fio`).
+ *
+ * Buffers: the pool is on transparent huge pages (bench_map_huge), and
+ * fio's buffers are too: 2 MiB-aligned (--iomem_align) and, through
+ * GLIBC_TUNABLES=glibc.malloc.hugetlb=1, marked MADV_HUGEPAGE by its
+ * malloc. A direct transfer costs the disk a segment per physically
+ * contiguous run of the buffer, and on a virtio disk that cost decides the
+ * result: with 4 KiB pages fio's small buffer was often nearly
+ * contiguous by chance and the large pool was not, so the column compared
+ * memory layouts, not engines (docs/performance.md, "nxl-bench POSIX vs
+ * fio: buffer memory").
  */
 #include "bench.h"
 
@@ -469,6 +479,16 @@ fio_bw(const char *out, nxl_op_t op, char *why, size_t whycap)
     return v;
 }
 
+/* fio_child_env puts the glibc tunable that makes fio's malloc ask for
+ * transparent huge pages (tunables, the GLIBC_TUNABLES value to set) into
+ * fio's environment; runs in the child between fork and exec
+ * (bench_spawn), as perftest.c's does. */
+static void
+fio_child_env(const void *tunables)
+{
+    setenv("GLIBC_TUNABLES", tunables, 1);
+}
+
 /* bench_fio_row runs fio's io_uring engine on the session's files: op,
  * block-byte I/Os, iodepth depth per job, threads jobs of bytes each,
  * O_DIRECT as the session. Returns GB/s, or -1 with the reason in why. */
@@ -492,11 +512,15 @@ bench_fio_row(bench_session_t *s, nxl_op_t op, size_t block, size_t depth,
     char a_out[] = "--output-format=json";
     char a_inval[] = "--invalidate=0";
     char a_create[] = "--allow_file_create=0";
+    char a_align[] = "--iomem_align=2M"; /* whole huge pages, see above */
+    char tunables[512];
+    const char *old = getenv("GLIBC_TUNABLES");
     char *argv[20];
     char *out;
     size_t cap = 256 * KIB;
     int argc = 0;
     int st;
+    int n;
     double bw;
 
     if (fio_filenames(s, files, sizeof(files)) != 0) {
@@ -531,9 +555,17 @@ bench_fio_row(bench_session_t *s, nxl_op_t op, size_t block, size_t depth,
     argv[argc++] = a_group;
     argv[argc++] = a_inval;
     argv[argc++] = a_create;
+    argv[argc++] = a_align;
     argv[argc++] = a_out;
     argv[argc] = NULL;
-    st = bench_run_capture(s->fio, argv, NULL, NULL, out, cap,
+    n = snprintf(tunables, sizeof(tunables), "%s%sglibc.malloc.hugetlb=1",
+                 old != NULL ? old : "",
+                 old != NULL && old[0] != '\0' ? ":" : "");
+    if (n < 0 || (size_t)n >= sizeof(tunables)) {
+        /* the caller's own tunables are too long to extend: keep them */
+        snprintf(tunables, sizeof(tunables), "%s", old);
+    }
+    st = bench_run_capture(s->fio, argv, fio_child_env, tunables, out, cap,
                            bench_now_ns() +
                                (uint64_t)o->timeout_s * 1000000000ull);
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
