@@ -420,6 +420,65 @@ t_register(void)
     return 0;
 }
 
+/* A backend created after a region was registered takes no part in that
+ * region (the region's record has no entry for it): a list over it
+ * prepared for the new backend is NOT_FOUND, one for the old backend and
+ * one over a region registered after the new backend both resolve, and
+ * metadata, deregistration and destroy handle both regions. */
+static int
+t_backend_after_register(void)
+{
+    nxl_agent_t *a = NULL;
+    nxl_backend_t *shm, *tcp = NULL;
+    nxl_prepped_t *pp = NULL;
+    uint8_t *buf = ta_alloc(1 << 16);
+    nxl_blob_t md = {0};
+    nxl_desc_t d[2];
+    nxl_dlist_t early, late;
+    nxl_opts_t o;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_OK(ta_agent("a", &a));
+    shm = nxl_backend_get(a, "SHM");
+    XT_ASSERT(shm != NULL);
+    d[0] = (nxl_desc_t){(uintptr_t)buf, 4096, 0};
+    d[1] = (nxl_desc_t){(uintptr_t)buf + 8192, 4096, 0};
+    early = (nxl_dlist_t){NXL_DRAM, &d[0], 1};
+    late = (nxl_dlist_t){NXL_DRAM, &d[1], 1};
+    XT_ASSERT_OK(nxl_mem_register(a, &early, NULL));
+    if (nxl_backend_create(a, "TCP", NULL, &tcp) != NXL_OK) {
+        nxl_agent_destroy(a);
+        free(buf);
+        return XT_SKIP;
+    }
+    XT_ASSERT_OK(nxl_mem_register(a, &late, NULL));
+
+    nxl_opts_init(&o);
+    o.num_backends = 1;
+    o.backends = &tcp;
+    XT_ASSERT_STATUS(nxl_dlist_prep(a, NULL, &early, &o, &pp),
+                     NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &late, &o, &pp));
+    nxl_dlist_release(pp);
+    pp = NULL;
+    o.backends = &shm;
+    XT_ASSERT_OK(nxl_dlist_prep(a, NULL, &early, &o, &pp));
+    nxl_dlist_release(pp);
+    pp = NULL;
+    XT_ASSERT_OK(nxl_dlist_prep(a, "a", &early, &o, &pp));
+    nxl_dlist_release(pp);
+
+    XT_ASSERT_OK(nxl_md_local(a, &md));
+    nxl_blob_free(&md);
+    XT_ASSERT_OK(nxl_mem_deregister(a, &early, NULL));
+    XT_ASSERT_STATUS(nxl_mem_deregister(a, &early, NULL), NXL_ERR_NOT_FOUND);
+    XT_ASSERT_OK(nxl_mem_register(a, &early, NULL));
+    /* Destroy drops both, each with the backends it has. */
+    nxl_agent_destroy(a);
+    free(buf);
+    return 0;
+}
+
 /* nxl_mem_alloc_shared: page-rounded, zeroed, writable; registers with
  * SHM; bad arguments are INVALID_PARAM; free accepts NULL. */
 static int
@@ -847,6 +906,7 @@ const xt_suite xt_suite_agent = {
             {"plugin_info", t_plugin_info},
             {"backend_create", t_backend_create},
             {"register", t_register},
+            {"backend_after_register", t_backend_after_register},
             {"alloc_shared", t_alloc_shared},
             {"md_round_trip", t_md_round_trip},
             {"two_agents_one_process", t_two_agents_one_process},

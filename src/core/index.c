@@ -113,6 +113,13 @@ nxl__index_find_overlap(const nxl__index_t *ix, const nxl_desc_t *d)
 nxl_status_t
 nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
 {
+    return nxl__index_add_ext(ix, elem, 0, excl, elem_p);
+}
+
+nxl_status_t
+nxl__index_add_ext(nxl__index_t *ix, const void *elem, size_t extra, bool excl,
+                   void **elem_p)
+{
     const nxl_desc_t *d = &((const ix_head_t *)elem)->desc;
     nxl__bnode_t *in_way = NULL;
     nxl_status_t st;
@@ -126,11 +133,12 @@ nxl__index_add(nxl__index_t *ix, const void *elem, bool excl, void **elem_p)
     }
     /* The tree keeps its own copy of the keys: a search reads no
      * element, so elements need no alignment. */
-    e = malloc(ix->elem_size);
+    e = malloc(ix->elem_size + extra);
     if (e == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
     }
     memcpy(e, elem, ix->elem_size);
+    memset((char *)e + ix->elem_size, 0, extra);
     e->node.dev = d->dev_id;
     e->node.addr = d->addr;
     e->node.len = d->len;

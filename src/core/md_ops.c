@@ -78,13 +78,13 @@ md_build(nxl_agent_t *a, const nxl_dlist_t *dlist, bool with_conn,
                                                        &dlist->descs[i])
                     : (i == 0) ? nxl__index_first(&a->regions[k])
                                : nxl__index_next(&a->regions[k], r);
-                if (r->md[b] == NULL) {
+                if (nxl__region_md(r, b) == NULL) {
                     continue;
                 }
                 sec->regions[sec->count++] =
                     (nxl__md_region_t){.desc = r->desc,
-                                       .pub = r->pub[b].data,
-                                       .pub_len = (uint32_t)r->pub[b].len};
+                                       .pub = r->be[b].pub.data,
+                                       .pub_len = (uint32_t)r->be[b].pub.len};
             }
             if (sec->count == 0) {
                 free(sec->regions);

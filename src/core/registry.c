@@ -14,29 +14,38 @@ be_wanted(const nxl_backend_t *be, nxl_mem_t kind, const nxl_opts_t *opts)
     return (be->ops.mem_kinds & (1u << kind)) && nxl__be_allowed(be, opts);
 }
 
-/* region_unregister_be undoes backend b's part of region r. */
+/* region_unregister_be undoes backend be's part of region r (nothing
+ * when r has no entry for be: a backend created after r). */
 static void
 region_unregister_be(nxl_backend_t *be, nxl__region_t *r)
 {
-    unsigned b = be->index;
+    nxl__region_be_t *e;
 
-    nxl__be_lock(be);
-    if (r->self_rmd[b] != NULL) {
-        be->ops.md_unload(be->engine, r->self_rmd[b]);
-        r->self_rmd[b] = NULL;
+    if (be->index >= r->nbe) {
+        return;
     }
-    if (r->md[b] != NULL) {
-        be->ops.mem_deregister(be->engine, r->md[b]);
-        r->md[b] = NULL;
+    e = &r->be[be->index];
+    if (e->self_rmd == NULL && e->md == NULL && e->pub.data == NULL) {
+        return;
+    }
+    nxl__be_lock(be);
+    if (e->self_rmd != NULL) {
+        be->ops.md_unload(be->engine, e->self_rmd);
+        e->self_rmd = NULL;
+    }
+    if (e->md != NULL) {
+        be->ops.mem_deregister(be->engine, e->md);
+        e->md = NULL;
     }
     nxl__be_unlock(be);
-    free(r->pub[b].data);
-    r->pub[b].data = NULL;
-    r->pub[b].len = 0;
+    free(e->pub.data);
+    e->pub.data = NULL;
+    e->pub.len = 0;
 }
 
-/* region_register_be registers region r with backend be, packs its public
- * data, and loads it as this agent's own remote region for loopback. */
+/* region_register_be registers region r with backend be (which r has an
+ * entry for), packs its public data, and loads it as this agent's own
+ * remote region for loopback. */
 static nxl_status_t
 region_register_be(nxl_backend_t *be, nxl_mem_t kind, nxl__region_t *r)
 {
@@ -46,17 +55,17 @@ region_register_be(nxl_backend_t *be, nxl_mem_t kind, nxl__region_t *r)
                            .kind = kind,
                            .backing_fd = r->backing_fd,
                            .backing_off = r->backing_off};
-    unsigned b = be->index;
+    nxl__region_be_t *e = &r->be[be->index];
     nxl_status_t status;
 
     nxl__be_lock(be);
-    status = be->ops.mem_register(be->engine, &reg, &r->md[b]);
+    status = be->ops.mem_register(be->engine, &reg, &e->md);
     if (status != NXL_OK) {
-        r->md[b] = NULL;
+        e->md = NULL;
         goto out;
     }
     if (be->ops.caps & (NXL_CAP_REMOTE | NXL_CAP_LOCAL)) {
-        status = be->ops.md_pack(be->engine, r->md[b], &r->pub[b]);
+        status = be->ops.md_pack(be->engine, e->md, &e->pub);
         if (status == NXL_ERR_NOT_SUPPORTED) {
             status = NXL_OK;
         }
@@ -65,9 +74,8 @@ region_register_be(nxl_backend_t *be, nxl_mem_t kind, nxl__region_t *r)
         }
     }
     if ((be->ops.caps & NXL_CAP_LOCAL) && be->self_peer != NULL) {
-        status =
-            be->ops.md_unpack(be->engine, be->self_peer, &r->desc, kind,
-                              r->pub[b].data, r->pub[b].len, &r->self_rmd[b]);
+        status = be->ops.md_unpack(be->engine, be->self_peer, &r->desc, kind,
+                                   e->pub.data, e->pub.len, &e->self_rmd);
     }
 out:
     nxl__be_unlock(be);
@@ -187,11 +195,13 @@ nxl_mem_register(nxl_agent_t *agent, const nxl_dlist_t *dlist,
         memset(&fresh, 0, sizeof(fresh));
         fresh.desc = dlist->descs[n];
         fresh.backing_fd = -1;
+        fresh.nbe = agent->nbackends;
         if (dlist->mem == NXL_DRAM) {
             nxl__shared_lookup(fresh.desc.addr, fresh.desc.len,
                                &fresh.backing_fd, &fresh.backing_off);
         }
-        status = nxl__index_add(ix, &fresh, true, &e);
+        status = nxl__index_add_ext(
+            ix, &fresh, fresh.nbe * sizeof(nxl__region_be_t), true, &e);
         if (status == NXL_ERR_NOT_ALLOWED) {
             status = reg_conflict(dlist, n, e, regs);
         }
@@ -250,11 +260,14 @@ out:
  * view and public data); asked for together they arrive in about the time
  * of one miss, not one after another. */
 static inline void
-region_prefetch(const nxl__region_t *r)
+region_prefetch(const nxl_agent_t *agent, const nxl__region_t *r)
 {
-    size_t off;
+    /* The agent's backend count bounds r->nbe, which is not read: it sits
+     * in one of the lines asked for. A prefetch past the end of the record
+     * does no harm. */
+    size_t off, size = sizeof(*r) + agent->nbackends * sizeof(r->be[0]);
 
-    for (off = 0; off < sizeof(*r); off += 64) {
+    for (off = 0; off < size; off += 64) {
         __builtin_prefetch((const char *)r + off, 1);
     }
 }
@@ -267,12 +280,13 @@ region_drop(nxl_agent_t *agent, nxl__region_t *r)
 
     /* Likewise each backend's records of r, read by its deregistration
      * after the previous backend's is done. */
-    for (b = 0; b < agent->nbackends; b++) {
-        __builtin_prefetch(r->md[b]);
-        __builtin_prefetch(r->self_rmd[b]);
-        __builtin_prefetch(r->pub[b].data);
+    for (b = 0; b < r->nbe; b++) {
+        __builtin_prefetch(r->be[b].md);
+        __builtin_prefetch(r->be[b].self_rmd);
+        __builtin_prefetch(r->be[b].pub.data);
     }
-    for (b = 0; b < agent->nbackends; b++) {
+    /* Backends are never removed: r's entries are the first nbe. */
+    for (b = 0; b < r->nbe; b++) {
         region_unregister_be(agent->backends[b], r);
     }
 }
@@ -311,7 +325,7 @@ nxl_mem_deregister(nxl_agent_t *agent, const nxl_dlist_t *dlist,
             goto out;
         }
         if (dlist->count == 1) {
-            region_prefetch(r);
+            region_prefetch(agent, r);
         }
     }
     for (i = 0; i < dlist->count; i++) {

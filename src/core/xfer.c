@@ -129,7 +129,8 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
     }
     for (i = 0; i < pp->count && mask != 0; i++) {
         const nxl_desc_t *d = &pp->descs[i];
-        void *r, *const *mds;
+        void *r, *const *rmds = NULL;
+        const nxl__region_t *lr = NULL;
 
         if (d->len == 0 || d->addr + d->len < d->addr) {
             return nxl__fail(NXL_ERR_INVALID_PARAM,
@@ -146,24 +147,23 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
                              pp->remote ? pp->peer : "this agent");
         }
         if (peer != NULL) {
-            mds = ((nxl__rregion_t *)r)->rmd;
-        } else if (pp->self) {
-            mds = ((nxl__region_t *)r)->self_rmd;
+            rmds = ((nxl__rregion_t *)r)->rmd;
         } else {
-            mds = ((nxl__region_t *)r)->md;
+            lr = r;
         }
         for (b = 0; b < a->nbackends; b++) {
+            void *md;
+
             if (!(mask & (1u << b))) {
                 continue;
             }
-            if (mds[b] == NULL) {
+            md = rmds != NULL ? rmds[b] : nxl__region_key(lr, b, pp->self);
+            if (md == NULL) {
                 mask &= ~(1u << b);
                 continue;
             }
-            pp->seg[b][i] = (nxl_be_seg_t){.addr = d->addr,
-                                           .len = d->len,
-                                           .dev_id = d->dev_id,
-                                           .md = mds[b]};
+            pp->seg[b][i] = (nxl_be_seg_t){
+                .addr = d->addr, .len = d->len, .dev_id = d->dev_id, .md = md};
         }
     }
     if (mask == 0) {
@@ -186,7 +186,7 @@ local_key_ok(const nxl__index_t *ix, uint64_t addr, uint64_t len, uint64_t dev,
 {
     const nxl__region_t *r = nxl__index_find_cover(ix, addr, len, dev, hint);
 
-    return r != NULL && (self ? r->self_rmd[b] : r->md[b]) == md;
+    return r != NULL && nxl__region_key(r, b, self) == md;
 }
 
 /* prep_recheck confirms, after a deregistration anywhere in the agent,
@@ -932,6 +932,7 @@ nxl_xfer_release(nxl_xfer_t *x)
 bool
 nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r)
 {
+    const void *md, *self_rmd;
     const nxl_xfer_t *x;
     bool used = false;
     unsigned b;
@@ -943,10 +944,12 @@ nxl__xfers_using(nxl_agent_t *a, const nxl__region_t *r)
             continue;
         }
         b = x->be->index;
+        md = nxl__region_key(r, b, false);
+        self_rmd = nxl__region_key(r, b, true);
         for (i = 0; i < x->bx.count && !used; i++) {
-            used = (r->md[b] != NULL && x->bx.local[i].md == r->md[b]) ||
-                   (x->self && r->self_rmd[b] != NULL &&
-                    x->bx.remote[i].md == r->self_rmd[b]);
+            used =
+                (md != NULL && x->bx.local[i].md == md) ||
+                (x->self && self_rmd != NULL && x->bx.remote[i].md == self_rmd);
         }
     }
     pthread_mutex_unlock(&a->xfer_lock);
