@@ -300,7 +300,7 @@ be_posix_file_probe(int fd, be_posix_file_t *f)
                          "open (%s)",
                          fd, strerror(errno));
     }
-    if (fstat(fd, &st) != 0) {
+    if (be_posix_fstat(fd, &st) != 0) {
         return nxl__fail_errno(errno, "posix: fstat(fd %d)", fd);
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
@@ -350,7 +350,7 @@ be_posix_file_get(be_posix_engine_t *eng, int fd, be_posix_file_t **f_p)
     /* A file already in use needs only its identity checked (one system
      * call; the engine does its I/O on its own duplicate, whose flags were
      * probed when it was made). */
-    if (fstat(fd, &sb) == 0) {
+    if (be_posix_fstat(fd, &sb) == 0) {
         for (f = eng->files; f != NULL; f = f->next) {
             if (f->fd == fd && f->dev == sb.st_dev && f->ino == sb.st_ino) {
                 f->refs++;
@@ -593,8 +593,8 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     } else if (kind == NXL_FILE) {
         /* The record of the file the fd names now. */
         struct stat st;
-        bool open =
-            desc->dev_id <= INT_MAX && fstat((int)desc->dev_id, &st) == 0;
+        bool open = desc->dev_id <= INT_MAX &&
+                    be_posix_fstat((int)desc->dev_id, &st) == 0;
 
         for (f = eng->files; f != NULL; f = f->next) {
             if ((uint64_t)f->fd == desc->dev_id &&

@@ -216,7 +216,7 @@ be_posix_check_files(be_posix_req_t *req)
 
     for (i = 0; i < req->nfiles; i++) {
         f = req->files[i];
-        if (fstat(f->fd, &st) != 0) {
+        if (be_posix_fstat(f->fd, &st) != 0) {
             if (errno == EBADF) {
                 return nxl__fail(NXL_ERR_IO,
                                  "posix: fd %d was closed; a FILE "
