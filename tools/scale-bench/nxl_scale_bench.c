@@ -7,12 +7,16 @@
  *
  *   nxl-scale-bench [--backend SHM,TCP,UCX,POSIX] [--counts 1000,10000,100000]
  *                   [--reps 3] [--order random|ascending] [--clock wall|cpu]
+ *                   [--param KEY=VALUE]...
  *
  * Prints one row per (backend, count): microseconds per region for each
  * step, the median of --reps runs. --clock cpu times each step by the
  * calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID) instead of wall
  * time, so that a loaded host's other tenants do not count; work that a
- * backend hands to its own threads then does not count either. POSIX registers
+ * backend hands to its own threads then does not count either. Each
+ * --param (up to 8) is passed to every backend the bench creates, so give
+ * it with one --backend (e.g. --backend UCX --param
+ * engine_config=RCACHE_ENABLE=n). POSIX registers
  * FILE regions of one file (it has no metadata to load). Exits 1 when a call
  * fails.
  */
@@ -37,6 +41,10 @@ static const char *const sb_step_names[SB_STEPS] = {
 
 /* The clock every step is timed by (--clock). */
 static clockid_t sb_clock = CLOCK_MONOTONIC;
+
+/* The backend parameters (--param). */
+static nxl_param_t sb_params[8];
+static size_t sb_nparams;
 
 /* sb_now_us reads sb_clock in microseconds. */
 static double
@@ -82,16 +90,18 @@ sb_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* sb_agent makes an agent with one backend of type. */
+/* sb_agent makes an agent with one backend of type, given the --param
+ * parameters. */
 static nxl_status_t
 sb_agent(const char *name, const char *type, nxl_agent_t **a_p)
 {
+    nxl_params_t params = {sb_params, sb_nparams};
     nxl_agent_t *a = NULL;
     nxl_status_t st;
 
     st = nxl_agent_create(name, NULL, &a);
     if (st == NXL_OK) {
-        st = nxl_backend_create(a, type, NULL, NULL);
+        st = nxl_backend_create(a, type, &params, NULL);
     }
     if (st != NXL_OK) {
         nxl_agent_destroy(a);
@@ -262,6 +272,7 @@ main(int argc, char **argv)
     const char *names[16];
     size_t nbe, ncount, nnames = 0, i, j, k, n;
     int reps = 3, ascending = 0, r, found;
+    char *eq;
 
     for (i = 1; i < (size_t)argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < (size_t)argc) {
@@ -272,6 +283,11 @@ main(int argc, char **argv)
             reps = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--order") == 0 && i + 1 < (size_t)argc) {
             ascending = strcmp(argv[++i], "ascending") == 0;
+        } else if (strcmp(argv[i], "--param") == 0 && i + 1 < (size_t)argc &&
+                   sb_nparams < 8 && strchr(argv[i + 1], '=') != NULL) {
+            eq = strchr(argv[++i], '=');
+            *eq = '\0';
+            sb_params[sb_nparams++] = (nxl_param_t){argv[i], eq + 1};
         } else if (strcmp(argv[i], "--clock") == 0 && i + 1 < (size_t)argc) {
             sb_clock = strcmp(argv[++i], "cpu") == 0 ? CLOCK_THREAD_CPUTIME_ID
                                                      : CLOCK_MONOTONIC;
@@ -279,7 +295,8 @@ main(int argc, char **argv)
             fprintf(stderr,
                     "usage: nxl-scale-bench [--backend SHM,TCP,UCX,POSIX] "
                     "[--counts 1000,10000,100000] [--reps 3] "
-                    "[--order random|ascending] [--clock wall|cpu]\n");
+                    "[--order random|ascending] [--clock wall|cpu] "
+                    "[--param KEY=VALUE]...\n");
             return 2;
         }
     }
