@@ -243,7 +243,8 @@ typedef struct be_ucx_rmd {
     uint64_t addr;
     uint64_t len;
     nxl_mem_t kind;
-    uint8_t *packed; /* the packed key, for endpoint resets */
+    uint8_t *packed; /* the packed key, for endpoint resets; it follows
+                      * rkey[] in the record's allocation */
     size_t packed_len;
     be_ucx_map_t *map; /* the peer's memfd mapped here, or NULL */
     uint64_t delta;    /* with map: peer address a is a + delta here */

@@ -203,15 +203,13 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "but its key says %u",
                          p->name, (int)kind, b[1]);
     }
-    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h));
+    /* One allocation: the record, its keys per worker, then the packed
+     * key (one malloc and free fewer per region, and its lines adjacent). */
+    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) + klen);
     if (rmd == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
-    rmd->packed = malloc(klen);
-    if (rmd->packed == NULL) {
-        free(rmd);
-        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
-    }
+    rmd->packed = (uint8_t *)&rmd->rkey[eng->nworkers];
     memcpy(rmd->packed, b + BE_UCX_PUB_HDR, klen);
     rmd->packed_len = klen;
     rmd->peer = p;
@@ -225,7 +223,6 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         st = be_ucx_rt_slot(eng, p, b + len - BE_UCX_PUB_RT, desc, kind,
                             &rmd->rt, &rmd->rt_gen);
         if (st != NXL_OK) {
-            free(rmd->packed);
             free(rmd);
             return st;
         }
@@ -295,7 +292,6 @@ err_destroy:
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    free(rmd->packed);
     free(rmd);
     return st;
 }
@@ -314,6 +310,11 @@ be_ucx_md_unload(void *self, void *rmdp)
         return;
     }
     p = rmd->peer;
+    /* The list neighbours are written below, and among many regions they
+     * are not cached: ask for them now, so that the misses overlap the
+     * key destruction instead of stalling the unlock after the unlink. */
+    __builtin_prefetch(rmd->prev, 1);
+    __builtin_prefetch(rmd->next, 1);
     for (i = 0; i < eng->nworkers; i++) {
         if (rmd->rkey[i] != NULL) {
             pthread_mutex_lock(&eng->workers[i].lock);
@@ -335,7 +336,6 @@ be_ucx_md_unload(void *self, void *rmdp)
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    free(rmd->packed);
     free(rmd);
     be_ucx_peer_put(p);
 }
