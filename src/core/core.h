@@ -77,7 +77,8 @@ typedef struct nxl__region_be {
  * registered (nbe; a backend created later has none, and takes no part in
  * the region): 80 bytes and 32 per backend, not a fixed
  * NXL__MAX_BACKENDS, so that 100,000 regions of a one-backend agent take
- * 11 MB, not 34, and a region's lines are fewer to fault in and to miss. */
+ * 13 MB with malloc's headers, not 35, and a region's lines are fewer to
+ * fault in and to miss. */
 typedef struct nxl__region {
     nxl__bnode_t node;
     nxl_desc_t desc;
