@@ -1035,6 +1035,90 @@ t_shared_mapped(void)
     return 0;
 }
 
+/* t_mixed_one runs one transfer of n descriptors that alternate between
+ * the peer's mapped region 0 and its CMA region 1, with gaps so that
+ * none merge, and checks every piece: WRITE, then READ back what the
+ * target fills. */
+static int
+t_mixed_one(t_eng *t, t_child *c, void *peer, uint8_t *buf, size_t n)
+{
+    const uint64_t stride = 8192;
+    t_reply rep;
+    t_xfer x;
+    size_t k;
+
+    XT_ASSERT_EQ(t_xfer_init(&x, NXL_WRITE, "target", peer, n), 0);
+    for (k = 0; k < n; k++) {
+        t_seg(&x, k, buf + k * stride, t->regions[0].md,
+              c->rr[k % 2].addr + k * stride + (k % 3) * 64, c->rr[k % 2].rmd,
+              1000 + 13 * k);
+    }
+    XT_ASSERT_OK(ops->prep(t->eng, x.req, &x.x));
+    XT_ASSERT_OK(t_run(t, &x, 5000));
+    for (k = 0; k < n; k++) {
+        XT_ASSERT_EQ(t_cmd_run(c, CMD_SUM, (uint32_t)(k % 2),
+                               k * stride + (k % 3) * 64, 1000 + 13 * k, 0,
+                               &rep),
+                     0);
+        XT_ASSERT_EQ(rep.value, nxl__hash64(buf + k * stride, 1000 + 13 * k));
+    }
+    t_xfer_fini(t, &x, 1);
+
+    XT_ASSERT_EQ(t_cmd_run(c, CMD_FILL, 0, 0, 1u << 20, 0xa0, &rep), 0);
+    XT_ASSERT_EQ(t_cmd_run(c, CMD_FILL, 1, 0, 1u << 20, 0xc1, &rep), 0);
+    memset(buf, 0, n * stride);
+    XT_ASSERT_EQ(t_xfer_init(&x, NXL_READ, "target", peer, n), 0);
+    for (k = 0; k < n; k++) {
+        t_seg(&x, k, buf + k * stride, t->regions[0].md,
+              c->rr[k % 2].addr + k * stride + (k % 3) * 64, c->rr[k % 2].rmd,
+              1000 + 13 * k);
+    }
+    XT_ASSERT_OK(ops->prep(t->eng, x.req, &x.x));
+    XT_ASSERT_OK(t_run(t, &x, 5000));
+    for (k = 0; k < n; k++) {
+        const uint8_t want = k % 2 ? 0xc1 : 0xa0;
+
+        XT_ASSERT_EQ(buf[k * stride], want);
+        XT_ASSERT_EQ(buf[k * stride + 1000 + 13 * k - 1], want);
+        XT_ASSERT_EQ(buf[k * stride + 1000 + 13 * k], 0);
+    }
+    t_xfer_fini(t, &x, 1);
+    return 0;
+}
+
+/* Copy pairs (a mapped region) and CMA pieces in one request, in the
+ * order given: prep builds both kinds of list in one pass, the copy
+ * pairs from the back of a shared array (shm_xfer.c, be_shm_build), for
+ * a request that fits the inline lists and for one that does not. */
+static int
+t_mixed_lists(void)
+{
+    const size_t lens[2] = {1u << 20, 1u << 20};
+    const int shared[2] = {1, 0};
+    void *peer = NULL;
+    nxl_status_t st;
+    t_child c;
+    t_eng t;
+
+    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 2), 0);
+    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
+    XT_ASSERT_OK(t_region_alloc(&t, 1u << 20, 0, 9));
+    st = t_load(&t, &c, &peer);
+    if (t_cma_denied(st)) {
+        t_reap(&c);
+        XT_SKIP_IF(1, "CMA/pidfd_getfd not permitted: %s", nxl_last_error());
+    }
+    XT_ASSERT_OK(st);
+    XT_ASSERT(be_shm_rmd_is_mapped(c.rr[0].rmd));
+    XT_ASSERT(!be_shm_rmd_is_mapped(c.rr[1].rmd));
+    XT_ASSERT_EQ(t_mixed_one(&t, &c, peer, t.regions[0].addr, 3), 0);
+    XT_ASSERT_EQ(t_mixed_one(&t, &c, peer, t.regions[0].addr, 41), 0);
+    t_unload(&t, &c, peer);
+    XT_ASSERT_EQ(t_reap(&c), 0);
+    t_close(&t);
+    return 0;
+}
+
 /* Notifications: standalone, empty, ordered, sender name. */
 static int
 t_notifs(void)
@@ -1664,6 +1748,7 @@ const xt_suite xt_suite_shm = {
             {"two_engines_one_process", t_two_engines_one_process},
             {"cma_read_write", t_cma_read_write},
             {"shared_mapped", t_shared_mapped},
+            {"mixed_lists", t_mixed_lists},
             {"notifs", t_notifs},
             {"split_async", t_split_async},
             {"split_adaptive", t_split_adaptive},

@@ -268,7 +268,7 @@ nxl_status_t
 nxl__regtab_distinct(const nxl_be_xfer_t *x, const void ***v_p, size_t *n_p)
 {
     const void **v, *last = NULL;
-    size_t i, k, n = 0;
+    size_t i, n = 0;
 
     v = malloc((x->count > 0 ? x->count : 1) * sizeof(*v));
     if (v == NULL) {
@@ -280,16 +280,24 @@ nxl__regtab_distinct(const nxl_be_xfer_t *x, const void ***v_p, size_t *n_p)
             v[n++] = last;
         }
     }
-    if (n > 1) {
-        qsort(v, n, sizeof(*v), rt_ptr_order);
-        for (i = 1, k = 0; i < n; i++) {
-            if (v[i] != v[k]) {
-                v[++k] = v[i];
-            }
-        }
-        n = k + 1;
-    }
     *v_p = v;
-    *n_p = n;
+    *n_p = nxl__regtab_dedup(v, n);
     return NXL_OK;
+}
+
+size_t
+nxl__regtab_dedup(const void **v, size_t n)
+{
+    size_t i, k;
+
+    if (n <= 1) {
+        return n;
+    }
+    qsort(v, n, sizeof(*v), rt_ptr_order);
+    for (i = 1, k = 0; i < n; i++) {
+        if (v[i] != v[k]) {
+            v[++k] = v[i];
+        }
+    }
+    return k + 1;
 }

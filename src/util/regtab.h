@@ -116,6 +116,10 @@ nxl__regtab_live(const nxl__regtab_slot_t *s, uint64_t gen)
                                 memory_order_acquire) == gen;
 }
 
+/* nxl__regtab_dedup sorts the n region handles of v and drops repeats;
+ * returns how many distinct ones are left at the front of v. */
+size_t nxl__regtab_dedup(const void **v, size_t n);
+
 /* nxl__regtab_distinct lists in a new array *v_p (free() it) the distinct
  * remote region handles (md) of x's segments, *n_p of them: what a post
  * checks. Returns NXL_OK or NXL_ERR_NOMEM with a message. */

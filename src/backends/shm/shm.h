@@ -243,11 +243,12 @@ struct be_shm_req {
     unsigned nchunks;
     be_shm_helper_t *helpers;
     unsigned nhelpers;
-    void *alloc; /* arrays that did not fit inline */
+    void *alloc; /* the lists, when they do not fit inline */
+    void *plan;  /* chunks and helpers of a split request */
     /* The distinct remote regions, checked against their owner's
      * registration table at every post. */
     const be_shm_rmd_t **rchk;
-    size_t nrchk;
+    size_t nrchk, rchk_cap;
     /* rchk[0]'s slot and generation, copied: a one-region transfer's
      * check reads no record but the owner's slot. */
     const nxl__regtab_slot_t *rt0;

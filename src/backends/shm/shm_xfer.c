@@ -77,25 +77,42 @@ be_shm_prep_mds(const nxl_be_xfer_t *xfer, const be_shm_peer_t *peer, size_t i,
     return NXL_OK;
 }
 
-/* be_shm_build_pass walks the descriptors once, merging runs that are
- * contiguous: CMA lists merge each side on its own; copy pairs merge when
- * both sides do. With fill 0 it validates every descriptor (never touch
- * memory outside what was registered or described by the peer) and
- * counts; with fill 1 it fills the lists the count sized. Always inlined,
- * so that each pass is compiled for its constant fill; the counts live in
- * locals (a store through an iovec may alias r). */
-static inline __attribute__((always_inline)) nxl_status_t
-be_shm_build_pass(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
-                  const be_shm_peer_t *peer, int dev_path, const int fill)
+/* be_shm_rchk_grow doubles r->rchk (at least 8 entries). */
+static nxl_status_t
+be_shm_rchk_grow(be_shm_req_t *r)
+{
+    size_t cap = r->rchk_cap > 0 ? 2 * r->rchk_cap : 8;
+    const be_shm_rmd_t **v = realloc(r->rchk, cap * sizeof(*v));
+
+    if (v == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "shm: out of memory");
+    }
+    r->rchk = v;
+    r->rchk_cap = cap;
+    return NXL_OK;
+}
+
+/* be_shm_build walks the descriptors once: it validates each (never touch
+ * memory outside what was registered or described by the peer), appends
+ * it to the lists, merging runs that are contiguous (CMA lists each side
+ * on its own, copy pairs when both sides do), and lists in r->rchk each
+ * remote region where a run of them starts. The lists share r->cl[0, cap)
+ * and r->cr[0, cap), cap >= the descriptor count: the CMA lists grow from
+ * the front, the copy lists from the back (a descriptor adds to one or
+ * the other), and the copy lists are turned around at the end. The counts
+ * live in locals (a store through an iovec may alias r). */
+static nxl_status_t
+be_shm_build(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
+             const be_shm_peer_t *peer, int dev_path, size_t cap)
 {
     uint64_t cl_end = 0, cr_end = 0, ml_end = 0, mr_end = 0, la, ra, len;
     uint64_t cma_bytes = 0, copy_bytes = 0;
     const nxl_be_seg_t *ls = xfer->local, *rs = xfer->remote;
-    struct iovec *cl = fill ? r->cl : NULL, *cr = fill ? r->cr : NULL;
-    struct iovec *ml = r->ml, *mr = r->mr;
+    struct iovec *cl = r->cl, *cr = r->cr, tmp;
+    struct iovec *ml = cl + cap - 1, *mr = cr + cap - 1; /* ml[-k]: k-th */
     const be_shm_md_t *lmd, *plmd = NULL;
-    const be_shm_rmd_t *rmd, *prmd = NULL;
-    size_t i, n = xfer->count, ncl = 0, ncr = 0, nm = 0;
+    const be_shm_rmd_t *rmd, *prmd = NULL, *last = NULL;
+    size_t i, n = xfer->count, ncl = 0, ncr = 0, nm = 0, nrchk = 0;
     nxl_status_t st;
 
     for (i = 0; i < n; i++) {
@@ -103,36 +120,43 @@ be_shm_build_pass(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
         la = ls[i].addr;
         ra = rs[i].addr;
         rmd = rs[i].md;
-        if (!fill) {
-            lmd = ls[i].md;
-            if (len != rs[i].len) {
-                return nxl__fail(NXL_ERR_INVALID_PARAM,
-                                 "shm: descriptor %zu: lengths %" PRIu64
-                                 " and %" PRIu64 " differ",
-                                 i, len, rs[i].len);
+        lmd = ls[i].md;
+        if (len != rs[i].len) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "shm: descriptor %zu: lengths %" PRIu64
+                             " and %" PRIu64 " differ",
+                             i, len, rs[i].len);
+        }
+        /* Runs of descriptors share their regions: check a pair of
+         * records once, the bounds of every descriptor. */
+        if (lmd != plmd || rmd != prmd) {
+            st = be_shm_prep_mds(xfer, peer, i, lmd, rmd, dev_path);
+            if (st != NXL_OK) {
+                return st;
             }
-            /* Runs of descriptors share their regions: check a pair of
-             * records once, the bounds of every descriptor. */
-            if (lmd != plmd || rmd != prmd) {
-                st = be_shm_prep_mds(xfer, peer, i, lmd, rmd, dev_path);
-                if (st != NXL_OK) {
-                    return st;
+            plmd = lmd;
+            prmd = rmd;
+            if (rmd != last) {
+                if (nrchk == r->rchk_cap) {
+                    st = be_shm_rchk_grow(r);
+                    if (st != NXL_OK) {
+                        return st;
+                    }
                 }
-                plmd = lmd;
-                prmd = rmd;
+                r->rchk[nrchk++] = last = rmd;
             }
-            if (!be_shm_seg_inside(la, len, lmd->addr, lmd->len)) {
-                return nxl__fail(NXL_ERR_INVALID_PARAM,
-                                 "shm: descriptor %zu: local 0x%" PRIx64
-                                 "+%" PRIu64 " outside its region",
-                                 i, la, len);
-            }
-            if (!be_shm_seg_inside(ra, len, rmd->addr, rmd->len)) {
-                return nxl__fail(NXL_ERR_INVALID_PARAM,
-                                 "shm: descriptor %zu: remote 0x%" PRIx64
-                                 "+%" PRIu64 " outside %s's region",
-                                 i, ra, len, peer->name);
-            }
+        }
+        if (!be_shm_seg_inside(la, len, lmd->addr, lmd->len)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "shm: descriptor %zu: local 0x%" PRIx64 "+%" PRIu64
+                             " outside its region",
+                             i, la, len);
+        }
+        if (!be_shm_seg_inside(ra, len, rmd->addr, rmd->len)) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM,
+                             "shm: descriptor %zu: remote 0x%" PRIx64
+                             "+%" PRIu64 " outside %s's region",
+                             i, ra, len, peer->name);
         }
         if (len == 0) {
             continue;
@@ -140,17 +164,13 @@ be_shm_build_pass(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
         if (rmd->mapped) {
             ra += rmd->delta;
             if (nm > 0 && ml_end == la && mr_end == ra) {
-                if (fill) {
-                    ml[nm - 1].iov_len += (size_t)len;
-                    mr[nm - 1].iov_len += (size_t)len;
-                }
+                ml[1 - (ptrdiff_t)nm].iov_len += (size_t)len;
+                mr[1 - (ptrdiff_t)nm].iov_len += (size_t)len;
             } else {
-                if (fill) {
-                    ml[nm].iov_base = (void *)(uintptr_t)la;
-                    ml[nm].iov_len = (size_t)len;
-                    mr[nm].iov_base = (void *)(uintptr_t)ra;
-                    mr[nm].iov_len = (size_t)len;
-                }
+                ml[-(ptrdiff_t)nm].iov_base = (void *)(uintptr_t)la;
+                ml[-(ptrdiff_t)nm].iov_len = (size_t)len;
+                mr[-(ptrdiff_t)nm].iov_base = (void *)(uintptr_t)ra;
+                mr[-(ptrdiff_t)nm].iov_len = (size_t)len;
                 nm++;
             }
             ml_end = la + len;
@@ -162,29 +182,24 @@ be_shm_build_pass(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
             cma_bytes += len;
         }
     }
+    /* The copy pairs sit at [cap - nm, cap), last first: turn them. */
+    r->ml = cl + cap - nm;
+    r->mr = cr + cap - nm;
+    for (i = 0; i < nm / 2; i++) {
+        tmp = r->ml[i];
+        r->ml[i] = r->ml[nm - 1 - i];
+        r->ml[nm - 1 - i] = tmp;
+        tmp = r->mr[i];
+        r->mr[i] = r->mr[nm - 1 - i];
+        r->mr[nm - 1 - i] = tmp;
+    }
     r->ncl = ncl;
     r->ncr = ncr;
     r->nm = nm;
     r->cma_bytes = cma_bytes;
     r->copy_bytes = copy_bytes;
+    r->nrchk = nxl__regtab_dedup((const void **)r->rchk, nrchk);
     return NXL_OK;
-}
-
-/* be_shm_check_count validates every descriptor and counts the merged
- * iovecs and bytes of each kind (r's lists NULL). */
-static nxl_status_t
-be_shm_check_count(be_shm_req_t *r, const nxl_be_xfer_t *xfer,
-                   const be_shm_peer_t *peer, int dev_path)
-{
-    return be_shm_build_pass(r, xfer, peer, dev_path, 0);
-}
-
-/* be_shm_fill fills the lists be_shm_check_count sized (r->cl, cr, ml,
- * mr). */
-static void
-be_shm_fill(be_shm_req_t *r, const nxl_be_xfer_t *xfer)
-{
-    (void)be_shm_build_pass(r, xfer, NULL, 0, 1);
 }
 
 /* be_shm_chunk_size picks the chunk size of a split request: about 8
@@ -245,7 +260,7 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     be_shm_engine_t *eng = self;
     be_shm_req_t *r = req;
     be_shm_peer_t *peer = xfer->peer_ctx;
-    size_t niov, nchunks = 0, nhelpers = 0, extra;
+    size_t n, cap, nchunks = 0, nhelpers = 0;
     uint64_t cs = 0;
     struct iovec *v;
     nxl_status_t st;
@@ -274,14 +289,30 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     if (xfer->count > 0 && (xfer->local == NULL || xfer->remote == NULL)) {
         return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: NULL descriptor list");
     }
-    r->cl = r->cr = r->ml = r->mr = NULL;
-    st = be_shm_check_count(r, xfer, peer, dev_path);
-    if (st != NXL_OK) {
-        return st;
+    /* Two lists of n: the one pass fills them (be_shm_build). */
+    n = xfer->count;
+    if (n <= BE_SHM_INLINE_IOV) {
+        v = r->inl;
+        r->alloc = NULL;
+        cap = 2 * BE_SHM_INLINE_IOV;
+    } else {
+        if (n > SIZE_MAX / (2 * sizeof(struct iovec))) {
+            return nxl__fail(NXL_ERR_INVALID_PARAM, "shm: %zu descriptors", n);
+        }
+        r->alloc = malloc(2 * n * sizeof(struct iovec));
+        if (r->alloc == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "shm: %zu iovecs", 2 * n);
+        }
+        v = r->alloc;
+        cap = n;
     }
-    st = nxl__regtab_distinct(xfer, (const void ***)&r->rchk, &r->nrchk);
+    r->cl = v;
+    r->cr = v + cap;
+    r->rchk = NULL;
+    r->rchk_cap = 0;
+    st = be_shm_build(r, xfer, peer, dev_path, cap);
     if (st != NXL_OK) {
-        return st;
+        goto err_free;
     }
     r->rt0 = r->nrchk > 0 ? r->rchk[0]->rt : NULL;
     r->rt0_gen = r->nrchk > 0 ? r->rchk[0]->rt_gen : 0;
@@ -296,34 +327,22 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     if (nhelpers == 0) {
         nchunks = 0;
     }
-    extra =
-        nchunks * sizeof(be_shm_chunk_t) + nhelpers * sizeof(be_shm_helper_t);
-    if (extra == 0 && r->ncl <= BE_SHM_INLINE_IOV &&
-        r->ncr <= BE_SHM_INLINE_IOV && r->nm <= BE_SHM_INLINE_IOV) {
-        v = r->inl;
-        r->alloc = NULL;
-    } else {
-        niov = r->ncl + r->ncr + 2 * r->nm;
-        r->alloc = malloc(niov * sizeof(struct iovec) + extra);
-        if (r->alloc == NULL) {
-            free(r->rchk);
-            r->rchk = NULL;
-            return nxl__fail(NXL_ERR_NOMEM, "shm: %zu iovecs", niov);
+    r->plan = NULL;
+    if (nhelpers > 0) {
+        r->plan = malloc(nchunks * sizeof(be_shm_chunk_t) +
+                         nhelpers * sizeof(be_shm_helper_t));
+        if (r->plan == NULL) {
+            st = nxl__fail(NXL_ERR_NOMEM, "shm: %zu chunks", nchunks);
+            goto err_free;
         }
-        v = r->alloc;
     }
-    r->cl = v;
-    r->cr = r->cl + NXL__MAX(r->ncl, BE_SHM_INLINE_IOV * (v == r->inl));
-    r->ml = r->cr + NXL__MAX(r->ncr, BE_SHM_INLINE_IOV * (v == r->inl));
-    r->mr = r->ml + NXL__MAX(r->nm, BE_SHM_INLINE_IOV * (v == r->inl));
-    be_shm_fill(r, xfer);
     r->nchunks = (unsigned)nchunks;
     r->nhelpers = (unsigned)nhelpers;
     r->chunks = NULL;
     r->helpers = NULL;
     if (nhelpers > 0) {
         r->rate_class = be_shm_rate_class(r->cma_bytes + r->copy_bytes);
-        r->chunks = (be_shm_chunk_t *)(void *)(r->mr + r->nm);
+        r->chunks = r->plan;
         r->helpers = (be_shm_helper_t *)(void *)(r->chunks + nchunks);
         memset(r->helpers, 0, nhelpers * sizeof(be_shm_helper_t));
         be_shm_plan(r, cs);
@@ -350,6 +369,13 @@ be_shm_prep(void *self, void *req, const nxl_be_xfer_t *xfer)
     atomic_fetch_add(&peer->refs, 1);
     r->magic = BE_SHM_REQ_MAGIC;
     return NXL_OK;
+
+err_free:
+    free(r->alloc);
+    r->alloc = NULL;
+    free(r->rchk);
+    r->rchk = NULL;
+    return st;
 }
 
 /* be_shm_req_error records a synchronous failure of req and returns st. */
@@ -598,6 +624,8 @@ be_shm_release(void *self, void *req)
     }
     free(r->alloc);
     r->alloc = NULL;
+    free(r->plan);
+    r->plan = NULL;
     free(r->rchk);
     r->rchk = NULL;
     r->magic = 0;
