@@ -507,6 +507,30 @@ t_cma_denied(nxl_status_t st)
     return st == NXL_ERR_NOT_ALLOWED || st == NXL_ERR_NOT_SUPPORTED;
 }
 
+/* t_start spawns a target with n regions (lens, shared), opens the
+ * initiator "init" with params, gives it one ordinary region of local_len
+ * bytes filled from seed, and loads the target as *peer_p. Returns 0,
+ * XT_SKIP (with the reason printed) where CMA is not permitted, or the
+ * failure of an assertion. */
+static int
+t_start(t_child *c, const size_t *lens, const int *shared, int n,
+        const nxl_param_t *params, size_t nparams, size_t local_len,
+        unsigned seed, t_eng *t, void **peer_p)
+{
+    nxl_status_t st;
+
+    XT_ASSERT_EQ(t_spawn(c, lens, shared, n), 0);
+    XT_ASSERT_OK(t_open(t, "init", params, nparams));
+    XT_ASSERT_OK(t_region_alloc(t, local_len, 0, seed));
+    st = t_load(t, c, peer_p);
+    if (t_cma_denied(st)) {
+        t_reap(c);
+        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    }
+    XT_ASSERT_OK(st);
+    return 0;
+}
+
 /* --- running transfers ---------------------------------------------------- */
 
 typedef struct t_xfer {
@@ -891,23 +915,18 @@ t_cma_read_write(void)
     const size_t n = 3000, blk = 1000;
     uint8_t *buf;
     void *peer = NULL;
-    nxl_status_t st;
+    int rc;
     t_child c;
     t_reply rep;
     t_xfer x;
     t_eng t;
     size_t i;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 1), 0);
-    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
-    XT_ASSERT_OK(t_region_alloc(&t, 8u << 20, 0, 7));
-    buf = t.regions[0].addr;
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 1, NULL, 0, 8u << 20, 7, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
+    buf = t.regions[0].addr;
     XT_ASSERT(!be_shm_rmd_is_mapped(c.rr[0].rmd));
 
     /* READ: remote blocks i*2*blk (every other) -> local i*blk, reversed so
@@ -971,6 +990,7 @@ t_shared_mapped(void)
     be_shm_peer_t *p;
     be_shm_map_t *m;
     nxl_status_t st;
+    int rc;
     int nmaps = 0;
     char msg[128];
     t_child c;
@@ -978,16 +998,11 @@ t_shared_mapped(void)
     t_xfer x;
     t_eng t;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 2), 0);
-    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
-    XT_ASSERT_OK(t_region_alloc(&t, 16u << 20, 0, 9));
-    buf = t.regions[0].addr;
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA/pidfd_getfd not permitted: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 2, NULL, 0, 16u << 20, 9, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
+    buf = t.regions[0].addr;
     XT_ASSERT(be_shm_rmd_is_mapped(c.rr[0].rmd));
     XT_ASSERT(be_shm_rmd_is_mapped(c.rr[1].rmd));
     p = peer;
@@ -1096,19 +1111,14 @@ t_mixed_lists(void)
     const size_t lens[2] = {1u << 20, 1u << 20};
     const int shared[2] = {1, 0};
     void *peer = NULL;
-    nxl_status_t st;
+    int rc;
     t_child c;
     t_eng t;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 2), 0);
-    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
-    XT_ASSERT_OK(t_region_alloc(&t, 1u << 20, 0, 9));
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA/pidfd_getfd not permitted: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 2, NULL, 0, 1u << 20, 9, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
     XT_ASSERT(be_shm_rmd_is_mapped(c.rr[0].rmd));
     XT_ASSERT(!be_shm_rmd_is_mapped(c.rr[1].rmd));
     XT_ASSERT_EQ(t_mixed_one(&t, &c, peer, t.regions[0].addr, 3), 0);
@@ -1174,6 +1184,7 @@ t_split_async(void)
     uint8_t *buf;
     void *peer = NULL;
     nxl_status_t st;
+    int rc;
     struct pollfd pfd;
     int r, k, saw_inprog = 0;
     t_child c;
@@ -1181,16 +1192,11 @@ t_split_async(void)
     t_xfer x;
     t_eng t;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 2), 0);
-    XT_ASSERT_OK(t_open(&t, "init", params, 3));
-    XT_ASSERT_OK(t_region_alloc(&t, 32u << 20, 0, 3));
-    buf = t.regions[0].addr;
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 2, params, 3, 32u << 20, 3, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
+    buf = t.regions[0].addr;
     for (r = 0; r < 2; r++) { /* CMA region, then mapped region */
         XT_ASSERT_EQ(t_xfer_init(&x, NXL_WRITE, "target", peer, 2), 0);
         t_seg(&x, 0, buf, t.regions[0].md, c.rr[r].addr + 1, c.rr[r].rmd,
@@ -1301,22 +1307,17 @@ t_bounds(void)
     void *peer = NULL, *self_peer = NULL, *self_rmd = NULL;
     nxl_blob_t conn;
     nxl_desc_t d;
-    nxl_status_t st;
+    int rc;
     uint8_t *buf;
     t_child c;
     t_xfer x;
     t_eng t;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 1), 0);
-    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
-    XT_ASSERT_OK(t_region_alloc(&t, 65536, 0, 3));
-    buf = t.regions[0].addr;
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 1, NULL, 0, 65536, 3, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
+    buf = t.regions[0].addr;
     XT_ASSERT_OK(ops->conn_info(t.eng, &conn));
     XT_ASSERT_OK(
         ops->peer_load(t.eng, "init", conn.data, conn.len, &self_peer));
@@ -1592,21 +1593,17 @@ t_engine_gone(void)
     const int shared[1] = {0};
     void *peer = NULL;
     nxl_status_t st = NXL_OK;
+    int rc;
     t_child c;
     t_reply rep;
     t_xfer x;
     t_eng t;
     uint64_t t0;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 1), 0);
-    XT_ASSERT_OK(t_open(&t, "init", NULL, 0));
-    XT_ASSERT_OK(t_region_alloc(&t, 65536, 0, 3));
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 1, NULL, 0, 65536, 3, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
     XT_ASSERT_EQ(t_xfer_init(&x, NXL_READ, "target", peer, 1), 0);
     t_seg(&x, 0, t.regions[0].addr, t.regions[0].md, c.rr[0].addr, c.rr[0].rmd,
           4096);
@@ -1703,21 +1700,16 @@ t_threads(void)
     t_thread_arg args[4];
     pthread_t tids[4];
     void *peer = NULL;
-    nxl_status_t st;
+    int rc;
     t_child c;
     t_reply rep;
     t_eng t;
     int i;
 
-    XT_ASSERT_EQ(t_spawn(&c, lens, shared, 2), 0);
-    XT_ASSERT_OK(t_open(&t, "init", params, 3));
-    XT_ASSERT_OK(t_region_alloc(&t, 16u << 20, 0, 3));
-    st = t_load(&t, &c, &peer);
-    if (t_cma_denied(st)) {
-        t_reap(&c);
-        XT_SKIP_IF(1, "CMA not permitted here: %s", nxl_last_error());
+    rc = t_start(&c, lens, shared, 2, params, 3, 16u << 20, 3, &t, &peer);
+    if (rc != 0) {
+        return rc;
     }
-    XT_ASSERT_OK(st);
     for (i = 0; i < 4; i++) {
         args[i] = (t_thread_arg){&t, &c, peer, i, 0};
         XT_ASSERT_EQ(pthread_create(&tids[i], NULL, t_thread_body, &args[i]),
