@@ -1050,6 +1050,28 @@ t_shared_mapped(void)
     return 0;
 }
 
+#define T_MIXED_STRIDE 8192
+
+/* t_mixed_run preps and runs (into x; t_xfer_fini it) an op of n pieces:
+ * piece k is 1000 + 13k bytes at buf + k * T_MIXED_STRIDE and at the
+ * same offset plus (k % 3) * 64 in the peer's region k % 2. */
+static int
+t_mixed_run(t_eng *t, t_child *c, void *peer, uint8_t *buf, size_t n,
+            nxl_op_t op, t_xfer *x)
+{
+    size_t k;
+
+    XT_ASSERT_EQ(t_xfer_init(x, op, "target", peer, n), 0);
+    for (k = 0; k < n; k++) {
+        t_seg(x, k, buf + k * T_MIXED_STRIDE, t->regions[0].md,
+              c->rr[k % 2].addr + k * T_MIXED_STRIDE + (k % 3) * 64,
+              c->rr[k % 2].rmd, 1000 + 13 * k);
+    }
+    XT_ASSERT_OK(ops->prep(t->eng, x->req, &x->x));
+    XT_ASSERT_OK(t_run(t, x, 5000));
+    return 0;
+}
+
 /* t_mixed_one runs one transfer of n descriptors that alternate between
  * the peer's mapped region 0 and its CMA region 1, with gaps so that
  * none merge, and checks every piece: WRITE, then READ back what the
@@ -1057,19 +1079,12 @@ t_shared_mapped(void)
 static int
 t_mixed_one(t_eng *t, t_child *c, void *peer, uint8_t *buf, size_t n)
 {
-    const uint64_t stride = 8192;
+    const uint64_t stride = T_MIXED_STRIDE;
     t_reply rep;
     t_xfer x;
     size_t k;
 
-    XT_ASSERT_EQ(t_xfer_init(&x, NXL_WRITE, "target", peer, n), 0);
-    for (k = 0; k < n; k++) {
-        t_seg(&x, k, buf + k * stride, t->regions[0].md,
-              c->rr[k % 2].addr + k * stride + (k % 3) * 64, c->rr[k % 2].rmd,
-              1000 + 13 * k);
-    }
-    XT_ASSERT_OK(ops->prep(t->eng, x.req, &x.x));
-    XT_ASSERT_OK(t_run(t, &x, 5000));
+    XT_ASSERT_EQ(t_mixed_run(t, c, peer, buf, n, NXL_WRITE, &x), 0);
     for (k = 0; k < n; k++) {
         XT_ASSERT_EQ(t_cmd_run(c, CMD_SUM, (uint32_t)(k % 2),
                                k * stride + (k % 3) * 64, 1000 + 13 * k, 0,
@@ -1082,14 +1097,7 @@ t_mixed_one(t_eng *t, t_child *c, void *peer, uint8_t *buf, size_t n)
     XT_ASSERT_EQ(t_cmd_run(c, CMD_FILL, 0, 0, 1u << 20, 0xa0, &rep), 0);
     XT_ASSERT_EQ(t_cmd_run(c, CMD_FILL, 1, 0, 1u << 20, 0xc1, &rep), 0);
     memset(buf, 0, n * stride);
-    XT_ASSERT_EQ(t_xfer_init(&x, NXL_READ, "target", peer, n), 0);
-    for (k = 0; k < n; k++) {
-        t_seg(&x, k, buf + k * stride, t->regions[0].md,
-              c->rr[k % 2].addr + k * stride + (k % 3) * 64, c->rr[k % 2].rmd,
-              1000 + 13 * k);
-    }
-    XT_ASSERT_OK(ops->prep(t->eng, x.req, &x.x));
-    XT_ASSERT_OK(t_run(t, &x, 5000));
+    XT_ASSERT_EQ(t_mixed_run(t, c, peer, buf, n, NXL_READ, &x), 0);
     for (k = 0; k < n; k++) {
         const uint8_t want = k % 2 ? 0xc1 : 0xa0;
 
