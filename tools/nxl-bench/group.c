@@ -9,9 +9,11 @@
  *   rank/<i>             "HOST PID DIGEST": rank i is taken (a transaction
  *                        creates it only if absent); DIGEST hashes the
  *                        flags that must match across the group
- *   barrier/<tag>/<i>    rank i reached barrier tag: "start" and "end"
- *                        (every rank), 1, 2, ... (initiators, twice per
- *                        row: before and after the timed loop)
+ *   barrier/<tag>/<i>    rank i reached barrier tag: "end" (every rank),
+ *                        1, 2, ... (initiators, twice per row: after the
+ *                        warmup, with the rank's CLOCK_REALTIME ns as the
+ *                        value, all start at the latest plus 20 ms; and
+ *                        after the timed loop, value "1")
  *   result/<tag>/<i>     initiator i's row: "BYTES T0 T1" (CLOCK_REALTIME
  *                        ns of its first post and last completion)
  *
@@ -25,6 +27,7 @@
 #include "group.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,11 @@
 #include <unistd.h>
 
 #define GROUP_TTL_S 10 /* lease of the group's keys */
+/* a row's timed loops start this long after the last initiator reached
+ * the start barrier: more than the others' poll interval and an etcd
+ * round trip, so that all of them see it in time */
+#define GROUP_START_LEAD_NS 20000000ll
+#define GROUP_START_POLL_US 5000 /* longest pause between polls there */
 
 /* sleep_us sleeps us microseconds. */
 static void
@@ -395,12 +403,26 @@ ranks_alive(bench_group_t *g)
     return rc;
 }
 
-/* bench_group_barrier posts barrier tag for this rank and waits until
- * every rank (all) or every initiator has posted it, up to limit_s.
- * tag NULL means the next row barrier. At "end" a vanished own key means
- * rank 0 saw everyone and cleaned up: done. */
-int
-bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
+/* real_ns returns CLOCK_REALTIME in ns (the clock the ranks share). */
+static int64_t
+real_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* barrier posts barrier tag for this rank and waits until every rank
+ * (all) or every initiator has posted it, up to limit_s. tag NULL means
+ * the next row barrier. At "end" a vanished own key means rank 0 saw
+ * everyone and cleaned up: done. With sync, each rank posts its realtime
+ * clock and, once all are there, sleeps until the latest of them plus
+ * GROUP_START_LEAD_NS, so that the ranks leave together rather than each
+ * at its next poll; polls are then at most GROUP_START_POLL_US apart.
+ * Uses g's etcd client: one thread at a time. Returns 0 or -1 (printed). */
+static int
+barrier(bench_group_t *g, const char *tag, int all, int limit_s, int sync)
 {
     const bench_opts_t *o = g->o;
     char t[32];
@@ -414,6 +436,8 @@ bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
     uint64_t next_say = start + 2000000000ull;
     uint64_t next_alive = start + 500000000ull;
     long pause = 500;
+    long max_pause = sync ? GROUP_START_POLL_US : 20000;
+    char val[32];
     int is_end;
     int rc = -1;
 
@@ -432,7 +456,8 @@ bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
         bench_err("out of memory");
         return -1;
     }
-    if (bench_etcd_put(g->etcd, key, "1") != 0) {
+    snprintf(val, sizeof(val), "%lld", sync ? (long long)real_ns() : 1ll);
+    if (bench_etcd_put(g->etcd, key, val) != 0) {
         goto out;
     }
     for (;;) {
@@ -477,14 +502,53 @@ bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
             next_say = bench_now_ns() + 10000000000ull;
         }
         sleep_us(pause);
-        if (pause < 20000) {
+        if (pause < max_pause) {
             pause += pause / 2;
+        }
+    }
+    if (sync) {
+        long long latest = 0;
+        size_t k;
+
+        for (k = 0; k < n && k < g->world + 1; k++) {
+            long long t = 0;
+
+            if (sscanf(kvs[k].val, "%lld", &t) == 1 && t > latest) {
+                latest = t;
+            }
+        }
+        latest += GROUP_START_LEAD_NS;
+        if (latest > real_ns() + 1000000000ll) {
+            /* another host's clock runs ahead: do not wait for it */
+            latest = real_ns() + GROUP_START_LEAD_NS;
+        }
+        if (latest > real_ns()) {
+            struct timespec at = {(time_t)(latest / 1000000000ll),
+                                  (long)(latest % 1000000000ll)};
+
+            while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) ==
+                   EINTR) {
+            }
         }
     }
     rc = 0;
 out:
     free(kvs);
     return rc;
+}
+
+/* bench_group_barrier: see group.h. */
+int
+bench_group_barrier(bench_group_t *g, const char *tag, int all, int limit_s)
+{
+    return barrier(g, tag, all, limit_s, 0);
+}
+
+/* bench_group_start: see group.h. */
+int
+bench_group_start(bench_group_t *g, int limit_s)
+{
+    return barrier(g, NULL, 0, limit_s, 1);
 }
 
 /* bench_group_result publishes this initiator's row (bytes moved between

@@ -45,6 +45,13 @@ int bench_group_join(const bench_opts_t *o, bench_group_t **g_p);
 int bench_group_barrier(bench_group_t *g, const char *tag, int all,
                         int limit_s);
 
+/* bench_group_start is the row barrier before the initiators' timed loops
+ * (after their warmups): like bench_group_barrier(g, NULL, 0, limit_s),
+ * but every initiator leaves at the same CLOCK_REALTIME instant, 20 ms
+ * after the last one arrived, so that the loops overlap from the start.
+ * Returns 0 or -1 (printed). */
+int bench_group_start(bench_group_t *g, int limit_s);
+
 /* bench_group_result publishes this initiator's row: bytes moved between
  * realtime t0 and t1 (ns). The reporter waits for every initiator and
  * sets *agg_p to all bytes over the union of their intervals (GB/s);

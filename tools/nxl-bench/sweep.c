@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ typedef struct run {
     uint64_t *prep_ns;
     uint64_t *base_ns; /* iters baseline samples (record_base) */
     pthread_barrier_t barrier;
+    atomic_int start_failed; /* the group's start barrier failed */
     worker_t w[BENCH_MAX_THREADS];
 } run_t;
 
@@ -243,17 +245,31 @@ worker_phase(worker_t *w, size_t first, size_t count, int record)
     return 0;
 }
 
-/* worker_main runs warmup, waits for the other threads, then the timed
- * iterations. */
+/* worker_main runs warmup, waits for the other threads (and, in an etcd
+ * group, thread 0 for the other initiators: their timed loops start
+ * together, none of them still warming up), then the timed iterations. */
 static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
     run_t *r = w->run;
+    bench_session_t *s = r->s;
     int rc = worker_phase(w, 0, r->warm, 0);
 
     if (r->threads > 1) {
         pthread_barrier_wait(&r->barrier);
+    }
+    if (s->grp != NULL) {
+        if (w->tid == 0 &&
+            bench_group_start(s->grp, s->o->timeout_s * 10) != 0) {
+            atomic_store(&r->start_failed, 1); /* printed */
+        }
+        if (r->threads > 1) {
+            pthread_barrier_wait(&r->barrier);
+        }
+        if (atomic_load(&r->start_failed)) {
+            return NULL;
+        }
     }
     if (rc == 0) {
         w->t0 = bench_now_ns();
@@ -446,6 +462,7 @@ run_workers(run_t *r)
     size_t started = 0;
     int rc = 0;
 
+    atomic_store(&r->start_failed, 0);
     if (r->threads == 1) {
         worker_main(&r->w[0]);
     } else {
@@ -468,6 +485,9 @@ run_workers(run_t *r)
             pthread_join(th[t], NULL);
         }
         pthread_barrier_destroy(&r->barrier);
+    }
+    if (atomic_load(&r->start_failed)) {
+        rc = -1;
     }
     for (t = 0; t < r->threads; t++) {
         if (r->w[t].failed) {
@@ -795,12 +815,8 @@ run_row(run_t *r, bench_row_t *row)
         }
     }
     bench_evict(s);
-    /* a group's initiators start each row together and wait for each
-     * other before their baselines */
-    if (s->grp != NULL &&
-        bench_group_barrier(s->grp, NULL, 0, o->timeout_s * 10) != 0) {
-        goto out;
-    }
+    /* a group's initiators start each row's timed loop together (see
+     * worker_main) and wait for each other before their baselines */
     if (run_workers(r) != 0) {
         goto out;
     }
