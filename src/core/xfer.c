@@ -13,7 +13,6 @@ struct nxl_prepped {
     uint64_t gen;
     nxl_mem_t mem;
     size_t count;
-    nxl_desc_t *descs;
     uint32_t mask; /* backends that cover every descriptor */
     /* Per backend: each descriptor with that backend's key, side by
      * side, so that a make reads one 32-byte record per descriptor (in
@@ -77,15 +76,16 @@ prepped_free(nxl_prepped_t *pp)
     for (b = 0; b < NXL__MAX_BACKENDS; b++) {
         free(pp->seg[b]);
     }
-    free(pp->descs);
     free(pp);
 }
 
-/* prep_resolve fills pp (descs/mem/flags set) with the backend md of the
- * region covering each descriptor, keeping only backends that cover all.
- * The agent lock is held. */
+/* prep_resolve fills pp (mem/flags set) with, per backend, each of descs
+ * (pp->count, the caller's, read only here) and the backend md of the
+ * region covering it, keeping only backends that cover all. The agent
+ * lock is held. */
 static nxl_status_t
-prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
+prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_desc_t *descs,
+             const nxl_opts_t *opts)
 {
     nxl__index_t *ix;
     nxl__peer_t *peer = NULL;
@@ -128,7 +128,7 @@ prep_resolve(nxl_agent_t *a, nxl_prepped_t *pp, const nxl_opts_t *opts)
         mask |= 1u << b;
     }
     for (i = 0; i < pp->count && mask != 0; i++) {
-        const nxl_desc_t *d = &pp->descs[i];
+        const nxl_desc_t *d = &descs[i];
         void *r, *const *rmds = NULL;
         const nxl__region_t *lr = NULL;
 
@@ -205,12 +205,15 @@ prep_recheck(nxl_agent_t *a, nxl_prepped_t *pp)
         return NXL_OK;
     }
     for (i = 0; i < pp->count; i++) {
-        const nxl_desc_t *d = &pp->descs[i];
-
         for (b = 0; b < a->nbackends; b++) {
-            if ((pp->mask & (1u << b)) &&
-                !local_key_ok(&a->regions[pp->mem], d->addr, d->len, d->dev_id,
-                              b, pp->self, pp->seg[b][i].md, &hint)) {
+            const nxl_be_seg_t *d;
+
+            if (!(pp->mask & (1u << b))) {
+                continue;
+            }
+            d = &pp->seg[b][i];
+            if (!local_key_ok(&a->regions[pp->mem], d->addr, d->len, d->dev_id,
+                              b, pp->self, d->md, &hint)) {
                 return nxl__fail(NXL_ERR_NOT_FOUND,
                                  "xfer: descriptor %zu (addr 0x%llx len "
                                  "%llu) of a prepared list was deregistered "
@@ -264,7 +267,7 @@ xfer_recheck(nxl_agent_t *a, nxl_xfer_t *x)
     return NXL_OK;
 }
 
-/* prepped_new copies dlist and resolves it. remote NULL/"" = local. */
+/* prepped_new resolves dlist into a new list. remote NULL/"" = local. */
 static nxl_status_t
 prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
             const nxl_opts_t *opts, nxl_prepped_t **pp_p)
@@ -291,15 +294,7 @@ prepped_new(nxl_agent_t *a, const char *remote, const nxl_dlist_t *dlist,
     }
     pp->mem = dlist->mem;
     pp->count = dlist->count;
-    pp->descs = calloc(NXL__MAX(dlist->count, (size_t)1), sizeof(nxl_desc_t));
-    if (pp->descs == NULL) {
-        prepped_free(pp);
-        return nxl__fail(NXL_ERR_NOMEM, "prep: out of memory");
-    }
-    if (dlist->count > 0) {
-        memcpy(pp->descs, dlist->descs, dlist->count * sizeof(nxl_desc_t));
-    }
-    status = prep_resolve(a, pp, opts);
+    status = prep_resolve(a, pp, dlist->descs, opts);
     if (status != NXL_OK) {
         prepped_free(pp);
         return status;
