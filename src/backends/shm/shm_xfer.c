@@ -22,20 +22,16 @@
 /* --- requests ------------------------------------------------------------- */
 
 /* be_shm_iov_add appends [base, base + len) to list (n entries), merging
- * with the last entry when contiguous; list is NULL in the counting pass. */
+ * with the last entry when contiguous. */
 static inline void
 be_shm_iov_add(struct iovec *list, size_t *n, uint64_t *last_end, uint64_t base,
                uint64_t len)
 {
     if (*n > 0 && *last_end == base) {
-        if (list != NULL) {
-            list[*n - 1].iov_len += (size_t)len;
-        }
+        list[*n - 1].iov_len += (size_t)len;
     } else {
-        if (list != NULL) {
-            list[*n].iov_base = (void *)(uintptr_t)base;
-            list[*n].iov_len = (size_t)len;
-        }
+        list[*n].iov_base = (void *)(uintptr_t)base;
+        list[*n].iov_len = (size_t)len;
         (*n)++;
     }
     *last_end = base + len;
