@@ -499,55 +499,132 @@ run_workers(run_t *r)
     return rc;
 }
 
-/* run_baseline moves thread 0's slices the baseline way, one thread, with
- * the same warmup and iteration counts; returns GB/s in *bw_p. */
-static int
-run_baseline(run_t *r, double *bw_p)
+/* base_worker_t is one thread of the baseline: it moves thread tid's
+ * slices the baseline way (run_baseline). */
+typedef struct base_worker {
+    run_t *r;
+    size_t tid;
+    uint64_t t0;
+    uint64_t t1;
+    int rc;
+} base_worker_t;
+
+/* base_main runs one baseline thread: the row's warmup and iteration
+ * counts over thread tid's slices, one request at a time, with the same
+ * start barrier as the row's workers when there are several; thread 0
+ * keeps per-iteration times when the row records them. */
+static void *
+base_main(void *arg)
 {
+    base_worker_t *b = arg;
+    run_t *r = b->r;
     bench_session_t *s = r->s;
     struct iovec *liov = calloc(r->batch, sizeof(*liov));
     struct iovec *riov = calloc(r->batch, sizeof(*riov));
     size_t *roff = calloc(r->batch, sizeof(*roff));
-    uint64_t t0 = 0;
-    uint64_t t1;
+    uint64_t *samples = b->tid == 0 ? r->base_ns : NULL;
     size_t j;
-    size_t b;
-    int rc = -1;
+    size_t k;
 
+    b->rc = -1;
     if (liov == NULL || riov == NULL || roff == NULL) {
         bench_err("out of memory");
-        goto out;
     }
-    bench_evict(s);
     for (j = 0; j < r->warm + r->iters; j++) {
-        size_t off = slice_off(r, 0, j % r->nreq);
+        size_t off = slice_off(r, b->tid, j % r->nreq);
         uint64_t a = 0;
 
         if (j == r->warm) {
-            t0 = bench_now_ns();
+            if (r->threads > 1) {
+                pthread_barrier_wait(&r->barrier);
+            }
+            b->t0 = bench_now_ns();
         }
-        for (b = 0; b < r->batch; b++) {
-            liov[b].iov_base = s->pool + off + b * r->block;
-            liov[b].iov_len = r->block;
-            roff[b] = off + b * r->block;
+        if (liov == NULL || riov == NULL || roff == NULL) {
+            continue; /* still meet the barrier */
         }
-        if (r->base_ns != NULL) {
+        for (k = 0; k < r->batch; k++) {
+            liov[k].iov_base = s->pool + off + k * r->block;
+            liov[k].iov_len = r->block;
+            roff[k] = off + k * r->block;
+        }
+        if (samples != NULL) {
             a = bench_now_ns();
         }
         if (bench_base_iov(s, r->op, liov, riov, roff, r->batch) != 0) {
-            goto out;
+            /* the others wait at the barrier: free them first */
+            free(liov);
+            liov = NULL;
+            continue;
         }
-        if (r->base_ns != NULL && j >= r->warm) {
-            r->base_ns[j - r->warm] = bench_now_ns() - a;
+        if (samples != NULL && j >= r->warm) {
+            samples[j - r->warm] = bench_now_ns() - a;
         }
     }
-    t1 = bench_now_ns();
-    *bw_p = (double)(r->iters * r->slice) / (double)(t1 - t0);
-    rc = 0;
-out:
+    b->t1 = bench_now_ns();
+    if (liov != NULL && riov != NULL && roff != NULL) {
+        b->rc = 0;
+    }
     free(liov);
     free(riov);
     free(roff);
+    return NULL;
+}
+
+/* run_baseline moves the row's slices the baseline way with as many
+ * threads as the row has (each its own slices, one request at a time, the
+ * same warmup and iteration counts; a device kind's copy uses one thread)
+ * and returns the aggregate GB/s over the union of their timed loops in
+ * *bw_p. Returns 0 or -1 (printed). */
+static int
+run_baseline(run_t *r, double *bw_p)
+{
+    bench_session_t *s = r->s;
+    base_worker_t b[BENCH_MAX_THREADS];
+    pthread_t th[BENCH_MAX_THREADS];
+    size_t n = s->base_dev ? 1 : r->threads;
+    size_t saved = r->threads;
+    uint64_t tmin = UINT64_MAX;
+    uint64_t tmax = 0;
+    size_t t;
+    int rc = 0;
+
+    memset(b, 0, sizeof(b));
+    bench_evict(s);
+    r->threads = n; /* base_main's barrier test */
+    if (n > 1 && pthread_barrier_init(&r->barrier, NULL, (unsigned)n) != 0) {
+        bench_err("pthread_barrier_init failed");
+        r->threads = saved;
+        return -1;
+    }
+    for (t = 0; t < n; t++) {
+        b[t].r = r;
+        b[t].tid = t;
+    }
+    for (t = 1; t < n; t++) {
+        int e = pthread_create(&th[t], NULL, base_main, &b[t]);
+
+        if (e != 0) {
+            bench_err("pthread_create: %s", strerror(e));
+            exit(1); /* the barrier would never open */
+        }
+    }
+    base_main(&b[0]);
+    for (t = 1; t < n; t++) {
+        pthread_join(th[t], NULL);
+    }
+    if (n > 1) {
+        pthread_barrier_destroy(&r->barrier);
+    }
+    r->threads = saved;
+    for (t = 0; t < n; t++) {
+        rc |= b[t].rc;
+        tmin = b[t].t0 < tmin ? b[t].t0 : tmin;
+        tmax = b[t].t1 > tmax ? b[t].t1 : tmax;
+    }
+    if (rc == 0) {
+        *bw_p = (double)(n * r->iters * r->slice) / (double)(tmax - tmin);
+    }
     return rc;
 }
 
