@@ -104,7 +104,9 @@ be_shm_self_alive(be_shm_peer_t *peer)
 /* be_shm_peer_alive polls the peer's pidfd (or re-reads its start time
  * without one), at most every BE_SHM_ALIVE_CHECK_NS unless force. The
  * period bounds the window in which a dead peer's pid could be reused
- * before CMA notices: pid reuse needs the pid space to wrap first. */
+ * before CMA notices: pid reuse needs the pid space to wrap first. It is
+ * read on the coarse clock (every post reads it; the period then stretches
+ * to the next kernel tick, a few ms at most). */
 int
 be_shm_peer_alive(be_shm_peer_t *peer, int force)
 {
@@ -118,7 +120,7 @@ be_shm_peer_alive(be_shm_peer_t *peer, int force)
     if (peer->self) {
         return be_shm_self_alive(peer);
     }
-    now = nxl__now_ns();
+    now = nxl__coarse_ns();
     if (!force && now < atomic_load_explicit(&peer->next_check_ns,
                                              memory_order_relaxed)) {
         return 1;
