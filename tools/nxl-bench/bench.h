@@ -63,6 +63,7 @@ typedef struct bench_opts {
     size_t large_blk_iter_ftr;
     int num_iter_set; /* --num_iter given explicitly */
     size_t num_threads;
+    size_t base_threads; /* baseline threads; 0 = num_threads */
     size_t pipeline_depth;
     int check_consistency;
     size_t total_buffer_size; /* bytes per side; 0 = automatic */

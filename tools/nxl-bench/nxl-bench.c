@@ -108,6 +108,9 @@ usage(FILE *f)
         "  --num_threads N           initiator threads, each its own\n"
         "                            requests (1)\n"
         "  --pipeline_depth N        requests in flight per thread (1)\n"
+        "  --base_threads N          same-host baseline threads (as\n"
+        "                            --num_threads; a multiple of it: each\n"
+        "                            request's bytes split between them)\n"
         "  --total_buffer_size N     pool per side (max(256M, 4x LLC))\n"
         "  --check_consistency       verify every transferred byte\n"
         "  --prepared                nxl_dlist_prep + nxl_xfer_make, not\n"
@@ -589,6 +592,7 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
     SIZE_FLAG("max_batch_size", max_batch)
     SIZE_FLAG("large_blk_iter_ftr", large_blk_iter_ftr)
     SIZE_FLAG("num_threads", num_threads)
+    SIZE_FLAG("base_threads", base_threads)
     SIZE_FLAG("pipeline_depth", pipeline_depth)
     SIZE_FLAG("total_buffer_size", total_buffer_size)
     SIZE_FLAG("desc_bench", desc_bench)
@@ -968,6 +972,16 @@ check_opts(bench_opts_t *o)
     if (o->num_threads > BENCH_MAX_THREADS) {
         bench_err("--num_threads %zu: at most %d", o->num_threads,
                   BENCH_MAX_THREADS);
+        return -1;
+    }
+    if (o->base_threads == 0) {
+        o->base_threads = o->num_threads;
+    }
+    if (o->base_threads > BENCH_MAX_THREADS ||
+        o->base_threads % o->num_threads != 0) {
+        bench_err("--base_threads %zu: a multiple of --num_threads (%zu), at "
+                  "most %d",
+                  o->base_threads, o->num_threads, BENCH_MAX_THREADS);
         return -1;
     }
     if (o->json && o->csv) {

@@ -499,35 +499,44 @@ run_workers(run_t *r)
     return rc;
 }
 
-/* base_worker_t is one thread of the baseline: it moves thread tid's
- * slices the baseline way (run_baseline). */
+/* base_worker_t is one thread of the baseline (run_baseline): it moves
+ * part `part` of `parts` of every slice of row thread `tid`. */
 typedef struct base_worker {
     run_t *r;
     size_t tid;
+    size_t part;
+    size_t parts;
+    size_t n; /* baseline threads in all (the barrier's count) */
     uint64_t t0;
     uint64_t t1;
     int rc;
 } base_worker_t;
 
 /* base_main runs one baseline thread: the row's warmup and iteration
- * counts over thread tid's slices, one request at a time, with the same
- * start barrier as the row's workers when there are several; thread 0
- * keeps per-iteration times when the row records them. */
+ * counts over its thread's slices, one request at a time. With one part
+ * it moves the slice block by block, as the row does; with several, its
+ * share of the slice's bytes as one contiguous piece (the pool's blocks
+ * of a slice are contiguous). The threads leave one barrier before the
+ * timed loop; thread 0 keeps per-iteration times when the row records
+ * them. */
 static void *
 base_main(void *arg)
 {
     base_worker_t *b = arg;
     run_t *r = b->r;
     bench_session_t *s = r->s;
-    struct iovec *liov = calloc(r->batch, sizeof(*liov));
-    struct iovec *riov = calloc(r->batch, sizeof(*riov));
-    size_t *roff = calloc(r->batch, sizeof(*roff));
-    uint64_t *samples = b->tid == 0 ? r->base_ns : NULL;
+    size_t n = b->parts > 1 ? 1 : r->batch;
+    size_t lo = r->slice * b->part / b->parts;
+    size_t len = r->slice * (b->part + 1) / b->parts - lo;
+    struct iovec *liov = calloc(n, sizeof(*liov));
+    struct iovec *riov = calloc(n, sizeof(*riov));
+    size_t *roff = calloc(n, sizeof(*roff));
+    uint64_t *samples = b->tid == 0 && b->part == 0 ? r->base_ns : NULL;
+    int ok = liov != NULL && riov != NULL && roff != NULL;
     size_t j;
     size_t k;
 
-    b->rc = -1;
-    if (liov == NULL || riov == NULL || roff == NULL) {
+    if (!ok) {
         bench_err("out of memory");
     }
     for (j = 0; j < r->warm + r->iters; j++) {
@@ -535,26 +544,26 @@ base_main(void *arg)
         uint64_t a = 0;
 
         if (j == r->warm) {
-            if (r->threads > 1) {
+            if (b->n > 1) {
                 pthread_barrier_wait(&r->barrier);
             }
             b->t0 = bench_now_ns();
         }
-        if (liov == NULL || riov == NULL || roff == NULL) {
+        if (!ok) {
             continue; /* still meet the barrier */
         }
-        for (k = 0; k < r->batch; k++) {
-            liov[k].iov_base = s->pool + off + k * r->block;
-            liov[k].iov_len = r->block;
-            roff[k] = off + k * r->block;
+        for (k = 0; k < n; k++) {
+            size_t o = n > 1 ? off + k * r->block : off + lo;
+
+            liov[k].iov_base = s->pool + o;
+            liov[k].iov_len = n > 1 ? r->block : len;
+            roff[k] = o;
         }
         if (samples != NULL) {
             a = bench_now_ns();
         }
-        if (bench_base_iov(s, r->op, liov, riov, roff, r->batch) != 0) {
-            /* the others wait at the barrier: free them first */
-            free(liov);
-            liov = NULL;
+        if (bench_base_iov(s, r->op, liov, riov, roff, n) != 0) {
+            ok = 0; /* printed; the others wait at the barrier */
             continue;
         }
         if (samples != NULL && j >= r->warm) {
@@ -562,28 +571,28 @@ base_main(void *arg)
         }
     }
     b->t1 = bench_now_ns();
-    if (liov != NULL && riov != NULL && roff != NULL) {
-        b->rc = 0;
-    }
+    b->rc = ok ? 0 : -1;
     free(liov);
     free(riov);
     free(roff);
     return NULL;
 }
 
-/* run_baseline moves the row's slices the baseline way with as many
- * threads as the row has (each its own slices, one request at a time, the
- * same warmup and iteration counts; a device kind's copy uses one thread)
- * and returns the aggregate GB/s over the union of their timed loops in
- * *bw_p. Returns 0 or -1 (printed). */
+/* run_baseline moves the row's slices the baseline way with
+ * --base_threads threads (by default as many as the row has): each row
+ * thread's slices are moved by base_threads / threads of them, which split
+ * every slice's bytes; one request at a time each, the row's warmup and
+ * iteration counts. A device kind's copy uses one thread. Returns the
+ * aggregate GB/s over the union of their timed loops in *bw_p; 0 or -1
+ * (printed). */
 static int
 run_baseline(run_t *r, double *bw_p)
 {
     bench_session_t *s = r->s;
     base_worker_t b[BENCH_MAX_THREADS];
     pthread_t th[BENCH_MAX_THREADS];
-    size_t n = s->base_dev ? 1 : r->threads;
-    size_t saved = r->threads;
+    size_t parts = s->base_dev ? 1 : s->o->base_threads / r->threads;
+    size_t n = s->base_dev ? 1 : r->threads * parts;
     uint64_t tmin = UINT64_MAX;
     uint64_t tmax = 0;
     size_t t;
@@ -591,15 +600,16 @@ run_baseline(run_t *r, double *bw_p)
 
     memset(b, 0, sizeof(b));
     bench_evict(s);
-    r->threads = n; /* base_main's barrier test */
     if (n > 1 && pthread_barrier_init(&r->barrier, NULL, (unsigned)n) != 0) {
         bench_err("pthread_barrier_init failed");
-        r->threads = saved;
         return -1;
     }
     for (t = 0; t < n; t++) {
         b[t].r = r;
-        b[t].tid = t;
+        b[t].tid = s->base_dev ? 0 : t / parts;
+        b[t].part = s->base_dev ? 0 : t % parts;
+        b[t].parts = parts;
+        b[t].n = n;
     }
     for (t = 1; t < n; t++) {
         int e = pthread_create(&th[t], NULL, base_main, &b[t]);
@@ -616,14 +626,14 @@ run_baseline(run_t *r, double *bw_p)
     if (n > 1) {
         pthread_barrier_destroy(&r->barrier);
     }
-    r->threads = saved;
     for (t = 0; t < n; t++) {
         rc |= b[t].rc;
         tmin = b[t].t0 < tmin ? b[t].t0 : tmin;
         tmax = b[t].t1 > tmax ? b[t].t1 : tmax;
     }
     if (rc == 0) {
-        *bw_p = (double)(n * r->iters * r->slice) / (double)(tmax - tmin);
+        *bw_p =
+            (double)((n / parts) * r->iters * r->slice) / (double)(tmax - tmin);
     }
     return rc;
 }
