@@ -4,7 +4,8 @@
 # the kept corpora in fuzz/corpus/<target>; the
 # corpus grows in BUILD_DIR/fuzz-corpus/<target> across runs and crashing
 # inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a finding.
-# FUZZ_TARGETS="fuzz_api" runs only the targets named. fuzz_api reads
+# FUZZ_TARGETS="fuzz_api" runs only the targets named; FUZZ_RUNS=N stops
+# each target after N executions (SECONDS 0: no time limit). fuzz_api reads
 # FUZZ_API_SKIP / FUZZ_API_LAX_REMOTE (see fuzz/fuzz_api.c).
 set -euo pipefail
 
@@ -75,7 +76,8 @@ for t in $targets; do
     mkdir -p "$corpus"
     log="$build/fuzz-$t.log"
     echo "== $t: ${secs}s"
-    if "$build/fuzz/$t" -max_total_time="$secs" -print_final_stats=1 \
+    # shellcheck disable=SC2086
+    if "$build/fuzz/$t" -max_total_time="$secs" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -print_final_stats=1 \
            -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
            -artifact_prefix="$build/fuzz-artifacts/$t-" \
            "$corpus" "$seeds/$t" >"$log" 2>&1; then
