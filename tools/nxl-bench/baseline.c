@@ -40,48 +40,6 @@ bench_map(size_t size)
     return p;
 }
 
-/* bench_map_huge is bench_map for a pool that a device moves data to and
- * from (storage mode, O_DIRECT): 2 MiB-aligned and marked MADV_HUGEPAGE
- * before the first touch, so that transparent huge pages back it where the
- * kernel allows (THP "always" or "madvise"), else 4 KiB pages as with
- * bench_map. Why: a direct read or write hands the device one segment per
- * physically contiguous run of the buffer; a large pool prefaulted page by
- * page is scattered (126 runs per MiB measured on the 2-core VM) where
- * fio's small buffer is nearly contiguous (9), and on that VM's virtio
- * disk 1 MiB reads into the scattered pool ran at 0.4-0.55x the speed of
- * reads into the small buffer, for pread as for io_uring
- * (docs/performance.md, "nxl-bench POSIX vs fio: buffer memory").
- * Returns NULL when out of memory; free with bench_unmap. Thread-safe. */
-uint8_t *
-bench_map_huge(size_t size)
-{
-    size_t align = 2 * MIB;
-    size_t span = size + align;
-    uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *p;
-    size_t head;
-    size_t i;
-
-    if (raw == MAP_FAILED) {
-        return NULL;
-    }
-    p = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
-    head = (size_t)(p - raw);
-    if (head > 0) {
-        munmap(raw, head);
-    }
-    munmap(p + size, span - head - size); /* align - head > 0 bytes */
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, size, MADV_HUGEPAGE);
-#endif
-    (void)madvise(p, size, MADV_DONTFORK);
-    for (i = 0; i < size; i += 4096) {
-        p[i] = 0; /* prefault, as MAP_POPULATE does for bench_map */
-    }
-    return p;
-}
-
 /* bench_unmap frees memory from bench_map or bench_map_huge. Accepts
  * NULL. */
 void

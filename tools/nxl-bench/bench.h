@@ -21,6 +21,8 @@
 #include <nxl/nxl.h>
 #include <nxl/nxl_memkind.h>
 
+#include "huge_map.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -296,9 +298,10 @@ int bench_remote_verify(bench_session_t *s, uint64_t key, const size_t *ranges,
 /* bench_map allocates size bytes of private, prefaulted, page-aligned
  * memory, or NULL. Free with bench_unmap. */
 uint8_t *bench_map(size_t size);
-/* bench_map_huge is bench_map backed by transparent huge pages where the
- * kernel allows (a storage pool the device reads and writes directly). */
-uint8_t *bench_map_huge(size_t size);
+/* bench_map_huge (huge_map.h, tools/common, shared with
+ * bench/posix/nxl_posix_bench.c) is bench_map backed by transparent huge
+ * pages where the kernel allows: the storage pool, which the device reads
+ * and writes directly. */
 void bench_unmap(uint8_t *p, size_t size);
 
 /* bench_llc_size returns the last-level cache size in bytes. */
