@@ -16,6 +16,20 @@
 # FIO_EXTRA adds fio options (e.g. "--fixedbufs=1 --registerfiles=1", what
 # nxl does by default); NXL_EXTRA adds bench options (e.g. "-a threads -j 32"
 # or "-o fixed_buffers=0").
+#
+# Buffers: with O_DIRECT the device gets one segment per physically
+# contiguous run of a buffer, and on the development VM's virtio disk that
+# count, not the program, decided the comparison (docs/performance.md,
+# "POSIX (issue 5)"). BUFFERS (environment) picks them, for both sides:
+#   huge (default)  nxl: 2 MiB-aligned, MADV_HUGEPAGE (bench_map_huge);
+#                   fio: --iomem_align=2M with GLIBC_TUNABLES=
+#                   glibc.malloc.hugetlb=1, which makes its malloc mark the
+#                   buffer MADV_HUGEPAGE (bench/posix/segments.py PID shows
+#                   both on huge pages; needs THP "always" or "madvise")
+#   pages           4 KiB pages as before: nxl -P (MAP_POPULATE), fio's
+#                   plain malloc
+#   "pages huge"    both in every round (order flipping), for before/after
+#                   in one run; adds the per-round huge/pages ratios.
 set -eu
 
 BUILD=${1:-build}
@@ -23,13 +37,19 @@ FILE=${2:-/tmp/nxl-posix-bench/f1g}
 ROUNDS=${3:-11}
 SECS=${4:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=$(dirname "$FILE")/nxl_posix_bench
+BIN=$ROOT/$BUILD/bench/nxl_posix_bench
+BUFFERS=${BUFFERS:-huge}
+T=/tmp/nxl-posix-bench
 
 command -v fio >/dev/null || { echo "run.sh: fio not found" >&2; exit 1; }
+for b in $BUFFERS; do
+  case $b in
+  huge | pages) ;;
+  *) echo "run.sh: BUFFERS: huge, pages or \"pages huge\"" >&2; exit 1 ;;
+  esac
+done
 mkdir -p "$(dirname "$FILE")"
-cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/include" \
-   "$ROOT/bench/posix/nxl_posix_bench.c" -o "$BIN" \
-   -L"$ROOT/$BUILD/src" -lnxl -Wl,-rpath,"$ROOT/$BUILD/src"
+cmake --build "$ROOT/$BUILD" --target nxl_posix_bench >/dev/null
 if [ ! -s "$FILE" ]; then
   fio --name=prep --filename="$FILE" --size=1G --rw=write --bs=1M \
       --ioengine=psync --direct=1 >/dev/null
@@ -37,53 +57,86 @@ fi
 echo "file: $FILE on $(df -T "$FILE" | awk 'NR==2 {print $2, $1}')"
 
 # fio_run runs fio and prints KiB/s and IOPS.
-fio_run() { # rw bs depth
-  fio --name=b --filename="$FILE" --size=1G --rw="$1" --bs="$2" \
-      --iodepth="$3" --ioengine=io_uring --direct=1 --runtime="$SECS" \
-      --time_based ${FIO_EXTRA:-} --output-format=terse --terse-version=3 \
+fio_run() { # buffers rw bs depth
+  if [ "$1" = huge ]; then
+    tun=glibc.malloc.hugetlb=1 al=--iomem_align=2M
+  else
+    tun=${GLIBC_TUNABLES:-} al=
+  fi
+  shift
+  GLIBC_TUNABLES=$tun fio $al --name=b --filename="$FILE" --size=1G \
+      --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --direct=1 \
+      --runtime="$SECS" --time_based ${FIO_EXTRA:-} --output-format=terse --terse-version=3 \
       2>/dev/null |
     awk -F';' -v rw="$1" '{ if (rw ~ /write/) { print $48, $49 }
                             else { print $7, $8 } }'
 }
 
 # nxl_run runs the bench and prints KiB/s and IOPS.
-nxl_run() { # mode bs depth blocks-per-xfer xfers
+nxl_run() { # buffers mode bs depth blocks-per-xfer xfers
+  if [ "$1" = huge ]; then pg=; else pg=-P; fi
+  shift
   "$BIN" -f "$FILE" -m "$1" -b "$2" -q "$3" -n "$4" -r "$5" -d -t "$SECS" \
-    ${NXL_EXTRA:-} |
+    $pg ${NXL_EXTRA:-} |
     sed -n 's/.*: \([0-9.]*\) MiB\/s, \([0-9]*\) IOPS.*/\1 \2/p' |
     awk '{ printf "%d %d\n", $1 * 1024, $2 }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# run_case alternates fio and nxl (the order flips every round) and reports
-# the median IOPS of each and the median of the per-round ratios: the
-# device's speed drifts, so only runs next to each other are compared.
+# ratio prints a / b with three decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a / b }'; }
+
+# run_case alternates fio and nxl (the order flips every round), for each
+# buffer kind of BUFFERS (their order flips too), and reports per kind the
+# median IOPS of each and the median of the per-round ratios: the device's
+# speed drifts, so only runs next to each other are compared.
 run_case() { # label rw bs depth blocks xfers
-  : >/tmp/nxl-posix-bench.fio
-  : >/tmp/nxl-posix-bench.nxl
-  : >/tmp/nxl-posix-bench.ratio
+  for b in $BUFFERS; do
+    : >$T.$b.fio
+    : >$T.$b.nxl
+    : >$T.$b.ratio
+  done
+  : >$T.hp.fio
+  : >$T.hp.nxl
   i=0
   while [ $i -lt "$ROUNDS" ]; do
     if [ $((i % 2)) -eq 0 ]; then
-      f=$(fio_run "$2" "$3" "$4")
-      n=$(nxl_run "$2" "$3" "$4" "$5" "$6")
+      order=$BUFFERS
     else
-      n=$(nxl_run "$2" "$3" "$4" "$5" "$6")
-      f=$(fio_run "$2" "$3" "$4")
+      order=$(echo "$BUFFERS" | awk '{ for (k = NF; k > 0; k--) printf "%s ", $k }')
     fi
-    echo "  $1 round $i: fio $f | nxl $n (KiB/s IOPS)"
-    fi_=$(echo "$f" | awk '{print $2}')
-    ni_=$(echo "$n" | awk '{print $2}')
-    echo "$fi_" >>/tmp/nxl-posix-bench.fio
-    echo "$ni_" >>/tmp/nxl-posix-bench.nxl
-    awk -v a="$ni_" -v b="$fi_" 'BEGIN { printf "%.3f\n", a / b }' \
-      >>/tmp/nxl-posix-bench.ratio
+    for b in $order; do
+      if [ $((i % 2)) -eq 0 ]; then
+        f=$(fio_run $b "$2" "$3" "$4")
+        n=$(nxl_run $b "$2" "$3" "$4" "$5" "$6")
+      else
+        n=$(nxl_run $b "$2" "$3" "$4" "$5" "$6")
+        f=$(fio_run $b "$2" "$3" "$4")
+      fi
+      echo "  $1 round $i $b: fio $f | nxl $n (KiB/s IOPS)"
+      fi_=$(echo "$f" | awk '{print $2}')
+      ni_=$(echo "$n" | awk '{print $2}')
+      echo "$fi_" >>$T.$b.fio
+      echo "$ni_" >>$T.$b.nxl
+      ratio "$ni_" "$fi_" >>$T.$b.ratio
+      if [ $b = huge ]; then fh=$fi_ nh=$ni_; else fp=$fi_ np=$ni_; fi
+    done
+    if [ "$(echo $BUFFERS | wc -w)" -eq 2 ]; then
+      ratio "$fh" "$fp" >>$T.hp.fio
+      ratio "$nh" "$np" >>$T.hp.nxl
+    fi
     i=$((i + 1))
   done
-  echo "$1: median IOPS fio $(median </tmp/nxl-posix-bench.fio)," \
-       "nxl $(median </tmp/nxl-posix-bench.nxl);" \
-       "median nxl/fio ratio $(median </tmp/nxl-posix-bench.ratio)"
+  for b in $BUFFERS; do
+    echo "$1 $b: median IOPS fio $(median <$T.$b.fio)," \
+         "nxl $(median <$T.$b.nxl);" \
+         "median nxl/fio ratio $(median <$T.$b.ratio)"
+  done
+  if [ -s $T.hp.fio ]; then
+    echo "$1 huge/pages per round: fio $(median <$T.hp.fio)," \
+         "nxl $(median <$T.hp.nxl)"
+  fi
 }
 
 CASES=${CASES:-"read1 read16 write1 write16 rand32"}
@@ -97,5 +150,5 @@ for c in $CASES; do
   *) echo "run.sh: unknown case $c" >&2; exit 1 ;;
   esac
 done
-rm -f /tmp/nxl-posix-bench.fio /tmp/nxl-posix-bench.nxl \
-      /tmp/nxl-posix-bench.ratio
+rm -f $T.huge.fio $T.huge.nxl $T.huge.ratio $T.pages.fio $T.pages.nxl \
+      $T.pages.ratio $T.hp.fio $T.hp.nxl
