@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #define AGENT "bench"
+#define HUGE_2M ((size_t)2 << 20)
 
 /* now_s returns a monotonic clock in seconds. */
 static double
@@ -113,9 +114,11 @@ usage(void)
             "       [-r xfers in flight] [-m read|write|randread|randwrite] "
             "[-d] [-t seconds]\n"
             "       [-a uring|threads] [-j threads] [-c chunk] [-p] "
-            "[-o key=value] [-P]\n"
+            "[-o key=value] [-P] [-M slots]\n"
             "  -P: buffer on 4 KiB pages (default: transparent huge "
-            "pages)\n");
+            "pages)\n"
+            "  -M: memory slots of -b bytes the descriptors cycle through "
+            "(default n x r)\n");
     exit(2);
 }
 
@@ -125,7 +128,7 @@ main(int argc, char **argv)
 {
     const char *path = NULL, *mode = "read", *api = "uring";
     uint64_t size = 1ull << 30, bs = 1u << 20, nblocks, i, k, bytes = 0;
-    unsigned qd = 32, per = 64, inflight = 2, nx;
+    unsigned qd = 32, per = 64, inflight = 2, slots = 0, nx;
     uint64_t rng = 12345;
     char qd_s[16], thr_s[16] = "8", chunk_s[24] = "1048576", *extra = NULL;
     int direct = 0, poll = 0, small_pages = 0, fd, c, rand_pos, write_op;
@@ -143,7 +146,7 @@ main(int argc, char **argv)
     size_t mem_size, huge;
     struct stat sb;
 
-    while ((c = getopt(argc, argv, "f:s:b:q:n:r:m:dt:a:j:c:po:P")) != -1) {
+    while ((c = getopt(argc, argv, "f:s:b:q:n:r:m:dt:a:j:c:po:PM:")) != -1) {
         switch (c) {
         case 'f':
             path = optarg;
@@ -191,12 +194,18 @@ main(int argc, char **argv)
         case 'P':
             small_pages = 1;
             break;
+        case 'M':
+            slots = (unsigned)atoi(optarg);
+            break;
         default:
             usage();
         }
     }
     if (path == NULL || bs == 0 || per == 0 || inflight == 0) {
         usage();
+    }
+    if (slots == 0 || slots > inflight * per) {
+        slots = inflight * per; /* every descriptor in flight its own */
     }
     rand_pos = strncmp(mode, "rand", 4) == 0;
     write_op = strstr(mode, "write") != NULL;
@@ -236,7 +245,10 @@ main(int argc, char **argv)
             die("backend_create", st);
         }
     }
-    mem_size = (size_t)(inflight * per * bs);
+    mem_size = (size_t)(slots * bs);
+    if (!small_pages) { /* whole huge pages: a 1 MiB buffer gets one too */
+        mem_size = (mem_size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+    }
     if (small_pages) {
         mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -262,18 +274,18 @@ main(int argc, char **argv)
 
     /* Prepared lists: every block of the file, every memory slot. */
     fdescs = malloc(nblocks * sizeof(*fdescs));
-    mdescs = malloc(inflight * per * sizeof(*mdescs));
+    mdescs = malloc(slots * sizeof(*mdescs));
     for (i = 0; i < nblocks; i++) {
         fdescs[i] = (nxl_desc_t){i * bs, bs, (uint64_t)fd};
     }
-    for (i = 0; i < (uint64_t)inflight * per; i++) {
+    for (i = 0; i < slots; i++) {
         mdescs[i] = (nxl_desc_t){(uintptr_t)mem + i * bs, bs, 0};
     }
     dl = (nxl_dlist_t){NXL_FILE, fdescs, nblocks};
     if ((st = nxl_dlist_prep(a, AGENT, &dl, NULL, &rp)) != NXL_OK) {
         die("dlist_prep FILE", st);
     }
-    dl = (nxl_dlist_t){NXL_DRAM, mdescs, inflight * per};
+    dl = (nxl_dlist_t){NXL_DRAM, mdescs, slots};
     if ((st = nxl_dlist_prep(a, NULL, &dl, NULL, &lp)) != NXL_OK) {
         die("dlist_prep DRAM", st);
     }
@@ -306,7 +318,7 @@ main(int argc, char **argv)
     opts.skip_merge = 1;
     for (k = 0; k < nx; k++) {
         for (i = 0; i < per; i++) {
-            lidx[i] = (size_t)((k % inflight) * per + i);
+            lidx[i] = (size_t)(((k % inflight) * per + i) % slots);
             ridx[i] = perm[(k * per + i) % nblocks];
         }
         st = nxl_xfer_make(a, write_op ? NXL_WRITE : NXL_READ, lp, lidx, rp,

@@ -28,8 +28,14 @@
 #                   both on huge pages; needs THP "always" or "madvise")
 #   pages           4 KiB pages as before: nxl -P (MAP_POPULATE), fio's
 #                   plain malloc
-#   "pages huge"    both in every round (order flipping), for before/after
-#                   in one run; adds the per-round huge/pages ratios.
+#   equal           huge pages, and nxl's descriptors cycle through fio's
+#                   buffer size (depth x block, -M depth) instead of a slot
+#                   each (64-128 MiB): on the VM a 1 MiB read into memory
+#                   last touched 64 MiB ago takes the device ~20% longer
+#                   than one into the buffer just used, as fio's is
+#   several, e.g. "pages huge equal": all in every round (order flipping),
+#                   for before/after in one run; adds each kind's per-round
+#                   ratios to the first kind's.
 set -eu
 
 BUILD=${1:-build}
@@ -44,8 +50,8 @@ T=/tmp/nxl-posix-bench
 command -v fio >/dev/null || { echo "run.sh: fio not found" >&2; exit 1; }
 for b in $BUFFERS; do
   case $b in
-  huge | pages) ;;
-  *) echo "run.sh: BUFFERS: huge, pages or \"pages huge\"" >&2; exit 1 ;;
+  huge | pages | equal) ;;
+  *) echo "run.sh: BUFFERS: huge, pages, equal or several" >&2; exit 1 ;;
   esac
 done
 mkdir -p "$(dirname "$FILE")"
@@ -58,7 +64,7 @@ echo "file: $FILE on $(df -T "$FILE" | awk 'NR==2 {print $2, $1}')"
 
 # fio_run runs fio and prints KiB/s and IOPS.
 fio_run() { # buffers rw bs depth
-  if [ "$1" = huge ]; then
+  if [ "$1" != pages ]; then
     tun=glibc.malloc.hugetlb=1 al=--iomem_align=2M
   else
     tun=${GLIBC_TUNABLES:-} al=
@@ -74,7 +80,11 @@ fio_run() { # buffers rw bs depth
 
 # nxl_run runs the bench and prints KiB/s and IOPS.
 nxl_run() { # buffers mode bs depth blocks-per-xfer xfers
-  if [ "$1" = huge ]; then pg=; else pg=-P; fi
+  case $1 in
+  huge) pg= ;;
+  pages) pg=-P ;;
+  equal) pg="-M $4" ;;
+  esac
   shift
   "$BIN" -f "$FILE" -m "$1" -b "$2" -q "$3" -n "$4" -r "$5" -d -t "$SECS" \
     $pg ${NXL_EXTRA:-} |
@@ -87,18 +97,42 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # ratio prints a / b with three decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a / b }'; }
 
+# put_vals keeps a round's fio and nxl IOPS of one buffer kind; get_vals
+# prints them.
+put_vals() { # kind fio nxl
+  case $1 in
+  pages) vp="$2 $3" ;;
+  huge) vh="$2 $3" ;;
+  equal) ve="$2 $3" ;;
+  esac
+}
+get_vals() { # kind
+  case $1 in
+  pages) echo "$vp" ;;
+  huge) echo "$vh" ;;
+  equal) echo "$ve" ;;
+  esac
+}
+
+# vs_first appends a kind's per-round ratios to the first kind's.
+vs_first() { # first-fio first-nxl fio nxl kind
+  ratio "$3" "$1" >>$T.$5.vsf
+  ratio "$4" "$2" >>$T.$5.vsn
+}
+
 # run_case alternates fio and nxl (the order flips every round), for each
 # buffer kind of BUFFERS (their order flips too), and reports per kind the
 # median IOPS of each and the median of the per-round ratios: the device's
 # speed drifts, so only runs next to each other are compared.
 run_case() { # label rw bs depth blocks xfers
+  first=$(echo $BUFFERS | awk '{ print $1 }')
   for b in $BUFFERS; do
     : >$T.$b.fio
     : >$T.$b.nxl
     : >$T.$b.ratio
+    : >$T.$b.vsf
+    : >$T.$b.vsn
   done
-  : >$T.hp.fio
-  : >$T.hp.nxl
   i=0
   while [ $i -lt "$ROUNDS" ]; do
     if [ $((i % 2)) -eq 0 ]; then
@@ -120,23 +154,22 @@ run_case() { # label rw bs depth blocks xfers
       echo "$fi_" >>$T.$b.fio
       echo "$ni_" >>$T.$b.nxl
       ratio "$ni_" "$fi_" >>$T.$b.ratio
-      if [ $b = huge ]; then fh=$fi_ nh=$ni_; else fp=$fi_ np=$ni_; fi
+      put_vals $b "$fi_" "$ni_"
     done
-    if [ "$(echo $BUFFERS | wc -w)" -eq 2 ]; then
-      ratio "$fh" "$fp" >>$T.hp.fio
-      ratio "$nh" "$np" >>$T.hp.nxl
-    fi
+    for b in $BUFFERS; do
+      vs_first $(get_vals $first) $(get_vals $b) $b
+    done
     i=$((i + 1))
   done
   for b in $BUFFERS; do
     echo "$1 $b: median IOPS fio $(median <$T.$b.fio)," \
          "nxl $(median <$T.$b.nxl);" \
          "median nxl/fio ratio $(median <$T.$b.ratio)"
+    if [ $b != "$first" ]; then
+      echo "$1 $b/$first per round: fio $(median <$T.$b.vsf)," \
+           "nxl $(median <$T.$b.vsn)"
+    fi
   done
-  if [ -s $T.hp.fio ]; then
-    echo "$1 huge/pages per round: fio $(median <$T.hp.fio)," \
-         "nxl $(median <$T.hp.nxl)"
-  fi
 }
 
 CASES=${CASES:-"read1 read16 write1 write16 rand32"}
@@ -150,5 +183,6 @@ for c in $CASES; do
   *) echo "run.sh: unknown case $c" >&2; exit 1 ;;
   esac
 done
-rm -f $T.huge.fio $T.huge.nxl $T.huge.ratio $T.pages.fio $T.pages.nxl \
-      $T.pages.ratio $T.hp.fio $T.hp.nxl
+for b in $BUFFERS; do
+  rm -f $T.$b.fio $T.$b.nxl $T.$b.ratio $T.$b.vsf $T.$b.vsn
+done
