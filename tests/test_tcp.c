@@ -914,6 +914,8 @@ t_params(void)
         {{"hello_timeout_ms", "x"}},
         {{"max_version", "0"}},
         {{"max_version", "3"}},
+        {{"wait_spin_us", "1000001"}},
+        {{"wait_spin_us", "-1"}},
     };
     nxl_param_t adv[] = {{"advertise_addr", "10.1.2.3"}};
     nxl_param_t lo[] = {{"bind_addr", "127.0.0.1"}, {"num_streams", "3"}};
@@ -926,7 +928,7 @@ t_params(void)
     for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
         XT_ASSERT_STATUS(tt_open(&t, "p", bad[i], 1), NXL_ERR_INVALID_PARAM);
     }
-    XT_ASSERT_EQ(OPS->num_defaults, 9);
+    XT_ASSERT_EQ(OPS->num_defaults, 10);
     XT_ASSERT_STR(OPS->name, "TCP");
     XT_ASSERT(OPS->caps & NXL_CAP_LOCAL);
     XT_ASSERT(OPS->caps & NXL_CAP_THREAD_SAFE);
@@ -2729,6 +2731,84 @@ t_wait_op(void)
     return tt_leaks();
 }
 
+/* tt_cpu_ms is the calling thread's CPU time in ms. */
+static double
+tt_cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* t_wait_spin: the wait op polls before it sleeps only while its request
+ * is the engine's only one in flight, for at most wait_spin_us. The
+ * target is stopped, so nothing completes: with wait_spin_us 200 ms a
+ * lone request's 300 ms wait burns CPU for up to 200 ms of it (at least
+ * 10 ms even on a loaded host), the same wait with a second request in
+ * flight sleeps at once (under a tenth of that), and so does a lone one
+ * with wait_spin_us 0. Fails if the wait spins regardless of what else is
+ * in flight, or never spins. */
+static int
+t_wait_spin(void)
+{
+    nxl_param_t spin[] = {{"wait_spin_us", "200000"}};
+    nxl_param_t nospin[] = {{"wait_spin_us", "0"}};
+    uint8_t *buf = tt_map(1u << 20);
+    double c0, lone, two, off;
+    tt_xfer a, b;
+    tt_target tg;
+    tt_eng t, u;
+    void *peer, *upeer;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "spinee", 1u << 20), 0);
+    XT_ASSERT_OK(tt_open(&t, "spinner", spin, 1));
+    XT_ASSERT_OK(tt_open(&u, "sleeper", nospin, 1));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    XT_ASSERT_OK(tt_load(&u, &tg, &upeer));
+    XT_ASSERT_OK(
+        tt_prep1(&t, &a, NXL_READ, peer, "spinee", buf, tg.hi.addr, 4096));
+    XT_ASSERT_OK(tt_prep1(&t, &b, NXL_READ, peer, "spinee", buf + 4096,
+                          tg.hi.addr + 4096, 4096));
+    XT_ASSERT_EQ(xt_stop_process(tg.pid), 0);
+
+    XT_ASSERT_EQ(tt_post_notif(&a, NULL), NXL_IN_PROG);
+    c0 = tt_cpu_ms();
+    XT_ASSERT_STATUS(OPS->wait(t.e, a.req, 300), NXL_IN_PROG);
+    lone = tt_cpu_ms() - c0;
+    XT_ASSERT_EQ(tt_post_notif(&b, NULL), NXL_IN_PROG);
+    c0 = tt_cpu_ms();
+    XT_ASSERT_STATUS(OPS->wait(t.e, a.req, 300), NXL_IN_PROG);
+    two = tt_cpu_ms() - c0;
+    tt_free(&b); /* canceled: a is alone again, but u's engine spins not */
+    tt_free(&a);
+    XT_ASSERT_OK(
+        tt_prep1(&u, &a, NXL_READ, upeer, "spinee", buf, tg.hi.addr, 4096));
+    XT_ASSERT_EQ(tt_post_notif(&a, NULL), NXL_IN_PROG);
+    c0 = tt_cpu_ms();
+    XT_ASSERT_STATUS(OPS->wait(u.e, a.req, 300), NXL_IN_PROG);
+    off = tt_cpu_ms() - c0;
+    printf("  300 ms waits, CPU: alone %.1f ms, with another %.1f ms, "
+           "wait_spin_us 0 %.1f ms\n",
+           lone, two, off);
+    XT_ASSERT(lone >= 10.0);
+    XT_ASSERT(two < lone / 10);
+    XT_ASSERT(off < lone / 10);
+
+    /* Running again: the lone request completes through the op. */
+    XT_ASSERT_EQ(kill(tg.pid, SIGCONT), 0);
+    XT_ASSERT_OK(tt_wait_op(&a, 5000, NULL));
+    tt_free(&a);
+    OPS->peer_unload(t.e, peer);
+    OPS->peer_unload(u.e, upeer);
+    tt_close(&t);
+    tt_close(&u);
+    tt_target_kill(&tg);
+    munmap(buf, 1u << 20);
+    return tt_leaks();
+}
+
 /* t_cancel_write_notif: a WRITE in one part with a notification, canceled
  * while its payload is half sent, must never deliver that notification:
  * the target gets zeros for the unsent rest and cannot tell them from
@@ -3506,6 +3586,7 @@ const xt_suite xt_suite_tcp = {
             {"crafted_cancel", t_crafted_cancel},
             {"crafted_replies", t_crafted_replies},
             {"wait_op", t_wait_op},
+            {"wait_spin", t_wait_spin},
             {"big_then_small", t_big_then_small},
             {"request_timeout", t_request_timeout},
             {"event_fd", t_event_fd},

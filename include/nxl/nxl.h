@@ -433,8 +433,9 @@ NXL_API nxl_status_t nxl_xfer_status(nxl_xfer_t *xfer);
 /* nxl_xfer_wait blocks until xfer is no longer in progress or timeout_ms
  * passes (-1 = forever), sleeping rather than spinning: on the backends'
  * fds, or, where the backend can (TCP), on the transfer's own
- * connections, receiving its data on this thread. Returns the status as
- * nxl_xfer_status, or NXL_ERR_TIMEOUT. */
+ * connections, receiving its data on this thread. TCP first polls for up
+ * to its wait_spin_us param (50 us) while xfer is its only request in
+ * flight. Returns the status as nxl_xfer_status, or NXL_ERR_TIMEOUT. */
 NXL_API nxl_status_t nxl_xfer_wait(nxl_xfer_t *xfer, int timeout_ms);
 
 /* nxl_xfer_release cancels xfer if in flight, returns once no backend

@@ -36,6 +36,7 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"stripe_min_bytes", "1048576"},
     {"hello_timeout_ms", "5000"},
     {"max_version", "2"},
+    {"wait_spin_us", "50"},
 };
 
 /* be_tcp_parse_addr copies an address parameter after checking it. */
@@ -75,6 +76,7 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
     eng->hello_timeout_ms = 5000;
     eng->max_version = BE_TCP_PROTO_MAX;
     eng->stripe_min = 1u << 20;
+    eng->wait_spin_ns = 50000;
     for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
         p = &params->items[i];
         if (p->key == NULL) {
@@ -111,6 +113,9 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, UINT64_MAX,
                                 &v);
             eng->stripe_min = v;
+        } else if (strcmp(p->key, "wait_spin_us") == 0) {
+            st = nxl__param_u64("tcp", p->key, p->value, false, 0, 1000000, &v);
+            eng->wait_spin_ns = v * 1000u;
         } else {
             st = nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: unknown param \"%s\"",
                            p->key);

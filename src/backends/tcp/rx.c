@@ -565,6 +565,37 @@ be_tcp_own(be_tcp_conn_t *c, bool on)
     pthread_mutex_unlock(&c->tx_lock);
 }
 
+/* be_tcp_wait_spin polls req's connections (be_tcp_rx_inline) for up to
+ * the engine's wait_spin_us, but no later than end (ns), while req is the
+ * only request of the engine in flight: its reply is then on the critical
+ * path and a poll() wake-up (5-10 us, more on a busy host) would add to its
+ * latency. With others in flight the wake-up overlaps them, and the CPU a
+ * poller takes is the peer's and the kernel's when they share it (depth-8
+ * READ on the 2-vCPU rig: docs/performance.md), so it returns at once.
+ * Returns req's status. Any thread; takes io_lock by trylock only. */
+static int
+be_tcp_wait_spin(be_tcp_engine_t *eng, be_tcp_req_t *req, uint64_t end)
+{
+    uint64_t stop, now;
+    int st = atomic_load(&req->status);
+    unsigned n = 0;
+
+    if (eng->wait_spin_ns == 0 || st != NXL_IN_PROG) {
+        return st;
+    }
+    now = nxl__now_ns();
+    stop = NXL__MIN(end, now + eng->wait_spin_ns);
+    while (st == NXL_IN_PROG && atomic_load(&eng->inflight) == 1) {
+        /* the clock every 8 polls: a poll is a readv, about 1 us */
+        if ((++n & 7) == 0 && nxl__now_ns() >= stop) {
+            break;
+        }
+        be_tcp_rx_inline(eng, req);
+        st = atomic_load(&req->status);
+    }
+    return st;
+}
+
 /* be_tcp_wait: see tcp.h. Each poll() sleeps at most BE_TCP_WAIT_SLICE_MS,
  * so a request that ends without traffic on these connections (canceled,
  * timed out, failed on another stream) is seen soon. */
@@ -586,6 +617,10 @@ be_tcp_wait(void *self, void *reqp, int timeout_ms)
         return NXL_ERR_NOT_SUPPORTED;
     }
     end = nxl__now_ns() + (uint64_t)NXL__MAX(timeout_ms, 0) * 1000000u;
+    st = be_tcp_wait_spin(eng, req, end);
+    if (st != NXL_IN_PROG) {
+        return (nxl_status_t)st;
+    }
     pthread_mutex_lock(&eng->io_lock);
     /* Still in flight under io_lock: its peer is still loaded. */
     if (atomic_load(&req->status) == NXL_IN_PROG) {

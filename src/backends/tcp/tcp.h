@@ -364,9 +364,11 @@ struct be_tcp_engine {
     unsigned num_streams;
     int connect_timeout_ms;
     int request_timeout_ms;
-    int hello_timeout_ms; /* accepted connections must say hello */
-    unsigned max_version; /* highest protocol offered (param) */
-    uint64_t stripe_min;  /* transfers below this use one stream */
+    int hello_timeout_ms;  /* accepted connections must say hello */
+    unsigned max_version;  /* highest protocol offered (param) */
+    uint64_t stripe_min;   /* transfers below this use one stream */
+    uint64_t wait_spin_ns; /* be_tcp_wait polls this long first, when
+                            * its request is the only one in flight */
 
     int lfd, epfd, kick_fd, efd;
     be_tcp_conninfo_t self_info;
@@ -541,7 +543,9 @@ void be_tcp_rx_inline(be_tcp_engine_t *eng, be_tcp_req_t *req);
  * thread's epoll timeout (ms) while some stay lent, else -1. */
 int be_tcp_lend_expire(be_tcp_engine_t *eng);
 
-/* be_tcp_wait is the wait op: the calling thread takes over receiving
+/* be_tcp_wait is the wait op: when req is the engine's only request in
+ * flight, the calling thread first polls its connections for up to
+ * wait_spin_us (param); then it takes over receiving
  * on req's connections that no other waiter has (their EPOLLIN is off
  * meanwhile), sleeps in poll() on them and handles what arrives itself,
  * until req ends or timeout_ms passes. NXL_ERR_NOT_SUPPORTED when it has
