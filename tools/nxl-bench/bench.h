@@ -37,6 +37,9 @@
 #define BENCH_TARGET_NAME "nxl-bench-target"
 #define BENCH_INITIATOR_NAME "nxl-bench-initiator"
 #define BENCH_MSG_MAX 4096
+
+/* --spin_us auto (the default until check_opts): 0 for TCP, else 50 */
+#define BENCH_SPIN_AUTO (-2L)
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
 #define GIB ((size_t)1024 * 1024 * 1024)
@@ -78,7 +81,8 @@ typedef struct bench_opts {
     int desc_contig; /* --desc_bench: contiguous remote blocks */
     int no_pretouch; /* skip the untimed whole-pool pass */
     int base_memcpy; /* shared baseline: plain memcpy, not NT */
-    long spin_us;    /* spin on status before sleeping in wait */
+    long spin_us;    /* spin on status before sleeping in wait
+                      * (BENCH_SPIN_AUTO until check_opts) */
     const char *target_host;
     uint16_t port;
     const char *listen;       /* [ADDR:]PORT, target side */

@@ -128,8 +128,10 @@ usage(FILE *f)
         "  --base_copy nt|memcpy     shared-mode baseline copy (nt)\n"
         "  --no_pretouch             skip the untimed whole-pool READ and\n"
         "                            WRITE that map the peer's pages first\n"
-        "  --spin_us N               poll status N us before sleeping (50;\n"
-        "                            -1 = always spin)\n"
+        "  --spin_us N|auto          poll status N us before sleeping in\n"
+        "                            nxl_xfer_wait (-1 = always spin); auto\n"
+        "                            (default): TCP 0 (its wait polls by\n"
+        "                            itself), else 50\n"
         "  --timeout SEC             handshake/transfer timeout (30)\n"
         "  --smoke                   tiny self-checking run for make test\n"
         "  --enable_pt               agent progress thread (both sides)\n"
@@ -426,7 +428,7 @@ opts_defaults(bench_opts_t *o)
     o->large_blk_iter_ftr = 16;
     o->num_threads = 1;
     o->pipeline_depth = 1;
-    o->spin_us = 50;
+    o->spin_us = BENCH_SPIN_AUTO;
     o->port = 8888;
     o->report_fd = -1;
     o->timeout_s = 30;
@@ -631,6 +633,10 @@ apply_flag(bench_opts_t *o, const char *name, size_t len, const char *val)
         return 0;
     }
     if (IS("spin_us")) {
+        if (strcmp(val, "auto") == 0) {
+            o->spin_us = BENCH_SPIN_AUTO;
+            return 0;
+        }
         if (parse_long(val, -1, 10000000, &l) != 0) {
             goto bad;
         }
@@ -965,6 +971,13 @@ check_opts(bench_opts_t *o)
     }
     if (check_backend(o) != 0 || check_storage(o) != 0 || check_group(o) != 0) {
         return -1;
+    }
+    if (o->spin_us == BENCH_SPIN_AUTO) {
+        /* TCP's nxl_xfer_wait polls by itself while the request is the
+         * only one in flight and sleeps at once otherwise (the poller's
+         * CPU is the peer's when they share it); the others sleep at once
+         * in nxl_xfer_wait, so the bench polls first. */
+        o->spin_us = strcasecmp(o->backend, "TCP") == 0 ? 0 : 50;
     }
     if (o->max_batch < o->start_batch) {
         o->max_batch = o->start_batch;

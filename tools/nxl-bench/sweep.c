@@ -93,21 +93,24 @@ worker_fail(worker_t *w, nxl_status_t st, const char *what)
 }
 
 /* wait_done waits for x: it polls nxl_xfer_status for spin_us, then sleeps
- * in nxl_xfer_wait, never past deadline (then NXL_ERR_TIMEOUT). */
+ * in nxl_xfer_wait, never past deadline (then NXL_ERR_TIMEOUT). With
+ * spin_us 0 it calls nxl_xfer_wait at once (which checks first). */
 static nxl_status_t
 wait_done(nxl_xfer_t *x, long spin_us, uint64_t deadline)
 {
-    uint64_t spin_end;
+    uint64_t spin_end = 0;
     unsigned n = 0;
     nxl_status_t st;
 
-    st = nxl_xfer_status(x);
-    if (st != NXL_IN_PROG) {
-        return st;
+    if (spin_us != 0) {
+        st = nxl_xfer_status(x);
+        if (st != NXL_IN_PROG) {
+            return st;
+        }
+        spin_end =
+            spin_us < 0 ? deadline : bench_now_ns() + (uint64_t)spin_us * 1000u;
     }
-    spin_end =
-        spin_us < 0 ? deadline : bench_now_ns() + (uint64_t)spin_us * 1000u;
-    /* --spin_us 0 sleeps at once (the clock is read every 64 polls) */
+    /* the clock is read every 64 polls */
     while (spin_us != 0) {
         st = nxl_xfer_status(x);
         if (st != NXL_IN_PROG) {
