@@ -89,6 +89,18 @@ nxl_status_t nxl__regtab_add(nxl__regtab_t *t, uint64_t kind, uint64_t addr,
  * generation fail. */
 void nxl__regtab_remove(nxl__regtab_t *t, uint32_t slot);
 
+/* nxl__regtab_prefetch asks for slot's line ahead of a
+ * nxl__regtab_remove of it (among many regions it is not cached). Reads
+ * only the mapping's base, set at init and never moved; a hint only,
+ * any slot number is harmless. Thread-safe. */
+static inline void
+nxl__regtab_prefetch(const nxl__regtab_t *t, uint32_t slot)
+{
+    __builtin_prefetch(t->base + NXL__REGTAB_HDR +
+                           (size_t)slot * sizeof(nxl__regtab_slot_t),
+                       1);
+}
+
 /* nxl__regtab_view_open maps the owner's table from fd (a copy the view
  * takes over, closed on failure too) after checking its header names
  * token. Returns NXL_OK or NXL_ERR_PROTO / an errno status with a

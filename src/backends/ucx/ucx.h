@@ -210,20 +210,20 @@ typedef struct be_ucx_park {
     be_ucx_pep_t **eps; /* [nworkers]; NULL where none was kept */
 } be_ucx_park_t;
 
-/* be_ucx_md_t: a local registration. */
+/* be_ucx_md_t: a local registration. What deregistration reads (memh,
+ * the table slot) comes first: among many regions the record is not
+ * cached, and the core prefetches its first line only. */
 typedef struct be_ucx_md {
+    ucp_mem_h memh;   /* its remote key is packed by md_pack, not kept */
+    uint32_t rt_slot; /* its slot in the engine's registration table */
+    nxl_mem_t kind;
+    uint64_t rt_gen;
     uint64_t addr;
     uint64_t len;
-    nxl_mem_t kind;
-    ucp_mem_h memh;
-    void *rkey; /* ucp_rkey_pack output */
-    size_t rkey_len;
     int backing_fd;       /* memfd (nxl_mem_alloc_shared) or -1; the
                            * core owns it */
     uint64_t backing_off; /* offset of addr inside it */
     uint64_t dev, ino;    /* its identity, for peers to verify */
-    uint32_t rt_slot;     /* its slot in the engine's registration table */
-    uint64_t rt_gen;
 } be_ucx_md_t;
 
 /* be_ucx_map_t: a peer's memfd mapped here, shared by its rmds (eng->lock
@@ -239,18 +239,23 @@ typedef struct be_ucx_map {
 /* be_ucx_rmd_t: a peer's region with its remote key unpacked once per
  * endpoint (one per worker). Holds a peer reference. */
 typedef struct be_ucx_rmd {
+    /* What md_unload reads of a record without keys comes first (the
+     * core prefetches the first line only). */
     be_ucx_peer_t *peer;
+    be_ucx_map_t *map; /* the peer's memfd mapped here, or NULL */
+    nxl_mem_t kind;
+    bool linked; /* on peer->rmds: the peer has endpoints (else it
+                  * never has keys, nor keys to unpack again) */
     uint64_t addr;
     uint64_t len;
-    nxl_mem_t kind;
     uint8_t *packed; /* the packed key, for endpoint resets; it follows
-                      * rkey[] in the record's allocation */
+                      * rkey[] in the record's allocation. NULL when
+                      * not linked */
     size_t packed_len;
-    be_ucx_map_t *map; /* the peer's memfd mapped here, or NULL */
-    uint64_t delta;    /* with map: peer address a is a + delta here */
+    uint64_t delta; /* with map: peer address a is a + delta here */
     const nxl__regtab_slot_t *rt;   /* same host: the owner's slot for it */
     uint64_t rt_gen;                /* and the generation it was loaded with */
-    struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock) */
+    struct be_ucx_rmd *prev, *next; /* peer->rmds (eng->lock), if linked */
     ucp_rkey_h rkey[];              /* [nworkers]; NULL where no endpoint */
 } be_ucx_rmd_t;
 

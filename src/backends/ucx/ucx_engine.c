@@ -840,9 +840,12 @@ be_ucx_fini(void *self)
     }
 }
 
-/* be_ucx_mem_register maps one region with ucp_mem_map and packs its
- * remote key once (md_pack hands out copies). VRAM needs a UCX that
- * reports CUDA memory support. */
+/* be_ucx_mem_register maps one region with ucp_mem_map. Its remote key
+ * is packed by md_pack, which the core calls right after (so the memory
+ * handle is still cached then) and which releases UCP's buffer at once:
+ * deregistration then has no key buffer to free, whose header among
+ * many regions is a cache miss. VRAM needs a UCX that reports CUDA
+ * memory support. */
 static nxl_status_t
 be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
 {
@@ -901,29 +904,22 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
             region->kind == NXL_VRAM ? "VRAM" : "DRAM", ucs_status_string(ust));
         goto err_free;
     }
-    ust = ucp_rkey_pack(eng->ctx, md->memh, &md->rkey, &md->rkey_len);
-    if (ust != UCS_OK) {
-        st = nxl__fail(NXL_ERR_BACKEND, "ucx: ucp_rkey_pack: %s",
-                       ucs_status_string(ust));
-        goto err_unmap;
-    }
     st = nxl__regtab_add(&eng->regtab, (uint64_t)md->kind, md->addr, md->len,
                          &md->rt_slot, &md->rt_gen);
     if (st != NXL_OK) {
-        ucp_rkey_buffer_release(md->rkey);
-        goto err_unmap;
+        ucp_mem_unmap(eng->ctx, md->memh);
+        goto err_free;
     }
     *md_p = md;
     return NXL_OK;
 
-err_unmap:
-    ucp_mem_unmap(eng->ctx, md->memh);
 err_free:
     free(md);
     return st;
 }
 
-/* be_ucx_mem_deregister unmaps a region no transfer uses any more. */
+/* be_ucx_mem_deregister revokes a region from same-host peers (its table
+ * slot) and unmaps it; no transfer uses it any more. */
 static void
 be_ucx_mem_deregister(void *self, void *mdp)
 {
@@ -934,16 +930,23 @@ be_ucx_mem_deregister(void *self, void *mdp)
     if (md == NULL) {
         return;
     }
-    /* Same-host peers fail from their next post on. */
-    nxl__regtab_remove(&eng->regtab, md->rt_slot);
-    if (md->rkey != NULL) {
-        ucp_rkey_buffer_release(md->rkey);
-    }
+    /* Among many regions neither the table slot nor UCP's memory handle
+     * is cached, and both are reached from md: ask for both now. The
+     * slot is written after the unmap, which hides its miss (written
+     * first, the unlock after the store waited for it); the caller sees
+     * neither step before this returns, so the order is not observable:
+     * same-host peers fail from their next post after it. A prefetch past
+     * the end of the handle does no harm. */
+    nxl__regtab_prefetch(&eng->regtab, md->rt_slot);
+    __builtin_prefetch((const char *)md->memh);
+    __builtin_prefetch((const char *)md->memh + 64);
+    __builtin_prefetch((const char *)md->memh + 128);
     ust = ucp_mem_unmap(eng->ctx, md->memh);
     if (ust != UCS_OK) {
         eng->host->log(NXL_LOG_WARN, "ucx: ucp_mem_unmap: %s",
                        ucs_status_string(ust));
     }
+    nxl__regtab_remove(&eng->regtab, md->rt_slot);
     free(md);
 }
 
@@ -958,33 +961,46 @@ be_ucx_md_pack(void *self, const void *mdp, nxl_blob_t *out)
     const be_ucx_engine_t *eng = self;
     const be_ucx_md_t *md = mdp;
     size_t extra = md->backing_fd >= 0 ? BE_UCX_PUB_MEMFD : 0;
+    size_t klen;
+    ucs_status_t ust;
     uint8_t *p, *e;
+    void *key;
 
-    p = malloc(BE_UCX_PUB_HDR + md->rkey_len + extra + BE_UCX_PUB_RT);
+    /* Packed here, not kept: the public data is the copy the core keeps
+     * (it calls md_pack once per registration), and UCP's buffer is
+     * freed while it is still cached. */
+    ust = ucp_rkey_pack(eng->ctx, md->memh, &key, &klen);
+    if (ust != UCS_OK) {
+        return nxl__fail(NXL_ERR_BACKEND, "ucx: ucp_rkey_pack: %s",
+                         ucs_status_string(ust));
+    }
+    p = malloc(BE_UCX_PUB_HDR + klen + extra + BE_UCX_PUB_RT);
     if (p == NULL) {
+        ucp_rkey_buffer_release(key);
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
     p[0] = BE_UCX_PUB_VERSION;
     p[1] = (uint8_t)md->kind;
     p[2] = extra > 0 ? BE_UCX_PUB_F_MEMFD : 0;
     p[3] = 0;
-    nxl__put_le32(p + 4, (uint32_t)md->rkey_len);
-    memcpy(p + BE_UCX_PUB_HDR, md->rkey, md->rkey_len);
+    nxl__put_le32(p + 4, (uint32_t)klen);
+    memcpy(p + BE_UCX_PUB_HDR, key, klen);
+    ucp_rkey_buffer_release(key);
     if (extra > 0) {
-        e = p + BE_UCX_PUB_HDR + md->rkey_len;
+        e = p + BE_UCX_PUB_HDR + klen;
         nxl__put_le32(e, (uint32_t)md->backing_fd);
         nxl__put_le32(e + 4, 0);
         nxl__put_le64(e + 8, md->backing_off);
         nxl__put_le64(e + 16, md->dev);
         nxl__put_le64(e + 24, md->ino);
     }
-    e = p + BE_UCX_PUB_HDR + md->rkey_len + extra;
+    e = p + BE_UCX_PUB_HDR + klen + extra;
     nxl__put_le32(e, (uint32_t)eng->regtab.fd);
     nxl__put_le32(e + 4, md->rt_slot);
     nxl__put_le64(e + 8, md->rt_gen);
     nxl__put_le64(e + 16, eng->token);
     out->data = p;
-    out->len = BE_UCX_PUB_HDR + md->rkey_len + extra + BE_UCX_PUB_RT;
+    out->len = BE_UCX_PUB_HDR + klen + extra + BE_UCX_PUB_RT;
     return NXL_OK;
 }
 

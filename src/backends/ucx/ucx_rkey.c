@@ -171,6 +171,7 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     uint32_t klen;
     size_t extra;
     unsigned i;
+    bool linked;
 
     if (pub != NULL && len >= 1 && b[0] == 1) {
         return nxl__fail(NXL_ERR_PROTO,
@@ -203,15 +204,26 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "but its key says %u",
                          p->name, (int)kind, b[1]);
     }
+    /* A peer without endpoints (loopback on the copy path: this engine
+     * needs UCX for none of its transfers) never unpacks the key nor
+     * unpacks it again after an endpoint reset, so its records keep no
+     * copy of it and stay off the peer's list: a smaller record, and
+     * md_unload writes no list neighbours (among many regions, two cache
+     * misses per deregistration). */
+    linked = p->eps != NULL;
     /* One allocation: the record, its keys per worker, then the packed
      * key (one malloc and free fewer per region, and its lines adjacent). */
-    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) + klen);
+    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) +
+                        (linked ? klen : 0));
     if (rmd == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
-    rmd->packed = (uint8_t *)&rmd->rkey[eng->nworkers];
-    memcpy(rmd->packed, b + BE_UCX_PUB_HDR, klen);
-    rmd->packed_len = klen;
+    if (linked) {
+        rmd->packed = (uint8_t *)&rmd->rkey[eng->nworkers];
+        memcpy(rmd->packed, b + BE_UCX_PUB_HDR, klen);
+        rmd->packed_len = klen;
+    }
+    rmd->linked = linked;
     rmd->peer = p;
     rmd->addr = desc->addr;
     rmd->len = desc->len;
@@ -271,13 +283,15 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         }
     }
     atomic_fetch_add(&p->refs, 1);
-    pthread_mutex_lock(&eng->lock);
-    rmd->next = p->rmds;
-    if (p->rmds != NULL) {
-        p->rmds->prev = rmd;
+    if (linked) {
+        pthread_mutex_lock(&eng->lock);
+        rmd->next = p->rmds;
+        if (p->rmds != NULL) {
+            p->rmds->prev = rmd;
+        }
+        p->rmds = rmd;
+        pthread_mutex_unlock(&eng->lock);
     }
-    p->rmds = rmd;
-    pthread_mutex_unlock(&eng->lock);
     *rmd_p = rmd;
     return NXL_OK;
 
@@ -313,9 +327,13 @@ be_ucx_md_unload(void *self, void *rmdp)
     /* The list neighbours are written below, and among many regions they
      * are not cached: ask for them now, so that the misses overlap the
      * key destruction instead of stalling the unlock after the unlink. */
-    __builtin_prefetch(rmd->prev, 1);
-    __builtin_prefetch(rmd->next, 1);
-    for (i = 0; i < eng->nworkers; i++) {
+    if (rmd->linked) {
+        __builtin_prefetch(rmd->prev, 1);
+        __builtin_prefetch(rmd->next, 1);
+    }
+    /* Unlinked: its peer has no endpoints, so it holds no keys (and
+     * rkey[], at the record's end, need not be read). */
+    for (i = 0; rmd->linked && i < eng->nworkers; i++) {
         if (rmd->rkey[i] != NULL) {
             pthread_mutex_lock(&eng->workers[i].lock);
             ucp_rkey_destroy(rmd->rkey[i]);
@@ -323,16 +341,18 @@ be_ucx_md_unload(void *self, void *rmdp)
             pthread_mutex_unlock(&eng->workers[i].lock);
         }
     }
-    pthread_mutex_lock(&eng->lock);
-    if (rmd->prev != NULL) {
-        rmd->prev->next = rmd->next;
-    } else {
-        p->rmds = rmd->next;
+    if (rmd->linked) {
+        pthread_mutex_lock(&eng->lock);
+        if (rmd->prev != NULL) {
+            rmd->prev->next = rmd->next;
+        } else {
+            p->rmds = rmd->next;
+        }
+        if (rmd->next != NULL) {
+            rmd->next->prev = rmd->prev;
+        }
+        pthread_mutex_unlock(&eng->lock);
     }
-    if (rmd->next != NULL) {
-        rmd->next->prev = rmd->prev;
-    }
-    pthread_mutex_unlock(&eng->lock);
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
