@@ -1477,6 +1477,87 @@ t_bench(void)
     return 0;
 }
 
+/* t_views_round registers T_VIEWS pages of buf with a (params tp), moves
+ * data page to page through loopback, deregisters and registers the odd
+ * pages again in another order (their table slots are reused), moves
+ * data again, and checks that a transfer made before its target was
+ * deregistered fails. */
+#define T_VIEWS 64
+static int
+t_views_round(const t_params *tp, uint8_t *buf)
+{
+    const uint64_t pg = 4096;
+    nxl_agent_t *a = NULL;
+    nxl_xfer_t *x = NULL;
+    size_t i, k, round;
+
+    XT_ASSERT_OK(t_agent("views", tp, &a));
+    for (i = 0; i < T_VIEWS; i++) {
+        XT_ASSERT_OK(t_reg(a, buf + i * pg, pg));
+    }
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i + 1 < T_VIEWS; i += 2) {
+            t_fill(buf + i * pg, pg, (uint32_t)(700 + round * 100 + i), 0);
+            XT_ASSERT_OK(t_make(a, round % 2 ? NXL_READ : NXL_WRITE,
+                                (uintptr_t)(buf + (round % 2 ? i + 1 : i) * pg),
+                                (uintptr_t)(buf + (round % 2 ? i : i + 1) * pg),
+                                pg, 1, "views", NULL, &x));
+            XT_ASSERT_OK(t_run(x));
+            nxl_xfer_release(x);
+            XT_ASSERT_EQ(t_verify(buf + (i + 1) * pg, pg,
+                                  (uint32_t)(700 + round * 100 + i), 0),
+                         0);
+        }
+        /* Odd pages go and come back, every 7th first. */
+        for (k = 0; k < T_VIEWS / 2; k++) {
+            nxl_desc_t d = {
+                (uintptr_t)(buf + ((k * 7) % (T_VIEWS / 2) * 2 + 1) * pg), pg,
+                0};
+            nxl_dlist_t dl = {NXL_DRAM, &d, 1};
+
+            XT_ASSERT_OK(nxl_mem_deregister(a, &dl, NULL));
+        }
+        for (k = T_VIEWS / 2; k-- > 0;) {
+            XT_ASSERT_OK(t_reg(a, buf + (k * 2 + 1) * pg, pg));
+        }
+    }
+    /* Made, then its target deregistered: refused at post. */
+    XT_ASSERT_OK(t_make(a, NXL_WRITE, (uintptr_t)buf, (uintptr_t)(buf + pg), pg,
+                        1, "views", NULL, &x));
+    {
+        nxl_desc_t d = {(uintptr_t)(buf + pg), pg, 0};
+        nxl_dlist_t dl = {NXL_DRAM, &d, 1};
+
+        XT_ASSERT_OK(nxl_mem_deregister(a, &dl, NULL));
+    }
+    XT_ASSERT(t_run(x) != NXL_OK);
+    nxl_xfer_release(x);
+    /* The rest is left for agent_destroy to drop. */
+    nxl_agent_destroy(a);
+    return 0;
+}
+
+/* Loopback views: with the copy path (the default) a region's loopback
+ * record lives in its registration's allocation and is found by table
+ * slot; with local_path=ucx it is a record of its own on the key list.
+ * Both through slot reuse, out-of-order deregistration, revocation and
+ * destroy with regions left. */
+static int
+t_loopback_views(void)
+{
+    t_params copy = {"copy", {{"local_path", "copy"}}, 1, 0};
+    t_params rma = {"ucx", {{"local_path", "ucx"}}, 1, 0};
+    uint8_t *buf;
+
+    T_BEGIN();
+    buf = t_map(T_VIEWS * 4096);
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT(t_views_round(&copy, buf) == 0);
+    XT_ASSERT(t_views_round(&rma, buf) == 0);
+    munmap(buf, T_VIEWS * 4096);
+    T_END();
+}
+
 const xt_suite xt_suite_ucx = {
     .name = "ucx",
     .timeout_s = 120,
@@ -1491,6 +1572,7 @@ const xt_suite xt_suite_ucx = {
             {"params", t_params_case},
             {"workers", t_workers},
             {"vram", t_vram},
+            {"loopback_views", t_loopback_views},
             {"bench", t_bench},
             {NULL, NULL},
         },

@@ -212,7 +212,11 @@ typedef struct be_ucx_park {
 
 /* be_ucx_md_t: a local registration. What deregistration reads (memh,
  * the table slot) comes first: among many regions the record is not
- * cached, and the core prefetches its first line only. */
+ * cached, and the core prefetches its first line only. With
+ * eng->self_views the allocation goes on with room for the loopback view
+ * of it (a be_ucx_rmd_t with nworkers keys, at md + 1) that md_unpack
+ * hands the core for this engine's own peer: one record, and one free,
+ * fewer per region. */
 typedef struct be_ucx_md {
     ucp_mem_h memh;   /* its remote key is packed by md_pack, not kept */
     uint32_t rt_slot; /* its slot in the engine's registration table */
@@ -222,6 +226,9 @@ typedef struct be_ucx_md {
     uint64_t len;
     int backing_fd;       /* memfd (nxl_mem_alloc_shared) or -1; the
                            * core owns it */
+    atomic_uint holds;    /* 1 for the registration, 1 more while its
+                           * loopback view (below) is out; the last
+                           * one frees the record */
     uint64_t backing_off; /* offset of addr inside it */
     uint64_t dev, ino;    /* its identity, for peers to verify */
 } be_ucx_md_t;
@@ -244,8 +251,10 @@ typedef struct be_ucx_rmd {
     be_ucx_peer_t *peer;
     be_ucx_map_t *map; /* the peer's memfd mapped here, or NULL */
     nxl_mem_t kind;
-    bool linked; /* on peer->rmds: the peer has endpoints (else it
-                  * never has keys, nor keys to unpack again) */
+    bool linked;   /* on peer->rmds: the peer has endpoints (else it
+                    * never has keys, nor keys to unpack again) */
+    bool embedded; /* the loopback view inside its registration's
+                    * allocation (be_ucx_md_t), which it holds */
     uint64_t addr;
     uint64_t len;
     uint8_t *packed; /* the packed key, for endpoint resets; it follows
@@ -333,6 +342,14 @@ struct be_ucx_engine {
     uint64_t token;       /* names this engine's registration table */
     nxl__regtab_t regtab; /* what same-host peers check before copying */
     bool regtab_ready;
+    /* Loopback needs no endpoints (copy path, no VRAM): registrations
+     * carry room for their loopback view, found by table slot. */
+    bool self_views;
+    /* [NXL__REGTAB_MAX_SLOTS] reserved, touched as slots are used: the
+     * registration that last took each slot (with self_views), else
+     * NULL; read only after the table says the slot is live. NULL when
+     * the mapping failed (no views then). */
+    _Atomic(be_ucx_md_t *) *slot_md;
     int epfd;    /* worker efds, pidfds, kick */
     int kick_fd; /* eventfd in epfd */
     int done_fd; /* eventfd the agent sleeps on (service on) */

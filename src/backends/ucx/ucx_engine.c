@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -670,6 +671,18 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     if (ucp_context_query(eng->ctx, &ca) == UCS_OK) {
         eng->vram_ok = (ca.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
     }
+    /* The loopback peer has no endpoints exactly then (be_ucx_peer_load:
+     * need_eps), so its views of our regions hold no keys. */
+    if (eng->local_copy && !eng->vram_ok) {
+        void *m = mmap(NULL, NXL__REGTAB_MAX_SLOTS * sizeof(*eng->slot_md),
+                       PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+        if (m != MAP_FAILED) {
+            eng->slot_md = m;
+            eng->self_views = true;
+        }
+    }
     eng->epfd = epoll_create1(EPOLL_CLOEXEC);
     eng->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eng->epfd < 0 || eng->kick_fd < 0) {
@@ -784,6 +797,11 @@ be_ucx_fini(void *self)
         nxl__regtab_fini(&eng->regtab);
         eng->regtab_ready = false;
     }
+    if (eng->slot_md != NULL) {
+        munmap(eng->slot_md, NXL__REGTAB_MAX_SLOTS * sizeof(*eng->slot_md));
+        eng->slot_md = NULL;
+        eng->self_views = false;
+    }
     pthread_mutex_lock(&eng->orphan_lock);
     for (pep = eng->closing; pep != NULL; pep = pep->next) {
         if (pep->close_req != NULL) {
@@ -868,10 +886,14 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                          "ucx: memory kind %d is not supported",
                          (int)region->kind);
     }
-    md = calloc(1, sizeof(*md));
+    md = calloc(1, sizeof(*md) + (eng->self_views
+                                      ? sizeof(be_ucx_rmd_t) +
+                                            eng->nworkers * sizeof(ucp_rkey_h)
+                                      : 0));
     if (md == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
+    atomic_init(&md->holds, 1);
     md->addr = region->addr;
     md->len = region->len;
     md->kind = region->kind;
@@ -910,6 +932,10 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         ucp_mem_unmap(eng->ctx, md->memh);
         goto err_free;
     }
+    if (eng->slot_md != NULL) {
+        atomic_store_explicit(&eng->slot_md[md->rt_slot], md,
+                              memory_order_release);
+    }
     *md_p = md;
     return NXL_OK;
 
@@ -947,7 +973,10 @@ be_ucx_mem_deregister(void *self, void *mdp)
                        ucs_status_string(ust));
     }
     nxl__regtab_remove(&eng->regtab, md->rt_slot);
-    free(md);
+    /* Its loopback view, if still out, frees it instead. */
+    if (atomic_fetch_sub(&md->holds, 1) == 1) {
+        free(md);
+    }
 }
 
 /* be_ucx_md_pack writes a region's public data: a small header (version,

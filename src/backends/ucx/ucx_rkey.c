@@ -156,6 +156,57 @@ out:
     return st;
 }
 
+/* be_ucx_self_view returns the loopback view kept in the allocation of
+ * this engine's own registration that rec (the public data's
+ * registration-table record) names, zeroed and marked embedded, with a
+ * hold on that registration; or NULL, and the caller allocates a record:
+ * the engine keeps no views, rec names another region, or its view is
+ * out already. Call only once be_ucx_rt_slot has found rec's slot live
+ * with rec's generation: the registration is then not freed (the core
+ * deregisters its own regions under the lock it makes their loopback
+ * views under). */
+static be_ucx_rmd_t *
+be_ucx_self_view(be_ucx_engine_t *eng, const uint8_t *rec,
+                 const nxl_desc_t *desc, nxl_mem_t kind)
+{
+    uint32_t slot = nxl__le32(rec + 4);
+    uint64_t gen = nxl__le64(rec + 8);
+    unsigned one = 1;
+    be_ucx_rmd_t *rmd;
+    be_ucx_md_t *md;
+
+    if (!eng->self_views || slot >= NXL__REGTAB_MAX_SLOTS) {
+        return NULL;
+    }
+    md = atomic_load_explicit(&eng->slot_md[slot], memory_order_acquire);
+    if (md == NULL || md->rt_gen != gen || md->addr != desc->addr ||
+        md->len != desc->len || md->kind != kind ||
+        !atomic_compare_exchange_strong(&md->holds, &one, 2)) {
+        return NULL;
+    }
+    rmd = (be_ucx_rmd_t *)(void *)(md + 1);
+    memset(rmd, 0, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h));
+    rmd->embedded = true;
+    return rmd;
+}
+
+/* be_ucx_rmd_free frees a record md_unpack made: an embedded view drops
+ * its hold on its registration (the last hold frees that). */
+static void
+be_ucx_rmd_free(be_ucx_rmd_t *rmd)
+{
+    be_ucx_md_t *md;
+
+    if (!rmd->embedded) {
+        free(rmd);
+        return;
+    }
+    md = (be_ucx_md_t *)(void *)rmd - 1;
+    if (atomic_fetch_sub(&md->holds, 1) == 1) {
+        free(md);
+    }
+}
+
 /* be_ucx_md_unpack: validate a region's public data and unpack its key once
  * per endpoint (one per worker). */
 nxl_status_t
@@ -168,6 +219,8 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     be_ucx_rmd_t *rmd;
     ucs_status_t ust;
     nxl_status_t st;
+    const nxl__regtab_slot_t *rt = NULL;
+    uint64_t rt_gen = 0;
     uint32_t klen;
     size_t extra;
     unsigned i;
@@ -204,19 +257,37 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                          "but its key says %u",
                          p->name, (int)kind, b[1]);
     }
+    if (p->same_host || p->in_process || p->self) {
+        /* Same host: everything but the network path reaches the
+         * owner's memory without the owner's say, so its registration
+         * table decides, now and at every post. */
+        st = be_ucx_rt_slot(eng, p, b + len - BE_UCX_PUB_RT, desc, kind, &rt,
+                            &rt_gen);
+        if (st != NXL_OK) {
+            return st;
+        }
+    }
     /* A peer without endpoints (loopback on the copy path: this engine
      * needs UCX for none of its transfers) never unpacks the key nor
      * unpacks it again after an endpoint reset, so its records keep no
      * copy of it and stay off the peer's list: a smaller record, and
      * md_unload writes no list neighbours (among many regions, two cache
-     * misses per deregistration). */
+     * misses per deregistration). For this engine itself the record is
+     * the view kept with the registration, when there is one. */
     linked = p->eps != NULL;
-    /* One allocation: the record, its keys per worker, then the packed
-     * key (one malloc and free fewer per region, and its lines adjacent). */
-    rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) +
-                        (linked ? klen : 0));
+    rmd = NULL;
+    if (!linked && p->self && rt != NULL) {
+        rmd = be_ucx_self_view(eng, b + len - BE_UCX_PUB_RT, desc, kind);
+    }
     if (rmd == NULL) {
-        return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+        /* One allocation: the record, its keys per worker, then the
+         * packed key (one malloc and free fewer per region, and its lines
+         * adjacent). */
+        rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) +
+                            (linked ? klen : 0));
+        if (rmd == NULL) {
+            return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
+        }
     }
     if (linked) {
         rmd->packed = (uint8_t *)&rmd->rkey[eng->nworkers];
@@ -228,17 +299,8 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     rmd->addr = desc->addr;
     rmd->len = desc->len;
     rmd->kind = kind;
-    if (p->same_host || p->in_process || p->self) {
-        /* Same host: everything but the network path reaches the
-         * owner's memory without the owner's say, so its registration
-         * table decides, now and at every post. */
-        st = be_ucx_rt_slot(eng, p, b + len - BE_UCX_PUB_RT, desc, kind,
-                            &rmd->rt, &rmd->rt_gen);
-        if (st != NXL_OK) {
-            free(rmd);
-            return st;
-        }
-    }
+    rmd->rt = rt;
+    rmd->rt_gen = rt_gen;
     if (extra > 0) {
         const uint8_t *e = b + BE_UCX_PUB_HDR + klen;
         uint64_t off = nxl__le64(e + 8);
@@ -306,7 +368,7 @@ err_destroy:
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    free(rmd);
+    be_ucx_rmd_free(rmd);
     return st;
 }
 
@@ -356,6 +418,6 @@ be_ucx_md_unload(void *self, void *rmdp)
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    free(rmd);
+    be_ucx_rmd_free(rmd);
     be_ucx_peer_put(p);
 }
