@@ -4,6 +4,7 @@
 #include "core/core.h"
 #include "harness.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -59,8 +60,11 @@ t_index_cover(void)
     nxl__region_t r;
     void *hint = NULL, *e = NULL;
     uint64_t i;
+    nxl__pools_t *ps;
 
-    nxl__index_init(&ix, sizeof(nxl__region_t));
+    /* Elements and blocks from a pool set, as the agent's are. */
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    nxl__index_init(&ix, sizeof(nxl__region_t), ps);
     /* Insert out of order: 10 regions of 100 bytes with gaps of 100. */
     for (i = 10; i-- > 0;) {
         r = reg(1000 + i * 200, 100, 0);
@@ -112,6 +116,13 @@ t_index_cover(void)
     XT_ASSERT_OK(nxl__index_add(&ix, &r, true, &e));
     XT_ASSERT_EQ(nxl__index_count(&ix), 13);
     nxl__index_fini(&ix);
+    if (nxl__pools_enabled()) {
+        nxl__pools_stats_t st;
+
+        nxl__pools_stats(ps, &st);
+        XT_ASSERT_EQ(st.live, 0);
+    }
+    nxl__pools_destroy(ps);
     return 0;
 }
 
@@ -128,7 +139,7 @@ t_index_overlap_exact_remove(void)
     void *hint = NULL, *e = NULL;
     nxl__region_t *r;
 
-    nxl__index_init(&ix, sizeof(nxl__region_t));
+    nxl__index_init(&ix, sizeof(nxl__region_t), NULL);
     XT_ASSERT_OK(nxl__index_add(&ix, &small, false, &e));
     XT_ASSERT_OK(nxl__index_add(&ix, &big, false, &e));
     XT_ASSERT_OK(nxl__index_add(&ix, &same, false, &e));
@@ -179,7 +190,7 @@ rt_rand(uint64_t *s)
  * list. At the end the tree is emptied the way the connector's destroy
  * does it, removing its first node until none is left, in key order. */
 static int
-t_btree_random(void)
+btree_random_with(nxl__pools_t *ps)
 {
     enum { CAP = 600, STEPS = 20000 };
     static nxl__bnode_t nodes[CAP];
@@ -190,7 +201,7 @@ t_btree_random(void)
     int step, i, want;
     unsigned maxlev = 0;
 
-    nxl__btree_init(&t);
+    nxl__btree_init_pools(&t, ps);
     for (step = 0; step < STEPS; step++) {
         i = (int)(rt_rand(&s) % CAP);
         if (in[i]) {
@@ -273,6 +284,28 @@ t_btree_random(void)
     XT_ASSERT(t.top == NULL && t.count == 0);
     nxl__btree_fini(&t);
     XT_ASSERT(nxl__btree_first(&t) == NULL && t.count == 0);
+    return 0;
+}
+
+static int
+t_btree_random(void)
+{
+    return btree_random_with(NULL);
+}
+
+/* The same with the tree's blocks from a pool set (the agent's indexes):
+ * every block is given back by the time the tree is empty. */
+static int
+t_btree_random_pools(void)
+{
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    XT_ASSERT_EQ(btree_random_with(ps), 0);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
     return 0;
 }
 
@@ -464,7 +497,7 @@ t_btree_ties(void)
 /* An insert that cannot allocate a block fails with NXL_ERR_NOMEM and
  * leaves the tree as it was (every allocation comes before any change). */
 static int
-t_btree_nomem(void)
+btree_nomem_with(nxl__pools_t *ps)
 {
     enum { N = 5000 };
     static nxl__bnode_t nodes[N];
@@ -474,7 +507,7 @@ t_btree_nomem(void)
     nxl_status_t st;
     size_t i, count = 0, failed = 0;
 
-    nxl__btree_init(&t);
+    nxl__btree_init_pools(&t, ps);
     nodes[0] = (nxl__bnode_t){.addr = 10, .len = 10};
     XT_ASSERT_OK(nxl__fault_set("alloc=1", 11));
     XT_ASSERT_EQ(nxl__btree_insert(&t, &nodes[0], false, &got), NXL_ERR_NOMEM);
@@ -506,6 +539,28 @@ t_btree_nomem(void)
         nxl__btree_remove(&t, &nodes[i]);
     }
     XT_ASSERT(t.top == NULL && t.count == 0);
+    return 0;
+}
+
+static int
+t_btree_nomem(void)
+{
+    return btree_nomem_with(NULL);
+}
+
+/* The same with blocks from a pool set: its allocations fail at the
+ * fault-injection site too, and nothing stays allocated. */
+static int
+t_btree_nomem_pools(void)
+{
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    XT_ASSERT_EQ(btree_nomem_with(ps), 0);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
     return 0;
 }
 
@@ -661,6 +716,356 @@ t_xfer_make_merges(void)
     return 0;
 }
 
+/* --- record pools (util/pool.h) ----------------------------------------- */
+
+/* pool_fill writes a pattern of seed over n bytes at p; pool_check
+ * verifies it. */
+static void
+pool_fill(void *p, size_t n, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        ((uint8_t *)p)[i] = (uint8_t)(seed * 31 + i);
+    }
+}
+
+static int
+pool_check(const void *p, size_t n, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (((const uint8_t *)p)[i] != (uint8_t)(seed * 31 + i)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Every class: zeroed records of the asked size, 16-byte aligned and
+ * line-aligned from 64 bytes (pooled builds), that do not overlap. */
+static int
+t_pool_classes(void)
+{
+    static const size_t sizes[] = {1,   16,  17,  33,  48,  49,   64,  65,
+                                   100, 128, 200, 704, 960, 2047, 2048};
+    enum { NS = sizeof(sizes) / sizeof(sizes[0]), PER = 3 };
+    void *rec[NS][PER];
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+    size_t i, j, k;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    for (i = 0; i < NS; i++) {
+        for (j = 0; j < PER; j++) {
+            rec[i][j] = nxl__pools_alloc(ps, sizes[i], true);
+            XT_ASSERT(rec[i][j] != NULL);
+            XT_ASSERT_EQ((uintptr_t)rec[i][j] % 16, 0);
+            if (nxl__pools_enabled() && sizes[i] >= 64) {
+                XT_ASSERT_EQ((uintptr_t)rec[i][j] % 64, 0);
+            }
+            for (k = 0; k < sizes[i]; k++) {
+                XT_ASSERT_EQ(((uint8_t *)rec[i][j])[k], 0);
+            }
+            pool_fill(rec[i][j], sizes[i], (unsigned)(i * PER + j));
+        }
+    }
+    for (i = 0; i < NS; i++) {
+        for (j = 0; j < PER; j++) {
+            XT_ASSERT_EQ(
+                pool_check(rec[i][j], sizes[i], (unsigned)(i * PER + j)), 0);
+            nxl__pools_free(ps, rec[i][j]);
+        }
+    }
+    nxl__pools_free(ps, NULL);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
+    nxl__pools_destroy(NULL);
+    return 0;
+}
+
+/* A freed record is the next one handed out; a class's first chunk is
+ * small and the later ones are 2 MiB, aligned, records inside them; a
+ * chunk that empties is unmapped except one spare per class, which the
+ * next allocation reuses. */
+static int
+t_pool_reuse_release(void)
+{
+    enum { N = 60000, SZ = 128 };
+    static void *rec[N];
+    static uint32_t order[N];
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    uintptr_t base;
+    size_t i, j;
+    uint32_t t;
+    void *a, *b;
+
+    XT_SKIP_IF(!nxl__pools_enabled(), "records come from malloc here");
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    a = nxl__pools_alloc(ps, SZ, false);
+    nxl__pools_free(ps, a);
+    b = nxl__pools_alloc(ps, SZ, false);
+    XT_ASSERT(a == b);
+    nxl__pools_free(ps, b);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.chunks, 1); /* the first, small, kept as the spare */
+    XT_ASSERT_EQ(st.huge_chunks, 0);
+    XT_ASSERT_EQ(st.mapped, NXL__POOL_SMALL);
+
+    for (i = 0; i < N; i++) {
+        rec[i] = nxl__pools_alloc(ps, SZ, false);
+        XT_ASSERT(rec[i] != NULL);
+        base = (uintptr_t)rec[i] & ~(uintptr_t)(NXL__POOL_CHUNK - 1);
+        /* Inside the chunk (records never straddle two). */
+        XT_ASSERT((uintptr_t)rec[i] + SZ <= base + NXL__POOL_CHUNK);
+        *(size_t *)rec[i] = i;
+        order[i] = (uint32_t)i;
+    }
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, N);
+    /* 64 KiB holds 512 records of 128 bytes, 2 MiB 16,384: 1 small + 4
+     * huge chunks for 60,000. */
+    XT_ASSERT_EQ(st.chunks, 5);
+    XT_ASSERT_EQ(st.huge_chunks, 4);
+    XT_ASSERT_EQ(st.mapped, NXL__POOL_SMALL + 4 * NXL__POOL_CHUNK);
+    for (i = N; i-- > 1;) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        j = (size_t)((s >> 33) % (i + 1));
+        t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (i = 0; i < N; i++) {
+        XT_ASSERT_EQ(*(size_t *)rec[order[i]], order[i]);
+        nxl__pools_free(ps, rec[order[i]]);
+        if (i == N / 2) {
+            nxl__pools_stats(ps, &st);
+            XT_ASSERT_EQ(st.live, N - N / 2 - 1);
+        }
+    }
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    XT_ASSERT_EQ(st.chunks, 1);
+    a = nxl__pools_alloc(ps, SZ, true);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.chunks, 1);
+    nxl__pools_free(ps, a);
+    nxl__pools_destroy(ps);
+    return 0;
+}
+
+/* A record over NXL__POOL_MAX has a mapping of its own, zeroed, unmapped
+ * by its free. */
+static int
+t_pool_large(void)
+{
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+    uint8_t *a, *b;
+    size_t i;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    a = nxl__pools_alloc(ps, 5000, true);
+    b = nxl__pools_alloc(ps, (size_t)3 << 20, true);
+    XT_ASSERT(a != NULL && b != NULL);
+    for (i = 0; i < 5000; i++) {
+        XT_ASSERT_EQ(a[i], 0);
+    }
+    XT_ASSERT_EQ(b[((size_t)3 << 20) - 1], 0);
+    pool_fill(a, 5000, 1);
+    memset(b, 0xab, (size_t)3 << 20);
+    XT_ASSERT_EQ(pool_check(a, 5000, 1), 0);
+    if (nxl__pools_enabled()) {
+        nxl__pools_stats(ps, &st);
+        XT_ASSERT_EQ(st.chunks, 2);
+        XT_ASSERT_EQ(st.live, 2);
+    }
+    nxl__pools_free(ps, b);
+    nxl__pools_free(ps, a);
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.chunks, 0);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
+    return 0;
+}
+
+/* 50,000 random allocations and frees of mixed sizes against a shadow:
+ * no record is handed out twice or overwritten by another's. */
+static int
+t_pool_random(void)
+{
+    enum { SLOTS = 700, STEPS = 50000 };
+    static void *rec[SLOTS];
+    static size_t size[SLOTS];
+    static const size_t sizes[] = {24, 80, 112, 144, 208, 704, 960, 3000};
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+    uint64_t s = 42;
+    size_t i, step, live = 0;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    for (step = 0; step < STEPS; step++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        i = (size_t)((s >> 33) % SLOTS);
+        if (rec[i] != NULL) {
+            XT_ASSERT_EQ(pool_check(rec[i], size[i], (unsigned)i), 0);
+            nxl__pools_free(ps, rec[i]);
+            rec[i] = NULL;
+            live--;
+        } else {
+            size[i] = sizes[(s >> 20) % (sizeof(sizes) / sizeof(sizes[0]))];
+            rec[i] = nxl__pools_alloc(ps, size[i], (s >> 40) & 1);
+            XT_ASSERT(rec[i] != NULL);
+            pool_fill(rec[i], size[i], (unsigned)i);
+            live++;
+        }
+    }
+    if (nxl__pools_enabled()) {
+        nxl__pools_stats(ps, &st);
+        XT_ASSERT_EQ(st.live, live);
+    }
+    for (i = 0; i < SLOTS; i++) {
+        if (rec[i] != NULL) {
+            XT_ASSERT_EQ(pool_check(rec[i], size[i], (unsigned)i), 0);
+            nxl__pools_free(ps, rec[i]);
+        }
+    }
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
+    return 0;
+}
+
+struct pool_thr {
+    nxl__pools_t *ps;
+    unsigned id;
+    int bad;
+};
+
+/* pool_thr_main allocates and frees records of one set from several
+ * threads at once, each checking its own records' patterns. */
+static void *
+pool_thr_main(void *arg)
+{
+    enum { SLOTS = 300, STEPS = 40000 };
+    struct pool_thr *t = arg;
+    void *rec[SLOTS] = {0};
+    uint64_t s = t->id + 1;
+    unsigned i, step, seed;
+
+    for (step = 0; step < STEPS && !t->bad; step++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        i = (unsigned)((s >> 33) % SLOTS);
+        seed = t->id * SLOTS + i;
+        if (rec[i] != NULL) {
+            t->bad |= pool_check(rec[i], 200, seed) != 0;
+            nxl__pools_free(t->ps, rec[i]);
+            rec[i] = NULL;
+        } else if ((rec[i] = nxl__pools_alloc(t->ps, 200, false)) != NULL) {
+            pool_fill(rec[i], 200, seed);
+        } else {
+            t->bad = 1;
+        }
+    }
+    for (i = 0; i < SLOTS; i++) {
+        if (rec[i] != NULL) {
+            t->bad |= pool_check(rec[i], 200, t->id * SLOTS + i) != 0;
+            nxl__pools_free(t->ps, rec[i]);
+        }
+    }
+    return NULL;
+}
+
+/* A locked set (a thread-safe backend's) under four threads at once. */
+static int
+t_pool_locked_threads(void)
+{
+    enum { NT = 4 };
+    struct pool_thr t[NT];
+    pthread_t tid[NT];
+    nxl__pools_stats_t st;
+    nxl__pools_t *ps;
+    unsigned i;
+
+    XT_ASSERT_OK(nxl__pools_create(NXL__POOLS_LOCKED, &ps));
+    for (i = 0; i < NT; i++) {
+        t[i] = (struct pool_thr){.ps = ps, .id = i};
+        XT_ASSERT_EQ(pthread_create(&tid[i], NULL, pool_thr_main, &t[i]), 0);
+    }
+    for (i = 0; i < NT; i++) {
+        pthread_join(tid[i], NULL);
+        XT_ASSERT_EQ(t[i].bad, 0);
+    }
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl__pools_destroy(ps);
+    return 0;
+}
+
+/* An allocation fails (NULL) at fault injection's alloc site. */
+static int
+t_pool_fault(void)
+{
+    nxl__pools_t *ps;
+    void *a;
+
+    XT_ASSERT_OK(nxl__pools_create(0, &ps));
+    XT_ASSERT_OK(nxl__fault_set("alloc=1", 3));
+    a = nxl__pools_alloc(ps, 128, true);
+    XT_ASSERT_OK(nxl__fault_set(NULL, 0));
+    XT_ASSERT(a == NULL);
+    a = nxl__pools_alloc(ps, 128, true);
+    XT_ASSERT(a != NULL);
+    nxl__pools_free(ps, a);
+    nxl__pools_destroy(ps);
+    return 0;
+}
+
+/* An agent with a few regions keeps their records in small chunks (4 KiB
+ * pages): no 2 MiB chunk, at most a small chunk per record kind. Then
+ * 3,000 regions move it onto a huge chunk, and deregistering them gives
+ * every record back. */
+static int
+t_pool_agent_idle(void)
+{
+    enum { N = 3000, B = 64 };
+    static uint8_t buf[N * B];
+    nxl_desc_t d[N];
+    nxl_dlist_t l = {NXL_DRAM, d, 10};
+    nxl__pools_stats_t st;
+    nxl_agent_t *a;
+    size_t i;
+    int rc;
+
+    XT_SKIP_IF(!nxl__pools_enabled(), "records come from malloc here");
+    rc = loop_agent(&a);
+    XT_SKIP_IF(rc == XT_SKIP, "no built-in backend with loopback");
+    XT_ASSERT_EQ(rc, 0);
+    for (i = 0; i < N; i++) {
+        d[i] = (nxl_desc_t){(uintptr_t)buf + i * B, B, 0};
+    }
+    XT_ASSERT_OK(nxl_mem_register(a, &l, NULL));
+    nxl__pools_stats(a->pools, &st);
+    XT_ASSERT_EQ(st.live, 11); /* 10 region records, 1 leaf */
+    XT_ASSERT_EQ(st.huge_chunks, 0);
+    XT_ASSERT(st.chunks <= 2 && st.mapped <= 2 * NXL__POOL_SMALL);
+    XT_ASSERT_OK(nxl_mem_deregister(a, &l, NULL));
+    l.count = N;
+    XT_ASSERT_OK(nxl_mem_register(a, &l, NULL));
+    nxl__pools_stats(a->pools, &st);
+    XT_ASSERT(st.huge_chunks >= 1);
+    XT_ASSERT(st.live > N);
+    XT_ASSERT_OK(nxl_mem_deregister(a, &l, NULL));
+    nxl__pools_stats(a->pools, &st);
+    XT_ASSERT_EQ(st.live, 0);
+    nxl_agent_destroy(a);
+    return 0;
+}
+
 const xt_suite xt_suite_core = {
     .name = "core",
     .cases =
@@ -673,6 +1078,15 @@ const xt_suite xt_suite_core = {
             {"btree_bulk", t_btree_bulk},
             {"btree_ties", t_btree_ties},
             {"btree_nomem", t_btree_nomem},
+            {"btree_random_pools", t_btree_random_pools},
+            {"btree_nomem_pools", t_btree_nomem_pools},
+            {"pool_classes", t_pool_classes},
+            {"pool_reuse_release", t_pool_reuse_release},
+            {"pool_large", t_pool_large},
+            {"pool_random", t_pool_random},
+            {"pool_locked_threads", t_pool_locked_threads},
+            {"pool_fault", t_pool_fault},
+            {"pool_agent_idle", t_pool_agent_idle},
             {"regtab_churn", t_regtab_churn},
             {"xfer_make_merges", t_xfer_make_merges},
             {NULL, NULL},

@@ -127,6 +127,9 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
     a->cfg.listen_addr = NULL; /* not kept: the caller's pointer */
     a->cfg.sc_secret = NULL;
     status = agent_secret(a, cfg);
+    if (status == NXL_OK) {
+        status = nxl__pools_create(0, &a->pools);
+    }
     if (status != NXL_OK) {
         goto err_free;
     }
@@ -137,7 +140,7 @@ nxl_agent_create(const char *name, const nxl_agent_config_t *cfg,
     pthread_mutex_init(&a->notif_lock, NULL);
     pthread_mutex_init(&a->store_lock, NULL);
     for (k = 0; k < NXL_MEM_KINDS; k++) {
-        nxl__index_init(&a->regions[k], sizeof(nxl__region_t));
+        nxl__index_init(&a->regions[k], sizeof(nxl__region_t), a->pools);
     }
     atomic_init(&a->generation, 0);
     atomic_init(&a->progress_stop, false);
@@ -185,6 +188,7 @@ err_locks:
     pthread_mutex_destroy(&a->notif_lock);
     pthread_mutex_destroy(&a->store_lock);
 err_free:
+    nxl__pools_destroy(a->pools);
     agent_secret_free(a);
     free(a);
     return status;
@@ -218,6 +222,8 @@ nxl_agent_destroy(nxl_agent_t *a)
     pthread_mutex_destroy(&a->xfer_lock);
     pthread_mutex_destroy(&a->notif_lock);
     pthread_mutex_destroy(&a->store_lock);
+    /* Every index is gone: their records and blocks with them. */
+    nxl__pools_destroy(a->pools);
     agent_secret_free(a);
     free(a);
 }

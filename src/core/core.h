@@ -122,13 +122,16 @@ typedef struct nxl__rregion {
  * in a B+tree of ranges (util/btree.h): insert, remove, exact and covering
  * lookups are O(log n) in any order with few cache misses, and element
  * pointers stay put until the element is removed. The index allocates and
- * frees its elements. */
+ * frees its elements (from the agent's record pools, util/pool.h). */
 typedef struct nxl__index {
     nxl__btree_t tree;
     size_t elem_size;
 } nxl__index_t;
 
-void nxl__index_init(nxl__index_t *ix, size_t elem_size);
+/* nxl__index_init makes ix empty; its elements and tree blocks will come
+ * from pools (NULL: malloc), which must outlive them. The agent's pools
+ * rely on the agent's control lock, under which every index changes. */
+void nxl__index_init(nxl__index_t *ix, size_t elem_size, nxl__pools_t *pools);
 /* nxl__index_fini frees every element (their contents are the caller's
  * to release first). */
 void nxl__index_fini(nxl__index_t *ix);
@@ -194,6 +197,10 @@ struct nxl_agent {
     unsigned nbackends;
 
     nxl__index_t regions[NXL_MEM_KINDS]; /* of nxl__region_t */
+    /* Where the records of every index (local and peers') and their tree
+     * blocks live: huge-page chunks (util/pool.h), unlocked, under the
+     * control lock like the indexes; destroyed last. */
+    nxl__pools_t *pools;
     nxl__peer_t *peers;
     /* Bumped by every nxl__peer_drop (under the exclusive lock): a
      * transfer's cached peer pointer is good while this has not moved. */

@@ -18,9 +18,9 @@ typedef struct {
 #define IX_ELEM(n) NXL__BNODE_OF(n, ix_head_t, node)
 
 void
-nxl__index_init(nxl__index_t *ix, size_t elem_size)
+nxl__index_init(nxl__index_t *ix, size_t elem_size, nxl__pools_t *pools)
 {
-    nxl__btree_init(&ix->tree);
+    nxl__btree_init_pools(&ix->tree, pools);
     ix->elem_size = elem_size;
 }
 
@@ -33,7 +33,7 @@ nxl__index_fini(nxl__index_t *ix)
      * blocks. */
     for (n = nxl__btree_first(&ix->tree); n != NULL; n = next) {
         next = nxl__btree_next(n);
-        free(IX_ELEM(n));
+        nxl__pools_free(ix->tree.pools, IX_ELEM(n));
     }
     nxl__btree_fini(&ix->tree);
 }
@@ -133,7 +133,7 @@ nxl__index_add_ext(nxl__index_t *ix, const void *elem, size_t extra, bool excl,
     }
     /* The tree keeps its own copy of the keys: a search reads no
      * element, so elements need no alignment. */
-    e = malloc(ix->elem_size + extra);
+    e = nxl__pools_alloc(ix->tree.pools, ix->elem_size + extra, false);
     if (e == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "registry: out of memory");
     }
@@ -145,7 +145,7 @@ nxl__index_add_ext(nxl__index_t *ix, const void *elem, size_t extra, bool excl,
     e->node.tie = 0;
     st = nxl__btree_insert(&ix->tree, &e->node, excl, &in_way);
     if (st != NXL_OK) {
-        free(e);
+        nxl__pools_free(ix->tree.pools, e);
         if (st == NXL_ERR_NOT_ALLOWED) {
             *elem_p = IX_ELEM(in_way);
         }
@@ -159,5 +159,5 @@ void
 nxl__index_remove(nxl__index_t *ix, void *elem)
 {
     nxl__btree_remove(&ix->tree, &((ix_head_t *)elem)->node);
-    free(elem);
+    nxl__pools_free(ix->tree.pools, elem);
 }

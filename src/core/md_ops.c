@@ -412,7 +412,7 @@ md_load_locked(nxl_agent_t *a, const nxl__md_t *md)
         atomic_init(&p->dead, false);
         p->generation = atomic_fetch_add(&a->generation, 1) + 1;
         for (k = 0; k < NXL_MEM_KINDS; k++) {
-            nxl__index_init(&p->regions[k], sizeof(nxl__rregion_t));
+            nxl__index_init(&p->regions[k], sizeof(nxl__rregion_t), a->pools);
         }
         fresh = true;
     } else {

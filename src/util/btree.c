@@ -301,37 +301,51 @@ bt_leaf_take(bt_leaf_t *dst, unsigned to, bt_leaf_t *src, unsigned from,
     }
 }
 
-void
-nxl__btree_init(nxl__btree_t *t)
+/* bt_empty makes t empty, keeping its pool set. */
+static void
+bt_empty(nxl__btree_t *t)
 {
     t->top = NULL;
     t->levels = 0;
     t->count = 0;
 }
 
+void
+nxl__btree_init(nxl__btree_t *t)
+{
+    nxl__btree_init_pools(t, NULL);
+}
+
+void
+nxl__btree_init_pools(nxl__btree_t *t, nxl__pools_t *pools)
+{
+    bt_empty(t);
+    t->pools = pools;
+}
+
 /* bt_free_sub frees block b and every block below it (levels inner levels
  * down to the leaves). */
 static void
-bt_free_sub(void *b, unsigned levels)
+bt_free_sub(nxl__pools_t *pools, void *b, unsigned levels)
 {
     bt_inner_t *p = b;
     unsigned i;
 
     if (levels > 0) {
         for (i = 0; i < p->h.n; i++) {
-            bt_free_sub(p->child[i], levels - 1);
+            bt_free_sub(pools, p->child[i], levels - 1);
         }
     }
-    free(b);
+    nxl__pools_free(pools, b);
 }
 
 void
 nxl__btree_fini(nxl__btree_t *t)
 {
     if (t->top != NULL) {
-        bt_free_sub(t->top, t->levels);
+        bt_free_sub(t->pools, t->top, t->levels);
     }
-    nxl__btree_init(t);
+    bt_empty(t);
 }
 
 /* bt_excl_in_way returns the node next to index pos of leaf l (where a
@@ -443,16 +457,17 @@ bt_split_put(nxl__btree_t *t, bt_inner_t **path, const unsigned *idx,
     if (lv == 0) {
         need++; /* every block on the path splits: a new root */
     }
-    r = malloc(sizeof(*r));
+    r = nxl__pools_alloc(t->pools, sizeof(*r), false);
     while (r != NULL && got < need &&
-           (spare[got] = malloc(sizeof(bt_inner_t))) != NULL) {
+           (spare[got] = nxl__pools_alloc(t->pools, sizeof(bt_inner_t),
+                                          false)) != NULL) {
         got++;
     }
     if (r == NULL || got < need) {
         while (got > 0) {
-            free(spare[--got]);
+            nxl__pools_free(t->pools, spare[--got]);
         }
-        free(r);
+        nxl__pools_free(t->pools, r);
         n->leaf = NULL;
         return nxl__fail(NXL_ERR_NOMEM, "range index: out of memory");
     }
@@ -490,7 +505,7 @@ nxl__btree_insert(nxl__btree_t *t, nxl__bnode_t *n, bool excl,
     void *b;
 
     if (t->top == NULL) {
-        l = calloc(1, sizeof(*l));
+        l = nxl__pools_alloc(t->pools, sizeof(*l), true);
         if (l == NULL) {
             n->leaf = NULL;
             return nxl__fail(NXL_ERR_NOMEM, "range index: out of memory");
@@ -541,7 +556,7 @@ nxl__btree_insert(nxl__btree_t *t, nxl__bnode_t *n, bool excl,
 /* bt_merge empties child li + 1 of p into child li (leaves when leaf),
  * frees it and drops it from p. */
 static void
-bt_merge(bt_inner_t *p, unsigned li, bool leaf)
+bt_merge(nxl__pools_t *pools, bt_inner_t *p, unsigned li, bool leaf)
 {
     void *lb = p->child[li], *rb = p->child[li + 1];
     unsigned ln = BT_HEAD(lb)->n, rn = BT_HEAD(rb)->n;
@@ -560,7 +575,7 @@ bt_merge(bt_inner_t *p, unsigned li, bool leaf)
         li_->k[ln] = p->k[li + 1];
     }
     BT_HEAD(lb)->n = ln + rn;
-    free(rb);
+    nxl__pools_free(pools, rb);
     bt_inner_cut(p, li + 1);
     bt_set_max(p, li, leaf);
 }
@@ -636,13 +651,13 @@ nxl__btree_remove(nxl__btree_t *t, nxl__bnode_t *n)
         p = BT_HEAD(b)->parent;
         if (p == NULL) {
             if (leaf && l->h.n == 0) {
-                free(l);
-                nxl__btree_init(t);
+                nxl__pools_free(t->pools, l);
+                bt_empty(t);
             } else if (!leaf && BT_HEAD(b)->n == 1) {
                 t->top = ((bt_inner_t *)b)->child[0];
                 BT_HEAD(t->top)->parent = NULL;
                 t->levels--;
-                free(b);
+                nxl__pools_free(t->pools, b);
             }
             return;
         }
@@ -653,7 +668,7 @@ nxl__btree_remove(nxl__btree_t *t, nxl__bnode_t *n)
         i = bt_slot(p, b);
         i = i > 0 ? i - 1 : 0; /* b and its left neighbour, or its right */
         if (BT_HEAD(p->child[i])->n + BT_HEAD(p->child[i + 1])->n <= BT_FAN) {
-            bt_merge(p, i, leaf);
+            bt_merge(t->pools, p, i, leaf);
             continue;
         }
         bt_balance(p, i, leaf);

@@ -22,12 +22,15 @@
  * The caller embeds an nxl__bnode_t in its own struct, sets its key, gets
  * back to the struct with NXL__BNODE_OF, and must not change the key while
  * the node is in a tree. The tree allocates and frees only its blocks, so
- * an insert can fail (NXL_ERR_NOMEM). Not thread-safe: the caller locks.
+ * an insert can fail (NXL_ERR_NOMEM); blocks come from malloc or a pool
+ * set (util/pool.h). Not thread-safe: the caller locks.
  */
 #ifndef NXL_UTIL_BTREE_H
 #define NXL_UTIL_BTREE_H
 
 #include <nxl/nxl.h>
+
+#include "pool.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +50,7 @@ typedef struct nxl__btree {
     void *top;       /* private: the root block, NULL when empty */
     unsigned levels; /* private: inner levels above the leaves */
     size_t count;
+    nxl__pools_t *pools; /* private: where blocks come from (NULL: malloc) */
 } nxl__btree_t;
 
 /* NXL__BNODE_OF returns the struct of type type whose member field is the
@@ -55,8 +59,14 @@ typedef struct nxl__btree {
     ((n) == NULL ? (type *)NULL                                                \
                  : (type *)(void *)((char *)(n)-offsetof(type, field)))
 
-/* nxl__btree_init makes t empty (it holds no memory until an insert). */
+/* nxl__btree_init makes t empty (it holds no memory until an insert);
+ * its blocks will come from malloc. */
 void nxl__btree_init(nxl__btree_t *t);
+
+/* nxl__btree_init_pools is nxl__btree_init with blocks from pools (NULL:
+ * malloc), which must outlive t's blocks; the tree's caller's lock then
+ * covers pools too unless pools is a locked set (util/pool.h). */
+void nxl__btree_init_pools(nxl__btree_t *t, nxl__pools_t *pools);
 
 /* nxl__btree_fini frees t's blocks and leaves it empty. The nodes stay
  * the caller's (free them first or after: fini does not read them). */
