@@ -342,6 +342,11 @@ struct be_ucx_engine {
     uint64_t token;       /* names this engine's registration table */
     nxl__regtab_t regtab; /* what same-host peers check before copying */
     bool regtab_ready;
+    /* Where the memory-handle and remote-key records live: huge-page
+     * chunks (util/pool.h) with their own mutex (the engine is
+     * NXL_CAP_THREAD_SAFE: no caller's lock covers them). Destroyed last
+     * in fini. */
+    nxl__pools_t *pools;
     /* Loopback needs no endpoints (copy path, no VRAM): registrations
      * carry room for their loopback view, found by table slot. */
     bool self_views;

@@ -620,7 +620,10 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     pthread_mutex_init(&eng->lock, NULL);
     pthread_mutex_init(&eng->orphan_lock, NULL);
     eng->lock_init = true;
-    st = be_ucx_parse_params(eng, params);
+    st = nxl__pools_create(NXL__POOLS_LOCKED, &eng->pools);
+    if (st == NXL_OK) {
+        st = be_ucx_parse_params(eng, params);
+    }
     if (st != NXL_OK) {
         return st;
     }
@@ -856,6 +859,9 @@ be_ucx_fini(void *self)
         pthread_mutex_destroy(&eng->orphan_lock);
         eng->lock_init = false;
     }
+    /* Last: every record of the engine's is gone. */
+    nxl__pools_destroy(eng->pools);
+    eng->pools = NULL;
 }
 
 /* be_ucx_mem_register maps one region with ucp_mem_map. Its remote key
@@ -886,10 +892,12 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                          "ucx: memory kind %d is not supported",
                          (int)region->kind);
     }
-    md = calloc(1, sizeof(*md) + (eng->self_views
-                                      ? sizeof(be_ucx_rmd_t) +
-                                            eng->nworkers * sizeof(ucp_rkey_h)
-                                      : 0));
+    md = nxl__pools_alloc(
+        eng->pools,
+        sizeof(*md) + (eng->self_views ? sizeof(be_ucx_rmd_t) +
+                                             eng->nworkers * sizeof(ucp_rkey_h)
+                                       : 0),
+        true);
     if (md == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
     }
@@ -940,7 +948,7 @@ be_ucx_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     return NXL_OK;
 
 err_free:
-    free(md);
+    nxl__pools_free(eng->pools, md);
     return st;
 }
 
@@ -975,7 +983,7 @@ be_ucx_mem_deregister(void *self, void *mdp)
     nxl__regtab_remove(&eng->regtab, md->rt_slot);
     /* Its loopback view, if still out, frees it instead. */
     if (atomic_fetch_sub(&md->holds, 1) == 1) {
-        free(md);
+        nxl__pools_free(eng->pools, md);
     }
 }
 

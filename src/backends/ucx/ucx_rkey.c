@@ -193,17 +193,17 @@ be_ucx_self_view(be_ucx_engine_t *eng, const uint8_t *rec,
 /* be_ucx_rmd_free frees a record md_unpack made: an embedded view drops
  * its hold on its registration (the last hold frees that). */
 static void
-be_ucx_rmd_free(be_ucx_rmd_t *rmd)
+be_ucx_rmd_free(be_ucx_engine_t *eng, be_ucx_rmd_t *rmd)
 {
     be_ucx_md_t *md;
 
     if (!rmd->embedded) {
-        free(rmd);
+        nxl__pools_free(eng->pools, rmd);
         return;
     }
     md = (be_ucx_md_t *)(void *)rmd - 1;
     if (atomic_fetch_sub(&md->holds, 1) == 1) {
-        free(md);
+        nxl__pools_free(eng->pools, md);
     }
 }
 
@@ -283,8 +283,11 @@ be_ucx_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         /* One allocation: the record, its keys per worker, then the
          * packed key (one malloc and free fewer per region, and its lines
          * adjacent). */
-        rmd = calloc(1, sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) +
-                            (linked ? klen : 0));
+        rmd =
+            nxl__pools_alloc(eng->pools,
+                             sizeof(*rmd) + eng->nworkers * sizeof(ucp_rkey_h) +
+                                 (linked ? klen : 0),
+                             true);
         if (rmd == NULL) {
             return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
         }
@@ -368,7 +371,7 @@ err_destroy:
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    be_ucx_rmd_free(rmd);
+    be_ucx_rmd_free(eng, rmd);
     return st;
 }
 
@@ -418,6 +421,6 @@ be_ucx_md_unload(void *self, void *rmdp)
     if (rmd->map != NULL) {
         be_ucx_map_put(eng, p, rmd->map);
     }
-    be_ucx_rmd_free(rmd);
+    be_ucx_rmd_free(eng, rmd);
     be_ucx_peer_put(p);
 }
