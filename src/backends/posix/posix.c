@@ -164,7 +164,7 @@ be_posix_fini(void *self)
     /* The core deregisters everything first; this only guards leaks. */
     while ((r = eng->drams) != NULL) {
         eng->drams = r->next;
-        free(r);
+        nxl__pools_free(eng->pools, r);
     }
     while ((f = eng->files) != NULL) {
         eng->files = f->next;
@@ -184,6 +184,9 @@ be_posix_fini(void *self)
         pthread_mutex_destroy(&eng->lock);
         eng->lock_ready = false;
     }
+    /* Last: every record of the engine's is gone. */
+    nxl__pools_destroy(eng->pools);
+    eng->pools = NULL;
 }
 
 /* be_posix_init reads params, makes the eventfd and starts the io_uring
@@ -201,6 +204,10 @@ be_posix_init(void *self, const nxl_backend_host_t *host,
     eng->efd = -1;
     pthread_mutex_init(&eng->lock, NULL);
     eng->lock_ready = true;
+    st = nxl__pools_create(NXL__POOLS_LOCKED, &eng->pools);
+    if (st != NXL_OK) {
+        return st;
+    }
     pthread_cond_init(&eng->work_cv, NULL);
     pthread_cond_init(&eng->done_cv, NULL);
     eng->cv_ready = true;
@@ -449,7 +456,7 @@ be_posix_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                          " len %" PRIu64 " fd %" PRIu64 ") is out of range",
                          region->addr, region->len, region->dev_id);
     }
-    r = calloc(1, sizeof(*r));
+    r = nxl__pools_alloc(eng->pools, sizeof(*r), true);
     if (r == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
     }
@@ -484,7 +491,7 @@ be_posix_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
 
 err_unlock:
     pthread_mutex_unlock(&eng->lock);
-    free(r);
+    nxl__pools_free(eng->pools, r);
     return st;
 }
 
@@ -517,7 +524,7 @@ be_posix_mem_deregister(void *self, void *md)
         }
     }
     pthread_mutex_unlock(&eng->lock);
-    free(r);
+    nxl__pools_free(eng->pools, r);
 }
 
 /* be_posix_md_pack has nothing to publish: the backend is local only. */
@@ -572,7 +579,7 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
                          "posix: regions of other agents are not reachable");
     }
-    v = calloc(1, sizeof(*v));
+    v = nxl__pools_alloc(eng->pools, sizeof(*v), true);
     if (v == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "posix: out of memory");
     }
@@ -604,7 +611,7 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
         }
         if (f == NULL) {
             pthread_mutex_unlock(&eng->lock);
-            free(v);
+            nxl__pools_free(eng->pools, v);
             return nxl__fail(NXL_ERR_NOT_FOUND,
                              "posix: fd %" PRIu64 " is not registered",
                              desc->dev_id);
@@ -617,7 +624,7 @@ be_posix_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                                  .buf_index = -1};
     } else {
         pthread_mutex_unlock(&eng->lock);
-        free(v);
+        nxl__pools_free(eng->pools, v);
         return nxl__fail(NXL_ERR_NOT_FOUND,
                          "posix: DRAM region 0x%" PRIx64 "+%" PRIu64
                          " is not registered",
@@ -644,7 +651,7 @@ be_posix_md_unload(void *self, void *rmd)
         be_posix_file_put(eng, v->file);
         pthread_mutex_unlock(&eng->lock);
     }
-    free(v);
+    nxl__pools_free(eng->pools, v);
 }
 
 const nxl_backend_ops_t nxl__be_posix_ops = {

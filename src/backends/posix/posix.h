@@ -161,6 +161,10 @@ struct be_posix_engine {
 
     pthread_mutex_t lock;
     bool lock_ready;
+    /* Where the region records (be_posix_region_t) live: huge-page chunks
+     * (util/pool.h) with their own mutex (the engine is NXL_CAP_THREAD_SAFE).
+     * Made first in init, destroyed last in fini. */
+    nxl__pools_t *pools;
     int efd;       /* eventfd: event_fd */
     char self_tag; /* its address is the loopback peer ctx */
 

@@ -283,6 +283,10 @@ be_shm_init(void *self, const nxl_backend_host_t *host,
     eng->locks_ready = 1;
     eng->magic = BE_SHM_ENGINE_MAGIC;
 
+    st = nxl__pools_create(NXL__POOLS_LOCKED, &eng->pools);
+    if (st != NXL_OK) {
+        return st;
+    }
     st = be_shm_parse_params(eng, params);
     if (st != NXL_OK) {
         return st;
@@ -360,7 +364,7 @@ be_shm_fini(void *self)
         md = eng->slot_md[i];
         if (md != NULL) {
             md->magic = 0;
-            free(md);
+            nxl__pools_free(eng->pools, md);
         }
     }
     free(eng->slot_md);
@@ -383,6 +387,9 @@ be_shm_fini(void *self)
         pthread_cond_destroy(&eng->pool.cond);
         eng->locks_ready = 0;
     }
+    /* Last: every record of the engine's is gone. */
+    nxl__pools_destroy(eng->pools);
+    eng->pools = NULL;
     eng->magic = 0;
 }
 
@@ -538,7 +545,7 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
             return status;
         }
     }
-    md = calloc(1, sizeof(*md));
+    md = nxl__pools_alloc(eng->pools, sizeof(*md), true);
     if (md == NULL) {
         if (exp != NULL) {
             be_shm_export_put(eng, exp);
@@ -575,7 +582,7 @@ be_shm_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
         if (exp != NULL) {
             be_shm_export_put(eng, exp);
         }
-        free(md);
+        nxl__pools_free(eng->pools, md);
         return status;
     }
     *md_p = md;
@@ -603,7 +610,7 @@ be_shm_mem_deregister(void *self, void *mdv)
         be_shm_export_put(eng, md->exp);
     }
     md->magic = 0;
-    free(md);
+    nxl__pools_free(eng->pools, md);
 }
 
 /* be_shm_md_pack writes a region's public data (layout at the top). */

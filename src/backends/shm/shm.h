@@ -318,6 +318,10 @@ struct be_shm_engine {
     struct be_shm_conn *conns;
 
     pthread_mutex_t md_lock;
+    /* Where the region records (be_shm_md_t, be_shm_rmd_t) live: huge-page
+     * chunks (util/pool.h) with their own mutex (the engine is
+     * NXL_CAP_THREAD_SAFE). Made first in init, destroyed last in fini. */
+    nxl__pools_t *pools;
     /* The live registrations by registration-table slot (md_lock), so
      * fini can free what was left registered; a slot names one live
      * registration at a time. Peers (and this engine, for loopback)

@@ -356,7 +356,7 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     if (st != NXL_OK) {
         return st;
     }
-    rmd = calloc(1, sizeof(*rmd));
+    rmd = nxl__pools_alloc(eng->pools, sizeof(*rmd), true);
     if (rmd == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "shm: remote region");
     }
@@ -382,7 +382,7 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                                 &ipc);
         }
         if (st == NXL_ERR_NOMEM || st == NXL_ERR_PROTO) {
-            free(rmd);
+            nxl__pools_free(eng->pools, rmd);
             return st;
         }
         if (st == NXL_OK) {
@@ -393,7 +393,7 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
             rmd->err = st;
             rmd->errmsg = strdup(nxl_last_error());
             if (rmd->errmsg == NULL) {
-                free(rmd);
+                nxl__pools_free(eng->pools, rmd);
                 return nxl__fail(NXL_ERR_NOMEM, "shm: remote region");
             }
             nxl__debug("%s", rmd->errmsg);
@@ -420,9 +420,9 @@ be_shm_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
 void
 be_shm_md_unload(void *self, void *rmdv)
 {
+    be_shm_engine_t *eng = self;
     be_shm_rmd_t *rmd = rmdv;
 
-    (void)self;
     if (rmd == NULL || rmd->magic != BE_SHM_RMD_MAGIC) {
         return;
     }
@@ -435,7 +435,7 @@ be_shm_md_unload(void *self, void *rmdv)
     be_shm_peer_put(rmd->peer);
     free(rmd->errmsg);
     rmd->magic = 0;
-    free(rmd);
+    nxl__pools_free(eng->pools, rmd);
 }
 
 /* be_shm_rmd_is_mapped tells tests which path a remote region takes. */

@@ -220,6 +220,11 @@ be_tcp_init(void *self, const nxl_backend_host_t *host,
     eng->host = host;
     eng->lfd = eng->epfd = eng->kick_fd = eng->efd = -1;
     eng->stage = BE_TCP_STAGE_FDS;
+    st = nxl__pools_create(NXL__POOLS_LOCKED, &eng->pools);
+    if (st != NXL_OK) {
+        return st;
+    }
+    nxl__btree_init_pools(&eng->regs, eng->pools);
     st = be_tcp_params(eng, params);
     if (st != NXL_OK) {
         return st;
@@ -312,7 +317,8 @@ be_tcp_fini(void *self)
         for (nxl__bnode_t *n = nxl__btree_first(&eng->regs), *next; n != NULL;
              n = next) {
             next = nxl__btree_next(n);
-            free(NXL__BNODE_OF(n, be_tcp_region_t, node));
+            nxl__pools_free(eng->pools,
+                            NXL__BNODE_OF(n, be_tcp_region_t, node));
         }
         nxl__btree_fini(&eng->regs);
         pthread_rwlock_destroy(&eng->reg_lock);
@@ -333,6 +339,9 @@ be_tcp_fini(void *self)
         }
         eng->lfd = eng->epfd = eng->kick_fd = eng->efd = -1;
     }
+    /* Last: the region records and the index's blocks are gone. */
+    nxl__pools_destroy(eng->pools);
+    eng->pools = NULL;
     eng->stage = BE_TCP_STAGE_NONE;
 }
 
@@ -375,7 +384,7 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
                          (unsigned long long)region->addr,
                          (unsigned long long)region->len);
     }
-    reg = calloc(1, sizeof(*reg));
+    reg = nxl__pools_alloc(eng->pools, sizeof(*reg), true);
     if (reg == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "tcp: mem_register: out of memory");
     }
@@ -389,7 +398,7 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     st = nxl__btree_insert(&eng->regs, &reg->node, false, &in_way);
     pthread_rwlock_unlock(&eng->reg_lock);
     if (st != NXL_OK) {
-        free(reg);
+        nxl__pools_free(eng->pools, reg);
         return st;
     }
     *md_p = reg;
@@ -409,7 +418,7 @@ be_tcp_mem_deregister(void *self, void *md)
     pthread_rwlock_wrlock(&eng->reg_lock);
     nxl__btree_remove(&eng->regs, &reg->node);
     pthread_rwlock_unlock(&eng->reg_lock);
-    free(reg);
+    nxl__pools_free(eng->pools, reg);
 }
 
 /* be_tcp_md_pack: a TCP region needs no public data (the target checks
@@ -669,7 +678,6 @@ be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
 {
     be_tcp_region_t *r;
 
-    (void)self;
     (void)peer_ctx;
     (void)pub;
     if (kind != NXL_DRAM) {
@@ -683,7 +691,7 @@ be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     if (desc == NULL || desc->len > UINT64_MAX - desc->addr) {
         return nxl__fail(NXL_ERR_PROTO, "tcp: remote region wraps around");
     }
-    r = malloc(sizeof(*r));
+    r = nxl__pools_alloc(((be_tcp_engine_t *)self)->pools, sizeof(*r), false);
     if (r == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "tcp: md_unpack: out of memory");
     }
@@ -697,8 +705,7 @@ be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
 static void
 be_tcp_md_unload(void *self, void *rmd)
 {
-    (void)self;
-    free(rmd);
+    nxl__pools_free(((be_tcp_engine_t *)self)->pools, rmd);
 }
 
 /* be_tcp_signal counts n events and makes the event fd readable (one

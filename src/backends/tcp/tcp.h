@@ -384,6 +384,10 @@ struct be_tcp_engine {
 
     pthread_rwlock_t reg_lock;
     nxl__btree_t regs; /* local be_tcp_region_t (reg_lock) */
+    /* Where the region records and regs' blocks live: huge-page chunks
+     * (util/pool.h) with their own mutex (the engine is NXL_CAP_THREAD_SAFE).
+     * Made first in init, destroyed last in fini. */
+    nxl__pools_t *pools;
 
     be_tcp_peer_t *peers; /* io_lock */
     be_tcp_conn_t *conns; /* live connections (io_lock) */
