@@ -786,10 +786,11 @@ t_pool_classes(void)
     return 0;
 }
 
-/* A freed record is the next one handed out; a class's first chunk is
- * small and the later ones are 2 MiB, aligned, records inside them; a
- * chunk that empties is unmapped except one spare per class, which the
- * next allocation reuses. */
+/* A freed record is the next one handed out; a class's first chunks are
+ * small (64, 64, 128, 256, 512 KiB) and the later ones 2 MiB, records
+ * inside them; a chunk that empties is unmapped except one spare per
+ * class, which the next allocation reuses, and an empty class keeps no
+ * huge chunk. */
 static int
 t_pool_reuse_release(void)
 {
@@ -827,11 +828,11 @@ t_pool_reuse_release(void)
     }
     nxl__pools_stats(ps, &st);
     XT_ASSERT_EQ(st.live, N);
-    /* 64 KiB holds 512 records of 128 bytes, 2 MiB 16,384: 1 small + 4
-     * huge chunks for 60,000. */
-    XT_ASSERT_EQ(st.chunks, 5);
+    /* 1 MiB of small chunks holds 8,192 records of 128 bytes, 2 MiB
+     * 16,384: 5 small + 4 huge chunks for 60,000. */
+    XT_ASSERT_EQ(st.chunks, 9);
     XT_ASSERT_EQ(st.huge_chunks, 4);
-    XT_ASSERT_EQ(st.mapped, NXL__POOL_SMALL + 4 * NXL__POOL_CHUNK);
+    XT_ASSERT_EQ(st.mapped, NXL__POOL_SMALL_MAX + 4 * NXL__POOL_CHUNK);
     for (i = N; i-- > 1;) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         j = (size_t)((s >> 33) % (i + 1));
@@ -849,11 +850,30 @@ t_pool_reuse_release(void)
     }
     nxl__pools_stats(ps, &st);
     XT_ASSERT_EQ(st.live, 0);
-    XT_ASSERT_EQ(st.chunks, 1);
-    a = nxl__pools_alloc(ps, SZ, true);
+    XT_ASSERT(st.chunks <= 1 && st.huge_chunks == 0);
+    XT_ASSERT(st.mapped <= NXL__POOL_SMALL_MAX);
+    /* A loop of one allocation and one free at a huge chunk's edge keeps
+     * that chunk as the spare: no mapping per step. */
+    for (i = 0; i < 8192 + 16384; i++) {
+        rec[i] = nxl__pools_alloc(ps, SZ, false);
+        XT_ASSERT(rec[i] != NULL);
+    }
     nxl__pools_stats(ps, &st);
-    XT_ASSERT_EQ(st.chunks, 1);
-    nxl__pools_free(ps, a);
+    j = st.chunks;
+    for (i = 0; i < 100; i++) {
+        a = nxl__pools_alloc(ps, SZ, false);
+        XT_ASSERT(a != NULL);
+        nxl__pools_stats(ps, &st);
+        XT_ASSERT_EQ(st.chunks, j + 1);
+        nxl__pools_free(ps, a);
+        nxl__pools_stats(ps, &st);
+        XT_ASSERT_EQ(st.chunks, j + 1);
+    }
+    for (i = 0; i < 8192 + 16384; i++) {
+        nxl__pools_free(ps, rec[i]);
+    }
+    nxl__pools_stats(ps, &st);
+    XT_ASSERT(st.chunks <= 1 && st.huge_chunks == 0 && st.live == 0);
     nxl__pools_destroy(ps);
     return 0;
 }
@@ -1026,13 +1046,13 @@ t_pool_fault(void)
 }
 
 /* An agent with a few regions keeps their records in small chunks (4 KiB
- * pages): no 2 MiB chunk, at most a small chunk per record kind. Then
- * 3,000 regions move it onto a huge chunk, and deregistering them gives
- * every record back. */
+ * pages): no 2 MiB chunk, at most a small chunk per record kind; so does
+ * one with 1,000. Then 20,000 regions move it onto huge chunks, and
+ * deregistering them gives every record and every huge chunk back. */
 static int
 t_pool_agent_idle(void)
 {
-    enum { N = 3000, B = 64 };
+    enum { N = 20000, B = 64 };
     static uint8_t buf[N * B];
     nxl_desc_t d[N];
     nxl_dlist_t l = {NXL_DRAM, d, 10};
@@ -1054,6 +1074,11 @@ t_pool_agent_idle(void)
     XT_ASSERT_EQ(st.huge_chunks, 0);
     XT_ASSERT(st.chunks <= 2 && st.mapped <= 2 * NXL__POOL_SMALL);
     XT_ASSERT_OK(nxl_mem_deregister(a, &l, NULL));
+    l.count = 1000;
+    XT_ASSERT_OK(nxl_mem_register(a, &l, NULL));
+    nxl__pools_stats(a->pools, &st);
+    XT_ASSERT_EQ(st.huge_chunks, 0);
+    XT_ASSERT_OK(nxl_mem_deregister(a, &l, NULL));
     l.count = N;
     XT_ASSERT_OK(nxl_mem_register(a, &l, NULL));
     nxl__pools_stats(a->pools, &st);
@@ -1062,6 +1087,7 @@ t_pool_agent_idle(void)
     XT_ASSERT_OK(nxl_mem_deregister(a, &l, NULL));
     nxl__pools_stats(a->pools, &st);
     XT_ASSERT_EQ(st.live, 0);
+    XT_ASSERT_EQ(st.huge_chunks, 0);
     nxl_agent_destroy(a);
     return 0;
 }

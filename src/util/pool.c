@@ -59,6 +59,8 @@ typedef struct pool_class {
     pool_chunk_t *avail; /* chunks with room, most recently freed into first */
     pool_chunk_t *all;
     pool_chunk_t *spare; /* an empty chunk kept, or NULL */
+    size_t small;        /* bytes of its chunks on 4 KiB pages */
+    size_t live;         /* its records allocated */
 } pool_class_t;
 
 struct nxl__pools {
@@ -313,14 +315,18 @@ pool_chunk_make(nxl__pools_t *ps, size_t len)
     return c;
 }
 
-/* pool_chunk_new maps a chunk for cls: small (4 KiB pages) while cls has
- * none, else NXL__POOL_CHUNK bytes on huge pages. Lists it; NULL when the
- * mapping fails. */
+/* pool_chunk_new maps a chunk for cls: on 4 KiB pages while cls holds
+ * less than NXL__POOL_SMALL_MAX of them (NXL__POOL_SMALL, then as much as
+ * it holds: 64, 64, 128, 256, 512 KiB), after that NXL__POOL_CHUNK bytes
+ * on huge pages, so a 2 MiB page at most doubles a class's footprint.
+ * Lists it; NULL when the mapping fails. */
 static pool_chunk_t *
 pool_chunk_new(pool_class_t *cls)
 {
-    bool huge = cls->all != NULL;
-    size_t len = huge ? NXL__POOL_CHUNK : NXL__POOL_SMALL;
+    bool huge = cls->small >= NXL__POOL_SMALL_MAX;
+    size_t len = huge                           ? NXL__POOL_CHUNK
+                 : cls->small < NXL__POOL_SMALL ? NXL__POOL_SMALL
+                                                : cls->small;
     pool_chunk_t *c = pool_chunk_make(cls->set, len);
 
     if (c == NULL) {
@@ -332,6 +338,9 @@ pool_chunk_new(pool_class_t *cls)
     c->cls = cls;
     c->limit = (uint32_t)len;
     c->huge = huge;
+    if (!huge) {
+        cls->small += len;
+    }
     pool_link_all(&cls->all, c);
     pool_link_avail(cls, c);
     cls->set->st.huge_chunks += huge;
@@ -389,6 +398,7 @@ pool_alloc_locked(nxl__pools_t *ps, size_t size)
         c->bump += cls->size;
     }
     c->used++;
+    cls->live++;
     if (c == cls->spare) {
         cls->spare = NULL;
     }
@@ -426,9 +436,26 @@ nxl__pools_alloc(nxl__pools_t *ps, size_t size, bool zero)
     return rec;
 }
 
-/* pool_free_locked gives rec back to its chunk (ps's lock, if any, held):
- * a chunk that empties becomes the class's spare, or is unmapped when the
- * class has one. */
+/* pool_chunk_drop unmaps cls's empty chunk c. */
+static void
+pool_chunk_drop(pool_class_t *cls, pool_chunk_t *c)
+{
+    if (!c->huge) {
+        cls->small -= c->map_len;
+    }
+    if (c->avail) {
+        pool_unlink_avail(cls, c);
+    }
+    pool_unlink_all(&cls->all, c);
+    pool_unmap(cls->set, c);
+}
+
+/* pool_free_locked gives rec back to its chunk (ps's lock, if any, held).
+ * A chunk that empties becomes the class's spare (so that a loop of one
+ * allocation and one free at a chunk's edge does not map and unmap each
+ * time) unless the class has one, or it is a huge chunk of a class with
+ * no record left; a class with no record left keeps no huge spare (no
+ * 2 MiB held for nothing). */
 static void
 pool_free_locked(nxl__pools_t *ps, void *rec)
 {
@@ -444,22 +471,24 @@ pool_free_locked(nxl__pools_t *ps, void *rec)
     *(void **)rec = c->free;
     c->free = rec;
     c->used--;
+    cls->live--;
     if (!c->avail) {
         pool_link_avail(cls, c);
     }
-    if (c->used > 0) {
-        return;
+    if (c->used == 0) {
+        if (cls->spare == NULL && (!c->huge || cls->live > 0)) {
+            /* Afresh: records are handed out in address order again. */
+            c->free = NULL;
+            c->bump = 0;
+            cls->spare = c;
+        } else {
+            pool_chunk_drop(cls, c);
+        }
     }
-    if (cls->spare == NULL) {
-        /* Start it afresh: records are handed out in address order again. */
-        c->free = NULL;
-        c->bump = 0;
-        cls->spare = c;
-        return;
+    if (cls->live == 0 && cls->spare != NULL && cls->spare->huge) {
+        pool_chunk_drop(cls, cls->spare);
+        cls->spare = NULL;
     }
-    pool_unlink_avail(cls, c);
-    pool_unlink_all(&cls->all, c);
-    pool_unmap(ps, c);
 }
 
 void

@@ -16,14 +16,18 @@
  *     would all share one cache set); a free finds it from the record's
  *     address masked, in a small hash table of the set's chunks, so it
  *     needs no size.
- *   - A class's first chunk is small (NXL__POOL_SMALL bytes, 4 KiB pages,
- *     MADV_NOHUGEPAGE): an agent with few records pays a few 4 KiB pages,
- *     not 2 MiB per class. Later chunks are 2 MiB with MADV_HUGEPAGE.
+ *   - A class's first chunks are small, on 4 KiB pages (MADV_NOHUGEPAGE):
+ *     64 KiB, then doubling, until they hold NXL__POOL_SMALL_MAX (1 MiB,
+ *     some 8,000 records of 128 bytes); only later chunks are 2 MiB with
+ *     MADV_HUGEPAGE. An agent with few records pays the 4 KiB pages it
+ *     touches, not 2 MiB per class, and a 2 MiB page at most doubles a
+ *     class's footprint.
  *   - Records come from a chunk's free list, else its untouched tail
  *     (pages are touched only when used). Chunks with room are listed per
  *     class; a chunk that empties is unmapped, except one spare per class
  *     (so a register/deregister loop at a chunk's edge does not map and
- *     unmap each time). nxl__pools_destroy unmaps everything.
+ *     unmap each time), and no huge spare once the class is empty.
+ *     nxl__pools_destroy unmaps everything.
  *   - A record larger than NXL__POOL_MAX gets a mapping of its own.
  *
  * Under AddressSanitizer or ThreadSanitizer (NXL_SANITIZE), or with
@@ -45,9 +49,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define NXL__POOL_CHUNK ((size_t)2 << 20)  /* chunk size and alignment */
-#define NXL__POOL_SMALL ((size_t)64 << 10) /* a class's first chunk */
-#define NXL__POOL_MAX ((size_t)2048)       /* largest pooled record */
+#define NXL__POOL_CHUNK ((size_t)2 << 20)     /* chunk size and alignment */
+#define NXL__POOL_SMALL ((size_t)64 << 10)    /* a class's first chunk */
+#define NXL__POOL_SMALL_MAX ((size_t)1 << 20) /* 4 KiB pages up to this */
+#define NXL__POOL_MAX ((size_t)2048)          /* largest pooled record */
 
 /* Flags of nxl__pools_create. */
 #define NXL__POOLS_LOCKED 1u /* alloc/free take the set's own mutex */
