@@ -6,7 +6,8 @@
  * crafted and garbage frames, reset and kill mid-transfer, reconnect,
  * timeouts, cancel (also a WRITE canceled mid-payload, whose
  * notification must never arrive), small frames behind large payloads
- * (the receive low-water mark), 1,000 concurrent requests from 4 threads,
+ * (the receive low-water mark), large READ replies received in place
+ * (not through the staging buffer), 1,000 concurrent requests from 4 threads,
  * and the same across two network namespaces (tests/netns/rig.sh; skipped
  * when namespaces cannot be made). NXL_TCP_BENCH=1 makes the bench cases
  * measure for real and print numbers (NXL_TCP_BENCH=lat only the 4 KiB
@@ -2937,6 +2938,68 @@ t_big_then_small(void)
     return tt_leaks();
 }
 
+/* t_read_direct: at depth 1 a READ reply of 32 KiB or more lands in its
+ * destination straight from the socket (the header is read apart), not
+ * through the connection's staging buffer and a copy out of it; a 4 KiB
+ * reply still comes through rbuf with its header. Counted by the engine's
+ * cli_staged (payload bytes copied out of rbuf), for both receivers: the
+ * wait op's poll and the I/O thread (event fd). Fails if large replies
+ * are staged (about 64 KiB each without the header-apart read), or if the
+ * counter does not count (the 4 KiB replies). The data is checked. */
+static int
+t_read_direct(void)
+{
+    const uint64_t len = 1u << 20;
+    uint8_t *buf = tt_map(len);
+    uint64_t s0, small, large, off;
+    tt_target tg;
+    tt_xfer tx;
+    tt_eng t;
+    void *peer;
+    int k;
+
+    XT_ASSERT(buf != NULL);
+    XT_ASSERT_EQ(tt_spawn(&tg, "direct", len), 0);
+    XT_ASSERT_OK(tt_open(&t, "stager", NULL, 0));
+    XT_ASSERT_OK(tt_load(&t, &tg, &peer));
+    s0 = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged);
+    for (k = 0; k < 16; k++) {
+        off = (uint64_t)k * 4096u;
+        memset(buf, 0, 4096);
+        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "direct", buf,
+                              tg.hi.addr + off, 4096));
+        XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+        XT_ASSERT_OK((k & 1) ? tt_wait(&tx, 5000)
+                             : tt_wait_op(&tx, 5000, NULL));
+        XT_ASSERT_EQ(tt_bad(buf, 4096, 1, off), -1);
+        tt_free(&tx);
+    }
+    small = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged) - s0;
+    s0 += small;
+    for (k = 0; k < 16; k++) {
+        off = (uint64_t)k * 65536u;
+        memset(buf, 0, 65536);
+        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "direct", buf,
+                              tg.hi.addr + off, 65536));
+        XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+        XT_ASSERT_OK((k & 1) ? tt_wait(&tx, 5000)
+                             : tt_wait_op(&tx, 5000, NULL));
+        XT_ASSERT_EQ(tt_bad(buf, 65536, 1, off), -1);
+        tt_free(&tx);
+    }
+    large = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged) - s0;
+    printf("  staged payload: 16 x 4 KiB READ %llu bytes, 16 x 64 KiB READ "
+           "%llu bytes\n",
+           (unsigned long long)small, (unsigned long long)large);
+    XT_ASSERT_EQ(small, 16u * 4096u);
+    XT_ASSERT(large < 65536u);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    XT_ASSERT_EQ(tt_target_stop(&tg), 0);
+    munmap(buf, len);
+    return tt_leaks();
+}
+
 /* t_request_timeout: a target that stops answering (SIGSTOP) makes a
  * request end with NXL_ERR_TIMEOUT after request_timeout_ms; once it runs
  * again the stream works (the late reply is dropped). */
@@ -3588,6 +3651,7 @@ const xt_suite xt_suite_tcp = {
             {"wait_op", t_wait_op},
             {"wait_spin", t_wait_spin},
             {"big_then_small", t_big_then_small},
+            {"read_direct", t_read_direct},
             {"request_timeout", t_request_timeout},
             {"event_fd", t_event_fd},
             {"peer_errors", t_peer_errors},

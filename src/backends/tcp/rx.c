@@ -8,8 +8,11 @@
  * the staging buffer as the last iovec to catch the next headers in the
  * same call. A read that returns less than it asked for emptied the
  * socket: the reader stops there rather than pay a second call for EAGAIN
- * (level-triggered epoll and poll() report whatever comes later). What a
- * server connection does with a request is in srv.c.
+ * (level-triggered epoll and poll() report whatever comes later). A
+ * client that expects a READ reply of 32 KiB or more reads its header
+ * apart first, so the payload lands in place rather than in the staging
+ * buffer and a copy out of it (be_tcp_rx_hdr_only). What a server
+ * connection does with a request is in srv.c.
  *
  * Replies on a client connection are received by whichever thread gets
  * there first under io_lock: the I/O thread, a thread in be_tcp_wait that
@@ -30,12 +33,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#define BE_TCP_INLINE_BUDGET (1u << 20) /* per check() call */
-#define BE_TCP_WAIT_SLICE_MS 5          /* longest poll() in be_tcp_wait */
-#define BE_TCP_RX_LOWAT (256u * 1024u)  /* SO_RCVLOWAT inside big payloads */
-#define BE_TCP_LEND_GAP_NS 200000u      /* two polls this close: lend it */
-#define BE_TCP_LEND_NS 1000000u         /* no poll this long: take it back */
-#define BE_TCP_LEND_TICK_MS 1           /* I/O thread timeout while lent */
+#define BE_TCP_INLINE_BUDGET (1u << 20)    /* per check() call */
+#define BE_TCP_WAIT_SLICE_MS 5             /* longest poll() in be_tcp_wait */
+#define BE_TCP_RX_LOWAT (256u * 1024u)     /* SO_RCVLOWAT inside big payloads */
+#define BE_TCP_LEND_GAP_NS 200000u         /* two polls this close: lend it */
+#define BE_TCP_LEND_NS 1000000u            /* no poll this long: take it back */
+#define BE_TCP_LEND_TICK_MS 1              /* I/O thread timeout while lent */
+#define BE_TCP_RX_DIRECT_MIN (32u * 1024u) /* READ reply: header apart */
 
 /* be_tcp_cli_more sets up receiving the next frame of a READ reply that
  * comes in several (version 2): same id, a payload that continues where
@@ -217,6 +221,10 @@ be_tcp_dst_advance(be_tcp_conn_t *c, const uint8_t *src, size_t n)
     if (c->dst == NULL) {
         return;
     }
+    if (src != NULL && !c->server) {
+        atomic_fetch_add_explicit(&c->eng->cli_staged, (uint64_t)n,
+                                  memory_order_relaxed);
+    }
     while (n > 0 && c->dst_i < c->dst_n) {
         room = c->dst[c->dst_i].iov_len - c->dst_off;
         k = NXL__MIN(room, n);
@@ -326,15 +334,54 @@ be_tcp_rx_frames(be_tcp_conn_t *c)
     }
 }
 
+/* be_tcp_rx_hdr_only says whether a client connection's next read should
+ * take only the rest of a reply header, because the reply it starts is a
+ * READ payload of at least BE_TCP_RX_DIRECT_MIN bytes: the read after it
+ * then puts the payload straight into its destination. A read into rbuf
+ * would take the payload there and copy it out again (be_tcp_dst_advance),
+ * and at depth 1 that copy runs after the segment's ACK and before the
+ * next request, on the critical path (64 KiB READ on the 2-vCPU rig,
+ * traced: about 12 us of memmove into a cold destination, against 2-3 us
+ * for the extra readv; docs/performance.md, sixth session). The expected
+ * reply is the continuation of rpart (several frames, version 2) or the
+ * ring's oldest entry (tx_lock: posting threads push to the ring).
+ * io_lock held. */
+static bool
+be_tcp_rx_hdr_only(be_tcp_conn_t *c)
+{
+    const be_tcp_part_t *part;
+    uint64_t left;
+    bool big = false;
+
+    if (c->server || c->rstate != BE_TCP_RX_HDR ||
+        c->rlen - c->rpos >= BE_TCP_HDR_SIZE) {
+        return false;
+    }
+    if (c->rmore) {
+        part = c->rpart;
+        return part != NULL && part->bytes - c->rgot >= BE_TCP_RX_DIRECT_MIN;
+    }
+    pthread_mutex_lock(&c->tx_lock);
+    if (c->ring_count > 0) {
+        part = c->ring[c->ring_head].part;
+        left = part != NULL ? part->bytes : 0;
+        big = c->ring[c->ring_head].type == BE_TCP_READ_RESP &&
+              left >= BE_TCP_RX_DIRECT_MIN;
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    return big;
+}
+
 /* be_tcp_rx_iov builds the readv list for the next read: payload goes
  * straight to its destination (or the big control buffer), and rbuf's
- * free space comes last for whatever follows. *direct_p is the number of
- * bytes that land outside rbuf, *want_p all the list takes. */
+ * free space comes last for whatever follows (only the rest of the header
+ * when be_tcp_rx_hdr_only). *direct_p is the number of bytes that land
+ * outside rbuf, *want_p all the list takes. */
 static int
 be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p,
               size_t *want_p)
 {
-    size_t direct = 0, i, off, len, need;
+    size_t direct = 0, i, off, len, need, room;
     uint64_t left;
     int cnt = 0;
 
@@ -360,11 +407,15 @@ be_tcp_rx_iov(be_tcp_conn_t *c, struct iovec *iov, size_t *direct_p,
         direct = iov[cnt].iov_len;
         cnt++;
     }
+    room = c->rcap - c->rlen;
+    if (be_tcp_rx_hdr_only(c)) {
+        room = NXL__MIN(room, BE_TCP_HDR_SIZE - (c->rlen - c->rpos));
+    }
     iov[cnt].iov_base = c->rbuf + c->rlen;
-    iov[cnt].iov_len = c->rcap - c->rlen;
+    iov[cnt].iov_len = room;
     cnt++;
     *direct_p = direct;
-    *want_p = direct + (c->rcap - c->rlen);
+    *want_p = direct + room;
     return cnt;
 }
 

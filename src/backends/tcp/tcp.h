@@ -404,6 +404,9 @@ struct be_tcp_engine {
     _Atomic uint64_t srv_sent;
     _Atomic uint64_t srv_cut;
     _Atomic uint64_t srv_cut_missed;
+    /* Client side: READ reply payload bytes that went through rbuf and
+     * were copied out to their destinations (be_tcp_dst_advance). */
+    _Atomic uint64_t cli_staged;
 };
 
 /* --- engine.c ----------------------------------------------------------- */
