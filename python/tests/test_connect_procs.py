@@ -143,7 +143,10 @@ def test_reader_fails_within_2s_when_the_peer_dies(be):
         if be == "TCP":
             stop_process(c.proc.pid)
             assert op.status == nc.OperationStatus.INITIALIZED   # posted
-            await asyncio.sleep(0.1)
+            for _ in range(500):                    # up to 5 s
+                if op.status == nc.OperationStatus.IN_PROGRESS:
+                    break
+                await asyncio.sleep(0.01)
             assert op.status == nc.OperationStatus.IN_PROGRESS
         t0 = time.monotonic()
         os.kill(c.proc.pid, signal.SIGKILL)

@@ -116,7 +116,10 @@ def test_nixl_read_sender_killed(be):
             if be == "TCP":
                 stop_process(c.proc.pid)
                 assert op.status == nc.OperationStatus.INITIALIZED
-                await asyncio.sleep(0.1)            # posted, in flight
+                for _ in range(500):                # posted, in flight
+                    if op.status == nc.OperationStatus.IN_PROGRESS:
+                        break
+                    await asyncio.sleep(0.01)
                 assert op.status == nc.OperationStatus.IN_PROGRESS
             t0.append(time.monotonic())
             c.proc.kill()
@@ -152,7 +155,10 @@ def test_nixl_write_sender_killed(victim):
 
     async def one(be, r, killed):
         task = asyncio.ensure_future(r.receive_embeddings(reqs[be]))
-        await asyncio.sleep(0.2)
+        for _ in range(500):                        # up to 5 s
+            if r.ring_buffer.allocated == 1:
+                break
+            await asyncio.sleep(0.01)
         assert r.ring_buffer.allocated == 1         # handshake out
         await killed.wait()
         t0 = time.monotonic()

@@ -433,7 +433,14 @@ def test_write_cancel_mid_transfer_quarantines_then_releases():
         s._task = None
         s._waker.disarm()
         task = asyncio.ensure_future(r.receive_embeddings(req))
-        await asyncio.sleep(0.05)                 # handshake sent
+        # receive_embeddings allocates its slot and sends the handshake
+        # without yielding in between, so a slot seen here means the
+        # handshake is out. Wait for it, up to 5 s (a fixed 50 ms was too
+        # short under ASan on a loaded host).
+        for _ in range(500):
+            if r.ring_buffer.allocated == 1:
+                break
+            await asyncio.sleep(0.01)
         assert r.ring_buffer.allocated == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
