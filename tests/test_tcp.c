@@ -2949,50 +2949,40 @@ t_big_then_small(void)
 static int
 t_read_direct(void)
 {
+    static const uint64_t size[2] = {4096u, 65536u};
     const uint64_t len = 1u << 20;
     uint8_t *buf = tt_map(len);
-    uint64_t s0, small, large, off;
+    uint64_t s0, staged[2], off;
     tt_target tg;
     tt_xfer tx;
     tt_eng t;
     void *peer;
-    int k;
+    int i, k;
 
     XT_ASSERT(buf != NULL);
     XT_ASSERT_EQ(tt_spawn(&tg, "direct", len), 0);
     XT_ASSERT_OK(tt_open(&t, "stager", NULL, 0));
     XT_ASSERT_OK(tt_load(&t, &tg, &peer));
-    s0 = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged);
-    for (k = 0; k < 16; k++) {
-        off = (uint64_t)k * 4096u;
-        memset(buf, 0, 4096);
-        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "direct", buf,
-                              tg.hi.addr + off, 4096));
-        XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
-        XT_ASSERT_OK((k & 1) ? tt_wait(&tx, 5000)
-                             : tt_wait_op(&tx, 5000, NULL));
-        XT_ASSERT_EQ(tt_bad(buf, 4096, 1, off), -1);
-        tt_free(&tx);
+    for (i = 0; i < 2; i++) { /* 16 small READs, then 16 large ones */
+        s0 = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged);
+        for (k = 0; k < 16; k++) {
+            off = (uint64_t)k * size[i];
+            memset(buf, 0, size[i]);
+            XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "direct", buf,
+                                  tg.hi.addr + off, size[i]));
+            XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
+            XT_ASSERT_OK((k & 1) ? tt_wait(&tx, 5000)
+                                 : tt_wait_op(&tx, 5000, NULL));
+            XT_ASSERT_EQ(tt_bad(buf, size[i], 1, off), -1);
+            tt_free(&tx);
+        }
+        staged[i] = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged) - s0;
     }
-    small = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged) - s0;
-    s0 += small;
-    for (k = 0; k < 16; k++) {
-        off = (uint64_t)k * 65536u;
-        memset(buf, 0, 65536);
-        XT_ASSERT_OK(tt_prep1(&t, &tx, NXL_READ, peer, "direct", buf,
-                              tg.hi.addr + off, 65536));
-        XT_ASSERT_EQ(tt_post_notif(&tx, NULL), NXL_IN_PROG);
-        XT_ASSERT_OK((k & 1) ? tt_wait(&tx, 5000)
-                             : tt_wait_op(&tx, 5000, NULL));
-        XT_ASSERT_EQ(tt_bad(buf, 65536, 1, off), -1);
-        tt_free(&tx);
-    }
-    large = atomic_load(&((be_tcp_engine_t *)t.e)->cli_staged) - s0;
     printf("  staged payload: 16 x 4 KiB READ %llu bytes, 16 x 64 KiB READ "
            "%llu bytes\n",
-           (unsigned long long)small, (unsigned long long)large);
-    XT_ASSERT_EQ(small, 16u * 4096u);
-    XT_ASSERT(large < 65536u);
+           (unsigned long long)staged[0], (unsigned long long)staged[1]);
+    XT_ASSERT_EQ(staged[0], 16u * 4096u);
+    XT_ASSERT(staged[1] < 65536u);
     OPS->peer_unload(t.e, peer);
     tt_close(&t);
     XT_ASSERT_EQ(tt_target_stop(&tg), 0);
