@@ -293,20 +293,28 @@ t_btree_random(void)
     return btree_random_with(NULL);
 }
 
-/* The same with the tree's blocks from a pool set (the agent's indexes):
- * every block is given back by the time the tree is empty. */
+/* btree_on_pools runs fn with a fresh unlocked pool set and checks that
+ * nothing of the set is still allocated afterwards. */
 static int
-t_btree_random_pools(void)
+btree_on_pools(int (*fn)(nxl__pools_t *))
 {
     nxl__pools_stats_t st;
     nxl__pools_t *ps;
 
     XT_ASSERT_OK(nxl__pools_create(0, &ps));
-    XT_ASSERT_EQ(btree_random_with(ps), 0);
+    XT_ASSERT_EQ(fn(ps), 0);
     nxl__pools_stats(ps, &st);
     XT_ASSERT_EQ(st.live, 0);
     nxl__pools_destroy(ps);
     return 0;
+}
+
+/* The same with the tree's blocks from a pool set (the agent's indexes):
+ * every block is given back by the time the tree is empty. */
+static int
+t_btree_random_pools(void)
+{
+    return btree_on_pools(btree_random_with);
 }
 
 /* The single-descent exclusive insert: 20,000 random inserts and
@@ -553,15 +561,7 @@ t_btree_nomem(void)
 static int
 t_btree_nomem_pools(void)
 {
-    nxl__pools_stats_t st;
-    nxl__pools_t *ps;
-
-    XT_ASSERT_OK(nxl__pools_create(0, &ps));
-    XT_ASSERT_EQ(btree_nomem_with(ps), 0);
-    nxl__pools_stats(ps, &st);
-    XT_ASSERT_EQ(st.live, 0);
-    nxl__pools_destroy(ps);
-    return 0;
+    return btree_on_pools(btree_nomem_with);
 }
 
 /* The registration table through several growths: slots given back are
