@@ -1436,7 +1436,7 @@ t_rx_garbage(void)
     int fd, i;
 
     XT_ASSERT_OK(t_open(&t, "rx", NULL, 0));
-    nxl__put_le32(hello, BE_SHM_HELLO_MAGIC);
+    nxl__put_le32(hello, NXL__LS_HELLO_MAGIC);
     hello[4] = 1;
     hello[5] = 0;
     hello[6] = 4;
@@ -1483,7 +1483,7 @@ t_rx_garbage(void)
         ops->progress(t.eng);
     }
     XT_ASSERT_EQ(send(fd, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
-    frame[0] = BE_SHM_FRAME_NOTIF;
+    frame[0] = NXL__LS_FRAME_NOTIF;
     frame[8] = 'o';
     frame[9] = 'k';
     for (i = 0; i < (int)sizeof(frame); i++) {

@@ -274,9 +274,8 @@ be_shm_init(void *self, const nxl_backend_host_t *host,
     nxl_status_t st;
     int err;
 
-    eng->listen_fd = eng->done_fd = eng->ep_fd = -1;
+    eng->done_fd = eng->ep_fd = -1;
     eng->host = host;
-    pthread_mutex_init(&eng->rx_lock, NULL);
     pthread_mutex_init(&eng->md_lock, NULL);
     pthread_mutex_init(&eng->pool.lock, NULL);
     pthread_cond_init(&eng->pool.cond, NULL);
@@ -381,7 +380,6 @@ be_shm_fini(void *self)
         free(x);
     }
     if (eng->locks_ready) {
-        pthread_mutex_destroy(&eng->rx_lock);
         pthread_mutex_destroy(&eng->md_lock);
         pthread_mutex_destroy(&eng->pool.lock);
         pthread_cond_destroy(&eng->pool.cond);

@@ -16,19 +16,19 @@
  * Large requests are cut into chunks that the calling thread and a small
  * worker pool take from a shared counter, so a starved worker costs little.
  * Notifications travel over an abstract unix stream socket per (sender engine,
- * receiver engine) pair.
+ * receiver engine) pair (util/lstream.h).
  *
  * Locking: the data path (prep/post/check) takes no engine lock. Engine
- * locks: rx_lock (epoll set, accepted connections; progress), md_lock
- * (local regions by slot, exports), pool.lock (work queue). Per peer: map_lock
- * (mapping cache) and tx_lock (outgoing notification stream). Order: global
- * lock -> md_lock; rx_lock -> tx_lock.
+ * locks: md_lock (local regions by slot, exports), pool.lock (work queue),
+ * and the notification set's own (util/lstream.h). Per peer: map_lock
+ * (mapping cache) and its stream's lock. Order: global lock -> md_lock.
  */
 #ifndef NXL_BACKENDS_SHM_H
 #define NXL_BACKENDS_SHM_H
 
 #include <nxl/nxl_backend.h>
 
+#include "lstream.h"
 #include "util.h"
 
 #include <nxl/nxl_memkind.h>
@@ -47,35 +47,20 @@
 #define BE_SHM_IOV_MAX 1024u /* per process_vm_* call, each side */
 #define BE_SHM_INLINE_IOV 4u /* iovecs per list kept in req state */
 #define BE_SHM_MAX_THREADS 64u
-#define BE_SHM_RATE_CLASSES 8u         /* size classes for adaptive splits */
-#define BE_SHM_NAME_MAX 1024u          /* agent name in a hello frame */
-#define BE_SHM_NOTIF_MAX (16u << 20)   /* largest notification message */
-#define BE_SHM_SOCK_MAX 107u           /* abstract name bytes after the NUL */
-#define BE_SHM_ALIVE_CHECK_NS 1000000u /* data path pidfd poll period */
+#define BE_SHM_RATE_CLASSES 8u           /* size classes for adaptive splits */
+#define BE_SHM_SOCK_MAX NXL__LS_SOCK_MAX /* abstract name after the NUL */
+#define BE_SHM_NOTIF_MAX (16u << 20)     /* largest notification message */
+#define BE_SHM_ALIVE_CHECK_NS 1000000u   /* data path pidfd poll period */
 
-/* Frames on the notification stream (little endian). */
-#define BE_SHM_HELLO_MAGIC 0x4e53584eu /* "NXSN" */
-#define BE_SHM_WIRE_VERSION 1u
-#define BE_SHM_HELLO_LEN 8u /* magic u32, version u16, name_len u16 */
-#define BE_SHM_FRAME_HDR 8u /* type u8, 3 reserved zero bytes, len u32 */
-#define BE_SHM_FRAME_NOTIF 1u
+#define BE_SHM_WIRE_VERSION 1u /* conn info version */
 
 typedef struct be_shm_engine be_shm_engine_t;
 typedef struct be_shm_peer be_shm_peer_t;
 typedef struct be_shm_req be_shm_req_t;
 
-/* What an epoll event points at. */
-typedef enum be_shm_ev_kind {
-    BE_SHM_EV_LISTEN = 1,
-    BE_SHM_EV_DONE = 2, /* the completion eventfd */
-    BE_SHM_EV_CONN = 3, /* an accepted (incoming) notification stream */
-    BE_SHM_EV_TX = 4    /* a peer's outgoing notification stream */
-} be_shm_ev_kind_t;
-
-typedef struct be_shm_ev {
-    be_shm_ev_kind_t kind;
-    void *obj;
-} be_shm_ev_t;
+/* The completion eventfd's event value in the engine's epoll set (the
+ * streams' values are nxl__ls_owns's). */
+#define BE_SHM_EV_DONE 1ull
 
 /* be_shm_export_t: a local device allocation exported once with ipc_get,
  * shared by the VRAM registrations inside it (engine md_lock). */
@@ -168,21 +153,11 @@ struct be_shm_peer {
     nxl__regtab_view_t rt; /* its registration table (map_lock) */
     uint32_t rt_fd;        /* the table's fd number in the peer */
 
-    /* Outgoing notification stream (tx_lock). */
-    pthread_mutex_t tx_lock;
+    /* Outgoing notification stream (its own lock), to the listener
+     * named in the conn info. */
     char sock_name[BE_SHM_SOCK_MAX + 1];
     size_t sock_len;
-    int tx_fd;
-    int tx_in_epoll; /* registered with the engine's epoll set */
-    int tx_want_out; /* EPOLLOUT requested */
-    be_shm_ev_t tx_ev;
-    uint8_t *txbuf; /* bytes not yet written: [tx_head, tx_len) */
-    size_t tx_head;
-    size_t tx_len;
-    size_t tx_cap;
-    uint64_t tx_bytes;     /* stream bytes written to the socket */
-    atomic_int tx_pending; /* bytes are queued (read without tx_lock) */
-    nxl_status_t tx_err;   /* sticky stream failure */
+    nxl__ls_tx_t *tx;
 };
 
 /* be_shm_cursor_t: a position in a pair of iovec lists. */
@@ -306,16 +281,11 @@ struct be_shm_engine {
     int pool_ready;
     int registered; /* in the process-wide engine list */
 
-    int listen_fd;
     int done_fd; /* eventfd written by workers */
-    int ep_fd;   /* epoll: listener, done_fd, conns, tx sockets */
+    int ep_fd;   /* epoll: done_fd and the notification streams */
     char sock_name[BE_SHM_SOCK_MAX + 1];
     size_t sock_len;
-    be_shm_ev_t listen_ev;
-    be_shm_ev_t done_ev;
-
-    pthread_mutex_t rx_lock;
-    struct be_shm_conn *conns;
+    nxl__ls_t *ls; /* listener and notification streams */
 
     pthread_mutex_t md_lock;
     /* Where the region records (be_shm_md_t, be_shm_rmd_t) live: huge-page
@@ -414,29 +384,18 @@ nxl_status_t be_shm_req_finish(be_shm_req_t *req, nxl_status_t st);
 
 /* --- shm_notif.c -------------------------------------------------------- */
 
-/* be_shm_notif_init creates the listener, completion eventfd and epoll. */
+/* be_shm_notif_init creates the completion eventfd, the epoll set and the
+ * notification listener (util/lstream.h). */
 nxl_status_t be_shm_notif_init(be_shm_engine_t *eng);
-/* be_shm_notif_fini closes connections and the fds notif_init opened. */
+/* be_shm_notif_fini closes what notif_init opened (every peer's stream
+ * freed before). */
 void be_shm_notif_fini(be_shm_engine_t *eng);
-/* be_shm_tx_connect connects peer's outgoing stream (tx_lock held). */
-nxl_status_t be_shm_tx_connect(be_shm_peer_t *peer);
-/* be_shm_tx_hello queues the hello frame naming this agent; peer_load
- * calls it before anything else goes on the stream. */
-nxl_status_t be_shm_tx_hello(be_shm_peer_t *peer, const char *own_name);
-/* be_shm_tx_send puts one notification frame on the ordered stream: the
- * socket takes what it can, the rest waits in the peer's queue, which
- * progress (EPOLLOUT), check and later sends flush. NXL_OK means it will
- * be delivered unless the peer goes away. */
-nxl_status_t be_shm_tx_send(be_shm_peer_t *peer, const void *msg, size_t len);
-/* be_shm_tx_kick writes queued bytes if there are any (cheap otherwise). */
-void be_shm_tx_kick(be_shm_peer_t *peer);
-/* be_shm_tx_drain waits up to timeout_ms for the queue to empty (peer
- * unload: notifications of completed transfers should still arrive). */
-void be_shm_tx_drain(be_shm_peer_t *peer, int timeout_ms);
-/* be_shm_tx_close drops peer's stream (tx_lock and rx_lock not held). */
-void be_shm_tx_close(be_shm_peer_t *peer);
-/* be_shm_progress handles ready fds: accepts, receives and delivers
- * notifications, flushes queued streams. Returns events handled. */
+/* be_shm_tx_open opens peer's outgoing stream to the listener its conn
+ * info named; NXL_ERR_REMOTE_DISCONNECT when nobody listens there. */
+nxl_status_t be_shm_tx_open(be_shm_peer_t *peer);
+/* be_shm_progress handles ready fds: the completion eventfd, and the
+ * streams' set (accepts, receives and delivers notifications, flushes
+ * queued streams). Returns events handled. */
 unsigned be_shm_progress(void *self);
 /* be_shm_signal_done wakes sleepers after a worker finished a request. */
 void be_shm_signal_done(be_shm_engine_t *eng);

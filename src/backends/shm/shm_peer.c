@@ -174,12 +174,8 @@ be_shm_peer_put(be_shm_peer_t *peer)
     if (peer->pidfd >= 0) {
         close(peer->pidfd);
     }
-    if (peer->tx_fd >= 0) {
-        close(peer->tx_fd);
-    }
-    free(peer->txbuf);
+    nxl__ls_tx_free(peer->tx);
     pthread_mutex_destroy(&peer->map_lock);
-    pthread_mutex_destroy(&peer->tx_lock);
     free(peer->name);
     peer->magic = 0;
     free(peer);
@@ -286,13 +282,11 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
     peer->token = nxl__le64(p + 24);
     probe = nxl__le64(p + 32);
     peer->pidfd = -1;
-    peer->tx_fd = -1;
     peer->rt.fd = -1;
     memcpy(peer->sock_name, p + BE_SHM_CONN_FIXED, sock_len);
     peer->sock_len = sock_len;
     atomic_init(&peer->refs, 1);
     pthread_mutex_init(&peer->map_lock, NULL);
-    pthread_mutex_init(&peer->tx_lock, NULL);
 
     if (peer->pid == eng->pid) {
         pthread_mutex_lock(&be_shm_global_lock);
@@ -328,15 +322,13 @@ be_shm_peer_load(void *self, const char *name, const void *info, size_t len,
         }
     }
 
-    status = be_shm_tx_hello(peer, eng->host->agent_name);
+    status = be_shm_tx_open(peer);
     if (status != NXL_OK) {
-        goto err_close_tx;
+        goto err_put;
     }
     *peer_ctx_p = peer;
     return NXL_OK;
 
-err_close_tx:
-    be_shm_tx_close(peer);
 err_put:
     be_shm_peer_put(peer);
     return status;
@@ -360,7 +352,7 @@ be_shm_peer_unload(void *self, void *ctx)
     while (atomic_load(&peer->inflight) > 0) {
         nanosleep(&ts, NULL);
     }
-    be_shm_tx_drain(peer, 500);
-    be_shm_tx_close(peer);
+    nxl__ls_tx_drain(peer->tx, 500);
+    nxl__ls_tx_close(peer->tx);
     be_shm_peer_put(peer);
 }

@@ -100,7 +100,7 @@ be_shm_req_finish(be_shm_req_t *req, nxl_status_t st)
                        (int)peer->pid);
     }
     if (st == NXL_OK && xfer->has_notif) {
-        st = be_shm_tx_send(peer, xfer->notif, xfer->notif_len);
+        st = nxl__ls_tx_send(peer->tx, xfer->notif, xfer->notif_len, NULL);
     }
     if (st == NXL_OK) {
         state = BE_SHM_REQ_DONE;

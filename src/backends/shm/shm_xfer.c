@@ -549,7 +549,7 @@ be_shm_post(void *self, void *req, const nxl_be_xfer_t *xfer)
                          r->cma_bytes + r->copy_bytes, nxl__now_ns() - t0);
     }
     if (xfer->has_notif) {
-        st = be_shm_tx_send(peer, xfer->notif, xfer->notif_len);
+        st = nxl__ls_tx_send(peer->tx, xfer->notif, xfer->notif_len, NULL);
         if (st != NXL_OK) {
             return be_shm_req_error(r, st);
         }
@@ -572,7 +572,7 @@ be_shm_check(void *self, void *req)
     }
     switch (atomic_load_explicit(&r->state, memory_order_acquire)) {
     case BE_SHM_REQ_DONE:
-        be_shm_tx_kick(r->peer);
+        nxl__ls_tx_kick(r->peer->tx);
         return NXL_OK;
     case BE_SHM_REQ_RUNNING:
         return NXL_IN_PROG;
@@ -655,5 +655,5 @@ be_shm_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
                          "shm: peer %s (pid %d) is gone", peer->name,
                          (int)peer->pid);
     }
-    return be_shm_tx_send(peer, msg, len);
+    return nxl__ls_tx_send(peer->tx, msg, len, NULL);
 }
