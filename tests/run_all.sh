@@ -163,6 +163,18 @@ else
   echo "FAIL nxl-soak --smoke (agent logs in $build/nxl-soak-logs)"; F=$((F + 1))
 fi
 tsan_check "$tmp/soak" "nxl-soak --smoke (agent logs)"
+# docs/reliability.md, defect 6: same-host senders killed while they send
+# notifications to a UCX target must not stop the target's later ones.
+echo "== repro-kill-sender 40 (UCX target, same-host senders killed mid-send)"
+if [ ! -x "$build/tools/nxl-soak/repro-kill-sender" ]; then
+  echo "SKIP repro-kill-sender: not built (no UCX)"; S=$((S + 1))
+elif "$build/tools/nxl-soak/repro-kill-sender" 40 >"$tmp/killsender.log" 2>&1; then
+  tail -1 "$tmp/killsender.log"; P=$((P + 1))
+elif [ $? -eq 77 ]; then
+  echo "SKIP $(tail -1 "$tmp/killsender.log")"; S=$((S + 1))
+else
+  tail -20 "$tmp/killsender.log"; echo "FAIL repro-kill-sender 40"; F=$((F + 1))
+fi
 echo "== nxl-soak --fanin 32 --smoke (20 s per backend)"
 if "$build/tools/nxl-soak/nxl-soak" --fanin 32 --smoke $soak_args \
      --log-dir "$tmp/fanin" >"$tmp/fanin.log" 2>&1; then

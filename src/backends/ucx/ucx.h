@@ -38,6 +38,7 @@
 
 #include <nxl/nxl_backend.h>
 
+#include "lstream.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -292,10 +293,15 @@ struct be_ucx_peer {
     size_t info_len;
     be_ucx_pep_t **eps; /* [nworkers]; NULL entries without UCX */
     be_ucx_rmd_t *rmds;
-    be_ucx_map_t *maps;       /* its memfds mapped here (eng->lock) */
-    nxl__regtab_view_t rt;    /* same host: its registration table */
-    uint32_t rt_fd;           /* (eng->lock) the table's fd number there */
-    char why[192];            /* why it is dead */
+    be_ucx_map_t *maps;    /* its memfds mapped here (eng->lock) */
+    nxl__regtab_view_t rt; /* same host: its registration table */
+    uint32_t rt_fd;        /* (eng->lock) the table's fd number there */
+    char why[192];         /* why it is dead */
+    /* Same host, another process: every notification to it (standalone
+     * or after a transfer's data) goes on this stream, in order. NULL:
+     * active messages (remote, this process, or a peer without a
+     * listener, i.e. an older NXL). */
+    nxl__ls_tx_t *tx;
     struct be_ucx_peer *next; /* eng->peers */
 };
 
@@ -316,6 +322,7 @@ struct be_ucx_req {
     bool failing;       /* stop issuing, drain, then fail */
     unsigned copy_busy; /* slices the service thread is copying */
     nxl_status_t fail_status;
+    uint64_t notif_end;             /* its notification's end on peer->tx */
     ucp_request_param_t rp;         /* op parameters built in prep */
     const be_ucx_rmd_t **rchk;      /* distinct remote regions with a table */
     size_t nrchk;                   /* slot, checked at every post */
@@ -347,6 +354,13 @@ struct be_ucx_engine {
      * NXL_CAP_THREAD_SAFE: no caller's lock covers them). Destroyed last
      * in fini. */
     nxl__pools_t *pools;
+    /* Notifications from same-host peers in other processes arrive on
+     * local streams (util/lstream.h), not as UCX active messages: UCX's
+     * shared-memory FIFO stops for good when a sender dies in the middle
+     * of writing into it (docs/reliability.md, defect 6). Listener
+     * "\0nxl-ucx-<pid>-<token>"; the streams' events are in epfd (values
+     * for which nxl__ls_owns is true). */
+    nxl__ls_t *ls;
     /* Loopback needs no endpoints (copy path, no VRAM): registrations
      * carry room for their loopback view, found by table slot. */
     bool self_views;
@@ -453,6 +467,15 @@ void be_ucx_cancel(void *self, void *req);
 void be_ucx_release(void *self, void *req);
 nxl_status_t be_ucx_notif_send(void *self, void *peer_ctx, const void *msg,
                                size_t len);
+/* be_ucx_ls_deliver hands a notification that arrived on a local stream
+ * to the agent and wakes it (nxl__ls_deliver_fn). */
+void be_ucx_ls_deliver(void *ctx, const char *from, const void *msg,
+                       size_t len);
+/* be_ucx_ls_event handles one event of epfd that belongs to the local
+ * streams (accepts, delivers, flushes queued sends); returns events
+ * handled. Any thread. */
+unsigned be_ucx_ls_event(be_ucx_engine_t *eng, uint64_t value, uint32_t events);
+
 /* be_ucx_am_notif is the active-message handler of notifications. */
 ucs_status_t be_ucx_am_notif(void *arg, const void *header, size_t hlen,
                              void *data, size_t len,

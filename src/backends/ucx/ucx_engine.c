@@ -725,6 +725,17 @@ be_ucx_init(void *self, const nxl_backend_host_t *host,
     if (st != NXL_OK) {
         return st;
     }
+    {
+        char sock[NXL__LS_SOCK_MAX + 1];
+        size_t n = nxl__ls_sock_name(sock, sizeof(sock), "ucx",
+                                     (pid_t)eng->ident.pid, eng->ident.token);
+
+        st = nxl__ls_create("ucx", sock, n, BE_UCX_NOTIF_MAX, eng->epfd,
+                            NXL__LS_PACED, be_ucx_ls_deliver, eng, &eng->ls);
+    }
+    if (st != NXL_OK) {
+        return st;
+    }
     if (eng->service) {
         if (pthread_create(&eng->thread, NULL, be_ucx_service_main, eng) != 0) {
             return nxl__fail(NXL_ERR_BACKEND,
@@ -844,6 +855,9 @@ be_ucx_fini(void *self)
         ucp_cleanup(eng->ctx);
         eng->ctx = NULL;
     }
+    /* After the peers (their streams are freed) and the service thread. */
+    nxl__ls_destroy(eng->ls);
+    eng->ls = NULL;
     if (eng->epfd >= 0) {
         close(eng->epfd);
     }
@@ -1053,6 +1067,9 @@ be_ucx_progress(void *self)
         be_ucx_drain(eng->done_fd);
     }
     n += be_ucx_liveness(eng, 0);
+    /* Notifications from same-host peers are read here, at the pace of
+     * the application (util/lstream.h, NXL__LS_PACED). */
+    n += nxl__ls_poll(eng->ls, NULL);
     for (i = 0; i < eng->nworkers; i++) {
         be_ucx_worker_t *w = &eng->workers[i];
 

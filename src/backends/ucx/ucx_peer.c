@@ -134,6 +134,7 @@ be_ucx_peer_free(be_ucx_peer_t *p)
     if (p->pidfd >= 0) {
         close(p->pidfd);
     }
+    nxl__ls_tx_free(p->tx);
     free(p->eps);
     free(p->addr);
     free(p->info);
@@ -146,6 +147,28 @@ be_ucx_peer_put(be_ucx_peer_t *p)
 {
     if (atomic_fetch_sub(&p->refs, 1) == 1) {
         be_ucx_peer_free(p);
+    }
+}
+
+/* be_ucx_tx_open opens the notification stream to p, a same-host peer in
+ * another process (its listener's name follows from the pid and token in
+ * c). Nobody listening there (an NXL without streams, or another network
+ * namespace: abstract sockets belong to one) leaves p->tx NULL, and its
+ * notifications go as active messages. */
+static void
+be_ucx_tx_open(be_ucx_engine_t *eng, be_ucx_peer_t *p, const be_ucx_conn_t *c)
+{
+    char sock[NXL__LS_SOCK_MAX + 1];
+    size_t n = nxl__ls_sock_name(sock, sizeof(sock), "ucx", (pid_t)c->id.pid,
+                                 c->id.token);
+
+    if (nxl__ls_tx_open(eng->ls, p->name, sock, n, eng->host->agent_name, NULL,
+                        NULL, &p->tx) != NXL_OK) {
+        eng->host->log(NXL_LOG_INFO,
+                       "ucx: '%s' (pid %u): no notification stream (%s); "
+                       "notifications go as UCX active messages",
+                       p->name, c->id.pid, nxl_last_error());
+        p->tx = NULL;
     }
 }
 
@@ -528,6 +551,7 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
         if (st != NXL_OK) {
             goto err_free;
         }
+        be_ucx_tx_open(eng, p, &c);
     }
     p->err_peer = eng->err_mode != BE_UCX_ERR_NONE;
     /* Loopback needs UCX only for what the copy path cannot do. */
@@ -789,6 +813,13 @@ be_ucx_peer_unload(void *self, void *peer_ctx)
     if (park != NULL) {
         be_ucx_park_free(park);
     }
+    /* Notifications of transfers that completed are still delivered. */
+    if (p->tx != NULL) {
+        if (!dead) {
+            nxl__ls_tx_drain(p->tx, 500);
+        }
+        nxl__ls_tx_close(p->tx);
+    }
     be_ucx_peer_put(p);
 }
 
@@ -900,9 +931,12 @@ be_ucx_sweep(be_ucx_engine_t *eng)
     return n;
 }
 
-/* be_ucx_liveness: one pass over the epoll set (pidfds, kick) with
- * timeout_ms, then the flagged peers. timeout 0 is rate-limited to one
- * pass per BE_UCX_LIVENESS_NS unless work is pending. */
+/* be_ucx_liveness: one pass over the epoll set (pidfds, kick, the local
+ * notification streams) with timeout_ms, then the flagged peers. With the
+ * service thread (which waits on the set) timeout 0 is rate-limited to one
+ * pass per BE_UCX_LIVENESS_NS unless work is pending; without it every
+ * progress call passes, or notifications from same-host peers would wait
+ * up to that period. */
 unsigned
 be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
 {
@@ -913,7 +947,7 @@ be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
     char why[64];
     int k, i;
 
-    if (timeout_ms == 0 && !atomic_load(&eng->work_pending)) {
+    if (timeout_ms == 0 && eng->service && !atomic_load(&eng->work_pending)) {
         /* The data path polls at most once per period. */
         now = nxl__now_ns();
         if (now < atomic_load(&eng->next_liveness_ns)) {
@@ -929,6 +963,8 @@ be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
             if (read(eng->kick_fd, &v, sizeof(v)) > 0) {
                 n++;
             }
+        } else if (nxl__ls_owns(tag)) {
+            n += be_ucx_ls_event(eng, tag, ev[i].events);
         } else if ((tag & BE_UCX_TAG_MASK) == BE_UCX_TAG_PIDFD) {
             pthread_mutex_lock(&eng->lock);
             p = be_ucx_peer_by_id(eng, tag & ~BE_UCX_TAG_MASK);

@@ -454,6 +454,22 @@ be_ucx_send_notif(be_ucx_req_t *req)
         req->phase = BE_UCX_PH_DONE;
         return;
     }
+    if (req->peer->tx != NULL) {
+        /* The data is complete at the target: the stream may carry it.
+         * The request ends when the socket took the frame (NOTIF_WAIT),
+         * so a sender cannot run ahead of a slow receiver by more than
+         * the socket holds, as with an active message. */
+        nxl_status_t st = nxl__ls_tx_send(req->peer->tx, x->notif, x->notif_len,
+                                          &req->notif_end);
+
+        if (st != NXL_OK) {
+            be_ucx_start_fail(req, st, "ucx: notification to '%s': %s",
+                              req->peer->name, nxl_last_error());
+            return;
+        }
+        req->phase = BE_UCX_PH_NOTIF_WAIT;
+        return;
+    }
     ep = be_ucx_ep_of(req);
     if (ep == NULL) {
         be_ucx_start_fail(req, NXL_ERR_REMOTE_DISCONNECT,
@@ -556,6 +572,20 @@ be_ucx_advance(be_ucx_req_t *req)
             break;
         case BE_UCX_PH_NOTIF_WAIT:
             if (trk->pending > 0) {
+                return false;
+            }
+            if (req->peer->tx != NULL && req->x->has_notif &&
+                nxl__ls_tx_sent(req->peer->tx) < req->notif_end) {
+                nxl_status_t st = nxl__ls_tx_failed(req->peer->tx);
+
+                if (st != NXL_OK) {
+                    be_ucx_start_fail(req, st,
+                                      "ucx: notification stream to '%s' "
+                                      "failed",
+                                      req->peer->name);
+                    break;
+                }
+                nxl__ls_tx_kick(req->peer->tx);
                 return false;
             }
             req->phase = BE_UCX_PH_DONE;
@@ -964,6 +994,9 @@ be_ucx_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
         return nxl__fail(NXL_ERR_REMOTE_DISCONNECT,
                          "ucx: agent '%s' disconnected: %s", p->name, p->why);
     }
+    if (p->tx != NULL) {
+        return nxl__ls_tx_send(p->tx, msg, len, NULL);
+    }
     nb = malloc(2 + nl + len);
     if (nb == NULL) {
         return nxl__fail(NXL_ERR_NOMEM, "ucx: out of memory");
@@ -1005,6 +1038,28 @@ be_ucx_notif_send(void *self, void *peer_ctx, const void *msg, size_t len)
         be_ucx_kick(eng);
     }
     return NXL_OK;
+}
+
+/* be_ucx_ls_deliver: see ucx.h. */
+void
+be_ucx_ls_deliver(void *ctx, const char *from, const void *msg, size_t len)
+{
+    be_ucx_engine_t *eng = ctx;
+
+    eng->host->notif_recv(eng->host->ctx, from, msg, len);
+}
+
+/* be_ucx_ls_event: see ucx.h. */
+unsigned
+be_ucx_ls_event(be_ucx_engine_t *eng, uint64_t value, uint32_t events)
+{
+    unsigned delivered = 0,
+             n = nxl__ls_event(eng->ls, value, events, &delivered);
+
+    if (delivered > 0) {
+        be_ucx_notify(eng);
+    }
+    return n + delivered;
 }
 
 /* be_ucx_am_notif_body: validate a received notification (peer input)
