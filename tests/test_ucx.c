@@ -1193,7 +1193,8 @@ t_engine_config(void)
 }
 
 /* Parameter validation (err_mode and its NIXL alias, num_workers,
- * local_path, same_host, service_thread) and every err mode working. */
+ * local_path, same_host, service_thread, local_notif) and every err mode
+ * working. */
 static int
 t_params_case(void)
 {
@@ -1220,6 +1221,8 @@ t_params_case(void)
     XT_ASSERT_STATUS(t_try_create("same_host", "maybe", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(t_try_create("service_thread", "sometimes", NULL, NULL),
+                     NXL_ERR_INVALID_PARAM);
+    XT_ASSERT_STATUS(t_try_create("local_notif", "pigeon", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);
     XT_ASSERT_STATUS(t_try_create("no_such_param", "1", NULL, NULL),
                      NXL_ERR_INVALID_PARAM);

@@ -40,8 +40,9 @@ typedef struct ls_conn {
 struct nxl__ls {
     const char *kind;
     uint32_t max_msg;
-    int paced;          /* NXL__LS_PACED */
-    atomic_uint nready; /* paced: streams marked ready */
+    int paced;            /* NXL__LS_PACED */
+    atomic_uint nready;   /* paced: streams marked ready */
+    atomic_uint nconns;   /* accepted streams open */
     pthread_mutex_t lock; /* events, accepted streams, the list of sends */
     int ep_fd;            /* the owner's epoll set */
     int listen_fd;        /* events: NXL__LS_EV | 0 */
@@ -56,7 +57,7 @@ struct nxl__ls {
 
 struct nxl__ls_tx {
     nxl__ls_t *ls;
-    uint64_t id; /* its events' value: NXL__LS_EV | id */
+    uint64_t id;                    /* its events' value: NXL__LS_EV | id */
     struct nxl__ls_tx *prev, *next; /* ls->txs until closed (ls lock) */
     pthread_mutex_t lock;
     char *peer; /* the peer agent's name, for messages */
@@ -70,10 +71,10 @@ struct nxl__ls_tx {
     size_t head;
     size_t len;
     size_t cap;
-    atomic_int pending; /* bytes are queued (read without lock) */
-    uint64_t pos;       /* stream bytes handed to the stream (lock) */
+    atomic_int pending;        /* bytes are queued (read without lock) */
+    uint64_t pos;              /* stream bytes handed to the stream (lock) */
     atomic_uint_fast64_t sent; /* stream bytes the socket took */
-    nxl_status_t err;   /* sticky failure */
+    nxl_status_t err;          /* sticky failure */
     nxl__ls_failed_fn failed;
     void *arg;
 };
@@ -100,9 +101,9 @@ nxl__ls_sock_name(char *out, size_t cap, const char *kind, pid_t pid,
 
 /* nxl__ls_create: see lstream.h. */
 nxl_status_t
-nxl__ls_create(const char *kind, const char *sock, size_t len,
-               uint32_t max_msg, int ep_fd, unsigned flags,
-               nxl__ls_deliver_fn deliver, void *ctx, nxl__ls_t **ls_p)
+nxl__ls_create(const char *kind, const char *sock, size_t len, uint32_t max_msg,
+               int ep_fd, unsigned flags, nxl__ls_deliver_fn deliver, void *ctx,
+               nxl__ls_t **ls_p)
 {
     struct epoll_event ev;
     struct sockaddr_un sa;
@@ -168,6 +169,7 @@ ls_conn_close(nxl__ls_t *ls, ls_conn_t *c)
     if (c->ready) {
         atomic_fetch_sub(&ls->nready, 1);
     }
+    atomic_fetch_sub(&ls->nconns, 1);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
@@ -340,8 +342,7 @@ ls_tx_flush(nxl__ls_tx_t *tx)
             return ls_tx_send_err(tx, errno);
         }
         tx->head += (size_t)n;
-        atomic_fetch_add_explicit(&tx->sent, (uint64_t)n,
-                                  memory_order_release);
+        atomic_fetch_add_explicit(&tx->sent, (uint64_t)n, memory_order_release);
     }
     tx->head = tx->len = 0;
     atomic_store_explicit(&tx->pending, 0, memory_order_relaxed);
@@ -453,8 +454,7 @@ nxl__ls_tx_open(nxl__ls_t *ls, const char *peer_name, const char *sock,
 
 /* nxl__ls_tx_send: see lstream.h. */
 nxl_status_t
-nxl__ls_tx_send(nxl__ls_tx_t *tx, const void *msg, size_t len,
-                uint64_t *end_p)
+nxl__ls_tx_send(nxl__ls_tx_t *tx, const void *msg, size_t len, uint64_t *end_p)
 {
     uint8_t hdr[NXL__LS_FRAME_HDR];
     struct iovec iov[2];
@@ -465,8 +465,8 @@ nxl__ls_tx_send(nxl__ls_tx_t *tx, const void *msg, size_t len,
 
     if (len > tx->ls->max_msg) {
         return nxl__fail(NXL_ERR_INVALID_PARAM,
-                         "%s: notification of %zu bytes (max %u)",
-                         tx->ls->kind, len, (unsigned)tx->ls->max_msg);
+                         "%s: notification of %zu bytes (max %u)", tx->ls->kind,
+                         len, (unsigned)tx->ls->max_msg);
     }
     memset(hdr, 0, sizeof(hdr));
     hdr[0] = NXL__LS_FRAME_NOTIF;
@@ -753,8 +753,7 @@ ls_accept(nxl__ls_t *ls, unsigned *delivered)
         ev.events = EPOLLIN | EPOLLRDHUP | (ls->paced ? EPOLLONESHOT : 0);
         ev.data.u64 = NXL__LS_EV | c->id;
         if (epoll_ctl(ls->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            nxl__warn("%s: epoll_ctl(accepted): %s", ls->kind,
-                      strerror(errno));
+            nxl__warn("%s: epoll_ctl(accepted): %s", ls->kind, strerror(errno));
             close(fd);
             free(c);
             continue;
@@ -764,6 +763,7 @@ ls_accept(nxl__ls_t *ls, unsigned *delivered)
             ls->conns->prev = c;
         }
         ls->conns = c;
+        atomic_fetch_add(&ls->nconns, 1);
         if (ls->paced) {
             /* Its first frames often came with the connect. */
             ls_conn_ready(ls, c, delivered);
@@ -790,8 +790,9 @@ ls_parse(nxl__ls_t *ls, ls_conn_t *c, unsigned *delivered)
                 break;
             }
             name_len = (size_t)p[6] | ((size_t)p[7] << 8);
-            if (nxl__le32(p) != NXL__LS_HELLO_MAGIC || p[4] != NXL__LS_WIRE_VERSION ||
-                p[5] != 0 || name_len == 0 || name_len > NXL__LS_NAME_MAX) {
+            if (nxl__le32(p) != NXL__LS_HELLO_MAGIC ||
+                p[4] != NXL__LS_WIRE_VERSION || p[5] != 0 || name_len == 0 ||
+                name_len > NXL__LS_NAME_MAX) {
                 nxl__warn("%s: bad hello on a notification stream", ls->kind);
                 return -1;
             }
@@ -813,8 +814,8 @@ ls_parse(nxl__ls_t *ls, ls_conn_t *c, unsigned *delivered)
         }
         flen = nxl__le32(p + 4);
         if (flen > ls->max_msg) {
-            nxl__warn("%s: %s sent a %u-byte frame (max %u)", ls->kind,
-                      c->name, (unsigned)flen, (unsigned)ls->max_msg);
+            nxl__warn("%s: %s sent a %u-byte frame (max %u)", ls->kind, c->name,
+                      (unsigned)flen, (unsigned)ls->max_msg);
             return -1;
         }
         if (avail < NXL__LS_FRAME_HDR + (size_t)flen) {
@@ -849,7 +850,8 @@ ls_conn_read(nxl__ls_t *ls, ls_conn_t *c, unsigned *delivered)
         /* Room for at least the frame being assembled, read ahead 64 KiB. */
         want = c->len + LS_RX_MIN;
         if (c->len >= NXL__LS_FRAME_HDR && c->have_name) {
-            want = NXL__MAX(want, NXL__LS_FRAME_HDR + (size_t)nxl__le32(c->buf + 4));
+            want = NXL__MAX(want,
+                            NXL__LS_FRAME_HDR + (size_t)nxl__le32(c->buf + 4));
         }
         if (want > c->cap) {
             cap = c->cap ? c->cap : LS_RX_MIN;
@@ -922,6 +924,13 @@ nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events,
 out:
     pthread_mutex_unlock(&ls->lock);
     return handled;
+}
+
+/* nxl__ls_receiving: see lstream.h. */
+int
+nxl__ls_receiving(nxl__ls_t *ls)
+{
+    return atomic_load_explicit(&ls->nconns, memory_order_relaxed) > 0;
 }
 
 /* nxl__ls_poll: see lstream.h. */

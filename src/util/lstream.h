@@ -54,8 +54,8 @@
 
 #include "nxl/nxl.h"
 
-#define NXL__LS_NAME_MAX 1024u        /* agent name in a hello frame */
-#define NXL__LS_SOCK_MAX 107u         /* abstract name bytes after the NUL */
+#define NXL__LS_NAME_MAX 1024u /* agent name in a hello frame */
+#define NXL__LS_SOCK_MAX 107u  /* abstract name bytes after the NUL */
 
 /* The wire (see the top of this file). */
 #define NXL__LS_HELLO_MAGIC 0x4e53584eu /* "NXSN" */
@@ -82,8 +82,8 @@ typedef struct nxl__ls_tx nxl__ls_tx_t;
 
 /* nxl__ls_deliver_fn hands one received notification from agent `from`
  * to the owner (set lock held). */
-typedef void (*nxl__ls_deliver_fn)(void *ctx, const char *from,
-                                   const void *msg, size_t len);
+typedef void (*nxl__ls_deliver_fn)(void *ctx, const char *from, const void *msg,
+                                   size_t len);
 
 /* nxl__ls_failed_fn tells a stream's owner that the stream failed for
  * good with st (NXL_ERR_REMOTE_DISCONNECT: the peer engine is gone).
@@ -129,6 +129,10 @@ void nxl__ls_destroy(nxl__ls_t *ls);
 unsigned nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events,
                        unsigned *wake);
 
+/* nxl__ls_receiving: some peer has a stream open to this set (one atomic
+ * load), i.e. notifications may come on it. */
+int nxl__ls_receiving(nxl__ls_t *ls);
+
 /* nxl__ls_poll reads the streams that NXL__LS_PACED marked readable (up
  * to 4 MiB each a call) and delivers their frames; one atomic load when
  * none is. Returns streams read; *delivered (may be NULL) gets the
@@ -142,9 +146,9 @@ unsigned nxl__ls_poll(nxl__ls_t *ls, unsigned *delivered);
  * (a name of 0 or over NXL__LS_NAME_MAX bytes, sock too long),
  * NXL_ERR_NOMEM, or NXL_ERR_REMOTE_DISCONNECT (nobody listens there). */
 nxl_status_t nxl__ls_tx_open(nxl__ls_t *ls, const char *peer_name,
-                             const char *sock, size_t len,
-                             const char *own_name, nxl__ls_failed_fn failed,
-                             void *arg, nxl__ls_tx_t **tx_p);
+                             const char *sock, size_t len, const char *own_name,
+                             nxl__ls_failed_fn failed, void *arg,
+                             nxl__ls_tx_t **tx_p);
 
 /* nxl__ls_tx_send puts one notification frame on the stream: in order
  * behind everything sent before, written at once when nothing waits

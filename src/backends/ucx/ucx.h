@@ -335,6 +335,11 @@ struct be_ucx_engine {
     const nxl_backend_host_t *host;
     be_ucx_err_t err_mode;
     bool detect_same_host;
+    /* local_notif=stream (default): notifications to same-host peers of
+     * other processes on local streams; am: as UCX active messages, some
+     * 10 us faster a round trip, but a sender killed while it writes one
+     * stops the receiver's notifications for good (defect 6). */
+    bool notif_stream;
     bool local_copy;
     bool service; /* service thread */
     bool vram_ok; /* UCX reports CUDA memory support */

@@ -30,6 +30,7 @@ static const nxl_param_t be_ucx_defaults[] = {
     {"local_path", "copy"},          /* copy | ucx: same-host DRAM data path */
     {"same_host", "auto"},           /* auto | off: recognise local peers */
     {"service_thread", "on"},        /* on | off: serve peers without help */
+    {"local_notif", "stream"},       /* stream | am: to same-host peers */
     {"device_list", ""},             /* NIXL's key: UCX_NET_DEVICES */
     {"ucx_error_handling_mode", ""}, /* NIXL's key: alias of err_mode */
 };
@@ -115,6 +116,11 @@ be_ucx_parse_params(be_ucx_engine_t *eng, const nxl_params_t *params)
     }
     st = be_ucx_onoff("same_host", be_ucx_param(params, "same_host"), "auto",
                       "off", &eng->detect_same_host);
+    if (st != NXL_OK) {
+        return st;
+    }
+    st = be_ucx_onoff("local_notif", be_ucx_param(params, "local_notif"),
+                      "stream", "am", &eng->notif_stream);
     if (st != NXL_OK) {
         return st;
     }

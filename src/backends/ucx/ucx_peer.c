@@ -551,7 +551,9 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
         if (st != NXL_OK) {
             goto err_free;
         }
-        be_ucx_tx_open(eng, p, &c);
+        if (eng->notif_stream) {
+            be_ucx_tx_open(eng, p, &c);
+        }
     }
     p->err_peer = eng->err_mode != BE_UCX_ERR_NONE;
     /* Loopback needs UCX only for what the copy path cannot do. */
@@ -934,9 +936,11 @@ be_ucx_sweep(be_ucx_engine_t *eng)
 /* be_ucx_liveness: one pass over the epoll set (pidfds, kick, the local
  * notification streams) with timeout_ms, then the flagged peers. With the
  * service thread (which waits on the set) timeout 0 is rate-limited to one
- * pass per BE_UCX_LIVENESS_NS unless work is pending; without it every
- * progress call passes, or notifications from same-host peers would wait
- * up to that period. */
+ * pass per BE_UCX_LIVENESS_NS unless work is pending or same-host peers
+ * have notification streams open to us: their events are then picked up
+ * here by the caller, without a hop through the service thread (which
+ * costs a wake-up on the notification's path). Without the service
+ * thread every progress call passes. */
 unsigned
 be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
 {
@@ -947,7 +951,8 @@ be_ucx_liveness(be_ucx_engine_t *eng, int timeout_ms)
     char why[64];
     int k, i;
 
-    if (timeout_ms == 0 && eng->service && !atomic_load(&eng->work_pending)) {
+    if (timeout_ms == 0 && eng->service && !atomic_load(&eng->work_pending) &&
+        !nxl__ls_receiving(eng->ls)) {
         /* The data path polls at most once per period. */
         now = nxl__now_ns();
         if (now < atomic_load(&eng->next_liveness_ns)) {

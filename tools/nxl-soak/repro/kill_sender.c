@@ -13,8 +13,8 @@
  * notification naming the round, and T waits up to 3 s for it.
  *
  * Expected: every round's witness notification arrives (exit 0). Exit 1
- * names the first round where it did not; 77: no UCX backend. BACKEND_PARAMS is a list of
- * KEY=VAL separated by ':' for the UCX backend (e.g. err_mode=peer).
+ * names the first round where it did not; 77: no UCX backend. BACKEND_PARAMS is
+ * a list of KEY=VAL separated by ':' for the UCX backend (e.g. err_mode=peer).
  * docs/reliability.md, "Defects found", 6.
  */
 #include <nxl/nxl.h>
