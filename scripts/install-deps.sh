@@ -33,6 +33,7 @@ TEST=(
   python3-pytest python3-numpy python3-torch
   python3-msgpack python3-pil python3-pydantic  # nxl.embedding, nxl.media, wire-form tests
   procps                            # ps/pgrep in tests
+  gdb                               # the soak's backtraces of a hung agent
   clang-format                      # scripts/check-format.sh (clang-format 14)
   etcd-server etcd-client           # the etcd metadata store's tests
 )

@@ -89,6 +89,7 @@ typedef struct fan {
     int abort;
     double secs;
     sk_rng_t rng;
+    int dumped; /* a hang's backtraces were printed */
 } fan_t;
 
 static void __attribute__((format(printf, 2, 3)))
@@ -296,6 +297,13 @@ handle(fan_t *f, unsigned i, const sk_msg_t *m)
     case SK_M_FAIL:
         c->st = m->st;
         ffail(f, "%s (incarnation %u): %s", name, m->inc, m->text);
+        /* A hang names the target: the first time, both ends' threads go
+         * to the report itself (the logs do not reach CI's output). */
+        if (m->u[0] > 0 && !f->dumped && f->ch[0].alive) {
+            f->dumped = 1;
+            sk_backtrace_brief(f->ch[0].pid, "the target", sk_txt);
+            sk_backtrace_brief(c->pid, name, sk_txt);
+        }
         break;
     case SK_M_BYE:
         c->st = m->st;

@@ -272,6 +272,10 @@ int sk_reap(sk_child_t *ch);
 void sk_kill(sk_child_t *ch);
 void sk_log_tail(const char *path, int lines, FILE *out);
 void sk_backtrace(pid_t pid, const char *log);
+/* sk_backtrace_brief prints one line per thread of pid to out: its
+ * innermost ten functions (gdb), for a report that only the output
+ * reaches (CI). */
+void sk_backtrace_brief(pid_t pid, const char *label, FILE *out);
 int sk_mkdir_logs(const sk_opts_t *o, char *dir, size_t cap);
 int sk_rig_up(const sk_opts_t *o, char *name, size_t cap, int *guard_p,
               char *why, size_t why_cap);

@@ -240,6 +240,63 @@ sk_backtrace(pid_t pid, const char *log)
     }
 }
 
+void
+sk_backtrace_brief(pid_t pid, const char *label, FILE *out)
+{
+    char cmd[256], line[1024], chain[768];
+    size_t used = 0;
+    int depth = 0;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd),
+             "timeout 60 gdb -p %d -batch -ex 'thread apply all bt 10' "
+             "2>/dev/null",
+             (int)pid);
+    p = popen(cmd, "r");
+    if (p == NULL) {
+        return;
+    }
+    fprintf(out, "  threads of %s (pid %d), innermost frame first:\n", label,
+            (int)pid);
+    chain[0] = '\0';
+    while (fgets(line, sizeof(line), p) != NULL) {
+        char *fn, *end;
+
+        if (strncmp(line, "Thread ", 7) == 0) {
+            if (used > 0) {
+                fprintf(out, "    %s\n", chain);
+            }
+            used = 0;
+            depth = 0;
+            chain[0] = '\0';
+            continue;
+        }
+        if (line[0] != '#' || depth >= 10) {
+            continue;
+        }
+        /* "#1  0x... in func (args)" or "#0  func (args)" */
+        fn = strstr(line, " in ");
+        fn = fn != NULL ? fn + 4 : strchr(line, ' ');
+        while (fn != NULL && *fn == ' ') {
+            fn++;
+        }
+        if (fn == NULL || (end = strchr(fn, ' ')) == NULL) {
+            continue;
+        }
+        used += (size_t)snprintf(
+            chain + used, used < sizeof(chain) ? sizeof(chain) - used : 0,
+            "%s%.*s", depth > 0 ? " < " : "", (int)(end - fn), fn);
+        used = used < sizeof(chain) ? used : sizeof(chain) - 1;
+        depth++;
+    }
+    if (used > 0) {
+        fprintf(out, "    %s\n", chain);
+    }
+    if (pclose(p) != 0) {
+        fprintf(out, "    (gdb missing or failed)\n");
+    }
+}
+
 int
 sk_mkdir_logs(const sk_opts_t *o, char *dir, size_t cap)
 {
