@@ -17,89 +17,24 @@
  * a list of KEY=VAL separated by ':' for the UCX backend (e.g. err_mode=peer).
  * docs/reliability.md, "Defects found", 6.
  */
-#include <nxl/nxl.h>
+#include "two_proc.h"
 
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#define MAXP 8
+const char *tp_who = "T";
 
-static const char *who = "T";
+static char buf[65536];
 
-#define CHECK(e)                                                               \
-    do {                                                                       \
-        nxl_status_t s_ = (e);                                                 \
-        if (s_ != NXL_OK) {                                                    \
-            printf("%s: %s:%d %s: %s (%s)\n", who, __FILE__, __LINE__, #e,     \
-                   nxl_status_name(s_), nxl_last_error());                     \
-            fflush(stdout);                                                    \
-            _exit(2);                                                          \
-        }                                                                      \
-    } while (0)
-
-static double
-now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* agent makes a UCX agent with a listener on 127.0.0.1 and one 64 KiB
- * registered buffer; params: "K=V:K=V" (copied, split in place). */
+/* agent: a UCX agent with params "K=V:K=V" (copied first). */
 static nxl_agent_t *
 agent(const char *name, const char *params)
 {
-    static char buf[65536], pcopy[512];
-    nxl_param_t pr[MAXP];
-    nxl_params_t ps = {pr, 0};
-    nxl_desc_t d = {(uintptr_t)buf, sizeof(buf), 0};
-    nxl_dlist_t dl = {NXL_DRAM, &d, 1};
-    nxl_agent_config_t cfg;
-    nxl_plugin_info_t info;
-    nxl_agent_t *a;
-    char *item, *save = NULL, *eq;
+    static char pcopy[512];
 
     snprintf(pcopy, sizeof(pcopy), "%s", params);
-    for (item = strtok_r(pcopy, ":", &save); item != NULL && ps.count < MAXP;
-         item = strtok_r(NULL, ":", &save)) {
-        eq = strchr(item, '=');
-        if (eq != NULL) {
-            *eq = '\0';
-            pr[ps.count++] = (nxl_param_t){item, eq + 1};
-        }
-    }
-    nxl_agent_config_init(&cfg);
-    cfg.listen_thread = 1;
-    cfg.listen_port = 0;
-    cfg.listen_addr = "127.0.0.1";
-    CHECK(nxl_agent_create(name, &cfg, &a));
-    if (nxl_plugin_info("UCX", &info) != NXL_OK) {
-        printf("%s: skip: no UCX backend in this build (%s)\n", who,
-               nxl_last_error());
-        fflush(stdout);
-        _exit(77);
-    }
-    CHECK(nxl_backend_create(a, "UCX", &ps, NULL));
-    CHECK(nxl_mem_register(a, &dl, NULL));
-    return a;
-}
-
-static void
-fetch(nxl_agent_t *a, const char *name, uint16_t port)
-{
-    nxl_opts_t o;
-
-    nxl_opts_init(&o);
-    o.ip_addr = "127.0.0.1";
-    o.port = port;
-    CHECK(nxl_md_fetch(a, name, &o));
+    return tp_agent(name, "UCX", pcopy, buf, sizeof(buf));
 }
 
 /* sender_main: fetch T, say 'R' on stdout, send until killed. */
@@ -110,9 +45,9 @@ sender_main(const char *name, uint16_t port, const char *params)
     nxl_agent_t *a;
     unsigned seed = (unsigned)getpid();
 
-    who = name;
+    tp_who = name;
     a = agent(name, params);
-    fetch(a, "T", port);
+    tp_fetch(a, "T", port);
     if (write(1, "R", 1) != 1) {
         return 2;
     }
@@ -133,9 +68,9 @@ witness_main(uint16_t port, const char *params)
     nxl_agent_t *a;
     char line[64];
 
-    who = "W";
+    tp_who = "W";
     a = agent("W", params);
-    fetch(a, "T", port);
+    tp_fetch(a, "T", port);
     if (write(1, "R", 1) != 1) {
         return 2;
     }
@@ -143,7 +78,7 @@ witness_main(uint16_t port, const char *params)
         char m[64];
         int n = snprintf(m, sizeof(m), "w:%ld", strtol(line, NULL, 10));
 
-        CHECK(nxl_notif_send(a, "T", m, (size_t)n, NULL));
+        TP_CHECK(nxl_notif_send(a, "T", m, (size_t)n, NULL));
     }
     nxl_agent_destroy(a);
     return 0;
@@ -186,14 +121,14 @@ spawn(char *const args[], int *in_p, int *out_p)
 static int
 drain(nxl_agent_t *a, const char *want, double secs, unsigned long *got)
 {
-    double t0 = now();
+    double t0 = tp_now_s();
 
     do {
         nxl_notif_list_t *l = NULL;
         size_t i;
         int hit = 0;
 
-        CHECK(nxl_notifs_get(a, &l, NULL));
+        TP_CHECK(nxl_notifs_get(a, &l, NULL));
         for (i = 0; l != NULL && i < l->count; i++) {
             (*got)++;
             if (want != NULL && l->items[i].len == strlen(want) &&
@@ -206,7 +141,7 @@ drain(nxl_agent_t *a, const char *want, double secs, unsigned long *got)
             return 1;
         }
         usleep(500);
-    } while (now() - t0 < secs);
+    } while (tp_now_s() - t0 < secs);
     return 0;
 }
 
@@ -265,7 +200,7 @@ main(int argc, char **argv)
             printf("T: the witness is gone\n");
             return 2;
         }
-        t0 = now();
+        t0 = tp_now_s();
         if (!drain(t, want, 3.0, &got)) {
             printf("T: round %d: the witness's notification did not arrive "
                    "in 3 s after %s was killed (%lu notifications so far)\n",
@@ -278,7 +213,7 @@ main(int argc, char **argv)
         if (r % 20 == 0) {
             printf("T: %d rounds, the last witness notification in %.1f ms, "
                    "%lu notifications so far\n",
-                   r, (now() - t0) * 1e3, got);
+                   r, (tp_now_s() - t0) * 1e3, got);
             fflush(stdout);
         }
     }
