@@ -888,8 +888,7 @@ ls_conn_read(nxl__ls_t *ls, ls_conn_t *c, unsigned *delivered)
 
 /* nxl__ls_event: see lstream.h. */
 unsigned
-nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events,
-              unsigned *delivered)
+nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events, unsigned *wake)
 {
     uint64_t id = value & ~NXL__LS_EV_MASK;
     unsigned handled = 0;
@@ -898,7 +897,7 @@ nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events,
 
     pthread_mutex_lock(&ls->lock);
     if (id == 0) {
-        handled = ls_accept(ls, delivered);
+        handled = ls_accept(ls, wake);
         goto out;
     }
     /* Found under the lock, or gone: another thread got the same event
@@ -909,8 +908,8 @@ nxl__ls_event(nxl__ls_t *ls, uint64_t value, uint32_t events,
         /* A hang-up still delivers the frames before it: the stream
          * closes when recv reports the end (or an error). */
         if (ls->paced) {
-            ls_conn_ready(ls, c, delivered);
-        } else if (ls_conn_read(ls, c, delivered) < 0) {
+            ls_conn_ready(ls, c, wake);
+        } else if (ls_conn_read(ls, c, wake) < 0) {
             ls_conn_close(ls, c);
         }
         handled = 1;

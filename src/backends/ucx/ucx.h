@@ -473,11 +473,13 @@ void be_ucx_release(void *self, void *req);
 nxl_status_t be_ucx_notif_send(void *self, void *peer_ctx, const void *msg,
                                size_t len);
 /* be_ucx_ls_deliver hands a notification that arrived on a local stream
- * to the agent and wakes it (nxl__ls_deliver_fn). */
+ * to the agent (nxl__ls_deliver_fn; it runs in progress, from
+ * nxl__ls_poll). */
 void be_ucx_ls_deliver(void *ctx, const char *from, const void *msg,
                        size_t len);
 /* be_ucx_ls_event handles one event of epfd that belongs to the local
- * streams (accepts, delivers, flushes queued sends); returns events
+ * streams (accepts, marks a stream readable, flushes queued sends) and
+ * wakes the agent when a stream has notifications to read; returns events
  * handled. Any thread. */
 unsigned be_ucx_ls_event(be_ucx_engine_t *eng, uint64_t value, uint32_t events);
 

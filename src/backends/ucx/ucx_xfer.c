@@ -1053,13 +1053,12 @@ be_ucx_ls_deliver(void *ctx, const char *from, const void *msg, size_t len)
 unsigned
 be_ucx_ls_event(be_ucx_engine_t *eng, uint64_t value, uint32_t events)
 {
-    unsigned delivered = 0,
-             n = nxl__ls_event(eng->ls, value, events, &delivered);
+    unsigned wake = 0, n = nxl__ls_event(eng->ls, value, events, &wake);
 
-    if (delivered > 0) {
+    if (wake > 0) {
         be_ucx_notify(eng);
     }
-    return n + delivered;
+    return n;
 }
 
 /* be_ucx_am_notif_body: validate a received notification (peer input)
