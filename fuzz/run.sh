@@ -16,18 +16,19 @@ cd "$top"
 
 CC=clang cmake -S . -B "$build" -G Ninja -DNXL_FUZZ=ON -DNXL_SANITIZE= \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=${FUZZ_TARGETS:-fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd}
+targets=${FUZZ_TARGETS:-fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd fuzz_lstream}
 # shellcheck disable=SC2086
 cmake --build "$build" --target $targets
 
 seeds="$build/fuzz-seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds/fuzz_md" "$seeds/fuzz_sc" "$seeds/fuzz_tcp" "$seeds/fuzz_kvjson" \
-    "$seeds/fuzz_api" "$seeds/fuzz_connect" "$seeds/fuzz_etcd" "$build/fuzz-artifacts"
+    "$seeds/fuzz_api" "$seeds/fuzz_connect" "$seeds/fuzz_etcd" "$seeds/fuzz_lstream" \
+    "$build/fuzz-artifacts"
 # The kept corpora (fuzz/corpus/<target>: fuzz_api's hand-made API call
 # sequences, fuzz_etcd's gateway answers and watch streams, and every
 # target's inputs merged from earlier runs, docs/reliability.md "Fuzzing").
-for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd; do
+for t in fuzz_md fuzz_sc fuzz_tcp fuzz_kvjson fuzz_api fuzz_connect fuzz_etcd fuzz_lstream; do
     if [ -d "$top/fuzz/corpus/$t" ]; then
         cp "$top"/fuzz/corpus/"$t"/* "$seeds/$t/"
     fi
@@ -66,6 +67,13 @@ h = struct.pack("<IHHHHH", 0x54435458, 1, 0, 1, 0, 7) + b"agent-a"
 put("fuzz_tcp", "stream", th(1, aux=len(h)) + h + th(3, nd=1, i=1) +
     struct.pack("<QQ", 4096, 64) + th(5, 1, nd=1, aux=2, i=2, d=4) +
     struct.pack("<QQ", 8192, 4) + b"hi" + b"data" + th(4, i=1, d=3) + b"abc")
+# Local notification streams: mode byte, then a hello and two frames
+# (one of an unknown type), in both modes and through a real stream.
+ls = struct.pack("<IBBH", 0x4e53584e, 1, 0, 7) + b"agent-b" + \
+    bytes([1, 0, 0, 0]) + struct.pack("<I", 5) + b"hello" + \
+    bytes([9, 0, 0, 0]) + struct.pack("<I", 2) + b"xx"
+for mode in range(4):
+    put("fuzz_lstream", f"hello{mode}", bytes([mode]) + ls)
 put("fuzz_tcp", "conninfo", struct.pack("<BBHQ", 1, 2, 4242, 99) + bytes([9]) +
     b"10.77.0.1" + bytes([9]) + b"127.0.0.1")
 PY
@@ -87,7 +95,7 @@ for t in $targets; do
     else
         rc=1
         echo "$t: FINDING (log $log)"
-        grep -E 'ERROR|fuzz_(md|sc|tcp|kvjson|api|connect|etcd):|SUMMARY|Test unit written' "$log" | head -n 20 || true
+        grep -E 'ERROR|fuzz_(md|sc|tcp|kvjson|api|connect|etcd|lstream):|SUMMARY|Test unit written' "$log" | head -n 20 || true
     fi
 done
 exit $rc
