@@ -556,8 +556,13 @@ be_ucx_peer_load(void *self, const char *name, const void *info, size_t len,
         }
     }
     p->err_peer = eng->err_mode != BE_UCX_ERR_NONE;
-    /* Loopback needs UCX only for what the copy path cannot do. */
-    need_eps = !p->self || !p->use_copy || eng->vram_ok;
+    /* Loopback, and a same-host peer of another process reached by CMA
+     * whose notifications go on a stream, need UCX only for what the copy
+     * path cannot do (VRAM). Without endpoints to it nothing of ours
+     * writes into that peer's shared-memory FIFO (defect 6), and UCX's
+     * wire-up leaves no endpoints and mappings of ours on its side
+     * (defect 5). */
+    need_eps = !p->use_copy || eng->vram_ok || (!p->self && p->tx == NULL);
     /* Endpoints parked by an unload of this name: the same conn info
      * takes them back; other conn info (a restart) closes them. */
     pthread_mutex_lock(&eng->lock);
