@@ -2747,9 +2747,9 @@ tt_cpu_ms(void)
  * target is stopped, so nothing completes: with wait_spin_us 200 ms a
  * lone request's 300 ms wait burns CPU for up to 200 ms of it (at least
  * 10 ms even on a loaded host), the same wait with a second request in
- * flight sleeps at once (under a tenth of that), and so does a lone one
- * with wait_spin_us 0. Fails if the wait spins regardless of what else is
- * in flight, or never spins. */
+ * flight sleeps at once (under a tenth of that, or 5 ms), and so does a
+ * lone one with wait_spin_us 0. Fails if the wait spins regardless of what else
+ * is in flight, or never spins. */
 static int
 t_wait_spin(void)
 {
@@ -2793,9 +2793,12 @@ t_wait_spin(void)
     printf("  300 ms waits, CPU: alone %.1f ms, with another %.1f ms, "
            "wait_spin_us 0 %.1f ms\n",
            lone, two, off);
+    /* Sleeping at once costs well under 5 ms of CPU even under TSan; on a
+     * starved host the lone spin itself may burn little more than its
+     * 10 ms floor, so a tenth of it is no bar there. */
     XT_ASSERT(lone >= 10.0);
-    XT_ASSERT(two < lone / 10);
-    XT_ASSERT(off < lone / 10);
+    XT_ASSERT(two < (lone / 10 > 5.0 ? lone / 10 : 5.0));
+    XT_ASSERT(off < (lone / 10 > 5.0 ? lone / 10 : 5.0));
 
     /* Running again: the lone request completes through the op. */
     XT_ASSERT_EQ(kill(tg.pid, SIGCONT), 0);
