@@ -2,7 +2,8 @@
  * fuzz_api.c - libFuzzer target for the public agent API (nxl.h): the input
  * is decoded into a sequence of up to 64 calls on two in-process agents,
  * "A" and "B" (SHM and/or TCP, POSIX on A), created and destroyed for each
- * input so that a finding reproduces from its input alone.
+ * input so that a finding reproduces from its input alone; or, with
+ * FUZZ_API_KEEP=1, kept across inputs (below).
  *
  * The first two bytes pick the backends and their parameters; then each
  * operation takes an opcode byte and its arguments from the input:
@@ -55,6 +56,21 @@
  *                 docs/design.md says deregistration is effective for every
  *                 backend (TCP's target check, SHM's registration table).
  *   FUZZ_API_TRACE=1: print every operation (to replay a finding).
+ *   FUZZ_API_KEEP=1: keep the agents across inputs, ~10x more inputs a
+ *                 second. The header's low four bits then pick one of
+ *                 NKEEP fixed configurations (keep_cfg) whose two agents
+ *                 are created on first use and reused; after each input
+ *                 the model's teardown (every registration deregistered,
+ *                 metadata back to conn info only) is followed by
+ *                 invalidating every peer name the input could have
+ *                 loaded, checked with md_check, and draining
+ *                 notifications. An input that added a backend to a live
+ *                 agent retires its pair. This also fuzzes what a
+ *                 long-lived agent carries from one round of work to the
+ *                 next (connections, late replies of released transfers,
+ *                 reloaded peers). A finding is first replayed without
+ *                 FUZZ_API_KEEP; if it needs the history, the run's log
+ *                 with FUZZ_API_TRACE=1 around it is the reproducer.
  */
 #include "backends/tcp/tcp.h"
 #include "md/md.h"
@@ -89,6 +105,8 @@
 #define MAX_PEERS 4
 #define MAX_HIST 64
 #define MAX_NOTIF 64
+#define MAX_LOADED 8
+#define NKEEP 16
 #define WAIT_BUDGET_MS 200
 #define ARENA_LEN 65536u
 #define BIG_LEN (2u << 20) /* the mmap arena: room for split SHM copies */
@@ -110,6 +128,7 @@ static const char *const bt_name[NBT] = {"SHM", "TCP", "POSIX"};
 static unsigned skip_bits;
 static int strict_remote;
 static int trace;
+static int keep;
 
 /* --- the input ------------------------------------------------------------ */
 
@@ -219,6 +238,10 @@ typedef struct {
     peer_t peers[MAX_PEERS];
     int npeers;
     uint16_t sc_port;
+    /* Every name this input loaded successfully (FUZZ_API_KEEP: what the
+     * reset invalidates); nloaded > MAX_LOADED retires the pair. */
+    char loaded[MAX_LOADED][NXL__MD_NAME_MAX + 1];
+    int nloaded;
 } ag_t;
 
 typedef struct {
@@ -660,12 +683,122 @@ add_backend(ag_t *g, int t, uint8_t h)
     return st;
 }
 
+/* The configurations of FUZZ_API_KEEP, as header bytes for agents_start
+ * (h0: bits 0-1 A's backends, 0/3 SHM and TCP, 1 SHM, 2 TCP; bit 2 POSIX
+ * on A; bits 3-4 B's backends; bit 6 B listens. h1: bits 0-1 SHM
+ * num_threads, bit 2 SHM split_policy=always, bit 3 TCP num_streams=3,
+ * bit 4 TCP stripe_min_bytes=0, bit 5 POSIX api=threads and telemetry,
+ * bits 6-7 sync mode). Every option's every value appears. */
+static const uint8_t keep_cfg[NKEEP][2] = {
+    {0x40, 0x00}, {0x44, 0x25}, {0x49, 0x46}, {0x52, 0x58},
+    {0x11, 0x80}, {0x0a, 0x81}, {0x46, 0x9e}, {0x04, 0x61},
+    {0x48, 0x02}, {0x51, 0x39}, {0x4c, 0xa4}, {0x03, 0x5d},
+    {0x5b, 0x07}, {0x44, 0x7a}, {0x41, 0xbb}, {0x16, 0x20},
+};
+
+/* A pair of agents kept for one configuration (FUZZ_API_KEEP). */
+typedef struct {
+    nxl_agent_t *a;
+    nxl_backend_t *be[NBT];
+    nxl_blob_t conn[NBT];
+    uint16_t sc_port;
+} kept_t;
+
+static kept_t kept[NKEEP][2];
+static int keep_slot = -1; /* this input's configuration */
+static int keep_retire;    /* this input changed what its pair is */
+
+/* keep_take moves a kept pair into ag[] (1) or says there is none (0). */
+static int
+keep_take(int c)
+{
+    int k, t;
+
+    if (kept[c][0].a == NULL) {
+        return 0;
+    }
+    for (k = 0; k < 2; k++) {
+        ag_t *g = &ag[k];
+        kept_t *e = &kept[c][k];
+
+        memset(g, 0, sizeof(*g));
+        strcpy(g->name, k ? "B" : "A");
+        g->a = e->a;
+        g->sc_port = e->sc_port;
+        for (t = 0; t < NBT; t++) {
+            g->be[t] = e->be[t];
+            g->conn[t] = e->conn[t];
+        }
+        memset(e, 0, sizeof(*e));
+    }
+    return 1;
+}
+
+/* keep_reset brings the pair of this input back to what it was when it
+ * was kept: no peer loaded, no notification waiting. The model's teardown
+ * has already released every transfer and registration. */
+static void
+keep_reset(void)
+{
+    static const char *const always[] = {"A", "B", "C"};
+    char longname[300];
+    nxl_notif_list_t *l = NULL;
+    int k, i, n;
+
+    memset(longname, 'L', 299);
+    longname[299] = '\0';
+    for (k = 0; k < 2; k++) {
+        ag_t *g = &ag[k];
+        const char *names[MAX_LOADED + 4];
+
+        if (g->nloaded > MAX_LOADED) {
+            keep_retire = 1; /* names the reset cannot know */
+            return;
+        }
+        n = 0;
+        for (i = 0; i < 3; i++) {
+            names[n++] = always[i];
+        }
+        names[n++] = longname;
+        for (i = 0; i < g->nloaded; i++) {
+            names[n++] = g->loaded[i];
+        }
+        for (i = 0; i < n; i++) {
+            if (strcmp(names[i], g->name) == 0) {
+                continue;
+            }
+            (void)nxl_md_invalidate(g->a, names[i]);
+            CHECK(nxl_md_check(g->a, names[i], NULL) != NXL_OK,
+                  "keep: %s still knows '%.20s' after invalidating it", g->name,
+                  names[i]);
+        }
+        do {
+            nxl_notif_list_free(l);
+            l = NULL;
+            CHECK(nxl_notifs_get(g->a, &l, NULL) == NXL_OK, "keep: notifs");
+        } while (l->count > 0);
+        nxl_notif_list_free(l);
+        l = NULL;
+    }
+}
+
 static void
 agents_start(uint8_t h0, uint8_t h1)
 {
     nxl_agent_config_t cfg;
     int k;
 
+    if (keep) {
+        keep_slot = h0 % NKEEP;
+        keep_retire = 0;
+        if (keep_take(keep_slot)) {
+            tr("keep: configuration %d, kept agents", keep_slot);
+            return;
+        }
+        h0 = keep_cfg[keep_slot][0];
+        h1 = keep_cfg[keep_slot][1];
+        tr("keep: configuration %d, new agents (%02x %02x)", keep_slot, h0, h1);
+    }
     for (k = 0; k < 2; k++) {
         ag_t *g = &ag[k];
         unsigned set = (h0 >> (k * 3)) & 3;
@@ -1166,6 +1299,23 @@ forget_peer(int owner, const char *name)
     }
 }
 
+/* note_loaded records that agent g loaded a peer called name. */
+static void
+note_loaded(ag_t *g, const char *name)
+{
+    int i;
+
+    for (i = 0; i < g->nloaded && i < MAX_LOADED; i++) {
+        if (strcmp(g->loaded[i], name) == 0) {
+            return;
+        }
+    }
+    if (g->nloaded < MAX_LOADED) {
+        snprintf(g->loaded[g->nloaded], sizeof(g->loaded[0]), "%s", name);
+    }
+    g->nloaded++;
+}
+
 /* load runs nxl_md_load of bytes into agent k, unless the bytes carry
  * TCP conn info that could make the backend connect anywhere but a live
  * agent's 127.0.0.1 listener. */
@@ -1218,6 +1368,9 @@ load(rd_t *r, int k, const uint8_t *data, size_t len)
     }
     if (strcmp(md->agent, g->name) != 0) {
         learn_load(k, md, st);
+    }
+    if (st == NXL_OK) {
+        note_loaded(g, md->agent);
     }
     nxl__md_free(md);
 }
@@ -1750,6 +1903,13 @@ op_post(rd_t *r)
     if (st == NXL_ERR_REPOST_ACTIVE) {
         return; /* the earlier post is still in flight: pending stays */
     }
+    if (opts_bad(o)) {
+        /* Refused before the transfer is looked at: an earlier post
+         * still in flight stays so (found by FUZZ_API_KEEP's first run). */
+        CHECK(st == NXL_ERR_INVALID_PARAM, "post with bad opts -> %s",
+              nxl_status_name(st));
+        return;
+    }
     x->pending = -1;
     /* Post reads only the notification of opts. */
     if (st == NXL_OK || st == NXL_IN_PROG) {
@@ -2012,6 +2172,7 @@ op_backend_create(rd_t *r)
         int t = bt_of(type);
 
         CHECK(t >= 0 && ag[k].be[t] == NULL, "duplicate %s backend", type);
+        keep_retire = 1;
         ag[k].be[t] = nxl_backend_get(ag[k].a, type);
         refresh_conn(&ag[k]);
     }
@@ -2179,7 +2340,22 @@ teardown(void)
         nxl_blob_free(&full);
         nxl_blob_free(&conn);
     }
+    if (keep) {
+        keep_reset();
+    }
     for (k = 0; k < 2; k++) {
+        if (keep && !keep_retire) {
+            kept_t *e = &kept[keep_slot][k];
+
+            e->a = ag[k].a;
+            e->sc_port = ag[k].sc_port;
+            for (j = 0; j < NBT; j++) {
+                e->be[j] = ag[k].be[j];
+                e->conn[j] = ag[k].conn[j];
+            }
+            memset(&ag[k], 0, sizeof(ag[k]));
+            continue;
+        }
         nxl_agent_destroy(ag[k].a);
         for (j = 0; j < NBT; j++) {
             nxl_blob_free(&ag[k].conn[j]);
@@ -2216,6 +2392,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     strict_remote = !(v != NULL && v[0] == '1');
     v = getenv("FUZZ_API_TRACE");
     trace = v != NULL && v[0] == '1';
+    v = getenv("FUZZ_API_KEEP");
+    keep = v != NULL && v[0] == '1';
 
     arena[AR_HEAP] = malloc(ARENA_LEN);
     m = mmap(NULL, BIG_LEN + 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
