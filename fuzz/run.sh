@@ -6,7 +6,10 @@
 # inputs land in BUILD_DIR/fuzz-artifacts/. Exits non-zero on a finding.
 # FUZZ_TARGETS="fuzz_api" runs only the targets named; FUZZ_RUNS=N stops
 # each target after N executions (SECONDS 0: no time limit). fuzz_api reads
-# FUZZ_API_SKIP / FUZZ_API_LAX_REMOTE (see fuzz/fuzz_api.c).
+# FUZZ_API_SKIP / FUZZ_API_LAX_REMOTE / FUZZ_API_KEEP (see fuzz/fuzz_api.c);
+# with FUZZ_API_KEEP=1 its per-input leak checks are off (-detect_leaks=0:
+# the kept agents' threads free across inputs, which would set off a full
+# LeakSanitizer scan after most inputs; the check at exit stays).
 set -euo pipefail
 
 build=${1:?usage: fuzz/run.sh BUILD_DIR [SECONDS]}
@@ -83,9 +86,13 @@ for t in $targets; do
     corpus="$build/fuzz-corpus/$t"
     mkdir -p "$corpus"
     log="$build/fuzz-$t.log"
+    extra=
+    if [ "$t" = fuzz_api ] && [ "${FUZZ_API_KEEP:-0}" = 1 ]; then
+        extra=-detect_leaks=0
+    fi
     echo "== $t: ${secs}s"
     # shellcheck disable=SC2086
-    if "$build/fuzz/$t" -max_total_time="$secs" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -print_final_stats=1 \
+    if "$build/fuzz/$t" -max_total_time="$secs" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} $extra -print_final_stats=1 \
            -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
            -artifact_prefix="$build/fuzz-artifacts/$t-" \
            "$corpus" "$seeds/$t" >"$log" 2>&1; then
