@@ -435,6 +435,7 @@ int cf_tcheck_strided(cf_tgt *t, uint64_t len, uint64_t stride, uint64_t count,
     X(sticky_error)     /* conf_failure.c */                                   \
     X(destroy_inflight) /* conf_failure.c */                                   \
     X(revoked)          /* conf_reg.c */                                       \
+    X(revoked_again)    /* conf_reg.c */                                       \
     X(widened)          /* conf_reg.c */
 
 /* t_<name> runs one case: 0, XT_SKIP or 1 (harness.h). */
