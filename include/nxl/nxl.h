@@ -352,7 +352,8 @@ NXL_API nxl_status_t nxl_md_check(nxl_agent_t *agent, const char *remote,
  * a lease the agent keeps alive until nxl_agent_destroy (docs/etcd.md).
  * Synchronous: returns the peer's load status (or etcd's answer),
  * NXL_ERR_TIMEOUT, NXL_ERR_IO, or NXL_ERR_NOT_SUPPORTED with neither
- * ip_addr nor etcd. */
+ * ip_addr nor etcd. After NXL_ERR_TIMEOUT the peer may still load the
+ * metadata later: the timeout stops the wait, not the peer's work. */
 NXL_API nxl_status_t nxl_md_send(nxl_agent_t *agent, const nxl_opts_t *opts);
 
 /* nxl_md_send_partial is nxl_md_send of nxl_md_local_partial(dlist); to
