@@ -175,6 +175,30 @@ cf_revoked_post(nxl_xfer_t *x, const char *what)
     return 0;
 }
 
+/* cf_revoked_after makes a WRITE from loc and a READ into in over the
+ * peer's [raddr, raddr + len) now, from the metadata still loaded after
+ * the peer deregistered that range: each is refused when made or fails
+ * when posted. */
+static int
+cf_revoked_after(nxl_agent_t *a, uint8_t *loc, uint8_t *in, uint64_t raddr,
+                 uint64_t len)
+{
+    nxl_xfer_t *xw = NULL, *xr = NULL;
+    int bad = 0;
+
+    if (cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len, "peer", NULL, &xw) ==
+        NXL_OK) {
+        bad |= cf_revoked_post(xw, "WRITE made after");
+    }
+    if (cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, len, "peer", NULL, &xr) ==
+        NXL_OK) {
+        bad |= cf_revoked_post(xr, "READ made after");
+    }
+    nxl_xfer_release(xw);
+    nxl_xfer_release(xr);
+    return bad;
+}
+
 /* Revocation (issue 15): once the owner deregisters a region, no peer
  * reaches it, whatever metadata the peer still holds. The peer registers
  * a region (heap memory, then shared memory), the initiator loads it and
@@ -229,18 +253,7 @@ t_revoked(void)
         nxl_xfer_release(xw);
         nxl_xfer_release(xr);
         xw = xr = NULL;
-        /* Made now, from the metadata still loaded. */
-        if (cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len, "peer", NULL,
-                     &xw) == NXL_OK) {
-            XT_ASSERT(cf_revoked_post(xw, "WRITE made after") == 0);
-        }
-        if (cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, len, "peer", NULL,
-                     &xr) == NXL_OK) {
-            XT_ASSERT(cf_revoked_post(xr, "READ made after") == 0);
-        }
-        nxl_xfer_release(xw);
-        nxl_xfer_release(xr);
-        xw = xr = NULL;
+        XT_ASSERT(cf_revoked_after(a, loc, in, raddr, len) == 0);
         XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, len, 1801,
                             "deregistered region") == 0);
         XT_ASSERT(cf_check_byte(in, len, 0x77, "READ buffer") == 0);
@@ -321,17 +334,7 @@ t_revoked_again(void)
     nxl_xfer_release(xw);
     nxl_xfer_release(xr);
     xw = xr = NULL;
-    if (cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, half, "peer", NULL,
-                 &xw) == NXL_OK) {
-        XT_ASSERT(cf_revoked_post(xw, "WRITE made after") == 0);
-    }
-    if (cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, half, "peer", NULL, &xr) ==
-        NXL_OK) {
-        XT_ASSERT(cf_revoked_post(xr, "READ made after") == 0);
-    }
-    nxl_xfer_release(xw);
-    nxl_xfer_release(xr);
-    xw = xr = NULL;
+    XT_ASSERT(cf_revoked_after(a, loc, in, raddr, half) == 0);
     XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, half, 1811,
                         "region registered again") == 0);
     XT_ASSERT(cf_check_byte(in, half, 0x77, "READ buffer") == 0);
