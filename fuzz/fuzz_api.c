@@ -56,7 +56,7 @@
  *                 docs/design.md says deregistration is effective for every
  *                 backend (TCP's target check, SHM's registration table).
  *   FUZZ_API_TRACE=1: print every operation (to replay a finding).
- *   FUZZ_API_KEEP=1: keep the agents across inputs, ~10x more inputs a
+ *   FUZZ_API_KEEP=1: keep the agents across inputs, ~2.3x more inputs a
  *                 second. The header's low four bits then pick one of
  *                 NKEEP fixed configurations (keep_cfg) whose two agents
  *                 are created on first use and reused; after each input

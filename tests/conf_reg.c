@@ -175,27 +175,37 @@ cf_revoked_post(nxl_xfer_t *x, const char *what)
     return 0;
 }
 
-/* cf_revoked_after makes a WRITE from loc and a READ into in over the
- * peer's [raddr, raddr + len) now, from the metadata still loaded after
- * the peer deregistered that range: each is refused when made or fails
- * when posted. */
+/* cf_revoked_all checks both ways to reach the peer's deregistered
+ * [raddr, raddr + len): the WRITE *xw (from loc) and READ *xr (into in)
+ * made before the deregistration, reposted, fail (both are released and
+ * set NULL); a WRITE and a READ made now from the metadata still loaded
+ * are refused when made or fail when posted. tag goes into the labels. */
 static int
-cf_revoked_after(nxl_agent_t *a, uint8_t *loc, uint8_t *in, uint64_t raddr,
-                 uint64_t len)
+cf_revoked_all(nxl_agent_t *a, nxl_xfer_t **xw, nxl_xfer_t **xr,
+               const char *tag, uint8_t *loc, uint8_t *in, uint64_t raddr,
+               uint64_t len)
 {
-    nxl_xfer_t *xw = NULL, *xr = NULL;
-    int bad = 0;
+    char what[64];
+    int bad;
 
-    if (cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len, "peer", NULL, &xw) ==
+    snprintf(what, sizeof(what), "WRITE%s made before", tag);
+    bad = cf_revoked_post(*xw, what);
+    snprintf(what, sizeof(what), "READ%s made before", tag);
+    bad |= cf_revoked_post(*xr, what);
+    nxl_xfer_release(*xw);
+    nxl_xfer_release(*xr);
+    *xw = *xr = NULL;
+    if (cf_xfer1(a, NXL_WRITE, (uintptr_t)loc, raddr, len, "peer", NULL, xw) ==
         NXL_OK) {
-        bad |= cf_revoked_post(xw, "WRITE made after");
+        bad |= cf_revoked_post(*xw, "WRITE made after");
     }
-    if (cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, len, "peer", NULL, &xr) ==
+    if (cf_xfer1(a, NXL_READ, (uintptr_t)in, raddr, len, "peer", NULL, xr) ==
         NXL_OK) {
-        bad |= cf_revoked_post(xr, "READ made after");
+        bad |= cf_revoked_post(*xr, "READ made after");
     }
-    nxl_xfer_release(xw);
-    nxl_xfer_release(xr);
+    nxl_xfer_release(*xw);
+    nxl_xfer_release(*xr);
+    *xw = *xr = NULL;
     return bad;
 }
 
@@ -246,14 +256,8 @@ t_revoked(void)
         CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
         cf_fill(loc, len, 1802, 0);
         memset(in, 0x77, len);
-        XT_ASSERT(cf_revoked_post(xw, shared ? "WRITE (shared) made before"
-                                             : "WRITE made before") == 0);
-        XT_ASSERT(cf_revoked_post(xr, shared ? "READ (shared) made before"
-                                             : "READ made before") == 0);
-        nxl_xfer_release(xw);
-        nxl_xfer_release(xr);
-        xw = xr = NULL;
-        XT_ASSERT(cf_revoked_after(a, loc, in, raddr, len) == 0);
+        XT_ASSERT(cf_revoked_all(a, &xw, &xr, shared ? " (shared)" : "", loc,
+                                 in, raddr, len) == 0);
         XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, len, 1801,
                             "deregistered region") == 0);
         XT_ASSERT(cf_check_byte(in, len, 0x77, "READ buffer") == 0);
@@ -329,12 +333,7 @@ t_revoked_again(void)
     CF_ASSERT_PEER(&p, (nxl_status_t)r.status, NXL_OK);
     cf_fill(loc, half, 1812, 0);
     memset(in, 0x77, half);
-    XT_ASSERT(cf_revoked_post(xw, "WRITE made before") == 0);
-    XT_ASSERT(cf_revoked_post(xr, "READ made before") == 0);
-    nxl_xfer_release(xw);
-    nxl_xfer_release(xr);
-    xw = xr = NULL;
-    XT_ASSERT(cf_revoked_after(a, loc, in, raddr, half) == 0);
+    XT_ASSERT(cf_revoked_all(a, &xw, &xr, "", loc, in, raddr, half) == 0);
     XT_ASSERT(cf_pcheck(&p, CF_REG_EXTRA, 0, half, 1811,
                         "region registered again") == 0);
     XT_ASSERT(cf_check_byte(in, half, 0x77, "READ buffer") == 0);
