@@ -215,10 +215,7 @@ call_end(nxl_status_t st, const char *what, int line)
 typedef struct {
     int kind;
     nxl_desc_t d;
-    unsigned seq; /* when it was registered (reg_seq) */
 } reg_t;
-
-static unsigned reg_seq; /* registrations made so far */
 
 /* A peer an agent loaded: its name and which live agent each backend's
  * conn info came from (-1: none loaded, -2: not a live agent's). */
@@ -266,8 +263,7 @@ typedef struct {
     nxl_desc_t l[MAX_DESCS], r[MAX_DESCS];
     size_t n;
     int tainted;
-    int pending;       /* verdict of a post that returned NXL_IN_PROG, or -1 */
-    unsigned post_seq; /* reg_seq when that post was made */
+    int pending; /* verdict of a post that returned NXL_IN_PROG, or -1 */
 } xf_t;
 
 typedef struct {
@@ -1062,7 +1058,7 @@ op_register(rd_t *r)
               i, d->addr, d->len, d->dev_id, bad);
     }
     for (i = 0; i < gl.dl.count && g->nregs < MAX_REGS; i++) {
-        g->regs[g->nregs++] = (reg_t){(int)gl.dl.mem, gl.d[i], ++reg_seq};
+        g->regs[g->nregs++] = (reg_t){(int)gl.dl.mem, gl.d[i]};
         if (g->nhist < MAX_HIST) {
             g->hist[g->nhist++] = g->regs[g->nregs - 1];
         } else {
@@ -1577,41 +1573,6 @@ gen_name(rd_t *r, int k, char *buf)
 
 static void completed(xf_t *x, nxl_status_t st);
 
-/* tcp_served_again: x, posted over a region its peer had deregistered
- * (V_STALE), runs on TCP and the peer has registered every such range
- * again since the post. TCP's target checks a request when it serves it,
- * against the registrations it has then, and requests carry no
- * registration generation: such a transfer may succeed (found by
- * FUZZ_API_KEEP; docs/design.md, "Region indexes"). */
-static int
-tcp_served_again(const xf_t *x)
-{
-    const ag_t *g = &ag[x->owner], *s;
-    const peer_t *p = peer_get((ag_t *)g, x->peer);
-    size_t i;
-    int j, again;
-
-    if (xfer_bt(x) != BT_TCP || p == NULL || p->src[BT_TCP] < 0) {
-        return 0;
-    }
-    s = &ag[p->src[BT_TCP]];
-    for (i = 0; i < x->n; i++) {
-        if (verdict_remote(x->owner, x->peer, BT_TCP, x->rkind, &x->r[i], 1) !=
-            V_STALE) {
-            continue;
-        }
-        again = s->hist_all;
-        for (j = 0; j < s->nhist && !again; j++) {
-            again = s->hist[j].seq > x->post_seq &&
-                    covered_by(&s->hist[j], 1, x->rkind, &x->r[i]);
-        }
-        if (!again) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* drain_to polls agent k's transfers to peer name to completion (skip
  * bit 6: before that peer is forgotten). */
 static void
@@ -1961,7 +1922,6 @@ op_post(rd_t *r)
         check_accepted(x, "post", 1, v);
     } else if (st == NXL_IN_PROG) {
         x->pending = v;
-        x->post_seq = reg_seq;
     }
 }
 
@@ -1970,9 +1930,7 @@ static void
 completed(xf_t *x, nxl_status_t st)
 {
     if (st == NXL_OK && x->pending >= 0) {
-        check_accepted(
-            x, "completion", 1,
-            x->pending == V_STALE && tcp_served_again(x) ? V_OK : x->pending);
+        check_accepted(x, "completion", 1, x->pending);
     }
     if (st != NXL_IN_PROG && st != NXL_ERR_TIMEOUT) {
         x->pending = -1;

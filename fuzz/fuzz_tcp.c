@@ -6,7 +6,9 @@
  * Any input: no crash, no out-of-bounds read, no leak. Properties checked:
  *   - be_tcp_stream_scan returns -1 or a frame count <= len / 32;
  *   - a header that decodes re-encodes to the same 32 bytes;
- *   - a descriptor table that checks sums to what it reports;
+ *   - a descriptor table that checks sums to what it reports, read as
+ *     version-1/2 descriptors (16 bytes) and as version-3 ones (24, with
+ *     a region key); only requests carry the keys flag;
  *   - a decoded CANCEL (protocol version 2) is a bare header naming a
  *     request (id not 0); a READ reply saying more frames follow has
  *     status 0;
@@ -53,26 +55,35 @@ fuzz_header(const uint8_t *p, size_t len)
         if (f.flags & BE_TCP_F_MORE) {
             CHECK(f.type == BE_TCP_READ_RESP && f.status == 0);
         }
+        if (f.flags & BE_TCP_F_KEYS) {
+            CHECK(f.type == BE_TCP_READ_REQ || f.type == BE_TCP_WRITE_REQ);
+        }
         be_tcp_frame_encode(&f, out);
         CHECK(memcmp(out, p, BE_TCP_HDR_SIZE) == 0);
     }
 }
 
-/* fuzz_descs checks the descriptor table check on the whole input. */
+/* fuzz_descs checks the descriptor table check on the whole input, read
+ * as descriptors of stride bytes. */
 static void
-fuzz_descs(const uint8_t *p, size_t len)
+fuzz_descs(const uint8_t *p, size_t len, size_t stride)
 {
     const char *why = NULL;
-    uint64_t total = 0, sum = 0, a, l;
-    uint32_t n = (uint32_t)(len / BE_TCP_WDESC_SIZE), i;
+    uint64_t total = 0, sum = 0, a, l, k;
+    uint32_t n = (uint32_t)(len / stride), i;
 
     if (n > BE_TCP_MAX_DESCS) {
         n = BE_TCP_MAX_DESCS;
     }
-    if (be_tcp_descs_check(p, (size_t)n * BE_TCP_WDESC_SIZE, n, &total, &why)) {
+    /* A table whose size is not n descriptors is refused. */
+    CHECK(n == 0 || !be_tcp_descs_check(p, (size_t)n * stride - 1, n, stride,
+                                        &total, &why));
+    if (be_tcp_descs_check(p, (size_t)n * stride, n, stride, &total, &why)) {
         for (i = 0; i < n; i++) {
-            be_tcp_wdesc(p, i, &a, &l);
+            be_tcp_wdesc(p, stride, i, &a, &l, &k);
             CHECK(l <= UINT64_MAX - a);
+            CHECK(stride == BE_TCP_WDESC_KEYED ||
+                  (k == 0 && (size_t)i * stride + 16 <= len));
             sum += l;
         }
         CHECK(sum == total);
@@ -149,7 +160,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          off += BE_TCP_HDR_SIZE) {
         fuzz_header(data + off, size - off);
     }
-    fuzz_descs(data, size);
+    fuzz_descs(data, size, BE_TCP_WDESC_SIZE);
+    fuzz_descs(data, size, BE_TCP_WDESC_KEYED);
     fuzz_hello(data, size);
     fuzz_conninfo(data, size);
     if (size > BE_TCP_HDR_SIZE) {

@@ -70,6 +70,13 @@ h = struct.pack("<IHHHHH", 0x54435458, 1, 0, 1, 0, 7) + b"agent-a"
 put("fuzz_tcp", "stream", th(1, aux=len(h)) + h + th(3, nd=1, i=1) +
     struct.pack("<QQ", 4096, 64) + th(5, 1, nd=1, aux=2, i=2, d=4) +
     struct.pack("<QQ", 8192, 4) + b"hi" + b"data" + th(4, i=1, d=3) + b"abc")
+# Version 3: a hello offering 3, a READ and a WRITE whose descriptors
+# carry region keys (flag 4, 24 bytes each), a reply.
+h3 = struct.pack("<IHHHHH", 0x54435458, 1, 0, 1, 3, 7) + b"agent-c"
+put("fuzz_tcp", "stream_v3", th(1, aux=len(h3)) + h3 + th(3, 4, nd=2, i=1) +
+    struct.pack("<QQQQQQ", 4096, 64, 0x1234567, 8192, 8, 0) +
+    th(5, 4, nd=1, i=2, d=4) + struct.pack("<QQQ", 8192, 4, 0x1234568) +
+    b"data" + th(4, i=1, d=72) + bytes(72))
 # Local notification streams: mode byte, then a hello and two frames
 # (one of an unknown type), in both modes and through a real stream.
 ls = struct.pack("<IBBH", 0x4e53584e, 1, 0, 7) + b"agent-b" + \

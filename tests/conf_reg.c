@@ -285,9 +285,8 @@ t_revoked(void)
  * not the one the initiator was told about, and the peer's bytes and the
  * READ buffer stay as they were. Once the initiator loads the new
  * metadata, transfers work again. SHM and UCX refuse through the
- * registration table's generation; TCP does not yet (its requests carry
- * no generation, docs/design.md "Region indexes") and is skipped with
- * that reason. */
+ * registration table's generation, TCP through the region key its
+ * version-3 requests carry (docs/backends/tcp.md). */
 int
 t_revoked_again(void)
 {
@@ -302,11 +301,6 @@ t_revoked_again(void)
 
     CF_NEED_WHY(NXL_CAP_REMOTE, "a peer that registers memory again");
     CF_SKIP_UNENFORCED();
-    XT_SKIP_IF(strcasecmp(cf_be(), "TCP") == 0,
-               "known gap: TCP requests carry no registration generation, so "
-               "one made from old metadata is served once the owner "
-               "registers the range again (docs/design.md, \"Region "
-               "indexes\")");
     loc = cf_map(half);
     in = cf_map(half);
     XT_ASSERT(loc != NULL && in != NULL);

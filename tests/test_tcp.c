@@ -713,7 +713,7 @@ t_frame_codec(void)
 
     tt_wd(tab, 0x1000, 100);
     tt_wd(tab + 16, 0x9000, 200);
-    XT_ASSERT(be_tcp_descs_check(tab, 32, 2, &total, &why));
+    XT_ASSERT(be_tcp_descs_check(tab, 32, 2, BE_TCP_WDESC_SIZE, &total, &why));
     XT_ASSERT_EQ(total, 300);
 
     k = be_tcp_hello_encode(buf, sizeof(buf), "agent-x", 1, 4);
@@ -826,11 +826,11 @@ t_frame_garbage(void)
 
     /* Descriptor tables: wrap-around, length overflow, size mismatch. */
     tt_wd(tab, UINT64_MAX - 10, 100);
-    XT_ASSERT(!be_tcp_descs_check(tab, 16, 1, &total, &why));
+    XT_ASSERT(!be_tcp_descs_check(tab, 16, 1, BE_TCP_WDESC_SIZE, &total, &why));
     tt_wd(tab, 0, UINT64_MAX - 5);
     tt_wd(tab + 16, 0, 10);
-    XT_ASSERT(!be_tcp_descs_check(tab, 32, 2, &total, &why));
-    XT_ASSERT(!be_tcp_descs_check(tab, 31, 2, &total, &why));
+    XT_ASSERT(!be_tcp_descs_check(tab, 32, 2, BE_TCP_WDESC_SIZE, &total, &why));
+    XT_ASSERT(!be_tcp_descs_check(tab, 31, 2, BE_TCP_WDESC_SIZE, &total, &why));
     /* WRITE whose data length differs from its descriptors. */
     len = tt_frame(buf, BE_TCP_WRITE_REQ, 0, 0, 1, 0, 1, 99);
     len += tt_wd(buf + len, 0x1000, 100);
@@ -914,7 +914,8 @@ t_params(void)
         {{"hello_timeout_ms", "-1"}},
         {{"hello_timeout_ms", "x"}},
         {{"max_version", "0"}},
-        {{"max_version", "3"}},
+        {{"max_version", "4"}},
+        {{"region_keys", "maybe"}},
         {{"wait_spin_us", "1000001"}},
         {{"wait_spin_us", "-1"}},
     };
@@ -929,7 +930,7 @@ t_params(void)
     for (i = 0; i < NXL__ARRAY_SIZE(bad); i++) {
         XT_ASSERT_STATUS(tt_open(&t, "p", bad[i], 1), NXL_ERR_INVALID_PARAM);
     }
-    XT_ASSERT_EQ(OPS->num_defaults, 10);
+    XT_ASSERT_EQ(OPS->num_defaults, 11);
     XT_ASSERT_STR(OPS->name, "TCP");
     XT_ASSERT(OPS->caps & NXL_CAP_LOCAL);
     XT_ASSERT(OPS->caps & NXL_CAP_THREAD_SAFE);
@@ -2252,7 +2253,7 @@ t_crafted_cancel(void)
     /* Version 1: CANCEL is not a frame there. */
     fd = tt_raw_connect_v(&t, "raw-v1", 0, &ackv);
     XT_ASSERT(fd >= 0);
-    XT_ASSERT_EQ(ackv, 2);
+    XT_ASSERT_EQ(ackv, BE_TCP_PROTO_MAX);
     n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 1, 0);
     XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 1000));
     XT_ASSERT(tt_closed(fd));
@@ -2272,7 +2273,7 @@ t_crafted_cancel(void)
 
     fd = tt_raw_connect_v(&t, "raw-v2", 2, &ackv);
     XT_ASSERT(fd >= 0);
-    XT_ASSERT_EQ(ackv, 2);
+    XT_ASSERT_EQ(ackv, BE_TCP_PROTO_MAX);
     /* CANCELs naming nothing, then a READ: answered. */
     n = tt_frame(buf, BE_TCP_CANCEL, 0, 0, 0, 0, 77, 0);
     n += tt_frame(buf + n, BE_TCP_CANCEL, 0, 0, 0, 0, 1, 0);
@@ -3615,6 +3616,346 @@ t_bench_netns(void)
     return rc;
 }
 
+/* --- protocol version 3: region keys ------------------------------------ */
+
+/* t_frame_v3: requests may carry region keys (flag 4): READ and WRITE
+ * only; their descriptors are then 24 bytes, which the table check and
+ * the stream walk follow. */
+static int
+t_frame_v3(void)
+{
+    struct {
+        uint8_t type, flags;
+        uint32_t ndesc, aux;
+        uint64_t data;
+        bool ok;
+    } cases[] = {
+        {BE_TCP_READ_REQ, BE_TCP_F_KEYS, 1, 0, 0, true},
+        {BE_TCP_WRITE_REQ, BE_TCP_F_KEYS, 1, 0, 8, true},
+        {BE_TCP_WRITE_REQ, BE_TCP_F_KEYS | BE_TCP_F_NOTIF, 1, 2, 8, true},
+        {BE_TCP_READ_REQ, BE_TCP_F_KEYS | BE_TCP_F_NOTIF, 1, 0, 0, false},
+        {BE_TCP_READ_REQ, 0x08, 1, 0, 0, false},
+        {BE_TCP_READ_RESP, BE_TCP_F_KEYS, 0, 0, 8, false},
+        {BE_TCP_WRITE_ACK, BE_TCP_F_KEYS, 0, 0, 0, false},
+        {BE_TCP_NOTIF, BE_TCP_F_KEYS, 0, 2, 0, false},
+        {BE_TCP_CANCEL, BE_TCP_F_KEYS, 0, 0, 0, false},
+    };
+    uint8_t buf[512], tab[48];
+    uint64_t total = 0, a, l, k;
+    const char *why;
+    be_tcp_frame_t f;
+    size_t i, n;
+
+    for (i = 0; i < NXL__ARRAY_SIZE(cases); i++) {
+        tt_frame(buf, cases[i].type, cases[i].flags, 0, cases[i].ndesc,
+                 cases[i].aux, 5, cases[i].data);
+        why = NULL;
+        if (be_tcp_frame_decode(buf, 32, &f, &why) != (cases[i].ok ? 32 : -1)) {
+            fprintf(stderr, "case %zu: %s\n", i, why ? why : "accepted");
+            return 1;
+        }
+    }
+    XT_ASSERT_EQ(be_tcp_wdesc_size(BE_TCP_F_KEYS), BE_TCP_WDESC_KEYED);
+    XT_ASSERT_EQ(be_tcp_wdesc_size(BE_TCP_F_NOTIF), BE_TCP_WDESC_SIZE);
+    /* Keyed tables: sizes follow the stride, keys read back. */
+    tt_wd(tab, 4096, 64);
+    nxl__put_le64(tab + 16, 77);
+    tt_wd(tab + 24, 8192, 8);
+    nxl__put_le64(tab + 40, 0);
+    XT_ASSERT(be_tcp_descs_check(tab, 48, 2, BE_TCP_WDESC_KEYED, &total, &why));
+    XT_ASSERT_EQ(total, 72u);
+    be_tcp_wdesc(tab, BE_TCP_WDESC_KEYED, 1, &a, &l, &k);
+    XT_ASSERT(a == 8192 && l == 8 && k == 0);
+    be_tcp_wdesc(tab, BE_TCP_WDESC_KEYED, 0, &a, &l, &k);
+    XT_ASSERT(a == 4096 && l == 64 && k == 77);
+    XT_ASSERT(
+        !be_tcp_descs_check(tab, 32, 2, BE_TCP_WDESC_KEYED, &total, &why));
+    XT_ASSERT(!be_tcp_descs_check(tab, 48, 2, 20, &total, &why));
+    be_tcp_wdesc(tab, BE_TCP_WDESC_SIZE, 0, &a, &l, &k);
+    XT_ASSERT(a == 4096 && l == 64 && k == 0);
+    /* A keyed READ and WRITE (data: zeros), then a reply: three frames. */
+    memset(buf, 0, sizeof(buf));
+    n = tt_frame(buf, BE_TCP_READ_REQ, BE_TCP_F_KEYS, 0, 2, 0, 1, 0);
+    memcpy(buf + n, tab, 48);
+    n += 48;
+    n += tt_frame(buf + n, BE_TCP_WRITE_REQ, BE_TCP_F_KEYS, 0, 1, 0, 2, 8);
+    memcpy(buf + n, tab + 24, 24);
+    n += 24 + 8;
+    n += tt_frame(buf + n, BE_TCP_READ_RESP, 0, 0, 0, 0, 1, 72);
+    memset(buf + n, 0, 72);
+    n += 72;
+    XT_ASSERT_EQ(be_tcp_stream_scan(buf, n, &why), 3);
+    /* Without the flag the WRITE's table is read as one 16-byte
+     * descriptor, and the walk falls out of step with the frames. */
+    buf[32 + 48 + 3] = 0; /* the WRITE's flags: no keys */
+    XT_ASSERT_EQ(be_tcp_stream_scan(buf, n, &why), -1);
+    return 0;
+}
+
+/* tt_unpack_own unpacks the public data of the engine's own region md (as
+ * a peer that fetched its metadata now would) for [p, p + len). */
+static nxl_status_t
+tt_unpack_own(tt_eng *t, void *peer, void *md, void *p, uint64_t len,
+              void **rmd_p)
+{
+    nxl_desc_t d = {.addr = (uint64_t)(uintptr_t)p, .len = len};
+    nxl_blob_t pub = {0};
+    nxl_status_t st;
+
+    st = OPS->md_pack(t->e, md, &pub);
+    if (st == NXL_OK) {
+        st = OPS->md_unpack(t->e, peer, &d, NXL_DRAM, pub.data, pub.len, rmd_p);
+    }
+    free(pub.data);
+    return st;
+}
+
+/* tt_prep_md prepares a READ of len bytes from remote into local whose
+ * remote side names rmd (what md_unpack made). */
+static nxl_status_t
+tt_prep_md(tt_eng *t, tt_xfer *tx, void *peer, void *local, void *remote,
+           uint64_t len, void *rmd)
+{
+    nxl_status_t st;
+
+    st = tt_prep1(t, tx, NXL_READ, peer, t->name, local,
+                  (uint64_t)(uintptr_t)remote, len);
+    if (st != NXL_OK) {
+        return st;
+    }
+    OPS->release(t->e, tx->req);
+    tx->r[0].md = rmd;
+    return OPS->prep(t->e, tx->req, &tx->x);
+}
+
+/* t_region_keys: a region's public data is its key (8 bytes, never 0,
+ * new for each registration); a version-3 request made from metadata
+ * older than the registration is refused, with a message, and moves no
+ * byte; with the new metadata it is served. Public data of 0 bytes (a
+ * peer before version 3, or region_keys=0) leaves the range check alone;
+ * other sizes and a zero key are malformed. A version-2 initiator is
+ * range-checked only, as before. */
+static int
+t_region_keys(void)
+{
+    const uint64_t len = 65536;
+    nxl_param_t nokeys[] = {{"region_keys", "0"}};
+    nxl_param_t v2[] = {{"max_version", "2"}};
+    uint8_t *a = tt_map(len), *b = tt_map(len), zero[9] = {0};
+    void *mda, *mdb, *peer, *rmd, *rmd2, *peer2;
+    nxl_desc_t d = {.addr = (uint64_t)(uintptr_t)a, .len = len};
+    uint64_t ka, kb, ka2;
+    nxl_blob_t pub, info;
+    tt_eng t, u;
+    tt_xfer tx, ty;
+
+    XT_ASSERT(a != NULL && b != NULL);
+    XT_ASSERT_OK(tt_open(&t, "keys", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, a, len, &mda));
+    XT_ASSERT_OK(tt_register(&t, b, len, &mdb));
+    XT_ASSERT_OK(OPS->md_pack(t.e, mda, &pub));
+    XT_ASSERT_EQ(pub.len, (size_t)BE_TCP_KEY_SIZE);
+    ka = nxl__le64(pub.data);
+    free(pub.data);
+    kb = ((be_tcp_region_t *)mdb)->key;
+    XT_ASSERT(ka != 0 && kb != 0 && ka != kb);
+    XT_ASSERT_EQ(ka, ((be_tcp_region_t *)mda)->key);
+    XT_ASSERT_OK(tt_self_peer(&t, &peer));
+    XT_ASSERT_EQ(((be_tcp_peer_t *)peer)->proto, 3);
+
+    /* Malformed public data. */
+    XT_ASSERT_STATUS(OPS->md_unpack(t.e, peer, &d, NXL_DRAM, zero, 8, &rmd),
+                     NXL_ERR_PROTO);
+    XT_ASSERT(strstr(nxl_last_error(), "not a key") != NULL);
+    XT_ASSERT_STATUS(OPS->md_unpack(t.e, peer, &d, NXL_DRAM, zero, 9, &rmd),
+                     NXL_ERR_PROTO);
+    XT_ASSERT_STATUS(OPS->md_unpack(t.e, peer, &d, NXL_DRAM, &ka, 7, &rmd),
+                     NXL_ERR_PROTO);
+
+    /* Served with the key of the registration. */
+    tt_fill(a, len, 21, 0);
+    XT_ASSERT_OK(tt_unpack_own(&t, peer, mda, a, len, &rmd));
+    XT_ASSERT_EQ(((be_tcp_region_t *)rmd)->key, ka);
+    XT_ASSERT_OK(tt_prep_md(&t, &tx, peer, b, a, len, rmd));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 21, 0), -1);
+
+    /* Registered again: the READ prepared before and one prepared now
+     * from the old key are refused; b keeps its bytes. */
+    OPS->mem_deregister(t.e, mda);
+    XT_ASSERT_OK(tt_register(&t, a, len, &mda));
+    ka2 = ((be_tcp_region_t *)mda)->key;
+    XT_ASSERT(ka2 != 0 && ka2 != ka && ka2 != kb);
+    memset(b, 0x5a, len);
+    tt_fill(a, len, 22, 0);
+    XT_ASSERT_STATUS(tt_run(&tx, NULL, 5000), NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT(strstr(((be_tcp_req_t *)tx.req)->msg, "registered after") !=
+              NULL);
+    tt_free(&tx);
+    XT_ASSERT_STATUS(tt_prep_md(&t, &tx, peer, b, a, len, rmd) == NXL_OK
+                         ? tt_run(&tx, NULL, 5000)
+                         : NXL_ERR_INVALID_PARAM,
+                     NXL_ERR_NOT_ALLOWED);
+    tt_free(&tx);
+    XT_ASSERT_EQ(b[0], 0x5a);
+    XT_ASSERT_EQ(b[len - 1], 0x5a);
+
+    /* The new metadata reaches it; so does a region without a key. */
+    XT_ASSERT_OK(tt_unpack_own(&t, peer, mda, a, len, &rmd2));
+    XT_ASSERT_OK(tt_prep_md(&t, &tx, peer, b, a, len, rmd2));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 22, 0), -1);
+    tt_free(&tx);
+    OPS->md_unload(t.e, rmd2);
+    XT_ASSERT_OK(OPS->md_unpack(t.e, peer, &d, NXL_DRAM, NULL, 0, &rmd2));
+    XT_ASSERT_EQ(((be_tcp_region_t *)rmd2)->key, 0u);
+    memset(b, 0, len);
+    XT_ASSERT_OK(tt_prep_md(&t, &tx, peer, b, a, len, rmd2));
+    XT_ASSERT_OK(tt_run(&tx, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 22, 0), -1);
+    tt_free(&tx);
+    OPS->md_unload(t.e, rmd2);
+
+    /* A version-2 initiator sends no keys: the old key still reaches the
+     * range (what every peer got before version 3). */
+    XT_ASSERT_OK(tt_open(&u, "keys-v2", v2, 1));
+    XT_ASSERT_OK(OPS->conn_info(t.e, &info));
+    XT_ASSERT_OK(OPS->peer_load(u.e, "keys", info.data, info.len, &peer2));
+    free(info.data);
+    XT_ASSERT_EQ(((be_tcp_peer_t *)peer2)->proto, 2);
+    memset(b, 0, len);
+    XT_ASSERT_OK(OPS->md_unpack(u.e, peer2, &d, NXL_DRAM, &ka, 8, &rmd2));
+    XT_ASSERT_OK(tt_register(&u, b, len, &mdb));
+    XT_ASSERT_OK(tt_prep1(&u, &ty, NXL_READ, peer2, "keys", b,
+                          (uint64_t)(uintptr_t)a, len));
+    OPS->release(u.e, ty.req);
+    ty.r[0].md = rmd2;
+    XT_ASSERT_OK(OPS->prep(u.e, ty.req, &ty.x));
+    XT_ASSERT_OK(tt_run(&ty, NULL, 5000));
+    XT_ASSERT_EQ(tt_bad(b, len, 22, 0), -1);
+    tt_free(&ty);
+    OPS->md_unload(u.e, rmd2);
+    OPS->peer_unload(u.e, peer2);
+    OPS->mem_deregister(u.e, mdb);
+    tt_close(&u);
+
+    /* region_keys=0 publishes nothing. */
+    XT_ASSERT_OK(tt_open(&u, "nokeys", nokeys, 1));
+    XT_ASSERT_OK(tt_register(&u, b, len, &mdb));
+    XT_ASSERT_OK(OPS->md_pack(u.e, mdb, &pub));
+    XT_ASSERT_EQ(pub.len, 0u);
+    free(pub.data);
+    OPS->mem_deregister(u.e, mdb);
+    tt_close(&u);
+
+    OPS->md_unload(t.e, rmd);
+    OPS->peer_unload(t.e, peer);
+    tt_close(&t);
+    munmap(a, len);
+    munmap(b, len);
+    return tt_leaks();
+}
+
+/* tt_keyed_read sends a version-3 READ of [addr, addr + len) naming key
+ * on fd and reads the reply header (and len bytes of data into out when
+ * it succeeds). Returns the reply's status, or 1 when the connection
+ * failed. */
+static int
+tt_keyed_read(int fd, uint64_t id, uint64_t addr, uint64_t len, uint64_t key,
+              uint8_t *out)
+{
+    uint8_t buf[BE_TCP_HDR_SIZE + BE_TCP_WDESC_KEYED];
+    const char *why;
+    be_tcp_frame_t f;
+    size_t n;
+
+    n = tt_frame(buf, BE_TCP_READ_REQ, BE_TCP_F_KEYS, 0, 1, 0, id, 0);
+    n += tt_wd(buf + n, addr, len);
+    nxl__put_le64(buf + n, key);
+    n += 8;
+    if (nxl__sock_send_all(fd, buf, n, 2000) != NXL_OK ||
+        nxl__sock_recv_all(fd, buf, BE_TCP_HDR_SIZE, 2000) != NXL_OK ||
+        be_tcp_frame_decode(buf, BE_TCP_HDR_SIZE, &f, &why) != 32 ||
+        f.type != BE_TCP_READ_RESP || f.id != id) {
+        return 1;
+    }
+    if (f.status == 0 &&
+        (f.data_len != len ||
+         nxl__sock_recv_all(fd, out, (size_t)len, 2000) != NXL_OK)) {
+        return 1;
+    }
+    return f.status;
+}
+
+/* t_crafted_keys speaks version 3 by hand: a READ naming the region's key
+ * or key 0 is served, one naming another key gets NOT_ALLOWED and the
+ * connection goes on; so does a WRITE, whose bytes stay out of memory. A
+ * request without keys on a version-3 connection, or with keys on a
+ * version-2 one, closes it. */
+static int
+t_crafted_keys(void)
+{
+    uint8_t *mem = tt_map(65536), buf[256], out[64];
+    const char *why;
+    be_tcp_frame_t f;
+    uint64_t base, key;
+    uint16_t ackv = 0;
+    size_t n;
+    tt_eng t;
+    void *md;
+    int fd;
+
+    XT_ASSERT(mem != NULL);
+    base = (uint64_t)(uintptr_t)mem;
+    tt_fill(mem, 65536, 9, 0);
+    XT_ASSERT_OK(tt_open(&t, "srvk", NULL, 0));
+    XT_ASSERT_OK(tt_register(&t, mem, 65536, &md));
+    key = ((be_tcp_region_t *)md)->key;
+
+    fd = tt_raw_connect_v(&t, "raw-v3", 3, &ackv);
+    XT_ASSERT(fd >= 0);
+    XT_ASSERT_EQ(ackv, 3);
+    XT_ASSERT_EQ(tt_keyed_read(fd, 1, base + 64, 64, key, out), 0);
+    XT_ASSERT_EQ(tt_bad(out, 64, 9, 64), -1);
+    XT_ASSERT_EQ(tt_keyed_read(fd, 2, base + 64, 64, key + 1, out),
+                 NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_EQ(tt_keyed_read(fd, 3, base + 128, 64, 0, out), 0);
+    XT_ASSERT_EQ(tt_bad(out, 64, 9, 128), -1);
+    XT_ASSERT_EQ(tt_keyed_read(fd, 4, base + 65500, 64, key, out),
+                 NXL_ERR_NOT_ALLOWED);
+    /* WRITE naming another key: acknowledged NOT_ALLOWED, nothing lands. */
+    n = tt_frame(buf, BE_TCP_WRITE_REQ, BE_TCP_F_KEYS, 0, 1, 0, 5, 16);
+    n += tt_wd(buf + n, base, 16);
+    nxl__put_le64(buf + n, key ^ 0x100);
+    n += 8;
+    memset(buf + n, 0xee, 16);
+    n += 16;
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 2000));
+    XT_ASSERT_OK(nxl__sock_recv_all(fd, buf, 32, 2000));
+    XT_ASSERT_EQ(be_tcp_frame_decode(buf, 32, &f, &why), 32);
+    XT_ASSERT(f.type == BE_TCP_WRITE_ACK && f.id == 5 &&
+              f.status == NXL_ERR_NOT_ALLOWED);
+    XT_ASSERT_EQ(tt_bad(mem, 65536, 9, 0), -1);
+    /* No keys on a version-3 connection: closed. */
+    n = tt_frame(buf, BE_TCP_READ_REQ, 0, 0, 1, 0, 6, 0);
+    n += tt_wd(buf + n, base, 8);
+    XT_ASSERT_OK(nxl__sock_send_all(fd, buf, n, 2000));
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+
+    /* Keys on a version-2 connection: closed. */
+    fd = tt_raw_connect_v(&t, "raw-v2k", 2, &ackv);
+    XT_ASSERT(fd >= 0);
+    XT_ASSERT_EQ(tt_keyed_read(fd, 1, base, 8, key, out), 1);
+    XT_ASSERT(tt_closed(fd));
+    close(fd);
+
+    OPS->mem_deregister(t.e, md);
+    tt_close(&t);
+    munmap(mem, 65536);
+    return tt_leaks();
+}
+
 const xt_suite xt_suite_tcp = {
     .name = "tcp",
     .timeout_s = 60,
@@ -3641,6 +3982,9 @@ const xt_suite xt_suite_tcp = {
             {"cancel_target", t_cancel_target},
             {"crafted_cancel", t_crafted_cancel},
             {"crafted_replies", t_crafted_replies},
+            {"frame_v3", t_frame_v3},
+            {"region_keys", t_region_keys},
+            {"crafted_keys", t_crafted_keys},
             {"wait_op", t_wait_op},
             {"wait_spin", t_wait_spin},
             {"big_then_small", t_big_then_small},

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,8 +36,9 @@ static const nxl_param_t be_tcp_defaults[] = {
     {"request_timeout_ms", "0"},
     {"stripe_min_bytes", "1048576"},
     {"hello_timeout_ms", "5000"},
-    {"max_version", "2"},
+    {"max_version", "3"},
     {"wait_spin_us", "50"},
+    {"region_keys", "1"},
 };
 
 /* be_tcp_parse_addr copies an address parameter after checking it. */
@@ -75,6 +77,7 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
     eng->request_timeout_ms = 0;
     eng->hello_timeout_ms = 5000;
     eng->max_version = BE_TCP_PROTO_MAX;
+    eng->region_keys = true;
     eng->stripe_min = 1u << 20;
     eng->wait_spin_ns = 50000;
     for (i = 0; params != NULL && i < params->count && st == NXL_OK; i++) {
@@ -116,6 +119,8 @@ be_tcp_params(be_tcp_engine_t *eng, const nxl_params_t *params)
         } else if (strcmp(p->key, "wait_spin_us") == 0) {
             st = nxl__param_u64("tcp", p->key, p->value, false, 0, 1000000, &v);
             eng->wait_spin_ns = v * 1000u;
+        } else if (strcmp(p->key, "region_keys") == 0) {
+            st = nxl__param_bool("tcp", p->key, p->value, &eng->region_keys);
         } else {
             st = nxl__fail(NXL_ERR_INVALID_PARAM, "tcp: unknown param \"%s\"",
                            p->key);
@@ -207,6 +212,23 @@ be_tcp_self_info(be_tcp_engine_t *eng, uint16_t port)
     strcpy(ci->addrs[ci->naddrs++], "127.0.0.1");
 }
 
+/* be_tcp_first_key picks where an engine's region keys start: random, so
+ * that a target restarted under the same name does not hand out the keys
+ * its predecessor published (a peer holding that metadata would reach the
+ * new registrations at the same addresses). Keys only tell honest peers
+ * that their metadata is out of date; they guard nothing against a
+ * hostile one (the range check does), so a weak fallback is fine. */
+static uint64_t
+be_tcp_first_key(void)
+{
+    uint64_t k = 0;
+
+    if (getrandom(&k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
+        k = nxl__now_ns() ^ ((uint64_t)getpid() << 40);
+    }
+    return k >> 1 | 1; /* never 0, and 2^63 keys before it wraps */
+}
+
 /* be_tcp_init: parse params, listen, start the I/O thread. */
 static nxl_status_t
 be_tcp_init(void *self, const nxl_backend_host_t *host,
@@ -225,6 +247,7 @@ be_tcp_init(void *self, const nxl_backend_host_t *host,
         return st;
     }
     nxl__btree_init_pools(&eng->regs, eng->pools);
+    atomic_store(&eng->next_key, be_tcp_first_key());
     st = be_tcp_params(eng, params);
     if (st != NXL_OK) {
         return st;
@@ -345,10 +368,11 @@ be_tcp_fini(void *self)
     eng->stage = BE_TCP_STAGE_NONE;
 }
 
-/* be_tcp_regions_cover: is [addr, addr + len) inside one registration? */
+/* be_tcp_regions_cover: is [addr, addr + len) inside one registration,
+ * of that key? */
 bool
 be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
-                     uint64_t *base_p)
+                     uint64_t key, uint64_t *base_p)
 {
     const nxl__bnode_t *node;
 
@@ -357,6 +381,11 @@ be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
     }
     pthread_rwlock_rdlock(&eng->reg_lock);
     node = nxl__btree_cover(&eng->regs, 0, addr, len);
+    /* node is the first member of its region record. */
+    if (node != NULL && key != 0 &&
+        ((const be_tcp_region_t *)(const void *)node)->key != key) {
+        node = NULL;
+    }
     if (node != NULL && base_p != NULL) {
         *base_p = node->addr;
     }
@@ -390,6 +419,10 @@ be_tcp_mem_register(void *self, const nxl_be_region_t *region, void **md_p)
     }
     reg->addr = region->addr;
     reg->len = region->len;
+    reg->key = atomic_fetch_add(&eng->next_key, 1);
+    if (reg->key == 0) { /* after 2^63 registrations */
+        reg->key = atomic_fetch_add(&eng->next_key, 1);
+    }
     reg->node.addr = reg->addr;
     reg->node.len = reg->len;
     reg->node.tie = (uint64_t)(uintptr_t)reg; /* equal ranges may repeat */
@@ -421,15 +454,27 @@ be_tcp_mem_deregister(void *self, void *md)
     nxl__pools_free(eng->pools, reg);
 }
 
-/* be_tcp_md_pack: a TCP region needs no public data (the target checks
- * every request against its registrations), so the blob is empty. */
+/* be_tcp_md_pack: a region's public data is its key (u64, little
+ * endian): version-3 requests name it, so the target refuses one made
+ * from metadata older than the registration. With region_keys=0 the blob
+ * is empty, as before version 3 (peers from then refuse anything else). */
 static nxl_status_t
 be_tcp_md_pack(void *self, const void *md, nxl_blob_t *out)
 {
-    (void)self;
-    (void)md;
+    const be_tcp_engine_t *eng = self;
+    const be_tcp_region_t *reg = md;
+
     out->data = NULL;
     out->len = 0;
+    if (!eng->region_keys) {
+        return NXL_OK;
+    }
+    out->data = malloc(BE_TCP_KEY_SIZE);
+    if (out->data == NULL) {
+        return nxl__fail(NXL_ERR_NOMEM, "tcp: md_pack: out of memory");
+    }
+    nxl__put_le64(out->data, reg->key);
+    out->len = BE_TCP_KEY_SIZE;
     return NXL_OK;
 }
 
@@ -601,6 +646,7 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
         goto err_free;
     }
     peer->nconns = eng->num_streams;
+    peer->proto = BE_TCP_PROTO_MAX;
     for (i = 0; i < peer->nconns; i++) {
         st = be_tcp_connect_peer(eng, peer, i, &fd, &proto);
         if (st != NXL_OK) {
@@ -611,6 +657,8 @@ be_tcp_peer_load(void *self, const char *name, const void *info, size_t len,
         if (st == NXL_OK) {
             peer->conns[i]->peer = peer;
             peer->conns[i]->proto = proto;
+            /* Streams agree (same two sides); the lowest is safe. */
+            peer->proto = NXL__MIN(peer->proto, proto);
         }
         pthread_mutex_unlock(&eng->io_lock);
         if (st != NXL_OK) {
@@ -671,22 +719,29 @@ be_tcp_peer_unload(void *self, void *peer_ctx)
 
 /* be_tcp_md_unpack records a peer region's bounds, so prep can refuse a
  * descriptor outside it before anything goes on the wire (the target
- * checks again). TCP regions carry no public data: anything is malformed. */
+ * checks again), and its key: public data of 8 bytes (a key, not 0) or
+ * none (peers before version 3, or region_keys=0: key 0, the target then
+ * checks the range only). Anything else is malformed. */
 static nxl_status_t
 be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
                  nxl_mem_t kind, const void *pub, size_t len, void **rmd_p)
 {
     be_tcp_region_t *r;
+    uint64_t key = 0;
 
     (void)peer_ctx;
-    (void)pub;
     if (kind != NXL_DRAM) {
         return nxl__fail(NXL_ERR_NOT_SUPPORTED,
                          "tcp: remote memory kind %d is not DRAM", (int)kind);
     }
-    if (len != 0) {
+    if (len == BE_TCP_KEY_SIZE && pub != NULL) {
+        key = nxl__le64(pub);
+    }
+    if (len != 0 && key == 0) {
         return nxl__fail(NXL_ERR_PROTO,
-                         "tcp: unexpected %zu bytes of region data", len);
+                         "tcp: region data of %zu bytes is not a key (8 "
+                         "bytes, not 0)",
+                         len);
     }
     if (desc == NULL || desc->len > UINT64_MAX - desc->addr) {
         return nxl__fail(NXL_ERR_PROTO, "tcp: remote region wraps around");
@@ -697,6 +752,7 @@ be_tcp_md_unpack(void *self, void *peer_ctx, const nxl_desc_t *desc,
     }
     r->addr = desc->addr;
     r->len = desc->len;
+    r->key = key;
     *rmd_p = r;
     return NXL_OK;
 }

@@ -45,15 +45,16 @@ be_tcp_frame_check(const be_tcp_frame_t *f, const char **why_p)
     case BE_TCP_READ_REQ:
         if (f->ndesc == 0 || f->ndesc > BE_TCP_MAX_DESCS) {
             why = "READ request descriptor count out of range";
-        } else if (f->aux_len != 0 || f->data_len != 0 || f->flags != 0 ||
-                   f->status != 0) {
-            why = "READ request with aux, data, flags or status";
+        } else if (f->aux_len != 0 || f->data_len != 0 ||
+                   (f->flags & ~BE_TCP_F_KEYS) != 0 || f->status != 0) {
+            why = "READ request with aux, data, unknown flags or status";
         }
         break;
     case BE_TCP_WRITE_REQ:
         if (f->ndesc == 0 || f->ndesc > BE_TCP_MAX_DESCS) {
             why = "WRITE request descriptor count out of range";
-        } else if ((f->flags & ~BE_TCP_F_NOTIF) != 0 || f->status != 0) {
+        } else if ((f->flags & ~(BE_TCP_F_NOTIF | BE_TCP_F_KEYS)) != 0 ||
+                   f->status != 0) {
             why = "WRITE request with unknown flags or a status";
         } else if (!(f->flags & BE_TCP_F_NOTIF) && f->aux_len != 0) {
             why = "WRITE request with aux but no notification flag";
@@ -134,18 +135,20 @@ be_tcp_frame_decode(const uint8_t *p, size_t len, be_tcp_frame_t *f,
 
 /* be_tcp_descs_check validates a table of wire descriptors. */
 bool
-be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
+be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc, size_t stride,
                    uint64_t *total_p, const char **why_p)
 {
-    uint64_t total = 0, addr, dlen;
+    uint64_t total = 0, addr, dlen, key;
     uint32_t i;
 
-    if (ndesc > BE_TCP_MAX_DESCS || len != (size_t)ndesc * BE_TCP_WDESC_SIZE) {
+    if (ndesc > BE_TCP_MAX_DESCS ||
+        (stride != BE_TCP_WDESC_SIZE && stride != BE_TCP_WDESC_KEYED) ||
+        len != (size_t)ndesc * stride) {
         *why_p = "descriptor table size mismatch";
         return false;
     }
     for (i = 0; i < ndesc; i++) {
-        be_tcp_wdesc(p, i, &addr, &dlen);
+        be_tcp_wdesc(p, stride, i, &addr, &dlen, &key);
         if (dlen > UINT64_MAX - addr) {
             *why_p = "descriptor wraps the address space";
             return false;
@@ -341,7 +344,7 @@ be_tcp_stream_scan(const uint8_t *p, size_t len, const char **why_p)
 {
     be_tcp_frame_t f;
     be_tcp_hello_t h;
-    size_t pos = 0, dtab;
+    size_t pos = 0, dtab, stride;
     uint64_t total;
     long frames = 0;
     int rc;
@@ -355,12 +358,14 @@ be_tcp_stream_scan(const uint8_t *p, size_t len, const char **why_p)
             break;
         }
         pos += BE_TCP_HDR_SIZE;
-        dtab = (size_t)f.ndesc * BE_TCP_WDESC_SIZE;
+        stride = be_tcp_wdesc_size(f.flags);
+        dtab = (size_t)f.ndesc * stride;
         if (len - pos < dtab + f.aux_len) {
             break;
         }
         if (f.ndesc > 0) {
-            if (!be_tcp_descs_check(p + pos, dtab, f.ndesc, &total, why_p)) {
+            if (!be_tcp_descs_check(p + pos, dtab, f.ndesc, stride, &total,
+                                    why_p)) {
                 return -1;
             }
             if (f.type == BE_TCP_WRITE_REQ && total != f.data_len) {

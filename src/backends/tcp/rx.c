@@ -162,6 +162,16 @@ be_tcp_on_header(be_tcp_conn_t *c)
             be_tcp_srv_cancel(c, c->rf.id); /* a header and nothing more */
             return true;
         }
+        /* Version 3 requests carry region keys; earlier ones cannot. */
+        if ((t == BE_TCP_READ_REQ || t == BE_TCP_WRITE_REQ) &&
+            ((c->rf.flags & BE_TCP_F_KEYS) != 0) != (c->proto >= 3)) {
+            be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN,
+                             "request %s region keys on a version-%u "
+                             "connection",
+                             c->proto >= 3 ? "without" : "with",
+                             (unsigned)c->proto);
+            return false;
+        }
         c->rstate = BE_TCP_RX_CTRL;
         c->bigfill = 0;
         return true;
@@ -202,9 +212,11 @@ be_tcp_on_data_done(be_tcp_conn_t *c)
                  c->peer ? c->peer->name : "?",
                  c->rf.type == BE_TCP_READ_RESP ? "READ" : "WRITE",
                  nxl_status_name(st),
-                 st == NXL_ERR_NOT_ALLOWED
-                     ? ": a descriptor is outside its registered memory"
-                     : "");
+                 st != NXL_ERR_NOT_ALLOWED ? ""
+                 : c->proto >= 3
+                     ? ": a descriptor is outside its registered memory, or "
+                       "in a region registered after the metadata we hold"
+                     : ": a descriptor is outside its registered memory");
     }
     be_tcp_part_done(part, st, why);
     return true;
@@ -245,7 +257,7 @@ be_tcp_dst_advance(be_tcp_conn_t *c, const uint8_t *src, size_t n)
 static size_t
 be_tcp_ctrl_len(const be_tcp_conn_t *c)
 {
-    return (size_t)c->rf.ndesc * BE_TCP_WDESC_SIZE + c->rf.aux_len;
+    return (size_t)c->rf.ndesc * be_tcp_wdesc_size(c->rf.flags) + c->rf.aux_len;
 }
 
 /* be_tcp_rx_frames processes the bytes buffered in rbuf. Returns false if

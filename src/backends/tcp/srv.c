@@ -7,7 +7,8 @@
  * point into it, and version 2 cuts the reply into frames of BE_TCP_CHUNK
  * bytes so that a CANCEL can end it at the next frame. A WRITE's payload
  * is received straight into registered memory (rx.c reads it). A
- * descriptor outside registered memory refuses the request with
+ * descriptor outside registered memory, or (version 3) whose key is not
+ * that of the region it lies in now, refuses the request with
  * NXL_ERR_NOT_ALLOWED. The receive state machine (rx.c) calls in here on
  * the thread that reads the connection, io_lock held.
  */
@@ -46,18 +47,19 @@ be_tcp_reply_new(const be_tcp_frame_t *f, size_t niov, const void *aux,
     return t;
 }
 
-/* be_tcp_regions_check checks every wire descriptor of a request against
- * the registrations; *bad_p gets the first one outside. */
+/* be_tcp_regions_check checks every wire descriptor of a request (stride
+ * bytes each) against the registrations and, where it carries one, its
+ * region's key; *bad_p gets the first one refused. */
 static bool
-be_tcp_regions_check(be_tcp_engine_t *eng, const uint8_t *tab, uint32_t n,
-                     uint32_t *bad_p)
+be_tcp_regions_check(be_tcp_engine_t *eng, const uint8_t *tab, size_t stride,
+                     uint32_t n, uint32_t *bad_p)
 {
-    uint64_t addr, len;
+    uint64_t addr, len, key;
     uint32_t i;
 
     for (i = 0; i < n; i++) {
-        be_tcp_wdesc(tab, i, &addr, &len);
-        if (!be_tcp_regions_cover(eng, addr, len, NULL)) {
+        be_tcp_wdesc(tab, stride, i, &addr, &len, &key);
+        if (!be_tcp_regions_cover(eng, addr, len, key, NULL)) {
             *bad_p = i;
             return false;
         }
@@ -123,7 +125,7 @@ be_tcp_tsan_keys(be_tcp_engine_t *eng, const struct iovec *iov, size_t n,
 
     for (i = 0; i < n; i++) {
         if (!be_tcp_regions_cover(eng, (uint64_t)(uintptr_t)iov[i].iov_base,
-                                  iov[i].iov_len, &base) ||
+                                  iov[i].iov_len, 0, &base) ||
             (i > 0 && base == last)) {
             continue;
         }
@@ -168,18 +170,23 @@ be_tcp_tsan_regions(be_tcp_engine_t *eng, const struct iovec *iov, size_t n,
 #endif
 }
 
-/* be_tcp_refused logs a request the target refused. */
+/* be_tcp_refused logs a request the target refused for descriptor bad
+ * of its table (stride bytes a descriptor). */
 static void
 be_tcp_refused(be_tcp_conn_t *c, const char *op, const uint8_t *tab,
-               uint32_t bad)
+               size_t stride, uint32_t bad)
 {
-    uint64_t addr, len;
+    uint64_t addr, len, key;
+    bool inside;
 
-    be_tcp_wdesc(tab, bad, &addr, &len);
-    nxl__warn("tcp: refused %s from '%s': descriptor %u [0x%llx, +%llu) is "
-              "outside registered memory",
-              op, c->peer_name ? c->peer_name : "?", (unsigned)bad,
-              (unsigned long long)addr, (unsigned long long)len);
+    be_tcp_wdesc(tab, stride, bad, &addr, &len, &key);
+    inside = key != 0 && be_tcp_regions_cover(c->eng, addr, len, 0, NULL);
+    nxl__warn("tcp: refused %s from '%s': descriptor %u [0x%llx, +%llu) %s", op,
+              c->peer_name ? c->peer_name : "?", (unsigned)bad,
+              (unsigned long long)addr, (unsigned long long)len,
+              inside ? "names an earlier registration of the region there "
+                       "(key mismatch: the peer's metadata is older)"
+                     : "is outside registered memory");
 }
 
 /* be_tcp_srv_hello answers a client's hello (server side). */
@@ -254,13 +261,14 @@ typedef struct be_tcp_rresp {
 #define BE_TCP_RESP_FRAMES 4096u
 
 /* be_tcp_rresp_new builds the version-2 reply to READ id: the n checked
- * descriptors at tab (total bytes) in frames of BE_TCP_CHUNK bytes, all
- * but the last flagged F_MORE. NULL when out of memory. */
+ * descriptors of stride bytes at tab (total bytes) in frames of BE_TCP_CHUNK
+ * bytes, all but the last flagged F_MORE. NULL when out of memory. */
 static be_tcp_rresp_t *
-be_tcp_rresp_new(uint64_t id, const uint8_t *tab, uint32_t n, uint64_t total)
+be_tcp_rresp_new(uint64_t id, const uint8_t *tab, size_t stride, uint32_t n,
+                 uint64_t total)
 {
     be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = id};
-    uint64_t chunk = BE_TCP_CHUNK, room, addr, len, take;
+    uint64_t chunk = BE_TCP_CHUNK, room, addr, len, key, take;
     uint32_t nfr, k = 0, i;
     be_tcp_rresp_t *r;
     size_t niov, sz;
@@ -290,7 +298,7 @@ be_tcp_rresp_new(uint64_t id, const uint8_t *tab, uint32_t n, uint64_t total)
         addr = 0;
         len = 0;
         if (i < n) {
-            be_tcp_wdesc(tab, i, &addr, &len);
+            be_tcp_wdesc(tab, stride, i, &addr, &len, &key);
         }
         do {
             if (room == 0 && k < nfr) {
@@ -378,20 +386,20 @@ static bool
 be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
 {
     be_tcp_frame_t f = {.type = BE_TCP_READ_RESP, .id = c->rf.id};
+    size_t stride = be_tcp_wdesc_size(c->rf.flags);
     const char *why = NULL;
-    uint64_t total, addr, len;
+    uint64_t total, addr, len, key;
     uint32_t i, bad = 0, n = c->rf.ndesc;
     be_tcp_txi_t *t;
     bool ok;
 
-    if (!be_tcp_descs_check(tab, (size_t)n * BE_TCP_WDESC_SIZE, n, &total,
-                            &why)) {
+    if (!be_tcp_descs_check(tab, (size_t)n * stride, n, stride, &total, &why)) {
         be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN, "READ: %s", why);
         return false;
     }
-    ok = be_tcp_regions_check(c->eng, tab, n, &bad);
+    ok = be_tcp_regions_check(c->eng, tab, stride, n, &bad);
     if (ok && c->proto >= 2) {
-        be_tcp_rresp_t *r = be_tcp_rresp_new(c->rf.id, tab, n, total);
+        be_tcp_rresp_t *r = be_tcp_rresp_new(c->rf.id, tab, stride, n, total);
 
         if (r == NULL) {
             be_tcp_conn_fail(c, NXL_ERR_NOMEM, NXL_LOG_WARN, "out of memory");
@@ -406,7 +414,7 @@ be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
         f.data_len = total;
     } else {
         f.status = NXL_ERR_NOT_ALLOWED;
-        be_tcp_refused(c, "READ", tab, bad);
+        be_tcp_refused(c, "READ", tab, stride, bad);
     }
     t = be_tcp_reply_new(&f, ok ? n : 0, NULL, 0);
     if (t == NULL) {
@@ -415,7 +423,7 @@ be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
     }
     if (ok) {
         for (i = 0; i < n; i++) {
-            be_tcp_wdesc(tab, i, &addr, &len);
+            be_tcp_wdesc(tab, stride, i, &addr, &len, &key);
             t->iov[1 + i].iov_base = (void *)(uintptr_t)addr;
             t->iov[1 + i].iov_len = (size_t)len;
         }
@@ -431,15 +439,15 @@ be_tcp_srv_read(be_tcp_conn_t *c, const uint8_t *tab)
 static bool
 be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
 {
+    size_t stride = be_tcp_wdesc_size(c->rf.flags);
     const char *why = NULL;
-    uint64_t total, addr, len;
+    uint64_t total, addr, len, key;
     uint32_t i, bad = 0, n = c->rf.ndesc;
     struct iovec *riov;
     uint8_t *aux;
     bool ok;
 
-    if (!be_tcp_descs_check(tab, (size_t)n * BE_TCP_WDESC_SIZE, n, &total,
-                            &why)) {
+    if (!be_tcp_descs_check(tab, (size_t)n * stride, n, stride, &total, &why)) {
         be_tcp_conn_fail(c, NXL_ERR_PROTO, NXL_LOG_WARN, "WRITE: %s", why);
         return false;
     }
@@ -460,9 +468,9 @@ be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
         c->auxcap = c->rf.aux_len;
     }
     if (c->rf.aux_len > 0) {
-        memcpy(c->aux, tab + (size_t)n * BE_TCP_WDESC_SIZE, c->rf.aux_len);
+        memcpy(c->aux, tab + (size_t)n * stride, c->rf.aux_len);
     }
-    ok = be_tcp_regions_check(c->eng, tab, n, &bad);
+    ok = be_tcp_regions_check(c->eng, tab, stride, n, &bad);
     if (ok && n > c->riovcap) {
         riov = realloc(c->riov, n * sizeof(*riov));
         if (riov == NULL) {
@@ -474,7 +482,7 @@ be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
     }
     if (ok) {
         for (i = 0; i < n; i++) {
-            be_tcp_wdesc(tab, i, &addr, &len);
+            be_tcp_wdesc(tab, stride, i, &addr, &len, &key);
             c->riov[i].iov_base = (void *)(uintptr_t)addr;
             c->riov[i].iov_len = (size_t)len;
         }
@@ -483,7 +491,7 @@ be_tcp_srv_write(be_tcp_conn_t *c, const uint8_t *tab)
         c->rstatus = 0;
         be_tcp_tsan_regions(c->eng, c->riov, n, BE_TCP_TSAN_ACQUIRE);
     } else {
-        be_tcp_refused(c, "WRITE", tab, bad);
+        be_tcp_refused(c, "WRITE", tab, stride, bad);
         c->dst = NULL;
         c->dst_n = 0;
         c->rstatus = NXL_ERR_NOT_ALLOWED;

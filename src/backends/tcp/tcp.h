@@ -36,9 +36,11 @@
 #define BE_TCP_HDR_MAGIC 0x584eu       /* "NX" little-endian */
 #define BE_TCP_HELLO_MAGIC 0x54435458u /* "XTCT" little-endian */
 #define BE_TCP_VERSION 1u              /* the hello's version field */
-#define BE_TCP_PROTO_MAX 2u            /* highest protocol we speak */
+#define BE_TCP_PROTO_MAX 3u            /* highest protocol we speak */
 #define BE_TCP_CHUNK (4u << 20)        /* v2: READ reply frame payload */
 #define BE_TCP_WDESC_SIZE 16u          /* u64 addr, u64 len */
+#define BE_TCP_WDESC_KEYED 24u         /* v3: ... and u64 region key */
+#define BE_TCP_KEY_SIZE 8u             /* region public data: u64 key */
 #define BE_TCP_MAX_DESCS 65536u        /* descriptors in one frame */
 #define BE_TCP_MAX_NOTIF (4u << 20)    /* notification message bytes */
 #define BE_TCP_MAX_NAME 1024u          /* agent name bytes in a hello */
@@ -62,6 +64,11 @@ enum {
 };
 
 /* Frame flags.
+ * BE_TCP_F_KEYS, READ_REQ and WRITE_REQ (v3, and only there): every
+ * descriptor carries the key of the target's region it lies in (what the
+ * target's metadata published; 0: none known, the target checks the range
+ * only), so a request made from metadata older than the region's
+ * registration is refused.
  * BE_TCP_F_NOTIF, WRITE_REQ: aux is a notification to deliver after the
  * data, if the write succeeded. Accepted from peers, no longer sent: a
  * canceled frame finished with zeros would still deliver it. A NOTIF frame
@@ -71,12 +78,13 @@ enum {
  * the last has no flag. */
 #define BE_TCP_F_NOTIF 0x01u
 #define BE_TCP_F_MORE 0x02u
+#define BE_TCP_F_KEYS 0x04u
 
 /* be_tcp_frame_t is a decoded 32-byte frame header:
  *   0 u16 magic 0x584e | 2 u8 type | 3 u8 flags | 4 i32 status
  *   8 u32 ndesc | 12 u32 aux_len | 16 u64 id | 24 u64 data_len
- * then ndesc * 16 bytes of descriptors, aux_len bytes of aux, data_len
- * bytes of payload. */
+ * then ndesc descriptors (16 bytes, 24 with F_KEYS), aux_len bytes of
+ * aux, data_len bytes of payload. */
 typedef struct be_tcp_frame {
     uint8_t type;
     uint8_t flags;
@@ -116,18 +124,34 @@ void be_tcp_frame_encode(const be_tcp_frame_t *f, uint8_t *out);
 int be_tcp_frame_decode(const uint8_t *p, size_t len, be_tcp_frame_t *f,
                         const char **why_p);
 
-/* be_tcp_descs_check validates ndesc wire descriptors at p (exactly
- * ndesc * 16 bytes): no addr + len overflows and the lengths sum without
- * overflow; the sum goes to *total_p. Returns false (and *why_p) if not. */
-bool be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
-                        uint64_t *total_p, const char **why_p);
-
-/* be_tcp_wdesc reads wire descriptor i of a checked table. */
-static inline void
-be_tcp_wdesc(const uint8_t *table, uint32_t i, uint64_t *addr, uint64_t *len)
+/* be_tcp_wdesc_size is the size of one wire descriptor of a request
+ * whose header has flags: BE_TCP_WDESC_KEYED with BE_TCP_F_KEYS, else
+ * BE_TCP_WDESC_SIZE. */
+static inline size_t
+be_tcp_wdesc_size(uint8_t flags)
 {
-    *addr = nxl__le64(table + (size_t)i * BE_TCP_WDESC_SIZE);
-    *len = nxl__le64(table + (size_t)i * BE_TCP_WDESC_SIZE + 8);
+    return (flags & BE_TCP_F_KEYS) ? BE_TCP_WDESC_KEYED : BE_TCP_WDESC_SIZE;
+}
+
+/* be_tcp_descs_check validates ndesc wire descriptors of stride bytes
+ * (be_tcp_wdesc_size) at p (exactly ndesc * stride bytes): no addr + len
+ * overflows and the lengths sum without overflow; the sum goes to
+ * *total_p. Keys are not checked here (any value is well formed).
+ * Returns false (and *why_p) if not. */
+bool be_tcp_descs_check(const uint8_t *p, size_t len, uint32_t ndesc,
+                        size_t stride, uint64_t *total_p, const char **why_p);
+
+/* be_tcp_wdesc reads wire descriptor i of a checked table of stride-byte
+ * descriptors; *key gets its region key (0 when stride has none). */
+static inline void
+be_tcp_wdesc(const uint8_t *table, size_t stride, uint32_t i, uint64_t *addr,
+             uint64_t *len, uint64_t *key)
+{
+    const uint8_t *d = table + (size_t)i * stride;
+
+    *addr = nxl__le64(d);
+    *len = nxl__le64(d + 8);
+    *key = stride == BE_TCP_WDESC_KEYED ? nxl__le64(d + 16) : 0;
 }
 
 /* be_tcp_hello_encode writes a hello body for name into out (capacity
@@ -276,7 +300,7 @@ struct be_tcp_conn {
     be_tcp_conn_t *next; /* engine's list (io_lock) */
     int fd;
     bool server;
-    uint8_t proto;           /* negotiated protocol version (1 or 2) */
+    uint8_t proto;           /* negotiated protocol version (1..3) */
     bool hello_done;         /* server: a valid hello arrived */
     bool hello_wait;         /* server: counted in eng->hello_waiting */
     uint64_t hello_deadline; /* server: close if no hello by then (ns) */
@@ -341,15 +365,19 @@ struct be_tcp_peer {
     be_tcp_conn_t **conns;
     _Atomic unsigned rr;
     _Atomic int dead; /* 0, or the status that killed it */
+    uint8_t proto;    /* protocol version its streams agreed on */
     char why[160];
 };
 
 /* be_tcp_region_t is a registration: what mem_register returns for a
- * local region and md_unpack for a peer's. */
+ * local region and md_unpack for a peer's. key names this registration
+ * (of this engine: unique, never 0, published as the region's public
+ * data; of a peer: as its metadata said, 0 when it published none). */
 typedef struct be_tcp_region {
     nxl__bnode_t node; /* local ones: in the engine's regs */
     uint64_t addr;
     uint64_t len;
+    uint64_t key;
 } be_tcp_region_t;
 
 /* be_tcp_engine_t is the engine state (engine_size, zeroed by the core). */
@@ -366,6 +394,7 @@ struct be_tcp_engine {
     int request_timeout_ms;
     int hello_timeout_ms;  /* accepted connections must say hello */
     unsigned max_version;  /* highest protocol offered (param) */
+    bool region_keys;      /* publish region keys (param) */
     uint64_t stripe_min;   /* transfers below this use one stream */
     uint64_t wait_spin_ns; /* be_tcp_wait polls this long first, when
                             * its request is the only one in flight */
@@ -384,6 +413,9 @@ struct be_tcp_engine {
 
     pthread_rwlock_t reg_lock;
     nxl__btree_t regs; /* local be_tcp_region_t (reg_lock) */
+    /* The next region key: starts at a random value (a restarted target
+     * does not hand out its predecessor's keys again), never 0. */
+    _Atomic uint64_t next_key;
     /* Where the region records and regs' blocks live: huge-page chunks
      * (util/pool.h) with their own mutex (the engine is NXL_CAP_THREAD_SAFE).
      * Made first in init, destroyed last in fini. */
@@ -412,10 +444,11 @@ struct be_tcp_engine {
 /* --- engine.c ----------------------------------------------------------- */
 
 /* be_tcp_regions_cover says whether [addr, addr + len) lies inside one
- * registered region; if so and base_p is not NULL, *base_p gets that
- * region's start address. Takes the region read lock. */
+ * registered region whose key is key (key 0: any region); if so and
+ * base_p is not NULL, *base_p gets that region's start address. Takes the
+ * region read lock. */
 bool be_tcp_regions_cover(be_tcp_engine_t *eng, uint64_t addr, uint64_t len,
-                          uint64_t *base_p);
+                          uint64_t key, uint64_t *base_p);
 
 /* be_tcp_signal counts n events (completions, or a notification when
  * notif) and makes the event fd readable. */
@@ -562,11 +595,11 @@ nxl_status_t be_tcp_wait(void *self, void *req, int timeout_ms);
 /* --- srv.c: the target side of a server connection --------------------- */
 
 /* be_tcp_on_ctrl handles a request frame whose descriptors and aux (ctrl,
- * rf.ndesc * 16 + rf.aux_len bytes) have arrived on server connection
- * conn: answers a hello, queues a READ's reply, sets up receiving a
- * WRITE's payload or delivers a notification, and sets the next receive
- * state (DATA for a WRITE, else HDR). io_lock held. Returns false when
- * conn failed (bad input from the peer, or out of memory). */
+ * rf.ndesc descriptors of be_tcp_wdesc_size(rf.flags) + rf.aux_len bytes) have
+ * arrived on server connection conn: answers a hello, queues a READ's reply,
+ * sets up receiving a WRITE's payload or delivers a notification, and sets the
+ * next receive state (DATA for a WRITE, else HDR). io_lock held. Returns false
+ * when conn failed (bad input from the peer, or out of memory). */
 bool be_tcp_on_ctrl(be_tcp_conn_t *conn, const uint8_t *ctrl);
 
 /* be_tcp_srv_write_done finishes the WRITE whose payload conn has just

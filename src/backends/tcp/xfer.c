@@ -220,21 +220,26 @@ be_tcp_timeouts(be_tcp_engine_t *eng)
 
 /* be_tcp_plan_walk splits the transfer into parts: at most
  * BE_TCP_MAX_DESCS pieces each and, when striping, about `target` bytes
- * each (descriptors are cut at part boundaries). With plan NULL it only
- * counts. */
+ * each (descriptors are cut at part boundaries). Wire descriptors are
+ * stride bytes (BE_TCP_WDESC_KEYED: with the key of the remote region).
+ * With plan NULL it only counts. */
 static void
 be_tcp_plan_walk(const nxl_be_xfer_t *x, uint64_t target, be_tcp_plan_t *plan,
-                 uint8_t *wdesc, struct iovec *liov, uint32_t *nparts_p,
-                 size_t *npieces_p)
+                 uint8_t *wdesc, size_t stride, struct iovec *liov,
+                 uint32_t *nparts_p, size_t *npieces_p)
 {
-    uint64_t part_bytes = 0, off, len, take;
+    uint64_t part_bytes = 0, off, len, take, key;
     uint32_t nparts = 0, part_pieces = 0;
     size_t npieces = 0, i;
     be_tcp_part_t *p;
+    uint8_t *d;
 
     for (i = 0; i < x->count; i++) {
         len = x->local[i].len;
         off = 0;
+        key = x->remote[i].md != NULL
+                  ? ((const be_tcp_region_t *)x->remote[i].md)->key
+                  : 0;
         do {
             if (part_pieces == BE_TCP_MAX_DESCS ||
                 (part_pieces > 0 && part_bytes >= target)) {
@@ -248,13 +253,16 @@ be_tcp_plan_walk(const nxl_be_xfer_t *x, uint64_t target, be_tcp_plan_t *plan,
             }
             if (plan != NULL) {
                 p = &plan->parts[nparts];
+                d = wdesc + npieces * stride;
                 if (part_pieces == 0) {
-                    p->wdesc = wdesc + npieces * BE_TCP_WDESC_SIZE;
+                    p->wdesc = d;
                     p->liov = liov + npieces;
                 }
-                nxl__put_le64(wdesc + npieces * BE_TCP_WDESC_SIZE,
-                              x->remote[i].addr + off);
-                nxl__put_le64(wdesc + npieces * BE_TCP_WDESC_SIZE + 8, take);
+                nxl__put_le64(d, x->remote[i].addr + off);
+                nxl__put_le64(d + 8, take);
+                if (stride == BE_TCP_WDESC_KEYED) {
+                    nxl__put_le64(d + 16, key);
+                }
                 liov[npieces].iov_base =
                     (void *)(uintptr_t)(x->local[i].addr + off);
                 liov[npieces].iov_len = (size_t)take;
@@ -294,7 +302,7 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     be_tcp_req_t *req = reqp;
     be_tcp_peer_t *peer = x->peer_ctx;
     uint64_t total = 0, target = UINT64_MAX;
-    size_t npieces, ntxiov, size, i, txpos = 0;
+    size_t npieces, ntxiov, size, i, txpos = 0, stride;
     be_tcp_plan_t *plan;
     uint32_t nparts, k, j;
     struct iovec *liov, *txiov;
@@ -342,10 +350,13 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     if (peer->nconns > 1 && total >= eng->stripe_min && total > 0) {
         target = total / peer->nconns + (total % peer->nconns != 0);
     }
-    be_tcp_plan_walk(x, target, NULL, NULL, NULL, &nparts, &npieces);
+    /* Version 3 names each remote region's key (0 where the metadata had
+     * none); the streams of a peer all agreed on peer->proto. */
+    stride = peer->proto >= 3 ? BE_TCP_WDESC_KEYED : BE_TCP_WDESC_SIZE;
+    be_tcp_plan_walk(x, target, NULL, NULL, stride, NULL, &nparts, &npieces);
     ntxiov = (size_t)nparts * 2 + (x->op == NXL_WRITE ? npieces : 0);
     size = sizeof(*plan) + nparts * sizeof(be_tcp_part_t) +
-           npieces * (BE_TCP_WDESC_SIZE + sizeof(struct iovec)) +
+           npieces * (stride + sizeof(struct iovec)) +
            ntxiov * sizeof(struct iovec);
     plan = calloc(1, size);
     if (plan == NULL) {
@@ -357,7 +368,7 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
     txiov = liov + npieces;
     wdesc = (uint8_t *)(txiov + ntxiov);
     plan->nparts = nparts;
-    be_tcp_plan_walk(x, target, plan, wdesc, liov, &nparts, &npieces);
+    be_tcp_plan_walk(x, target, plan, wdesc, stride, liov, &nparts, &npieces);
 
     for (k = 0; k < nparts; k++) {
         p = &plan->parts[k];
@@ -367,13 +378,14 @@ be_tcp_prep(void *self, void *reqp, const nxl_be_xfer_t *x)
         txpos += 2 + (x->op == NXL_WRITE ? p->ndesc : 0);
         memset(&f, 0, sizeof(f));
         f.type = x->op == NXL_READ ? BE_TCP_READ_REQ : BE_TCP_WRITE_REQ;
+        f.flags = stride == BE_TCP_WDESC_KEYED ? BE_TCP_F_KEYS : 0;
         f.ndesc = p->ndesc;
         f.data_len = x->op == NXL_WRITE ? p->bytes : 0;
         be_tcp_frame_encode(&f, p->hdr);
         p->txiov[0].iov_base = p->hdr;
         p->txiov[0].iov_len = BE_TCP_HDR_SIZE;
         p->txiov[1].iov_base = p->wdesc;
-        p->txiov[1].iov_len = (size_t)p->ndesc * BE_TCP_WDESC_SIZE;
+        p->txiov[1].iov_len = (size_t)p->ndesc * stride;
         if (x->op == NXL_WRITE) {
             for (j = 0; j < p->ndesc; j++) {
                 p->txiov[2 + j] = p->liov[j];
